@@ -1,0 +1,92 @@
+"""Frames from a video file, an RTSP/HTTP stream or a USB camera, each with the time it shows."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+log = logging.getLogger(__name__)
+
+
+class CaptureError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: NDArray[np.uint8]
+    timestamp: float
+    """Seconds since the epoch. For a file: when playback started plus the frame's position in the file."""
+    index: int
+
+
+def is_live(source: str) -> bool:
+    return source.isdigit() or "://" in source
+
+
+class VideoSource:
+    """Reads `source` at up to `sample_fps` frames a second, dropping the frames in between.
+
+    Files are played as a camera would deliver them (`realtime`), or as fast as the detector goes; their timestamps
+    come from the frame position, so rules see the same dwell either way.
+    """
+
+    def __init__(self, source: str, sample_fps: float, realtime: bool = True, loop: bool = False) -> None:
+        self.source = source
+        self.sample_fps = sample_fps
+        self.realtime = realtime
+        self.loop = loop and not is_live(source)
+        if not is_live(source) and not Path(source).exists():
+            raise CaptureError(f"video source {source!r} does not exist")
+        self.frames_read = 0
+
+    def _open(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(int(self.source) if self.source.isdigit() else self.source)
+        if not capture.isOpened():
+            raise CaptureError(f"cannot open video source {self.source!r}")
+        return capture
+
+    def frames(self) -> Iterator[Frame]:
+        capture = self._open()
+        live = is_live(self.source)
+        native_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        if not live and not 0 < native_fps < 1000:
+            native_fps = 25.0
+        started = time.time()
+        step = 1.0 / self.sample_fps
+        next_sample = 0.0
+        position = 0  # frames since playback started, across loops
+        yielded = 0
+        try:
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    if live:
+                        raise CaptureError(f"stream {self.source!r} stopped delivering frames")
+                    if self.loop and position > 0:
+                        capture.release()
+                        capture = self._open()
+                        continue
+                    log.info("end of %s after %d frames", self.source, position)
+                    return
+                self.frames_read += 1
+                offset = time.time() - started if live else position / native_fps
+                position += 1
+                if offset + 1e-9 < next_sample:
+                    continue
+                next_sample = offset + step if next_sample == 0 else max(next_sample + step, offset)
+                if self.realtime and not live:
+                    delay = started + offset - time.time()
+                    if delay > 0:
+                        time.sleep(delay)
+                yield Frame(image=image, timestamp=started + offset, index=yielded)
+                yielded += 1
+        finally:
+            capture.release()

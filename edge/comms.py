@@ -1,0 +1,89 @@
+"""The node's link to the broker: birth and last will carrying a session number that grows with every connection."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from pydantic import ValidationError
+
+from edge.config import MqttConfig
+from gridwatch.contract import NodeState, NodeStatus, config_topic, status_topic
+from gridwatch.mqtt import MqttClient, Will
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+"""Keep the broker session a week, so config and commands sent while the node was away still arrive."""
+
+
+class SessionCounter:
+    """A number kept on disk that only grows, across reconnects and restarts (device clocks may jump back)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.value = int(path.read_text().strip())
+        except (OSError, ValueError):
+            self.value = 0
+
+    def next(self) -> int:
+        self.value += 1
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(str(self.value))
+        tmp.replace(self.path)
+        return self.value
+
+
+class NodeLink(MqttClient):
+    def __init__(self, node_id: str, config: MqttConfig, state_dir: Path) -> None:
+        super().__init__(
+            client_id=node_id,
+            host=config.host,
+            port=config.port,
+            username=config.username or node_id,
+            password=config.resolved_password(),
+            keepalive=config.keepalive,
+            session_expiry_seconds=SESSION_EXPIRY_SECONDS,
+        )
+        self.node_id = node_id
+        self._sessions = SessionCounter(state_dir / node_id / "session")
+        self.session = self._sessions.next()
+        self.set_will(Will(status_topic(node_id), self._status(NodeState.OFFLINE, with_time=False)))
+        self.subscribe(status_topic(node_id), self._on_own_status)
+        self.subscribe(config_topic(node_id), self._on_config)
+
+    def _status(self, state: NodeState, with_time: bool = True) -> bytes:
+        status = NodeStatus(node_id=self.node_id, state=state, session=self.session,
+                            at=datetime.now(UTC) if with_time else None)
+        return status.model_dump_json(exclude_none=True).encode()
+
+    def on_connected(self) -> None:
+        self.publish(status_topic(self.node_id), self._status(NodeState.ONLINE), retain=True)
+
+    def on_disconnected(self) -> None:
+        # The next connection is a new session: its will must carry the new number before paho reconnects.
+        self.session = self._sessions.next()
+        self.set_will(Will(status_topic(self.node_id), self._status(NodeState.OFFLINE, with_time=False)))
+
+    def _on_own_status(self, message: mqtt.MQTTMessage) -> None:
+        try:
+            status = NodeStatus.model_validate_json(message.payload)
+        except ValidationError:
+            return
+        # Only an older connection's will can arrive while we are connected; our own offline means we are stopping.
+        if status.state is NodeState.OFFLINE and status.session < self.session and self.connected.is_set():
+            log.warning("late last will of session %d overwrote our status; re-asserting online", status.session)
+            self.on_connected()
+
+    def _on_config(self, message: mqtt.MQTTMessage) -> None:
+        log.info("received %d bytes of remote configuration on %s (remote configuration is not applied yet)",
+                 len(message.payload), message.topic)
+
+    def stop_gracefully(self, flush_seconds: float = 10.0) -> bool:
+        flushed = self.flush(flush_seconds)
+        self.stop(final=(status_topic(self.node_id), self._status(NodeState.OFFLINE)))
+        return flushed

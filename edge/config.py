@@ -1,0 +1,124 @@
+"""Node and camera configuration: YAML validated by pydantic; a wrong key is an error that names it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from gridwatch.config_files import ConfigError, load_yaml_model
+from gridwatch.contract import DEFAULT_EVENT_CODES, NODE_ID_PATTERN, Category, Location
+
+DEFAULT_MODEL = "yolo11n.pt"
+MODEL_ENV = "GRIDWATCH_MODEL"
+
+Point = tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ZoneConfig(_Config):
+    zone_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Unique within the camera.")
+    rule: Literal["no_parking"] = Field(description="What the zone forbids. `no_parking`: vehicles staying still.")
+    polygon: list[Point] = Field(
+        min_length=3, description="Corners in frame coordinates normalised to 0..1, (0, 0) the top left."
+    )
+    dwell_seconds: float = Field(default=180.0, gt=0, description="How long a vehicle stays still before it counts.")
+    location: Location | None = Field(default=None, description="Where the zone is; defaults to the camera's.")
+    code: str | None = Field(default=None, description="Event code for this zone; defaults to the category's.")
+
+
+class RuleTuning(_Config):
+    """Knobs shared by a camera's rules; the defaults suit street cameras at 2-10 detections a second."""
+
+    min_score: float = Field(default=0.35, ge=0, le=1, description="Median detector score an object needs to count.")
+    score_window: int = Field(default=7, ge=1, description="How many recent scores the median is taken over.")
+    zone_inertia_frames: int = Field(
+        default=3, ge=1, description="Consecutive frames an anchor must be inside (or outside) to enter (or leave)."
+    )
+    still_tolerance: float = Field(
+        default=0.12, gt=0, le=1, description="How far (as a fraction of box height) an object may drift and be still."
+    )
+    lost_seconds: float = Field(
+        default=10.0, gt=0, description="How long an unseen object keeps its violation before it ends."
+    )
+    heartbeat_seconds: float = Field(default=60.0, gt=0, description="At most one unchanged `update` per this period.")
+    rematch_iou: float = Field(
+        default=0.5, gt=0, le=1, description="Box overlap at which a new track takes over a lost violation."
+    )
+
+
+class CameraConfig(_Config):
+    camera_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    source: str = Field(description="Video file path, rtsp:// or http:// URL, or a USB camera index such as `0`.")
+    location: Location | None = Field(default=None, description="Camera position (WGS84), used for dispatch.")
+    detect_fps: float = Field(default=5.0, gt=0, description="Detections per second; frames between are skipped.")
+    realtime: bool = Field(default=True, description="Play files at their own frame rate, as a live camera would.")
+    loop: bool = Field(default=False, description="Start a file again at its end (demos and soak tests).")
+    vehicle_labels: list[str] = Field(
+        default_factory=lambda: ["car", "truck", "bus", "motorcycle"],
+        description="Detector classes that count as vehicles for `no_parking` zones.",
+    )
+    tuning: RuleTuning = Field(default_factory=RuleTuning)
+    zones: list[ZoneConfig] = Field(min_length=1)
+
+    @field_validator("zones")
+    @classmethod
+    def _unique_zone_ids(cls, zones: list[ZoneConfig]) -> list[ZoneConfig]:
+        ids = [zone.zone_id for zone in zones]
+        duplicates = sorted({zone_id for zone_id in ids if ids.count(zone_id) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate zone_id: {', '.join(duplicates)}")
+        return zones
+
+
+class MqttConfig(_Config):
+    host: str = Field(default="127.0.0.1", description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = Field(default=None, description="Broker account; defaults to the node id.")
+    password: SecretStr | None = Field(default=None, description="Broker password (or use password_file).")
+    password_file: Path | None = Field(default=None, description="File holding the broker password.")
+    keepalive: int = Field(default=30, ge=5, description="Seconds; the broker declares the node gone after 1.5x.")
+
+    def resolved_password(self) -> str | None:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return os.environ.get("GRIDWATCH_MQTT_PASSWORD")
+
+
+class NodeConfig(_Config):
+    node_id: str = Field(pattern=NODE_ID_PATTERN, description="Unique node id; also its broker user name.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    model: str | None = Field(
+        default=None, description=f"Detector weights or export folder. ${MODEL_ENV} overrides; default {DEFAULT_MODEL}."
+    )
+    state_dir: Path = Field(default=Path(".gridwatch/edge"), description="Where the node keeps its session counter.")
+    telemetry_seconds: float = Field(default=30.0, gt=0, description="Period of telemetry messages.")
+    event_codes: dict[Category, str] = Field(
+        default_factory=lambda: {category: code for category, code in DEFAULT_EVENT_CODES.items()},
+        description="City event code per category.",
+    )
+    cameras: list[CameraConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> NodeConfig:
+        ids = [camera.camera_id for camera in self.cameras]
+        if len(set(ids)) != len(ids):
+            raise ValueError("camera_id values must be unique")
+        return self
+
+    def resolved_model(self) -> str:
+        return os.environ.get(MODEL_ENV) or self.model or DEFAULT_MODEL
+
+
+def load_node_config(path: Path) -> NodeConfig:
+    config = load_yaml_model(path, NodeConfig)
+    if config.mqtt.password_file and not config.mqtt.password_file.is_absolute():
+        config.mqtt.password_file = path.parent / config.mqtt.password_file
+    return config

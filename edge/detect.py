@@ -1,0 +1,65 @@
+"""Detection and tracking with ultralytics YOLO (ByteTrack), returned as plain `Detections`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.detections import Detections
+from gridwatch.contract import ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+class Detector:
+    """One model and one tracker for one camera: the tracker's memory belongs to the view it follows."""
+
+    def __init__(self, model: str, labels: list[str] | None = None, confidence: float = 0.25,
+                 tracker: str = "bytetrack.yaml") -> None:
+        from ultralytics import YOLO  # imported here: loading torch takes seconds, config checks should not
+
+        path = Path(model)
+        # An export folder (OpenVINO, ...) carries no task in its name; detection is the only task we run.
+        self._model = YOLO(model, task="detect")
+        # One warm-up pass builds the predictor, so reading the class names does not load the model a second time.
+        self._model.predict(np.zeros((64, 64, 3), dtype=np.uint8), verbose=False)
+        self._names: dict[int, str] = dict(self._model.names)
+        self._classes = None
+        if labels is not None:
+            unknown = sorted(set(labels) - set(self._names.values()))
+            if unknown:
+                log.warning("model %s has no classes %s; they will never be detected", model, unknown)
+            self._classes = [index for index, name in self._names.items() if name in labels]
+        self.confidence = confidence
+        self.tracker = tracker
+        self.info = ModelInfo(name=path.name.removesuffix(".pt") or model, version=self._version(path))
+
+    @staticmethod
+    def _version(path: Path) -> str:
+        metadata = path / "metadata.yaml" if path.is_dir() else None
+        if metadata and metadata.exists():
+            import yaml
+
+            data = yaml.safe_load(metadata.read_text(encoding="utf-8")) or {}
+            return f"{data.get('version', 'unknown')}@{str(data.get('date', 'unknown'))[:10]}"
+        import ultralytics
+
+        return f"ultralytics-{ultralytics.__version__}"
+
+    def track(self, frame: NDArray[np.uint8]) -> Detections:
+        results = self._model.track(frame, persist=True, verbose=False, conf=self.confidence,
+                                    classes=self._classes, tracker=self.tracker)
+        boxes = results[0].boxes
+        if boxes is None or len(boxes) == 0:
+            return Detections()
+        ids = boxes.id
+        return Detections(
+            boxes=boxes.xyxyn.cpu().numpy().astype(np.float64),
+            scores=boxes.conf.cpu().numpy().astype(np.float64),
+            labels=tuple(self._names[int(c)] for c in boxes.cls.cpu().numpy()),
+            track_ids=(ids.cpu().numpy().astype(np.int64) if ids is not None
+                       else np.full(len(boxes), -1, dtype=np.int64)),
+        )

@@ -1,0 +1,34 @@
+"""The detector's output for one frame, as plain arrays the rules can use without ultralytics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class Detections:
+    boxes: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 4)))
+    """(N, 4) x1, y1, x2, y2 normalised to the frame."""
+    scores: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    labels: tuple[str, ...] = ()
+    track_ids: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Tracker ids; -1 where the tracker has not confirmed the object yet."""
+
+    def __post_init__(self) -> None:
+        count = len(self.boxes)
+        if not (len(self.scores) == len(self.labels) == len(self.track_ids) == count):
+            raise ValueError("boxes, scores, labels and track_ids must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def select(self, mask: NDArray[np.bool_]) -> Detections:
+        return Detections(
+            boxes=self.boxes[mask],
+            scores=self.scores[mask],
+            labels=tuple(label for label, keep in zip(self.labels, mask, strict=True) if keep),
+            track_ids=self.track_ids[mask],
+        )

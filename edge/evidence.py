@@ -1,0 +1,60 @@
+"""Evidence an operator can trust: the full frame with the object's box, the zone outline, the label and the time."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.zones import Zone
+
+_RED = (40, 40, 230)
+_YELLOW = (0, 215, 255)
+_WHITE = (255, 255, 255)
+_BLACK = (0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    jpeg: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.jpeg).hexdigest()
+
+
+def _label(image: NDArray[np.uint8], text: str, origin: tuple[int, int], scale: float, colour: tuple) -> None:
+    thickness = max(1, round(scale * 2))
+    (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    x, y = origin
+    y = max(y, height + baseline)
+    cv2.rectangle(image, (x, y - height - baseline), (x + width + 4, y + 2), colour, -1)
+    cv2.putText(image, text, (x + 2, y - baseline // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, _BLACK, thickness,
+                cv2.LINE_AA)
+
+
+def annotate(image: NDArray[np.uint8], zone: Zone, box: tuple[float, float, float, float], caption: str,
+             at: datetime, quality: int = 90) -> Evidence:
+    """Draw on a copy of `image` and encode it as JPEG; the original frame is left untouched."""
+    canvas = image.copy()
+    height, width = canvas.shape[:2]
+    scale = max(0.5, min(width, height) / 900)
+    outline = zone.pixel_outline(width, height)
+    overlay = canvas.copy()
+    cv2.fillPoly(overlay, [outline], _YELLOW)
+    cv2.addWeighted(overlay, 0.15, canvas, 0.85, 0, dst=canvas)
+    cv2.polylines(canvas, [outline], True, _YELLOW, max(2, round(2 * scale)), cv2.LINE_AA)
+    corner = outline[np.argmin(outline.sum(axis=1))]  # the top-left-most corner, labelled just inside the zone
+    _label(canvas, zone.zone_id, (int(corner[0]) + 6, int(corner[1]) + int(30 * scale)), scale * 0.8, _YELLOW)
+    x1, y1, x2, y2 = (int(round(v)) for v in (box[0] * width, box[1] * height, box[2] * width, box[3] * height))
+    cv2.rectangle(canvas, (x1, y1), (x2, y2), _RED, max(2, round(3 * scale)), cv2.LINE_AA)
+    _label(canvas, caption, (x1, y1 - 4), scale, _RED)
+    _label(canvas, at.isoformat(timespec="seconds"), (8, height - 10), scale, _WHITE)
+    ok, encoded = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return Evidence(jpeg=encoded.tobytes())

@@ -1,0 +1,1 @@
+"""Zone rules: small pure units that turn tracked detections and the time into violation events."""

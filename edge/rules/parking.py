@@ -1,0 +1,214 @@
+"""Illegal parking: a vehicle whose anchor stays still inside a no-parking zone for the zone's dwell time.
+
+Pure and clock-free: `process(detections, now)` takes the time as an argument, so a test can run an hour of dwell
+in a millisecond. One violation is one stream of `new`, `update` (on a real change, or a heartbeat) and `end`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.config import RuleTuning
+from edge.detections import Detections
+from edge.zones import Zone, bottom_centres
+from gridwatch.contract import Category, EventType
+
+_CHANGE_IOU = 0.7
+"""Below this overlap with the last published box, a violation's box has really changed and earns an update."""
+
+
+@dataclass(frozen=True)
+class RuleEvent:
+    type: EventType
+    violation_id: uuid.UUID
+    category: Category
+    zone_id: str
+    label: str
+    track_id: int
+    started_at: float
+    observed_at: float
+    score: float
+    box: tuple[float, float, float, float]
+    reason: str
+
+    @property
+    def dwell_seconds(self) -> float:
+        return max(0.0, self.observed_at - self.started_at)
+
+
+@dataclass
+class _Membership:
+    inside: bool = False
+    streak: int = 0
+    entered_at: float = 0.0
+
+
+@dataclass
+class _Track:
+    track_id: int
+    label: str
+    box: NDArray[np.float64]
+    last_seen: float
+    reference_anchor: NDArray[np.float64]
+    still_since: float
+    scores: deque[float]
+    zones: dict[str, _Membership] = field(default_factory=dict)
+
+    @property
+    def median_score(self) -> float:
+        return statistics.median(self.scores)
+
+
+@dataclass
+class _Violation:
+    violation_id: uuid.UUID
+    zone_id: str
+    track_id: int
+    label: str
+    started_at: float
+    box: NDArray[np.float64]
+    score: float
+    last_seen: float
+    published_box: NDArray[np.float64]
+    published_at: float
+
+
+def box_iou(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    intersection = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
+    return float(intersection / union) if union > 0 else 0.0
+
+
+class IllegalParkingRule:
+    category = Category.ILLEGAL_PARKING
+
+    def __init__(self, zones: list[Zone], tuning: RuleTuning, vehicle_labels: list[str]) -> None:
+        self.zones = [zone for zone in zones if zone.config.rule == "no_parking"]
+        self.tuning = tuning
+        self.vehicle_labels = frozenset(vehicle_labels)
+        self._tracks: dict[int, _Track] = {}
+        self._violations: dict[tuple[str, int], _Violation] = {}
+
+    @property
+    def active_violations(self) -> int:
+        return len(self._violations)
+
+    def process(self, detections: Detections, now: float) -> list[RuleEvent]:
+        keep = np.array([label in self.vehicle_labels for label in detections.labels], dtype=bool)
+        vehicles = detections.select(keep & (detections.track_ids >= 0)) if len(detections) else detections
+        anchors = bottom_centres(vehicles.boxes)
+        inside_by_zone = {zone.zone_id: zone.contains(anchors) for zone in self.zones}
+
+        events: list[RuleEvent] = []
+        seen: set[int] = set()
+        for index, track_id in enumerate(int(t) for t in vehicles.track_ids):
+            seen.add(track_id)
+            track = self._observe(track_id, vehicles.labels[index], vehicles.boxes[index], anchors[index],
+                                  float(vehicles.scores[index]), now)
+            for zone in self.zones:
+                self._update_membership(track, zone.zone_id, bool(inside_by_zone[zone.zone_id][index]), now)
+                events.extend(self._judge(track, zone, now))
+        events.extend(self._expire(seen, now))
+        return events
+
+    # ---- per-track state ------------------------------------------------------------------------------------------
+
+    def _observe(self, track_id: int, label: str, box: NDArray[np.float64], anchor: NDArray[np.float64],
+                 score: float, now: float) -> _Track:
+        track = self._tracks.get(track_id)
+        if track is None:
+            track = _Track(track_id, label, box.copy(), now, anchor.copy(), now,
+                           deque(maxlen=self.tuning.score_window))
+            self._tracks[track_id] = track
+            self._adopt_lost_violation(track, now)
+        width, height = box[2] - box[0], box[3] - box[1]
+        drift = np.abs(anchor - track.reference_anchor)
+        if drift[0] > self.tuning.still_tolerance * width or drift[1] > self.tuning.still_tolerance * height:
+            track.reference_anchor = anchor.copy()
+            track.still_since = now
+        track.label, track.box, track.last_seen = label, box.copy(), now
+        track.scores.append(score)
+        return track
+
+    def _adopt_lost_violation(self, track: _Track, now: float) -> None:
+        """A parked car the tracker lost (someone walked past, the light changed) and found again under a new id
+        stays the same violation: match it by position before anything new can start."""
+        for key, violation in list(self._violations.items()):
+            if violation.last_seen >= now or box_iou(violation.box, track.box) < self.tuning.rematch_iou:
+                continue
+            del self._violations[key]
+            violation.track_id = track.track_id
+            self._violations[(violation.zone_id, track.track_id)] = violation
+            track.still_since = violation.started_at
+            track.zones[violation.zone_id] = _Membership(inside=True, entered_at=violation.started_at)
+
+    def _update_membership(self, track: _Track, zone_id: str, raw_inside: bool, now: float) -> None:
+        membership = track.zones.setdefault(zone_id, _Membership())
+        if raw_inside == membership.inside:
+            membership.streak = 0
+            return
+        membership.streak += 1
+        if membership.streak >= self.tuning.zone_inertia_frames:
+            membership.inside, membership.streak = raw_inside, 0
+            if raw_inside:
+                membership.entered_at = now
+
+    # ---- violations -----------------------------------------------------------------------------------------------
+
+    def _judge(self, track: _Track, zone: Zone, now: float) -> list[RuleEvent]:
+        key = (zone.zone_id, track.track_id)
+        membership = track.zones[zone.zone_id]
+        violation = self._violations.get(key)
+        still_in_zone_since = max(track.still_since, membership.entered_at)
+        if violation is None:
+            if not membership.inside or track.median_score < self.tuning.min_score:
+                return []
+            if now - still_in_zone_since < zone.config.dwell_seconds:
+                return []
+            violation = _Violation(uuid.uuid4(), zone.zone_id, track.track_id, track.label, still_in_zone_since,
+                                   track.box.copy(), track.median_score, now, track.box.copy(), now)
+            self._violations[key] = violation
+            return [self._event(EventType.NEW, violation, now, "stayed still in the zone for the dwell time")]
+
+        violation.box, violation.score, violation.last_seen = track.box.copy(), track.median_score, now
+        if not membership.inside:
+            return [self._end(key, now, "left the zone")]
+        if track.still_since > violation.started_at:
+            return [self._end(key, now, "moved off")]
+        if box_iou(violation.box, violation.published_box) < _CHANGE_IOU:
+            return [self._publish_update(violation, now, "box changed")]
+        if now - violation.published_at >= self.tuning.heartbeat_seconds:
+            return [self._publish_update(violation, now, "heartbeat")]
+        return []
+
+    def _expire(self, seen: set[int], now: float) -> list[RuleEvent]:
+        events = [
+            self._end(key, now, "not seen for lost_seconds")
+            for key, violation in list(self._violations.items())
+            if violation.track_id not in seen and now - violation.last_seen >= self.tuning.lost_seconds
+        ]
+        for track_id in [t for t, track in self._tracks.items() if now - track.last_seen >= self.tuning.lost_seconds]:
+            del self._tracks[track_id]
+        return events
+
+    def _publish_update(self, violation: _Violation, now: float, reason: str) -> RuleEvent:
+        violation.published_box, violation.published_at = violation.box.copy(), now
+        return self._event(EventType.UPDATE, violation, now, reason)
+
+    def _end(self, key: tuple[str, int], now: float, reason: str) -> RuleEvent:
+        return self._event(EventType.END, self._violations.pop(key), now, reason)
+
+    def _event(self, event_type: EventType, violation: _Violation, now: float, reason: str) -> RuleEvent:
+        x1, y1, x2, y2 = (float(v) for v in violation.box)
+        return RuleEvent(event_type, violation.violation_id, self.category, violation.zone_id, violation.label,
+                         violation.track_id, violation.started_at, now, violation.score, (x1, y1, x2, y2), reason)

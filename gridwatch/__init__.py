@@ -1,0 +1,1 @@
+"""GridWatch: the shared contract, broker tooling, command line and demo."""

@@ -1,0 +1,224 @@
+"""Accounts for the broker and a Mosquitto process run from `broker_config/`.
+
+The policy (anonymous off, persistence, queue limits, ACL roles) lives in `broker_config/`; this module only adds
+what differs per run: the port, the data folder and the generated password file.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from gridwatch.contract import NODE_ID_PATTERN
+
+log = logging.getLogger(__name__)
+
+BROKER_CONFIG_DIR = Path(__file__).resolve().parents[1] / "broker_config"
+SERVER_USER = "gridwatch-server"
+_PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes for its $7$ (PBKDF2-SHA512) hashes
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def role_accounts(acl_file: Path = BROKER_CONFIG_DIR / "acl") -> set[str]:
+    """User names that the ACL gives a role of their own (server, integrators); every other account is a node."""
+    names = set()
+    for line in acl_file.read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "user":
+            names.add(words[1])
+    return names
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """A password-file entry hash in Mosquitto 2.0's `$7$` format (PBKDF2-HMAC-SHA512)."""
+    salt = salt or secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, _PBKDF2_ITERATIONS)
+    return f"$7${_PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+@dataclass
+class Credentials:
+    """Generated accounts; written beside the password file as `credentials.json` (mode 0600, never committed)."""
+
+    server: dict[str, str] = field(default_factory=dict)
+    nodes: dict[str, str] = field(default_factory=dict)
+    integrators: dict[str, str] = field(default_factory=dict)
+
+    def all_accounts(self) -> dict[str, str]:
+        return {**self.server, **self.nodes, **self.integrators}
+
+    @property
+    def server_user(self) -> str:
+        return next(iter(self.server))
+
+    @property
+    def server_password(self) -> str:
+        return self.server[self.server_user]
+
+    @classmethod
+    def load(cls, path: Path) -> Credentials:
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def generate_users(
+    out_dir: Path,
+    nodes: list[str],
+    integrators: list[str],
+    acl_file: Path = BROKER_CONFIG_DIR / "acl",
+) -> Credentials:
+    """Write `passwd` and `credentials.json` into `out_dir` with fresh random passwords."""
+    roles = role_accounts(acl_file)
+    for node_id in nodes:
+        if not re.match(NODE_ID_PATTERN, node_id):
+            raise BrokerError(f"node id {node_id!r} must match {NODE_ID_PATTERN}")
+        if node_id in roles:
+            raise BrokerError(f"node id {node_id!r} is a role account in {acl_file}; choose another id")
+    for name in integrators:
+        if name not in roles or name == SERVER_USER:
+            raise BrokerError(
+                f"integrator {name!r} has no read-only block in {acl_file}; copy the 'user integrator' block "
+                "under that name first (without it the account would be treated as a node)"
+            )
+    if len(set(nodes) | set(integrators)) != len(nodes) + len(integrators):
+        raise BrokerError("account names must be unique")
+    creds = Credentials(
+        server={SERVER_USER: secrets.token_urlsafe(18)},
+        nodes={n: secrets.token_urlsafe(18) for n in nodes},
+        integrators={n: secrets.token_urlsafe(18) for n in integrators},
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"{user}:{hash_password(password)}" for user, password in creds.all_accounts().items()]
+    _write_private(out_dir / "passwd", "\n".join(lines) + "\n")
+    _write_private(out_dir / "credentials.json", json.dumps(asdict(creds), indent=2) + "\n")
+    return creds
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise BrokerError(f"process exited with code {process.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BrokerError(f"nothing listening on {host}:{port} after {timeout:.0f} s")
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
+    if not found:
+        raise BrokerError("mosquitto is not installed: apt-get install -y mosquitto (make demo / make test do this)")
+    return found
+
+
+class Broker:
+    """A Mosquitto process using the project's policy from `broker_config/` on a port of this run's choosing."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        password_file: Path,
+        port: int | None = None,
+        bind: str = "127.0.0.1",
+        config_dir: Path = BROKER_CONFIG_DIR,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.password_file = password_file.resolve()
+        self.port = port or free_port(bind)
+        self.bind = bind
+        self.config_dir = config_dir.resolve()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "mosquitto.log"
+
+    def write_config(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "mosquitto.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    "# Written by `gridwatch broker run`; the policy is in broker_config/.",
+                    "per_listener_settings false",
+                    f"listener {self.port} {self.bind}",
+                    f"persistence_location {self.data_dir}/",
+                    f"password_file {self.password_file}",
+                    f"acl_file {self.config_dir / 'acl'}",
+                    # Mosquitto started as root drops to the `mosquitto` user, which cannot read this run's
+                    # private files; run as whoever started it instead.
+                    f"user {getpass.getuser()}",
+                    f"log_dest file {self.log_file}",
+                    f"include_dir {self.config_dir / 'conf.d'}",
+                    "",
+                ]
+            ),
+            encoding="utf-8",
+        )
+        return conf
+
+    def start(self, timeout: float = 10.0) -> Broker:
+        conf = self.write_config()
+        self.process = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            wait_for_port(self.bind, self.port, timeout, self.process)
+        except BrokerError as error:
+            stderr = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+            self.stop()
+            raise BrokerError(f"mosquitto did not start: {error}\n{stderr}{self.log_tail()}") from None
+        log.info("mosquitto listening on %s:%d (data in %s)", self.bind, self.port, self.data_dir)
+        return self
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> Broker:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

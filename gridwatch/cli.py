@@ -1,0 +1,177 @@
+"""`gridwatch`: one command for the edge node, the server, the broker and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from gridwatch.broker import BrokerError
+from gridwatch.config_files import ConfigError
+
+log = logging.getLogger("gridwatch")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_edge(args: argparse.Namespace) -> int:
+    from edge.config import load_node_config
+    from edge.node import EdgeNode
+
+    config = load_node_config(args.config)
+    if args.source:
+        if len(config.cameras) != 1:
+            raise ConfigError("--source replaces the source of a single camera; the config has several")
+        config.cameras[0].source = args.source
+    if args.model:
+        config.model = args.model
+        import os
+
+        os.environ.pop("GRIDWATCH_MODEL", None)
+    return EdgeNode.build(config).run(_stop_on_signals())
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.core.config import load_server_settings
+    from server.main import create_app
+
+    settings = load_server_settings(args.config)
+    if args.host:
+        settings.api_host = args.host
+    if args.port:
+        settings.api_port = args.port
+    if args.no_ingest:
+        settings.ingest_enabled = False
+    app = create_app(settings)
+    log.info("API on http://%s:%d (OpenAPI at /docs)", settings.api_host, settings.api_port)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=args.log_level.lower())
+    return 0
+
+
+def cmd_broker_users(args: argparse.Namespace) -> int:
+    from gridwatch.broker import generate_users
+
+    creds = generate_users(args.out, args.node, args.integrator)
+    print(f"wrote {args.out / 'passwd'} ({len(creds.all_accounts())} accounts) and {args.out / 'credentials.json'}")
+    return 0
+
+
+def cmd_broker_run(args: argparse.Namespace) -> int:
+    from gridwatch.broker import Broker
+
+    broker = Broker(args.data_dir, args.passwd, port=args.port, bind=args.bind).start()
+    print(f"mosquitto on {broker.bind}:{broker.port}; Ctrl-C stops it", flush=True)
+    stop = _stop_on_signals()
+    while not stop.wait(1):
+        if broker.process is None or broker.process.poll() is not None:
+            print(broker.log_tail(), file=sys.stderr)
+            return 1
+    broker.stop()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gridwatch.demo import Demo
+
+    return Demo(args.workdir, source=args.source, duration=args.duration, api_port=args.api_port,
+                mqtt_port=args.mqtt_port, dwell_seconds=args.dwell).run(_stop_on_signals())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gridwatch",
+        description="GridWatch: street cameras detect problems at the edge, publish events over MQTT, and a server "
+                    "turns them into cases dispatched to the people responsible.",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="How much to log (default INFO).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    edge = commands.add_parser("edge", help="Run an edge node: cameras, detection, zone rules, MQTT.",
+                               description="Run an edge node from a node config (YAML; see README, Configuration).")
+    edge.add_argument("--config", type=Path, required=True, help="Node config file (YAML).")
+    edge.add_argument("--source", help="Replace the video source of the config's single camera "
+                                       "(file path, rtsp:// URL or USB index).")
+    edge.add_argument("--model", help="Detector weights or export folder; overrides $GRIDWATCH_MODEL and the config.")
+    edge.set_defaults(func=cmd_edge)
+
+    server = commands.add_parser("server", help="Run the API server and its MQTT ingest service.",
+                                 description="Run the FastAPI server with MQTT ingest. Settings come from --config "
+                                             "and GRIDWATCH_* environment variables (see README).")
+    server.add_argument("--config", type=Path, help="Server settings file (YAML).")
+    server.add_argument("--host", help="Address to listen on (overrides api_host).")
+    server.add_argument("--port", type=int, help="Port to listen on (overrides api_port).")
+    server.add_argument("--no-ingest", action="store_true", help="Serve the API only, without the MQTT ingest.")
+    server.set_defaults(func=cmd_server)
+
+    broker = commands.add_parser("broker", help="Broker accounts and a Mosquitto run from broker_config/.",
+                                 description="Generate broker accounts, or run Mosquitto with the project's policy.")
+    broker_commands = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
+    users = broker_commands.add_parser("users", help="Generate the password file and credentials.json.",
+                                       description="Write DIR/passwd (Mosquitto hashes) and DIR/credentials.json "
+                                                   "(plain passwords, mode 0600) for the server, nodes and "
+                                                   "integrators. Never commit either file.")
+    users.add_argument("--out", type=Path, required=True, help="Folder to write passwd and credentials.json into.")
+    users.add_argument("--node", action="append", default=[], metavar="NODE_ID",
+                       help="A node account (its user name is its node id); repeat for more.")
+    users.add_argument("--integrator", action="append", default=[], metavar="NAME",
+                       help="A read-only integrator account; the name needs a block in broker_config/acl. "
+                            "Repeat for more.")
+    users.set_defaults(func=cmd_broker_users)
+    run = broker_commands.add_parser("run", help="Run Mosquitto with broker_config/ on a port of your choice.",
+                                     description="Run Mosquitto with broker_config/'s policy, a private data "
+                                                 "folder and the given password file.")
+    run.add_argument("--passwd", type=Path, required=True, help="Password file from `gridwatch broker users`.")
+    run.add_argument("--data-dir", type=Path, required=True, help="Folder for persistence, config and log.")
+    run.add_argument("--port", type=int, help="Port to listen on (default: a free one, printed).")
+    run.add_argument("--bind", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
+    run.set_defaults(func=cmd_broker_run)
+
+    demo = commands.add_parser("demo", help="Run broker, server and an edge node together on a video.",
+                               description="Start Mosquitto, the server and an edge node on a demo clip (or "
+                                           "--source), print the API and broker addresses with credentials, and "
+                                           "write them to WORKDIR/connection.json. A case appears within a minute.")
+    demo.add_argument("--source", help="Video to watch instead of the rendered demo clip; the whole frame is then "
+                                       "a no-parking zone.")
+    demo.add_argument("--workdir", type=Path, default=Path(".demo"), help="Folder for the demo's state "
+                                                                          "(default .demo, wiped at start).")
+    demo.add_argument("--duration", type=float, default=0,
+                      help="Stop after this many seconds (default 0: run until Ctrl-C).")
+    demo.add_argument("--dwell", type=float, default=10.0,
+                      help="Dwell time of the demo's no-parking zone in seconds (default 10).")
+    demo.add_argument("--api-port", type=int, default=8000, help="API port, or the next free one (default 8000).")
+    demo.add_argument("--mqtt-port", type=int, default=1883,
+                      help="Broker port, or the next free one (default 1883).")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        return args.func(args)
+    except (ConfigError, BrokerError) as error:
+        print(f"gridwatch: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

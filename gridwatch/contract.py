@@ -1,0 +1,278 @@
+"""The wire contract between edge nodes, the server and integrators.
+
+This is the only module that `edge/` and `server/` both import. Topic names, payload models and the schema
+version live here and in `docs/asyncapi.yaml`; change them together, and only by adding.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = "1.0"
+TOPIC_ROOT = "gw/v1"
+
+NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+"""Node ids double as broker user names and topic levels, so they exclude `/`, `+`, `#` and spaces."""
+
+_NODE_ID_RE = re.compile(NODE_ID_PATTERN)
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_EVIDENCE_BYTES = 8 * 1024 * 1024
+
+
+class Category(StrEnum):
+    ILLEGAL_PARKING = "illegal_parking"
+    STREET_VENDING = "street_vending"
+    LITTER = "litter"
+
+
+DEFAULT_EVENT_CODES: dict[Category, str] = {
+    Category.ILLEGAL_PARKING: "0505",
+    Category.STREET_VENDING: "0501",
+    Category.LITTER: "0102",
+}
+"""National classification codes (CJ/T 214 style); cities override them in configuration."""
+
+
+class EventType(StrEnum):
+    NEW = "new"
+    UPDATE = "update"
+    END = "end"
+
+
+NodeId = Annotated[str, Field(pattern=NODE_ID_PATTERN, description="Node id; also its broker user name.")]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+EventCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,16}$", description="City event code, e.g. 0505.")]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Box(_Strict):
+    """Bounding box in coordinates normalised to the frame: (0, 0) top left, (1, 1) bottom right."""
+
+    x1: Unit
+    y1: Unit
+    x2: Unit
+    y2: Unit
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Box:
+        if self.x2 < self.x1 or self.y2 < self.y1:
+            raise ValueError("box corners must satisfy x1 <= x2 and y1 <= y2")
+        return self
+
+
+class Location(_Strict):
+    """WGS84 position of what was seen (the zone, or the camera when the zone has none)."""
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class ModelInfo(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    version: str = Field(min_length=1, max_length=100)
+
+
+class EvidenceRef(_Strict):
+    """Announces the JPEG published on the evidence topic under the same `event_id`."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    bytes: int = Field(gt=0, le=MAX_EVIDENCE_BYTES)
+
+
+class Event(_Strict):
+    """One message about one violation. `new`, `update` and `end` of a violation share `violation_id`;
+    every message has its own globally unique `event_id`, so a redelivered message is recognised."""
+
+    schema_version: str = Field(pattern=r"^1\.\d+$", description="Contract schema version.")
+    event_id: UUID
+    violation_id: UUID
+    type: EventType
+    node_id: NodeId
+    camera_id: Identifier
+    zone_id: Identifier
+    category: Category
+    code: EventCode
+    label: str = Field(min_length=1, max_length=64, description="Detector class of the object, e.g. car.")
+    track_id: int | None = Field(default=None, ge=0)
+    started_at: AwareDatetime = Field(description="When the object was first seen still inside the zone.")
+    observed_at: AwareDatetime = Field(description="When this message's observation was made.")
+    dwell_seconds: float = Field(ge=0)
+    score: Unit
+    box: Box
+    location: Location | None = None
+    model: ModelInfo
+    evidence: EvidenceRef | None = None
+
+    @model_validator(mode="after")
+    def _chronological(self) -> Event:
+        if self.observed_at < self.started_at:
+            raise ValueError("observed_at is earlier than started_at")
+        return self
+
+
+class NodeState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class NodeStatus(_Strict):
+    """Retained availability. `session` grows with every connection of the node, so a last will from an older
+    connection (`offline`, lower session) never overrides a newer `online`."""
+
+    node_id: NodeId
+    state: NodeState
+    session: int = Field(ge=0)
+    at: AwareDatetime | None = Field(default=None, description="Absent in the last will, which is written early.")
+
+
+class CameraTelemetry(_Strict):
+    camera_id: Identifier
+    frames_read: int = Field(ge=0)
+    frames_detected: int = Field(ge=0)
+    fps_in: float = Field(ge=0)
+    fps_detected: float = Field(ge=0)
+    active_violations: int = Field(ge=0)
+
+
+class NodeTelemetry(_Strict):
+    schema_version: str = Field(pattern=r"^1\.\d+$")
+    node_id: NodeId
+    at: AwareDatetime
+    session: int = Field(ge=0)
+    uptime_seconds: float = Field(ge=0)
+    events_published: int = Field(ge=0)
+    publish_pending: int = Field(ge=0)
+    cameras: list[CameraTelemetry] = Field(default_factory=list)
+
+
+class Person(_Strict):
+    name: str
+    phone: str | None = None
+
+
+class CaseAssignment(_Strict):
+    grid_id: str | None = None
+    community: str | None = None
+    street: str | None = None
+    street_chief: Person | None = None
+    unit_id: str
+    unit_name: str
+    fallback: bool = Field(description="True when no grid or category rule matched and the fallback unit took it.")
+
+
+class CaseStatus(StrEnum):
+    COLLECTED = "collected"
+    REGISTERED = "registered"
+    DISPATCHED = "dispatched"
+
+
+class CaseMessage(_Strict):
+    """Published on every case state change, for integrators and field apps."""
+
+    schema_version: str = Field(pattern=r"^1\.\d+$")
+    case_id: int = Field(ge=1)
+    category: Category
+    code: EventCode
+    status: CaseStatus
+    previous_status: CaseStatus | None
+    changed_at: AwareDatetime
+    changed_by: str
+    reason: str
+    violation_id: UUID
+    node_id: NodeId
+    camera_id: Identifier
+    zone_id: Identifier
+    location: Location | None
+    assignment: CaseAssignment | None
+    deadline_at: AwareDatetime | None
+    opened_at: AwareDatetime
+
+
+# ---- topics -------------------------------------------------------------------------------------------------------
+
+
+def status_topic(node_id: str) -> str:
+    return f"{TOPIC_ROOT}/nodes/{node_id}/status"
+
+
+def telemetry_topic(node_id: str) -> str:
+    return f"{TOPIC_ROOT}/nodes/{node_id}/telemetry"
+
+
+def event_topic(node_id: str, category: Category | str) -> str:
+    return f"{TOPIC_ROOT}/nodes/{node_id}/events/{Category(category).value}"
+
+
+def evidence_topic(node_id: str, event_id: UUID | str) -> str:
+    return f"{TOPIC_ROOT}/nodes/{node_id}/evidence/{event_id}"
+
+
+def config_topic(node_id: str) -> str:
+    return f"{TOPIC_ROOT}/nodes/{node_id}/config"
+
+
+def case_topic(category: Category | str, case_id: int) -> str:
+    return f"{TOPIC_ROOT}/cases/{Category(category).value}/{case_id}"
+
+
+SUBSCRIBE_EVENTS = f"{TOPIC_ROOT}/nodes/+/events/+"
+SUBSCRIBE_EVIDENCE = f"{TOPIC_ROOT}/nodes/+/evidence/+"
+SUBSCRIBE_STATUS = f"{TOPIC_ROOT}/nodes/+/status"
+SUBSCRIBE_TELEMETRY = f"{TOPIC_ROOT}/nodes/+/telemetry"
+SUBSCRIBE_CASES = f"{TOPIC_ROOT}/cases/#"
+
+
+class TopicKind(StrEnum):
+    STATUS = "status"
+    TELEMETRY = "telemetry"
+    EVENTS = "events"
+    EVIDENCE = "evidence"
+    CONFIG = "config"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTopic:
+    node_id: str
+    kind: TopicKind
+    leaf: str | None = None
+    """The category of an events topic, or the event id of an evidence topic."""
+
+
+class TopicError(ValueError):
+    pass
+
+
+def parse_node_topic(topic: str) -> NodeTopic:
+    """Split a `gw/v1/nodes/...` topic, raising `TopicError` with the reason when it is not one of ours."""
+    parts = topic.split("/")
+    if parts[:3] != ["gw", "v1", "nodes"] or len(parts) < 5:
+        raise TopicError(f"not a node topic: {topic!r}")
+    node_id, kind_name, rest = parts[3], parts[4], parts[5:]
+    if not _NODE_ID_RE.match(node_id):
+        raise TopicError(f"invalid node id in topic: {node_id!r}")
+    try:
+        kind = TopicKind(kind_name)
+    except ValueError:
+        raise TopicError(f"unknown node topic kind {kind_name!r}") from None
+    needs_leaf = kind in (TopicKind.EVENTS, TopicKind.EVIDENCE)
+    if needs_leaf != (len(rest) == 1) or len(rest) > 1:
+        raise TopicError(f"malformed {kind.value} topic: {topic!r}")
+    leaf = rest[0] if rest else None
+    if kind is TopicKind.EVENTS:
+        try:
+            Category(leaf)
+        except ValueError:
+            raise TopicError(f"unknown category {leaf!r} in topic") from None
+    return NodeTopic(node_id=node_id, kind=kind, leaf=leaf)

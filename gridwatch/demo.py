@@ -1,0 +1,212 @@
+"""`gridwatch demo`: the broker, the server and one edge node, wired together on this machine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from gridwatch.broker import Broker, BrokerError, Credentials, free_port, generate_users, wait_for_port
+from gridwatch.demo_media import DEMO_ZONE, render_parked_bus_clip
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "config" / "demo"
+NODE_ID = "demo-node-1"
+INTEGRATOR = "integrator"
+CAMERA_LOCATION = {"lat": 30.27415, "lon": 120.15515}
+"""Inside grid WL-01 of config/demo/grids.geojson."""
+FULL_FRAME = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
+
+
+def port_or_free(preferred: int) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+def get_json(url: str, timeout: float = 5.0) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - our own local API
+        return json.loads(response.read())
+
+
+def write_private(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def node_config(credentials: Credentials, mqtt_port: int, source: Path | str, zone: list, dwell: float,
+                state_dir: Path, password_file: Path) -> dict:
+    return {
+        "node_id": NODE_ID,
+        "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "password_file": str(password_file)},
+        "state_dir": str(state_dir),
+        "telemetry_seconds": 10,
+        "cameras": [{
+            "camera_id": "cam-1",
+            "source": str(source),
+            "location": CAMERA_LOCATION,
+            "detect_fps": 5,
+            "realtime": True,
+            "loop": True,
+            "zones": [{"zone_id": "kerb-no-parking", "rule": "no_parking", "polygon": [list(p) for p in zone],
+                       "dwell_seconds": dwell}],
+        }],
+    }
+
+
+class Demo:
+    def __init__(self, workdir: Path, source: str | None = None, duration: float = 0, api_port: int = 8000,
+                 mqtt_port: int = 1883, dwell_seconds: float = 10.0) -> None:
+        self.workdir = workdir.resolve()
+        self.source = source
+        self.duration = duration
+        self.api_port = api_port
+        self.mqtt_port = mqtt_port
+        self.dwell_seconds = dwell_seconds
+        self.processes: list[subprocess.Popen] = []
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+        log_file = (self.workdir / f"{name}.log").open("wb")
+        process = subprocess.Popen([sys.executable, "-m", "gridwatch", *args], stdout=log_file,
+                                   stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.processes.append(process)
+        return process
+
+    def run(self, stop: threading.Event) -> int:
+        if self.source and not Path(self.source).exists() and "://" not in self.source:
+            raise BrokerError(f"--source {self.source!r} does not exist")
+        media_cache = self.workdir.parent / f"{self.workdir.name}-media"
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        self.workdir.mkdir(parents=True)
+        broker_dir = self.workdir / "broker"
+        credentials = generate_users(broker_dir, [NODE_ID], [INTEGRATOR])
+        broker = Broker(broker_dir / "data", broker_dir / "passwd", port=port_or_free(self.mqtt_port)).start()
+        try:
+            return self._run_with_broker(broker, credentials, media_cache, stop)
+        finally:
+            for process in reversed(self.processes):
+                if process.poll() is None:
+                    process.terminate()
+                    try:
+                        process.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+            broker.stop()
+            log.info("demo stopped; logs and database are in %s", self.workdir)
+
+    def _run_with_broker(self, broker: Broker, credentials: Credentials, media_cache: Path,
+                         stop: threading.Event) -> int:
+        if self.source:
+            source, zone = self.source, FULL_FRAME
+        else:
+            clip = media_cache / "parked-bus.mp4"
+            if not clip.exists():
+                log.info("rendering the demo clip from the ultralytics package's bus.jpg")
+                render_parked_bus_clip(clip)
+            source, zone = clip, DEMO_ZONE
+
+        server_password = write_private(self.workdir / "server.password", credentials.server_password)
+        node_password = write_private(self.workdir / "node.password", credentials.nodes[NODE_ID])
+        api_port = port_or_free(self.api_port)
+        server_config = {
+            "database_url": f"sqlite:///{self.workdir / 'gridwatch.db'}",
+            "evidence_dir": str(self.workdir / "evidence"),
+            "dispatch_config": str(DEMO_CONFIG / "dispatch.yaml"),
+            "api_host": "127.0.0.1",
+            "api_port": api_port,
+            "mqtt_host": "127.0.0.1",
+            "mqtt_port": broker.port,
+            "mqtt_username": credentials.server_user,
+            "mqtt_password_file": str(server_password),
+        }
+        (self.workdir / "server.yaml").write_text(yaml.safe_dump(server_config), encoding="utf-8")
+        (self.workdir / "node.yaml").write_text(yaml.safe_dump(node_config(
+            credentials, broker.port, source, zone, self.dwell_seconds, self.workdir / "edge-state", node_password,
+        )), encoding="utf-8")
+
+        server = self._spawn("server", "server", "--config", str(self.workdir / "server.yaml"))
+        wait_for_port("127.0.0.1", api_port, 60, server)
+        api_url = f"http://127.0.0.1:{api_port}"
+        connection = {
+            "api_url": api_url,
+            "mqtt_host": "127.0.0.1",
+            "mqtt_port": broker.port,
+            "node_id": NODE_ID,
+            "node_user": NODE_ID,
+            "node_password": credentials.nodes[NODE_ID],
+            "integrator_user": INTEGRATOR,
+            "integrator_password": credentials.integrators[INTEGRATOR],
+        }
+        write_private(self.workdir / "connection.json", json.dumps(connection, indent=2) + "\n")
+        started = time.monotonic()
+        edge = self._spawn("edge", "edge", "--config", str(self.workdir / "node.yaml"))
+        self._announce(connection, source)
+        return self._watch(api_url, started, edge, stop)
+
+    def _announce(self, connection: dict, source: Path | str) -> None:
+        print(
+            f"""
+GridWatch demo is running
+  API          {connection['api_url']}   (OpenAPI: {connection['api_url']}/docs)
+  broker       mqtt://{connection['mqtt_host']}:{connection['mqtt_port']}
+  node         {connection['node_user']} / {connection['node_password']}
+  integrator   {connection['integrator_user']} / {connection['integrator_password']}
+  video        {source}
+  written to   {self.workdir / 'connection.json'}; logs in {self.workdir}
+
+Watch cases as an integrator:
+  mosquitto_sub -h {connection['mqtt_host']} -p {connection['mqtt_port']} -u {connection['integrator_user']} \\
+    -P '{connection['integrator_password']}' -t 'gw/v1/cases/#' -v
+""",
+            flush=True,
+        )
+
+    def _watch(self, api_url: str, started: float, edge: subprocess.Popen, stop: threading.Event) -> int:
+        reported = False
+        while not stop.wait(1):
+            elapsed = time.monotonic() - started
+            if self.duration and elapsed >= self.duration:
+                break
+            for process, name in ((self.processes[0], "server"), (edge, "edge")):
+                if process.poll() is not None:
+                    print(f"the {name} stopped (exit {process.returncode}); see {self.workdir / (name + '.log')}",
+                          file=sys.stderr)
+                    return 1
+            if reported:
+                continue
+            try:
+                cases = get_json(f"{api_url}/api/v1/cases?page_size=1")
+            except OSError:
+                continue
+            if cases["items"]:
+                case = get_json(f"{api_url}/api/v1/cases/{cases['items'][0]['id']}")
+                assignment = case.get("assignment") or {}
+                chief = (assignment.get("street_chief") or {}).get("name", "-")
+                print(f"case {case['id']} {case['category']} ({case['code']}) {case['status']} after {elapsed:.0f} s: "
+                      f"unit {assignment.get('unit_name')}, street chief {chief}, grid {assignment.get('grid_id')}\n"
+                      f"  {api_url}/api/v1/cases/{case['id']}", flush=True)
+                if case["evidence_urls"]:
+                    print(f"  evidence {api_url}{case['evidence_urls'][0]}", flush=True)
+                reported = True
+            elif elapsed > 120:
+                print(f"no case after {elapsed:.0f} s; see {self.workdir}/edge.log", file=sys.stderr)
+                return 1
+        return 0

@@ -1,0 +1,177 @@
+"""One paho-mqtt client wrapper for every GridWatch process.
+
+Subscriptions are (re)made inside `on_connect`, so they survive broker restarts (Frigate's users' top complaint);
+QoS 1 publishes are counted until the broker acknowledges them, so a process can flush before it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[mqtt.MQTTMessage], None]
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+class MqttClient:
+    def __init__(
+        self,
+        client_id: str,
+        host: str,
+        port: int,
+        username: str | None,
+        password: str | None,
+        keepalive: int = 30,
+        session_expiry_seconds: int = 0,
+    ) -> None:
+        """`session_expiry_seconds` > 0 keeps the broker session (subscriptions, queued QoS 1 messages) while the
+        client is away, with clean start off."""
+        self.client_id = client_id
+        self.host, self.port, self.keepalive = host, port, keepalive
+        self.session_expiry_seconds = session_expiry_seconds
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if username:
+            self._client.username_pw_set(username, password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.max_queued_messages_set(0)  # never drop a publish while the broker is away
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
+        self._pending: dict[int, str] = {}
+        """Message id -> topic of QoS 1 publishes the broker has not acknowledged yet."""
+        self._early_acks: dict[int, object] = {}
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        self._stopping = False
+        self.published = 0
+        self.refused: list[tuple[str, str]] = []
+        """(topic, reason) of publishes the broker refused (e.g. not authorised)."""
+
+    # ---- hooks for subclasses -------------------------------------------------------------------------------------
+
+    def on_connected(self) -> None:
+        """Called on every (re)connection, after subscriptions were renewed."""
+
+    def on_disconnected(self) -> None:
+        """Called on every loss of connection, before paho reconnects."""
+
+    # ---- public API -----------------------------------------------------------------------------------------------
+
+    def set_will(self, will: Will) -> None:
+        self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
+        self._subscriptions[topic_filter] = (qos, handler)
+        if self.connected.is_set():
+            self._client.subscribe(topic_filter, qos=qos)
+
+    def start(self, wait_seconds: float | None = 10.0) -> None:
+        properties = None
+        if self.session_expiry_seconds:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self.session_expiry_seconds
+        self._client.connect_async(self.host, self.port, keepalive=self.keepalive,
+                                   clean_start=not self.session_expiry_seconds, properties=properties)
+        self._client.loop_start()
+        if wait_seconds and not self.connected.wait(wait_seconds):
+            log.warning("%s: broker %s:%d not reachable yet; publishing continues once it is",
+                        self.client_id, self.host, self.port)
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
+        # paho may run on_publish while holding its own lock, so ours is never held across this call.
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise RuntimeError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        if qos == 0:
+            self.published += 1
+            return
+        with self._lock:
+            early = self._early_acks.pop(info.mid, None)
+            if early is None:
+                self._pending[info.mid] = topic
+        if early is not None:
+            self._acknowledged(topic, early)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the broker has acknowledged every QoS 1 publish; False if some are still pending."""
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.pending == 0
+
+    def stop(self, final: tuple[str, bytes] | None = None) -> None:
+        """Disconnect cleanly; `final` is a retained message (e.g. an `offline` status) sent first."""
+        self._stopping = True
+        if final and self.connected.is_set():
+            self.publish(final[0], final[1], qos=1, retain=True)
+            self.flush(5)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # ---- paho callbacks -------------------------------------------------------------------------------------------
+
+    def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            log.error("%s: broker refused connection: %s", self.client_id, reason_code)
+            return
+        for topic_filter, (qos, _handler) in self._subscriptions.items():
+            client.subscribe(topic_filter, qos=qos)
+        self.connected.set()
+        log.info("%s: connected to %s:%d", self.client_id, self.host, self.port)
+        self.on_connected()
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        if self._stopping:
+            log.info("%s: disconnected", self.client_id)
+        elif self.connected.is_set():
+            log.warning("%s: disconnected (%s); reconnecting", self.client_id, reason_code)
+        self.connected.clear()
+        if not self._stopping:
+            self.on_disconnected()
+
+    def _on_publish(self, _client, _userdata, mid, reason_code, _properties) -> None:
+        with self._lock:
+            topic = self._pending.pop(mid, None)
+            if topic is None:  # acknowledged before publish() returned
+                self._early_acks[mid] = reason_code
+                return
+        self._acknowledged(topic, reason_code)
+
+    def _acknowledged(self, topic: str, reason_code) -> None:
+        if reason_code.is_failure:
+            self.refused.append((topic, str(reason_code)))
+            log.error("%s: broker refused publish to %s: %s", self.client_id, topic, reason_code)
+        else:
+            self.published += 1
+
+    def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
+        for topic_filter, (_qos, handler) in self._subscriptions.items():
+            if mqtt.topic_matches_sub(topic_filter, message.topic):
+                try:
+                    handler(message)
+                except Exception:  # a handler's bug must not stop the network loop
+                    log.exception("%s: handler for %s failed", self.client_id, message.topic)
+                return

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from server.api.deps import EvidenceDep, SessionDep
+from server.models import EvidenceRecord
+
+router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"])
+
+
+@router.get("/{event_id}", response_class=FileResponse, summary="The annotated JPEG sent with an event",
+            responses={200: {"content": {"image/jpeg": {}}}})
+def get_evidence(event_id: str, session: SessionDep, store: EvidenceDep) -> FileResponse:
+    record = session.scalar(select(EvidenceRecord).where(EvidenceRecord.event_id == event_id))
+    if record is None:
+        raise HTTPException(status_code=404, detail=f"no evidence for event {event_id}")
+    path = store.path(record.sha256)
+    if not path.exists():
+        raise HTTPException(status_code=410, detail=f"evidence {record.sha256} is recorded but its file is gone")
+    return FileResponse(path, media_type=record.content_type, headers={"ETag": record.sha256})

@@ -1,0 +1,104 @@
+"""Response models of the REST API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from gridwatch.contract import CaseAssignment
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    items: list[ItemT]
+    total: int
+    page: int
+    page_size: int
+
+
+class TransitionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    from_status: str | None
+    to_status: str
+    at: datetime
+    actor: str
+    reason: str
+
+
+class CaseSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    category: str
+    code: str
+    status: str
+    node_id: str
+    camera_id: str
+    zone_id: str
+    label: str
+    score: float
+    lat: float | None
+    lon: float | None
+    opened_at: datetime
+    updated_at: datetime
+    deadline_at: datetime | None
+    started_at: datetime
+    last_seen_at: datetime
+    ended_at: datetime | None
+    dwell_seconds: float
+    occurrences: int
+    assignment: CaseAssignment | None = None
+
+
+class EventOut(BaseModel):
+    event_id: str
+    type: str
+    observed_at: datetime
+    received_at: datetime
+    dwell_seconds: float
+    score: float
+    box: dict[str, float]
+    evidence_url: str | None
+    """Download link of the annotated JPEG; null until the image has arrived."""
+
+
+class CaseDetail(CaseSummary):
+    violation_id: str
+    events: list[EventOut]
+    transitions: list[TransitionOut]
+    evidence_urls: list[str]
+
+
+class DeadLetterOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    received_at: datetime
+    topic: str
+    node_id: str | None
+    reason: str
+    payload_size: int
+    payload_preview: str
+    """The first 500 characters of the payload (invalid UTF-8 replaced), for reading; the raw bytes are kept."""
+
+
+class NodeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    node_id: str
+    state: str
+    session: int
+    status_at: datetime | None
+    last_seen_at: datetime | None
+    telemetry: dict[str, Any] | None
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    mqtt: str
+    ingest: dict[str, int]

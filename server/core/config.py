@@ -1,0 +1,59 @@
+"""Server settings: a YAML file (`gridwatch server --config`), with GRIDWATCH_* environment variables filling
+whatever the file leaves out. Unknown keys are errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gridwatch.config_files import ConfigError, format_validation_error
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRIDWATCH_", extra="forbid")
+
+    database_url: str = Field(default="sqlite:///gridwatch.db", description="SQLAlchemy URL of the case database.")
+    evidence_dir: Path = Field(default=Path("evidence"), description="Where evidence JPEGs are kept, by SHA-256.")
+    dispatch_config: Path | None = Field(
+        default=None, description="YAML of grids, units and categories; without it every case goes to the fallback."
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address the HTTP API listens on.")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP API.")
+    mqtt_host: str = Field(default="127.0.0.1", description="Broker host.")
+    mqtt_port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
+    mqtt_username: str = Field(default="gridwatch-server", description="Broker account with the server role.")
+    mqtt_password: SecretStr | None = Field(default=None, description="Broker password (or mqtt_password_file).")
+    mqtt_password_file: Path | None = Field(default=None, description="File holding the broker password.")
+    mqtt_client_id: str = Field(default="gridwatch-server", description="MQTT client id; unique per server worker.")
+    ingest_enabled: bool = Field(default=True, description="Run the MQTT ingest service inside the API process.")
+
+    def resolved_mqtt_password(self) -> str | None:
+        if self.mqtt_password is not None:
+            return self.mqtt_password.get_secret_value()
+        if self.mqtt_password_file is not None:
+            return self.mqtt_password_file.read_text(encoding="utf-8").strip()
+        return None
+
+
+_RELATIVE_PATH_KEYS = ("evidence_dir", "dispatch_config", "mqtt_password_file")
+
+
+def load_server_settings(path: Path | None = None) -> ServerSettings:
+    data: dict = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"{path}: cannot read: {error}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings")
+        for key in _RELATIVE_PATH_KEYS:
+            if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+                data[key] = str(path.parent / data[key])
+    try:
+        return ServerSettings(**data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, str(path or "environment"))) from None

@@ -1,0 +1,61 @@
+"""The FastAPI application; the MQTT ingest service runs beside it for the app's lifetime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from server.api.routes import cases, dead_letters, evidence, health, nodes
+from server.core.config import ServerSettings
+from server.db import Database
+from server.services.cases import CaseService
+from server.services.dispatch import Dispatcher
+from server.services.ingest import EvidenceStore, Ingest, IngestService
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    database = Database(settings.database_url)
+    evidence_store = EvidenceStore(settings.evidence_dir)
+    dispatcher = Dispatcher.from_file(settings.dispatch_config)
+    ingest = Ingest(database, CaseService(dispatcher), evidence_store, publish_case=lambda _message: None)
+    service = None
+    if settings.ingest_enabled:
+        service = IngestService(ingest, settings.mqtt_client_id, settings.mqtt_host, settings.mqtt_port,
+                                settings.mqtt_username, settings.resolved_mqtt_password())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if service is not None:
+            service.start(wait_seconds=10)
+        yield
+        if service is not None:
+            service.flush(5)
+            service.stop()
+
+    app = FastAPI(
+        title="GridWatch",
+        version="0.1.0",
+        summary="Cases from street cameras, dispatched to the people responsible.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.evidence = evidence_store
+    app.state.ingest = ingest
+    app.state.ingest_service = service
+    for module in (health, cases, dead_letters, evidence, nodes):
+        app.include_router(module.router)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Never a bare 500 page: log the bug, answer with a message (still a 500: the fault is ours).
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"detail": f"internal error: {type(error).__name__}"})
+
+    return app

@@ -1,0 +1,147 @@
+"""Database tables. Times are stored in UTC and come back time-zone aware, whatever the database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator
+from sqlalchemy import DateTime as SADateTime
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator):
+    impl = SADateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, _dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; attach a time zone")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, _dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class NodeRecord(Base):
+    __tablename__ = "nodes"
+
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="unknown")
+    session: Mapped[int] = mapped_column(default=0)
+    status_at: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime | None]
+    telemetry: Mapped[dict[str, Any] | None]
+    telemetry_at: Mapped[datetime | None]
+
+
+class CaseRecord(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    violation_id: Mapped[str] = mapped_column(String(36), unique=True)
+    category: Mapped[str] = mapped_column(String(32), index=True)
+    code: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    node_id: Mapped[str] = mapped_column(String(64))
+    camera_id: Mapped[str] = mapped_column(String(64))
+    zone_id: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float]
+    lat: Mapped[float | None]
+    lon: Mapped[float | None]
+    grid_id: Mapped[str | None] = mapped_column(String(64))
+    community: Mapped[str | None] = mapped_column(String(200))
+    street: Mapped[str | None] = mapped_column(String(200))
+    street_chief_name: Mapped[str | None] = mapped_column(String(200))
+    street_chief_phone: Mapped[str | None] = mapped_column(String(64))
+    unit_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    unit_name: Mapped[str | None] = mapped_column(String(200))
+    fallback: Mapped[bool] = mapped_column(default=False)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deadline_at: Mapped[datetime | None]
+    started_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    dwell_seconds: Mapped[float] = mapped_column(default=0.0)
+    occurrences: Mapped[int] = mapped_column(default=0)
+
+    events: Mapped[list[EventRecord]] = relationship(back_populates="case", order_by="EventRecord.observed_at")
+    transitions: Mapped[list[CaseTransition]] = relationship(
+        back_populates="case", order_by="CaseTransition.id", cascade="all, delete-orphan"
+    )
+
+
+class EventRecord(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    violation_id: Mapped[str] = mapped_column(String(36), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    type: Mapped[str] = mapped_column(String(8))
+    node_id: Mapped[str] = mapped_column(String(64), index=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    zone_id: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(32))
+    code: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    observed_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    evidence_sha256: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+
+    case: Mapped[CaseRecord | None] = relationship(back_populates="events")
+
+
+class EvidenceRecord(Base):
+    """One JPEG per event; the file lives on disk under its SHA-256, never in a row."""
+
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    node_id: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    bytes: Mapped[int]
+    content_type: Mapped[str] = mapped_column(String(64), default="image/jpeg")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CaseTransition(Base):
+    __tablename__ = "case_transitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+
+    case: Mapped[CaseRecord] = relationship(back_populates="transitions")
+
+
+class DeadLetter(Base):
+    """A message that could not be used, kept whole with the reason, so nothing is dropped silently."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_received_at", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    topic: Mapped[str] = mapped_column(Text)
+    node_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)

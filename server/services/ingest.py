@@ -1,0 +1,264 @@
+"""The MQTT ingest service: events, evidence, node status and telemetry from the broker into the database.
+
+Every message ends in exactly one place: stored, recognised as a duplicate (changes nothing), or kept in the
+dead-letter table with the reason and the raw payload. A bad message never stops the loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from gridwatch.contract import (
+    MAX_EVENT_BYTES,
+    MAX_EVIDENCE_BYTES,
+    SUBSCRIBE_EVENTS,
+    SUBSCRIBE_EVIDENCE,
+    SUBSCRIBE_STATUS,
+    SUBSCRIBE_TELEMETRY,
+    CaseMessage,
+    Event,
+    NodeState,
+    NodeStatus,
+    NodeTelemetry,
+    NodeTopic,
+    TopicError,
+    case_topic,
+    parse_node_topic,
+)
+from gridwatch.mqtt import MqttClient
+from server.db import Database
+from server.models import DeadLetter, EventRecord, EvidenceRecord, NodeRecord, utcnow
+from server.services.cases import CaseService
+
+log = logging.getLogger(__name__)
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class Rejected(Exception):
+    """A message that cannot be used; its text is the reason kept with the dead letter."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:8]:
+        key = ".".join(str(p) for p in item["loc"]) or "(payload)"
+        parts.append(f"{key}: {'unknown field' if item['type'] == 'extra_forbidden' else item['msg']}")
+    more = error.error_count() - 8
+    return "invalid payload: " + "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+class EvidenceStore:
+    """JPEGs on disk under their SHA-256 (content-addressed: the same image is kept once)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / f"{sha256}.jpg"
+
+    def put(self, data: bytes) -> str:
+        sha256 = hashlib.sha256(data).hexdigest()
+        path = self.path(sha256)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return sha256
+
+
+class Ingest:
+    """Turns one MQTT message into database rows; independent of the network so it can be driven directly."""
+
+    def __init__(self, database: Database, cases: CaseService, evidence: EvidenceStore,
+                 publish_case: Callable[[CaseMessage], None]) -> None:
+        self.database = database
+        self.cases = cases
+        self.evidence = evidence
+        self.publish_case = publish_case
+        self.counts = {"events": 0, "duplicates": 0, "evidence": 0, "dead_letters": 0, "status": 0, "telemetry": 0}
+
+    def handle(self, topic: str, payload: bytes) -> str:
+        """Returns what became of the message: `stored`, `duplicate`, `ignored` or `dead_letter`."""
+        node_id = None
+        try:
+            parsed = parse_node_topic(topic)
+            node_id = parsed.node_id
+            handler = {"events": self._event, "evidence": self._evidence, "status": self._status,
+                       "telemetry": self._telemetry}.get(parsed.kind.value)
+            if handler is None:
+                raise Rejected(f"the server does not accept {parsed.kind.value} messages")
+            return handler(parsed, payload)
+        except (Rejected, TopicError) as error:
+            return self._dead_letter(topic, node_id, payload, str(error))
+        except Exception as error:  # a bug must not lose the message or stop ingest
+            log.exception("ingest failed on %s", topic)
+            return self._dead_letter(topic, node_id, payload, f"internal error: {type(error).__name__}: {error}")
+
+    # ---- message kinds --------------------------------------------------------------------------------------------
+
+    def _event(self, topic: NodeTopic, payload: bytes) -> str:
+        event = self._validate(Event, payload, MAX_EVENT_BYTES)
+        if event.node_id != topic.node_id:
+            raise Rejected(f"node_id {event.node_id!r} in the payload does not match {topic.node_id!r} in the topic")
+        if event.category.value != topic.leaf:
+            raise Rejected(f"category {event.category.value!r} does not match {topic.leaf!r} in the topic")
+        now = utcnow()
+        with self.database.session() as session:
+            if session.scalar(select(EventRecord.id).where(EventRecord.event_id == str(event.event_id))):
+                self.counts["duplicates"] += 1
+                return "duplicate"
+            evidence = session.scalar(select(EvidenceRecord).where(EvidenceRecord.event_id == str(event.event_id)))
+            if evidence and event.evidence and evidence.sha256 != event.evidence.sha256:
+                raise Rejected(f"evidence received for this event has SHA-256 {evidence.sha256}, "
+                               f"the event announces {event.evidence.sha256}")
+            record = EventRecord(
+                event_id=str(event.event_id), violation_id=str(event.violation_id), type=event.type.value,
+                node_id=event.node_id, camera_id=event.camera_id, zone_id=event.zone_id,
+                category=event.category.value, code=event.code, started_at=event.started_at,
+                observed_at=event.observed_at, received_at=now,
+                evidence_sha256=event.evidence.sha256 if event.evidence else None,
+                payload=json.loads(event.model_dump_json()),
+            )
+            session.add(record)
+            messages = self.cases.apply_event(session, event, record, now)
+            self._touch_node(session, event.node_id, now)
+            try:
+                session.commit()
+            except IntegrityError:  # the same event arriving twice at once
+                session.rollback()
+                self.counts["duplicates"] += 1
+                return "duplicate"
+        self.counts["events"] += 1
+        for message in messages:
+            self.publish_case(message)
+        return "stored"
+
+    def _evidence(self, topic: NodeTopic, payload: bytes) -> str:
+        try:
+            event_id = str(uuid.UUID(topic.leaf or ""))
+        except ValueError:
+            raise Rejected(f"evidence topic names {topic.leaf!r}, not an event id") from None
+        if len(payload) > MAX_EVIDENCE_BYTES:
+            raise Rejected(f"evidence of {len(payload)} bytes exceeds the {MAX_EVIDENCE_BYTES}-byte limit")
+        if not payload.startswith(_JPEG_MAGIC):
+            raise Rejected("evidence is not a JPEG image")
+        sha256 = hashlib.sha256(payload).hexdigest()
+        with self.database.session() as session:
+            if session.scalar(select(EvidenceRecord.id).where(EvidenceRecord.event_id == event_id)):
+                self.counts["duplicates"] += 1
+                return "duplicate"
+            announced = session.scalar(select(EventRecord.evidence_sha256).where(EventRecord.event_id == event_id))
+            if announced and announced != sha256:
+                raise Rejected(f"evidence SHA-256 {sha256} differs from {announced} announced by the event")
+            self.evidence.put(payload)
+            session.add(EvidenceRecord(event_id=event_id, node_id=topic.node_id, sha256=sha256, bytes=len(payload)))
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                self.counts["duplicates"] += 1
+                return "duplicate"
+        self.counts["evidence"] += 1
+        return "stored"
+
+    def _status(self, topic: NodeTopic, payload: bytes) -> str:
+        if not payload:
+            return "ignored"  # a cleared retained status
+        status = self._validate(NodeStatus, payload, MAX_EVENT_BYTES)
+        if status.node_id != topic.node_id:
+            raise Rejected(f"node_id {status.node_id!r} in the payload does not match {topic.node_id!r} in the topic")
+        now = utcnow()
+        with self.database.session() as session:
+            node = self._touch_node(session, status.node_id, now, seen=status.state is NodeState.ONLINE)
+            stale = status.session < node.session or (
+                status.session == node.session and node.state == NodeState.OFFLINE.value
+            )
+            if stale:
+                session.commit()
+                log.info("ignored %s of %s session %d (current session %d)", status.state.value, status.node_id,
+                         status.session, node.session)
+                return "ignored"
+            node.state, node.session, node.status_at = status.state.value, status.session, status.at or now
+            session.commit()
+        self.counts["status"] += 1
+        return "stored"
+
+    def _telemetry(self, topic: NodeTopic, payload: bytes) -> str:
+        telemetry = self._validate(NodeTelemetry, payload, MAX_EVENT_BYTES)
+        if telemetry.node_id != topic.node_id:
+            raise Rejected(f"node_id {telemetry.node_id!r} in the payload does not match {topic.node_id!r}")
+        now = utcnow()
+        with self.database.session() as session:
+            node = self._touch_node(session, telemetry.node_id, now)
+            node.telemetry, node.telemetry_at = json.loads(telemetry.model_dump_json()), now
+            session.commit()
+        self.counts["telemetry"] += 1
+        return "stored"
+
+    # ---- helpers --------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _validate(model, payload: bytes, limit: int):  # noqa: ANN001, ANN205 - generic over contract models
+        if len(payload) > limit:
+            raise Rejected(f"payload of {len(payload)} bytes exceeds the {limit}-byte limit")
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise Rejected(f"payload is not UTF-8: {error}") from None
+        try:
+            return model.model_validate_json(text)
+        except ValidationError as error:
+            if any(item["type"] == "json_invalid" for item in error.errors()):
+                raise Rejected(f"payload is not valid JSON: {error.errors()[0]['msg']}") from None
+            raise Rejected(describe_validation_error(error)) from None
+
+    @staticmethod
+    def _touch_node(session, node_id: str, now: datetime, seen: bool = True) -> NodeRecord:  # noqa: ANN001
+        node = session.get(NodeRecord, node_id)
+        if node is None:
+            node = NodeRecord(node_id=node_id, state="unknown", session=0)
+            session.add(node)
+        if seen:
+            node.last_seen_at = now
+        return node
+
+    def _dead_letter(self, topic: str, node_id: str | None, payload: bytes, reason: str) -> str:
+        with self.database.session() as session:
+            session.add(DeadLetter(topic=topic, node_id=node_id, reason=reason, payload=payload))
+            session.commit()
+        self.counts["dead_letters"] += 1
+        log.warning("dead letter on %s: %s", topic, reason)
+        return "dead_letter"
+
+
+class IngestService(MqttClient):
+    """The server's broker connection: subscribes in on_connect, hands messages to `Ingest`, publishes cases."""
+
+    def __init__(self, ingest: Ingest, client_id: str, host: str, port: int, username: str,
+                 password: str | None) -> None:
+        super().__init__(client_id=client_id, host=host, port=port, username=username, password=password,
+                         session_expiry_seconds=24 * 3600)
+        self.ingest = ingest
+        ingest.publish_case = self.publish_case
+        for topic_filter in (SUBSCRIBE_EVENTS, SUBSCRIBE_EVIDENCE, SUBSCRIBE_STATUS, SUBSCRIBE_TELEMETRY):
+            self.subscribe(topic_filter, self._on_node_message)
+
+    def _on_node_message(self, message: mqtt.MQTTMessage) -> None:
+        self.ingest.handle(message.topic, message.payload)
+
+    def publish_case(self, message: CaseMessage) -> None:
+        self.publish(case_topic(message.category, message.case_id), message.model_dump_json().encode(), qos=1)
