@@ -14,6 +14,10 @@ from gridwatch.contract import ModelInfo
 log = logging.getLogger(__name__)
 
 
+class ModelError(RuntimeError):
+    """The detector model cannot be loaded; the message says what to set."""
+
+
 class Detector:
     """One model and one tracker for one camera: the tracker's memory belongs to the view it follows."""
 
@@ -22,10 +26,17 @@ class Detector:
         from ultralytics import YOLO  # imported here: loading torch takes seconds, config checks should not
 
         path = Path(model)
-        # An export folder (OpenVINO, ...) carries no task in its name; detection is the only task we run.
-        self._model = YOLO(model, task="detect")
-        # One warm-up pass builds the predictor, so reading the class names does not load the model a second time.
-        self._model.predict(np.zeros((64, 64, 3), dtype=np.uint8), verbose=False)
+        try:
+            # An export folder (OpenVINO, ...) carries no task in its name; detection is the only task we run.
+            self._model = YOLO(model, task="detect")
+            # A warm-up pass builds the predictor, so reading the class names does not load the model again.
+            self._model.predict(np.zeros((64, 64, 3), dtype=np.uint8), verbose=False)
+        except (ConnectionError, FileNotFoundError, OSError, RuntimeError) as error:
+            raise ModelError(
+                f"cannot load detector model {model!r}: {error}. Models named without a path download on first use; "
+                f"offline, set $GRIDWATCH_MODEL (or `model:` in the node config) to local weights or an export "
+                f"folder such as ../shared/models/yolo11n_int8_openvino_model"
+            ) from None
         self._names: dict[int, str] = dict(self._model.names)
         self._classes = None
         if labels is not None:

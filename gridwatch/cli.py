@@ -41,7 +41,13 @@ def cmd_edge(args: argparse.Namespace) -> int:
         import os
 
         os.environ.pop("GRIDWATCH_MODEL", None)
-    return EdgeNode.build(config).run(_stop_on_signals())
+    from edge.detect import ModelError
+
+    try:
+        node = EdgeNode.build(config)
+    except ModelError as error:
+        raise ConfigError(str(error)) from None
+    return node.run(_stop_on_signals())
 
 
 def cmd_server(args: argparse.Namespace) -> int:
@@ -100,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="How much to log (default INFO).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     help="What to run; `gridwatch COMMAND --help` explains its options.")
 
     edge = commands.add_parser("edge", help="Run an edge node: cameras, detection, zone rules, MQTT.",
                                description="Run an edge node from a node config (YAML; see README, Configuration).")
@@ -121,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     broker = commands.add_parser("broker", help="Broker accounts and a Mosquitto run from broker_config/.",
                                  description="Generate broker accounts, or run Mosquitto with the project's policy.")
-    broker_commands = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
+    broker_commands = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION",
+                                            help="users: make accounts; run: start Mosquitto.")
     users = broker_commands.add_parser("users", help="Generate the password file and credentials.json.",
                                        description="Write DIR/passwd (Mosquitto hashes) and DIR/credentials.json "
                                                    "(plain passwords, mode 0600) for the server, nodes and "

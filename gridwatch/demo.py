@@ -32,6 +32,8 @@ FULL_FRAME = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
 def port_or_free(preferred: int) -> int:
     import socket
 
+    if preferred == 0:
+        return free_port()
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", preferred))

@@ -22,10 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from gridwatch.contract import (
     MAX_EVENT_BYTES,
     MAX_EVIDENCE_BYTES,
-    SUBSCRIBE_EVENTS,
-    SUBSCRIBE_EVIDENCE,
-    SUBSCRIBE_STATUS,
-    SUBSCRIBE_TELEMETRY,
+    SUBSCRIBE_ALL_NODES,
     CaseMessage,
     Event,
     NodeState,
@@ -97,6 +94,8 @@ class Ingest:
         try:
             parsed = parse_node_topic(topic)
             node_id = parsed.node_id
+            if parsed.kind.value == "config":
+                return "ignored"  # server -> node configuration, published by the server itself
             handler = {"events": self._event, "evidence": self._evidence, "status": self._status,
                        "telemetry": self._telemetry}.get(parsed.kind.value)
             if handler is None:
@@ -254,8 +253,7 @@ class IngestService(MqttClient):
                          session_expiry_seconds=24 * 3600)
         self.ingest = ingest
         ingest.publish_case = self.publish_case
-        for topic_filter in (SUBSCRIBE_EVENTS, SUBSCRIBE_EVIDENCE, SUBSCRIBE_STATUS, SUBSCRIBE_TELEMETRY):
-            self.subscribe(topic_filter, self._on_node_message)
+        self.subscribe(SUBSCRIBE_ALL_NODES, self._on_node_message)
 
     def _on_node_message(self, message: mqtt.MQTTMessage) -> None:
         self.ingest.handle(message.topic, message.payload)

@@ -1,0 +1,67 @@
+"""The broker's roles, checked against a real Mosquitto started from broker_config/."""
+
+from __future__ import annotations
+
+import pytest
+
+from gridwatch.contract import case_topic, config_topic, event_topic, status_topic, telemetry_topic
+
+PUBLISH_MATRIX = [
+    ("node-a", event_topic("node-a", "illegal_parking"), True),
+    ("node-a", telemetry_topic("node-a"), True),
+    ("node-a", "gw/v1/nodes/node-a/evidence/123", True),
+    ("node-a", event_topic("node-b", "illegal_parking"), False),
+    ("node-a", status_topic("node-b"), False),
+    ("node-a", case_topic("litter", 1), False),
+    ("node-a", "gw/v1/nodes/node-a-evil/events/litter", False),
+    ("integrator", case_topic("litter", 1), False),
+    ("integrator", event_topic("node-a", "litter"), False),
+    ("integrator", "gw/v1/nodes/integrator/events/litter", False),
+    ("gridwatch-server", case_topic("litter", 1), True),
+    ("gridwatch-server", config_topic("node-a"), True),
+]
+
+
+@pytest.mark.parametrize(("user", "topic", "allowed"), PUBLISH_MATRIX)
+def test_publish_rights(mqtt_client, user, topic, allowed):
+    watcher = mqtt_client("gridwatch-server")
+    watcher.subscribe("gw/#")
+    reason = mqtt_client(user).publish(topic, b"{}")
+    assert reason.is_failure is (not allowed), f"{user} -> {topic}: {reason}"
+    delivered = [m.topic for m in watcher.collect(0.5)]
+    assert (topic in delivered) is allowed
+
+
+def test_integrator_reads_cases_events_and_status(mqtt_client):
+    integrator = mqtt_client("integrator")
+    integrator.subscribe("gw/v1/cases/#")
+    integrator.subscribe("gw/v1/nodes/+/events/#")
+    integrator.subscribe("gw/v1/nodes/+/status")
+    integrator.subscribe("gw/v1/nodes/+/config")
+    server = mqtt_client("gridwatch-server")
+    server.publish(case_topic("litter", 5), b"case")
+    server.publish(config_topic("node-a"), b"config")
+    mqtt_client("node-a").publish(event_topic("node-a", "litter"), b"event")
+    mqtt_client("node-b").publish(status_topic("node-b"), b"status")
+    received = {m.topic for m in integrator.collect(0.7)}
+    assert received == {case_topic("litter", 5), event_topic("node-a", "litter"), status_topic("node-b")}
+
+
+def test_a_node_reads_only_its_own_config(mqtt_client):
+    server = mqtt_client("gridwatch-server")
+    server.publish(config_topic("node-a"), b"for a", retain=True)
+    server.publish(config_topic("node-b"), b"for b", retain=True)
+    node_a = mqtt_client("node-a")
+    node_a.subscribe("gw/v1/nodes/+/config")
+    assert [(m.topic, m.payload) for m in node_a.collect(0.7)] == [(config_topic("node-a"), b"for a")]
+
+
+@pytest.mark.parametrize(("user", "password"), [(None, None), ("node-a", "wrong"), ("nobody", "x")])
+def test_anonymous_and_wrong_passwords_are_refused(running_broker, user, password):
+    from tests.conftest import Subscriber
+
+    client = Subscriber(running_broker.port, user, password, client_id="intruder")
+    try:
+        assert client.reason.is_failure
+    finally:
+        client.close()

@@ -1,0 +1,126 @@
+"""Fixtures shared by the suite: a real Mosquitto from broker_config/ on a free port, MQTT clients, the model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from gridwatch.broker import Broker, Credentials, generate_users
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MODEL = REPO.parent / "shared" / "models" / "yolo11n_int8_openvino_model"
+
+
+@dataclass
+class RunningBroker:
+    broker: Broker
+    credentials: Credentials
+    dir: Path
+
+    @property
+    def port(self) -> int:
+        return self.broker.port
+
+
+@pytest.fixture
+def running_broker(tmp_path: Path) -> Iterator[RunningBroker]:
+    users = tmp_path / "broker"
+    credentials = generate_users(users, ["node-a", "node-b"], ["integrator"])
+    with Broker(users / "data", users / "passwd") as broker:
+        yield RunningBroker(broker, credentials, users)
+
+
+class Subscriber:
+    """A real MQTT v5 client that records what it receives and how the broker answered."""
+
+    def __init__(self, port: int, username: str | None, password: str | None, client_id: str) -> None:
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.connect_result: queue.Queue = queue.Queue()
+        self.subacks: queue.Queue = queue.Queue()
+        self.pubacks: dict[int, object] = {}
+        self._puback_event = threading.Condition()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = lambda _c, _u, _f, rc, _p: self.connect_result.put(rc)
+        self.client.on_message = lambda _c, _u, message: self.messages.put(message)
+        self.client.on_subscribe = lambda _c, _u, _mid, codes, _p: self.subacks.put(codes)
+        self.client.on_publish = self._on_publish
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.reason = self.connect_result.get(timeout=10)
+
+    def _on_publish(self, _client, _userdata, mid, reason_code, _properties) -> None:
+        with self._puback_event:
+            self.pubacks[mid] = reason_code
+            self._puback_event.notify_all()
+
+    def subscribe(self, topic: str) -> list:
+        self.client.subscribe(topic, qos=1)
+        return self.subacks.get(timeout=10)
+
+    def publish(self, topic: str, payload: bytes | str, retain: bool = False):
+        """Publish with QoS 1 and return the broker's PUBACK reason code."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        with self._puback_event:
+            self._puback_event.wait_for(lambda: info.mid in self.pubacks, timeout=10)
+        return self.pubacks[info.mid]
+
+    def collect(self, seconds: float) -> list[mqtt.MQTTMessage]:
+        found = []
+        try:
+            while True:
+                found.append(self.messages.get(timeout=seconds))
+        except queue.Empty:
+            return found
+
+    def wait_for(self, predicate, timeout: float = 10) -> mqtt.MQTTMessage:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                message = self.messages.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if predicate(message):
+                return message
+        raise AssertionError("expected message did not arrive")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def mqtt_client(running_broker: RunningBroker):
+    """Factory: `mqtt_client(user)` connects as that account (password from the generated credentials)."""
+    clients: list[Subscriber] = []
+
+    def connect(username: str | None, password: str | None = None) -> Subscriber:
+        if username and password is None:
+            password = running_broker.credentials.all_accounts()[username]
+        client = Subscriber(running_broker.port, username, password, client_id=f"test-{username}-{len(clients)}")
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    """The detector the tests run: $GRIDWATCH_MODEL, else the shared OpenVINO export (make test sets the first)."""
+    return os.environ.get("GRIDWATCH_MODEL") or str(SHARED_MODEL)
+
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per test request drowns the useful log

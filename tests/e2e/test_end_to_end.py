@@ -1,0 +1,135 @@
+"""A real video through a real edge node, the real broker and the real server, each its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from gridwatch.broker import free_port, wait_for_port
+from gridwatch.demo_media import DEMO_ZONE, render_parked_bus_clip
+from tests.factories import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def parked_bus_clip(tmp_path_factory) -> Path:
+    return render_parked_bus_clip(tmp_path_factory.mktemp("media") / "parked-bus.mp4", seconds=12)
+
+
+def get(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - local test server
+        body = response.read()
+        return json.loads(body) if response.headers.get_content_type() == "application/json" else body
+
+
+class Processes:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.running: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+        log = (self.workdir / f"{name}.log").open("wb")
+        process = subprocess.Popen([sys.executable, "-m", "gridwatch", *args], stdout=log, stderr=subprocess.STDOUT,
+                                   cwd=REPO, env={**os.environ, **(env or {})})
+        self.running.append((name, process))
+        return process
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name}.log\n{(self.workdir / f'{name}.log').read_text()[-3000:]}"
+                         for name, _ in self.running)
+
+    def stop(self) -> None:
+        for _, process in reversed(self.running):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+@pytest.fixture
+def processes(tmp_path):
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop()
+
+
+def test_parked_vehicle_on_video_becomes_a_dispatched_case_with_evidence(
+    running_broker, mqtt_client, processes, parked_bus_clip, model_path, tmp_path
+):
+    creds = running_broker.credentials
+    api_port = free_port()
+    (tmp_path / "server.password").write_text(creds.server_password)
+    (tmp_path / "node.password").write_text(creds.nodes["node-a"])
+    (tmp_path / "server.yaml").write_text(yaml.safe_dump({
+        "database_url": f"sqlite:///{tmp_path / 'gridwatch.db'}",
+        "evidence_dir": "evidence",
+        "dispatch_config": str(REPO / "config" / "demo" / "dispatch.yaml"),
+        "api_port": api_port,
+        "mqtt_port": running_broker.port,
+        "mqtt_password_file": "server.password",
+    }))
+    (tmp_path / "node.yaml").write_text(yaml.safe_dump({
+        "node_id": "node-a",
+        "mqtt": {"port": running_broker.port, "password_file": "node.password"},
+        "model": model_path,
+        "state_dir": str(tmp_path / "edge-state"),
+        "cameras": [{
+            "camera_id": "kerb-cam",
+            "source": str(parked_bus_clip),
+            "location": {"lat": 30.27415, "lon": 120.15515},
+            "realtime": False,
+            "zones": [{"zone_id": "bus-stop-kerb", "rule": "no_parking", "polygon": [list(p) for p in DEMO_ZONE],
+                       "dwell_seconds": 4}],
+        }],
+    }))
+    integrator = mqtt_client("integrator")
+    integrator.subscribe("gw/v1/cases/#")
+    integrator.subscribe("gw/v1/nodes/+/status")
+
+    server = processes.start("server", "server", "--config", str(tmp_path / "server.yaml"))
+    wait_for_port("127.0.0.1", api_port, 60, server)
+    api = f"http://127.0.0.1:{api_port}"
+    edge = processes.start("edge", "edge", "--config", str(tmp_path / "node.yaml"))
+    try:
+        assert edge.wait(timeout=180) == 0, "the edge node should finish the clip and flush cleanly"
+        items = wait_until(lambda: get(f"{api}/api/v1/cases")["items"], timeout=20)
+    except (AssertionError, subprocess.TimeoutExpired):
+        print(processes.logs())
+        raise
+
+    assert len(items) == 1, "one parked bus is one case"
+    case = get(f"{api}/api/v1/cases/{items[0]['id']}")
+    assert case["category"] == "illegal_parking" and case["code"] == "0505"
+    assert case["label"] == "bus" and case["zone_id"] == "bus-stop-kerb" and case["camera_id"] == "kerb-cam"
+    assert case["status"] == "dispatched"
+    assert case["assignment"]["unit_id"] == "traffic-police"
+    assert case["assignment"]["street_chief"]["name"].startswith("王建国")
+    assert case["dwell_seconds"] >= 4
+
+    evidence = get(api + case["evidence_urls"][0])
+    image = cv2.imdecode(np.frombuffer(evidence, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[:2] == (1080, 810), "evidence is the full annotated frame"
+
+    statuses = []
+    messages = integrator.collect(1.0)
+    for message in messages:
+        body = json.loads(message.payload)
+        if message.topic.startswith("gw/v1/cases/"):
+            statuses.append(body["status"])
+    assert statuses == ["collected", "registered", "dispatched"]
+    node_states = [json.loads(m.payload)["state"] for m in messages if m.topic.endswith("/status")]
+    assert node_states[-1] == "offline", "a node that stops says so"
+    node = get(f"{api}/api/v1/nodes")[0]
+    assert node["node_id"] == "node-a" and node["telemetry"]["cameras"][0]["frames_detected"] > 0

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.config import DEFAULT_MODEL, MODEL_ENV, load_node_config
+from gridwatch.config_files import ConfigError
+
+VALID = """
+node_id: cam-node-7
+mqtt: {host: broker.local, port: 1884}
+cameras:
+  - camera_id: gate
+    source: rtsp://10.0.0.7/stream1
+    zones:
+      - zone_id: school-gate
+        rule: no_parking
+        polygon: [[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]]
+        dwell_seconds: 300
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "node.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_config_loads_with_defaults(tmp_path):
+    config = load_node_config(write(tmp_path, VALID))
+    camera = config.cameras[0]
+    assert camera.zones[0].dwell_seconds == 300
+    assert camera.detect_fps == 5.0
+    assert config.event_codes["illegal_parking"] == "0505"
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (("dwell_seconds: 300", "dwel_seconds: 300"), "cameras.0.zones.0.dwel_seconds: unknown key"),
+        (("port: 1884", "prot: 1884"), "mqtt.prot: unknown key"),
+        (("[0.9, 1.0]", "[1.9, 1.0]"), "cameras.0.zones.0.polygon.2.0"),
+        (("node_id: cam-node-7", "node_id: Cam Node/7"), "node_id"),
+        (("rule: no_parking", "rule: no_dancing"), "cameras.0.zones.0.rule"),
+    ],
+)
+def test_a_wrong_key_or_value_is_named(tmp_path, change, named):
+    with pytest.raises(ConfigError) as error:
+        load_node_config(write(tmp_path, VALID.replace(*change)))
+    assert named in str(error.value)
+    assert str(tmp_path / "node.yaml") in str(error.value)
+
+
+def test_model_setting_precedence(tmp_path, monkeypatch):
+    config = load_node_config(write(tmp_path, VALID))
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert config.resolved_model() == DEFAULT_MODEL
+    config.model = "city.pt"
+    assert config.resolved_model() == "city.pt"
+    monkeypatch.setenv(MODEL_ENV, "/models/override")
+    assert config.resolved_model() == "/models/override"

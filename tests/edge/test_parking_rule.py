@@ -1,0 +1,126 @@
+"""The illegal-parking rule, driven with synthetic tracks and a simulated clock (an hour runs in milliseconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.config import RuleTuning, ZoneConfig
+from edge.detections import Detections
+from edge.rules.parking import IllegalParkingRule
+from edge.zones import Zone
+from gridwatch.contract import EventType
+
+FPS = 5
+KERB = Zone(ZoneConfig(zone_id="kerb", rule="no_parking", polygon=[(0, 0.5), (1, 0.5), (1, 1), (0, 1)],
+                       dwell_seconds=180))
+PARKED = (0.40, 0.60, 0.55, 0.80)  # bottom centre (0.475, 0.80): inside the kerb zone
+OUTSIDE = (0.40, 0.10, 0.55, 0.30)
+
+
+def seen(*objects: tuple) -> Detections:
+    """objects: (track_id, box, score, label)."""
+    if not objects:
+        return Detections()
+    return Detections(
+        boxes=np.array([o[1] for o in objects], dtype=np.float64),
+        scores=np.array([o[2] for o in objects], dtype=np.float64),
+        labels=tuple(o[3] for o in objects),
+        track_ids=np.array([o[0] for o in objects], dtype=np.int64),
+    )
+
+
+def run(rule: IllegalParkingRule, seconds: float, frame, start: float = 0.0):
+    """Feed `frame(t)` at FPS for `seconds`; returns [(time, event)]."""
+    events = []
+    for index in range(int(seconds * FPS)):
+        now = start + index / FPS
+        events.extend((now, event) for event in rule.process(frame(now), now))
+    return events
+
+
+def new_rule(**tuning) -> IllegalParkingRule:
+    return IllegalParkingRule([KERB], RuleTuning(**tuning), ["car", "truck", "bus", "motorcycle"])
+
+
+def types(events) -> list[str]:
+    return [event.type.value for _, event in events]
+
+
+def test_parked_car_fires_once_after_the_dwell_time():
+    rule = new_rule()
+    events = run(rule, 200, lambda t: seen((1, PARKED, 0.8, "car")))
+    assert types(events) == ["new"]
+    at, event = events[0]
+    inertia = (RuleTuning().zone_inertia_frames - 1) / FPS
+    assert at == pytest.approx(180 + inertia, abs=0.21)
+    assert event.zone_id == "kerb" and event.label == "car" and event.dwell_seconds >= 180
+
+
+@pytest.mark.parametrize(
+    ("label", "box", "score", "why"),
+    [
+        ("person", PARKED, 0.9, "not a vehicle"),
+        ("car", OUTSIDE, 0.9, "outside the zone"),
+        ("car", PARKED, 0.2, "median score below threshold"),
+    ],
+)
+def test_no_violation(label, box, score, why):
+    assert run(new_rule(), 400, lambda t: seen((1, box, score, label))) == [], why
+
+
+def test_a_car_driving_through_the_zone_never_fires():
+    def driving(t):  # 2 % of the frame a second, back and forth along the kerb
+        x = 0.1 + (0.02 * t) % 0.7
+        return seen((1, (x, 0.6, x + 0.15, 0.8), 0.9, "car"))
+
+    assert run(new_rule(), 600, driving) == []
+
+
+def test_one_frame_blip_into_the_zone_does_not_count_as_entering():
+    rule = new_rule(zone_inertia_frames=3)
+
+    def blip(t):
+        inside = int(t * FPS) % 10 == 0  # inside one frame in ten
+        return seen((1, PARKED if inside else OUTSIDE, 0.9, "car"))
+
+    assert run(rule, 400, blip) == []
+
+
+def test_heartbeat_updates_then_end_when_the_car_leaves():
+    rule = new_rule(heartbeat_seconds=60, lost_seconds=10)
+    parked = run(rule, 400, lambda t: seen((1, PARKED, 0.8, "car")))
+    gone = run(rule, 20, lambda t: seen(), start=400)
+    assert types(parked) == ["new", "update", "update", "update"]
+    assert [e.reason for _, e in parked[1:]] == ["heartbeat"] * 3
+    assert types(gone) == ["end"]
+    assert gone[0][0] == pytest.approx(410, abs=0.21)
+    assert len({e.violation_id for _, e in parked + gone}) == 1
+
+
+def test_driving_off_ends_the_violation():
+    rule = new_rule()
+    run(rule, 200, lambda t: seen((1, PARKED, 0.8, "car")))
+    moved = run(rule, 5, lambda t: seen((1, (0.70, 0.60, 0.85, 0.80), 0.8, "car")), start=200)
+    assert types(moved) == ["end"]
+    assert moved[0][1].reason == "moved off"
+
+
+def test_a_lost_and_found_car_stays_one_violation():
+    """A pedestrian hides the car for 3 s and the tracker gives it a new id: no second `new`."""
+    rule = new_rule(lost_seconds=10)
+    before = run(rule, 200, lambda t: seen((1, PARKED, 0.8, "car")))
+    hidden = run(rule, 3, lambda t: seen(), start=200)
+    after = run(rule, 100, lambda t: seen((7, (0.401, 0.601, 0.551, 0.801), 0.8, "car")), start=203)
+    assert types(before) == ["new"] and hidden == []
+    assert "new" not in types(after)
+    assert {e.violation_id for _, e in before + after} == {before[0][1].violation_id}
+
+
+def test_two_cars_are_two_violations():
+    rule = new_rule()
+    other = (0.70, 0.60, 0.85, 0.80)
+    events = run(rule, 200, lambda t: seen((1, PARKED, 0.8, "car"), (2, other, 0.7, "truck")))
+    assert sorted(e.label for _, e in events) == ["car", "truck"]
+    assert len({e.violation_id for _, e in events}) == 2
+    assert all(e.type is EventType.NEW for _, e in events)

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gridwatch.cli import build_parser
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def gridwatch(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gridwatch", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=60)
+
+
+def all_parsers(parser: argparse.ArgumentParser, path: str = "gridwatch"):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from all_parsers(sub, f"{path} {name}")
+
+
+def test_every_command_and_option_is_explained():
+    parsers = dict(all_parsers(build_parser()))
+    assert {"gridwatch edge", "gridwatch server", "gridwatch broker users", "gridwatch broker run",
+            "gridwatch demo"} <= set(parsers)
+    for path, parser in parsers.items():
+        for action in parser._actions:
+            if action.dest != "help":
+                assert action.help and len(action.help) > 10, f"{path} {action.option_strings or action.dest}"
+
+
+def test_help_runs():
+    result = gridwatch("demo", "--help")
+    assert result.returncode == 0 and "--source" in result.stdout and "connection.json" in result.stdout
+
+
+def test_edge_config_error_names_the_key(tmp_path):
+    config = tmp_path / "node.yaml"
+    config.write_text("node_id: n1\ncamras: []\n")
+    result = gridwatch("edge", "--config", str(config))
+    assert result.returncode == 2
+    assert "camras: unknown key" in result.stderr and "cameras: Field required" in result.stderr
+
+
+def test_server_config_error_names_the_key(tmp_path):
+    config = tmp_path / "server.yaml"
+    config.write_text("database_ulr: sqlite:///x.db\n")
+    result = gridwatch("server", "--config", str(config))
+    assert result.returncode == 2 and "database_ulr: unknown key" in result.stderr
+
+
+def test_broker_users_writes_passwords_but_refuses_role_names_as_nodes(tmp_path):
+    result = gridwatch("broker", "users", "--out", str(tmp_path), "--node", "cam-1", "--integrator", "integrator")
+    assert result.returncode == 0, result.stderr
+    creds = json.loads((tmp_path / "credentials.json").read_text())
+    assert set(creds["nodes"]) == {"cam-1"} and set(creds["integrators"]) == {"integrator"}
+    assert oct((tmp_path / "passwd").stat().st_mode & 0o777) == "0o600"
+    assert all(line.split(":", 1)[1].startswith("$7$") for line in (tmp_path / "passwd").read_text().splitlines())
+
+    for bad in (["--node", "integrator"], ["--node", "Bad/Id"], ["--integrator", "unknown-partner"]):
+        result = gridwatch("broker", "users", "--out", str(tmp_path / "x"), *bad)
+        assert result.returncode == 2, bad
+        assert result.stderr.startswith("gridwatch: ")
+
+
+@pytest.mark.parametrize("missing", ["/nonexistent/clip.mp4"])
+def test_demo_refuses_a_missing_source(tmp_path, missing):
+    result = gridwatch("demo", "--workdir", str(tmp_path / "d"), "--source", missing)
+    assert result.returncode == 2 and "does not exist" in result.stderr
