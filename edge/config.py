@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from gridwatch.config_files import ConfigError, load_yaml_model
+from gridwatch.config_files import load_yaml_model
 from gridwatch.contract import DEFAULT_EVENT_CODES, NODE_ID_PATTERN, Category, Location
 
 DEFAULT_MODEL = "yolo11n.pt"
@@ -38,10 +38,17 @@ class RuleTuning(_Config):
     min_score: float = Field(default=0.35, ge=0, le=1, description="Median detector score an object needs to count.")
     score_window: int = Field(default=7, ge=1, description="How many recent scores the median is taken over.")
     zone_inertia_frames: int = Field(
-        default=3, ge=1, description="Consecutive frames an anchor must be inside (or outside) to enter (or leave)."
+        default=3, ge=1,
+        description="Consecutive frames an anchor must be inside (or outside) to enter (or leave), and an object "
+                    "must move before it counts as moving.",
     )
     still_tolerance: float = Field(
         default=0.12, gt=0, le=1, description="How far (as a fraction of box height) an object may drift and be still."
+    )
+    still_iou: float = Field(
+        default=0.6, gt=0, le=1,
+        description="A box overlapping its parked position this much is still, even if its anchor jumped "
+                    "(partial occlusion, a shadow, the frame edge).",
     )
     lost_seconds: float = Field(
         default=10.0, gt=0, description="How long an unseen object keeps its violation before it ends."
@@ -53,7 +60,7 @@ class RuleTuning(_Config):
 
 
 class CameraConfig(_Config):
-    camera_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    camera_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Unique within the node.")
     source: str = Field(description="Video file path, rtsp:// or http:// URL, or a USB camera index such as `0`.")
     location: Location | None = Field(default=None, description="Camera position (WGS84), used for dispatch.")
     detect_fps: float = Field(default=5.0, gt=0, description="Detections per second; frames between are skipped.")
@@ -63,8 +70,8 @@ class CameraConfig(_Config):
         default_factory=lambda: ["car", "truck", "bus", "motorcycle"],
         description="Detector classes that count as vehicles for `no_parking` zones.",
     )
-    tuning: RuleTuning = Field(default_factory=RuleTuning)
-    zones: list[ZoneConfig] = Field(min_length=1)
+    tuning: RuleTuning = Field(default_factory=RuleTuning, description="Rule sensitivity (table below).")
+    zones: list[ZoneConfig] = Field(min_length=1, description="Polygon zones with their rules (table below).")
 
     @field_validator("zones")
     @classmethod
@@ -78,7 +85,7 @@ class CameraConfig(_Config):
 
 class MqttConfig(_Config):
     host: str = Field(default="127.0.0.1", description="Broker host name or address.")
-    port: int = Field(default=1883, ge=1, le=65535)
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
     username: str | None = Field(default=None, description="Broker account; defaults to the node id.")
     password: SecretStr | None = Field(default=None, description="Broker password (or use password_file).")
     password_file: Path | None = Field(default=None, description="File holding the broker password.")
@@ -94,7 +101,7 @@ class MqttConfig(_Config):
 
 class NodeConfig(_Config):
     node_id: str = Field(pattern=NODE_ID_PATTERN, description="Unique node id; also its broker user name.")
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection (table below).")
     model: str | None = Field(
         default=None, description=f"Detector weights or export folder. ${MODEL_ENV} overrides; default {DEFAULT_MODEL}."
     )
@@ -104,7 +111,7 @@ class NodeConfig(_Config):
         default_factory=lambda: {category: code for category, code in DEFAULT_EVENT_CODES.items()},
         description="City event code per category.",
     )
-    cameras: list[CameraConfig] = Field(min_length=1)
+    cameras: list[CameraConfig] = Field(min_length=1, description="The cameras this node watches (table below).")
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> NodeConfig:

@@ -139,9 +139,9 @@ class MqttClient:
             return
         for topic_filter, (qos, _handler) in self._subscriptions.items():
             client.subscribe(topic_filter, qos=qos)
-        self.connected.set()
         log.info("%s: connected to %s:%d", self.client_id, self.host, self.port)
-        self.on_connected()
+        self.on_connected()  # the birth message goes out before anyone is told we are connected
+        self.connected.set()
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         if self._stopping:

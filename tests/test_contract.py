@@ -6,8 +6,6 @@ from datetime import datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from tests.factories import CST, event_payload
-
 from gridwatch.contract import (
     Category,
     Event,
@@ -20,6 +18,8 @@ from gridwatch.contract import (
     parse_node_topic,
     status_topic,
 )
+from tests.factories import CST, event_payload
+
 
 def test_topics_round_trip():
     event_id = uuid.uuid4()
@@ -67,3 +67,23 @@ def test_invalid_events_name_the_problem(overrides, field):
     with pytest.raises(ValidationError) as error:
         Event.model_validate(event_payload(**overrides))
     assert field in str(error.value)
+
+
+def test_asyncapi_document_matches_the_contract():
+    """docs/asyncapi.yaml is what integrators read; regenerate it with `python -m gridwatch.asyncapi`."""
+    from pathlib import Path
+
+    import yaml
+
+    from gridwatch.asyncapi import build, render
+
+    committed = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.yaml"
+    assert committed.read_text() == render(), "docs/asyncapi.yaml is stale: python -m gridwatch.asyncapi > docs/..."
+    document = yaml.safe_load(committed.read_text())
+    assert document["asyncapi"] == "3.0.0"
+    addresses = {channel["address"] for channel in document["channels"].values()}
+    assert {status_topic("{node_id}"), "gw/v1/nodes/{node_id}/events/{category}",
+            "gw/v1/nodes/{node_id}/evidence/{event_id}", "gw/v1/cases/{category}/{case_id}"} <= addresses
+    assert set(Event.model_fields) == set(document["components"]["schemas"]["Event"]["properties"])
+    assert build()["operations"]["sendNodeStatus"]["bindings"]["mqtt"] == {"qos": 1, "retain": True,
+                                                                          "bindingVersion": "0.2.0"}

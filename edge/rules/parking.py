@@ -56,13 +56,21 @@ class _Track:
     box: NDArray[np.float64]
     last_seen: float
     reference_anchor: NDArray[np.float64]
+    reference_box: NDArray[np.float64]
     still_since: float
     scores: deque[float]
+    recent_boxes: deque[NDArray[np.float64]] = field(default_factory=deque)
     zones: dict[str, _Membership] = field(default_factory=dict)
+    moving_frames: int = 0
 
     @property
     def median_score(self) -> float:
         return statistics.median(self.scores)
+
+    @property
+    def steady_box(self) -> NDArray[np.float64]:
+        """Median of the last few boxes: what is published, so a one-frame glitch changes nothing."""
+        return np.median(np.stack(self.recent_boxes), axis=0)
 
 
 @dataclass
@@ -127,18 +135,31 @@ class IllegalParkingRule:
                  score: float, now: float) -> _Track:
         track = self._tracks.get(track_id)
         if track is None:
-            track = _Track(track_id, label, box.copy(), now, anchor.copy(), now,
-                           deque(maxlen=self.tuning.score_window))
+            track = _Track(track_id, label, box.copy(), now, anchor.copy(), box.copy(), now,
+                           deque(maxlen=self.tuning.score_window),
+                           deque(maxlen=self.tuning.zone_inertia_frames))
             self._tracks[track_id] = track
             self._adopt_lost_violation(track, now)
-        width, height = box[2] - box[0], box[3] - box[1]
-        drift = np.abs(anchor - track.reference_anchor)
-        if drift[0] > self.tuning.still_tolerance * width or drift[1] > self.tuning.still_tolerance * height:
-            track.reference_anchor = anchor.copy()
-            track.still_since = now
+        if self._is_still(track, box, anchor):
+            track.moving_frames = 0
+        else:
+            track.moving_frames += 1
+            if track.moving_frames >= self.tuning.zone_inertia_frames:  # moving for real: a new still period
+                track.reference_anchor, track.reference_box = anchor.copy(), box.copy()
+                track.still_since, track.moving_frames = now, 0
         track.label, track.box, track.last_seen = label, box.copy(), now
+        track.recent_boxes.append(box.copy())
         track.scores.append(score)
         return track
+
+    def _is_still(self, track: _Track, box: NDArray[np.float64], anchor: NDArray[np.float64]) -> bool:
+        """Still if the anchor stayed within tolerance of where the still period began, or the box still overlaps
+        that position well: a partly hidden or re-sized box of a parked car is not a car driving off."""
+        width, height = box[2] - box[0], box[3] - box[1]
+        drift = np.abs(anchor - track.reference_anchor)
+        if drift[0] <= self.tuning.still_tolerance * width and drift[1] <= self.tuning.still_tolerance * height:
+            return True
+        return box_iou(box, track.reference_box) >= self.tuning.still_iou
 
     def _adopt_lost_violation(self, track: _Track, now: float) -> None:
         """A parked car the tracker lost (someone walked past, the light changed) and found again under a new id
@@ -175,16 +196,20 @@ class IllegalParkingRule:
                 return []
             if now - still_in_zone_since < zone.config.dwell_seconds:
                 return []
+            box = track.steady_box
             violation = _Violation(uuid.uuid4(), zone.zone_id, track.track_id, track.label, still_in_zone_since,
-                                   track.box.copy(), track.median_score, now, track.box.copy(), now)
+                                   box, track.median_score, now, box.copy(), now)
             self._violations[key] = violation
             return [self._event(EventType.NEW, violation, now, "stayed still in the zone for the dwell time")]
 
-        violation.box, violation.score, violation.last_seen = track.box.copy(), track.median_score, now
+        violation.score, violation.last_seen = track.median_score, now
         if not membership.inside:
             return [self._end(key, now, "left the zone")]
         if track.still_since > violation.started_at:
             return [self._end(key, now, "moved off")]
+        if track.moving_frames:
+            return []  # perhaps starting to drive off: wait until that is clear either way
+        violation.box = track.steady_box
         if box_iou(violation.box, violation.published_box) < _CHANGE_IOU:
             return [self._publish_update(violation, now, "box changed")]
         if now - violation.published_at >= self.tuning.heartbeat_seconds:

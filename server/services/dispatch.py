@@ -22,7 +22,7 @@ class _Config(BaseModel):
 
 class UnitConfig(_Config):
     name: str = Field(description="Name shown to operators and integrators, e.g. 交警 Traffic police.")
-    phone: str | None = None
+    phone: str | None = Field(default=None, description="Duty phone shown with the assignment.")
 
 
 class CategoryRoute(_Config):
@@ -32,10 +32,12 @@ class CategoryRoute(_Config):
 
 class DispatchConfig(_Config):
     grids: Path = Field(description="GeoJSON FeatureCollection of unit grids, relative to this file.")
-    units: dict[str, UnitConfig] = Field(min_length=1)
-    categories: dict[Category, CategoryRoute] = Field(default_factory=dict)
+    units: dict[str, UnitConfig] = Field(min_length=1, description="Responsible units by id (table below).")
+    categories: dict[Category, CategoryRoute] = Field(
+        default_factory=dict, description="Which unit handles each category, and in what time (table below)."
+    )
     fallback_unit: str = Field(description="Key in `units` that takes what no grid or category matches.")
-    fallback_deadline_minutes: float = Field(default=240, gt=0)
+    fallback_deadline_minutes: float = Field(default=240, gt=0, description="Time allowed for fallback cases.")
 
     @model_validator(mode="after")
     def _units_exist(self) -> DispatchConfig:

@@ -23,7 +23,8 @@ def test_demo_dispatches_a_case_that_integrators_and_operators_see(tmp_path, mod
     demo = subprocess.Popen(
         [sys.executable, "-m", "gridwatch", "demo", "--workdir", str(workdir), "--api-port", "0", "--mqtt-port", "0",
          "--dwell", "5", "--duration", "170"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", "GRIDWATCH_MODEL": model_path},
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "GRIDWATCH_MODEL": model_path},
     )
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(line.decode(errors="replace") for line in demo.stdout),

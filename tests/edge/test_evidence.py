@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import cv2
 import numpy as np
@@ -14,7 +14,7 @@ def test_evidence_is_a_jpeg_of_the_frame_with_box_zone_and_time():
     frame = np.full((480, 640, 3), 90, dtype=np.uint8)
     zone = Zone(ZoneConfig(zone_id="kerb", rule="no_parking", polygon=[(0, 0.5), (1, 0.5), (1, 1), (0, 1)]))
     evidence = annotate(frame, zone, (0.25, 0.55, 0.5, 0.9), "car 181s new",
-                        datetime(2026, 11, 23, 9, 3, tzinfo=timezone.utc))
+                        datetime(2026, 11, 23, 9, 3, tzinfo=UTC))
     image = cv2.imdecode(np.frombuffer(evidence.jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == frame.shape
     assert len(evidence.sha256) == 64

@@ -124,3 +124,23 @@ def test_two_cars_are_two_violations():
     assert sorted(e.label for _, e in events) == ["car", "truck"]
     assert len({e.violation_id for _, e in events}) == 2
     assert all(e.type is EventType.NEW for _, e in events)
+
+
+def test_a_box_that_shrinks_for_a_moment_is_not_a_car_driving_off():
+    """A pedestrian hides the lower part of a parked car: its box (and bottom-centre anchor) jumps up for a second."""
+    rule = new_rule()
+    hidden_bottom = (0.40, 0.60, 0.55, 0.75)  # IoU 0.75 with PARKED
+
+    def occluded(t):
+        return seen((1, hidden_bottom if 250 <= t < 251 else PARKED, 0.8, "car"))
+
+    events = run(rule, 400, occluded)
+    assert types(events) == ["new", "update", "update", "update"]
+    assert all(e.reason != "moved off" for _, e in events)
+
+
+def test_a_single_frame_jump_does_not_end_the_violation():
+    rule = new_rule()
+    far = (0.70, 0.60, 0.85, 0.80)
+    events = run(rule, 230, lambda t: seen((1, far if int(t * FPS) == 1000 else PARKED, 0.8, "car")))
+    assert types(events) == ["new"]

@@ -1,0 +1,135 @@
+"""Builds `docs/asyncapi.yaml` (AsyncAPI 3.0, MQTT bindings) from the contract, so the document cannot drift.
+
+Regenerate with `python -m gridwatch.asyncapi > docs/asyncapi.yaml`; a test fails when the two differ.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from gridwatch import contract as c
+from gridwatch.contract import SCHEMA_VERSION
+
+_MQTT_BINDING = "0.2.0"
+_NODE_PARAM = {"node_id": {"description": "The node's id, which is also its broker user name "
+                                          f"(pattern `{c.NODE_ID_PATTERN}`)."}}
+
+# (channel key, address, parameters, message name, payload model or None for JPEG, sender, qos, retain, summary)
+_CHANNELS: list[tuple[str, str, dict, str, type[BaseModel] | None, str, int, bool, str]] = [
+    ("nodeStatus", c.status_topic("{node_id}"), _NODE_PARAM, "NodeStatus", c.NodeStatus, "edge node", 1, True,
+     "Availability. Birth `online` on every (re)connection and last will `offline`, both with a session number "
+     "that grows with every connection: ignore an `offline` whose session is lower than the last `online`."),
+    ("nodeTelemetry", c.telemetry_topic("{node_id}"), _NODE_PARAM, "NodeTelemetry", c.NodeTelemetry, "edge node", 0,
+     False, "Periodic node health: frames read and detected per camera, publishes pending, uptime."),
+    ("nodeEvents", "gw/v1/nodes/{node_id}/events/{category}",
+     {**_NODE_PARAM, "category": {"description": "Event category.", "enum": [x.value for x in c.Category]}},
+     "Event", c.Event, "edge node", 1, False,
+     "Detection events. `new` when a rule fires, `update` on a real change or a heartbeat, `end` when the object "
+     "leaves; one `violation_id` for all three. `event_id` is unique per message: deduplicate on it."),
+    ("nodeEvidence", "gw/v1/nodes/{node_id}/evidence/{event_id}",
+     {**_NODE_PARAM, "event_id": {"description": "The `event_id` of the event this image belongs to."}},
+     "Evidence", None, "edge node", 1, False,
+     "The annotated JPEG (box, zone outline, label, time) announced by the event's `evidence` field; binary."),
+    ("nodeConfig", c.config_topic("{node_id}"), _NODE_PARAM, "NodeConfig", None, "server", 1, True,
+     "Retained remote configuration for the node (schema defined by a later contract version)."),
+    ("cases", "gw/v1/cases/{category}/{case_id}",
+     {"category": {"description": "Case category.", "enum": [x.value for x in c.Category]},
+      "case_id": {"description": "The server's case number."}},
+     "CaseMessage", c.CaseMessage, "server", 1, False,
+     "Every case state change, with who changed it, when and why, and the assignment once dispatched."),
+]
+
+
+def _schemas() -> dict[str, Any]:
+    models = [channel[4] for channel in _CHANNELS if channel[4] is not None]
+    _, top = models_json_schema([(model, "validation") for model in models],
+                                ref_template="#/components/schemas/{model}")
+    return dict(sorted(top["$defs"].items()))
+
+
+def build() -> dict[str, Any]:
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for key, address, params, message, model, sender, qos, retain, summary in _CHANNELS:
+        channels[key] = {
+            "address": address,
+            "description": summary,
+            "parameters": params,
+            "messages": {message: {"$ref": f"#/components/messages/{message}"}},
+        }
+        if model is not None:
+            payload: dict[str, Any] = {"$ref": f"#/components/schemas/{model.__name__}"}
+            content_type = "application/json"
+        elif message == "Evidence":
+            payload, content_type = {"type": "string", "format": "binary",
+                                     "maxLength": c.MAX_EVIDENCE_BYTES}, "image/jpeg"
+        else:
+            payload, content_type = {"type": "object"}, "application/json"
+        messages[message] = {"name": message, "contentType": content_type, "payload": payload}
+        operations[f"send{key[0].upper()}{key[1:]}"] = {
+            "action": "send",
+            "summary": f"Sent by the {sender}.",
+            "channel": {"$ref": f"#/channels/{key}"},
+            "messages": [{"$ref": f"#/channels/{key}/messages/{message}"}],
+            "bindings": {"mqtt": {"qos": qos, "retain": retain, "bindingVersion": _MQTT_BINDING}},
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "GridWatch MQTT contract",
+            "version": SCHEMA_VERSION,
+            "description": (
+                "Topics and payloads shared by GridWatch edge nodes, the server and integrators. Generated from "
+                "`gridwatch/contract.py`. Every account logs in; nodes write only below their own "
+                "`gw/v1/nodes/{node_id}/`, integrators read cases, events and status and write nothing."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "broker": {
+                "host": "localhost:1883",
+                "protocol": "mqtt",
+                "protocolVersion": "5.0",
+                "description": "Mosquitto configured by broker_config/ (persistence on, no anonymous access).",
+                "security": [{"$ref": "#/components/securitySchemes/userPassword"}],
+                "bindings": {"mqtt": {
+                    "clientId": "the node id (edge nodes)",
+                    "cleanSession": False,
+                    "keepAlive": 30,
+                    "sessionExpiryInterval": 7 * 24 * 3600,
+                    "lastWill": {"topic": c.status_topic("{node_id}"), "qos": 1, "retain": True,
+                                 "message": '{"node_id": "...", "state": "offline", "session": N}'},
+                    "maximumPacketSize": c.MAX_EVIDENCE_BYTES,
+                    "bindingVersion": _MQTT_BINDING,
+                }},
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "messages": messages,
+            "schemas": _schemas(),
+            "securitySchemes": {"userPassword": {"type": "userPassword",
+                                                 "description": "Accounts made by `gridwatch broker users`."}},
+        },
+    }
+
+
+class _PlainDumper(yaml.SafeDumper):
+    def ignore_aliases(self, _data: Any) -> bool:  # repeated parts are written out, not as &anchors
+        return True
+
+
+def render() -> str:
+    header = "# Generated by `python -m gridwatch.asyncapi` from gridwatch/contract.py; do not edit by hand.\n"
+    return header + yaml.dump(build(), Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
