@@ -35,31 +35,53 @@ class VideoSource:
     """Reads `source` at up to `sample_fps` frames a second, dropping the frames in between.
 
     Files are played as a camera would deliver them (`realtime`), or as fast as the detector goes; their timestamps
-    come from the frame position, so rules see the same dwell either way.
+    come from the frame position, so rules see the same dwell either way. A live stream that stops delivering is
+    reopened with back-off (1 s doubling to `max_backoff`), forever, until the caller stops iterating.
     """
 
-    def __init__(self, source: str, sample_fps: float, realtime: bool = True, loop: bool = False) -> None:
+    def __init__(self, source: str, sample_fps: float, realtime: bool = True, loop: bool = False,
+                 max_backoff: float = 30.0, opener=cv2.VideoCapture, sleep=time.sleep, clock=time.time) -> None:
         self.source = source
         self.sample_fps = sample_fps
         self.realtime = realtime
-        self.loop = loop and not is_live(source)
-        if not is_live(source) and not Path(source).exists():
+        self.live = is_live(source)
+        self.loop = loop and not self.live
+        self.max_backoff = max_backoff
+        self._opener = opener
+        self._sleep = sleep
+        self._clock = clock
+        if not self.live and not Path(source).exists():
             raise CaptureError(f"video source {source!r} does not exist")
         self.frames_read = 0
+        self.reconnects = 0
 
     def _open(self) -> cv2.VideoCapture:
-        capture = cv2.VideoCapture(int(self.source) if self.source.isdigit() else self.source)
+        capture = self._opener(int(self.source) if self.source.isdigit() else self.source)
         if not capture.isOpened():
+            capture.release()
             raise CaptureError(f"cannot open video source {self.source!r}")
         return capture
 
+    def _reopen_live(self) -> cv2.VideoCapture:
+        backoff = 1.0
+        while True:
+            try:
+                capture = self._open()
+            except CaptureError:
+                log.warning("camera %s unreachable; retrying in %.0f s", self.source, backoff)
+                self._sleep(backoff)
+                backoff = min(self.max_backoff, backoff * 2)
+                continue
+            self.reconnects += 1
+            log.info("camera %s reconnected", self.source)
+            return capture
+
     def frames(self) -> Iterator[Frame]:
-        capture = self._open()
-        live = is_live(self.source)
+        capture = self._open() if not self.live else self._first_live_open()
         native_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-        if not live and not 0 < native_fps < 1000:
+        if not self.live and not 0 < native_fps < 1000:
             native_fps = 25.0
-        started = time.time()
+        started = self._clock()
         step = 1.0 / self.sample_fps
         next_sample = 0.0
         position = 0  # frames since playback started, across loops
@@ -68,25 +90,33 @@ class VideoSource:
             while True:
                 ok, image = capture.read()
                 if not ok:
-                    if live:
-                        raise CaptureError(f"stream {self.source!r} stopped delivering frames")
+                    capture.release()
+                    if self.live:
+                        log.warning("camera %s stopped delivering frames", self.source)
+                        capture = self._reopen_live()
+                        continue
                     if self.loop and position > 0:
-                        capture.release()
                         capture = self._open()
                         continue
                     log.info("end of %s after %d frames", self.source, position)
                     return
                 self.frames_read += 1
-                offset = time.time() - started if live else position / native_fps
+                offset = self._clock() - started if self.live else position / native_fps
                 position += 1
                 if offset + 1e-9 < next_sample:
                     continue
                 next_sample = offset + step if next_sample == 0 else max(next_sample + step, offset)
-                if self.realtime and not live:
-                    delay = started + offset - time.time()
+                if self.realtime and not self.live:
+                    delay = started + offset - self._clock()
                     if delay > 0:
-                        time.sleep(delay)
+                        self._sleep(delay)
                 yield Frame(image=image, timestamp=started + offset, index=yielded)
                 yielded += 1
         finally:
             capture.release()
+
+    def _first_live_open(self) -> cv2.VideoCapture:
+        try:
+            return self._open()
+        except CaptureError:
+            return self._reopen_live()

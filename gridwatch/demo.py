@@ -73,6 +73,18 @@ def node_config(credentials: Credentials, mqtt_port: int, source: Path | str, zo
     }
 
 
+def stop_processes(processes: list[subprocess.Popen], timeout: float = 20) -> None:
+    """SIGTERM in reverse start order (so the edge flushes before the server goes), then SIGKILL after `timeout`."""
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 class Demo:
     def __init__(self, workdir: Path, source: str | None = None, duration: float = 0, api_port: int = 8000,
                  mqtt_port: int = 1883, dwell_seconds: float = 10.0) -> None:
@@ -104,13 +116,7 @@ class Demo:
         try:
             return self._run_with_broker(broker, credentials, media_cache, stop)
         finally:
-            for process in reversed(self.processes):
-                if process.poll() is None:
-                    process.terminate()
-                    try:
-                        process.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
+            stop_processes(self.processes)
             broker.stop()
             log.info("demo stopped; logs and database are in %s", self.workdir)
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from gridwatch.broker import free_port, wait_for_port
+from gridwatch.demo import stop_processes
 from gridwatch.demo_media import DEMO_ZONE, render_parked_bus_clip
 from tests.factories import wait_until
 
@@ -49,13 +50,7 @@ class Processes:
                          for name, _ in self.running)
 
     def stop(self) -> None:
-        for _, process in reversed(self.running):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop_processes([process for _, process in self.running])
 
 
 @pytest.fixture

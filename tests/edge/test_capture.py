@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.capture import CaptureError, VideoSource
+
+FRAME = np.zeros((4, 4, 3), dtype=np.uint8)
+
+
+class ScriptedCapture:
+    """Stands in for cv2.VideoCapture: opens or not, then delivers `frames` frames and fails."""
+
+    def __init__(self, opens: bool, frames: int) -> None:
+        self.opens, self.remaining = opens, frames
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return self.opens
+
+    def read(self):
+        if self.remaining <= 0:
+            return False, None
+        self.remaining -= 1
+        return True, FRAME
+
+    def get(self, _prop) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_live_stream_that_drops_is_reopened_with_back_off():
+    script = iter([ScriptedCapture(True, 3), ScriptedCapture(False, 0), ScriptedCapture(False, 0),
+                   ScriptedCapture(True, 2)])
+    sleeps: list[float] = []
+    ticks = iter(range(1000))
+    source = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: next(script),
+                         sleep=sleeps.append, clock=lambda: float(next(ticks)))
+    frames = source.frames()
+    got = [next(frames) for _ in range(5)]
+    assert len(got) == 5 and source.reconnects == 1
+    assert sleeps == [1.0, 2.0], "waits 1 s, then 2 s, before the camera is back"
+
+
+def test_a_missing_file_is_a_clear_error():
+    with pytest.raises(CaptureError, match="does not exist"):
+        VideoSource("/no/such/clip.mp4", sample_fps=5)
+
+
+def test_a_file_is_sampled_at_the_detection_rate_with_media_timestamps(tmp_path):
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    for _ in range(30):  # 3 s at 10 fps
+        writer.write(np.zeros((24, 32, 3), dtype=np.uint8))
+    writer.release()
+    source = VideoSource(str(path), sample_fps=2, realtime=False)
+    frames = list(source.frames())
+    assert source.frames_read == 30
+    assert len(frames) == 6
+    gaps = np.diff([frame.timestamp for frame in frames])
+    assert np.allclose(gaps, 0.5, atol=1e-6)
