@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from edge.manifest import DEFAULT_MANIFEST
+from edge.schedule import TimeWindow
 from gridwatch.config_files import load_yaml_model
 from gridwatch.contract import DEFAULT_EVENT_CODES, NODE_ID_PATTERN, Category, Location
 
 DEFAULT_MODEL = "yolo11n.pt"
 MODEL_ENV = "GRIDWATCH_MODEL"
 
+ZoneRule = Literal["no_parking", "no_vending", "no_litter", "vending_allowed"]
 Point = tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]]
 
 
@@ -23,13 +27,22 @@ class _Config(BaseModel):
 
 class ZoneConfig(_Config):
     zone_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Unique within the camera.")
-    rule: Literal["no_parking"] = Field(description="What the zone forbids. `no_parking`: vehicles staying still.")
+    rule: ZoneRule = Field(
+        description="`no_parking`: vehicles staying still; `no_vending`: stalls with people around them; "
+                    "`no_litter`: unattended objects left lying; `vending_allowed`: where (and when, by its schedule) "
+                    "vending is permitted even inside a no-vending zone."
+    )
     polygon: list[Point] = Field(
         min_length=3, description="Corners in frame coordinates normalised to 0..1, (0, 0) the top left."
     )
     dwell_seconds: float = Field(default=180.0, gt=0, description="How long a vehicle stays still before it counts.")
     location: Location | None = Field(default=None, description="Where the zone is; defaults to the camera's.")
     code: str | None = Field(default=None, description="Event code for this zone; defaults to the category's.")
+    schedule: list[TimeWindow] = Field(
+        default_factory=list,
+        description="When the rule applies, e.g. [{days: [mon, tue, wed, thu, fri], start: '07:00', end: '19:00'}]; "
+                    "empty: always.",
+    )
 
 
 class RuleTuning(_Config):
@@ -57,19 +70,29 @@ class RuleTuning(_Config):
     rematch_iou: float = Field(
         default=0.5, gt=0, le=1, description="Box overlap at which a new track takes over a lost violation."
     )
+    near_factor: float = Field(
+        default=1.0, ge=0,
+        description="A person is near an object when their boxes meet once the object's box is grown by this many "
+                    "of its own widths and heights on every side.",
+    )
+    vendor_seconds: float = Field(
+        default=120.0, gt=0, description="A stall counts only if a person was near it within this many seconds."
+    )
+    unattended_seconds: float = Field(
+        default=30.0, gt=0, description="Litter counts only once no person has been near it for this many seconds."
+    )
 
 
 class CameraConfig(_Config):
     camera_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Unique within the node.")
     source: str = Field(description="Video file path, rtsp:// or http:// URL, or a USB camera index such as `0`.")
     location: Location | None = Field(default=None, description="Camera position (WGS84), used for dispatch.")
-    detect_fps: float = Field(default=5.0, gt=0, description="Detections per second; frames between are skipped.")
+    detect_fps: float | None = Field(
+        default=None, gt=0,
+        description="Cap on detections per second for this camera; default: each manifest model's own rate.",
+    )
     realtime: bool = Field(default=True, description="Play files at their own frame rate, as a live camera would.")
     loop: bool = Field(default=False, description="Start a file again at its end (demos and soak tests).")
-    vehicle_labels: list[str] = Field(
-        default_factory=lambda: ["car", "truck", "bus", "motorcycle"],
-        description="Detector classes that count as vehicles for `no_parking` zones.",
-    )
     tuning: RuleTuning = Field(default_factory=RuleTuning, description="Rule sensitivity (table below).")
     zones: list[ZoneConfig] = Field(min_length=1, description="Polygon zones with their rules (table below).")
 
@@ -105,6 +128,13 @@ class NodeConfig(_Config):
     model: str | None = Field(
         default=None, description=f"Detector weights or export folder. ${MODEL_ENV} overrides; default {DEFAULT_MODEL}."
     )
+    manifest: Path = Field(
+        default=DEFAULT_MANIFEST, description="Model manifest: which classes serve which category, at what rate."
+    )
+    timezone: str | None = Field(
+        default=None, description="IANA time zone of zone schedules and event times, e.g. Asia/Shanghai; "
+                                  "default: the system's."
+    )
     state_dir: Path = Field(default=Path(".gridwatch/edge"), description="Where the node keeps its session counter.")
     telemetry_seconds: float = Field(default=30.0, gt=0, description="Period of telemetry messages.")
     event_codes: dict[Category, str] = Field(
@@ -120,12 +150,28 @@ class NodeConfig(_Config):
             raise ValueError("camera_id values must be unique")
         return self
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str | None) -> str | None:
+        if name is not None:
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {name!r}") from None
+        return name
+
+    def zoneinfo(self) -> ZoneInfo | None:
+        return ZoneInfo(self.timezone) if self.timezone else None
+
     def resolved_model(self) -> str:
         return os.environ.get(MODEL_ENV) or self.model or DEFAULT_MODEL
 
 
 def load_node_config(path: Path) -> NodeConfig:
+    """Load and validate; relative paths in the file are relative to the file."""
     config = load_yaml_model(path, NodeConfig)
     if config.mqtt.password_file and not config.mqtt.password_file.is_absolute():
         config.mqtt.password_file = path.parent / config.mqtt.password_file
+    if not config.manifest.is_absolute():
+        config.manifest = path.parent / config.manifest
     return config

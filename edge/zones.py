@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import numpy as np
 import shapely
 from numpy.typing import NDArray
 from shapely.geometry import Polygon
 
 from edge.config import ZoneConfig
+from edge.schedule import Schedule
 
 
 class Zone:
     """A validated polygon that answers which anchors lie inside it, as a boolean mask."""
 
-    def __init__(self, config: ZoneConfig) -> None:
+    def __init__(self, config: ZoneConfig, timezone: ZoneInfo | None = None) -> None:
         polygon = Polygon(config.polygon)
         if not polygon.is_valid or polygon.area <= 0:
             raise ValueError(f"zone {config.zone_id!r}: polygon is self-intersecting or has no area")
         shapely.prepare(polygon)
         self.config = config
         self.polygon = polygon
+        self.schedule = Schedule(config.schedule, timezone)
+
+    def active(self, timestamp: float) -> bool:
+        """Whether the zone's rule is in force at `timestamp` (seconds since the epoch)."""
+        return self.schedule.active(timestamp)
 
     @property
     def zone_id(self) -> str:

@@ -31,7 +31,8 @@ def test_valid_config_loads_with_defaults(tmp_path):
     config = load_node_config(write(tmp_path, VALID))
     camera = config.cameras[0]
     assert camera.zones[0].dwell_seconds == 300
-    assert camera.detect_fps == 5.0
+    assert camera.detect_fps is None, "each manifest model's own rate unless the camera caps it"
+    assert config.manifest.name == "coco.yaml" and config.manifest.exists()
     assert config.event_codes["illegal_parking"] == "0505"
 
 
@@ -43,6 +44,14 @@ def test_valid_config_loads_with_defaults(tmp_path):
         (("[0.9, 1.0]", "[1.9, 1.0]"), "cameras.0.zones.0.polygon.2.0"),
         (("node_id: cam-node-7", "node_id: Cam Node/7"), "node_id"),
         (("rule: no_parking", "rule: no_dancing"), "cameras.0.zones.0.rule"),
+        (("dwell_seconds: 300", "dwell_seconds: -5"), "cameras.0.zones.0.dwell_seconds: Input should be greater than 0"),
+        (("[[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]]", "[[0.1, 0.5], [0.9, 0.5]]"),
+         "cameras.0.zones.0.polygon: List should have at least 3 items"),
+        (("dwell_seconds: 300", "dwell_seconds: 300\n        schedule: [{start: '07:00', end: '07:00'}]"),
+         "cameras.0.zones.0.schedule.0.end: Value error, start and end are equal"),
+        (("dwell_seconds: 300", "dwell_seconds: 300\n        schedule: [{days: [funday], start: '07:00', end: '9:00'}]"),
+         "cameras.0.zones.0.schedule.0.days.0"),
+        (("node_id: cam-node-7", "node_id: cam-node-7\ntimezone: Mars/Olympus"), "timezone: Value error, unknown time zone"),
     ],
 )
 def test_a_wrong_key_or_value_is_named(tmp_path, change, named):

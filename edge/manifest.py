@@ -1,0 +1,51 @@
+"""Model manifests: which models a node runs, at what rate, and which of their classes serve which category."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gridwatch.config_files import load_yaml_model
+from gridwatch.contract import Category
+
+DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "models" / "coco.yaml"
+
+
+class ManifestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Short name, used in logs and telemetry.")
+    weights: str | None = Field(
+        default=None, description="Weights or export folder; null means the node's model setting."
+    )
+    detect_fps: float = Field(default=5.0, gt=0, description="How often this model runs on each camera.")
+    people: list[str] = Field(default_factory=list, description="Classes that are people (for stalls and litter).")
+    categories: dict[Category, list[str]] = Field(
+        default_factory=dict, description="Classes of this model that count for each category."
+    )
+
+    @property
+    def labels(self) -> list[str]:
+        """Every class this model needs to detect."""
+        return sorted({label for labels in self.categories.values() for label in labels} | set(self.people))
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ManifestModel] = Field(min_length=1, description="Models run on every camera of the node.")
+
+    @model_validator(mode="after")
+    def _one_model_per_category(self) -> Manifest:
+        seen: dict[Category, str] = {}
+        for model in self.models:
+            for category in model.categories:
+                if category in seen:
+                    raise ValueError(f"category {category.value} is served by both {seen[category]} and {model.name}")
+                seen[category] = model.name
+        return self
+
+
+def load_manifest(path: Path = DEFAULT_MANIFEST) -> Manifest:
+    return load_yaml_model(path, Manifest)

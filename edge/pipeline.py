@@ -1,0 +1,197 @@
+"""One camera's pipeline: capture → detect and track (each manifest model at its own rate) → zone rules → evidence.
+
+The live node and `gridwatch edge scan` run this same code; only where the messages go differs (`Publish`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.capture import Frame, VideoSource
+from edge.config import CameraConfig, NodeConfig
+from edge.detect import Detector
+from edge.detections import Detections
+from edge.evidence import annotate
+from edge.manifest import Manifest, ManifestModel
+from edge.rules import RuleEvent, StationaryRule, build_rules
+from edge.rules.stationary import NO_PEOPLE
+from edge.zones import Zone
+from gridwatch.config_files import ConfigError
+from gridwatch.contract import (
+    SCHEMA_VERSION,
+    Box,
+    CameraTelemetry,
+    Event,
+    EventType,
+    EvidenceRef,
+    event_topic,
+    evidence_topic,
+)
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes], None]
+PEOPLE_FRESH_SECONDS = 2.0
+"""People seen by another model count as context for this long (models run at different rates)."""
+
+
+def local_time(timestamp: float, timezone: ZoneInfo | None) -> datetime:
+    return datetime.fromtimestamp(timestamp, timezone) if timezone else datetime.fromtimestamp(timestamp).astimezone()
+
+
+@dataclass
+class ModelRunner:
+    """One manifest model on one camera: its detector (with the tracker's memory of this view) and its rules."""
+
+    spec: ManifestModel
+    detector: Detector
+    rules: list[StationaryRule]
+    interval: float
+    next_due: float = float("-inf")
+    runs: int = 0
+
+    def due(self, timestamp: float) -> bool:
+        return timestamp + 1e-6 >= self.next_due
+
+
+@dataclass
+class CameraStats:
+    frames_detected: int = 0
+    events: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class CameraPipeline:
+    def __init__(self, node: NodeConfig, camera: CameraConfig, runners: list[ModelRunner], source: VideoSource,
+                 zones: dict[str, Zone]) -> None:
+        self.node = node
+        self.camera = camera
+        self.runners = runners
+        self.source = source
+        self.zones = zones
+        self.timezone = node.zoneinfo()
+        self.stats = CameraStats()
+        self.finished = threading.Event()
+        self.error: Exception | None = None
+        self._people: NDArray[np.float64] = NO_PEOPLE
+        self._people_at = float("-inf")
+
+    @classmethod
+    def build(cls, node: NodeConfig, camera: CameraConfig, manifest: Manifest,
+              detector_factory: Callable[[str, list[str]], Detector] = Detector,
+              source: VideoSource | None = None) -> CameraPipeline:
+        zones = {zone.zone_id: Zone(zone, node.zoneinfo()) for zone in camera.zones}
+        runners = []
+        for spec in manifest.models:
+            rules = build_rules(list(zones.values()), camera.tuning, spec.categories)
+            if not rules:
+                continue  # no zone on this camera needs this model
+            rate = min(spec.detect_fps, camera.detect_fps or spec.detect_fps)
+            weights = spec.weights or node.resolved_model()
+            runners.append(ModelRunner(spec, detector_factory(weights, spec.labels), rules, 1.0 / rate))
+        if not runners:
+            rules = sorted({zone.config.rule for zone in zones.values()})
+            raise ConfigError(f"camera {camera.camera_id}: no model in the manifest serves its zone rules {rules}")
+        sample_fps = max(1.0 / runner.interval for runner in runners)
+        if source is None:
+            source = VideoSource(camera.source, sample_fps, realtime=camera.realtime, loop=camera.loop)
+        return cls(node, camera, runners, source, zones)
+
+    @property
+    def rules(self) -> list[StationaryRule]:
+        return [rule for runner in self.runners for rule in runner.rules]
+
+    def run(self, stop: threading.Event, publish: Publish) -> None:
+        try:
+            for frame in self.source.frames():
+                if stop.is_set():
+                    break
+                self.process(frame, publish)
+        except Exception as error:  # reported in telemetry and logs; the node keeps its other cameras
+            self.error = error
+            log.exception("camera %s stopped", self.camera.camera_id)
+        finally:
+            self.finished.set()
+
+    def process(self, frame: Frame, publish: Publish) -> list[Event]:
+        published = []
+        for runner in self.runners:
+            if not runner.due(frame.timestamp):
+                continue
+            runner.next_due = frame.timestamp + runner.interval
+            runner.runs += 1
+            detections = runner.detector.track(frame.image)
+            self.stats.frames_detected += 1
+            people = self._people_context(runner, detections, frame.timestamp)
+            for rule in runner.rules:
+                for rule_event in rule.process(detections, frame.timestamp, people):
+                    published.append(self._publish(rule_event, frame, publish))
+        return published
+
+    def _people_context(self, runner: ModelRunner, detections: Detections, timestamp: float) -> NDArray[np.float64]:
+        if runner.spec.people:
+            mask = np.array([label in runner.spec.people for label in detections.labels], dtype=bool)
+            self._people = detections.boxes[mask] if len(detections) else NO_PEOPLE
+            self._people_at = timestamp
+        return self._people if timestamp - self._people_at <= PEOPLE_FRESH_SECONDS else NO_PEOPLE
+
+    def _publish(self, rule_event: RuleEvent, frame: Frame, publish: Publish) -> Event:
+        zone = self.zones[rule_event.zone_id]
+        event_id = uuid.uuid4()
+        evidence = None
+        if rule_event.type in (EventType.NEW, EventType.END):
+            caption = f"{rule_event.label} {rule_event.dwell_seconds:.0f}s {rule_event.type.value}"
+            evidence = annotate(frame.image, zone, rule_event.box, caption, local_time(frame.timestamp,
+                                                                                        self.timezone))
+        x1, y1, x2, y2 = rule_event.box
+        runner = next(r for r in self.runners if rule_event.category in r.spec.categories)
+        event = Event(
+            schema_version=SCHEMA_VERSION,
+            event_id=event_id,
+            violation_id=rule_event.violation_id,
+            type=rule_event.type,
+            node_id=self.node.node_id,
+            camera_id=self.camera.camera_id,
+            zone_id=rule_event.zone_id,
+            category=rule_event.category,
+            code=zone.config.code or self.node.event_codes[rule_event.category],
+            label=rule_event.label,
+            track_id=rule_event.track_id,
+            started_at=local_time(rule_event.started_at, self.timezone),
+            observed_at=local_time(rule_event.observed_at, self.timezone),
+            dwell_seconds=round(rule_event.dwell_seconds, 3),
+            score=round(min(1.0, max(0.0, rule_event.score)), 4),
+            box=Box(x1=x1, y1=y1, x2=x2, y2=y2),
+            location=zone.config.location or self.camera.location,
+            model=runner.detector.info,
+            evidence=EvidenceRef(sha256=evidence.sha256, bytes=len(evidence.jpeg)) if evidence else None,
+        )
+        if evidence:
+            publish(evidence_topic(self.node.node_id, event_id), evidence.jpeg)
+        publish(event_topic(self.node.node_id, event.category), event.model_dump_json().encode())
+        self.stats.events += 1
+        log.info("%s %s %s %s zone=%s track=%d dwell=%.0fs (%s)", self.camera.camera_id, event.category.value,
+                 event.type.value, event.violation_id, event.zone_id, rule_event.track_id,
+                 rule_event.dwell_seconds, rule_event.reason)
+        return event
+
+    def telemetry(self) -> CameraTelemetry:
+        elapsed = max(1e-6, time.monotonic() - self.stats.started)
+        return CameraTelemetry(
+            camera_id=self.camera.camera_id,
+            frames_read=self.source.frames_read,
+            frames_detected=self.stats.frames_detected,
+            fps_in=round(self.source.frames_read / elapsed, 2),
+            fps_detected=round(self.stats.frames_detected / elapsed, 2),
+            active_violations=sum(rule.active_violations for rule in self.rules),
+        )

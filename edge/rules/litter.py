@@ -1,0 +1,15 @@
+"""Exposed litter (0102): an object (bottle, cup, bag, or a city model's `garbage`) lies still inside a no-litter zone
+with nobody near it: not carried, not waiting beside its owner."""
+
+from __future__ import annotations
+
+from edge.rules.stationary import StationaryRule, Track
+from gridwatch.contract import Category
+
+
+class LitterRule(StationaryRule):
+    category = Category.LITTER
+    zone_rule = "no_litter"
+
+    def may_fire(self, track: Track, now: float) -> bool:
+        return now - track.last_person_near >= self.tuning.unattended_seconds

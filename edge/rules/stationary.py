@@ -1,0 +1,278 @@
+"""The shape every GridWatch rule shares: an object of the right classes stays still inside a zone whose rule is in
+force, for the zone's dwell time. Categories differ only in which classes count, which zones apply, and what the
+people around the object must (or must not) be doing.
+
+Pure and clock-free: `process(detections, now, people)` takes the time as an argument, so a test can run an hour of
+dwell in a millisecond. One violation is one stream of `new`, `update` (on a real change, or a heartbeat) and `end`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.config import RuleTuning
+from edge.detections import Detections
+from edge.zones import Zone, bottom_centres
+from gridwatch.contract import Category, EventType
+
+_CHANGE_IOU = 0.7
+"""Below this overlap with the last published box, a violation's box has really changed and earns an update."""
+NO_PEOPLE = np.zeros((0, 4))
+
+
+@dataclass(frozen=True)
+class RuleEvent:
+    type: EventType
+    violation_id: uuid.UUID
+    category: Category
+    zone_id: str
+    label: str
+    track_id: int
+    started_at: float
+    observed_at: float
+    score: float
+    box: tuple[float, float, float, float]
+    reason: str
+
+    @property
+    def dwell_seconds(self) -> float:
+        return max(0.0, self.observed_at - self.started_at)
+
+
+@dataclass
+class _Membership:
+    inside: bool = False
+    streak: int = 0
+    entered_at: float = 0.0
+
+
+@dataclass
+class Track:
+    track_id: int
+    label: str
+    box: NDArray[np.float64]
+    last_seen: float
+    reference_anchor: NDArray[np.float64]
+    reference_box: NDArray[np.float64]
+    still_since: float
+    scores: deque[float]
+    recent_boxes: deque[NDArray[np.float64]]
+    zones: dict[str, _Membership] = field(default_factory=dict)
+    moving_frames: int = 0
+    last_person_near: float = float("-inf")
+
+    @property
+    def median_score(self) -> float:
+        return statistics.median(self.scores)
+
+    @property
+    def steady_box(self) -> NDArray[np.float64]:
+        """Median of the last few boxes: what is published, so a one-frame glitch changes nothing."""
+        return np.median(np.stack(self.recent_boxes), axis=0)
+
+
+@dataclass
+class _Violation:
+    violation_id: uuid.UUID
+    zone_id: str
+    track_id: int
+    label: str
+    started_at: float
+    box: NDArray[np.float64]
+    score: float
+    last_seen: float
+    published_box: NDArray[np.float64]
+    published_at: float
+
+
+def box_iou(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    intersection = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
+    return float(intersection / union) if union > 0 else 0.0
+
+
+def people_near(box: NDArray[np.float64], people: NDArray[np.float64], factor: float) -> bool:
+    """Whether any person's box meets `box` grown by `factor` of its width and height on every side."""
+    if len(people) == 0:
+        return False
+    grow_x, grow_y = (box[2] - box[0]) * factor, (box[3] - box[1]) * factor
+    x1, y1, x2, y2 = box[0] - grow_x, box[1] - grow_y, box[2] + grow_x, box[3] + grow_y
+    return bool(np.any((people[:, 0] <= x2) & (people[:, 2] >= x1) & (people[:, 1] <= y2) & (people[:, 3] >= y1)))
+
+
+class StationaryRule:
+    category: ClassVar[Category]
+    zone_rule: ClassVar[str]
+
+    def __init__(self, zones: list[Zone], tuning: RuleTuning, labels: Iterable[str]) -> None:
+        self.zones = [zone for zone in zones if zone.config.rule == self.zone_rule]
+        self.tuning = tuning
+        self.labels = frozenset(labels)
+        self._tracks: dict[int, Track] = {}
+        self._violations: dict[tuple[str, int], _Violation] = {}
+        self._active_since: dict[str, float] = {}
+
+    @property
+    def active_violations(self) -> int:
+        return len(self._violations)
+
+    # ---- what categories change ----------------------------------------------------------------------------------
+
+    def may_fire(self, track: Track, now: float) -> bool:
+        """Whether the people around the object (or other context) make it a violation now."""
+        return True
+
+    def exempt(self, anchor: NDArray[np.float64], now: float) -> str | None:
+        """A reason the object is allowed where it is (e.g. a designated vending area in its hours), or None."""
+        return None
+
+    # ---- the shared logic ----------------------------------------------------------------------------------------
+
+    def process(self, detections: Detections, now: float, people: NDArray[np.float64] = NO_PEOPLE) -> list[RuleEvent]:
+        keep = np.array([label in self.labels for label in detections.labels], dtype=bool)
+        objects = detections.select(keep & (detections.track_ids >= 0)) if len(detections) else detections
+        anchors = bottom_centres(objects.boxes)
+        inside_by_zone = {zone.zone_id: zone.contains(anchors) for zone in self.zones}
+        active = {zone.zone_id: self._zone_active(zone, now) for zone in self.zones}
+
+        events: list[RuleEvent] = []
+        seen: set[int] = set()
+        for index, track_id in enumerate(int(t) for t in objects.track_ids):
+            seen.add(track_id)
+            track = self._observe(track_id, objects.labels[index], objects.boxes[index], anchors[index],
+                                  float(objects.scores[index]), now)
+            if people_near(track.box, people, self.tuning.near_factor):
+                track.last_person_near = now
+            exemption = self.exempt(anchors[index], now)
+            for zone in self.zones:
+                self._update_membership(track, zone.zone_id, bool(inside_by_zone[zone.zone_id][index]), now)
+                events.extend(self._judge(track, zone, active[zone.zone_id], exemption, now))
+        events.extend(self._expire(seen, now))
+        return events
+
+    def _zone_active(self, zone: Zone, now: float) -> bool:
+        if not zone.active(now):
+            self._active_since.pop(zone.zone_id, None)
+            return False
+        self._active_since.setdefault(zone.zone_id, now if zone.config.schedule else float("-inf"))
+        return True
+
+    def _observe(self, track_id: int, label: str, box: NDArray[np.float64], anchor: NDArray[np.float64],
+                 score: float, now: float) -> Track:
+        track = self._tracks.get(track_id)
+        if track is None:
+            track = Track(track_id, label, box.copy(), now, anchor.copy(), box.copy(), now,
+                          deque(maxlen=self.tuning.score_window), deque(maxlen=self.tuning.zone_inertia_frames))
+            self._tracks[track_id] = track
+            self._adopt_lost_violation(track, now)
+        if self._is_still(track, box, anchor):
+            track.moving_frames = 0
+        else:
+            track.moving_frames += 1
+            if track.moving_frames >= self.tuning.zone_inertia_frames:  # moving for real: a new still period
+                track.reference_anchor, track.reference_box = anchor.copy(), box.copy()
+                track.still_since, track.moving_frames = now, 0
+        track.label, track.box, track.last_seen = label, box.copy(), now
+        track.recent_boxes.append(box.copy())
+        track.scores.append(score)
+        return track
+
+    def _is_still(self, track: Track, box: NDArray[np.float64], anchor: NDArray[np.float64]) -> bool:
+        """Still if the anchor stayed within tolerance of where the still period began, or the box still overlaps
+        that position well: a partly hidden or re-sized box of a parked car is not a car driving off."""
+        width, height = box[2] - box[0], box[3] - box[1]
+        drift = np.abs(anchor - track.reference_anchor)
+        if drift[0] <= self.tuning.still_tolerance * width and drift[1] <= self.tuning.still_tolerance * height:
+            return True
+        return box_iou(box, track.reference_box) >= self.tuning.still_iou
+
+    def _adopt_lost_violation(self, track: Track, now: float) -> None:
+        """An object the tracker lost (someone walked past, the light changed) and found again under a new id
+        stays the same violation: match it by position before anything new can start."""
+        for key, violation in list(self._violations.items()):
+            if violation.last_seen >= now or box_iou(violation.box, track.box) < self.tuning.rematch_iou:
+                continue
+            del self._violations[key]
+            violation.track_id = track.track_id
+            self._violations[(violation.zone_id, track.track_id)] = violation
+            track.still_since = violation.started_at
+            track.zones[violation.zone_id] = _Membership(inside=True, entered_at=violation.started_at)
+
+    def _update_membership(self, track: Track, zone_id: str, raw_inside: bool, now: float) -> None:
+        membership = track.zones.setdefault(zone_id, _Membership())
+        if raw_inside == membership.inside:
+            membership.streak = 0
+            return
+        membership.streak += 1
+        if membership.streak >= self.tuning.zone_inertia_frames:
+            membership.inside, membership.streak = raw_inside, 0
+            if raw_inside:
+                membership.entered_at = now
+
+    def _judge(self, track: Track, zone: Zone, active: bool, exemption: str | None, now: float) -> list[RuleEvent]:
+        key = (zone.zone_id, track.track_id)
+        membership = track.zones[zone.zone_id]
+        violation = self._violations.get(key)
+        if violation is None:
+            if not (active and membership.inside) or exemption or track.median_score < self.tuning.min_score:
+                return []
+            since = max(track.still_since, membership.entered_at, self._active_since[zone.zone_id])
+            if now - since < zone.config.dwell_seconds or not self.may_fire(track, now):
+                return []
+            box = track.steady_box
+            violation = _Violation(uuid.uuid4(), zone.zone_id, track.track_id, track.label, since, box,
+                                   track.median_score, now, box.copy(), now)
+            self._violations[key] = violation
+            return [self._event(EventType.NEW, violation, now, "stayed still in the zone for the dwell time")]
+
+        violation.score, violation.last_seen = track.median_score, now
+        if not membership.inside:
+            return [self._end(key, now, "left the zone")]
+        if not active:
+            return [self._end(key, now, "the zone's rule is no longer in force (schedule)")]
+        if exemption:
+            return [self._end(key, now, exemption)]
+        if track.still_since > violation.started_at:
+            return [self._end(key, now, "moved off")]
+        if track.moving_frames:
+            return []  # perhaps starting to move off: wait until that is clear either way
+        violation.box = track.steady_box
+        if box_iou(violation.box, violation.published_box) < _CHANGE_IOU:
+            return [self._publish_update(violation, now, "box changed")]
+        if now - violation.published_at >= self.tuning.heartbeat_seconds:
+            return [self._publish_update(violation, now, "heartbeat")]
+        return []
+
+    def _expire(self, seen: set[int], now: float) -> list[RuleEvent]:
+        events = [
+            self._end(key, now, "not seen for lost_seconds")
+            for key, violation in list(self._violations.items())
+            if violation.track_id not in seen and now - violation.last_seen >= self.tuning.lost_seconds
+        ]
+        for track_id in [t for t, track in self._tracks.items() if now - track.last_seen >= self.tuning.lost_seconds]:
+            del self._tracks[track_id]
+        return events
+
+    def _publish_update(self, violation: _Violation, now: float, reason: str) -> RuleEvent:
+        violation.published_box, violation.published_at = violation.box.copy(), now
+        return self._event(EventType.UPDATE, violation, now, reason)
+
+    def _end(self, key: tuple[str, int], now: float, reason: str) -> RuleEvent:
+        return self._event(EventType.END, self._violations.pop(key), now, reason)
+
+    def _event(self, event_type: EventType, violation: _Violation, now: float, reason: str) -> RuleEvent:
+        x1, y1, x2, y2 = (float(v) for v in violation.box)
+        return RuleEvent(event_type, violation.violation_id, self.category, violation.zone_id, violation.label,
+                         violation.track_id, violation.started_at, now, violation.score, (x1, y1, x2, y2), reason)

@@ -1,0 +1,92 @@
+"""Street vending and litter: what the people around an object decide. Simulated clock, synthetic tracks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.config import RuleTuning, ZoneConfig
+from edge.rules import build_rules
+from edge.rules.litter import LitterRule
+from edge.rules.vending import StreetVendingRule
+from edge.zones import Zone
+from gridwatch.contract import Category
+from tests.edge.test_parking_rule import FPS, seen, types
+
+STREET = [(0, 0.4), (1, 0.4), (1, 1), (0, 1)]
+STALL = (0.30, 0.50, 0.45, 0.70)          # an umbrella stall, bottom centre (0.375, 0.70)
+VENDOR = (0.46, 0.45, 0.52, 0.72)         # a person standing beside it
+FAR_PERSON = (0.90, 0.45, 0.95, 0.72)
+BAG = (0.60, 0.80, 0.64, 0.86)            # a bag on the pavement
+OWNER = (0.62, 0.55, 0.68, 0.88)
+
+
+def zone(rule: str, polygon=STREET, dwell: float = 300, schedule=()) -> Zone:
+    return Zone(ZoneConfig(zone_id=rule, rule=rule, polygon=polygon, dwell_seconds=dwell, schedule=list(schedule)))
+
+
+def run(rule, seconds, frame, start=0.0):
+    events = []
+    for index in range(int(seconds * FPS)):
+        now = start + index / FPS
+        objects, people = frame(now)
+        people_boxes = np.array(people, dtype=np.float64).reshape(-1, 4)
+        events.extend((now, e) for e in rule.process(objects, now, people_boxes))
+    return events
+
+
+def vending(**tuning) -> StreetVendingRule:
+    return StreetVendingRule([zone("no_vending")], RuleTuning(**tuning), ["umbrella", "dining table"])
+
+
+def test_a_stall_with_a_vendor_is_street_vending():
+    events = run(vending(), 320, lambda t: (seen((1, STALL, 0.7, "umbrella")), [VENDOR]))
+    assert types(events) == ["new"]
+    assert events[0][1].category is Category.STREET_VENDING
+    assert events[0][0] == pytest.approx(300.4, abs=0.21)
+
+
+@pytest.mark.parametrize("people", [[], [FAR_PERSON]], ids=["nobody", "someone far away"])
+def test_an_umbrella_nobody_stands_at_is_not_a_stall(people):
+    assert run(vending(), 400, lambda t: (seen((1, STALL, 0.7, "umbrella")), people)) == []
+
+
+def test_vending_inside_a_designated_area_during_its_hours_is_allowed():
+    allowed = zone("vending_allowed", polygon=[(0.2, 0.4), (0.5, 0.4), (0.5, 0.9), (0.2, 0.9)])
+    rule = StreetVendingRule([zone("no_vending"), allowed], RuleTuning(), ["umbrella"])
+    assert run(rule, 400, lambda t: (seen((1, STALL, 0.7, "umbrella")), [VENDOR])) == []
+
+
+def litter(**tuning) -> LitterRule:
+    return LitterRule([zone("no_litter", dwell=60)], RuleTuning(**tuning), ["backpack", "bottle"])
+
+
+def test_a_bag_left_behind_is_litter_once_its_owner_has_gone():
+    def dropped(t):
+        return seen((1, BAG, 0.6, "backpack")), ([OWNER] if t < 20 else [])
+
+    events = run(litter(unattended_seconds=30), 120, dropped)
+    assert types(events) == ["new"]
+    at, event = events[0]
+    assert event.category is Category.LITTER
+    assert at == pytest.approx(60.4, abs=0.21), "dwell of 60 s; the owner left at 20 s, 30 s unattended at 50 s"
+
+
+def test_a_bag_beside_its_owner_is_not_litter():
+    assert run(litter(), 600, lambda t: (seen((1, BAG, 0.6, "backpack")), [OWNER])) == []
+
+
+def test_a_bag_carried_along_is_not_litter():
+    def carried(t):
+        x = 0.1 + 0.01 * t
+        return seen((1, (x, 0.8, x + 0.04, 0.86), 0.6, "backpack")), [(x + 0.02, 0.55, x + 0.08, 0.88)]
+
+    assert run(litter(), 60, carried) == []
+
+
+def test_rules_are_built_only_for_categories_with_zones():
+    zones = [zone("no_parking"), zone("no_litter")]
+    categories = {Category.ILLEGAL_PARKING: ["car"], Category.STREET_VENDING: ["umbrella"],
+                  Category.LITTER: ["bottle"]}
+    assert sorted(r.category.value for r in build_rules(zones, RuleTuning(), categories)) == [
+        "illegal_parking", "litter"]

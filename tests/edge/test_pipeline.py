@@ -1,0 +1,88 @@
+"""The camera pipeline with scripted detectors standing in for YOLO: rates, cross-model people, event payloads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from edge.capture import Frame
+from edge.config import NodeConfig
+from edge.detections import Detections
+from edge.manifest import Manifest
+from edge.pipeline import CameraPipeline
+from gridwatch.contract import Event, ModelInfo
+
+FRAME = np.zeros((48, 64, 3), dtype=np.uint8)
+BAG = (0.60, 0.80, 0.64, 0.86)
+OWNER = (0.62, 0.55, 0.68, 0.88)
+
+
+class ScriptedDetector:
+    def __init__(self, name: str, script) -> None:
+        self.info = ModelInfo(name=name, version="test")
+        self.script, self.calls = script, []
+
+    def track(self, image) -> Detections:
+        self.calls.append(len(self.calls))
+        return self.script(len(self.calls))
+
+
+def detections(*objects) -> Detections:
+    if not objects:
+        return Detections()
+    return Detections(boxes=np.array([o[1] for o in objects], dtype=np.float64),
+                      scores=np.array([0.8] * len(objects)), labels=tuple(o[0] for o in objects),
+                      track_ids=np.array([o[2] for o in objects], dtype=np.int64))
+
+
+def build(owner_leaves_after_call: int):
+    manifest = Manifest.model_validate({"models": [
+        {"name": "coco", "detect_fps": 5, "people": ["person"], "categories": {"illegal_parking": ["car"]}},
+        {"name": "city", "weights": "city.pt", "detect_fps": 0.5, "categories": {"litter": ["garbage"]}},
+    ]})
+    node = NodeConfig.model_validate({"node_id": "n1", "event_codes": {"litter": "0102-07"}, "cameras": [{
+        "camera_id": "c1", "source": "rtsp://x", "zones": [
+            {"zone_id": "street", "rule": "no_litter", "polygon": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]],
+             "dwell_seconds": 20},
+            {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 0.3]], "dwell_seconds": 600}],
+    }]})
+    coco = ScriptedDetector("coco", lambda n: detections(("person", OWNER, 1)) if n <= owner_leaves_after_call
+                            else detections())
+    city = ScriptedDetector("city", lambda n: detections(("garbage", BAG, 1)))
+    factory = {"city.pt": city}
+    pipeline = CameraPipeline.build(node, node.cameras[0], manifest,
+                                    detector_factory=lambda weights, labels: factory.get(weights, coco),
+                                    source=object())
+    return pipeline, coco, city
+
+
+def feed(pipeline, seconds: float, fps: float = 10):
+    published: list[tuple[str, bytes]] = []
+    for index in range(int(seconds * fps)):
+        pipeline.process(Frame(FRAME, 1000.0 + index / fps, index), lambda t, p: published.append((t, p)))
+    return published
+
+
+def test_each_model_runs_at_its_own_rate():
+    pipeline, coco, city = build(owner_leaves_after_call=0)
+    feed(pipeline, 60)
+    assert len(coco.calls) == 300 and len(city.calls) == 30
+
+
+def test_people_seen_by_one_model_keep_litter_from_another_attended():
+    pipeline, _, _ = build(owner_leaves_after_call=10**6)  # the owner never leaves
+    assert feed(pipeline, 120) == []
+
+
+def test_litter_event_payload_carries_code_model_and_evidence():
+    pipeline, _, _ = build(owner_leaves_after_call=0)
+    published = feed(pipeline, 60)
+    topics = [topic for topic, _ in published]
+    assert topics[0].startswith("gw/v1/nodes/n1/evidence/") and topics[1] == "gw/v1/nodes/n1/events/litter"
+    event = Event.model_validate(json.loads(published[1][1]))
+    assert event.type.value == "new" and event.code == "0102-07" and event.label == "garbage"
+    assert event.model.name == "city" and event.zone_id == "street"
+    assert topics[0].endswith(str(event.event_id))
+    assert event.evidence.sha256 == hashlib.sha256(published[0][1]).hexdigest()
