@@ -40,7 +40,9 @@ class VideoSource:
     """
 
     def __init__(self, source: str, sample_fps: float, realtime: bool = True, loop: bool = False,
-                 max_backoff: float = 30.0, opener=cv2.VideoCapture, sleep=time.sleep, clock=time.time) -> None:
+                 max_backoff: float = 30.0, opener=cv2.VideoCapture, sleep=time.sleep, clock=time.time,
+                 start_time: float | None = None) -> None:
+        """`start_time` (seconds since the epoch): when a file's first frame was filmed; default: now."""
         self.source = source
         self.sample_fps = sample_fps
         self.realtime = realtime
@@ -50,6 +52,7 @@ class VideoSource:
         self._opener = opener
         self._sleep = sleep
         self._clock = clock
+        self.start_time = start_time
         if not self.live and not Path(source).exists():
             raise CaptureError(f"video source {source!r} does not exist")
         self.frames_read = 0
@@ -81,7 +84,7 @@ class VideoSource:
         native_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
         if not self.live and not 0 < native_fps < 1000:
             native_fps = 25.0
-        started = self._clock()
+        started = self.start_time if self.start_time is not None and not self.live else self._clock()
         step = 1.0 / self.sample_fps
         next_sample = 0.0
         position = 0  # frames since playback started, across loops

@@ -13,6 +13,7 @@ from gridwatch.broker import BrokerError
 from gridwatch.config_files import ConfigError
 
 log = logging.getLogger("gridwatch")
+DEFAULT_MANIFEST_PATH = Path(__file__).resolve().parents[1] / "models" / "coco.yaml"
 
 
 def _setup_logging(level: str) -> None:
@@ -31,6 +32,9 @@ def cmd_edge(args: argparse.Namespace) -> int:
     from edge.config import load_node_config
     from edge.node import EdgeNode
 
+    if args.config is None:
+        raise ConfigError("gridwatch edge needs --config NODE.yaml (or use `gridwatch edge scan`)")
+
     config = load_node_config(args.config)
     if args.source:
         if len(config.cameras) != 1:
@@ -48,6 +52,31 @@ def cmd_edge(args: argparse.Namespace) -> int:
     except ModelError as error:
         raise ConfigError(str(error)) from None
     return node.run(_stop_on_signals())
+
+
+def cmd_edge_scan(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from edge.detect import ModelError
+    from edge.scan import load_camera, scan
+
+    if not args.video.exists():
+        raise ConfigError(f"video {args.video} does not exist")
+    camera = load_camera(args.camera, args.video)
+    start = datetime.fromisoformat(args.start) if args.start else None
+    if start is not None and start.tzinfo is None:
+        raise ConfigError("--start needs a time zone, e.g. 2026-11-23T08:00:00+08:00")
+    try:
+        summary = scan(args.video, camera, args.out, args.evidence, model=args.model, manifest=args.manifest,
+                       timezone=args.timezone, start=start, progress=not args.quiet)
+    except ModelError as error:
+        raise ConfigError(str(error)) from None
+    print(f"{summary.frames_read} frames ({summary.video_seconds:.0f} s of video) in {summary.wall_seconds:.1f} s, "
+          f"{summary.speed:.1f}x real time; {summary.frames_detected} detections")
+    for (category, event_type), count in sorted(summary.events.items()):
+        print(f"  {category:16} {event_type:7} {count}")
+    print(f"events written to {args.out}" + (f", evidence to {args.evidence}" if args.evidence else ""))
+    return 0
 
 
 def cmd_server(args: argparse.Namespace) -> int:
@@ -111,11 +140,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     edge = commands.add_parser("edge", help="Run an edge node: cameras, detection, zone rules, MQTT.",
                                description="Run an edge node from a node config (YAML; see README, Configuration).")
-    edge.add_argument("--config", type=Path, required=True, help="Node config file (YAML).")
+    edge.add_argument("--config", type=Path, help="Node config file (YAML); required unless scanning.")
     edge.add_argument("--source", help="Replace the video source of the config's single camera "
                                        "(file path, rtsp:// URL or USB index).")
     edge.add_argument("--model", help="Detector weights or export folder; overrides $GRIDWATCH_MODEL and the config.")
     edge.set_defaults(func=cmd_edge)
+    edge_commands = edge.add_subparsers(dest="edge_command", metavar="ACTION",
+                                        help="scan: run a camera's rules over a video file without a broker.")
+    scan = edge_commands.add_parser(
+        "scan", help="Run one camera's pipeline over a video file, writing events instead of publishing them.",
+        description="Process VIDEO as fast as the machine allows, on video time (dwell in video seconds), with the "
+                    "live node's code, and write the events it would publish as JSON lines (evidence to a folder).")
+    scan.add_argument("video", type=Path, help="The video file to scan.")
+    scan.add_argument("--camera", type=Path, required=True,
+                      help="Camera config (YAML: camera_id, zones, ...); its source is replaced by VIDEO.")
+    scan.add_argument("--out", type=Path, required=True, help="Where to write the events (JSON lines).")
+    scan.add_argument("--evidence", type=Path, help="Folder for the evidence JPEGs (default: not written).")
+    scan.add_argument("--model", help="Detector weights or export folder (default: $GRIDWATCH_MODEL, yolo11n.pt).")
+    scan.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST_PATH,
+                      help="Model manifest (default models/coco.yaml).")
+    scan.add_argument("--timezone", help="IANA time zone for zone schedules (default: the system's).")
+    scan.add_argument("--start", help="When the video's first frame was filmed, ISO 8601 with zone (default: now); "
+                                      "zone schedules are judged on it.")
+    scan.add_argument("--quiet", action="store_true", help="No progress bar.")
+    scan.set_defaults(func=cmd_edge_scan)
 
     server = commands.add_parser("server", help="Run the API server and its MQTT ingest service.",
                                  description="Run the FastAPI server with MQTT ingest. Settings come from --config "
