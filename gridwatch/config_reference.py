@@ -44,6 +44,8 @@ def table(model: type[BaseModel], prefix: str = "") -> str:
 
 def reference() -> str:
     from edge.config import CameraConfig, MqttConfig, NodeConfig, RuleTuning, ZoneConfig
+    from edge.manifest import ManifestModel
+    from edge.schedule import TimeWindow
     from server.core.config import ServerSettings
     from server.services.dispatch import CategoryRoute, DispatchConfig, UnitConfig
 
@@ -52,7 +54,9 @@ def reference() -> str:
         ("`mqtt:`", MqttConfig, "mqtt."),
         ("`cameras[]:`", CameraConfig, "cameras[]."),
         ("`cameras[].zones[]:`", ZoneConfig, "zones[]."),
+        ("`cameras[].zones[].schedule[]:`", TimeWindow, "schedule[]."),
         ("`cameras[].tuning:`", RuleTuning, "tuning."),
+        ("Model manifest (`manifest:`, default models/coco.yaml): `models[]:`", ManifestModel, "models[]."),
         ("Server (`gridwatch server --config server.yaml`, or `GRIDWATCH_<KEY>` environment variables)",
          ServerSettings, ""),
         ("Dispatch (`dispatch_config`, e.g. config/demo/dispatch.yaml)", DispatchConfig, ""),
