@@ -93,6 +93,13 @@ class CameraConfig(_Config):
     )
     realtime: bool = Field(default=True, description="Play files at their own frame rate, as a live camera would.")
     loop: bool = Field(default=False, description="Start a file again at its end (demos and soak tests).")
+    motion_gating: bool = Field(
+        default=True, description="Run the detectors only when something moves (plus every idle_detect_seconds)."
+    )
+    idle_detect_seconds: float = Field(
+        default=2.0, gt=0,
+        description="With motion gating, how often a still scene is still looked at, to keep parked objects tracked.",
+    )
     tuning: RuleTuning = Field(default_factory=RuleTuning, description="Rule sensitivity (table below).")
     zones: list[ZoneConfig] = Field(min_length=1, description="Polygon zones with their rules (table below).")
 

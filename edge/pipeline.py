@@ -23,6 +23,7 @@ from edge.detect import Detector
 from edge.detections import Detections
 from edge.evidence import annotate
 from edge.manifest import Manifest, ManifestModel
+from edge.motion import MotionDetector
 from edge.rules import RuleEvent, StationaryRule, build_rules
 from edge.rules.stationary import NO_PEOPLE
 from edge.zones import Zone
@@ -58,6 +59,7 @@ class ModelRunner:
     rules: list[StationaryRule]
     interval: float
     next_due: float = float("-inf")
+    last_run: float = float("-inf")
     runs: int = 0
 
     def due(self, timestamp: float) -> bool:
@@ -85,6 +87,8 @@ class CameraPipeline:
         self.error: Exception | None = None
         self._people: NDArray[np.float64] = NO_PEOPLE
         self._people_at = float("-inf")
+        self.motion = MotionDetector() if camera.motion_gating else None
+        self.frames_without_motion = 0
 
     @classmethod
     def build(cls, node: NodeConfig, camera: CameraConfig, manifest: Manifest,
@@ -124,11 +128,18 @@ class CameraPipeline:
             self.finished.set()
 
     def process(self, frame: Frame, publish: Publish) -> list[Event]:
-        published = []
-        for runner in self.runners:
-            if not runner.due(frame.timestamp):
-                continue
+        published: list[Event] = []
+        due = [runner for runner in self.runners if runner.due(frame.timestamp)]
+        if not due:
+            return published
+        moved = self.motion.moved(frame.image) if self.motion else True
+        if not moved:
+            self.frames_without_motion += 1
+        for runner in due:
             runner.next_due = frame.timestamp + runner.interval
+            if not moved and frame.timestamp - runner.last_run < self.camera.idle_detect_seconds:
+                continue  # nothing moved: still objects are looked at again every idle_detect_seconds
+            runner.last_run = frame.timestamp
             runner.runs += 1
             detections = runner.detector.track(frame.image)
             self.stats.frames_detected += 1

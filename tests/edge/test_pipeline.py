@@ -37,13 +37,13 @@ def detections(*objects) -> Detections:
                       track_ids=np.array([o[2] for o in objects], dtype=np.int64))
 
 
-def build(owner_leaves_after_call: int):
+def build(owner_leaves_after_call: int, motion_gating: bool = False):
     manifest = Manifest.model_validate({"models": [
         {"name": "coco", "detect_fps": 5, "people": ["person"], "categories": {"illegal_parking": ["car"]}},
         {"name": "city", "weights": "city.pt", "detect_fps": 0.5, "categories": {"litter": ["garbage"]}},
     ]})
     node = NodeConfig.model_validate({"node_id": "n1", "event_codes": {"litter": "0102-07"}, "cameras": [{
-        "camera_id": "c1", "source": "rtsp://x", "zones": [
+        "camera_id": "c1", "source": "rtsp://x", "motion_gating": motion_gating, "zones": [
             {"zone_id": "street", "rule": "no_litter", "polygon": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]],
              "dwell_seconds": 20},
             {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 0.3]], "dwell_seconds": 600}],
@@ -58,10 +58,10 @@ def build(owner_leaves_after_call: int):
     return pipeline, coco, city
 
 
-def feed(pipeline, seconds: float, fps: float = 10):
+def feed(pipeline, seconds: float, fps: float = 10, image=lambda index: FRAME):
     published: list[tuple[str, bytes]] = []
     for index in range(int(seconds * fps)):
-        pipeline.process(Frame(FRAME, 1000.0 + index / fps, index), lambda t, p: published.append((t, p)))
+        pipeline.process(Frame(image(index), 1000.0 + index / fps, index), lambda t, p: published.append((t, p)))
     return published
 
 
@@ -86,3 +86,23 @@ def test_litter_event_payload_carries_code_model_and_evidence():
     assert event.model.name == "city" and event.zone_id == "street"
     assert topics[0].endswith(str(event.event_id))
     assert event.evidence.sha256 == hashlib.sha256(published[0][1]).hexdigest()
+
+
+def test_motion_gating_looks_at_a_still_scene_only_every_idle_period():
+    pipeline, coco, city = build(owner_leaves_after_call=0, motion_gating=True)
+    feed(pipeline, 60)  # nothing moves for a minute
+    assert len(coco.calls) == 30, "at 0 s, then every idle_detect_seconds (2 s) up to 58 s"
+    assert len(city.calls) == 30, "a model slower than the idle period keeps its own rate"
+
+
+def test_motion_brings_detection_back_to_full_rate():
+    pipeline, coco, _ = build(owner_leaves_after_call=0, motion_gating=True)
+
+    def walker(index: int) -> np.ndarray:
+        image = FRAME.copy()
+        x = index % 60
+        image[10:40, x:x + 4] = 255  # someone crossing the picture, every frame
+        return image
+
+    feed(pipeline, 10, image=walker)
+    assert len(coco.calls) == 50
