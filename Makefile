@@ -12,7 +12,7 @@ export GRIDWATCH_MODEL := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: setup demo test bench clean mosquitto
+.PHONY: setup demo test bench bench-edge clean mosquitto
 
 setup: $(VENV)/.installed mosquitto
 
@@ -34,7 +34,10 @@ test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest_bench.py
+
+bench-edge: setup
+	$(BIN)/python bench/edge_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .demo .demo-media .pytest_cache

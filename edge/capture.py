@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,7 +94,7 @@ class VideoSource:
         yielded = 0
         try:
             while True:
-                ok, image = capture.read()
+                ok = capture.grab()  # demux only: frames we skip are never decoded or colour-converted
                 if not ok:
                     capture.release()
                     if self.live:
@@ -108,6 +111,9 @@ class VideoSource:
                 position += 1
                 if offset + 1e-9 < next_sample:
                     continue
+                ok, image = capture.retrieve()
+                if not ok:
+                    continue
                 next_sample = offset + step if next_sample == 0 else max(next_sample + step, offset)
                 if self.realtime and not self.live:
                     delay = started + offset - self._clock()
@@ -123,3 +129,51 @@ class VideoSource:
             return self._open()
         except CaptureError:
             return self._reopen_live()
+
+
+_END = object()
+
+
+def prefetch(frames: Iterator[Frame], depth: int = 2, live: bool = False) -> Iterator[Frame]:
+    """Decode in a thread of its own, overlapping with detection. A file waits for the consumer (nothing is
+    skipped); a live camera keeps only the newest frames, so a slow detector never falls behind real time."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        buffer.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        if live:
+                            with contextlib.suppress(queue.Empty):
+                                buffer.get_nowait()  # drop the oldest frame
+                if stop.is_set():
+                    return
+        except BaseException as error:  # handed to the consumer, which raises it
+            failure.append(error)
+        finally:
+            while not stop.is_set():
+                try:
+                    buffer.put(_END, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    thread = threading.Thread(target=produce, name="capture", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _END:
+                if failure:
+                    raise failure[0]
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -29,8 +29,9 @@ class Detector:
         try:
             # An export folder (OpenVINO, ...) carries no task in its name; detection is the only task we run.
             self._model = YOLO(model, task="detect")
-            # A warm-up pass builds the predictor, so reading the class names does not load the model again.
-            self._model.predict(np.zeros((64, 64, 3), dtype=np.uint8), verbose=False)
+            # A warm-up pass builds the tracking predictor, so neither reading the class names nor the first
+            # frame loads the model a second time.
+            self._model.track(np.zeros((64, 64, 3), dtype=np.uint8), persist=True, verbose=False, tracker=tracker)
         except (ConnectionError, FileNotFoundError, OSError, RuntimeError) as error:
             raise ModelError(
                 f"cannot load detector model {model!r}: {error}. Models named without a path download on first use; "

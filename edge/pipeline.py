@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.capture import Frame, VideoSource
+from edge.capture import Frame, VideoSource, prefetch
 from edge.config import CameraConfig, NodeConfig
 from edge.detect import Detector
 from edge.detections import Detections
@@ -115,9 +115,13 @@ class CameraPipeline:
     def rules(self) -> list[StationaryRule]:
         return [rule for runner in self.runners for rule in runner.rules]
 
+    def frames(self) -> Iterator[Frame]:
+        """The source's frames, decoded in a thread of their own while the detector works."""
+        return prefetch(self.source.frames(), live=self.source.live)
+
     def run(self, stop: threading.Event, publish: Publish) -> None:
         try:
-            for frame in self.source.frames():
+            for frame in self.frames():
                 if stop.is_set():
                     break
                 self.process(frame, publish)

@@ -100,7 +100,7 @@ def scan(video: Path, camera: CameraConfig, out: Path, evidence_dir: Path | None
     began = time.perf_counter()
     try:
         with tqdm(total=total_frames, unit="frame", desc=f"scanning {video.name}", disable=not progress) as bar:
-            for frame in source.frames():
+            for frame in pipeline.frames():
                 pipeline.process(frame, sink)
                 bar.update(source.frames_read - bar.n)
                 bar.set_postfix(events=sum(sink.events.values()), refresh=False)

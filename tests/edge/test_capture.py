@@ -18,10 +18,13 @@ class ScriptedCapture:
     def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
         return self.opens
 
-    def read(self):
+    def grab(self) -> bool:
         if self.remaining <= 0:
-            return False, None
+            return False
         self.remaining -= 1
+        return True
+
+    def retrieve(self):
         return True, FRAME
 
     def get(self, _prop) -> float:
@@ -61,3 +64,17 @@ def test_a_file_is_sampled_at_the_detection_rate_with_media_timestamps(tmp_path)
     assert len(frames) == 6
     gaps = np.diff([frame.timestamp for frame in frames])
     assert np.allclose(gaps, 0.5, atol=1e-6)
+
+
+def test_prefetch_hands_over_every_file_frame_in_order_and_reraises_failures():
+    from edge.capture import Frame, prefetch
+
+    frames = [Frame(FRAME, float(i), i) for i in range(50)]
+    assert [f.index for f in prefetch(iter(frames))] == list(range(50))
+
+    def broken():
+        yield frames[0]
+        raise CaptureError("camera unplugged")
+
+    with pytest.raises(CaptureError, match="unplugged"):
+        list(prefetch(broken()))

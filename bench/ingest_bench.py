@@ -3,7 +3,7 @@
 Both are measured in one run on the same broker, so the ratio means something on a shared, noisy machine.
 Writes bench/results/ingest.json.
 
-    .venv/bin/python bench/ingest.py [--events 2000]
+    .venv/bin/python bench/ingest_bench.py [--events 2000]
 """
 
 from __future__ import annotations
