@@ -58,3 +58,19 @@ def annotate(image: NDArray[np.uint8], zone: Zone, box: tuple[float, float, floa
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return Evidence(jpeg=encoded.tobytes())
+
+
+def crop(image: NDArray[np.uint8], box: tuple[float, float, float, float], margin: float = 0.15,
+         quality: int = 95) -> Evidence:
+    """The object at the camera's own resolution with a margin around it, not drawn on, so that a plate or a
+    stall's goods stay legible; small objects are not upscaled (that would add no detail)."""
+    height, width = image.shape[:2]
+    grow_x, grow_y = (box[2] - box[0]) * margin, (box[3] - box[1]) * margin
+    x1, y1 = max(0, int((box[0] - grow_x) * width)), max(0, int((box[1] - grow_y) * height))
+    x2, y2 = min(width, int(np.ceil((box[2] + grow_x) * width))), min(height, int(np.ceil((box[3] + grow_y) * height)))
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        x1, y1, x2, y2 = 0, 0, width, height
+    ok, encoded = cv2.imencode(".jpg", image[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return Evidence(jpeg=encoded.tobytes())

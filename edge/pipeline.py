@@ -21,7 +21,7 @@ from edge.capture import Frame, VideoSource, prefetch
 from edge.config import CameraConfig, NodeConfig
 from edge.detect import Detector
 from edge.detections import Detections
-from edge.evidence import annotate
+from edge.evidence import annotate, crop
 from edge.manifest import Manifest, ManifestModel
 from edge.motion import MotionDetector
 from edge.rules import RuleEvent, StationaryRule, build_rules
@@ -34,6 +34,7 @@ from gridwatch.contract import (
     CameraTelemetry,
     Event,
     EventType,
+    EvidenceImage,
     EvidenceRef,
     event_topic,
     evidence_topic,
@@ -163,11 +164,13 @@ class CameraPipeline:
     def _publish(self, rule_event: RuleEvent, frame: Frame, publish: Publish) -> Event:
         zone = self.zones[rule_event.zone_id]
         event_id = uuid.uuid4()
-        evidence = None
+        evidence = object_crop = None
         if rule_event.type in (EventType.NEW, EventType.END):
             caption = f"{rule_event.label} {rule_event.dwell_seconds:.0f}s {rule_event.type.value}"
             evidence = annotate(frame.image, zone, rule_event.box, caption, local_time(frame.timestamp,
                                                                                         self.timezone))
+            if rule_event.type is EventType.NEW:
+                object_crop = crop(frame.image, rule_event.box)
         x1, y1, x2, y2 = rule_event.box
         runner = next(r for r in self.runners if rule_event.category in r.spec.categories)
         event = Event(
@@ -189,10 +192,15 @@ class CameraPipeline:
             box=Box(x1=x1, y1=y1, x2=x2, y2=y2),
             location=zone.config.location or self.camera.location,
             model=runner.detector.info,
-            evidence=EvidenceRef(sha256=evidence.sha256, bytes=len(evidence.jpeg)) if evidence else None,
+            evidence=EvidenceRef(
+                sha256=evidence.sha256, bytes=len(evidence.jpeg),
+                crop=EvidenceImage(sha256=object_crop.sha256, bytes=len(object_crop.jpeg)) if object_crop else None,
+            ) if evidence else None,
         )
         if evidence:
             publish(evidence_topic(self.node.node_id, event_id), evidence.jpeg)
+        if object_crop:
+            publish(evidence_topic(self.node.node_id, event_id, crop=True), object_crop.jpeg)
         publish(event_topic(self.node.node_id, event.category), event.model_dump_json().encode())
         self.stats.events += 1
         log.info("%s %s %s %s zone=%s track=%d dwell=%.0fs (%s)", self.camera.camera_id, event.category.value,

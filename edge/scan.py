@@ -72,7 +72,8 @@ class FileSink:
         parsed = parse_node_topic(topic)
         if parsed.kind is TopicKind.EVIDENCE:
             if self.evidence_dir:
-                (self.evidence_dir / f"{parsed.leaf}.jpg").write_bytes(payload)
+                suffix = f"-{parsed.variant}" if parsed.variant else ""
+                (self.evidence_dir / f"{parsed.leaf}{suffix}.jpg").write_bytes(payload)
             return
         event = json.loads(payload)
         self.events[(event["category"], event["type"])] += 1

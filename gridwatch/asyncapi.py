@@ -35,6 +35,10 @@ _CHANNELS: list[tuple[str, str, dict, str, type[BaseModel] | None, str, int, boo
      {**_NODE_PARAM, "event_id": {"description": "The `event_id` of the event this image belongs to."}},
      "Evidence", None, "edge node", 1, False,
      "The annotated JPEG (box, zone outline, label, time) announced by the event's `evidence` field; binary."),
+    ("nodeEvidenceCrop", "gw/v1/nodes/{node_id}/evidence/{event_id}/crop",
+     {**_NODE_PARAM, "event_id": {"description": "The `event_id` of the event this image belongs to."}},
+     "EvidenceCrop", None, "edge node", 1, False,
+     "A full-resolution crop of the object, unannotated (a plate stays readable), announced by `evidence.crop`."),
     ("nodeConfig", c.config_topic("{node_id}"), _NODE_PARAM, "NodeConfig", None, "server", 1, True,
      "Retained remote configuration for the node (schema defined by a later contract version)."),
     ("cases", "gw/v1/cases/{category}/{case_id}",
@@ -66,7 +70,7 @@ def build() -> dict[str, Any]:
         if model is not None:
             payload: dict[str, Any] = {"$ref": f"#/components/schemas/{model.__name__}"}
             content_type = "application/json"
-        elif message == "Evidence":
+        elif message in ("Evidence", "EvidenceCrop"):
             payload, content_type = {"type": "string", "format": "binary",
                                      "maxLength": c.MAX_EVIDENCE_BYTES}, "image/jpeg"
         else:

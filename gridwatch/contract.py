@@ -14,7 +14,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+"""1.1 added the evidence crop (`evidence.crop`, topic `.../evidence/{event_id}/crop`); 1.0 payloads stay valid."""
 TOPIC_ROOT = "gw/v1"
 
 NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -83,12 +84,19 @@ class ModelInfo(_Strict):
     version: str = Field(min_length=1, max_length=100)
 
 
+class EvidenceImage(_Strict):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(gt=0, le=MAX_EVIDENCE_BYTES)
+
+
 class EvidenceRef(_Strict):
-    """Announces the JPEG published on the evidence topic under the same `event_id`."""
+    """Announces the JPEGs published under the same `event_id`: the annotated full frame on the evidence topic, and
+    (from 1.1) a full-resolution crop of the object, unannotated so a plate stays readable, on `.../crop`."""
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     content_type: Literal["image/jpeg"] = "image/jpeg"
     bytes: int = Field(gt=0, le=MAX_EVIDENCE_BYTES)
+    crop: EvidenceImage | None = None
 
 
 class Event(_Strict):
@@ -215,8 +223,8 @@ def event_topic(node_id: str, category: Category | str) -> str:
     return f"{TOPIC_ROOT}/nodes/{node_id}/events/{Category(category).value}"
 
 
-def evidence_topic(node_id: str, event_id: UUID | str) -> str:
-    return f"{TOPIC_ROOT}/nodes/{node_id}/evidence/{event_id}"
+def evidence_topic(node_id: str, event_id: UUID | str, crop: bool = False) -> str:
+    return f"{TOPIC_ROOT}/nodes/{node_id}/evidence/{event_id}" + ("/crop" if crop else "")
 
 
 def config_topic(node_id: str) -> str:
@@ -250,6 +258,8 @@ class NodeTopic:
     kind: TopicKind
     leaf: str | None = None
     """The category of an events topic, or the event id of an evidence topic."""
+    variant: str | None = None
+    """`crop` for an evidence crop; None for the annotated frame."""
 
 
 class TopicError(ValueError):
@@ -268,6 +278,9 @@ def parse_node_topic(topic: str) -> NodeTopic:
         kind = TopicKind(kind_name)
     except ValueError:
         raise TopicError(f"unknown node topic kind {kind_name!r}") from None
+    variant = None
+    if kind is TopicKind.EVIDENCE and len(rest) == 2 and rest[1] == "crop":
+        rest, variant = rest[:1], "crop"
     needs_leaf = kind in (TopicKind.EVENTS, TopicKind.EVIDENCE)
     if needs_leaf != (len(rest) == 1) or len(rest) > 1:
         raise TopicError(f"malformed {kind.value} topic: {topic!r}")
@@ -277,4 +290,4 @@ def parse_node_topic(topic: str) -> NodeTopic:
             Category(leaf)
         except ValueError:
             raise TopicError(f"unknown category {leaf!r} in topic") from None
-    return NodeTopic(node_id=node_id, kind=kind, leaf=leaf)
+    return NodeTopic(node_id=node_id, kind=kind, leaf=leaf, variant=variant)

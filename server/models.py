@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy import DateTime as SADateTime
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -106,12 +106,15 @@ class EventRecord(Base):
 
 
 class EvidenceRecord(Base):
-    """One JPEG per event; the file lives on disk under its SHA-256, never in a row."""
+    """The JPEGs of an event; the files live on disk under their SHA-256, never in a row."""
 
     __tablename__ = "evidence"
+    __table_args__ = (UniqueConstraint("event_id", "variant", name="uq_evidence_event_variant"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_id: Mapped[str] = mapped_column(String(36), index=True)
+    variant: Mapped[str] = mapped_column(String(16), default="frame")
+    """`frame` (annotated full frame) or `crop` (the object at full resolution)."""
     node_id: Mapped[str] = mapped_column(String(64))
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     bytes: Mapped[int]

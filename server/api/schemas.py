@@ -64,6 +64,8 @@ class EventOut(BaseModel):
     box: dict[str, float]
     evidence_url: str | None
     """Download link of the annotated JPEG; null until the image has arrived."""
+    crop_url: str | None = None
+    """Download link of the object crop (full resolution, undrawn); null when there is none."""
 
 
 class CaseDetail(CaseSummary):
@@ -71,6 +73,7 @@ class CaseDetail(CaseSummary):
     events: list[EventOut]
     transitions: list[TransitionOut]
     evidence_urls: list[str]
+    crop_urls: list[str]
 
 
 class DeadLetterOut(BaseModel):

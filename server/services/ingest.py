@@ -43,6 +43,16 @@ log = logging.getLogger(__name__)
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
+def _announced_hashes(event: Event) -> dict[str, str]:
+    """SHA-256 of each image the event announces, by variant."""
+    if event.evidence is None:
+        return {}
+    hashes = {"frame": event.evidence.sha256}
+    if event.evidence.crop is not None:
+        hashes["crop"] = event.evidence.crop.sha256
+    return hashes
+
+
 class Rejected(Exception):
     """A message that cannot be used; its text is the reason kept with the dead letter."""
 
@@ -120,10 +130,11 @@ class Ingest:
             if session.scalar(select(EventRecord.id).where(EventRecord.event_id == str(event.event_id))):
                 self.counts["duplicates"] += 1
                 return "duplicate"
-            evidence = session.scalar(select(EvidenceRecord).where(EvidenceRecord.event_id == str(event.event_id)))
-            if evidence and event.evidence and evidence.sha256 != event.evidence.sha256:
-                raise Rejected(f"evidence received for this event has SHA-256 {evidence.sha256}, "
-                               f"the event announces {event.evidence.sha256}")
+            announced = _announced_hashes(event)
+            for stored in session.scalars(select(EvidenceRecord).where(EvidenceRecord.event_id == str(event.event_id))):
+                if stored.variant in announced and stored.sha256 != announced[stored.variant]:
+                    raise Rejected(f"evidence ({stored.variant}) received for this event has SHA-256 {stored.sha256}, "
+                                   f"the event announces {announced[stored.variant]}")
             record = EventRecord(
                 event_id=str(event.event_id), violation_id=str(event.violation_id), type=event.type.value,
                 node_id=event.node_id, camera_id=event.camera_id, zone_id=event.zone_id,
@@ -156,15 +167,19 @@ class Ingest:
         if not payload.startswith(_JPEG_MAGIC):
             raise Rejected("evidence is not a JPEG image")
         sha256 = hashlib.sha256(payload).hexdigest()
+        variant = topic.variant or "frame"
         with self.database.session() as session:
-            if session.scalar(select(EvidenceRecord.id).where(EvidenceRecord.event_id == event_id)):
+            if session.scalar(select(EvidenceRecord.id).where(EvidenceRecord.event_id == event_id,
+                                                              EvidenceRecord.variant == variant)):
                 self.counts["duplicates"] += 1
                 return "duplicate"
-            announced = session.scalar(select(EventRecord.evidence_sha256).where(EventRecord.event_id == event_id))
+            payload_json = session.scalar(select(EventRecord.payload).where(EventRecord.event_id == event_id))
+            announced = _announced_hashes(Event.model_validate(payload_json)).get(variant) if payload_json else None
             if announced and announced != sha256:
-                raise Rejected(f"evidence SHA-256 {sha256} differs from {announced} announced by the event")
+                raise Rejected(f"evidence ({variant}) SHA-256 {sha256} differs from {announced} announced by the event")
             self.evidence.put(payload)
-            session.add(EvidenceRecord(event_id=event_id, node_id=topic.node_id, sha256=sha256, bytes=len(payload)))
+            session.add(EvidenceRecord(event_id=event_id, variant=variant, node_id=topic.node_id, sha256=sha256,
+                                       bytes=len(payload)))
             try:
                 session.commit()
             except IntegrityError:

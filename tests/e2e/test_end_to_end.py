@@ -116,6 +116,9 @@ def test_parked_vehicle_on_video_becomes_a_dispatched_case_with_evidence(
     evidence = get(api + case["evidence_urls"][0])
     image = cv2.imdecode(np.frombuffer(evidence, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape[:2] == (1080, 810), "evidence is the full annotated frame"
+    object_crop = get(api + case["crop_urls"][0])
+    crop_image = cv2.imdecode(np.frombuffer(object_crop, np.uint8), cv2.IMREAD_COLOR)
+    assert 300 < crop_image.shape[0] < 1080 and crop_image.shape[1] >= 790, "the bus at the camera's resolution"
 
     statuses = []
     messages = integrator.collect(1.0)

@@ -78,14 +78,16 @@ def test_people_seen_by_one_model_keep_litter_from_another_attended():
 
 def test_litter_event_payload_carries_code_model_and_evidence():
     pipeline, _, _ = build(owner_leaves_after_call=0)
-    published = feed(pipeline, 60)
-    topics = [topic for topic, _ in published]
-    assert topics[0].startswith("gw/v1/nodes/n1/evidence/") and topics[1] == "gw/v1/nodes/n1/events/litter"
-    event = Event.model_validate(json.loads(published[1][1]))
+    published = dict(feed(pipeline, 60))
+    [event_payload] = [payload for topic, payload in published.items() if topic == "gw/v1/nodes/n1/events/litter"]
+    event = Event.model_validate(json.loads(event_payload))
     assert event.type.value == "new" and event.code == "0102-07" and event.label == "garbage"
     assert event.model.name == "city" and event.zone_id == "street"
-    assert topics[0].endswith(str(event.event_id))
-    assert event.evidence.sha256 == hashlib.sha256(published[0][1]).hexdigest()
+    frame = published[f"gw/v1/nodes/n1/evidence/{event.event_id}"]
+    object_crop = published[f"gw/v1/nodes/n1/evidence/{event.event_id}/crop"]
+    assert event.evidence.sha256 == hashlib.sha256(frame).hexdigest()
+    assert event.evidence.crop.sha256 == hashlib.sha256(object_crop).hexdigest()
+    assert list(published)[-1] == "gw/v1/nodes/n1/events/litter", "images first, so the event finds them stored"
 
 
 def test_motion_gating_looks_at_a_still_scene_only_every_idle_period():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -48,12 +49,14 @@ def test_event_with_evidence_becomes_a_dispatched_case(api, mqtt_client):
     integrator = mqtt_client("integrator")
     integrator.subscribe("gw/v1/cases/#")
     node = mqtt_client("node-a")
-    image = jpeg()
-    import hashlib
-
-    payload = event_payload(evidence={"sha256": hashlib.sha256(image).hexdigest(), "bytes": len(image)})
+    image, object_crop = jpeg(), jpeg(width=16, height=12, seed=1)
+    payload = event_payload(evidence={
+        "sha256": hashlib.sha256(image).hexdigest(), "bytes": len(image),
+        "crop": {"sha256": hashlib.sha256(object_crop).hexdigest(), "bytes": len(object_crop)},
+    })
     node.publish(evidence_topic("node-a", payload["event_id"]), image)
     publish_event(node, payload)
+    node.publish(evidence_topic("node-a", payload["event_id"], crop=True), object_crop)  # after the event: fine too
 
     [case] = wait_until(lambda: cases(api))
     detail = api.get(f"/api/v1/cases/{case['id']}").json()
@@ -66,6 +69,8 @@ def test_event_with_evidence_becomes_a_dispatched_case(api, mqtt_client):
     download = api.get(detail["evidence_urls"][0])
     assert download.status_code == 200 and download.content == image
     assert download.headers["content-type"] == "image/jpeg"
+    crop_urls = wait_until(lambda: api.get(f"/api/v1/cases/{case['id']}").json()["crop_urls"])
+    assert api.get(crop_urls[0]).content == object_crop
 
     messages = [json.loads(m.payload) for m in integrator.collect(0.7)]
     assert [m["status"] for m in messages] == ["collected", "registered", "dispatched"]
@@ -151,7 +156,8 @@ def test_a_late_last_will_does_not_override_a_newer_online(api, mqtt_client):
         ("/api/v1/cases?status=bogus", 422, "status"),
         ("/api/v1/cases?page=0", 422, "page"),
         ("/api/v1/cases?sort=colour", 422, "sort"),
-        ("/api/v1/evidence/unknown", 404, "no evidence for event unknown"),
+        ("/api/v1/evidence/unknown", 404, "no frame evidence for event unknown"),
+        ("/api/v1/evidence/unknown?variant=thumbnail", 422, "variant"),
         ("/api/v1/cases/abc", 422, "case_id"),
     ],
 )
@@ -175,3 +181,14 @@ def test_case_list_filters_and_pages(api, mqtt_client):
     assert api.get("/api/v1/cases", params={"status": "dispatched"}).json()["total"] == 5
     litter = api.get("/api/v1/cases", params={"category": "litter"}).json()["items"]
     assert {c["assignment"]["unit_id"] for c in litter} == {"sanitation"}
+
+
+def test_a_crop_that_does_not_match_its_announcement_is_dead_lettered(api, mqtt_client):
+    node = mqtt_client("node-a")
+    image, object_crop = jpeg(), jpeg(seed=2)
+    payload = event_payload(evidence={"sha256": hashlib.sha256(image).hexdigest(), "bytes": len(image),
+                                      "crop": {"sha256": "0" * 64, "bytes": len(object_crop)}})
+    publish_event(node, payload)
+    node.publish(evidence_topic("node-a", payload["event_id"], crop=True), object_crop)
+    [letter] = wait_until(lambda: dead_letters(api))
+    assert "(crop)" in letter["reason"] and "differs" in letter["reason"]

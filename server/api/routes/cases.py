@@ -48,9 +48,12 @@ def get_case(case_id: int, session: SessionDep) -> CaseDetail:
     if case is None:
         raise HTTPException(status_code=404, detail=f"case {case_id} does not exist")
     event_ids = [event.event_id for event in case.events]
-    with_evidence = set(
-        session.scalars(select(EvidenceRecord.event_id).where(EvidenceRecord.event_id.in_(event_ids))).all()
-    )
+    stored = {
+        (row.event_id, row.variant)
+        for row in session.execute(
+            select(EvidenceRecord.event_id, EvidenceRecord.variant).where(EvidenceRecord.event_id.in_(event_ids))
+        )
+    }
     events = [
         EventOut(
             event_id=event.event_id,
@@ -60,7 +63,9 @@ def get_case(case_id: int, session: SessionDep) -> CaseDetail:
             dwell_seconds=event.payload["dwell_seconds"],
             score=event.payload["score"],
             box=event.payload["box"],
-            evidence_url=f"/api/v1/evidence/{event.event_id}" if event.event_id in with_evidence else None,
+            evidence_url=f"/api/v1/evidence/{event.event_id}" if (event.event_id, "frame") in stored else None,
+            crop_url=f"/api/v1/evidence/{event.event_id}?variant=crop" if (event.event_id, "crop") in stored
+            else None,
         )
         for event in case.events
     ]
@@ -70,4 +75,5 @@ def get_case(case_id: int, session: SessionDep) -> CaseDetail:
         events=events,
         transitions=[TransitionOut.model_validate(t) for t in case.transitions],
         evidence_urls=[e.evidence_url for e in events if e.evidence_url],
+        crop_urls=[e.crop_url for e in events if e.crop_url],
     )
