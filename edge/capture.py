@@ -60,6 +60,7 @@ class VideoSource:
             raise CaptureError(f"video source {source!r} does not exist")
         self.frames_read = 0
         self.reconnects = 0
+        self.delivering = True
 
     def _open(self) -> cv2.VideoCapture:
         capture = self._opener(int(self.source) if self.source.isdigit() else self.source)
@@ -70,6 +71,7 @@ class VideoSource:
 
     def _reopen_live(self) -> cv2.VideoCapture:
         backoff = 1.0
+        self.delivering = False
         while True:
             try:
                 capture = self._open()
@@ -79,6 +81,7 @@ class VideoSource:
                 backoff = min(self.max_backoff, backoff * 2)
                 continue
             self.reconnects += 1
+            self.delivering = True
             log.info("camera %s reconnected", self.source)
             return capture
 

@@ -217,4 +217,7 @@ class CameraPipeline:
             fps_in=round(self.source.frames_read / elapsed, 2),
             fps_detected=round(self.stats.frames_detected / elapsed, 2),
             active_violations=sum(rule.active_violations for rule in self.rules),
+            reconnects=self.source.reconnects,
+            source_ok=self.source.delivering and self.error is None,
+            error=f"{type(self.error).__name__}: {self.error}" if self.error else None,
         )

@@ -152,6 +152,9 @@ class CameraTelemetry(_Strict):
     fps_in: float = Field(ge=0)
     fps_detected: float = Field(ge=0)
     active_violations: int = Field(ge=0)
+    reconnects: int = Field(default=0, ge=0, description="Times a live source was reopened after failing (1.1).")
+    source_ok: bool = Field(default=True, description="False while the source delivers no frames (1.1).")
+    error: str | None = Field(default=None, description="Why the camera's pipeline stopped, if it did (1.1).")
 
 
 class NodeTelemetry(_Strict):

@@ -42,8 +42,10 @@ def test_a_live_stream_that_drops_is_reopened_with_back_off():
     source = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: next(script),
                          sleep=sleeps.append, clock=lambda: float(next(ticks)))
     frames = source.frames()
-    got = [next(frames) for _ in range(5)]
-    assert len(got) == 5 and source.reconnects == 1
+    got = [next(frames) for _ in range(3)]
+    assert source.delivering
+    got += [next(frames) for _ in range(2)]
+    assert len(got) == 5 and source.reconnects == 1 and source.delivering
     assert sleeps == [1.0, 2.0], "waits 1 s, then 2 s, before the camera is back"
 
 
@@ -78,3 +80,16 @@ def test_prefetch_hands_over_every_file_frame_in_order_and_reraises_failures():
 
     with pytest.raises(CaptureError, match="unplugged"):
         list(prefetch(broken()))
+
+
+def test_telemetry_sees_a_source_that_is_down_while_it_retries():
+    states: list[bool] = []
+    script = iter([ScriptedCapture(True, 1), ScriptedCapture(False, 0), ScriptedCapture(False, 0),
+                   ScriptedCapture(True, 1)])
+    ticks = iter(range(1000))
+    source = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: next(script),
+                         sleep=lambda _s: states.append(source.delivering), clock=lambda: float(next(ticks)))
+    frames = source.frames()
+    next(frames), next(frames)
+    assert states == [False, False], "reported as not delivering during both retries"
+    assert source.delivering and source.reconnects == 1
