@@ -63,6 +63,12 @@ class RuleTuning(_Config):
         description="A box overlapping its parked position this much is still, even if its anchor jumped "
                     "(partial occlusion, a shadow, the frame edge).",
     )
+    still_containment: float = Field(
+        default=0.85, gt=0, le=1,
+        description="When the smaller of the object's box and its parked box lies this much within the larger, it is "
+                    "the same object partly hidden (or whole again): still, and a new track found there takes over "
+                    "the violation.",
+    )
     lost_seconds: float = Field(
         default=10.0, gt=0, description="How long an unseen object keeps its violation before it ends."
     )

@@ -103,6 +103,18 @@ def box_iou(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
     return float(intersection / union) if union > 0 else 0.0
 
 
+def containment(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    """How much of the smaller of two boxes lies within the larger (1.0: entirely). A parked car half hidden by a
+    passer-by shows a smaller box inside the one it had, and a whole one around a half view: high containment where
+    the IoU is low."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    if width <= 0 or height <= 0 or smaller <= 0:
+        return 0.0
+    return float(width * height / smaller)
+
+
 def people_near(box: NDArray[np.float64], people: NDArray[np.float64], factor: float) -> bool:
     """Whether any person's box meets `box` grown by `factor` of its width and height on every side."""
     if len(people) == 0:
@@ -159,6 +171,7 @@ class StationaryRule:
             for zone in self.zones:
                 self._update_membership(track, zone.zone_id, bool(inside_by_zone[zone.zone_id][index]), now)
                 events.extend(self._judge(track, zone, active[zone.zone_id], exemption, now))
+        self._hand_over(seen, now)
         events.extend(self._expire(seen, now))
         return events
 
@@ -191,24 +204,55 @@ class StationaryRule:
 
     def _is_still(self, track: Track, box: NDArray[np.float64], anchor: NDArray[np.float64]) -> bool:
         """Still if the anchor stayed within tolerance of where the still period began, or the box still overlaps
-        that position well: a partly hidden or re-sized box of a parked car is not a car driving off."""
+        that position well, or lies within it: a partly hidden or re-sized box of a parked car is not a car driving
+        off."""
         width, height = box[2] - box[0], box[3] - box[1]
         drift = np.abs(anchor - track.reference_anchor)
         if drift[0] <= self.tuning.still_tolerance * width and drift[1] <= self.tuning.still_tolerance * height:
             return True
-        return box_iou(box, track.reference_box) >= self.tuning.still_iou
+        return (box_iou(box, track.reference_box) >= self.tuning.still_iou
+                or containment(box, track.reference_box) >= self.tuning.still_containment)
+
+    def _same_place(self, box: NDArray[np.float64], violation: _Violation) -> bool:
+        return (box_iou(violation.box, box) >= self.tuning.rematch_iou
+                or containment(box, violation.box) >= self.tuning.still_containment)
+
+    def _transfer(self, key: tuple[str, int], violation: _Violation, track: Track) -> None:
+        del self._violations[key]
+        violation.track_id = track.track_id
+        self._violations[(violation.zone_id, track.track_id)] = violation
+        track.still_since = min(track.still_since, violation.started_at)
+        track.zones[violation.zone_id] = _Membership(inside=True, entered_at=violation.started_at)
 
     def _adopt_lost_violation(self, track: Track, now: float) -> None:
         """An object the tracker lost (someone walked past, the light changed) and found again under a new id
         stays the same violation: match it by position before anything new can start."""
         for key, violation in list(self._violations.items()):
-            if violation.last_seen >= now or box_iou(violation.box, track.box) < self.tuning.rematch_iou:
+            if violation.last_seen < now and self._same_place(track.box, violation):
+                self._transfer(key, violation, track)
+
+    def _claim_existing(self, track: Track, zone_id: str, now: float) -> bool:
+        """Whether an active violation in this zone is at the track's place; it passes to this track when the
+        track holding it was not seen this frame. Either way no second violation starts for one object."""
+        for key, violation in list(self._violations.items()):
+            if violation.zone_id != zone_id or not self._same_place(track.box, violation):
                 continue
-            del self._violations[key]
-            violation.track_id = track.track_id
-            self._violations[(violation.zone_id, track.track_id)] = violation
-            track.still_since = violation.started_at
-            track.zones[violation.zone_id] = _Membership(inside=True, entered_at=violation.started_at)
+            if violation.last_seen < now:
+                self._transfer(key, violation, track)
+            return True
+        return False
+
+    def _hand_over(self, seen: set[int], now: float) -> None:
+        """A violation whose track was not seen this frame passes to a track that was, at the same place, when the
+        tracker split one object in two (a passer-by in front of it) and then kept the other half."""
+        for key, violation in list(self._violations.items()):
+            if violation.track_id in seen:
+                continue
+            for track_id in seen:
+                track = self._tracks[track_id]
+                if (violation.zone_id, track_id) not in self._violations and self._same_place(track.box, violation):
+                    self._transfer(key, violation, track)
+                    break
 
     def _update_membership(self, track: Track, zone_id: str, raw_inside: bool, now: float) -> None:
         membership = track.zones.setdefault(zone_id, _Membership())
@@ -231,6 +275,8 @@ class StationaryRule:
             since = max(track.still_since, membership.entered_at, self._active_since[zone.zone_id])
             if now - since < zone.config.dwell_seconds or not self.may_fire(track, now):
                 return []
+            if self._claim_existing(track, zone.zone_id, now):
+                return []  # the object already has its violation, under another track id
             box = track.steady_box
             violation = _Violation(uuid.uuid4(), zone.zone_id, track.track_id, track.label, since, box,
                                    track.median_score, now, box.copy(), now)
@@ -249,7 +295,8 @@ class StationaryRule:
         if track.moving_frames:
             return []  # perhaps starting to move off: wait until that is clear either way
         violation.box = track.steady_box
-        if box_iou(violation.box, violation.published_box) < _CHANGE_IOU:
+        if (box_iou(violation.box, violation.published_box) < _CHANGE_IOU
+                and containment(violation.box, violation.published_box) < self.tuning.still_containment):
             return [self._publish_update(violation, now, "box changed")]
         if now - violation.published_at >= self.tuning.heartbeat_seconds:
             return [self._publish_update(violation, now, "heartbeat")]

@@ -144,3 +144,15 @@ def test_a_single_frame_jump_does_not_end_the_violation():
     far = (0.70, 0.60, 0.85, 0.80)
     events = run(rule, 230, lambda t: seen((1, far if int(t * FPS) == 1000 else PARKED, 0.8, "car")))
     assert types(events) == ["new"]
+
+
+def test_a_car_split_in_two_tracks_by_a_passer_by_stays_one_violation():
+    """The tracker sees two halves of a half-hidden car under new ids, then the whole car under one of them."""
+    rule = new_rule(lost_seconds=10)
+    before = run(rule, 185, lambda t: seen((1, PARKED, 0.8, "car")))
+    left, right = (0.40, 0.60, 0.46, 0.80), (0.50, 0.60, 0.55, 0.80)
+    split = run(rule, 4, lambda t: seen((5, left, 0.7, "car"), (6, right, 0.7, "car")), start=185)
+    whole = run(rule, 100, lambda t: seen((6, PARKED, 0.8, "car")), start=189)
+    events = before + split + whole
+    assert [e.type.value for _, e in events if e.type.value != "update"] == ["new"]
+    assert len({e.violation_id for _, e in events}) == 1

@@ -1,0 +1,83 @@
+"""Short scenario clips with ground truth, rendered from real photographs, for tests and demonstrations.
+
+`parking_clip`: the pickup truck of ../shared/media/dog.jpg drives onto the empty street of leuvenA.jpg, parks,
+and drives off. The returned `ParkingTruth` says when, and where a zone around the parked truck lies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+TRUCK_IN_DOG_JPG = (460, 64, 704, 184)  # x1, y1, x2, y2 of the pickup truck, with a margin
+PERSON_IN_BUS_JPG = (221, 405, 346, 860)  # a pedestrian in the ultralytics package's bus.jpg
+GROUND_Y = 470  # where wheels touch the road in leuvenA.jpg
+
+
+@dataclass(frozen=True)
+class ParkingTruth:
+    arrives: float
+    """Seconds into the clip when the truck stops."""
+    leaves: float
+    """Seconds into the clip when it starts to drive off."""
+    zone: list[tuple[float, float]]
+    """A zone around the parked truck (normalised), for a no-parking rule."""
+
+
+def _paste(canvas: NDArray[np.uint8], sprite: NDArray[np.uint8], x: int, bottom: int) -> None:
+    height, width = sprite.shape[:2]
+    top = bottom - height
+    x1, x2 = max(0, x), min(canvas.shape[1], x + width)
+    if x2 > x1:
+        canvas[top:bottom, x1:x2] = sprite[:, x1 - x:x2 - x]
+
+
+def parking_clip(out: Path, media: Path, fps: float = 10.0, empty: float = 5.0, drive: float = 4.0,
+                 parked: float = 40.0, after: float = 7.0, seed: int = 0, passer_by: bool = False) -> ParkingTruth:
+    """With `passer_by`, a pedestrian walks along the pavement in front of the parked truck, hiding part of it
+    for a few seconds, as happens all day on a real street."""
+    street = cv2.imread(str(media / "leuvenA.jpg"))
+    dog = cv2.imread(str(media / "dog.jpg"))
+    if street is None or dog is None:
+        raise FileNotFoundError(f"leuvenA.jpg and dog.jpg are needed in {media}")
+    x1, y1, x2, y2 = TRUCK_IN_DOG_JPG
+    truck = dog[y1:y2, x1:x2]
+    height, width = street.shape[:2]
+    park_x = 300
+    start_x, end_x = -truck.shape[1], width
+    rng = np.random.default_rng(seed)
+    person = None
+    if passer_by:
+        from gridwatch.demo_media import ultralytics_asset
+
+        px1, py1, px2, py2 = PERSON_IN_BUS_JPG
+        person = cv2.resize(cv2.imread(str(ultralytics_asset("bus.jpg")))[py1:py2, px1:px2], None, fx=0.37, fy=0.37)
+    walk_from, walk_seconds = empty + drive + 12.0, 8.0
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    timeline = [(empty, None), (drive, (start_x, park_x)), (parked, (park_x, park_x)), (drive, (park_x, end_x)),
+                (after, None)]
+    clock = 0.0
+    try:
+        for seconds, path in timeline:
+            frames = int(round(seconds * fps))
+            for index in range(frames):
+                frame = street.copy()
+                if path is not None:
+                    x = int(round(path[0] + (path[1] - path[0]) * index / max(1, frames - 1)))
+                    _paste(frame, truck, x, GROUND_Y)
+                walked = (clock - walk_from) / walk_seconds
+                if person is not None and 0 <= walked <= 1:
+                    _paste(frame, person, int(150 + walked * 450), GROUND_Y + 25)
+                clock += 1 / fps
+                noise = rng.integers(-4, 5, size=frame.shape, dtype=np.int16)
+                writer.write(np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8))
+    finally:
+        writer.release()
+    centre = (park_x + truck.shape[1] / 2) / width
+    half = 0.75 * truck.shape[1] / width
+    zone = [(centre - half, 0.70), (centre + half, 0.70), (centre + half, 0.95), (centre - half, 0.95)]
+    return ParkingTruth(arrives=empty + drive, leaves=empty + drive + parked, zone=zone)
