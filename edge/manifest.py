@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from gridwatch.config_files import load_yaml_model
 from gridwatch.contract import Category
@@ -17,7 +17,9 @@ class ManifestModel(BaseModel):
 
     name: str = Field(description="Short name, used in logs and telemetry.")
     weights: str | None = Field(
-        default=None, description="Weights or export folder; null means the node's model setting."
+        default=None,
+        description="Weights or export folder; null means the node's model setting; `background` is the built-in "
+                    "background model (what appeared and stayed, as `unknown object`).",
     )
     detect_fps: float = Field(default=5.0, gt=0, description="How often this model runs on each camera.")
     people: list[str] = Field(default_factory=list, description="Classes that are people (for stalls and litter).")
@@ -34,17 +36,9 @@ class ManifestModel(BaseModel):
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    models: list[ManifestModel] = Field(min_length=1, description="Models run on every camera of the node.")
-
-    @model_validator(mode="after")
-    def _one_model_per_category(self) -> Manifest:
-        seen: dict[Category, str] = {}
-        for model in self.models:
-            for category in model.categories:
-                if category in seen:
-                    raise ValueError(f"category {category.value} is served by both {seen[category]} and {model.name}")
-                seen[category] = model.name
-        return self
+    models: list[ManifestModel] = Field(
+        min_length=1, description="Models run on every camera of the node; several may serve one category."
+    )
 
 
 def load_manifest(path: Path = DEFAULT_MANIFEST) -> Manifest:

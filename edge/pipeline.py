@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
+from edge.background import BACKGROUND_WEIGHTS, BackgroundModel
 from edge.capture import Frame, VideoSource, prefetch
 from edge.config import CameraConfig, NodeConfig
 from edge.detect import Detector
@@ -51,12 +52,17 @@ def local_time(timestamp: float, timezone: ZoneInfo | None) -> datetime:
     return datetime.fromtimestamp(timestamp, timezone) if timezone else datetime.fromtimestamp(timestamp).astimezone()
 
 
+def make_detector(weights: str, labels: list[str]) -> Detector | BackgroundModel:
+    """The manifest's `weights: background` selects the background model; anything else is a YOLO model."""
+    return BackgroundModel() if weights == BACKGROUND_WEIGHTS else Detector(weights, labels)
+
+
 @dataclass
 class ModelRunner:
     """One manifest model on one camera: its detector (with the tracker's memory of this view) and its rules."""
 
     spec: ManifestModel
-    detector: Detector
+    detector: Detector | BackgroundModel
     rules: list[StationaryRule]
     interval: float
     next_due: float = float("-inf")
@@ -88,12 +94,15 @@ class CameraPipeline:
         self.error: Exception | None = None
         self._people: NDArray[np.float64] = NO_PEOPLE
         self._people_at = float("-inf")
+        self._named: NDArray[np.float64] = NO_PEOPLE
+        """Boxes the detectors named last: the background model leaves them to the rules of those detectors."""
+        self._named_at = float("-inf")
         self.motion = MotionDetector() if camera.motion_gating else None
         self.frames_without_motion = 0
 
     @classmethod
     def build(cls, node: NodeConfig, camera: CameraConfig, manifest: Manifest,
-              detector_factory: Callable[[str, list[str]], Detector] = Detector,
+              detector_factory: Callable[[str, list[str]], Detector | BackgroundModel] = make_detector,
               source: VideoSource | None = None) -> CameraPipeline:
         zones = {zone.zone_id: Zone(zone, node.zoneinfo()) for zone in camera.zones}
         runners = []
@@ -146,13 +155,22 @@ class CameraPipeline:
                 continue  # nothing moved: still objects are looked at again every idle_detect_seconds
             runner.last_run = frame.timestamp
             runner.runs += 1
-            detections = runner.detector.track(frame.image)
+            detections = self._detect(runner, frame)
             self.stats.frames_detected += 1
             people = self._people_context(runner, detections, frame.timestamp)
             for rule in runner.rules:
                 for rule_event in rule.process(detections, frame.timestamp, people):
-                    published.append(self._publish(rule_event, frame, publish))
+                    published.append(self._publish(rule_event, frame, publish, runner))
         return published
+
+    def _detect(self, runner: ModelRunner, frame: Frame) -> Detections:
+        if isinstance(runner.detector, BackgroundModel):
+            fresh = frame.timestamp - self._named_at <= PEOPLE_FRESH_SECONDS
+            runner.detector.exclude = self._named if fresh else NO_PEOPLE
+            return runner.detector.update(frame.image, frame.timestamp)
+        detections = runner.detector.track(frame.image)
+        self._named, self._named_at = detections.boxes, frame.timestamp
+        return detections
 
     def _people_context(self, runner: ModelRunner, detections: Detections, timestamp: float) -> NDArray[np.float64]:
         if runner.spec.people:
@@ -161,7 +179,7 @@ class CameraPipeline:
             self._people_at = timestamp
         return self._people if timestamp - self._people_at <= PEOPLE_FRESH_SECONDS else NO_PEOPLE
 
-    def _publish(self, rule_event: RuleEvent, frame: Frame, publish: Publish) -> Event:
+    def _publish(self, rule_event: RuleEvent, frame: Frame, publish: Publish, runner: ModelRunner) -> Event:
         zone = self.zones[rule_event.zone_id]
         event_id = uuid.uuid4()
         evidence = object_crop = None
@@ -172,7 +190,6 @@ class CameraPipeline:
             if rule_event.type is EventType.NEW:
                 object_crop = crop(frame.image, rule_event.box)
         x1, y1, x2, y2 = rule_event.box
-        runner = next(r for r in self.runners if rule_event.category in r.spec.categories)
         event = Event(
             schema_version=SCHEMA_VERSION,
             event_id=event_id,

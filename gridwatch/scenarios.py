@@ -81,3 +81,44 @@ def parking_clip(out: Path, media: Path, fps: float = 10.0, empty: float = 5.0, 
     half = 0.75 * truck.shape[1] / width
     zone = [(centre - half, 0.70), (centre + half, 0.70), (centre + half, 0.95), (centre - half, 0.95)]
     return ParkingTruth(arrives=empty + drive, leaves=empty + drive + parked, zone=zone)
+
+
+PILE_IMAGE = "mdc_photo_mdc_a14eaa_cdv_photo_001_1461260762224"
+"""A photo of the street-garbage data set (../shared/datasets) with dumped cardboard and planks: no COCO class."""
+
+
+@dataclass(frozen=True)
+class LitterTruth:
+    dumped: float
+    cleared: float
+    zone: list[tuple[float, float]]
+
+
+def litter_clip(out: Path, media: Path, dataset: Path, fps: float = 5.0, before: float = 10.0,
+                lying: float = 70.0, after: float = 30.0, seed: int = 0) -> LitterTruth:
+    """The empty Leuven street; a pile of rubbish cut from a real report photo is dumped on it, lies there, and is
+    cleared away."""
+    street = cv2.imread(str(media / "leuvenA.jpg"))
+    photo = cv2.imread(str(dataset / "images" / f"{PILE_IMAGE}.jpg"))
+    if street is None or photo is None:
+        raise FileNotFoundError("leuvenA.jpg and the street-garbage data set are needed")
+    label = (dataset / "labels" / f"{PILE_IMAGE}.txt").read_text().split()
+    cx, cy, bw, bh = (float(v) for v in label[1:5])
+    ph, pw = photo.shape[:2]
+    pile = photo[int((cy - bh / 2) * ph):int((cy + bh / 2) * ph), int((cx - bw / 2) * pw):int((cx + bw / 2) * pw)]
+    pile = cv2.resize(pile, None, fx=0.55, fy=0.55, interpolation=cv2.INTER_AREA)
+    height, width = street.shape[:2]
+    x, bottom = 420, 540
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    try:
+        for index in range(int((before + lying + after) * fps)):
+            frame = street.copy()
+            if before <= index / fps < before + lying:
+                _paste(frame, pile, x, bottom)
+            noise = rng.integers(-4, 5, size=frame.shape, dtype=np.int16)
+            writer.write(np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8))
+    finally:
+        writer.release()
+    zone = [(0.3, 0.6), (1.0, 0.6), (1.0, 1.0), (0.3, 1.0)]
+    return LitterTruth(dumped=before, cleared=before + lying, zone=zone)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge.scan import load_camera, scan
-from gridwatch.scenarios import parking_clip
+from gridwatch.scenarios import litter_clip, parking_clip
 
 MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -37,3 +37,26 @@ def test_a_truck_that_parks_and_leaves_is_one_violation_from_dwell_to_departure(
     assert seconds(new["observed_at"]) == pytest.approx(truth.arrives + 15, abs=2.0)
     assert seconds(end["observed_at"]) == pytest.approx(truth.leaves, abs=2.5)
     assert summary.frames_read == 600
+
+
+DATASET = MEDIA.parent / "datasets" / "street-garbage"
+
+
+@pytest.mark.skipif(not DATASET.exists(), reason="the rubbish photo comes from ../shared/datasets")
+def test_a_pile_no_detector_names_is_found_by_the_background_model_and_ends_when_cleared(tmp_path, model_path):
+    truth = litter_clip(tmp_path / "litter.avi", MEDIA, DATASET)
+    camera_file = tmp_path / "camera.yaml"
+    camera_file.write_text(json.dumps({"camera_id": "leuven", "zones": [
+        {"zone_id": "pavement", "rule": "no_litter", "polygon": truth.zone, "dwell_seconds": 20}]}))
+    camera = load_camera(camera_file, tmp_path / "litter.avi")
+    scan(tmp_path / "litter.avi", camera, tmp_path / "events.jsonl", model=model_path, start=START, progress=False)
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["type"] for e in events if e["type"] != "update"] == ["new", "end"], events
+    new, end = events[0], events[-1]
+    assert new["category"] == "litter" and new["code"] == "0102" and new["violation_id"] == end["violation_id"]
+
+    def seconds(stamp: str) -> float:
+        return (datetime.fromisoformat(stamp) - START).total_seconds()
+
+    assert truth.dumped + 20 <= seconds(new["observed_at"]) <= truth.dumped + 20 + 15
+    assert truth.cleared <= seconds(end["observed_at"]) <= truth.cleared + 15

@@ -1,0 +1,116 @@
+"""A background model of the empty street that reports what appeared and stayed: a pile dumped, a stall set up.
+
+Two running averages of a small grey copy of the frame: a long-term one (minutes) that remembers the street, and a
+short-term one (seconds) that soon absorbs anything that stopped moving. A pixel that differs from the long-term
+background but no longer from the short-term one belongs to something that arrived and stayed; blobs of such pixels
+are reported as "unknown object" detections, with ids kept by position, so the stall and litter rules can judge
+them like anything a detector names. The long-term background does not learn where such objects lie, so a pile stays
+reported until it is gone. What is there when the model starts (benches, bins, planters) is background: furniture is
+never reported. Objects a detector already names (people, vehicles, bags) are excluded by the pipeline.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.detections import Detections
+from gridwatch.contract import ModelInfo
+
+BACKGROUND_WEIGHTS = "background"
+"""The `weights` value that selects this model in a manifest."""
+UNKNOWN_OBJECT = "unknown object"
+
+
+def _iou(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
+
+
+class BackgroundModel:
+    def __init__(self, long_seconds: float = 600.0, short_seconds: float = 4.0, threshold: int = 30,
+                 min_area: float = 0.0015, width: int = 320, lighting_fraction: float = 0.5) -> None:
+        self.long_seconds = long_seconds
+        self.short_seconds = short_seconds
+        self.threshold = threshold
+        self.min_area = min_area
+        self.width = width
+        self.lighting_fraction = lighting_fraction
+        self.info = ModelInfo(name="background", version="dual-1")
+        self._long: NDArray[np.float32] | None = None
+        self._short: NDArray[np.float32] | None = None
+        self._last_time: float | None = None
+        self._tracks: dict[int, NDArray[np.float64]] = {}
+        self._next_id = 1
+        self.exclude: NDArray[np.float64] = np.zeros((0, 4))
+        """Boxes (normalised) of objects a detector already named; set by the pipeline before each call."""
+
+    def _grey(self, image: NDArray[np.uint8]) -> NDArray[np.float32]:
+        height, width = image.shape[:2]
+        small = cv2.resize(image, (self.width, max(1, round(height * self.width / width))),
+                           interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+        return cv2.GaussianBlur(grey, (5, 5), 0).astype(np.float32)
+
+    def update(self, image: NDArray[np.uint8], timestamp: float) -> Detections:
+        grey = self._grey(image)
+        if self._long is None or self._long.shape != grey.shape or self._last_time is None:
+            self._long, self._short, self._last_time = grey.copy(), grey.copy(), timestamp
+            return Detections()
+        elapsed = max(0.0, timestamp - self._last_time)
+        self._last_time = timestamp
+        long_diff = cv2.absdiff(grey, self._long) > self.threshold
+        if np.count_nonzero(long_diff) / long_diff.size >= self.lighting_fraction:
+            self._long, self._short = grey.copy(), grey.copy()  # the light changed, not the street: relearn
+            self._tracks.clear()
+            return Detections()
+        short_diff = cv2.absdiff(grey, self._short) > self.threshold
+        static = (long_diff & ~short_diff).astype(np.uint8)
+        static = cv2.morphologyEx(static, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        static = cv2.morphologyEx(static, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
+
+        short_rate = min(1.0, elapsed / self.short_seconds)
+        cv2.accumulateWeighted(grey, self._short, short_rate)
+        long_rate = min(1.0, elapsed / self.long_seconds)
+        # Where something stays, the street behind it is not relearnt: the object is reported until it goes.
+        cv2.accumulateWeighted(grey, self._long, long_rate, mask=(static == 0).astype(np.uint8))
+        return self._blobs(static)
+
+    def _blobs(self, static: NDArray[np.uint8]) -> Detections:
+        height, width = static.shape
+        count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(static, connectivity=8)
+        boxes = []
+        for index in range(1, count):
+            x, y, w, h, area = stats[index]
+            if area / static.size < self.min_area:
+                continue
+            box = np.array([x / width, y / height, (x + w) / width, (y + h) / height])
+            if any(_iou(box, known) > 0.3 for known in self.exclude):
+                continue
+            boxes.append(box)
+        ids = self._assign_ids(boxes)
+        if not boxes:
+            return Detections()
+        return Detections(boxes=np.array(boxes), scores=np.ones(len(boxes)),
+                          labels=tuple(UNKNOWN_OBJECT for _ in boxes), track_ids=np.array(ids, dtype=np.int64))
+
+    def _assign_ids(self, boxes: list[NDArray[np.float64]]) -> list[int]:
+        """Keep an object's id while its blob stays roughly in place."""
+        ids, tracks = [], {}
+        free = dict(self._tracks)
+        for box in boxes:
+            best = max(free.items(), key=lambda item: _iou(box, item[1]), default=None)
+            if best is not None and _iou(box, best[1]) > 0.3:
+                track_id = best[0]
+                del free[track_id]
+            else:
+                track_id, self._next_id = self._next_id, self._next_id + 1
+            ids.append(track_id)
+            tracks[track_id] = box
+        self._tracks = tracks
+        return ids
