@@ -12,7 +12,7 @@ export GRIDWATCH_MODEL := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: setup demo test bench bench-edge clean mosquitto
+.PHONY: setup demo test bench bench-edge model-litter clean mosquitto
 
 setup: $(VENV)/.installed mosquitto
 
@@ -38,6 +38,12 @@ bench: setup
 
 bench-edge: setup
 	$(BIN)/python bench/edge_bench.py $(BENCH_ARGS)
+
+# A litter model from the shared street-garbage photos (CPU: tens of minutes; EPOCHS=20 for a first try).
+EPOCHS ?= 50
+model-litter: setup
+	$(BIN)/gridwatch models train --data ../shared/datasets/street-garbage --from ../shared/models/yolo11n_coco.pt \
+		--classes garbage --epochs $(EPOCHS) --out models/runs/litter --export openvino,onnx
 
 clean:
 	rm -rf .demo .demo-media .pytest_cache

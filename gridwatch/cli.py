@@ -79,6 +79,38 @@ def cmd_edge_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_train(args: argparse.Namespace) -> int:
+    from gridwatch.training import TrainingError, train
+
+    try:
+        result = train(args.data, args.checkpoint, args.out, [c.strip() for c in args.classes.split(",")],
+                       epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, patience=args.patience,
+                       val_fraction=args.val_fraction, seed=args.seed,
+                       export_formats=[f for f in args.export.split(",") if f] if args.export else None,
+                       device=args.device, plots=not args.no_plots)
+    except TrainingError as error:
+        raise ConfigError(str(error)) from None
+    m = result.metrics
+    print(f"validation: precision {m['precision']}, recall {m['recall']}, mAP50 {m['map50']}, "
+          f"mAP50-95 {m['map50_95']}")
+    print(f"weights {result.weights}\nreport {result.report}\nmodel card {result.card}")
+    for fmt, path in result.exports.items():
+        print(f"{fmt} export {path}")
+    return 0
+
+
+def cmd_models_export(args: argparse.Namespace) -> int:
+    from gridwatch.training import TrainingError, export
+
+    try:
+        exports = export(args.weights, args.format.split(","), imgsz=args.imgsz, int8=args.int8, data=args.data)
+    except TrainingError as error:
+        raise ConfigError(str(error)) from None
+    for fmt, path in exports.items():
+        print(f"{fmt}: {path}")
+    return 0
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -197,6 +229,42 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="Port to listen on (default: a free one, printed).")
     run.add_argument("--bind", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
     run.set_defaults(func=cmd_broker_run)
+
+    models = commands.add_parser("models", help="Train, evaluate and export detector models.",
+                                 description="Make and ship the models the edge runs (see models/README.md).")
+    model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION",
+                                           help="train: fine-tune and evaluate; export: convert for the edge.")
+    training = model_commands.add_parser(
+        "train", help="Fine-tune a YOLO checkpoint on a YOLO-format dataset and evaluate it.",
+        description="Fine-tune CHECKPOINT on DATA (images/ and labels/ in YOLO format) with a seeded train/validation "
+                    "split and street-camera augmentation, stop early when validation stops improving, and write "
+                    "best.pt, report.json (precision, recall, mAP50, mAP50-95, per class), curves and MODEL_CARD.md.")
+    training.add_argument("--data", type=Path, required=True, help="Dataset folder with images/ and labels/.")
+    training.add_argument("--from", dest="checkpoint", type=Path, required=True,
+                          help="Checkpoint to start from, e.g. ../shared/models/yolo11n_coco.pt.")
+    training.add_argument("--classes", required=True, help="Class names in label order, comma-separated.")
+    training.add_argument("--out", type=Path, required=True, help="Output folder (weights, report, model card).")
+    training.add_argument("--epochs", type=int, default=50, help="Most epochs to run (default 50).")
+    training.add_argument("--patience", type=int, default=10,
+                          help="Stop after this many epochs without improvement (default 10).")
+    training.add_argument("--imgsz", type=int, default=640, help="Training image size (default 640).")
+    training.add_argument("--batch", type=int, default=16, help="Batch size (default 16).")
+    training.add_argument("--val-fraction", type=float, default=0.2, help="Share of images for validation (0.2).")
+    training.add_argument("--seed", type=int, default=0, help="Seed of the split and of training (default 0).")
+    training.add_argument("--export", default="", help="Formats to export after training, e.g. openvino,onnx.")
+    training.add_argument("--device", default="cpu", help="cpu, or a CUDA device such as 0 (default cpu).")
+    training.add_argument("--no-plots", action="store_true", help="Skip the curves and example plots.")
+    training.set_defaults(func=cmd_models_train)
+    exporting = model_commands.add_parser(
+        "export", help="Export weights to ONNX or OpenVINO (INT8 with calibration).",
+        description="Export WEIGHTS for the edge; the runtime is then chosen by the path given to the node. "
+                    "Exports are written beside WEIGHTS.")
+    exporting.add_argument("weights", type=Path, help="A .pt checkpoint.")
+    exporting.add_argument("--format", default="openvino", help="onnx, openvino, or both comma-separated.")
+    exporting.add_argument("--imgsz", type=int, default=640, help="Input size (default 640).")
+    exporting.add_argument("--int8", action="store_true", help="INT8 quantisation (OpenVINO), calibrated on --data.")
+    exporting.add_argument("--data", type=Path, help="data.yaml of images to calibrate INT8 on.")
+    exporting.set_defaults(func=cmd_models_export)
 
     demo = commands.add_parser("demo", help="Run broker, server and an edge node together on a video.",
                                description="Start Mosquitto, the server and an edge node on a demo clip (or "

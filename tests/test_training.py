@@ -1,0 +1,69 @@
+"""The training recipe on a tiny dataset the test makes: split, train, evaluate, export, card."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINT = REPO.parent / "shared" / "models" / "yolo11n_coco.pt"
+
+
+def tiny_dataset(root: Path, count: int = 12) -> Path:
+    """Orange squares ("garbage") on a noisy grey street, with YOLO labels; one image without any."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for index in range(count):
+        image = (np.full((128, 128, 3), 100) + rng.integers(0, 20, (128, 128, 3))).astype(np.uint8)
+        x, y, size = (int(v) for v in (rng.integers(10, 70), rng.integers(10, 70), rng.integers(20, 45)))
+        if index:
+            image[y:y + size, x:x + size] = (30, 160, 220)
+            (root / "labels" / f"{index}.txt").write_text(
+                f"0 {(x + size / 2) / 128} {(y + size / 2) / 128} {size / 128} {size / 128}\n")
+        cv2.imwrite(str(root / "images" / f"{index}.jpg"), image)
+    return root
+
+
+@pytest.mark.skipif(not CHECKPOINT.exists(), reason="the trainable checkpoint comes from ../shared/models")
+def test_train_evaluates_exports_and_documents_a_model(tmp_path):
+    data = tiny_dataset(tmp_path / "data")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "gridwatch", "models", "train", "--data", str(data), "--from", str(CHECKPOINT),
+         "--classes", "garbage", "--out", str(out), "--epochs", "1", "--imgsz", "64", "--batch", "4",
+         "--export", "onnx", "--no-plots"],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["classes"] == {"0": "garbage"} and report["train_images"] + report["val_images"] == 12
+    assert report["val_images"] == 2, "a seeded 20 % split"
+    validation = report["validation"]
+    assert set(validation) >= {"precision", "recall", "map50", "map50_95", "per_class"}
+    assert 0 <= validation["map50"] <= 1 and "garbage" in validation["per_class"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "garbage" in card and "mAP50" in card and "AGPL-3.0" in card
+    assert not list(data.glob("*.cache")) and not list((data / "labels").glob("*.cache")), "the dataset is untouched"
+
+    from ultralytics import YOLO
+
+    onnx = Path(report["exports"]["onnx"])
+    assert onnx.exists()
+    detections = YOLO(str(onnx), task="detect").predict(str(data / "images" / "3.jpg"), imgsz=64, verbose=False)
+    assert detections[0].names == {0: "garbage"}
+
+
+def test_bad_labels_are_refused_with_the_file_and_line(tmp_path):
+    data = tiny_dataset(tmp_path / "data", count=3)
+    (data / "labels" / "2.txt").write_text("0 0.5 0.5 0.2 0.2\n3 0.5 0.5 0.1 0.1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gridwatch", "models", "train", "--data", str(data), "--from", str(CHECKPOINT),
+         "--classes", "garbage", "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2 and "2.txt:2" in result.stderr
