@@ -45,6 +45,7 @@ class BackgroundModel:
         self._long: NDArray[np.float32] | None = None
         self._short: NDArray[np.float32] | None = None
         self._last_time: float | None = None
+        self._last_grey: NDArray[np.float32] | None = None
         self._tracks: dict[int, NDArray[np.float64]] = {}
         self._next_id = 1
         self.exclude: NDArray[np.float64] = np.zeros((0, 4))
@@ -59,6 +60,7 @@ class BackgroundModel:
 
     def update(self, image: NDArray[np.uint8], timestamp: float) -> Detections:
         grey = self._grey(image)
+        self._last_grey = grey
         if self._long is None or self._long.shape != grey.shape or self._last_time is None:
             self._long, self._short, self._last_time = grey.copy(), grey.copy(), timestamp
             return Detections()
@@ -80,6 +82,18 @@ class BackgroundModel:
         # Where something stays, the street behind it is not relearnt: the object is reported until it goes.
         cv2.accumulateWeighted(grey, self._long, long_rate, mask=(static == 0).astype(np.uint8))
         return self._blobs(static)
+
+    def is_new(self, box: NDArray[np.float64], min_fraction: float = 0.25) -> bool:
+        """Whether the object in `box` differs from the street as learnt: it arrived after the model started.
+        Furniture that was always there (a café's umbrellas, benches, planters) is not new. True until the model has
+        seen a frame, so nothing is hidden before it knows the street."""
+        if self._long is None or self._last_grey is None:
+            return True
+        height, width = self._long.shape
+        x1, y1 = int(box[0] * width), int(box[1] * height)
+        x2, y2 = max(x1 + 1, int(np.ceil(box[2] * width))), max(y1 + 1, int(np.ceil(box[3] * height)))
+        region = cv2.absdiff(self._last_grey[y1:y2, x1:x2], self._long[y1:y2, x1:x2]) > self.threshold
+        return region.size > 0 and float(np.count_nonzero(region)) / region.size >= min_fraction
 
     def _blobs(self, static: NDArray[np.uint8]) -> Detections:
         height, width = static.shape

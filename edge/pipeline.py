@@ -33,6 +33,7 @@ from gridwatch.contract import (
     SCHEMA_VERSION,
     Box,
     CameraTelemetry,
+    Category,
     Event,
     EventType,
     EvidenceImage,
@@ -44,6 +45,8 @@ from gridwatch.contract import (
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes], None]
+FURNITURE_PRONE = frozenset({Category.STREET_VENDING, Category.LITTER})
+"""Categories whose detector classes (umbrellas, tables, benches, bins) are also fixed street furniture."""
 PEOPLE_FRESH_SECONDS = 2.0
 """People seen by another model count as context for this long (models run at different rates)."""
 
@@ -158,8 +161,10 @@ class CameraPipeline:
             detections = self._detect(runner, frame)
             self.stats.frames_detected += 1
             people = self._people_context(runner, detections, frame.timestamp)
+            arrived = self._arrived(runner, detections)
             for rule in runner.rules:
-                for rule_event in rule.process(detections, frame.timestamp, people):
+                seen = arrived if rule.category in FURNITURE_PRONE else detections
+                for rule_event in rule.process(seen, frame.timestamp, people):
                     published.append(self._publish(rule_event, frame, publish, runner))
         return published
 
@@ -171,6 +176,14 @@ class CameraPipeline:
         detections = runner.detector.track(frame.image)
         self._named, self._named_at = detections.boxes, frame.timestamp
         return detections
+
+    def _arrived(self, runner: ModelRunner, detections: Detections) -> Detections:
+        """The detections that are not part of the street as the background model learnt it: a café's umbrellas
+        and benches that were always there are furniture, not stalls or litter."""
+        background = next((r.detector for r in self.runners if isinstance(r.detector, BackgroundModel)), None)
+        if background is None or runner.detector is background or not len(detections):
+            return detections
+        return detections.select(np.array([background.is_new(box) for box in detections.boxes], dtype=bool))
 
     def _people_context(self, runner: ModelRunner, detections: Detections, timestamp: float) -> NDArray[np.float64]:
         if runner.spec.people:

@@ -63,3 +63,13 @@ def test_lights_coming_on_are_not_objects():
     run(model, [street(i) for i in range(30)])
     results = run(model, [street(100 + i, brightness=60) for i in range(60)], start=30)
     assert all(len(r) == 0 for r in results)
+
+
+def test_furniture_is_not_new_but_something_set_up_later_is():
+    model = BackgroundModel()
+    run(model, [street(i) for i in range(30)])
+    run(model, [street(100 + i, pile=True) for i in range(5)], start=30)
+    bench = np.array([50 / 640, 200 / 480, 200 / 640, 240 / 480])
+    pile = np.array([400 / 640, 300 / 480, 500 / 640, 360 / 480])
+    assert not model.is_new(bench), "the bench was there when the street was learnt"
+    assert model.is_new(pile)
