@@ -37,9 +37,11 @@ def _paste(canvas: NDArray[np.uint8], sprite: NDArray[np.uint8], x: int, bottom:
 
 
 def parking_clip(out: Path, media: Path, fps: float = 10.0, empty: float = 5.0, drive: float = 4.0,
-                 parked: float = 40.0, after: float = 7.0, seed: int = 0, passer_by: bool = False) -> ParkingTruth:
+                 parked: float = 40.0, after: float = 7.0, seed: int = 0, passer_by: bool = False,
+                 light_change: bool = False) -> ParkingTruth:
     """With `passer_by`, a pedestrian walks along the pavement in front of the parked truck, hiding part of it
-    for a few seconds, as happens all day on a real street."""
+    for a few seconds, as happens all day on a real street. With `light_change`, the whole scene darkens at once a
+    while after the truck parked (a cloud, dusk lighting) and stays so."""
     street = cv2.imread(str(media / "leuvenA.jpg"))
     dog = cv2.imread(str(media / "dog.jpg"))
     if street is None or dog is None:
@@ -122,3 +124,36 @@ def litter_clip(out: Path, media: Path, dataset: Path, fps: float = 5.0, before:
         writer.release()
     zone = [(0.3, 0.6), (1.0, 0.6), (1.0, 1.0), (0.3, 1.0)]
     return LitterTruth(dumped=before, cleared=before + lying, zone=zone)
+
+
+def stall_clip(out: Path, media: Path, dataset: Path, fps: float = 5.0, before: float = 10.0,
+               trading: float = 70.0, after: float = 30.0, seed: int = 0) -> LitterTruth:
+    """Goods laid out on the street (the same real pile photo) with a vendor standing beside them, swaying a little,
+    then everything packed away. Truth: `dumped` is when the stall is set up, `cleared` when it is packed away."""
+    from gridwatch.demo_media import ultralytics_asset
+
+    street = cv2.imread(str(media / "leuvenA.jpg"))
+    photo = cv2.imread(str(dataset / "images" / f"{PILE_IMAGE}.jpg"))
+    label = (dataset / "labels" / f"{PILE_IMAGE}.txt").read_text().split()
+    cx, cy, bw, bh = (float(v) for v in label[1:5])
+    ph, pw = photo.shape[:2]
+    goods = photo[int((cy - bh / 2) * ph):int((cy + bh / 2) * ph), int((cx - bw / 2) * pw):int((cx + bw / 2) * pw)]
+    goods = cv2.resize(goods, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    px1, py1, px2, py2 = PERSON_IN_BUS_JPG
+    vendor = cv2.resize(cv2.imread(str(ultralytics_asset("bus.jpg")))[py1:py2, px1:px2], None, fx=0.45, fy=0.45)
+    height, width = street.shape[:2]
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    try:
+        for index in range(int((before + trading + after) * fps)):
+            frame = street.copy()
+            seconds = index / fps
+            if before <= seconds < before + trading:
+                _paste(frame, goods, 420, 540)
+                sway = int(round(3 * np.sin(seconds)))
+                _paste(frame, vendor, 420 + goods.shape[1] + 10 + sway, 545)
+            noise = rng.integers(-4, 5, size=frame.shape, dtype=np.int16)
+            writer.write(np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8))
+    finally:
+        writer.release()
+    return LitterTruth(dumped=before, cleared=before + trading, zone=[(0.3, 0.6), (1.0, 0.6), (1.0, 1.0), (0.3, 1.0)])
