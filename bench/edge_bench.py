@@ -18,9 +18,7 @@ Writes bench/results/edge.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -33,7 +31,10 @@ from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "bench"))
 SHARED = REPO.parent / "shared"
+
+from results_io import report  # noqa: E402
 
 from edge.background import BACKGROUND_WEIGHTS  # noqa: E402
 from edge.capture import VideoSource  # noqa: E402
@@ -180,14 +181,8 @@ def main() -> int:
         "still_scene_cpu_ratio": round(still_ratio, 3),
         "cameras_per_node": int(pipeline_fps // 5),
         "backend_ms_per_frame": backends,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    for key, value in figures.items():
-        print(f"{key:24} {value}")
-    print(f"wrote {args.out}")
+    report(figures, args.out)
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -22,6 +21,9 @@ from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "bench"))
+
+from results_io import report  # noqa: E402
 
 from gridwatch.broker import Broker, generate_users  # noqa: E402
 from gridwatch.contract import SUBSCRIBE_EVENTS, event_topic  # noqa: E402
@@ -112,14 +114,8 @@ def main() -> int:
         "server_ingest_events_per_second": round(args.events / ingest_seconds, 1),
         "server_to_bare_ratio": round(bare_seconds / ingest_seconds, 3),
         "database": "sqlite",
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    for key, value in figures.items():
-        print(f"{key:36} {value}")
-    print(f"wrote {args.out}")
+    report(figures, args.out)
     return 0
 
 

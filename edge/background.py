@@ -15,21 +15,12 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.detections import Detections
+from edge.detections import Detections, box_iou
 from gridwatch.contract import ModelInfo
 
 BACKGROUND_WEIGHTS = "background"
 """The `weights` value that selects this model in a manifest."""
 UNKNOWN_OBJECT = "unknown object"
-
-
-def _iou(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
 
 
 class BackgroundModel:
@@ -104,7 +95,7 @@ class BackgroundModel:
             if area / static.size < self.min_area:
                 continue
             box = np.array([x / width, y / height, (x + w) / width, (y + h) / height])
-            if any(_iou(box, known) > 0.3 for known in self.exclude):
+            if any(box_iou(box, known) > 0.3 for known in self.exclude):
                 continue
             boxes.append(box)
         ids = self._assign_ids(boxes)
@@ -118,8 +109,8 @@ class BackgroundModel:
         ids, tracks = [], {}
         free = dict(self._tracks)
         for box in boxes:
-            best = max(free.items(), key=lambda item: _iou(box, item[1]), default=None)
-            if best is not None and _iou(box, best[1]) > 0.3:
+            best = max(free.items(), key=lambda item: box_iou(box, item[1]), default=None)
+            if best is not None and box_iou(box, best[1]) > 0.3:
                 track_id = best[0]
                 del free[track_id]
             else:

@@ -32,3 +32,14 @@ class Detections:
             labels=tuple(label for label, keep in zip(self.labels, mask, strict=True) if keep),
             track_ids=self.track_ids[mask],
         )
+
+
+def box_iou(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    intersection = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
+    return float(intersection / union) if union > 0 else 0.0

@@ -14,15 +14,13 @@ from datetime import datetime
 from pathlib import Path
 
 import cv2
-import yaml
-from pydantic import ValidationError
 from tqdm import tqdm
 
 from edge.capture import VideoSource
 from edge.config import CameraConfig, NodeConfig
 from edge.manifest import DEFAULT_MANIFEST, load_manifest
 from edge.pipeline import CameraPipeline
-from gridwatch.config_files import ConfigError, format_validation_error
+from gridwatch.config_files import read_yaml_mapping, validate
 from gridwatch.contract import TopicKind, parse_node_topic
 
 SCAN_NODE_ID = "scan"
@@ -44,17 +42,8 @@ class ScanSummary:
 
 def load_camera(path: Path, video: Path) -> CameraConfig:
     """A camera config (YAML) whose `source` may be left out: the scanned video takes its place."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot read: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a camera mapping (camera_id, zones, ...)")
-    data = {**data, "source": str(video), "realtime": False, "loop": False}
-    try:
-        return CameraConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(format_validation_error(error, str(path))) from None
+    data = read_yaml_mapping(path, "a camera mapping (camera_id, zones, ...)")
+    return validate(CameraConfig, {**data, "source": str(video), "realtime": False, "loop": False}, str(path))
 
 
 class FileSink:

@@ -24,12 +24,25 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
+def read_yaml_mapping(path: Path, what: str = "a mapping of settings") -> dict:
+    """The YAML file's top-level mapping (empty file: empty mapping), or a ConfigError saying what is wrong."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: cannot read: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected {what}")
+    return data
+
+
+def validate(model: type[ModelT], data: dict, source: str) -> ModelT:
     try:
-        return model.model_validate(data if data is not None else {})
+        return model.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(error, str(path))) from None
+        raise ConfigError(format_validation_error(error, source)) from None
+
+
+def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
+    return validate(model, read_yaml_mapping(path), str(path))

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.config import RuleTuning
-from edge.detections import Detections
+from edge.detections import Detections, box_iou
 from edge.zones import Zone, bottom_centres
 from gridwatch.contract import Category, EventType
 
@@ -91,16 +91,6 @@ class _Violation:
     last_seen: float
     published_box: NDArray[np.float64]
     published_at: float
-
-
-def box_iou(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    intersection = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
-    return float(intersection / union) if union > 0 else 0.0
 
 
 def containment(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:

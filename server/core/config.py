@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gridwatch.config_files import ConfigError, format_validation_error
+from gridwatch.config_files import ConfigError, format_validation_error, read_yaml_mapping
 
 
 class ServerSettings(BaseSettings):
@@ -44,12 +43,7 @@ _RELATIVE_PATH_KEYS = ("evidence_dir", "dispatch_config", "mqtt_password_file")
 def load_server_settings(path: Path | None = None) -> ServerSettings:
     data: dict = {}
     if path is not None:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"{path}: cannot read: {error}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings")
+        data = read_yaml_mapping(path)
         for key in _RELATIVE_PATH_KEYS:
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str(path.parent / data[key])

@@ -110,8 +110,11 @@ def test_motion_brings_detection_back_to_full_rate():
     assert len(coco.calls) == 50
 
 
-def test_a_cafe_umbrella_that_was_always_there_is_furniture_not_a_stall():
-    """COCO names the umbrella; the background model knows it was there from the start: no stall."""
+UMBRELLA, STANDER = (0.30, 0.30, 0.50, 0.60), (0.52, 0.30, 0.58, 0.62)
+
+
+def vending_with_background(coco_script) -> CameraPipeline:
+    """A square that forbids vending, watched by a scripted COCO model and the real background model."""
     manifest = Manifest.model_validate({"models": [
         {"name": "coco", "detect_fps": 5, "people": ["person"], "categories": {"street_vending": ["umbrella"]}},
         {"name": "background", "weights": "background", "detect_fps": 1,
@@ -121,37 +124,27 @@ def test_a_cafe_umbrella_that_was_always_there_is_furniture_not_a_stall():
         "camera_id": "c1", "source": "rtsp://x", "motion_gating": False, "zones": [
             {"zone_id": "square", "rule": "no_vending", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
              "dwell_seconds": 20}]}]})
-    umbrella, waiter = (0.30, 0.30, 0.50, 0.60), (0.52, 0.30, 0.58, 0.62)
-    coco = ScriptedDetector("coco", lambda n: detections(("umbrella", umbrella, 1), ("person", waiter, 2)))
-    pipeline = CameraPipeline.build(node, node.cameras[0], manifest, source=object(),
-                                    detector_factory=lambda w, labels: make_detector(w, labels) if w == "background"
-                                    else coco)
-    scene = np.full((48, 64, 3), 90, dtype=np.uint8)
-    scene[14:29, 19:32] = 200  # the café umbrella is in every frame, from the start
-    assert feed(pipeline, 120, image=lambda index: scene) == []
+    coco = ScriptedDetector("coco", coco_script)
+    return CameraPipeline.build(node, node.cameras[0], manifest, source=object(),
+                                detector_factory=lambda w, labels: make_detector(w, labels) if w == "background"
+                                else coco)
+
+
+EMPTY_SQUARE = np.full((48, 64, 3), 90, dtype=np.uint8)
+WITH_UMBRELLA = EMPTY_SQUARE.copy()
+WITH_UMBRELLA[14:29, 19:32] = 200
+
+
+def test_a_cafe_umbrella_that_was_always_there_is_furniture_not_a_stall():
+    """COCO names the umbrella and a waiter beside it; the background model knows it was there from the start."""
+    pipeline = vending_with_background(lambda n: detections(("umbrella", UMBRELLA, 1), ("person", STANDER, 2)))
+    assert feed(pipeline, 120, image=lambda index: WITH_UMBRELLA) == []
 
 
 def test_the_same_umbrella_set_up_later_with_a_vendor_is_a_stall():
-    manifest = Manifest.model_validate({"models": [
-        {"name": "coco", "detect_fps": 5, "people": ["person"], "categories": {"street_vending": ["umbrella"]}},
-        {"name": "background", "weights": "background", "detect_fps": 1,
-         "categories": {"street_vending": ["unknown object"]}},
-    ]})
-    node = NodeConfig.model_validate({"node_id": "n1", "cameras": [{
-        "camera_id": "c1", "source": "rtsp://x", "motion_gating": False, "zones": [
-            {"zone_id": "square", "rule": "no_vending", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
-             "dwell_seconds": 20}]}]})
-    umbrella, vendor = (0.30, 0.30, 0.50, 0.60), (0.52, 0.30, 0.58, 0.62)
-    coco = ScriptedDetector("coco", lambda n: detections(("umbrella", umbrella, 1), ("person", vendor, 2))
-                            if n > 100 else detections())
-    pipeline = CameraPipeline.build(node, node.cameras[0], manifest, source=object(),
-                                    detector_factory=lambda w, labels: make_detector(w, labels) if w == "background"
-                                    else coco)
-    empty = np.full((48, 64, 3), 90, dtype=np.uint8)
-    set_up = empty.copy()
-    set_up[14:29, 19:32] = 200
-
-    published = feed(pipeline, 120, image=lambda index: set_up if index > 200 else empty)
+    pipeline = vending_with_background(lambda n: detections(("umbrella", UMBRELLA, 1), ("person", STANDER, 2))
+                                       if n > 100 else detections())
+    published = feed(pipeline, 120, image=lambda index: WITH_UMBRELLA if index > 200 else EMPTY_SQUARE)
     events = [json.loads(p) for t, p in published if "/events/" in t]
     assert [e["type"] for e in events if e["type"] != "update"] == ["new"], "one object, one violation"
     assert events[0]["category"] == "street_vending" and events[0]["label"] == "umbrella"
