@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _default(field: Any) -> str:
     if field.default_factory is not None:
@@ -29,6 +31,8 @@ def _default(field: Any) -> str:
         value = field.default
     if value is None:
         return "—"
+    if isinstance(value, Path) and value.is_absolute() and value.is_relative_to(REPO):
+        value = value.relative_to(REPO)  # the same on every checkout
     if isinstance(value, dict):
         value = {str(getattr(k, "value", k)): v for k, v in value.items()}
     return f"`{value}`"
