@@ -17,7 +17,9 @@ endif
 setup: $(VENV)/.installed mosquitto
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# Debian's own python3 creates virtualenvs only once python3-venv is installed
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[test]'
 	touch $@
 
