@@ -150,6 +150,11 @@ class NodeConfig(_Config):
     )
     state_dir: Path = Field(default=Path(".gridwatch/edge"), description="Where the node keeps its session counter.")
     telemetry_seconds: float = Field(default=30.0, gt=0, description="Period of telemetry messages.")
+    outbox_max_mb: float = Field(
+        default=512.0, gt=0,
+        description="Size of the on-disk outbox; when full, the oldest evidence goes first, then the oldest events, "
+                    "each counted in telemetry.",
+    )
     event_codes: dict[Category, str] = Field(
         default_factory=lambda: {category: code for category, code in DEFAULT_EVENT_CODES.items()},
         description="City event code per category.",

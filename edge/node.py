@@ -10,6 +10,7 @@ from datetime import datetime
 from edge.comms import NodeLink
 from edge.config import NodeConfig
 from edge.manifest import load_manifest
+from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxSender
 from edge.pipeline import CameraPipeline
 from gridwatch.contract import SCHEMA_VERSION, NodeTelemetry, telemetry_topic
 
@@ -17,10 +18,12 @@ log = logging.getLogger(__name__)
 
 
 class EdgeNode:
-    def __init__(self, config: NodeConfig, link: NodeLink, pipelines: list[CameraPipeline]) -> None:
+    def __init__(self, config: NodeConfig, link: NodeLink, pipelines: list[CameraPipeline], outbox: Outbox) -> None:
         self.config = config
         self.link = link
         self.pipelines = pipelines
+        self.outbox = outbox
+        self.sender = OutboxSender(outbox, link)
         self.started = time.monotonic()
 
     @classmethod
@@ -30,10 +33,14 @@ class EdgeNode:
                  config.manifest, len(config.cameras))
         pipelines = [CameraPipeline.build(config, camera, manifest) for camera in config.cameras]
         link = NodeLink(config.node_id, config.mqtt, config.state_dir)
-        return cls(config, link, pipelines)
+        outbox = Outbox(config.state_dir / config.node_id / "outbox.db", int(config.outbox_max_mb * 1024 * 1024))
+        if outbox.depth:
+            log.info("outbox holds %d message(s) from before; they go first", outbox.depth)
+        return cls(config, link, pipelines, outbox)
 
     def publish(self, topic: str, payload: bytes) -> None:
-        self.link.publish(topic, payload, qos=1)
+        """Events and evidence are on disk before anything is sent; the sender publishes them in order."""
+        self.outbox.put(topic, payload, EVIDENCE if "/evidence/" in topic else EVENT)
 
     def publish_telemetry(self) -> None:
         telemetry = NodeTelemetry(
@@ -44,6 +51,9 @@ class EdgeNode:
             uptime_seconds=round(time.monotonic() - self.started, 1),
             events_published=self.link.published,
             publish_pending=self.link.pending,
+            outbox_depth=self.outbox.depth,
+            outbox_bytes=self.outbox.size_bytes,
+            dropped=self.outbox.counters(),
             cameras=[pipeline.telemetry() for pipeline in self.pipelines],
         )
         self.link.publish(telemetry_topic(self.config.node_id), telemetry.model_dump_json().encode(), qos=0)
@@ -51,6 +61,9 @@ class EdgeNode:
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set or every camera's source has ended; returns a process exit code."""
         self.link.start()
+        sender_stop = threading.Event()
+        sender = threading.Thread(target=self.sender.run, args=(sender_stop,), name="outbox", daemon=True)
+        sender.start()
         threads = [
             threading.Thread(target=p.run, args=(stop, self.publish), name=f"camera-{p.camera.camera_id}", daemon=True)
             for p in self.pipelines
@@ -68,10 +81,17 @@ class EdgeNode:
             stop.set()
             for thread in threads:
                 thread.join(timeout=10)
+            deadline = time.monotonic() + 10
+            while not self.sender.drained() and self.link.connected.is_set() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            sender_stop.set()
+            sender.join(timeout=5)
             if self.link.connected.is_set():
                 self.publish_telemetry()
-            flushed = self.link.stop_gracefully()
-            if not flushed:
-                log.error("stopped with %d publishes unacknowledged by the broker", self.link.pending)
-        return 1 if any(p.error for p in self.pipelines) or not flushed else 0
+            self.link.stop_gracefully()
+            if self.outbox.depth:
+                log.warning("%d message(s) not yet acknowledged stay in %s and go out at the next start",
+                            self.outbox.depth, self.outbox.path)
+            self.outbox.close()
+        return 1 if any(p.error for p in self.pipelines) else 0
 

@@ -165,6 +165,10 @@ class NodeTelemetry(_Strict):
     uptime_seconds: float = Field(ge=0)
     events_published: int = Field(ge=0)
     publish_pending: int = Field(ge=0)
+    outbox_depth: int = Field(default=0, ge=0, description="Messages on disk not yet acknowledged (1.1).")
+    outbox_bytes: int = Field(default=0, ge=0, description="Their size (1.1).")
+    dropped: dict[str, int] = Field(default_factory=dict,
+                                    description="Messages the full outbox dropped, by kind, since install (1.1).")
     cameras: list[CameraTelemetry] = Field(default_factory=list)
 
 

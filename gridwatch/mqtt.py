@@ -55,8 +55,8 @@ class MqttClient:
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
-        self._pending: dict[int, str] = {}
-        """Message id -> topic of QoS 1 publishes the broker has not acknowledged yet."""
+        self._pending: dict[int, tuple[str, Callable[[bool], None] | None]] = {}
+        """Message id -> (topic, callback) of QoS 1 publishes the broker has not acknowledged yet."""
         self._early_acks: dict[int, object] = {}
         self._lock = threading.Lock()
         self.connected = threading.Event()
@@ -95,7 +95,9 @@ class MqttClient:
             log.warning("%s: broker %s:%d not reachable yet; publishing continues once it is",
                         self.client_id, self.host, self.port)
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False,
+                on_ack: Callable[[bool], None] | None = None) -> None:
+        """Queue a publish; with QoS 1, `on_ack(accepted)` runs once the broker answers (False: it refused)."""
         # paho may run on_publish while holding its own lock, so ours is never held across this call.
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
@@ -106,9 +108,9 @@ class MqttClient:
         with self._lock:
             early = self._early_acks.pop(info.mid, None)
             if early is None:
-                self._pending[info.mid] = topic
+                self._pending[info.mid] = (topic, on_ack)
         if early is not None:
-            self._acknowledged(topic, early)
+            self._acknowledged(topic, early, on_ack)
 
     @property
     def pending(self) -> int:
@@ -154,18 +156,20 @@ class MqttClient:
 
     def _on_publish(self, _client, _userdata, mid, reason_code, _properties) -> None:
         with self._lock:
-            topic = self._pending.pop(mid, None)
-            if topic is None:  # acknowledged before publish() returned
+            entry = self._pending.pop(mid, None)
+            if entry is None:  # acknowledged before publish() returned
                 self._early_acks[mid] = reason_code
                 return
-        self._acknowledged(topic, reason_code)
+        self._acknowledged(entry[0], reason_code, entry[1])
 
-    def _acknowledged(self, topic: str, reason_code) -> None:
+    def _acknowledged(self, topic: str, reason_code, on_ack: Callable[[bool], None] | None) -> None:
         if reason_code.is_failure:
             self.refused.append((topic, str(reason_code)))
             log.error("%s: broker refused publish to %s: %s", self.client_id, topic, reason_code)
         else:
             self.published += 1
+        if on_ack is not None:
+            on_ack(not reason_code.is_failure)
 
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
         for topic_filter, (_qos, handler) in self._subscriptions.items():
