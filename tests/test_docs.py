@@ -32,3 +32,18 @@ def test_readme_quick_start_is_two_commands_that_exist_in_the_makefile():
     makefile = (REPO / "Makefile").read_text()
     assert "make demo" in readme and "make test" in readme
     assert "\ndemo:" in makefile and "\ntest:" in makefile
+
+
+def test_service_units_run_commands_that_exist():
+    import shlex
+
+    from gridwatch.cli import build_parser
+
+    for unit in sorted((REPO / "deploy").glob("gridwatch-*.service")):
+        exec_start = next(line for line in unit.read_text().splitlines() if line.startswith("ExecStart="))
+        argv = shlex.split(exec_start.removeprefix("ExecStart="))
+        if not argv[0].endswith("/gridwatch"):
+            continue  # the broker unit runs mosquitto itself
+        args = build_parser().parse_args([a if not a.startswith("${") else "/etc/gridwatch/node.yaml"
+                                          for a in argv[1:]])
+        assert args.func.__name__ in {"cmd_edge", "cmd_server"}, unit.name
