@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from edge.health_config import HealthConfig
 from edge.manifest import DEFAULT_MANIFEST
 from edge.schedule import TimeWindow
 from gridwatch.config_files import load_yaml_model
@@ -107,6 +108,9 @@ class CameraConfig(_Config):
         description="With motion gating, how often a still scene is still looked at, to keep parked objects tracked.",
     )
     tuning: RuleTuning = Field(default_factory=RuleTuning, description="Rule sensitivity (table below).")
+    health: HealthConfig = Field(
+        default_factory=HealthConfig, description="Camera health: black, covered, frozen, moved (table below)."
+    )
     zones: list[ZoneConfig] = Field(min_length=1, description="Polygon zones with their rules (table below).")
 
     @field_validator("zones")

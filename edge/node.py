@@ -73,6 +73,8 @@ class EdgeNode:
         next_telemetry = time.monotonic()
         try:
             while not stop.is_set() and not all(p.finished.is_set() for p in self.pipelines):
+                for pipeline in self.pipelines:
+                    pipeline.check_offline(self.publish)
                 if time.monotonic() >= next_telemetry:
                     self.publish_telemetry()
                     next_telemetry = time.monotonic() + self.config.telemetry_seconds

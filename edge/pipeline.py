@@ -19,10 +19,11 @@ from numpy.typing import NDArray
 
 from edge.background import BACKGROUND_WEIGHTS, BackgroundModel
 from edge.capture import Frame, VideoSource, prefetch
-from edge.config import CameraConfig, NodeConfig
+from edge.config import CameraConfig, NodeConfig, ZoneConfig
 from edge.detect import Detector
 from edge.detections import Detections
 from edge.evidence import annotate, crop
+from edge.health import CAMERA_ZONE, CameraHealth
 from edge.manifest import Manifest, ManifestModel
 from edge.motion import MotionDetector
 from edge.rules import RuleEvent, StationaryRule, build_rules
@@ -38,6 +39,7 @@ from gridwatch.contract import (
     EventType,
     EvidenceImage,
     EvidenceRef,
+    ModelInfo,
     event_topic,
     evidence_topic,
 )
@@ -48,6 +50,7 @@ Publish = Callable[[str, bytes], None]
 FURNITURE_PRONE = frozenset({Category.STREET_VENDING, Category.LITTER})
 """Categories whose detector classes (umbrellas, tables, benches, bins) are also fixed street furniture."""
 PEOPLE_FRESH_SECONDS = 2.0
+HEALTH_MODEL = ModelInfo(name="camera-health", version="1")
 """People seen by another model count as context for this long (models run at different rates)."""
 
 
@@ -77,6 +80,29 @@ class ModelRunner:
 
 
 @dataclass
+class _OfflineWatch:
+    """The `offline` fault, judged on wall-clock time since no frame arrives to judge it on."""
+
+    since: float | None = None
+    violation_id: uuid.UUID | None = None
+
+    def update(self, silent: bool, now: float, hold: float) -> list[RuleEvent]:
+        if silent and self.violation_id is None:
+            self.since = self.since or now - hold
+            self.violation_id = uuid.uuid4()
+            return [self._event(EventType.NEW, now, "no frames from the camera")]
+        if not silent and self.violation_id is not None:
+            event = self._event(EventType.END, now, "frames again")
+            self.violation_id, self.since = None, None
+            return [event]
+        return []
+
+    def _event(self, event_type: EventType, now: float, reason: str) -> RuleEvent:
+        return RuleEvent(event_type, self.violation_id, Category.DEVICE_FAULT, CAMERA_ZONE, "offline", 0,
+                         self.since or now, now, 1.0, (0.0, 0.0, 1.0, 1.0), reason)
+
+
+@dataclass
 class CameraStats:
     frames_detected: int = 0
     events: int = 0
@@ -102,6 +128,12 @@ class CameraPipeline:
         self._named_at = float("-inf")
         self.motion = MotionDetector() if camera.motion_gating else None
         self.frames_without_motion = 0
+        self.health = CameraHealth(camera.health) if camera.health.enabled else None
+        self._next_health_check = float("-inf")
+        self._last_frame_wall = time.monotonic()
+        self._offline = _OfflineWatch()
+        self._camera_zone = Zone(ZoneConfig(zone_id=CAMERA_ZONE, rule="no_parking", polygon=[(0, 0), (1, 0), (1, 1),
+                                                                                             (0, 1)]))
 
     @classmethod
     def build(cls, node: NodeConfig, camera: CameraConfig, manifest: Manifest,
@@ -146,6 +178,11 @@ class CameraPipeline:
 
     def process(self, frame: Frame, publish: Publish) -> list[Event]:
         published: list[Event] = []
+        self._last_frame_wall = time.monotonic()
+        if self.health and frame.timestamp >= self._next_health_check:
+            self._next_health_check = frame.timestamp + 1.0
+            for fault in self.health.observe(frame.image, frame.timestamp):
+                published.append(self._publish(fault, frame, publish, HEALTH_MODEL))
         due = [runner for runner in self.runners if runner.due(frame.timestamp)]
         if not due:
             return published
@@ -165,7 +202,7 @@ class CameraPipeline:
             for rule in runner.rules:
                 seen = arrived if rule.category in FURNITURE_PRONE else detections
                 for rule_event in rule.process(seen, frame.timestamp, people):
-                    published.append(self._publish(rule_event, frame, publish, runner))
+                    published.append(self._publish(rule_event, frame, publish, runner.detector.info))
         return published
 
     def _detect(self, runner: ModelRunner, frame: Frame) -> Detections:
@@ -192,15 +229,24 @@ class CameraPipeline:
             self._people_at = timestamp
         return self._people if timestamp - self._people_at <= PEOPLE_FRESH_SECONDS else NO_PEOPLE
 
-    def _publish(self, rule_event: RuleEvent, frame: Frame, publish: Publish, runner: ModelRunner) -> Event:
-        zone = self.zones[rule_event.zone_id]
+    def check_offline(self, publish: Publish, now: float | None = None) -> list[Event]:
+        """Called by the node's main loop: a live camera that delivers no frames for `fault_seconds` is offline."""
+        if not self.health or not self.source.live:
+            return []
+        wall = time.monotonic() if now is None else now
+        silent = not self.source.delivering or wall - self._last_frame_wall >= self.camera.health.fault_seconds
+        events = self._offline.update(silent, time.time(), self.camera.health.fault_seconds)
+        return [self._publish(event, None, publish, HEALTH_MODEL) for event in events]
+
+    def _publish(self, rule_event: RuleEvent, frame: Frame | None, publish: Publish, model: ModelInfo) -> Event:
+        zone = self.zones.get(rule_event.zone_id, self._camera_zone)
         event_id = uuid.uuid4()
         evidence = object_crop = None
-        if rule_event.type in (EventType.NEW, EventType.END):
+        if frame is not None and rule_event.type in (EventType.NEW, EventType.END):
             caption = f"{rule_event.label} {rule_event.dwell_seconds:.0f}s {rule_event.type.value}"
             evidence = annotate(frame.image, zone, rule_event.box, caption, local_time(frame.timestamp,
                                                                                         self.timezone))
-            if rule_event.type is EventType.NEW:
+            if rule_event.type is EventType.NEW and rule_event.category is not Category.DEVICE_FAULT:
                 object_crop = crop(frame.image, rule_event.box)
         x1, y1, x2, y2 = rule_event.box
         event = Event(
@@ -214,14 +260,14 @@ class CameraPipeline:
             category=rule_event.category,
             code=zone.config.code or self.node.event_codes[rule_event.category],
             label=rule_event.label,
-            track_id=rule_event.track_id,
+            track_id=rule_event.track_id if rule_event.category is not Category.DEVICE_FAULT else None,
             started_at=local_time(rule_event.started_at, self.timezone),
             observed_at=local_time(rule_event.observed_at, self.timezone),
             dwell_seconds=round(rule_event.dwell_seconds, 3),
             score=round(min(1.0, max(0.0, rule_event.score)), 4),
             box=Box(x1=x1, y1=y1, x2=x2, y2=y2),
             location=zone.config.location or self.camera.location,
-            model=runner.detector.info,
+            model=model,
             evidence=EvidenceRef(
                 sha256=evidence.sha256, bytes=len(evidence.jpeg),
                 crop=EvidenceImage(sha256=object_crop.sha256, bytes=len(object_crop.jpeg)) if object_crop else None,

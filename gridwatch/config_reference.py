@@ -48,6 +48,7 @@ def table(model: type[BaseModel], prefix: str = "") -> str:
 
 def reference() -> str:
     from edge.config import CameraConfig, MqttConfig, NodeConfig, RuleTuning, ZoneConfig
+    from edge.health_config import HealthConfig
     from edge.manifest import ManifestModel
     from edge.schedule import TimeWindow
     from server.core.config import ServerSettings
@@ -60,6 +61,7 @@ def reference() -> str:
         ("`cameras[].zones[]:`", ZoneConfig, "zones[]."),
         ("`cameras[].zones[].schedule[]:`", TimeWindow, "schedule[]."),
         ("`cameras[].tuning:`", RuleTuning, "tuning."),
+        ("`cameras[].health:`", HealthConfig, "health."),
         ("Model manifest (`manifest:`, default models/coco.yaml): `models[]:`", ManifestModel, "models[]."),
         ("Server (`gridwatch server --config server.yaml`, or `GRIDWATCH_<KEY>` environment variables)",
          ServerSettings, ""),

@@ -31,12 +31,15 @@ class Category(StrEnum):
     ILLEGAL_PARKING = "illegal_parking"
     STREET_VENDING = "street_vending"
     LITTER = "litter"
+    DEVICE_FAULT = "device_fault"
+    """A camera that is black, frozen, covered or moved from its view (1.1); `label` names the fault."""
 
 
 DEFAULT_EVENT_CODES: dict[Category, str] = {
     Category.ILLEGAL_PARKING: "0505",
     Category.STREET_VENDING: "0501",
     Category.LITTER: "0102",
+    Category.DEVICE_FAULT: "DEV-CAM",
 }
 """National classification codes (CJ/T 214 style); cities override them in configuration."""
 

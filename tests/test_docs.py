@@ -16,13 +16,14 @@ def test_readme_configuration_reference_is_current():
 
 def test_every_configuration_key_is_explained():
     from edge.config import CameraConfig, MqttConfig, NodeConfig, RuleTuning, ZoneConfig
+    from edge.health_config import HealthConfig
     from edge.manifest import Manifest, ManifestModel
     from edge.schedule import TimeWindow
     from server.core.config import ServerSettings
     from server.services.dispatch import CategoryRoute, DispatchConfig, UnitConfig
 
     for model in (NodeConfig, MqttConfig, CameraConfig, ZoneConfig, RuleTuning, ServerSettings, DispatchConfig,
-                  UnitConfig, CategoryRoute, TimeWindow, Manifest, ManifestModel):
+                  UnitConfig, CategoryRoute, TimeWindow, Manifest, ManifestModel, HealthConfig):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no description"
 

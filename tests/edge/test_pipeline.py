@@ -43,7 +43,8 @@ def build(owner_leaves_after_call: int, motion_gating: bool = False):
         {"name": "city", "weights": "city.pt", "detect_fps": 0.5, "categories": {"litter": ["garbage"]}},
     ]})
     node = NodeConfig.model_validate({"node_id": "n1", "event_codes": {"litter": "0102-07"}, "cameras": [{
-        "camera_id": "c1", "source": "rtsp://x", "motion_gating": motion_gating, "zones": [
+        "camera_id": "c1", "source": "rtsp://x", "motion_gating": motion_gating, "health": {"enabled": False},
+        "zones": [
             {"zone_id": "street", "rule": "no_litter", "polygon": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]],
              "dwell_seconds": 20},
             {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 0.3]], "dwell_seconds": 600}],
@@ -121,7 +122,7 @@ def vending_with_background(coco_script) -> CameraPipeline:
          "categories": {"street_vending": ["unknown object"]}},
     ]})
     node = NodeConfig.model_validate({"node_id": "n1", "cameras": [{
-        "camera_id": "c1", "source": "rtsp://x", "motion_gating": False, "zones": [
+        "camera_id": "c1", "source": "rtsp://x", "motion_gating": False, "health": {"enabled": False}, "zones": [
             {"zone_id": "square", "rule": "no_vending", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
              "dwell_seconds": 20}]}]})
     coco = ScriptedDetector("coco", coco_script)
@@ -148,3 +149,40 @@ def test_the_same_umbrella_set_up_later_with_a_vendor_is_a_stall():
     events = [json.loads(p) for t, p in published if "/events/" in t]
     assert [e["type"] for e in events if e["type"] != "update"] == ["new"], "one object, one violation"
     assert events[0]["category"] == "street_vending" and events[0]["label"] == "umbrella"
+
+
+def test_a_black_camera_is_a_device_fault_event_with_its_evidence():
+    node = NodeConfig.model_validate({"node_id": "n1", "cameras": [{
+        "camera_id": "c1", "source": "rtsp://x", "health": {"fault_seconds": 10}, "zones": [
+            {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1]]}]}]})
+    coco = ScriptedDetector("coco", lambda n: detections())
+    pipeline = CameraPipeline.build(node, node.cameras[0], Manifest.model_validate(
+        {"models": [{"name": "coco", "categories": {"illegal_parking": ["car"]}}]}),
+        detector_factory=lambda w, labels: coco, source=object())
+    published = dict(feed(pipeline, 15))  # FRAME is all black
+    [payload] = [p for t, p in published.items() if t == "gw/v1/nodes/n1/events/device_fault"]
+    event = Event.model_validate(json.loads(payload))
+    assert (event.type.value, event.label, event.code, event.zone_id) == ("new", "black", "DEV-CAM", "camera")
+    assert event.track_id is None and event.model.name == "camera-health"
+    assert f"gw/v1/nodes/n1/evidence/{event.event_id}" in published
+    assert f"gw/v1/nodes/n1/evidence/{event.event_id}/crop" not in published
+
+
+def test_a_live_camera_that_stops_delivering_is_offline_until_it_is_back():
+    from types import SimpleNamespace
+
+    node = NodeConfig.model_validate({"node_id": "n1", "cameras": [{
+        "camera_id": "c1", "source": "rtsp://x", "health": {"fault_seconds": 10}, "zones": [
+            {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1]]}]}]})
+    source = SimpleNamespace(live=True, delivering=False, frames_read=0, reconnects=3)
+    pipeline = CameraPipeline.build(node, node.cameras[0], Manifest.model_validate(
+        {"models": [{"name": "coco", "categories": {"illegal_parking": ["car"]}}]}),
+        detector_factory=lambda w, labels: ScriptedDetector("coco", lambda n: detections()), source=source)
+    sent: list[tuple[str, bytes]] = []
+    down = pipeline.check_offline(lambda t, p: sent.append((t, p)))
+    assert [(e.type.value, e.label) for e in down] == [("new", "offline")]
+    assert pipeline.check_offline(lambda t, p: sent.append((t, p))) == [], "raised once"
+    source.delivering = True
+    up = pipeline.check_offline(lambda t, p: sent.append((t, p)), now=pipeline._last_frame_wall)
+    assert [(e.type.value, e.label) for e in up] == [("end", "offline")]
+    assert len(sent) == 2 and all(t.endswith("/events/device_fault") for t, _ in sent)

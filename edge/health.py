@@ -1,0 +1,107 @@
+"""Camera health: a picture that is black, frozen, covered or moved from its calibrated view is a `device_fault`,
+raised once the condition has lasted `fault_seconds` and ended once it has been gone as long.
+
+Pure and clock-free like the rules: `observe(image, now)` returns the fault events; tests run hours in milliseconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.health_config import HealthConfig
+from edge.rules.stationary import RuleEvent
+from gridwatch.contract import Category, EventType
+
+FULL_FRAME = (0.0, 0.0, 1.0, 1.0)
+CAMERA_ZONE = "camera"
+
+
+@dataclass
+class _Fault:
+    since: float | None = None      # when the condition was first seen in a row
+    cleared_since: float | None = None
+    violation_id: uuid.UUID | None = None
+    started_at: float = 0.0
+
+
+@dataclass
+class CameraHealth:
+    config: HealthConfig
+    width: int = 160
+    _reference_edges: NDArray[np.uint8] | None = None
+    _previous: NDArray[np.uint8] | None = None
+    _faults: dict[str, _Fault] = field(default_factory=dict)
+    last_values: dict[str, float] = field(default_factory=dict)
+
+    def _small_grey(self, image: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        height, width = image.shape[:2]
+        small = cv2.resize(image, (self.width, max(1, round(height * self.width / width))),
+                           interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+
+    def calibrate(self, image: NDArray[np.uint8]) -> None:
+        """Take this picture as the camera's proper view (done with the first good frame)."""
+        self._reference_edges = cv2.dilate(cv2.Canny(self._small_grey(image), 60, 150), np.ones((3, 3), np.uint8))
+
+    def observe(self, image: NDArray[np.uint8], now: float) -> list[RuleEvent]:
+        grey = self._small_grey(image)
+        brightness = float(grey.mean())
+        detail = float(cv2.Laplacian(grey, cv2.CV_64F).var())
+        black = brightness < self.config.black_level
+        covered = not black and detail < self.config.covered_detail
+        # Identical frames are a frozen stream only when there is a picture to freeze (black stays black).
+        frozen = (not (black or covered) and self._previous is not None
+                  and bool(np.array_equal(grey, self._previous)))
+        self._previous = grey
+        if self._reference_edges is None and not (black or covered):
+            self.calibrate(image)
+        similarity = self._similarity(grey)
+        moved = not (black or covered) and similarity < self.config.moved_similarity
+        self.last_values = {"brightness": brightness, "detail": detail, "similarity": similarity}
+        events = []
+        for kind, present in (("black", black), ("covered", covered), ("frozen", frozen), ("moved", moved)):
+            events.extend(self._track(kind, present, now))
+        return events
+
+    def _similarity(self, grey: NDArray[np.uint8]) -> float:
+        if self._reference_edges is None:
+            return 1.0
+        edges = cv2.Canny(grey, 60, 150) > 0
+        reference = self._reference_edges > 0
+        if edges.sum() == 0:
+            return 0.0
+        return float((edges & reference).sum() / edges.sum())
+
+    def _track(self, kind: str, present: bool, now: float) -> list[RuleEvent]:
+        fault = self._faults.setdefault(kind, _Fault())
+        hold = self.config.fault_seconds
+        if present:
+            fault.cleared_since = None
+            fault.since = fault.since if fault.since is not None else now
+            if fault.violation_id is None and now - fault.since >= hold:
+                fault.violation_id, fault.started_at = uuid.uuid4(), fault.since
+                return [self._event(EventType.NEW, kind, fault, now, f"picture {kind} for {now - fault.since:.0f} s")]
+            return []
+        fault.since = None
+        if fault.violation_id is None:
+            return []
+        fault.cleared_since = fault.cleared_since if fault.cleared_since is not None else now
+        if now - fault.cleared_since < hold:
+            return []
+        event = self._event(EventType.END, kind, fault, now, "picture back to normal")
+        fault.violation_id, fault.cleared_since = None, None
+        return [event]
+
+    @staticmethod
+    def _event(event_type: EventType, kind: str, fault: _Fault, now: float, reason: str) -> RuleEvent:
+        return RuleEvent(event_type, fault.violation_id, Category.DEVICE_FAULT, CAMERA_ZONE, kind, 0,
+                         fault.started_at, now, 1.0, FULL_FRAME, reason)
+
+    @property
+    def active_faults(self) -> list[str]:
+        return [kind for kind, fault in self._faults.items() if fault.violation_id is not None]
