@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from edge.config import MqttConfig
-from gridwatch.contract import NodeState, NodeStatus, config_topic, status_topic
+from gridwatch.contract import ConfigStatus, NodeState, NodeStatus, config_status_topic, config_topic, status_topic
 from gridwatch.mqtt import MqttClient, Will
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class NodeLink(MqttClient):
             session_expiry_seconds=SESSION_EXPIRY_SECONDS,
         )
         self.node_id = node_id
+        self.config_handler: Callable[[bytes], ConfigStatus] | None = None
+        """Validates and applies a remote config, answering applied or refused (set by the node)."""
         self._sessions = SessionCounter(state_dir / node_id / "session")
         self.session = self._sessions.next()
         self.set_will(Will(status_topic(node_id), self._status(NodeState.OFFLINE, with_time=False)))
@@ -80,8 +83,13 @@ class NodeLink(MqttClient):
             self.on_connected()
 
     def _on_config(self, message: mqtt.MQTTMessage) -> None:
-        log.info("received %d bytes of remote configuration on %s (remote configuration is not applied yet)",
-                 len(message.payload), message.topic)
+        if not message.payload:
+            return  # the retained config was cleared: keep the one in force
+        if self.config_handler is None:
+            log.warning("remote configuration received but this node does not apply it")
+            return
+        status = self.config_handler(message.payload)
+        self.publish(config_status_topic(self.node_id), status.model_dump_json().encode(), retain=True)
 
     def stop_gracefully(self, flush_seconds: float = 10.0) -> bool:
         flushed = self.flush(flush_seconds)

@@ -12,6 +12,7 @@ from edge.config import NodeConfig
 from edge.manifest import load_manifest
 from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxSender
 from edge.pipeline import CameraPipeline
+from edge.remote_config import RemoteConfigurator
 from gridwatch.contract import SCHEMA_VERSION, NodeTelemetry, telemetry_topic
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,12 @@ class EdgeNode:
         outbox = Outbox(config.state_dir / config.node_id / "outbox.db", int(config.outbox_max_mb * 1024 * 1024))
         if outbox.depth:
             log.info("outbox holds %d message(s) from before; they go first", outbox.depth)
+        configurator = RemoteConfigurator(config.node_id, {p.camera.camera_id: p for p in pipelines},
+                                          config.state_dir / config.node_id / "remote-config.json")
+        restored = configurator.restore()
+        if restored is not None:
+            log.info("last good remote config %s: %s", restored.config_version, restored.state.value)
+        link.config_handler = configurator.apply
         return cls(config, link, pipelines, outbox)
 
     def publish(self, topic: str, payload: bytes) -> None:

@@ -26,7 +26,7 @@ from edge.evidence import annotate, crop
 from edge.health import CAMERA_ZONE, CameraHealth
 from edge.manifest import Manifest, ManifestModel
 from edge.motion import MotionDetector
-from edge.rules import RuleEvent, StationaryRule, build_rules
+from edge.rules import RULES, RuleEvent, StationaryRule, build_rules
 from edge.rules.stationary import NO_PEOPLE
 from edge.zones import Zone
 from gridwatch.config_files import ConfigError
@@ -111,8 +111,13 @@ class CameraStats:
 
 class CameraPipeline:
     def __init__(self, node: NodeConfig, camera: CameraConfig, runners: list[ModelRunner], source: VideoSource,
-                 zones: dict[str, Zone]) -> None:
+                 zones: dict[str, Zone], manifest: Manifest | None = None,
+                 detector_factory: Callable[[str, list[str]], Detector | BackgroundModel] | None = None) -> None:
         self.node = node
+        self.manifest = manifest
+        self.detector_factory = detector_factory
+        self._lock = threading.Lock()
+        """Held while a frame is processed, so a remote reconfiguration lands between frames."""
         self.camera = camera
         self.runners = runners
         self.source = source
@@ -140,21 +145,57 @@ class CameraPipeline:
               detector_factory: Callable[[str, list[str]], Detector | BackgroundModel] = make_detector,
               source: VideoSource | None = None) -> CameraPipeline:
         zones = {zone.zone_id: Zone(zone, node.zoneinfo()) for zone in camera.zones}
+        runners = cls._runners(node, camera, manifest, zones, detector_factory, {})
+        sample_fps = max(1.0 / runner.interval for runner in runners)
+        if source is None:
+            source = VideoSource(camera.source, sample_fps, realtime=camera.realtime, loop=camera.loop)
+        return cls(node, camera, runners, source, zones, manifest, detector_factory)
+
+    @staticmethod
+    def unserved_zones(camera: CameraConfig, manifest: Manifest) -> list[str]:
+        """Zones whose rule no model in the manifest serves (`vending_allowed` areas need none)."""
+        served = {RULES[category].zone_rule for spec in manifest.models for category in spec.categories}
+        return [f"{zone.zone_id} ({zone.rule})" for zone in camera.zones
+                if zone.rule != "vending_allowed" and zone.rule not in served]
+
+    def check_served(self, camera: CameraConfig) -> None:
+        unserved = self.unserved_zones(camera, self.manifest)
+        if unserved:
+            raise ConfigError(f"no model in the manifest serves zones {', '.join(unserved)}")
+
+    @staticmethod
+    def _runners(node: NodeConfig, camera: CameraConfig, manifest: Manifest, zones: dict[str, Zone],
+                 detector_factory: Callable, loaded: dict[str, Detector | BackgroundModel]) -> list[ModelRunner]:
+        """One runner per manifest model some zone needs; detectors in `loaded` (by model name) are reused."""
+        unserved = CameraPipeline.unserved_zones(camera, manifest)
+        if unserved:
+            raise ConfigError(f"camera {camera.camera_id}: no model in the manifest serves zones {', '.join(unserved)}")
         runners = []
         for spec in manifest.models:
             rules = build_rules(list(zones.values()), camera.tuning, spec.categories)
             if not rules:
                 continue  # no zone on this camera needs this model
             rate = min(spec.detect_fps, camera.detect_fps or spec.detect_fps)
-            weights = spec.weights or node.resolved_model()
-            runners.append(ModelRunner(spec, detector_factory(weights, spec.labels), rules, 1.0 / rate))
+            detector = loaded.get(spec.name) or detector_factory(spec.weights or node.resolved_model(), spec.labels)
+            runners.append(ModelRunner(spec, detector, rules, 1.0 / rate))
         if not runners:
             rules = sorted({zone.config.rule for zone in zones.values()})
             raise ConfigError(f"camera {camera.camera_id}: no model in the manifest serves its zone rules {rules}")
-        sample_fps = max(1.0 / runner.interval for runner in runners)
-        if source is None:
-            source = VideoSource(camera.source, sample_fps, realtime=camera.realtime, loop=camera.loop)
-        return cls(node, camera, runners, source, zones)
+        return runners
+
+    def reconfigure(self, camera: CameraConfig) -> None:
+        """Take new zones, rules, rates and checks without a restart. Open violations of the old rules are not
+        carried over: a changed zone is judged afresh."""
+        zones = {zone.zone_id: Zone(zone, self.node.zoneinfo()) for zone in camera.zones}
+        loaded = {runner.spec.name: runner.detector for runner in self.runners}
+        runners = self._runners(self.node, camera, self.manifest, zones, self.detector_factory, loaded)
+        with self._lock:
+            self.camera, self.zones, self.runners = camera, zones, runners
+            self.motion = MotionDetector() if camera.motion_gating else None
+            if self.health:
+                self.health.config = camera.health
+            elif camera.health.enabled:
+                self.health = CameraHealth(camera.health)
 
     @property
     def rules(self) -> list[StationaryRule]:
@@ -177,6 +218,10 @@ class CameraPipeline:
             self.finished.set()
 
     def process(self, frame: Frame, publish: Publish) -> list[Event]:
+        with self._lock:
+            return self._process(frame, publish)
+
+    def _process(self, frame: Frame, publish: Publish) -> list[Event]:
         published: list[Event] = []
         self._last_frame_wall = time.monotonic()
         if self.health and frame.timestamp >= self._next_health_check:

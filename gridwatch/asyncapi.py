@@ -39,8 +39,11 @@ _CHANNELS: list[tuple[str, str, dict, str, type[BaseModel] | None, str, int, boo
      {**_NODE_PARAM, "event_id": {"description": "The `event_id` of the event this image belongs to."}},
      "EvidenceCrop", None, "edge node", 1, False,
      "A full-resolution crop of the object, unannotated (a plate stays readable), announced by `evidence.crop`."),
-    ("nodeConfig", c.config_topic("{node_id}"), _NODE_PARAM, "NodeConfig", None, "server", 1, True,
-     "Retained remote configuration for the node (schema defined by a later contract version)."),
+    ("nodeConfig", c.config_topic("{node_id}"), _NODE_PARAM, "RemoteConfig", c.RemoteConfig, "server", 1, True,
+     "Retained remote configuration: per camera, the zones, schedules, rates, tuning and health checks to change. "
+     "The node validates it all before applying any of it, keeps the last good one, and answers on config/status."),
+    ("nodeConfigStatus", c.config_status_topic("{node_id}"), _NODE_PARAM, "ConfigStatus", c.ConfigStatus,
+     "edge node", 1, True, "The node's answer to a remote config: applied, or refused with the reason naming keys."),
     ("cases", "gw/v1/cases/{category}/{case_id}",
      {"category": {"description": "Case category.", "enum": [x.value for x in c.Category]},
       "case_id": {"description": "The server's case number."}},

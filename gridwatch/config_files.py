@@ -15,10 +15,11 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and every offending key."""
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
+def format_validation_error(error: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per problem, each naming its key (`prefix` + the path inside the validated data)."""
     lines = [f"{source}: invalid configuration"]
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        key = prefix + ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
         lines.append(f"  {key}: {message}")
     return "\n".join(lines)

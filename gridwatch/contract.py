@@ -180,6 +180,30 @@ class Person(_Strict):
     phone: str | None = None
 
 
+class RemoteConfig(_Strict):
+    """Retained on `gw/v1/nodes/{node_id}/config` by the server (1.1). Per camera, the settings to change — zones,
+    schedules, rates, tuning, health — in the node config's own format; the node validates them before applying."""
+
+    schema_version: str = Field(pattern=r"^1\.\d+$")
+    config_version: str = Field(min_length=1, max_length=64, description="Chosen by the sender; echoed in the answer.")
+    cameras: dict[str, dict] = Field(default_factory=dict, description="camera_id -> settings to change.")
+
+
+class ConfigState(StrEnum):
+    APPLIED = "applied"
+    REFUSED = "refused"
+
+
+class ConfigStatus(_Strict):
+    """The node's answer on `gw/v1/nodes/{node_id}/config/status` (retained, 1.1)."""
+
+    node_id: NodeId
+    config_version: str
+    state: ConfigState
+    reason: str | None = Field(default=None, description="Why it was refused, naming the offending keys.")
+    at: AwareDatetime
+
+
 class CaseAssignment(_Strict):
     grid_id: str | None = None
     community: str | None = None
@@ -241,6 +265,10 @@ def config_topic(node_id: str) -> str:
     return f"{TOPIC_ROOT}/nodes/{node_id}/config"
 
 
+def config_status_topic(node_id: str) -> str:
+    return f"{TOPIC_ROOT}/nodes/{node_id}/config/status"
+
+
 def case_topic(category: Category | str, case_id: int) -> str:
     return f"{TOPIC_ROOT}/cases/{Category(category).value}/{case_id}"
 
@@ -291,6 +319,8 @@ def parse_node_topic(topic: str) -> NodeTopic:
     variant = None
     if kind is TopicKind.EVIDENCE and len(rest) == 2 and rest[1] == "crop":
         rest, variant = rest[:1], "crop"
+    elif kind is TopicKind.CONFIG and rest == ["status"]:
+        rest, variant = [], "status"
     needs_leaf = kind in (TopicKind.EVENTS, TopicKind.EVIDENCE)
     if needs_leaf != (len(rest) == 1) or len(rest) > 1:
         raise TopicError(f"malformed {kind.value} topic: {topic!r}")

@@ -43,6 +43,8 @@ class NodeRecord(Base):
     last_seen_at: Mapped[datetime | None]
     telemetry: Mapped[dict[str, Any] | None]
     telemetry_at: Mapped[datetime | None]
+    config_status: Mapped[dict[str, Any] | None]
+    """The node's last answer to a remote config: version, applied or refused, reason."""
 
 
 class CaseRecord(Base):

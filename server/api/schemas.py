@@ -98,6 +98,7 @@ class NodeOut(BaseModel):
     status_at: datetime | None
     last_seen_at: datetime | None
     telemetry: dict[str, Any] | None
+    config_status: dict[str, Any] | None = None
 
 
 class Health(BaseModel):

@@ -24,6 +24,7 @@ from gridwatch.contract import (
     MAX_EVIDENCE_BYTES,
     SUBSCRIBE_ALL_NODES,
     CaseMessage,
+    ConfigStatus,
     Event,
     NodeState,
     NodeStatus,
@@ -105,6 +106,8 @@ class Ingest:
             parsed = parse_node_topic(topic)
             node_id = parsed.node_id
             if parsed.kind.value == "config":
+                if parsed.variant == "status":
+                    return self._config_status(parsed, payload)
                 return "ignored"  # server -> node configuration, published by the server itself
             handler = {"events": self._event, "evidence": self._evidence, "status": self._status,
                        "telemetry": self._telemetry}.get(parsed.kind.value)
@@ -209,6 +212,18 @@ class Ingest:
             node.state, node.session, node.status_at = status.state.value, status.session, status.at or now
             session.commit()
         self.counts["status"] += 1
+        return "stored"
+
+    def _config_status(self, topic: NodeTopic, payload: bytes) -> str:
+        if not payload:
+            return "ignored"
+        status = self._validate(ConfigStatus, payload, MAX_EVENT_BYTES)
+        if status.node_id != topic.node_id:
+            raise Rejected(f"node_id {status.node_id!r} in the payload does not match {topic.node_id!r}")
+        with self.database.session() as session:
+            node = self._touch_node(session, status.node_id, utcnow())
+            node.config_status = json.loads(status.model_dump_json())
+            session.commit()
         return "stored"
 
     def _telemetry(self, topic: NodeTopic, payload: bytes) -> str:

@@ -1,0 +1,95 @@
+"""Remote configuration: the server's retained `config` message changes a node's zones, schedules, rates, tuning and
+health checks without a restart. Everything is validated before anything changes; a refused config leaves the node
+on its last good one, which is kept on disk and applied again at the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from edge.config import CameraConfig
+from edge.zones import Zone
+from gridwatch.config_files import format_validation_error
+from gridwatch.contract import ConfigState, ConfigStatus, RemoteConfig
+
+log = logging.getLogger(__name__)
+
+REMOTE_KEYS = frozenset({"zones", "detect_fps", "motion_gating", "idle_detect_seconds", "tuning", "health",
+                         "location"})
+"""What the command centre may change. The source and the camera id stay with whoever installed the node."""
+
+
+class Refused(ValueError):
+    pass
+
+
+class RemoteConfigurator:
+    def __init__(self, node_id: str, pipelines: dict, store: Path) -> None:  # noqa: ANN001 - camera_id -> pipeline
+        self.node_id = node_id
+        self.pipelines = pipelines
+        self.store = store
+        self.current_version: str | None = None
+
+    def apply(self, payload: bytes) -> ConfigStatus:
+        version = "unknown"
+        try:
+            try:
+                remote = RemoteConfig.model_validate_json(payload)
+            except ValidationError as error:
+                raise Refused(format_validation_error(error, "config")) from None
+            version = remote.config_version
+            if version == self.current_version:
+                # Redelivered on every reconnect (it is retained): already in force, and re-applying would reset
+                # the open violations of its zones.
+                return self._status(version, ConfigState.APPLIED, None)
+            cameras = self._validated(remote)
+        except Refused as error:
+            log.warning("refused remote config %s: %s", version, error)
+            return self._status(version, ConfigState.REFUSED, str(error))
+        for camera_id, camera in cameras.items():
+            self.pipelines[camera_id].reconfigure(camera)
+        self.store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.store.with_suffix(".tmp")
+        tmp.write_bytes(payload)
+        tmp.replace(self.store)
+        self.current_version = version
+        log.info("applied remote config %s to %s", version, ", ".join(cameras) or "no camera")
+        return self._status(version, ConfigState.APPLIED, None)
+
+    def restore(self) -> ConfigStatus | None:
+        """Apply the last good config kept on disk (at start, before the broker's retained copy arrives)."""
+        if not self.store.exists():
+            return None
+        return self.apply(self.store.read_bytes())
+
+    def _validated(self, remote: RemoteConfig) -> dict[str, CameraConfig]:
+        cameras = {}
+        for camera_id, settings in remote.cameras.items():
+            pipeline = self.pipelines.get(camera_id)
+            if pipeline is None:
+                raise Refused(f"cameras.{camera_id}: this node has no such camera ({', '.join(self.pipelines)})")
+            forbidden = sorted(set(settings) - REMOTE_KEYS)
+            if forbidden:
+                raise Refused(f"cameras.{camera_id}: {', '.join(forbidden)} cannot be changed remotely "
+                              f"(allowed: {', '.join(sorted(REMOTE_KEYS))})")
+            merged = {**json.loads(pipeline.camera.model_dump_json()), **settings}
+            try:
+                camera = CameraConfig.model_validate(merged)
+                for zone in camera.zones:
+                    Zone(zone)  # geometry checks: self-intersecting polygons are refused here, not mid-stream
+                pipeline.check_served(camera)
+            except ValidationError as error:
+                raise Refused(format_validation_error(error, "config", prefix=f"cameras.{camera_id}.")) from None
+            except ValueError as error:
+                raise Refused(f"cameras.{camera_id}: {error}") from None
+            cameras[camera_id] = camera
+        return cameras
+
+    def _status(self, version: str, state: ConfigState, reason: str | None) -> ConfigStatus:
+        return ConfigStatus(node_id=self.node_id, config_version=version, state=state, reason=reason,
+                            at=datetime.now(UTC))
