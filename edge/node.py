@@ -13,6 +13,7 @@ from edge.manifest import load_manifest
 from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxSender
 from edge.pipeline import CameraPipeline
 from edge.remote_config import RemoteConfigurator
+from edge.system_stats import SystemStats
 from gridwatch.contract import SCHEMA_VERSION, NodeTelemetry, telemetry_topic
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ class EdgeNode:
         self.pipelines = pipelines
         self.outbox = outbox
         self.sender = OutboxSender(outbox, link)
+        self.system = SystemStats()
+        self.configurator: RemoteConfigurator | None = None
         self.started = time.monotonic()
 
     @classmethod
@@ -43,7 +46,9 @@ class EdgeNode:
         if restored is not None:
             log.info("last good remote config %s: %s", restored.config_version, restored.state.value)
         link.config_handler = configurator.apply
-        return cls(config, link, pipelines, outbox)
+        node = cls(config, link, pipelines, outbox)
+        node.configurator = configurator
+        return node
 
     def publish(self, topic: str, payload: bytes) -> None:
         """Events and evidence are on disk before anything is sent; the sender publishes them in order."""
@@ -61,6 +66,12 @@ class EdgeNode:
             outbox_depth=self.outbox.depth,
             outbox_bytes=self.outbox.size_bytes,
             dropped=self.outbox.counters(),
+            cpu_percent=self.system.cpu_percent(),
+            memory_mb=self.system.memory_mb(),
+            temperature_c=self.system.temperature_c(),
+            models=list({runner.detector.info.name: runner.detector.info
+                         for pipeline in self.pipelines for runner in pipeline.runners}.values()),
+            config_version=self.configurator.current_version if self.configurator else None,
             cameras=[pipeline.telemetry() for pipeline in self.pipelines],
         )
         self.link.publish(telemetry_topic(self.config.node_id), telemetry.model_dump_json().encode(), qos=0)

@@ -105,6 +105,7 @@ class _OfflineWatch:
 @dataclass
 class CameraStats:
     frames_detected: int = 0
+    detect_seconds: float = 0.0
     events: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -255,7 +256,9 @@ class CameraPipeline:
             fresh = frame.timestamp - self._named_at <= PEOPLE_FRESH_SECONDS
             runner.detector.exclude = self._named if fresh else NO_PEOPLE
             return runner.detector.update(frame.image, frame.timestamp)
+        started = time.perf_counter()
         detections = runner.detector.track(frame.image)
+        self.stats.detect_seconds += time.perf_counter() - started
         self._named, self._named_at = detections.boxes, frame.timestamp
         return detections
 
@@ -338,6 +341,8 @@ class CameraPipeline:
             fps_in=round(self.source.frames_read / elapsed, 2),
             fps_detected=round(self.stats.frames_detected / elapsed, 2),
             active_violations=sum(rule.active_violations for rule in self.rules),
+            detect_ms=round(1000 * self.stats.detect_seconds / max(1, self.stats.frames_detected), 1),
+            faults=self.health.active_faults if self.health else [],
             reconnects=self.source.reconnects,
             source_ok=self.source.delivering and self.error is None,
             error=f"{type(self.error).__name__}: {self.error}" if self.error else None,

@@ -155,6 +155,8 @@ class CameraTelemetry(_Strict):
     fps_in: float = Field(ge=0)
     fps_detected: float = Field(ge=0)
     active_violations: int = Field(ge=0)
+    detect_ms: float = Field(default=0.0, ge=0, description="Mean detection latency per frame, milliseconds (1.1).")
+    faults: list[str] = Field(default_factory=list, description="Camera-health faults now raised (1.1).")
     reconnects: int = Field(default=0, ge=0, description="Times a live source was reopened after failing (1.1).")
     source_ok: bool = Field(default=True, description="False while the source delivers no frames (1.1).")
     error: str | None = Field(default=None, description="Why the camera's pipeline stopped, if it did (1.1).")
@@ -172,6 +174,11 @@ class NodeTelemetry(_Strict):
     outbox_bytes: int = Field(default=0, ge=0, description="Their size (1.1).")
     dropped: dict[str, int] = Field(default_factory=dict,
                                     description="Messages the full outbox dropped, by kind, since install (1.1).")
+    cpu_percent: float | None = Field(default=None, ge=0, description="Process CPU, % of one core (1.1).")
+    memory_mb: float | None = Field(default=None, ge=0, description="Resident memory of the node (1.1).")
+    temperature_c: float | None = Field(default=None, description="Hottest thermal zone, where readable (1.1).")
+    models: list[ModelInfo] = Field(default_factory=list, description="Models the node runs (1.1).")
+    config_version: str | None = Field(default=None, description="Remote config in force, if any (1.1).")
     cameras: list[CameraTelemetry] = Field(default_factory=list)
 
 

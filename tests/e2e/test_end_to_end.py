@@ -130,4 +130,9 @@ def test_parked_vehicle_on_video_becomes_a_dispatched_case_with_evidence(
     node_states = [json.loads(m.payload)["state"] for m in messages if m.topic.endswith("/status")]
     assert node_states[-1] == "offline", "a node that stops says so"
     node = get(f"{api}/api/v1/nodes")[0]
-    assert node["node_id"] == "node-a" and node["telemetry"]["cameras"][0]["frames_detected"] > 0
+    telemetry = node["telemetry"]
+    assert node["node_id"] == "node-a" and telemetry["cameras"][0]["frames_detected"] > 0
+    assert telemetry["cameras"][0]["detect_ms"] > 0 and telemetry["cameras"][0]["faults"] == []
+    assert telemetry["memory_mb"] > 50 and telemetry["cpu_percent"] is not None
+    assert telemetry["models"][0]["name"] == Path(model_path).name.removesuffix(".pt")
+    assert telemetry["outbox_depth"] == 0, "everything the node made was acknowledged"
