@@ -37,19 +37,21 @@ def _label(image: NDArray[np.uint8], text: str, origin: tuple[int, int], scale: 
                 cv2.LINE_AA)
 
 
-def annotate(image: NDArray[np.uint8], zone: Zone, box: tuple[float, float, float, float], caption: str,
+def annotate(image: NDArray[np.uint8], zone: Zone | None, box: tuple[float, float, float, float], caption: str,
              at: datetime, quality: int = 90) -> Evidence:
-    """Draw on a copy of `image` and encode it as JPEG; the original frame is left untouched."""
+    """Draw on a copy of `image` and encode it as JPEG; the original frame is left untouched. `zone` is None for
+    what concerns the whole picture (a camera fault)."""
     canvas = image.copy()
     height, width = canvas.shape[:2]
     scale = max(0.5, min(width, height) / 900)
-    outline = zone.pixel_outline(width, height)
-    overlay = canvas.copy()
-    cv2.fillPoly(overlay, [outline], _YELLOW)
-    cv2.addWeighted(overlay, 0.15, canvas, 0.85, 0, dst=canvas)
-    cv2.polylines(canvas, [outline], True, _YELLOW, max(2, round(2 * scale)), cv2.LINE_AA)
-    corner = outline[np.argmin(outline.sum(axis=1))]  # the top-left-most corner, labelled just inside the zone
-    _label(canvas, zone.zone_id, (int(corner[0]) + 6, int(corner[1]) + int(30 * scale)), scale * 0.8, _YELLOW)
+    if zone is not None:
+        outline = zone.pixel_outline(width, height)
+        overlay = canvas.copy()
+        cv2.fillPoly(overlay, [outline], _YELLOW)
+        cv2.addWeighted(overlay, 0.15, canvas, 0.85, 0, dst=canvas)
+        cv2.polylines(canvas, [outline], True, _YELLOW, max(2, round(2 * scale)), cv2.LINE_AA)
+        corner = outline[np.argmin(outline.sum(axis=1))]  # the top-left-most corner, labelled just inside the zone
+        _label(canvas, zone.zone_id, (int(corner[0]) + 6, int(corner[1]) + int(30 * scale)), scale * 0.8, _YELLOW)
     x1, y1, x2, y2 = (int(round(v)) for v in (box[0] * width, box[1] * height, box[2] * width, box[3] * height))
     cv2.rectangle(canvas, (x1, y1), (x2, y2), _RED, max(2, round(3 * scale)), cv2.LINE_AA)
     _label(canvas, caption, (x1, y1 - 4), scale, _RED)

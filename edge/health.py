@@ -36,7 +36,6 @@ class CameraHealth:
     _reference_edges: NDArray[np.uint8] | None = None
     _previous: NDArray[np.uint8] | None = None
     _faults: dict[str, _Fault] = field(default_factory=dict)
-    last_values: dict[str, float] = field(default_factory=dict)
 
     def _small_grey(self, image: NDArray[np.uint8]) -> NDArray[np.uint8]:
         height, width = image.shape[:2]
@@ -62,7 +61,6 @@ class CameraHealth:
             self.calibrate(image)
         similarity = self._similarity(grey)
         moved = not (black or covered) and similarity < self.config.moved_similarity
-        self.last_values = {"brightness": brightness, "detail": detail, "similarity": similarity}
         events = []
         for kind, present in (("black", black), ("covered", covered), ("frozen", frozen), ("moved", moved)):
             events.extend(self._track(kind, present, now))
@@ -76,6 +74,19 @@ class CameraHealth:
         if edges.sum() == 0:
             return 0.0
         return float((edges & reference).sum() / edges.sum())
+
+    def observe_offline(self, silent: bool, now: float) -> list[RuleEvent]:
+        """`silent`: the caller has already seen no frame for `fault_seconds` (there is no frame to time it on), so
+        the fault is raised at once, dated back to when the silence began, and ended as soon as frames return."""
+        fault = self._faults.setdefault("offline", _Fault())
+        if silent and fault.violation_id is None:
+            fault.violation_id, fault.started_at = uuid.uuid4(), now - self.config.fault_seconds
+            return [self._event(EventType.NEW, "offline", fault, now, "no frames from the camera")]
+        if not silent and fault.violation_id is not None:
+            event = self._event(EventType.END, "offline", fault, now, "frames again")
+            fault.violation_id = None
+            return [event]
+        return []
 
     def _track(self, kind: str, present: bool, now: float) -> list[RuleEvent]:
         fault = self._faults.setdefault(kind, _Fault())

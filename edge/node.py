@@ -14,7 +14,7 @@ from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxSender
 from edge.pipeline import CameraPipeline
 from edge.remote_config import RemoteConfigurator
 from edge.system_stats import SystemStats
-from gridwatch.contract import SCHEMA_VERSION, NodeTelemetry, telemetry_topic
+from gridwatch.contract import SCHEMA_VERSION, NodeTelemetry, TopicKind, parse_node_topic, telemetry_topic
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ class EdgeNode:
 
     def publish(self, topic: str, payload: bytes) -> None:
         """Events and evidence are on disk before anything is sent; the sender publishes them in order."""
-        self.outbox.put(topic, payload, EVIDENCE if "/evidence/" in topic else EVENT)
+        kind = EVIDENCE if parse_node_topic(topic).kind is TopicKind.EVIDENCE else EVENT
+        self.outbox.put(topic, payload, kind)
 
     def publish_telemetry(self) -> None:
         telemetry = NodeTelemetry(

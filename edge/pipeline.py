@@ -19,11 +19,11 @@ from numpy.typing import NDArray
 
 from edge.background import BACKGROUND_WEIGHTS, BackgroundModel
 from edge.capture import Frame, VideoSource, prefetch
-from edge.config import CameraConfig, NodeConfig, ZoneConfig
+from edge.config import CameraConfig, NodeConfig
 from edge.detect import Detector
 from edge.detections import Detections
 from edge.evidence import annotate, crop
-from edge.health import CAMERA_ZONE, CameraHealth
+from edge.health import CameraHealth
 from edge.manifest import Manifest, ManifestModel
 from edge.motion import MotionDetector
 from edge.rules import RULES, RuleEvent, StationaryRule, build_rules
@@ -73,40 +73,15 @@ class ModelRunner:
     interval: float
     next_due: float = float("-inf")
     last_run: float = float("-inf")
-    runs: int = 0
 
     def due(self, timestamp: float) -> bool:
         return timestamp + 1e-6 >= self.next_due
 
 
 @dataclass
-class _OfflineWatch:
-    """The `offline` fault, judged on wall-clock time since no frame arrives to judge it on."""
-
-    since: float | None = None
-    violation_id: uuid.UUID | None = None
-
-    def update(self, silent: bool, now: float, hold: float) -> list[RuleEvent]:
-        if silent and self.violation_id is None:
-            self.since = self.since or now - hold
-            self.violation_id = uuid.uuid4()
-            return [self._event(EventType.NEW, now, "no frames from the camera")]
-        if not silent and self.violation_id is not None:
-            event = self._event(EventType.END, now, "frames again")
-            self.violation_id, self.since = None, None
-            return [event]
-        return []
-
-    def _event(self, event_type: EventType, now: float, reason: str) -> RuleEvent:
-        return RuleEvent(event_type, self.violation_id, Category.DEVICE_FAULT, CAMERA_ZONE, "offline", 0,
-                         self.since or now, now, 1.0, (0.0, 0.0, 1.0, 1.0), reason)
-
-
-@dataclass
 class CameraStats:
     frames_detected: int = 0
     detect_seconds: float = 0.0
-    events: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -133,13 +108,9 @@ class CameraPipeline:
         """Boxes the detectors named last: the background model leaves them to the rules of those detectors."""
         self._named_at = float("-inf")
         self.motion = MotionDetector() if camera.motion_gating else None
-        self.frames_without_motion = 0
         self.health = CameraHealth(camera.health) if camera.health.enabled else None
         self._next_health_check = float("-inf")
         self._last_frame_wall = time.monotonic()
-        self._offline = _OfflineWatch()
-        self._camera_zone = Zone(ZoneConfig(zone_id=CAMERA_ZONE, rule="no_parking", polygon=[(0, 0), (1, 0), (1, 1),
-                                                                                             (0, 1)]))
 
     @classmethod
     def build(cls, node: NodeConfig, camera: CameraConfig, manifest: Manifest,
@@ -159,18 +130,20 @@ class CameraPipeline:
         return [f"{zone.zone_id} ({zone.rule})" for zone in camera.zones
                 if zone.rule != "vending_allowed" and zone.rule not in served]
 
-    def check_served(self, camera: CameraConfig) -> None:
-        unserved = self.unserved_zones(camera, self.manifest)
+    @staticmethod
+    def require_served(camera: CameraConfig, manifest: Manifest, where: str = "") -> None:
+        unserved = CameraPipeline.unserved_zones(camera, manifest)
         if unserved:
-            raise ConfigError(f"no model in the manifest serves zones {', '.join(unserved)}")
+            raise ConfigError(f"{where}no model in the manifest serves zones {', '.join(unserved)}")
+
+    def check_served(self, camera: CameraConfig) -> None:
+        self.require_served(camera, self.manifest)
 
     @staticmethod
     def _runners(node: NodeConfig, camera: CameraConfig, manifest: Manifest, zones: dict[str, Zone],
                  detector_factory: Callable, loaded: dict[str, Detector | BackgroundModel]) -> list[ModelRunner]:
         """One runner per manifest model some zone needs; detectors in `loaded` (by model name) are reused."""
-        unserved = CameraPipeline.unserved_zones(camera, manifest)
-        if unserved:
-            raise ConfigError(f"camera {camera.camera_id}: no model in the manifest serves zones {', '.join(unserved)}")
+        CameraPipeline.require_served(camera, manifest, where=f"camera {camera.camera_id}: ")
         runners = []
         for spec in manifest.models:
             rules = build_rules(list(zones.values()), camera.tuning, spec.categories)
@@ -233,14 +206,11 @@ class CameraPipeline:
         if not due:
             return published
         moved = self.motion.moved(frame.image) if self.motion else True
-        if not moved:
-            self.frames_without_motion += 1
         for runner in due:
             runner.next_due = frame.timestamp + runner.interval
             if not moved and frame.timestamp - runner.last_run < self.camera.idle_detect_seconds:
                 continue  # nothing moved: still objects are looked at again every idle_detect_seconds
             runner.last_run = frame.timestamp
-            runner.runs += 1
             detections = self._detect(runner, frame)
             self.stats.frames_detected += 1
             people = self._people_context(runner, detections, frame.timestamp)
@@ -283,11 +253,11 @@ class CameraPipeline:
             return []
         wall = time.monotonic() if now is None else now
         silent = not self.source.delivering or wall - self._last_frame_wall >= self.camera.health.fault_seconds
-        events = self._offline.update(silent, time.time(), self.camera.health.fault_seconds)
-        return [self._publish(event, None, publish, HEALTH_MODEL) for event in events]
+        return [self._publish(event, None, publish, HEALTH_MODEL)
+                for event in self.health.observe_offline(silent, time.time())]
 
     def _publish(self, rule_event: RuleEvent, frame: Frame | None, publish: Publish, model: ModelInfo) -> Event:
-        zone = self.zones.get(rule_event.zone_id, self._camera_zone)
+        zone = self.zones.get(rule_event.zone_id)  # None for camera-health faults: the whole picture
         event_id = uuid.uuid4()
         evidence = object_crop = None
         if frame is not None and rule_event.type in (EventType.NEW, EventType.END):
@@ -306,7 +276,7 @@ class CameraPipeline:
             camera_id=self.camera.camera_id,
             zone_id=rule_event.zone_id,
             category=rule_event.category,
-            code=zone.config.code or self.node.event_codes[rule_event.category],
+            code=(zone.config.code if zone else None) or self.node.event_codes[rule_event.category],
             label=rule_event.label,
             track_id=rule_event.track_id if rule_event.category is not Category.DEVICE_FAULT else None,
             started_at=local_time(rule_event.started_at, self.timezone),
@@ -314,7 +284,7 @@ class CameraPipeline:
             dwell_seconds=round(rule_event.dwell_seconds, 3),
             score=round(min(1.0, max(0.0, rule_event.score)), 4),
             box=Box(x1=x1, y1=y1, x2=x2, y2=y2),
-            location=zone.config.location or self.camera.location,
+            location=(zone.config.location if zone else None) or self.camera.location,
             model=model,
             evidence=EvidenceRef(
                 sha256=evidence.sha256, bytes=len(evidence.jpeg),
@@ -326,7 +296,6 @@ class CameraPipeline:
         if object_crop:
             publish(evidence_topic(self.node.node_id, event_id, crop=True), object_crop.jpeg)
         publish(event_topic(self.node.node_id, event.category), event.model_dump_json().encode())
-        self.stats.events += 1
         log.info("%s %s %s %s zone=%s track=%d dwell=%.0fs (%s)", self.camera.camera_id, event.category.value,
                  event.type.value, event.violation_id, event.zone_id, rule_event.track_id,
                  rule_event.dwell_seconds, rule_event.reason)

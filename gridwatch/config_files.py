@@ -15,14 +15,19 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and every offending key."""
 
 
-def format_validation_error(error: ValidationError, source: str, prefix: str = "") -> str:
-    """One line per problem, each naming its key (`prefix` + the path inside the validated data)."""
-    lines = [f"{source}: invalid configuration"]
+def validation_problems(error: ValidationError, prefix: str = "", unknown: str = "unknown key") -> list[str]:
+    """`key: what is wrong` for each problem, the key being `prefix` + the path inside the validated data; an
+    unexpected key reads as `unknown` (configuration files have keys, payloads have fields)."""
+    problems = []
     for item in error.errors():
         key = prefix + ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        lines.append(f"  {key}: {message}")
-    return "\n".join(lines)
+        problems.append(f"{key}: {unknown if item['type'] == 'extra_forbidden' else item['msg']}")
+    return problems
+
+
+def format_validation_error(error: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per problem, each naming its key."""
+    return "\n".join([f"{source}: invalid configuration"] + [f"  {p}" for p in validation_problems(error, prefix)])
 
 
 def read_yaml_mapping(path: Path, what: str = "a mapping of settings") -> dict:

@@ -281,10 +281,6 @@ def case_topic(category: Category | str, case_id: int) -> str:
 
 
 SUBSCRIBE_EVENTS = f"{TOPIC_ROOT}/nodes/+/events/+"
-SUBSCRIBE_EVIDENCE = f"{TOPIC_ROOT}/nodes/+/evidence/+"
-SUBSCRIBE_STATUS = f"{TOPIC_ROOT}/nodes/+/status"
-SUBSCRIBE_TELEMETRY = f"{TOPIC_ROOT}/nodes/+/telemetry"
-SUBSCRIBE_CASES = f"{TOPIC_ROOT}/cases/#"
 SUBSCRIBE_ALL_NODES = f"{TOPIC_ROOT}/nodes/#"
 """What the server subscribes to: everything nodes may write, so nothing they send goes unaccounted."""
 

@@ -53,7 +53,7 @@ def write_private(path: Path, text: str) -> Path:
     return path
 
 
-def node_config(credentials: Credentials, mqtt_port: int, source: Path | str, zone: list, dwell: float,
+def node_config(mqtt_port: int, source: Path | str, zone: list, dwell: float,
                 state_dir: Path, password_file: Path) -> dict:
     return {
         "node_id": NODE_ID,
@@ -147,7 +147,7 @@ class Demo:
         }
         (self.workdir / "server.yaml").write_text(yaml.safe_dump(server_config), encoding="utf-8")
         (self.workdir / "node.yaml").write_text(yaml.safe_dump(node_config(
-            credentials, broker.port, source, zone, self.dwell_seconds, self.workdir / "edge-state", node_password,
+            broker.port, source, zone, self.dwell_seconds, self.workdir / "edge-state", node_password,
         )), encoding="utf-8")
 
         server = self._spawn("server", "server", "--config", str(self.workdir / "server.yaml"))

@@ -101,7 +101,6 @@ class EventRecord(Base):
     started_at: Mapped[datetime]
     observed_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    evidence_sha256: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]]
 
     case: Mapped[CaseRecord | None] = relationship(back_populates="events")

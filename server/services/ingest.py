@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from gridwatch.config_files import validation_problems
 from gridwatch.contract import (
     MAX_EVENT_BYTES,
     MAX_EVIDENCE_BYTES,
@@ -58,13 +59,10 @@ class Rejected(Exception):
     """A message that cannot be used; its text is the reason kept with the dead letter."""
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:8]:
-        key = ".".join(str(p) for p in item["loc"]) or "(payload)"
-        parts.append(f"{key}: {'unknown field' if item['type'] == 'extra_forbidden' else item['msg']}")
-    more = error.error_count() - 8
-    return "invalid payload: " + "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+def describe_validation_error(error: ValidationError, shown: int = 8) -> str:
+    problems = validation_problems(error, unknown="unknown field")
+    more = len(problems) - shown
+    return "invalid payload: " + "; ".join(problems[:shown]) + (f"; and {more} more" if more > 0 else "")
 
 
 class EvidenceStore:
@@ -143,7 +141,6 @@ class Ingest:
                 node_id=event.node_id, camera_id=event.camera_id, zone_id=event.zone_id,
                 category=event.category.value, code=event.code, started_at=event.started_at,
                 observed_at=event.observed_at, received_at=now,
-                evidence_sha256=event.evidence.sha256 if event.evidence else None,
                 payload=json.loads(event.model_dump_json()),
             )
             session.add(record)
