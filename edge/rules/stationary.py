@@ -179,7 +179,6 @@ class StationaryRule:
             track = Track(track_id, label, box.copy(), now, anchor.copy(), box.copy(), now,
                           deque(maxlen=self.tuning.score_window), deque(maxlen=self.tuning.zone_inertia_frames))
             self._tracks[track_id] = track
-            self._adopt_lost_violation(track, now)
         if self._is_still(track, box, anchor):
             track.moving_frames = 0
         else:
@@ -214,13 +213,6 @@ class StationaryRule:
         track.still_since = min(track.still_since, violation.started_at)
         track.zones[violation.zone_id] = _Membership(inside=True, entered_at=violation.started_at)
 
-    def _adopt_lost_violation(self, track: Track, now: float) -> None:
-        """An object the tracker lost (someone walked past, the light changed) and found again under a new id
-        stays the same violation: match it by position before anything new can start."""
-        for key, violation in list(self._violations.items()):
-            if violation.last_seen < now and self._same_place(track.box, violation):
-                self._transfer(key, violation, track)
-
     def _claim_existing(self, track: Track, zone_id: str, now: float) -> bool:
         """Whether an active violation in this zone is at the track's place; it passes to this track when the
         track holding it was not seen this frame. Either way no second violation starts for one object."""
@@ -233,8 +225,8 @@ class StationaryRule:
         return False
 
     def _hand_over(self, seen: set[int], now: float) -> None:
-        """A violation whose track was not seen this frame passes to a track that was, at the same place, when the
-        tracker split one object in two (a passer-by in front of it) and then kept the other half."""
+        """A violation whose track was not seen this frame passes to a track that was, at the same place: the object
+        lost and found under a new id (someone walked past, the light changed), or split in two by a passer-by."""
         for key, violation in list(self._violations.items()):
             if violation.track_id in seen:
                 continue
