@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from edge.capture import analysis_grey
 from edge.detections import Detections, box_iou
 from gridwatch.contract import ModelInfo
 
@@ -25,12 +26,11 @@ UNKNOWN_OBJECT = "unknown object"
 
 class BackgroundModel:
     def __init__(self, long_seconds: float = 600.0, short_seconds: float = 4.0, threshold: int = 30,
-                 min_area: float = 0.0015, width: int = 320, lighting_fraction: float = 0.5) -> None:
+                 min_area: float = 0.0015, lighting_fraction: float = 0.5) -> None:
         self.long_seconds = long_seconds
         self.short_seconds = short_seconds
         self.threshold = threshold
         self.min_area = min_area
-        self.width = width
         self.lighting_fraction = lighting_fraction
         self.info = ModelInfo(name="background", version="dual-1")
         self._long: NDArray[np.float32] | None = None
@@ -42,15 +42,10 @@ class BackgroundModel:
         self.exclude: NDArray[np.float64] = np.zeros((0, 4))
         """Boxes (normalised) of objects a detector already named; set by the pipeline before each call."""
 
-    def _grey(self, image: NDArray[np.uint8]) -> NDArray[np.float32]:
-        height, width = image.shape[:2]
-        small = cv2.resize(image, (self.width, max(1, round(height * self.width / width))),
-                           interpolation=cv2.INTER_AREA)
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
-        return cv2.GaussianBlur(grey, (5, 5), 0).astype(np.float32)
-
-    def update(self, image: NDArray[np.uint8], timestamp: float) -> Detections:
-        grey = self._grey(image)
+    def update(self, image: NDArray[np.uint8], timestamp: float,
+               grey: NDArray[np.float32] | None = None) -> Detections:
+        """`grey`: the frame's `analysis_grey`, when the caller already has it."""
+        grey = analysis_grey(image) if grey is None else grey
         self._last_grey = grey
         if self._long is None or self._long.shape != grey.shape or self._last_time is None:
             self._long, self._short, self._last_time = grey.copy(), grey.copy(), timestamp

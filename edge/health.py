@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from edge.capture import small_grey
 from edge.health_config import HealthConfig
 from edge.rules.stationary import RuleEvent
 from gridwatch.contract import Category, EventType
@@ -37,18 +38,12 @@ class CameraHealth:
     _previous: NDArray[np.uint8] | None = None
     _faults: dict[str, _Fault] = field(default_factory=dict)
 
-    def _small_grey(self, image: NDArray[np.uint8]) -> NDArray[np.uint8]:
-        height, width = image.shape[:2]
-        small = cv2.resize(image, (self.width, max(1, round(height * self.width / width))),
-                           interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
-
     def calibrate(self, image: NDArray[np.uint8]) -> None:
         """Take this picture as the camera's proper view (done with the first good frame)."""
-        self._reference_edges = cv2.dilate(cv2.Canny(self._small_grey(image), 60, 150), np.ones((3, 3), np.uint8))
+        self._reference_edges = cv2.dilate(cv2.Canny(small_grey(image, self.width), 60, 150), np.ones((3, 3), np.uint8))
 
     def observe(self, image: NDArray[np.uint8], now: float) -> list[RuleEvent]:
-        grey = self._small_grey(image)
+        grey = small_grey(image, self.width)
         brightness = float(grey.mean())
         detail = float(cv2.Laplacian(grey, cv2.CV_64F).var())
         black = brightness < self.config.black_level

@@ -10,28 +10,23 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from edge.capture import analysis_grey
+
 
 class MotionDetector:
     def __init__(self, threshold: int = 25, min_fraction: float = 0.002, lighting_fraction: float = 0.6,
-                 width: int = 320, learning_rate: float = 0.05) -> None:
+                 learning_rate: float = 0.05) -> None:
         self.threshold = threshold
         self.min_fraction = min_fraction
         self.lighting_fraction = lighting_fraction
-        self.width = width
         self.learning_rate = learning_rate
         self._background: NDArray[np.float32] | None = None
         self.last_fraction = 0.0
 
-    def _small_grey(self, image: NDArray[np.uint8]) -> NDArray[np.float32]:
-        height, width = image.shape[:2]
-        scale = self.width / width
-        small = cv2.resize(image, (self.width, max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
-        return cv2.GaussianBlur(grey, (5, 5), 0).astype(np.float32)
-
-    def moved(self, image: NDArray[np.uint8]) -> bool:
-        """Whether enough of the picture changed since the background learnt so far; updates the background."""
-        grey = self._small_grey(image)
+    def moved(self, image: NDArray[np.uint8], grey: NDArray[np.float32] | None = None) -> bool:
+        """Whether enough of the picture changed since the background learnt so far; updates the background.
+        `grey`: the frame's `analysis_grey`, when the caller already has it."""
+        grey = analysis_grey(image) if grey is None else grey
         if self._background is None or self._background.shape != grey.shape:
             self._background = grey
             return True

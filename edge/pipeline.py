@@ -205,7 +205,7 @@ class CameraPipeline:
         due = [runner for runner in self.runners if runner.due(frame.timestamp)]
         if not due:
             return published
-        moved = self.motion.moved(frame.image) if self.motion else True
+        moved = self.motion.moved(frame.image, frame.analysis_grey) if self.motion else True
         for runner in due:
             runner.next_due = frame.timestamp + runner.interval
             if not moved and frame.timestamp - runner.last_run < self.camera.idle_detect_seconds:
@@ -225,7 +225,7 @@ class CameraPipeline:
         if isinstance(runner.detector, BackgroundModel):
             fresh = frame.timestamp - self._named_at <= PEOPLE_FRESH_SECONDS
             runner.detector.exclude = self._named if fresh else NO_PEOPLE
-            return runner.detector.update(frame.image, frame.timestamp)
+            return runner.detector.update(frame.image, frame.timestamp, frame.analysis_grey)
         started = time.perf_counter()
         detections = runner.detector.track(frame.image)
         self.stats.detect_seconds += time.perf_counter() - started
