@@ -12,7 +12,7 @@ export GRIDWATCH_MODEL := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: setup demo test bench bench-edge model-litter clean mosquitto
+.PHONY: setup demo test bench bench-edge bench-litter model-litter clean mosquitto
 
 setup: $(VENV)/.installed mosquitto
 
@@ -41,11 +41,17 @@ bench: setup
 bench-edge: setup
 	$(BIN)/python bench/edge_bench.py $(BENCH_ARGS)
 
-# A litter model from the shared street-garbage photos (CPU: tens of minutes; EPOCHS=20 for a first try).
-EPOCHS ?= 50
+# The litter model of models/litter.yaml: `make model-litter` runs the full schedule into models/litter/ (what
+# models/city.yaml ships; about an hour on 2 CPU cores), `make model-litter SCHEDULE=short` CI's quick one into
+# models/runs/litter-short/. FEEDBACK=http://server:8000 also learns from the detections operators reviewed.
+SCHEDULE ?=
+LITTER_OUT := $(if $(SCHEDULE),models/runs/litter-$(SCHEDULE),models/litter)
 model-litter: setup
-	$(BIN)/gridwatch models train --data ../shared/datasets/street-garbage --from ../shared/models/yolo11n_coco.pt \
-		--classes garbage --epochs $(EPOCHS) --out models/runs/litter --export openvino,onnx
+	$(BIN)/gridwatch models train --recipe models/litter.yaml --out $(LITTER_OUT) \
+		$(if $(SCHEDULE),--schedule $(SCHEDULE)) $(if $(FEEDBACK),--feedback $(FEEDBACK))
+
+bench-litter: setup
+	$(BIN)/python bench/litter_model.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .demo .demo-media .pytest_cache

@@ -36,10 +36,9 @@ SHARED = REPO.parent / "shared"
 
 from results_io import report  # noqa: E402
 
-from edge.background import BACKGROUND_WEIGHTS  # noqa: E402
 from edge.capture import VideoSource  # noqa: E402
 from edge.config import NodeConfig  # noqa: E402
-from edge.manifest import load_manifest  # noqa: E402
+from edge.manifest import BACKGROUND_WEIGHTS, load_manifest  # noqa: E402
 from edge.pipeline import CameraPipeline  # noqa: E402
 
 ALL_RULES_ZONES = [
@@ -72,16 +71,18 @@ def raw_model_fps(model: str, frames: list[np.ndarray]) -> float:
     return len(frames) / (time.perf_counter() - start)
 
 
-def pipeline_run(model: str, video: Path, sample_fps: float, gating: bool, max_frames: int) -> tuple[int, float, float]:
-    """Run the camera pipeline over `video`; returns (frames processed, wall seconds, CPU seconds)."""
+def pipeline_run(model: str, video: Path, sample_fps: float, gating: bool, max_frames: int,
+                 manifest_path: Path | None = None, manifest_rates: bool = False) -> tuple[int, float, float]:
+    """Run the camera pipeline over `video`; returns (frames processed, wall seconds, CPU seconds). Detectors run at
+    every sampled frame unless `manifest_rates`, which keeps each model's own rate."""
     node = NodeConfig.model_validate({"node_id": "bench", "model": model, "cameras": [{
         "camera_id": "bench", "source": str(video), "realtime": False, "motion_gating": gating,
-        "detect_fps": sample_fps, "zones": ALL_RULES_ZONES}]})
+        "detect_fps": sample_fps, "zones": ALL_RULES_ZONES}], **({"manifest": manifest_path} if manifest_path else {})})
     camera = node.cameras[0]
     manifest = load_manifest(node.manifest)
     for spec in manifest.models:
-        if spec.weights != BACKGROUND_WEIGHTS:  # detectors at every sampled frame; the background model as shipped
-            spec.detect_fps = sample_fps
+        if spec.weights != BACKGROUND_WEIGHTS and not manifest_rates:
+            spec.detect_fps = sample_fps  # detectors at every sampled frame; the background model as shipped
     source = VideoSource(str(video), sample_fps, realtime=False)
     pipeline = CameraPipeline.build(node, camera, manifest, source=source)
     frames = pipeline.frames()

@@ -19,8 +19,6 @@ from edge.capture import analysis_grey
 from edge.detections import Detections, box_iou
 from gridwatch.contract import ModelInfo
 
-BACKGROUND_WEIGHTS = "background"
-"""The `weights` value that selects this model in a manifest."""
 UNKNOWN_OBJECT = "unknown object"
 
 

@@ -13,6 +13,10 @@ from gridwatch.contract import ModelInfo
 
 log = logging.getLogger(__name__)
 
+IDENTITY_FILE = "identity.yaml"
+"""Written by `gridwatch models train` beside a city model's weights and exports: its name and version, which the
+node reports with every event and in telemetry."""
+
 
 class ModelError(RuntimeError):
     """The detector model cannot be loaded; the message says what to set."""
@@ -47,19 +51,28 @@ class Detector:
             self._classes = [index for index, name in self._names.items() if name in labels]
         self.confidence = confidence
         self.tracker = tracker
-        self.info = ModelInfo(name=path.name.removesuffix(".pt") or model, version=self._version(path))
+        self.info = self._identity(path, model)
 
     @staticmethod
-    def _version(path: Path) -> str:
+    def _identity(path: Path, model: str) -> ModelInfo:
+        """A city model's name and version from the `identity.yaml` its training wrote beside the weights and
+        exports; else the export's metadata (ultralytics version and date), else the ultralytics version."""
+        import yaml
+
+        for identity in (path.parent / IDENTITY_FILE, path / IDENTITY_FILE):
+            if path.exists() and identity.is_file():
+                data = yaml.safe_load(identity.read_text(encoding="utf-8")) or {}
+                if data.get("name") and data.get("version"):
+                    return ModelInfo(name=str(data["name"]), version=str(data["version"]))
+        name = path.name.removesuffix(".pt") or model
         metadata = path / "metadata.yaml" if path.is_dir() else None
         if metadata and metadata.exists():
-            import yaml
-
             data = yaml.safe_load(metadata.read_text(encoding="utf-8")) or {}
-            return f"{data.get('version', 'unknown')}@{str(data.get('date', 'unknown'))[:10]}"
+            date = str(data.get("date", "unknown"))[:10]
+            return ModelInfo(name=name, version=f"{data.get('version', 'unknown')}@{date}")
         import ultralytics
 
-        return f"ultralytics-{ultralytics.__version__}"
+        return ModelInfo(name=name, version=f"ultralytics-{ultralytics.__version__}")
 
     def track(self, frame: NDArray[np.uint8]) -> Detections:
         results = self._model.track(frame, persist=True, verbose=False, conf=self.confidence,

@@ -21,6 +21,8 @@ _BLACK = (0, 0, 0)
 @dataclass(frozen=True)
 class Evidence:
     jpeg: bytes
+    region: tuple[float, float, float, float] | None = None
+    """Where a crop lies in the frame (x1, y1, x2, y2 normalised), so the box can be found in it again."""
 
     @property
     def sha256(self) -> str:
@@ -75,4 +77,4 @@ def crop(image: NDArray[np.uint8], box: tuple[float, float, float, float], margi
     ok, encoded = cv2.imencode(".jpg", image[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
-    return Evidence(jpeg=encoded.tobytes())
+    return Evidence(jpeg=encoded.tobytes(), region=(x1 / width, y1 / height, x2 / width, y2 / height))

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gridwatch.config_files import load_yaml_model
+from gridwatch.config_files import ConfigError, load_yaml_model
 from gridwatch.contract import Category
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "models" / "coco.yaml"
+BACKGROUND_WEIGHTS = "background"
 
 
 class ManifestModel(BaseModel):
@@ -42,4 +43,16 @@ class Manifest(BaseModel):
 
 
 def load_manifest(path: Path = DEFAULT_MANIFEST) -> Manifest:
-    return load_yaml_model(path, Manifest)
+    """The manifest, with weights given as relative paths (`litter/litter_openvino_model`) taken from its folder;
+    such a path that does not exist is an error naming the model, not a download attempt."""
+    manifest = load_yaml_model(path, Manifest)
+    for index, spec in enumerate(manifest.models):
+        if spec.weights in (None, BACKGROUND_WEIGHTS) or "/" not in spec.weights:
+            continue  # the node's setting, the built-in model, or a name ultralytics may download
+        weights = Path(spec.weights)
+        weights = weights if weights.is_absolute() else path.parent / weights
+        if not weights.exists():
+            raise ConfigError(f"{path}: models.{index}.weights: {weights} does not exist (model {spec.name!r}; "
+                              f"models/README.md says how to train or fetch it)")
+        spec.weights = str(weights)
+    return manifest

@@ -17,14 +17,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.background import BACKGROUND_WEIGHTS, BackgroundModel
+from edge.background import BackgroundModel
 from edge.capture import Frame, VideoSource, prefetch
 from edge.config import CameraConfig, NodeConfig
 from edge.detect import Detector
 from edge.detections import Detections
 from edge.evidence import annotate, crop
 from edge.health import CameraHealth
-from edge.manifest import Manifest, ManifestModel
+from edge.manifest import BACKGROUND_WEIGHTS, Manifest, ManifestModel
 from edge.motion import MotionDetector
 from edge.rules import RULES, RuleEvent, StationaryRule, build_rules
 from edge.rules.stationary import NO_PEOPLE
@@ -136,13 +136,14 @@ class CameraPipeline:
         if unserved:
             raise ConfigError(f"{where}no model in the manifest serves zones {', '.join(unserved)}")
 
-    def check_served(self, camera: CameraConfig) -> None:
-        self.require_served(camera, self.manifest)
+    def check_served(self, camera: CameraConfig, manifest: Manifest | None = None) -> None:
+        self.require_served(camera, manifest or self.manifest)
 
     @staticmethod
     def _runners(node: NodeConfig, camera: CameraConfig, manifest: Manifest, zones: dict[str, Zone],
                  detector_factory: Callable, loaded: dict[str, Detector | BackgroundModel]) -> list[ModelRunner]:
-        """One runner per manifest model some zone needs; detectors in `loaded` (by model name) are reused."""
+        """One runner per manifest model some zone needs; detectors in `loaded` (by model name and weights) are
+        reused."""
         CameraPipeline.require_served(camera, manifest, where=f"camera {camera.camera_id}: ")
         runners = []
         for spec in manifest.models:
@@ -150,21 +151,24 @@ class CameraPipeline:
             if not rules:
                 continue  # no zone on this camera needs this model
             rate = min(spec.detect_fps, camera.detect_fps or spec.detect_fps)
-            detector = loaded.get(spec.name) or detector_factory(spec.weights or node.resolved_model(), spec.labels)
+            weights = spec.weights or node.resolved_model()
+            detector = loaded.get((spec.name, weights)) or detector_factory(weights, spec.labels)
             runners.append(ModelRunner(spec, detector, rules, 1.0 / rate))
         if not runners:
             rules = sorted({zone.config.rule for zone in zones.values()})
             raise ConfigError(f"camera {camera.camera_id}: no model in the manifest serves its zone rules {rules}")
         return runners
 
-    def reconfigure(self, camera: CameraConfig) -> None:
-        """Take new zones, rules, rates and checks without a restart. Open violations of the old rules are not
-        carried over: a changed zone is judged afresh."""
+    def reconfigure(self, camera: CameraConfig, manifest: Manifest | None = None) -> None:
+        """Take new zones, rules, rates, checks and models (`manifest`) without a restart; the models loaded stay
+        loaded. Open violations of the old rules are not carried over: a changed zone is judged afresh."""
+        manifest = manifest or self.manifest
         zones = {zone.zone_id: Zone(zone, self.node.zoneinfo()) for zone in camera.zones}
-        loaded = {runner.spec.name: runner.detector for runner in self.runners}
-        runners = self._runners(self.node, camera, self.manifest, zones, self.detector_factory, loaded)
+        loaded = {(runner.spec.name, runner.spec.weights or self.node.resolved_model()): runner.detector
+                  for runner in self.runners}
+        runners = self._runners(self.node, camera, manifest, zones, self.detector_factory, loaded)
         with self._lock:
-            self.camera, self.zones, self.runners = camera, zones, runners
+            self.camera, self.zones, self.runners, self.manifest = camera, zones, runners, manifest
             self.motion = MotionDetector() if camera.motion_gating else None
             if self.health:
                 self.health.config = camera.health
@@ -288,7 +292,8 @@ class CameraPipeline:
             model=model,
             evidence=EvidenceRef(
                 sha256=evidence.sha256, bytes=len(evidence.jpeg),
-                crop=EvidenceImage(sha256=object_crop.sha256, bytes=len(object_crop.jpeg)) if object_crop else None,
+                crop=EvidenceImage(sha256=object_crop.sha256, bytes=len(object_crop.jpeg),
+                                   region=Box.from_corners(*object_crop.region)) if object_crop else None,
             ) if evidence else None,
         )
         if evidence:

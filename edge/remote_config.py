@@ -13,8 +13,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edge.config import CameraConfig
+from edge.manifest import Manifest, load_manifest
 from edge.zones import Zone
-from gridwatch.config_files import format_validation_error
+from gridwatch.config_files import ConfigError, format_validation_error
 from gridwatch.contract import ConfigState, ConfigStatus, RemoteConfig
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class RemoteConfigurator:
         self.pipelines = pipelines
         self.store = store
         self.current_version: str | None = None
+        self.own_manifest: Manifest = next(iter(pipelines.values())).manifest
+        """The manifest the node started with."""
 
     def apply(self, payload: bytes) -> ConfigStatus:
         version = "unknown"
@@ -47,12 +50,13 @@ class RemoteConfigurator:
                 # Redelivered on every reconnect (it is retained): already in force, and re-applying would reset
                 # the open violations of its zones.
                 return self._status(version, ConfigState.APPLIED, None)
-            cameras = self._validated(remote)
+            manifest = self._manifest(remote.manifest)
+            cameras = self._validated(remote, manifest)
         except Refused as error:
             log.warning("refused remote config %s: %s", version, error)
             return self._status(version, ConfigState.REFUSED, str(error))
         for camera_id, camera in cameras.items():
-            self.pipelines[camera_id].reconfigure(camera)
+            self.pipelines[camera_id].reconfigure(camera, manifest)
         self.store.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.store.with_suffix(".tmp")
         tmp.write_bytes(payload)
@@ -67,12 +71,27 @@ class RemoteConfigurator:
             return None
         return self.apply(self.store.read_bytes())
 
-    def _validated(self, remote: RemoteConfig) -> dict[str, CameraConfig]:
+    def _manifest(self, name: str | None) -> Manifest:
+        """The manifest the config names, from beside the node's own (where models are installed); the node's own
+        when it names none, so a roll-out ends by publishing a config without `manifest`."""
+        if name is None:
+            return self.own_manifest
+        path = next(iter(self.pipelines.values())).node.manifest.parent / name
+        try:
+            return load_manifest(path)
+        except ConfigError as error:
+            raise Refused(f"manifest: {error}") from None
+
+    def _validated(self, remote: RemoteConfig, manifest: Manifest) -> dict[str, CameraConfig]:
+        """The new config of each camera it changes: those it names, and all of them when the models change."""
+        unknown = sorted(set(remote.cameras) - set(self.pipelines))
+        if unknown:
+            raise Refused(f"cameras.{unknown[0]}: this node has no such camera ({', '.join(self.pipelines)})")
         cameras = {}
-        for camera_id, settings in remote.cameras.items():
-            pipeline = self.pipelines.get(camera_id)
-            if pipeline is None:
-                raise Refused(f"cameras.{camera_id}: this node has no such camera ({', '.join(self.pipelines)})")
+        for camera_id, pipeline in self.pipelines.items():
+            if camera_id not in remote.cameras and pipeline.manifest == manifest:
+                continue  # untouched: its open violations carry on
+            settings = remote.cameras.get(camera_id, {})
             forbidden = sorted(set(settings) - REMOTE_KEYS)
             if forbidden:
                 raise Refused(f"cameras.{camera_id}: {', '.join(forbidden)} cannot be changed remotely "
@@ -82,7 +101,7 @@ class RemoteConfigurator:
                 camera = CameraConfig.model_validate(merged)
                 for zone in camera.zones:
                     Zone(zone)  # geometry checks: self-intersecting polygons are refused here, not mid-stream
-                pipeline.check_served(camera)
+                pipeline.check_served(camera, manifest)
             except ValidationError as error:
                 raise Refused(format_validation_error(error, "config", prefix=f"cameras.{camera_id}.")) from None
             except ValueError as error:

@@ -50,6 +50,7 @@ def reference() -> str:
     from edge.config import CameraConfig, MqttConfig, NodeConfig, RuleTuning, ZoneConfig
     from edge.health_config import HealthConfig
     from edge.manifest import ManifestModel
+    from gridwatch.training import Recipe
     from edge.schedule import TimeWindow
     from server.core.config import ServerSettings
     from server.services.dispatch import CategoryRoute, DispatchConfig, UnitConfig
@@ -63,6 +64,7 @@ def reference() -> str:
         ("`cameras[].tuning:`", RuleTuning, "tuning."),
         ("`cameras[].health:`", HealthConfig, "health."),
         ("Model manifest (`manifest:`, default models/coco.yaml): `models[]:`", ManifestModel, "models[]."),
+        ("Training recipe (`gridwatch models train --recipe`, e.g. models/litter.yaml)", Recipe, ""),
         ("Server (`gridwatch server --config server.yaml`, or `GRIDWATCH_<KEY>` environment variables)",
          ServerSettings, ""),
         ("Dispatch (`dispatch_config`, e.g. config/demo/dispatch.yaml)", DispatchConfig, ""),

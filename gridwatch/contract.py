@@ -14,8 +14,9 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "1.1"
-"""1.1 added the evidence crop (`evidence.crop`, topic `.../evidence/{event_id}/crop`); 1.0 payloads stay valid."""
+SCHEMA_VERSION = "1.2"
+"""1.1 added the evidence crop (`evidence.crop`, topic `.../evidence/{event_id}/crop`); 1.2 added the remote
+config's `manifest` (model roll-out) and the crop's `region`. Older payloads stay valid."""
 TOPIC_ROOT = "gw/v1"
 
 NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -68,6 +69,12 @@ class Box(_Strict):
     x2: Unit
     y2: Unit
 
+    @classmethod
+    def from_corners(cls, x1: float, y1: float, x2: float, y2: float) -> Box:
+        """Clamped into the frame, so rounding at its edges never makes an invalid box."""
+        x1, y1, x2, y2 = (min(1.0, max(0.0, float(v))) for v in (x1, y1, x2, y2))
+        return cls(x1=x1, y1=y1, x2=max(x1, x2), y2=max(y1, y2))
+
     @model_validator(mode="after")
     def _ordered(self) -> Box:
         if self.x2 < self.x1 or self.y2 < self.y1:
@@ -90,6 +97,8 @@ class ModelInfo(_Strict):
 class EvidenceImage(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(gt=0, le=MAX_EVIDENCE_BYTES)
+    region: Box | None = Field(default=None, description="Where the crop lies in the frame, so the event's box can "
+                                                         "be placed in it, e.g. for training data (1.2).")
 
 
 class EvidenceRef(_Strict):
@@ -194,6 +203,10 @@ class RemoteConfig(_Strict):
     schema_version: str = Field(pattern=r"^1\.\d+$")
     config_version: str = Field(min_length=1, max_length=64, description="Chosen by the sender; echoed in the answer.")
     cameras: dict[str, dict] = Field(default_factory=dict, description="camera_id -> settings to change.")
+    manifest: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}\.ya?ml$",
+        description="A model manifest among those installed beside the node's own (e.g. city.yaml), to roll a "
+                    "model out to some nodes first; absent: the node's own manifest (1.2).")
 
 
 class ConfigState(StrEnum):

@@ -157,3 +157,19 @@ def stall_clip(out: Path, media: Path, dataset: Path, fps: float = 5.0, before: 
     finally:
         writer.release()
     return LitterTruth(dumped=before, cleared=before + trading, zone=[(0.3, 0.6), (1.0, 0.6), (1.0, 1.0), (0.3, 1.0)])
+
+
+def still_clip(image: NDArray[np.uint8], out: Path, seconds: float = 30.0, fps: float = 5.0, seed: int = 0,
+               width: int = 960) -> Path:
+    """A still camera watching `image` (scaled to `width`) for `seconds`, with sensor noise on every frame."""
+    scale = width / image.shape[1]
+    frame = cv2.resize(image, (width, int(round(image.shape[0] * scale / 2)) * 2), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (frame.shape[1], frame.shape[0]))
+    try:
+        for _ in range(int(seconds * fps)):
+            noise = rng.integers(-4, 5, size=frame.shape, dtype=np.int16)
+            writer.write(np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8))
+    finally:
+        writer.release()
+    return out

@@ -1,39 +1,138 @@
-"""`gridwatch models train` and `export`: fine-tune a YOLO checkpoint on a YOLO-format dataset of city classes,
-evaluate it, export it, and write a model card — the path by which a city makes and ships its own models.
+"""`gridwatch models train` and `export`: fine-tune a YOLO checkpoint into a city model, evaluate it, export it, and
+write its model card — the path by which a city makes and ships its own models.
 
-The dataset is never written to: the recipe builds its own view of it (image links, label copies, a seeded split)
-in the output folder, where ultralytics may keep its caches.
+A recipe (YAML, see models/litter.yaml) says what to learn from and how; command-line options override it. The
+training set is built by `gridwatch.citydata`; the sources are never written to.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import logging
 import shutil
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+from edge.detect import IDENTITY_FILE
+from gridwatch import citydata
+from gridwatch.config_files import ConfigError, read_yaml_mapping, validate
 
 # Street cameras: day and night (brightness), distance (scale), small shifts; no rotation or vertical flips, since
-# cameras are mounted level and garbage does not lie on the sky.
+# cameras are mounted level and garbage does not lie on the sky. Blur and night copies come from citydata.
 STREET_AUGMENTATION = {"hsv_h": 0.015, "hsv_s": 0.5, "hsv_v": 0.6, "degrees": 0.0, "translate": 0.1, "scale": 0.5,
                        "fliplr": 0.5, "flipud": 0.0, "mosaic": 1.0}
+
+
+log = logging.getLogger(__name__)
 
 
 class TrainingError(ValueError):
     pass
 
 
-@dataclass
-class Split:
-    data_yaml: Path
-    train: list[Path]
-    val: list[Path]
-    names: dict[int, str]
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="city", pattern=r"^[a-z][a-z0-9_-]{0,40}$",
+                      description="Model name: file names, the manifest entry and events carry it.")
+    data: Path = Field(description="Labelled dataset: images/ and labels/ in YOLO format.")
+    checkpoint: Path = Field(description="Weights to start from, e.g. ../shared/models/yolo11n_coco.pt.")
+    classes: list[str] = Field(min_length=1, description="The dataset's class names, in label order.")
+    teacher: Path | None = Field(default=None, description="Model that pseudo-labels the `keep` classes.")
+    keep: list[str] = Field(default_factory=list,
+                            description="Teacher classes learned as extra classes, so they are not mistaken for ours.")
+    negatives: list[str] = Field(
+        default_factory=list,
+        description="Clean street images or videos (training only); `ultralytics:` names a file inside the "
+                    "ultralytics package, e.g. ultralytics:assets/bus.jpg.")
+    clean_crops: int = Field(default=1, ge=0, le=5, description="Crops with nothing labelled, per training photo.")
+    street_variants: bool = Field(default=True, description="Add a night or blurred copy of each training photo.")
+    extra: list[Path] = Field(default_factory=list,
+                              description="More labelled datasets, e.g. operator feedback (training only).")
+    feedback: str | None = Field(
+        default=None, description="GridWatch server URL: the detections operators reviewed are fetched "
+                                  "(/api/v1/training-data) and learned as one more extra dataset.")
+    feedback_category: str | None = Field(default=None, description="Only reviewed detections of this category.")
+    epochs: int = Field(default=50, ge=1, description="Most epochs to run.")
+    patience: int = Field(default=10, ge=1, description="Stop after this many epochs without improvement.")
+    imgsz: int = Field(default=640, ge=32, description="Training and export image size.")
+    batch: int = Field(default=16, ge=1, description="Batch size.")
+    val_fraction: float = Field(default=0.2, gt=0, lt=1, description="Share of labelled photos for validation.")
+    seed: int = Field(default=0, description="Seed of the split, the crops and training.")
+    export: list[str] = Field(default_factory=list, description="Formats to export: openvino, onnx.")
+    int8: bool = Field(default=False, description="Quantise the OpenVINO export to INT8, calibrated on the data.")
+    device: str = Field(default="cpu", description="cpu, or a CUDA device such as 0.")
+    plots: bool = Field(default=True, description="Write the curves and example plots.")
+    schedules: dict[str, dict] = Field(
+        default_factory=dict, description="Named sets of overrides, e.g. `short` for CI: {epochs: 8, imgsz: 320}.")
+
+    def sources(self) -> citydata.Sources:
+        return citydata.Sources(
+            labelled=self.data, names=self.classes, teacher=self.teacher, keep=self.keep,
+            negatives=[resolve_negative(n) for n in self.negatives], clean_crops=self.clean_crops,
+            street_variants=self.street_variants, extra=self.extra, val_fraction=self.val_fraction, seed=self.seed)
+
+
+def fetch_feedback(server: str, classes: list[str], category: str | None, dest: Path) -> Path:
+    """Download the server's reviewed detections as a YOLO dataset into `dest` (images/, labels/, export.json)."""
+    query = {"classes": ",".join(classes), **({"category": category} if category else {})}
+    url = f"{server.rstrip('/')}/api/v1/training-data?{urllib.parse.urlencode(query)}"
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 - a URL the operator gave
+            data = response.read()
+    except urllib.error.HTTPError as error:
+        raise TrainingError(f"{url}: {error.code} {error.read().decode(errors='replace')[:300]}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise TrainingError(f"{url}: cannot fetch operator feedback: {error}") from None
+    if dest.exists():
+        shutil.rmtree(dest)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        archive.extractall(dest)
+    summary = json.loads((dest / "export.json").read_text())
+    log.info("operator feedback: %d positives, %d negatives, %d left out (see %s)", summary["positives"],
+             summary["negatives"], len(summary["left_out"]), dest / "export.json")
+    (dest / "images").mkdir(exist_ok=True)
+    return dest
+
+
+def resolve_negative(name: str) -> Path:
+    if name.startswith("ultralytics:"):
+        import ultralytics
+
+        return Path(ultralytics.__file__).parent / name.removeprefix("ultralytics:")
+    return Path(name)
+
+
+def load_recipe(path: Path | None, overrides: dict, schedule: str | None = None) -> Recipe:
+    """The recipe file (relative paths taken from its folder), its named `schedule` on top, and `overrides` (those
+    not None) on top of that."""
+    data = read_yaml_mapping(path, "a training recipe") if path else {}
+    if schedule is not None:
+        schedules = data.get("schedules") or {}
+        if schedule not in schedules:
+            raise ConfigError(f"{path or 'training options'}: schedules: no schedule {schedule!r} "
+                              f"(have: {', '.join(schedules) or 'none'})")
+        data.update(schedules[schedule])
+    if path:
+        for key in ("data", "checkpoint", "teacher"):
+            if isinstance(data.get(key), str):
+                data[key] = str(path.parent / data[key])
+        for key in ("negatives", "extra"):
+            if isinstance(data.get(key), list):
+                data[key] = [v if not isinstance(v, str) or v.startswith("ultralytics:") else str(path.parent / v)
+                             for v in data[key]]
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    return validate(Recipe, data, str(path or "training options"))
 
 
 @dataclass
@@ -45,41 +144,6 @@ class TrainingResult:
     exports: dict[str, Path] = field(default_factory=dict)
 
 
-def prepare_dataset(source: Path, work: Path, names: list[str], val_fraction: float = 0.2, seed: int = 0) -> Split:
-    """A seeded train/validation split of `source` (images/ and labels/, YOLO format) built under `work`."""
-    images = sorted(p for p in (source / "images").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if len(images) < 2:
-        raise TrainingError(f"{source / 'images'}: need at least 2 images, found {len(images)}")
-    if not 0 < val_fraction < 1:
-        raise TrainingError("the validation fraction must be between 0 and 1")
-    (work / "images").mkdir(parents=True, exist_ok=True)
-    (work / "labels").mkdir(parents=True, exist_ok=True)
-    linked = []
-    for image in images:
-        target = work / "images" / image.name
-        if not target.exists():
-            target.symlink_to(image.resolve())
-        label = source / "labels" / f"{image.stem}.txt"
-        text = label.read_text() if label.exists() else ""  # no label file: an image with nothing to find
-        for number, line in enumerate(text.splitlines(), 1):
-            parts = line.split()
-            if parts and (len(parts) != 5 or not parts[0].isdigit() or int(parts[0]) >= len(names)):
-                raise TrainingError(f"{label}:{number}: expected 'class x y w h' with class < {len(names)}")
-        (work / "labels" / f"{image.stem}.txt").write_text(text)
-        linked.append(target)
-    order = np.random.default_rng(seed).permutation(len(linked))
-    val_count = max(1, round(val_fraction * len(linked)))
-    val = [linked[i] for i in sorted(order[:val_count])]
-    train = [linked[i] for i in sorted(order[val_count:])]
-    (work / "train.txt").write_text("\n".join(str(p) for p in train) + "\n")
-    (work / "val.txt").write_text("\n".join(str(p) for p in val) + "\n")
-    names_map = dict(enumerate(names))
-    data_yaml = work / "data.yaml"
-    data_yaml.write_text(yaml.safe_dump({"path": str(work), "train": "train.txt", "val": "val.txt",
-                                         "names": names_map}))
-    return Split(data_yaml, train, val, names_map)
-
-
 def export(weights: Path, formats: list[str], imgsz: int = 640, int8: bool = False,
            data: Path | None = None) -> dict[str, Path]:
     """Export to each format (`onnx`, `openvino`); INT8 (OpenVINO) calibrates on `data`. Exports land beside the
@@ -88,6 +152,8 @@ def export(weights: Path, formats: list[str], imgsz: int = 640, int8: bool = Fal
 
     exports = {}
     for fmt in formats:
+        if fmt not in {"onnx", "openvino"}:
+            raise TrainingError(f"cannot export to {fmt!r}: use onnx or openvino")
         kwargs = {"format": fmt, "imgsz": imgsz, "verbose": False}
         if int8 and fmt == "openvino":
             if data is None:
@@ -97,70 +163,90 @@ def export(weights: Path, formats: list[str], imgsz: int = 640, int8: bool = Fal
     return exports
 
 
-def train(dataset: Path, checkpoint: Path, out: Path, names: list[str], epochs: int = 50, imgsz: int = 640,
-          batch: int = 16, patience: int = 10, val_fraction: float = 0.2, seed: int = 0,
-          export_formats: list[str] | None = None, device: str = "cpu", plots: bool = True) -> TrainingResult:
+def train(recipe: Recipe, out: Path) -> TrainingResult:
     from ultralytics import YOLO
 
-    if not checkpoint.exists():
-        raise TrainingError(f"checkpoint {checkpoint} does not exist")
+    if not recipe.checkpoint.exists():
+        raise TrainingError(f"checkpoint {recipe.checkpoint} does not exist")
     out = out.resolve()
-    split = prepare_dataset(dataset, out / "dataset", names, val_fraction, seed)
     started = time.time()
-    model = YOLO(str(checkpoint))
-    model.train(data=str(split.data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, patience=patience, seed=seed,
-                deterministic=True, project=str(out), name="run", exist_ok=True, device=device, workers=0,
-                plots=plots, amp=False, verbose=False, **STREET_AUGMENTATION)
-    best = out / "best.pt"
-    shutil.copyfile(model.trainer.best, best)
-    validation = YOLO(str(best)).val(data=str(split.data_yaml), split="val", imgsz=imgsz, device=device,
-                                     plots=plots, project=str(out), name="val", exist_ok=True, verbose=False)
+    if recipe.feedback:
+        feedback = fetch_feedback(recipe.feedback, recipe.classes, recipe.feedback_category, out / "feedback")
+        recipe = recipe.model_copy(update={"extra": [*recipe.extra, feedback]})
+    try:
+        split = citydata.build(recipe.sources(), out / "dataset")
+    except citydata.DatasetError as error:
+        raise TrainingError(str(error)) from None
+    model = YOLO(str(recipe.checkpoint))
+    model.train(data=str(split.data_yaml), epochs=recipe.epochs, imgsz=recipe.imgsz, batch=recipe.batch,
+                patience=recipe.patience, seed=recipe.seed, deterministic=True, project=str(out), name="run",
+                exist_ok=True, device=recipe.device, workers=0, plots=recipe.plots, amp=False, verbose=False,
+                **STREET_AUGMENTATION)
+    weights = out / f"{recipe.name}.pt"
+    shutil.copyfile(model.trainer.best, weights)
+    metrics = validate_model(weights, split, recipe, out)
+    exports = export(weights, recipe.export, imgsz=recipe.imgsz, int8=recipe.int8, data=split.data_yaml)
+    version = f"{time.strftime('%Y.%m.%d')}-{hashlib.sha256(weights.read_bytes()).hexdigest()[:8]}"
+    (out / IDENTITY_FILE).write_text(yaml.safe_dump({"name": recipe.name, "version": version}))
+    report = out / "report.json"
+    report.write_text(json.dumps({
+        "name": recipe.name, "version": version, "recipe": json.loads(recipe.model_dump_json()),
+        "classes": split.names, "epochs_run": int(model.trainer.epoch) + 1,
+        "train_images": len(split.train), "val_images": len(split.val), "augmentation": STREET_AUGMENTATION,
+        "validation": metrics, "minutes": round((time.time() - started) / 60, 2),
+        "curves": str(out / "run" / "results.png") if recipe.plots else None,
+        "exports": {fmt: str(path) for fmt, path in exports.items()},
+    }, indent=2) + "\n")
+    card = out / "MODEL_CARD.md"
+    card.write_text(model_card(recipe, version, split, metrics, exports))
+    return TrainingResult(weights, report, card, metrics, exports)
+
+
+def validate_model(weights: Path, split: citydata.Split, recipe: Recipe, out: Path) -> dict:
+    """Precision, recall, mAP50 and mAP50-95 on the validation photos, overall and per class."""
+    from ultralytics import YOLO
+
+    validation = YOLO(str(weights)).val(data=str(split.data_yaml), split="val", imgsz=recipe.imgsz,
+                                        device=recipe.device, plots=recipe.plots, project=str(out), name="val",
+                                        exist_ok=True, verbose=False)
     box = validation.box
     per_class = {
         split.names[int(index)]: {"precision": round(float(p), 4), "recall": round(float(r), 4),
                                   "map50": round(float(m50), 4), "map50_95": round(float(m), 4)}
         for index, p, r, m50, m in zip(box.ap_class_index, box.p, box.r, box.ap50, box.ap, strict=False)
     }
-    metrics = {
-        "precision": round(float(box.mp), 4), "recall": round(float(box.mr), 4),
-        "map50": round(float(box.map50), 4), "map50_95": round(float(box.map), 4), "per_class": per_class,
-    }
-    exports = export(best, export_formats or [], imgsz=imgsz) if export_formats else {}
-    report = out / "report.json"
-    report.write_text(json.dumps({
-        "checkpoint": str(checkpoint), "dataset": str(dataset), "classes": split.names, "epochs": epochs,
-        "epochs_run": int(model.trainer.epoch) + 1, "imgsz": imgsz, "seed": seed,
-        "train_images": len(split.train), "val_images": len(split.val), "augmentation": STREET_AUGMENTATION,
-        "validation": metrics, "minutes": round((time.time() - started) / 60, 2),
-        "curves": str(out / "run" / "results.png") if plots else None,
-        "exports": {fmt: str(path) for fmt, path in exports.items()},
-    }, indent=2) + "\n")
-    card = out / "MODEL_CARD.md"
-    card.write_text(_model_card(checkpoint, dataset, split, metrics, epochs, imgsz, exports))
-    return TrainingResult(best, report, card, metrics, exports)
+    return {"precision": round(float(box.mp), 4), "recall": round(float(box.mr), 4),
+            "map50": round(float(box.map50), 4), "map50_95": round(float(box.map), 4), "per_class": per_class}
 
 
-def _model_card(checkpoint: Path, dataset: Path, split: Split, metrics: dict, epochs: int, imgsz: int,
-                exports: dict[str, Path]) -> str:
+def model_card(recipe: Recipe, version: str, split: citydata.Split, metrics: dict, exports: dict[str, Path]) -> str:
     rows = "\n".join(f"| {name} | {m['precision']} | {m['recall']} | {m['map50']} | {m['map50_95']} |"
                      for name, m in metrics["per_class"].items())
-    licence = (dataset / "LICENSE").read_text().splitlines()[0] if (dataset / "LICENSE").exists() else "see dataset"
-    return f"""# Model card
+    licence_file = recipe.data / "LICENSE"
+    licence = licence_file.read_text().splitlines()[0] if licence_file.exists() else "see the dataset"
+    taught = (f"; {', '.join(recipe.keep)} pseudo-labelled by `{recipe.teacher.name}`" if recipe.teacher and recipe.keep
+              else "")
+    return f"""# Model card: {recipe.name} {version}
 
 - **Date**: {time.strftime("%Y-%m-%d")}
-- **Base weights**: `{checkpoint.name}` (Ultralytics YOLO, AGPL-3.0)
-- **Data**: `{dataset}` — {len(split.train)} training and {len(split.val)} validation images, seeded split;
+- **Base weights**: `{recipe.checkpoint.name}` (Ultralytics YOLO, AGPL-3.0)
+- **Data**: `{recipe.data}` — {len(split.train)} training images (labelled photos, night and blurred copies,
+  {recipe.clean_crops} clean crop(s) per photo, {len(recipe.negatives)} clean negative source(s),
+  {len(recipe.extra)} extra dataset(s)) and {len(split.val)} validation photos, seeded split (seed {recipe.seed});
   data licence: {licence}
-- **Classes**: {", ".join(split.names.values())}
-- **Training**: {epochs} epochs at {imgsz} px, street-camera augmentation (brightness for night, scale, shifts)
+- **Classes**: {", ".join(split.names.values())} (own: {", ".join(recipe.classes)}{taught})
+- **Training**: up to {recipe.epochs} epochs (patience {recipe.patience}) at {recipe.imgsz} px, street-camera
+  augmentation (brightness, scale, shifts, mirror; night and blur copies)
 - **Exports**: {", ".join(f"{fmt} (`{path.name}`)" for fmt, path in exports.items()) or "none"}
 
-## Validation
+## Validation (ultralytics val on the validation photos)
 
 | class | precision | recall | mAP50 | mAP50-95 |
 |---|---|---|---|---|
 | all | {metrics['precision']} | {metrics['recall']} | {metrics['map50']} | {metrics['map50_95']} |
 {rows}
 
+Teacher-labelled classes are scored against the teacher's labels, not a person's.
 Use it at the edge by listing it in a model manifest (see models/README.md) with the categories its classes serve.
 """
+

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from server.api.routes import cases, dead_letters, evidence, health, nodes
+from server.api.routes import cases, dead_letters, evidence, feedback, health, nodes
 from server.core.config import ServerSettings
 from server.db import Database
 from server.services.cases import CaseService
@@ -49,7 +49,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.evidence = evidence_store
     app.state.ingest = ingest
     app.state.ingest_service = service
-    for module in (health, cases, dead_letters, evidence, nodes):
+    for module in (health, cases, dead_letters, evidence, nodes, feedback):
         app.include_router(module.router)
 
     @app.exception_handler(Exception)

@@ -149,3 +149,19 @@ class DeadLetter(Base):
     node_id: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DetectionReview(Base):
+    """An operator's verdict on a detection (the event that raised it): the ground truth that retrains models."""
+
+    __tablename__ = "detection_reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    """`confirmed` or `rejected`."""
+    reason: Mapped[str | None] = mapped_column(String(32))
+    """Why it was rejected: false_positive, duplicate, not_our_responsibility, other."""
+    reviewer: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

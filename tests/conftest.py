@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,6 +124,24 @@ def mqtt_client(running_broker: RunningBroker):
 def model_path() -> str:
     """The detector the tests run: $GRIDWATCH_MODEL, else the shared OpenVINO export (make test sets the first)."""
     return os.environ.get("GRIDWATCH_MODEL") or str(SHARED_MODEL)
+
+
+LITTER_RECIPE = REPO / "models" / "litter.yaml"
+LITTER_SHORT = REPO / "models" / "runs" / "litter-short"
+
+
+@pytest.fixture(scope="session")
+def litter_model() -> Path:
+    """The litter model of models/litter.yaml's short schedule, as `make model-litter SCHEDULE=short` makes it in
+    models/runs/litter-short; trained here (a few minutes) when it is missing or its recipe has changed."""
+    from gridwatch.training import load_recipe
+
+    recipe = json.loads(load_recipe(LITTER_RECIPE, {}, "short").model_dump_json())
+    report = LITTER_SHORT / "report.json"
+    if not report.exists() or json.loads(report.read_text()).get("recipe") != recipe:
+        subprocess.run([sys.executable, "-m", "gridwatch", "models", "train", "--recipe", str(LITTER_RECIPE),
+                        "--schedule", "short", "--out", str(LITTER_SHORT)], check=True, cwd=REPO)
+    return LITTER_SHORT
 
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per test request drowns the useful log

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from gridwatch.contract import CaseAssignment
 
@@ -106,3 +106,24 @@ class Health(BaseModel):
     database: str
     mqtt: str
     ingest: dict[str, int]
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Literal["confirmed", "rejected"] = Field(description="The operator's verdict on the detection.")
+    reason: Literal["false_positive", "duplicate", "not_our_responsibility", "other"] | None = Field(
+        default=None, description="Why it was rejected (required for `rejected`).")
+    reviewer: str = Field(min_length=1, max_length=128, description="Who decided.")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ReviewOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    event_id: str
+    verdict: str
+    reason: str | None
+    reviewer: str
+    note: str | None
+    at: datetime

@@ -96,3 +96,58 @@ def test_a_config_published_while_the_node_was_offline_is_applied_when_it_return
         wait_until(lambda: link.connected.is_set())
     finally:
         link.stop()
+
+
+def rollout_node(tmp_path, factory_calls: list) -> CameraPipeline:
+    """A node whose own manifest serves litter with COCO bottles; city.yaml beside it adds a trained litter model."""
+    (tmp_path / "models" / "litter" / "litter_openvino_model").mkdir(parents=True)
+    (tmp_path / "models" / "own.yaml").write_text(json.dumps({"models": [
+        {"name": "coco", "people": ["person"], "categories": {"illegal_parking": ["car"], "litter": ["bottle"]}}]}))
+    (tmp_path / "models" / "city.yaml").write_text(json.dumps({"models": [
+        {"name": "coco", "people": ["person"], "categories": {"illegal_parking": ["car"]}},
+        {"name": "litter", "weights": "litter/litter_openvino_model", "detect_fps": 1, "people": ["person"],
+         "categories": {"litter": ["garbage"]}}]}))
+    (tmp_path / "models" / "broken.yaml").write_text(json.dumps({"models": [
+        {"name": "litter", "weights": "litter-v9/litter_openvino_model", "categories": {"litter": ["garbage"]}}]}))
+    node = NodeConfig.model_validate({"node_id": "node-a", "model": "coco.pt",
+                                      "manifest": str(tmp_path / "models" / "own.yaml"), "cameras": [{
+        "camera_id": "gate", "source": "rtsp://x", "zones": [
+            {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1]], "dwell_seconds": 300},
+            {"zone_id": "corner", "rule": "no_litter", "polygon": [[0, 0], [1, 0], [1, 1]], "dwell_seconds": 60}]}]})
+
+    def factory(weights: str, labels: list[str]) -> ScriptedDetector:
+        factory_calls.append(weights)
+        return ScriptedDetector(weights.rsplit("/", 1)[-1], lambda n: detections())
+
+    from edge.manifest import load_manifest
+
+    return CameraPipeline.build(node, node.cameras[0], load_manifest(node.manifest), source=object(),
+                                detector_factory=factory)
+
+
+def test_a_model_is_rolled_out_to_a_node_through_its_config_and_rolled_back(tmp_path, monkeypatch):
+    monkeypatch.delenv("GRIDWATCH_MODEL", raising=False)  # the node's own `model: coco.pt` serves COCO
+    loaded: list[str] = []
+    camera = rollout_node(tmp_path, loaded)
+    configurator = RemoteConfigurator("node-a", {"gate": camera}, tmp_path / "remote.json")
+    assert [r.detector.info.name for r in camera.runners] == ["coco.pt"]
+
+    rollout = json.dumps({"schema_version": "1.2", "config_version": "litter-pilot", "manifest": "city.yaml"})
+    assert configurator.apply(rollout.encode()).state.value == "applied"
+    assert [r.detector.info.name for r in camera.runners] == ["coco.pt", "litter_openvino_model"]
+    assert loaded == ["coco.pt", str(tmp_path / "models" / "litter" / "litter_openvino_model")], \
+        "COCO stays loaded; only the new model is loaded"
+    litter_rule = next(r for r in camera.runners if r.spec.name == "litter")
+    assert litter_rule.interval == pytest.approx(1.0) and litter_rule.spec.categories == {"litter": ["garbage"]}
+
+    broken = json.dumps({"schema_version": "1.2", "config_version": "litter-v9", "manifest": "broken.yaml"})
+    status = configurator.apply(broken.encode())
+    assert status.state.value == "refused" and "litter-v9/litter_openvino_model does not exist" in status.reason
+    missing = json.dumps({"schema_version": "1.2", "config_version": "x", "manifest": "nowhere.yaml"})
+    assert "nowhere.yaml: cannot read" in configurator.apply(missing.encode()).reason
+    assert [r.detector.info.name for r in camera.runners] == ["coco.pt", "litter_openvino_model"]
+
+    back = json.dumps({"schema_version": "1.2", "config_version": "litter-off"})
+    assert configurator.apply(back.encode()).state.value == "applied"
+    assert [r.detector.info.name for r in camera.runners] == ["coco.pt"]
+    assert camera.runners[0].spec.categories["litter"] == ["bottle"]

@@ -5,31 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from gridwatch.contract import MAX_EVENT_BYTES, event_topic, evidence_topic, status_topic
-from server.core.config import ServerSettings
-from server.main import create_app
 from tests.factories import event_payload, jpeg, wait_until
-
-DISPATCH = Path(__file__).resolve().parents[2] / "config" / "demo" / "dispatch.yaml"
-
-
-@pytest.fixture
-def api(running_broker, tmp_path):
-    settings = ServerSettings(
-        database_url=f"sqlite:///{tmp_path / 'gridwatch.db'}",
-        evidence_dir=tmp_path / "evidence",
-        dispatch_config=DISPATCH,
-        mqtt_port=running_broker.port,
-        mqtt_password=running_broker.credentials.server_password,
-    )
-    with TestClient(create_app(settings)) as client:
-        wait_until(lambda: client.get("/healthz").json()["mqtt"] == "connected")
-        yield client
 
 
 def cases(api) -> list[dict]:

@@ -1,0 +1,131 @@
+"""The litter model: how well it sees garbage, how quiet it is on clean streets, and what it costs a camera.
+
+Writes bench/results/litter_model.json:
+- validation: ultralytics val of the trained model on the validation photos (precision, recall, mAP50, mAP50-95 of
+  `garbage`), from the training report;
+- operating_point: recall, precision and `found` (IoU >= 0.1) of garbage on the validation photos (never trained
+  on) at the score the edge's rules count (0.35), for the model as the node runs it (the OpenVINO export);
+- clean: `false_boxes_per_frame`, garbage boxes per clean street frame the model never trained on (leuvenA.jpg,
+  the garbage-free top right of vtest.avi, crops of the validation photos away from their garbage);
+- variants (with --compare): the same figures for other trained models, each with garbage boxes that lie on a
+  person or vehicle dropped either by the model's own classes or by the COCO model run beside it;
+- cost: the camera pipeline on vtest.avi at 10 fps with models/coco.yaml against models/city.yaml (COCO at 5 fps
+  plus the litter model at 1 fps), milliseconds per camera-second and their ratio, measured in one run.
+
+    .venv/bin/python bench/litter_model.py [--model-dir models/litter] [--compare DIR ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "bench"))
+SHARED = REPO.parent / "shared"
+
+from edge_bench import pipeline_run  # noqa: E402
+from results_io import report  # noqa: E402
+
+from gridwatch.model_eval import (  # noqa: E402
+    SUPPRESSING_CLASSES,
+    CityDetector,
+    clean_frames,
+    false_boxes_per_frame,
+    recall_precision,
+    validation_samples,
+)
+
+
+def deployed_weights(model_dir: Path) -> Path:
+    """What a node runs: the OpenVINO export when there is one, else the PyTorch weights."""
+    exports = sorted(model_dir.glob("*_openvino_model"))
+    return exports[0] if exports else next(model_dir.glob("*.pt"))
+
+
+def figures_of(model_dir: Path, target: str, suppressor: Path | None, frames: list, samples: list,
+               imgsz: int) -> dict:
+    detector = CityDetector(deployed_weights(model_dir), target, suppressor=suppressor, imgsz=imgsz)
+    own = sorted(set(detector.model.names.values()) & set(SUPPRESSING_CLASSES))
+    suppression = "by the COCO model beside it" if suppressor else f"by its own {', '.join(own)}" if own else "none"
+    return {"weights": deployed_weights(model_dir).name, "boxes_on_people_and_vehicles_dropped": suppression,
+            "operating_point": recall_precision(detector, samples), "clean": false_boxes_per_frame(detector, frames)}
+
+
+def camera_cost(coco: str, video: Path, frames: int) -> dict:
+    """Milliseconds of pipeline per second of a 10 fps camera that always sees motion, without and with litter."""
+    costs = {}
+    for name in ("coco", "city"):
+        count, wall, cpu = pipeline_run(coco, video, 10.0, gating=False, max_frames=frames,
+                                        manifest_path=REPO / "models" / f"{name}.yaml", manifest_rates=True)
+        camera_seconds = count / 10.0
+        costs[name] = {"wall_ms_per_camera_second": round(1000 * wall / camera_seconds, 1),
+                       "cpu_ms_per_camera_second": round(1000 * cpu / camera_seconds, 1)}
+    costs["added_wall_ratio"] = round(costs["city"]["wall_ms_per_camera_second"]
+                                      / costs["coco"]["wall_ms_per_camera_second"], 3)
+    costs["cameras_per_node_with_litter"] = int(1000 // costs["city"]["wall_ms_per_camera_second"])
+    costs["cameras_per_node_without"] = int(1000 // costs["coco"]["wall_ms_per_camera_second"])
+    return costs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, default=REPO / "models" / "litter",
+                        help="Output folder of `gridwatch models train` for the shipped model (default models/litter).")
+    parser.add_argument("--target", default="garbage", help="The class measured (default garbage); class 0 of "
+                                                           "the labels.")
+    parser.add_argument("--compare", type=Path, action="append", default=[],
+                        help="Another trained model's folder to measure the same way; repeat for several.")
+    parser.add_argument("--coco", default=os.environ.get("GRIDWATCH_MODEL")
+                        or str(SHARED / "models" / "yolo11n_int8_openvino_model"),
+                        help="The COCO model run beside it (suppression variant and camera cost).")
+    parser.add_argument("--video", type=Path, default=SHARED / "media" / "vtest.avi",
+                        help="Street video: clean frames from its garbage-free corner, and the camera cost.")
+    parser.add_argument("--frames", type=int, default=300, help="Frames for the camera cost (default 300).")
+    parser.add_argument("--no-cost", action="store_true", help="Skip the camera cost (quality figures only).")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "litter_model.json",
+                        help="Where to write the JSON figures.")
+    args = parser.parse_args()
+
+    training = json.loads((args.model_dir / "report.json").read_text())
+    imgsz = training["recipe"]["imgsz"]
+    samples = validation_samples(args.model_dir / "dataset")
+    frames = clean_frames(samples, args.video if args.video.exists() else None, [SHARED / "media" / "leuvenA.jpg"])
+    shipped = figures_of(args.model_dir, args.target, None, frames, samples, imgsz)
+    figures = {
+        "benchmark": "litter_model",
+        "model": f"{training['name']} {training['version']}",
+        "recipe": {key: training["recipe"][key] for key in ("epochs", "imgsz", "keep", "clean_crops",
+                                                            "street_variants", "int8")},
+        "epochs_run": training["epochs_run"],
+        "training_minutes": training["minutes"],
+        "validation": {"all": {k: training["validation"][k] for k in ("precision", "recall", "map50", "map50_95")},
+                       args.target: training["validation"]["per_class"].get(args.target)},
+        "operating_point": shipped["operating_point"],
+        "false_boxes_per_frame": shipped["clean"]["false_boxes_per_frame"],
+        "clean": shipped["clean"],
+        "goals": {"recall": 0.8, "false_boxes_per_frame": 0.05},
+    }
+    variants = {}
+    for other in args.compare:
+        other_report = json.loads((other / "report.json").read_text())
+        variants[f"{other.name} alone"] = figures_of(other, args.target, None, frames, samples, imgsz)
+        variants[f"{other.name} alone"]["keep"] = other_report["recipe"]["keep"]
+        variants[f"{other.name} + coco beside"] = figures_of(other, args.target, Path(args.coco), frames, samples,
+                                                             imgsz)
+    if variants:
+        variants[f"{args.model_dir.name} + coco beside"] = figures_of(args.model_dir, args.target, Path(args.coco),
+                                                                      frames, samples, imgsz)
+        figures["variants"] = variants
+    if not args.no_cost:
+        figures["cost"] = camera_cost(args.coco, args.video, args.frames)
+    report(figures, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

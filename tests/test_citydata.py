@@ -1,0 +1,94 @@
+"""The city training set: seeded split, clean crops, night and blur copies, negatives, extras and pseudo-labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gridwatch.citydata import DatasetError, Sources, build, clean_crops, read_labels
+from gridwatch.training import resolve_negative
+
+REPO = Path(__file__).resolve().parents[1]
+TEACHER = REPO.parent / "shared" / "models" / "yolo11n_coco.pt"
+
+
+def labelled(root: Path, count: int, box: str = "0 0.5 0.5 0.2 0.2") -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(count):
+        cv2.imwrite(str(root / "images" / f"p{index}.jpg"), rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+        (root / "labels" / f"p{index}.txt").write_text(box + "\n")
+    return root
+
+
+def test_split_is_seeded_and_only_training_gets_copies_crops_negatives_and_feedback(tmp_path):
+    data = labelled(tmp_path / "data", 10)
+    feedback = labelled(tmp_path / "feedback", 2)
+    video = tmp_path / "street.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (160, 120))
+    for _ in range(30):
+        writer.write(np.full((120, 160, 3), 90, np.uint8))
+    writer.release()
+    sources = Sources(labelled=data, names=["garbage"], negatives=[video], frames_per_video=4, clean_crops=1,
+                      extra=[feedback], seed=3)
+    split = build(sources, tmp_path / "a")
+    again = build(sources, tmp_path / "b")
+    assert [p.name for p in split.val] == [p.name for p in again.val], "the same seed, the same split"
+    assert len(split.val) == 2 and all(p.name.startswith("v_") for p in split.val)
+    kinds = sorted({p.name.split("_")[0] for p in split.train})
+    assert kinds == ["c0", "n", "s", "t", "x0", "x1"]
+    assert sum(p.name.startswith("t_") for p in split.train) == 8
+    assert sum(p.name.startswith("s_") for p in split.train) == 8, "one night or blurred copy per training photo"
+    assert sum(p.name.startswith("n_") for p in split.train) == 4, "evenly spaced frames of the clean video"
+    night_or_blur = next(p for p in split.train if p.name.startswith("s_"))
+    assert read_labels(tmp_path / "a" / "labels" / f"{night_or_blur.stem}.txt", 1) == [(0, 0.5, 0.5, 0.2, 0.2)]
+    crop = next(p for p in split.train if p.name.startswith("c0_"))
+    assert read_labels(tmp_path / "a" / "labels" / f"{crop.stem}.txt", 1) == [], "a clean crop holds nothing"
+    assert not list((data / "labels").glob("*.cache")) and len(list((data / "images").iterdir())) == 10
+
+
+def test_clean_crops_keep_away_from_every_labelled_box():
+    image = np.zeros((400, 600, 3), np.uint8)
+    labels = [(0, 0.25, 0.5, 0.2, 0.3)]  # a pile on the left: x 90-210 px, y 140-260 px
+    crops = clean_crops(image, labels, 5, np.random.default_rng(0))
+    assert crops, "there is room on the right"
+    image[140:260, 90:210] = 255
+    for crop in clean_crops(image, labels, 5, np.random.default_rng(0)):
+        assert crop.max() == 0, "no crop shows any of the pile"
+
+
+def test_bad_labels_and_sources_are_refused_with_the_file(tmp_path):
+    data = labelled(tmp_path / "data", 3, box="0 0.5 0.5 0.2")
+    with pytest.raises(DatasetError, match="p0.txt:1"):
+        build(Sources(labelled=data, names=["garbage"]), tmp_path / "out")
+    data = labelled(tmp_path / "data2", 3)
+    with pytest.raises(DatasetError, match="nowhere.mp4"):
+        build(Sources(labelled=data, names=["garbage"], negatives=[tmp_path / "nowhere.mp4"]), tmp_path / "out2")
+    with pytest.raises(DatasetError, match="teacher"):
+        build(Sources(labelled=data, names=["garbage"], keep=["person"]), tmp_path / "out3")
+
+
+@pytest.mark.skipif(not TEACHER.exists(), reason="the teacher model comes from ../shared/models")
+def test_the_teacher_labels_people_and_vehicles_except_inside_our_own_boxes(tmp_path):
+    bus = resolve_negative("ultralytics:assets/bus.jpg")
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    for index in range(2):
+        (data / "images" / f"bus{index}.jpg").symlink_to(bus)
+    # bus.jpg (810x1080): the man on the far left stands at about x 50-245, y 400-905 px; "label" him as ours
+    (data / "labels" / "bus0.txt").write_text("0 0.18 0.605 0.24 0.47\n")
+    sources = Sources(labelled=data, names=["garbage"], teacher=TEACHER, keep=["person", "bus"], clean_crops=0,
+                      street_variants=False, val_fraction=0.5)
+    split = build(sources, tmp_path / "out")
+    assert split.names == {0: "garbage", 1: "person", 2: "bus"}
+    plain = read_labels(tmp_path / "out" / "labels" / "t_bus1.txt", 3) + read_labels(
+        tmp_path / "out" / "labels" / "v_bus1.txt", 3)
+    ours = read_labels(tmp_path / "out" / "labels" / "t_bus0.txt", 3) + read_labels(
+        tmp_path / "out" / "labels" / "v_bus0.txt", 3)
+    assert sorted(cls for cls, *_ in plain) == [1, 1, 1, 1, 2], "four people and the bus"
+    assert sorted(cls for cls, *_ in ours) == [0, 1, 1, 1, 2], "the person inside our own box is ours"
