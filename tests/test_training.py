@@ -38,13 +38,14 @@ def test_train_evaluates_exports_and_documents_a_model(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "gridwatch", "models", "train", "--data", str(data), "--from", str(CHECKPOINT),
          "--classes", "garbage", "--out", str(out), "--epochs", "1", "--imgsz", "64", "--batch", "4",
-         "--export", "onnx", "--no-plots"],
+         "--export", "onnx", "--no-plots", "--clean-crops", "0", "--name", "squares"],
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
-    assert report["classes"] == {"0": "garbage"} and report["train_images"] + report["val_images"] == 12
+    assert report["classes"] == {"0": "garbage"}
     assert report["val_images"] == 2, "a seeded 20 % split"
+    assert report["train_images"] == 20, "each training photo and its night or blurred copy"
     validation = report["validation"]
     assert set(validation) >= {"precision", "recall", "map50", "map50_95", "per_class"}
     assert 0 <= validation["map50"] <= 1 and "garbage" in validation["per_class"]
@@ -55,7 +56,9 @@ def test_train_evaluates_exports_and_documents_a_model(tmp_path):
     from ultralytics import YOLO
 
     onnx = Path(report["exports"]["onnx"])
-    assert onnx.exists()
+    assert onnx.name == "squares.onnx" and (out / "squares.pt").exists()
+    identity = (out / "identity.yaml").read_text()
+    assert "name: squares" in identity and report["version"] in identity
     detections = YOLO(str(onnx), task="detect").predict(str(data / "images" / "3.jpg"), imgsz=64, verbose=False)
     assert detections[0].names == {0: "garbage"}
 
@@ -67,3 +70,21 @@ def test_bad_labels_are_refused_with_the_file_and_line(tmp_path):
         [sys.executable, "-m", "gridwatch", "models", "train", "--data", str(data), "--from", str(CHECKPOINT),
          "--classes", "garbage", "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and "2.txt:2" in result.stderr
+
+
+def test_a_recipe_names_its_wrong_keys_and_schedules_and_options_override_it(tmp_path):
+    from gridwatch.config_files import ConfigError
+    from gridwatch.training import load_recipe
+
+    recipe = tmp_path / "stall.yaml"
+    recipe.write_text("name: stall\ndata: photos\ncheckpoint: base.pt\nclasses: [stall]\nepochs: 60\n"
+                      "negatives: [street.mp4, 'ultralytics:assets/bus.jpg']\nschedules: {short: {epochs: 3}}\n")
+    loaded = load_recipe(recipe, {"imgsz": 320}, "short")
+    assert (loaded.epochs, loaded.imgsz, loaded.data) == (3, 320, tmp_path / "photos")
+    assert loaded.negatives == [str(tmp_path / "street.mp4"), "ultralytics:assets/bus.jpg"]
+    assert load_recipe(recipe, {"epochs": 7}).epochs == 7
+    with pytest.raises(ConfigError, match="no schedule 'long'"):
+        load_recipe(recipe, {}, "long")
+    recipe.write_text("name: stall\ndata: photos\ncheckpoint: base.pt\nclasses: [stall]\nepoch: 60\n")
+    with pytest.raises(ConfigError, match="epoch: unknown key"):
+        load_recipe(recipe, {})
