@@ -50,8 +50,8 @@ def reference() -> str:
     from edge.config import CameraConfig, MqttConfig, NodeConfig, RuleTuning, ZoneConfig
     from edge.health_config import HealthConfig
     from edge.manifest import ManifestModel
-    from gridwatch.training import Recipe
     from edge.schedule import TimeWindow
+    from gridwatch.training import Recipe
     from server.core.config import ServerSettings
     from server.services.dispatch import CategoryRoute, DispatchConfig, UnitConfig
 

@@ -24,7 +24,9 @@ BOX = {"x1": 0.42, "y1": 0.52, "x2": 0.58, "y2": 0.68}
 def send_detection(node, label: str = "garbage", region: dict | None = REGION, seed: int = 0) -> str:
     """A litter event with its annotated frame and its crop, as a node sends them; returns the event id."""
     frame, crop = jpeg(seed=seed), jpeg(width=40, height=30, seed=seed + 100)
-    crop_ref = {"sha256": hashlib.sha256(crop).hexdigest(), "bytes": len(crop), **({"region": region} if region else {})}
+    crop_ref = {"sha256": hashlib.sha256(crop).hexdigest(), "bytes": len(crop)}
+    if region:
+        crop_ref["region"] = region
     payload = event_payload(category="litter", code="0102", label=label, box=BOX, evidence={
         "sha256": hashlib.sha256(frame).hexdigest(), "bytes": len(frame), "crop": crop_ref})
     node.publish(event_topic("node-a", "litter"), json.dumps(payload))
