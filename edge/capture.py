@@ -83,7 +83,14 @@ class VideoSource:
             raise CaptureError(f"video source {source!r} does not exist")
         self.frames_read = 0
         self.reconnects = 0
+        self.restarts = 0
+        """Times the source was reopened on request (the `restart_camera` command)."""
         self.delivering = True
+        self._restart = threading.Event()
+
+    def request_restart(self) -> None:
+        """Close and reopen the source before the next frame (a file starts again from its beginning)."""
+        self._restart.set()
 
     def _open(self) -> cv2.VideoCapture:
         capture = self._opener(int(self.source) if self.source.isdigit() else self.source)
@@ -120,6 +127,12 @@ class VideoSource:
         yielded = 0
         try:
             while True:
+                if self._restart.is_set():
+                    self._restart.clear()
+                    capture.release()
+                    capture = self._first_live_open() if self.live else self._open()
+                    self.restarts += 1
+                    log.info("camera %s reopened on request", self.source)
                 ok = capture.grab()  # demux only: frames we skip are never decoded or colour-converted
                 if not ok:
                     capture.release()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,17 @@ import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from edge.config import MqttConfig
-from gridwatch.contract import ConfigStatus, NodeState, NodeStatus, config_status_topic, config_topic, status_topic
+from gridwatch.contract import (
+    CommandResponse,
+    ConfigStatus,
+    NodeState,
+    NodeStatus,
+    command_response_topic,
+    command_topic,
+    config_status_topic,
+    config_topic,
+    status_topic,
+)
 from gridwatch.mqtt import MqttClient, Will
 
 log = logging.getLogger(__name__)
@@ -58,6 +69,9 @@ class NodeLink(MqttClient):
         self.set_will(Will(status_topic(node_id), self._status(NodeState.OFFLINE, with_time=False)))
         self.subscribe(status_topic(node_id), self._on_own_status)
         self.subscribe(config_topic(node_id), self._on_config)
+        self.command_handler: Callable[[bytes], CommandResponse] | None = None
+        """Carries out a command and answers it (set by the node)."""
+        self.subscribe(command_topic(node_id), self._on_command)
 
     def _status(self, state: NodeState, with_time: bool = True) -> bytes:
         status = NodeStatus(node_id=self.node_id, state=state, session=self.session,
@@ -90,6 +104,18 @@ class NodeLink(MqttClient):
             return
         status = self.config_handler(message.payload)
         self.publish(config_status_topic(self.node_id), status.model_dump_json().encode(), retain=True)
+
+    def _on_command(self, message: mqtt.MQTTMessage) -> None:
+        if self.command_handler is None:
+            log.warning("command received but this node does not take commands")
+            return
+        # Carried out in a thread of its own: a camera restart waits for the camera, and paho's loop must not.
+        threading.Thread(target=self._answer, args=(message.payload,), name="command", daemon=True).start()
+
+    def _answer(self, payload: bytes) -> None:
+        response = self.command_handler(payload)
+        log.info("command %s (%s): %s", response.request_id, response.action, response.detail)
+        self.publish(command_response_topic(self.node_id), response.model_dump_json().encode())
 
     def stop_gracefully(self, flush_seconds: float = 10.0) -> bool:
         flushed = self.flush(flush_seconds)

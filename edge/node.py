@@ -6,7 +6,9 @@ import logging
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
+from edge.commands import CommandHandler
 from edge.comms import NodeLink
 from edge.config import NodeConfig
 from edge.manifest import load_manifest
@@ -31,7 +33,8 @@ class EdgeNode:
         self.started = time.monotonic()
 
     @classmethod
-    def build(cls, config: NodeConfig) -> EdgeNode:
+    def build(cls, config: NodeConfig, config_path: Path | None = None) -> EdgeNode:
+        """The node of `config`; `config_path` is the file it came from, which the `reload` command reads again."""
         manifest = load_manifest(config.manifest)
         log.info("node %s: model %s, manifest %s, %d camera(s)", config.node_id, config.resolved_model(),
                  config.manifest, len(config.cameras))
@@ -48,6 +51,9 @@ class EdgeNode:
         link.config_handler = configurator.apply
         node = cls(config, link, pipelines, outbox)
         node.configurator = configurator
+        link.command_handler = CommandHandler(config, {p.camera.camera_id: p for p in pipelines},
+                                              lambda topic, jpeg: link.publish(topic, jpeg, retain=True),
+                                              config_path).handle
         return node
 
     def publish(self, topic: str, payload: bytes) -> None:

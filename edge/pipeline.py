@@ -111,6 +111,8 @@ class CameraPipeline:
         self.health = CameraHealth(camera.health) if camera.health.enabled else None
         self._next_health_check = float("-inf")
         self._last_frame_wall = time.monotonic()
+        self.last_image: NDArray[np.uint8] | None = None
+        """The newest frame, for a snapshot on command."""
 
     @classmethod
     def build(cls, node: NodeConfig, camera: CameraConfig, manifest: Manifest,
@@ -202,6 +204,7 @@ class CameraPipeline:
     def _process(self, frame: Frame, publish: Publish) -> list[Event]:
         published: list[Event] = []
         self._last_frame_wall = time.monotonic()
+        self.last_image = frame.image
         if self.health and frame.timestamp >= self._next_health_check:
             self._next_health_check = frame.timestamp + 1.0
             for fault in self.health.observe(frame.image, frame.timestamp):

@@ -44,6 +44,16 @@ _CHANNELS: list[tuple[str, str, dict, str, type[BaseModel] | None, str, int, boo
      "The node validates it all before applying any of it, keeps the last good one, and answers on config/status."),
     ("nodeConfigStatus", c.config_status_topic("{node_id}"), _NODE_PARAM, "ConfigStatus", c.ConfigStatus,
      "edge node", 1, True, "The node's answer to a remote config: applied, or refused with the reason naming keys."),
+    ("nodeCommand", c.command_topic("{node_id}"), _NODE_PARAM, "Command", c.Command, "server", 1, False,
+     "A command: snapshot (publish the current frame), reload (re-read the node's config file and manifest), "
+     "restart_camera (reopen a camera's source). Sent while the node is away, it arrives on return (persistent "
+     "session). Answered on command/response with the same request_id (1.2)."),
+    ("nodeCommandResponse", c.command_response_topic("{node_id}"), _NODE_PARAM, "CommandResponse",
+     c.CommandResponse, "edge node", 1, False,
+     "The answer to a command: ok or not, what was done or why not, and the snapshots published (1.2)."),
+    ("nodeSnapshot", "gw/v1/nodes/{node_id}/snapshot/{camera_id}",
+     {**_NODE_PARAM, "camera_id": {"description": "The camera."}}, "Snapshot", None, "edge node", 1, True,
+     "The camera's latest frame as a JPEG, unannotated, retained; published on a snapshot command (1.2)."),
     ("cases", "gw/v1/cases/{category}/{case_id}",
      {"category": {"description": "Case category.", "enum": [x.value for x in c.Category]},
       "case_id": {"description": "The server's case number."}},

@@ -48,7 +48,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
     from edge.detect import ModelError
 
     try:
-        node = EdgeNode.build(config)
+        node = EdgeNode.build(config, args.config)
     except ModelError as error:
         raise ConfigError(str(error)) from None
     return node.run(_stop_on_signals())

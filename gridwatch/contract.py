@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 SCHEMA_VERSION = "1.2"
 """1.1 added the evidence crop (`evidence.crop`, topic `.../evidence/{event_id}/crop`); 1.2 added the remote
-config's `manifest` (model roll-out) and the crop's `region`. Older payloads stay valid."""
+config's `manifest` (model roll-out), the crop's `region`, commands and snapshots. Older payloads stay valid."""
 TOPIC_ROOT = "gw/v1"
 
 NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -224,6 +224,53 @@ class ConfigStatus(_Strict):
     at: AwareDatetime
 
 
+class CommandAction(StrEnum):
+    SNAPSHOT = "snapshot"
+    """Publish the camera's current frame (every camera's, when none is named) on its retained snapshot topic."""
+    RELOAD = "reload"
+    """Read the node's configuration file and model manifest again and apply them without a restart."""
+    RESTART_CAMERA = "restart_camera"
+    """Close and reopen one camera's video source (after its camera was power-cycled, say)."""
+
+
+class Command(_Strict):
+    """Sent by the server on `gw/v1/nodes/{node_id}/command` (QoS 1, not retained; 1.2). A node away when it is sent
+    receives it on return (persistent session); its answer carries the same `request_id`."""
+
+    schema_version: str = Field(pattern=r"^1\.\d+$")
+    request_id: Identifier = Field(description="Chosen by the sender; echoed in the response.")
+    action: CommandAction
+    camera_id: Identifier | None = Field(default=None, description="The camera; required for restart_camera.")
+    sent_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _camera_named(self) -> Command:
+        if self.action is CommandAction.RESTART_CAMERA and self.camera_id is None:
+            raise ValueError("restart_camera needs a camera_id")
+        return self
+
+
+class SnapshotRef(_Strict):
+    camera_id: Identifier
+    topic: str = Field(description="Where the JPEG is retained: gw/v1/nodes/{node_id}/snapshot/{camera_id}.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(gt=0, le=MAX_EVIDENCE_BYTES)
+
+
+class CommandResponse(_Strict):
+    """The node's answer on `gw/v1/nodes/{node_id}/command/response` (QoS 1; 1.2)."""
+
+    schema_version: str = Field(pattern=r"^1\.\d+$")
+    node_id: NodeId
+    request_id: str = Field(min_length=1, max_length=64,
+                            description="The command's; `unknown` when the command could not be read at all.")
+    action: str = Field(max_length=64)
+    ok: bool
+    detail: str | None = Field(default=None, description="What was done, or why it could not be.")
+    snapshots: list[SnapshotRef] = Field(default_factory=list)
+    at: AwareDatetime
+
+
 class CaseAssignment(_Strict):
     grid_id: str | None = None
     community: str | None = None
@@ -289,6 +336,18 @@ def config_status_topic(node_id: str) -> str:
     return f"{TOPIC_ROOT}/nodes/{node_id}/config/status"
 
 
+def command_topic(node_id: str) -> str:
+    return f"{TOPIC_ROOT}/nodes/{node_id}/command"
+
+
+def command_response_topic(node_id: str) -> str:
+    return f"{TOPIC_ROOT}/nodes/{node_id}/command/response"
+
+
+def snapshot_topic(node_id: str, camera_id: str) -> str:
+    return f"{TOPIC_ROOT}/nodes/{node_id}/snapshot/{camera_id}"
+
+
 def case_topic(category: Category | str, case_id: int) -> str:
     return f"{TOPIC_ROOT}/cases/{Category(category).value}/{case_id}"
 
@@ -304,6 +363,8 @@ class TopicKind(StrEnum):
     EVENTS = "events"
     EVIDENCE = "evidence"
     CONFIG = "config"
+    COMMAND = "command"
+    SNAPSHOT = "snapshot"
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,9 +372,9 @@ class NodeTopic:
     node_id: str
     kind: TopicKind
     leaf: str | None = None
-    """The category of an events topic, or the event id of an evidence topic."""
+    """The category of an events topic, the event id of an evidence topic, the camera of a snapshot topic."""
     variant: str | None = None
-    """`crop` for an evidence crop; None for the annotated frame."""
+    """`crop` for an evidence crop, `status` of a config, `response` of a command; else None."""
 
 
 class TopicError(ValueError):
@@ -337,7 +398,9 @@ def parse_node_topic(topic: str) -> NodeTopic:
         rest, variant = rest[:1], "crop"
     elif kind is TopicKind.CONFIG and rest == ["status"]:
         rest, variant = [], "status"
-    needs_leaf = kind in (TopicKind.EVENTS, TopicKind.EVIDENCE)
+    elif kind is TopicKind.COMMAND and rest == ["response"]:
+        rest, variant = [], "response"
+    needs_leaf = kind in (TopicKind.EVENTS, TopicKind.EVIDENCE, TopicKind.SNAPSHOT)
     if needs_leaf != (len(rest) == 1) or len(rest) > 1:
         raise TopicError(f"malformed {kind.value} topic: {topic!r}")
     leaf = rest[0] if rest else None

@@ -165,3 +165,33 @@ class DetectionReview(Base):
     reviewer: Mapped[str] = mapped_column(String(128))
     note: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NodeCommand(Base):
+    """A command sent to a node, and the node's answer once it comes."""
+
+    __tablename__ = "node_commands"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    node_id: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    camera_id: Mapped[str | None] = mapped_column(String(64))
+    sent_by: Mapped[str] = mapped_column(String(128))
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    response: Mapped[dict[str, Any] | None]
+    answered_at: Mapped[datetime | None]
+
+
+class CameraSnapshot(Base):
+    """The latest snapshot of each camera (the JPEG lives in the evidence store under its SHA-256)."""
+
+    __tablename__ = "camera_snapshots"
+    __table_args__ = (UniqueConstraint("node_id", "camera_id", name="uq_snapshot_camera"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(64))
+    camera_id: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -17,6 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gridwatch.broker import Broker, Credentials, generate_users
+from tests.factories import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MODEL = REPO.parent / "shared" / "models" / "yolo11n_int8_openvino_model"
@@ -142,6 +143,34 @@ def litter_model() -> Path:
         subprocess.run([sys.executable, "-m", "gridwatch", "models", "train", "--recipe", str(LITTER_RECIPE),
                         "--schedule", "short", "--out", str(LITTER_SHORT)], check=True, cwd=REPO)
     return LITTER_SHORT
+
+
+DISPATCH = REPO / "config" / "demo" / "dispatch.yaml"
+
+
+@pytest.fixture
+def server_settings(running_broker, tmp_path):
+    """The server's settings for a test: a SQLite file and evidence folder of its own, the test's broker."""
+    from server.core.config import ServerSettings
+
+    return ServerSettings(
+        database_url=f"sqlite:///{tmp_path / 'gridwatch.db'}",
+        evidence_dir=tmp_path / "evidence",
+        dispatch_config=DISPATCH,
+        mqtt_port=running_broker.port,
+        mqtt_password=running_broker.credentials.server_password,
+    )
+
+
+@pytest.fixture
+def api(server_settings):
+    from fastapi.testclient import TestClient
+
+    from server.main import create_app
+
+    with TestClient(create_app(server_settings)) as client:
+        wait_until(lambda: client.get("/healthz").json()["mqtt"] == "connected")
+        yield client
 
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per test request drowns the useful log

@@ -127,3 +127,27 @@ class ReviewOut(BaseModel):
     reviewer: str
     note: str | None
     at: datetime
+
+
+class CommandIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["snapshot", "reload", "restart_camera"] = Field(
+        description="snapshot: publish the current frame; reload: re-read the node's config file and manifest; "
+                    "restart_camera: reopen a camera's source.")
+    camera_id: str | None = Field(default=None, max_length=64, description="Required for restart_camera.")
+    sent_by: str = Field(default="operator", min_length=1, max_length=128, description="Who sent it.")
+
+
+class CommandOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    request_id: str
+    node_id: str
+    action: str
+    camera_id: str | None
+    sent_by: str
+    sent_at: datetime
+    response: dict[str, Any] | None = Field(description="The node's answer; null until it comes (a node that is "
+                                                        "away answers when it returns).")
+    answered_at: datetime | None

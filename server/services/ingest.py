@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -25,6 +26,7 @@ from gridwatch.contract import (
     MAX_EVIDENCE_BYTES,
     SUBSCRIBE_ALL_NODES,
     CaseMessage,
+    CommandResponse,
     ConfigStatus,
     Event,
     NodeState,
@@ -37,10 +39,19 @@ from gridwatch.contract import (
 )
 from gridwatch.mqtt import MqttClient
 from server.db import Database
-from server.models import DeadLetter, EventRecord, EvidenceRecord, NodeRecord, utcnow
+from server.models import (
+    CameraSnapshot,
+    DeadLetter,
+    EventRecord,
+    EvidenceRecord,
+    NodeCommand,
+    NodeRecord,
+    utcnow,
+)
 from server.services.cases import CaseService
 
 log = logging.getLogger(__name__)
+_CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -107,8 +118,12 @@ class Ingest:
                 if parsed.variant == "status":
                     return self._config_status(parsed, payload)
                 return "ignored"  # server -> node configuration, published by the server itself
+            if parsed.kind.value == "command":
+                if parsed.variant == "response":
+                    return self._command_response(parsed, payload)
+                return "ignored"  # server -> node command, published by the server itself
             handler = {"events": self._event, "evidence": self._evidence, "status": self._status,
-                       "telemetry": self._telemetry}.get(parsed.kind.value)
+                       "telemetry": self._telemetry, "snapshot": self._snapshot}.get(parsed.kind.value)
             if handler is None:
                 raise Rejected(f"the server does not accept {parsed.kind.value} messages")
             return handler(parsed, payload)
@@ -220,6 +235,41 @@ class Ingest:
         with self.database.session() as session:
             node = self._touch_node(session, status.node_id, utcnow())
             node.config_status = json.loads(status.model_dump_json())
+            session.commit()
+        return "stored"
+
+    def _command_response(self, topic: NodeTopic, payload: bytes) -> str:
+        response = self._validate(CommandResponse, payload, MAX_EVENT_BYTES)
+        if response.node_id != topic.node_id:
+            raise Rejected(f"node_id {response.node_id!r} in the payload does not match {topic.node_id!r}")
+        with self.database.session() as session:
+            self._touch_node(session, response.node_id, utcnow())
+            command = session.scalar(select(NodeCommand).where(NodeCommand.request_id == response.request_id,
+                                                               NodeCommand.node_id == response.node_id))
+            if command is None:
+                raise Rejected(f"response to unknown request {response.request_id!r}")
+            command.response, command.answered_at = json.loads(response.model_dump_json()), utcnow()
+            session.commit()
+        return "stored"
+
+    def _snapshot(self, topic: NodeTopic, payload: bytes) -> str:
+        if not payload:
+            return "ignored"  # a cleared retained snapshot
+        if len(payload) > MAX_EVIDENCE_BYTES:
+            raise Rejected(f"snapshot of {len(payload)} bytes exceeds the {MAX_EVIDENCE_BYTES}-byte limit")
+        if not payload.startswith(_JPEG_MAGIC):
+            raise Rejected("snapshot is not a JPEG image")
+        if not _CAMERA_ID_RE.match(topic.leaf or ""):
+            raise Rejected(f"invalid camera id {topic.leaf!r} in the snapshot topic")
+        sha256 = self.evidence.put(payload)
+        with self.database.session() as session:
+            self._touch_node(session, topic.node_id, utcnow(), seen=False)
+            snapshot = session.scalar(select(CameraSnapshot).where(CameraSnapshot.node_id == topic.node_id,
+                                                                   CameraSnapshot.camera_id == topic.leaf))
+            if snapshot is None:
+                snapshot = CameraSnapshot(node_id=topic.node_id, camera_id=topic.leaf)
+                session.add(snapshot)
+            snapshot.sha256, snapshot.bytes, snapshot.received_at = sha256, len(payload), utcnow()
             session.commit()
         return "stored"
 

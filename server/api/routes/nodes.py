@@ -1,11 +1,17 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
 from sqlalchemy import select
 
-from server.api.deps import SessionDep
-from server.api.schemas import NodeOut
-from server.models import NodeRecord
+from gridwatch.contract import SCHEMA_VERSION, Command, command_topic
+from server.api.deps import EvidenceDep, SessionDep
+from server.api.schemas import CommandIn, CommandOut, NodeOut
+from server.models import CameraSnapshot, NodeCommand, NodeRecord
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
 
@@ -13,3 +19,44 @@ router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
 @router.get("", response_model=list[NodeOut], summary="Edge nodes with their availability and latest telemetry")
 def list_nodes(session: SessionDep) -> list[NodeOut]:
     return [NodeOut.model_validate(n) for n in session.scalars(select(NodeRecord).order_by(NodeRecord.node_id))]
+
+
+@router.post("/{node_id}/commands", response_model=CommandOut, status_code=202,
+             summary="Send a command (snapshot, reload, restart_camera); the node's answer follows")
+def send_command(node_id: str, body: CommandIn, session: SessionDep, request: Request) -> CommandOut:
+    if session.get(NodeRecord, node_id) is None:
+        raise HTTPException(status_code=404, detail=f"no node {node_id} has ever connected")
+    service = request.app.state.ingest_service
+    if service is None or not service.connected.is_set():
+        raise HTTPException(status_code=503, detail="the server is not connected to the broker; try again")
+    try:
+        command = Command(schema_version=SCHEMA_VERSION, request_id=uuid.uuid4().hex, action=body.action,
+                          camera_id=body.camera_id, sent_at=datetime.now(UTC))
+    except ValidationError as error:
+        raise HTTPException(status_code=422, detail=[e["msg"] for e in error.errors()]) from None
+    record = NodeCommand(request_id=command.request_id, node_id=node_id, action=command.action.value,
+                         camera_id=command.camera_id, sent_by=body.sent_by)
+    session.add(record)
+    session.commit()
+    service.publish(command_topic(node_id), command.model_dump_json().encode(), qos=1)
+    return CommandOut.model_validate(record)
+
+
+@router.get("/{node_id}/commands/{request_id}", response_model=CommandOut, summary="A command and its answer")
+def get_command(node_id: str, request_id: str, session: SessionDep) -> CommandOut:
+    record = session.scalar(select(NodeCommand).where(NodeCommand.node_id == node_id,
+                                                      NodeCommand.request_id == request_id))
+    if record is None:
+        raise HTTPException(status_code=404, detail=f"no command {request_id} for node {node_id}")
+    return CommandOut.model_validate(record)
+
+
+@router.get("/{node_id}/cameras/{camera_id}/snapshot", response_class=FileResponse,
+            summary="The camera's latest snapshot (send a snapshot command for a fresh one)",
+            responses={200: {"content": {"image/jpeg": {}}}})
+def get_snapshot(node_id: str, camera_id: str, session: SessionDep, store: EvidenceDep) -> FileResponse:
+    snapshot = session.scalar(select(CameraSnapshot).where(CameraSnapshot.node_id == node_id,
+                                                           CameraSnapshot.camera_id == camera_id))
+    if snapshot is None or not store.path(snapshot.sha256).exists():
+        raise HTTPException(status_code=404, detail=f"no snapshot of camera {camera_id} of node {node_id}")
+    return FileResponse(store.path(snapshot.sha256), media_type="image/jpeg", headers={"ETag": snapshot.sha256})

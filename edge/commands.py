@@ -1,0 +1,139 @@
+"""Commands from the command centre (`gw/v1/nodes/{id}/command`): snapshot now, reload, restart a camera. Every
+command gets an answer on `command/response` with its request id, also when it cannot be read or carried out."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+from pydantic import ValidationError
+
+from edge.config import NodeConfig, load_node_config
+from edge.manifest import load_manifest
+from edge.pipeline import CameraPipeline
+from gridwatch.config_files import ConfigError, format_validation_error
+from gridwatch.contract import (
+    SCHEMA_VERSION,
+    Command,
+    CommandAction,
+    CommandResponse,
+    SnapshotRef,
+    snapshot_topic,
+)
+
+log = logging.getLogger(__name__)
+
+RESTART_WAIT_SECONDS = 10.0
+Publish = Callable[[str, bytes], None]
+
+
+class CommandFailed(Exception):
+    pass
+
+
+class CommandHandler:
+    def __init__(self, config: NodeConfig, pipelines: dict[str, CameraPipeline], publish_snapshot: Publish,
+                 config_path: Path | None = None) -> None:
+        self.config = config
+        self.pipelines = pipelines
+        self.publish_snapshot = publish_snapshot
+        """Publishes a JPEG retained at QoS 1 (the latest snapshot of a camera is what a zone editor draws on)."""
+        self.config_path = config_path
+
+    def handle(self, payload: bytes) -> CommandResponse:
+        try:
+            command = Command.model_validate_json(payload)
+        except ValidationError as error:
+            request_id = _request_id_of(payload)
+            return self._response(request_id, "unknown", False, format_validation_error(error, "command"))
+        try:
+            if command.camera_id is not None and command.camera_id not in self.pipelines:
+                raise CommandFailed(f"no camera {command.camera_id} on this node ({', '.join(self.pipelines)})")
+            if command.action is CommandAction.SNAPSHOT:
+                snapshots = self.snapshot(command.camera_id)
+                return self._response(command.request_id, command.action, True,
+                                      f"{len(snapshots)} snapshot(s) published", snapshots)
+            if command.action is CommandAction.RELOAD:
+                return self._response(command.request_id, command.action, True, self.reload())
+            return self._response(command.request_id, command.action, True, self.restart(command.camera_id))
+        except CommandFailed as error:
+            log.warning("command %s (%s) failed: %s", command.request_id, command.action.value, error)
+            return self._response(command.request_id, command.action, False, str(error))
+
+    def snapshot(self, camera_id: str | None) -> list[SnapshotRef]:
+        refs = []
+        for pipeline_id, pipeline in self.pipelines.items():
+            if camera_id not in (None, pipeline_id):
+                continue
+            image = pipeline.last_image
+            if image is None:
+                raise CommandFailed(f"camera {pipeline_id} has delivered no frame yet")
+            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            if not ok:
+                raise CommandFailed(f"camera {pipeline_id}: JPEG encoding failed")
+            jpeg = encoded.tobytes()
+            topic = snapshot_topic(self.config.node_id, pipeline_id)
+            self.publish_snapshot(topic, jpeg)
+            refs.append(SnapshotRef(camera_id=pipeline_id, topic=topic, sha256=hashlib.sha256(jpeg).hexdigest(),
+                                    bytes=len(jpeg)))
+        return refs
+
+    def reload(self) -> str:
+        """The configuration file and the manifest again: zones, rules, rates, tuning and models change in place;
+        a camera added, removed or given another source needs a restart and is refused, changing nothing."""
+        if self.config_path is None:
+            raise CommandFailed("this node was not started from a configuration file")
+        try:
+            fresh = load_node_config(self.config_path)
+            manifest = load_manifest(fresh.manifest)
+        except ConfigError as error:
+            raise CommandFailed(f"not reloaded: {error}") from None
+        cameras = {camera.camera_id: camera for camera in fresh.cameras}
+        if set(cameras) != set(self.pipelines):
+            raise CommandFailed(f"not reloaded: cameras changed ({', '.join(sorted(cameras))} in the file, "
+                                f"{', '.join(sorted(self.pipelines))} running); restart the node to add or remove one")
+        moved = [cid for cid, camera in cameras.items() if camera.source != self.pipelines[cid].camera.source]
+        if moved:
+            raise CommandFailed(f"not reloaded: the source of {', '.join(moved)} changed; restart the node")
+        try:
+            for camera_id, camera in cameras.items():
+                self.pipelines[camera_id].check_served(camera, manifest)
+        except ConfigError as error:
+            raise CommandFailed(f"not reloaded: {error}") from None
+        for camera_id, camera in cameras.items():
+            self.pipelines[camera_id].reconfigure(camera, manifest)
+        return f"reloaded {self.config_path.name}: {len(cameras)} camera(s)"
+
+    def restart(self, camera_id: str) -> str:
+        source = self.pipelines[camera_id].source
+        restarts = source.restarts
+        source.request_restart()
+        deadline = time.monotonic() + RESTART_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            if source.restarts > restarts:
+                return f"camera {camera_id} reopened"
+            time.sleep(0.05)
+        raise CommandFailed(f"camera {camera_id} did not reopen within {RESTART_WAIT_SECONDS:.0f} s "
+                            f"(a live source keeps retrying)")
+
+    def _response(self, request_id: str, action: str, ok: bool, detail: str,
+                  snapshots: list[SnapshotRef] | None = None) -> CommandResponse:
+        return CommandResponse(schema_version=SCHEMA_VERSION, node_id=self.config.node_id, request_id=request_id,
+                               action=str(action), ok=ok, detail=detail, snapshots=snapshots or [],
+                               at=datetime.now(UTC))
+
+
+def _request_id_of(payload: bytes) -> str:
+    """The request id of a command that failed validation, when it can be read at all."""
+    import json
+
+    try:
+        value = json.loads(payload).get("request_id")
+    except (ValueError, AttributeError):
+        return "unknown"
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else "unknown"
