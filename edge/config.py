@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from edge.health_config import HealthConfig
 from edge.manifest import DEFAULT_MANIFEST
 from edge.schedule import TimeWindow
+from edge.streetlight_config import StreetlightConfig
 from gridwatch.config_files import load_yaml_model
 from gridwatch.contract import DEFAULT_EVENT_CODES, NODE_ID_PATTERN, Category, Location
 
@@ -163,14 +164,26 @@ class NodeConfig(_Config):
         default_factory=lambda: {category: code for category, code in DEFAULT_EVENT_CODES.items()},
         description="City event code per category.",
     )
-    cameras: list[CameraConfig] = Field(min_length=1, description="The cameras this node watches (table below).")
+    cameras: list[CameraConfig] = Field(default_factory=list, description="The cameras this node watches (table "
+                                                                          "below).")
+    streetlights: list[StreetlightConfig] = Field(
+        default_factory=list, description="Smart streetlights this node reads (table below); a streetlight node may "
+                                          "carry cameras too.")
 
     @model_validator(mode="after")
-    def _unique_cameras(self) -> NodeConfig:
-        ids = [camera.camera_id for camera in self.cameras]
+    def _unique_devices(self) -> NodeConfig:
+        if not self.cameras and not self.streetlights:
+            raise ValueError("a node needs at least one camera or streetlight")
+        ids = [camera.camera_id for camera in self.cameras] + [light.lamp_id for light in self.streetlights]
         if len(set(ids)) != len(ids):
-            raise ValueError("camera_id values must be unique")
+            raise ValueError("camera_id and lamp_id values must be unique")
         return self
+
+    @field_validator("event_codes")
+    @classmethod
+    def _every_category_coded(cls, codes: dict[Category, str]) -> dict[Category, str]:
+        """A city that renames some codes keeps the national ones for the rest."""
+        return {**DEFAULT_EVENT_CODES, **codes}
 
     @field_validator("timezone")
     @classmethod

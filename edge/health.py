@@ -6,7 +6,6 @@ Pure and clock-free like the rules: `observe(image, now)` returns the fault even
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 
 import cv2
@@ -14,20 +13,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.capture import small_grey
+from edge.faults import FaultTracker
 from edge.health_config import HealthConfig
 from edge.rules.stationary import RuleEvent
-from gridwatch.contract import Category, EventType
+from gridwatch.contract import Category
 
-FULL_FRAME = (0.0, 0.0, 1.0, 1.0)
 CAMERA_ZONE = "camera"
-
-
-@dataclass
-class _Fault:
-    since: float | None = None      # when the condition was first seen in a row
-    cleared_since: float | None = None
-    violation_id: uuid.UUID | None = None
-    started_at: float = 0.0
 
 
 @dataclass
@@ -36,7 +27,7 @@ class CameraHealth:
     width: int = 160
     _reference_edges: NDArray[np.uint8] | None = None
     _previous: NDArray[np.uint8] | None = None
-    _faults: dict[str, _Fault] = field(default_factory=dict)
+    _faults: FaultTracker = field(default_factory=lambda: FaultTracker(Category.DEVICE_FAULT, CAMERA_ZONE))
 
     def calibrate(self, image: NDArray[np.uint8]) -> None:
         """Take this picture as the camera's proper view (done with the first good frame)."""
@@ -73,41 +64,13 @@ class CameraHealth:
     def observe_offline(self, silent: bool, now: float) -> list[RuleEvent]:
         """`silent`: the caller has already seen no frame for `fault_seconds` (there is no frame to time it on), so
         the fault is raised at once, dated back to when the silence began, and ended as soon as frames return."""
-        fault = self._faults.setdefault("offline", _Fault())
-        if silent and fault.violation_id is None:
-            fault.violation_id, fault.started_at = uuid.uuid4(), now - self.config.fault_seconds
-            return [self._event(EventType.NEW, "offline", fault, now, "no frames from the camera")]
-        if not silent and fault.violation_id is not None:
-            event = self._event(EventType.END, "offline", fault, now, "frames again")
-            fault.violation_id = None
-            return [event]
-        return []
+        return self._faults.track_timed("offline", silent, now, now - self.config.fault_seconds,
+                                        "no frames from the camera", "frames again")
 
     def _track(self, kind: str, present: bool, now: float) -> list[RuleEvent]:
-        fault = self._faults.setdefault(kind, _Fault())
-        hold = self.config.fault_seconds
-        if present:
-            fault.cleared_since = None
-            fault.since = fault.since if fault.since is not None else now
-            if fault.violation_id is None and now - fault.since >= hold:
-                fault.violation_id, fault.started_at = uuid.uuid4(), fault.since
-                return [self._event(EventType.NEW, kind, fault, now, f"picture {kind} for {now - fault.since:.0f} s")]
-            return []
-        fault.since = None
-        if fault.violation_id is None:
-            return []
-        fault.cleared_since = fault.cleared_since if fault.cleared_since is not None else now
-        if now - fault.cleared_since < hold:
-            return []
-        event = self._event(EventType.END, kind, fault, now, "picture back to normal")
-        fault.violation_id, fault.cleared_since = None, None
-        return [event]
-
-    @staticmethod
-    def _event(event_type: EventType, kind: str, fault: _Fault, now: float, reason: str) -> RuleEvent:
-        return RuleEvent(event_type, fault.violation_id, Category.DEVICE_FAULT, CAMERA_ZONE, kind, 0,
-                         fault.started_at, now, 1.0, FULL_FRAME, reason)
+        return self._faults.track(kind, present, now, self.config.fault_seconds, f"picture {kind}",
+                                  "picture back to normal")
 
     @property
     def active_faults(self) -> list[str]:
-        return [kind for kind, fault in self._faults.items() if fault.violation_id is not None]
+        return self._faults.active

@@ -15,17 +15,28 @@ from edge.manifest import load_manifest
 from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxSender
 from edge.pipeline import CameraPipeline
 from edge.remote_config import RemoteConfigurator
+from edge.streetlight import StreetlightMonitor, lamp_event, make_adapter
 from edge.system_stats import SystemStats
-from gridwatch.contract import SCHEMA_VERSION, NodeTelemetry, TopicKind, parse_node_topic, telemetry_topic
+from gridwatch.contract import (
+    SCHEMA_VERSION,
+    Category,
+    NodeTelemetry,
+    TopicKind,
+    event_topic,
+    parse_node_topic,
+    telemetry_topic,
+)
 
 log = logging.getLogger(__name__)
 
 
 class EdgeNode:
-    def __init__(self, config: NodeConfig, link: NodeLink, pipelines: list[CameraPipeline], outbox: Outbox) -> None:
+    def __init__(self, config: NodeConfig, link: NodeLink, pipelines: list[CameraPipeline], outbox: Outbox,
+                 lamps: list[StreetlightMonitor] | None = None) -> None:
         self.config = config
         self.link = link
         self.pipelines = pipelines
+        self.lamps = lamps or []
         self.outbox = outbox
         self.sender = OutboxSender(outbox, link)
         self.system = SystemStats()
@@ -39,6 +50,7 @@ class EdgeNode:
         log.info("node %s: model %s, manifest %s, %d camera(s)", config.node_id, config.resolved_model(),
                  config.manifest, len(config.cameras))
         pipelines = [CameraPipeline.build(config, camera, manifest) for camera in config.cameras]
+        lamps = [StreetlightMonitor(light, make_adapter(light)) for light in config.streetlights]
         link = NodeLink(config.node_id, config.mqtt, config.state_dir)
         outbox = Outbox(config.state_dir / config.node_id / "outbox.db", int(config.outbox_max_mb * 1024 * 1024))
         if outbox.depth:
@@ -49,7 +61,7 @@ class EdgeNode:
         if restored is not None:
             log.info("last good remote config %s: %s", restored.config_version, restored.state.value)
         link.config_handler = configurator.apply
-        node = cls(config, link, pipelines, outbox)
+        node = cls(config, link, pipelines, outbox, lamps)
         node.configurator = configurator
         link.command_handler = CommandHandler(config, {p.camera.camera_id: p for p in pipelines},
                                               lambda topic, jpeg: link.publish(topic, jpeg, retain=True),
@@ -80,8 +92,26 @@ class EdgeNode:
                          for pipeline in self.pipelines for runner in pipeline.runners}.values()),
             config_version=self.configurator.current_version if self.configurator else None,
             cameras=[pipeline.telemetry() for pipeline in self.pipelines],
+            lamps=[lamp.telemetry() for lamp in self.lamps],
         )
         self.link.publish(telemetry_topic(self.config.node_id), telemetry.model_dump_json().encode(), qos=0)
+
+    def run_streetlights(self, stop: threading.Event) -> None:
+        """Read each lamp every `poll_seconds` and publish the faults that begin or end (through the outbox)."""
+        due = {lamp.config.lamp_id: 0.0 for lamp in self.lamps}
+        while not stop.is_set():
+            for lamp in self.lamps:
+                if time.monotonic() < due[lamp.config.lamp_id]:
+                    continue
+                due[lamp.config.lamp_id] = time.monotonic() + lamp.config.poll_seconds
+                for rule_event in lamp.poll(time.time()):
+                    event = lamp_event(rule_event, self.config.node_id,
+                                       self.config.event_codes[Category.STREETLIGHT_FAULT], lamp.config,
+                                       self.config.zoneinfo())
+                    log.info("%s streetlight_fault %s %s (%s)", lamp.config.lamp_id, event.type.value, event.label,
+                             rule_event.reason)
+                    self.publish(event_topic(self.config.node_id, event.category), event.model_dump_json().encode())
+            stop.wait(0.1)
 
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set or every camera's source has ended; returns a process exit code."""
@@ -95,9 +125,14 @@ class EdgeNode:
         ]
         for thread in threads:
             thread.start()
+        if self.lamps:
+            threads.append(threading.Thread(target=self.run_streetlights, args=(stop,), name="streetlights",
+                                            daemon=True))
+            threads[-1].start()
         next_telemetry = time.monotonic()
         try:
-            while not stop.is_set() and not all(p.finished.is_set() for p in self.pipelines):
+            # a node with cameras stops when all their sources have ended; a streetlight node runs until stopped
+            while not stop.is_set() and (self.lamps or not all(p.finished.is_set() for p in self.pipelines)):
                 for pipeline in self.pipelines:
                     pipeline.check_offline(self.publish)
                 if time.monotonic() >= next_telemetry:

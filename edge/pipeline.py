@@ -11,8 +11,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,6 +26,7 @@ from edge.manifest import BACKGROUND_WEIGHTS, Manifest, ManifestModel
 from edge.motion import MotionDetector
 from edge.rules import RULES, RuleEvent, StationaryRule, build_rules
 from edge.rules.stationary import NO_PEOPLE
+from edge.schedule import local_time
 from edge.zones import Zone
 from gridwatch.config_files import ConfigError
 from gridwatch.contract import (
@@ -52,10 +51,6 @@ FURNITURE_PRONE = frozenset({Category.STREET_VENDING, Category.LITTER})
 PEOPLE_FRESH_SECONDS = 2.0
 HEALTH_MODEL = ModelInfo(name="camera-health", version="1")
 """People seen by another model count as context for this long (models run at different rates)."""
-
-
-def local_time(timestamp: float, timezone: ZoneInfo | None) -> datetime:
-    return datetime.fromtimestamp(timestamp, timezone) if timezone else datetime.fromtimestamp(timestamp).astimezone()
 
 
 def make_detector(weights: str, labels: list[str]) -> Detector | BackgroundModel:

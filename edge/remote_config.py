@@ -35,8 +35,8 @@ class RemoteConfigurator:
         self.pipelines = pipelines
         self.store = store
         self.current_version: str | None = None
-        self.own_manifest: Manifest = next(iter(pipelines.values())).manifest
-        """The manifest the node started with."""
+        self.own_manifest: Manifest | None = next(iter(pipelines.values())).manifest if pipelines else None
+        """The manifest the node started with (None on a node without cameras)."""
 
     def apply(self, payload: bytes) -> ConfigStatus:
         version = "unknown"
@@ -74,6 +74,8 @@ class RemoteConfigurator:
     def _manifest(self, name: str | None) -> Manifest:
         """The manifest the config names, from beside the node's own (where models are installed); the node's own
         when it names none, so a roll-out ends by publishing a config without `manifest`."""
+        if not self.pipelines:
+            raise Refused("this node has no cameras to configure")
         if name is None:
             return self.own_manifest
         path = next(iter(self.pipelines.values())).node.manifest.parent / name

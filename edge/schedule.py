@@ -55,3 +55,8 @@ class Schedule:
         moment = datetime.fromtimestamp(timestamp, self.timezone) if self.timezone else \
             datetime.fromtimestamp(timestamp).astimezone()
         return any(window.contains(moment) for window in self.windows)
+
+
+def local_time(timestamp: float, timezone: ZoneInfo | None) -> datetime:
+    """`timestamp` in the node's time zone (the system's when none is set), as events carry it."""
+    return datetime.fromtimestamp(timestamp, timezone) if timezone else datetime.fromtimestamp(timestamp).astimezone()

@@ -51,6 +51,7 @@ def reference() -> str:
     from edge.health_config import HealthConfig
     from edge.manifest import ManifestModel
     from edge.schedule import TimeWindow
+    from edge.streetlight_config import LampAdapterConfig, SimulatedFailure, StreetlightConfig
     from gridwatch.training import Recipe
     from server.core.config import ServerSettings
     from server.services.dispatch import CategoryRoute, DispatchConfig, UnitConfig
@@ -63,6 +64,9 @@ def reference() -> str:
         ("`cameras[].zones[].schedule[]:`", TimeWindow, "schedule[]."),
         ("`cameras[].tuning:`", RuleTuning, "tuning."),
         ("`cameras[].health:`", HealthConfig, "health."),
+        ("`streetlights[]:`", StreetlightConfig, "streetlights[]."),
+        ("`streetlights[].adapter:`", LampAdapterConfig, "adapter."),
+        ("`streetlights[].adapter.failures[]:` (simulated adapter)", SimulatedFailure, "failures[]."),
         ("Model manifest (`manifest:`, default models/coco.yaml): `models[]:`", ManifestModel, "models[]."),
         ("Training recipe (`gridwatch models train --recipe`, e.g. models/litter.yaml)", Recipe, ""),
         ("Server (`gridwatch server --config server.yaml`, or `GRIDWATCH_<KEY>` environment variables)",

@@ -34,6 +34,9 @@ class Category(StrEnum):
     LITTER = "litter"
     DEVICE_FAULT = "device_fault"
     """A camera that is black, frozen, covered or moved from its view (1.1); `label` names the fault."""
+    STREETLIGHT_FAULT = "streetlight_fault"
+    """A smart streetlight off at night, on by day, with power or voltage out of range, or a silent controller
+    (1.2); `camera_id` is the lamp, `zone_id` is `lamp`, `label` names the fault."""
 
 
 DEFAULT_EVENT_CODES: dict[Category, str] = {
@@ -41,6 +44,7 @@ DEFAULT_EVENT_CODES: dict[Category, str] = {
     Category.STREET_VENDING: "0501",
     Category.LITTER: "0102",
     Category.DEVICE_FAULT: "DEV-CAM",
+    Category.STREETLIGHT_FAULT: "DEV-LAMP",
 }
 """National classification codes (CJ/T 214 style); cities override them in configuration."""
 
@@ -171,6 +175,19 @@ class CameraTelemetry(_Strict):
     error: str | None = Field(default=None, description="Why the camera's pipeline stopped, if it did (1.1).")
 
 
+class LampTelemetry(_Strict):
+    """One smart streetlight's latest reading (1.2)."""
+
+    lamp_id: Identifier
+    controller_ok: bool = Field(description="False while the lamp controller does not answer.")
+    lamp_on: bool | None = None
+    power_w: float | None = Field(default=None, ge=0)
+    voltage_v: float | None = Field(default=None, ge=0)
+    ambient_lux: float | None = Field(default=None, ge=0)
+    read_at: AwareDatetime | None = Field(default=None, description="When the last good reading was taken.")
+    faults: list[str] = Field(default_factory=list, description="Faults now raised.")
+
+
 class NodeTelemetry(_Strict):
     schema_version: str = Field(pattern=r"^1\.\d+$")
     node_id: NodeId
@@ -189,6 +206,7 @@ class NodeTelemetry(_Strict):
     models: list[ModelInfo] = Field(default_factory=list, description="Models the node runs (1.1).")
     config_version: str | None = Field(default=None, description="Remote config in force, if any (1.1).")
     cameras: list[CameraTelemetry] = Field(default_factory=list)
+    lamps: list[LampTelemetry] = Field(default_factory=list, description="Smart streetlights of the node (1.2).")
 
 
 class Person(_Strict):

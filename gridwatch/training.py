@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import time
 import urllib.error
@@ -124,13 +125,21 @@ def load_recipe(path: Path | None, overrides: dict, schedule: str | None = None)
                               f"(have: {', '.join(schedules) or 'none'})")
         data.update(schedules[schedule])
     if path:
+        folder = path.absolute().parent
+
+        def here(value: object) -> object:
+            """Relative to the recipe's folder, written out in full, so the same recipe reads the same from
+            anywhere (the tests compare a trained model's recipe with the file's)."""
+            if not isinstance(value, str) or value.startswith("ultralytics:"):
+                return value
+            return os.path.normpath(folder / value)
+
         for key in ("data", "checkpoint", "teacher"):
-            if isinstance(data.get(key), str):
-                data[key] = str(path.parent / data[key])
+            if key in data:
+                data[key] = here(data[key])
         for key in ("negatives", "extra"):
             if isinstance(data.get(key), list):
-                data[key] = [v if not isinstance(v, str) or v.startswith("ultralytics:") else str(path.parent / v)
-                             for v in data[key]]
+                data[key] = [here(v) for v in data[key]]
     data.update({key: value for key, value in overrides.items() if value is not None})
     return validate(Recipe, data, str(path or "training options"))
 

@@ -22,6 +22,8 @@ def dispatcher() -> Dispatcher:
         (Category.ILLEGAL_PARKING, Location(lat=30.274, lon=120.155), "traffic-police", "WL-01", "王建国", 30),
         (Category.LITTER, Location(lat=30.274, lon=120.165), "sanitation", "WL-02", "李晓梅", 240),
         (Category.STREET_VENDING, Location(lat=30.274, lon=120.165), "enforcement", "WL-02", "李晓梅", 60),
+        (Category.DEVICE_FAULT, Location(lat=30.274, lon=120.155), "operations", "WL-01", "王建国", 240),
+        (Category.STREETLIGHT_FAULT, Location(lat=30.274, lon=120.165), "street-lighting", "WL-02", "李晓梅", 480),
     ],
 )
 def test_grid_gives_the_chief_and_category_the_unit(dispatcher, category, location, unit, grid, chief, minutes):

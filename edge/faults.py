@@ -1,0 +1,71 @@
+"""Device faults that come and go: a condition becomes a fault once it has lasted the hold time, and the fault ends
+once the condition has been gone as long, so a single bad reading is never a case. Shared by camera health and
+streetlights; clock-free (`now` comes in), so tests run hours in milliseconds."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from edge.rules.stationary import RuleEvent
+from gridwatch.contract import Category, EventType
+
+FULL_FRAME = (0.0, 0.0, 1.0, 1.0)
+
+
+@dataclass
+class _Fault:
+    since: float | None = None      # when the condition was first seen in a row
+    cleared_since: float | None = None
+    violation_id: uuid.UUID | None = None
+    started_at: float = 0.0
+
+
+@dataclass
+class FaultTracker:
+    category: Category
+    zone_id: str
+    """What the events name as their zone: `camera`, `lamp`."""
+    _faults: dict[str, _Fault] = field(default_factory=dict)
+
+    def track(self, kind: str, present: bool, now: float, hold: float, raised: str, cleared: str) -> list[RuleEvent]:
+        """`present`: the condition holds at `now`. `raised` and `cleared` are the events' reasons."""
+        fault = self._faults.setdefault(kind, _Fault())
+        if present:
+            fault.cleared_since = None
+            fault.since = fault.since if fault.since is not None else now
+            if fault.violation_id is None and now - fault.since >= hold:
+                fault.violation_id, fault.started_at = uuid.uuid4(), fault.since
+                return [self._event(EventType.NEW, kind, fault, now, f"{raised} for {now - fault.since:.0f} s")]
+            return []
+        fault.since = None
+        if fault.violation_id is None:
+            return []
+        fault.cleared_since = fault.cleared_since if fault.cleared_since is not None else now
+        if now - fault.cleared_since < hold:
+            return []
+        event = self._event(EventType.END, kind, fault, now, cleared)
+        fault.violation_id, fault.cleared_since = None, None
+        return [event]
+
+    def track_timed(self, kind: str, present: bool, now: float, since: float, raised: str,
+                    cleared: str) -> list[RuleEvent]:
+        """For a condition the caller has already timed (silence: there is no reading to time it on): raised at
+        once, dated back to `since`, and ended as soon as it is gone."""
+        fault = self._faults.setdefault(kind, _Fault())
+        if present and fault.violation_id is None:
+            fault.violation_id, fault.started_at = uuid.uuid4(), since
+            return [self._event(EventType.NEW, kind, fault, now, raised)]
+        if not present and fault.violation_id is not None:
+            event = self._event(EventType.END, kind, fault, now, cleared)
+            fault.violation_id = None
+            return [event]
+        return []
+
+    def _event(self, event_type: EventType, kind: str, fault: _Fault, now: float, reason: str) -> RuleEvent:
+        return RuleEvent(event_type, fault.violation_id, self.category, self.zone_id, kind, 0, fault.started_at, now,
+                         1.0, FULL_FRAME, reason)
+
+    @property
+    def active(self) -> list[str]:
+        return [kind for kind, fault in self._faults.items() if fault.violation_id is not None]

@@ -1,0 +1,129 @@
+"""Smart streetlights: faults raised after they last, ended on recovery; read through adapters; on a real node."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from edge.config import NodeConfig
+from edge.node import EdgeNode
+from edge.streetlight import HttpJsonAdapter, SensorError, SimulatedLamp, StreetlightMonitor
+from edge.streetlight_config import StreetlightConfig
+from gridwatch.contract import SUBSCRIBE_EVENTS, telemetry_topic
+
+NIGHT, DAY = 2.0, 800.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lamp(ambient: float, fault: str, clock: Clock) -> StreetlightMonitor:
+    config = StreetlightConfig.model_validate({
+        "lamp_id": "lamp-7", "fault_seconds": 30, "silent_seconds": 30, "adapter": {
+            "type": "simulated", "ambient_lux": ambient,
+            "failures": [{"fault": fault, "start_seconds": 100, "end_seconds": 300}]}})
+    return StreetlightMonitor(config, SimulatedLamp(config.adapter, config, clock=clock))
+
+
+@pytest.mark.parametrize(("ambient", "failure", "fault"), [
+    (NIGHT, "lamp_out", "lamp_off_at_night"),
+    (DAY, "stuck_on", "lamp_on_by_day"),
+    (NIGHT, "power_low", "power_out_of_range"),
+    (NIGHT, "overvoltage", "voltage_out_of_range"),
+    (DAY, "undervoltage", "voltage_out_of_range"),
+    (NIGHT, "silent", "controller_silent"),
+])
+def test_a_failure_becomes_one_fault_after_it_lasts_and_ends_on_recovery(ambient, failure, fault):
+    clock = Clock()
+    monitor = lamp(ambient, failure, clock)
+    start = clock.now
+    events = []
+    for second in range(0, 600, 5):  # read every 5 s for 10 minutes
+        clock.now = start + second
+        events.extend((second, event) for event in monitor.poll(clock.now))
+    assert [(e.type.value, e.label) for _, e in events] == [("new", fault), ("end", fault)]
+    (raised_at, raised), (ended_at, ended) = events
+    # one 5-second read either way: silence counts from the last answer, before the failure began
+    assert 100 + 30 - 5 <= raised_at <= 100 + 30 + 5, "raised once it has lasted fault_seconds"
+    assert 300 <= ended_at <= 300 + 30 + 5, "ended once it has been gone as long"
+    assert raised.category.value == "streetlight_fault" and raised.violation_id == ended.violation_id
+    assert raised.started_at == pytest.approx(start + 100, abs=5)
+
+
+def test_a_lamp_that_works_raises_nothing_night_or_day():
+    for ambient in (NIGHT, DAY):
+        clock = Clock()
+        monitor = lamp(ambient, "lamp_out", clock)
+        monitor.config.adapter.failures.clear()
+        start = clock.now
+        events = []
+        for second in range(0, 600, 5):
+            clock.now = start + second
+            events.extend(monitor.poll(clock.now))
+        assert events == []
+        assert monitor.telemetry().lamp_on is (ambient == NIGHT)
+
+
+class Controller(BaseHTTPRequestHandler):
+    reading = {"lamp_on": True, "power_w": 97.0, "voltage_v": 231.0, "ambient_lux": 3.5}
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        body = json.dumps(self.reading).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_controller_that_answers_json_over_http_is_read_and_one_that_does_not_is_silent():
+    server = HTTPServer(("127.0.0.1", 0), Controller)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/reading"
+    try:
+        reading = HttpJsonAdapter(url).read()
+        assert (reading.lamp_on, reading.power_w, reading.voltage_v, reading.ambient_lux) == (True, 97.0, 231.0, 3.5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(SensorError, match="reading"):
+        HttpJsonAdapter(url, timeout_seconds=0.5).read()
+
+
+def test_a_lamp_failure_at_night_reaches_the_broker_and_ends_on_recovery(running_broker, mqtt_client, tmp_path):
+    integrator = mqtt_client("integrator")
+    integrator.subscribe(SUBSCRIBE_EVENTS)
+    server = mqtt_client("gridwatch-server")
+    server.subscribe(telemetry_topic("node-a"))
+    config = NodeConfig.model_validate({
+        "node_id": "node-a", "state_dir": str(tmp_path), "telemetry_seconds": 0.5,
+        "mqtt": {"port": running_broker.port, "password": running_broker.credentials.nodes["node-a"]},
+        "streetlights": [{"lamp_id": "lamp-7", "poll_seconds": 0.2, "fault_seconds": 1, "adapter": {
+            "type": "simulated", "ambient_lux": NIGHT,
+            "failures": [{"fault": "lamp_out", "start_seconds": 1, "end_seconds": 3}]}}]})
+    node = EdgeNode.build(config)
+    stop = threading.Event()
+    thread = threading.Thread(target=node.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        new = json.loads(integrator.wait_for(lambda m: b'"new"' in m.payload, timeout=15).payload)
+        assert (new["category"], new["code"], new["label"], new["camera_id"]) == (
+            "streetlight_fault", "DEV-LAMP", "lamp_off_at_night", "lamp-7")
+        telemetry = json.loads(server.wait_for(lambda m: b"lamp_off_at_night" in m.payload, timeout=10).payload)
+        assert telemetry["lamps"][0]["lamp_on"] is False and telemetry["lamps"][0]["controller_ok"]
+        end = json.loads(integrator.wait_for(lambda m: b'"end"' in m.payload, timeout=15).payload)
+        assert end["violation_id"] == new["violation_id"] and end["label"] == "lamp_off_at_night"
+    finally:
+        stop.set()
+        thread.join(15)
