@@ -38,7 +38,7 @@ class EdgeNode:
         self.pipelines = pipelines
         self.lamps = lamps or []
         self.outbox = outbox
-        self.sender = OutboxSender(outbox, link)
+        self.sender = OutboxSender(outbox, link, qos=config.mqtt.qos)
         self.system = SystemStats()
         self.configurator: RemoteConfigurator | None = None
         self.started = time.monotonic()

@@ -107,14 +107,18 @@ class Outbox:
 
 class OutboxSender:
     """Hands outbox messages to the MQTT client in order, at most `window` unacknowledged at a time (so hours of
-    backlog stay on disk, not in memory), and deletes each once the broker has it. Within one process every message
-    is handed over once: paho itself resends what was in flight after a reconnect. After a restart everything still
-    in the outbox goes again (the server recognises a repeated `event_id`)."""
+    backlog stay on disk, not in memory), and deletes each once the broker has it (PUBACK, or PUBCOMP at QoS 2).
+    Within one process every message is handed over once: paho itself resends what was in flight after a reconnect.
+    After a restart of the node everything still in the outbox goes again (the server recognises a repeated
+    `event_id`)."""
 
-    def __init__(self, outbox: Outbox, client, window: int = 50) -> None:  # noqa: ANN001 - gridwatch.mqtt.MqttClient
+    def __init__(self, outbox: Outbox, client, window: int = 50, qos: int = 2) -> None:  # noqa: ANN001 - MqttClient
+        """`qos` 2 (the default) delivers each message exactly once across broker restarts, the broker keeping its
+        half of the handshake in its persistence; 1 may repeat one, which the server recognises by `event_id`."""
         self.outbox = outbox
         self.client = client
         self.window = window
+        self.qos = qos
         self._last_handed = 0
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -139,7 +143,7 @@ class OutboxSender:
                     with self._lock:
                         self._in_flight += 1
                     self._last_handed = message.id
-                    self.client.publish(message.topic, message.payload, qos=1,
+                    self.client.publish(message.topic, message.payload, qos=self.qos,
                                         on_ack=lambda ok, mid=message.id: self._acked(mid, ok))
             self.outbox.wakeup.wait(0.5)
 

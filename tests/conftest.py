@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 import pytest
 
 from gridwatch.broker import Broker, Credentials, generate_users
@@ -45,7 +47,10 @@ def running_broker(tmp_path: Path) -> Iterator[RunningBroker]:
 class Subscriber:
     """A real MQTT v5 client that records what it receives and how the broker answered."""
 
-    def __init__(self, port: int, username: str | None, password: str | None, client_id: str) -> None:
+    def __init__(self, port: int, username: str | None, password: str | None, client_id: str,
+                 session_expiry: int = 0) -> None:
+        """`session_expiry` > 0: a persistent session that the client resumes by itself after a broker restart
+        (clean start only the first time), so nothing sent meanwhile is missed."""
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connect_result: queue.Queue = queue.Queue()
         self.subacks: queue.Queue = queue.Queue()
@@ -58,7 +63,12 @@ class Subscriber:
         self.client.on_message = lambda _c, _u, message: self.messages.put(message)
         self.client.on_subscribe = lambda _c, _u, _mid, codes, _p: self.subacks.put(codes)
         self.client.on_publish = self._on_publish
-        self.client.connect("127.0.0.1", port)
+        properties = None
+        if session_expiry:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = session_expiry
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self.client.connect("127.0.0.1", port, properties=properties, clean_start=not session_expiry)
         self.client.loop_start()
         self.reason = self.connect_result.get(timeout=10)
 
@@ -67,8 +77,8 @@ class Subscriber:
             self.pubacks[mid] = reason_code
             self._puback_event.notify_all()
 
-    def subscribe(self, topic: str) -> list:
-        self.client.subscribe(topic, qos=1)
+    def subscribe(self, topic: str, qos: int = 1) -> list:
+        self.client.subscribe(topic, qos=qos)
         return self.subacks.get(timeout=10)
 
     def publish(self, topic: str, payload: bytes | str, retain: bool = False):
@@ -109,10 +119,11 @@ def mqtt_client(running_broker: RunningBroker):
     """Factory: `mqtt_client(user)` connects as that account (password from the generated credentials)."""
     clients: list[Subscriber] = []
 
-    def connect(username: str | None, password: str | None = None) -> Subscriber:
+    def connect(username: str | None, password: str | None = None, session_expiry: int = 0) -> Subscriber:
         if username and password is None:
             password = running_broker.credentials.all_accounts()[username]
-        client = Subscriber(running_broker.port, username, password, client_id=f"test-{username}-{len(clients)}")
+        client = Subscriber(running_broker.port, username, password, client_id=f"test-{username}-{len(clients)}",
+                            session_expiry=session_expiry)
         clients.append(client)
         return client
 
