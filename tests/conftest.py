@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-import pytest
 
 from gridwatch.broker import Broker, Credentials, generate_users
 from tests.factories import wait_until
