@@ -158,6 +158,10 @@ class NodeConfig(_Config):
     )
     state_dir: Path = Field(default=Path(".gridwatch/edge"), description="Where the node keeps its session counter.")
     telemetry_seconds: float = Field(default=30.0, gt=0, description="Period of telemetry messages.")
+    batch_window_ms: float = Field(
+        default=0.0, ge=0, le=200,
+        description="Every camera detects with one shared copy of each model; frames handed in within this window "
+                    "go through it in one batched call (pays with PyTorch on a GPU; 0: one frame at a time).")
     outbox_max_mb: float = Field(
         default=512.0, gt=0,
         description="Size of the on-disk outbox; when full, the oldest evidence goes first, then the oldest events, "

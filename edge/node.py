@@ -6,14 +6,16 @@ import logging
 import threading
 import time
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from edge.commands import CommandHandler
 from edge.comms import NodeLink
 from edge.config import NodeConfig
+from edge.detect import ModelRegistry
 from edge.manifest import load_manifest
 from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxSender
-from edge.pipeline import CameraPipeline
+from edge.pipeline import CameraPipeline, make_detector
 from edge.remote_config import RemoteConfigurator
 from edge.streetlight import StreetlightMonitor, lamp_event, make_adapter
 from edge.system_stats import SystemStats
@@ -49,7 +51,10 @@ class EdgeNode:
         manifest = load_manifest(config.manifest)
         log.info("node %s: model %s, manifest %s, %d camera(s)", config.node_id, config.resolved_model(),
                  config.manifest, len(config.cameras))
-        pipelines = [CameraPipeline.build(config, camera, manifest) for camera in config.cameras]
+        registry = ModelRegistry(config.batch_window_ms / 1000)
+        factory = partial(make_detector, registry=registry)
+        pipelines = [CameraPipeline.build(config, camera, manifest, detector_factory=factory)
+                     for camera in config.cameras]
         lamps = [StreetlightMonitor(light, make_adapter(light)) for light in config.streetlights]
         link = NodeLink(config.node_id, config.mqtt, config.state_dir)
         outbox = Outbox(config.state_dir / config.node_id / "outbox.db", int(config.outbox_max_mb * 1024 * 1024))

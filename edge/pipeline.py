@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from edge.background import BackgroundModel
 from edge.capture import Frame, VideoSource, prefetch
 from edge.config import CameraConfig, NodeConfig
-from edge.detect import Detector
+from edge.detect import Detector, ModelRegistry
 from edge.detections import Detections
 from edge.evidence import annotate, crop
 from edge.health import CameraHealth
@@ -53,9 +53,12 @@ HEALTH_MODEL = ModelInfo(name="camera-health", version="1")
 """People seen by another model count as context for this long (models run at different rates)."""
 
 
-def make_detector(weights: str, labels: list[str]) -> Detector | BackgroundModel:
-    """The manifest's `weights: background` selects the background model; anything else is a YOLO model."""
-    return BackgroundModel() if weights == BACKGROUND_WEIGHTS else Detector(weights, labels)
+def make_detector(weights: str, labels: list[str], registry: ModelRegistry | None = None) -> Detector | BackgroundModel:
+    """The manifest's `weights: background` selects the background model; anything else is a YOLO model, shared
+    through `registry` by every camera of a node (each keeping its own tracker)."""
+    if weights == BACKGROUND_WEIGHTS:
+        return BackgroundModel()
+    return registry.detector(weights, labels) if registry else Detector(weights, labels)
 
 
 @dataclass

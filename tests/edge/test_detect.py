@@ -1,0 +1,54 @@
+"""One model shared by every camera of a node, each camera keeping its own tracker; batched where asked."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.detect import ModelRegistry
+
+MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
+pytestmark = pytest.mark.skipif(not (MEDIA / "dog.jpg").exists(), reason="the photos come from ../shared/media")
+
+
+def frames() -> dict[str, np.ndarray]:
+    return {name: cv2.imread(str(MEDIA / f"{name}.jpg")) for name in ("dog", "leuvenA")}
+
+
+def test_cameras_share_one_model_and_keep_their_own_tracks(model_path):
+    registry = ModelRegistry()
+    street, empty = registry.detector(model_path, ["car", "truck", "bicycle"]), registry.detector(model_path, None)
+    assert len(registry.models) == 1 and street.shared is empty.shared, "loaded once for the node"
+    images = frames()
+    alone = ModelRegistry().detector(model_path, ["car", "truck", "bicycle"])
+    for _ in range(3):  # interleaved, as camera threads take turns
+        seen_by_street, seen_empty, seen_alone = (street.track(images["dog"]), empty.track(images["leuvenA"]),
+                                                  alone.track(images["dog"]))
+    assert len(seen_by_street) and sorted(seen_by_street.labels) == sorted(seen_alone.labels)
+    assert np.allclose(np.sort(seen_by_street.boxes, axis=0), np.sort(seen_alone.boxes, axis=0), atol=1e-6)
+    assert sorted(seen_by_street.track_ids) == sorted(seen_alone.track_ids), \
+        "the other camera's objects never enter this camera's tracker"
+    assert len(seen_empty) == 0
+
+
+def test_frames_handed_in_together_go_through_the_model_in_one_batch(model_path):
+    batched = ModelRegistry(batch_window=0.2)
+    cameras = [batched.detector(model_path, None) for _ in range(3)]
+    images = frames()
+    order = [images["dog"], images["leuvenA"], images["dog"]]
+    for camera, image in zip(cameras, order, strict=True):
+        camera.track(image)  # first frames start their tracks, one call each
+    calls_before = cameras[0].shared.calls
+    results: dict[int, object] = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, cameras[i].track(order[i])))
+               for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert cameras[0].shared.calls - calls_before == 1, "three cameras, one model call"
+    assert len(results[0]) == len(results[2]) > 0 and len(results[1]) == 0, "each camera got its own frame's objects"
