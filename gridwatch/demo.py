@@ -70,6 +70,12 @@ def node_config(mqtt_port: int, source: Path | str, zone: list, dwell: float,
             "zones": [{"zone_id": "kerb-no-parking", "rule": "no_parking", "polygon": [list(p) for p in zone],
                        "dwell_seconds": dwell}],
         }],
+        # a smart streetlight on the same pole, at night: its lamp fails after half a minute, is mended later
+        "streetlights": [{
+            "lamp_id": "lamp-1", "location": CAMERA_LOCATION, "poll_seconds": 2, "fault_seconds": 10,
+            "adapter": {"type": "simulated", "ambient_lux": 2.0,
+                        "failures": [{"fault": "lamp_out", "start_seconds": 30, "end_seconds": 150}]},
+        }],
     }
 
 
@@ -188,7 +194,7 @@ Watch cases as an integrator:
         )
 
     def _watch(self, api_url: str, started: float, edge: subprocess.Popen, stop: threading.Event) -> int:
-        reported = False
+        reported: set[int] = set()
         while not stop.wait(1):
             elapsed = time.monotonic() - started
             if self.duration and elapsed >= self.duration:
@@ -198,14 +204,14 @@ Watch cases as an integrator:
                     print(f"the {name} stopped (exit {process.returncode}); see {self.workdir / (name + '.log')}",
                           file=sys.stderr)
                     return 1
-            if reported:
-                continue
             try:
-                cases = get_json(f"{api_url}/api/v1/cases?page_size=1")
+                cases = get_json(f"{api_url}/api/v1/cases?page_size=20&sort=id")
             except OSError:
                 continue
-            if cases["items"]:
-                case = get_json(f"{api_url}/api/v1/cases/{cases['items'][0]['id']}")
+            for item in cases["items"]:
+                if item["id"] in reported:
+                    continue
+                case = get_json(f"{api_url}/api/v1/cases/{item['id']}")
                 assignment = case.get("assignment") or {}
                 chief = (assignment.get("street_chief") or {}).get("name", "-")
                 print(f"case {case['id']} {case['category']} ({case['code']}) {case['status']} after {elapsed:.0f} s: "
@@ -213,8 +219,8 @@ Watch cases as an integrator:
                       f"  {api_url}/api/v1/cases/{case['id']}", flush=True)
                 if case["evidence_urls"]:
                     print(f"  evidence {api_url}{case['evidence_urls'][0]}", flush=True)
-                reported = True
-            elif elapsed > 120:
+                reported.add(case["id"])
+            if not reported and elapsed > 120:
                 print(f"no case after {elapsed:.0f} s; see {self.workdir}/edge.log", file=sys.stderr)
                 return 1
         return 0

@@ -66,6 +66,8 @@ def test_demo_dispatches_a_case_that_integrators_and_operators_see(tmp_path, mod
             capture_output=True, text=True, timeout=10)
         assert "Not authorized" in refused.stderr
         wait_until(lambda: any("dispatched after" in line for line in output), timeout=10)
+        # the streetlight on the same pole: its lamp goes out at night, and street lighting gets the case
+        wait_until(lambda: any("streetlight_fault (DEV-LAMP) dispatched" in line for line in output), timeout=120)
     finally:
         if cases_sub and cases_sub.poll() is None:
             cases_sub.kill()
@@ -76,3 +78,5 @@ def test_demo_dispatches_a_case_that_integrators_and_operators_see(tmp_path, mod
     assert demo.returncode == 0, text
     assert "GridWatch demo is running" in text and "case 1 illegal_parking (0505) dispatched" in text
     assert "street chief 王建国" in text
+    lamp = next(line for line in text.splitlines() if "streetlight_fault" in line)
+    assert "unit 路灯管理所 Street lighting" in lamp
