@@ -145,8 +145,12 @@ LITTER_SHORT = REPO / "models" / "runs" / "litter-short"
 @pytest.fixture(scope="session")
 def litter_model() -> Path:
     """The litter model of models/litter.yaml's short schedule, as `make model-litter SCHEDULE=short` makes it in
-    models/runs/litter-short; trained here (a few minutes) when it is missing or its recipe has changed."""
+    models/runs/litter-short; trained here (a few minutes) when it is missing or its recipe has changed.
+    $GRIDWATCH_LITTER_MODEL names another trained model's folder instead (e.g. models/litter, the shipped one)."""
     from gridwatch.training import load_recipe
+
+    if os.environ.get("GRIDWATCH_LITTER_MODEL"):
+        return Path(os.environ["GRIDWATCH_LITTER_MODEL"]).resolve()
 
     recipe = json.loads(load_recipe(LITTER_RECIPE, {}, "short").model_dump_json())
     report = LITTER_SHORT / "report.json"
