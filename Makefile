@@ -12,7 +12,7 @@ export GRIDWATCH_MODEL := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: setup demo test bench bench-edge bench-litter model-litter clean mosquitto
+.PHONY: setup demo test bench bench-edge bench-litter bench-outbox model-litter clean mosquitto
 
 setup: $(VENV)/.installed mosquitto
 
@@ -52,6 +52,9 @@ model-litter: setup
 
 bench-litter: setup
 	$(BIN)/python bench/litter_model.py $(BENCH_ARGS)
+
+bench-outbox: setup
+	$(BIN)/python bench/edge_outbox.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .demo .demo-media .pytest_cache
