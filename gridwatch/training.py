@@ -207,7 +207,7 @@ def train(recipe: Recipe, out: Path) -> TrainingResult:
         "exports": {fmt: str(path) for fmt, path in exports.items()},
     }, indent=2) + "\n")
     card = out / "MODEL_CARD.md"
-    card.write_text(model_card(recipe, version, split, metrics, exports))
+    card.write_text(model_card(recipe, version, split, metrics, exports, int(model.trainer.epoch) + 1))
     return TrainingResult(weights, report, card, metrics, exports)
 
 
@@ -228,7 +228,8 @@ def validate_model(weights: Path, split: citydata.Split, recipe: Recipe, out: Pa
             "map50": round(float(box.map50), 4), "map50_95": round(float(box.map), 4), "per_class": per_class}
 
 
-def model_card(recipe: Recipe, version: str, split: citydata.Split, metrics: dict, exports: dict[str, Path]) -> str:
+def model_card(recipe: Recipe, version: str, split: citydata.Split, metrics: dict, exports: dict[str, Path],
+               epochs_run: int) -> str:
     rows = "\n".join(f"| {name} | {m['precision']} | {m['recall']} | {m['map50']} | {m['map50_95']} |"
                      for name, m in metrics["per_class"].items())
     licence_file = recipe.data / "LICENSE"
@@ -239,13 +240,14 @@ def model_card(recipe: Recipe, version: str, split: citydata.Split, metrics: dic
 
 - **Date**: {time.strftime("%Y-%m-%d")}
 - **Base weights**: `{recipe.checkpoint.name}` (Ultralytics YOLO, AGPL-3.0)
-- **Data**: `{recipe.data}` — {len(split.train)} training images (labelled photos, night and blurred copies,
+- **Data**: `{recipe.data.name}` — {len(split.train)} training images (labelled photos, night and blurred copies,
   {recipe.clean_crops} clean crop(s) per photo, {len(recipe.negatives)} clean negative source(s),
   {len(recipe.extra)} extra dataset(s)) and {len(split.val)} validation photos, seeded split (seed {recipe.seed});
   data licence: {licence}
 - **Classes**: {", ".join(split.names.values())} (own: {", ".join(recipe.classes)}{taught})
-- **Training**: up to {recipe.epochs} epochs (patience {recipe.patience}) at {recipe.imgsz} px, street-camera
-  augmentation (brightness, scale, shifts, mirror; night and blur copies)
+- **Training**: {epochs_run} of up to {recipe.epochs} epochs (early stopping, patience {recipe.patience}; the best
+  epoch's weights kept) at {recipe.imgsz} px, street-camera augmentation (brightness, scale, shifts, mirror; night
+  and blur copies)
 - **Exports**: {", ".join(f"{fmt} (`{path.name}`)" for fmt, path in exports.items()) or "none"}
 
 ## Validation (ultralytics val on the validation photos)
