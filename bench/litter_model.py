@@ -42,9 +42,18 @@ from gridwatch.model_eval import (  # noqa: E402
 
 
 def deployed_weights(model_dir: Path) -> Path:
-    """What a node runs: the OpenVINO export when there is one, else the PyTorch weights."""
+    """What a node runs: the OpenVINO export when there is one, else the PyTorch weights, else (a run stopped before
+    it finished) the best epoch's checkpoint so far."""
     exports = sorted(model_dir.glob("*_openvino_model"))
-    return exports[0] if exports else next(model_dir.glob("*.pt"))
+    return exports[0] if exports else next(model_dir.glob("*.pt"), model_dir / "run" / "weights" / "best.pt")
+
+
+def learned_classes(model_dir: Path) -> list[str]:
+    """The classes the run learned beyond the first (its data.yaml)."""
+    import yaml
+
+    names = yaml.safe_load((model_dir / "dataset" / "data.yaml").read_text())["names"]
+    return [names[index] for index in sorted(names)][1:]
 
 
 def figures_of(model_dir: Path, target: str, suppressor: Path | None, frames: list, samples: list,
@@ -112,9 +121,12 @@ def main() -> int:
     }
     variants = {}
     for other in args.compare:
-        other_report = json.loads((other / "report.json").read_text())
+        finished = (other / "report.json").exists()
         variants[f"{other.name} alone"] = figures_of(other, args.target, None, frames, samples, imgsz)
-        variants[f"{other.name} alone"]["keep"] = other_report["recipe"]["keep"]
+        variants[f"{other.name} alone"]["extra_classes"] = learned_classes(other)
+        if not finished:
+            epochs = len((other / "run" / "results.csv").read_text().splitlines()) - 1
+            variants[f"{other.name} alone"]["note"] = f"run stopped after {epochs} epochs; its best epoch so far"
         variants[f"{other.name} + coco beside"] = figures_of(other, args.target, Path(args.coco), frames, samples,
                                                              imgsz)
     if variants:
