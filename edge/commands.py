@@ -49,7 +49,7 @@ class CommandHandler:
         try:
             command = Command.model_validate_json(payload)
         except ValidationError as error:
-            request_id = _request_id_of(payload)
+            request_id = request_id_of(payload)
             return self._response(request_id, "unknown", False, format_validation_error(error, "command"))
         try:
             if command.camera_id is not None and command.camera_id not in self.pipelines:
@@ -128,7 +128,7 @@ class CommandHandler:
                                at=datetime.now(UTC))
 
 
-def _request_id_of(payload: bytes) -> str:
+def request_id_of(payload: bytes) -> str:
     """The request id of a command that failed validation, when it can be read at all."""
     import json
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
+from edge.commands import request_id_of
 from edge.config import MqttConfig
 from gridwatch.contract import (
+    SCHEMA_VERSION,
     CommandResponse,
     ConfigStatus,
     NodeState,
@@ -113,7 +115,14 @@ class NodeLink(MqttClient):
         threading.Thread(target=self._answer, args=(message.payload,), name="command", daemon=True).start()
 
     def _answer(self, payload: bytes) -> None:
-        response = self.command_handler(payload)
+        try:
+            response = self.command_handler(payload)
+        except Exception as error:  # a bug must not swallow the command: it is answered, and logged
+            log.exception("command failed")
+            response = CommandResponse(schema_version=SCHEMA_VERSION, node_id=self.node_id,
+                                       request_id=request_id_of(payload),
+                                       action="unknown", ok=False, detail=f"internal error: {error}",
+                                       at=datetime.now(UTC))
         log.info("command %s (%s): %s", response.request_id, response.action, response.detail)
         self.publish(command_response_topic(self.node_id), response.model_dump_json().encode())
 
