@@ -43,3 +43,13 @@ def box_iou(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
     intersection = width * height
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
     return float(intersection / union) if union > 0 else 0.0
+
+
+def covered_share(box: NDArray[np.float64], others: NDArray[np.float64]) -> float:
+    """The largest share of `box` (x1, y1, x2, y2) that one of `others` covers."""
+    if not len(others):
+        return 0.0
+    width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
+    return float((width * height).max() / area)

@@ -24,6 +24,10 @@ class ManifestModel(BaseModel):
     )
     detect_fps: float = Field(default=5.0, gt=0, description="How often this model runs on each camera.")
     people: list[str] = Field(default_factory=list, description="Classes that are people (for stalls and litter).")
+    yield_to: list[str] = Field(
+        default_factory=list,
+        description="Drop this model's boxes that lie mostly on a box of these classes which a model the camera "
+                    "runs saw in the last seconds (e.g. `garbage` on a person or a car: the COCO model knows better).")
     categories: dict[Category, list[str]] = Field(
         default_factory=dict, description="Classes of this model that count for each category."
     )

@@ -19,7 +19,7 @@ from edge.background import BackgroundModel
 from edge.capture import Frame, VideoSource, prefetch
 from edge.config import CameraConfig, NodeConfig
 from edge.detect import Detector, ModelRegistry
-from edge.detections import Detections
+from edge.detections import Detections, covered_share
 from edge.evidence import annotate, crop
 from edge.health import CameraHealth
 from edge.manifest import BACKGROUND_WEIGHTS, Manifest, ManifestModel
@@ -71,6 +71,8 @@ class ModelRunner:
     interval: float
     next_due: float = float("-inf")
     last_run: float = float("-inf")
+    last_seen: Detections = field(default_factory=Detections)
+    """What the detector saw at `last_run`, for the models that yield to its classes."""
 
     def due(self, timestamp: float) -> bool:
         return timestamp + 1e-6 >= self.next_due
@@ -216,7 +218,7 @@ class CameraPipeline:
             if not moved and frame.timestamp - runner.last_run < self.camera.idle_detect_seconds:
                 continue  # nothing moved: still objects are looked at again every idle_detect_seconds
             runner.last_run = frame.timestamp
-            detections = self._detect(runner, frame)
+            detections = self._yielded(runner, self._detect(runner, frame), frame.timestamp)
             self.stats.frames_detected += 1
             people = self._people_context(runner, detections, frame.timestamp)
             arrived = self._arrived(runner, detections)
@@ -236,6 +238,23 @@ class CameraPipeline:
         self.stats.detect_seconds += time.perf_counter() - started
         self._named, self._named_at = detections.boxes, frame.timestamp
         return detections
+
+    def _yielded(self, runner: ModelRunner, detections: Detections, timestamp: float) -> Detections:
+        """`detections` minus the boxes lying mostly on a box of the classes this model yields to, seen by any model
+        of the camera within PEOPLE_FRESH_SECONDS."""
+        runner.last_seen = detections
+        if not runner.spec.yield_to or not len(detections):
+            return detections
+        blocking = [seen.boxes[[label in runner.spec.yield_to for label in seen.labels]]
+                    for other in self.runners if timestamp - other.last_run <= PEOPLE_FRESH_SECONDS
+                    and len(seen := other.last_seen)]
+        blocking = np.concatenate(blocking) if blocking else NO_PEOPLE
+        if not len(blocking):
+            return detections
+        own_blockers = np.array([label in runner.spec.yield_to for label in detections.labels], dtype=bool)
+        keep = np.array([mine or covered_share(box, blocking) <= 0.5
+                         for box, mine in zip(detections.boxes, own_blockers, strict=True)], dtype=bool)
+        return detections.select(keep)
 
     def _arrived(self, runner: ModelRunner, detections: Detections) -> Detections:
         """The detections that are not part of the street as the background model learnt it: a café's umbrellas

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from edge.detections import covered_share
 from gridwatch import citydata
 
 OPERATING_SCORE = 0.35
@@ -62,16 +63,6 @@ class CityDetector:
         else:
             others = boxes[[name in SUPPRESSING_CLASSES for name in names]] if len(names) else np.zeros((0, 4))
         return mine[[covered_share(box, others) <= 0.5 for box in mine]] if len(others) else mine
-
-
-def covered_share(box: NDArray[np.float64], others: NDArray[np.float64]) -> float:
-    """The largest share of `box` that one of `others` covers."""
-    if not len(others):
-        return 0.0
-    width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    area = max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
-    return float((width * height).max() / area)
 
 
 def iou_matrix(a: BoxArray, b: BoxArray) -> NDArray[np.float64]:

@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 
 from edge.capture import Frame
 from edge.config import NodeConfig
@@ -186,3 +187,26 @@ def test_a_live_camera_that_stops_delivering_is_offline_until_it_is_back():
     up = pipeline.check_offline(lambda t, p: sent.append((t, p)), now=pipeline._last_frame_wall)
     assert [(e.type.value, e.label) for e in up] == [("end", "offline")]
     assert len(sent) == 2 and all(t.endswith("/events/device_fault") for t, _ in sent)
+
+
+@pytest.mark.parametrize(("yield_to", "events"), [([], 1), (["car"], 0)],
+                         ids=["garbage kept", "garbage lying on a car the COCO model sees is dropped"])
+def test_a_city_model_yields_to_the_classes_another_model_knows_better(yield_to, events):
+    manifest = Manifest.model_validate({"models": [
+        {"name": "coco", "detect_fps": 5, "people": ["person"], "categories": {"illegal_parking": ["car"]}},
+        {"name": "city", "weights": "city.pt", "detect_fps": 1, "yield_to": yield_to,
+         "categories": {"litter": ["garbage"]}},
+    ]})
+    node = NodeConfig.model_validate({"node_id": "n1", "cameras": [{
+        "camera_id": "c1", "source": "rtsp://x", "motion_gating": False, "health": {"enabled": False},
+        "zones": [{"zone_id": "street", "rule": "no_litter", "polygon": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]],
+                   "dwell_seconds": 20},
+                  {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 0.3]],
+                   "dwell_seconds": 600}]}]})
+    car = (BAG[0] - 0.05, BAG[1] - 0.05, BAG[2] + 0.05, BAG[3] + 0.05)  # a parked car the city model calls garbage
+    coco = ScriptedDetector("coco", lambda n: detections(("car", car, 7)))
+    city = ScriptedDetector("city", lambda n: detections(("garbage", BAG, 1)))
+    pipeline = CameraPipeline.build(node, node.cameras[0], manifest, source=object(),
+                                    detector_factory=lambda weights, labels: city if weights == "city.pt" else coco)
+    published = feed(pipeline, 60)
+    assert sum(topic.endswith("/events/litter") for topic, _ in published) == events
