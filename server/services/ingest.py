@@ -136,9 +136,7 @@ class Ingest:
     # ---- message kinds --------------------------------------------------------------------------------------------
 
     def _event(self, topic: NodeTopic, payload: bytes) -> str:
-        event = self._validate(Event, payload, MAX_EVENT_BYTES)
-        if event.node_id != topic.node_id:
-            raise Rejected(f"node_id {event.node_id!r} in the payload does not match {topic.node_id!r} in the topic")
+        event = self._validate_from(topic, Event, payload)
         if event.category.value != topic.leaf:
             raise Rejected(f"category {event.category.value!r} does not match {topic.leaf!r} in the topic")
         now = utcnow()
@@ -207,9 +205,7 @@ class Ingest:
     def _status(self, topic: NodeTopic, payload: bytes) -> str:
         if not payload:
             return "ignored"  # a cleared retained status
-        status = self._validate(NodeStatus, payload, MAX_EVENT_BYTES)
-        if status.node_id != topic.node_id:
-            raise Rejected(f"node_id {status.node_id!r} in the payload does not match {topic.node_id!r} in the topic")
+        status = self._validate_from(topic, NodeStatus, payload)
         now = utcnow()
         with self.database.session() as session:
             node = self._touch_node(session, status.node_id, now, seen=status.state is NodeState.ONLINE)
@@ -229,9 +225,7 @@ class Ingest:
     def _config_status(self, topic: NodeTopic, payload: bytes) -> str:
         if not payload:
             return "ignored"
-        status = self._validate(ConfigStatus, payload, MAX_EVENT_BYTES)
-        if status.node_id != topic.node_id:
-            raise Rejected(f"node_id {status.node_id!r} in the payload does not match {topic.node_id!r}")
+        status = self._validate_from(topic, ConfigStatus, payload)
         with self.database.session() as session:
             node = self._touch_node(session, status.node_id, utcnow())
             node.config_status = json.loads(status.model_dump_json())
@@ -239,9 +233,7 @@ class Ingest:
         return "stored"
 
     def _command_response(self, topic: NodeTopic, payload: bytes) -> str:
-        response = self._validate(CommandResponse, payload, MAX_EVENT_BYTES)
-        if response.node_id != topic.node_id:
-            raise Rejected(f"node_id {response.node_id!r} in the payload does not match {topic.node_id!r}")
+        response = self._validate_from(topic, CommandResponse, payload)
         with self.database.session() as session:
             self._touch_node(session, response.node_id, utcnow())
             command = session.scalar(select(NodeCommand).where(NodeCommand.request_id == response.request_id,
@@ -274,9 +266,7 @@ class Ingest:
         return "stored"
 
     def _telemetry(self, topic: NodeTopic, payload: bytes) -> str:
-        telemetry = self._validate(NodeTelemetry, payload, MAX_EVENT_BYTES)
-        if telemetry.node_id != topic.node_id:
-            raise Rejected(f"node_id {telemetry.node_id!r} in the payload does not match {topic.node_id!r}")
+        telemetry = self._validate_from(topic, NodeTelemetry, payload)
         now = utcnow()
         with self.database.session() as session:
             node = self._touch_node(session, telemetry.node_id, now)
@@ -286,6 +276,13 @@ class Ingest:
         return "stored"
 
     # ---- helpers --------------------------------------------------------------------------------------------------
+
+    def _validate_from(self, topic: NodeTopic, model, payload: bytes):  # noqa: ANN001, ANN205 - contract models
+        """A node's JSON message, which must name the node whose topic it came on (no node speaks for another)."""
+        message = self._validate(model, payload, MAX_EVENT_BYTES)
+        if message.node_id != topic.node_id:
+            raise Rejected(f"node_id {message.node_id!r} in the payload does not match {topic.node_id!r} in the topic")
+        return message
 
     @staticmethod
     def _validate(model, payload: bytes, limit: int):  # noqa: ANN001, ANN205 - generic over contract models
