@@ -143,6 +143,31 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_server_token(args: argparse.Namespace) -> int:
+    import yaml
+
+    from server.core.security import TokenEntry, TokensFile, hash_token, new_token
+
+    token = new_token()
+    entry = TokenEntry(name=args.name, role=args.role, unit=args.unit, sha256=hash_token(token))
+    line = entry.model_dump(mode="json", exclude_none=True)
+    if args.tokens_file:
+        from gridwatch.config_files import load_yaml_model
+
+        existing = load_yaml_model(args.tokens_file, TokensFile) if args.tokens_file.exists() else TokensFile()
+        existing.tokens.append(entry)
+        args.tokens_file.write_text(yaml.safe_dump(existing.model_dump(mode="json", exclude_none=True),
+                                                   allow_unicode=True), encoding="utf-8")
+        args.tokens_file.chmod(0o600)
+        print(f"added {args.name} ({args.role}) to {args.tokens_file}; the server reads it at start", file=sys.stderr)
+    else:
+        print("add to the tokens file under `tokens:`\n  - " + yaml.safe_dump(line, default_flow_style=True,
+                                                                           allow_unicode=True).strip(),
+              file=sys.stderr)
+    print(token)
+    return 0
+
+
 def cmd_broker_users(args: argparse.Namespace) -> int:
     from gridwatch.broker import generate_users
 
@@ -218,6 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, help="Port to listen on (overrides api_port).")
     server.add_argument("--no-ingest", action="store_true", help="Serve the API only, without the MQTT ingest.")
     server.set_defaults(func=cmd_server)
+    server_commands = server.add_subparsers(dest="server_command", metavar="ACTION",
+                                            help="token: make an API token (without ACTION: run the server).")
+    token = server_commands.add_parser(
+        "token", help="Make an API token for a person or system and print it (once: only its hash is kept).",
+        description="Print a new API token on stdout, and the tokens-file line (its SHA-256) on stderr or into "
+                    "--tokens-file. Roles: operator (review, file, dispatch, verify, close, command nodes), "
+                    "field_staff (accept, return, feedback), supervisor (assessment, extend, defer, close), "
+                    "integrator (read; Open311 reports), admin (everything).")
+    token.add_argument("name", help="Who holds it, recorded on everything they do, e.g. 'Zhang Min'.")
+    token.add_argument("--role", required=True, choices=["operator", "field_staff", "supervisor", "integrator",
+                                                         "admin"], help="What the holder may do.")
+    token.add_argument("--unit", help="Field staff: the unit id (dispatch_config) whose cases they act on.")
+    token.add_argument("--tokens-file", type=Path, help="Append the entry to this tokens file (created if missing).")
+    token.set_defaults(func=cmd_server_token)
 
     broker = commands.add_parser("broker", help="Broker accounts and a Mosquitto run from broker_config/.",
                                  description="Generate broker accounts, or run Mosquitto with the project's policy.")

@@ -14,9 +14,11 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 """1.1 added the evidence crop (`evidence.crop`, topic `.../evidence/{event_id}/crop`); 1.2 added the remote
-config's `manifest` (model roll-out), the crop's `region`, commands and snapshots. Older payloads stay valid."""
+config's `manifest` (model roll-out), the crop's `region`, commands and snapshots; 1.3 the whole case workflow
+(statuses after `dispatched`, the `action` of a case message, the person on duty and the escalation level).
+Older payloads stay valid."""
 TOPIC_ROOT = "gw/v1"
 
 NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -297,12 +299,48 @@ class CaseAssignment(_Strict):
     unit_id: str
     unit_name: str
     fallback: bool = Field(description="True when no grid or category rule matched and the fallback unit took it.")
+    on_duty: Person | None = Field(default=None, description="The unit's person on duty when it was assigned (1.3).")
 
 
 class CaseStatus(StrEnum):
+    """GB/T 30428: collection → registration → dispatch → handling → feedback → verification → closure, with the
+    side states returned (wrong unit), deferred and void."""
+
     COLLECTED = "collected"
+    """Detected; waits for an operator to confirm (file) or reject (void) unless its score filed it itself."""
     REGISTERED = "registered"
     DISPATCHED = "dispatched"
+    HANDLING = "handling"
+    FEEDBACK = "feedback"
+    """The unit reports it handled; waits for verification (by an operator, or by the camera seeing it gone)."""
+    VERIFIED = "verified"
+    CLOSED = "closed"
+    RETURNED = "returned"
+    """Sent back by the unit as not theirs; waits for an operator to dispatch it again."""
+    DEFERRED = "deferred"
+    VOID = "void"
+
+
+class CaseAction(StrEnum):
+    """What moves a case (1.3). Which statuses each starts from and who may take it: the README's workflow table."""
+
+    COLLECT = "collect"
+    FILE = "file"
+    DISPATCH = "dispatch"
+    REASSIGN = "reassign"
+    ACCEPT = "accept"
+    RETURN = "return"
+    EXTEND = "extend"
+    DEFER = "defer"
+    RESUME = "resume"
+    FEEDBACK = "feedback"
+    REWORK = "rework"
+    VERIFY = "verify"
+    CLOSE = "close"
+    VOID = "void"
+    REOPEN = "reopen"
+    ESCALATE = "escalate"
+    JOIN = "join"
 
 
 class CaseMessage(_Strict):
@@ -314,6 +352,8 @@ class CaseMessage(_Strict):
     code: EventCode
     status: CaseStatus
     previous_status: CaseStatus | None
+    action: CaseAction | None = Field(default=None, description="What changed it (1.3); the status may stay the "
+                                                                "same, e.g. on `extend`, `escalate` or `join`.")
     changed_at: AwareDatetime
     changed_by: str
     reason: str
@@ -325,6 +365,7 @@ class CaseMessage(_Strict):
     assignment: CaseAssignment | None
     deadline_at: AwareDatetime | None
     opened_at: AwareDatetime
+    escalation_level: int = Field(default=0, ge=0, le=2, description="0 grid, 1 street office, 2 district (1.3).")
 
 
 # ---- topics -------------------------------------------------------------------------------------------------------

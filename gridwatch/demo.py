@@ -42,9 +42,24 @@ def port_or_free(preferred: int) -> int:
             return free_port()
 
 
-def get_json(url: str, timeout: float = 5.0) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - our own local API
+def get_json(url: str, token: str, timeout: float = 5.0) -> dict:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - our own local API
         return json.loads(response.read())
+
+
+DEMO_PEOPLE = {"operator": "demo operator", "supervisor": "demo supervisor", "field_staff": "demo field worker",
+               "integrator": "demo integrator", "admin": "demo admin"}
+
+
+def write_api_tokens(path: Path) -> dict[str, str]:
+    """A fresh token per role for this demo run; the file keeps only their SHA-256."""
+    from server.core.security import hash_token, new_token
+
+    tokens = {role: new_token() for role in DEMO_PEOPLE}
+    entries = [{"name": name, "role": role, "sha256": hash_token(tokens[role])} for role, name in DEMO_PEOPLE.items()]
+    write_private(path, yaml.safe_dump({"tokens": entries}, allow_unicode=True))
+    return tokens
 
 
 def write_private(path: Path, text: str) -> Path:
@@ -140,7 +155,9 @@ class Demo:
         server_password = write_private(self.workdir / "server.password", credentials.server_password)
         node_password = write_private(self.workdir / "node.password", credentials.nodes[NODE_ID])
         api_port = port_or_free(self.api_port)
+        self.api_tokens = write_api_tokens(self.workdir / "tokens.yaml")
         server_config = {
+            "tokens_file": str(self.workdir / "tokens.yaml"),
             "database_url": f"sqlite:///{self.workdir / 'gridwatch.db'}",
             "evidence_dir": str(self.workdir / "evidence"),
             "dispatch_config": str(DEMO_CONFIG / "dispatch.yaml"),
@@ -168,6 +185,7 @@ class Demo:
             "node_password": credentials.nodes[NODE_ID],
             "integrator_user": INTEGRATOR,
             "integrator_password": credentials.integrators[INTEGRATOR],
+            "api_tokens": self.api_tokens,
         }
         write_private(self.workdir / "connection.json", json.dumps(connection, indent=2) + "\n")
         started = time.monotonic()
@@ -183,8 +201,12 @@ GridWatch demo is running
   broker       mqtt://{connection['mqtt_host']}:{connection['mqtt_port']}
   node         {connection['node_user']} / {connection['node_password']}
   integrator   {connection['integrator_user']} / {connection['integrator_password']}
+  API token    {connection['api_tokens']['operator']} (operator; every role's in connection.json)
   video        {source}
   written to   {self.workdir / 'connection.json'}; logs in {self.workdir}
+
+Cases through the API:
+  curl -H 'Authorization: Bearer {connection['api_tokens']['operator']}' {connection['api_url']}/api/v1/cases
 
 Watch cases as an integrator:
   mosquitto_sub -h {connection['mqtt_host']} -p {connection['mqtt_port']} -u {connection['integrator_user']} \\
@@ -195,6 +217,7 @@ Watch cases as an integrator:
 
     def _watch(self, api_url: str, started: float, edge: subprocess.Popen, stop: threading.Event) -> int:
         reported: set[int] = set()
+        token = self.api_tokens["operator"]
         while not stop.wait(1):
             elapsed = time.monotonic() - started
             if self.duration and elapsed >= self.duration:
@@ -205,13 +228,13 @@ Watch cases as an integrator:
                           file=sys.stderr)
                     return 1
             try:
-                cases = get_json(f"{api_url}/api/v1/cases?page_size=20&sort=id")
+                cases = get_json(f"{api_url}/api/v1/cases?page_size=20&sort=id", token)
             except OSError:
                 continue
             for item in cases["items"]:
                 if item["id"] in reported:
                     continue
-                case = get_json(f"{api_url}/api/v1/cases/{item['id']}")
+                case = get_json(f"{api_url}/api/v1/cases/{item['id']}", token)
                 assignment = case.get("assignment") or {}
                 chief = (assignment.get("street_chief") or {}).get("name", "-")
                 print(f"case {case['id']} {case['category']} ({case['code']}) {case['status']} after {elapsed:.0f} s: "

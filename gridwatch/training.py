@@ -62,7 +62,8 @@ class Recipe(BaseModel):
                               description="More labelled datasets, e.g. operator feedback (training only).")
     feedback: str | None = Field(
         default=None, description="GridWatch server URL: the detections operators reviewed are fetched "
-                                  "(/api/v1/training-data) and learned as one more extra dataset.")
+                                  "(/api/v1/training-data, with an operator's token in GRIDWATCH_API_TOKEN) and "
+                                  "learned as one more extra dataset.")
     feedback_category: str | None = Field(default=None, description="Only reviewed detections of this category.")
     epochs: int = Field(default=50, ge=1, description="Most epochs to run.")
     patience: int = Field(default=10, ge=1, description="Stop after this many epochs without improvement.")
@@ -84,12 +85,16 @@ class Recipe(BaseModel):
             street_variants=self.street_variants, extra=self.extra, val_fraction=self.val_fraction, seed=self.seed)
 
 
-def fetch_feedback(server: str, classes: list[str], category: str | None, dest: Path) -> Path:
-    """Download the server's reviewed detections as a YOLO dataset into `dest` (images/, labels/, export.json)."""
+def fetch_feedback(server: str, classes: list[str], category: str | None, dest: Path,
+                   token: str | None = None) -> Path:
+    """Download the server's reviewed detections as a YOLO dataset into `dest` (images/, labels/, export.json).
+    `token`: an operator's API token (default: GRIDWATCH_API_TOKEN)."""
     query = {"classes": ",".join(classes), **({"category": category} if category else {})}
     url = f"{server.rstrip('/')}/api/v1/training-data?{urllib.parse.urlencode(query)}"
+    token = token or os.environ.get("GRIDWATCH_API_TOKEN")
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 - a URL the operator gave
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - a URL the operator gave
             data = response.read()
     except urllib.error.HTTPError as error:
         raise TrainingError(f"{url}: {error.code} {error.read().decode(errors='replace')[:300]}") from None

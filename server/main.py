@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from server.api.routes import cases, dead_letters, evidence, feedback, health, nodes
 from server.core.config import ServerSettings
+from server.core.security import TokenStore
 from server.db import Database
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
@@ -23,17 +25,28 @@ def create_app(settings: ServerSettings) -> FastAPI:
     database = Database(settings.database_url)
     evidence_store = EvidenceStore(settings.evidence_dir)
     dispatcher = Dispatcher.from_file(settings.dispatch_config)
+    tokens = TokenStore.from_file(settings.tokens_file)
     ingest = Ingest(database, CaseService(dispatcher), evidence_store, publish_case=lambda _message: None)
     service = None
     if settings.ingest_enabled:
         service = IngestService(ingest, settings.mqtt_client_id, settings.mqtt_host, settings.mqtt_port,
                                 settings.mqtt_username, settings.resolved_mqtt_password())
 
+    async def sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.sweep_interval_seconds)
+            try:
+                await asyncio.to_thread(ingest.sweep)
+            except Exception:  # the next sweep tries again; the error is in the log
+                log.exception("deadline sweep failed")
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if service is not None:
             service.start(wait_seconds=10)
+        sweeper = asyncio.create_task(sweep_forever())
         yield
+        sweeper.cancel()
         if service is not None:
             service.flush(5)
             service.stop()
@@ -49,6 +62,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.evidence = evidence_store
     app.state.ingest = ingest
     app.state.ingest_service = service
+    app.state.tokens = tokens
     for module in (health, cases, dead_letters, evidence, nodes, feedback):
         app.include_router(module.router)
 

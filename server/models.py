@@ -70,14 +70,32 @@ class CaseRecord(Base):
     unit_id: Mapped[str | None] = mapped_column(String(64), index=True)
     unit_name: Mapped[str | None] = mapped_column(String(200))
     fallback: Mapped[bool] = mapped_column(default=False)
+    on_duty_name: Mapped[str | None] = mapped_column(String(200))
+    on_duty_phone: Mapped[str | None] = mapped_column(String(64))
     opened_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    deadline_at: Mapped[datetime | None]
+    deadline_at: Mapped[datetime | None] = mapped_column(index=True)
     started_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    """When the camera last saw every violation of the case end (object gone); cleared when it is seen again."""
     dwell_seconds: Mapped[float] = mapped_column(default=0.0)
     occurrences: Mapped[int] = mapped_column(default=0)
+    # --- for assessment: when each step happened, and the side paths taken -----------------------------------------
+    filed_by: Mapped[str | None] = mapped_column(String(128))
+    dispatched_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None]
+    feedback_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None] = mapped_column(index=True)
+    on_time: Mapped[bool | None]
+    """Set at closure: the unit's last feedback came before the deadline (as extended)."""
+    deferred_at: Mapped[datetime | None]
+    was_deferred: Mapped[bool] = mapped_column(default=False)
+    rework_count: Mapped[int] = mapped_column(default=0)
+    extension_count: Mapped[int] = mapped_column(default=0)
+    return_count: Mapped[int] = mapped_column(default=0)
+    void_reason: Mapped[str | None] = mapped_column(String(32))
+    escalation_level: Mapped[int] = mapped_column(default=0)
 
     events: Mapped[list[EventRecord]] = relationship(back_populates="case", order_by="EventRecord.observed_at")
     transitions: Mapped[list[CaseTransition]] = relationship(
@@ -128,6 +146,7 @@ class CaseTransition(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    action: Mapped[str] = mapped_column(String(16))
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -163,8 +163,26 @@ def litter_model() -> Path:
 DISPATCH = REPO / "config" / "demo" / "dispatch.yaml"
 
 
+ROLES = ("operator", "field_staff", "supervisor", "integrator", "admin")
+
+
 @pytest.fixture
-def server_settings(running_broker, tmp_path):
+def api_tokens(tmp_path) -> dict[str, str]:
+    """A token per role (and `sanitation` for field staff of that unit), written to a tokens file."""
+    import yaml
+
+    from server.core.security import hash_token
+
+    tokens = {role: f"gw_test_{role}" for role in ROLES} | {"sanitation": "gw_test_sanitation"}
+    entries = [{"name": f"test {role}", "role": role, "sha256": hash_token(tokens[role])} for role in ROLES]
+    entries.append({"name": "sanitation worker", "role": "field_staff", "unit": "sanitation",
+                    "sha256": hash_token(tokens["sanitation"])})
+    (tmp_path / "tokens.yaml").write_text(yaml.safe_dump({"tokens": entries}), encoding="utf-8")
+    return tokens
+
+
+@pytest.fixture
+def server_settings(running_broker, tmp_path, api_tokens):
     """The server's settings for a test: a SQLite file and evidence folder of its own, the test's broker."""
     from server.core.config import ServerSettings
 
@@ -174,18 +192,25 @@ def server_settings(running_broker, tmp_path):
         dispatch_config=DISPATCH,
         mqtt_port=running_broker.port,
         mqtt_password=running_broker.credentials.server_password,
+        tokens_file=tmp_path / "tokens.yaml",
     )
 
 
 @pytest.fixture
-def api(server_settings):
+def api(server_settings, api_tokens):
+    """A client of the running app, calling as admin unless a request sets its own Authorization."""
     from fastapi.testclient import TestClient
 
     from server.main import create_app
 
     with TestClient(create_app(server_settings)) as client:
+        client.headers["Authorization"] = f"Bearer {api_tokens['admin']}"
         wait_until(lambda: client.get("/healthz").json()["mqtt"] == "connected")
         yield client
+
+
+def as_role(tokens: dict[str, str], role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens[role]}"}
 
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per test request drowns the useful log

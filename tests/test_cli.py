@@ -76,3 +76,17 @@ def test_broker_users_writes_passwords_but_refuses_role_names_as_nodes(tmp_path)
 def test_demo_refuses_a_missing_source(tmp_path, missing):
     result = gridwatch("demo", "--workdir", str(tmp_path / "d"), "--source", missing)
     assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_server_token_makes_a_token_the_server_knows(tmp_path, capsys):
+    from gridwatch.cli import main
+    from server.core.security import TokenStore
+
+    tokens_file = tmp_path / "tokens.yaml"
+    assert main(["server", "token", "Zhang Min", "--role", "field_staff", "--unit", "sanitation",
+                 "--tokens-file", str(tokens_file)]) == 0
+    token = capsys.readouterr().out.strip()
+    holder = TokenStore.from_file(tokens_file).principal(token)
+    assert holder.name == "Zhang Min" and holder.role == "field_staff" and holder.unit == "sanitation"
+    assert token not in tokens_file.read_text(), "only the token's hash is kept"
+    assert TokenStore.from_file(tokens_file).principal(token + "x") is None

@@ -1,16 +1,24 @@
-"""Dependencies shared by the routes."""
+"""Dependencies shared by the routes: the database session, settings, evidence store and the caller.
+
+Every route but health and the public board needs a bearer token (`Authorization: Bearer gw_…`); writes need a
+role that may write there. Nothing writes anonymously.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from server.core.config import ServerSettings
+from server.core.security import Role, TokenEntry, TokenStore
 from server.db import Database
 from server.services.ingest import EvidenceStore
+
+_bearer = HTTPBearer(auto_error=False, description="An API token from the server's tokens file.")
 
 
 def get_database(request: Request) -> Database:
@@ -30,6 +38,36 @@ def get_evidence_store(request: Request) -> EvidenceStore:
     return request.app.state.evidence
 
 
+def get_caller(request: Request,
+               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> TokenEntry:
+    tokens: TokenStore = request.app.state.tokens
+    if credentials is None:
+        raise HTTPException(status_code=401, detail="this needs an API token: Authorization: Bearer <token>",
+                            headers={"WWW-Authenticate": "Bearer"})
+    caller = tokens.principal(credentials.credentials)
+    if caller is None:
+        raise HTTPException(status_code=401, detail="unknown API token", headers={"WWW-Authenticate": "Bearer"})
+    return caller
+
+
+def allow(*roles: Role) -> Callable[[TokenEntry], TokenEntry]:
+    """A dependency admitting callers in `roles` (admins always); others get 403 naming who may."""
+    admitted = set(roles) | {Role.ADMIN}
+
+    def check(caller: Annotated[TokenEntry, Depends(get_caller)]) -> TokenEntry:
+        if caller.role not in admitted:
+            names = ", ".join(sorted(role.value for role in admitted))
+            raise HTTPException(status_code=403, detail=f"a {caller.role.value} may not do this; it needs: {names}")
+        return caller
+
+    return check
+
+
 SessionDep = Annotated[Session, Depends(get_db)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 EvidenceDep = Annotated[EvidenceStore, Depends(get_evidence_store)]
+Caller = Annotated[TokenEntry, Depends(get_caller)]
+"""Any holder of a valid token (reads)."""
+OperatorDep = Annotated[TokenEntry, Depends(allow(Role.OPERATOR))]
+CaseWorker = Annotated[TokenEntry, Depends(allow(Role.OPERATOR, Role.FIELD_STAFF, Role.SUPERVISOR))]
+"""May take some case action; the workflow table says which."""

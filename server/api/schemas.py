@@ -7,7 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gridwatch.contract import CaseAssignment
+from gridwatch.contract import CaseAction, CaseAssignment
 
 ItemT = TypeVar("ItemT")
 
@@ -22,6 +22,7 @@ class Page(BaseModel, Generic[ItemT]):
 class TransitionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    action: str
     from_status: str | None
     to_status: str
     at: datetime
@@ -52,6 +53,16 @@ class CaseSummary(BaseModel):
     dwell_seconds: float
     occurrences: int
     assignment: CaseAssignment | None = None
+    escalation_level: int = 0
+    """0: with the grid; 1: escalated to the street office; 2: to the district."""
+    dispatched_at: datetime | None = None
+    accepted_at: datetime | None = None
+    feedback_at: datetime | None = None
+    closed_at: datetime | None = None
+    on_time: bool | None = None
+    rework_count: int = 0
+    extension_count: int = 0
+    void_reason: str | None = None
 
 
 class EventOut(BaseModel):
@@ -74,6 +85,22 @@ class CaseDetail(CaseSummary):
     transitions: list[TransitionOut]
     evidence_urls: list[str]
     crop_urls: list[str]
+    allowed_actions: list[str] = Field(description="What the caller may do to the case now.")
+
+
+class ActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: CaseAction = Field(description="file, dispatch, reassign, accept, return, extend, defer, resume, "
+                                           "feedback, rework, verify, close or void (README: the workflow table).")
+    reason: str | None = Field(default=None, max_length=2000,
+                               description="Why; required for reassign, return, extend, defer, rework and void.")
+    unit_id: str | None = Field(default=None, max_length=64,
+                                description="dispatch / reassign: the unit to take it (default: the route's).")
+    extend_minutes: float | None = Field(default=None, gt=0, le=60 * 24 * 90,
+                                         description="extend: working minutes added to the deadline.")
+    void_reason: Literal["false_positive", "duplicate", "not_our_responsibility", "other"] | None = Field(
+        default=None, description="void: why the case is void.")
 
 
 class DeadLetterOut(BaseModel):
@@ -114,7 +141,6 @@ class ReviewIn(BaseModel):
     verdict: Literal["confirmed", "rejected"] = Field(description="The operator's verdict on the detection.")
     reason: Literal["false_positive", "duplicate", "not_our_responsibility", "other"] | None = Field(
         default=None, description="Why it was rejected (required for `rejected`).")
-    reviewer: str = Field(min_length=1, max_length=128, description="Who decided.")
     note: str | None = Field(default=None, max_length=2000)
 
 
@@ -136,7 +162,6 @@ class CommandIn(BaseModel):
         description="snapshot: publish the current frame; reload: re-read the node's config file and manifest; "
                     "restart_camera: reopen a camera's source.")
     camera_id: str | None = Field(default=None, max_length=64, description="Required for restart_camera.")
-    sent_by: str = Field(default="operator", min_length=1, max_length=128, description="Who sent it.")
 
 
 class CommandOut(BaseModel):

@@ -28,6 +28,10 @@ class ServerSettings(BaseSettings):
     mqtt_password_file: Path | None = Field(default=None, description="File holding the broker password.")
     mqtt_client_id: str = Field(default="gridwatch-server", description="MQTT client id; unique per server worker.")
     ingest_enabled: bool = Field(default=True, description="Run the MQTT ingest service inside the API process.")
+    tokens_file: Path | None = Field(
+        default=None, description="YAML of API tokens (SHA-256 only) with roles; `gridwatch server token` makes "
+                                  "them. Without it only health and the public board answer.")
+    sweep_interval_seconds: float = Field(default=30, gt=0, description="How often overdue cases are escalated.")
 
     def resolved_mqtt_password(self) -> str | None:
         if self.mqtt_password is not None:
@@ -37,7 +41,7 @@ class ServerSettings(BaseSettings):
         return None
 
 
-_RELATIVE_PATH_KEYS = ("evidence_dir", "dispatch_config", "mqtt_password_file")
+_RELATIVE_PATH_KEYS = ("evidence_dir", "dispatch_config", "mqtt_password_file", "tokens_file")
 
 
 def load_server_settings(path: Path | None = None) -> ServerSettings:

@@ -1,17 +1,23 @@
-"""Cases from events: every message of one violation belongs to one case, which is filed and dispatched at once.
+"""Cases from events, and every step of a case after that.
 
-Every transition records who, when and why, and becomes a `CaseMessage` for integrators once committed.
+All the messages of one violation belong to one case; a violation at the place and of the category of an open case
+joins it, and one at a recently closed case's place reopens it. A detection scoring high enough for its category
+files and dispatches itself; a lower one waits for an operator. After the unit's feedback, the camera that raised the
+case verifies it: the object gone (every violation ended) verifies and closes it, the object seen again sends it
+back for rework. Every change is a `CaseTransition` (who, when, why) and a `CaseMessage` for integrators.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import (
     SCHEMA_VERSION,
+    CaseAction,
     CaseAssignment,
     CaseMessage,
     CaseStatus,
@@ -21,68 +27,234 @@ from gridwatch.contract import (
     Location,
     Person,
 )
+from server.core.security import Role
 from server.models import CaseRecord, CaseTransition, EventRecord
 from server.services.dispatch import Dispatcher
+from server.services.workflow import IN_UNIT, OPEN, WorkflowError, next_status
 
 SYSTEM_ACTOR = "system"
+A, S = CaseAction, CaseStatus
+
+
+def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Equirectangular distance: exact enough for the tens of metres that decide 'the same place'."""
+    x = math.radians(lon2 - lon1) * math.cos(math.radians((lat1 + lat2) / 2))
+    return 6_371_000 * math.hypot(x, math.radians(lat2 - lat1))
 
 
 class CaseService:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
 
+    # ---- from the cameras ------------------------------------------------------------------------------------------
+
     def apply_event(self, session: Session, event: Event, record: EventRecord, now: datetime) -> list[CaseMessage]:
-        """Attach `record` to its violation's case, opening and dispatching the case if this is its first message
-        (a lost `new` still opens one from its `update` or `end`). Returns the state changes to publish."""
-        case = session.scalar(select(CaseRecord).where(CaseRecord.violation_id == str(event.violation_id)))
+        """Attach `record` to its case, opening, joining or reopening one as the rules say (a lost `new` still
+        opens one from its `update` or `end`). Returns the changes to publish."""
         changes: list[CaseTransition] = []
+        case = session.scalar(select(CaseRecord).join(EventRecord, EventRecord.case_id == CaseRecord.id)
+                              .where(EventRecord.violation_id == str(event.violation_id)).limit(1))
         if case is None:
-            case = self._open(event, now)
-            session.add(case)
-            changes.append(self._transition(case, CaseStatus.COLLECTED, now, f"camera {event.camera_id}",
-                                            f"{event.label} {event.type.value} in zone {event.zone_id}, "
-                                            f"dwell {event.dwell_seconds:.0f} s, score {event.score:.2f}"))
-            changes.append(self._transition(case, CaseStatus.REGISTERED, now, SYSTEM_ACTOR,
-                                            "filed automatically from a camera detection"))
-            assignment, allowed = self.dispatcher.assign(event.category, event.location)
-            self._assign(case, assignment)
-            case.deadline_at = now + allowed
-            target = f"{assignment.unit_name}" + (f", street chief {assignment.street_chief.name}"
-                                                    if assignment.street_chief else "")
-            why = "no grid or category route matched; fallback unit" if assignment.fallback else "auto-dispatch"
-            changes.append(self._transition(case, CaseStatus.DISPATCHED, now, SYSTEM_ACTOR, f"{why}: {target}"))
+            case = self._repeat_of(session, event, now)
+            if case is not None and S(case.status) in OPEN:  # a finished one is reopened below
+                changes.append(self._step(case, A.JOIN, SYSTEM_ACTOR, now,
+                                          f"{event.label} at the same place ({event.camera_id}/{event.zone_id}) "
+                                          f"joins this case"))
+        if case is None:
+            case = self._open(session, event, now, changes)
         record.case = case
         case.occurrences += 1
         case.last_seen_at = max(case.last_seen_at, event.observed_at)
         case.dwell_seconds = max(case.dwell_seconds, event.dwell_seconds)
         case.score = max(case.score, event.score)
         case.updated_at = now
-        if event.type is EventType.END:
-            case.ended_at = event.observed_at
         session.flush()
+        status = S(case.status)
+        if event.type is EventType.END:
+            if self._all_ended(session, case):
+                case.ended_at = event.observed_at
+                if status is S.FEEDBACK and (event.node_id, event.camera_id) == (case.node_id, case.camera_id):
+                    changes += self._verify_by_camera(case, now)
+        else:
+            case.ended_at = None
+            if status is S.FEEDBACK:
+                changes.append(self._step(case, A.REWORK, SYSTEM_ACTOR, now,
+                                          f"camera {event.camera_id} still sees {event.label} after the feedback"))
+            elif status in (S.VERIFIED, S.CLOSED):
+                changes += self._reopen(case, now, f"camera {event.camera_id} sees {event.label} again")
+            elif status is S.COLLECTED and self._files_itself(case):
+                changes += self._file_and_dispatch(case, now, f"score {case.score:.2f} reached the filing threshold")
         return [self.message(case, change) for change in changes]
 
-    @staticmethod
-    def _open(event: Event, now: datetime) -> CaseRecord:
-        return CaseRecord(
-            violation_id=str(event.violation_id),
-            category=event.category.value,
-            code=event.code,
-            status=CaseStatus.COLLECTED.value,
-            node_id=event.node_id,
-            camera_id=event.camera_id,
-            zone_id=event.zone_id,
-            label=event.label,
-            score=event.score,
-            lat=event.location.lat if event.location else None,
-            lon=event.location.lon if event.location else None,
-            opened_at=now,
-            updated_at=now,
-            started_at=event.started_at,
-            last_seen_at=event.observed_at,
-            dwell_seconds=event.dwell_seconds,
-            occurrences=0,
+    def _open(self, session: Session, event: Event, now: datetime, changes: list[CaseTransition]) -> CaseRecord:
+        case = CaseRecord(
+            violation_id=str(event.violation_id), category=event.category.value, code=event.code,
+            status=S.COLLECTED.value, node_id=event.node_id, camera_id=event.camera_id, zone_id=event.zone_id,
+            label=event.label, score=event.score,
+            lat=event.location.lat if event.location else None, lon=event.location.lon if event.location else None,
+            opened_at=now, updated_at=now, started_at=event.started_at, last_seen_at=event.observed_at,
+            dwell_seconds=event.dwell_seconds, occurrences=0,
         )
+        session.add(case)
+        changes.append(self._step(case, A.COLLECT, f"camera {event.camera_id}", now,
+                                  f"{event.label} {event.type.value} in zone {event.zone_id}, "
+                                  f"dwell {event.dwell_seconds:.0f} s, score {event.score:.2f}"))
+        if self._files_itself(case):
+            changes += self._file_and_dispatch(case, now, "filed automatically from a camera detection")
+        else:
+            threshold = self.dispatcher.auto_file_score(Category(case.category))
+            changes[-1].reason += (", waits for an operator" if threshold is None
+                                   else f", below {threshold:.2f}: waits for an operator")
+        return case
+
+    def _repeat_of(self, session: Session, event: Event, now: datetime) -> CaseRecord | None:
+        """The open case at the same place and of the same category, or one closed there within the window."""
+        config = self.dispatcher.config
+        window = timedelta(minutes=config.repeat_window_minutes if config else 30)
+        radius = config.repeat_radius_m if config else 15
+        candidates = session.scalars(
+            select(CaseRecord).where(CaseRecord.category == event.category.value,
+                                     CaseRecord.status.in_([s.value for s in OPEN | {S.VERIFIED, S.CLOSED}]))
+            .order_by(CaseRecord.id.desc()).limit(50))
+        for case in candidates:
+            finished = S(case.status) in (S.VERIFIED, S.CLOSED)
+            if finished and (case.closed_at or case.updated_at) < now - window:
+                continue
+            same_view = (case.node_id, case.camera_id, case.zone_id) == (event.node_id, event.camera_id, event.zone_id)
+            near = (event.location is not None and case.lat is not None and case.lon is not None
+                    and _metres(case.lat, case.lon, event.location.lat, event.location.lon) <= radius)
+            if same_view or near:
+                return case
+        return None
+
+    @staticmethod
+    def _all_ended(session: Session, case: CaseRecord) -> bool:
+        ended = select(EventRecord.violation_id).where(EventRecord.case_id == case.id,
+                                                       EventRecord.type == EventType.END.value)
+        live = session.scalar(select(func.count(func.distinct(EventRecord.violation_id)))
+                              .where(EventRecord.case_id == case.id, EventRecord.violation_id.not_in(ended)))
+        return not live
+
+    def _files_itself(self, case: CaseRecord) -> bool:
+        threshold = self.dispatcher.auto_file_score(Category(case.category))
+        return threshold is not None and case.score >= threshold
+
+    def _file_and_dispatch(self, case: CaseRecord, now: datetime, why: str,
+                           actor: str = SYSTEM_ACTOR) -> list[CaseTransition]:
+        case.filed_by = actor
+        return [self._step(case, A.FILE, actor, now, why), self._dispatch(case, now, A.DISPATCH, actor)]
+
+    def _dispatch(self, case: CaseRecord, now: datetime, action: CaseAction, actor: str,
+                  unit_id: str | None = None, why: str | None = None) -> CaseTransition:
+        location = Location(lat=case.lat, lon=case.lon) if case.lat is not None else None
+        assignment, deadline = self.dispatcher.assign(Category(case.category), location, now, unit_id)
+        self._assign(case, assignment)
+        case.deadline_at, case.dispatched_at, case.accepted_at = deadline, now, None
+        case.escalation_level = 0
+        target = assignment.unit_name + (f", street chief {assignment.street_chief.name}"
+                                         if assignment.street_chief else "")
+        if assignment.on_duty:
+            target += f", on duty {assignment.on_duty.name}"
+        default = "no grid or category route matched; fallback unit" if assignment.fallback else "auto-dispatch"
+        return self._step(case, action, actor, now, f"{why or default}: {target}")
+
+    def _verify_by_camera(self, case: CaseRecord, now: datetime) -> list[CaseTransition]:
+        why = f"camera {case.camera_id} sees the {case.label} gone"
+        return [self._step(case, A.VERIFY, SYSTEM_ACTOR, now, why),
+                self._step(case, A.CLOSE, SYSTEM_ACTOR, now, "verified by the camera that raised it")]
+
+    def _reopen(self, case: CaseRecord, now: datetime, why: str) -> list[CaseTransition]:
+        case.closed_at = case.on_time = None
+        return [self._dispatch(case, now, A.REOPEN, SYSTEM_ACTOR, unit_id=case.unit_id, why=why)]
+
+    # ---- from people (the API) ---------------------------------------------------------------------------------
+
+    def act(self, case: CaseRecord, action: CaseAction, actor: str, role: Role | None, now: datetime,
+            reason: str | None = None, unit_id: str | None = None, extend_minutes: float | None = None,
+            void_reason: str | None = None) -> list[CaseMessage]:
+        """An operator's, supervisor's or field worker's step. Raises WorkflowError (403, 409, 422)."""
+        status = S(case.status)
+        if action is A.VOID:
+            if void_reason is None:
+                raise WorkflowError(422, "void needs void_reason: false_positive, duplicate, not_our_responsibility "
+                                         "or other", [])
+            reason = f"{void_reason}: {reason}" if reason else void_reason
+        next_status(status, action, role, reason)  # refuse before changing anything
+        why = reason or action.value
+        changes: list[CaseTransition] = []
+        if action is A.VOID:
+            case.void_reason = void_reason
+        if action is A.FILE:
+            changes = self._file_and_dispatch(case, now, f"confirmed by an operator: {why}", actor)
+        elif action in (A.DISPATCH, A.REASSIGN):
+            if unit_id is not None and self.dispatcher.config and unit_id not in self.dispatcher.config.units:
+                raise WorkflowError(422, f"unit_id: no unit {unit_id!r} in the dispatch configuration", [])
+            changes = [self._dispatch(case, now, action, actor, unit_id, why)]
+        elif action is A.EXTEND:
+            if not extend_minutes or extend_minutes <= 0:
+                raise WorkflowError(422, "extend needs extend_minutes > 0", [])
+            case.deadline_at = self.dispatcher.deadline(case.deadline_at or now, timedelta(minutes=extend_minutes))
+            case.extension_count += 1
+            changes = [self._step(case, action, actor, now, f"{why} (+{extend_minutes:g} min)")]
+        else:
+            changes = [self._step(case, action, actor, now, why)]
+        if action is A.FEEDBACK and case.events and case.ended_at is not None:
+            changes += self._verify_by_camera(case, now)  # the camera already saw it gone
+        return [self.message(case, change) for change in changes]
+
+    # ---- the clock ---------------------------------------------------------------------------------------------
+
+    def sweep(self, session: Session, now: datetime) -> list[CaseMessage]:
+        """Escalate overdue cases: at the deadline to the street office, later to the district."""
+        config = self.dispatcher.config
+        later = timedelta(minutes=config.escalation.district_after_minutes if config else 120)
+        messages = []
+        overdue = session.scalars(select(CaseRecord).where(
+            CaseRecord.status.in_([s.value for s in IN_UNIT | {S.RETURNED}]), CaseRecord.deadline_at < now,
+            CaseRecord.escalation_level < 2))
+        for case in overdue:
+            level = 2 if case.deadline_at + later <= now else 1
+            if level <= case.escalation_level:
+                continue
+            case.escalation_level = level
+            contact = self.dispatcher.escalation_contact(level, case.street)
+            to = ("district" if level == 2 else f"street office {case.street or '(no grid)'}") + (
+                f": {contact.name} {contact.phone or ''}".rstrip() if contact else "")
+            late = (now - case.deadline_at).total_seconds() / 60
+            messages.append(self.message(case, self._step(case, A.ESCALATE, SYSTEM_ACTOR, now,
+                                                          f"overdue by {late:.0f} min; escalated to {to}")))
+        return messages
+
+    # ---- records and messages ----------------------------------------------------------------------------------
+
+    def _step(self, case: CaseRecord, action: CaseAction, actor: str, now: datetime, reason: str) -> CaseTransition:
+        before = S(case.status) if case.transitions else None
+        after = S.COLLECTED if before is None else next_status(before, action, None, reason)
+        transition = CaseTransition(action=action.value, from_status=before.value if before else None,
+                                    to_status=after.value, at=now, actor=actor, reason=reason)
+        case.transitions.append(transition)
+        case.status, case.updated_at = after.value, now
+        self._record_kpi(case, action, after, now, reason)
+        return transition
+
+    @staticmethod
+    def _record_kpi(case: CaseRecord, action: CaseAction, after: CaseStatus, now: datetime, reason: str) -> None:
+        if action is A.ACCEPT and case.accepted_at is None:
+            case.accepted_at = now
+        elif action is A.FEEDBACK:
+            case.feedback_at = now
+        elif action is A.REWORK:
+            case.rework_count += 1
+        elif action is A.RETURN:
+            case.return_count += 1
+        elif action is A.DEFER:
+            case.deferred_at, case.was_deferred = now, True
+        elif action is A.RESUME and case.deferred_at and case.deadline_at:
+            case.deadline_at += now - case.deferred_at  # the clock stood still while deferred
+            case.deferred_at = None
+        if after is S.CLOSED:
+            case.closed_at = now
+            case.on_time = bool(case.feedback_at and case.deadline_at and case.feedback_at <= case.deadline_at)
 
     @staticmethod
     def _assign(case: CaseRecord, assignment: CaseAssignment) -> None:
@@ -90,32 +262,29 @@ class CaseService:
         chief = assignment.street_chief
         case.street_chief_name, case.street_chief_phone = (chief.name, chief.phone) if chief else (None, None)
         case.unit_id, case.unit_name, case.fallback = assignment.unit_id, assignment.unit_name, assignment.fallback
-
-    @staticmethod
-    def _transition(case: CaseRecord, status: CaseStatus, now: datetime, actor: str, reason: str) -> CaseTransition:
-        transition = CaseTransition(from_status=case.status if case.transitions else None, to_status=status.value,
-                                    at=now, actor=actor, reason=reason)
-        case.transitions.append(transition)
-        case.status = status.value
-        return transition
+        duty = assignment.on_duty
+        case.on_duty_name, case.on_duty_phone = (duty.name, duty.phone) if duty else (None, None)
 
     @staticmethod
     def assignment(case: CaseRecord) -> CaseAssignment | None:
         if case.unit_id is None:
             return None
         chief = Person(name=case.street_chief_name, phone=case.street_chief_phone) if case.street_chief_name else None
+        duty = Person(name=case.on_duty_name, phone=case.on_duty_phone) if case.on_duty_name else None
         return CaseAssignment(grid_id=case.grid_id, community=case.community, street=case.street,
                               street_chief=chief, unit_id=case.unit_id, unit_name=case.unit_name or case.unit_id,
-                              fallback=case.fallback)
+                              fallback=case.fallback, on_duty=duty)
 
     def message(self, case: CaseRecord, transition: CaseTransition) -> CaseMessage:
+        dispatched = transition.to_status == S.DISPATCHED.value
         return CaseMessage(
             schema_version=SCHEMA_VERSION,
             case_id=case.id,
             category=Category(case.category),
             code=case.code,
-            status=CaseStatus(transition.to_status),
-            previous_status=CaseStatus(transition.from_status) if transition.from_status else None,
+            status=S(transition.to_status),
+            previous_status=S(transition.from_status) if transition.from_status else None,
+            action=A(transition.action),
             changed_at=transition.at,
             changed_by=transition.actor,
             reason=transition.reason,
@@ -124,7 +293,8 @@ class CaseService:
             camera_id=case.camera_id,
             zone_id=case.zone_id,
             location=Location(lat=case.lat, lon=case.lon) if case.lat is not None else None,
-            assignment=self.assignment(case) if transition.to_status == CaseStatus.DISPATCHED.value else None,
-            deadline_at=case.deadline_at if transition.to_status == CaseStatus.DISPATCHED.value else None,
+            assignment=self.assignment(case) if dispatched or case.unit_id else None,
+            deadline_at=case.deadline_at if case.unit_id else None,
             opened_at=case.opened_at,
+            escalation_level=case.escalation_level,
         )

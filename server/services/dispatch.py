@@ -1,11 +1,14 @@
 """Who is responsible: grid polygons give the community, street and street chief; the category gives the chief's
-member unit (sanitation, enforcement, traffic police ...). What matches nothing goes to the fallback unit."""
+member unit (sanitation, enforcement, traffic police ...) and its shifts the person on duty. What matches nothing
+goes to the fallback unit. Deadlines count working hours; overdue cases escalate grid → street office → district."""
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -14,6 +17,7 @@ from shapely.geometry.base import BaseGeometry
 
 from gridwatch.config_files import ConfigError, load_yaml_model
 from gridwatch.contract import CaseAssignment, Category, Location, Person
+from server.services.duty import Shift, TimeWindow, add_working_time, on_duty
 
 
 class _Config(BaseModel):
@@ -23,11 +27,28 @@ class _Config(BaseModel):
 class UnitConfig(_Config):
     name: str = Field(description="Name shown to operators and integrators, e.g. 交警 Traffic police.")
     phone: str | None = Field(default=None, description="Duty phone shown with the assignment.")
+    shifts: list[Shift] = Field(default_factory=list, description="Duty roster: who is on duty when (table below); "
+                                                                  "the assignment names the person on duty.")
 
 
 class CategoryRoute(_Config):
     unit: str = Field(description="Key in `units` of the member unit that handles this category.")
-    deadline_minutes: float = Field(gt=0, description="Time allowed from dispatch to handling.")
+    deadline_minutes: float = Field(gt=0, description="Time allowed from dispatch to the unit's feedback.")
+    clock: Literal["working", "calendar"] = Field(
+        default="working", description="`working`: the deadline counts only `working_hours`; `calendar`: round the "
+                                       "clock (streetlights, devices).")
+    auto_file_score: float | None = Field(
+        default=0.5, ge=0, le=1, description="A detection scoring at least this files and dispatches itself; below, "
+                                             "it waits for an operator to confirm or reject. null: always wait.")
+
+
+class Escalation(_Config):
+    street_offices: dict[str, Person] = Field(
+        default_factory=dict, description="Head of each street office, by the grids' `street` name: told when a case "
+                                          "of theirs is overdue.")
+    district: Person | None = Field(default=None, description="District command, told when still overdue later.")
+    district_after_minutes: float = Field(default=120, gt=0,
+                                          description="Minutes past the deadline before the district is told.")
 
 
 class DispatchConfig(_Config):
@@ -38,6 +59,19 @@ class DispatchConfig(_Config):
     )
     fallback_unit: str = Field(description="Key in `units` that takes what no grid or category matches.")
     fallback_deadline_minutes: float = Field(default=240, gt=0, description="Time allowed for fallback cases.")
+    timezone: str = Field(default="Asia/Shanghai", description="IANA zone of shifts and working hours.")
+    working_hours: TimeWindow | None = Field(
+        default=None, description="When `working` deadlines run, e.g. {start: '07:00', end: '23:00'}; null: always.")
+    repeat_window_minutes: float = Field(
+        default=30, ge=0, description="A detection at the place and of the category of a case closed this recently "
+                                      "reopens it (an open case is joined whenever).")
+    repeat_radius_m: float = Field(default=15, ge=0, description="Distance within which two located detections "
+                                                                 "from different cameras are the same place.")
+    escalation: Escalation = Field(default_factory=Escalation, description="Who is told of overdue cases.")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @model_validator(mode="after")
     def _units_exist(self) -> DispatchConfig:
@@ -46,6 +80,10 @@ class DispatchConfig(_Config):
         missing = [f"{key}: unknown unit {unit!r}" for key, unit in named.items() if unit not in self.units]
         if missing:
             raise ValueError("; ".join(missing))
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
         return self
 
 
@@ -103,27 +141,56 @@ class Dispatcher:
         point = Point(location.lon, location.lat)  # GeoJSON order
         return next((grid for grid in self.grids if grid.geometry.intersects(point)), None)
 
-    def assign(self, category: Category, location: Location | None) -> tuple[CaseAssignment, timedelta]:
-        """The assignment and the time allowed. A case that no grid or no category route covers goes to the fallback
-        unit, so nothing is left without an owner."""
+    def assign(self, category: Category, location: Location | None, now: datetime,
+               unit_id: str | None = None) -> tuple[CaseAssignment, datetime]:
+        """The assignment and its deadline. A case that no grid or no category route covers goes to the fallback
+        unit, so nothing is left without an owner. `unit_id`: an operator's choice instead of the route's."""
         if self.config is None:
-            return CaseAssignment(unit_id="command-centre", unit_name="Command centre", fallback=True), timedelta(
-                hours=4
-            )
+            return CaseAssignment(unit_id="command-centre", unit_name="Command centre", fallback=True), now + timedelta(
+                hours=4)
+        config = self.config
         grid = self.grid_at(location)
-        route = self.config.categories.get(category)
-        if grid is not None and route is not None:
-            unit_id, minutes, fallback = route.unit, route.deadline_minutes, False
+        route = config.categories.get(category)
+        minutes, clock = config.fallback_deadline_minutes, "working"
+        if route is not None:
+            minutes, clock = route.deadline_minutes, route.clock
+        if unit_id is not None:
+            if unit_id not in config.units:
+                raise KeyError(unit_id)
+            fallback = False
+        elif grid is not None and route is not None:
+            unit_id, fallback = route.unit, False
         else:
-            unit_id, minutes, fallback = self.config.fallback_unit, self.config.fallback_deadline_minutes, True
+            unit_id, minutes, fallback = config.fallback_unit, config.fallback_deadline_minutes, True
         props = grid.properties if grid else None
+        unit = config.units[unit_id]
         assignment = CaseAssignment(
             grid_id=props.grid_id if props else None,
             community=props.community if props else None,
             street=props.street if props else None,
             street_chief=props.street_chief if props else None,
             unit_id=unit_id,
-            unit_name=self.config.units[unit_id].name,
+            unit_name=unit.name,
             fallback=fallback,
+            on_duty=on_duty(unit.shifts, now, config.zone),
         )
-        return assignment, timedelta(minutes=minutes)
+        return assignment, self.deadline(now, timedelta(minutes=minutes), clock)
+
+    def deadline(self, start: datetime, allowed: timedelta, clock: str = "working") -> datetime:
+        if self.config is None:
+            return start + allowed
+        hours = self.config.working_hours if clock == "working" else None
+        return add_working_time(start, allowed, hours, self.config.zone)
+
+    def auto_file_score(self, category: Category) -> float | None:
+        """The score from which a detection files itself; None: an operator always decides."""
+        if self.config is None:
+            return 0.5
+        route = self.config.categories.get(category)
+        return route.auto_file_score if route is not None else 0.5
+
+    def escalation_contact(self, level: int, street: str | None) -> Person | None:
+        if self.config is None:
+            return None
+        escalation = self.config.escalation
+        return escalation.district if level >= 2 else escalation.street_offices.get(street or "")

@@ -101,7 +101,8 @@ class Ingest:
     """Turns one MQTT message into database rows; independent of the network so it can be driven directly."""
 
     def __init__(self, database: Database, cases: CaseService, evidence: EvidenceStore,
-                 publish_case: Callable[[CaseMessage], None]) -> None:
+                 publish_case: Callable[[CaseMessage], None], clock: Callable[[], datetime] = utcnow) -> None:
+        self.clock = clock
         self.database = database
         self.cases = cases
         self.evidence = evidence
@@ -133,13 +134,22 @@ class Ingest:
             log.exception("ingest failed on %s", topic)
             return self._dead_letter(topic, node_id, payload, f"internal error: {type(error).__name__}: {error}")
 
+    def sweep(self, now: datetime | None = None) -> int:
+        """Escalate overdue cases and publish the changes; returns how many changed."""
+        with self.database.session() as session:
+            messages = self.cases.sweep(session, now or self.clock())
+            session.commit()
+        for message in messages:
+            self.publish_case(message)
+        return len(messages)
+
     # ---- message kinds --------------------------------------------------------------------------------------------
 
     def _event(self, topic: NodeTopic, payload: bytes) -> str:
         event = self._validate_from(topic, Event, payload)
         if event.category.value != topic.leaf:
             raise Rejected(f"category {event.category.value!r} does not match {topic.leaf!r} in the topic")
-        now = utcnow()
+        now = self.clock()
         with self.database.session() as session:
             if session.scalar(select(EventRecord.id).where(EventRecord.event_id == str(event.event_id))):
                 self.counts["duplicates"] += 1

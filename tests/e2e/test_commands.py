@@ -49,7 +49,7 @@ def node_config(running_broker, tmp_path, model_path) -> Path:
 
 
 def command(api, action: str, **fields) -> dict:
-    response = api.post("/api/v1/nodes/node-a/commands", json={"action": action, "sent_by": "operator li", **fields})
+    response = api.post("/api/v1/nodes/node-a/commands", json={"action": action, **fields})
     assert response.status_code == 202, response.text
     return response.json()
 

@@ -36,14 +36,15 @@ def test_demo_dispatches_a_case_that_integrators_and_operators_see(tmp_path, mod
         wait_until(connection_file.exists, timeout=90)
         conn = json.loads(connection_file.read_text())
         assert set(conn) == {"api_url", "mqtt_host", "mqtt_port", "node_id", "node_user", "node_password",
-                             "integrator_user", "integrator_password"}
+                             "integrator_user", "integrator_password", "api_tokens"}
+        token = conn["api_tokens"]["operator"]
         broker = ["-h", conn["mqtt_host"], "-p", str(conn["mqtt_port"])]
         cases_sub = subprocess.Popen(
             ["mosquitto_sub", *broker, "-u", conn["integrator_user"], "-P", conn["integrator_password"],
              "-t", "gw/v1/cases/#", "-v", "-C", "3", "-W", "120"],
             stdout=subprocess.PIPE, text=True,
         )
-        case = wait_until(lambda: get(f"{conn['api_url']}/api/v1/cases")["items"], timeout=90)[0]
+        case = wait_until(lambda: get(f"{conn['api_url']}/api/v1/cases", token)["items"], timeout=90)[0]
         assert case["category"] == "illegal_parking" and case["status"] == "dispatched"
         assert case["assignment"]["unit_id"] == "traffic-police"
 
@@ -57,7 +58,7 @@ def test_demo_dispatches_a_case_that_integrators_and_operators_see(tmp_path, mod
             ["mosquitto_pub", *broker, *node, "-t", event_topic(conn["node_id"], "illegal_parking"),
              "-m", '{"event_id": "nope"}'], capture_output=True, text=True, timeout=10)
         assert malformed.returncode == 0 and "failed" not in malformed.stderr
-        letter = wait_until(lambda: get(f"{conn['api_url']}/api/v1/dead-letters")["items"], timeout=10)[0]
+        letter = wait_until(lambda: get(f"{conn['api_url']}/api/v1/dead-letters", token)["items"], timeout=10)[0]
         assert "event_id" in letter["reason"] and letter["node_id"] == conn["node_id"]
 
         spoof = json.dumps(event_payload(node_id="other-node", event_id=str(uuid.uuid4())))

@@ -27,8 +27,9 @@ def parked_bus_clip(tmp_path_factory) -> Path:
     return render_parked_bus_clip(tmp_path_factory.mktemp("media") / "parked-bus.mp4", seconds=12)
 
 
-def get(url: str):
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - local test server
+def get(url: str, token: str):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - local test server
         body = response.read()
         return json.loads(body) if response.headers.get_content_type() == "application/json" else body
 
@@ -61,8 +62,9 @@ def processes(tmp_path):
 
 
 def test_parked_vehicle_on_video_becomes_a_dispatched_case_with_evidence(
-    running_broker, mqtt_client, processes, parked_bus_clip, model_path, tmp_path
+    running_broker, mqtt_client, processes, parked_bus_clip, model_path, tmp_path, api_tokens
 ):
+    token = api_tokens["operator"]
     creds = running_broker.credentials
     api_port = free_port()
     (tmp_path / "server.password").write_text(creds.server_password)
@@ -74,6 +76,7 @@ def test_parked_vehicle_on_video_becomes_a_dispatched_case_with_evidence(
         "api_port": api_port,
         "mqtt_port": running_broker.port,
         "mqtt_password_file": "server.password",
+        "tokens_file": "tokens.yaml",
     }))
     (tmp_path / "node.yaml").write_text(yaml.safe_dump({
         "node_id": "node-a",
@@ -99,13 +102,13 @@ def test_parked_vehicle_on_video_becomes_a_dispatched_case_with_evidence(
     edge = processes.start("edge", "edge", "--config", str(tmp_path / "node.yaml"))
     try:
         assert edge.wait(timeout=180) == 0, "the edge node should finish the clip and flush cleanly"
-        items = wait_until(lambda: get(f"{api}/api/v1/cases")["items"], timeout=20)
+        items = wait_until(lambda: get(f"{api}/api/v1/cases", token)["items"], timeout=20)
     except (AssertionError, subprocess.TimeoutExpired):
         print(processes.logs())
         raise
 
     assert len(items) == 1, "one parked bus is one case"
-    case = get(f"{api}/api/v1/cases/{items[0]['id']}")
+    case = get(f"{api}/api/v1/cases/{items[0]['id']}", token)
     assert case["category"] == "illegal_parking" and case["code"] == "0505"
     assert case["label"] == "bus" and case["zone_id"] == "bus-stop-kerb" and case["camera_id"] == "kerb-cam"
     assert case["status"] == "dispatched"
@@ -113,10 +116,10 @@ def test_parked_vehicle_on_video_becomes_a_dispatched_case_with_evidence(
     assert case["assignment"]["street_chief"]["name"].startswith("王建国")
     assert case["dwell_seconds"] >= 4
 
-    evidence = get(api + case["evidence_urls"][0])
+    evidence = get(api + case["evidence_urls"][0], token)
     image = cv2.imdecode(np.frombuffer(evidence, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape[:2] == (1080, 810), "evidence is the full annotated frame"
-    object_crop = get(api + case["crop_urls"][0])
+    object_crop = get(api + case["crop_urls"][0], token)
     crop_image = cv2.imdecode(np.frombuffer(object_crop, np.uint8), cv2.IMREAD_COLOR)
     assert 300 < crop_image.shape[0] < 1080 and crop_image.shape[1] >= 790, "the bus at the camera's resolution"
 
@@ -129,7 +132,7 @@ def test_parked_vehicle_on_video_becomes_a_dispatched_case_with_evidence(
     assert statuses == ["collected", "registered", "dispatched"]
     node_states = [json.loads(m.payload)["state"] for m in messages if m.topic.endswith("/status")]
     assert node_states[-1] == "offline", "a node that stops says so"
-    node = get(f"{api}/api/v1/nodes")[0]
+    node = get(f"{api}/api/v1/nodes", token)[0]
     telemetry = node["telemetry"]
     assert node["node_id"] == "node-a" and telemetry["cameras"][0]["frames_detected"] > 0
     assert telemetry["cameras"][0]["detect_ms"] > 0 and telemetry["cameras"][0]["faults"] == []

@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from gridwatch.config_files import ConfigError
 from gridwatch.contract import Category, Location
 from server.services.dispatch import Dispatcher
+from server.services.duty import Shift, TimeWindow, add_working_time, on_duty
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo" / "dispatch.yaml"
+CST = timezone(timedelta(hours=8))
+MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=CST)
 
 
 @pytest.fixture(scope="module")
@@ -23,20 +28,78 @@ def dispatcher() -> Dispatcher:
         (Category.LITTER, Location(lat=30.274, lon=120.165), "sanitation", "WL-02", "李晓梅", 240),
         (Category.STREET_VENDING, Location(lat=30.274, lon=120.165), "enforcement", "WL-02", "李晓梅", 60),
         (Category.DEVICE_FAULT, Location(lat=30.274, lon=120.155), "operations", "WL-01", "王建国", 240),
-        (Category.STREETLIGHT_FAULT, Location(lat=30.274, lon=120.165), "street-lighting", "WL-02", "李晓梅", 480),
+        (Category.STREETLIGHT_FAULT, Location(lat=30.274, lon=120.165), "street-lighting", "WL-02", "李晓梅", 1440),
     ],
 )
 def test_grid_gives_the_chief_and_category_the_unit(dispatcher, category, location, unit, grid, chief, minutes):
-    assignment, allowed = dispatcher.assign(category, location)
+    assignment, deadline = dispatcher.assign(category, location, MONDAY_10)
     assert assignment.unit_id == unit and assignment.grid_id == grid
     assert assignment.street_chief.name.startswith(chief)
     assert not assignment.fallback
-    assert allowed.total_seconds() == minutes * 60
+    assert deadline - MONDAY_10 == timedelta(minutes=minutes)
+
+
+@pytest.mark.parametrize(
+    ("category", "local_time", "on_duty_name"),
+    [
+        (Category.STREET_VENDING, "07:00", "赵磊 Zhao Lei"),
+        (Category.STREET_VENDING, "12:19", "赵磊 Zhao Lei"),
+        (Category.STREET_VENDING, "12:20", "孙婷 Sun Ting"),
+        (Category.STREET_VENDING, "22:59", "周强 Zhou Qiang"),
+        (Category.STREET_VENDING, "23:30", None),
+        (Category.LITTER, "02:00", "郑伟 Zheng Wei"),
+        (Category.LITTER, "18:00", "郑伟 Zheng Wei"),
+        (Category.LITTER, "06:00", "吴芳 Wu Fang"),
+        (Category.ILLEGAL_PARKING, "10:00", None),
+    ],
+)
+def test_the_roster_names_who_is_on_duty(dispatcher, category, local_time, on_duty_name):
+    hour, minute = map(int, local_time.split(":"))
+    now = MONDAY_10.replace(hour=hour, minute=minute)
+    assignment, _ = dispatcher.assign(category, Location(lat=30.274, lon=120.165), now)
+    assert (assignment.on_duty.name if assignment.on_duty else None) == on_duty_name
+
+
+@pytest.mark.parametrize(
+    ("filed", "minutes", "clock", "due"),
+    [
+        ("2026-11-23 10:00", 30, "working", "2026-11-23 10:30"),
+        ("2026-11-23 22:50", 30, "working", "2026-11-24 07:20"),  # the clock stops at 23:00
+        ("2026-11-24 02:00", 30, "working", "2026-11-24 07:30"),  # and starts at 07:00
+        ("2026-11-23 21:00", 240, "working", "2026-11-24 09:00"),
+        ("2026-11-23 10:00", 16 * 60 * 2, "working", "2026-11-25 10:00"),  # two whole working days
+        ("2026-11-23 22:50", 30, "calendar", "2026-11-23 23:20"),
+    ],
+)
+def test_deadlines_count_working_hours(dispatcher, filed, minutes, clock, due):
+    start = datetime.fromisoformat(filed).replace(tzinfo=CST)
+    assert dispatcher.deadline(start, timedelta(minutes=minutes), clock) == \
+        datetime.fromisoformat(due).replace(tzinfo=CST)
+
+
+def test_weekday_hours_skip_the_weekend():
+    weekdays = TimeWindow(start="09:00", end="17:00", days=["mon", "tue", "wed", "thu", "fri"])
+    friday_4pm = datetime(2026, 11, 27, 16, 0, tzinfo=CST)
+    due = add_working_time(friday_4pm, timedelta(hours=2), weekdays, ZoneInfo("Asia/Shanghai"))
+    assert due == datetime(2026, 11, 30, 10, 0, tzinfo=CST)  # Monday
+    night = Shift(name="night", start="22:00", end="06:00", days=["sat"], staff={"name": "A"})
+    assert on_duty([night], datetime(2026, 11, 29, 3, 0, tzinfo=CST), ZoneInfo("Asia/Shanghai")).name == "A"
+    assert on_duty([night], datetime(2026, 11, 30, 3, 0, tzinfo=CST), ZoneInfo("Asia/Shanghai")) is None
+
+
+@pytest.mark.parametrize(
+    ("level", "street", "contact"),
+    [(1, "武林街道 Wulin Street Office", "陈志强 Chen Zhiqiang"), (1, "elsewhere", None),
+     (2, "武林街道 Wulin Street Office", "下城区城管指挥中心 District command centre")],
+)
+def test_escalation_goes_to_the_street_office_then_the_district(dispatcher, level, street, contact):
+    person = dispatcher.escalation_contact(level, street)
+    assert (person.name if person else None) == contact
 
 
 @pytest.mark.parametrize("location", [None, Location(lat=31.0, lon=121.0)])
 def test_outside_every_grid_goes_to_the_fallback_unit(dispatcher, location):
-    assignment, _ = dispatcher.assign(Category.ILLEGAL_PARKING, location)
+    assignment, _ = dispatcher.assign(Category.ILLEGAL_PARKING, location, MONDAY_10)
     assert assignment.fallback and assignment.unit_id == "command-centre" and assignment.street_chief is None
 
 
@@ -54,4 +117,18 @@ def test_unknown_key_in_config_is_named(tmp_path):
     text = DEMO.read_text().replace("fallback_unit:", "fallback_units:")
     (tmp_path / "dispatch.yaml").write_text(text)
     with pytest.raises(ConfigError, match="fallback_units: unknown key"):
+        Dispatcher.from_file(tmp_path / "dispatch.yaml")
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "message"),
+    [("timezone: Asia/Shanghai", "timezone: Mars/Olympus", "timezone: unknown time zone 'Mars/Olympus'"),
+     ('working_hours: {start: "07:00", end: "23:00"}', 'working_hours: {start: "07:00", end: "23:00", days: [mon, '
+      'funday]}', "working_hours.days: .*funday"),
+     ("deadline_minutes: 30, auto_file_score: 0.5", "deadline_minutes: 30, auto_file_score: 5", "auto_file_score")],
+)
+def test_bad_duty_settings_are_named(tmp_path, replace, by, message):
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(replace, by))
+    with pytest.raises(ConfigError, match=message):
         Dispatcher.from_file(tmp_path / "dispatch.yaml")

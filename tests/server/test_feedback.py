@@ -37,7 +37,7 @@ def send_detection(node, label: str = "garbage", region: dict | None = REGION, s
 
 def review(api, event_id: str, verdict: str, reason: str | None = None):
     return api.put(f"/api/v1/events/{event_id}/review",
-                   json={"verdict": verdict, "reason": reason, "reviewer": "operator li"})
+                   json={"verdict": verdict, "reason": reason})
 
 
 def test_reviewed_detections_become_a_yolo_dataset(api, mqtt_client):
@@ -75,10 +75,10 @@ def test_reviewed_detections_become_a_yolo_dataset(api, mqtt_client):
 
 
 @pytest.mark.parametrize(("event", "body", "status", "message"), [
-    ("known", {"verdict": "rejected", "reviewer": "li"}, 422, "a rejection needs a reason"),
-    ("known", {"verdict": "confirmed", "reason": "duplicate", "reviewer": "li"}, 422, "takes no reason"),
-    ("known", {"verdict": "maybe", "reviewer": "li"}, 422, "verdict"),
-    ("unknown", {"verdict": "confirmed", "reviewer": "li"}, 404, "no event"),
+    ("known", {"verdict": "rejected"}, 422, "a rejection needs a reason"),
+    ("known", {"verdict": "confirmed", "reason": "duplicate"}, 422, "takes no reason"),
+    ("known", {"verdict": "maybe"}, 422, "verdict"),
+    ("unknown", {"verdict": "confirmed"}, 404, "no event"),
 ])
 def test_bad_reviews_get_a_4xx_with_a_message(api, mqtt_client, event, body, status, message):
     known = send_detection(mqtt_client("node-a"))
@@ -94,7 +94,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_training_fetches_the_feedback_from_a_running_server(server_settings, mqtt_client, tmp_path):
+def test_training_fetches_the_feedback_from_a_running_server(server_settings, mqtt_client, tmp_path, api_tokens):
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(server_settings), host="127.0.0.1", port=port,
                                            log_level="warning"))
@@ -107,14 +107,19 @@ def test_training_fetches_the_feedback_from_a_running_server(server_settings, mq
         import httpx
 
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(f"{url}/api/v1/evidence/{event_id}?variant=crop").status_code == 200)
-        httpx.put(f"{url}/api/v1/events/{event_id}/review", json={"verdict": "confirmed", "reviewer": "li"})
+        operator = api_tokens["operator"]
+        headers = {"Authorization": f"Bearer {operator}"}
+        wait_until(lambda: httpx.get(f"{url}/api/v1/evidence/{event_id}?variant=crop", headers=headers)
+                   .status_code == 200)
+        httpx.put(f"{url}/api/v1/events/{event_id}/review", json={"verdict": "confirmed"}, headers=headers)
+        with pytest.raises(TrainingError, match="401"):
+            fetch_feedback(url, ["garbage"], "litter", tmp_path / "anonymous")
 
-        dataset = fetch_feedback(url, ["garbage"], "litter", tmp_path / "feedback")
+        dataset = fetch_feedback(url, ["garbage"], "litter", tmp_path / "feedback", token=operator)
         assert (dataset / "images" / f"{event_id}.jpg").exists()
         assert (dataset / "labels" / f"{event_id}.txt").read_text().startswith("0 ")
         with pytest.raises(TrainingError, match="classes"):
-            fetch_feedback(url, [], None, tmp_path / "again")
+            fetch_feedback(url, [], None, tmp_path / "again", token=operator)
     finally:
         server.should_exit = True
         thread.join(10)

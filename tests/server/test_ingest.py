@@ -151,7 +151,8 @@ def test_case_list_filters_and_pages(api, mqtt_client):
     node = mqtt_client("node-a")
     for index in range(5):
         publish_event(node, event_payload(category="illegal_parking" if index % 2 == 0 else "litter",
-                                          code="0505" if index % 2 == 0 else "0102"),
+                                          code="0505" if index % 2 == 0 else "0102", camera_id=f"cam-{index}",
+                                          location={"lat": 30.2742 + index * 0.001, "lon": 120.1652}),
                       topic=event_topic("node-a", "illegal_parking" if index % 2 == 0 else "litter"))
     wait_until(lambda: api.get("/api/v1/cases").json()["total"] == 5)
     parking = api.get("/api/v1/cases", params={"category": "illegal_parking"}).json()

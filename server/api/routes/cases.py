@@ -1,40 +1,69 @@
+"""Cases: list with filters, one with its events and history, and the workflow's actions."""
+
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from gridwatch.contract import CaseStatus, Category
-from server.api.deps import SessionDep
-from server.api.schemas import CaseDetail, CaseSummary, EventOut, Page, TransitionOut
-from server.models import CaseRecord, EvidenceRecord
+from gridwatch.contract import CaseAction, CaseStatus, Category
+from server.api.deps import Caller, CaseWorker, SessionDep, get_caller
+from server.api.schemas import ActionIn, CaseDetail, CaseSummary, EventOut, Page, TransitionOut
+from server.core.security import Role, TokenEntry
+from server.models import CaseRecord, EvidenceRecord, utcnow
 from server.services.cases import CaseService
+from server.services.feedback import RejectReason, Verdict, review
+from server.services.workflow import IN_UNIT, WorkflowError, allowed_actions
 
-router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
+router = APIRouter(prefix="/api/v1/cases", tags=["cases"], dependencies=[Depends(get_caller)])
 
-_SORTS = {"opened_at": CaseRecord.opened_at, "updated_at": CaseRecord.updated_at, "id": CaseRecord.id}
+_SORTS = {"opened_at": CaseRecord.opened_at, "updated_at": CaseRecord.updated_at, "id": CaseRecord.id,
+          "deadline_at": CaseRecord.deadline_at, "score": CaseRecord.score}
 
 
 def summary(case: CaseRecord) -> CaseSummary:
     return CaseSummary.model_validate(case).model_copy(update={"assignment": CaseService.assignment(case)})
 
 
-@router.get("", response_model=Page[CaseSummary], summary="List cases, newest first")
+@router.get("", response_model=Page[CaseSummary], summary="List cases, filtered, paged and sorted")
 def list_cases(
     session: SessionDep,
-    status: Annotated[CaseStatus | None, Query(description="Only cases in this status.")] = None,
+    status: Annotated[list[CaseStatus] | None, Query(description="Only cases in these statuses (repeatable).")]
+    = None,
     category: Annotated[Category | None, Query(description="Only cases of this category.")] = None,
+    unit_id: Annotated[str | None, Query(description="Only cases assigned to this unit.")] = None,
+    grid_id: Annotated[str | None, Query(description="Only cases in this unit grid.")] = None,
+    node_id: Annotated[str | None, Query(description="Only cases raised by this node.")] = None,
+    camera_id: Annotated[str | None, Query(description="Only cases raised by this camera.")] = None,
+    overdue: Annotated[bool | None, Query(description="true: only open cases past their deadline.")] = None,
+    opened_after: Annotated[datetime | None, Query(description="Opened at or after (ISO 8601).")] = None,
+    opened_before: Annotated[datetime | None, Query(description="Opened before (ISO 8601).")] = None,
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-    sort: Annotated[str, Query(pattern="^-?(opened_at|updated_at|id)$", description="Field; '-' for descending.")]
-    = "-opened_at",
+    sort: Annotated[str, Query(pattern="^-?(opened_at|updated_at|id|deadline_at|score)$",
+                               description="Field; '-' for descending.")] = "-opened_at",
 ) -> Page[CaseSummary]:
     query = select(CaseRecord)
-    if status is not None:
-        query = query.where(CaseRecord.status == status.value)
-    if category is not None:
-        query = query.where(CaseRecord.category == category.value)
+    if status:
+        query = query.where(CaseRecord.status.in_([s.value for s in status]))
+    for column, value in ((CaseRecord.category, category.value if category else None), (CaseRecord.unit_id, unit_id),
+                          (CaseRecord.grid_id, grid_id), (CaseRecord.node_id, node_id),
+                          (CaseRecord.camera_id, camera_id)):
+        if value is not None:
+            query = query.where(column == value)
+    for name, moment in (("opened_after", opened_after), ("opened_before", opened_before)):
+        if moment is not None and moment.tzinfo is None:
+            raise HTTPException(status_code=422, detail=f"{name}: give a time zone, e.g. 2026-11-23T09:00:00+08:00")
+    if opened_after is not None:
+        query = query.where(CaseRecord.opened_at >= opened_after)
+    if opened_before is not None:
+        query = query.where(CaseRecord.opened_at < opened_before)
+    if overdue:
+        query = query.where(CaseRecord.status.in_([s.value for s in IN_UNIT | {CaseStatus.RETURNED}]),
+                            CaseRecord.deadline_at < utcnow())
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     column = _SORTS[sort.lstrip("-")]
     order = (column.desc(), CaseRecord.id.desc()) if sort.startswith("-") else (column.asc(), CaseRecord.id.asc())
@@ -42,11 +71,14 @@ def list_cases(
     return Page(items=[summary(case) for case in rows], total=total, page=page, page_size=page_size)
 
 
-@router.get("/{case_id}", response_model=CaseDetail, summary="One case with its events, evidence and history")
-def get_case(case_id: int, session: SessionDep) -> CaseDetail:
+def _case(session: SessionDep, case_id: int) -> CaseRecord:
     case = session.get(CaseRecord, case_id)
     if case is None:
         raise HTTPException(status_code=404, detail=f"case {case_id} does not exist")
+    return case
+
+
+def detail(session: SessionDep, case: CaseRecord, caller: TokenEntry) -> CaseDetail:
     event_ids = [event.event_id for event in case.events]
     stored = {
         (row.event_id, row.variant)
@@ -76,4 +108,45 @@ def get_case(case_id: int, session: SessionDep) -> CaseDetail:
         transitions=[TransitionOut.model_validate(t) for t in case.transitions],
         evidence_urls=[e.evidence_url for e in events if e.evidence_url],
         crop_urls=[e.crop_url for e in events if e.crop_url],
+        allowed_actions=[a.value for a in allowed_actions(CaseStatus(case.status), caller.role)
+                         if _may_touch(caller, case)],
     )
+
+
+@router.get("/{case_id}", response_model=CaseDetail,
+            summary="One case with its events, evidence, history and what the caller may do to it")
+def get_case(case_id: int, session: SessionDep, caller: Caller) -> CaseDetail:
+    return detail(session, _case(session, case_id), caller)
+
+
+def _may_touch(caller: TokenEntry, case: CaseRecord) -> bool:
+    """Field staff act on their own unit's cases only."""
+    return caller.role is not Role.FIELD_STAFF or caller.unit is None or caller.unit == case.unit_id
+
+
+@router.post("/{case_id}/actions", response_model=CaseDetail,
+             responses={409: {"description": "Not allowed in the case's status; the body lists what is."},
+                        403: {"description": "The caller's role may not take this action."}},
+             summary="Take a workflow action: file, dispatch, reassign, accept, return, extend, defer, resume, "
+                     "feedback, rework, verify, close, void")
+def act(case_id: int, body: ActionIn, session: SessionDep, caller: CaseWorker, request: Request):  # noqa: ANN201
+    case = _case(session, case_id)
+    if not _may_touch(caller, case):
+        raise HTTPException(status_code=403, detail=f"case {case_id} is assigned to {case.unit_id}, not to your "
+                                                    f"unit {caller.unit}")
+    service: CaseService = request.app.state.ingest.cases
+    try:
+        messages = service.act(case, body.action, caller.name, caller.role, utcnow(), body.reason, body.unit_id,
+                               body.extend_minutes, body.void_reason)
+    except WorkflowError as error:
+        return JSONResponse(status_code=error.status_code, content={
+            "detail": str(error), "status": case.status, "allowed": [a.value for a in error.allowed]})
+    first_event = case.events[0].event_id if case.events else None
+    if first_event and body.action in (CaseAction.FILE, CaseAction.VOID):  # the operator's verdict trains models
+        verdict = Verdict.CONFIRMED if body.action is CaseAction.FILE else Verdict.REJECTED
+        reason = RejectReason(body.void_reason) if body.action is CaseAction.VOID else None
+        review(session, first_event, verdict, reason, caller.name, body.reason)
+    session.commit()
+    for message in messages:
+        request.app.state.ingest.publish_case(message)
+    return detail(session, case, caller)

@@ -2,19 +2,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
-from server.api.deps import SessionDep
+from server.api.deps import OperatorDep, SessionDep, get_caller
 from server.api.schemas import DeadLetterOut, Page
 from server.models import DeadLetter
 
-router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead letters"])
+router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead letters"], dependencies=[Depends(get_caller)])
 
 
 @router.get("", response_model=Page[DeadLetterOut], summary="Messages that were refused, with the reason")
 def list_dead_letters(
     session: SessionDep,
+    _caller: OperatorDep,
     node_id: Annotated[str | None, Query(description="Only messages from this node's topics.")] = None,
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,

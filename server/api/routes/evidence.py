@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from server.api.deps import EvidenceDep, SessionDep
+from server.api.deps import EvidenceDep, SessionDep, get_caller
 from server.models import EvidenceRecord
 
-router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"])
+router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"], dependencies=[Depends(get_caller)])
 
 
 @router.get("/{event_id}", response_class=FileResponse, summary="The annotated JPEG sent with an event",

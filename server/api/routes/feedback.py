@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 from sqlalchemy import select
 
 from gridwatch.contract import Category
-from server.api.deps import EvidenceDep, SessionDep
+from server.api.deps import EvidenceDep, OperatorDep, SessionDep, get_caller
 from server.api.schemas import ReviewIn, ReviewOut
 from server.models import DetectionReview
 from server.services.feedback import RejectReason, ReviewError, Verdict, export_dataset, review
 
-router = APIRouter(tags=["feedback"])
+router = APIRouter(tags=["feedback"], dependencies=[Depends(get_caller)])
 
 
 @router.put("/api/v1/events/{event_id}/review", response_model=ReviewOut,
             summary="Confirm or reject a detection (the event that raised it)")
-def put_review(event_id: str, body: ReviewIn, session: SessionDep) -> ReviewOut:
+def put_review(event_id: str, body: ReviewIn, session: SessionDep, caller: OperatorDep) -> ReviewOut:
     try:
         record = review(session, event_id, Verdict(body.verdict), RejectReason(body.reason) if body.reason else None,
-                        body.reviewer, body.note)
+                        caller.name, body.note)
     except ReviewError as error:
         raise HTTPException(status_code=error.status, detail=str(error)) from None
     return ReviewOut.model_validate(record)
@@ -40,6 +40,7 @@ def get_review(event_id: str, session: SessionDep) -> ReviewOut:
             response_class=Response, responses={200: {"content": {"application/zip": {}}}})
 def get_training_data(
     session: SessionDep,
+    _caller: OperatorDep,
     store: EvidenceDep,
     classes: Annotated[str, Query(description="Class names in label order, comma-separated, as the model's recipe "
                                               "lists them, e.g. garbage.")],

@@ -3,17 +3,17 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from gridwatch.contract import SCHEMA_VERSION, Command, command_topic
-from server.api.deps import EvidenceDep, SessionDep
+from server.api.deps import EvidenceDep, OperatorDep, SessionDep, get_caller
 from server.api.schemas import CommandIn, CommandOut, NodeOut
 from server.models import CameraSnapshot, NodeCommand, NodeRecord
 
-router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
+router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], dependencies=[Depends(get_caller)])
 
 
 @router.get("", response_model=list[NodeOut], summary="Edge nodes with their availability and latest telemetry")
@@ -23,7 +23,8 @@ def list_nodes(session: SessionDep) -> list[NodeOut]:
 
 @router.post("/{node_id}/commands", response_model=CommandOut, status_code=202,
              summary="Send a command (snapshot, reload, restart_camera); the node's answer follows")
-def send_command(node_id: str, body: CommandIn, session: SessionDep, request: Request) -> CommandOut:
+def send_command(node_id: str, body: CommandIn, session: SessionDep, request: Request,
+                 caller: OperatorDep) -> CommandOut:
     if session.get(NodeRecord, node_id) is None:
         raise HTTPException(status_code=404, detail=f"no node {node_id} has ever connected")
     service = request.app.state.ingest_service
@@ -35,7 +36,7 @@ def send_command(node_id: str, body: CommandIn, session: SessionDep, request: Re
     except ValidationError as error:
         raise HTTPException(status_code=422, detail=[e["msg"] for e in error.errors()]) from None
     record = NodeCommand(request_id=command.request_id, node_id=node_id, action=command.action.value,
-                         camera_id=command.camera_id, sent_by=body.sent_by)
+                         camera_id=command.camera_id, sent_by=caller.name)
     session.add(record)
     session.commit()
     service.publish(command_topic(node_id), command.model_dump_json().encode(), qos=1)

@@ -1,0 +1,75 @@
+"""API tokens with roles. The tokens file keeps only each token's SHA-256, so reading it gives nobody access.
+
+    tokens:
+      - {name: "Zhang Min", role: operator, sha256: 9f86d0...}
+
+`gridwatch server token NAME --role ROLE` makes a token and prints the line to add.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gridwatch.config_files import ConfigError, load_yaml_model
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    """Command centre: reviews detections, files, dispatches, verifies and closes cases, commands nodes."""
+    FIELD_STAFF = "field_staff"
+    """A unit's staff: accept, return, report back (feedback)."""
+    SUPERVISOR = "supervisor"
+    """Assessment; approves extensions and deferrals, closes."""
+    INTEGRATOR = "integrator"
+    """Reads; files citizen reports through Open311."""
+    ADMIN = "admin"
+
+
+class TokenEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, description="Who holds the token; recorded on what they do.")
+    role: Role = Field(description="operator, field_staff, supervisor, integrator or admin.")
+    unit: str | None = Field(default=None, description="For field staff: the unit id (in dispatch_config) they "
+                                                       "work for; they act on that unit's cases only.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 (hex) of the token.")
+
+
+class TokensFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: list[TokenEntry] = Field(default_factory=list)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "gw_" + secrets.token_urlsafe(24)
+
+
+class TokenStore:
+    def __init__(self, entries: list[TokenEntry]) -> None:
+        self.entries = {entry.sha256: entry for entry in entries}
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> TokenStore:
+        if path is None:
+            return cls([])
+        if not path.exists():
+            raise ConfigError(f"{path}: tokens file does not exist")
+        return cls(load_yaml_model(path, TokensFile).tokens)
+
+    def principal(self, token: str) -> TokenEntry | None:
+        digest = hash_token(token)
+        for known, entry in self.entries.items():
+            if hmac.compare_digest(known, digest):
+                return entry
+        return None

@@ -1,0 +1,79 @@
+"""Time as the city counts it: deadlines in working hours, and who is on duty in a unit's shifts.
+
+Pure functions of the time passed in (always time-zone aware), so a test can walk a week of shifts in a millisecond.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gridwatch.contract import Person
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_days(days: list[str]) -> list[str]:
+    unknown = [day for day in days if day not in WEEKDAYS]
+    if unknown:
+        raise ValueError(f"unknown day(s) {unknown}; use {', '.join(WEEKDAYS)}")
+    return days
+
+
+class TimeWindow(_Config):
+    start: time = Field(description="Local time it starts, e.g. 07:00.")
+    end: time = Field(description="Local time it ends; before `start` means it runs past midnight.")
+    days: list[str] = Field(default_factory=lambda: list(WEEKDAYS), description="Days it starts on: mon … sun.")
+
+    _days = field_validator("days")(_check_days)
+
+    def spans(self, day: datetime) -> list[tuple[datetime, datetime]]:
+        """The window's spans that start on `day`'s date (local), as aware datetimes."""
+        if WEEKDAYS[day.weekday()] not in self.days:
+            return []
+        start = datetime.combine(day.date(), self.start, day.tzinfo)
+        end = datetime.combine(day.date(), self.end, day.tzinfo)
+        if end <= start:
+            end += timedelta(days=1)
+        return [(start, end)]
+
+    def contains(self, moment: datetime) -> bool:
+        return any(start <= moment < end for offset in (-1, 0)
+                   for start, end in self.spans(moment + timedelta(days=offset)))
+
+
+class Shift(TimeWindow):
+    name: str = Field(description="e.g. early, day, late.")
+    staff: Person = Field(description="Who is on duty (name and phone), named in the assignment.")
+
+
+def add_working_time(start: datetime, allowed: timedelta, hours: TimeWindow | None, zone: ZoneInfo) -> datetime:
+    """The moment `allowed` of working time after `start`: the clock stops outside `hours` (None: it never stops).
+    A case filed at 22:50 with 30 minutes and working hours 07:00–23:00 is due at 07:20 next day."""
+    if hours is None:
+        return start + allowed
+    local = start.astimezone(zone)
+    left = allowed
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    for _ in range(400):  # a year of days without working hours is a configuration mistake, not a loop forever
+        for span_start, span_end in hours.spans(day):
+            begin = max(span_start, local)
+            if begin >= span_end:
+                continue
+            if begin + left <= span_end:
+                return (begin + left).astimezone(start.tzinfo)
+            left -= span_end - begin
+        day += timedelta(days=1)
+    raise ValueError("working hours never open: check `working_hours.days`")
+
+
+def on_duty(shifts: list[Shift], moment: datetime, zone: ZoneInfo) -> Person | None:
+    """The person whose shift covers `moment`; the first listed wins where shifts overlap."""
+    local = moment.astimezone(zone)
+    return next((shift.staff for shift in shifts if shift.contains(local)), None)

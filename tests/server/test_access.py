@@ -1,0 +1,59 @@
+"""Who may call what: every route of the API against every role, and without a token."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import ROLES, as_role
+
+EVERYONE = set(ROLES)
+PUBLIC = None
+OPERATORS = {"operator", "admin"}
+
+# (method, path) -> roles admitted (PUBLIC: no token needed). A route missing here fails the first test.
+ACCESS = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/api/v1/cases"): EVERYONE,
+    ("GET", "/api/v1/cases/{case_id}"): EVERYONE,
+    ("POST", "/api/v1/cases/{case_id}/actions"): {"operator", "field_staff", "supervisor", "admin"},
+    ("GET", "/api/v1/dead-letters"): OPERATORS,
+    ("GET", "/api/v1/evidence/{event_id}"): EVERYONE,
+    ("GET", "/api/v1/nodes"): EVERYONE,
+    ("POST", "/api/v1/nodes/{node_id}/commands"): OPERATORS,
+    ("GET", "/api/v1/nodes/{node_id}/commands/{request_id}"): EVERYONE,
+    ("GET", "/api/v1/nodes/{node_id}/cameras/{camera_id}/snapshot"): EVERYONE,
+    ("PUT", "/api/v1/events/{event_id}/review"): OPERATORS,
+    ("GET", "/api/v1/events/{event_id}/review"): EVERYONE,
+    ("GET", "/api/v1/training-data"): OPERATORS,
+}
+
+
+def routes(app) -> set[tuple[str, str]]:
+    """Every operation the app serves, as its OpenAPI document lists them."""
+    return {(method.upper(), path) for path, operations in app.openapi()["paths"].items() for method in operations}
+
+
+def test_every_route_has_a_row_in_the_access_table(api):
+    assert routes(api.app) == set(ACCESS)
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(ACCESS))
+def test_each_role_gets_exactly_the_access_of_the_table(api, api_tokens, method, path):
+    url = re.sub(r"\{[^}]+\}", "1", path)
+    admitted = ACCESS[(method, path)]
+    anonymous = api.request(method, url, json={}, headers={"Authorization": ""})
+    if admitted is PUBLIC:
+        assert anonymous.status_code not in (401, 403)
+        return
+    assert anonymous.status_code == 401 and "token" in anonymous.json()["detail"]
+    wrong = api.request(method, url, json={}, headers={"Authorization": "Bearer gw_not_a_token"})
+    assert wrong.status_code == 401 and wrong.json()["detail"] == "unknown API token"
+    for role in ROLES:
+        response = api.request(method, url, json={}, headers=as_role(api_tokens, role))
+        if role in admitted:
+            assert response.status_code not in (401, 403), (role, response.json())
+        else:
+            assert response.status_code == 403, (role, response.status_code)
+            assert "may not" in response.json()["detail"]

@@ -1,0 +1,95 @@
+"""The workflow through the REST API and MQTT: people act with their tokens, integrators see every change."""
+
+from __future__ import annotations
+
+import json
+
+from gridwatch.contract import event_topic
+from tests.conftest import as_role
+from tests.factories import event_payload, wait_until
+
+LITTER = {"category": "litter", "code": "0102", "label": "garbage", "zone_id": "kerb",
+          "location": {"lat": 30.2742, "lon": 120.1652}}
+
+
+def send(node, **overrides) -> dict:
+    payload = event_payload(**{**LITTER, **overrides})
+    assert not node.publish(event_topic("node-a", payload["category"]), json.dumps(payload)).is_failure
+    return payload
+
+
+def act(api, tokens, role: str, case_id: int, **body):
+    return api.post(f"/api/v1/cases/{case_id}/actions", json=body, headers=as_role(tokens, role))
+
+
+def test_a_case_from_detection_to_closure_through_the_api(api, api_tokens, mqtt_client):
+    integrator = mqtt_client("integrator")
+    integrator.subscribe("gw/v1/cases/litter/#")
+    node = mqtt_client("node-a")
+    first = send(node, score=0.9)
+    case = wait_until(lambda: api.get("/api/v1/cases").json()["items"])[0]
+    assert case["status"] == "dispatched" and case["assignment"]["unit_id"] == "sanitation"
+
+    worker = api.get(f"/api/v1/cases/{case['id']}", headers=as_role(api_tokens, "sanitation")).json()
+    assert worker["allowed_actions"] == ["accept", "return"]
+    accepted = act(api, api_tokens, "sanitation", case["id"], action="accept")
+    assert accepted.status_code == 200 and accepted.json()["status"] == "handling"
+
+    early = act(api, api_tokens, "operator", case["id"], action="close")
+    assert early.status_code == 409
+    assert early.json()["allowed"] == ["reassign", "return", "extend", "defer", "feedback"]
+    assert "a handling case cannot be close" in early.json()["detail"]
+    assert act(api, api_tokens, "integrator", case["id"], action="feedback").status_code == 403
+
+    act(api, api_tokens, "sanitation", case["id"], action="feedback", reason="pile taken away, photo in the app")
+    send(node, type="end", violation_id=first["violation_id"])
+    closed = wait_until(lambda: (c := api.get(f"/api/v1/cases/{case['id']}").json())["status"] == "closed" and c)
+    assert closed["on_time"] is True and closed["closed_at"]
+    assert [(t["action"], t["actor"]) for t in closed["transitions"][3:]] == [
+        ("accept", "sanitation worker"), ("feedback", "sanitation worker"), ("verify", "system"), ("close", "system")]
+
+    messages = [json.loads(m.payload) for m in integrator.collect(1.0)]
+    assert [m["action"] for m in messages] == ["collect", "file", "dispatch", "accept", "feedback", "verify",
+                                               "close"]
+    assert {m["case_id"] for m in messages} == {case["id"]}
+
+
+def test_field_staff_act_on_their_own_units_cases_only(api, api_tokens, mqtt_client):
+    node = mqtt_client("node-a")
+    send(node, category="illegal_parking", code="0505", label="car", score=0.9)
+    case = wait_until(lambda: api.get("/api/v1/cases").json()["items"])[0]
+    refused = act(api, api_tokens, "sanitation", case["id"], action="accept")
+    assert refused.status_code == 403 and "traffic-police" in refused.json()["detail"]
+    assert api.get(f"/api/v1/cases/{case['id']}", headers=as_role(api_tokens, "sanitation")).json()[
+        "allowed_actions"] == []
+    assert act(api, api_tokens, "field_staff", case["id"], action="accept").status_code == 200
+
+
+def test_an_operator_rejects_a_doubtful_detection_and_the_verdict_trains_the_model(api, api_tokens, mqtt_client):
+    node = mqtt_client("node-a")
+    doubtful = send(node, score=0.35)
+    case = wait_until(lambda: api.get("/api/v1/cases", params={"status": "collected"}).json()["items"])[0]
+    missing = act(api, api_tokens, "operator", case["id"], action="void")
+    assert missing.status_code == 422 and "void_reason" in missing.json()["detail"]
+    voided = act(api, api_tokens, "operator", case["id"], action="void", void_reason="false_positive",
+                 reason="a bin bag waiting for collection at the right time")
+    assert voided.json()["status"] == "void" and voided.json()["void_reason"] == "false_positive"
+    verdict = api.get(f"/api/v1/events/{doubtful['event_id']}/review").json()
+    assert verdict["verdict"] == "rejected" and verdict["reason"] == "false_positive"
+    assert verdict["reviewer"] == "test operator"
+
+
+def test_reassignment_needs_a_known_unit_and_a_reason(api, api_tokens, mqtt_client):
+    node = mqtt_client("node-a")
+    send(node, score=0.9)
+    case = wait_until(lambda: api.get("/api/v1/cases").json()["items"])[0]
+    assert act(api, api_tokens, "operator", case["id"], action="reassign", unit_id="enforcement").status_code == 422
+    unknown = act(api, api_tokens, "operator", case["id"], action="reassign", unit_id="nobody", reason="x")
+    assert unknown.status_code == 422 and "no unit 'nobody'" in unknown.json()["detail"]
+    moved = act(api, api_tokens, "operator", case["id"], action="reassign", unit_id="enforcement",
+                reason="construction waste")
+    assert moved.json()["assignment"]["unit_id"] == "enforcement"
+    listed = api.get("/api/v1/cases", params={"unit_id": "enforcement"}).json()
+    assert listed["total"] == 1
+    bad = act(api, api_tokens, "operator", case["id"], action="teleport")
+    assert bad.status_code == 422

@@ -1,0 +1,253 @@
+"""Cases from events and people, on a real SQLite database: filing by score, joining and reopening repeats, the
+camera verifying closure, deadlines escalating. Time is passed in, so an afternoon runs in milliseconds."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from gridwatch.contract import CaseAction, CaseMessage, event_topic
+from server.core.security import Role
+from server.db import Database
+from server.models import CaseRecord
+from server.services.cases import CaseService
+from server.services.dispatch import Dispatcher
+from server.services.ingest import EvidenceStore, Ingest
+from tests.factories import event_payload
+
+DISPATCH = Path(__file__).resolve().parents[2] / "config" / "demo" / "dispatch.yaml"
+CST = timezone(timedelta(hours=8))
+GRID_WL02 = {"lat": 30.2742, "lon": 120.1652}  # street chief 李晓梅, Wulin Street Office
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 23, 10, 0, tzinfo=CST)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def city(tmp_path):
+    """The case engine on a SQLite file, fed like the MQTT loop feeds it; `messages` is what integrators get."""
+
+    class City:
+        clock = Clock()
+        messages: list[CaseMessage] = []
+        database = Database(f"sqlite:///{tmp_path / 'cases.db'}")
+        ingest = Ingest(database, CaseService(Dispatcher.from_file(DISPATCH)), EvidenceStore(tmp_path / "ev"),
+                        publish_case=messages.append, clock=clock)
+
+        def detect(self, **overrides) -> dict:
+            payload = event_payload(**{"category": "litter", "code": "0102", "label": "garbage", "score": 0.8,
+                                       "location": GRID_WL02, "zone_id": "kerb",
+                                       "observed_at": self.clock.now.isoformat(), **overrides})
+            assert self.ingest.handle(event_topic("node-a", payload["category"]), json.dumps(payload).encode()) \
+                == "stored"
+            return payload
+
+        def case(self, case_id: int = 1) -> CaseRecord:
+            with self.database.session() as session:
+                case = session.get(CaseRecord, case_id)
+                _ = case.transitions, case.events
+                return case
+
+        def cases(self) -> int:
+            with self.database.session() as session:
+                return session.query(CaseRecord).count()
+
+        def act(self, action: str, role: Role = Role.ADMIN, case_id: int = 1, **fields) -> None:
+            with self.database.session() as session:
+                case = session.get(CaseRecord, case_id)
+                self.messages += self.ingest.cases.act(case, CaseAction(action), f"test {role.value}", role,
+                                                       self.clock.now, **fields)
+                session.commit()
+
+        def actions(self) -> list[tuple[str, str]]:
+            return [(t.action, t.to_status) for t in self.case().transitions]
+
+    return City()
+
+
+def test_a_confident_detection_files_and_dispatches_itself_to_the_person_on_duty(city):
+    city.detect(score=0.8)
+    case = city.case()
+    assert city.actions() == [("collect", "collected"), ("file", "registered"), ("dispatch", "dispatched")]
+    assert case.unit_id == "sanitation" and case.street_chief_name.startswith("李晓梅")
+    assert case.on_duty_name == "吴芳 Wu Fang" and case.filed_by == "system"
+    assert case.deadline_at == city.clock.now + timedelta(hours=4)
+    assert [m.status.value for m in city.messages] == ["collected", "registered", "dispatched"]
+    assert city.messages[-1].assignment.on_duty.name == "吴芳 Wu Fang"
+
+
+def test_a_doubtful_detection_waits_for_an_operator_until_its_score_rises(city):
+    first = city.detect(score=0.4)
+    assert city.case().status == "collected"
+    assert "below 0.60: waits for an operator" in city.case().transitions[0].reason
+    city.detect(type="update", violation_id=first["violation_id"], score=0.55)
+    assert city.case().status == "collected"
+    city.detect(type="update", violation_id=first["violation_id"], score=0.7)
+    assert city.actions()[-2:] == [("file", "registered"), ("dispatch", "dispatched")]
+
+
+def test_an_operator_confirms_or_rejects_what_waits(city):
+    city.detect(score=0.3)
+    city.detect(score=0.3, location={"lat": 30.2760, "lon": 120.1690}, camera_id="cam-2")
+    city.act("file", Role.OPERATOR, case_id=1, reason="pile confirmed on the evidence photo")
+    city.act("void", Role.OPERATOR, case_id=2, void_reason="false_positive", reason="a shadow")
+    assert city.case(1).status == "dispatched" and city.case(1).filed_by == "test operator"
+    assert city.case(2).status == "void" and city.case(2).void_reason == "false_positive"
+
+
+def test_device_faults_file_themselves_whatever_the_score(city):
+    city.detect(category="device_fault", code="DEV-CAM", label="frozen", score=0.0, zone_id="camera")
+    assert city.case().status == "dispatched" and city.case().unit_id == "operations"
+
+
+@pytest.mark.parametrize(
+    ("second", "cases", "joined"),
+    [
+        ({}, 1, True),                                                     # same camera and zone
+        ({"camera_id": "cam-9", "zone_id": "pavement",
+          "location": {"lat": 30.27425, "lon": 120.16525}}, 1, True),      # another camera, 7 m away
+        ({"camera_id": "cam-9", "zone_id": "pavement",
+          "location": {"lat": 30.2760, "lon": 120.1652}}, 2, False),       # 200 m away
+        ({"category": "illegal_parking", "code": "0505", "label": "car"}, 2, False),  # another category
+    ],
+)
+def test_a_repeat_at_the_same_place_joins_the_open_case(city, second, cases, joined):
+    city.detect()
+    city.clock.advance(minutes=5)
+    city.detect(**second)
+    assert city.cases() == cases
+    assert (city.case().occurrences == 2) is joined
+    assert (("join", "dispatched") in city.actions()) is joined
+
+
+def test_a_repeat_soon_after_closure_reopens_the_case_and_a_late_one_opens_another(city):
+    first = city.detect()
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF, reason="cleared")
+    city.detect(type="end", violation_id=first["violation_id"])
+    assert city.case().status == "closed"
+    city.clock.advance(minutes=20)
+    city.detect()
+    assert city.cases() == 1 and city.actions()[-1] == ("reopen", "dispatched")
+    assert city.case().deadline_at == city.clock.now + timedelta(hours=4)
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF)
+    city.detect(type="end", violation_id=city.case().events[-1].violation_id)
+    city.clock.advance(minutes=31)
+    city.detect()
+    assert city.cases() == 2 and city.case(1).status == "closed"
+
+
+def test_the_camera_that_raised_the_case_verifies_its_closure(city):
+    first = city.detect()
+    city.clock.advance(minutes=10)
+    city.act("accept", Role.FIELD_STAFF)
+    city.clock.advance(minutes=50)
+    city.act("feedback", Role.FIELD_STAFF, reason="pile removed")
+    assert city.case().status == "feedback"
+    city.clock.advance(minutes=1)
+    city.detect(type="end", violation_id=first["violation_id"])
+    case = city.case()
+    assert city.actions()[-2:] == [("verify", "verified"), ("close", "closed")]
+    assert case.on_time is True and case.closed_at == city.clock.now
+    assert case.accepted_at - case.dispatched_at == timedelta(minutes=10)
+
+
+def test_seen_again_after_feedback_goes_back_for_rework(city):
+    first = city.detect()
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF)
+    city.detect(type="update", violation_id=first["violation_id"])
+    assert city.case().status == "handling" and city.case().rework_count == 1
+    assert "still sees garbage after the feedback" in city.case().transitions[-1].reason
+
+
+def test_gone_before_the_feedback_closes_on_the_feedback(city):
+    first = city.detect()
+    city.act("accept", Role.FIELD_STAFF)
+    city.detect(type="end", violation_id=first["violation_id"])
+    assert city.case().status == "handling"
+    city.act("feedback", Role.FIELD_STAFF)
+    assert city.case().status == "closed"
+
+
+def test_the_case_stays_open_while_a_joined_violation_is_still_there(city):
+    first = city.detect()
+    second = city.detect(camera_id="cam-2")
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF)
+    city.detect(type="end", violation_id=first["violation_id"])
+    assert city.case().status == "feedback"
+    city.detect(type="end", violation_id=second["violation_id"], camera_id="cam-2")
+    assert city.case().status == "feedback"  # the raising camera (cam-1) has not confirmed the last end
+    city.act("verify", Role.OPERATOR)
+    city.act("close", Role.SUPERVISOR)
+    assert city.case().status == "closed"
+
+
+def test_overdue_cases_escalate_to_the_street_office_then_the_district(city):
+    city.detect(category="illegal_parking", code="0505", label="car")  # 30 minutes
+    assert city.ingest.sweep(city.clock.advance(minutes=29)) == 0
+    assert city.ingest.sweep(city.clock.advance(minutes=2)) == 1
+    assert city.case().escalation_level == 1
+    assert "escalated to street office 武林街道 Wulin Street Office: 陈志强 Chen Zhiqiang" in \
+        city.case().transitions[-1].reason
+    assert city.ingest.sweep(city.clock.advance(minutes=60)) == 0
+    assert city.ingest.sweep(city.clock.advance(minutes=60)) == 1
+    assert city.case().escalation_level == 2 and "district" in city.case().transitions[-1].reason
+    assert city.messages[-1].escalation_level == 2 and city.messages[-1].action.value == "escalate"
+    assert city.ingest.sweep(city.clock.advance(days=1)) == 0
+
+
+def test_a_deferred_case_does_not_escalate_and_its_clock_stops(city):
+    city.detect(category="illegal_parking", code="0505", label="car")
+    deadline = city.case().deadline_at
+    city.clock.advance(minutes=10)
+    city.act("defer", Role.SUPERVISOR, reason="road closed for a parade")
+    assert city.ingest.sweep(city.clock.advance(hours=3)) == 0
+    city.act("resume", Role.SUPERVISOR)
+    assert city.case().deadline_at == deadline + timedelta(hours=3)
+    assert city.case().was_deferred
+
+
+def test_extension_moves_the_deadline_in_working_time_and_is_counted(city):
+    city.clock.now = datetime(2026, 11, 23, 22, 0, tzinfo=CST)
+    city.detect(category="illegal_parking", code="0505", label="car")
+    assert city.case().deadline_at == datetime(2026, 11, 23, 22, 30, tzinfo=CST)
+    city.act("extend", Role.SUPERVISOR, reason="tow truck busy", extend_minutes=60)
+    assert city.case().deadline_at == datetime(2026, 11, 24, 7, 30, tzinfo=CST)
+    assert city.case().extension_count == 1
+
+
+def test_reassignment_and_return_move_the_case_between_units(city):
+    city.detect()
+    city.act("return", Role.FIELD_STAFF, reason="this is a construction site's waste")
+    assert city.case().status == "returned" and city.case().return_count == 1
+    city.act("dispatch", Role.OPERATOR, unit_id="enforcement", reason="construction waste: enforcement")
+    assert city.case().unit_id == "enforcement" and city.case().status == "dispatched"
+    with pytest.raises(Exception, match="no unit 'nobody'"):
+        city.act("reassign", Role.OPERATOR, unit_id="nobody", reason="x")
+
+
+def test_every_message_for_integrators_validates_against_the_contract(city):
+    first = city.detect()
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF)
+    city.detect(type="end", violation_id=first["violation_id"])
+    for message in city.messages:
+        CaseMessage.model_validate_json(message.model_dump_json())
+    assert [m.action.value for m in city.messages] == ["collect", "file", "dispatch", "accept", "feedback",
+                                                       "verify", "close"]
+    assert {str(m.violation_id) for m in city.messages} == {first["violation_id"]}
