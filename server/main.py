@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from server.api.routes import cases, dead_letters, evidence, feedback, health, nodes
+from server.api.routes import assessment, cases, dead_letters, evidence, feedback, health, nodes
 from server.core.config import ServerSettings
 from server.core.security import TokenStore
 from server.db import Database
@@ -63,7 +63,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.ingest = ingest
     app.state.ingest_service = service
     app.state.tokens = tokens
-    for module in (health, cases, dead_letters, evidence, nodes, feedback):
+    for module in (health, cases, dead_letters, evidence, nodes, feedback, assessment):
         app.include_router(module.router)
 
     @app.exception_handler(Exception)

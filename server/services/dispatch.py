@@ -135,6 +135,10 @@ class Dispatcher:
         grids_path = config.grids if config.grids.is_absolute() else path.parent / config.grids
         return cls(config, load_grids(grids_path))
 
+    @property
+    def zone(self) -> ZoneInfo:
+        return self.config.zone if self.config else ZoneInfo("Asia/Shanghai")
+
     def grid_at(self, location: Location | None) -> Grid | None:
         if location is None:
             return None

@@ -27,6 +27,8 @@ ACCESS = {
     ("PUT", "/api/v1/events/{event_id}/review"): OPERATORS,
     ("GET", "/api/v1/events/{event_id}/review"): EVERYONE,
     ("GET", "/api/v1/training-data"): OPERATORS,
+    ("GET", "/api/v1/assessment"): {"supervisor", "operator", "integrator", "admin"},
+    ("GET", "/public/board"): PUBLIC,
 }
 
 

@@ -1,0 +1,68 @@
+"""Assessment for supervisors and dashboards, and the public board of streets and chiefs."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+
+from server.api.deps import SessionDep, allow
+from server.api.schemas import BoardOut, BoardStreet, BoardUnit, IndicatorsOut
+from server.core.security import Role
+from server.models import utcnow
+from server.services.assessment import GroupBy, Period, assess, load_cases, next_period, period_start, to_csv
+from server.services.dispatch import Dispatcher
+
+router = APIRouter(tags=["assessment"])
+
+
+@router.get("/api/v1/assessment", response_model=list[IndicatorsOut],
+            dependencies=[Depends(allow(Role.SUPERVISOR, Role.OPERATOR, Role.INTEGRATOR))],
+            responses={200: {"content": {"text/csv": {}}}},
+            summary="Indicators per street chief, unit, grid or camera, by day, week, month or quarter")
+def get_assessment(
+    request: Request,
+    session: SessionDep,
+    by: Annotated[GroupBy, Query(description="street_chief, unit, grid or camera.")] = GroupBy.UNIT,
+    period: Annotated[Period, Query(description="day, week, month or quarter.")] = Period.MONTH,
+    start: Annotated[date | None, Query(alias="from", description="First day (local), default: the start of the "
+                                                                   "current period.")] = None,
+    end: Annotated[date | None, Query(alias="to", description="Day after the last (local), default: the end of "
+                                                               "the period `from` is in.")] = None,
+    format: Annotated[Literal["json", "csv"], Query(description="csv: a spreadsheet download.")] = "json",  # noqa: A002
+):  # noqa: ANN201 - JSON or CSV
+    dispatcher: Dispatcher = request.app.state.ingest.cases.dispatcher
+    zone, now = dispatcher.zone, utcnow()
+    first = period_start(start or now.astimezone(zone).date(), period)
+    last = end or next_period(first, period)
+    if last <= first:
+        raise HTTPException(status_code=422, detail="to: must be after from")
+    if (last - first).days > 800:
+        raise HTTPException(status_code=422, detail="from/to: at most 800 days at once")
+    cases = load_cases(session, datetime.combine(first, time(), zone), datetime.combine(last, time(), zone))
+    rows = assess(cases, by, period, zone, now)
+    if format == "csv":
+        name = f"gridwatch-assessment-{by.value}-{period.value}-{first.isoformat()}.csv"
+        return Response(to_csv(rows), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return [IndicatorsOut.model_validate(row, from_attributes=True) for row in rows]
+
+
+@router.get("/public/board", response_model=BoardOut,
+            summary="Public board: every street's grids with their street chief and phone, and the member units")
+def get_board(request: Request) -> BoardOut:
+    dispatcher: Dispatcher = request.app.state.ingest.cases.dispatcher
+    streets: dict[str, BoardStreet] = {}
+    for grid in dispatcher.grids:
+        props = grid.properties
+        street = streets.setdefault(props.street or "(no street office)", BoardStreet(street=props.street or
+                                                                                      "(no street office)", grids=[]))
+        chief = props.street_chief
+        street.grids.append({"grid_id": props.grid_id, "name": props.name, "community": props.community,
+                             "street_chief": chief.name if chief else None,
+                             "phone": chief.phone if chief else None})
+    units = [BoardUnit(unit_id=unit_id, name=unit.name, phone=unit.phone)
+             for unit_id, unit in (dispatcher.config.units.items() if dispatcher.config else [])]
+    return BoardOut(streets=list(streets.values()), units=units)

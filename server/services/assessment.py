@@ -1,0 +1,166 @@
+"""Assessment (考核): how each street chief, unit, grid and camera did, by day, week, month or quarter.
+
+Cases are counted in the period they were opened (a cohort), so a month's figures stop moving once its cases are
+finished. The formulas are the city's:
+
+- closure rate = closed ÷ cases (void ones not counted as cases)
+- on-time closure rate = closed on time ÷ (cases due − deferred cases); a case is due once it is closed or its
+  deadline has passed, on time when the unit's feedback came before the (extended) deadline
+- rework rate, extension rate = cases reworked / extended at least once ÷ cases dispatched
+- mean response = dispatch → accepted; mean handling = accepted → feedback (minutes)
+- false-positive rate = cases voided as false positives ÷ all detections (void ones included)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gridwatch.contract import CaseStatus
+from server.models import CaseRecord
+
+
+class GroupBy(StrEnum):
+    STREET_CHIEF = "street_chief"
+    UNIT = "unit"
+    GRID = "grid"
+    CAMERA = "camera"
+
+
+class Period(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    QUARTER = "quarter"
+
+
+def period_start(day: date, period: Period) -> date:
+    if period is Period.DAY:
+        return day
+    if period is Period.WEEK:
+        return day - timedelta(days=day.weekday())
+    if period is Period.MONTH:
+        return day.replace(day=1)
+    return day.replace(month=3 * ((day.month - 1) // 3) + 1, day=1)
+
+
+def period_label(start: date, period: Period) -> str:
+    if period is Period.DAY:
+        return start.isoformat()
+    if period is Period.WEEK:
+        year, week, _ = start.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period is Period.MONTH:
+        return f"{start.year}-{start.month:02d}"
+    return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
+
+
+def next_period(start: date, period: Period) -> date:
+    if period is Period.DAY:
+        return start + timedelta(days=1)
+    if period is Period.WEEK:
+        return start + timedelta(days=7)
+    months = 1 if period is Period.MONTH else 3
+    month = start.month - 1 + months
+    return date(start.year + month // 12, month % 12 + 1, 1)
+
+
+@dataclass
+class Indicators:
+    group: str
+    period: str
+    cases: int = 0
+    closed: int = 0
+    due: int = 0
+    deferred: int = 0
+    on_time: int = 0
+    dispatched: int = 0
+    reworked: int = 0
+    extended: int = 0
+    detections: int = 0
+    false_positives: int = 0
+    closure_rate: float | None = None
+    on_time_closure_rate: float | None = None
+    rework_rate: float | None = None
+    extension_rate: float | None = None
+    false_positive_rate: float | None = None
+    mean_response_minutes: float | None = None
+    mean_handling_minutes: float | None = None
+
+    def finish(self, response: list[float], handling: list[float]) -> Indicators:
+        def ratio(part: int, whole: int) -> float | None:
+            return round(part / whole, 4) if whole > 0 else None
+
+        self.closure_rate = ratio(self.closed, self.cases)
+        self.on_time_closure_rate = ratio(self.on_time, self.due - self.deferred)
+        self.rework_rate = ratio(self.reworked, self.dispatched)
+        self.extension_rate = ratio(self.extended, self.dispatched)
+        self.false_positive_rate = ratio(self.false_positives, self.detections)
+        self.mean_response_minutes = round(sum(response) / len(response), 2) if response else None
+        self.mean_handling_minutes = round(sum(handling) / len(handling), 2) if handling else None
+        return self
+
+
+def group_of(case: CaseRecord, by: GroupBy) -> str | None:
+    if by is GroupBy.STREET_CHIEF:
+        return case.street_chief_name
+    if by is GroupBy.UNIT:
+        return case.unit_id
+    if by is GroupBy.GRID:
+        return case.grid_id
+    return f"{case.node_id}/{case.camera_id}"
+
+
+def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneInfo,
+           now: datetime) -> list[Indicators]:
+    """The indicators of every (group, period) the cases fall in, sorted by period then group. Cases without a
+    group (e.g. no grid, for `grid`) are counted under `(none)`."""
+    rows: dict[tuple[str, str], Indicators] = {}
+    durations: dict[tuple[str, str], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for case in cases:
+        label = period_label(period_start(case.opened_at.astimezone(zone).date(), period), period)
+        key = (label, group_of(case, by) or "(none)")
+        row = rows.setdefault(key, Indicators(group=key[1], period=label))
+        row.detections += 1
+        if case.status == CaseStatus.VOID.value:
+            row.false_positives += case.void_reason == "false_positive"
+            continue
+        row.cases += 1
+        closed = case.status == CaseStatus.CLOSED.value
+        row.closed += closed
+        if case.dispatched_at is not None:
+            row.dispatched += 1
+            row.reworked += case.rework_count > 0
+            row.extended += case.extension_count > 0
+            if closed or (case.deadline_at is not None and case.deadline_at <= now):
+                row.due += 1
+                row.deferred += case.was_deferred
+                row.on_time += bool(closed and case.on_time)
+        response, handling = durations[key]
+        if case.accepted_at and case.dispatched_at:
+            response.append((case.accepted_at - case.dispatched_at).total_seconds() / 60)
+        if case.feedback_at and case.accepted_at:
+            handling.append((case.feedback_at - case.accepted_at).total_seconds() / 60)
+    return [rows[key].finish(*durations[key]) for key in sorted(rows)]
+
+
+def load_cases(session: Session, start: datetime, end: datetime) -> list[CaseRecord]:
+    return list(session.scalars(select(CaseRecord).where(CaseRecord.opened_at >= start, CaseRecord.opened_at < end)))
+
+
+def to_csv(rows: list[Indicators]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[f.name for f in fields(Indicators)])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(asdict(row))
+    return out.getvalue()

@@ -1,0 +1,116 @@
+"""Assessment (考核): each formula on a hand-made month of cases, the period buckets, and the API with its CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gridwatch.contract import event_topic
+from server.models import CaseRecord
+from server.services.assessment import GroupBy, Period, assess, next_period, period_label, period_start
+from tests.conftest import as_role
+from tests.factories import event_payload, wait_until
+
+CST = timezone(timedelta(hours=8))
+ZONE = ZoneInfo("Asia/Shanghai")
+OPENED = datetime(2026, 11, 3, 9, 0, tzinfo=CST)
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=CST)
+
+
+def case(status: str, *, unit: str = "sanitation", deadline: float | None = 240, accepted: float | None = None,
+         feedback: float | None = None, on_time: bool | None = None, rework: int = 0, extension: int = 0,
+         deferred: bool = False, void_reason: str | None = None, opened: datetime = OPENED) -> CaseRecord:
+    """A case dispatched when opened; times in minutes after that."""
+    at = lambda minutes: opened + timedelta(minutes=minutes) if minutes is not None else None  # noqa: E731
+    return CaseRecord(status=status, unit_id=unit, grid_id="WL-02", street_chief_name="李晓梅", node_id="node-a",
+                      camera_id="cam-1", opened_at=opened, dispatched_at=opened if deadline else None,
+                      deadline_at=at(deadline), accepted_at=at(accepted), feedback_at=at(feedback), on_time=on_time,
+                      rework_count=rework, extension_count=extension, was_deferred=deferred, void_reason=void_reason)
+
+
+MONTH = [
+    case("closed", accepted=10, feedback=60, on_time=True),
+    case("closed", accepted=20, feedback=90, on_time=False, rework=1, deadline=30),
+    case("handling", extension=1, deadline=60),                          # due (past its deadline), open
+    case("dispatched", deadline=60 * 24 * 60),                           # not due yet
+    case("deferred", deferred=True, deadline=60),                        # due, but deferred
+    case("void", void_reason="false_positive", deadline=None),
+]
+
+
+def test_each_indicator_follows_the_citys_formula():
+    [row] = assess(MONTH, GroupBy.UNIT, Period.MONTH, ZONE, NOW)
+    assert (row.group, row.period) == ("sanitation", "2026-11")
+    assert (row.detections, row.cases, row.closed, row.due, row.deferred, row.on_time) == (6, 5, 2, 4, 1, 1)
+    assert row.closure_rate == 0.4                       # 2 closed / 5 cases
+    assert row.on_time_closure_rate == pytest.approx(1 / 3, abs=1e-4)  # 1 on time / (4 due - 1 deferred)
+    assert row.rework_rate == 0.2 and row.extension_rate == 0.2      # 1 / 5 dispatched
+    assert row.false_positive_rate == pytest.approx(1 / 6, abs=1e-4)
+    assert row.mean_response_minutes == 15 and row.mean_handling_minutes == 60
+
+
+@pytest.mark.parametrize(
+    ("by", "groups"),
+    [(GroupBy.UNIT, {"sanitation": 2, "enforcement": 1}), (GroupBy.GRID, {"WL-02": 3}),
+     (GroupBy.STREET_CHIEF, {"李晓梅": 3}), (GroupBy.CAMERA, {"node-a/cam-1": 3})],
+)
+def test_indicators_group_by_chief_unit_grid_and_camera(by, groups):
+    cases = [case("closed", on_time=True, feedback=5), case("handling"), case("closed", unit="enforcement",
+                                                                               on_time=True, feedback=5)]
+    assert {row.group: row.cases for row in assess(cases, by, Period.MONTH, ZONE, NOW)} == groups
+
+
+@pytest.mark.parametrize(
+    ("day", "period", "label", "following"),
+    [(date(2026, 11, 23), Period.DAY, "2026-11-23", date(2026, 11, 24)),
+     (date(2026, 11, 25), Period.WEEK, "2026-W48", date(2026, 11, 30)),
+     (date(2026, 11, 25), Period.MONTH, "2026-11", date(2026, 12, 1)),
+     (date(2026, 12, 31), Period.MONTH, "2026-12", date(2027, 1, 1)),
+     (date(2026, 11, 25), Period.QUARTER, "2026-Q4", date(2027, 1, 1)),
+     (date(2026, 2, 14), Period.QUARTER, "2026-Q1", date(2026, 4, 1))],
+)
+def test_periods_start_and_end_where_the_calendar_says(day, period, label, following):
+    start = period_start(day, period)
+    assert period_label(start, period) == label and next_period(start, period) == following
+
+
+def test_a_case_counts_in_the_local_day_it_was_opened():
+    late = case("closed", opened=datetime(2026, 11, 23, 16, 30, tzinfo=UTC))  # 00:30 on the 24th in CST
+    assert [row.period for row in assess([late], GroupBy.UNIT, Period.DAY, ZONE, NOW)] == ["2026-11-24"]
+
+
+def test_the_assessment_api_answers_json_and_csv_and_the_board_is_public(api, api_tokens, mqtt_client):
+    node = mqtt_client("node-a")
+    for index in range(3):
+        payload = event_payload(category="litter", code="0102", label="garbage", camera_id=f"cam-{index}",
+                                location={"lat": 30.2742 + index * 0.001, "lon": 120.1652})
+        node.publish(event_topic("node-a", "litter"), json.dumps(payload))
+    wait_until(lambda: api.get("/api/v1/cases").json()["total"] == 3)
+    api.post("/api/v1/cases/1/actions", json={"action": "accept"})
+    api.post("/api/v1/cases/1/actions", json={"action": "feedback"})
+    api.post("/api/v1/cases/1/actions", json={"action": "verify"})
+    api.post("/api/v1/cases/1/actions", json={"action": "close"})
+
+    supervisor = as_role(api_tokens, "supervisor")
+    [row] = api.get("/api/v1/assessment", params={"by": "unit", "period": "day"}, headers=supervisor).json()
+    assert row["group"] == "sanitation" and row["cases"] == 3 and row["closed"] == 1
+    assert row["closure_rate"] == pytest.approx(1 / 3, abs=1e-4) and row["on_time_closure_rate"] == 1.0
+    sheet = api.get("/api/v1/assessment", params={"by": "grid", "period": "month", "format": "csv"},
+                    headers=supervisor)
+    assert sheet.headers["content-type"].startswith("text/csv")
+    [line] = list(csv.DictReader(io.StringIO(sheet.text)))
+    assert line["group"] == "WL-02" and line["cases"] == "3" and line["closed"] == "1"
+    assert api.get("/api/v1/assessment", headers=as_role(api_tokens, "field_staff")).status_code == 403
+    bad = api.get("/api/v1/assessment", params={"from": "2026-11-10", "to": "2026-11-01"}, headers=supervisor)
+    assert bad.status_code == 422 and "after" in bad.json()["detail"]
+
+    board = api.get("/public/board", headers={"Authorization": ""}).json()
+    [street] = board["streets"]
+    assert street["street"] == "武林街道 Wulin Street Office"
+    assert {g["street_chief"]: g["phone"] for g in street["grids"]}["王建国 Wang Jianguo"] == "0571-8700-0101"
+    assert {u["unit_id"] for u in board["units"]} >= {"sanitation", "traffic-police"}
