@@ -11,12 +11,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from server.api.routes import assessment, cases, dead_letters, evidence, feedback, health, nodes
+from server.api.routes import webhooks as webhook_routes
 from server.core.config import ServerSettings
 from server.core.security import TokenStore
 from server.db import Database
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
 from server.services.ingest import EvidenceStore, Ingest, IngestService
+from server.services.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     evidence_store = EvidenceStore(settings.evidence_dir)
     dispatcher = Dispatcher.from_file(settings.dispatch_config)
     tokens = TokenStore.from_file(settings.tokens_file)
-    ingest = Ingest(database, CaseService(dispatcher), evidence_store, publish_case=lambda _message: None)
+    webhooks = Webhooks(database, settings.webhook_max_attempts, settings.webhook_retry_base_seconds,
+                        settings.webhook_retry_max_seconds, settings.webhook_timeout_seconds)
+    ingest = Ingest(database, CaseService(dispatcher), evidence_store, publish_case=lambda _message: None,
+                    webhooks=webhooks)
     service = None
     if settings.ingest_enabled:
         service = IngestService(ingest, settings.mqtt_client_id, settings.mqtt_host, settings.mqtt_port,
@@ -45,8 +50,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if service is not None:
             service.start(wait_seconds=10)
         sweeper = asyncio.create_task(sweep_forever())
+        webhooks.start()
         yield
         sweeper.cancel()
+        webhooks.stop()
         if service is not None:
             service.flush(5)
             service.stop()
@@ -63,7 +70,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.ingest = ingest
     app.state.ingest_service = service
     app.state.tokens = tokens
-    for module in (health, cases, dead_letters, evidence, nodes, feedback, assessment):
+    app.state.webhooks = webhooks
+    for module in (health, cases, dead_letters, evidence, nodes, feedback, assessment, webhook_routes):
         app.include_router(module.router)
 
     @app.exception_handler(Exception)

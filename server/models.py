@@ -214,3 +214,44 @@ class CameraSnapshot(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     bytes: Mapped[int]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookSubscription(Base):
+    """An integrator's endpoint for case changes; every POST is signed with its secret (HMAC-SHA256)."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128))
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """Only these categories; empty: all."""
+    actions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """Only these case actions (dispatch, close ...); empty: all."""
+    description: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One case change for one subscription: queued in the transaction that made the change, so none is lost, then
+    sent, retried with back-off, and kept as the delivery log."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
+                                                 index=True)
+    case_id: Mapped[int] = mapped_column(index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending, delivered or failed (gave up after the last attempt; an admin may retry it)."""
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from gridwatch.contract import CaseAction, CaseAssignment
+from gridwatch.contract import CaseAction, CaseAssignment, Category
 
 ItemT = TypeVar("ItemT")
 
@@ -216,3 +216,46 @@ class BoardUnit(BaseModel):
 class BoardOut(BaseModel):
     streets: list[BoardStreet]
     units: list[BoardUnit]
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: AnyHttpUrl = Field(description="http(s) URL that receives a signed POST per case change.")
+    categories: list[Category] = Field(default_factory=list, description="Only these categories; empty: all.")
+    actions: list[CaseAction] = Field(default_factory=list,
+                                      description="Only these case actions (e.g. dispatch, close); empty: all.")
+    description: str | None = Field(default=None, max_length=500)
+
+
+class WebhookOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    url: str
+    categories: list[str]
+    actions: list[str]
+    description: str | None
+    active: bool
+    created_by: str
+    created_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="Verify X-GridWatch-Signature with it; shown only now.")
+
+
+class DeliveryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    subscription_id: int
+    case_id: int
+    event: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None

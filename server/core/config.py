@@ -32,6 +32,12 @@ class ServerSettings(BaseSettings):
         default=None, description="YAML of API tokens (SHA-256 only) with roles; `gridwatch server token` makes "
                                   "them. Without it only health and the public board answer.")
     sweep_interval_seconds: float = Field(default=30, gt=0, description="How often overdue cases are escalated.")
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50, description="Attempts per webhook delivery before "
+                                                                          "it is marked failed.")
+    webhook_retry_base_seconds: float = Field(default=5, gt=0, description="Wait after the first failed attempt; "
+                                                                           "doubled after each further one.")
+    webhook_retry_max_seconds: float = Field(default=3600, gt=0, description="Longest wait between attempts.")
+    webhook_timeout_seconds: float = Field(default=5, gt=0, description="How long a receiver has to answer.")
 
     def resolved_mqtt_password(self) -> str | None:
         if self.mqtt_password is not None:

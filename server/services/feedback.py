@@ -46,8 +46,8 @@ class ReviewError(ValueError):
 
 
 def review(session: Session, event_id: str, verdict: Verdict, reason: RejectReason | None, reviewer: str,
-           note: str | None = None) -> DetectionReview:
-    """Record (or change) the verdict on the detection `event_id`."""
+           note: str | None = None, commit: bool = True) -> DetectionReview:
+    """Record (or change) the verdict on the detection `event_id` (`commit=False`: in the caller's transaction)."""
     if session.scalar(select(EventRecord.id).where(EventRecord.event_id == event_id)) is None:
         raise ReviewError(404, f"no event {event_id}")
     if verdict is Verdict.REJECTED and reason is None:
@@ -60,7 +60,8 @@ def review(session: Session, event_id: str, verdict: Verdict, reason: RejectReas
         session.add(record)
     record.verdict, record.reason, record.reviewer, record.note = verdict.value, reason, reviewer, note
     record.at = datetime.now(UTC)
-    session.commit()
+    if commit:
+        session.commit()
     return record
 
 

@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from gridwatch.config_files import validation_problems
 from gridwatch.contract import (
@@ -49,6 +50,7 @@ from server.models import (
     utcnow,
 )
 from server.services.cases import CaseService
+from server.services.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 _CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -101,8 +103,10 @@ class Ingest:
     """Turns one MQTT message into database rows; independent of the network so it can be driven directly."""
 
     def __init__(self, database: Database, cases: CaseService, evidence: EvidenceStore,
-                 publish_case: Callable[[CaseMessage], None], clock: Callable[[], datetime] = utcnow) -> None:
+                 publish_case: Callable[[CaseMessage], None], clock: Callable[[], datetime] = utcnow,
+                 webhooks: Webhooks | None = None) -> None:
         self.clock = clock
+        self.webhooks = webhooks
         self.database = database
         self.cases = cases
         self.evidence = evidence
@@ -138,10 +142,20 @@ class Ingest:
         """Escalate overdue cases and publish the changes; returns how many changed."""
         with self.database.session() as session:
             messages = self.cases.sweep(session, now or self.clock())
+            self.record_changes(session, messages)
             session.commit()
+        self.announce(messages)
+        return len(messages)
+
+    def record_changes(self, session: Session, messages: list[CaseMessage]) -> None:
+        """Queue webhook deliveries of case changes in the transaction that makes them (call before commit)."""
+        if self.webhooks is not None:
+            self.webhooks.enqueue(session, messages)
+
+    def announce(self, messages: list[CaseMessage]) -> None:
+        """Publish committed case changes on `gw/v1/cases/{category}/{case_id}`."""
         for message in messages:
             self.publish_case(message)
-        return len(messages)
 
     # ---- message kinds --------------------------------------------------------------------------------------------
 
@@ -169,6 +183,7 @@ class Ingest:
             session.add(record)
             messages = self.cases.apply_event(session, event, record, now)
             self._touch_node(session, event.node_id, now)
+            self.record_changes(session, messages)
             try:
                 session.commit()
             except IntegrityError:  # the same event arriving twice at once
@@ -176,8 +191,7 @@ class Ingest:
                 self.counts["duplicates"] += 1
                 return "duplicate"
         self.counts["events"] += 1
-        for message in messages:
-            self.publish_case(message)
+        self.announce(messages)
         return "stored"
 
     def _evidence(self, topic: NodeTopic, payload: bytes) -> str:

@@ -29,6 +29,11 @@ ACCESS = {
     ("GET", "/api/v1/training-data"): OPERATORS,
     ("GET", "/api/v1/assessment"): {"supervisor", "operator", "integrator", "admin"},
     ("GET", "/public/board"): PUBLIC,
+    ("POST", "/api/v1/webhooks"): {"admin"},
+    ("GET", "/api/v1/webhooks"): OPERATORS,
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"): {"admin"},
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): OPERATORS,
+    ("POST", "/api/v1/webhooks/deliveries/{delivery_id}/retry"): {"admin"},
 }
 
 

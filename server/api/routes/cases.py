@@ -145,8 +145,8 @@ def act(case_id: int, body: ActionIn, session: SessionDep, caller: CaseWorker, r
     if first_event and body.action in (CaseAction.FILE, CaseAction.VOID):  # the operator's verdict trains models
         verdict = Verdict.CONFIRMED if body.action is CaseAction.FILE else Verdict.REJECTED
         reason = RejectReason(body.void_reason) if body.action is CaseAction.VOID else None
-        review(session, first_event, verdict, reason, caller.name, body.reason)
+        review(session, first_event, verdict, reason, caller.name, body.reason, commit=False)
+    request.app.state.ingest.record_changes(session, messages)
     session.commit()
-    for message in messages:
-        request.app.state.ingest.publish_case(message)
+    request.app.state.ingest.announce(messages)
     return detail(session, case, caller)

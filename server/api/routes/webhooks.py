@@ -1,0 +1,80 @@
+"""Webhook subscriptions (admins) and their delivery log."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from sqlalchemy import func, select
+
+from server.api.deps import OperatorDep, SessionDep, allow, get_caller
+from server.api.schemas import DeliveryOut, Page, WebhookCreated, WebhookIn, WebhookOut
+from server.core.security import Role, TokenEntry
+from server.models import WebhookDelivery, WebhookSubscription, utcnow
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], dependencies=[Depends(get_caller)])
+AdminDep = Annotated[TokenEntry, Depends(allow(Role.ADMIN))]
+
+
+@router.post("", response_model=WebhookCreated, status_code=201,
+             summary="Subscribe a URL to case changes; the answer shows the signing secret, once")
+def create_webhook(body: WebhookIn, session: SessionDep, caller: AdminDep) -> WebhookCreated:
+    subscription = WebhookSubscription(
+        url=str(body.url), secret=secrets.token_hex(32), categories=[c.value for c in body.categories],
+        actions=[a.value for a in body.actions], description=body.description, created_by=caller.name)
+    session.add(subscription)
+    session.commit()
+    return WebhookCreated.model_validate(subscription)
+
+
+@router.get("", response_model=list[WebhookOut], summary="Webhook subscriptions (without their secrets)")
+def list_webhooks(session: SessionDep, _caller: OperatorDep) -> list[WebhookOut]:
+    return [WebhookOut.model_validate(s) for s in session.scalars(select(WebhookSubscription)
+                                                                  .order_by(WebhookSubscription.id))]
+
+
+@router.delete("/{webhook_id}", status_code=204, summary="Stop a subscription (its delivery log stays)")
+def delete_webhook(webhook_id: int, session: SessionDep, _caller: AdminDep) -> None:
+    subscription = session.get(WebhookSubscription, webhook_id)
+    if subscription is None:
+        raise HTTPException(status_code=404, detail=f"webhook {webhook_id} does not exist")
+    subscription.active = False
+    session.commit()
+
+
+@router.get("/{webhook_id}/deliveries", response_model=Page[DeliveryOut], summary="The delivery log, newest first")
+def list_deliveries(
+    webhook_id: int,
+    session: SessionDep,
+    _caller: OperatorDep,
+    status: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Page[DeliveryOut]:
+    if session.get(WebhookSubscription, webhook_id) is None:
+        raise HTTPException(status_code=404, detail=f"webhook {webhook_id} does not exist")
+    query = select(WebhookDelivery).where(WebhookDelivery.subscription_id == webhook_id)
+    if status:
+        query = query.where(WebhookDelivery.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(WebhookDelivery.id.desc()).offset((page - 1) * page_size)
+                           .limit(page_size)).all()
+    return Page(items=[DeliveryOut.model_validate(r) for r in rows], total=total, page=page, page_size=page_size)
+
+
+@router.post("/deliveries/{delivery_id}/retry", response_model=DeliveryOut,
+             summary="Send a failed delivery again now")
+def retry_delivery(delivery_id: int, session: SessionDep, _caller: AdminDep, request: Request) -> DeliveryOut:
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None:
+        raise HTTPException(status_code=404, detail=f"delivery {delivery_id} does not exist")
+    if delivery.status != "failed":
+        raise HTTPException(status_code=409, detail=f"delivery {delivery_id} is {delivery.status}; only failed ones "
+                                                    f"are retried by hand")
+    delivery.status, delivery.attempts, delivery.next_attempt_at = "pending", 0, utcnow()
+    session.commit()
+    request.app.state.webhooks.wakeup.set()
+    return DeliveryOut.model_validate(delivery)
+
+

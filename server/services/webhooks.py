@@ -1,0 +1,141 @@
+"""Webhooks: every case change POSTed to the integrators that asked for it, signed, retried, logged.
+
+A delivery row is written in the same transaction as the case change, so a crash between the two cannot lose one;
+a worker thread sends what is due. Each POST carries
+
+    X-GridWatch-Event: case.<action>          X-GridWatch-Delivery: <delivery id>
+    X-GridWatch-Timestamp: <unix seconds>     X-GridWatch-Signature: sha256=<hex>
+
+where the signature is HMAC-SHA256 with the subscription's secret over `<timestamp>.<body>`; a receiver recomputes it
+and refuses old timestamps, so a captured request cannot be replayed. A failed attempt (no answer, or not 2xx) is
+retried after 1, 2, 4 … times the base delay, up to the last attempt, after which the delivery is `failed`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gridwatch.contract import CaseMessage
+from server.db import Database
+from server.models import WebhookDelivery, WebhookSubscription, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+class Webhooks:
+    def __init__(self, database: Database, max_attempts: int = 8, base_delay_seconds: float = 5.0,
+                 max_delay_seconds: float = 3600.0, timeout_seconds: float = 5.0,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.database = database
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay_seconds
+        self.max_delay = max_delay_seconds
+        self.timeout = timeout_seconds
+        self.clock = clock
+        self.wakeup = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def enqueue(self, session: Session, messages: list[CaseMessage]) -> int:
+        """Queue `messages` for every matching subscription, inside the caller's transaction."""
+        if not messages:
+            return 0
+        subscriptions = session.scalars(select(WebhookSubscription).where(WebhookSubscription.active)).all()
+        queued = 0
+        for message in messages:
+            action = message.action.value if message.action else message.status.value
+            body = message.model_dump_json()
+            for subscription in subscriptions:
+                if subscription.categories and message.category.value not in subscription.categories:
+                    continue
+                if subscription.actions and action not in subscription.actions:
+                    continue
+                session.add(WebhookDelivery(subscription_id=subscription.id, case_id=message.case_id,
+                                            event=f"case.{action}", payload=body, next_attempt_at=self.clock()))
+                queued += 1
+        if queued:
+            self.wakeup.set()
+        return queued
+
+    def delay(self, attempts: int) -> timedelta:
+        return timedelta(seconds=min(self.max_delay, self.base_delay * 2 ** (attempts - 1)))
+
+    def deliver_due(self, client: httpx.Client, limit: int = 50) -> int:
+        """Send what is due now, oldest first; returns how many were attempted."""
+        with self.database.session() as session:
+            due = session.scalars(
+                select(WebhookDelivery).where(WebhookDelivery.status == "pending",
+                                              WebhookDelivery.next_attempt_at <= self.clock())
+                .order_by(WebhookDelivery.id).limit(limit)).all()
+            for delivery in due:
+                subscription = session.get(WebhookSubscription, delivery.subscription_id)
+                self._attempt(client, delivery, subscription)
+                session.commit()
+            return len(due)
+
+    def _attempt(self, client: httpx.Client, delivery: WebhookDelivery,
+                 subscription: WebhookSubscription | None) -> None:
+        delivery.attempts += 1
+        if subscription is None or not subscription.active:
+            delivery.status, delivery.last_error = "failed", "the subscription was removed or disabled"
+            return
+        body = delivery.payload.encode()
+        timestamp = str(int(self.clock().timestamp()))
+        headers = {"Content-Type": "application/json", "User-Agent": "GridWatch-Webhooks/1",
+                   "X-GridWatch-Event": delivery.event, "X-GridWatch-Delivery": str(delivery.id),
+                   "X-GridWatch-Timestamp": timestamp,
+                   "X-GridWatch-Signature": signature(subscription.secret, timestamp, body)}
+        try:
+            response = client.post(subscription.url, content=body, headers=headers, timeout=self.timeout)
+            delivery.last_status_code = response.status_code
+            ok = 200 <= response.status_code < 300
+            delivery.last_error = None if ok else f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.HTTPError as error:
+            ok, delivery.last_error = False, f"{type(error).__name__}: {error}"[:500]
+        now = self.clock()
+        if ok:
+            delivery.status, delivery.delivered_at = "delivered", now
+        elif delivery.attempts >= self.max_attempts:
+            delivery.status = "failed"
+            log.warning("webhook delivery %d to %s failed for good after %d attempts: %s", delivery.id,
+                        subscription.url, delivery.attempts, delivery.last_error)
+        else:
+            delivery.next_attempt_at = now + self.delay(delivery.attempts)
+
+    # ---- the worker --------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        with httpx.Client() as client:
+            while not self._stop.is_set():
+                try:
+                    sent = self.deliver_due(client)
+                except Exception:  # the log says why; the next round tries again
+                    log.exception("webhook round failed")
+                    sent = 0
+                if not sent:
+                    self.wakeup.wait(1.0)
+                    self.wakeup.clear()

@@ -1,0 +1,130 @@
+"""Webhooks to a real HTTP receiver: signed, filtered, retried with back-off, logged, retried by hand."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import queue
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gridwatch.contract import event_topic
+from server.main import create_app
+from tests.factories import event_payload, wait_until
+
+
+class Receiver:
+    """An integrator's endpoint: records every request, answers with the queued status codes (then 200)."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.requests: list[tuple[dict, bytes]] = []
+        self.answers: queue.Queue[int] = queue.Queue()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers), body))
+                code = receiver.answers.get_nowait() if not receiver.answers.empty() else 200
+                self.send_response(code)
+                self.end_headers()
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fast_api(server_settings, api_tokens):
+    settings = server_settings.model_copy(update={"webhook_retry_base_seconds": 0.1, "webhook_max_attempts": 3})
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {api_tokens['admin']}"
+        wait_until(lambda: client.get("/healthz").json()["mqtt"] == "connected")
+        yield client
+
+
+def send(node, category: str, code: str) -> None:
+    payload = event_payload(category=category, code=code, camera_id=f"cam-{category}")
+    node.publish(event_topic("node-a", category), json.dumps(payload))
+
+
+def test_case_changes_reach_the_subscriber_signed_and_retried(fast_api, receiver, mqtt_client):
+    created = fast_api.post("/api/v1/webhooks", json={"url": f"http://127.0.0.1:{receiver.port}/hook",
+                                                      "categories": ["litter"], "actions": ["dispatch", "close"]})
+    assert created.status_code == 201
+    hook = created.json()
+    assert len(hook["secret"]) == 64 and "secret" not in fast_api.get("/api/v1/webhooks").json()[0]
+    receiver.answers.put(500)
+    receiver.answers.put(503)
+
+    node = mqtt_client("node-a")
+    send(node, "litter", "0102")
+    send(node, "illegal_parking", "0505")  # not subscribed
+    log = wait_until(lambda: (page := fast_api.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json())["items"]
+                     and page["items"][0]["status"] == "delivered" and page, timeout=15)
+    [delivery] = log["items"]
+    assert delivery["event"] == "case.dispatch" and delivery["attempts"] == 3 and delivery["last_status_code"] == 200
+
+    assert len(receiver.requests) == 3, "two failures, then the success"
+    assert {headers["X-GridWatch-Delivery"] for headers, _ in receiver.requests} == {str(delivery["id"])}
+    headers, body = receiver.requests[-1]
+    expected = hmac.new(hook["secret"].encode(), headers["X-GridWatch-Timestamp"].encode() + b"." + body,
+                        hashlib.sha256).hexdigest()
+    assert headers["X-GridWatch-Signature"] == f"sha256={expected}"
+    message = json.loads(body)
+    assert message["category"] == "litter" and message["status"] == "dispatched"
+    assert message["assignment"]["unit_id"] == "sanitation"
+
+
+def test_an_unreachable_subscriber_is_logged_as_failed_and_can_be_retried(fast_api, mqtt_client):
+    gone = Receiver()
+    port = gone.port
+    gone.close()
+    hook = fast_api.post("/api/v1/webhooks", json={"url": f"http://127.0.0.1:{port}/hook",
+                                                   "actions": ["dispatch"]}).json()
+    send(mqtt_client("node-a"), "illegal_parking", "0505")
+    failed = wait_until(lambda: fast_api.get(f"/api/v1/webhooks/{hook['id']}/deliveries",
+                                             params={"status": "failed"}).json()["items"], timeout=15)[0]
+    assert failed["attempts"] == 3 and "ConnectError" in failed["last_error"]
+
+    back = Receiver(port)
+    try:
+        retried = fast_api.post(f"/api/v1/webhooks/deliveries/{failed['id']}/retry")
+        assert retried.status_code == 200 and retried.json()["status"] == "pending"
+        wait_until(lambda: fast_api.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()["items"][0]["status"]
+                   == "delivered", timeout=10)
+        assert json.loads(back.requests[0][1])["category"] == "illegal_parking"
+        again = fast_api.post(f"/api/v1/webhooks/deliveries/{failed['id']}/retry")
+        assert again.status_code == 409 and "delivered" in again.json()["detail"]
+    finally:
+        back.close()
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"url": "ftp://example.org/x"}, "url"),
+    ({"url": "http://example.org/x", "categories": ["weather"]}, "categories"),
+    ({"url": "http://example.org/x", "actions": ["explode"]}, "actions"),
+    ({"url": "http://example.org/x", "secret": "mine"}, "secret"),
+])
+def test_a_bad_subscription_is_refused_with_the_field_named(fast_api, body, message):
+    response = fast_api.post("/api/v1/webhooks", json=body)
+    assert response.status_code == 422 and message in json.dumps(response.json())
