@@ -358,9 +358,13 @@ class CaseMessage(_Strict):
     changed_by: str
     reason: str
     violation_id: UUID
-    node_id: NodeId
-    camera_id: Identifier
-    zone_id: Identifier
+    source: Literal["camera", "open311"] = Field(
+        default="camera", description="Where the case came from (1.3): a camera or sensor, or a citizen report "
+                                      "through Open311 (a hotline, an app); a report has no node, camera or zone.")
+    node_id: NodeId | None
+    camera_id: Identifier | None
+    zone_id: Identifier | None
+    description: str | None = Field(default=None, description="A citizen report's own words (1.3).")
     location: Location | None
     assignment: CaseAssignment | None
     deadline_at: AwareDatetime | None

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from server.api.routes import assessment, cases, dead_letters, evidence, feedback, health, nodes
+from server.api.routes import assessment, cases, dead_letters, evidence, feedback, health, nodes, open311
 from server.api.routes import webhooks as webhook_routes
 from server.core.config import ServerSettings
 from server.core.security import TokenStore
@@ -71,7 +71,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.ingest_service = service
     app.state.tokens = tokens
     app.state.webhooks = webhooks
-    for module in (health, cases, dead_letters, evidence, nodes, feedback, assessment, webhook_routes):
+    for module in (health, cases, dead_letters, evidence, nodes, feedback, assessment, webhook_routes,
+                   open311):
         app.include_router(module.router)
 
     @app.exception_handler(Exception)

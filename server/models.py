@@ -55,9 +55,15 @@ class CaseRecord(Base):
     category: Mapped[str] = mapped_column(String(32), index=True)
     code: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), index=True)
-    node_id: Mapped[str] = mapped_column(String(64))
-    camera_id: Mapped[str] = mapped_column(String(64))
-    zone_id: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16), default="camera")
+    """`camera` (or sensor) or `open311` (a citizen report from a hotline or app)."""
+    node_id: Mapped[str | None] = mapped_column(String(64))
+    camera_id: Mapped[str | None] = mapped_column(String(64))
+    zone_id: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(Text)
+    reporter: Mapped[dict[str, Any] | None]
+    """A citizen report's contact details (name, email, phone) as given; never published."""
     label: Mapped[str] = mapped_column(String(64))
     score: Mapped[float]
     lat: Mapped[float | None]

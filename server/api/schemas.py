@@ -37,9 +37,12 @@ class CaseSummary(BaseModel):
     category: str
     code: str
     status: str
-    node_id: str
-    camera_id: str
-    zone_id: str
+    source: str = "camera"
+    node_id: str | None
+    camera_id: str | None
+    zone_id: str | None
+    description: str | None = None
+    address: str | None = None
     label: str
     score: float
     lat: float | None

@@ -10,12 +10,14 @@ back for rework. Every change is a `CaseTransition` (who, when, why) and a `Case
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import (
+    DEFAULT_EVENT_CODES,
     SCHEMA_VERSION,
     CaseAction,
     CaseAssignment,
@@ -55,7 +57,8 @@ class CaseService:
         case = session.scalar(select(CaseRecord).join(EventRecord, EventRecord.case_id == CaseRecord.id)
                               .where(EventRecord.violation_id == str(event.violation_id)).limit(1))
         if case is None:
-            case = self._repeat_of(session, event, now)
+            case = self._repeat_of(session, event.category, event.location,
+                                   (event.node_id, event.camera_id, event.zone_id), now)
             if case is not None and S(case.status) in OPEN:  # a finished one is reopened below
                 changes.append(self._step(case, A.JOIN, SYSTEM_ACTOR, now,
                                           f"{event.label} at the same place ({event.camera_id}/{event.zone_id}) "
@@ -107,22 +110,24 @@ class CaseService:
                                    else f", below {threshold:.2f}: waits for an operator")
         return case
 
-    def _repeat_of(self, session: Session, event: Event, now: datetime) -> CaseRecord | None:
-        """The open case at the same place and of the same category, or one closed there within the window."""
+    def _repeat_of(self, session: Session, category: Category, location: Location | None,
+                   view: tuple[str, str, str] | None, now: datetime) -> CaseRecord | None:
+        """The open case at the same place (the same camera view, or within the radius) and of the same category,
+        or one closed there within the window."""
         config = self.dispatcher.config
         window = timedelta(minutes=config.repeat_window_minutes if config else 30)
         radius = config.repeat_radius_m if config else 15
         candidates = session.scalars(
-            select(CaseRecord).where(CaseRecord.category == event.category.value,
+            select(CaseRecord).where(CaseRecord.category == category.value,
                                      CaseRecord.status.in_([s.value for s in OPEN | {S.VERIFIED, S.CLOSED}]))
             .order_by(CaseRecord.id.desc()).limit(50))
         for case in candidates:
             finished = S(case.status) in (S.VERIFIED, S.CLOSED)
             if finished and (case.closed_at or case.updated_at) < now - window:
                 continue
-            same_view = (case.node_id, case.camera_id, case.zone_id) == (event.node_id, event.camera_id, event.zone_id)
-            near = (event.location is not None and case.lat is not None and case.lon is not None
-                    and _metres(case.lat, case.lon, event.location.lat, event.location.lon) <= radius)
+            same_view = view is not None and (case.node_id, case.camera_id, case.zone_id) == view
+            near = (location is not None and case.lat is not None and case.lon is not None
+                    and _metres(case.lat, case.lon, location.lat, location.lon) <= radius)
             if same_view or near:
                 return case
         return None
@@ -166,6 +171,30 @@ class CaseService:
     def _reopen(self, case: CaseRecord, now: datetime, why: str) -> list[CaseTransition]:
         case.closed_at = case.on_time = None
         return [self._dispatch(case, now, A.REOPEN, SYSTEM_ACTOR, unit_id=case.unit_id, why=why)]
+
+    # ---- from citizens (Open311) -------------------------------------------------------------------------------
+
+    def open_report(self, session: Session, category: Category, location: Location, description: str,
+                    address: str | None, reporter: dict, via: str,
+                    now: datetime) -> tuple[CaseRecord, list[CaseMessage], bool]:
+        """A citizen report: it joins (or reopens) the case already at that place, else opens one that waits for
+        an operator to confirm, like a doubtful detection. Returns the case, the changes and whether it joined."""
+        why = f"citizen report via {via}: {description[:300]}"
+        case = self._repeat_of(session, category, location, None, now)
+        if case is not None:
+            change = (self._step(case, A.JOIN, via, now, why) if S(case.status) in OPEN
+                      else self._reopen(case, now, why)[0])
+            session.flush()
+            return case, [self.message(case, change)], True
+        case = CaseRecord(
+            violation_id=str(uuid.uuid4()), category=category.value, code=DEFAULT_EVENT_CODES[category],
+            status=S.COLLECTED.value, source="open311", description=description, address=address,
+            reporter=reporter or None, label=category.value, score=1.0, lat=location.lat, lon=location.lon,
+            opened_at=now, updated_at=now, started_at=now, last_seen_at=now, occurrences=1)
+        session.add(case)
+        change = self._step(case, A.COLLECT, via, now, why + "; waits for an operator")
+        session.flush()
+        return case, [self.message(case, change)], False
 
     # ---- from people (the API) ---------------------------------------------------------------------------------
 
@@ -289,6 +318,8 @@ class CaseService:
             changed_by=transition.actor,
             reason=transition.reason,
             violation_id=case.violation_id,
+            source=case.source,
+            description=case.description,
             node_id=case.node_id,
             camera_id=case.camera_id,
             zone_id=case.zone_id,

@@ -1,0 +1,169 @@
+"""Open311 GeoReport v2: citizen reports from hotlines and apps enter the same pipeline, and every case — camera or
+citizen — is visible as a service request. Reading is public, as the standard expects; posting needs an API key
+(an integrator's, operator's or admin's token, as `api_key` or a bearer header). Errors come as GeoReport's
+`[{"code": ..., "description": ...}]`."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from gridwatch.contract import DEFAULT_EVENT_CODES, Category, Location
+from server.api.deps import SessionDep
+from server.core.security import Role
+from server.models import CaseRecord, CaseTransition, utcnow
+from server.services.cases import CaseService
+from server.services.workflow import FINISHED
+
+router = APIRouter(prefix="/open311/v2", tags=["open311"])
+
+SERVICES = {
+    Category.ILLEGAL_PARKING: ("Illegal parking 机动车乱停放", "A vehicle parked where parking is not allowed."),
+    Category.STREET_VENDING: ("Street vending 占道经营", "A stall, cart or shop goods occupying the street."),
+    Category.LITTER: ("Exposed garbage 暴露垃圾", "Garbage piles or litter lying on the street."),
+    Category.DEVICE_FAULT: ("Camera fault", "A street camera that is dark, frozen, covered or moved."),
+    Category.STREETLIGHT_FAULT: ("Streetlight fault 路灯故障", "A streetlight off at night or on by day."),
+}
+_POSTERS = {Role.INTEGRATOR, Role.OPERATOR, Role.ADMIN}
+
+
+def error(status: int, description: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content=[{"code": status, "description": description}])
+
+
+@router.get("/services", summary="GeoReport v2: the services (categories) citizens can report")
+@router.get("/services.json", include_in_schema=False)
+def services() -> list[dict]:
+    return [{"service_code": category.value, "service_name": name, "description": text, "metadata": False,
+             "type": "realtime", "keywords": DEFAULT_EVENT_CODES[category], "group": "city management"}
+            for category, (name, text) in SERVICES.items()]
+
+
+async def _params(request: Request) -> dict[str, str]:
+    body = await request.body()
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = json.loads(body or b"{}")
+        except json.JSONDecodeError as problem:
+            raise ValueError(f"body is not valid JSON: {problem}") from None
+        if not isinstance(data, dict):
+            raise ValueError("body must be a JSON object of GeoReport fields")
+        return {key: str(value) for key, value in data.items() if value is not None}
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise ValueError("body is not UTF-8") from None
+    return {key: values[-1] for key, values in urllib.parse.parse_qs(text).items()}
+
+
+@router.post("/requests", summary="GeoReport v2: file a citizen report (form-encoded or JSON)",
+             responses={200: {"description": "[{service_request_id, service_notice, account_id}]"}})
+@router.post("/requests.json", include_in_schema=False)
+async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or error
+    try:
+        params = await _params(request)
+    except ValueError as problem:
+        return error(400, str(problem))
+    authorization = request.headers.get("authorization", "")
+    key = params.get("api_key") or (authorization[7:] if authorization.lower().startswith("bearer ") else "")
+    if not key:
+        return error(401, "this needs an api_key (an API token) or Authorization: Bearer <token>")
+    caller = request.app.state.tokens.principal(key)
+    if caller is None:
+        return error(401, "unknown API token (api_key)")
+    if caller.role not in _POSTERS:
+        return error(403, f"a {caller.role.value} may not file reports; it needs: admin, integrator, operator")
+    try:
+        category = Category(params.get("service_code", ""))
+    except ValueError:
+        return error(400, f"service_code: unknown service {params.get('service_code')!r}; see /open311/v2/services")
+    try:
+        location = Location(lat=float(params["lat"]), lon=float(params["long"]))
+    except KeyError:
+        return error(400, "lat and long are required (addresses alone cannot be placed in a grid)")
+    except (ValueError, ValidationError):
+        return error(400, "lat/long: not a valid position")
+    description = params.get("description", "").strip()
+    if not description or len(description) > 4000:
+        return error(400, "description: required, at most 4000 characters")
+    reporter = {k: params[k][:200] for k in ("first_name", "last_name", "email", "phone", "device_id", "account_id")
+                if params.get(k)}
+    ingest = request.app.state.ingest
+    service: CaseService = ingest.cases
+    with request.app.state.database.session() as session:
+        case, messages, joined = service.open_report(session, category, location, description,
+                                             params.get("address_string"), reporter, f"open311 ({caller.name})",
+                                             utcnow())
+        ingest.record_changes(session, messages)
+        session.commit()
+        case_id = case.id
+    ingest.announce(messages)
+    notice = (f"joined case {case_id}, already reported at that place" if joined
+              else "received; an operator will confirm it")
+    return [{"service_request_id": str(case_id), "service_notice": notice, "account_id": None}]
+
+
+def _request(case: CaseRecord, last: CaseTransition | None) -> dict:
+    name, _ = SERVICES[Category(case.category)]
+    media = f"/api/v1/evidence/{case.events[0].event_id}" if case.events else None
+    return {
+        "service_request_id": str(case.id), "status": "closed" if case.status in FINISHED else "open",
+        "status_notes": f"{case.status}: {last.reason}" if last else case.status,
+        "service_name": name, "service_code": case.category, "description": case.description or
+        f"{case.label} seen by camera {case.camera_id} in zone {case.zone_id}",
+        "agency_responsible": case.unit_name, "service_notice": None,
+        "requested_datetime": case.opened_at.isoformat(), "updated_datetime": case.updated_at.isoformat(),
+        "expected_datetime": case.deadline_at.isoformat() if case.deadline_at else None,
+        "address": case.address or case.street, "address_id": None, "zipcode": None,
+        "lat": case.lat, "long": case.lon, "media_url": media,
+    }
+
+
+@router.get("/requests", summary="GeoReport v2: service requests — citizen reports and camera cases alike")
+@router.get("/requests.json", include_in_schema=False)
+def get_requests(
+    session: SessionDep,
+    service_request_id: Annotated[str | None, Query(description="Comma-separated ids.")] = None,
+    service_code: Annotated[str | None, Query()] = None,
+    status: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
+    start_date: Annotated[datetime | None, Query()] = None,
+    end_date: Annotated[datetime | None, Query()] = None,
+):  # noqa: ANN201
+    query = select(CaseRecord)
+    if service_request_id:
+        try:
+            ids = [int(part) for part in service_request_id.split(",")]
+        except ValueError:
+            return error(400, "service_request_id: comma-separated numbers")
+        query = query.where(CaseRecord.id.in_(ids))
+    if service_code:
+        query = query.where(CaseRecord.category == service_code)
+    if status:
+        finished = [s.value for s in FINISHED]
+        query = query.where(CaseRecord.status.in_(finished) if status == "closed"
+                            else CaseRecord.status.not_in(finished))
+    for name, moment in (("start_date", start_date), ("end_date", end_date)):
+        if moment is not None and moment.tzinfo is None:
+            return error(400, f"{name}: give a time zone (W3C format, e.g. 2026-11-23T09:00:00+08:00)")
+    if start_date:
+        query = query.where(CaseRecord.opened_at >= start_date)
+    if end_date:
+        query = query.where(CaseRecord.opened_at < end_date)
+    cases = session.scalars(query.order_by(CaseRecord.id.desc()).limit(1000)).all()
+    return [_request(case, case.transitions[-1] if case.transitions else None) for case in cases]
+
+
+@router.get("/requests/{service_request_id}", summary="GeoReport v2: one service request")
+@router.get("/requests/{service_request_id}.json", include_in_schema=False)
+def get_request(service_request_id: str, session: SessionDep):  # noqa: ANN201
+    case = session.get(CaseRecord, int(service_request_id)) if service_request_id.isdigit() else None
+    if case is None:
+        return error(404, f"no service request {service_request_id}")
+    return [_request(case, case.transitions[-1] if case.transitions else None)]

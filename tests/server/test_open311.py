@@ -1,0 +1,102 @@
+"""Open311 GeoReport v2: citizen reports enter the case pipeline; camera cases read as service requests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gridwatch.contract import event_topic
+from tests.conftest import as_role
+from tests.factories import event_payload, wait_until
+
+WL02 = {"lat": "30.2742", "long": "120.1652"}
+
+
+def report(api, key: str, **fields):
+    form = {"api_key": key, "service_code": "litter", "description": "bags of rubbish left by the bus stop",
+            **WL02, **fields}
+    return api.post("/open311/v2/requests.json", data=form, headers={"Authorization": ""})
+
+
+def test_services_list_the_categories_with_their_codes(api):
+    services = {s["service_code"]: s for s in api.get("/open311/v2/services.json").json()}
+    assert services["litter"]["keywords"] == "0102" and services["litter"]["metadata"] is False
+    assert set(services) >= {"illegal_parking", "street_vending", "litter", "streetlight_fault"}
+
+
+def test_a_hotline_report_becomes_a_case_an_operator_files(api, api_tokens, mqtt_client):
+    integrator = mqtt_client("integrator")
+    integrator.subscribe("gw/v1/cases/litter/#")
+    answer = report(api, api_tokens["integrator"], first_name="Wang", phone="138-0000-0000")
+    assert answer.status_code == 200
+    [receipt] = answer.json()
+    case_id = int(receipt["service_request_id"])
+    assert "operator will confirm" in receipt["service_notice"]
+
+    case = api.get(f"/api/v1/cases/{case_id}").json()
+    assert case["source"] == "open311" and case["status"] == "collected" and case["node_id"] is None
+    assert case["description"] == "bags of rubbish left by the bus stop"
+    filed = api.post(f"/api/v1/cases/{case_id}/actions", json={"action": "file"},
+                     headers=as_role(api_tokens, "operator")).json()
+    assert filed["status"] == "dispatched" and filed["assignment"]["unit_id"] == "sanitation"
+    assert filed["assignment"]["grid_id"] == "WL-02"
+
+    messages = [json.loads(m.payload) for m in integrator.collect(1.0)]
+    assert [m["action"] for m in messages] == ["collect", "file", "dispatch"]
+    assert messages[0]["source"] == "open311" and messages[0]["camera_id"] is None
+    assert "138-0000-0000" not in json.dumps(messages), "a citizen's phone is never published"
+
+    [request] = api.get(f"/open311/v2/requests/{case_id}.json").json()
+    assert request["status"] == "open" and request["agency_responsible"] == "环卫 Sanitation"
+    assert "138-0000-0000" not in json.dumps(request)
+
+
+def test_a_second_report_at_the_same_place_joins_the_first(api, api_tokens):
+    [first] = report(api, api_tokens["integrator"]).json()
+    [second] = report(api, api_tokens["operator"], lat="30.27422", description="still there").json()
+    assert second["service_request_id"] == first["service_request_id"]
+    assert second["service_notice"].startswith("joined case")
+    [elsewhere] = report(api, api_tokens["integrator"], lat="30.2760").json()
+    assert elsewhere["service_request_id"] != first["service_request_id"]
+
+
+def test_camera_cases_are_service_requests_too(api, mqtt_client):
+    node = mqtt_client("node-a")
+    node.publish(event_topic("node-a", "illegal_parking"), json.dumps(event_payload()))
+    wait_until(lambda: api.get("/open311/v2/requests.json").json())
+    [request] = api.get("/open311/v2/requests.json", params={"service_code": "illegal_parking",
+                                                             "status": "open"}).json()
+    assert request["agency_responsible"] == "交警 Traffic police" and request["lat"] == pytest.approx(30.27415)
+    assert "car seen by camera cam-1" in request["description"]
+    assert request["status_notes"].startswith("dispatched")
+    assert api.get("/open311/v2/requests.json", params={"status": "closed"}).json() == []
+
+
+@pytest.mark.parametrize(("fields", "status", "text"), [
+    ({"api_key": ""}, 401, "api_key"),
+    ({"service_code": "potholes"}, 400, "service_code"),
+    ({"lat": None}, 400, "lat and long are required"),
+    ({"lat": "north"}, 400, "lat/long"),
+    ({"lat": "95"}, 400, "lat/long"),
+    ({"description": ""}, 400, "description"),
+])
+def test_bad_reports_get_a_georeport_error(api, api_tokens, fields, status, text):
+    form = {"api_key": api_tokens["integrator"], "service_code": "litter", "description": "x", **WL02, **fields}
+    response = api.post("/open311/v2/requests.json", data={k: v for k, v in form.items() if v is not None},
+                        headers={"Authorization": ""})
+    assert response.status_code == status
+    [problem] = response.json()
+    assert problem["code"] == status and text in problem["description"]
+
+
+def test_field_staff_keys_cannot_file_and_broken_bodies_are_refused(api, api_tokens):
+    assert report(api, api_tokens["field_staff"]).status_code == 403
+    broken = api.post("/open311/v2/requests.json", content=b"\xff\xfe", headers={
+        "Authorization": f"Bearer {api_tokens['integrator']}", "Content-Type": "application/x-www-form-urlencoded"})
+    assert broken.status_code == 400 and "UTF-8" in broken.json()[0]["description"]
+    not_json = api.post("/open311/v2/requests.json", content=b"{", headers={
+        "Authorization": f"Bearer {api_tokens['integrator']}", "Content-Type": "application/json"})
+    assert not_json.status_code == 400 and "JSON" in not_json.json()[0]["description"]
+    assert api.get("/open311/v2/requests/999.json").status_code == 404
+    assert api.get("/open311/v2/requests.json", params={"service_request_id": "a,b"}).status_code == 400
