@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -16,9 +17,23 @@ log = logging.getLogger("gridwatch")
 DEFAULT_MANIFEST_PATH = Path(__file__).resolve().parents[1] / "models" / "coco.yaml"
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object a line, for log collectors (Loki, Elasticsearch): time, level, logger, message, error."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+                 "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+                 "process": record.process, "thread": record.threadName}
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
 def _stop_on_signals() -> threading.Event:
@@ -205,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="How much to log (default INFO).")
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="text: for people (default); json: one JSON object a line, for log collectors.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      help="What to run; `gridwatch COMMAND --help` explains its options.")
 
@@ -356,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
     except (ConfigError, BrokerError) as error:

@@ -18,6 +18,7 @@ from server.db import Database
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
 from server.services.ingest import EvidenceStore, Ingest, IngestService
+from server.services.metrics import Metrics
 from server.services.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     tokens = TokenStore.from_file(settings.tokens_file)
     webhooks = Webhooks(database, settings.webhook_max_attempts, settings.webhook_retry_base_seconds,
                         settings.webhook_retry_max_seconds, settings.webhook_timeout_seconds)
+    metrics = Metrics(database)
     ingest = Ingest(database, CaseService(dispatcher), evidence_store, publish_case=lambda _message: None,
-                    webhooks=webhooks)
+                    webhooks=webhooks, metrics=metrics)
     service = None
     if settings.ingest_enabled:
         service = IngestService(ingest, settings.mqtt_client_id, settings.mqtt_host, settings.mqtt_port,
@@ -71,6 +73,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.ingest_service = service
     app.state.tokens = tokens
     app.state.webhooks = webhooks
+    app.state.metrics = metrics
     for module in (health, cases, dead_letters, evidence, nodes, feedback, assessment, webhook_routes,
                    open311):
         app.include_router(module.router)

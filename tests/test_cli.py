@@ -90,3 +90,21 @@ def test_server_token_makes_a_token_the_server_knows(tmp_path, capsys):
     assert holder.name == "Zhang Min" and holder.role == "field_staff" and holder.unit == "sanitation"
     assert token not in tokens_file.read_text(), "only the token's hash is kept"
     assert TokenStore.from_file(tokens_file).principal(token + "x") is None
+
+
+def test_json_logs_are_one_object_a_line():
+    import json
+    import logging
+
+    from gridwatch.cli import JsonLogFormatter
+
+    try:
+        raise ValueError("bad payload")
+    except ValueError:
+        import sys
+
+        error = sys.exc_info()
+    record = logging.LogRecord("server.ingest", logging.WARNING, __file__, 1, "dead letter on %s", ("gw/x",), error)
+    entry = json.loads(JsonLogFormatter().format(record))
+    assert entry["level"] == "WARNING" and entry["message"] == "dead letter on gw/x"
+    assert entry["logger"] == "server.ingest" and "ValueError: bad payload" in entry["error"]

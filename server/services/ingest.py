@@ -50,6 +50,7 @@ from server.models import (
     utcnow,
 )
 from server.services.cases import CaseService
+from server.services.metrics import Metrics
 from server.services.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,15 @@ def _announced_hashes(event: Event) -> dict[str, str]:
     if event.evidence.crop is not None:
         hashes["crop"] = event.evidence.crop.sha256
     return hashes
+
+
+def _kind_of(topic: str) -> str:
+    """`events`, `evidence`, `status` … for metrics labels; `other` for topics outside the node tree."""
+    parts = topic.split("/")
+    return parts[4] if len(parts) > 4 and parts[:3] == ["gw", "v1", "nodes"] and parts[4] in _KINDS else "other"
+
+
+_KINDS = {"events", "evidence", "status", "telemetry", "config", "command", "snapshot"}
 
 
 class Rejected(Exception):
@@ -104,9 +114,10 @@ class Ingest:
 
     def __init__(self, database: Database, cases: CaseService, evidence: EvidenceStore,
                  publish_case: Callable[[CaseMessage], None], clock: Callable[[], datetime] = utcnow,
-                 webhooks: Webhooks | None = None) -> None:
+                 webhooks: Webhooks | None = None, metrics: Metrics | None = None) -> None:
         self.clock = clock
         self.webhooks = webhooks
+        self.metrics = metrics
         self.database = database
         self.cases = cases
         self.evidence = evidence
@@ -115,6 +126,12 @@ class Ingest:
 
     def handle(self, topic: str, payload: bytes) -> str:
         """Returns what became of the message: `stored`, `duplicate`, `ignored` or `dead_letter`."""
+        outcome = self._handle(topic, payload)
+        if self.metrics is not None:
+            self.metrics.message(_kind_of(topic), outcome)
+        return outcome
+
+    def _handle(self, topic: str, payload: bytes) -> str:
         node_id = None
         try:
             parsed = parse_node_topic(topic)
@@ -191,6 +208,8 @@ class Ingest:
                 self.counts["duplicates"] += 1
                 return "duplicate"
         self.counts["events"] += 1
+        if self.metrics is not None:
+            self.metrics.lag.observe(max(0.0, (self.clock() - event.observed_at).total_seconds()))
         self.announce(messages)
         return "stored"
 

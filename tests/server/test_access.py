@@ -15,6 +15,7 @@ OPERATORS = {"operator", "admin"}
 # (method, path) -> roles admitted (PUBLIC: no token needed). A route missing here fails the first test.
 ACCESS = {
     ("GET", "/healthz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
     ("GET", "/api/v1/cases"): EVERYONE,
     ("GET", "/api/v1/cases/{case_id}"): EVERYONE,
     ("POST", "/api/v1/cases/{case_id}/actions"): {"operator", "field_staff", "supervisor", "admin"},

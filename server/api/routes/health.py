@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from server.api.deps import SessionDep
@@ -23,3 +24,9 @@ def healthz(request: Request, response: Response, session: SessionDep) -> Health
         response.status_code = 503
     counts = dict(service.ingest.counts) if service is not None else {}
     return Health(status="ok" if healthy else "degraded", database=database, mqtt=mqtt, ingest=counts)
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics: ingest, lag, dead letters, cases",
+            responses={200: {"content": {"text/plain": {}}}})
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

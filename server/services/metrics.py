@@ -1,0 +1,58 @@
+"""Prometheus metrics of the server (`GET /metrics`): ingest rate and lag, dead letters, cases by status, overdue
+cases and webhook deliveries. Counters count in-process; the case figures are read from the database at scrape
+time, so every worker reports the same truth about cases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from gridwatch.contract import CaseStatus
+from server.db import Database
+from server.models import CaseRecord, DeadLetter, WebhookDelivery, utcnow
+from server.services.workflow import IN_UNIT
+
+
+class DatabaseCollector(Collector):
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self.database.session() as session:
+            by_status = dict(session.execute(select(CaseRecord.status, func.count()).group_by(CaseRecord.status)).all())
+            overdue = session.scalar(select(func.count()).select_from(CaseRecord).where(
+                CaseRecord.status.in_([s.value for s in IN_UNIT | {CaseStatus.RETURNED}]),
+                CaseRecord.deadline_at < utcnow())) or 0
+            dead = session.scalar(select(func.count()).select_from(DeadLetter)) or 0
+            deliveries = dict(session.execute(select(WebhookDelivery.status, func.count())
+                                              .group_by(WebhookDelivery.status)).all())
+        cases = GaugeMetricFamily("gridwatch_cases", "Cases by workflow status.", labels=["status"])
+        for status in CaseStatus:
+            cases.add_metric([status.value], by_status.get(status.value, 0))
+        yield cases
+        yield GaugeMetricFamily("gridwatch_cases_overdue", "Cases with their unit past the deadline.", value=overdue)
+        yield GaugeMetricFamily("gridwatch_dead_letters", "Refused messages kept in the dead-letter store.",
+                                value=dead)
+        webhooks = GaugeMetricFamily("gridwatch_webhook_deliveries", "Webhook deliveries by state.",
+                                     labels=["status"])
+        for status in ("pending", "delivered", "failed"):
+            webhooks.add_metric([status], deliveries.get(status, 0))
+        yield webhooks
+
+
+class Metrics:
+    def __init__(self, database: Database) -> None:
+        self.registry = CollectorRegistry()
+        self.messages = Counter("gridwatch_ingest_messages", "MQTT messages by kind and what became of them.",
+                                ["kind", "outcome"], registry=self.registry)
+        self.lag = Histogram("gridwatch_ingest_lag_seconds", "From an event's observation at the node to its "
+                             "case being stored.", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+                             registry=self.registry)
+        self.registry.register(DatabaseCollector(database))
+
+    def message(self, kind: str, outcome: str) -> None:
+        self.messages.labels(kind, outcome).inc()

@@ -1,0 +1,32 @@
+"""`/metrics` as Prometheus scrapes it, after real traffic through the broker."""
+
+from __future__ import annotations
+
+import json
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from gridwatch.contract import event_topic
+from tests.factories import event_payload, wait_until
+
+
+def samples(api) -> dict[tuple[str, tuple], float]:
+    text = api.get("/metrics", headers={"Authorization": ""}).text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_metrics_count_ingest_dead_letters_and_cases(api, mqtt_client):
+    node = mqtt_client("node-a")
+    node.publish(event_topic("node-a", "illegal_parking"), json.dumps(event_payload()))
+    node.publish(event_topic("node-a", "illegal_parking"), b'{"broken": ')
+    wait_until(lambda: api.get("/api/v1/dead-letters").json()["total"] == 1 and api.get("/api/v1/cases").json()[
+        "total"] == 1)
+    figures = samples(api)
+    assert figures[("gridwatch_ingest_messages_total", (("kind", "events"), ("outcome", "stored")))] == 1
+    assert figures[("gridwatch_ingest_messages_total", (("kind", "events"), ("outcome", "dead_letter")))] == 1
+    assert figures[("gridwatch_ingest_lag_seconds_count", ())] == 1
+    assert figures[("gridwatch_cases", (("status", "dispatched"),))] == 1
+    assert figures[("gridwatch_cases", (("status", "closed"),))] == 0
+    assert figures[("gridwatch_dead_letters", ())] == 1
+    assert figures[("gridwatch_cases_overdue", ())] == 0
