@@ -1,14 +1,21 @@
-"""Engine and sessions. SQLite (the default) runs in WAL mode so the API reads while ingest writes."""
+"""Engine, schema and sessions. The schema is Alembic's migrations (server/migrations), applied at start-up, so a
+database made by any earlier version is brought up to date. SQLite (the default) runs in WAL mode so the API reads
+while ingest writes; PostgreSQL is `postgresql+psycopg://user:password@host/db`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.models import Base
+from gridwatch.config_files import ConfigError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
@@ -25,13 +32,35 @@ def make_engine(url: str) -> Engine:
 
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    Base.metadata.create_all(engine)
     return engine
 
 
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision`. On PostgreSQL an advisory lock lets many workers start at once."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4711)")
+        tables = set(inspect(connection).get_table_names())
+        if "cases" in tables and "alembic_version" not in tables:
+            raise ConfigError(f"{engine.url.render_as_string(hide_password=True)}: this database was made before "
+                              "migrations existed; move it away (or export what you need) and start again")
+        config = alembic_config(engine.url.render_as_string(hide_password=False))
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, migrate_schema: bool = True) -> None:
         self.engine = make_engine(url)
+        if migrate_schema:
+            migrate(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
