@@ -12,7 +12,7 @@ export GRIDWATCH_MODEL := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: setup demo test bench bench-edge bench-litter bench-outbox model-litter clean mosquitto
+.PHONY: setup demo test bench bench-edge bench-litter bench-outbox model-litter clean mosquitto postgresql
 
 setup: $(VENV)/.installed mosquitto
 
@@ -29,10 +29,17 @@ mosquitto:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto mosquitto-clients; \
 	fi
 
+# The tests run the server on SQLite and on a real PostgreSQL server they start themselves from Debian's package.
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing postgresql"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	fi
+
 demo: setup
 	$(BIN)/gridwatch demo $(DEMO_ARGS)
 
-test: setup
+test: setup postgresql
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: setup

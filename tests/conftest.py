@@ -181,13 +181,30 @@ def api_tokens(tmp_path) -> dict[str, str]:
     return tokens
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def server_settings(running_broker, tmp_path, api_tokens):
-    """The server's settings for a test: a SQLite file and evidence folder of its own, the test's broker."""
+def database_url(request, tmp_path) -> str:
+    """A fresh database: a SQLite file, or (tests/server runs each test on both) a PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return request.getfixturevalue("postgres_server").create_database()
+    return f"sqlite:///{tmp_path / 'gridwatch.db'}"
+
+
+@pytest.fixture
+def server_settings(running_broker, tmp_path, api_tokens, database_url):
+    """The server's settings for a test: a database and evidence folder of its own, the test's broker."""
     from server.core.config import ServerSettings
 
     return ServerSettings(
-        database_url=f"sqlite:///{tmp_path / 'gridwatch.db'}",
+        database_url=database_url,
         evidence_dir=tmp_path / "evidence",
         dispatch_config=DISPATCH,
         mqtt_port=running_broker.port,

@@ -354,7 +354,9 @@ class Ingest:
 
     def _dead_letter(self, topic: str, node_id: str | None, payload: bytes, reason: str) -> str:
         with self.database.session() as session:
-            session.add(DeadLetter(topic=topic, node_id=node_id, reason=reason, payload=payload))
+            # text columns of PostgreSQL hold no NUL; the raw payload (bytes) keeps everything
+            session.add(DeadLetter(topic=topic.replace("\x00", "\\0"), node_id=node_id,
+                                   reason=reason.replace("\x00", "\\0"), payload=payload))
             session.commit()
         self.counts["dead_letters"] += 1
         log.warning("dead letter on %s: %s", topic, reason)

@@ -36,13 +36,13 @@ class Clock:
 
 
 @pytest.fixture
-def city(tmp_path):
+def city(tmp_path, database_url):
     """The case engine on a SQLite file, fed like the MQTT loop feeds it; `messages` is what integrators get."""
 
     class City:
         clock = Clock()
         messages: list[CaseMessage] = []
-        database = Database(f"sqlite:///{tmp_path / 'cases.db'}")
+        database = Database(database_url)
         ingest = Ingest(database, CaseService(Dispatcher.from_file(DISPATCH)), EvidenceStore(tmp_path / "ev"),
                         publish_case=messages.append, clock=clock)
 

@@ -15,16 +15,16 @@ from server.db import Database, alembic_config, make_engine, migrate
 from server.models import Base
 
 
-def test_migrations_build_the_models_schema(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'new.db'}")
+def test_migrations_build_the_models_schema(database_url):
+    database = Database(database_url)
     with database.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
     assert "alembic_version" in inspect(database.engine).get_table_names()
 
 
-def test_migrations_run_down_and_up_again(tmp_path):
-    url = f"sqlite:///{tmp_path / 'cycle.db'}"
+def test_migrations_run_down_and_up_again(database_url):
+    url = database_url
     engine = make_engine(url)
     migrate(engine)
     with engine.begin() as connection:
