@@ -39,13 +39,16 @@ class MqttClient:
         password: str | None,
         keepalive: int = 30,
         session_expiry_seconds: int = 0,
+        manual_ack: bool = False,
     ) -> None:
         """`session_expiry_seconds` > 0 keeps the broker session (subscriptions, queued QoS 1 messages) while the
-        client is away, with clean start off."""
+        client is away, with clean start off. `manual_ack`: a received QoS 1 message is acknowledged only by
+        `ack(message)`, so one the process dies holding is sent again by the broker."""
         self.client_id = client_id
         self.host, self.port, self.keepalive = host, port, keepalive
         self.session_expiry_seconds = session_expiry_seconds
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                                   manual_ack=manual_ack)
         if username:
             self._client.username_pw_set(username, password)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -111,6 +114,11 @@ class MqttClient:
                 self._pending[info.mid] = (topic, on_ack)
         if early is not None:
             self._acknowledged(topic, early, on_ack)
+
+    def ack(self, message: mqtt.MQTTMessage) -> None:
+        """Acknowledge a received message (with `manual_ack`); thread-safe."""
+        if message.qos > 0:
+            self._client.ack(message.mid, message.qos)
 
     @property
     def pending(self) -> int:

@@ -17,7 +17,9 @@ from server.core.security import TokenStore
 from server.db import Database
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
-from server.services.ingest import EvidenceStore, Ingest, IngestService
+from server.services.evidence import EvidenceStore
+from server.services.ingest import Ingest
+from server.services.ingest_service import IngestService
 from server.services.metrics import Metrics
 from server.services.webhooks import Webhooks
 
@@ -37,7 +39,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     service = None
     if settings.ingest_enabled:
         service = IngestService(ingest, settings.mqtt_client_id, settings.mqtt_host, settings.mqtt_port,
-                                settings.mqtt_username, settings.resolved_mqtt_password())
+                                settings.mqtt_username, settings.resolved_mqtt_password(),
+                                settings.ingest_batch_size, settings.ingest_batch_wait_ms / 1000)
 
     async def sweep_forever() -> None:
         while True:
@@ -57,8 +60,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         sweeper.cancel()
         webhooks.stop()
         if service is not None:
-            service.flush(5)
-            service.stop()
+            service.stop()  # finishes the batch in hand and publishes its case changes
 
     app = FastAPI(
         title="GridWatch",

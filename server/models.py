@@ -87,6 +87,8 @@ class CaseRecord(Base):
     """When the camera last saw every violation of the case end (object gone); cleared when it is seen again."""
     dwell_seconds: Mapped[float] = mapped_column(default=0.0)
     occurrences: Mapped[int] = mapped_column(default=0)
+    open_violations: Mapped[int] = mapped_column(default=0)
+    """Violations of the case the camera still sees (their `end` has not come)."""
     # --- for assessment: when each step happened, and the side paths taken -----------------------------------------
     filed_by: Mapped[str | None] = mapped_column(String(128))
     dispatched_at: Mapped[datetime | None]

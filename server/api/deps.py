@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from server.core.config import ServerSettings
 from server.core.security import Role, TokenEntry, TokenStore
 from server.db import Database
-from server.services.ingest import EvidenceStore
+from server.services.evidence import EvidenceStore
 
 _bearer = HTTPBearer(auto_error=False, description="An API token from the server's tokens file.")
 

@@ -31,6 +31,10 @@ class ServerSettings(BaseSettings):
     tokens_file: Path | None = Field(
         default=None, description="YAML of API tokens (SHA-256 only) with roles; `gridwatch server token` makes "
                                   "them. Without it only health and the public board answer.")
+    ingest_batch_size: int = Field(default=500, ge=1, le=10000, description="Most MQTT messages written in one "
+                                                                             "database transaction.")
+    ingest_batch_wait_ms: float = Field(default=20, ge=0, le=1000, description="How long a batch waits for more "
+                                                                               "messages once one is there.")
     sweep_interval_seconds: float = Field(default=30, gt=0, description="How often overdue cases are escalated.")
     webhook_max_attempts: int = Field(default=8, ge=1, le=50, description="Attempts per webhook delivery before "
                                                                           "it is marked failed.")

@@ -13,7 +13,7 @@ import math
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import (
@@ -30,11 +30,22 @@ from gridwatch.contract import (
     Person,
 )
 from server.core.security import Role
-from server.models import CaseRecord, CaseTransition, EventRecord
+from server.models import CaseRecord, CaseTransition
 from server.services.dispatch import Dispatcher
 from server.services.workflow import IN_UNIT, OPEN, WorkflowError, next_status
 
 SYSTEM_ACTOR = "system"
+
+_REPEAT_STATUSES = [status.value for status in OPEN | {CaseStatus.VERIFIED, CaseStatus.CLOSED}]
+_REPEAT_QUERY = (
+    select(CaseRecord)
+    .where(CaseRecord.category == bindparam("category"), CaseRecord.status.in_(bindparam("statuses", expanding=True)),
+           or_(and_(CaseRecord.node_id == bindparam("node_id"), CaseRecord.camera_id == bindparam("camera_id"),
+                    CaseRecord.zone_id == bindparam("zone_id")),
+               and_(CaseRecord.lat.between(bindparam("lat_lo"), bindparam("lat_hi")),
+                    CaseRecord.lon.between(bindparam("lon_lo"), bindparam("lon_hi")))))
+    .order_by(CaseRecord.id.desc()).limit(10))
+"""Cases at a place (the same camera view, or a box around a position): built once, compiled once."""
 A, S = CaseAction, CaseStatus
 
 
@@ -50,35 +61,39 @@ class CaseService:
 
     # ---- from the cameras ------------------------------------------------------------------------------------------
 
-    def apply_event(self, session: Session, event: Event, record: EventRecord, now: datetime) -> list[CaseMessage]:
-        """Attach `record` to its case, opening, joining or reopening one as the rules say (a lost `new` still
-        opens one from its `update` or `end`). Returns the changes to publish."""
+    def apply_event(self, session: Session, event: Event, now: datetime, case: CaseRecord | None,
+                    first_of_violation: bool, opened_here: list[CaseRecord]) -> tuple[CaseRecord,
+                                                                                       list[CaseTransition]]:
+        """The case `event` belongs to — `case` (its violation's, or None for a violation not seen before), or one
+        opened, joined or reopened as the rules say (a lost `new` still opens one from its `update` or `end`) —
+        and the changes it made; build their messages (`message`) once the session is flushed. Never flushes by
+        itself, so a batch of events is written in one go; `opened_here` lists the cases the batch opened."""
         changes: list[CaseTransition] = []
-        case = session.scalar(select(CaseRecord).join(EventRecord, EventRecord.case_id == CaseRecord.id)
-                              .where(EventRecord.violation_id == str(event.violation_id)).limit(1))
         if case is None:
             case = self._repeat_of(session, event.category, event.location,
-                                   (event.node_id, event.camera_id, event.zone_id), now)
+                                   (event.node_id, event.camera_id, event.zone_id), now, opened_here)
             if case is not None and S(case.status) in OPEN:  # a finished one is reopened below
                 changes.append(self._step(case, A.JOIN, SYSTEM_ACTOR, now,
                                           f"{event.label} at the same place ({event.camera_id}/{event.zone_id}) "
                                           f"joins this case"))
         if case is None:
             case = self._open(session, event, now, changes)
-        record.case = case
+            opened_here.append(case)
         case.occurrences += 1
         case.last_seen_at = max(case.last_seen_at, event.observed_at)
         case.dwell_seconds = max(case.dwell_seconds, event.dwell_seconds)
         case.score = max(case.score, event.score)
         case.updated_at = now
-        session.flush()
         status = S(case.status)
         if event.type is EventType.END:
-            if self._all_ended(session, case):
+            if not first_of_violation:
+                case.open_violations = max(0, case.open_violations - 1)
+            if case.open_violations == 0:  # every violation of the case has ended: the object is gone
                 case.ended_at = event.observed_at
                 if status is S.FEEDBACK and (event.node_id, event.camera_id) == (case.node_id, case.camera_id):
                     changes += self._verify_by_camera(case, now)
         else:
+            case.open_violations += first_of_violation
             case.ended_at = None
             if status is S.FEEDBACK:
                 changes.append(self._step(case, A.REWORK, SYSTEM_ACTOR, now,
@@ -87,7 +102,7 @@ class CaseService:
                 changes += self._reopen(case, now, f"camera {event.camera_id} sees {event.label} again")
             elif status is S.COLLECTED and self._files_itself(case):
                 changes += self._file_and_dispatch(case, now, f"score {case.score:.2f} reached the filing threshold")
-        return [self.message(case, change) for change in changes]
+        return case, changes
 
     def _open(self, session: Session, event: Event, now: datetime, changes: list[CaseTransition]) -> CaseRecord:
         case = CaseRecord(
@@ -96,7 +111,7 @@ class CaseService:
             label=event.label, score=event.score,
             lat=event.location.lat if event.location else None, lon=event.location.lon if event.location else None,
             opened_at=now, updated_at=now, started_at=event.started_at, last_seen_at=event.observed_at,
-            dwell_seconds=event.dwell_seconds, occurrences=0,
+            dwell_seconds=event.dwell_seconds, occurrences=0, open_violations=0,
         )
         session.add(case)
         changes.append(self._step(case, A.COLLECT, f"camera {event.camera_id}", now,
@@ -111,16 +126,27 @@ class CaseService:
         return case
 
     def _repeat_of(self, session: Session, category: Category, location: Location | None,
-                   view: tuple[str, str, str] | None, now: datetime) -> CaseRecord | None:
+                   view: tuple[str, str, str] | None, now: datetime,
+                   opened_here: list[CaseRecord] = ()) -> CaseRecord | None:
         """The open case at the same place (the same camera view, or within the radius) and of the same category,
         or one closed there within the window."""
         config = self.dispatcher.config
         window = timedelta(minutes=config.repeat_window_minutes if config else 30)
         radius = config.repeat_radius_m if config else 15
-        candidates = session.scalars(
-            select(CaseRecord).where(CaseRecord.category == category.value,
-                                     CaseRecord.status.in_([s.value for s in OPEN | {S.VERIFIED, S.CLOSED}]))
-            .order_by(CaseRecord.id.desc()).limit(50))
+        if view is None and location is None:
+            return None
+        dlat = radius / 111_000
+        dlon = dlat / max(0.01, math.cos(math.radians(location.lat))) if location else 0
+        nowhere = 1000.0  # a bound no coordinate reaches: "no location"
+        with session.no_autoflush:
+            stored = session.scalars(_REPEAT_QUERY, {
+                "category": category.value, "statuses": _REPEAT_STATUSES,
+                "node_id": view[0] if view else "", "camera_id": view[1] if view else "",
+                "zone_id": view[2] if view else "",
+                "lat_lo": location.lat - dlat if location else nowhere, "lat_hi": location.lat + dlat if location
+                else nowhere, "lon_lo": location.lon - dlon if location else nowhere,
+                "lon_hi": location.lon + dlon if location else nowhere}).all()
+        candidates = [c for c in reversed(opened_here) if c.category == category.value] + stored
         for case in candidates:
             finished = S(case.status) in (S.VERIFIED, S.CLOSED)
             if finished and (case.closed_at or case.updated_at) < now - window:
@@ -131,14 +157,6 @@ class CaseService:
             if same_view or near:
                 return case
         return None
-
-    @staticmethod
-    def _all_ended(session: Session, case: CaseRecord) -> bool:
-        ended = select(EventRecord.violation_id).where(EventRecord.case_id == case.id,
-                                                       EventRecord.type == EventType.END.value)
-        live = session.scalar(select(func.count(func.distinct(EventRecord.violation_id)))
-                              .where(EventRecord.case_id == case.id, EventRecord.violation_id.not_in(ended)))
-        return not live
 
     def _files_itself(self, case: CaseRecord) -> bool:
         threshold = self.dispatcher.auto_file_score(Category(case.category))

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from gridwatch.contract import Category, Event
 from server.models import DetectionReview, EventRecord, EvidenceRecord
-from server.services.ingest import EvidenceStore
+from server.services.evidence import EvidenceStore
 
 
 class Verdict(StrEnum):

@@ -13,9 +13,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
-import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +23,6 @@ from gridwatch.config_files import validation_problems
 from gridwatch.contract import (
     MAX_EVENT_BYTES,
     MAX_EVIDENCE_BYTES,
-    SUBSCRIBE_ALL_NODES,
     CaseMessage,
     CommandResponse,
     ConfigStatus,
@@ -35,10 +32,8 @@ from gridwatch.contract import (
     NodeTelemetry,
     NodeTopic,
     TopicError,
-    case_topic,
     parse_node_topic,
 )
-from gridwatch.mqtt import MqttClient
 from server.db import Database
 from server.models import (
     CameraSnapshot,
@@ -46,10 +41,11 @@ from server.models import (
     EventRecord,
     EvidenceRecord,
     NodeCommand,
-    NodeRecord,
     utcnow,
 )
 from server.services.cases import CaseService
+from server.services.events import EventWriter, Incoming, announced_hashes, touch_node
+from server.services.evidence import EvidenceStore
 from server.services.metrics import Metrics
 from server.services.webhooks import Webhooks
 
@@ -59,16 +55,6 @@ _CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-def _announced_hashes(event: Event) -> dict[str, str]:
-    """SHA-256 of each image the event announces, by variant."""
-    if event.evidence is None:
-        return {}
-    hashes = {"frame": event.evidence.sha256}
-    if event.evidence.crop is not None:
-        hashes["crop"] = event.evidence.crop.sha256
-    return hashes
-
-
 def _kind_of(topic: str) -> str:
     """`events`, `evidence`, `status` … for metrics labels; `other` for topics outside the node tree."""
     parts = topic.split("/")
@@ -76,6 +62,13 @@ def _kind_of(topic: str) -> str:
 
 
 _KINDS = {"events", "evidence", "status", "telemetry", "config", "command", "snapshot"}
+
+
+def _node_of(topic: str) -> str | None:
+    try:
+        return parse_node_topic(topic).node_id
+    except TopicError:
+        return None
 
 
 class Rejected(Exception):
@@ -88,29 +81,10 @@ def describe_validation_error(error: ValidationError, shown: int = 8) -> str:
     return "invalid payload: " + "; ".join(problems[:shown]) + (f"; and {more} more" if more > 0 else "")
 
 
-class EvidenceStore:
-    """JPEGs on disk under their SHA-256 (content-addressed: the same image is kept once)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-
-    def path(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / f"{sha256}.jpg"
-
-    def put(self, data: bytes) -> str:
-        sha256 = hashlib.sha256(data).hexdigest()
-        path = self.path(sha256)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
-        return sha256
-
-
 class Ingest:
-    """Turns one MQTT message into database rows; independent of the network so it can be driven directly."""
+    """Turns MQTT messages into database rows; independent of the network so it can be driven directly. Events
+    are written a batch at a time, in one transaction; a batch that fails is retried one event at a time, so one
+    bad event costs only itself."""
 
     def __init__(self, database: Database, cases: CaseService, evidence: EvidenceStore,
                  publish_case: Callable[[CaseMessage], None], clock: Callable[[], datetime] = utcnow,
@@ -122,14 +96,79 @@ class Ingest:
         self.cases = cases
         self.evidence = evidence
         self.publish_case = publish_case
+        self.writer = EventWriter(cases)
         self.counts = {"events": 0, "duplicates": 0, "evidence": 0, "dead_letters": 0, "status": 0, "telemetry": 0}
 
     def handle(self, topic: str, payload: bytes) -> str:
         """Returns what became of the message: `stored`, `duplicate`, `ignored` or `dead_letter`."""
-        outcome = self._handle(topic, payload)
+        return self.handle_batch([(topic, payload)])[0]
+
+    def handle_batch(self, messages: list[tuple[str, bytes]]) -> list[str]:
+        """What became of each message, in order. Runs of events are written together; anything else between
+        them is handled on its own, in its place, so the order of a node's messages is kept."""
+        outcomes = [""] * len(messages)
+        run: list[Incoming] = []
+        for index, (topic, payload) in enumerate(messages):
+            if _kind_of(topic) != "events":
+                self._store_events(run, outcomes)
+                run = []
+                outcomes[index] = self._handle(topic, payload)
+                continue
+            try:
+                run.append(Incoming(index, topic, payload, self._checked_event(parse_node_topic(topic), payload)))
+            except (Rejected, TopicError) as error:
+                outcomes[index] = self._dead_letter(topic, _node_of(topic), payload, str(error))
+            except Exception as error:  # a bug must not lose the message or stop ingest
+                log.exception("ingest failed on %s", topic)
+                outcomes[index] = self._dead_letter(topic, _node_of(topic), payload,
+                                                    f"internal error: {type(error).__name__}: {error}")
+        self._store_events(run, outcomes)
         if self.metrics is not None:
-            self.metrics.message(_kind_of(topic), outcome)
-        return outcome
+            for (topic, _payload), outcome in zip(messages, outcomes, strict=True):
+                self.metrics.message(_kind_of(topic), outcome)
+        return outcomes
+
+    def _store_events(self, run: list[Incoming], outcomes: list[str]) -> None:
+        if not run:
+            return
+        now = self.clock()
+        try:
+            with self.database.session() as session:
+                results, messages = self.writer.write(session, run, now)
+                for item, result in zip(run, results, strict=True):
+                    if result not in ("stored", "duplicate"):
+                        session.add(self._letter(item.topic, item.event.node_id, item.payload, result))
+                self.record_changes(session, messages)
+                session.commit()
+        except Exception as error:
+            if len(run) > 1:  # find the one that cannot be written; the others go in
+                log.warning("a batch of %d events failed (%s: %s); writing them one by one", len(run),
+                            type(error).__name__, error)
+                for item in run:
+                    self._store_events([item], outcomes)
+                return
+            [item] = run
+            outcomes[item.index] = self._single_failure(item, error)
+            return
+        for item, result in zip(run, results, strict=True):
+            outcomes[item.index] = result if result in ("stored", "duplicate") else "dead_letter"
+            counter = {"stored": "events", "duplicate": "duplicates"}.get(result, "dead_letters")
+            self.counts[counter] += 1
+            if result == "stored" and self.metrics is not None:
+                self.metrics.lag.observe(max(0.0, (self.clock() - item.event.observed_at).total_seconds()))
+        self.announce(messages)
+
+    def _single_failure(self, item: Incoming, error: Exception) -> str:
+        """An event that could not be written on its own: the same event arriving twice at once (another worker
+        wrote it first), or a dead letter with the reason."""
+        if isinstance(error, IntegrityError):
+            with self.database.session() as session:
+                if session.scalar(select(EventRecord.id).where(EventRecord.event_id == str(item.event.event_id))):
+                    self.counts["duplicates"] += 1
+                    return "duplicate"
+        log.error("event %s could not be stored: %s: %s", item.event.event_id, type(error).__name__, error)
+        return self._dead_letter(item.topic, item.event.node_id, item.payload,
+                                 f"internal error: {type(error).__name__}: {error}")
 
     def _handle(self, topic: str, payload: bytes) -> str:
         node_id = None
@@ -144,7 +183,7 @@ class Ingest:
                 if parsed.variant == "response":
                     return self._command_response(parsed, payload)
                 return "ignored"  # server -> node command, published by the server itself
-            handler = {"events": self._event, "evidence": self._evidence, "status": self._status,
+            handler = {"evidence": self._evidence, "status": self._status,
                        "telemetry": self._telemetry, "snapshot": self._snapshot}.get(parsed.kind.value)
             if handler is None:
                 raise Rejected(f"the server does not accept {parsed.kind.value} messages")
@@ -176,42 +215,11 @@ class Ingest:
 
     # ---- message kinds --------------------------------------------------------------------------------------------
 
-    def _event(self, topic: NodeTopic, payload: bytes) -> str:
+    def _checked_event(self, topic: NodeTopic, payload: bytes) -> Event:
         event = self._validate_from(topic, Event, payload)
         if event.category.value != topic.leaf:
             raise Rejected(f"category {event.category.value!r} does not match {topic.leaf!r} in the topic")
-        now = self.clock()
-        with self.database.session() as session:
-            if session.scalar(select(EventRecord.id).where(EventRecord.event_id == str(event.event_id))):
-                self.counts["duplicates"] += 1
-                return "duplicate"
-            announced = _announced_hashes(event)
-            for stored in session.scalars(select(EvidenceRecord).where(EvidenceRecord.event_id == str(event.event_id))):
-                if stored.variant in announced and stored.sha256 != announced[stored.variant]:
-                    raise Rejected(f"evidence ({stored.variant}) received for this event has SHA-256 {stored.sha256}, "
-                                   f"the event announces {announced[stored.variant]}")
-            record = EventRecord(
-                event_id=str(event.event_id), violation_id=str(event.violation_id), type=event.type.value,
-                node_id=event.node_id, camera_id=event.camera_id, zone_id=event.zone_id,
-                category=event.category.value, code=event.code, started_at=event.started_at,
-                observed_at=event.observed_at, received_at=now,
-                payload=json.loads(event.model_dump_json()),
-            )
-            session.add(record)
-            messages = self.cases.apply_event(session, event, record, now)
-            self._touch_node(session, event.node_id, now)
-            self.record_changes(session, messages)
-            try:
-                session.commit()
-            except IntegrityError:  # the same event arriving twice at once
-                session.rollback()
-                self.counts["duplicates"] += 1
-                return "duplicate"
-        self.counts["events"] += 1
-        if self.metrics is not None:
-            self.metrics.lag.observe(max(0.0, (self.clock() - event.observed_at).total_seconds()))
-        self.announce(messages)
-        return "stored"
+        return event
 
     def _evidence(self, topic: NodeTopic, payload: bytes) -> str:
         try:
@@ -230,7 +238,7 @@ class Ingest:
                 self.counts["duplicates"] += 1
                 return "duplicate"
             payload_json = session.scalar(select(EventRecord.payload).where(EventRecord.event_id == event_id))
-            announced = _announced_hashes(Event.model_validate(payload_json)).get(variant) if payload_json else None
+            announced = announced_hashes(Event.model_validate(payload_json)).get(variant) if payload_json else None
             if announced and announced != sha256:
                 raise Rejected(f"evidence ({variant}) SHA-256 {sha256} differs from {announced} announced by the event")
             self.evidence.put(payload)
@@ -251,7 +259,7 @@ class Ingest:
         status = self._validate_from(topic, NodeStatus, payload)
         now = utcnow()
         with self.database.session() as session:
-            node = self._touch_node(session, status.node_id, now, seen=status.state is NodeState.ONLINE)
+            node = touch_node(session, status.node_id, now, seen=status.state is NodeState.ONLINE)
             stale = status.session < node.session or (
                 status.session == node.session and node.state == NodeState.OFFLINE.value
             )
@@ -270,7 +278,7 @@ class Ingest:
             return "ignored"
         status = self._validate_from(topic, ConfigStatus, payload)
         with self.database.session() as session:
-            node = self._touch_node(session, status.node_id, utcnow())
+            node = touch_node(session, status.node_id, utcnow())
             node.config_status = json.loads(status.model_dump_json())
             session.commit()
         return "stored"
@@ -278,7 +286,7 @@ class Ingest:
     def _command_response(self, topic: NodeTopic, payload: bytes) -> str:
         response = self._validate_from(topic, CommandResponse, payload)
         with self.database.session() as session:
-            self._touch_node(session, response.node_id, utcnow())
+            touch_node(session, response.node_id, utcnow())
             command = session.scalar(select(NodeCommand).where(NodeCommand.request_id == response.request_id,
                                                                NodeCommand.node_id == response.node_id))
             if command is None:
@@ -298,7 +306,7 @@ class Ingest:
             raise Rejected(f"invalid camera id {topic.leaf!r} in the snapshot topic")
         sha256 = self.evidence.put(payload)
         with self.database.session() as session:
-            self._touch_node(session, topic.node_id, utcnow(), seen=False)
+            touch_node(session, topic.node_id, utcnow(), seen=False)
             snapshot = session.scalar(select(CameraSnapshot).where(CameraSnapshot.node_id == topic.node_id,
                                                                    CameraSnapshot.camera_id == topic.leaf))
             if snapshot is None:
@@ -312,7 +320,7 @@ class Ingest:
         telemetry = self._validate_from(topic, NodeTelemetry, payload)
         now = utcnow()
         with self.database.session() as session:
-            node = self._touch_node(session, telemetry.node_id, now)
+            node = touch_node(session, telemetry.node_id, now)
             node.telemetry, node.telemetry_at = json.loads(telemetry.model_dump_json()), now
             session.commit()
         self.counts["telemetry"] += 1
@@ -343,39 +351,15 @@ class Ingest:
             raise Rejected(describe_validation_error(error)) from None
 
     @staticmethod
-    def _touch_node(session, node_id: str, now: datetime, seen: bool = True) -> NodeRecord:  # noqa: ANN001
-        node = session.get(NodeRecord, node_id)
-        if node is None:
-            node = NodeRecord(node_id=node_id, state="unknown", session=0)
-            session.add(node)
-        if seen:
-            node.last_seen_at = now
-        return node
+    def _letter(topic: str, node_id: str | None, payload: bytes, reason: str) -> DeadLetter:
+        log.warning("dead letter on %s: %s", topic, reason)
+        # text columns of PostgreSQL hold no NUL; the raw payload (bytes) keeps everything
+        return DeadLetter(topic=topic.replace("\x00", "\\0"), node_id=node_id,
+                          reason=reason.replace("\x00", "\\0"), payload=payload)
 
     def _dead_letter(self, topic: str, node_id: str | None, payload: bytes, reason: str) -> str:
         with self.database.session() as session:
-            # text columns of PostgreSQL hold no NUL; the raw payload (bytes) keeps everything
-            session.add(DeadLetter(topic=topic.replace("\x00", "\\0"), node_id=node_id,
-                                   reason=reason.replace("\x00", "\\0"), payload=payload))
+            session.add(self._letter(topic, node_id, payload, reason))
             session.commit()
         self.counts["dead_letters"] += 1
-        log.warning("dead letter on %s: %s", topic, reason)
         return "dead_letter"
-
-
-class IngestService(MqttClient):
-    """The server's broker connection: subscribes in on_connect, hands messages to `Ingest`, publishes cases."""
-
-    def __init__(self, ingest: Ingest, client_id: str, host: str, port: int, username: str,
-                 password: str | None) -> None:
-        super().__init__(client_id=client_id, host=host, port=port, username=username, password=password,
-                         session_expiry_seconds=24 * 3600)
-        self.ingest = ingest
-        ingest.publish_case = self.publish_case
-        self.subscribe(SUBSCRIBE_ALL_NODES, self._on_node_message)
-
-    def _on_node_message(self, message: mqtt.MQTTMessage) -> None:
-        self.ingest.handle(message.topic, message.payload)
-
-    def publish_case(self, message: CaseMessage) -> None:
-        self.publish(case_topic(message.category, message.case_id), message.model_dump_json().encode(), qos=1)

@@ -15,7 +15,8 @@ from server.db import Database
 from server.models import CaseRecord
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
-from server.services.ingest import EvidenceStore, Ingest
+from server.services.evidence import EvidenceStore
+from server.services.ingest import Ingest
 from tests.factories import event_payload
 
 DISPATCH = Path(__file__).resolve().parents[2] / "config" / "demo" / "dispatch.yaml"

@@ -1,0 +1,250 @@
+"""Server throughput and latency under a city's event mix, against a bare paho subscriber in the same run.
+
+A simulated fleet (nodes × cameras) publishes violations as edge nodes do: a `new`, a few `update` heartbeats and
+an `end` per violation, parking, litter and vending mixed, each camera at its own place. Three measurements, one
+broker, one run, so the ratios mean something on a shared, noisy machine:
+
+1. `raw_subscribe_per_s`: a bare paho subscriber that only counts, receiving the mix.
+2. `events_per_s`: the server (batched ingest, SQLite) storing the same mix: events in the database, cases opened,
+   dispatched and published, every message acknowledged only after its batch is committed.
+3. `latency_p50_ms` / `latency_p99_ms`: publish → case message on `gw/v1/cases/#` for each `new` event while the
+   fleet publishes at a steady `--rate` (default 1,000 events/s).
+
+Writes bench/results/server.json.
+
+    .venv/bin/python bench/server_bench.py [--events 20000] [--rate 1000] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "bench"))
+
+from results_io import report  # noqa: E402
+
+from gridwatch.broker import Broker, generate_users  # noqa: E402
+from gridwatch.contract import DEFAULT_EVENT_CODES, SCHEMA_VERSION, Category, event_topic  # noqa: E402
+from server.core.config import ServerSettings  # noqa: E402
+from server.main import create_app  # noqa: E402
+
+MIX = [(Category.ILLEGAL_PARKING, "car", 0.6), (Category.LITTER, "garbage", 0.2),
+       (Category.STREET_VENDING, "stall", 0.2)]
+
+
+def fleet_messages(events: int, nodes: int, cameras: int, seed: int) -> list[tuple[str, bytes, bool, str]]:
+    """(topic, payload, is_new, violation_id) in publishing order: violations of every camera interleaved."""
+    rng = random.Random(seed)
+    start = datetime.now(UTC)
+    open_violations: list[dict] = []
+    out: list[tuple[str, bytes, bool, str]] = []
+    while len(out) < events:
+        if len(open_violations) < nodes * cameras // 2 or rng.random() < 0.15:
+            node, camera = rng.randrange(nodes), rng.randrange(cameras)
+            category, label, _ = rng.choices(MIX, weights=[w for *_, w in MIX])[0]
+            open_violations.append({"node": f"node-{node:02d}", "camera": f"cam-{camera}", "category": category,
+                                    "label": label, "violation": str(uuid.uuid4()), "beats": rng.randint(3, 8),
+                                    "lat": 30.2705 + node * 0.0008, "lon": 120.1505 + camera * 0.0008,
+                                    "kind": "new", "zone": f"zone-{uuid.uuid4().hex[:6]}"})
+        violation = rng.choice(open_violations)
+        now = start + timedelta(seconds=len(out) / 1000)
+        payload = {
+            "schema_version": SCHEMA_VERSION, "event_id": str(uuid.uuid4()), "violation_id": violation["violation"],
+            "type": violation["kind"], "node_id": violation["node"], "camera_id": violation["camera"],
+            "zone_id": violation["zone"], "category": violation["category"].value,
+            "code": DEFAULT_EVENT_CODES[violation["category"]], "label": violation["label"], "track_id": 1,
+            "started_at": start.isoformat(), "observed_at": now.isoformat(), "dwell_seconds": 200.0, "score": 0.8,
+            "box": {"x1": 0.1, "y1": 0.2, "x2": 0.3, "y2": 0.4},
+            "location": {"lat": violation["lat"], "lon": violation["lon"]},
+            "model": {"name": "yolo11n", "version": "8.3"},
+        }
+        out.append((event_topic(violation["node"], violation["category"]), json.dumps(payload).encode(),
+                    violation["kind"] == "new", violation["violation"]))
+        if violation["kind"] == "end":
+            open_violations.remove(violation)
+        else:
+            violation["beats"] -= 1
+            violation["kind"] = "update" if violation["beats"] > 0 else "end"
+    return out
+
+
+class Fleet:
+    """One publishing client per node, as in the field."""
+
+    def __init__(self, port: int, passwords: dict[str, str]) -> None:
+        self.clients: dict[str, mqtt.Client] = {}
+        for node, password in passwords.items():
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{node}-{uuid.uuid4().hex[:4]}",
+                                 protocol=mqtt.MQTTv5)
+            client.username_pw_set(node, password)
+            client.max_inflight_messages_set(1000)
+            client.connect("127.0.0.1", port)
+            client.loop_start()
+            self.clients[node] = client
+
+    def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        return self.clients[topic.split("/")[3]].publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.disconnect()
+            client.loop_stop()
+
+
+def subscriber(port: int, user: str, password: str, topic: str, on_message) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}",
+                         protocol=mqtt.MQTTv5)
+    client.username_pw_set(user, password)
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.subscribe(topic, qos=1)
+    client.loop_start()
+    time.sleep(0.5)
+    return client
+
+
+def wait_for(counter, target: int, label: str, timeout: float = 900) -> float:
+    deadline = time.monotonic() + timeout
+    with tqdm(total=target, desc=label, unit="msg", leave=False) as bar:
+        while counter() < target:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{label}: {counter()} of {target} after {timeout} s")
+            bar.update(counter() - bar.n)
+            time.sleep(0.01)
+        bar.update(target - bar.n)
+    return time.perf_counter()
+
+
+def blast(fleet: Fleet, messages) -> float:
+    start = time.perf_counter()
+    for topic, payload, *_ in messages:
+        fleet.publish(topic, payload)
+    return start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=20000, help="Events in the throughput runs (default 20000).")
+    parser.add_argument("--rate", type=float, default=1000, help="Events/s of the latency run (default 1000).")
+    parser.add_argument("--seconds", type=float, default=10, help="Length of the latency run (default 10).")
+    parser.add_argument("--nodes", type=int, default=10, help="Simulated edge nodes (default 10).")
+    parser.add_argument("--cameras", type=int, default=8, help="Cameras per node (default 8).")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "server.json",
+                        help="Where to write the JSON figures.")
+    args = parser.parse_args()
+    throughput = fleet_messages(args.events, args.nodes, args.cameras, seed=1)
+    paced = fleet_messages(int(args.rate * args.seconds), args.nodes, args.cameras, seed=2)
+    node_ids = [f"node-{n:02d}" for n in range(args.nodes)]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        creds = generate_users(workdir / "broker", node_ids, ["integrator"])
+        with Broker(workdir / "broker" / "data", workdir / "broker" / "passwd") as broker:
+            fleet = Fleet(broker.port, {node: creds.nodes[node] for node in node_ids})
+
+            # 1. the ceiling: a subscriber that only counts
+            received = 0
+
+            def count(*_args) -> None:
+                nonlocal received
+                received += 1
+
+            bare = subscriber(broker.port, "gridwatch-server", creds.server_password, "gw/v1/nodes/+/events/+",
+                              count)
+            start = blast(fleet, throughput)
+            bare_seconds = wait_for(lambda: received, len(throughput), "bare subscriber") - start
+            bare.disconnect()
+            bare.loop_stop()
+
+            # 2. the server on SQLite
+            settings = ServerSettings(
+                database_url=f"sqlite:///{workdir / 'bench.db'}", evidence_dir=workdir / "evidence",
+                dispatch_config=REPO / "config" / "demo" / "dispatch.yaml", mqtt_port=broker.port,
+                mqtt_password=creds.server_password, mqtt_client_id="bench-server",
+            )
+            app = create_app(settings)
+            service = app.state.ingest_service
+            service.start(wait_seconds=10)
+            time.sleep(0.5)
+            ingest = service.ingest
+            start = blast(fleet, throughput)
+            server_seconds = wait_for(lambda: ingest.counts["events"], len(throughput), "server ingest") - start
+            service.drain(60)
+            with app.state.database.session() as session:
+                from sqlalchemy import func, select
+
+                from server.models import CaseRecord
+                cases = session.scalar(select(func.count()).select_from(CaseRecord))
+
+            # 3. latency at a steady rate: publish -> the case's first message
+            sent: dict[str, float] = {}
+            latencies: list[float] = []
+            lock = threading.Lock()
+
+            def on_case(_client, _userdata, message) -> None:
+                body = json.loads(message.payload)
+                if body.get("action") == "collect":
+                    with lock:
+                        if body["violation_id"] in sent:
+                            latencies.append(time.perf_counter() - sent.pop(body["violation_id"]))
+
+            watcher = subscriber(broker.port, "integrator", creds.integrators["integrator"], "gw/v1/cases/#",
+                                 on_case)
+            before = ingest.counts["events"]
+            interval = 1 / args.rate
+            begin = time.perf_counter()
+            for index, (topic, payload, is_new, violation) in enumerate(tqdm(paced, desc="paced", leave=False)):
+                target = begin + index * interval
+                pause = target - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                if is_new:
+                    with lock:
+                        sent[violation] = time.perf_counter()
+                fleet.publish(topic, payload)
+            achieved_rate = len(paced) / (time.perf_counter() - begin)
+            wait_for(lambda: ingest.counts["events"] - before, len(paced), "paced ingest")
+            time.sleep(1)
+            watcher.disconnect()
+            watcher.loop_stop()
+            service.stop()
+            fleet.close()
+
+    latencies.sort()
+    figures = {
+        "benchmark": "server",
+        "database": "sqlite",
+        "events": len(throughput),
+        "fleet": f"{args.nodes} nodes x {args.cameras} cameras",
+        "mix": "new / update heartbeats / end per violation; parking 60 %, litter 20 %, vending 20 %",
+        "raw_subscribe_per_s": round(len(throughput) / bare_seconds, 1),
+        "events_per_s": round(len(throughput) / server_seconds, 1),
+        "server_to_raw_ratio": round(bare_seconds / server_seconds, 3),
+        "cases_opened": cases,
+        "latency_rate_per_s": round(achieved_rate, 1),
+        "latency_samples": len(latencies),
+        "latency_p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
+        "latency_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else None,
+        "batch_size": settings.ingest_batch_size,
+    }
+    report(figures, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Events into rows, a batch at a time: one query for duplicates, one for evidence already received, one for the
+cases of the batch's violations, then each event applied to its case in order, all in the caller's transaction."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from gridwatch.contract import CaseMessage, Event
+from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecord, NodeRecord
+from server.services.cases import CaseService
+
+
+@dataclass(frozen=True)
+class Incoming:
+    index: int
+    """Position in the batch of messages, so outcomes come back in order."""
+    topic: str
+    payload: bytes
+    event: Event
+
+
+def announced_hashes(event: Event) -> dict[str, str]:
+    """SHA-256 of each image the event announces, by variant."""
+    if event.evidence is None:
+        return {}
+    hashes = {"frame": event.evidence.sha256}
+    if event.evidence.crop is not None:
+        hashes["crop"] = event.evidence.crop.sha256
+    return hashes
+
+
+def touch_node(session: Session, node_id: str, now: datetime, seen: bool = True,
+               held: dict[str, NodeRecord] | None = None) -> NodeRecord:
+    """The node's row, created on first sight; `held` keeps rows of a batch at hand (the session's identity map
+    holds clean rows only weakly, so without it every event would load its node again)."""
+    node = held.get(node_id) if held is not None else None
+    node = node or session.get(NodeRecord, node_id)
+    if node is None:
+        node = NodeRecord(node_id=node_id, state="unknown", session=0)
+        session.add(node)
+    if seen:
+        node.last_seen_at = now
+    if held is not None:
+        held[node_id] = node
+    return node
+
+
+@dataclass
+class _Batch:
+    """What one batch knows from its first queries, kept up to date as its events are applied."""
+
+    known: set[str]
+    evidence: dict[str, dict[str, str]]
+    case_of: dict[str, CaseRecord]
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    changes: list[tuple[CaseRecord, CaseTransition]] = field(default_factory=list)
+    opened: list[CaseRecord] = field(default_factory=list)
+    rows: list[tuple[dict, CaseRecord]] = field(default_factory=list)
+    """Event rows to insert once their cases have ids."""
+
+
+class EventWriter:
+    def __init__(self, cases: CaseService) -> None:
+        self.cases = cases
+
+    def write(self, session: Session, batch: list[Incoming], now: datetime) -> tuple[list[str], list[CaseMessage]]:
+        """Outcome per event (`stored`, `duplicate`, or the reason it is refused) and the case changes."""
+        event_ids = [str(item.event.event_id) for item in batch]
+        evidence: dict[str, dict[str, str]] = defaultdict(dict)
+        for event_id, variant, sha256 in session.execute(
+                select(EvidenceRecord.event_id, EvidenceRecord.variant, EvidenceRecord.sha256)
+                .where(EvidenceRecord.event_id.in_(event_ids))):
+            evidence[event_id][variant] = sha256
+        state = _Batch(
+            known=set(session.scalars(select(EventRecord.event_id).where(EventRecord.event_id.in_(event_ids)))),
+            evidence=evidence, case_of=self._cases_of(session, {str(item.event.violation_id) for item in batch}))
+        with session.no_autoflush:  # one flush for the whole batch, at the end
+            outcomes = [self._apply(session, item.event, now, state) for item in batch]
+        session.flush()  # new cases get their ids, which their events and messages carry
+        if state.rows:
+            session.execute(insert(EventRecord), [row | {"case_id": case.id} for row, case in state.rows])
+        return outcomes, [self.cases.message(case, change) for case, change in state.changes]
+
+    def _apply(self, session: Session, event: Event, now: datetime, state: _Batch) -> str:
+        event_id, violation = str(event.event_id), str(event.violation_id)
+        if event_id in state.known:
+            return "duplicate"
+        announced = announced_hashes(event)
+        for variant, sha256 in state.evidence[event_id].items():
+            if variant in announced and sha256 != announced[variant]:
+                return (f"evidence ({variant}) received for this event has SHA-256 {sha256}, the event announces "
+                        f"{announced[variant]}")
+        state.known.add(event_id)
+        known_case = state.case_of.get(violation)
+        case, changes = self.cases.apply_event(session, event, now, known_case, known_case is None, state.opened)
+        state.changes += [(case, change) for change in changes]
+        state.case_of[violation] = case
+        state.rows.append(({
+            "event_id": event_id, "violation_id": violation, "type": event.type.value, "node_id": event.node_id,
+            "camera_id": event.camera_id, "zone_id": event.zone_id, "category": event.category.value,
+            "code": event.code, "started_at": event.started_at, "observed_at": event.observed_at,
+            "received_at": now, "payload": event.model_dump(mode="json")}, case))
+        touch_node(session, event.node_id, now, held=state.nodes)
+        return "stored"
+
+    @staticmethod
+    def _cases_of(session: Session, violations: set[str]) -> dict[str, CaseRecord]:
+        pairs = session.execute(select(EventRecord.violation_id, EventRecord.case_id).where(
+            EventRecord.violation_id.in_(violations), EventRecord.case_id.is_not(None)).distinct()).all()
+        cases = {case.id: case for case in session.scalars(
+            select(CaseRecord).where(CaseRecord.id.in_({case_id for _, case_id in pairs})))}
+        return {violation: cases[case_id] for violation, case_id in pairs}

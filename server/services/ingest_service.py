@@ -1,0 +1,90 @@
+"""The server's broker connection: subscribes in on_connect, hands messages to `Ingest` in batches, acknowledges
+each message to the broker only once what it carried is committed, and publishes case changes.
+
+Messages wait in a queue for the batch worker: it takes what has arrived (up to `batch_size`, waiting at most
+`batch_wait_seconds` for more once one is there), writes it in one transaction and then acknowledges every message
+of the batch. A server killed mid-batch has acknowledged none of it, so the broker sends it again (its session
+outlives the process) and idempotent ingest stores each event once. Stopping finishes the batch in hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from gridwatch.contract import SUBSCRIBE_ALL_NODES, CaseMessage, case_topic
+from gridwatch.mqtt import MqttClient
+from server.services.ingest import Ingest
+
+log = logging.getLogger(__name__)
+
+
+class IngestService(MqttClient):
+    def __init__(self, ingest: Ingest, client_id: str, host: str, port: int, username: str,
+                 password: str | None, batch_size: int = 500, batch_wait_seconds: float = 0.02) -> None:
+        super().__init__(client_id=client_id, host=host, port=port, username=username, password=password,
+                         session_expiry_seconds=24 * 3600, manual_ack=True)
+        self.ingest = ingest
+        self.batch_size = batch_size
+        self.batch_wait = batch_wait_seconds
+        self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._halt = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="ingest-batches", daemon=True)
+        ingest.publish_case = self.publish_case
+        self.subscribe(SUBSCRIBE_ALL_NODES, self.inbox.put)
+
+    def start(self, wait_seconds: float | None = 10.0) -> None:
+        self._worker.start()
+        super().start(wait_seconds)
+
+    def _next_batch(self) -> list[mqtt.MQTTMessage]:
+        try:
+            batch = [self.inbox.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.batch_wait
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self.inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while not (self._halt.is_set() and self.inbox.empty()):
+            batch = self._next_batch()
+            if not batch:
+                continue
+            try:
+                self.ingest.handle_batch([(message.topic, message.payload) for message in batch])
+            except Exception:  # Ingest dead-letters what it cannot use; this is a fault of the database itself
+                log.exception("a batch of %d messages failed; not acknowledged, the broker sends it again",
+                              len(batch))
+                time.sleep(1)
+            else:
+                for message in batch:
+                    self.ack(message)
+            for _ in batch:
+                self.inbox.task_done()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every received message is written and acknowledged; False if time ran out."""
+        deadline = time.monotonic() + timeout
+        while self.inbox.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self.inbox.unfinished_tasks
+
+    def stop(self, final: tuple[str, bytes] | None = None) -> None:
+        """Finish the batch in hand (and what is queued), then disconnect."""
+        self._halt.set()
+        self.drain(10)
+        self._worker.join(5)
+        self.flush(5)  # the case changes of the last batch
+        super().stop(final)
+
+    def publish_case(self, message: CaseMessage) -> None:
+        self.publish(case_topic(message.category, message.case_id), message.model_dump_json().encode(), qos=1)
