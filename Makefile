@@ -12,7 +12,7 @@ export GRIDWATCH_MODEL := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: setup demo test bench bench-edge bench-litter bench-outbox model-litter clean mosquitto postgresql
+.PHONY: setup demo test bench bench-server bench-edge bench-litter bench-outbox model-litter clean mosquitto postgresql
 
 setup: $(VENV)/.installed mosquitto
 
@@ -44,6 +44,9 @@ test: setup postgresql
 
 bench: setup
 	$(BIN)/python bench/ingest_bench.py
+
+bench-server: setup
+	$(BIN)/python bench/server_bench.py $(BENCH_ARGS)
 
 bench-edge: setup
 	$(BIN)/python bench/edge_bench.py $(BENCH_ARGS)

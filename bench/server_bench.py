@@ -1,14 +1,16 @@
 """Server throughput and latency under a city's event mix, against a bare paho subscriber in the same run.
 
 A simulated fleet (nodes × cameras) publishes violations as edge nodes do: a `new`, a few `update` heartbeats and
-an `end` per violation, parking, litter and vending mixed, each camera at its own place. Three measurements, one
-broker, one run, so the ratios mean something on a shared, noisy machine:
+an `end` per violation, parking, litter and vending mixed, each camera at its own place (so a camera's repeat
+violations join its open case, as on a real street). Three measurements, one broker, one run, so the ratios mean
+something on a shared, noisy machine. The fleet publishes from this process; the subscriber and the server each
+run in their own process, as in production:
 
 1. `raw_subscribe_per_s`: a bare paho subscriber that only counts, receiving the mix.
-2. `events_per_s`: the server (batched ingest, SQLite) storing the same mix: events in the database, cases opened,
-   dispatched and published, every message acknowledged only after its batch is committed.
-3. `latency_p50_ms` / `latency_p99_ms`: publish → case message on `gw/v1/cases/#` for each `new` event while the
-   fleet publishes at a steady `--rate` (default 1,000 events/s).
+2. `events_per_s`: `gridwatch server` (batched ingest, SQLite) storing the same mix: events in the database, cases
+   opened, dispatched and published, every message acknowledged only after its batch is committed.
+3. `latency_p50_ms` / `latency_p99_ms`: publish → the case's first message on `gw/v1/cases/#` for each `new` event
+   (each at a new place, so each opens a case) while the fleet publishes at a steady `--rate` (default 1,000/s).
 
 Writes bench/results/server.json.
 
@@ -20,16 +22,20 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import yaml
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,17 +44,17 @@ sys.path.insert(1, str(REPO / "bench"))
 
 from results_io import report  # noqa: E402
 
-from gridwatch.broker import Broker, generate_users  # noqa: E402
+from gridwatch.broker import Broker, free_port, generate_users, wait_for_port  # noqa: E402
 from gridwatch.contract import DEFAULT_EVENT_CODES, SCHEMA_VERSION, Category, event_topic  # noqa: E402
-from server.core.config import ServerSettings  # noqa: E402
-from server.main import create_app  # noqa: E402
 
 MIX = [(Category.ILLEGAL_PARKING, "car", 0.6), (Category.LITTER, "garbage", 0.2),
        (Category.STREET_VENDING, "stall", 0.2)]
 
 
-def fleet_messages(events: int, nodes: int, cameras: int, seed: int) -> list[tuple[str, bytes, bool, str]]:
-    """(topic, payload, is_new, violation_id) in publishing order: violations of every camera interleaved."""
+def fleet_messages(events: int, nodes: int, cameras: int, seed: int,
+                   new_places: bool = False) -> list[tuple[str, bytes, bool, str]]:
+    """(topic, payload, is_new, violation_id) in publishing order: violations of every camera interleaved. With
+    `new_places` every violation is somewhere no other was (60 m apart), so each opens a case of its own."""
     rng = random.Random(seed)
     start = datetime.now(UTC)
     open_violations: list[dict] = []
@@ -57,9 +63,11 @@ def fleet_messages(events: int, nodes: int, cameras: int, seed: int) -> list[tup
         if len(open_violations) < nodes * cameras // 2 or rng.random() < 0.15:
             node, camera = rng.randrange(nodes), rng.randrange(cameras)
             category, label, _ = rng.choices(MIX, weights=[w for *_, w in MIX])[0]
+            place = len(out) if new_places else 0
             open_violations.append({"node": f"node-{node:02d}", "camera": f"cam-{camera}", "category": category,
                                     "label": label, "violation": str(uuid.uuid4()), "beats": rng.randint(3, 8),
-                                    "lat": 30.2705 + node * 0.0008, "lon": 120.1505 + camera * 0.0008,
+                                    "lat": 30.2705 + node * 0.0008 + place * 0.00055,
+                                    "lon": 120.1505 + camera * 0.0008,
                                     "kind": "new", "zone": f"zone-{uuid.uuid4().hex[:6]}"})
         violation = rng.choice(open_violations)
         now = start + timedelta(seconds=len(out) / 1000)
@@ -118,14 +126,14 @@ def subscriber(port: int, user: str, password: str, topic: str, on_message) -> m
     return client
 
 
-def wait_for(counter, target: int, label: str, timeout: float = 900) -> float:
+def wait_for(counter, target: int, label: str, timeout: float = 900, every: float = 0.01) -> float:
     deadline = time.monotonic() + timeout
     with tqdm(total=target, desc=label, unit="msg", leave=False) as bar:
         while counter() < target:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{label}: {counter()} of {target} after {timeout} s")
             bar.update(counter() - bar.n)
-            time.sleep(0.01)
+            time.sleep(every)
         bar.update(target - bar.n)
     return time.perf_counter()
 
@@ -135,6 +143,30 @@ def blast(fleet: Fleet, messages) -> float:
     for topic, payload, *_ in messages:
         fleet.publish(topic, payload)
     return start
+
+
+BARE_SUBSCRIBER = """
+import sys, paho.mqtt.client as mqtt
+port, password, target = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+count = 0
+def on_message(client, _userdata, _message):
+    global count
+    count += 1
+    if count == target:
+        print("done", flush=True)
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
+client.username_pw_set("gridwatch-server", password)
+client.on_message = on_message
+client.on_subscribe = lambda *_args: print("ready", flush=True)
+client.connect("127.0.0.1", port)
+client.subscribe("gw/v1/nodes/+/events/+", qos=1)
+client.loop_forever()
+"""
+
+
+def ingested(api: str) -> int:
+    with urllib.request.urlopen(f"{api}/healthz", timeout=5) as response:  # noqa: S310 - our own local server
+        return json.loads(response.read())["ingest"].get("events", 0)
 
 
 def main() -> int:
@@ -148,7 +180,7 @@ def main() -> int:
                         help="Where to write the JSON figures.")
     args = parser.parse_args()
     throughput = fleet_messages(args.events, args.nodes, args.cameras, seed=1)
-    paced = fleet_messages(int(args.rate * args.seconds), args.nodes, args.cameras, seed=2)
+    paced = fleet_messages(int(args.rate * args.seconds), args.nodes, args.cameras, seed=2, new_places=True)
     node_ids = [f"node-{n:02d}" for n in range(args.nodes)]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,73 +189,67 @@ def main() -> int:
         with Broker(workdir / "broker" / "data", workdir / "broker" / "passwd") as broker:
             fleet = Fleet(broker.port, {node: creds.nodes[node] for node in node_ids})
 
-            # 1. the ceiling: a subscriber that only counts
-            received = 0
-
-            def count(*_args) -> None:
-                nonlocal received
-                received += 1
-
-            bare = subscriber(broker.port, "gridwatch-server", creds.server_password, "gw/v1/nodes/+/events/+",
-                              count)
+            # 1. the ceiling: a bare paho subscriber in its own process, only counting
+            bare = subprocess.Popen([sys.executable, "-c", BARE_SUBSCRIBER, str(broker.port),
+                                     creds.server_password, str(len(throughput))], stdout=subprocess.PIPE, text=True)
+            assert bare.stdout.readline().strip() == "ready"
             start = blast(fleet, throughput)
-            bare_seconds = wait_for(lambda: received, len(throughput), "bare subscriber") - start
-            bare.disconnect()
-            bare.loop_stop()
+            assert bare.stdout.readline().strip() == "done"
+            bare_seconds = time.perf_counter() - start
+            bare.kill()
 
-            # 2. the server on SQLite
-            settings = ServerSettings(
-                database_url=f"sqlite:///{workdir / 'bench.db'}", evidence_dir=workdir / "evidence",
-                dispatch_config=REPO / "config" / "demo" / "dispatch.yaml", mqtt_port=broker.port,
-                mqtt_password=creds.server_password, mqtt_client_id="bench-server",
-            )
-            app = create_app(settings)
-            service = app.state.ingest_service
-            service.start(wait_seconds=10)
-            time.sleep(0.5)
-            ingest = service.ingest
-            start = blast(fleet, throughput)
-            server_seconds = wait_for(lambda: ingest.counts["events"], len(throughput), "server ingest") - start
-            service.drain(60)
-            with app.state.database.session() as session:
-                from sqlalchemy import func, select
+            # 2. the server in its own process, on SQLite
+            api_port = free_port()
+            (workdir / "server.yaml").write_text(yaml.safe_dump({
+                "database_url": f"sqlite:///{workdir / 'bench.db'}", "evidence_dir": str(workdir / "evidence"),
+                "dispatch_config": str(REPO / "config" / "demo" / "dispatch.yaml"), "mqtt_port": broker.port,
+                "mqtt_password": creds.server_password, "mqtt_client_id": "bench-server", "api_port": api_port}))
+            server = subprocess.Popen([sys.executable, "-m", "gridwatch", "--log-level", "WARNING", "server",
+                                       "--config", str(workdir / "server.yaml")], cwd=REPO)
+            try:
+                wait_for_port("127.0.0.1", api_port, 60, server)
+                api = f"http://127.0.0.1:{api_port}"
+                start = blast(fleet, throughput)
+                server_seconds = wait_for(lambda: ingested(api), len(throughput), "server ingest",
+                                          every=0.2) - start  # polled gently: the poll costs the server too
 
-                from server.models import CaseRecord
-                cases = session.scalar(select(func.count()).select_from(CaseRecord))
+                # 3. latency at a steady rate: publish -> the case's first message
+                sent: dict[str, float] = {}
+                latencies: list[float] = []
+                lock = threading.Lock()
 
-            # 3. latency at a steady rate: publish -> the case's first message
-            sent: dict[str, float] = {}
-            latencies: list[float] = []
-            lock = threading.Lock()
+                def on_case(_client, _userdata, message) -> None:
+                    body = json.loads(message.payload)
+                    if body.get("action") == "collect":
+                        with lock:
+                            if body["violation_id"] in sent:
+                                latencies.append(time.perf_counter() - sent.pop(body["violation_id"]))
 
-            def on_case(_client, _userdata, message) -> None:
-                body = json.loads(message.payload)
-                if body.get("action") == "collect":
-                    with lock:
-                        if body["violation_id"] in sent:
-                            latencies.append(time.perf_counter() - sent.pop(body["violation_id"]))
-
-            watcher = subscriber(broker.port, "integrator", creds.integrators["integrator"], "gw/v1/cases/#",
-                                 on_case)
-            before = ingest.counts["events"]
-            interval = 1 / args.rate
-            begin = time.perf_counter()
-            for index, (topic, payload, is_new, violation) in enumerate(tqdm(paced, desc="paced", leave=False)):
-                target = begin + index * interval
-                pause = target - time.perf_counter()
-                if pause > 0:
-                    time.sleep(pause)
-                if is_new:
-                    with lock:
-                        sent[violation] = time.perf_counter()
-                fleet.publish(topic, payload)
-            achieved_rate = len(paced) / (time.perf_counter() - begin)
-            wait_for(lambda: ingest.counts["events"] - before, len(paced), "paced ingest")
-            time.sleep(1)
-            watcher.disconnect()
-            watcher.loop_stop()
-            service.stop()
-            fleet.close()
+                watcher = subscriber(broker.port, "integrator", creds.integrators["integrator"], "gw/v1/cases/#",
+                                     on_case)
+                before = ingested(api)
+                interval = 1 / args.rate
+                begin = time.perf_counter()
+                for index, (topic, payload, is_new, violation) in enumerate(tqdm(paced, desc="paced",
+                                                                                 leave=False)):
+                    pause = begin + index * interval - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                    if is_new:
+                        with lock:
+                            sent[violation] = time.perf_counter()
+                    fleet.publish(topic, payload)
+                achieved_rate = len(paced) / (time.perf_counter() - begin)
+                wait_for(lambda: ingested(api) - before, len(paced), "paced ingest", every=0.2)
+                time.sleep(1)
+                watcher.disconnect()
+                watcher.loop_stop()
+                with sqlite3.connect(workdir / "bench.db") as connection:
+                    cases = connection.execute("SELECT count(*) FROM cases").fetchone()[0]
+            finally:
+                server.terminate()
+                server.wait(30)
+                fleet.close()
 
     latencies.sort()
     figures = {
@@ -240,7 +266,6 @@ def main() -> int:
         "latency_samples": len(latencies),
         "latency_p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
         "latency_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else None,
-        "batch_size": settings.ingest_batch_size,
     }
     report(figures, args.out)
     return 0
