@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -63,6 +63,9 @@ def allow(*roles: Role) -> Callable[[TokenEntry], TokenEntry]:
     return check
 
 
+MAX_ID = 2**62
+RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="A row id.")]
+"""A database id in a path: bounded, so no number too large for the database reaches it."""
 SessionDep = Annotated[Session, Depends(get_db)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 EvidenceDep = Annotated[EvidenceStore, Depends(get_evidence_store)]

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from gridwatch.contract import CaseAction, CaseStatus, Category
-from server.api.deps import Caller, CaseWorker, SessionDep, get_caller
+from server.api.deps import Caller, CaseWorker, RowId, SessionDep, get_caller
 from server.api.schemas import ActionIn, CaseDetail, CaseSummary, EventOut, Page, TransitionOut
 from server.core.security import Role, TokenEntry
 from server.models import CaseRecord, EvidenceRecord, utcnow
@@ -34,10 +34,10 @@ def list_cases(
     status: Annotated[list[CaseStatus] | None, Query(description="Only cases in these statuses (repeatable).")]
     = None,
     category: Annotated[Category | None, Query(description="Only cases of this category.")] = None,
-    unit_id: Annotated[str | None, Query(description="Only cases assigned to this unit.")] = None,
-    grid_id: Annotated[str | None, Query(description="Only cases in this unit grid.")] = None,
-    node_id: Annotated[str | None, Query(description="Only cases raised by this node.")] = None,
-    camera_id: Annotated[str | None, Query(description="Only cases raised by this camera.")] = None,
+    unit_id: Annotated[str | None, Query(max_length=64, description="Only cases assigned to this unit.")] = None,
+    grid_id: Annotated[str | None, Query(max_length=64, description="Only cases in this unit grid.")] = None,
+    node_id: Annotated[str | None, Query(max_length=64, description="Only cases raised by this node.")] = None,
+    camera_id: Annotated[str | None, Query(max_length=64, description="Only cases raised by this camera.")] = None,
     overdue: Annotated[bool | None, Query(description="true: only open cases past their deadline.")] = None,
     opened_after: Annotated[datetime | None, Query(description="Opened at or after (ISO 8601).")] = None,
     opened_before: Annotated[datetime | None, Query(description="Opened before (ISO 8601).")] = None,
@@ -115,7 +115,7 @@ def detail(session: SessionDep, case: CaseRecord, caller: TokenEntry) -> CaseDet
 
 @router.get("/{case_id}", response_model=CaseDetail,
             summary="One case with its events, evidence, history and what the caller may do to it")
-def get_case(case_id: int, session: SessionDep, caller: Caller) -> CaseDetail:
+def get_case(case_id: RowId, session: SessionDep, caller: Caller) -> CaseDetail:
     return detail(session, _case(session, case_id), caller)
 
 
@@ -129,7 +129,7 @@ def _may_touch(caller: TokenEntry, case: CaseRecord) -> bool:
                         403: {"description": "The caller's role may not take this action."}},
              summary="Take a workflow action: file, dispatch, reassign, accept, return, extend, defer, resume, "
                      "feedback, rework, verify, close, void")
-def act(case_id: int, body: ActionIn, session: SessionDep, caller: CaseWorker, request: Request):  # noqa: ANN201
+def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker, request: Request):  # noqa: ANN201
     case = _case(session, case_id)
     if not _may_touch(caller, case):
         raise HTTPException(status_code=403, detail=f"case {case_id} is assigned to {case.unit_id}, not to your "

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead letters"], depende
 def list_dead_letters(
     session: SessionDep,
     _caller: OperatorDep,
-    node_id: Annotated[str | None, Query(description="Only messages from this node's topics.")] = None,
+    node_id: Annotated[str | None, Query(max_length=64, description="Only messages from this node's topics.")] = None,
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[DeadLetterOut]:

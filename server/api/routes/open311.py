@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from gridwatch.contract import DEFAULT_EVENT_CODES, Category, Location
-from server.api.deps import SessionDep
+from server.api.deps import MAX_ID, SessionDep
 from server.core.security import Role
 from server.models import CaseRecord, CaseTransition, utcnow
 from server.services.cases import CaseService
@@ -142,6 +142,8 @@ def get_requests(
             ids = [int(part) for part in service_request_id.split(",")]
         except ValueError:
             return error(400, "service_request_id: comma-separated numbers")
+        if len(ids) > 1000 or not all(0 < i <= MAX_ID for i in ids):
+            return error(400, "service_request_id: at most 1000 ids, each a case number")
         query = query.where(CaseRecord.id.in_(ids))
     if service_code:
         query = query.where(CaseRecord.category == service_code)
@@ -163,7 +165,8 @@ def get_requests(
 @router.get("/requests/{service_request_id}", summary="GeoReport v2: one service request")
 @router.get("/requests/{service_request_id}.json", include_in_schema=False)
 def get_request(service_request_id: str, session: SessionDep):  # noqa: ANN201
-    case = session.get(CaseRecord, int(service_request_id)) if service_request_id.isdigit() else None
+    known = service_request_id.isdigit() and 0 < int(service_request_id) <= MAX_ID
+    case = session.get(CaseRecord, int(service_request_id)) if known else None
     if case is None:
         return error(404, f"no service request {service_request_id}")
     return [_request(case, case.transitions[-1] if case.transitions else None)]

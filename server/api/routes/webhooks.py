@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import func, select
 
-from server.api.deps import OperatorDep, SessionDep, allow, get_caller
+from server.api.deps import OperatorDep, RowId, SessionDep, allow, get_caller
 from server.api.schemas import DeliveryOut, Page, WebhookCreated, WebhookIn, WebhookOut
 from server.core.security import Role, TokenEntry
 from server.models import WebhookDelivery, WebhookSubscription, utcnow
@@ -35,7 +35,7 @@ def list_webhooks(session: SessionDep, _caller: OperatorDep) -> list[WebhookOut]
 
 
 @router.delete("/{webhook_id}", status_code=204, summary="Stop a subscription (its delivery log stays)")
-def delete_webhook(webhook_id: int, session: SessionDep, _caller: AdminDep) -> None:
+def delete_webhook(webhook_id: RowId, session: SessionDep, _caller: AdminDep) -> None:
     subscription = session.get(WebhookSubscription, webhook_id)
     if subscription is None:
         raise HTTPException(status_code=404, detail=f"webhook {webhook_id} does not exist")
@@ -45,7 +45,7 @@ def delete_webhook(webhook_id: int, session: SessionDep, _caller: AdminDep) -> N
 
 @router.get("/{webhook_id}/deliveries", response_model=Page[DeliveryOut], summary="The delivery log, newest first")
 def list_deliveries(
-    webhook_id: int,
+    webhook_id: RowId,
     session: SessionDep,
     _caller: OperatorDep,
     status: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
@@ -65,7 +65,7 @@ def list_deliveries(
 
 @router.post("/deliveries/{delivery_id}/retry", response_model=DeliveryOut,
              summary="Send a failed delivery again now")
-def retry_delivery(delivery_id: int, session: SessionDep, _caller: AdminDep, request: Request) -> DeliveryOut:
+def retry_delivery(delivery_id: RowId, session: SessionDep, _caller: AdminDep, request: Request) -> DeliveryOut:
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None:
         raise HTTPException(status_code=404, detail=f"delivery {delivery_id} does not exist")
