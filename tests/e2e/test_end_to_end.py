@@ -17,6 +17,7 @@ import yaml
 from gridwatch.broker import free_port, wait_for_port
 from gridwatch.demo import stop_processes
 from gridwatch.demo_media import DEMO_ZONE, render_parked_bus_clip
+from gridwatch.scenarios import parking_clip
 from tests.factories import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,17 +55,9 @@ class Processes:
         stop_processes([process for _, process in self.running])
 
 
-@pytest.fixture
-def processes(tmp_path):
-    procs = Processes(tmp_path)
-    yield procs
-    procs.stop()
-
-
-def test_parked_vehicle_on_video_becomes_a_dispatched_case_with_evidence(
-    running_broker, mqtt_client, processes, parked_bus_clip, model_path, tmp_path, api_tokens
-):
-    token = api_tokens["operator"]
+def write_configs(tmp_path: Path, running_broker, model_path: str, clip: Path, zone_id: str, polygon: list,
+                  dwell_seconds: float = 4) -> int:
+    """server.yaml and node.yaml for one kerb camera filming `clip`; returns the API port."""
     creds = running_broker.credentials
     api_port = free_port()
     (tmp_path / "server.password").write_text(creds.server_password)
@@ -85,13 +78,28 @@ def test_parked_vehicle_on_video_becomes_a_dispatched_case_with_evidence(
         "state_dir": str(tmp_path / "edge-state"),
         "cameras": [{
             "camera_id": "kerb-cam",
-            "source": str(parked_bus_clip),
+            "source": str(clip),
             "location": {"lat": 30.27415, "lon": 120.15515},
             "realtime": False,
-            "zones": [{"zone_id": "bus-stop-kerb", "rule": "no_parking", "polygon": [list(p) for p in DEMO_ZONE],
-                       "dwell_seconds": 4}],
+            "zones": [{"zone_id": zone_id, "rule": "no_parking", "polygon": polygon, "dwell_seconds": dwell_seconds}],
         }],
     }))
+    return api_port
+
+
+@pytest.fixture
+def processes(tmp_path):
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop()
+
+
+def test_parked_vehicle_on_video_becomes_a_dispatched_case_with_evidence(
+    running_broker, mqtt_client, processes, parked_bus_clip, model_path, tmp_path, api_tokens
+):
+    token = api_tokens["operator"]
+    api_port = write_configs(tmp_path, running_broker, model_path, parked_bus_clip, "bus-stop-kerb",
+                             [list(p) for p in DEMO_ZONE])
     integrator = mqtt_client("integrator")
     integrator.subscribe("gw/v1/cases/#")
     integrator.subscribe("gw/v1/nodes/+/status")
@@ -139,3 +147,48 @@ def test_parked_vehicle_on_video_becomes_a_dispatched_case_with_evidence(
     assert telemetry["memory_mb"] > 50 and telemetry["cpu_percent"] is not None
     assert telemetry["models"][0]["name"] == Path(model_path).name.removesuffix(".pt")
     assert telemetry["outbox_depth"] == 0, "everything the node made was acknowledged"
+
+
+MEDIA = REPO.parent / "shared" / "media"
+
+
+def call(url: str, token: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local test server
+        return json.loads(response.read())
+
+
+@pytest.mark.skipif(not (MEDIA / "dog.jpg").exists(), reason="the photographs come from ../shared/media")
+def test_a_truck_on_video_becomes_a_case_the_camera_verifies_and_the_kpis_count(
+    running_broker, processes, model_path, tmp_path, api_tokens
+):
+    truth = parking_clip(tmp_path / "parking.avi", MEDIA, parked=20, after=5)
+    api_port = write_configs(tmp_path, running_broker, model_path, tmp_path / "parking.avi", "kerb", truth.zone)
+    server = processes.start("server", "server", "--config", str(tmp_path / "server.yaml"))
+    wait_for_port("127.0.0.1", api_port, 60, server)
+    api = f"http://127.0.0.1:{api_port}"
+    edge = processes.start("edge", "edge", "--config", str(tmp_path / "node.yaml"))
+    operator, field, supervisor = api_tokens["operator"], api_tokens["field_staff"], api_tokens["supervisor"]
+    try:
+        assert edge.wait(timeout=240) == 0
+        [item] = wait_until(lambda: get(f"{api}/api/v1/cases", operator)["items"], timeout=20)
+        case = wait_until(lambda: (c := get(f"{api}/api/v1/cases/{item['id']}", operator))["ended_at"] and c,
+                          timeout=20)
+    except (AssertionError, subprocess.TimeoutExpired):
+        print(processes.logs())
+        raise
+    assert case["status"] == "dispatched" and case["assignment"]["unit_id"] == "traffic-police"
+    assert [e["type"] for e in case["events"]][0] == "new" and case["events"][-1]["type"] == "end"
+
+    # the traffic warden arrives, finds the kerb clear (the camera saw the truck leave) and reports back
+    call(f"{api}/api/v1/cases/{case['id']}/actions", field, {"action": "accept"})
+    closed = call(f"{api}/api/v1/cases/{case['id']}/actions", field, {"action": "feedback", "reason": "kerb clear"})
+    assert closed["status"] == "closed" and closed["on_time"] is True
+    verify = next(t for t in closed["transitions"] if t["action"] == "verify")
+    assert verify["actor"] == "system" and "camera kerb-cam sees the" in verify["reason"]
+
+    [unit] = call(f"{api}/api/v1/assessment?by=unit&period=month", supervisor)
+    assert unit["group"] == "traffic-police" and unit["cases"] == 1 and unit["closed"] == 1
+    assert unit["closure_rate"] == 1.0 and unit["on_time_closure_rate"] == 1.0
+    assert unit["mean_response_minutes"] is not None and unit["false_positive_rate"] == 0.0
