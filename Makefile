@@ -42,8 +42,7 @@ demo: setup
 test: setup postgresql
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: setup
-	$(BIN)/python bench/ingest_bench.py
+bench: bench-server
 
 bench-server: setup
 	$(BIN)/python bench/server_bench.py $(BENCH_ARGS)

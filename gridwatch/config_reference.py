@@ -54,7 +54,10 @@ def reference() -> str:
     from edge.streetlight_config import LampAdapterConfig, SimulatedFailure, StreetlightConfig
     from gridwatch.training import Recipe
     from server.core.config import ServerSettings
-    from server.services.dispatch import CategoryRoute, DispatchConfig, UnitConfig
+    from server.core.security import TokenEntry
+    from server.services.dispatch import CategoryRoute, DispatchConfig, Escalation, UnitConfig
+    from server.services.duty import Shift
+    from server.services.duty import TimeWindow as WorkingHours
 
     sections = [
         ("Edge node (`gridwatch edge --config node.yaml`)", NodeConfig, ""),
@@ -72,8 +75,12 @@ def reference() -> str:
         ("Server (`gridwatch server --config server.yaml`, or `GRIDWATCH_<KEY>` environment variables)",
          ServerSettings, ""),
         ("Dispatch (`dispatch_config`, e.g. config/demo/dispatch.yaml)", DispatchConfig, ""),
+        ("`working_hours:`", WorkingHours, "working_hours."),
         ("`units.<id>:`", UnitConfig, ""),
+        ("`units.<id>.shifts[]:`", Shift, "shifts[]."),
         ("`categories.<category>:`", CategoryRoute, ""),
+        ("`escalation:`", Escalation, "escalation."),
+        ("API tokens (`tokens_file`): `tokens[]:`", TokenEntry, "tokens[]."),
     ]
     parts = [f"#### {title}\n\n{table(model, prefix)}" for title, model, prefix in sections]
     return f"{START}\n" + "\n\n".join(parts) + f"\n{END}"
