@@ -1,0 +1,74 @@
+"""The ingest loop's promise: a message is acknowledged to the broker only once its batch is committed, so a
+server killed mid-batch loses nothing (the broker sends the rest again) and stores nothing twice."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+from sqlalchemy import func, select
+
+from gridwatch.broker import free_port, wait_for_port
+from gridwatch.contract import event_topic
+from server.db import Database
+from server.models import CaseRecord, EventRecord
+from tests.factories import event_payload, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_server(config: Path, port: int) -> subprocess.Popen:
+    server = subprocess.Popen([sys.executable, "-m", "gridwatch", "--log-level", "WARNING", "server", "--config",
+                               str(config)], cwd=REPO)
+    wait_for_port("127.0.0.1", port, 60, server)
+
+    def subscribed() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:  # noqa: S310
+            return json.loads(response.read())["mqtt"] == "connected"
+
+    wait_until(subscribed, timeout=30)
+    time.sleep(0.5)  # the subscription's acknowledgement follows the connection
+    return server
+
+
+def stored(database: Database) -> int:
+    with database.session() as session:
+        return session.scalar(select(func.count()).select_from(EventRecord)) or 0
+
+
+def test_a_server_killed_mid_batch_loses_nothing_and_stores_nothing_twice(server_settings, mqtt_client, tmp_path):
+    config, port = tmp_path / "server.yaml", free_port()
+    config.write_text(yaml.safe_dump({"api_port": port,
+        "database_url": server_settings.database_url, "evidence_dir": str(tmp_path / "evidence"),
+        "dispatch_config": str(server_settings.dispatch_config), "mqtt_port": server_settings.mqtt_port,
+        "mqtt_password": server_settings.mqtt_password.get_secret_value(), "mqtt_client_id": "server-under-test"}))
+    database = Database(server_settings.database_url)
+    server = start_server(config, port)
+    try:
+        node = mqtt_client("node-a")
+        payloads = [event_payload(camera_id=f"cam-{i % 40}", zone_id=f"zone-{i % 40}",
+                                  location={"lat": 30.27 + (i % 40) * 0.001, "lon": 120.16}) for i in range(3000)]
+        for payload in payloads:
+            node.client.publish(event_topic("node-a", "illegal_parking"), json.dumps(payload), qos=1)
+        wait_until(lambda: stored(database) > 0, timeout=30)
+        server.send_signal(signal.SIGKILL)  # mid-stream, without a chance to finish anything
+        server.wait(10)
+        before_restart = stored(database)
+        assert before_restart < 3000, "the kill came too late to test anything"
+
+        server = start_server(config, port)
+        wait_until(lambda: stored(database) == 3000, timeout=120)
+        time.sleep(1)
+        assert stored(database) == 3000
+        with database.session() as session:
+            assert session.scalar(select(func.count(func.distinct(EventRecord.event_id)))) == 3000
+            assert session.scalar(select(func.count()).select_from(CaseRecord)) == 40, "one case per place"
+    finally:
+        server.terminate()
+        server.wait(30)
