@@ -12,7 +12,7 @@ export GRIDWATCH_MODEL := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: setup demo test bench bench-server bench-edge bench-litter bench-outbox model-litter clean mosquitto postgresql
+.PHONY: browser setup demo test bench bench-server bench-edge bench-litter bench-outbox model-litter clean mosquitto postgresql
 
 setup: $(VENV)/.installed mosquitto
 
@@ -36,10 +36,18 @@ postgresql:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
 	fi
 
+# The console's browser tests drive Debian's Chromium (Playwright's own download is unreachable offline); a small
+# CJK font draws the Chinese interface.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then \
+		echo "installing chromium and a CJK font"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-wqy-microhei; \
+	fi
+
 demo: setup
 	$(BIN)/gridwatch demo $(DEMO_ARGS)
 
-test: setup postgresql
+test: setup postgresql browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: bench-server

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
-from server.api.routes import assessment, cases, dead_letters, evidence, feedback, health, nodes, open311
+from server.api.routes import assessment, cases, console, dead_letters, evidence, feedback, health, nodes, open311
 from server.api.routes import webhooks as webhook_routes
 from server.core.config import ServerSettings
 from server.core.security import TokenStore
@@ -20,6 +21,7 @@ from server.services.dispatch import Dispatcher
 from server.services.evidence import EvidenceStore
 from server.services.ingest import Ingest
 from server.services.ingest_service import IngestService
+from server.services.live import LiveFeed
 from server.services.metrics import Metrics
 from server.services.webhooks import Webhooks
 
@@ -34,8 +36,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     webhooks = Webhooks(database, settings.webhook_max_attempts, settings.webhook_retry_base_seconds,
                         settings.webhook_retry_max_seconds, settings.webhook_timeout_seconds)
     metrics = Metrics(database)
+    live = LiveFeed()
     ingest = Ingest(database, CaseService(dispatcher), evidence_store, publish_case=lambda _message: None,
                     webhooks=webhooks, metrics=metrics)
+    ingest.listeners.append(live.publish)
     service = None
     if settings.ingest_enabled:
         service = IngestService(ingest, settings.mqtt_client_id, settings.mqtt_host, settings.mqtt_port,
@@ -76,9 +80,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.tokens = tokens
     app.state.webhooks = webhooks
     app.state.metrics = metrics
+    app.state.live = live
     for module in (health, cases, dead_letters, evidence, nodes, feedback, assessment, webhook_routes,
-                   open311):
+                   open311, console):
         app.include_router(module.router)
+    app.mount("/console", StaticFiles(directory=console.CONSOLE_DIR, html=True), name="console")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

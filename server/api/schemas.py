@@ -262,3 +262,9 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     created_at: datetime
     delivered_at: datetime | None
+
+
+class CallerOut(BaseModel):
+    name: str
+    role: str
+    unit: str | None

@@ -97,6 +97,8 @@ class Ingest:
         self.evidence = evidence
         self.publish_case = publish_case
         self.writer = EventWriter(cases)
+        self.listeners: list[Callable[[CaseMessage], None]] = []
+        """Also told of every committed case change (the consoles' live feed)."""
         self.counts = {"events": 0, "duplicates": 0, "evidence": 0, "dead_letters": 0, "status": 0, "telemetry": 0}
 
     def handle(self, topic: str, payload: bytes) -> str:
@@ -212,6 +214,8 @@ class Ingest:
         """Publish committed case changes on `gw/v1/cases/{category}/{case_id}`."""
         for message in messages:
             self.publish_case(message)
+            for listener in self.listeners:
+                listener(message)
 
     # ---- message kinds --------------------------------------------------------------------------------------------
 

@@ -1,0 +1,77 @@
+// The API as the console uses it: every call carries the operator's token; the live feed is read with fetch so the
+// token travels in a header, never in a URL.
+
+const TOKEN_KEY = "gridwatch.token";
+
+export class ApiError extends Error {
+  constructor(status, message, body) { super(message); this.status = status; this.body = body; }
+}
+
+export const session = {
+  get token() { return sessionStorage.getItem(TOKEN_KEY); },
+  set token(value) { value ? sessionStorage.setItem(TOKEN_KEY, value) : sessionStorage.removeItem(TOKEN_KEY); },
+  caller: null,
+};
+
+export async function api(path, { method = "GET", body } = {}) {
+  const response = await fetch(path, {
+    method,
+    headers: { Authorization: `Bearer ${session.token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const type = response.headers.get("content-type") || "";
+  const data = type.includes("json") ? await response.json() : await response.blob();
+  if (!response.ok) {
+    const detail = Array.isArray(data?.detail) ? data.detail.map((d) => d.msg || d).join("; ") : data?.detail;
+    throw new ApiError(response.status, detail || `HTTP ${response.status}`, data);
+  }
+  return data;
+}
+
+const imageCache = new Map();
+
+/** An evidence image as an object URL (images need the token too). */
+export async function imageUrl(path) {
+  if (!imageCache.has(path)) imageCache.set(path, api(path).then((blob) => URL.createObjectURL(blob)));
+  return imageCache.get(path);
+}
+
+/** Calls `onCase(message)` for every case change; `onState(connected)` as the link comes and goes. */
+export function liveFeed(onCase, onState, onResync) {
+  let stopped = false;
+  let controller = null;
+  async function run() {
+    while (!stopped) {
+      controller = new AbortController();
+      try {
+        const response = await fetch("/api/v1/live", {
+          headers: { Authorization: `Bearer ${session.token}` }, signal: controller.signal,
+        });
+        if (!response.ok) throw new Error(`live: HTTP ${response.status}`);
+        onState(true);
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const frame = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const event = /^event: (.*)$/m.exec(frame)?.[1];
+            const data = /^data: (.*)$/m.exec(frame)?.[1];
+            if (event === "case" && data) onCase(JSON.parse(data));
+            if (event === "resync") onResync();
+          }
+        }
+      } catch (error) {
+        if (stopped) return;
+      }
+      onState(false);
+      if (!stopped) await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  }
+  run();
+  return () => { stopped = true; controller?.abort(); };
+}

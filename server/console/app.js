@@ -1,0 +1,81 @@
+// The console's shell: login with an API token, the header, a hash router, and the live feed every page listens to.
+
+import { api, liveFeed, session } from "./api.js";
+import { Board, CaseBoard, CasePage } from "./cases.js";
+import { h } from "./dom.js";
+import { language, setLanguage, t, translate } from "./i18n.js";
+import { ReviewQueue } from "./review.js";
+
+const view = document.getElementById("view");
+let page = null;
+let stopLive = null;
+
+function loginPage(problem) {
+  document.getElementById("top").hidden = true;
+  const input = h("input", { id: "token", type: "password", autocomplete: "off", required: true });
+  const form = h("form", { class: "login", onsubmit: async (event) => {
+    event.preventDefault();
+    session.token = input.value.trim();
+    try {
+      session.caller = await api("/api/v1/me");
+      start();
+    } catch {
+      session.token = null;
+      loginPage(t("login.bad"));
+    }
+  } }, h("h1", {}, t("login.title")), h("label", { for: "token" }, t("login.token")), input,
+  problem && h("p", { class: "error", role: "alert" }, problem), h("p", { class: "meta" }, t("login.hint")),
+  h("button", { class: "primary", type: "submit" }, t("login.submit")));
+  view.replaceChildren(form);
+  input.focus();
+}
+
+function route() {
+  page?.unmount();
+  const [path, query = ""] = location.hash.slice(1).split("?");
+  const params = new URLSearchParams(query);
+  const parts = path.split("/").filter(Boolean);
+  document.querySelectorAll("header nav a").forEach((link) => {
+    link.classList.toggle("active", link.getAttribute("href").slice(1).split("/")[1] === parts[0]);
+  });
+  if (parts[0] === "cases") page = new CaseBoard(view, params);
+  else if (parts[0] === "case") page = new CasePage(view, parts[1]);
+  else if (parts[0] === "board") page = new Board(view);
+  else page = new ReviewQueue(view);
+  page.mount().catch((error) => view.replaceChildren(h("p", { class: "error" }, error.message)));
+}
+
+function start() {
+  const header = document.getElementById("top");
+  header.hidden = false;
+  document.getElementById("who").textContent = `${session.caller.name} (${session.caller.role})`;
+  translate(header);
+  stopLive?.();
+  stopLive = liveFeed((message) => page?.changed(message),
+    (connected) => document.getElementById("live-state").classList.toggle("on", connected),
+    () => route());
+  if (!location.hash) location.hash = "#/review";
+  route();
+}
+
+window.addEventListener("hashchange", () => session.caller && route());
+document.getElementById("logout").addEventListener("click", () => {
+  stopLive?.();
+  session.token = null;
+  session.caller = null;
+  loginPage();
+});
+document.getElementById("language").addEventListener("click", () => {
+  setLanguage(language === "zh" ? "en" : "zh");
+  document.getElementById("language").textContent = language === "zh" ? "English" : "中文";
+  translate();
+  session.caller ? route() : loginPage();
+});
+
+setLanguage(language);
+document.getElementById("language").textContent = language === "zh" ? "English" : "中文";
+if (session.token) {
+  api("/api/v1/me").then((caller) => { session.caller = caller; start(); }).catch(() => loginPage());
+} else {
+  loginPage();
+}

@@ -1,0 +1,141 @@
+// The case board (filters, paging) and a case's page: timeline, evidence, assignment, deadline, allowed actions.
+
+import { api, imageUrl } from "./api.js";
+import { duration, h, toast, when } from "./dom.js";
+import { t } from "./i18n.js";
+
+const STATUSES = ["collected", "registered", "dispatched", "handling", "feedback", "verified", "closed", "returned",
+                  "deferred", "void"];
+const CATEGORIES = ["illegal_parking", "street_vending", "litter", "device_fault", "streetlight_fault"];
+
+function select(name, values, chosen) {
+  return h("select", { name, "aria-label": name }, h("option", { value: "" }, `${name}: ${t("cases.all")}`),
+    values.map((value) => h("option", { value, selected: value === chosen }, value)));
+}
+
+export class CaseBoard {
+  constructor(root, query) { this.root = root; this.query = query; }
+
+  async mount() {
+    const q = this.query;
+    const form = h("form", { class: "toolbar", onsubmit: (event) => {
+      event.preventDefault();
+      const data = new FormData(form);
+      const params = new URLSearchParams([...data].filter(([, value]) => value));
+      location.hash = `#/cases?${params}`;
+    } }, select("status", STATUSES, q.get("status")), select("category", CATEGORIES, q.get("category")),
+    h("input", { name: "grid_id", placeholder: "grid", value: q.get("grid_id") ?? "", size: 8 }),
+    h("input", { name: "unit_id", placeholder: "unit", value: q.get("unit_id") ?? "", size: 12 }),
+    h("label", {}, h("input", { type: "checkbox", name: "overdue", value: "true", checked: q.get("overdue") === "true" }),
+      " ", t("cases.overdue")),
+    h("button", { class: "plain", type: "submit" }, t("cases.filter")));
+    const page = await api(`/api/v1/cases?${new URLSearchParams([...q, ["page_size", "100"]])}`);
+    const now = Date.now();
+    const rows = page.items.map((item) => {
+      const left = item.deadline_at ? (new Date(item.deadline_at) - now) / 1000 : null;
+      const open = !["closed", "void", "verified", "feedback"].includes(item.status);
+      return h("tr", { class: "link", dataset: { caseId: item.id }, onclick: () => { location.hash = `#/case/${item.id}`; } },
+        h("td", {}, `#${item.id}`), h("td", {}, h("span", { class: `status ${item.status}` }, item.status)),
+        h("td", {}, item.category), h("td", {}, item.assignment?.unit_name ?? "—"),
+        h("td", {}, item.assignment?.grid_id ?? "—"), h("td", {}, when(item.opened_at)),
+        h("td", { class: open && left !== null && left < 0 ? "overdue" : "" },
+          left === null || !open ? "—" : t(left < 0 ? "case.late" : "case.left", { t: duration(left) })));
+    });
+    this.root.replaceChildren(h("h1", {}, `${t("cases.title")} (${page.total})`), form, rows.length ? h("table", {},
+      h("thead", {}, h("tr", {}, ["#", t("fact.status"), t("fact.category"), t("fact.unit"), t("fact.grid"),
+                                   t("fact.opened"), t("fact.deadline")].map((name) => h("th", {}, name)))),
+      h("tbody", {}, rows)) : h("div", { class: "empty" }, t("cases.none")));
+  }
+
+  changed() { clearTimeout(this.timer); this.timer = setTimeout(() => this.mount(), 300); }
+  unmount() { clearTimeout(this.timer); }
+}
+
+const NEEDS = {
+  dispatch: ["unit_id"], reassign: ["unit_id", "reason"], return: ["reason"], extend: ["extend_minutes", "reason"],
+  defer: ["reason"], rework: ["reason"], void: ["void_reason", "reason"],
+};
+
+export class CasePage {
+  constructor(root, caseId) { this.root = root; this.caseId = caseId; }
+
+  async mount() {
+    const item = await api(`/api/v1/cases/${this.caseId}`);
+    const assignment = item.assignment ?? {};
+    const left = item.deadline_at ? (new Date(item.deadline_at) - Date.now()) / 1000 : null;
+    const gallery = h("div", { class: "gallery" });
+    this.root.replaceChildren(
+      h("h1", {}, `#${item.id} ${item.category} (${item.code}) `, h("span", { class: `status ${item.status}`, id: "case-status" }, item.status)),
+      h("div", { class: "two" },
+        h("section", { class: "detail" },
+          h("dl", { class: "facts" },
+            h("dt", {}, t("fact.source")), h("dd", {}, item.camera_id ? `${item.node_id} / ${item.camera_id} / ${item.zone_id}` : item.source),
+            item.description && h("dt", {}, t("fact.description")), item.description && h("dd", {}, item.description),
+            h("dt", {}, t("fact.unit")), h("dd", { id: "case-unit" }, assignment.unit_name ?? "—"),
+            h("dt", {}, t("fact.grid")), h("dd", {}, `${assignment.grid_id ?? "—"} ${assignment.community ?? ""} ${assignment.street ?? ""}`),
+            h("dt", {}, t("fact.chief")), h("dd", {}, assignment.street_chief ? `${assignment.street_chief.name} ${assignment.street_chief.phone ?? ""}` : "—"),
+            h("dt", {}, t("fact.on_duty")), h("dd", {}, assignment.on_duty ? `${assignment.on_duty.name} ${assignment.on_duty.phone ?? ""}` : "—"),
+            h("dt", {}, t("fact.deadline")), h("dd", { class: left !== null && left < 0 ? "overdue" : "" },
+              item.deadline_at ? `${when(item.deadline_at)} (${t(left < 0 ? "case.late" : "case.left", { t: duration(left) })})` : "—")),
+          h("h2", {}, t("case.actions")), this.actions(item),
+          h("h2", {}, t("case.evidence")), gallery),
+        h("section", { class: "detail" }, h("h2", {}, t("case.timeline")),
+          h("ol", { class: "timeline", id: "timeline" }, item.transitions.map((step) => h("li", {},
+            h("strong", {}, step.action), ` → ${step.to_status} · ${when(step.at)} · ${step.actor}`,
+            h("div", { class: "meta" }, step.reason)))))));
+    for (const url of [...item.evidence_urls, ...item.crop_urls]) {
+      gallery.append(h("img", { src: await imageUrl(url), alt: "evidence" }));
+    }
+  }
+
+  actions(item) {
+    if (!item.allowed_actions.length) return h("p", { class: "meta" }, t("case.none"));
+    const form = h("form", { class: "actions", id: "case-actions" });
+    const fields = {
+      reason: h("input", { name: "reason", placeholder: t("case.reason"), size: 24 }),
+      unit_id: h("input", { name: "unit_id", placeholder: t("case.unit"), size: 12 }),
+      extend_minutes: h("input", { name: "extend_minutes", type: "number", min: 1, placeholder: t("case.minutes") }),
+      void_reason: h("select", { name: "void_reason", "aria-label": t("case.void_reason") },
+        ["false_positive", "duplicate", "not_our_responsibility", "other"].map((value) => h("option", { value }, value))),
+    };
+    form.append(...Object.values(fields), ...item.allowed_actions.map((action) => h("button", {
+      type: "button", class: action === "void" ? "danger" : "plain", dataset: { action },
+      onclick: () => this.act(action, fields),
+    }, action)));
+    return form;
+  }
+
+  async act(action, fields) {
+    const body = { action };
+    for (const name of NEEDS[action] ?? []) {
+      const value = fields[name].value.trim();
+      if (value) body[name] = name === "extend_minutes" ? Number(value) : value;
+    }
+    try {
+      await api(`/api/v1/cases/${this.caseId}/actions`, { method: "POST", body });
+      await this.mount();
+    } catch (error) {
+      toast(error.status === 409 ? `${error.message}` : `${action}: ${error.message}`);
+    }
+  }
+
+  changed(message) { if (message.case_id === Number(this.caseId)) this.mount(); }
+  unmount() {}
+}
+
+export class Board {
+  constructor(root) { this.root = root; }
+
+  async mount() {
+    const board = await (await fetch("/public/board")).json();
+    this.root.replaceChildren(h("h1", {}, t("board.title")), ...board.streets.map((street) => h("section", {},
+      h("h2", {}, street.street), h("table", {}, h("tbody", {}, street.grids.map((grid) => h("tr", {},
+        h("td", {}, grid.grid_id), h("td", {}, grid.name ?? ""), h("td", {}, grid.community ?? ""),
+        h("td", {}, grid.street_chief ?? "—"), h("td", {}, grid.phone ?? "—"))))))),
+    h("h2", {}, t("board.units")), h("table", {}, h("tbody", {}, board.units.map((unit) => h("tr", {},
+      h("td", {}, unit.name), h("td", {}, unit.phone ?? "—"))))));
+  }
+
+  changed() {}
+  unmount() {}
+}

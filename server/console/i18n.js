@@ -1,0 +1,65 @@
+// English and Chinese; the choice is remembered in this browser.
+
+const TEXTS = {
+  en: {
+    "nav.review": "Review", "nav.cases": "Cases", "nav.board": "Street chiefs", logout: "Log out",
+    "live.title": "Live updates", "login.title": "GridWatch console", "login.token": "API token",
+    "login.hint": "Ask an administrator for a token (gridwatch server token NAME --role operator).",
+    "login.submit": "Log in", "login.bad": "This token is not known.",
+    "review.title": "Detections waiting for a decision", "review.empty": "Nothing waits for a decision.",
+    "review.confirm": "Confirm", "review.false_positive": "False positive", "review.duplicate": "Duplicate",
+    "review.not_our_responsibility": "Not our responsibility", "review.keys": "Keys",
+    "review.next": "next", "review.previous": "previous", "review.bulk_confirm": "Confirm selected",
+    "review.bulk_reject": "Reject selected as false positive", "review.confirmed": "Case {id} confirmed and dispatched",
+    "review.rejected": "Case {id} rejected", "review.arrived": "New detection: case {id}",
+    "fact.camera": "Camera", "fact.zone": "Zone", "fact.dwell": "Dwell", "fact.score": "Score",
+    "fact.category": "Category", "fact.opened": "Opened", "fact.unit": "Unit", "fact.chief": "Street chief",
+    "fact.on_duty": "On duty", "fact.deadline": "Deadline", "fact.status": "Status", "fact.grid": "Grid",
+    "fact.source": "Source", "fact.description": "Report",
+    "cases.title": "Cases", "cases.all": "all", "cases.overdue": "overdue only", "cases.filter": "Filter",
+    "cases.none": "No case matches.", "case.timeline": "Timeline", "case.evidence": "Evidence",
+    "case.actions": "Actions", "case.reason": "Reason", "case.unit": "Unit", "case.minutes": "Minutes",
+    "case.void_reason": "Why void", "case.left": "{t} left", "case.late": "{t} overdue", "case.none": "none",
+    "board.title": "Street chiefs", "board.units": "Member units",
+  },
+  zh: {
+    "nav.review": "审核", "nav.cases": "案卷", "nav.board": "街长公示", logout: "退出",
+    "live.title": "实时更新", "login.title": "GridWatch 指挥台", "login.token": "访问令牌",
+    "login.hint": "请向管理员申请令牌（gridwatch server token 姓名 --role operator）。",
+    "login.submit": "登录", "login.bad": "令牌无效。",
+    "review.title": "待审核的识别结果", "review.empty": "暂无待审核的识别结果。",
+    "review.confirm": "确认立案", "review.false_positive": "误报", "review.duplicate": "重复",
+    "review.not_our_responsibility": "非本部门职责", "review.keys": "快捷键",
+    "review.next": "下一条", "review.previous": "上一条", "review.bulk_confirm": "批量确认",
+    "review.bulk_reject": "批量标记为误报", "review.confirmed": "案卷 {id} 已立案并派遣",
+    "review.rejected": "案卷 {id} 已作废", "review.arrived": "新的识别结果：案卷 {id}",
+    "fact.camera": "摄像头", "fact.zone": "区域", "fact.dwell": "停留", "fact.score": "置信度",
+    "fact.category": "类别", "fact.opened": "发现时间", "fact.unit": "责任单位", "fact.chief": "街长",
+    "fact.on_duty": "值班人员", "fact.deadline": "处置时限", "fact.status": "状态", "fact.grid": "网格",
+    "fact.source": "来源", "fact.description": "反映内容",
+    "cases.title": "案卷", "cases.all": "全部", "cases.overdue": "仅超期", "cases.filter": "筛选",
+    "cases.none": "没有符合条件的案卷。", "case.timeline": "流程记录", "case.evidence": "证据",
+    "case.actions": "操作", "case.reason": "原因", "case.unit": "单位", "case.minutes": "分钟",
+    "case.void_reason": "作废原因", "case.left": "剩余 {t}", "case.late": "已超期 {t}", "case.none": "无",
+    "board.title": "街长公示", "board.units": "成员单位",
+  },
+};
+
+const LANGUAGE_KEY = "gridwatch.language";
+export let language = localStorage.getItem(LANGUAGE_KEY) || (navigator.language.startsWith("zh") ? "zh" : "en");
+
+export function t(key, values = {}) {
+  const text = TEXTS[language][key] ?? TEXTS.en[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
+}
+
+export function setLanguage(value) {
+  language = value;
+  localStorage.setItem(LANGUAGE_KEY, value);
+  document.documentElement.lang = value === "zh" ? "zh-CN" : "en";
+}
+
+export function translate(root = document) {
+  root.querySelectorAll("[data-i18n]").forEach((node) => { node.textContent = t(node.dataset.i18n); });
+  root.querySelectorAll("[data-i18n-title]").forEach((node) => { node.title = t(node.dataset.i18nTitle); });
+}

@@ -1,0 +1,146 @@
+"""The operator console in a real browser (Debian's Chromium driven by Playwright) against a running server, a real
+broker and real detections: log in, a detection arrives live, confirm it with one key, see the case dispatched,
+reject another as a false positive and find it in the training export. Screenshots go to tests/artifacts/."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import cv2
+import pytest
+import uvicorn
+
+from gridwatch.broker import free_port
+from gridwatch.contract import event_topic, evidence_topic
+from gridwatch.demo_media import ultralytics_asset
+from server.main import create_app
+from tests.factories import event_payload, wait_until
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def server_url(server_settings):
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(server_settings), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=30)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        raise RuntimeError("Chromium is missing: `make test` installs Debian's chromium package")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def detection(node, place: int, score: float = 0.4) -> dict:
+    """A doubtful litter detection (below the 0.6 that files itself) with its frame and crop, as a node sends it."""
+    image = cv2.imread(str(ultralytics_asset("bus.jpg")))
+    frame = cv2.imencode(".jpg", image)[1].tobytes()
+    crop = cv2.imencode(".jpg", image[650:900, 0:250])[1].tobytes()
+    region = {"x1": 0.0, "y1": 650 / 1080, "x2": 250 / 810, "y2": 900 / 1080}  # where the crop lies in the frame
+    payload = event_payload(category="litter", code="0102", label="garbage", score=score, camera_id=f"kerb-{place}",
+                            zone_id="kerb", location={"lat": 30.2742 + place * 0.001, "lon": 120.1652},
+                            box={"x1": 0.05, "y1": 0.65, "x2": 0.25, "y2": 0.8},
+                            evidence={"sha256": hashlib.sha256(frame).hexdigest(), "bytes": len(frame),
+                                      "crop": {"sha256": hashlib.sha256(crop).hexdigest(), "bytes": len(crop),
+                                               "region": region}})
+    node.publish(evidence_topic("node-a", payload["event_id"]), frame)
+    node.publish(evidence_topic("node-a", payload["event_id"], crop=True), crop)
+    node.publish(event_topic("node-a", "litter"), json.dumps(payload))
+    return payload
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"))
+
+
+def test_an_operator_confirms_and_rejects_detections_as_they_arrive(server_url, browser, api_tokens, mqtt_client):
+    import httpx
+
+    operator = {"Authorization": f"Bearer {api_tokens['operator']}"}
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.goto(f"{server_url}/console/")
+    page.fill("#token", "gw_wrong")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=This token is not known.")
+    page.fill("#token", api_tokens["operator"])
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=test operator (operator)")
+    page.wait_for_selector(".live.on")
+    shot(page, "login-empty-queue")
+
+    node = mqtt_client("node-a")
+    first = detection(node, place=0)
+    page.wait_for_selector("#queue li[data-case-id='1']")  # arrived live, no reload
+    page.wait_for_selector("#review-detail img.frame[src^='blob:']")
+    shot(page, "review")
+    page.keyboard.press("c")
+    page.wait_for_selector("text=Case 1 confirmed and dispatched")
+    case = httpx.get(f"{server_url}/api/v1/cases/1", headers=operator).json()
+    assert case["status"] == "dispatched" and case["assignment"]["unit_id"] == "sanitation"
+    review = httpx.get(f"{server_url}/api/v1/events/{first['event_id']}/review", headers=operator).json()
+    assert review["verdict"] == "confirmed" and review["reviewer"] == "test operator"
+
+    page.goto(f"{server_url}/console/#/case/1")
+    page.wait_for_selector("#timeline >> text=dispatch")
+    assert "环卫 Sanitation" in page.inner_text("#case-unit")
+    page.wait_for_selector(".gallery img[src^='blob:']")
+    shot(page, "case")
+
+    page.goto(f"{server_url}/console/#/review")
+    second = detection(node, place=5)
+    page.wait_for_selector("#queue li[data-case-id='2']")
+    page.keyboard.press("f")
+    page.wait_for_selector("text=Case 2 rejected")
+    assert httpx.get(f"{server_url}/api/v1/cases/2", headers=operator).json()["void_reason"] == "false_positive"
+    export = httpx.get(f"{server_url}/api/v1/training-data", params={"classes": "garbage"}, headers=operator)
+    assert export.headers["X-Negatives"] == "1" and export.headers["X-Positives"] == "1"
+    assert second["event_id"] in export.content.decode("latin-1")
+
+    page.goto(f"{server_url}/console/#/cases?status=void")
+    page.wait_for_selector("tr[data-case-id='2']")
+    assert page.locator("tbody tr").count() == 1
+    shot(page, "cases")
+    page.click("#language")
+    page.wait_for_selector("text=案卷 (1)")
+    page.goto(f"{server_url}/console/#/board")
+    page.wait_for_selector("text=王建国 Wang Jianguo")
+    shot(page, "board-zh")
+
+
+def test_a_field_worker_sees_only_the_actions_their_role_allows(server_url, browser, api_tokens, mqtt_client):
+    node = mqtt_client("node-a")
+    detection(node, place=0, score=0.9)  # files itself: dispatched to sanitation
+    wait_until(lambda: __import__("httpx").get(f"{server_url}/api/v1/cases/1", headers={
+        "Authorization": f"Bearer {api_tokens['operator']}"}).status_code == 200)
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.goto(f"{server_url}/console/#/case/1")
+    page.fill("#token", api_tokens["sanitation"])
+    page.click("button[type=submit]")
+    page.goto(f"{server_url}/console/#/case/1")
+    page.wait_for_selector("#case-actions")
+    assert sorted(page.locator("#case-actions button").all_inner_texts()) == ["accept", "return"]
+    page.click("button[data-action=accept]")
+    page.wait_for_selector("#case-status:text('handling')")
+    page.click("button[data-action=feedback]")
+    page.wait_for_selector("#case-status:text('feedback')")
+    shot(page, "field-worker-case")
