@@ -11,7 +11,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from server.api.routes import assessment, cases, console, dead_letters, evidence, feedback, health, nodes, open311
+from server.api.routes import (
+    assessment,
+    cases,
+    city,
+    console,
+    dead_letters,
+    evidence,
+    feedback,
+    health,
+    nodes,
+    open311,
+)
 from server.api.routes import webhooks as webhook_routes
 from server.core.config import ServerSettings
 from server.core.security import TokenStore
@@ -82,7 +93,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.metrics = metrics
     app.state.live = live
     for module in (health, cases, dead_letters, evidence, nodes, feedback, assessment, webhook_routes,
-                   open311, console):
+                   open311, console, city):
         app.include_router(module.router)
     app.mount("/console", StaticFiles(directory=console.CONSOLE_DIR, html=True), name="console")
 

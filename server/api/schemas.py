@@ -268,3 +268,14 @@ class CallerOut(BaseModel):
     name: str
     role: str
     unit: str | None
+
+
+class CameraOut(BaseModel):
+    node_id: str
+    camera_id: str
+    lat: float | None
+    lon: float | None
+    last_event_at: datetime
+    open_cases: int
+    node_state: str
+    fps: float | None = None

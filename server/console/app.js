@@ -1,7 +1,9 @@
 // The console's shell: login with an API token, the header, a hash router, and the live feed every page listens to.
 
 import { api, liveFeed, session } from "./api.js";
+import { AssessmentPage } from "./assessment.js";
 import { Board, CaseBoard, CasePage } from "./cases.js";
+import { CityView } from "./city.js";
 import { h } from "./dom.js";
 import { language, setLanguage, t, translate } from "./i18n.js";
 import { ReviewQueue } from "./review.js";
@@ -41,6 +43,8 @@ function route() {
   if (parts[0] === "cases") page = new CaseBoard(view, params);
   else if (parts[0] === "case") page = new CasePage(view, parts[1]);
   else if (parts[0] === "board") page = new Board(view);
+  else if (parts[0] === "city") page = new CityView(view);
+  else if (parts[0] === "assessment") page = new AssessmentPage(view, params);
   else page = new ReviewQueue(view);
   page.mount().catch((error) => view.replaceChildren(h("p", { class: "error" }, error.message)));
 }

@@ -41,6 +41,8 @@ ACCESS = {
     ("GET", "/open311/v2/requests/{service_request_id}"): PUBLIC,
     ("GET", "/api/v1/me"): EVERYONE,
     ("GET", "/api/v1/live"): EVERYONE,
+    ("GET", "/api/v1/grids"): EVERYONE,
+    ("GET", "/api/v1/cameras"): EVERYONE,
 }
 QUERIES = {"/api/v1/live": "?max_seconds=0"}
 """What a route needs to answer at once (the live stream otherwise stays open)."""

@@ -144,3 +144,37 @@ def test_a_field_worker_sees_only_the_actions_their_role_allows(server_url, brow
     page.click("button[data-action=feedback]")
     page.wait_for_selector("#case-status:text('feedback')")
     shot(page, "field-worker-case")
+
+
+def test_the_city_plan_and_the_assessment_show_what_happened(server_url, browser, api_tokens, mqtt_client):
+    import httpx
+
+    node = mqtt_client("node-a")
+    for place in range(3):
+        detection(node, place=place, score=0.9)  # three piles, each files itself
+    operator = {"Authorization": f"Bearer {api_tokens['operator']}"}
+    wait_until(lambda: httpx.get(f"{server_url}/api/v1/cases", headers=operator).json()["total"] == 3)
+    for action in ("accept", "feedback", "verify", "close"):
+        httpx.post(f"{server_url}/api/v1/cases/1/actions", json={"action": action}, headers=operator)
+
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US", accept_downloads=True)
+    page.goto(f"{server_url}/console/#/city")
+    page.fill("#token", api_tokens["supervisor"])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#plan polygon.grid")
+    assert page.locator("#plan polygon.grid").count() == 2, "the demo's two unit grids"
+    assert page.locator("#plan circle.camera").count() == 3
+    assert page.locator("#plan circle.camera.busy").count() == 2, "two cameras still have an open case"
+    page.locator("circle[data-camera='node-a/kerb-1']").dispatch_event("click")  # an SVG dot, a few px wide
+    page.wait_for_selector("#camera-detail >> text=node-a / kerb-1")
+    shot(page, "city")
+
+    page.goto(f"{server_url}/console/#/assessment?by=unit&period=month")
+    page.wait_for_selector("#assessment tbody tr")
+    row = page.locator("#assessment tbody tr").first.inner_text()
+    assert row.startswith("sanitation") and "\t3\t1\t" in row, row  # 3 cases, 1 closed
+    with page.expect_download() as download:
+        page.click("#csv")
+    assert download.value.suggested_filename == "gridwatch-unit-month.csv"
+    assert "on_time_closure_rate" in Path(download.value.path()).read_text()
+    shot(page, "assessment")
