@@ -45,6 +45,8 @@ class NodeRecord(Base):
     telemetry_at: Mapped[datetime | None]
     config_status: Mapped[dict[str, Any] | None]
     """The node's last answer to a remote config: version, applied or refused, reason."""
+    remote_config: Mapped[dict[str, Any] | None]
+    """The remote config the server last sent (retained on the node's config topic): every camera's settings."""
 
 
 class CaseRecord(Base):

@@ -230,4 +230,49 @@ def as_role(tokens: dict[str, str], role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens[role]}"}
 
 
+# ---- the console in a real browser ---------------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "tests" / "artifacts"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def server_url(server_settings):
+    """The app served by uvicorn on a free port (a browser needs a real HTTP server)."""
+    import uvicorn
+
+    from gridwatch.broker import free_port
+    from server.main import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(server_settings), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=30)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        raise RuntimeError("Chromium is missing: `make test` installs Debian's chromium package")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def shot(page, name: str) -> None:
+    """A screenshot of the console at the page's size, for the README (tests/artifacts/ is not committed)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"))
+
+
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per test request drowns the useful log

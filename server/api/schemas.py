@@ -129,6 +129,7 @@ class NodeOut(BaseModel):
     last_seen_at: datetime | None
     telemetry: dict[str, Any] | None
     config_status: dict[str, Any] | None = None
+    remote_config: dict[str, Any] | None = None
 
 
 class Health(BaseModel):
@@ -275,7 +276,23 @@ class CameraOut(BaseModel):
     camera_id: str
     lat: float | None
     lon: float | None
-    last_event_at: datetime
+    last_event_at: datetime | None
     open_cases: int
     node_state: str
     fps: float | None = None
+
+
+class ZonesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    zones: list[dict[str, Any]] = Field(max_length=50, description="The camera's zones in the node config's format "
+                                                                   "(zone_id, rule, polygon, dwell_seconds, schedule); "
+                                                                   "they replace the camera's zones.")
+
+
+class RemoteConfigOut(BaseModel):
+    node_id: str
+    config_version: str
+    cameras: dict[str, dict[str, Any]]
+    status: dict[str, Any] | None = Field(description="The node's answer to the latest version it has seen: "
+                                                      "applied, or refused with the reason.")

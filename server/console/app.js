@@ -7,6 +7,7 @@ import { CityView } from "./city.js";
 import { h } from "./dom.js";
 import { language, setLanguage, t, translate } from "./i18n.js";
 import { ReviewQueue } from "./review.js";
+import { ZoneEditor } from "./zones.js";
 
 const view = document.getElementById("view");
 let page = null;
@@ -45,6 +46,7 @@ function route() {
   else if (parts[0] === "board") page = new Board(view);
   else if (parts[0] === "city") page = new CityView(view);
   else if (parts[0] === "assessment") page = new AssessmentPage(view, params);
+  else if (parts[0] === "zones") page = new ZoneEditor(view, params);
   else page = new ReviewQueue(view);
   page.mount().catch((error) => view.replaceChildren(h("p", { class: "error" }, error.message)));
 }

@@ -31,6 +31,13 @@ const TEXTS = {
     "assess.training": "Download training data", "assess.none": "No case in this period.",
     "assess.on_time_closure_rate": "On-time closure", "assess.closure_rate": "Closure",
     "assess.rework_rate": "Rework", "assess.mean_response_minutes": "Mean response",
+    "nav.zones": "Zones", "zones.title": "Zone editor", "zones.camera": "Pick a camera",
+    "zones.no_snapshot": "No snapshot yet: asked the node for one.", "zones.never": "No zones sent from here yet.",
+    "zones.waiting": "Sent as {v}; waiting for the node…", "zones.applied": "The node applied {v}.",
+    "zones.refused": "The node refused {v}: {reason}", "zones.new": "New zone", "zones.rule": "Rule",
+    "zones.dwell": "Dwell (s)", "zones.hours": "Hours", "zones.corners": "Corners",
+    "zones.hint": "Click on the picture to draw a zone.", "zones.undo": "Undo corner", "zones.delete": "Delete zone",
+    "zones.save": "Save and send",
   },
   zh: {
     "nav.review": "审核", "nav.cases": "案卷", "nav.board": "街长公示", logout: "退出",
@@ -61,6 +68,13 @@ const TEXTS = {
     "assess.quarter": "季度", "assess.csv": "导出 CSV", "assess.training": "导出训练数据",
     "assess.none": "本期无案卷。", "assess.on_time_closure_rate": "按期结案率", "assess.closure_rate": "结案率",
     "assess.rework_rate": "返工率", "assess.mean_response_minutes": "平均响应时间",
+    "nav.zones": "区域", "zones.title": "区域编辑", "zones.camera": "选择摄像头",
+    "zones.no_snapshot": "暂无抓拍，已请求节点抓拍。", "zones.never": "尚未从此处下发区域。",
+    "zones.waiting": "已下发 {v}，等待节点确认…", "zones.applied": "节点已应用 {v}。",
+    "zones.refused": "节点拒绝了 {v}：{reason}", "zones.new": "新建区域", "zones.rule": "规则",
+    "zones.dwell": "停留时间（秒）", "zones.hours": "时段", "zones.corners": "顶点",
+    "zones.hint": "在画面上点击以绘制区域。", "zones.undo": "撤销顶点", "zones.delete": "删除区域",
+    "zones.save": "保存并下发",
   },
 };
 

@@ -43,6 +43,8 @@ ACCESS = {
     ("GET", "/api/v1/live"): EVERYONE,
     ("GET", "/api/v1/grids"): EVERYONE,
     ("GET", "/api/v1/cameras"): EVERYONE,
+    ("GET", "/api/v1/nodes/{node_id}/config"): EVERYONE,
+    ("PUT", "/api/v1/nodes/{node_id}/cameras/{camera_id}/zones"): OPERATORS,
 }
 QUERIES = {"/api/v1/live": "?max_seconds=0"}
 """What a route needs to answer at once (the live stream otherwise stays open)."""

@@ -6,48 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from pathlib import Path
 
 import cv2
-import pytest
-import uvicorn
 
-from gridwatch.broker import free_port
 from gridwatch.contract import event_topic, evidence_topic
 from gridwatch.demo_media import ultralytics_asset
-from server.main import create_app
+from tests.conftest import shot
 from tests.factories import event_payload, wait_until
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def server_url(server_settings):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(server_settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=30)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.exists():
-        raise RuntimeError("Chromium is missing: `make test` installs Debian's chromium package")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def detection(node, place: int, score: float = 0.4) -> dict:
@@ -66,11 +32,6 @@ def detection(node, place: int, score: float = 0.4) -> dict:
     node.publish(evidence_topic("node-a", payload["event_id"], crop=True), crop)
     node.publish(event_topic("node-a", "litter"), json.dumps(payload))
     return payload
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"))
 
 
 def test_an_operator_confirms_and_rejects_detections_as_they_arrive(server_url, browser, api_tokens, mqtt_client):

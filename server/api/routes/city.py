@@ -24,7 +24,7 @@ def grids(request: Request) -> dict:
 
 
 @router.get("/cameras", response_model=list[CameraOut],
-            summary="Every camera that has reported: position, last event, open cases, its node's state")
+            summary="Every camera a node reports or an event came from: position, last event, open cases, node state")
 def cameras(session: SessionDep) -> list[CameraOut]:
     last = (select(EventRecord.node_id, EventRecord.camera_id, func.max(EventRecord.id).label("last_id"))
             .group_by(EventRecord.node_id, EventRecord.camera_id).subquery())
@@ -34,6 +34,13 @@ def cameras(session: SessionDep) -> list[CameraOut]:
             CaseRecord.status.in_([s.value for s in OPEN])).group_by(CaseRecord.node_id, CaseRecord.camera_id)))
     nodes = {node.node_id: node for node in session.scalars(select(NodeRecord))}
     result = []
+    seen = {(event.node_id, event.camera_id) for event in rows}
+    for node in nodes.values():  # cameras that have not raised anything yet, from their node's telemetry
+        for camera in (node.telemetry or {}).get("cameras", []):
+            if (node.node_id, camera.get("camera_id")) not in seen and camera.get("camera_id"):
+                result.append(CameraOut(node_id=node.node_id, camera_id=camera["camera_id"], lat=None, lon=None,
+                                        last_event_at=None, open_cases=0, node_state=node.state,
+                                        fps=camera.get("fps_in")))
     for event in sorted(rows, key=lambda e: (e.node_id, e.camera_id)):
         node = nodes.get(event.node_id)
         telemetry = next((c for c in ((node.telemetry or {}).get("cameras", []) if node else [])
@@ -43,4 +50,4 @@ def cameras(session: SessionDep) -> list[CameraOut]:
             node_id=event.node_id, camera_id=event.camera_id, lat=location.get("lat"), lon=location.get("lon"),
             last_event_at=event.observed_at, open_cases=open_cases.get((event.node_id, event.camera_id), 0),
             node_state=node.state if node else "unknown", fps=telemetry.get("fps_in")))
-    return result
+    return sorted(result, key=lambda camera: (camera.node_id, camera.camera_id))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -8,9 +9,9 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from gridwatch.contract import SCHEMA_VERSION, Command, command_topic
+from gridwatch.contract import SCHEMA_VERSION, Command, RemoteConfig, command_topic, config_topic
 from server.api.deps import EvidenceDep, OperatorDep, SessionDep, get_caller
-from server.api.schemas import CommandIn, CommandOut, NodeOut
+from server.api.schemas import CommandIn, CommandOut, NodeOut, RemoteConfigOut, ZonesIn
 from server.models import CameraSnapshot, NodeCommand, NodeRecord
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], dependencies=[Depends(get_caller)])
@@ -61,3 +62,46 @@ def get_snapshot(node_id: str, camera_id: str, session: SessionDep, store: Evide
     if snapshot is None or not store.path(snapshot.sha256).exists():
         raise HTTPException(status_code=404, detail=f"no snapshot of camera {camera_id} of node {node_id}")
     return FileResponse(store.path(snapshot.sha256), media_type="image/jpeg", headers={"ETag": snapshot.sha256})
+
+
+def _remote_out(node: NodeRecord) -> RemoteConfigOut:
+    desired = node.remote_config or {"config_version": "", "cameras": {}}
+    status = node.config_status if node.config_status and node.config_status.get("config_version") == desired[
+        "config_version"] else None
+    return RemoteConfigOut(node_id=node.node_id, config_version=desired["config_version"],
+                           cameras=desired.get("cameras", {}), status=status)
+
+
+@router.get("/{node_id}/config", response_model=RemoteConfigOut,
+            summary="The remote config last sent to the node, and the node's answer to it")
+def get_remote_config(node_id: str, session: SessionDep) -> RemoteConfigOut:
+    node = session.get(NodeRecord, node_id)
+    if node is None:
+        raise HTTPException(status_code=404, detail=f"no node {node_id} has ever connected")
+    return _remote_out(node)
+
+
+@router.put("/{node_id}/cameras/{camera_id}/zones", response_model=RemoteConfigOut, status_code=202,
+            summary="Replace a camera's zones: sent to the node as its retained remote config; it applies or "
+                    "refuses them (GET .../config shows which)")
+def put_zones(node_id: str, camera_id: str, body: ZonesIn, session: SessionDep, request: Request,
+              caller: OperatorDep) -> RemoteConfigOut:
+    node = session.get(NodeRecord, node_id)
+    if node is None:
+        raise HTTPException(status_code=404, detail=f"no node {node_id} has ever connected")
+    service = request.app.state.ingest_service
+    if service is None or not service.connected.is_set():
+        raise HTTPException(status_code=503, detail="the server is not connected to the broker; try again")
+    desired = dict(node.remote_config or {"cameras": {}})
+    cameras = {**desired.get("cameras", {}), camera_id: {**desired.get("cameras", {}).get(camera_id, {}),
+                                                         "zones": body.zones}}
+    version = f"{datetime.now(UTC):%Y%m%dT%H%M%S.%f}-{caller.name}"[:64]
+    try:
+        config = RemoteConfig(schema_version=SCHEMA_VERSION, config_version=version, cameras=cameras,
+                              manifest=desired.get("manifest"))
+    except ValidationError as error:
+        raise HTTPException(status_code=422, detail=[e["msg"] for e in error.errors()]) from None
+    node.remote_config = json.loads(config.model_dump_json(exclude_none=True))
+    session.commit()
+    service.publish(config_topic(node_id), config.model_dump_json(exclude_none=True).encode(), qos=1, retain=True)
+    return _remote_out(node)

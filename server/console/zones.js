@@ -1,0 +1,136 @@
+// The zone editor: a camera's latest snapshot with its zones drawn over it. Click to add corners, pick the rule,
+// dwell and hours, save: the server sends the zones to the node as its remote config, and the page shows whether
+// the node applied or refused them (and why).
+
+import { api, imageUrl } from "./api.js";
+import { h, toast } from "./dom.js";
+import { t } from "./i18n.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+const RULES = ["no_parking", "no_vending", "no_litter", "vending_allowed"];
+
+function svg(tag, attributes = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  return node;
+}
+
+export class ZoneEditor {
+  constructor(root, query) {
+    this.root = root;
+    this.node = query.get("node");
+    this.camera = query.get("camera");
+    this.zones = [];
+    this.current = -1;
+  }
+
+  async mount() {
+    const cameras = await api("/api/v1/cameras");
+    const picker = h("select", { id: "zone-camera", "aria-label": t("zones.camera"), onchange: (event) => {
+      const [node, camera] = event.target.value.split("/");
+      location.hash = `#/zones?node=${encodeURIComponent(node)}&camera=${encodeURIComponent(camera)}`;
+    } }, h("option", { value: "" }, t("zones.camera")), cameras.map((c) => h("option", {
+      value: `${c.node_id}/${c.camera_id}`, selected: c.node_id === this.node && c.camera_id === this.camera,
+    }, `${c.node_id} / ${c.camera_id}`)));
+    this.root.replaceChildren(h("h1", {}, t("zones.title")), h("div", { class: "toolbar" }, picker));
+    if (!this.node || !this.camera) return;
+    const config = await api(`/api/v1/nodes/${this.node}/config`);
+    this.zones = structuredClone(config.cameras[this.camera]?.zones ?? []);
+    this.current = this.zones.length ? 0 : -1;
+    this.picture = h("img", { class: "zone-picture", alt: "snapshot" });
+    this.overlay = svg("svg", { viewBox: "0 0 1 1", preserveAspectRatio: "none", class: "zone-overlay", id: "zone-canvas",
+                                onclick: (event) => this.addPoint(event) });
+    this.form = h("div", { class: "detail", id: "zone-form" });
+    this.state = h("p", { id: "zone-state", class: "meta" }, this.describe(config));
+    this.root.append(h("div", { class: "two" }, h("div", { class: "zone-stage" }, this.picture, this.overlay),
+      h("div", {}, this.form, this.state)));
+    try {
+      this.picture.src = URL.createObjectURL(await api(`/api/v1/nodes/${this.node}/cameras/${this.camera}/snapshot`));
+    } catch {
+      this.state.textContent = t("zones.no_snapshot");
+      api(`/api/v1/nodes/${this.node}/commands`, { method: "POST", body: { action: "snapshot", camera_id: this.camera } })
+        .then(() => setTimeout(() => this.mount(), 2000)).catch((error) => toast(error.message));
+    }
+    this.draw();
+  }
+
+  describe(config) {
+    if (!config.config_version) return t("zones.never");
+    if (!config.status) return t("zones.waiting", { v: config.config_version });
+    return config.status.state === "applied" ? t("zones.applied", { v: config.config_version })
+      : t("zones.refused", { v: config.config_version, reason: config.status.reason ?? "" });
+  }
+
+  addPoint(event) {
+    if (this.current < 0) this.newZone();
+    const box = this.overlay.getBoundingClientRect();
+    const x = (event.clientX - box.left) / box.width, y = (event.clientY - box.top) / box.height;
+    this.zones[this.current].polygon.push([Math.round(x * 1000) / 1000, Math.round(y * 1000) / 1000]);
+    this.draw();
+  }
+
+  newZone() {
+    this.zones.push({ zone_id: `zone-${this.zones.length + 1}`, rule: "no_parking", dwell_seconds: 180, polygon: [] });
+    this.current = this.zones.length - 1;
+    this.draw();
+  }
+
+  draw() {
+    this.overlay.replaceChildren(...this.zones.map((zone, index) => {
+      const shape = svg(zone.polygon.length > 2 ? "polygon" : "polyline", {
+        points: zone.polygon.map((p) => p.join(",")).join(" "), class: `zone ${zone.rule}${index === this.current ? " current" : ""}`,
+        "vector-effect": "non-scaling-stroke",
+      });
+      return shape;
+    }));
+    const zone = this.zones[this.current];
+    const field = (name, attributes) => h("input", { name, value: zone?.[name] ?? "", ...attributes, onchange: (event) => {
+      zone[name] = attributes.type === "number" ? Number(event.target.value) : event.target.value;
+      this.draw();
+    } });
+    this.form.replaceChildren(
+      h("div", { class: "toolbar" }, this.zones.map((z, index) => h("button", {
+        type: "button", class: index === this.current ? "primary" : "plain",
+        onclick: () => { this.current = index; this.draw(); } }, z.zone_id)),
+        h("button", { type: "button", class: "plain", id: "zone-new", onclick: () => this.newZone() }, t("zones.new"))),
+      zone ? h("dl", { class: "facts" },
+        h("dt", {}, "zone_id"), h("dd", {}, field("zone_id", { id: "zone-id" })),
+        h("dt", {}, t("zones.rule")), h("dd", {}, h("select", { name: "rule", id: "zone-rule", onchange: (event) => {
+          zone.rule = event.target.value; this.draw(); } }, RULES.map((rule) => h("option", { value: rule, selected: rule === zone.rule }, rule)))),
+        h("dt", {}, t("zones.dwell")), h("dd", {}, field("dwell_seconds", { type: "number", min: 1, id: "zone-dwell" })),
+        h("dt", {}, t("zones.hours")), h("dd", {}, h("input", { id: "zone-hours", placeholder: "07:00-19:00",
+          value: zone.schedule?.[0] ? `${zone.schedule[0].start}-${zone.schedule[0].end}` : "", onchange: (event) => {
+            const match = /^(\d\d:\d\d)-(\d\d:\d\d)$/.exec(event.target.value.trim());
+            zone.schedule = match ? [{ start: match[1], end: match[2] }] : [];
+          } })),
+        h("dt", {}, t("zones.corners")), h("dd", { id: "zone-corners" }, String(zone.polygon.length))) : h("p", { class: "meta" }, t("zones.hint")),
+      h("div", { class: "actions" },
+        zone && h("button", { type: "button", class: "plain", onclick: () => { zone.polygon.pop(); this.draw(); } }, t("zones.undo")),
+        zone && h("button", { type: "button", class: "danger", onclick: () => {
+          this.zones.splice(this.current, 1); this.current = this.zones.length - 1; this.draw(); } }, t("zones.delete")),
+        h("button", { type: "button", class: "primary", id: "zone-save", onclick: () => this.save() }, t("zones.save"))));
+  }
+
+  async save() {
+    try {
+      const sent = await api(`/api/v1/nodes/${this.node}/cameras/${this.camera}/zones`, { method: "PUT", body: { zones: this.zones } });
+      this.state.textContent = this.describe(sent);
+      this.poll(sent.config_version);
+    } catch (error) {
+      toast(error.message);
+    }
+  }
+
+  async poll(version, tries = 60) {
+    const config = await api(`/api/v1/nodes/${this.node}/config`);
+    if (config.config_version !== version) return;
+    this.state.textContent = this.describe(config);
+    if (!config.status && tries > 0) this.timer = setTimeout(() => this.poll(version, tries - 1), 1000);
+  }
+
+  changed() {}
+  unmount() { clearTimeout(this.timer); }
+}
