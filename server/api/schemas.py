@@ -182,30 +182,6 @@ class CommandOut(BaseModel):
     answered_at: datetime | None
 
 
-class IndicatorsOut(BaseModel):
-    """One group's assessment in one period (formulas: README, "Assessment")."""
-
-    group: str
-    period: str
-    cases: int
-    closed: int
-    due: int
-    deferred: int
-    on_time: int
-    dispatched: int
-    reworked: int
-    extended: int
-    detections: int
-    false_positives: int
-    closure_rate: float | None
-    on_time_closure_rate: float | None
-    rework_rate: float | None
-    extension_rate: float | None
-    false_positive_rate: float | None
-    mean_response_minutes: float | None
-    mean_handling_minutes: float | None
-
-
 class BoardStreet(BaseModel):
     street: str
     grids: list[dict[str, str | None]]

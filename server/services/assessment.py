@@ -17,11 +17,11 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -74,8 +74,9 @@ def next_period(start: date, period: Period) -> date:
     return date(start.year + month // 12, month % 12 + 1, 1)
 
 
-@dataclass
-class Indicators:
+class Indicators(BaseModel):
+    """One group's assessment in one period (the formulas: this module's docstring)."""
+
     group: str
     period: str
     cases: int = 0
@@ -159,8 +160,8 @@ def load_cases(session: Session, start: datetime, end: datetime) -> list[CaseRec
 
 def to_csv(rows: list[Indicators]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[f.name for f in fields(Indicators)])
+    writer = csv.DictWriter(out, fieldnames=list(Indicators.model_fields))
     writer.writeheader()
     for row in rows:
-        writer.writerow(asdict(row))
+        writer.writerow(row.model_dump())
     return out.getvalue()

@@ -9,16 +9,25 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from server.api.deps import SessionDep, allow
-from server.api.schemas import BoardOut, BoardStreet, BoardUnit, IndicatorsOut
+from server.api.schemas import BoardOut, BoardStreet, BoardUnit
 from server.core.security import Role
 from server.models import utcnow
-from server.services.assessment import GroupBy, Period, assess, load_cases, next_period, period_start, to_csv
+from server.services.assessment import (
+    GroupBy,
+    Indicators,
+    Period,
+    assess,
+    load_cases,
+    next_period,
+    period_start,
+    to_csv,
+)
 from server.services.dispatch import Dispatcher
 
 router = APIRouter(tags=["assessment"])
 
 
-@router.get("/api/v1/assessment", response_model=list[IndicatorsOut],
+@router.get("/api/v1/assessment", response_model=list[Indicators],
             dependencies=[Depends(allow(Role.SUPERVISOR, Role.OPERATOR, Role.INTEGRATOR))],
             responses={200: {"content": {"text/csv": {}}}},
             summary="Indicators per street chief, unit, grid or camera, by day, week, month or quarter")
@@ -47,7 +56,7 @@ def get_assessment(
         name = f"gridwatch-assessment-{by.value}-{period.value}-{first.isoformat()}.csv"
         return Response(to_csv(rows), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
-    return [IndicatorsOut.model_validate(row, from_attributes=True) for row in rows]
+    return rows
 
 
 @router.get("/public/board", response_model=BoardOut,
