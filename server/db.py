@@ -4,6 +4,7 @@ while ingest writes; PostgreSQL is `postgresql+psycopg://user:password@host/db`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +19,21 @@ from gridwatch.config_files import ConfigError
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+class JsonText(str):
+    """A JSON column's value already serialised (pydantic's `model_dump_json`, in Rust): stored as it is, not
+    turned into a dict and serialised again, which costs a busy ingest more than its database write."""
+
+    __slots__ = ()
+
+
+def _to_json(value: object) -> str:
+    return value if isinstance(value, JsonText) else json.dumps(value)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               json_serializer=_to_json)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # noqa: ANN001 - DBAPI objects
@@ -31,7 +44,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, json_serializer=_to_json)
     return engine
 
 

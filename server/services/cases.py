@@ -13,8 +13,8 @@ import math
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session
 
 from gridwatch.contract import (
     DEFAULT_EVENT_CODES,
@@ -36,16 +36,11 @@ from server.services.workflow import IN_UNIT, OPEN, WorkflowError, next_status
 
 SYSTEM_ACTOR = "system"
 
-_REPEAT_STATUSES = [status.value for status in OPEN | {CaseStatus.VERIFIED, CaseStatus.CLOSED}]
-_REPEAT_QUERY = (
-    select(CaseRecord)
-    .where(CaseRecord.category == bindparam("category"), CaseRecord.status.in_(bindparam("statuses", expanding=True)),
-           or_(and_(CaseRecord.node_id == bindparam("node_id"), CaseRecord.camera_id == bindparam("camera_id"),
-                    CaseRecord.zone_id == bindparam("zone_id")),
-               and_(CaseRecord.lat.between(bindparam("lat_lo"), bindparam("lat_hi")),
-                    CaseRecord.lon.between(bindparam("lon_lo"), bindparam("lon_hi")))))
-    .order_by(CaseRecord.id.desc()).limit(10))
-"""Cases at a place (the same camera view, or a box around a position): built once, compiled once."""
+_OPEN_SQL = ", ".join(f"'{status.value}'" for status in sorted(OPEN))
+_FINISHED_SQL = f"'{CaseStatus.VERIFIED.value}', '{CaseStatus.CLOSED.value}'"
+"""Cases a new violation may join (open ones) or reopen (finished within the window)."""
+_PLACES_PER_QUERY = 150
+"""Places looked up in one statement: SQLite limits how deep an expression (a chain of ORs) may be."""
 A, S = CaseAction, CaseStatus
 
 
@@ -62,23 +57,23 @@ class CaseService:
     # ---- from the cameras ------------------------------------------------------------------------------------------
 
     def apply_event(self, session: Session, event: Event, now: datetime, case: CaseRecord | None,
-                    first_of_violation: bool, opened_here: list[CaseRecord]) -> tuple[CaseRecord,
-                                                                                       list[CaseTransition]]:
+                    first_of_violation: bool, nearby: list[CaseRecord]) -> tuple[CaseRecord, list[CaseTransition]]:
         """The case `event` belongs to — `case` (its violation's, or None for a violation not seen before), or one
         opened, joined or reopened as the rules say (a lost `new` still opens one from its `update` or `end`) —
         and the changes it made; build their messages (`message`) once the session is flushed. Never flushes by
-        itself, so a batch of events is written in one go; `opened_here` lists the cases the batch opened."""
+        itself, so a batch of events is written in one go. `nearby` holds the cases the event's place may repeat
+        (`nearby()`, newest first); a case opened here is put in front of it for the rest of the batch."""
         changes: list[CaseTransition] = []
         if case is None:
-            case = self._repeat_of(session, event.category, event.location,
-                                   (event.node_id, event.camera_id, event.zone_id), now, opened_here)
+            case = self._repeat_of(event.category, event.location, (event.node_id, event.camera_id, event.zone_id),
+                                   now, nearby)
             if case is not None and S(case.status) in OPEN:  # a finished one is reopened below
                 changes.append(self._step(case, A.JOIN, SYSTEM_ACTOR, now,
                                           f"{event.label} at the same place ({event.camera_id}/{event.zone_id}) "
                                           f"joins this case"))
         if case is None:
             case = self._open(session, event, now, changes)
-            opened_here.append(case)
+            nearby.insert(0, case)
         case.occurrences += 1
         case.last_seen_at = max(case.last_seen_at, event.observed_at)
         case.dwell_seconds = max(case.dwell_seconds, event.dwell_seconds)
@@ -125,37 +120,71 @@ class CaseService:
                                    else f", below {threshold:.2f}: waits for an operator")
         return case
 
-    def _repeat_of(self, session: Session, category: Category, location: Location | None,
-                   view: tuple[str, str, str] | None, now: datetime,
-                   opened_here: list[CaseRecord] = ()) -> CaseRecord | None:
-        """The open case at the same place (the same camera view, or within the radius) and of the same category,
-        or one closed there within the window."""
+    def _repeat_rules(self) -> tuple[timedelta, float]:
         config = self.dispatcher.config
-        window = timedelta(minutes=config.repeat_window_minutes if config else 30)
-        radius = config.repeat_radius_m if config else 15
-        if view is None and location is None:
-            return None
+        return (timedelta(minutes=config.repeat_window_minutes if config else 30),
+                config.repeat_radius_m if config else 15)
+
+    def nearby(self, session: Session, places: list[tuple[Category, Location | None, tuple[str, str, str] | None]],
+               now: datetime) -> list[CaseRecord]:
+        """Every case that a violation at one of `places` (category, position, camera view) may join or reopen,
+        newest first, from one query per 150 places: a batch of events asks once, not once per violation."""
+        window, radius = self._repeat_rules()
         dlat = radius / 111_000
-        dlon = dlat / max(0.01, math.cos(math.radians(location.lat))) if location else 0
-        nowhere = 1000.0  # a bound no coordinate reaches: "no location"
+        connection = session.connection()
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        view_sql = f"(node_id = {mark} AND camera_id = {mark} AND zone_id = {mark})"
+        box_sql = f"(lat BETWEEN {mark} AND {mark} AND lon BETWEEN {mark} AND {mark})"
+        conditions: list[tuple[str, list[object]]] = []
+        seen = set()
+        for category, location, view in places:
+            key = (category, (location.lat, location.lon) if location else None, view)
+            if key in seen or (location is None and view is None):
+                continue
+            seen.add(key)
+            here, values = [], [category.value]
+            if view is not None:
+                here.append(view_sql)
+                values += view
+            if location is not None:
+                dlon = dlat / max(0.01, math.cos(math.radians(location.lat)))
+                here.append(box_sql)
+                values += [location.lat - dlat, location.lat + dlat, location.lon - dlon, location.lon + dlon]
+            conditions.append((f"(category = {mark} AND ({' OR '.join(here)}))", values))
+        to_db = CaseRecord.updated_at.type.bind_processor(connection.dialect) or (lambda value: value)
+        since = to_db(now - window)
+        repeatable = (f"(status IN ({_OPEN_SQL}) OR (status IN ({_FINISHED_SQL}) "
+                      f"AND coalesce(closed_at, updated_at) >= {mark}))")
+        ids: set[int] = set()
+        for first in range(0, len(conditions), _PLACES_PER_QUERY):
+            chunk = conditions[first:first + _PLACES_PER_QUERY]
+            # driver SQL: a batch's lookup has a new shape every time, and building it as SQLAlchemy expressions
+            # costs more than running it; every value is bound
+            where = " OR ".join(sql for sql, _ in chunk)
+            ids.update(row[0] for row in connection.exec_driver_sql(
+                f"SELECT id FROM cases WHERE {repeatable} AND ({where})",  # noqa: S608
+                tuple([since] + [value for _, values in chunk for value in values])))
         with session.no_autoflush:
-            stored = session.scalars(_REPEAT_QUERY, {
-                "category": category.value, "statuses": _REPEAT_STATUSES,
-                "node_id": view[0] if view else "", "camera_id": view[1] if view else "",
-                "zone_id": view[2] if view else "",
-                "lat_lo": location.lat - dlat if location else nowhere, "lat_hi": location.lat + dlat if location
-                else nowhere, "lon_lo": location.lon - dlon if location else nowhere,
-                "lon_hi": location.lon + dlon if location else nowhere}).all()
-        candidates = [c for c in reversed(opened_here) if c.category == category.value] + stored
-        for case in candidates:
-            finished = S(case.status) in (S.VERIFIED, S.CLOSED)
-            if finished and (case.closed_at or case.updated_at) < now - window:
+            found = session.scalars(select(CaseRecord).where(CaseRecord.id.in_(ids))).all() if ids else []
+        return sorted(found, key=lambda case: case.id, reverse=True)
+
+    def _repeat_of(self, category: Category, location: Location | None, view: tuple[str, str, str] | None,
+                   now: datetime, nearby: list[CaseRecord]) -> CaseRecord | None:
+        """Of `nearby`, the newest case at the same place (the same camera view, or within the radius) and of the
+        same category that is open, or was closed there within the window."""
+        window, radius = self._repeat_rules()
+        for case in nearby:
+            if case.category != category.value:
                 continue
             same_view = view is not None and (case.node_id, case.camera_id, case.zone_id) == view
-            near = (location is not None and case.lat is not None and case.lon is not None
-                    and _metres(case.lat, case.lon, location.lat, location.lon) <= radius)
-            if same_view or near:
-                return case
+            if not same_view and (location is None or case.lat is None or case.lon is None
+                                  or _metres(case.lat, case.lon, location.lat, location.lon) > radius):
+                continue
+            status = S(case.status)
+            if status is S.VOID or (status in (S.VERIFIED, S.CLOSED)
+                                    and (case.closed_at or case.updated_at) < now - window):
+                continue
+            return case
         return None
 
     def _files_itself(self, case: CaseRecord) -> bool:
@@ -198,7 +227,8 @@ class CaseService:
         """A citizen report: it joins (or reopens) the case already at that place, else opens one that waits for
         an operator to confirm, like a doubtful detection. Returns the case, the changes and whether it joined."""
         why = f"citizen report via {via}: {description[:300]}"
-        case = self._repeat_of(session, category, location, None, now)
+        case = self._repeat_of(category, location, None, now,
+                               self.nearby(session, [(category, location, None)], now))
         if case is not None:
             change = (self._step(case, A.JOIN, via, now, why) if S(case.status) in OPEN
                       else self._reopen(case, now, why)[0])
@@ -275,11 +305,13 @@ class CaseService:
     # ---- records and messages ----------------------------------------------------------------------------------
 
     def _step(self, case: CaseRecord, action: CaseAction, actor: str, now: datetime, reason: str) -> CaseTransition:
-        before = S(case.status) if case.transitions else None
+        before = None if action is A.COLLECT else S(case.status)
         after = S.COLLECTED if before is None else next_status(before, action, None, reason)
         transition = CaseTransition(action=action.value, from_status=before.value if before else None,
                                     to_status=after.value, at=now, actor=actor, reason=reason)
-        case.transitions.append(transition)
+        transition.case = case  # the case's timeline is not loaded for this: a busy case has thousands of steps
+        if (session := object_session(case)) is not None:
+            session.add(transition)
         case.status, case.updated_at = after.value, now
         self._record_kpi(case, action, after, now, reason)
         return transition

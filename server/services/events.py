@@ -11,6 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import CaseMessage, Event
+from server.db import JsonText
 from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecord, NodeRecord
 from server.services.cases import CaseService
 
@@ -59,7 +60,8 @@ class _Batch:
     case_of: dict[str, CaseRecord]
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     changes: list[tuple[CaseRecord, CaseTransition]] = field(default_factory=list)
-    opened: list[CaseRecord] = field(default_factory=list)
+    nearby: list[CaseRecord] = field(default_factory=list)
+    """Cases the batch's new violations may repeat, newest first (`CaseService.nearby`)."""
     rows: list[tuple[dict, CaseRecord]] = field(default_factory=list)
     """Event rows to insert once their cases have ids."""
 
@@ -79,6 +81,9 @@ class EventWriter:
         state = _Batch(
             known=set(session.scalars(select(EventRecord.event_id).where(EventRecord.event_id.in_(event_ids)))),
             evidence=evidence, case_of=self._cases_of(session, {str(item.event.violation_id) for item in batch}))
+        state.nearby = self.cases.nearby(session, [
+            (item.event.category, item.event.location, (item.event.node_id, item.event.camera_id, item.event.zone_id))
+            for item in batch if str(item.event.violation_id) not in state.case_of], now)
         with session.no_autoflush:  # one flush for the whole batch, at the end
             outcomes = [self._apply(session, item.event, now, state) for item in batch]
         session.flush()  # new cases get their ids, which their events and messages carry
@@ -97,14 +102,14 @@ class EventWriter:
                         f"{announced[variant]}")
         state.known.add(event_id)
         known_case = state.case_of.get(violation)
-        case, changes = self.cases.apply_event(session, event, now, known_case, known_case is None, state.opened)
+        case, changes = self.cases.apply_event(session, event, now, known_case, known_case is None, state.nearby)
         state.changes += [(case, change) for change in changes]
         state.case_of[violation] = case
         state.rows.append(({
             "event_id": event_id, "violation_id": violation, "type": event.type.value, "node_id": event.node_id,
             "camera_id": event.camera_id, "zone_id": event.zone_id, "category": event.category.value,
             "code": event.code, "started_at": event.started_at, "observed_at": event.observed_at,
-            "received_at": now, "payload": event.model_dump(mode="json")}, case))
+            "received_at": now, "payload": JsonText(event.model_dump_json())}, case))
         touch_node(session, event.node_id, now, held=state.nodes)
         return "stored"
 

@@ -133,6 +133,23 @@ def test_a_repeat_at_the_same_place_joins_the_open_case(city, second, cases, joi
     assert (("join", "dispatched") in city.actions()) is joined
 
 
+def test_a_batch_of_repeats_at_many_places_joins_each_open_case_once(city):
+    """One batch, more places than one lookup statement holds: each repeat joins the case at its own place."""
+    places = 400  # 60 m apart, so no two are "the same place"
+
+    def batch(minutes: float) -> list[tuple[str, bytes]]:
+        at = city.clock.advance(minutes=minutes).isoformat()
+        return [(event_topic("node-a", "litter"), json.dumps(event_payload(
+            category="litter", code="0102", label="garbage", score=0.8, camera_id=f"cam-{n}", zone_id="kerb",
+            location={"lat": 30.2 + n * 0.00055, "lon": 120.16}, observed_at=at)).encode()) for n in range(places)]
+
+    assert set(city.ingest.handle_batch(batch(0))) == {"stored"}
+    assert set(city.ingest.handle_batch(batch(5))) == {"stored"}
+    assert city.cases() == places
+    with city.database.session() as session:
+        assert {case.occurrences for case in session.query(CaseRecord)} == {2}
+
+
 def test_a_repeat_soon_after_closure_reopens_the_case_and_a_late_one_opens_another(city):
     first = city.detect()
     city.act("accept", Role.FIELD_STAFF)
