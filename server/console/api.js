@@ -36,6 +36,13 @@ export async function imageUrl(path) {
   return imageCache.get(path);
 }
 
+/** Frees an image fetched by `imageUrl` (a long review session would otherwise keep every one in memory). */
+export function releaseImage(path) {
+  const url = imageCache.get(path);
+  imageCache.delete(path);
+  url?.then((objectUrl) => URL.revokeObjectURL(objectUrl), () => {});
+}
+
 /** Calls `onCase(message)` for every case change; `onState(connected)` as the link comes and goes. */
 export function liveFeed(onCase, onState, onResync) {
   let stopped = false;

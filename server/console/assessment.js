@@ -7,6 +7,45 @@ import { t } from "./i18n.js";
 
 const BARS = [["on_time_closure_rate", "%"], ["closure_rate", "%"], ["rework_rate", "%"], ["mean_response_minutes", "min"]];
 
+const COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4d7c0f", "#be185d"];
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attributes = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+  node.append(...children);
+  return node;
+}
+
+/** One indicator over the periods, a line per group (unit, chief, grid or camera): is each getting better? */
+function trend(rows, key, unit) {
+  const periods = [...new Set(rows.map((row) => row.period))].sort();
+  const groups = [...new Set(rows.map((row) => row.group))].slice(0, COLOURS.length);
+  const values = rows.map((row) => row[key]).filter((value) => value !== null && value !== undefined);
+  const top = unit === "%" ? 1 : Math.max(...values, 1e-9);
+  const [width, height, left, bottom] = [560, 200, 48, 28];
+  const x = (index) => left + 24 + (periods.length > 1 ? (index * (width - left - 64)) / (periods.length - 1) : 0);
+  const y = (value) => 8 + (1 - value / top) * (height - bottom - 8);
+  const label = (value) => (unit === "%" ? `${Math.round(100 * value)} %` : `${Math.round(value)} ${unit}`);
+  const chart = svg("svg", { class: "trend", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": key },
+    svg("line", { x1: left, y1: y(0), x2: width, y2: y(0), class: "axis" }),
+    svg("text", { x: left - 6, y: y(top) + 4, "text-anchor": "end" }, label(top)),
+    svg("text", { x: left - 6, y: y(0) + 4, "text-anchor": "end" }, label(0)),
+    ...periods.map((period, index) => svg("text", { x: x(index), y: height - 8, "text-anchor": "middle" }, period)));
+  groups.forEach((group, index) => {
+    const points = periods.map((period, at) => [at, rows.find((row) => row.group === group && row.period === period)?.[key]])
+      .filter(([, value]) => value !== null && value !== undefined);
+    const colour = COLOURS[index];
+    chart.append(svg("polyline", { points: points.map(([at, value]) => `${x(at)},${y(value)}`).join(" "),
+                                   stroke: colour, fill: "none", "stroke-width": 2 }),
+      ...points.map(([at, value]) => svg("circle", { cx: x(at), cy: y(value), r: 3.5, fill: colour },
+        svg("title", {}, `${group} · ${periods[at]}: ${label(value)}`))));
+  });
+  const legend = h("div", { class: "legend" }, groups.map((group, index) =>
+    h("span", {}, h("i", { style: `background: ${COLOURS[index]}` }), group)));
+  return h("section", { class: "detail" }, h("h2", {}, `${t(`assess.${key}`)} · ${t("assess.trend")}`), chart, legend);
+}
+
 function download(blob, name) {
   const link = h("a", { href: URL.createObjectURL(blob), download: name });
   document.body.append(link);
@@ -32,6 +71,8 @@ export class AssessmentPage {
     } }, t("assess.csv")),
     h("button", { type: "button", class: "plain", id: "training-data", onclick: () => this.exportTraining() },
       t("assess.training")));
+    const periods = new Set(rows.map((row) => row.period)).size;
+    const trends = periods > 1 ? BARS.map(([key, unit]) => trend(rows, key, unit)) : [];
     const charts = BARS.map(([key, unit]) => {
       const values = rows.map((row) => row[key] ?? 0);
       const top = Math.max(...values, unit === "%" ? 1 : 1e-9);
@@ -46,7 +87,9 @@ export class AssessmentPage {
       row.cases, row.closed, row.due, row.on_time, row.closure_rate, row.on_time_closure_rate, row.rework_rate,
       row.extension_rate, row.false_positive_rate].map((value) => h("td", {}, value ?? "—"))))));
     this.root.replaceChildren(h("h1", {}, t("assess.title")), form,
-      rows.length ? h("div", {}, table, h("div", { class: "two" }, charts)) : h("div", { class: "empty" }, t("assess.none")));
+      rows.length ? h("div", {}, h("div", { class: "two", id: "trends" }, trends), table,
+                      h("div", { class: "two" }, charts))
+        : h("div", { class: "empty" }, t("assess.none")));
   }
 
   async exportTraining() {

@@ -1,17 +1,27 @@
 // The review queue: detections waiting for an operator (cases in `collected`), newest first, one decision a key.
+//
+// Built for a long queue: it loads a page at a time (keyset paging, so decisions made meanwhile move nothing), moves
+// between items without redrawing the list, shows the next item as soon as a decision is made (the request runs
+// behind it and puts the item back if it fails) and fetches the next items' evidence before they are needed.
 
-import { api, imageUrl } from "./api.js";
+import { api, imageUrl, releaseImage } from "./api.js";
 import { duration, h, toast, when } from "./dom.js";
 import { t } from "./i18n.js";
 
 const REASONS = ["false_positive", "duplicate", "not_our_responsibility"];
+const PAGE = 200;
+const PREFETCH = 2;
 
 export class ReviewQueue {
   constructor(root) {
     this.root = root;
     this.items = [];
+    this.total = 0;
     this.current = 0;
     this.selected = new Set();
+    this.details = new Map();  // case id -> Promise of {full, frame, crop}
+    this.exhausted = false;
+    this.loading = null;
     this.onKey = (event) => this.key(event);
   }
 
@@ -23,10 +33,27 @@ export class ReviewQueue {
   unmount() { document.removeEventListener("keydown", this.onKey); }
 
   async reload() {
-    const page = await api("/api/v1/cases?status=collected&sort=-opened_at&page_size=500");
+    const page = await api(`/api/v1/cases?status=collected&sort=-id&page_size=${PAGE}`);
     this.items = page.items;
+    this.total = page.total;
+    this.exhausted = page.items.length < PAGE;
     this.current = Math.min(this.current, Math.max(0, this.items.length - 1));
     this.render();
+  }
+
+  /** The next page, once the operator comes near the end of what is loaded. */
+  more() {
+    if (this.exhausted || this.loading || this.current < this.items.length - 20) return;
+    const last = this.items[this.items.length - 1];
+    this.loading = api(`/api/v1/cases?status=collected&sort=-id&page_size=${PAGE}&id_below=${last ? last.id : 1}`)
+      .then((page) => {
+        const known = new Set(this.items.map((item) => item.id));
+        const fresh = page.items.filter((item) => !known.has(item.id));
+        this.exhausted = page.items.length < PAGE;
+        this.items.push(...fresh);
+        this.list?.append(...fresh.map((item) => this.row(item)));
+      })
+      .finally(() => { this.loading = null; });
   }
 
   /** A case change from the live feed. */
@@ -35,9 +62,9 @@ export class ReviewQueue {
       if (this.items.some((item) => item.id === message.case_id)) return;
       api(`/api/v1/cases/${message.case_id}`).then((item) => {
         if (item.status !== "collected" || this.items.some((i) => i.id === item.id)) return;  // decided meanwhile
-        const currentId = this.items[this.current]?.id;
         this.items.unshift(item);
-        this.current = currentId === undefined ? 0 : this.items.findIndex((i) => i.id === currentId);
+        this.total += 1;
+        if (this.items.length > 1) this.current += 1;  // the operator stays on the item they are looking at
         toast(t("review.arrived", { id: item.id }));
         this.render();
       });
@@ -46,12 +73,24 @@ export class ReviewQueue {
     }
   }
 
+  /** Takes a decided case out of the queue; returns where it was and what it was, to put it back on failure. */
   remove(caseId) {
     const index = this.items.findIndex((item) => item.id === caseId);
-    if (index < 0) return;
-    this.items.splice(index, 1);
+    if (index < 0) return null;
+    const [item] = this.items.splice(index, 1);
+    this.total = Math.max(0, this.total - 1);
     this.selected.delete(caseId);
     if (this.current > index || this.current >= this.items.length) this.current = Math.max(0, this.current - 1);
+    this.list?.children[index]?.remove();
+    this.forget(caseId);
+    this.show();
+    return { index, item };
+  }
+
+  restore({ index, item }) {
+    if (this.items.some((i) => i.id === item.id)) return;
+    this.items.splice(Math.min(index, this.items.length), 0, item);
+    this.total += 1;
     this.render();
   }
 
@@ -72,58 +111,117 @@ export class ReviewQueue {
   move(step) {
     if (!this.items.length) return;
     this.current = Math.max(0, Math.min(this.items.length - 1, this.current + step));
-    this.render();
+    this.show();
   }
 
   toggle(id) {
     this.selected.has(id) ? this.selected.delete(id) : this.selected.add(id);
-    this.render();
+    const index = this.items.findIndex((item) => item.id === id);
+    const box = this.list?.children[index]?.querySelector("input");
+    if (box) box.checked = this.selected.has(id);
+    this.updateBulk();
   }
 
+  /** The next item shows at once; each request runs behind it, and a failed one puts its item back. */
   async decide(ids, action, voidReason) {
-    for (const id of ids) {
+    const taken = ids.map((id) => this.remove(id)).filter(Boolean);
+    for (const removed of taken) {
+      const id = removed.item.id;
       try {
         await api(`/api/v1/cases/${id}/actions`, {
           method: "POST", body: { action, ...(voidReason ? { void_reason: voidReason } : {}) },
         });
         toast(t(action === "file" ? "review.confirmed" : "review.rejected", { id }));
-        this.remove(id);
       } catch (error) {
         toast(`${id}: ${error.message}`);
-        if (error.status === 409) this.remove(id);  // someone else decided first
+        if (error.status !== 409) this.restore(removed);  // a 409: someone else decided first
       }
     }
   }
 
-  render() {
-    this.root.replaceChildren(h("h1", {}, `${t("review.title")} (${this.items.length})`));
-    if (!this.items.length) {
-      this.root.append(h("div", { class: "empty" }, t("review.empty")));
-      return;
+  /** The case's full record and evidence as object URLs, fetched once. */
+  detail(item) {
+    if (!this.details.has(item.id)) {
+      this.details.set(item.id, api(`/api/v1/cases/${item.id}`).then(async (full) => ({
+        full,
+        frame: full.evidence_urls[0] ? await imageUrl(full.evidence_urls[0]) : null,
+        crop: full.crop_urls[0] ? await imageUrl(full.crop_urls[0]) : null,
+      })));
     }
-    const list = h("ol", { id: "queue", "aria-label": t("review.title") }, this.items.map((item, index) => h("li", {
-      class: index === this.current ? "current" : "", dataset: { caseId: item.id },
-      onclick: () => { this.current = index; this.render(); },
+    return this.details.get(item.id);
+  }
+
+  /** Frees a decided case's evidence (a shift reviews thousands). */
+  forget(caseId) {
+    const detail = this.details.get(caseId);
+    this.details.delete(caseId);
+    detail?.then(({ full }) => [...full.evidence_urls, ...full.crop_urls].forEach(releaseImage), () => {});
+  }
+
+  row(item) {
+    return h("li", {
+      dataset: { caseId: item.id },
+      onclick: () => { this.current = this.items.findIndex((i) => i.id === item.id); this.show(); },
     }, h("input", {
       type: "checkbox", checked: this.selected.has(item.id), "aria-label": `select ${item.id}`,
       onclick: (event) => { event.stopPropagation(); this.toggle(item.id); },
     }), h("div", {}, h("div", {}, `#${item.id} ${item.label} · ${item.category}`),
-      h("div", { class: "meta" }, `${item.camera_id ?? item.source} · ${when(item.opened_at)} · ${item.score.toFixed(2)}`)))));
-    const bulk = h("div", { class: "actions" },
-      h("button", { class: "plain", onclick: () => this.decide([...this.selected], "file"),
-                    disabled: !this.selected.size }, `${t("review.bulk_confirm")} (${this.selected.size})`),
-      h("button", { class: "plain", onclick: () => this.decide([...this.selected], "void", "false_positive"),
-                    disabled: !this.selected.size }, t("review.bulk_reject")));
-    const detail = h("section", { class: "detail", id: "review-detail" });
-    this.root.append(h("div", { class: "queue" }, h("div", {}, list, bulk), detail));
-    list.children[this.current]?.scrollIntoView({ block: "nearest" });
-    this.renderDetail(detail, this.items[this.current]);
+      h("div", { class: "meta" }, `${item.camera_id ?? item.source} · ${when(item.opened_at)} · ${item.score.toFixed(2)}`)));
   }
 
-  async renderDetail(detail, item) {
+  /** The whole page: only when the list itself changes (loaded, or an item arrived). */
+  render() {
+    this.title = h("h1", {});
+    this.root.replaceChildren(this.title);
+    this.list = null;
+    if (!this.items.length) {
+      this.show();
+      return;
+    }
+    this.list = h("ol", { id: "queue", "aria-label": t("review.title") }, this.items.map((item) => this.row(item)));
+    this.bulkConfirm = h("button", { class: "plain", onclick: () => this.decide([...this.selected], "file") });
+    this.bulkReject = h("button", { class: "plain",
+                                    onclick: () => this.decide([...this.selected], "void", "false_positive") });
+    this.detailBox = h("section", { class: "detail", id: "review-detail" });
+    this.root.append(h("div", { class: "queue" },
+      h("div", {}, this.list, h("div", { class: "actions" }, this.bulkConfirm, this.bulkReject)), this.detailBox));
+    this.show();
+  }
+
+  updateBulk() {
+    if (!this.bulkConfirm) return;
+    this.bulkConfirm.textContent = `${t("review.bulk_confirm")} (${this.selected.size})`;
+    this.bulkReject.textContent = t("review.bulk_reject");
+    this.bulkConfirm.disabled = this.bulkReject.disabled = !this.selected.size;
+  }
+
+  /** The current item: marks it in the list and shows its evidence; no list redraw. */
+  show() {
+    this.title.textContent = `${t("review.title")} (${this.total})`;
+    if (!this.items.length) {
+      if (this.list) this.render();
+      else if (!this.root.querySelector(".empty")) this.root.append(h("div", { class: "empty" }, t("review.empty")));
+      return;
+    }
+    this.list.querySelector("li.current")?.classList.remove("current");
+    const row = this.list.children[this.current];
+    row?.classList.add("current");
+    row?.scrollIntoView({ block: "nearest" });
+    this.updateBulk();
+    this.renderDetail(this.items[this.current]);
+    for (let ahead = 1; ahead <= PREFETCH; ahead++) {
+      const next = this.items[this.current + ahead];
+      if (next) this.detail(next);
+    }
+    this.more();
+  }
+
+  renderDetail(item) {
+    const detail = this.detailBox;
+    detail.dataset.caseId = item.id;
     const frame = h("img", { class: "frame", alt: "evidence" });
     const crop = h("img", { class: "crop", alt: "crop" });
-    detail.append(
+    detail.replaceChildren(
       h("div", { class: "evidence" }, frame, crop),
       h("dl", { class: "facts" },
         h("dt", {}, t("fact.category")), h("dd", {}, `${item.category} (${item.code})`),
@@ -140,10 +238,10 @@ export class ReviewQueue {
           class: "danger", id: `reject-${reason}`, onclick: () => this.decide([item.id], "void", reason),
         }, t(`review.${reason}`), " ", h("kbd", {}, "FDN"[index])))),
       h("p", { class: "meta" }, `${t("review.keys")}: J/↓ ${t("review.next")}, K/↑ ${t("review.previous")}, X ☑`));
-    const full = await api(`/api/v1/cases/${item.id}`);
-    if (full.evidence_urls[0]) frame.src = await imageUrl(full.evidence_urls[0]);
-    else frame.remove();
-    if (full.crop_urls[0]) crop.src = await imageUrl(full.crop_urls[0]);
-    else crop.remove();
+    this.detail(item).then(({ frame: frameUrl, crop: cropUrl }) => {
+      if (detail.dataset.caseId !== String(item.id)) return;  // the operator has moved on
+      if (frameUrl) frame.src = frameUrl; else frame.remove();
+      if (cropUrl) crop.src = cropUrl; else crop.remove();
+    }).catch((error) => toast(`${item.id}: ${error.message}`));
   }
 }

@@ -139,3 +139,26 @@ def test_the_city_plan_and_the_assessment_show_what_happened(server_url, browser
     assert download.value.suggested_filename == "gridwatch-unit-month.csv"
     assert "on_time_closure_rate" in Path(download.value.path()).read_text()
     shot(page, "assessment")
+
+
+def test_assessment_trends_draw_a_line_per_group_over_the_periods(server_url, browser, api_tokens):
+    """The trend charts as a unit of the page: the assessment API's answer is replaced by three months of two
+    units (a real server cannot be made to live through three months in a test)."""
+    rows = [{"group": group, "period": period, "cases": 4, "closed": 3, "due": 3, "on_time": on_time,
+             "closure_rate": 0.75, "on_time_closure_rate": on_time / 3, "rework_rate": 0.0, "extension_rate": 0.0,
+             "false_positive_rate": 0.0, "mean_response_minutes": 20.0 + on_time, "mean_handling_minutes": 60.0}
+            for group, series in (("sanitation", (1, 2, 3)), ("traffic-police", (3, 2, None)))
+            for period, on_time in zip(("2026-09", "2026-10", "2026-11"), series, strict=True) if on_time is not None]
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.route("**/api/v1/assessment?*", lambda route: route.fulfill(json=rows))
+    page.goto(f"{server_url}/console/#/assessment?by=unit&period=month")
+    page.fill("#token", api_tokens["supervisor"])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#trends svg.trend")
+    chart = page.locator("#trends svg.trend[aria-label='on_time_closure_rate']")
+    assert chart.locator("polyline").count() == 2
+    assert chart.locator("circle").count() == 5, "three months of one unit, two of the other"
+    heights = [float(y) for y in chart.locator("polyline").first.get_attribute("points").replace(",", " ").split()[1::2]]
+    assert heights == sorted(heights, reverse=True), "sanitation's on-time closure rises month by month"
+    assert "sanitation · 2026-11: 100 %" in chart.locator("circle title").all_text_contents()
+    shot(page, "assessment-trends")

@@ -41,6 +41,9 @@ def list_cases(
     overdue: Annotated[bool | None, Query(description="true: only open cases past their deadline.")] = None,
     opened_after: Annotated[datetime | None, Query(description="Opened at or after (ISO 8601).")] = None,
     opened_before: Annotated[datetime | None, Query(description="Opened before (ISO 8601).")] = None,
+    id_below: Annotated[int | None, Query(ge=1, le=2**62, description=(
+        "Only cases with a smaller id: keyset paging for a list that changes while it is read (with sort=-id, "
+        "pass the last id of the page you have)."))] = None,
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
     sort: Annotated[str, Query(pattern="^-?(opened_at|updated_at|id|deadline_at|score)$",
@@ -61,6 +64,8 @@ def list_cases(
         query = query.where(CaseRecord.opened_at >= opened_after)
     if opened_before is not None:
         query = query.where(CaseRecord.opened_at < opened_before)
+    if id_below is not None:
+        query = query.where(CaseRecord.id < id_below)
     if overdue:
         query = query.where(CaseRecord.status.in_([s.value for s in IN_UNIT | {CaseStatus.RETURNED}]),
                             CaseRecord.deadline_at < utcnow())
