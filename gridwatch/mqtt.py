@@ -58,6 +58,9 @@ class MqttClient:
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
+        """Topic filter -> (QoS, handler); each filter is subscribed with its own MQTT 5 subscription identifier
+        (its position here, from 1), so a message matching several filters reaches the handler of the one that
+        delivered it."""
         self._pending: dict[int, tuple[str, Callable[[bool], None] | None]] = {}
         """Message id -> (topic, callback) of QoS 1 publishes the broker has not acknowledged yet."""
         self._early_acks: dict[int, object] = {}
@@ -82,9 +85,16 @@ class MqttClient:
         self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
 
     def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
+        """Also takes MQTT 5 shared subscriptions, `$share/GROUP/filter`: the broker gives each message to one
+        client of the group."""
         self._subscriptions[topic_filter] = (qos, handler)
         if self.connected.is_set():
-            self._client.subscribe(topic_filter, qos=qos)
+            self._subscribe(topic_filter, qos)
+
+    def _subscribe(self, topic_filter: str, qos: int) -> None:
+        properties = Properties(PacketTypes.SUBSCRIBE)
+        properties.SubscriptionIdentifier = list(self._subscriptions).index(topic_filter) + 1
+        self._client.subscribe(topic_filter, qos=qos, properties=properties)
 
     def start(self, wait_seconds: float | None = 10.0) -> None:
         properties = None
@@ -147,8 +157,8 @@ class MqttClient:
         if reason_code.is_failure:
             log.error("%s: broker refused connection: %s", self.client_id, reason_code)
             return
-        for topic_filter, (qos, _handler) in self._subscriptions.items():
-            client.subscribe(topic_filter, qos=qos)
+        for topic_filter, (qos, _handler) in list(self._subscriptions.items()):
+            self._subscribe(topic_filter, qos)
         log.info("%s: connected to %s:%d", self.client_id, self.host, self.port)
         self.on_connected()  # the birth message goes out before anyone is told we are connected
         self.connected.set()
@@ -179,11 +189,24 @@ class MqttClient:
         if on_ack is not None:
             on_ack(not reason_code.is_failure)
 
-    def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
+    def _handler_for(self, message: mqtt.MQTTMessage) -> MessageHandler | None:
+        handlers = list(self._subscriptions.values())
+        identifiers = getattr(message.properties, "SubscriptionIdentifier", None) if message.properties else None
+        for identifier in identifiers or ():
+            if 0 < identifier <= len(handlers):
+                return handlers[identifier - 1][1]
         for topic_filter, (_qos, handler) in self._subscriptions.items():
+            if topic_filter.startswith("$share/"):
+                topic_filter = topic_filter.split("/", 2)[2]
             if mqtt.topic_matches_sub(topic_filter, message.topic):
-                try:
-                    handler(message)
-                except Exception:  # a handler's bug must not stop the network loop
-                    log.exception("%s: handler for %s failed", self.client_id, message.topic)
-                return
+                return handler
+        return None
+
+    def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
+        handler = self._handler_for(message)
+        if handler is None:
+            return
+        try:
+            handler(message)
+        except Exception:  # a handler's bug must not stop the network loop
+            log.exception("%s: handler for %s failed", self.client_id, message.topic)

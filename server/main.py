@@ -55,7 +55,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     if settings.ingest_enabled:
         service = IngestService(ingest, settings.mqtt_client_id, settings.mqtt_host, settings.mqtt_port,
                                 settings.mqtt_username, settings.resolved_mqtt_password(),
-                                settings.ingest_batch_size, settings.ingest_batch_wait_ms / 1000)
+                                settings.ingest_batch_size, settings.ingest_batch_wait_ms / 1000,
+                                settings.ingest_share_group)
 
     async def sweep_forever() -> None:
         while True:

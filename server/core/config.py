@@ -28,6 +28,11 @@ class ServerSettings(BaseSettings):
     mqtt_password_file: Path | None = Field(default=None, description="File holding the broker password.")
     mqtt_client_id: str = Field(default="gridwatch-server", description="MQTT client id; unique per server worker.")
     ingest_enabled: bool = Field(default=True, description="Run the MQTT ingest service inside the API process.")
+    ingest_share_group: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Share the event stream with other workers through the MQTT 5 shared subscription "
+                    "$share/GROUP/gw/v1/nodes/#: the broker gives each message to one worker of the group. Give "
+                    "every worker the same group, its own mqtt_client_id, and one PostgreSQL database.")
     tokens_file: Path | None = Field(
         default=None, description="YAML of API tokens (SHA-256 only) with roles; `gridwatch server token` makes "
                                   "them. Without it only health and the public board answer.")

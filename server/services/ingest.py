@@ -130,7 +130,7 @@ class Ingest:
                 self.metrics.message(_kind_of(topic), outcome)
         return outcomes
 
-    def _store_events(self, run: list[Incoming], outcomes: list[str]) -> None:
+    def _store_events(self, run: list[Incoming], outcomes: list[str], retries: int = 2) -> None:
         if not run:
             return
         now = self.clock()
@@ -150,6 +150,13 @@ class Ingest:
                     self._store_events([item], outcomes)
                 return
             [item] = run
+            if isinstance(error, IntegrityError) and retries and not self._stored(item):
+                # another worker wrote this violation's case between our read and our write (the unique
+                # violation id refused ours): it is there now, so the event joins it
+                log.info("event %s met another worker's write (%s); writing it again", item.event.event_id,
+                         type(error).__name__)
+                self._store_events(run, outcomes, retries - 1)
+                return
             outcomes[item.index] = self._single_failure(item, error)
             return
         for item, result in zip(run, results, strict=True):
@@ -163,14 +170,17 @@ class Ingest:
     def _single_failure(self, item: Incoming, error: Exception) -> str:
         """An event that could not be written on its own: the same event arriving twice at once (another worker
         wrote it first), or a dead letter with the reason."""
-        if isinstance(error, IntegrityError):
-            with self.database.session() as session:
-                if session.scalar(select(EventRecord.id).where(EventRecord.event_id == str(item.event.event_id))):
-                    self.counts["duplicates"] += 1
-                    return "duplicate"
+        if isinstance(error, IntegrityError) and self._stored(item):
+            self.counts["duplicates"] += 1
+            return "duplicate"
         log.error("event %s could not be stored: %s: %s", item.event.event_id, type(error).__name__, error)
         return self._dead_letter(item.topic, item.event.node_id, item.payload,
                                  f"internal error: {type(error).__name__}: {error}")
+
+    def _stored(self, item: Incoming) -> bool:
+        with self.database.session() as session:
+            return session.scalar(select(EventRecord.id).where(EventRecord.event_id == str(item.event.event_id))) \
+                is not None
 
     def _handle(self, topic: str, payload: bytes) -> str:
         node_id = None

@@ -5,6 +5,11 @@ Messages wait in a queue for the batch worker: it takes what has arrived (up to 
 `batch_wait_seconds` for more once one is there), writes it in one transaction and then acknowledges every message
 of the batch. A server killed mid-batch has acknowledged none of it, so the broker sends it again (its session
 outlives the process) and idempotent ingest stores each event once. Stopping finishes the batch in hand.
+
+Several workers share the stream with `share_group`: the node tree is read through the MQTT 5 shared subscription
+`$share/GROUP/gw/v1/nodes/#`, so the broker gives each message to one worker of the group. Retained state (node
+status, config status, snapshots) is not given to shared subscriptions when they are made, so every worker also
+subscribes to those topics itself and handles them (idempotently); their copies on the shared stream are skipped.
 """
 
 from __future__ import annotations
@@ -16,16 +21,21 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from gridwatch.contract import SUBSCRIBE_ALL_NODES, CaseMessage, case_topic
+from gridwatch.contract import SUBSCRIBE_ALL_NODES, TOPIC_ROOT, CaseMessage, case_topic
 from gridwatch.mqtt import MqttClient
 from server.services.ingest import Ingest
 
 log = logging.getLogger(__name__)
 
+RETAINED_STATE = (f"{TOPIC_ROOT}/nodes/+/status", f"{TOPIC_ROOT}/nodes/+/config/status",
+                  f"{TOPIC_ROOT}/nodes/+/snapshot/+")
+"""What nodes publish retained: every worker reads it itself."""
+
 
 class IngestService(MqttClient):
     def __init__(self, ingest: Ingest, client_id: str, host: str, port: int, username: str,
-                 password: str | None, batch_size: int = 500, batch_wait_seconds: float = 0.02) -> None:
+                 password: str | None, batch_size: int = 500, batch_wait_seconds: float = 0.02,
+                 share_group: str | None = None) -> None:
         super().__init__(client_id=client_id, host=host, port=port, username=username, password=password,
                          session_expiry_seconds=24 * 3600, manual_ack=True)
         self.ingest = ingest
@@ -35,7 +45,18 @@ class IngestService(MqttClient):
         self._halt = threading.Event()
         self._worker = threading.Thread(target=self._run, name="ingest-batches", daemon=True)
         ingest.publish_case = self.publish_case
-        self.subscribe(SUBSCRIBE_ALL_NODES, self.inbox.put)
+        if share_group is None:
+            self.subscribe(SUBSCRIBE_ALL_NODES, self.inbox.put)
+        else:
+            self.subscribe(f"$share/{share_group}/{SUBSCRIBE_ALL_NODES}", self._shared)
+            for topic_filter in RETAINED_STATE:
+                self.subscribe(topic_filter, self.inbox.put)
+
+    def _shared(self, message: mqtt.MQTTMessage) -> None:
+        if any(mqtt.topic_matches_sub(topic_filter, message.topic) for topic_filter in RETAINED_STATE):
+            self.ack(message)  # this worker's own subscription to it delivers it too
+        else:
+            self.inbox.put(message)
 
     def start(self, wait_seconds: float | None = 10.0) -> None:
         self._worker.start()

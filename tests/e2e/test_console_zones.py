@@ -30,8 +30,8 @@ def login(page, token: str) -> None:
     page.click("button[type=submit]")
 
 
-def test_an_operator_draws_a_zone_the_node_applies_it_and_its_detection_is_confirmed_live(running_broker, server_url, browser, api_tokens,
-                                                          model_path, tmp_path):
+def test_an_operator_draws_a_zone_the_node_applies_it_and_its_detection_is_confirmed_live(
+        running_broker, server_url, browser, api_tokens, model_path, tmp_path):
     clip = render_parked_bus_clip(tmp_path / "bus.mp4", seconds=20)
     (tmp_path / "node.password").write_text(running_broker.credentials.nodes["node-a"])
     (tmp_path / "node.yaml").write_text(yaml.safe_dump({

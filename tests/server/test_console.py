@@ -158,7 +158,8 @@ def test_assessment_trends_draw_a_line_per_group_over_the_periods(server_url, br
     chart = page.locator("#trends svg.trend[aria-label='on_time_closure_rate']")
     assert chart.locator("polyline").count() == 2
     assert chart.locator("circle").count() == 5, "three months of one unit, two of the other"
-    heights = [float(y) for y in chart.locator("polyline").first.get_attribute("points").replace(",", " ").split()[1::2]]
+    points = chart.locator("polyline").first.get_attribute("points")
+    heights = [float(y) for y in points.replace(",", " ").split()[1::2]]
     assert heights == sorted(heights, reverse=True), "sanitation's on-time closure rises month by month"
     assert "sanitation · 2026-11: 100 %" in chart.locator("circle title").all_text_contents()
     shot(page, "assessment-trends")
