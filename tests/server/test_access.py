@@ -65,6 +65,7 @@ def test_every_route_has_a_row_in_the_access_table(api):
     assert routes(api.app) == set(ACCESS)
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(("method", "path"), sorted(ACCESS))
 def test_each_role_gets_exactly_the_access_of_the_table(api, api_tokens, method, path):
     url = re.sub(r"\{[^}]+\}", "1", path) + QUERIES.get(path, "")

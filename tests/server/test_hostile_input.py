@@ -103,6 +103,7 @@ BODIES = [b"", b"{", b"\xff\xfe", b"[]", b'{"action": 5, "reason": {"a": 1}}', b
           json.dumps({"x": "y" * 200_000}).encode()]
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(("method", "url"), ROUTE_ABUSE)
 def test_no_route_answers_500_to_garbage(api, method, url):
     for body in BODIES if method != "GET" else [b""]:
