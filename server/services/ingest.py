@@ -71,6 +71,10 @@ def _node_of(topic: str) -> str | None:
         return None
 
 
+def _mismatch(variant: str, sha256: str, announced: str) -> str:
+    return f"evidence ({variant}) SHA-256 {sha256} differs from {announced} announced by the event"
+
+
 class Rejected(Exception):
     """A message that cannot be used; its text is the reason kept with the dead letter."""
 
@@ -106,15 +110,16 @@ class Ingest:
         return self.handle_batch([(topic, payload)])[0]
 
     def handle_batch(self, messages: list[tuple[str, bytes]]) -> list[str]:
-        """What became of each message, in order. Runs of events are written together; anything else between
-        them is handled on its own, in its place, so the order of a node's messages is kept."""
+        """What became of each message, in order. The batch is written a kind at a time, each kind in one
+        transaction: evidence first (so events find the images they announce), then the events, then the nodes'
+        telemetry (the latest of each node; every one is counted), then the rest one by one, in their order."""
         outcomes = [""] * len(messages)
         run: list[Incoming] = []
+        by_kind: dict[str, list[int]] = {"evidence": [], "telemetry": [], "other": []}
         for index, (topic, payload) in enumerate(messages):
-            if _kind_of(topic) != "events":
-                self._store_events(run, outcomes)
-                run = []
-                outcomes[index] = self._handle(topic, payload)
+            kind = _kind_of(topic)
+            if kind != "events":
+                by_kind.get(kind, by_kind["other"]).append(index)
                 continue
             try:
                 run.append(Incoming(index, topic, payload, self._checked_event(parse_node_topic(topic), payload)))
@@ -124,11 +129,95 @@ class Ingest:
                 log.exception("ingest failed on %s", topic)
                 outcomes[index] = self._dead_letter(topic, _node_of(topic), payload,
                                                     f"internal error: {type(error).__name__}: {error}")
+        announced = {str(item.event.event_id): announced_hashes(item.event) for item in run}
+        self._store_evidence(messages, by_kind["evidence"], outcomes, announced)
         self._store_events(run, outcomes)
+        self._store_telemetry(messages, by_kind["telemetry"], outcomes)
+        for index in by_kind["other"]:
+            outcomes[index] = self._handle(*messages[index])
         if self.metrics is not None:
             for (topic, _payload), outcome in zip(messages, outcomes, strict=True):
                 self.metrics.message(_kind_of(topic), outcome)
         return outcomes
+
+    def _store_evidence(self, messages: list[tuple[str, bytes]], indices: list[int], outcomes: list[str],
+                        announced: dict[str, dict[str, str]]) -> None:
+        """A batch's images in one transaction; `announced` holds the hashes the batch's own events announce."""
+        checked = []
+        for index in indices:
+            topic, payload = messages[index]
+            try:
+                parsed = parse_node_topic(topic)
+                checked.append((index, parsed, payload, *self._evidence_key(parsed, payload)))
+            except (Rejected, TopicError) as error:
+                outcomes[index] = self._dead_letter(topic, _node_of(topic), payload, str(error))
+        if not checked:
+            return
+        results: dict[int, str] = {}
+        try:
+            with self.database.session() as session:
+                event_ids = {event_id for *_, event_id, _variant, _sha in checked}
+                have = set(session.execute(select(EvidenceRecord.event_id, EvidenceRecord.variant)
+                                           .where(EvidenceRecord.event_id.in_(event_ids))).tuples())
+                for event_id, payload_json in session.execute(select(EventRecord.event_id, EventRecord.payload)
+                                                              .where(EventRecord.event_id.in_(event_ids))):
+                    announced.setdefault(event_id, announced_hashes(Event.model_validate(payload_json)))
+                for index, parsed, payload, event_id, variant, sha256 in checked:
+                    expected = announced.get(event_id, {}).get(variant)
+                    if (event_id, variant) in have:
+                        results[index] = "duplicate"
+                    elif expected and expected != sha256:
+                        session.add(self._letter(messages[index][0], parsed.node_id, payload,
+                                                 _mismatch(variant, sha256, expected)))
+                        results[index] = "dead_letter"
+                    else:
+                        self.evidence.put(payload)
+                        session.add(EvidenceRecord(event_id=event_id, variant=variant, node_id=parsed.node_id,
+                                                   sha256=sha256, bytes=len(payload)))
+                        have.add((event_id, variant))
+                        results[index] = "stored"
+                session.commit()
+        except Exception as error:  # e.g. another worker stored one of them first: one at a time, each on its own
+            log.warning("a batch of %d images failed (%s: %s); writing them one by one", len(checked),
+                        type(error).__name__, error)
+            for index, *_ in checked:
+                outcomes[index] = self._handle(*messages[index])
+            return
+        for index, outcome in results.items():
+            outcomes[index] = outcome
+            self.counts[{"stored": "evidence", "duplicate": "duplicates"}.get(outcome, "dead_letters")] += 1
+
+    def _store_telemetry(self, messages: list[tuple[str, bytes]], indices: list[int], outcomes: list[str]) -> None:
+        """A batch's telemetry in one transaction: each node's row takes its latest report."""
+        latest: dict[str, NodeTelemetry] = {}
+        good = []
+        for index in indices:
+            topic, payload = messages[index]
+            try:
+                telemetry = self._validate_from(parse_node_topic(topic), NodeTelemetry, payload)
+            except (Rejected, TopicError) as error:
+                outcomes[index] = self._dead_letter(topic, _node_of(topic), payload, str(error))
+                continue
+            latest[telemetry.node_id] = telemetry
+            good.append(index)
+        if not good:
+            return
+        try:
+            with self.database.session() as session:
+                now = utcnow()
+                for node_id, telemetry in latest.items():
+                    node = touch_node(session, node_id, now)
+                    node.telemetry, node.telemetry_at = json.loads(telemetry.model_dump_json()), now
+                session.commit()
+        except Exception as error:
+            log.warning("a batch of %d telemetry reports failed (%s: %s); writing them one by one", len(good),
+                        type(error).__name__, error)
+            for index in good:
+                outcomes[index] = self._handle(*messages[index])
+            return
+        for index in good:
+            outcomes[index] = "stored"
+            self.counts["telemetry"] += 1
 
     def _store_events(self, run: list[Incoming], outcomes: list[str], retries: int = 2) -> None:
         if not run:
@@ -235,7 +324,9 @@ class Ingest:
             raise Rejected(f"category {event.category.value!r} does not match {topic.leaf!r} in the topic")
         return event
 
-    def _evidence(self, topic: NodeTopic, payload: bytes) -> str:
+    @staticmethod
+    def _evidence_key(topic: NodeTopic, payload: bytes) -> tuple[str, str, str]:
+        """(event id, variant, SHA-256) of an evidence message, or Rejected with the reason."""
         try:
             event_id = str(uuid.UUID(topic.leaf or ""))
         except ValueError:
@@ -244,8 +335,10 @@ class Ingest:
             raise Rejected(f"evidence of {len(payload)} bytes exceeds the {MAX_EVIDENCE_BYTES}-byte limit")
         if not payload.startswith(_JPEG_MAGIC):
             raise Rejected("evidence is not a JPEG image")
-        sha256 = hashlib.sha256(payload).hexdigest()
-        variant = topic.variant or "frame"
+        return event_id, topic.variant or "frame", hashlib.sha256(payload).hexdigest()
+
+    def _evidence(self, topic: NodeTopic, payload: bytes) -> str:
+        event_id, variant, sha256 = self._evidence_key(topic, payload)
         with self.database.session() as session:
             if session.scalar(select(EvidenceRecord.id).where(EvidenceRecord.event_id == event_id,
                                                               EvidenceRecord.variant == variant)):
@@ -254,7 +347,7 @@ class Ingest:
             payload_json = session.scalar(select(EventRecord.payload).where(EventRecord.event_id == event_id))
             announced = announced_hashes(Event.model_validate(payload_json)).get(variant) if payload_json else None
             if announced and announced != sha256:
-                raise Rejected(f"evidence ({variant}) SHA-256 {sha256} differs from {announced} announced by the event")
+                raise Rejected(_mismatch(variant, sha256, announced))
             self.evidence.put(payload)
             session.add(EvidenceRecord(event_id=event_id, variant=variant, node_id=topic.node_id, sha256=sha256,
                                        bytes=len(payload)))

@@ -1,0 +1,224 @@
+"""City scale: a fleet of thousands of nodes against 1, 2 and 4 server workers sharing the stream (MQTT 5 shared
+subscription) into one PostgreSQL database, with a bare paho subscriber's rate measured in the same run.
+
+The fleet: `--nodes` edge nodes (each its own MQTT connection and broker account, as in the field), each with
+`--cameras` cameras, publishing the city's mix: per violation a `new` (preceded by its evidence frame, a real JPEG),
+heartbeat `update`s and an `end`; parking, litter and vending; and every node's telemetry now and then. For each
+worker count, on a fresh database:
+
+1. `events_per_s`: the mix blasted as fast as the fleet can publish; events in the database (each exactly once)
+   over the time from the first publish to the last event stored.
+2. `latency_p50_ms` / `latency_p99_ms`: publish -> the case's first message on `gw/v1/cases/#`, for `new` events
+   at new places while the fleet publishes at a steady `--rate`.
+
+`raw_subscribe_per_s`: a bare paho subscriber in its own process counting the same blast, before and after the
+worker runs. On a 2-core machine the fleet, the broker, PostgreSQL and the workers share the cores, so workers add
+throughput only until the cores are spent: the figures say where that is. Writes bench/results/scale.json.
+
+    .venv/bin/python bench/scale_bench.py [--nodes 2000] [--events 12000] [--workers 1,2,4] [--rate 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import yaml
+from sqlalchemy import create_engine, text
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "bench"))
+
+from results_io import report  # noqa: E402
+from server_bench import BARE_SUBSCRIBER, Fleet, fleet_messages, subscriber, wait_for  # noqa: E402
+
+from gridwatch.broker import Broker, free_port, generate_users, wait_for_port  # noqa: E402
+from gridwatch.contract import SCHEMA_VERSION, evidence_topic, telemetry_topic  # noqa: E402
+from gridwatch.demo_media import ultralytics_asset  # noqa: E402
+from tests.postgres import PostgresServer  # noqa: E402 - the same throwaway PostgreSQL the tests start
+
+
+def city_mix(events: int, nodes: int, cameras: int, seed: int, telemetry_every: int,
+             new_places: bool = False) -> list[tuple[str, bytes, bool, str]]:
+    """The fleet's events with each `new` preceded by its evidence frame and a node's telemetry every
+    `telemetry_every` events; (topic, payload, is_new_event, violation_id)."""
+    image = cv2.imread(str(ultralytics_asset("bus.jpg")))
+    frame = cv2.imencode(".jpg", cv2.resize(image, (480, 640)), [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+    out = []
+    for index, (topic, payload, is_new, violation) in enumerate(
+            fleet_messages(events, nodes, cameras, seed, new_places=new_places)):
+        node = topic.split("/")[3]
+        if is_new:
+            out.append((evidence_topic(node, json.loads(payload)["event_id"]), frame, False, ""))
+        out.append((topic, payload, is_new, violation))
+        if index % telemetry_every == 0:
+            out.append((telemetry_topic(node), json.dumps({
+                "schema_version": SCHEMA_VERSION, "node_id": node, "at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                "session": 1, "uptime_seconds": 3600.0, "events_published": index, "publish_pending": 0,
+                "cameras": [{"camera_id": f"cam-{c}", "frames_read": 36000, "frames_detected": 18000,
+                             "fps_in": 10.0, "fps_detected": 5.0, "active_violations": 1}
+                            for c in range(cameras)]}).encode(), False, ""))
+    return out
+
+
+def stored_events(engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT count(*) FROM events")).scalar_one()
+
+
+class Workers:
+    """`count` `gridwatch server` processes in one shared-subscription group, on one database."""
+
+    def __init__(self, count: int, workdir: Path, database_url: str, broker_port: int, password: str) -> None:
+        self.processes, self.ports = [], []
+        for n in range(count):
+            port = free_port()
+            config = workdir / f"worker-{count}-{n}.yaml"
+            config.write_text(yaml.safe_dump({
+                "database_url": database_url, "evidence_dir": str(workdir / "evidence"),
+                "dispatch_config": str(REPO / "config" / "demo" / "dispatch.yaml"), "mqtt_port": broker_port,
+                "mqtt_password": password, "mqtt_client_id": f"bench-worker-{count}-{n}", "api_port": port,
+                "ingest_share_group": f"bench-{count}"}))
+            self.processes.append(subprocess.Popen([sys.executable, "-m", "gridwatch", "--log-level", "ERROR",
+                                                    "server", "--config", str(config)], cwd=REPO))
+            self.ports.append(port)
+        for port, process in zip(self.ports, self.processes, strict=True):
+            wait_for_port("127.0.0.1", port, 120, process)
+            wait_for(lambda port=port: self.connected(port), 1, "worker connects", timeout=60, every=0.2)
+        time.sleep(1)  # the subscriptions' acknowledgements follow the connections
+
+    @staticmethod
+    def connected(port: int) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:  # noqa: S310
+            return int(json.loads(response.read())["mqtt"] == "connected")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(60)
+
+
+def bare_rate(port: int, password: str, messages, fleet: Fleet) -> float:
+    bare = subprocess.Popen([sys.executable, "-c", BARE_SUBSCRIBER.replace("events/+", "#"), str(port), password,
+                             str(len(messages))], stdout=subprocess.PIPE, text=True)
+    assert bare.stdout.readline().strip() == "ready"
+    start = time.perf_counter()
+    for topic, payload, *_ in messages:
+        fleet.publish(topic, payload)
+    assert bare.stdout.readline().strip() == "done"
+    seconds = time.perf_counter() - start
+    bare.kill()
+    return sum(1 for topic, *_ in messages if "/events/" in topic) / seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=2000, help="Simulated edge nodes (default 2000).")
+    parser.add_argument("--cameras", type=int, default=2, help="Cameras per node (default 2).")
+    parser.add_argument("--events", type=int, default=12000, help="Events in each throughput run (default 12000).")
+    parser.add_argument("--workers", default="1,2,4", help="Worker counts to measure (default 1,2,4).")
+    parser.add_argument("--rate", type=float, default=300,
+                        help="Messages/s (events, evidence, telemetry) of the latency runs (default 300).")
+    parser.add_argument("--seconds", type=float, default=8, help="Length of each latency run (default 8).")
+    parser.add_argument("--telemetry-every", type=int, default=20,
+                        help="A node's telemetry after every this many events (default 20).")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale.json",
+                        help="Where to write the JSON figures.")
+    args = parser.parse_args()
+    counts = [int(count) for count in args.workers.split(",")]
+    node_ids = [f"node-{n:02d}" for n in range(args.nodes)]
+    throughput = city_mix(args.events, args.nodes, args.cameras, 1, args.telemetry_every)
+    events = sum(1 for topic, *_ in throughput if "/events/" in topic)
+    runs = []
+    postgres = PostgresServer().start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            creds = generate_users(workdir / "broker", node_ids, ["integrator"])
+            with Broker(workdir / "broker" / "data", workdir / "broker" / "passwd") as broker:
+                fleet = Fleet(broker.port, {node: creds.nodes[node] for node in tqdm(node_ids, desc="fleet connects")})
+                bare_before = bare_rate(broker.port, creds.server_password, throughput, fleet)
+                for count in counts:
+                    database_url = postgres.create_database()
+                    engine = create_engine(database_url)
+                    workers = Workers(count, workdir, database_url, broker.port, creds.server_password)
+                    try:
+                        start = time.perf_counter()
+                        for topic, payload, *_ in throughput:
+                            fleet.publish(topic, payload)
+                        seconds = wait_for(lambda engine=engine: stored_events(engine), events,
+                                           f"{count} worker(s)", every=0.2) - start
+                        runs.append({"workers": count, "events_per_s": round(events / seconds, 1),
+                                     **latency(fleet, broker.port, creds, engine, args, count)})
+                    finally:
+                        workers.stop()
+                        engine.dispose()
+                bare_after = bare_rate(broker.port, creds.server_password, throughput, fleet)
+                fleet.close()
+    finally:
+        postgres.stop()
+    one = runs[0]["events_per_s"]
+    for run in runs:
+        run["speedup"] = round(run["events_per_s"] / one, 2)
+    figures = {
+        "benchmark": "scale", "database": "postgresql", "fleet": f"{args.nodes} nodes x {args.cameras} cameras",
+        "mix": f"{events} events (new with its evidence frame / update heartbeats / end; parking 60 %, litter 20 %, "
+               f"vending 20 %) and {len(throughput) - events} evidence and telemetry messages",
+        "raw_subscribe_per_s": [round(bare_before, 1), round(bare_after, 1)],
+        "latency_rate_per_s": args.rate, "runs": runs,
+    }
+    report(figures, args.out)
+    return 0
+
+
+def latency(fleet: Fleet, port: int, creds, engine, args, count: int) -> dict:
+    """Publish -> the case's first message, each `new` at a new place, at a steady rate."""
+    paced = city_mix(int(args.rate * args.seconds), args.nodes, args.cameras, seed=2 + count,
+                     telemetry_every=args.telemetry_every, new_places=True)
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def on_case(_client, _userdata, message) -> None:
+        body = json.loads(message.payload)
+        if body.get("action") == "collect":
+            with lock:
+                if body["violation_id"] in sent:
+                    latencies.append(time.perf_counter() - sent.pop(body["violation_id"]))
+
+    watcher = subscriber(port, "integrator", creds.integrators["integrator"], "gw/v1/cases/#", on_case)
+    before = stored_events(engine)
+    interval, begin = 1 / args.rate, time.perf_counter()
+    for index, (topic, payload, is_new, violation) in enumerate(paced):
+        pause = begin + index * interval - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        if is_new:
+            with lock:
+                sent[violation] = time.perf_counter()
+        fleet.publish(topic, payload)
+    events = sum(1 for topic, *_ in paced if "/events/" in topic)
+    wait_for(lambda: stored_events(engine) - before, events, "paced", every=0.2)
+    time.sleep(1)
+    watcher.disconnect()
+    watcher.loop_stop()
+    latencies.sort()
+    return {"latency_samples": len(latencies),
+            "latency_p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
+            "latency_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else None}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""A batch as the broker delivers it, every kind mixed: images, events and telemetry are each written in one
+transaction, and each message still ends in exactly one place (stored, duplicate, or a dead letter with its
+reason), as if it had come alone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from gridwatch.contract import SCHEMA_VERSION, event_topic, evidence_topic, telemetry_topic
+from server.db import Database
+from server.models import DeadLetter, EventRecord, EvidenceRecord, NodeRecord
+from server.services.cases import CaseService
+from server.services.dispatch import Dispatcher
+from server.services.evidence import EvidenceStore
+from server.services.ingest import Ingest
+from tests.factories import event_payload, jpeg
+
+DISPATCH = Path(__file__).resolve().parents[2] / "config" / "demo" / "dispatch.yaml"
+
+
+@pytest.fixture
+def ingest(database_url, tmp_path):
+    return Ingest(Database(database_url), CaseService(Dispatcher.from_file(DISPATCH)), EvidenceStore(tmp_path / "e"),
+                  publish_case=lambda _message: None)
+
+
+def telemetry(node: str, published: int) -> tuple[str, bytes]:
+    return telemetry_topic(node), json.dumps({
+        "schema_version": SCHEMA_VERSION, "node_id": node, "at": "2026-11-30T09:00:00+00:00", "session": 1,
+        "uptime_seconds": 60.0, "events_published": published, "publish_pending": 0}).encode()
+
+
+def test_a_mixed_batch_ends_each_message_where_it_would_alone(ingest):
+    frame, other = jpeg(seed=1), jpeg(seed=2)
+    announced = event_payload(evidence={"sha256": hashlib.sha256(frame).hexdigest(), "bytes": len(frame)})
+    tampered = event_payload(camera_id="cam-2", evidence={"sha256": hashlib.sha256(frame).hexdigest(),
+                                                          "bytes": len(frame)})
+    messages = [
+        (evidence_topic("node-a", announced["event_id"]), frame),              # its event comes later in the batch
+        (event_topic("node-a", "illegal_parking"), json.dumps(announced).encode()),
+        (evidence_topic("node-a", announced["event_id"]), frame),              # the same image again
+        telemetry("node-a", 1),
+        (event_topic("node-a", "illegal_parking"), json.dumps(tampered).encode()),
+        (evidence_topic("node-a", tampered["event_id"]), other),               # not what its event announced
+        telemetry("node-a", 2),
+        telemetry("node-b", 7),
+        (telemetry_topic("node-c"), b"{not json"),
+        (evidence_topic("node-a", "not-a-uuid"), frame),
+    ]
+    assert ingest.handle_batch(messages) == ["stored", "stored", "duplicate", "stored", "stored", "dead_letter",
+                                             "stored", "stored", "dead_letter", "dead_letter"]
+    with ingest.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(EventRecord)) == 2
+        assert session.scalar(select(func.count()).select_from(EvidenceRecord)) == 1
+        reasons = session.scalars(select(DeadLetter.reason).order_by(DeadLetter.id)).all()
+        assert len(reasons) == 3
+        assert any("differs from" in reason and "announced by the event" in reason for reason in reasons)
+        assert any("not valid JSON" in reason for reason in reasons)
+        assert any("not an event id" in reason for reason in reasons)
+        assert session.get(NodeRecord, "node-a").telemetry["events_published"] == 2, "the latest report wins"
+        assert session.get(NodeRecord, "node-b").telemetry["events_published"] == 7
+    assert ingest.counts["telemetry"] == 3 and ingest.counts["evidence"] == 1 and ingest.counts["events"] == 2
