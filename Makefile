@@ -12,7 +12,7 @@ export GRIDWATCH_MODEL := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: browser setup demo test bench bench-server bench-console bench-edge bench-litter bench-outbox model-litter clean mosquitto postgresql
+.PHONY: browser setup demo test bench bench-server bench-console bench-scale bench-edge bench-litter bench-outbox model-litter clean mosquitto postgresql
 
 setup: $(VENV)/.installed mosquitto
 
@@ -57,6 +57,9 @@ bench-server: setup
 
 bench-console: setup browser
 	$(BIN)/python bench/console_bench.py $(BENCH_ARGS)
+
+bench-scale: setup postgresql
+	$(BIN)/python bench/scale_bench.py $(BENCH_ARGS)
 
 bench-edge: setup
 	$(BIN)/python bench/edge_bench.py $(BENCH_ARGS)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import CaseMessage, Event
@@ -33,6 +35,19 @@ def announced_hashes(event: Event) -> dict[str, str]:
     if event.evidence.crop is not None:
         hashes["crop"] = event.evidence.crop.sha256
     return hashes
+
+
+def ensure_nodes(session: Session, node_ids: set[str]) -> None:
+    """Rows for nodes seen for the first time, made with INSERT … ON CONFLICT DO NOTHING: two workers meeting a new
+    node at once both go on (the second waits for the first's commit) instead of one failing on the key."""
+    if not node_ids:
+        return
+    dialect = session.get_bind().dialect.name
+    upsert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}.get(dialect)
+    if upsert is None:  # another database: touch_node makes the row, and a clash is retried
+        return
+    session.execute(upsert(NodeRecord).values([{"node_id": node_id, "state": "unknown", "session": 0}
+                                               for node_id in sorted(node_ids)]).on_conflict_do_nothing())
 
 
 def touch_node(session: Session, node_id: str, now: datetime, seen: bool = True,
@@ -78,6 +93,7 @@ class EventWriter:
                 select(EvidenceRecord.event_id, EvidenceRecord.variant, EvidenceRecord.sha256)
                 .where(EvidenceRecord.event_id.in_(event_ids))):
             evidence[event_id][variant] = sha256
+        ensure_nodes(session, {item.event.node_id for item in batch})
         state = _Batch(
             known=set(session.scalars(select(EventRecord.event_id).where(EventRecord.event_id.in_(event_ids)))),
             evidence=evidence, case_of=self._cases_of(session, {str(item.event.violation_id) for item in batch}))

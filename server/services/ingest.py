@@ -232,21 +232,20 @@ class Ingest:
                 self.record_changes(session, messages)
                 session.commit()
         except Exception as error:
+            if isinstance(error, IntegrityError) and retries:
+                # another worker wrote a case of one of these violations between our read and our write (the
+                # unique violation id refused ours): it is there now, so written again the events join it
+                log.info("%d events met another worker's write (%s); writing them again", len(run),
+                         type(error).__name__)
+                self._store_events(run, outcomes, retries - 1)
+                return
             if len(run) > 1:  # find the one that cannot be written; the others go in
                 log.warning("a batch of %d events failed (%s: %s); writing them one by one", len(run),
                             type(error).__name__, error)
                 for item in run:
                     self._store_events([item], outcomes)
                 return
-            [item] = run
-            if isinstance(error, IntegrityError) and retries and not self._stored(item):
-                # another worker wrote this violation's case between our read and our write (the unique
-                # violation id refused ours): it is there now, so the event joins it
-                log.info("event %s met another worker's write (%s); writing it again", item.event.event_id,
-                         type(error).__name__)
-                self._store_events(run, outcomes, retries - 1)
-                return
-            outcomes[item.index] = self._single_failure(item, error)
+            outcomes[run[0].index] = self._single_failure(run[0], error)
             return
         for item, result in zip(run, results, strict=True):
             outcomes[item.index] = result if result in ("stored", "duplicate") else "dead_letter"
