@@ -93,10 +93,13 @@ class EventWriter:
                 select(EvidenceRecord.event_id, EvidenceRecord.variant, EvidenceRecord.sha256)
                 .where(EvidenceRecord.event_id.in_(event_ids))):
             evidence[event_id][variant] = sha256
-        ensure_nodes(session, {item.event.node_id for item in batch})
+        node_ids = {item.event.node_id for item in batch}
+        ensure_nodes(session, node_ids)
         state = _Batch(
             known=set(session.scalars(select(EventRecord.event_id).where(EventRecord.event_id.in_(event_ids)))),
-            evidence=evidence, case_of=self._cases_of(session, {str(item.event.violation_id) for item in batch}))
+            evidence=evidence, case_of=self._cases_of(session, {str(item.event.violation_id) for item in batch}),
+            nodes={node.node_id: node for node in session.scalars(select(NodeRecord)
+                                                                   .where(NodeRecord.node_id.in_(node_ids)))})
         state.nearby = self.cases.nearby(session, [
             (item.event.category, item.event.location, (item.event.node_id, item.event.camera_id, item.event.zone_id))
             for item in batch if str(item.event.violation_id) not in state.case_of], now)
