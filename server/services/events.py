@@ -50,6 +50,12 @@ def ensure_nodes(session: Session, node_ids: set[str]) -> None:
                                                for node_id in sorted(node_ids)]).on_conflict_do_nothing())
 
 
+def load_nodes(session: Session, node_ids: set[str]) -> dict[str, NodeRecord]:
+    """The rows of a batch's nodes, made where missing, in two statements (not one query per node)."""
+    ensure_nodes(session, node_ids)
+    return {node.node_id: node for node in session.scalars(select(NodeRecord).where(NodeRecord.node_id.in_(node_ids)))}
+
+
 def touch_node(session: Session, node_id: str, now: datetime, seen: bool = True,
                held: dict[str, NodeRecord] | None = None) -> NodeRecord:
     """The node's row, created on first sight; `held` keeps rows of a batch at hand (the session's identity map
@@ -93,13 +99,10 @@ class EventWriter:
                 select(EvidenceRecord.event_id, EvidenceRecord.variant, EvidenceRecord.sha256)
                 .where(EvidenceRecord.event_id.in_(event_ids))):
             evidence[event_id][variant] = sha256
-        node_ids = {item.event.node_id for item in batch}
-        ensure_nodes(session, node_ids)
         state = _Batch(
             known=set(session.scalars(select(EventRecord.event_id).where(EventRecord.event_id.in_(event_ids)))),
             evidence=evidence, case_of=self._cases_of(session, {str(item.event.violation_id) for item in batch}),
-            nodes={node.node_id: node for node in session.scalars(select(NodeRecord)
-                                                                   .where(NodeRecord.node_id.in_(node_ids)))})
+            nodes=load_nodes(session, {item.event.node_id for item in batch}))
         state.nearby = self.cases.nearby(session, [
             (item.event.category, item.event.location, (item.event.node_id, item.event.camera_id, item.event.zone_id))
             for item in batch if str(item.event.violation_id) not in state.case_of], now)

@@ -44,7 +44,7 @@ from server.models import (
     utcnow,
 )
 from server.services.cases import CaseService
-from server.services.events import EventWriter, Incoming, announced_hashes, touch_node
+from server.services.events import EventWriter, Incoming, announced_hashes, load_nodes, touch_node
 from server.services.evidence import EvidenceStore
 from server.services.metrics import Metrics
 from server.services.webhooks import Webhooks
@@ -205,8 +205,9 @@ class Ingest:
         try:
             with self.database.session() as session:
                 now = utcnow()
+                nodes = load_nodes(session, set(latest))
                 for node_id, telemetry in latest.items():
-                    node = touch_node(session, node_id, now)
+                    node = touch_node(session, node_id, now, held=nodes)
                     node.telemetry, node.telemetry_at = json.loads(telemetry.model_dump_json()), now
                 session.commit()
         except Exception as error:
