@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import subprocess
 import sys
@@ -72,6 +73,75 @@ def city_mix(events: int, nodes: int, cameras: int, seed: int, telemetry_every: 
     return out
 
 
+NODES_PER_PROCESS = 250
+"""paho's network loop uses select(), which takes no file descriptor past 1,024: a process holds 250 nodes."""
+
+
+def _fleet_process(port: int, passwords: dict[str, str], conn) -> None:  # noqa: ANN001 - a Pipe end
+    """One slice of the fleet: a client per node; publishes what it is sent, at the times it is told."""
+    fleet = Fleet(port, passwords)
+    acked = threading.Semaphore(0)
+    for client in fleet.clients.values():
+        client.on_publish = lambda *_args: acked.release()
+    conn.send("ready")
+    while (order := conn.recv()) is not None:
+        messages, begin, interval = order  # [(global index, topic, payload, violation or "")], perf_counter, s
+        sent = {}
+        for index, topic, payload, violation in messages:
+            if interval:
+                pause = begin + index * interval - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+            if violation:
+                sent[violation] = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
+            fleet.publish(topic, payload)
+        for _ in messages:
+            acked.acquire(timeout=120)
+        conn.send(sent)
+    fleet.close()
+
+
+class FleetProcesses:
+    """The fleet spread over processes of `NODES_PER_PROCESS` nodes; each node's messages keep their order."""
+
+    def __init__(self, port: int, passwords: dict[str, str]) -> None:
+        context = multiprocessing.get_context("spawn")
+        nodes = sorted(passwords)
+        self.owner: dict[str, int] = {}
+        self.pipes, self.processes = [], []
+        for first in range(0, len(nodes), NODES_PER_PROCESS):
+            part = nodes[first:first + NODES_PER_PROCESS]
+            self.owner |= {node: len(self.pipes) for node in part}
+            parent, child = context.Pipe()
+            process = context.Process(target=_fleet_process, args=(port, {n: passwords[n] for n in part}, child),
+                                      daemon=True)
+            process.start()
+            self.pipes.append(parent)
+            self.processes.append(process)
+        for pipe in tqdm(self.pipes, desc="fleet processes connect"):
+            assert pipe.recv() == "ready"
+
+    def publish(self, messages, interval: float = 0.0) -> dict[str, float]:
+        """Publish (topic, payload, is_new, violation) messages, all at once or one every `interval` seconds in
+        their order; returns when the broker acknowledged all, with the send time of each `new` violation."""
+        parts: list[list] = [[] for _ in self.pipes]
+        for index, (topic, payload, is_new, violation) in enumerate(messages):
+            parts[self.owner[topic.split("/")[3]]].append((index, topic, payload, violation if is_new else ""))
+        begin = time.perf_counter() + 0.2
+        for pipe, part in zip(self.pipes, parts, strict=True):
+            pipe.send((part, begin, interval))
+        sent: dict[str, float] = {}
+        for pipe in self.pipes:
+            sent |= pipe.recv()
+        return sent
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            pipe.send(None)
+        for process in self.processes:
+            process.join(30)
+
+
 def stored_events(engine) -> int:
     with engine.connect() as connection:
         return connection.execute(text("SELECT count(*) FROM events")).scalar_one()
@@ -110,13 +180,12 @@ class Workers:
             process.wait(60)
 
 
-def bare_rate(port: int, password: str, messages, fleet: Fleet) -> float:
+def bare_rate(port: int, password: str, messages, fleet: FleetProcesses) -> float:
     bare = subprocess.Popen([sys.executable, "-c", BARE_SUBSCRIBER.replace("events/+", "#"), str(port), password,
                              str(len(messages))], stdout=subprocess.PIPE, text=True)
     assert bare.stdout.readline().strip() == "ready"
     start = time.perf_counter()
-    for topic, payload, *_ in messages:
-        fleet.publish(topic, payload)
+    fleet.publish(messages)
     assert bare.stdout.readline().strip() == "done"
     seconds = time.perf_counter() - start
     bare.kill()
@@ -148,7 +217,7 @@ def main() -> int:
             workdir = Path(tmp)
             creds = generate_users(workdir / "broker", node_ids, ["integrator"])
             with Broker(workdir / "broker" / "data", workdir / "broker" / "passwd") as broker:
-                fleet = Fleet(broker.port, {node: creds.nodes[node] for node in tqdm(node_ids, desc="fleet connects")})
+                fleet = FleetProcesses(broker.port, {node: creds.nodes[node] for node in node_ids})
                 bare_before = bare_rate(broker.port, creds.server_password, throughput, fleet)
                 for count in counts:
                     database_url = postgres.create_database()
@@ -156,8 +225,7 @@ def main() -> int:
                     workers = Workers(count, workdir, database_url, broker.port, creds.server_password)
                     try:
                         start = time.perf_counter()
-                        for topic, payload, *_ in throughput:
-                            fleet.publish(topic, payload)
+                        threading.Thread(target=fleet.publish, args=(throughput,), daemon=True).start()
                         seconds = wait_for(lambda engine=engine: stored_events(engine), events,
                                            f"{count} worker(s)", every=0.2) - start
                         runs.append({"workers": count, "events_per_s": round(events / seconds, 1),
@@ -183,38 +251,26 @@ def main() -> int:
     return 0
 
 
-def latency(fleet: Fleet, port: int, creds, engine, args, count: int) -> dict:
+def latency(fleet: FleetProcesses, port: int, creds, engine, args, count: int) -> dict:
     """Publish -> the case's first message, each `new` at a new place, at a steady rate."""
     paced = city_mix(int(args.rate * args.seconds), args.nodes, args.cameras, seed=2 + count,
                      telemetry_every=args.telemetry_every, new_places=True)
-    sent: dict[str, float] = {}
-    latencies: list[float] = []
-    lock = threading.Lock()
+    arrived: dict[str, float] = {}
 
     def on_case(_client, _userdata, message) -> None:
         body = json.loads(message.payload)
         if body.get("action") == "collect":
-            with lock:
-                if body["violation_id"] in sent:
-                    latencies.append(time.perf_counter() - sent.pop(body["violation_id"]))
+            arrived.setdefault(body["violation_id"], time.perf_counter())
 
     watcher = subscriber(port, "integrator", creds.integrators["integrator"], "gw/v1/cases/#", on_case)
     before = stored_events(engine)
-    interval, begin = 1 / args.rate, time.perf_counter()
-    for index, (topic, payload, is_new, violation) in enumerate(paced):
-        pause = begin + index * interval - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-        if is_new:
-            with lock:
-                sent[violation] = time.perf_counter()
-        fleet.publish(topic, payload)
+    sent = fleet.publish(paced, interval=1 / args.rate)
     events = sum(1 for topic, *_ in paced if "/events/" in topic)
     wait_for(lambda: stored_events(engine) - before, events, "paced", every=0.2)
     time.sleep(1)
     watcher.disconnect()
     watcher.loop_stop()
-    latencies.sort()
+    latencies = sorted(arrived[violation] - at for violation, at in sent.items() if violation in arrived)
     return {"latency_samples": len(latencies),
             "latency_p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
             "latency_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else None}
