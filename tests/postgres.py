@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -25,7 +26,10 @@ def _binaries() -> Path:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """`durable`: a commit is on disk when it returns (synchronous_commit on), so a crash loses no committed
+        transaction; the default trades that for speed, which the suite's throwaway databases do not need."""
+        self.durable = durable
         self.bin = _binaries()
         self.dir = Path(tempfile.mkdtemp(prefix="gridwatch-pg-"))
         self.port = free_port()
@@ -40,14 +44,23 @@ class PostgresServer:
             raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip() or result.stdout.strip()}")
 
     def start(self) -> PostgresServer:
-        data = self.dir / "data"
-        self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "gridwatch", "--auth=trust", "-E", "UTF8",
-                  "--no-locale")
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.dir / "server.log"),
-                  "-w", "start")
+        self._run(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "gridwatch", "--auth=trust", "-E",
+                  "UTF8", "--no-locale")
+        self._start()
         return self
+
+    def _start(self) -> None:
+        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   f"-c synchronous_commit={'on' if self.durable else 'off'} -c full_page_writes=off "
+                   "-c max_connections=200")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-o", options, "-l",
+                  str(self.dir / "server.log"), "-w", "start")
+
+    def crash_and_restart(self, down_seconds: float) -> None:
+        """Kill the server as a crash would (`pg_ctl stop -m immediate`), stay down a while, start it again."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+        time.sleep(down_seconds)
+        self._start()
 
     def create_database(self) -> str:
         name = f"t_{uuid.uuid4().hex[:12]}"

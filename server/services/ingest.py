@@ -16,7 +16,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from gridwatch.config_files import validation_problems
@@ -69,6 +69,13 @@ def _node_of(topic: str) -> str | None:
         return parse_node_topic(topic).node_id
     except TopicError:
         return None
+
+
+def database_away(error: Exception) -> bool:
+    """The database cannot be reached (restarting, locked, connection lost): nothing is wrong with the message,
+    so the batch is written again later instead of anything going to the dead letters."""
+    return isinstance(error, (OperationalError, InterfaceError)) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated)
 
 
 def _mismatch(variant: str, sha256: str, announced: str) -> str:
@@ -178,6 +185,8 @@ class Ingest:
                         results[index] = "stored"
                 session.commit()
         except Exception as error:  # e.g. another worker stored one of them first: one at a time, each on its own
+            if database_away(error):
+                raise
             log.warning("a batch of %d images failed (%s: %s); writing them one by one", len(checked),
                         type(error).__name__, error)
             for index, *_ in checked:
@@ -211,6 +220,8 @@ class Ingest:
                     node.telemetry, node.telemetry_at = json.loads(telemetry.model_dump_json()), now
                 session.commit()
         except Exception as error:
+            if database_away(error):
+                raise
             log.warning("a batch of %d telemetry reports failed (%s: %s); writing them one by one", len(good),
                         type(error).__name__, error)
             for index in good:
@@ -233,6 +244,8 @@ class Ingest:
                 self.record_changes(session, messages)
                 session.commit()
         except Exception as error:
+            if database_away(error):
+                raise
             if isinstance(error, IntegrityError) and retries:
                 # another worker wrote a case of one of these violations between our read and our write (the
                 # unique violation id refused ours): it is there now, so written again the events join it
@@ -292,6 +305,8 @@ class Ingest:
         except (Rejected, TopicError) as error:
             return self._dead_letter(topic, node_id, payload, str(error))
         except Exception as error:  # a bug must not lose the message or stop ingest
+            if database_away(error):
+                raise
             log.exception("ingest failed on %s", topic)
             return self._dead_letter(topic, node_id, payload, f"internal error: {type(error).__name__}: {error}")
 

@@ -80,17 +80,27 @@ class IngestService(MqttClient):
             batch = self._next_batch()
             if not batch:
                 continue
-            try:
-                self.ingest.handle_batch([(message.topic, message.payload) for message in batch])
-            except Exception:  # Ingest dead-letters what it cannot use; this is a fault of the database itself
-                log.exception("a batch of %d messages failed; not acknowledged, the broker sends it again",
-                              len(batch))
-                time.sleep(1)
-            else:
+            if self._write(batch):
                 for message in batch:
                     self.ack(message)
             for _ in batch:
                 self.inbox.task_done()
+
+    def _write(self, batch: list[mqtt.MQTTMessage]) -> bool:
+        """Writes the batch, trying again (1 s, 2 s, … 30 s apart) while the database is away: Ingest dead-letters
+        what it cannot use, so what fails here is the database itself. False if the server stopped first; the
+        batch is then unacknowledged and the broker sends it again to the next session."""
+        wait = 1.0
+        while True:
+            try:
+                self.ingest.handle_batch([(message.topic, message.payload) for message in batch])
+                return True
+            except Exception as error:
+                log.error("a batch of %d messages could not be written (%s: %s); trying again in %.0f s",
+                          len(batch), type(error).__name__, str(error).splitlines()[0] if str(error) else "", wait)
+                if self._halt.wait(wait):
+                    return False
+                wait = min(30.0, wait * 2)
 
     def drain(self, timeout: float) -> bool:
         """Wait until every received message is written and acknowledged; False if time ran out."""
