@@ -62,6 +62,7 @@ class NodeLink(MqttClient):
             password=config.resolved_password(),
             keepalive=config.keepalive,
             session_expiry_seconds=SESSION_EXPIRY_SECONDS,
+            tls_ca_file=config.tls_ca_file,
         )
         self.node_id = node_id
         self.config_handler: Callable[[bytes], ConfigStatus] | None = None

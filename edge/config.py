@@ -134,6 +134,8 @@ class MqttConfig(_Config):
         default=2, description="QoS of events and evidence: 2 delivers each exactly once, also across broker restarts "
                                "(the broker persists its half); 1 may repeat one (the server recognises it).")
     keepalive: int = Field(default=30, ge=5, description="Seconds; the broker declares the node gone after 1.5x.")
+    tls_ca_file: Path | None = Field(
+        default=None, description="Connect with TLS (to the broker's TLS port), trusting this CA certificate only.")
 
     def resolved_password(self) -> str | None:
         if self.password is not None:
@@ -214,6 +216,8 @@ def load_node_config(path: Path) -> NodeConfig:
     config = load_yaml_model(path, NodeConfig)
     if config.mqtt.password_file and not config.mqtt.password_file.is_absolute():
         config.mqtt.password_file = path.parent / config.mqtt.password_file
+    if config.mqtt.tls_ca_file and not config.mqtt.tls_ca_file.is_absolute():
+        config.mqtt.tls_ca_file = path.parent / config.mqtt.tls_ca_file
     if not config.manifest.is_absolute():
         config.manifest = path.parent / config.manifest
     return config

@@ -142,6 +142,41 @@ def mosquitto_binary() -> str:
     return found
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A TLS listener's files: the CA certificate clients trust, the broker's certificate and its private key."""
+
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+
+def generate_tls(out_dir: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1"), days: int = 825) -> TlsFiles:
+    """A private certificate authority and a broker certificate it signs, for `hosts` (names or addresses), made
+    with openssl. Give nodes `ca.crt`; keys are written mode 0600 and never committed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = TlsFiles(out_dir / "ca.crt", out_dir / "server.crt", out_dir / "server.key")
+    names = ",".join(f"IP:{host}" if re.fullmatch(r"[\d.]+|[0-9a-fA-F:]+:[0-9a-fA-F:]*", host) else f"DNS:{host}"
+                     for host in hosts)
+    (out_dir / "server.ext").write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth\n", encoding="utf-8")
+
+    def openssl(*args: str) -> None:
+        result = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise BrokerError(f"openssl {args[0]} failed: {result.stderr.strip()}")
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(out_dir / "ca.key"), "-out",
+            str(files.ca_cert), "-days", str(days), "-subj", "/CN=GridWatch broker CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(files.key), "-out", str(out_dir / "server.csr"),
+            "-subj", f"/CN={hosts[0]}")
+    openssl("x509", "-req", "-in", str(out_dir / "server.csr"), "-CA", str(files.ca_cert), "-CAkey",
+            str(out_dir / "ca.key"), "-CAcreateserial", "-out", str(files.cert), "-days", str(days), "-extfile",
+            str(out_dir / "server.ext"))
+    for key in (out_dir / "ca.key", files.key):
+        key.chmod(0o600)
+    return files
+
+
 class Broker:
     """A Mosquitto process using the project's policy from `broker_config/` on a port of this run's choosing."""
 
@@ -152,7 +187,11 @@ class Broker:
         port: int | None = None,
         bind: str = "127.0.0.1",
         config_dir: Path = BROKER_CONFIG_DIR,
+        tls: TlsFiles | None = None,
     ) -> None:
+        """`tls`: also listen with TLS (on `tls_port`), with these files; the plain listener stays."""
+        self.tls = tls
+        self.tls_port = free_port(bind) if tls else None
         self.data_dir = data_dir.resolve()
         self.password_file = password_file.resolve()
         self.port = port or free_port(bind)
@@ -181,6 +220,9 @@ class Broker:
                     f"user {getpass.getuser()}",
                     f"log_dest file {self.log_file}",
                     f"include_dir {self.config_dir / 'conf.d'}",
+                    *([f"listener {self.tls_port} {self.bind}", f"cafile {self.tls.ca_cert.resolve()}",
+                       f"certfile {self.tls.cert.resolve()}", f"keyfile {self.tls.key.resolve()}",
+                       "tls_version tlsv1.2"] if self.tls else []),
                     "",
                 ]
             ),

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -40,10 +41,12 @@ class MqttClient:
         keepalive: int = 30,
         session_expiry_seconds: int = 0,
         manual_ack: bool = False,
+        tls_ca_file: Path | None = None,
     ) -> None:
         """`session_expiry_seconds` > 0 keeps the broker session (subscriptions, queued QoS 1 messages) while the
         client is away, with clean start off. `manual_ack`: a received QoS 1 message is acknowledged only by
-        `ack(message)`, so one the process dies holding is sent again by the broker."""
+        `ack(message)`, so one the process dies holding is sent again by the broker. `tls_ca_file`: connect with
+        TLS, trusting the broker's certificate only if this CA signed it (and it names the host)."""
         self.client_id = client_id
         self.host, self.port, self.keepalive = host, port, keepalive
         self.session_expiry_seconds = session_expiry_seconds
@@ -51,6 +54,8 @@ class MqttClient:
                                    manual_ack=manual_ack)
         if username:
             self._client.username_pw_set(username, password)
+        if tls_ca_file is not None:  # TLS, the broker's certificate checked against this CA and the host name
+            self._client.tls_set(ca_certs=str(tls_ca_file))
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.max_queued_messages_set(0)  # never drop a publish while the broker is away
         self._client.on_connect = self._on_connect

@@ -56,7 +56,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         service = IngestService(ingest, settings.mqtt_client_id, settings.mqtt_host, settings.mqtt_port,
                                 settings.mqtt_username, settings.resolved_mqtt_password(),
                                 settings.ingest_batch_size, settings.ingest_batch_wait_ms / 1000,
-                                settings.ingest_share_group)
+                                settings.ingest_share_group, settings.mqtt_tls_ca_file)
 
     async def sweep_forever() -> None:
         while True:

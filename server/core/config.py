@@ -26,6 +26,8 @@ class ServerSettings(BaseSettings):
     mqtt_username: str = Field(default="gridwatch-server", description="Broker account with the server role.")
     mqtt_password: SecretStr | None = Field(default=None, description="Broker password (or mqtt_password_file).")
     mqtt_password_file: Path | None = Field(default=None, description="File holding the broker password.")
+    mqtt_tls_ca_file: Path | None = Field(
+        default=None, description="Connect with TLS (to the broker's TLS port), trusting this CA certificate only.")
     mqtt_client_id: str = Field(default="gridwatch-server", description="MQTT client id; unique per server worker.")
     ingest_enabled: bool = Field(default=True, description="Run the MQTT ingest service inside the API process.")
     ingest_share_group: str | None = Field(
@@ -56,7 +58,7 @@ class ServerSettings(BaseSettings):
         return None
 
 
-_RELATIVE_PATH_KEYS = ("evidence_dir", "dispatch_config", "mqtt_password_file", "tokens_file")
+_RELATIVE_PATH_KEYS = ("evidence_dir", "dispatch_config", "mqtt_password_file", "mqtt_tls_ca_file", "tokens_file")
 
 
 def load_server_settings(path: Path | None = None) -> ServerSettings:

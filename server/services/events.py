@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -51,9 +51,18 @@ def ensure_nodes(session: Session, node_ids: set[str]) -> None:
 
 
 def load_nodes(session: Session, node_ids: set[str]) -> dict[str, NodeRecord]:
-    """The rows of a batch's nodes, made where missing, in two statements (not one query per node)."""
-    ensure_nodes(session, node_ids)
-    return {node.node_id: node for node in session.scalars(select(NodeRecord).where(NodeRecord.node_id.in_(node_ids)))}
+    """The rows of a batch's nodes in one query, the missing ones made first (one statement more)."""
+    nodes = {node.node_id: node for node in session.scalars(select(NodeRecord).where(NodeRecord.node_id.in_(node_ids)))}
+    if missing := node_ids - set(nodes):
+        ensure_nodes(session, missing)
+        nodes |= {node.node_id: node for node in session.scalars(select(NodeRecord)
+                                                                 .where(NodeRecord.node_id.in_(missing)))}
+    return nodes
+
+
+SEEN_EVERY = timedelta(seconds=30)
+"""A node's `last_seen_at` moves at most this often: a row every worker would otherwise write with every batch
+(holding its lock until commit) is how workers end up waiting for each other."""
 
 
 def touch_node(session: Session, node_id: str, now: datetime, seen: bool = True,
@@ -65,7 +74,7 @@ def touch_node(session: Session, node_id: str, now: datetime, seen: bool = True,
     if node is None:
         node = NodeRecord(node_id=node_id, state="unknown", session=0)
         session.add(node)
-    if seen:
+    if seen and (node.last_seen_at is None or now - node.last_seen_at >= SEEN_EVERY):
         node.last_seen_at = now
     if held is not None:
         held[node_id] = node

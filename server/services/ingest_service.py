@@ -18,6 +18,7 @@ import logging
 import queue
 import threading
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
@@ -35,9 +36,9 @@ RETAINED_STATE = (f"{TOPIC_ROOT}/nodes/+/status", f"{TOPIC_ROOT}/nodes/+/config/
 class IngestService(MqttClient):
     def __init__(self, ingest: Ingest, client_id: str, host: str, port: int, username: str,
                  password: str | None, batch_size: int = 500, batch_wait_seconds: float = 0.02,
-                 share_group: str | None = None) -> None:
+                 share_group: str | None = None, tls_ca_file: Path | None = None) -> None:
         super().__init__(client_id=client_id, host=host, port=port, username=username, password=password,
-                         session_expiry_seconds=24 * 3600, manual_ack=True)
+                         session_expiry_seconds=24 * 3600, manual_ack=True, tls_ca_file=tls_ca_file)
         self.ingest = ingest
         self.batch_size = batch_size
         self.batch_wait = batch_wait_seconds
