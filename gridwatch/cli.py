@@ -191,6 +191,14 @@ def cmd_broker_users(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_broker_tls(args: argparse.Namespace) -> int:
+    from gridwatch.broker import generate_tls
+
+    files = generate_tls(args.out, tuple(args.host), args.days)
+    print(f"wrote {files.ca_cert} (give it to nodes and the server: mqtt.tls_ca_file), {files.cert} and {files.key}")
+    return 0
+
+
 def cmd_broker_run(args: argparse.Namespace) -> int:
     from gridwatch.broker import Broker
 
@@ -278,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     broker = commands.add_parser("broker", help="Broker accounts and a Mosquitto run from broker_config/.",
                                  description="Generate broker accounts, or run Mosquitto with the project's policy.")
     broker_commands = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION",
-                                            help="users: make accounts; run: start Mosquitto.")
+                                            help="users: make accounts; tls: make certificates; run: start "
+                                                 "Mosquitto.")
     users = broker_commands.add_parser("users", help="Generate the password file and credentials.json.",
                                        description="Write DIR/passwd (Mosquitto hashes) and DIR/credentials.json "
                                                    "(plain passwords, mode 0600) for the server, nodes and "
@@ -290,6 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="A read-only integrator account; the name needs a block in broker_config/acl. "
                             "Repeat for more.")
     users.set_defaults(func=cmd_broker_users)
+    tls = broker_commands.add_parser("tls", help="Make a private CA and the broker's TLS certificate.",
+                                     description="Write DIR/ca.crt (what nodes and the server trust), "
+                                                 "DIR/server.crt and DIR/server.key (mode 0600) with openssl, for "
+                                                 "the TLS listener in broker_config/mosquitto.conf. Never commit "
+                                                 "the keys.")
+    tls.add_argument("--out", type=Path, required=True, help="Folder to write the certificates and keys into.")
+    tls.add_argument("--host", action="append", required=True, metavar="NAME_OR_ADDRESS",
+                     help="A name or address clients reach the broker by; repeat for more (the first is the CN).")
+    tls.add_argument("--days", type=int, default=825, help="Validity of the certificates (default 825 days).")
+    tls.set_defaults(func=cmd_broker_tls)
     run = broker_commands.add_parser("run", help="Run Mosquitto with broker_config/ on a port of your choice.",
                                      description="Run Mosquitto with broker_config/'s policy, a private data "
                                                  "folder and the given password file.")
