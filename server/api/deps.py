@@ -63,6 +63,11 @@ def allow(*roles: Role) -> Callable[[TokenEntry], TokenEntry]:
     return check
 
 
+PICTURE_ROLES = (Role.OPERATOR, Role.SUPERVISOR, Role.FIELD_STAFF)
+"""Who may see evidence and snapshots (people and number plates are in them): not integrators, who get the cases."""
+PictureViewer = Annotated[TokenEntry, Depends(allow(*PICTURE_ROLES))]
+
+
 MAX_ID = 2**62
 RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="A row id.")]
 """A database id in a path: bounded, so no number too large for the database reaches it."""

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
+from gridwatch.contract import event_topic, evidence_topic
 from tests.conftest import ROLES, as_role
+from tests.factories import event_payload, jpeg
 
 EVERYONE = set(ROLES)
 PUBLIC = None
 OPERATORS = {"operator", "admin"}
+PICTURES = {"operator", "supervisor", "field_staff", "admin"}  # evidence shows people: not integrators
 
 # (method, path) -> roles admitted (PUBLIC: no token needed). A route missing here fails the first test.
 ACCESS = {
@@ -20,11 +24,11 @@ ACCESS = {
     ("GET", "/api/v1/cases/{case_id}"): EVERYONE,
     ("POST", "/api/v1/cases/{case_id}/actions"): {"operator", "field_staff", "supervisor", "admin"},
     ("GET", "/api/v1/dead-letters"): OPERATORS,
-    ("GET", "/api/v1/evidence/{event_id}"): EVERYONE,
+    ("GET", "/api/v1/evidence/{event_id}"): PICTURES,
     ("GET", "/api/v1/nodes"): EVERYONE,
     ("POST", "/api/v1/nodes/{node_id}/commands"): OPERATORS,
     ("GET", "/api/v1/nodes/{node_id}/commands/{request_id}"): EVERYONE,
-    ("GET", "/api/v1/nodes/{node_id}/cameras/{camera_id}/snapshot"): EVERYONE,
+    ("GET", "/api/v1/nodes/{node_id}/cameras/{camera_id}/snapshot"): PICTURES,
     ("PUT", "/api/v1/events/{event_id}/review"): OPERATORS,
     ("GET", "/api/v1/events/{event_id}/review"): EVERYONE,
     ("GET", "/api/v1/training-data"): OPERATORS,
@@ -84,3 +88,22 @@ def test_each_role_gets_exactly_the_access_of_the_table(api, api_tokens, method,
         else:
             assert response.status_code == 403, (role, response.status_code)
             assert "may not" in message(response)
+
+
+def test_evidence_is_for_the_case_unit_and_the_command_centre_not_for_integrators(api, api_tokens):
+    """A unit's field staff see the pictures of their unit's cases only; integrators get cases, never pictures."""
+    ingest, frame = api.app.state.ingest, jpeg()
+    litter = event_payload(category="litter", code="0102", label="garbage", score=0.9, camera_id="cam-1")
+    parking = event_payload(score=0.9, camera_id="cam-2", location={"lat": 30.28, "lon": 120.17})
+    for payload in (litter, parking):
+        assert ingest.handle(event_topic("node-a", payload["category"]), json.dumps(payload).encode()) == "stored"
+        assert ingest.handle(evidence_topic("node-a", payload["event_id"]), frame) == "stored"
+    [sanitation_case] = api.get("/api/v1/cases", params={"category": "litter"}).json()["items"]
+    assert sanitation_case["assignment"]["unit_id"] == "sanitation"
+
+    def status(role: str, payload: dict) -> int:
+        return api.get(f"/api/v1/evidence/{payload['event_id']}", headers=as_role(api_tokens, role)).status_code
+
+    assert status("sanitation", litter) == 200 and status("operator", parking) == 200
+    assert status("sanitation", parking) == 403, "another unit's case"
+    assert status("integrator", litter) == 403

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from gridwatch.contract import SCHEMA_VERSION, Command, RemoteConfig, command_topic, config_topic
-from server.api.deps import EvidenceDep, OperatorDep, SessionDep, get_caller
+from server.api.deps import EvidenceDep, OperatorDep, PictureViewer, SessionDep, get_caller
 from server.api.schemas import CommandIn, CommandOut, NodeOut, RemoteConfigOut, ZonesIn
 from server.models import CameraSnapshot, NodeCommand, NodeRecord
 
@@ -56,7 +56,8 @@ def get_command(node_id: str, request_id: str, session: SessionDep) -> CommandOu
 @router.get("/{node_id}/cameras/{camera_id}/snapshot", response_class=FileResponse,
             summary="The camera's latest snapshot (send a snapshot command for a fresh one)",
             responses={200: {"content": {"image/jpeg": {}}}})
-def get_snapshot(node_id: str, camera_id: str, session: SessionDep, store: EvidenceDep) -> FileResponse:
+def get_snapshot(node_id: str, camera_id: str, session: SessionDep, store: EvidenceDep,
+                 _caller: PictureViewer) -> FileResponse:
     snapshot = session.scalar(select(CameraSnapshot).where(CameraSnapshot.node_id == node_id,
                                                            CameraSnapshot.camera_id == camera_id))
     if snapshot is None or not store.path(snapshot.sha256).exists():
