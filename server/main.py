@@ -25,7 +25,7 @@ from server.api.routes import (
 )
 from server.api.routes import webhooks as webhook_routes
 from server.core.config import ServerSettings
-from server.core.security import TokenStore
+from server.core.security import LoginThrottle, TokenStore
 from server.db import Database
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
@@ -90,6 +90,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.ingest = ingest
     app.state.ingest_service = service
     app.state.tokens = tokens
+    app.state.login_throttle = LoginThrottle(settings.login_failures_per_minute)
     app.state.webhooks = webhooks
     app.state.metrics = metrics
     app.state.live = live

@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from server.core.config import ServerSettings
-from server.core.security import Role, TokenEntry, TokenStore
+from server.core.security import LoginThrottle, Role, TokenEntry, TokenStore
 from server.db import Database
 from server.services.evidence import EvidenceStore
 
@@ -44,8 +44,14 @@ def get_caller(request: Request,
     if credentials is None:
         raise HTTPException(status_code=401, detail="this needs an API token: Authorization: Bearer <token>",
                             headers={"WWW-Authenticate": "Bearer"})
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client else "unknown"
+    if (wait := throttle.retry_after(address)) is not None:
+        raise HTTPException(status_code=429, detail=f"too many unknown tokens from {address}; try again in "
+                                                    f"{wait:.0f} s", headers={"Retry-After": f"{wait:.0f}"})
     caller = tokens.principal(credentials.credentials)
     if caller is None:
+        throttle.failed(address)
         raise HTTPException(status_code=401, detail="unknown API token", headers={"WWW-Authenticate": "Bearer"})
     return caller
 

@@ -38,6 +38,8 @@ class ServerSettings(BaseSettings):
     tokens_file: Path | None = Field(
         default=None, description="YAML of API tokens (SHA-256 only) with roles; `gridwatch server token` makes "
                                   "them. Without it only health and the public board answer.")
+    login_failures_per_minute: int = Field(default=10, ge=1, le=10000, description="Unknown tokens an address may "
+                                           "send in a minute; past that it gets 429 until a minute after the oldest.")
     ingest_batch_size: int = Field(default=500, ge=1, le=10000, description="Most MQTT messages written in one "
                                                                              "database transaction.")
     ingest_batch_wait_ms: float = Field(default=20, ge=0, le=1000, description="How long a batch waits for more "

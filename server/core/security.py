@@ -11,6 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
@@ -73,3 +77,34 @@ class TokenStore:
             if hmac.compare_digest(known, digest):
                 return entry
         return None
+
+
+class LoginThrottle:
+    """Failed logins (unknown tokens) per client address: past `limit` in `window` seconds the address is refused,
+    whatever token it sends, until the oldest failure leaves the window. Guessing a token is then hopeless."""
+
+    def __init__(self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, address: str, now: float) -> deque[float]:
+        failures = self._failures.setdefault(address, deque())
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        return failures
+
+    def retry_after(self, address: str) -> float | None:
+        """Seconds until `address` may try again; None when it may now."""
+        with self._lock:
+            now = self.clock()
+            failures = self._recent(address, now)
+            if len(failures) < self.limit:
+                if not failures:
+                    self._failures.pop(address, None)
+                return None
+            return max(1.0, failures[0] + self.window - now)
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            self._recent(address, self.clock()).append(self.clock())

@@ -107,3 +107,26 @@ def test_evidence_is_for_the_case_unit_and_the_command_centre_not_for_integrator
     assert status("sanitation", litter) == 200 and status("operator", parking) == 200
     assert status("sanitation", parking) == 403, "another unit's case"
     assert status("integrator", litter) == 403
+
+
+@pytest.mark.one_database
+def test_guessing_tokens_is_cut_off_after_ten_a_minute(api, api_tokens):
+    for _ in range(10):
+        assert api.get("/api/v1/cases", headers={"Authorization": "Bearer gw_guess"}).status_code == 401
+    blocked = api.get("/api/v1/cases", headers=as_role(api_tokens, "operator"))
+    assert blocked.status_code == 429, "the address is refused, whatever token it now sends"
+    assert 1 <= int(blocked.headers["Retry-After"]) <= 60 and "too many unknown tokens" in message(blocked)
+    assert api.get("/healthz").status_code == 200, "what needs no token still answers"
+
+
+def test_the_throttle_forgets_failures_older_than_its_window():
+    from server.core.security import LoginThrottle
+
+    now = [0.0]
+    throttle = LoginThrottle(limit=3, window=60, clock=lambda: now[0])
+    for second in (0, 10, 20):
+        now[0] = second
+        throttle.failed("10.0.0.9")
+    assert throttle.retry_after("10.0.0.9") == 40 and throttle.retry_after("10.0.0.8") is None
+    now[0] = 60.5
+    assert throttle.retry_after("10.0.0.9") is None, "the first failure left the window"
