@@ -57,6 +57,10 @@ class RuleTuning(_Config):
         description="Consecutive frames an anchor must be inside (or outside) to enter (or leave), and an object "
                     "must move before it counts as moving.",
     )
+    move_seconds: float = Field(
+        default=1.0, ge=0, le=30,
+        description="And for at least this long: a passer-by hiding part of a parked car for a moment is not the car "
+                    "driving off.")
     still_tolerance: float = Field(
         default=0.12, gt=0, le=1, description="How far (as a fraction of box height) an object may drift and be still."
     )

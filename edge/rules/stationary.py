@@ -24,6 +24,8 @@ from edge.zones import Zone, bottom_centres
 from gridwatch.contract import Category, EventType
 
 _CHANGE_IOU = 0.7
+_SETTLE_SECONDS = 3.0
+"""For this long after an object stops, its parked position follows it (a vehicle settles), then it is fixed."""
 """Below this overlap with the last published box, a violation's box has really changed and earns an update."""
 NO_PEOPLE = np.zeros((0, 4))
 
@@ -67,6 +69,7 @@ class Track:
     recent_boxes: deque[NDArray[np.float64]]
     zones: dict[str, _Membership] = field(default_factory=dict)
     moving_frames: int = 0
+    moving_since: float | None = None
     last_person_near: float = float("-inf")
 
     @property
@@ -179,16 +182,24 @@ class StationaryRule:
             track = Track(track_id, label, box.copy(), now, anchor.copy(), box.copy(), now,
                           deque(maxlen=self.tuning.score_window), deque(maxlen=self.tuning.zone_inertia_frames))
             self._tracks[track_id] = track
-        if self._is_still(track, box, anchor):
-            track.moving_frames = 0
+        still = self._is_still(track, box, anchor)
+        if still:
+            track.moving_frames, track.moving_since = 0, None
         else:
             track.moving_frames += 1
-            if track.moving_frames >= self.tuning.zone_inertia_frames:  # moving for real: a new still period
+            track.moving_since = now if track.moving_since is None else track.moving_since
+            if (track.moving_frames >= self.tuning.zone_inertia_frames
+                    and now - track.moving_since >= self.tuning.move_seconds):  # moving for real: a new still period
                 track.reference_anchor, track.reference_box = anchor.copy(), box.copy()
-                track.still_since, track.moving_frames = now, 0
+                track.still_since, track.moving_frames, track.moving_since = now, 0, None
         track.label, track.box, track.last_seen = label, box.copy(), now
         track.recent_boxes.append(box.copy())
         track.scores.append(score)
+        settling = now - track.still_since <= _SETTLE_SECONDS
+        if still and settling and len(track.recent_boxes) == track.recent_boxes.maxlen:
+            # the first still frame may catch a vehicle still settling: its parked position is where it stands once
+            # it has stopped (then it is kept, so a passer-by hiding part of it later does not move it)
+            track.reference_box, track.reference_anchor = track.steady_box, anchor.copy()
         return track
 
     def _is_still(self, track: Track, box: NDArray[np.float64], anchor: NDArray[np.float64]) -> bool:

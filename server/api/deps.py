@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -76,6 +76,9 @@ PictureViewer = Annotated[TokenEntry, Depends(allow(*PICTURE_ROLES))]
 
 MAX_ID = 2**62
 RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="A row id.")]
+PageNumber = Annotated[int, Query(ge=1, le=1_000_000, description="Page, from 1.")]
+"""A page of a list: bounded, so its offset always fits the database's integers."""
+PageSize = Annotated[int, Query(ge=1, le=500, description="Items a page (at most 500).")]
 """A database id in a path: bounded, so no number too large for the database reaches it."""
 SessionDep = Annotated[Session, Depends(get_db)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from gridwatch.contract import case_topic, config_topic, event_topic, status_topic, telemetry_topic
+from gridwatch.contract import (
+    case_topic,
+    command_response_topic,
+    command_topic,
+    config_status_topic,
+    config_topic,
+    event_topic,
+    evidence_topic,
+    snapshot_topic,
+    status_topic,
+    telemetry_topic,
+)
 
 PUBLISH_MATRIX = [
     ("node-a", event_topic("node-a", "illegal_parking"), True),
@@ -65,3 +76,46 @@ def test_anonymous_and_wrong_passwords_are_refused(running_broker, user, passwor
         assert client.reason.is_failure
     finally:
         client.close()
+
+
+FAMILIES = {
+    "status": status_topic("node-a"), "telemetry": telemetry_topic("node-a"),
+    "events": event_topic("node-a", "litter"),
+    "evidence": evidence_topic("node-a", "6f1c1c7e-6a0c-4f64-9d4e-0f6f1f7f2a11"),
+    "config": config_topic("node-a"), "config/status": config_status_topic("node-a"),
+    "command": command_topic("node-a"), "command/response": command_response_topic("node-a"),
+    "snapshot": snapshot_topic("node-a", "cam-1"), "cases": case_topic("litter", 1),
+}
+"""One topic of each family, in node-a's tree (and a case)."""
+EVERY = set(FAMILIES)
+NODE_TREE = EVERY - {"cases"}
+DESIGN = {  # account -> (families it may publish to, families it may read), as broker_config/acl says
+    "gridwatch-server": (EVERY, EVERY),
+    "integrator": (set(), {"cases", "events", "status"}),
+    "node-a": (NODE_TREE, {"config", "command", "status"}),
+    "node-b": (set(), set()),  # another node: nothing in node-a's tree
+}
+
+
+@pytest.mark.parametrize("user", sorted(DESIGN))
+def test_every_account_publishes_exactly_where_the_design_says(mqtt_client, user):
+    watcher = mqtt_client("gridwatch-server")
+    watcher.subscribe("gw/#")
+    client = mqtt_client(user)
+    refused = {family for family, topic in FAMILIES.items() if client.publish(topic, b"{}").is_failure}
+    delivered = {m.topic for m in watcher.collect(0.7)}
+    allowed = DESIGN[user][0]
+    assert EVERY - refused == allowed, "the broker acknowledges exactly the allowed publishes"
+    assert {family for family, topic in FAMILIES.items() if topic in delivered} == allowed
+
+
+@pytest.mark.parametrize("user", sorted(DESIGN))
+def test_every_account_reads_exactly_what_the_design_says(mqtt_client, user):
+    client = mqtt_client(user)
+    for topic in FAMILIES.values():
+        client.subscribe(topic)
+    server = mqtt_client("gridwatch-server")
+    for topic in FAMILIES.values():
+        server.publish(topic, b"{}")
+    received = {m.topic for m in client.collect(0.7)}
+    assert {family for family, topic in FAMILIES.items() if topic in received} == DESIGN[user][1]

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from gridwatch.contract import CaseAction, CaseStatus, Category
-from server.api.deps import Caller, CaseWorker, RowId, SessionDep, get_caller
+from server.api.deps import Caller, CaseWorker, PageNumber, PageSize, RowId, SessionDep, get_caller
 from server.api.schemas import ActionIn, CaseDetail, CaseSummary, EventOut, Page, TransitionOut
 from server.core.security import Role, TokenEntry
 from server.models import CaseRecord, EvidenceRecord, utcnow
@@ -44,8 +44,8 @@ def list_cases(
     id_below: Annotated[int | None, Query(ge=1, le=2**62, description=(
         "Only cases with a smaller id: keyset paging for a list that changes while it is read (with sort=-id, "
         "pass the last id of the page you have)."))] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    page: PageNumber = 1,
+    page_size: PageSize = 50,
     sort: Annotated[str, Query(pattern="^-?(opened_at|updated_at|id|deadline_at|score)$",
                                description="Field; '-' for descending.")] = "-opened_at",
 ) -> Page[CaseSummary]:

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
-from server.api.deps import OperatorDep, SessionDep, get_caller
+from server.api.deps import OperatorDep, PageNumber, PageSize, SessionDep, get_caller
 from server.api.schemas import DeadLetterOut, Page
 from server.models import DeadLetter
 
@@ -17,8 +17,8 @@ def list_dead_letters(
     session: SessionDep,
     _caller: OperatorDep,
     node_id: Annotated[str | None, Query(max_length=64, description="Only messages from this node's topics.")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    page: PageNumber = 1,
+    page_size: PageSize = 50,
 ) -> Page[DeadLetterOut]:
     query = select(DeadLetter)
     if node_id is not None:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import func, select
 
-from server.api.deps import OperatorDep, RowId, SessionDep, allow, get_caller
+from server.api.deps import OperatorDep, PageNumber, PageSize, RowId, SessionDep, allow, get_caller
 from server.api.schemas import DeliveryOut, Page, WebhookCreated, WebhookIn, WebhookOut
 from server.core.security import Role, TokenEntry
 from server.models import WebhookDelivery, WebhookSubscription, utcnow
@@ -49,8 +49,8 @@ def list_deliveries(
     session: SessionDep,
     _caller: OperatorDep,
     status: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    page: PageNumber = 1,
+    page_size: PageSize = 50,
 ) -> Page[DeliveryOut]:
     if session.get(WebhookSubscription, webhook_id) is None:
         raise HTTPException(status_code=404, detail=f"webhook {webhook_id} does not exist")
