@@ -118,8 +118,9 @@ class Ingest:
 
     def handle_batch(self, messages: list[tuple[str, bytes]]) -> list[str]:
         """What became of each message, in order. The batch is written a kind at a time, each kind in one
-        transaction: evidence first (so events find the images they announce), then the events, then the nodes'
-        telemetry (the latest of each node; every one is counted), then the rest one by one, in their order."""
+        transaction: the events first, then their images (checked against what the events announce, so an event
+        is never visible later than its evidence), then the nodes' telemetry (the latest of each node; every one is
+        counted), then the rest one by one, in their order."""
         outcomes = [""] * len(messages)
         run: list[Incoming] = []
         by_kind: dict[str, list[int]] = {"evidence": [], "telemetry": [], "other": []}
@@ -137,8 +138,8 @@ class Ingest:
                 outcomes[index] = self._dead_letter(topic, _node_of(topic), payload,
                                                     f"internal error: {type(error).__name__}: {error}")
         announced = {str(item.event.event_id): announced_hashes(item.event) for item in run}
-        self._store_evidence(messages, by_kind["evidence"], outcomes, announced)
         self._store_events(run, outcomes)
+        self._store_evidence(messages, by_kind["evidence"], outcomes, announced)
         self._store_telemetry(messages, by_kind["telemetry"], outcomes)
         for index in by_kind["other"]:
             outcomes[index] = self._handle(*messages[index])
