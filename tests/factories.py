@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -52,3 +53,27 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def start_node(running_broker, state_dir, outbox, qos: int = 1, window: int = 10, port: int | None = None):  # noqa: ANN001, ANN201
+    """node-a's link and outbox sender, as a node runs them (through `port` if given, e.g. a proxy); returns the
+    function that stops them."""
+    from edge.comms import NodeLink
+    from edge.config import MqttConfig
+    from edge.outbox import OutboxSender
+
+    link = NodeLink("node-a", MqttConfig(port=port or running_broker.port,
+                                         password=running_broker.credentials.nodes["node-a"]), state_dir)
+    sender = OutboxSender(outbox, link, window=window, qos=qos)
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)
+    link.start()
+    thread.start()
+
+    def shutdown() -> None:
+        stop.set()
+        thread.join(5)
+        link.stop()
+
+    shutdown.link = link
+    return shutdown

@@ -5,14 +5,11 @@ once the link is back, reach the server: every event stored exactly once, every 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 
-from edge.comms import NodeLink
-from edge.config import MqttConfig
-from edge.outbox import EVENT, Outbox, OutboxSender
+from edge.outbox import EVENT, Outbox
 from gridwatch.contract import event_topic
-from tests.factories import event_payload, wait_until
+from tests.factories import event_payload, start_node, wait_until
 from tests.netcut import CuttableProxy
 
 BEFORE, OFFLINE, PLACES = 200, 10_000, 20
@@ -29,11 +26,8 @@ def events(first: int, count: int) -> list[bytes]:
 def test_a_node_cut_off_for_10000_events_loses_none_and_none_count_twice(running_broker, api, tmp_path):
     proxy = CuttableProxy(running_broker.port)
     outbox = Outbox(tmp_path / "outbox.db")
-    link = NodeLink("node-a", MqttConfig(port=proxy.port, password=running_broker.credentials.nodes["node-a"]),
-                    tmp_path)
-    sender, stop = OutboxSender(outbox, link, window=50, qos=1), threading.Event()
-    link.start()
-    threading.Thread(target=sender.run, args=(stop,), daemon=True).start()
+    shutdown = start_node(running_broker, tmp_path, outbox, window=50, port=proxy.port)
+    link = shutdown.link
     topic = event_topic("node-a", "illegal_parking")
 
     def stored() -> int:
@@ -55,8 +49,7 @@ def test_a_node_cut_off_for_10000_events_loses_none_and_none_count_twice(running
         wait_until(lambda: outbox.depth == 0, timeout=180)
         wait_until(lambda: stored() == BEFORE + OFFLINE, timeout=120)
     finally:
-        stop.set()
-        link.stop()
+        shutdown()
         proxy.close()
     cases = api.get("/api/v1/cases", params={"page_size": 100}).json()
     assert cases["total"] == PLACES, "every case once"

@@ -11,12 +11,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from edge.comms import NodeLink
-from edge.config import MqttConfig
-from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxSender
+from edge.outbox import EVENT, EVIDENCE, Outbox
 from gridwatch.contract import event_topic
 from tests.edge.stream_node import event_id as stream_event_id
-from tests.factories import wait_until
+from tests.factories import start_node, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,23 +48,6 @@ def test_when_full_the_oldest_evidence_goes_first_and_every_drop_is_counted(tmp_
     assert [m.topic for m in outbox.pending()] == ["e/2", "e/3", "e/4"]
     assert outbox.counters() == {"dropped_evidence": 2, "dropped_event": 1}
     assert outbox.size_bytes <= 1000
-
-
-def start_node(running_broker, tmp_path, outbox: Outbox, qos: int = 1):
-    link = NodeLink("node-a", MqttConfig(port=running_broker.port,
-                                         password=running_broker.credentials.nodes["node-a"]), tmp_path)
-    sender = OutboxSender(outbox, link, window=10, qos=qos)
-    stop = threading.Event()
-    thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)
-    link.start()
-    thread.start()
-
-    def shutdown() -> None:
-        stop.set()
-        thread.join(5)
-        link.stop()
-
-    return shutdown
 
 
 def persistent_subscriber(mqtt_client):

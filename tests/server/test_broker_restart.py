@@ -11,11 +11,9 @@ import uuid
 
 import pytest
 
-from edge.comms import NodeLink
-from edge.config import MqttConfig
-from edge.outbox import EVENT, Outbox, OutboxSender
+from edge.outbox import EVENT, Outbox
 from gridwatch.contract import event_topic
-from tests.factories import event_payload, wait_until
+from tests.factories import event_payload, start_node, wait_until
 
 EVENTS, PLACES = 3000, 30
 
@@ -23,11 +21,7 @@ EVENTS, PLACES = 3000, 30
 @pytest.mark.one_database
 def test_a_broker_restart_mid_stream_stores_every_event_once(running_broker, api, tmp_path):
     outbox = Outbox(tmp_path / "outbox.db")
-    link = NodeLink("node-a", MqttConfig(port=running_broker.port,
-                                         password=running_broker.credentials.nodes["node-a"]), tmp_path)
-    sender, stop = OutboxSender(outbox, link, window=50, qos=1), threading.Event()
-    link.start()
-    threading.Thread(target=sender.run, args=(stop,), daemon=True).start()
+    shutdown = start_node(running_broker, tmp_path, outbox, window=50)
     topic = event_topic("node-a", "illegal_parking")
 
     def stored() -> int:
@@ -52,8 +46,7 @@ def test_a_broker_restart_mid_stream_stores_every_event_once(running_broker, api
         wait_until(lambda: stored() == EVENTS, timeout=120)
         time.sleep(1)  # anything counted twice would show now
     finally:
-        stop.set()
-        link.stop()
+        shutdown()
     assert stored() == EVENTS
     cases = api.get("/api/v1/cases", params={"page_size": 100}).json()
     assert cases["total"] == PLACES, "every case once"
