@@ -39,7 +39,7 @@ class RunningBroker:
 @pytest.fixture
 def running_broker(tmp_path: Path) -> Iterator[RunningBroker]:
     users = tmp_path / "broker"
-    credentials = generate_users(users, ["node-a", "node-b"], ["integrator"])
+    credentials = generate_users(users, ["node-a", "node-b"], ["integrator"], bridges=["bridge"])
     with Broker(users / "data", users / "passwd") as broker:
         yield RunningBroker(broker, credentials, users)
 
@@ -140,23 +140,60 @@ def model_path() -> str:
 
 LITTER_RECIPE = REPO / "models" / "litter.yaml"
 LITTER_SHORT = REPO / "models" / "runs" / "litter-short"
+_litter_training: subprocess.Popen | None = None
+"""The short litter training, started in the background when the session begins (see below)."""
+
+
+def _litter_model_is_stale() -> bool:
+    from gridwatch.training import load_recipe
+
+    recipe = json.loads(load_recipe(LITTER_RECIPE, {}, "short").model_dump_json())
+    report = LITTER_SHORT / "report.json"
+    return not report.exists() or json.loads(report.read_text()).get("recipe") != recipe
+
+
+def _train_litter_model(background: bool) -> subprocess.Popen:
+    command = [sys.executable, "-m", "gridwatch", "models", "train", "--recipe", str(LITTER_RECIPE),
+               "--schedule", "short", "--out", str(LITTER_SHORT)]
+    if not background:
+        return subprocess.Popen(command, cwd=REPO)
+    LITTER_SHORT.parent.mkdir(parents=True, exist_ok=True)
+    log = (LITTER_SHORT.parent / "litter-short.log").open("w")
+    # niced: the tests keep their pace, the training takes the CPU they leave (most of them wait on I/O)
+    return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(10))
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of the litter model run last, and the model they need (minutes of training on a fresh clone) is
+    trained in the background meanwhile, beside the rest of the suite, instead of holding it up."""
+    global _litter_training
+    litter = [item for item in items if "litter_model" in getattr(item, "fixturenames", ())]
+    if not litter or config.option.collectonly:
+        return
+    items[:] = [item for item in items if item not in litter] + litter
+    if not os.environ.get("GRIDWATCH_LITTER_MODEL") and _litter_model_is_stale():
+        _litter_training = _train_litter_model(background=len(litter) < len(items))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _litter_training is not None and _litter_training.poll() is None:  # the session was cut short
+        _litter_training.terminate()
+        _litter_training.wait(30)
 
 
 @pytest.fixture(scope="session")
 def litter_model() -> Path:
     """The litter model of models/litter.yaml's short schedule, as `make model-litter SCHEDULE=short` makes it in
-    models/runs/litter-short; trained here (a few minutes) when it is missing or its recipe has changed.
-    $GRIDWATCH_LITTER_MODEL names another trained model's folder instead (e.g. models/litter, the shipped one)."""
-    from gridwatch.training import load_recipe
-
+    models/runs/litter-short; trained (a few minutes) when it is missing or its recipe has changed, in the background
+    from the start of the session. $GRIDWATCH_LITTER_MODEL names another trained model's folder instead (e.g.
+    models/litter, the shipped one)."""
     if os.environ.get("GRIDWATCH_LITTER_MODEL"):
         return Path(os.environ["GRIDWATCH_LITTER_MODEL"]).resolve()
-
-    recipe = json.loads(load_recipe(LITTER_RECIPE, {}, "short").model_dump_json())
-    report = LITTER_SHORT / "report.json"
-    if not report.exists() or json.loads(report.read_text()).get("recipe") != recipe:
-        subprocess.run([sys.executable, "-m", "gridwatch", "models", "train", "--recipe", str(LITTER_RECIPE),
-                        "--schedule", "short", "--out", str(LITTER_SHORT)], check=True, cwd=REPO)
+    training = _litter_training or (_train_litter_model(background=False) if _litter_model_is_stale() else None)
+    if training is not None and training.wait() != 0:
+        log = LITTER_SHORT.parent / "litter-short.log"
+        pytest.fail(f"training the short litter model failed (exit {training.returncode})"
+                    + (f":\n{log.read_text(errors='replace')[-3000:]}" if log.exists() else ""))
     return LITTER_SHORT
 
 
