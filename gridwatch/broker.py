@@ -1,7 +1,8 @@
 """Accounts for the broker and a Mosquitto process run from `broker_config/`.
 
 The policy (anonymous off, persistence, queue limits, ACL roles) lives in `broker_config/`; this module only adds
-what differs per run: the port, the data folder and the generated password file.
+what differs per run: the port, the data folder, the generated password file and, for a site's broker, the bridge
+to the city's core broker.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gridwatch.contract import NODE_ID_PATTERN
+from gridwatch.contract import NODE_ID_PATTERN, TOPIC_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,10 @@ class Credentials:
     server: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, str] = field(default_factory=dict)
     integrators: dict[str, str] = field(default_factory=dict)
+    bridges: dict[str, str] = field(default_factory=dict)
 
     def all_accounts(self) -> dict[str, str]:
-        return {**self.server, **self.nodes, **self.integrators}
+        return {**self.server, **self.nodes, **self.integrators, **self.bridges}
 
     @property
     def server_user(self) -> str:
@@ -80,26 +82,30 @@ def generate_users(
     nodes: list[str],
     integrators: list[str],
     acl_file: Path = BROKER_CONFIG_DIR / "acl",
+    bridges: list[str] = (),
 ) -> Credentials:
-    """Write `passwd` and `credentials.json` into `out_dir` with fresh random passwords."""
+    """Write `passwd` and `credentials.json` into `out_dir` with fresh random passwords. `bridges`: accounts
+    that sites' brokers bridge in with (each needs its block in the ACL, like an integrator)."""
     roles = role_accounts(acl_file)
     for node_id in nodes:
         if not re.match(NODE_ID_PATTERN, node_id):
             raise BrokerError(f"node id {node_id!r} must match {NODE_ID_PATTERN}")
         if node_id in roles:
             raise BrokerError(f"node id {node_id!r} is a role account in {acl_file}; choose another id")
-    for name in integrators:
-        if name not in roles or name == SERVER_USER:
-            raise BrokerError(
-                f"integrator {name!r} has no read-only block in {acl_file}; copy the 'user integrator' block "
-                "under that name first (without it the account would be treated as a node)"
-            )
-    if len(set(nodes) | set(integrators)) != len(nodes) + len(integrators):
+    for kind, names in (("integrator", integrators), ("bridge", bridges)):
+        for name in names:
+            if name not in roles or name == SERVER_USER:
+                raise BrokerError(
+                    f"{kind} {name!r} has no block in {acl_file}; copy the 'user {kind}' block under that name "
+                    "first (without it the account would be treated as a node)"
+                )
+    if len(set(nodes) | set(integrators) | set(bridges)) != len(nodes) + len(integrators) + len(bridges):
         raise BrokerError("account names must be unique")
     creds = Credentials(
         server={SERVER_USER: secrets.token_urlsafe(18)},
         nodes={n: secrets.token_urlsafe(18) for n in nodes},
         integrators={n: secrets.token_urlsafe(18) for n in integrators},
+        bridges={n: secrets.token_urlsafe(18) for n in bridges},
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"{user}:{hash_password(password)}" for user, password in creds.all_accounts().items()]
@@ -112,6 +118,7 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+    path.chmod(0o600)  # also when it was there before
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -177,6 +184,43 @@ def generate_tls(out_dir: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.
     return files
 
 
+BRIDGE_OUT = tuple(f"{TOPIC_ROOT}/nodes/+/{family}" for family in (
+    "events/#", "telemetry", "evidence/#", "status", "snapshot/#", "config/status", "command/response"))
+"""What a site's nodes publish, forwarded by its broker to the core broker (where the server reads)."""
+BRIDGE_IN = (f"{TOPIC_ROOT}/nodes/+/config", f"{TOPIC_ROOT}/nodes/+/command", f"{TOPIC_ROOT}/cases/#")
+"""What the server publishes for nodes and field apps, brought from the core broker to the site's."""
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """A site broker's link to the city's core broker (Mosquitto bridge, QoS 1, persistent session): the site's
+    nodes connect to the site's broker, and what they publish reaches the server through the core one. While the
+    link is down the site's broker keeps the messages (its queue limits and persistence apply) and sends them when it
+    is back."""
+
+    name: str
+    host: str
+    port: int
+    username: str
+    password: str
+    ca_file: Path | None = None
+    """The core broker's CA certificate, for a TLS link (`gridwatch broker tls`)."""
+
+    def config_lines(self) -> list[str]:
+        return [
+            f"connection {self.name}",
+            f"address {self.host}:{self.port}",
+            f"remote_clientid bridge-{self.name}",
+            f"remote_username {self.username}",
+            f"remote_password {self.password}",
+            "cleansession false",  # the core keeps what is on its way to the site while the link is down
+            "restart_timeout 1 15",  # reconnect after 1 s, backing off to 15 s
+            *([f"bridge_cafile {self.ca_file.resolve()}", "bridge_tls_version tlsv1.2"] if self.ca_file else []),
+            *(f"topic {topic} out 1" for topic in BRIDGE_OUT),
+            *(f"topic {topic} in 1" for topic in BRIDGE_IN),
+        ]
+
+
 class Broker:
     """A Mosquitto process using the project's policy from `broker_config/` on a port of this run's choosing."""
 
@@ -188,9 +232,12 @@ class Broker:
         bind: str = "127.0.0.1",
         config_dir: Path = BROKER_CONFIG_DIR,
         tls: TlsFiles | None = None,
+        bridge: Bridge | None = None,
     ) -> None:
-        """`tls`: also listen with TLS (on `tls_port`), with these files; the plain listener stays."""
+        """`tls`: also listen with TLS (on `tls_port`), with these files; the plain listener stays. `bridge`: this
+        is a site's broker, linked to the city's core broker."""
         self.tls = tls
+        self.bridge = bridge
         self.tls_port = free_port(bind) if tls else None
         self.data_dir = data_dir.resolve()
         self.password_file = password_file.resolve()
@@ -206,7 +253,8 @@ class Broker:
     def write_config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "mosquitto.conf"
-        conf.write_text(
+        _write_private(  # a bridge's password is in it
+            conf,
             "\n".join(
                 [
                     "# Written by `gridwatch broker run`; the policy is in broker_config/.",
@@ -223,10 +271,10 @@ class Broker:
                     *([f"listener {self.tls_port} {self.bind}", f"cafile {self.tls.ca_cert.resolve()}",
                        f"certfile {self.tls.cert.resolve()}", f"keyfile {self.tls.key.resolve()}",
                        "tls_version tlsv1.2"] if self.tls else []),
+                    *(self.bridge.config_lines() if self.bridge else []),  # last: the section runs to the end
                     "",
                 ]
             ),
-            encoding="utf-8",
         )
         return conf
 

@@ -186,7 +186,7 @@ def cmd_server_token(args: argparse.Namespace) -> int:
 def cmd_broker_users(args: argparse.Namespace) -> int:
     from gridwatch.broker import generate_users
 
-    creds = generate_users(args.out, args.node, args.integrator)
+    creds = generate_users(args.out, args.node, args.integrator, bridges=args.bridge)
     print(f"wrote {args.out / 'passwd'} ({len(creds.all_accounts())} accounts) and {args.out / 'credentials.json'}")
     return 0
 
@@ -200,9 +200,19 @@ def cmd_broker_tls(args: argparse.Namespace) -> int:
 
 
 def cmd_broker_run(args: argparse.Namespace) -> int:
-    from gridwatch.broker import Broker
+    from gridwatch.broker import Bridge, Broker
 
-    broker = Broker(args.data_dir, args.passwd, port=args.port, bind=args.bind).start()
+    bridge = None
+    if args.bridge_to:
+        host, _, port = args.bridge_to.rpartition(":")
+        if not host or not port.isdigit():
+            raise BrokerError(f"--bridge-to {args.bridge_to!r}: give the core broker as HOST:PORT")
+        if not args.bridge_password_file:
+            raise BrokerError("--bridge-to needs --bridge-password-file (the bridge account's password)")
+        bridge = Bridge(name=args.bridge_name, host=host, port=int(port), username=args.bridge_user,
+                        password=args.bridge_password_file.read_text(encoding="utf-8").strip(),
+                        ca_file=args.bridge_ca_file)
+    broker = Broker(args.data_dir, args.passwd, port=args.port, bind=args.bind, bridge=bridge).start()
     print(f"mosquitto on {broker.bind}:{broker.port}; Ctrl-C stops it", flush=True)
     stop = _stop_on_signals()
     while not stop.wait(1):
@@ -298,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_argument("--integrator", action="append", default=[], metavar="NAME",
                        help="A read-only integrator account; the name needs a block in broker_config/acl. "
                             "Repeat for more.")
+    users.add_argument("--bridge", action="append", default=[], metavar="NAME",
+                       help="An account a site's broker bridges in with (on the core broker); the name needs a "
+                            "block in broker_config/acl (copy 'user bridge'). Repeat for more.")
     users.set_defaults(func=cmd_broker_users)
     tls = broker_commands.add_parser("tls", help="Make a private CA and the broker's TLS certificate.",
                                      description="Write DIR/ca.crt (what nodes and the server trust), "
@@ -316,6 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", type=Path, required=True, help="Folder for persistence, config and log.")
     run.add_argument("--port", type=int, help="Port to listen on (default: a free one, printed).")
     run.add_argument("--bind", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
+    run.add_argument("--bridge-to", metavar="HOST:PORT",
+                     help="Run as a site's broker: bridge what its nodes publish to this core broker (where the "
+                          "server reads) and bring configs, commands and cases back.")
+    run.add_argument("--bridge-name", default="site", help="This site's name on the link (default: site).")
+    run.add_argument("--bridge-user", default="bridge", help="The bridge account on the core broker (default: bridge).")
+    run.add_argument("--bridge-password-file", type=Path, metavar="FILE",
+                     help="A file holding the bridge account's password (from the core's credentials.json).")
+    run.add_argument("--bridge-ca-file", type=Path, metavar="FILE",
+                     help="The core broker's CA certificate, to bridge over TLS (its TLS port in --bridge-to).")
     run.set_defaults(func=cmd_broker_run)
 
     models = commands.add_parser("models", help="Train, evaluate and export detector models.",

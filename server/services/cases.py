@@ -128,7 +128,16 @@ class CaseService:
     def nearby(self, session: Session, places: list[tuple[Category, Location | None, tuple[str, str, str] | None]],
                now: datetime) -> list[CaseRecord]:
         """Every case that a violation at one of `places` (category, position, camera view) may join or reopen,
-        newest first, from one query per 150 places: a batch of events asks once, not once per violation."""
+        newest first."""
+        ids = self.nearby_ids(session, places, now)
+        with session.no_autoflush:
+            found = session.scalars(select(CaseRecord).where(CaseRecord.id.in_(ids))).all() if ids else []
+        return sorted(found, key=lambda case: case.id, reverse=True)
+
+    def nearby_ids(self, session: Session, places: list[tuple[Category, Location | None, tuple[str, str, str] | None]],
+                   now: datetime) -> set[int]:
+        """The ids of `nearby`'s cases, from one query per 150 places: a batch of events asks once, not once per
+        violation."""
         window, radius = self._repeat_rules()
         dlat = radius / 111_000
         connection = session.connection()
@@ -164,9 +173,7 @@ class CaseService:
             ids.update(row[0] for row in connection.exec_driver_sql(
                 f"SELECT id FROM cases WHERE {repeatable} AND ({where})",  # noqa: S608
                 tuple([since] + [value for _, values in chunk for value in values])))
-        with session.no_autoflush:
-            found = session.scalars(select(CaseRecord).where(CaseRecord.id.in_(ids))).all() if ids else []
-        return sorted(found, key=lambda case: case.id, reverse=True)
+        return ids
 
     def _repeat_of(self, category: Category, location: Location | None, view: tuple[str, str, str] | None,
                    now: datetime, nearby: list[CaseRecord]) -> CaseRecord | None:

@@ -81,6 +81,19 @@ def touch_node(session: Session, node_id: str, now: datetime, seen: bool = True,
     return node
 
 
+def lock_cases(session: Session, ids: set[int]) -> dict[int, CaseRecord]:
+    """The cases a batch will change, read and locked (on PostgreSQL: SELECT … FOR UPDATE) until it commits, so that
+    another worker's batch changing one of them waits for this one and then reads what it wrote: counts, status and
+    open violations are read, changed and written back, and two workers doing that at once would lose one's
+    change. One statement in id order, so that two workers take their locks in the same order and never wait for
+    each other in a circle."""
+    if not ids:
+        return {}
+    with session.no_autoflush:
+        return {case.id: case for case in session.scalars(
+            select(CaseRecord).where(CaseRecord.id.in_(ids)).order_by(CaseRecord.id).with_for_update())}
+
+
 @dataclass
 class _Batch:
     """What one batch knows from its first queries, kept up to date as its events are applied."""
@@ -108,13 +121,16 @@ class EventWriter:
                 select(EvidenceRecord.event_id, EvidenceRecord.variant, EvidenceRecord.sha256)
                 .where(EvidenceRecord.event_id.in_(event_ids))):
             evidence[event_id][variant] = sha256
+        case_ids = self._case_ids_of(session, {str(item.event.violation_id) for item in batch})
+        nearby = self.cases.nearby_ids(session, [
+            (item.event.category, item.event.location, (item.event.node_id, item.event.camera_id, item.event.zone_id))
+            for item in batch if str(item.event.violation_id) not in case_ids], now)
+        cases = lock_cases(session, set(case_ids.values()) | nearby)
         state = _Batch(
             known=set(session.scalars(select(EventRecord.event_id).where(EventRecord.event_id.in_(event_ids)))),
-            evidence=evidence, case_of=self._cases_of(session, {str(item.event.violation_id) for item in batch}),
-            nodes=load_nodes(session, {item.event.node_id for item in batch}))
-        state.nearby = self.cases.nearby(session, [
-            (item.event.category, item.event.location, (item.event.node_id, item.event.camera_id, item.event.zone_id))
-            for item in batch if str(item.event.violation_id) not in state.case_of], now)
+            evidence=evidence, case_of={violation: cases[case_id] for violation, case_id in case_ids.items()},
+            nodes=load_nodes(session, {item.event.node_id for item in batch}),
+            nearby=[cases[case_id] for case_id in sorted(nearby, reverse=True)])
         with session.no_autoflush:  # one flush for the whole batch, at the end
             outcomes = [self._apply(session, item.event, now, state) for item in batch]
         session.flush()  # new cases get their ids, which their events and messages carry
@@ -145,9 +161,6 @@ class EventWriter:
         return "stored"
 
     @staticmethod
-    def _cases_of(session: Session, violations: set[str]) -> dict[str, CaseRecord]:
-        pairs = session.execute(select(EventRecord.violation_id, EventRecord.case_id).where(
-            EventRecord.violation_id.in_(violations), EventRecord.case_id.is_not(None)).distinct()).all()
-        cases = {case.id: case for case in session.scalars(
-            select(CaseRecord).where(CaseRecord.id.in_({case_id for _, case_id in pairs})))}
-        return {violation: cases[case_id] for violation, case_id in pairs}
+    def _case_ids_of(session: Session, violations: set[str]) -> dict[str, int]:
+        return dict(session.execute(select(EventRecord.violation_id, EventRecord.case_id).where(
+            EventRecord.violation_id.in_(violations), EventRecord.case_id.is_not(None)).distinct()).all())

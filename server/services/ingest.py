@@ -78,6 +78,13 @@ def database_away(error: Exception) -> bool:
         isinstance(error, DBAPIError) and error.connection_invalidated)
 
 
+def met_another_worker(error: Exception) -> bool:
+    """Another worker wrote the same rows between this one's read and its write (a unique key refused it), or the
+    two waited for each other's locks and the database broke the circle: written again, the batch goes in."""
+    return isinstance(error, IntegrityError) or getattr(getattr(error, "orig", None), "sqlstate", None) in (
+        "40P01", "40001")  # deadlock detected, serialization failure
+
+
 def _mismatch(variant: str, sha256: str, announced: str) -> str:
     return f"evidence ({variant}) SHA-256 {sha256} differs from {announced} announced by the event"
 
@@ -245,15 +252,15 @@ class Ingest:
                 self.record_changes(session, messages)
                 session.commit()
         except Exception as error:
-            if database_away(error):
-                raise
-            if isinstance(error, IntegrityError) and retries:
-                # another worker wrote a case of one of these violations between our read and our write (the
+            if met_another_worker(error) and retries:
+                # e.g. another worker wrote a case of one of these violations between our read and our write (the
                 # unique violation id refused ours): it is there now, so written again the events join it
                 log.info("%d events met another worker's write (%s); writing them again", len(run),
                          type(error).__name__)
                 self._store_events(run, outcomes, retries - 1)
                 return
+            if database_away(error):
+                raise
             if len(run) > 1:  # find the one that cannot be written; the others go in
                 log.warning("a batch of %d events failed (%s: %s); writing them one by one", len(run),
                             type(error).__name__, error)
@@ -290,19 +297,20 @@ class Ingest:
         try:
             parsed = parse_node_topic(topic)
             node_id = parsed.node_id
-            if parsed.kind.value == "config":
-                if parsed.variant == "status":
-                    return self._config_status(parsed, payload)
-                return "ignored"  # server -> node configuration, published by the server itself
-            if parsed.kind.value == "command":
-                if parsed.variant == "response":
-                    return self._command_response(parsed, payload)
-                return "ignored"  # server -> node command, published by the server itself
-            handler = {"evidence": self._evidence, "status": self._status,
-                       "telemetry": self._telemetry, "snapshot": self._snapshot}.get(parsed.kind.value)
+            kind = parsed.kind.value
+            if kind in ("config", "command") and parsed.variant not in ("status", "response"):
+                return "ignored"  # server -> node configuration or command, published by the server itself
+            handler = {"evidence": self._evidence, "status": self._status, "telemetry": self._telemetry,
+                       "snapshot": self._snapshot, "config": self._config_status,
+                       "command": self._command_response}.get(kind)
             if handler is None:
-                raise Rejected(f"the server does not accept {parsed.kind.value} messages")
-            return handler(parsed, payload)
+                raise Rejected(f"the server does not accept {kind} messages")
+            try:
+                return handler(parsed, payload)
+            except Exception as error:  # another worker made the same row (a node first seen, a snapshot) just now
+                if not met_another_worker(error):
+                    raise
+                return handler(parsed, payload)
         except (Rejected, TopicError) as error:
             return self._dead_letter(topic, node_id, payload, str(error))
         except Exception as error:  # a bug must not lose the message or stop ingest

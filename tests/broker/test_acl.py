@@ -92,6 +92,8 @@ NODE_TREE = EVERY - {"cases"}
 DESIGN = {  # account -> (families it may publish to, families it may read), as broker_config/acl says
     "gridwatch-server": (EVERY, EVERY),
     "integrator": (set(), {"cases", "events", "status"}),
+    "bridge": ({"status", "telemetry", "events", "evidence", "config/status", "command/response", "snapshot"},
+               {"config", "command", "cases"}),  # a site's broker: what nodes send up, what comes down to them
     "node-a": (NODE_TREE, {"config", "command", "status"}),
     "node-b": (set(), set()),  # another node: nothing in node-a's tree
 }
