@@ -44,6 +44,28 @@ _PLACES_PER_QUERY = 150
 A, S = CaseAction, CaseStatus
 
 
+class Nearby:
+    """The cases a batch's new violations may repeat (`CaseService.nearby`), by category, newest first; a case opened
+    during the batch is added in front, so the batch's later violations at its place join it. Each case's place is
+    read once here: a batch compares every new violation with many of them, and reading mapped attributes costs."""
+
+    def __init__(self, cases: list[CaseRecord] = ()) -> None:
+        self._of: dict[str, list[tuple[CaseRecord, tuple[str, str, str], float | None, float | None]]] = {}
+        for case in sorted(cases, key=lambda case: case.id, reverse=True):
+            self._of.setdefault(case.category, []).append(self._entry(case))
+
+    @staticmethod
+    def _entry(case: CaseRecord) -> tuple[CaseRecord, tuple[str, str, str], float | None, float | None]:
+        return case, (case.node_id, case.camera_id, case.zone_id), case.lat, case.lon
+
+    def add(self, case: CaseRecord) -> None:
+        self._of.setdefault(case.category, []).insert(0, self._entry(case))
+
+    def of(self, category: str) -> list[tuple[CaseRecord, tuple[str, str, str], float | None, float | None]]:
+        """(case, camera view, lat, lon) of the category's cases, newest first."""
+        return self._of.get(category, [])
+
+
 def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Equirectangular distance: exact enough for the tens of metres that decide 'the same place'."""
     x = math.radians(lon2 - lon1) * math.cos(math.radians((lat1 + lat2) / 2))
@@ -57,12 +79,12 @@ class CaseService:
     # ---- from the cameras ------------------------------------------------------------------------------------------
 
     def apply_event(self, session: Session, event: Event, now: datetime, case: CaseRecord | None,
-                    first_of_violation: bool, nearby: list[CaseRecord]) -> tuple[CaseRecord, list[CaseTransition]]:
+                    first_of_violation: bool, nearby: Nearby) -> tuple[CaseRecord, list[CaseTransition]]:
         """The case `event` belongs to — `case` (its violation's, or None for a violation not seen before), or one
         opened, joined or reopened as the rules say (a lost `new` still opens one from its `update` or `end`) —
         and the changes it made; build their messages (`message`) once the session is flushed. Never flushes by
         itself, so a batch of events is written in one go. `nearby` holds the cases the event's place may repeat
-        (`nearby()`, newest first); a case opened here is put in front of it for the rest of the batch."""
+        (`nearby()`); a case opened here joins it for the rest of the batch."""
         changes: list[CaseTransition] = []
         if case is None:
             case = self._repeat_of(event.category, event.location, (event.node_id, event.camera_id, event.zone_id),
@@ -73,11 +95,15 @@ class CaseService:
                                           f"joins this case"))
         if case is None:
             case = self._open(session, event, now, changes)
-            nearby.insert(0, case)
+            nearby.add(case)
+        # only what changes is set: every set of a mapped attribute costs, and heartbeats change little
         case.occurrences += 1
-        case.last_seen_at = max(case.last_seen_at, event.observed_at)
-        case.dwell_seconds = max(case.dwell_seconds, event.dwell_seconds)
-        case.score = max(case.score, event.score)
+        if event.observed_at > case.last_seen_at:
+            case.last_seen_at = event.observed_at
+        if event.dwell_seconds > case.dwell_seconds:
+            case.dwell_seconds = event.dwell_seconds
+        if event.score > case.score:
+            case.score = event.score
         case.updated_at = now
         status = S(case.status)
         if event.type is EventType.END:
@@ -88,8 +114,10 @@ class CaseService:
                 if status is S.FEEDBACK and (event.node_id, event.camera_id) == (case.node_id, case.camera_id):
                     changes += self._verify_by_camera(case, now)
         else:
-            case.open_violations += first_of_violation
-            case.ended_at = None
+            if first_of_violation:
+                case.open_violations += 1
+            if case.ended_at is not None:
+                case.ended_at = None
             if status is S.FEEDBACK:
                 changes.append(self._step(case, A.REWORK, SYSTEM_ACTOR, now,
                                           f"camera {event.camera_id} still sees {event.label} after the feedback"))
@@ -126,13 +154,11 @@ class CaseService:
                 config.repeat_radius_m if config else 15)
 
     def nearby(self, session: Session, places: list[tuple[Category, Location | None, tuple[str, str, str] | None]],
-               now: datetime) -> list[CaseRecord]:
-        """Every case that a violation at one of `places` (category, position, camera view) may join or reopen,
-        newest first."""
+               now: datetime) -> Nearby:
+        """Every case that a violation at one of `places` (category, position, camera view) may join or reopen."""
         ids = self.nearby_ids(session, places, now)
         with session.no_autoflush:
-            found = session.scalars(select(CaseRecord).where(CaseRecord.id.in_(ids))).all() if ids else []
-        return sorted(found, key=lambda case: case.id, reverse=True)
+            return Nearby(session.scalars(select(CaseRecord).where(CaseRecord.id.in_(ids))).all() if ids else [])
 
     def nearby_ids(self, session: Session, places: list[tuple[Category, Location | None, tuple[str, str, str] | None]],
                    now: datetime) -> set[int]:
@@ -176,16 +202,13 @@ class CaseService:
         return ids
 
     def _repeat_of(self, category: Category, location: Location | None, view: tuple[str, str, str] | None,
-                   now: datetime, nearby: list[CaseRecord]) -> CaseRecord | None:
+                   now: datetime, nearby: Nearby) -> CaseRecord | None:
         """Of `nearby`, the newest case at the same place (the same camera view, or within the radius) and of the
         same category that is open, or was closed there within the window."""
         window, radius = self._repeat_rules()
-        for case in nearby:
-            if case.category != category.value:
-                continue
-            same_view = view is not None and (case.node_id, case.camera_id, case.zone_id) == view
-            if not same_view and (location is None or case.lat is None or case.lon is None
-                                  or _metres(case.lat, case.lon, location.lat, location.lon) > radius):
+        for case, case_view, lat, lon in nearby.of(category.value):
+            if case_view != view and (location is None or lat is None or lon is None
+                                      or _metres(lat, lon, location.lat, location.lon) > radius):
                 continue
             status = S(case.status)
             if status is S.VOID or (status in (S.VERIFIED, S.CLOSED)
@@ -316,7 +339,12 @@ class CaseService:
         after = S.COLLECTED if before is None else next_status(before, action, None, reason)
         transition = CaseTransition(action=action.value, from_status=before.value if before else None,
                                     to_status=after.value, at=now, actor=actor, reason=reason)
-        transition.case = case  # the case's timeline is not loaded for this: a busy case has thousands of steps
+        # the case's timeline is not loaded for this (a busy case has thousands of steps), nor its relationship
+        # touched when the case already has its id
+        if case.id is None:
+            transition.case = case
+        else:
+            transition.case_id = case.id
         if (session := object_session(case)) is not None:
             session.add(transition)
         case.status, case.updated_at = after.value, now

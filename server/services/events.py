@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from gridwatch.contract import CaseMessage, Event
 from server.db import JsonText
 from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecord, NodeRecord
-from server.services.cases import CaseService
+from server.services.cases import CaseService, Nearby
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,13 @@ class Incoming:
     topic: str
     payload: bytes
     event: Event
+    event_id: str = field(init=False)
+    violation_id: str = field(init=False)
+    """The ids as text, made once (a UUID's str() is not free, and a batch asks for them often)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "event_id", str(self.event.event_id))
+        object.__setattr__(self, "violation_id", str(self.event.violation_id))
 
 
 def announced_hashes(event: Event) -> dict[str, str]:
@@ -103,8 +110,8 @@ class _Batch:
     case_of: dict[str, CaseRecord]
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     changes: list[tuple[CaseRecord, CaseTransition]] = field(default_factory=list)
-    nearby: list[CaseRecord] = field(default_factory=list)
-    """Cases the batch's new violations may repeat, newest first (`CaseService.nearby`)."""
+    nearby: Nearby = field(default_factory=Nearby)
+    """Cases the batch's new violations may repeat (`CaseService.nearby`)."""
     rows: list[tuple[dict, CaseRecord]] = field(default_factory=list)
     """Event rows to insert once their cases have ids."""
 
@@ -115,35 +122,38 @@ class EventWriter:
 
     def write(self, session: Session, batch: list[Incoming], now: datetime) -> tuple[list[str], list[CaseMessage]]:
         """Outcome per event (`stored`, `duplicate`, or the reason it is refused) and the case changes."""
-        event_ids = [str(item.event.event_id) for item in batch]
+        event_ids = [item.event_id for item in batch]
         evidence: dict[str, dict[str, str]] = defaultdict(dict)
         for event_id, variant, sha256 in session.execute(
                 select(EvidenceRecord.event_id, EvidenceRecord.variant, EvidenceRecord.sha256)
                 .where(EvidenceRecord.event_id.in_(event_ids))):
             evidence[event_id][variant] = sha256
-        case_ids = self._case_ids_of(session, {str(item.event.violation_id) for item in batch})
+        case_ids = self._case_ids_of(session, {item.violation_id for item in batch})
         nearby = self.cases.nearby_ids(session, [
             (item.event.category, item.event.location, (item.event.node_id, item.event.camera_id, item.event.zone_id))
-            for item in batch if str(item.event.violation_id) not in case_ids], now)
+            for item in batch if item.violation_id not in case_ids], now)
         cases = lock_cases(session, set(case_ids.values()) | nearby)
         state = _Batch(
             known=set(session.scalars(select(EventRecord.event_id).where(EventRecord.event_id.in_(event_ids)))),
             evidence=evidence, case_of={violation: cases[case_id] for violation, case_id in case_ids.items()},
             nodes=load_nodes(session, {item.event.node_id for item in batch}),
-            nearby=[cases[case_id] for case_id in sorted(nearby, reverse=True)])
+            nearby=Nearby([cases[case_id] for case_id in nearby]))
         with session.no_autoflush:  # one flush for the whole batch, at the end
-            outcomes = [self._apply(session, item.event, now, state) for item in batch]
+            outcomes = [self._apply(session, item, now, state) for item in batch]
         session.flush()  # new cases get their ids, which their events and messages carry
         if state.rows:
-            session.execute(insert(EventRecord), [row | {"case_id": case.id} for row, case in state.rows])
+            # Core, not the ORM's bulk insert: the rows are plain already, and this is the busiest statement
+            session.connection().execute(insert(EventRecord.__table__),
+                                         [row | {"case_id": case.id} for row, case in state.rows])
         return outcomes, [self.cases.message(case, change) for case, change in state.changes]
 
-    def _apply(self, session: Session, event: Event, now: datetime, state: _Batch) -> str:
-        event_id, violation = str(event.event_id), str(event.violation_id)
+    def _apply(self, session: Session, item: Incoming, now: datetime, state: _Batch) -> str:
+        event, event_id, violation = item.event, item.event_id, item.violation_id
         if event_id in state.known:
             return "duplicate"
-        announced = announced_hashes(event)
-        for variant, sha256 in state.evidence[event_id].items():
+        received = state.evidence.get(event_id, {})  # images that came before their event (rare)
+        announced = announced_hashes(event) if received else {}
+        for variant, sha256 in received.items():
             if variant in announced and sha256 != announced[variant]:
                 return (f"evidence ({variant}) received for this event has SHA-256 {sha256}, the event announces "
                         f"{announced[variant]}")

@@ -144,7 +144,7 @@ class Ingest:
                 log.exception("ingest failed on %s", topic)
                 outcomes[index] = self._dead_letter(topic, _node_of(topic), payload,
                                                     f"internal error: {type(error).__name__}: {error}")
-        announced = {str(item.event.event_id): announced_hashes(item.event) for item in run}
+        announced = {item.event_id: announced_hashes(item.event) for item in run}
         self._store_events(run, outcomes)
         self._store_evidence(messages, by_kind["evidence"], outcomes, announced)
         self._store_telemetry(messages, by_kind["telemetry"], outcomes)
@@ -289,7 +289,7 @@ class Ingest:
 
     def _stored(self, item: Incoming) -> bool:
         with self.database.session() as session:
-            return session.scalar(select(EventRecord.id).where(EventRecord.event_id == str(item.event.event_id))) \
+            return session.scalar(select(EventRecord.id).where(EventRecord.event_id == item.event_id)) \
                 is not None
 
     def _handle(self, topic: str, payload: bytes) -> str:
