@@ -30,6 +30,7 @@ from gridwatch.contract import (
     Person,
 )
 from server.core.security import Role
+from server.db import one_of
 from server.models import CaseRecord, CaseTransition
 from server.services.dispatch import Dispatcher
 from server.services.workflow import IN_UNIT, OPEN, WorkflowError, next_status
@@ -158,7 +159,8 @@ class CaseService:
         """Every case that a violation at one of `places` (category, position, camera view) may join or reopen."""
         ids = self.nearby_ids(session, places, now)
         with session.no_autoflush:
-            return Nearby(session.scalars(select(CaseRecord).where(CaseRecord.id.in_(ids))).all() if ids else [])
+            found = session.scalars(select(CaseRecord).where(one_of(session, CaseRecord.id, ids))).all() if ids else []
+        return Nearby(found)
 
     def nearby_ids(self, session: Session, places: list[tuple[Category, Location | None, tuple[str, str, str] | None]],
                    now: datetime) -> set[int]:

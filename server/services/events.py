@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import CaseMessage, Event
-from server.db import JsonText
+from server.db import JsonText, one_of
 from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecord, NodeRecord
 from server.services.cases import CaseService, Nearby
 
@@ -59,11 +59,12 @@ def ensure_nodes(session: Session, node_ids: set[str]) -> None:
 
 def load_nodes(session: Session, node_ids: set[str]) -> dict[str, NodeRecord]:
     """The rows of a batch's nodes in one query, the missing ones made first (one statement more)."""
-    nodes = {node.node_id: node for node in session.scalars(select(NodeRecord).where(NodeRecord.node_id.in_(node_ids)))}
+    nodes = {node.node_id: node
+             for node in session.scalars(select(NodeRecord).where(one_of(session, NodeRecord.node_id, node_ids)))}
     if missing := node_ids - set(nodes):
         ensure_nodes(session, missing)
         nodes |= {node.node_id: node for node in session.scalars(select(NodeRecord)
-                                                                 .where(NodeRecord.node_id.in_(missing)))}
+                                                                 .where(one_of(session, NodeRecord.node_id, missing)))}
     return nodes
 
 
@@ -98,7 +99,7 @@ def lock_cases(session: Session, ids: set[int]) -> dict[int, CaseRecord]:
         return {}
     with session.no_autoflush:
         return {case.id: case for case in session.scalars(
-            select(CaseRecord).where(CaseRecord.id.in_(ids)).order_by(CaseRecord.id).with_for_update())}
+            select(CaseRecord).where(one_of(session, CaseRecord.id, ids)).order_by(CaseRecord.id).with_for_update())}
 
 
 @dataclass
@@ -126,7 +127,7 @@ class EventWriter:
         evidence: dict[str, dict[str, str]] = defaultdict(dict)
         for event_id, variant, sha256 in session.execute(
                 select(EvidenceRecord.event_id, EvidenceRecord.variant, EvidenceRecord.sha256)
-                .where(EvidenceRecord.event_id.in_(event_ids))):
+                .where(one_of(session, EvidenceRecord.event_id, event_ids))):
             evidence[event_id][variant] = sha256
         case_ids = self._case_ids_of(session, {item.violation_id for item in batch})
         nearby = self.cases.nearby_ids(session, [
@@ -134,7 +135,8 @@ class EventWriter:
             for item in batch if item.violation_id not in case_ids], now)
         cases = lock_cases(session, set(case_ids.values()) | nearby)
         state = _Batch(
-            known=set(session.scalars(select(EventRecord.event_id).where(EventRecord.event_id.in_(event_ids)))),
+            known=set(session.scalars(select(EventRecord.event_id)
+                                      .where(one_of(session, EventRecord.event_id, event_ids)))),
             evidence=evidence, case_of={violation: cases[case_id] for violation, case_id in case_ids.items()},
             nodes=load_nodes(session, {item.event.node_id for item in batch}),
             nearby=Nearby([cases[case_id] for case_id in nearby]))
@@ -173,4 +175,4 @@ class EventWriter:
     @staticmethod
     def _case_ids_of(session: Session, violations: set[str]) -> dict[str, int]:
         return dict(session.execute(select(EventRecord.violation_id, EventRecord.case_id).where(
-            EventRecord.violation_id.in_(violations), EventRecord.case_id.is_not(None)).distinct()).all())
+            one_of(session, EventRecord.violation_id, violations), EventRecord.case_id.is_not(None)).distinct()).all())

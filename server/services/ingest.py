@@ -34,7 +34,7 @@ from gridwatch.contract import (
     TopicError,
     parse_node_topic,
 )
-from server.db import Database
+from server.db import Database, one_of
 from server.models import (
     CameraSnapshot,
     DeadLetter,
@@ -173,9 +173,9 @@ class Ingest:
             with self.database.session() as session:
                 event_ids = {event_id for *_, event_id, _variant, _sha in checked}
                 have = set(session.execute(select(EvidenceRecord.event_id, EvidenceRecord.variant)
-                                           .where(EvidenceRecord.event_id.in_(event_ids))).tuples())
+                                           .where(one_of(session, EvidenceRecord.event_id, event_ids))).tuples())
                 for event_id, payload_json in session.execute(select(EventRecord.event_id, EventRecord.payload)
-                                                              .where(EventRecord.event_id.in_(event_ids))):
+                                                              .where(one_of(session, EventRecord.event_id, event_ids))):
                     announced.setdefault(event_id, announced_hashes(Event.model_validate(payload_json)))
                 for index, parsed, payload, event_id, variant, sha256 in checked:
                     expected = announced.get(event_id, {}).get(variant)
