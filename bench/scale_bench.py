@@ -13,7 +13,9 @@ worker count, on a fresh database:
 
 `raw_subscribe_per_s`: a bare paho subscriber in its own process counting the same blast, before and after the
 worker runs. On a 2-core machine the fleet, the broker, PostgreSQL and the workers share the cores, so workers add
-throughput only until the cores are spent: the figures say where that is. Writes bench/results/scale.json.
+throughput only until the cores are spent: the figures say where that is, and `cores_used` of each run says who
+took them (CPU seconds of the workers, the fleet, the broker, PostgreSQL and this script, over the run's length).
+Writes bench/results/scale.json.
 
     .venv/bin/python bench/scale_bench.py [--nodes 2000] [--events 12000] [--workers 1,2,4] [--rate 300]
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
@@ -142,6 +145,30 @@ class FleetProcesses:
             process.join(30)
 
 
+CPU_GROUPS = {"workers": "-m gridwatch", "fleet": "multiprocessing", "broker": "mosquitto", "postgresql": "postgres",
+              "bench": "scale_bench.py"}
+"""Who takes the cores during a run, by the command lines of the machine's processes."""
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each group's live processes, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = dict.fromkeys(CPU_GROUPS, 0.0)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        for group, marker in CPU_GROUPS.items():
+            if marker in command:
+                used[group] += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+                break
+    return used
+
+
 def stored_events(engine) -> int:
     with engine.connect() as connection:
         return connection.execute(text("SELECT count(*) FROM events")).scalar_one()
@@ -150,7 +177,8 @@ def stored_events(engine) -> int:
 class Workers:
     """`count` `gridwatch server` processes in one shared-subscription group, on one database."""
 
-    def __init__(self, count: int, workdir: Path, database_url: str, broker_port: int, password: str) -> None:
+    def __init__(self, count: int, workdir: Path, database_url: str, broker_port: int, password: str,
+                 batch_size: int) -> None:
         self.processes, self.ports = [], []
         for n in range(count):
             port = free_port()
@@ -159,7 +187,7 @@ class Workers:
                 "database_url": database_url, "evidence_dir": str(workdir / "evidence"),
                 "dispatch_config": str(REPO / "config" / "demo" / "dispatch.yaml"), "mqtt_port": broker_port,
                 "mqtt_password": password, "mqtt_client_id": f"bench-worker-{count}-{n}", "api_port": port,
-                "ingest_share_group": f"bench-{count}"}))
+                "ingest_share_group": f"bench-{count}", "ingest_batch_size": batch_size}))
             self.processes.append(subprocess.Popen([sys.executable, "-m", "gridwatch", "--log-level", "ERROR",
                                                     "server", "--config", str(config)], cwd=REPO))
             self.ports.append(port)
@@ -223,6 +251,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8, help="Length of each latency run (default 8).")
     parser.add_argument("--telemetry-every", type=int, default=20,
                         help="A node's telemetry after every this many events (default 20).")
+    parser.add_argument("--batch-size", type=int, default=500,
+                        help="Each worker's ingest_batch_size: messages written in one transaction (default 500).")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale.json",
                         help="Where to write the JSON figures.")
     args = parser.parse_args()
@@ -242,13 +272,17 @@ def main() -> int:
                 for count in counts:
                     database_url = postgres.create_database()
                     engine = create_engine(database_url)
-                    workers = Workers(count, workdir, database_url, broker.port, creds.server_password)
+                    workers = Workers(count, workdir, database_url, broker.port, creds.server_password,
+                                      args.batch_size)
                     try:
-                        start = time.perf_counter()
+                        start, cpu_before = time.perf_counter(), cpu_seconds()
                         threading.Thread(target=fleet.publish, args=(throughput,), daemon=True).start()
                         seconds = wait_for(lambda engine=engine: stored_events(engine), events,
                                            f"{count} worker(s)", every=0.2) - start
+                        cores = {group: round((used - cpu_before[group]) / seconds, 2)
+                                 for group, used in cpu_seconds().items()}
                         runs.append({"workers": count, "events_per_s": round(events / seconds, 1),
+                                     "cores_used": cores | {"all": round(sum(cores.values()), 2)},
                                      **latency(fleet, broker.port, creds, engine, args, count)})
                     finally:
                         workers.stop()
@@ -266,7 +300,7 @@ def main() -> int:
                f"vending 20 %) and {len(throughput) - events} evidence and telemetry messages",
         "raw_subscribe_per_s": [round(bare_before[0], 1), round(bare_after[0], 1)],
         "raw_subscriber_got": [round(bare_before[1], 3), round(bare_after[1], 3)],
-        "latency_rate_per_s": args.rate, "runs": runs,
+        "latency_rate_per_s": args.rate, "batch_size": args.batch_size, "runs": runs,
     }
     report(figures, args.out)
     return 0

@@ -51,6 +51,10 @@ class NodeRecord(Base):
 
 class CaseRecord(Base):
     __tablename__ = "cases"
+    __table_args__ = (  # where a new violation looks for the case it repeats (CaseService.nearby_ids)
+        Index("ix_cases_view", "node_id", "camera_id", "zone_id"),
+        Index("ix_cases_place", "lat", "lon"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     violation_id: Mapped[str] = mapped_column(String(36), unique=True)

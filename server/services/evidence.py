@@ -16,8 +16,9 @@ class EvidenceStore:
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.jpg"
 
-    def put(self, data: bytes) -> str:
-        sha256 = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes, sha256: str | None = None) -> str:
+        """Store `data` (whose SHA-256 the caller may have computed already) and return its SHA-256."""
+        sha256 = sha256 or hashlib.sha256(data).hexdigest()
         path = self.path(sha256)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -186,7 +186,7 @@ class Ingest:
                                                  _mismatch(variant, sha256, expected)))
                         results[index] = "dead_letter"
                     else:
-                        self.evidence.put(payload)
+                        self.evidence.put(payload, sha256)
                         session.add(EvidenceRecord(event_id=event_id, variant=variant, node_id=parsed.node_id,
                                                    sha256=sha256, bytes=len(payload)))
                         have.add((event_id, variant))
@@ -372,7 +372,7 @@ class Ingest:
             announced = announced_hashes(Event.model_validate(payload_json)).get(variant) if payload_json else None
             if announced and announced != sha256:
                 raise Rejected(_mismatch(variant, sha256, announced))
-            self.evidence.put(payload)
+            self.evidence.put(payload, sha256)
             session.add(EvidenceRecord(event_id=event_id, variant=variant, node_id=topic.node_id, sha256=sha256,
                                        bytes=len(payload)))
             try:

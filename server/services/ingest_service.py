@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 RETAINED_STATE = (f"{TOPIC_ROOT}/nodes/+/status", f"{TOPIC_ROOT}/nodes/+/config/status",
                   f"{TOPIC_ROOT}/nodes/+/snapshot/+")
 """What nodes publish retained: every worker reads it itself."""
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 class IngestService(MqttClient):
@@ -60,6 +62,10 @@ class IngestService(MqttClient):
             self.inbox.put(message)
 
     def start(self, wait_seconds: float | None = 10.0) -> None:
+        # paho's network thread and the batch writer share the GIL: the writer gives it up at every database round
+        # trip and image hash, and with Python's default 5 ms switch interval it then waits up to that long to get
+        # it back from a network thread busy with thousands of messages a second (py-spy: a third of its time)
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
         self._worker.start()
         super().start(wait_seconds)
 
