@@ -14,7 +14,8 @@ worker count, on a fresh database:
 `raw_subscribe_per_s`: a bare paho subscriber in its own process counting the same blast, before and after the
 worker runs. On a 2-core machine the fleet, the broker, PostgreSQL and the workers share the cores, so workers add
 throughput only until the cores are spent: the figures say where that is, and `cores_used` of each run says who
-took them (CPU seconds of the workers, the fleet, the broker, PostgreSQL and this script, over the run's length).
+took them (CPU seconds of the workers, the fleet, the broker, PostgreSQL and this script, over the run's length;
+`all` is their sum, `machine` the whole machine's busy time, kernel included).
 Writes bench/results/scale.json.
 
     .venv/bin/python bench/scale_bench.py [--nodes 2000] [--events 12000] [--workers 1,2,4] [--rate 300]
@@ -166,6 +167,8 @@ def cpu_seconds() -> dict[str, float]:
             if marker in command:
                 used[group] += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
                 break
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]  # the whole machine, kernel time included
+    used["machine"] = (sum(map(int, cpu)) - int(cpu[3]) - int(cpu[4])) / tick  # all but idle and iowait
     return used
 
 
@@ -282,7 +285,7 @@ def main() -> int:
                         cores = {group: round((used - cpu_before[group]) / seconds, 2)
                                  for group, used in cpu_seconds().items()}
                         runs.append({"workers": count, "events_per_s": round(events / seconds, 1),
-                                     "cores_used": cores | {"all": round(sum(cores.values()), 2)},
+                                     "cores_used": cores | {"all": round(sum(cores.values()) - cores["machine"], 2)},
                                      **latency(fleet, broker.port, creds, engine, args, count)})
                     finally:
                         workers.stop()
