@@ -15,7 +15,10 @@ worker count, on a fresh database:
 worker runs. On a 2-core machine the fleet, the broker, PostgreSQL and the workers share the cores, so workers add
 throughput only until the cores are spent: the figures say where that is, and `cores_used` of each run says who
 took them (CPU seconds of the workers, the fleet, the broker, PostgreSQL and this script, over the run's length;
-`all` is their sum, `machine` the whole machine's busy time, kernel included).
+`all` is their sum, `machine` the whole machine's busy time, kernel included), and `batches` how the workers
+spent it: batches written, their mean size and time, and `writing_share`, the share of each worker's time spent
+writing (near 1: the workers are the limit; well below: the messages come slower than they write), and
+`written_again`, batches redone because another worker wrote the same rows first.
 Writes bench/results/scale.json.
 
     .venv/bin/python bench/scale_bench.py [--nodes 2000] [--events 12000] [--workers 1,2,4] [--rate 300]
@@ -199,6 +202,21 @@ class Workers:
             wait_for(lambda port=port: self.connected(port), 1, "worker connects", timeout=60, every=0.2)
         time.sleep(1)  # the subscriptions' acknowledgements follow the connections
 
+    def batches(self) -> tuple[float, float, float, float]:
+        """(batches written, messages in them, seconds spent writing them, batches written again because another
+        worker wrote the same rows first), all workers together, from /metrics."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        totals = {"gridwatch_ingest_batch_messages_count": 0.0, "gridwatch_ingest_batch_messages_sum": 0.0,
+                  "gridwatch_ingest_batch_seconds_sum": 0.0, "gridwatch_ingest_batch_retries_total": 0.0}
+        for port in self.ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:  # noqa: S310
+                for family in text_string_to_metric_families(response.read().decode()):
+                    for sample in family.samples:
+                        if sample.name in totals:
+                            totals[sample.name] += sample.value
+        return tuple(totals.values())
+
     @staticmethod
     def connected(port: int) -> int:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:  # noqa: S310
@@ -278,14 +296,20 @@ def main() -> int:
                     workers = Workers(count, workdir, database_url, broker.port, creds.server_password,
                                       args.batch_size)
                     try:
-                        start, cpu_before = time.perf_counter(), cpu_seconds()
+                        start, cpu_before, batches_before = time.perf_counter(), cpu_seconds(), workers.batches()
                         threading.Thread(target=fleet.publish, args=(throughput,), daemon=True).start()
                         seconds = wait_for(lambda engine=engine: stored_events(engine), events,
                                            f"{count} worker(s)", every=0.2) - start
                         cores = {group: round((used - cpu_before[group]) / seconds, 2)
                                  for group, used in cpu_seconds().items()}
+                        count_, messages_, writing, retried = (after - before for after, before
+                                                      in zip(workers.batches(), batches_before, strict=True))
                         runs.append({"workers": count, "events_per_s": round(events / seconds, 1),
                                      "cores_used": cores | {"all": round(sum(cores.values()) - cores["machine"], 2)},
+                                     "batches": {"count": int(count_), "mean_messages": round(messages_ / count_, 1),
+                                                 "mean_ms": round(1000 * writing / count_, 1),
+                                                 "writing_share": round(writing / seconds / count, 2),
+                                                 "written_again": int(retried)},
                                      **latency(fleet, broker.port, creds, engine, args, count)})
                     finally:
                         workers.stop()

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -128,6 +129,7 @@ class Ingest:
         transaction: the events first, then their images (checked against what the events announce, so an event
         is never visible later than its evidence), then the nodes' telemetry (the latest of each node; every one is
         counted), then the rest one by one, in their order."""
+        began = time.perf_counter()
         outcomes = [""] * len(messages)
         run: list[Incoming] = []
         by_kind: dict[str, list[int]] = {"evidence": [], "telemetry": [], "other": []}
@@ -153,6 +155,7 @@ class Ingest:
         if self.metrics is not None:
             for (topic, _payload), outcome in zip(messages, outcomes, strict=True):
                 self.metrics.message(_kind_of(topic), outcome)
+            self.metrics.batch(len(messages), time.perf_counter() - began)
         return outcomes
 
     def _store_evidence(self, messages: list[tuple[str, bytes]], indices: list[int], outcomes: list[str],
@@ -257,6 +260,8 @@ class Ingest:
                 # unique violation id refused ours): it is there now, so written again the events join it
                 log.info("%d events met another worker's write (%s); writing them again", len(run),
                          type(error).__name__)
+                if self.metrics is not None:
+                    self.metrics.retries.inc()
                 self._store_events(run, outcomes, retries - 1)
                 return
             if database_away(error):

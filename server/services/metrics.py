@@ -52,7 +52,22 @@ class Metrics:
         self.lag = Histogram("gridwatch_ingest_lag_seconds", "From an event's observation at the node to its "
                              "case being stored.", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
                              registry=self.registry)
+        self.batch_seconds = Histogram("gridwatch_ingest_batch_seconds", "Time to write one batch of messages, "
+                                       "every kind of it committed.", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                                               0.5, 1, 2.5, 5, 10),
+                                       registry=self.registry)
+        self.batch_messages = Histogram("gridwatch_ingest_batch_messages", "Messages in one written batch.",
+                                        buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500), registry=self.registry)
+        self.retries = Counter("gridwatch_ingest_batch_retries", "Batches of events written again because another "
+                               "worker wrote the same rows first (or the two waited on each other's locks).",
+                               registry=self.registry)
         self.registry.register(DatabaseCollector(database))
 
     def message(self, kind: str, outcome: str) -> None:
         self.messages.labels(kind, outcome).inc()
+
+    def batch(self, messages: int, seconds: float) -> None:
+        """A batch written: with the ingest rate, where a worker's time goes (few large slow batches: the database;
+        many small ones: the messages come slower than it writes)."""
+        self.batch_messages.observe(messages)
+        self.batch_seconds.observe(seconds)

@@ -26,6 +26,9 @@ def test_metrics_count_ingest_dead_letters_and_cases(api, mqtt_client):
     assert figures[("gridwatch_ingest_messages_total", (("kind", "events"), ("outcome", "stored")))] == 1
     assert figures[("gridwatch_ingest_messages_total", (("kind", "events"), ("outcome", "dead_letter")))] == 1
     assert figures[("gridwatch_ingest_lag_seconds_count", ())] == 1
+    batches = figures[("gridwatch_ingest_batch_messages_count", ())]
+    assert 1 <= batches <= 2 and figures[("gridwatch_ingest_batch_messages_sum", ())] == 2, "2 messages, 1 or 2 batches"
+    assert figures[("gridwatch_ingest_batch_seconds_count", ())] == batches
     assert figures[("gridwatch_cases", (("status", "dispatched"),))] == 1
     assert figures[("gridwatch_cases", (("status", "closed"),))] == 0
     assert figures[("gridwatch_dead_letters", ())] == 1
