@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import ColumnElement, Engine, any_, bindparam, create_engine, event, inspect
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridwatch.config_files import ConfigError
@@ -35,6 +36,20 @@ def one_of(session: Session, column: ColumnElement, values: Iterable[object]) ->
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+def database_away(error: Exception) -> bool:
+    """The database cannot be reached (restarting, locked, connection lost): nothing is wrong with the message,
+    so the batch is written again later instead of anything going to the dead letters."""
+    return isinstance(error, (OperationalError, InterfaceError)) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated)
+
+
+def met_another_worker(error: Exception) -> bool:
+    """Another worker wrote the same rows between this one's read and its write (a unique key refused it), or the
+    two waited for each other's locks and the database broke the circle: written again, the batch goes in."""
+    return isinstance(error, IntegrityError) or getattr(getattr(error, "orig", None), "sqlstate", None) in (
+        "40P01", "40001")  # deadlock detected, serialization failure
 
 
 def _to_json(value: object) -> str:

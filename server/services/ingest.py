@@ -17,7 +17,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gridwatch.config_files import validation_problems
@@ -35,7 +35,7 @@ from gridwatch.contract import (
     TopicError,
     parse_node_topic,
 )
-from server.db import Database, one_of
+from server.db import Database, database_away, met_another_worker, one_of
 from server.models import (
     CameraSnapshot,
     DeadLetter,
@@ -70,20 +70,6 @@ def _node_of(topic: str) -> str | None:
         return parse_node_topic(topic).node_id
     except TopicError:
         return None
-
-
-def database_away(error: Exception) -> bool:
-    """The database cannot be reached (restarting, locked, connection lost): nothing is wrong with the message,
-    so the batch is written again later instead of anything going to the dead letters."""
-    return isinstance(error, (OperationalError, InterfaceError)) or (
-        isinstance(error, DBAPIError) and error.connection_invalidated)
-
-
-def met_another_worker(error: Exception) -> bool:
-    """Another worker wrote the same rows between this one's read and its write (a unique key refused it), or the
-    two waited for each other's locks and the database broke the circle: written again, the batch goes in."""
-    return isinstance(error, IntegrityError) or getattr(getattr(error, "orig", None), "sqlstate", None) in (
-        "40P01", "40001")  # deadlock detected, serialization failure
 
 
 def _mismatch(variant: str, sha256: str, announced: str) -> str:
