@@ -4,6 +4,7 @@ while ingest writes; PostgreSQL is `postgresql+psycopg://user:password@host/db`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, Engine, any_, bindparam, create_engine, event, inspect
+from sqlalchemy import BigInteger, ColumnElement, Engine, any_, bindparam, create_engine, event, inspect, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +37,23 @@ def one_of(session: Session, column: ColumnElement, values: Iterable[object]) ->
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+def wait_for_writers_of(session: Session, keys: Iterable[str]) -> bool:
+    """On PostgreSQL, take a lock on each of `keys` (advisory, held until this transaction ends) in one fixed order,
+    so that another worker's transaction writing rows for one of them finishes first; a read after this sees what
+    it committed. Two workers given events of one new violation at once then make its case once and both count
+    their events in it, instead of one's unique `violation_id` refusing the other's whole batch. SQLite has one
+    writer at a time already: nothing to wait for (returns False; True when locks were taken)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    numbers = sorted({int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+                      for key in keys})
+    if not numbers:
+        return False
+    session.execute(text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(:keys) AS k")
+                    .bindparams(bindparam("keys", numbers, type_=ARRAY(BigInteger))))
+    return True
 
 
 def database_away(error: Exception) -> bool:

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import CaseMessage, Event
-from server.db import JsonText, one_of
+from server.db import JsonText, one_of, wait_for_writers_of
 from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecord, NodeRecord
 from server.services.cases import CaseService, Nearby
 
@@ -129,7 +129,11 @@ class EventWriter:
                 select(EvidenceRecord.event_id, EvidenceRecord.variant, EvidenceRecord.sha256)
                 .where(one_of(session, EvidenceRecord.event_id, event_ids))):
             evidence[event_id][variant] = sha256
-        case_ids = self._case_ids_of(session, {item.violation_id for item in batch})
+        violations = {item.violation_id for item in batch}
+        case_ids = self._case_ids_of(session, violations)
+        unseen = violations - case_ids.keys()
+        if wait_for_writers_of(session, unseen):  # another worker may be making one of their cases right now
+            case_ids |= self._case_ids_of(session, unseen)
         nearby = self.cases.nearby_ids(session, [
             (item.event.category, item.event.location, (item.event.node_id, item.event.camera_id, item.event.zone_id))
             for item in batch if item.violation_id not in case_ids], now)

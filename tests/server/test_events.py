@@ -1,0 +1,61 @@
+"""Two workers on one PostgreSQL database given events of the same new violations at the same moment (a shared
+subscription deals a violation's `new` to one and its `update` to the other): one case each, every event counted in
+it, and no batch thrown away and written again."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from sqlalchemy import select
+
+from gridwatch.contract import Event, event_topic
+from server.db import Database
+from server.models import CaseRecord
+from server.services.cases import CaseService
+from server.services.dispatch import Dispatcher
+from server.services.evidence import EvidenceStore
+from server.services.events import EventWriter, Incoming
+from server.services.ingest import Ingest
+from server.services.metrics import Metrics
+from tests.factories import event_payload
+
+DISPATCH = Path(__file__).resolve().parents[2] / "config" / "demo" / "dispatch.yaml"
+
+
+def test_two_workers_given_one_new_violation_at_once_make_one_case_and_write_each_batch_once(postgres_server,
+                                                                                                 tmp_path):
+    url = postgres_server.create_database()
+    cases = CaseService(Dispatcher.from_file(DISPATCH))
+    database = Database(url)
+    metrics = Metrics(database)
+    second = Ingest(database, cases, EvidenceStore(tmp_path / "e"), publish_case=lambda _message: None,
+                    metrics=metrics)
+    news = [event_payload(camera_id=f"cam-{n}", location={"lat": 30.27 + n / 100, "lon": 120.15}) for n in range(5)]
+    updates = [event_payload(camera_id=new["camera_id"], location=new["location"], violation_id=new["violation_id"],
+                             type="update") for new in news]  # five places apart: five cases
+    topic = event_topic("node-a", "illegal_parking")
+
+    # the first worker is in the middle of its batch: the cases of the new violations are made, not yet committed
+    with database.session() as first:
+        EventWriter(cases).write(first, [
+            Incoming(n, topic, json.dumps(payload).encode(), Event.model_validate(payload))
+            for n, payload in enumerate(news)], second.clock())
+        first.flush()
+        outcomes: list[str] = []
+        worker = threading.Thread(target=lambda: outcomes.extend(
+            second.handle_batch([(topic, json.dumps(payload).encode()) for payload in updates])))
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive(), "the second worker waits for the first one's cases"
+        first.commit()
+    worker.join(30)
+
+    assert outcomes == ["stored"] * 5
+    with database.session() as session:
+        made = session.scalars(select(CaseRecord)).all()
+    assert sorted(case.violation_id for case in made) == sorted(payload["violation_id"] for payload in news)
+    assert [case.occurrences for case in made] == [2] * 5
+    assert [case.open_violations for case in made] == [1] * 5
+    assert metrics.registry.get_sample_value("gridwatch_ingest_batch_retries_total") == 0, "no batch was thrown away and written again"
