@@ -18,7 +18,9 @@ took them (CPU seconds of the workers, the fleet, the broker, PostgreSQL and thi
 `all` is their sum, `machine` the whole machine's busy time, kernel included), and `batches` how the workers
 spent it: batches written, their mean size and time, and `writing_share`, the share of each worker's time spent
 writing (near 1: the workers are the limit; well below: the messages come slower than they write), and
-`written_again`, batches redone because another worker wrote the same rows first.
+`written_again`, batches redone because another worker wrote the same rows first; `database`, sampled every
+50 ms, how many of the workers' transactions are open and statements running at once on average, and how many of
+them wait for another worker's lock (by kind): many waiting, the workers take turns instead of writing side by side.
 Writes bench/results/scale.json.
 
     .venv/bin/python bench/scale_bench.py [--nodes 2000] [--events 12000] [--workers 1,2,4] [--rate 300]
@@ -180,6 +182,46 @@ def stored_events(engine) -> int:
         return connection.execute(text("SELECT count(*) FROM events")).scalar_one()
 
 
+class LockWaits:
+    """Samples PostgreSQL's `pg_stat_activity` every 50 ms while the workers write: how many of their connections
+    are in a transaction, how many are running a statement and how many of those wait for a lock another
+    transaction holds, by the lock's kind (`advisory`: a new violation another worker is making the case of;
+    `transactionid` / `tuple`: a case row another worker has locked). Many waits: the workers take turns
+    instead of writing side by side."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.samples, self.active, self.open = engine, 0, 0, 0
+        self.waits: dict[str, int] = {}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        query = text("SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client "
+                     "backend'")
+        with self.engine.connect() as connection:
+            while not self.stopping.wait(0.05):
+                self.samples += 1
+                for state, kind, name in connection.execute(query):
+                    self.open += state in ("active", "idle in transaction")
+                    if state != "active":
+                        continue
+                    self.active += 1
+                    if kind == "Lock":
+                        self.waits[name] = self.waits.get(name, 0) + 1
+                connection.rollback()
+
+    def stop(self) -> dict:
+        self.stopping.set()
+        self.thread.join(5)
+        waiting = sum(self.waits.values())
+        return {"in_transaction": round(self.open / max(self.samples, 1), 2),
+                "statements_running": round(self.active / max(self.samples, 1), 2),
+                "waiting_for_locks": round(waiting / max(self.samples, 1), 2),
+                "by_lock": dict(sorted(self.waits.items(), key=lambda item: -item[1]))}
+
+
 class Workers:
     """`count` `gridwatch server` processes in one shared-subscription group, on one database."""
 
@@ -297,9 +339,11 @@ def main() -> int:
                                       args.batch_size)
                     try:
                         start, cpu_before, batches_before = time.perf_counter(), cpu_seconds(), workers.batches()
+                        locks = LockWaits(engine)
                         threading.Thread(target=fleet.publish, args=(throughput,), daemon=True).start()
                         seconds = wait_for(lambda engine=engine: stored_events(engine), events,
                                            f"{count} worker(s)", every=0.2) - start
+                        waits = locks.stop()
                         cores = {group: round((used - cpu_before[group]) / seconds, 2)
                                  for group, used in cpu_seconds().items()}
                         count_, messages_, writing, retried = (after - before for after, before
@@ -310,6 +354,7 @@ def main() -> int:
                                                  "mean_ms": round(1000 * writing / count_, 1),
                                                  "writing_share": round(writing / seconds / count, 2),
                                                  "written_again": int(retried)},
+                                     "database": waits,
                                      **latency(fleet, broker.port, creds, engine, args, count)})
                     finally:
                         workers.stop()

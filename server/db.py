@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,6 +71,31 @@ def met_another_worker(error: Exception) -> bool:
         "40P01", "40001")  # deadlock detected, serialization failure
 
 
+def _ids_before_insert(session: Session, _context: object, _instances: object) -> None:
+    """PostgreSQL: a flush's new rows of one table (two or more) get their ids from the table's sequence in one
+    round trip first, so that the ORM writes them with one prepared `executemany` instead of `INSERT … VALUES
+    (…), (…) … RETURNING id` with thousands of parameters, which psycopg parses anew each time (its statement cache
+    stops at 50 parameters): for a batch of a hundred new cases and five hundred steps, most of the write."""
+    waiting: dict[object, list[object]] = defaultdict(list)
+    for instance in session.new:
+        state = inspect(instance)
+        column = state.mapper.local_table.autoincrement_column
+        if column is not None and len(state.mapper.primary_key) == 1 and \
+                getattr(instance, state.mapper.get_property_by_column(column).key) is None:
+            waiting[state.mapper].append(state)
+    connection = session.connection()
+    for mapper, states in waiting.items():
+        if len(states) < 2:
+            continue
+        column = mapper.local_table.autoincrement_column
+        ids = connection.execute(text("SELECT nextval(pg_get_serial_sequence(:table, :column)) "
+                                      "FROM generate_series(1, :count)"),
+                                 {"table": mapper.local_table.name, "column": column.name, "count": len(states)})
+        key = mapper.get_property_by_column(column).key
+        for state, (id_,) in zip(sorted(states, key=lambda state: state.insert_order), ids, strict=True):
+            setattr(state.obj(), key, id_)
+
+
 def _to_json(value: object) -> str:
     return value if isinstance(value, JsonText) else json.dumps(value)
 
@@ -119,6 +145,8 @@ class Database:
         if migrate_schema:
             migrate(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if self.engine.dialect.name == "postgresql":
+            event.listen(self.sessions, "before_flush", _ids_before_insert)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
