@@ -18,7 +18,8 @@ took them (CPU seconds of the workers, the fleet, the broker, PostgreSQL and thi
 `all` is their sum, `machine` the whole machine's busy time, kernel included), and `batches` how the workers
 spent it: batches written, their mean size and time, and `writing_share`, the share of each worker's time spent
 writing (near 1: the workers are the limit; well below: the messages come slower than they write), and
-`written_again`, batches redone because another worker wrote the same rows first; `database`, sampled every
+`written_again`, batches redone because another worker wrote the same rows first, `events_deferred`, events
+set aside for a later batch because another worker held their case; `database`, sampled every
 50 ms, how many of the workers' transactions are open and statements running at once on average, and how many of
 them wait for another worker's lock (by kind): many waiting, the workers take turns instead of writing side by side.
 Writes bench/results/scale.json.
@@ -244,19 +245,24 @@ class Workers:
             wait_for(lambda port=port: self.connected(port), 1, "worker connects", timeout=60, every=0.2)
         time.sleep(1)  # the subscriptions' acknowledgements follow the connections
 
-    def batches(self) -> tuple[float, float, float, float]:
+    def batches(self) -> tuple[float, float, float, float, float]:
         """(batches written, messages in them, seconds spent writing them, batches written again because another
-        worker wrote the same rows first), all workers together, from /metrics."""
+        worker wrote the same rows first, events deferred to a later batch because another worker held their
+        case), all workers together, from /metrics."""
         from prometheus_client.parser import text_string_to_metric_families
 
         totals = {"gridwatch_ingest_batch_messages_count": 0.0, "gridwatch_ingest_batch_messages_sum": 0.0,
-                  "gridwatch_ingest_batch_seconds_sum": 0.0, "gridwatch_ingest_batch_retries_total": 0.0}
+                  "gridwatch_ingest_batch_seconds_sum": 0.0, "gridwatch_ingest_batch_retries_total": 0.0,
+                  "deferred": 0.0}
         for port in self.ports:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:  # noqa: S310
                 for family in text_string_to_metric_families(response.read().decode()):
                     for sample in family.samples:
                         if sample.name in totals:
                             totals[sample.name] += sample.value
+                        elif sample.name == "gridwatch_ingest_messages_total" and \
+                                sample.labels.get("outcome") == "deferred":
+                            totals["deferred"] += sample.value
         return tuple(totals.values())
 
     @staticmethod
@@ -346,14 +352,15 @@ def main() -> int:
                         waits = locks.stop()
                         cores = {group: round((used - cpu_before[group]) / seconds, 2)
                                  for group, used in cpu_seconds().items()}
-                        count_, messages_, writing, retried = (after - before for after, before
+                        count_, messages_, writing, retried, deferred = (after - before for after, before
                                                       in zip(workers.batches(), batches_before, strict=True))
                         runs.append({"workers": count, "events_per_s": round(events / seconds, 1),
                                      "cores_used": cores | {"all": round(sum(cores.values()) - cores["machine"], 2)},
                                      "batches": {"count": int(count_), "mean_messages": round(messages_ / count_, 1),
                                                  "mean_ms": round(1000 * writing / count_, 1),
                                                  "writing_share": round(writing / seconds / count, 2),
-                                                 "written_again": int(retried)},
+                                                 "written_again": int(retried),
+                                                 "events_deferred": int(deferred)},
                                      "database": waits,
                                      **latency(fleet, broker.port, creds, engine, args, count)})
                     finally:

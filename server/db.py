@@ -40,21 +40,25 @@ def one_of(session: Session, column: ColumnElement, values: Iterable[object]) ->
     return column.in_(values)
 
 
-def wait_for_writers_of(session: Session, keys: Iterable[str]) -> bool:
-    """On PostgreSQL, take a lock on each of `keys` (advisory, held until this transaction ends) in one fixed order,
-    so that another worker's transaction writing rows for one of them finishes first; a read after this sees what
-    it committed. Two workers given events of one new violation at once then make its case once and both count
-    their events in it, instead of one's unique `violation_id` refusing the other's whole batch. SQLite has one
-    writer at a time already: nothing to wait for (returns False; True when locks were taken)."""
+def claim(session: Session, keys: Iterable[str], wait: bool = True) -> set[str] | None:
+    """On PostgreSQL, a lock on each of `keys` (advisory, held until this transaction ends), so that two workers'
+    transactions writing rows for one key take turns, and a read after the lock sees what the other committed.
+    Waiting, every key is locked (taken in one fixed order, so two workers never wait in a circle) and all are
+    returned; not waiting, only the keys no other transaction holds are locked and returned. None on SQLite: one
+    writer at a time already, nothing to claim."""
     if session.get_bind().dialect.name != "postgresql":
-        return False
-    numbers = sorted({int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
-                      for key in keys})
-    if not numbers:
-        return False
-    session.execute(text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(:keys) AS k")
-                    .bindparams(bindparam("keys", numbers, type_=ARRAY(BigInteger))))
-    return True
+        return None
+    number_of = {key: int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+                 for key in keys}
+    if not number_of:
+        return set()
+    numbers = bindparam("keys", sorted(set(number_of.values())), type_=ARRAY(BigInteger))
+    if wait:
+        session.execute(text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(:keys) AS k").bindparams(numbers))
+        return set(number_of)
+    held = {number for number, locked in session.execute(
+        text("SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(:keys) AS k").bindparams(numbers)) if locked}
+    return {key for key, number in number_of.items() if number in held}
 
 
 def database_away(error: Exception) -> bool:

@@ -88,7 +88,7 @@ class CaseService:
         (`nearby()`); a case opened here joins it for the rest of the batch."""
         changes: list[CaseTransition] = []
         if case is None:
-            case = self._repeat_of(event.category, event.location, (event.node_id, event.camera_id, event.zone_id),
+            case = self.repeat_of(event.category, event.location, (event.node_id, event.camera_id, event.zone_id),
                                    now, nearby)
             if case is not None and S(case.status) in OPEN:  # a finished one is reopened below
                 changes.append(self._step(case, A.JOIN, SYSTEM_ACTOR, now,
@@ -203,7 +203,7 @@ class CaseService:
                 tuple([since] + [value for _, values in chunk for value in values])))
         return ids
 
-    def _repeat_of(self, category: Category, location: Location | None, view: tuple[str, str, str] | None,
+    def repeat_of(self, category: Category, location: Location | None, view: tuple[str, str, str] | None,
                    now: datetime, nearby: Nearby) -> CaseRecord | None:
         """Of `nearby`, the newest case at the same place (the same camera view, or within the radius) and of the
         same category that is open, or was closed there within the window."""
@@ -259,7 +259,7 @@ class CaseService:
         """A citizen report: it joins (or reopens) the case already at that place, else opens one that waits for
         an operator to confirm, like a doubtful detection. Returns the case, the changes and whether it joined."""
         why = f"citizen report via {via}: {description[:300]}"
-        case = self._repeat_of(category, location, None, now,
+        case = self.repeat_of(category, location, None, now,
                                self.nearby(session, [(category, location, None)], now))
         if case is not None:
             change = (self._step(case, A.JOIN, via, now, why) if S(case.status) in OPEN

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import CaseMessage, Event
-from server.db import JsonText, one_of, wait_for_writers_of
-from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecord, NodeRecord
+from server.db import JsonText, claim, one_of
+from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecord
 from server.services.cases import CaseService, Nearby
+
+DEFERRED = "deferred"
+"""An event left for a later batch: another worker's transaction held its case."""
 
 
 @dataclass(frozen=True)
@@ -44,62 +45,18 @@ def announced_hashes(event: Event) -> dict[str, str]:
     return hashes
 
 
-def ensure_nodes(session: Session, node_ids: set[str]) -> None:
-    """Rows for nodes seen for the first time, made with INSERT … ON CONFLICT DO NOTHING: two workers meeting a new
-    node at once both go on (the second waits for the first's commit) instead of one failing on the key."""
-    if not node_ids:
-        return
-    dialect = session.get_bind().dialect.name
-    upsert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}.get(dialect)
-    if upsert is None:  # another database: touch_node makes the row, and a clash is retried
-        return
-    session.execute(upsert(NodeRecord).values([{"node_id": node_id, "state": "unknown", "session": 0}
-                                               for node_id in sorted(node_ids)]).on_conflict_do_nothing())
-
-
-def load_nodes(session: Session, node_ids: set[str]) -> dict[str, NodeRecord]:
-    """The rows of a batch's nodes in one query, the missing ones made first (one statement more)."""
-    nodes = {node.node_id: node
-             for node in session.scalars(select(NodeRecord).where(one_of(session, NodeRecord.node_id, node_ids)))}
-    if missing := node_ids - set(nodes):
-        ensure_nodes(session, missing)
-        nodes |= {node.node_id: node for node in session.scalars(select(NodeRecord)
-                                                                 .where(one_of(session, NodeRecord.node_id, missing)))}
-    return nodes
-
-
-SEEN_EVERY = timedelta(seconds=30)
-"""A node's `last_seen_at` moves at most this often: a row every worker would otherwise write with every batch
-(holding its lock until commit) is how workers end up waiting for each other."""
-
-
-def touch_node(session: Session, node_id: str, now: datetime, seen: bool = True,
-               held: dict[str, NodeRecord] | None = None) -> NodeRecord:
-    """The node's row, created on first sight; `held` keeps rows of a batch at hand (the session's identity map
-    holds clean rows only weakly, so without it every event would load its node again)."""
-    node = held.get(node_id) if held is not None else None
-    node = node or session.get(NodeRecord, node_id)
-    if node is None:
-        node = NodeRecord(node_id=node_id, state="unknown", session=0)
-        session.add(node)
-    if seen and (node.last_seen_at is None or now - node.last_seen_at >= SEEN_EVERY):
-        node.last_seen_at = now
-    if held is not None:
-        held[node_id] = node
-    return node
-
-
-def lock_cases(session: Session, ids: set[int]) -> dict[int, CaseRecord]:
+def lock_cases(session: Session, ids: set[int], wait: bool = True) -> dict[int, CaseRecord]:
     """The cases a batch will change, read and locked (on PostgreSQL: SELECT … FOR UPDATE) until it commits, so that
     another worker's batch changing one of them waits for this one and then reads what it wrote: counts, status and
     open violations are read, changed and written back, and two workers doing that at once would lose one's
     change. One statement in id order, so that two workers take their locks in the same order and never wait for
-    each other in a circle."""
+    each other in a circle. Not waiting, the cases another transaction holds are left out (SKIP LOCKED)."""
     if not ids:
         return {}
     with session.no_autoflush:
         return {case.id: case for case in session.scalars(
-            select(CaseRecord).where(one_of(session, CaseRecord.id, ids)).order_by(CaseRecord.id).with_for_update())}
+            select(CaseRecord).where(one_of(session, CaseRecord.id, ids)).order_by(CaseRecord.id)
+            .with_for_update(skip_locked=not wait))}
 
 
 @dataclass
@@ -108,8 +65,9 @@ class _Batch:
 
     known: set[str]
     evidence: dict[str, dict[str, str]]
+    busy: set[str]
+    """Violations whose events wait for a later batch (another worker holds their case)."""
     case_of: dict[str, CaseRecord]
-    nodes: dict[str, NodeRecord] = field(default_factory=dict)
     changes: list[tuple[CaseRecord, CaseTransition]] = field(default_factory=list)
     nearby: Nearby = field(default_factory=Nearby)
     """Cases the batch's new violations may repeat (`CaseService.nearby`)."""
@@ -121,8 +79,14 @@ class EventWriter:
     def __init__(self, cases: CaseService) -> None:
         self.cases = cases
 
-    def write(self, session: Session, batch: list[Incoming], now: datetime) -> tuple[list[str], list[CaseMessage]]:
-        """Outcome per event (`stored`, `duplicate`, or the reason it is refused) and the case changes."""
+    def write(self, session: Session, batch: list[Incoming], now: datetime,
+              patient: bool = True) -> tuple[list[str], list[CaseMessage]]:
+        """Outcome per event (`stored`, `duplicate`, `deferred`, or the reason it is refused) and the case changes.
+        Several workers may write cases of the same violations at once (a shared subscription deals a violation's
+        events to any of them). Patient, the batch waits for the others' transactions holding its cases; not
+        patient (on PostgreSQL), the events whose case another transaction holds, or whose new violation another
+        worker is making the case of, are left out as `deferred`, to be written in a later batch, and the rest is
+        written at once: workers write side by side instead of taking turns."""
         event_ids = [item.event_id for item in batch]
         evidence: dict[str, dict[str, str]] = defaultdict(dict)
         for event_id, variant, sha256 in session.execute(
@@ -132,18 +96,26 @@ class EventWriter:
         violations = {item.violation_id for item in batch}
         case_ids = self._case_ids_of(session, violations)
         unseen = violations - case_ids.keys()
-        if wait_for_writers_of(session, unseen):  # another worker may be making one of their cases right now
-            case_ids |= self._case_ids_of(session, unseen)
-        nearby = self.cases.nearby_ids(session, [
-            (item.event.category, item.event.location, (item.event.node_id, item.event.camera_id, item.event.zone_id))
-            for item in batch if item.violation_id not in case_ids], now)
-        cases = lock_cases(session, set(case_ids.values()) | nearby)
+        claimed = claim(session, unseen, wait=patient)
+        busy = set() if claimed is None else unseen - claimed
+        if claimed:  # another worker may have committed one of their cases since the first read
+            case_ids |= self._case_ids_of(session, claimed)
+        places: dict[str, tuple] = {}  # where each new violation was first seen
+        for item in batch:
+            if item.violation_id not in case_ids and item.violation_id not in busy:
+                places.setdefault(item.violation_id, (item.event.category, item.event.location,
+                                                      (item.event.node_id, item.event.camera_id, item.event.zone_id)))
+        nearby = self.cases.nearby_ids(session, list(places.values()), now)
+        cases = lock_cases(session, set(case_ids.values()) | nearby, wait=patient)
+        if held_elsewhere := (set(case_ids.values()) | nearby) - cases.keys():
+            busy |= self._waiting_for(session, held_elsewhere & nearby, places, now)
+            busy |= {violation for violation, case_id in case_ids.items() if case_id in held_elsewhere}
         state = _Batch(
             known=set(session.scalars(select(EventRecord.event_id)
                                       .where(one_of(session, EventRecord.event_id, event_ids)))),
-            evidence=evidence, case_of={violation: cases[case_id] for violation, case_id in case_ids.items()},
-            nodes=load_nodes(session, {item.event.node_id for item in batch}),
-            nearby=Nearby([cases[case_id] for case_id in nearby]))
+            evidence=evidence, busy=busy,
+            case_of={violation: cases[case_id] for violation, case_id in case_ids.items() if case_id in cases},
+            nearby=Nearby([cases[case_id] for case_id in nearby if case_id in cases]))
         with session.no_autoflush:  # one flush for the whole batch, at the end
             outcomes = [self._apply(session, item, now, state) for item in batch]
         session.flush()  # new cases get their ids, which their events and messages carry
@@ -153,8 +125,20 @@ class EventWriter:
                                          [row | {"case_id": case.id} for row, case in state.rows])
         return outcomes, [self.cases.message(case, change) for case, change in state.changes]
 
+    def _waiting_for(self, session: Session, held: set[int], places: dict[str, tuple], now: datetime) -> set[str]:
+        """The new violations that may repeat one of the `held` cases (held by another worker's transaction): they
+        wait for it rather than open a second case at its place."""
+        if not held:
+            return set()
+        with session.no_autoflush:
+            others = Nearby(list(session.scalars(select(CaseRecord).where(one_of(session, CaseRecord.id, held)))))
+        return {violation for violation, place in places.items()
+                if self.cases.repeat_of(*place, now, others) is not None}
+
     def _apply(self, session: Session, item: Incoming, now: datetime, state: _Batch) -> str:
         event, event_id, violation = item.event, item.event_id, item.violation_id
+        if violation in state.busy:
+            return DEFERRED
         if event_id in state.known:
             return "duplicate"
         received = state.evidence.get(event_id, {})  # images that came before their event (rare)
@@ -173,7 +157,6 @@ class EventWriter:
             "camera_id": event.camera_id, "zone_id": event.zone_id, "category": event.category.value,
             "code": event.code, "started_at": event.started_at, "observed_at": event.observed_at,
             "received_at": now, "payload": JsonText(event.model_dump_json())}, case))
-        touch_node(session, event.node_id, now, held=state.nodes)
         return "stored"
 
     @staticmethod

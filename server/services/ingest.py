@@ -45,12 +45,17 @@ from server.models import (
     utcnow,
 )
 from server.services.cases import CaseService
-from server.services.events import EventWriter, Incoming, announced_hashes, load_nodes, touch_node
+from server.services.events import DEFERRED, EventWriter, Incoming, announced_hashes
 from server.services.evidence import EvidenceStore
 from server.services.metrics import Metrics
+from server.services.nodes import load_nodes, touch_node
 from server.services.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
+
+WRITTEN_OR_LATER = ("stored", "duplicate", DEFERRED)
+"""What an event may become other than a dead letter."""
+
 _CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -110,11 +115,12 @@ class Ingest:
         """Returns what became of the message: `stored`, `duplicate`, `ignored` or `dead_letter`."""
         return self.handle_batch([(topic, payload)])[0]
 
-    def handle_batch(self, messages: list[tuple[str, bytes]]) -> list[str]:
+    def handle_batch(self, messages: list[tuple[str, bytes]], patient: bool = True) -> list[str]:
         """What became of each message, in order. The batch is written a kind at a time, each kind in one
         transaction: the events first, then their images (checked against what the events announce, so an event
         is never visible later than its evidence), then the nodes' telemetry (the latest of each node; every one is
-        counted), then the rest one by one, in their order."""
+        counted), then the rest one by one, in their order. Not `patient`, events whose case another worker is
+        writing come back `deferred` (`EventWriter.write`): the caller hands them in again with a later batch."""
         began = time.perf_counter()
         outcomes = [""] * len(messages)
         run: list[Incoming] = []
@@ -133,9 +139,10 @@ class Ingest:
                 outcomes[index] = self._dead_letter(topic, _node_of(topic), payload,
                                                     f"internal error: {type(error).__name__}: {error}")
         announced = {item.event_id: announced_hashes(item.event) for item in run}
-        self._store_events(run, outcomes)
+        self._store_events(run, outcomes, patient)
         self._store_evidence(messages, by_kind["evidence"], outcomes, announced)
-        self._store_telemetry(messages, by_kind["telemetry"], outcomes)
+        self._store_nodes(messages, by_kind["telemetry"], outcomes,
+                          {item.event.node_id for item in run if outcomes[item.index] == "stored"})
         for index in by_kind["other"]:
             outcomes[index] = self._handle(*messages[index])
         if self.metrics is not None:
@@ -193,8 +200,11 @@ class Ingest:
             outcomes[index] = outcome
             self.counts[{"stored": "evidence", "duplicate": "duplicates"}.get(outcome, "dead_letters")] += 1
 
-    def _store_telemetry(self, messages: list[tuple[str, bytes]], indices: list[int], outcomes: list[str]) -> None:
-        """A batch's telemetry in one transaction: each node's row takes its latest report."""
+    def _store_nodes(self, messages: list[tuple[str, bytes]], indices: list[int], outcomes: list[str],
+                     seen: set[str]) -> None:
+        """A batch's node rows in one short transaction of their own: each node that sent events is seen, and each
+        node's row takes its latest telemetry. Not in the events' transaction: a node's row is one that every
+        worker writes, and held there until that long transaction commits it kept the others waiting."""
         latest: dict[str, NodeTelemetry] = {}
         good = []
         for index in indices:
@@ -206,12 +216,14 @@ class Ingest:
                 continue
             latest[telemetry.node_id] = telemetry
             good.append(index)
-        if not good:
+        if not good and not seen:
             return
         try:
             with self.database.session() as session:
                 now = utcnow()
-                nodes = load_nodes(session, set(latest))
+                nodes = load_nodes(session, set(latest) | seen)
+                for node_id in seen - set(latest):
+                    touch_node(session, node_id, now, held=nodes)
                 for node_id, telemetry in latest.items():
                     node = touch_node(session, node_id, now, held=nodes)
                     node.telemetry, node.telemetry_at = json.loads(telemetry.model_dump_json()), now
@@ -228,15 +240,16 @@ class Ingest:
             outcomes[index] = "stored"
             self.counts["telemetry"] += 1
 
-    def _store_events(self, run: list[Incoming], outcomes: list[str], retries: int = 2) -> None:
+    def _store_events(self, run: list[Incoming], outcomes: list[str], patient: bool = True,
+                      retries: int = 2) -> None:
         if not run:
             return
         now = self.clock()
         try:
             with self.database.session() as session:
-                results, messages = self.writer.write(session, run, now)
+                results, messages = self.writer.write(session, run, now, patient)
                 for item, result in zip(run, results, strict=True):
-                    if result not in ("stored", "duplicate"):
+                    if result not in WRITTEN_OR_LATER:
                         session.add(self._letter(item.topic, item.event.node_id, item.payload, result))
                 self.record_changes(session, messages)
                 session.commit()
@@ -248,7 +261,7 @@ class Ingest:
                          type(error).__name__)
                 if self.metrics is not None:
                     self.metrics.retries.inc()
-                self._store_events(run, outcomes, retries - 1)
+                self._store_events(run, outcomes, patient, retries - 1)
                 return
             if database_away(error):
                 raise
@@ -256,14 +269,14 @@ class Ingest:
                 log.warning("a batch of %d events failed (%s: %s); writing them one by one", len(run),
                             type(error).__name__, error)
                 for item in run:
-                    self._store_events([item], outcomes)
+                    self._store_events([item], outcomes, patient)
                 return
             outcomes[run[0].index] = self._single_failure(run[0], error)
             return
         for item, result in zip(run, results, strict=True):
-            outcomes[item.index] = result if result in ("stored", "duplicate") else "dead_letter"
-            counter = {"stored": "events", "duplicate": "duplicates"}.get(result, "dead_letters")
-            self.counts[counter] += 1
+            outcomes[item.index] = result if result in WRITTEN_OR_LATER else "dead_letter"
+            if result != DEFERRED:
+                self.counts[{"stored": "events", "duplicate": "duplicates"}.get(result, "dead_letters")] += 1
             if result == "stored" and self.metrics is not None:
                 self.metrics.lag.observe(max(0.0, (self.clock() - item.event.observed_at).total_seconds()))
         self.announce(messages)

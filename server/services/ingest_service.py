@@ -3,8 +3,11 @@ each message to the broker only once what it carried is committed, and publishes
 
 Messages wait in a queue for the batch worker: it takes what has arrived (up to `batch_size`, waiting at most
 `batch_wait_seconds` for more once one is there), writes it in one transaction and then acknowledges every message
-of the batch. A server killed mid-batch has acknowledged none of it, so the broker sends it again (its session
-outlives the process) and idempotent ingest stores each event once. Stopping finishes the batch in hand.
+of the batch. Events whose case another worker is writing at that moment come back deferred: they are kept,
+unacknowledged, and written with the next batch (after `PATIENCE` such turns, that batch waits for the other
+worker instead), so that workers sharing a stream write side by side rather than queue behind each other's locks.
+A server killed mid-batch has acknowledged none of it, so the broker sends it again (its session outlives the
+process) and idempotent ingest stores each event once. Stopping finishes the batch in hand.
 
 Several workers share the stream with `share_group`: the node tree is read through the MQTT 5 shared subscription
 `$share/GROUP/gw/v1/nodes/#`, so the broker gives each message to one worker of the group. Retained state (node
@@ -25,6 +28,7 @@ import paho.mqtt.client as mqtt
 
 from gridwatch.contract import SUBSCRIBE_ALL_NODES, TOPIC_ROOT, CaseMessage, case_topic
 from gridwatch.mqtt import MqttClient
+from server.services.events import DEFERRED
 from server.services.ingest import Ingest
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,8 @@ RETAINED_STATE = (f"{TOPIC_ROOT}/nodes/+/status", f"{TOPIC_ROOT}/nodes/+/config/
                   f"{TOPIC_ROOT}/nodes/+/snapshot/+")
 """What nodes publish retained: every worker reads it itself."""
 SWITCH_INTERVAL_SECONDS = 0.0005
+PATIENCE = 2
+"""Batches a deferred event may be set aside for before a batch waits for the worker holding its case."""
 
 
 class IngestService(MqttClient):
@@ -69,13 +75,16 @@ class IngestService(MqttClient):
         self._worker.start()
         super().start(wait_seconds)
 
-    def _next_batch(self) -> list[mqtt.MQTTMessage]:
-        try:
-            batch = [self.inbox.get(timeout=0.2)]
-        except queue.Empty:
-            return []
+    def _next_batch(self, room: int, idle: bool) -> list[mqtt.MQTTMessage]:
+        """Up to `room` messages; `idle` (nothing else in hand): waits up to 0.2 s for the first."""
+        batch: list[mqtt.MQTTMessage] = []
+        if idle:
+            try:
+                batch.append(self.inbox.get(timeout=0.2))
+            except queue.Empty:
+                return []
         deadline = time.monotonic() + self.batch_wait
-        while len(batch) < self.batch_size:
+        while len(batch) < room:
             try:
                 batch.append(self.inbox.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
@@ -83,30 +92,36 @@ class IngestService(MqttClient):
         return batch
 
     def _run(self) -> None:
-        while not (self._halt.is_set() and self.inbox.empty()):
-            batch = self._next_batch()
+        carried: list[tuple[mqtt.MQTTMessage, int]] = []  # deferred messages, and how many times
+        while not (self._halt.is_set() and self.inbox.empty() and not carried):
+            batch = carried + [(message, 0) for message in
+                               self._next_batch(max(1, self.batch_size - len(carried)), idle=not carried)]
             if not batch:
                 continue
-            if self._write(batch):
-                for message in batch:
+            outcomes = self._write([message for message, _ in batch],
+                                   patient=any(turns >= PATIENCE for _, turns in batch))
+            carried = []
+            for (message, turns), outcome in zip(batch, outcomes or [None] * len(batch), strict=True):
+                if outcome == DEFERRED:
+                    carried.append((message, turns + 1))
+                    continue
+                if outcomes is not None:
                     self.ack(message)
-            for _ in batch:
                 self.inbox.task_done()
 
-    def _write(self, batch: list[mqtt.MQTTMessage]) -> bool:
+    def _write(self, batch: list[mqtt.MQTTMessage], patient: bool) -> list[str] | None:
         """Writes the batch, trying again (1 s, 2 s, … 30 s apart) while the database is away: Ingest dead-letters
-        what it cannot use, so what fails here is the database itself. False if the server stopped first; the
+        what it cannot use, so what fails here is the database itself. None if the server stopped first; the
         batch is then unacknowledged and the broker sends it again to the next session."""
         wait = 1.0
         while True:
             try:
-                self.ingest.handle_batch([(message.topic, message.payload) for message in batch])
-                return True
+                return self.ingest.handle_batch([(message.topic, message.payload) for message in batch], patient)
             except Exception as error:
                 log.error("a batch of %d messages could not be written (%s: %s); trying again in %.0f s",
                           len(batch), type(error).__name__, str(error).splitlines()[0] if str(error) else "", wait)
                 if self._halt.wait(wait):
-                    return False
+                    return None
                 wait = min(30.0, wait * 2)
 
     def drain(self, timeout: float) -> bool:

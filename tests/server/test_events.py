@@ -59,3 +59,50 @@ def test_two_workers_given_one_new_violation_at_once_make_one_case_and_write_eac
     assert [case.occurrences for case in made] == [2] * 5
     assert [case.open_violations for case in made] == [1] * 5
     assert metrics.registry.get_sample_value("gridwatch_ingest_batch_retries_total") == 0, "no batch was thrown away and written again"
+
+
+def test_a_batch_that_does_not_wait_leaves_the_events_another_worker_holds_for_later_and_writes_the_rest(
+        postgres_server, tmp_path):
+    url = postgres_server.create_database()
+    cases = CaseService(Dispatcher.from_file(DISPATCH))
+    database = Database(url)
+    ingest = Ingest(database, cases, EvidenceStore(tmp_path / "e"), publish_case=lambda _message: None)
+    topic = event_topic("node-a", "illegal_parking")
+
+    def at(n: int, **overrides) -> dict:  # places 1.1 km apart, one camera each
+        return event_payload(camera_id=f"cam-{n}", location={"lat": 30.27 + n / 100, "lon": 120.15}, **overrides)
+
+    held, free = at(1), at(2)
+    assert ingest.handle_batch([(topic, json.dumps(held).encode()), (topic, json.dumps(free).encode())]) == \
+        ["stored", "stored"]
+    making = at(3)
+    batch = [at(1, violation_id=held["violation_id"], type="update"),   # its case is held by the other worker
+             at(2, violation_id=free["violation_id"], type="update"),
+             at(3, violation_id=making["violation_id"], type="update"),  # the other worker is making its case
+             at(1),                                                       # a new violation that would join it
+             at(4)]                                                       # somewhere else
+    outcomes: list[str] = []
+    with database.session() as other:  # another worker's batch, not yet committed
+        EventWriter(cases).write(other, [
+            Incoming(n, topic, json.dumps(payload).encode(), Event.model_validate(payload))
+            for n, payload in enumerate([at(1, violation_id=held["violation_id"], type="update"), making])],
+            ingest.clock())
+        other.flush()
+        worker = threading.Thread(target=lambda: outcomes.extend(ingest.handle_batch(
+            [(topic, json.dumps(payload).encode()) for payload in batch], patient=False)))
+        worker.start()
+        worker.join(20)
+        assert not worker.is_alive(), "a batch that does not wait does not wait"
+        assert outcomes == ["deferred", "stored", "deferred", "deferred", "stored"]
+        other.commit()
+
+    later = [(topic, json.dumps(payload).encode()) for payload, outcome in zip(batch, outcomes, strict=True)
+             if outcome == "deferred"]
+    assert ingest.handle_batch(later, patient=False) == ["stored"] * 3
+    with database.session() as session:
+        by_violation = {case.violation_id: case for case in session.scalars(select(CaseRecord))}
+    assert set(by_violation) == {held["violation_id"], free["violation_id"], making["violation_id"],
+                                 batch[4]["violation_id"]}, "the new violation at a held case's place joined it"
+    assert by_violation[held["violation_id"]].occurrences == 4  # its new, the other's update, ours, the joiner
+    assert by_violation[making["violation_id"]].occurrences == 2
+    assert by_violation[free["violation_id"]].occurrences == 2
