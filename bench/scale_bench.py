@@ -18,7 +18,7 @@ took them (CPU seconds of the workers, the fleet, the broker, PostgreSQL and thi
 `all` is their sum, `machine` the whole machine's busy time, kernel included), and `batches` how the workers
 spent it: batches written, their mean size and time, and `writing_share`, the share of each worker's time spent
 writing (near 1: the workers are the limit; well below: the messages come slower than they write), and
-`written_again`, batches redone because another worker wrote the same rows first, `events_deferred`, events
+`written_again`, batches redone because another worker wrote the same rows first, `events_postponed`, events
 set aside for a later batch because another worker held their case; `database`, sampled every
 50 ms, how many of the workers' transactions are open and statements running at once on average, and how many of
 them wait for another worker's lock (by kind): many waiting, the workers take turns instead of writing side by side.
@@ -247,13 +247,13 @@ class Workers:
 
     def batches(self) -> tuple[float, float, float, float, float]:
         """(batches written, messages in them, seconds spent writing them, batches written again because another
-        worker wrote the same rows first, events deferred to a later batch because another worker held their
+        worker wrote the same rows first, events postponed to a later batch because another worker held their
         case), all workers together, from /metrics."""
         from prometheus_client.parser import text_string_to_metric_families
 
         totals = {"gridwatch_ingest_batch_messages_count": 0.0, "gridwatch_ingest_batch_messages_sum": 0.0,
                   "gridwatch_ingest_batch_seconds_sum": 0.0, "gridwatch_ingest_batch_retries_total": 0.0,
-                  "deferred": 0.0}
+                  "postponed": 0.0}
         for port in self.ports:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:  # noqa: S310
                 for family in text_string_to_metric_families(response.read().decode()):
@@ -261,8 +261,8 @@ class Workers:
                         if sample.name in totals:
                             totals[sample.name] += sample.value
                         elif sample.name == "gridwatch_ingest_messages_total" and \
-                                sample.labels.get("outcome") == "deferred":
-                            totals["deferred"] += sample.value
+                                sample.labels.get("outcome") == "postponed":
+                            totals["postponed"] += sample.value
         return tuple(totals.values())
 
     @staticmethod
@@ -352,7 +352,7 @@ def main() -> int:
                         waits = locks.stop()
                         cores = {group: round((used - cpu_before[group]) / seconds, 2)
                                  for group, used in cpu_seconds().items()}
-                        count_, messages_, writing, retried, deferred = (after - before for after, before
+                        count_, messages_, writing, retried, postponed = (after - before for after, before
                                                       in zip(workers.batches(), batches_before, strict=True))
                         runs.append({"workers": count, "events_per_s": round(events / seconds, 1),
                                      "cores_used": cores | {"all": round(sum(cores.values()) - cores["machine"], 2)},
@@ -360,7 +360,7 @@ def main() -> int:
                                                  "mean_ms": round(1000 * writing / count_, 1),
                                                  "writing_share": round(writing / seconds / count, 2),
                                                  "written_again": int(retried),
-                                                 "events_deferred": int(deferred)},
+                                                 "events_postponed": int(postponed)},
                                      "database": waits,
                                      **latency(fleet, broker.port, creds, engine, args, count)})
                     finally:

@@ -51,7 +51,7 @@ class NodeRecord(Base):
 
 class CaseRecord(Base):
     __tablename__ = "cases"
-    __table_args__ = (  # where a new violation looks for the case it repeats (CaseService.nearby_ids)
+    __table_args__ = (  # where a new violation looks for the case it repeats (Repeats.nearby_ids)
         Index("ix_cases_view", "node_id", "camera_id", "zone_id"),
         Index("ix_cases_place", "lat", "lon"),
     )

@@ -9,7 +9,6 @@ back for rework. Every change is a `CaseTransition` (who, when, why) and a `Case
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import datetime, timedelta
 
@@ -30,52 +29,23 @@ from gridwatch.contract import (
     Person,
 )
 from server.core.security import Role
-from server.db import one_of
+from server.db import claim
 from server.models import CaseRecord, CaseTransition
 from server.services.dispatch import Dispatcher
+from server.services.places import Nearby, Repeats
 from server.services.workflow import IN_UNIT, OPEN, WorkflowError, next_status
 
 SYSTEM_ACTOR = "system"
 
-_OPEN_SQL = ", ".join(f"'{status.value}'" for status in sorted(OPEN))
-_FINISHED_SQL = f"'{CaseStatus.VERIFIED.value}', '{CaseStatus.CLOSED.value}'"
-"""Cases a new violation may join (open ones) or reopen (finished within the window)."""
-_PLACES_PER_QUERY = 150
-"""Places looked up in one statement: SQLite limits how deep an expression (a chain of ORs) may be."""
 A, S = CaseAction, CaseStatus
-
-
-class Nearby:
-    """The cases a batch's new violations may repeat (`CaseService.nearby`), by category, newest first; a case opened
-    during the batch is added in front, so the batch's later violations at its place join it. Each case's place is
-    read once here: a batch compares every new violation with many of them, and reading mapped attributes costs."""
-
-    def __init__(self, cases: list[CaseRecord] = ()) -> None:
-        self._of: dict[str, list[tuple[CaseRecord, tuple[str, str, str], float | None, float | None]]] = {}
-        for case in sorted(cases, key=lambda case: case.id, reverse=True):
-            self._of.setdefault(case.category, []).append(self._entry(case))
-
-    @staticmethod
-    def _entry(case: CaseRecord) -> tuple[CaseRecord, tuple[str, str, str], float | None, float | None]:
-        return case, (case.node_id, case.camera_id, case.zone_id), case.lat, case.lon
-
-    def add(self, case: CaseRecord) -> None:
-        self._of.setdefault(case.category, []).insert(0, self._entry(case))
-
-    def of(self, category: str) -> list[tuple[CaseRecord, tuple[str, str, str], float | None, float | None]]:
-        """(case, camera view, lat, lon) of the category's cases, newest first."""
-        return self._of.get(category, [])
-
-
-def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Equirectangular distance: exact enough for the tens of metres that decide 'the same place'."""
-    x = math.radians(lon2 - lon1) * math.cos(math.radians((lat1 + lat2) / 2))
-    return 6_371_000 * math.hypot(x, math.radians(lat2 - lat1))
 
 
 class CaseService:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
+        config = dispatcher.config
+        self.repeats = Repeats(timedelta(minutes=config.repeat_window_minutes if config else 30),
+                               config.repeat_radius_m if config else 15)
 
     # ---- from the cameras ------------------------------------------------------------------------------------------
 
@@ -85,10 +55,10 @@ class CaseService:
         opened, joined or reopened as the rules say (a lost `new` still opens one from its `update` or `end`) —
         and the changes it made; build their messages (`message`) once the session is flushed. Never flushes by
         itself, so a batch of events is written in one go. `nearby` holds the cases the event's place may repeat
-        (`nearby()`); a case opened here joins it for the rest of the batch."""
+        (`Repeats.nearby`); a case opened here joins it for the rest of the batch."""
         changes: list[CaseTransition] = []
         if case is None:
-            case = self.repeat_of(event.category, event.location, (event.node_id, event.camera_id, event.zone_id),
+            case = self.repeats.of(event.category, event.location, (event.node_id, event.camera_id, event.zone_id),
                                    now, nearby)
             if case is not None and S(case.status) in OPEN:  # a finished one is reopened below
                 changes.append(self._step(case, A.JOIN, SYSTEM_ACTOR, now,
@@ -149,76 +119,6 @@ class CaseService:
                                    else f", below {threshold:.2f}: waits for an operator")
         return case
 
-    def _repeat_rules(self) -> tuple[timedelta, float]:
-        config = self.dispatcher.config
-        return (timedelta(minutes=config.repeat_window_minutes if config else 30),
-                config.repeat_radius_m if config else 15)
-
-    def nearby(self, session: Session, places: list[tuple[Category, Location | None, tuple[str, str, str] | None]],
-               now: datetime) -> Nearby:
-        """Every case that a violation at one of `places` (category, position, camera view) may join or reopen."""
-        ids = self.nearby_ids(session, places, now)
-        with session.no_autoflush:
-            found = session.scalars(select(CaseRecord).where(one_of(session, CaseRecord.id, ids))).all() if ids else []
-        return Nearby(found)
-
-    def nearby_ids(self, session: Session, places: list[tuple[Category, Location | None, tuple[str, str, str] | None]],
-                   now: datetime) -> set[int]:
-        """The ids of `nearby`'s cases, from one query per 150 places: a batch of events asks once, not once per
-        violation."""
-        window, radius = self._repeat_rules()
-        dlat = radius / 111_000
-        connection = session.connection()
-        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        view_sql = f"(node_id = {mark} AND camera_id = {mark} AND zone_id = {mark})"
-        box_sql = f"(lat BETWEEN {mark} AND {mark} AND lon BETWEEN {mark} AND {mark})"
-        conditions: list[tuple[str, list[object]]] = []
-        seen = set()
-        for category, location, view in places:
-            key = (category, (location.lat, location.lon) if location else None, view)
-            if key in seen or (location is None and view is None):
-                continue
-            seen.add(key)
-            here, values = [], [category.value]
-            if view is not None:
-                here.append(view_sql)
-                values += view
-            if location is not None:
-                dlon = dlat / max(0.01, math.cos(math.radians(location.lat)))
-                here.append(box_sql)
-                values += [location.lat - dlat, location.lat + dlat, location.lon - dlon, location.lon + dlon]
-            conditions.append((f"(category = {mark} AND ({' OR '.join(here)}))", values))
-        to_db = CaseRecord.updated_at.type.bind_processor(connection.dialect) or (lambda value: value)
-        since = to_db(now - window)
-        repeatable = (f"(status IN ({_OPEN_SQL}) OR (status IN ({_FINISHED_SQL}) "
-                      f"AND coalesce(closed_at, updated_at) >= {mark}))")
-        ids: set[int] = set()
-        for first in range(0, len(conditions), _PLACES_PER_QUERY):
-            chunk = conditions[first:first + _PLACES_PER_QUERY]
-            # driver SQL: a batch's lookup has a new shape every time, and building it as SQLAlchemy expressions
-            # costs more than running it; every value is bound
-            where = " OR ".join(sql for sql, _ in chunk)
-            ids.update(row[0] for row in connection.exec_driver_sql(
-                f"SELECT id FROM cases WHERE {repeatable} AND ({where})",  # noqa: S608
-                tuple([since] + [value for _, values in chunk for value in values])))
-        return ids
-
-    def repeat_of(self, category: Category, location: Location | None, view: tuple[str, str, str] | None,
-                   now: datetime, nearby: Nearby) -> CaseRecord | None:
-        """Of `nearby`, the newest case at the same place (the same camera view, or within the radius) and of the
-        same category that is open, or was closed there within the window."""
-        window, radius = self._repeat_rules()
-        for case, case_view, lat, lon in nearby.of(category.value):
-            if case_view != view and (location is None or lat is None or lon is None
-                                      or _metres(lat, lon, location.lat, location.lon) > radius):
-                continue
-            status = S(case.status)
-            if status is S.VOID or (status in (S.VERIFIED, S.CLOSED)
-                                    and (case.closed_at or case.updated_at) < now - window):
-                continue
-            return case
-        return None
-
     def _files_itself(self, case: CaseRecord) -> bool:
         threshold = self.dispatcher.auto_file_score(Category(case.category))
         return threshold is not None and case.score >= threshold
@@ -259,8 +159,9 @@ class CaseService:
         """A citizen report: it joins (or reopens) the case already at that place, else opens one that waits for
         an operator to confirm, like a doubtful detection. Returns the case, the changes and whether it joined."""
         why = f"citizen report via {via}: {description[:300]}"
-        case = self.repeat_of(category, location, None, now,
-                               self.nearby(session, [(category, location, None)], now))
+        claim(session, self.repeats.keys((category, location, None)))  # a worker opening a case there goes first
+        case = self.repeats.of(category, location, None, now,
+                               self.repeats.nearby(session, [(category, location, None)], now))
         if case is not None:
             change = (self._step(case, A.JOIN, via, now, why) if S(case.status) in OPEN
                       else self._reopen(case, now, why)[0])

@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from gridwatch.contract import CaseMessage, Event
 from server.db import JsonText, claim, one_of
 from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecord
-from server.services.cases import CaseService, Nearby
+from server.services.cases import CaseService
+from server.services.places import Nearby, Place
 
-DEFERRED = "deferred"
+POSTPONED = "postponed"
 """An event left for a later batch: another worker's transaction held its case."""
 
 
@@ -81,11 +82,11 @@ class EventWriter:
 
     def write(self, session: Session, batch: list[Incoming], now: datetime,
               patient: bool = True) -> tuple[list[str], list[CaseMessage]]:
-        """Outcome per event (`stored`, `duplicate`, `deferred`, or the reason it is refused) and the case changes.
+        """Outcome per event (`stored`, `duplicate`, `postponed`, or the reason it is refused) and the case changes.
         Several workers may write cases of the same violations at once (a shared subscription deals a violation's
         events to any of them). Patient, the batch waits for the others' transactions holding its cases; not
         patient (on PostgreSQL), the events whose case another transaction holds, or whose new violation another
-        worker is making the case of, are left out as `deferred`, to be written in a later batch, and the rest is
+        worker is making the case of, are left out as `postponed`, to be written in a later batch, and the rest is
         written at once: workers write side by side instead of taking turns."""
         event_ids = [item.event_id for item in batch]
         evidence: dict[str, dict[str, str]] = defaultdict(dict)
@@ -95,17 +96,22 @@ class EventWriter:
             evidence[event_id][variant] = sha256
         violations = {item.violation_id for item in batch}
         case_ids = self._case_ids_of(session, violations)
-        unseen = violations - case_ids.keys()
-        claimed = claim(session, unseen, wait=patient)
-        busy = set() if claimed is None else unseen - claimed
-        if claimed:  # another worker may have committed one of their cases since the first read
-            case_ids |= self._case_ids_of(session, claimed)
-        places: dict[str, tuple] = {}  # where each new violation was first seen
+        places: dict[str, Place] = {}  # where each violation without a case yet was first seen
         for item in batch:
-            if item.violation_id not in case_ids and item.violation_id not in busy:
+            if item.violation_id not in case_ids:
                 places.setdefault(item.violation_id, (item.event.category, item.event.location,
                                                       (item.event.node_id, item.event.camera_id, item.event.zone_id)))
-        nearby = self.cases.nearby_ids(session, list(places.values()), now)
+        # a new violation claims its place: two workers given its `new` and `update` at once, or two violations at
+        # one place, make one case between them, the second worker joining the first's
+        wanted = {violation: self.cases.repeats.keys(place) for violation, place in places.items()}
+        claimed = claim(session, {key for keys in wanted.values() for key in keys}, wait=patient)
+        busy = set() if claimed is None else {violation for violation, keys in wanted.items()
+                                              if not claimed.issuperset(keys)}
+        if claimed:  # another worker may have committed one of their cases since the first read
+            case_ids |= self._case_ids_of(session, set(places) - busy)
+        places = {violation: place for violation, place in places.items()
+                  if violation not in case_ids and violation not in busy}
+        nearby = self.cases.repeats.nearby_ids(session, list(places.values()), now)
         cases = lock_cases(session, set(case_ids.values()) | nearby, wait=patient)
         if held_elsewhere := (set(case_ids.values()) | nearby) - cases.keys():
             busy |= self._waiting_for(session, held_elsewhere & nearby, places, now)
@@ -133,12 +139,12 @@ class EventWriter:
         with session.no_autoflush:
             others = Nearby(list(session.scalars(select(CaseRecord).where(one_of(session, CaseRecord.id, held)))))
         return {violation for violation, place in places.items()
-                if self.cases.repeat_of(*place, now, others) is not None}
+                if self.cases.repeats.of(*place, now, others) is not None}
 
     def _apply(self, session: Session, item: Incoming, now: datetime, state: _Batch) -> str:
         event, event_id, violation = item.event, item.event_id, item.violation_id
         if violation in state.busy:
-            return DEFERRED
+            return POSTPONED
         if event_id in state.known:
             return "duplicate"
         received = state.evidence.get(event_id, {})  # images that came before their event (rare)

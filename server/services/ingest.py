@@ -45,7 +45,7 @@ from server.models import (
     utcnow,
 )
 from server.services.cases import CaseService
-from server.services.events import DEFERRED, EventWriter, Incoming, announced_hashes
+from server.services.events import POSTPONED, EventWriter, Incoming, announced_hashes
 from server.services.evidence import EvidenceStore
 from server.services.metrics import Metrics
 from server.services.nodes import load_nodes, touch_node
@@ -53,7 +53,7 @@ from server.services.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
-WRITTEN_OR_LATER = ("stored", "duplicate", DEFERRED)
+WRITTEN_OR_LATER = ("stored", "duplicate", POSTPONED)
 """What an event may become other than a dead letter."""
 
 _CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -120,7 +120,7 @@ class Ingest:
         transaction: the events first, then their images (checked against what the events announce, so an event
         is never visible later than its evidence), then the nodes' telemetry (the latest of each node; every one is
         counted), then the rest one by one, in their order. Not `patient`, events whose case another worker is
-        writing come back `deferred` (`EventWriter.write`): the caller hands them in again with a later batch."""
+        writing come back `postponed` (`EventWriter.write`): the caller hands them in again with a later batch."""
         began = time.perf_counter()
         outcomes = [""] * len(messages)
         run: list[Incoming] = []
@@ -275,7 +275,7 @@ class Ingest:
             return
         for item, result in zip(run, results, strict=True):
             outcomes[item.index] = result if result in WRITTEN_OR_LATER else "dead_letter"
-            if result != DEFERRED:
+            if result != POSTPONED:
                 self.counts[{"stored": "events", "duplicate": "duplicates"}.get(result, "dead_letters")] += 1
             if result == "stored" and self.metrics is not None:
                 self.metrics.lag.observe(max(0.0, (self.clock() - item.event.observed_at).total_seconds()))

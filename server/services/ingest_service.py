@@ -3,7 +3,7 @@ each message to the broker only once what it carried is committed, and publishes
 
 Messages wait in a queue for the batch worker: it takes what has arrived (up to `batch_size`, waiting at most
 `batch_wait_seconds` for more once one is there), writes it in one transaction and then acknowledges every message
-of the batch. Events whose case another worker is writing at that moment come back deferred: they are kept,
+of the batch. Events whose case another worker is writing at that moment come back postponed: they are kept,
 unacknowledged, and written with the next batch (after `PATIENCE` such turns, that batch waits for the other
 worker instead), so that workers sharing a stream write side by side rather than queue behind each other's locks.
 A server killed mid-batch has acknowledged none of it, so the broker sends it again (its session outlives the
@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 
 from gridwatch.contract import SUBSCRIBE_ALL_NODES, TOPIC_ROOT, CaseMessage, case_topic
 from gridwatch.mqtt import MqttClient
-from server.services.events import DEFERRED
+from server.services.events import POSTPONED
 from server.services.ingest import Ingest
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ RETAINED_STATE = (f"{TOPIC_ROOT}/nodes/+/status", f"{TOPIC_ROOT}/nodes/+/config/
 """What nodes publish retained: every worker reads it itself."""
 SWITCH_INTERVAL_SECONDS = 0.0005
 PATIENCE = 2
-"""Batches a deferred event may be set aside for before a batch waits for the worker holding its case."""
+"""Batches a postponed event may be set aside for before a batch waits for the worker holding its case."""
 
 
 class IngestService(MqttClient):
@@ -92,7 +92,7 @@ class IngestService(MqttClient):
         return batch
 
     def _run(self) -> None:
-        carried: list[tuple[mqtt.MQTTMessage, int]] = []  # deferred messages, and how many times
+        carried: list[tuple[mqtt.MQTTMessage, int]] = []  # postponed messages, and how many times
         while not (self._halt.is_set() and self.inbox.empty() and not carried):
             batch = carried + [(message, 0) for message in
                                self._next_batch(max(1, self.batch_size - len(carried)), idle=not carried)]
@@ -102,7 +102,7 @@ class IngestService(MqttClient):
                                    patient=any(turns >= PATIENCE for _, turns in batch))
             carried = []
             for (message, turns), outcome in zip(batch, outcomes or [None] * len(batch), strict=True):
-                if outcome == DEFERRED:
+                if outcome == POSTPONED:
                     carried.append((message, turns + 1))
                     continue
                 if outcomes is not None:

@@ -1,0 +1,147 @@
+"""Where a new violation repeats an earlier case: of the same category, at the same camera view or within the
+radius, and open, or finished within the window (the dispatch config's `repeat_window_minutes`, `repeat_radius_m`).
+A batch of events looks its candidates up once (`Repeats.nearby_ids`), then each new violation finds its case among
+them in memory (`Repeats.of`)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gridwatch.contract import CaseStatus, Category, Location
+from server.db import one_of
+from server.models import CaseRecord
+from server.services.workflow import OPEN
+
+View = tuple[str, str, str]
+"""(node, camera, zone): a camera's view of one zone."""
+Place = tuple[Category, Location | None, View | None]
+"""Where a violation was seen: its category, position (if the camera's is known) and camera view."""
+S = CaseStatus
+
+_OPEN_SQL = ", ".join(f"'{status.value}'" for status in sorted(OPEN))
+_FINISHED_SQL = f"'{CaseStatus.VERIFIED.value}', '{CaseStatus.CLOSED.value}'"
+"""Cases a new violation may join (open ones) or reopen (finished within the window)."""
+_PLACES_PER_QUERY = 150
+"""Places looked up in one statement: SQLite limits how deep an expression (a chain of ORs) may be."""
+
+
+class Nearby:
+    """The cases a batch's new violations may repeat (`Repeats.nearby`), by category, newest first; a case opened
+    during the batch is added in front, so the batch's later violations at its place join it. Each case's place is
+    read once here: a batch compares every new violation with many of them, and reading mapped attributes costs."""
+
+    def __init__(self, cases: list[CaseRecord] = ()) -> None:
+        self._of: dict[str, list[tuple[CaseRecord, View, float | None, float | None]]] = {}
+        for case in sorted(cases, key=lambda case: case.id, reverse=True):
+            self._of.setdefault(case.category, []).append(self._entry(case))
+
+    @staticmethod
+    def _entry(case: CaseRecord) -> tuple[CaseRecord, View, float | None, float | None]:
+        return case, (case.node_id, case.camera_id, case.zone_id), case.lat, case.lon
+
+    def add(self, case: CaseRecord) -> None:
+        self._of.setdefault(case.category, []).insert(0, self._entry(case))
+
+    def of(self, category: str) -> list[tuple[CaseRecord, View, float | None, float | None]]:
+        """(case, camera view, lat, lon) of the category's cases, newest first."""
+        return self._of.get(category, [])
+
+
+def metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Equirectangular distance: exact enough for the tens of metres that decide 'the same place'."""
+    x = math.radians(lon2 - lon1) * math.cos(math.radians((lat1 + lat2) / 2))
+    return 6_371_000 * math.hypot(x, math.radians(lat2 - lat1))
+
+
+class Repeats:
+    """The repeat rules: `window` (how long a finished case may still be reopened) and `radius_m`."""
+
+    def __init__(self, window: timedelta, radius_m: float) -> None:
+        self.window, self.radius_m = window, radius_m
+
+    def keys(self, place: Place) -> list[str]:
+        """Names for where a new violation at `place` may open a case, for `server.db.claim`: the grid cells
+        (8 × the radius wide) its radius reaches, or its camera view where it has no position. Two violations
+        that would repeat each other share one (within the radius, one's disc reaches the other's cell; the same
+        view), so two workers claiming them take turns instead of opening two cases at one place. Usually one key,
+        at most four: a batch of new violations takes a few hundred locks, within PostgreSQL's default lock table
+        (`max_locks_per_transaction` 64 × connections) for a handful of workers."""
+        category, location, view = place
+        if location is None or self.radius_m <= 0:
+            return [f"view {category.value} {'/'.join(view)}"] if view is not None else []
+        size = 8 * self.radius_m / 111_000  # a cell's height in degrees of latitude
+        reach = self.radius_m / 111_000
+        reach_lon = reach / max(0.01, math.cos(math.radians(location.lat)))
+        keys = []
+        for row in range(math.floor((location.lat - reach) / size), math.floor((location.lat + reach) / size) + 1):
+            width = size / max(0.01, math.cos(math.radians((row + 0.5) * size)))  # the row's cells are square
+            keys += [f"cell {category.value} {row} {column}" for column in range(
+                math.floor((location.lon - reach_lon) / width), math.floor((location.lon + reach_lon) / width) + 1)]
+        return keys
+
+    def nearby(self, session: Session, places: list[Place], now: datetime) -> Nearby:
+        """Every case that a violation at one of `places` (category, position, camera view) may join or reopen."""
+        ids = self.nearby_ids(session, places, now)
+        with session.no_autoflush:
+            found = session.scalars(select(CaseRecord).where(one_of(session, CaseRecord.id, ids))).all() if ids else []
+        return Nearby(found)
+
+    def nearby_ids(self, session: Session, places: list[Place], now: datetime) -> set[int]:
+        """The ids of `nearby`'s cases, from one query per 150 places: a batch of events asks once, not once per
+        violation."""
+        window, radius = self.window, self.radius_m
+        dlat = radius / 111_000
+        connection = session.connection()
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        view_sql = f"(node_id = {mark} AND camera_id = {mark} AND zone_id = {mark})"
+        box_sql = f"(lat BETWEEN {mark} AND {mark} AND lon BETWEEN {mark} AND {mark})"
+        conditions: list[tuple[str, list[object]]] = []
+        seen = set()
+        for category, location, view in places:
+            key = (category, (location.lat, location.lon) if location else None, view)
+            if key in seen or (location is None and view is None):
+                continue
+            seen.add(key)
+            here, values = [], [category.value]
+            if view is not None:
+                here.append(view_sql)
+                values += view
+            if location is not None:
+                dlon = dlat / max(0.01, math.cos(math.radians(location.lat)))
+                here.append(box_sql)
+                values += [location.lat - dlat, location.lat + dlat, location.lon - dlon, location.lon + dlon]
+            conditions.append((f"(category = {mark} AND ({' OR '.join(here)}))", values))
+        to_db = CaseRecord.updated_at.type.bind_processor(connection.dialect) or (lambda value: value)
+        since = to_db(now - window)
+        repeatable = (f"(status IN ({_OPEN_SQL}) OR (status IN ({_FINISHED_SQL}) "
+                      f"AND coalesce(closed_at, updated_at) >= {mark}))")
+        ids: set[int] = set()
+        for first in range(0, len(conditions), _PLACES_PER_QUERY):
+            chunk = conditions[first:first + _PLACES_PER_QUERY]
+            # driver SQL: a batch's lookup has a new shape every time, and building it as SQLAlchemy expressions
+            # costs more than running it; every value is bound
+            where = " OR ".join(sql for sql, _ in chunk)
+            ids.update(row[0] for row in connection.exec_driver_sql(
+                f"SELECT id FROM cases WHERE {repeatable} AND ({where})",  # noqa: S608
+                tuple([since] + [value for _, values in chunk for value in values])))
+        return ids
+
+    def of(self, category: Category, location: Location | None, view: View | None, now: datetime,
+           nearby: Nearby) -> CaseRecord | None:
+        """Of `nearby`, the newest case at the same place (the same camera view, or within the radius) and of the
+        same category that is open, or was closed there within the window."""
+        window, radius = self.window, self.radius_m
+        for case, case_view, lat, lon in nearby.of(category.value):
+            if case_view != view and (location is None or lat is None or lon is None
+                                      or metres(lat, lon, location.lat, location.lon) > radius):
+                continue
+            status = S(case.status)
+            if status is S.VOID or (status in (S.VERIFIED, S.CLOSED)
+                                    and (case.closed_at or case.updated_at) < now - window):
+                continue
+            return case
+        return None
