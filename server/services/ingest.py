@@ -6,24 +6,17 @@ dead-letter table with the reason and the raw payload. A bad message never stops
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gridwatch.config_files import validation_problems
 from gridwatch.contract import (
-    MAX_EVENT_BYTES,
-    MAX_EVIDENCE_BYTES,
     CaseMessage,
     CommandResponse,
     ConfigStatus,
@@ -45,6 +38,14 @@ from server.models import (
     utcnow,
 )
 from server.services.cases import CaseService
+from server.services.checks import (
+    Rejected,
+    check_snapshot,
+    checked_event,
+    evidence_key,
+    mismatch,
+    validate_from,
+)
 from server.services.events import POSTPONED, EventWriter, Incoming, announced_hashes
 from server.services.evidence import EvidenceStore
 from server.services.metrics import Metrics
@@ -55,11 +56,6 @@ log = logging.getLogger(__name__)
 
 WRITTEN_OR_LATER = ("stored", "duplicate", POSTPONED)
 """What an event may become other than a dead letter."""
-
-_CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-_JPEG_MAGIC = b"\xff\xd8\xff"
-
 
 def _kind_of(topic: str) -> str:
     """`events`, `evidence`, `status` … for metrics labels; `other` for topics outside the node tree."""
@@ -75,20 +71,6 @@ def _node_of(topic: str) -> str | None:
         return parse_node_topic(topic).node_id
     except TopicError:
         return None
-
-
-def _mismatch(variant: str, sha256: str, announced: str) -> str:
-    return f"evidence ({variant}) SHA-256 {sha256} differs from {announced} announced by the event"
-
-
-class Rejected(Exception):
-    """A message that cannot be used; its text is the reason kept with the dead letter."""
-
-
-def describe_validation_error(error: ValidationError, shown: int = 8) -> str:
-    problems = validation_problems(error, unknown="unknown field")
-    more = len(problems) - shown
-    return "invalid payload: " + "; ".join(problems[:shown]) + (f"; and {more} more" if more > 0 else "")
 
 
 class Ingest:
@@ -131,7 +113,7 @@ class Ingest:
                 by_kind.get(kind, by_kind["other"]).append(index)
                 continue
             try:
-                run.append(Incoming(index, topic, payload, self._checked_event(parse_node_topic(topic), payload)))
+                run.append(Incoming(index, topic, payload, checked_event(parse_node_topic(topic), payload)))
             except (Rejected, TopicError) as error:
                 outcomes[index] = self._dead_letter(topic, _node_of(topic), payload, str(error))
             except Exception as error:  # a bug must not lose the message or stop ingest
@@ -159,7 +141,7 @@ class Ingest:
             topic, payload = messages[index]
             try:
                 parsed = parse_node_topic(topic)
-                checked.append((index, parsed, payload, *self._evidence_key(parsed, payload)))
+                checked.append((index, parsed, payload, *evidence_key(parsed, payload)))
             except (Rejected, TopicError) as error:
                 outcomes[index] = self._dead_letter(topic, _node_of(topic), payload, str(error))
         if not checked:
@@ -179,7 +161,7 @@ class Ingest:
                         results[index] = "duplicate"
                     elif expected and expected != sha256:
                         session.add(self._letter(messages[index][0], parsed.node_id, payload,
-                                                 _mismatch(variant, sha256, expected)))
+                                                 mismatch(variant, sha256, expected)))
                         results[index] = "dead_letter"
                     else:
                         self.evidence.put(payload, sha256)
@@ -210,7 +192,7 @@ class Ingest:
         for index in indices:
             topic, payload = messages[index]
             try:
-                telemetry = self._validate_from(parse_node_topic(topic), NodeTelemetry, payload)
+                telemetry = validate_from(parse_node_topic(topic), NodeTelemetry, payload)
             except (Rejected, TopicError) as error:
                 outcomes[index] = self._dead_letter(topic, _node_of(topic), payload, str(error))
                 continue
@@ -346,27 +328,8 @@ class Ingest:
 
     # ---- message kinds --------------------------------------------------------------------------------------------
 
-    def _checked_event(self, topic: NodeTopic, payload: bytes) -> Event:
-        event = self._validate_from(topic, Event, payload)
-        if event.category.value != topic.leaf:
-            raise Rejected(f"category {event.category.value!r} does not match {topic.leaf!r} in the topic")
-        return event
-
-    @staticmethod
-    def _evidence_key(topic: NodeTopic, payload: bytes) -> tuple[str, str, str]:
-        """(event id, variant, SHA-256) of an evidence message, or Rejected with the reason."""
-        try:
-            event_id = str(uuid.UUID(topic.leaf or ""))
-        except ValueError:
-            raise Rejected(f"evidence topic names {topic.leaf!r}, not an event id") from None
-        if len(payload) > MAX_EVIDENCE_BYTES:
-            raise Rejected(f"evidence of {len(payload)} bytes exceeds the {MAX_EVIDENCE_BYTES}-byte limit")
-        if not payload.startswith(_JPEG_MAGIC):
-            raise Rejected("evidence is not a JPEG image")
-        return event_id, topic.variant or "frame", hashlib.sha256(payload).hexdigest()
-
     def _evidence(self, topic: NodeTopic, payload: bytes) -> str:
-        event_id, variant, sha256 = self._evidence_key(topic, payload)
+        event_id, variant, sha256 = evidence_key(topic, payload)
         with self.database.session() as session:
             if session.scalar(select(EvidenceRecord.id).where(EvidenceRecord.event_id == event_id,
                                                               EvidenceRecord.variant == variant)):
@@ -375,7 +338,7 @@ class Ingest:
             payload_json = session.scalar(select(EventRecord.payload).where(EventRecord.event_id == event_id))
             announced = announced_hashes(Event.model_validate(payload_json)).get(variant) if payload_json else None
             if announced and announced != sha256:
-                raise Rejected(_mismatch(variant, sha256, announced))
+                raise Rejected(mismatch(variant, sha256, announced))
             self.evidence.put(payload, sha256)
             session.add(EvidenceRecord(event_id=event_id, variant=variant, node_id=topic.node_id, sha256=sha256,
                                        bytes=len(payload)))
@@ -391,7 +354,7 @@ class Ingest:
     def _status(self, topic: NodeTopic, payload: bytes) -> str:
         if not payload:
             return "ignored"  # a cleared retained status
-        status = self._validate_from(topic, NodeStatus, payload)
+        status = validate_from(topic, NodeStatus, payload)
         now = utcnow()
         with self.database.session() as session:
             node = touch_node(session, status.node_id, now, seen=status.state is NodeState.ONLINE)
@@ -411,7 +374,7 @@ class Ingest:
     def _config_status(self, topic: NodeTopic, payload: bytes) -> str:
         if not payload:
             return "ignored"
-        status = self._validate_from(topic, ConfigStatus, payload)
+        status = validate_from(topic, ConfigStatus, payload)
         with self.database.session() as session:
             node = touch_node(session, status.node_id, utcnow())
             node.config_status = json.loads(status.model_dump_json())
@@ -419,7 +382,7 @@ class Ingest:
         return "stored"
 
     def _command_response(self, topic: NodeTopic, payload: bytes) -> str:
-        response = self._validate_from(topic, CommandResponse, payload)
+        response = validate_from(topic, CommandResponse, payload)
         with self.database.session() as session:
             touch_node(session, response.node_id, utcnow())
             command = session.scalar(select(NodeCommand).where(NodeCommand.request_id == response.request_id,
@@ -433,12 +396,7 @@ class Ingest:
     def _snapshot(self, topic: NodeTopic, payload: bytes) -> str:
         if not payload:
             return "ignored"  # a cleared retained snapshot
-        if len(payload) > MAX_EVIDENCE_BYTES:
-            raise Rejected(f"snapshot of {len(payload)} bytes exceeds the {MAX_EVIDENCE_BYTES}-byte limit")
-        if not payload.startswith(_JPEG_MAGIC):
-            raise Rejected("snapshot is not a JPEG image")
-        if not _CAMERA_ID_RE.match(topic.leaf or ""):
-            raise Rejected(f"invalid camera id {topic.leaf!r} in the snapshot topic")
+        check_snapshot(topic, payload)
         sha256 = self.evidence.put(payload)
         with self.database.session() as session:
             touch_node(session, topic.node_id, utcnow(), seen=False)
@@ -452,7 +410,7 @@ class Ingest:
         return "stored"
 
     def _telemetry(self, topic: NodeTopic, payload: bytes) -> str:
-        telemetry = self._validate_from(topic, NodeTelemetry, payload)
+        telemetry = validate_from(topic, NodeTelemetry, payload)
         now = utcnow()
         with self.database.session() as session:
             node = touch_node(session, telemetry.node_id, now)
@@ -462,28 +420,6 @@ class Ingest:
         return "stored"
 
     # ---- helpers --------------------------------------------------------------------------------------------------
-
-    def _validate_from(self, topic: NodeTopic, model, payload: bytes):  # noqa: ANN001, ANN205 - contract models
-        """A node's JSON message, which must name the node whose topic it came on (no node speaks for another)."""
-        message = self._validate(model, payload, MAX_EVENT_BYTES)
-        if message.node_id != topic.node_id:
-            raise Rejected(f"node_id {message.node_id!r} in the payload does not match {topic.node_id!r} in the topic")
-        return message
-
-    @staticmethod
-    def _validate(model, payload: bytes, limit: int):  # noqa: ANN001, ANN205 - generic over contract models
-        if len(payload) > limit:
-            raise Rejected(f"payload of {len(payload)} bytes exceeds the {limit}-byte limit")
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise Rejected(f"payload is not UTF-8: {error}") from None
-        try:
-            return model.model_validate_json(text)
-        except ValidationError as error:
-            if any(item["type"] == "json_invalid" for item in error.errors()):
-                raise Rejected(f"payload is not valid JSON: {error.errors()[0]['msg']}") from None
-            raise Rejected(describe_validation_error(error)) from None
 
     @staticmethod
     def _letter(topic: str, node_id: str | None, payload: bytes, reason: str) -> DeadLetter:
