@@ -18,6 +18,8 @@ from gridwatch.broker import free_port, wait_for_port
 from gridwatch.contract import event_topic
 from server.db import Database
 from server.models import CaseRecord, EventRecord
+from server.services.events import POSTPONED
+from server.services.ingest_service import PATIENCE, IngestService
 from tests.factories import event_payload, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,3 +74,36 @@ def test_a_server_killed_mid_batch_loses_nothing_and_stores_nothing_twice(server
     finally:
         server.terminate()
         server.wait(30)
+
+
+class Postponing:
+    """Stands in for `Ingest` (this tests the service's loop alone): an event that says `held` is postponed, as if
+    another worker held its case, until a batch waits for it."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[list[bytes], bool]] = []
+        self.publish_case = None
+
+    def handle_batch(self, messages: list[tuple[str, bytes]], patient: bool = True) -> list[str]:
+        self.batches.append(([payload for _topic, payload in messages], patient))
+        return [POSTPONED if payload == b"held" and not patient else "stored" for _topic, payload in messages]
+
+
+def test_a_postponed_event_goes_with_the_next_batches_until_one_waits_for_it(running_broker, mqtt_client):
+    ingest = Postponing()
+    service = IngestService(ingest, "test-ingest", "127.0.0.1", running_broker.port, "gridwatch-server",
+                            running_broker.credentials.server_password)
+    service.start()
+    try:
+        node = mqtt_client("node-a")
+        assert node.publish(event_topic("node-a", "illegal_parking"), b"held") == 0
+        wait_until(lambda: any(patient for _payloads, patient in ingest.batches))
+        assert node.publish(event_topic("node-a", "illegal_parking"), b"after") == 0
+        wait_until(lambda: any(b"after" in payloads for payloads, _patient in ingest.batches))
+        assert service.drain(10), "every message written and acknowledged, the postponed one too"
+    finally:
+        service.stop()
+    tries = [patient for payloads, patient in ingest.batches if b"held" in payloads]
+    assert tries == [False] * PATIENCE + [True], "set aside twice, then a batch waits for it"
+    assert all(payloads.count(b"held") <= 1 for payloads, _patient in ingest.batches)
+    assert [payloads for payloads, _patient in ingest.batches if b"after" in payloads] == [[b"after"]]
