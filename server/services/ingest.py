@@ -49,7 +49,7 @@ from server.services.checks import (
 from server.services.events import POSTPONED, EventWriter, Incoming, announced_hashes
 from server.services.evidence import EvidenceStore
 from server.services.metrics import Metrics
-from server.services.nodes import load_nodes, touch_node
+from server.services.nodes import SEEN_EVERY, load_nodes, touch_node
 from server.services.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,9 @@ class Ingest:
         self.writer = EventWriter(cases)
         self.listeners: list[Callable[[CaseMessage], None]] = []
         """Also told of every committed case change (the consoles' live feed)."""
+        self._marked: dict[str, datetime] = {}
+        """When this worker last marked each node seen: an event-only batch from nodes marked within
+        `SEEN_EVERY` needs no node transaction at all."""
         self.counts = {"events": 0, "duplicates": 0, "evidence": 0, "dead_letters": 0, "status": 0, "telemetry": 0}
 
     def handle(self, topic: str, payload: bytes) -> str:
@@ -198,11 +201,13 @@ class Ingest:
                 continue
             latest[telemetry.node_id] = telemetry
             good.append(index)
+        now = utcnow()
+        seen = {node_id for node_id in seen
+                if node_id not in self._marked or now - self._marked[node_id] >= SEEN_EVERY}
         if not good and not seen:
             return
         try:
             with self.database.session() as session:
-                now = utcnow()
                 nodes = load_nodes(session, set(latest) | seen)
                 for node_id in seen - set(latest):
                     touch_node(session, node_id, now, held=nodes)
@@ -210,6 +215,7 @@ class Ingest:
                     node = touch_node(session, node_id, now, held=nodes)
                     node.telemetry, node.telemetry_at = json.loads(telemetry.model_dump_json()), now
                 session.commit()
+            self._marked.update(dict.fromkeys(seen | set(latest), now))
         except Exception as error:
             if database_away(error):
                 raise
