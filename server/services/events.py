@@ -131,7 +131,7 @@ class EventWriter:
                                          [row | {"case_id": case.id} for row, case in state.rows])
         return outcomes, [self.cases.message(case, change) for case, change in state.changes]
 
-    def _waiting_for(self, session: Session, held: set[int], places: dict[str, tuple], now: datetime) -> set[str]:
+    def _waiting_for(self, session: Session, held: set[int], places: dict[str, Place], now: datetime) -> set[str]:
         """The new violations that may repeat one of the `held` cases (held by another worker's transaction): they
         wait for it rather than open a second case at its place."""
         if not held:
