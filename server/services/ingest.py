@@ -18,29 +18,21 @@ from sqlalchemy.orm import Session
 
 from gridwatch.contract import (
     CaseMessage,
-    CommandResponse,
-    ConfigStatus,
     Event,
-    NodeState,
-    NodeStatus,
     NodeTelemetry,
-    NodeTopic,
     TopicError,
     parse_node_topic,
 )
 from server.db import Database, database_away, met_another_worker, one_of
 from server.models import (
-    CameraSnapshot,
     DeadLetter,
     EventRecord,
     EvidenceRecord,
-    NodeCommand,
     utcnow,
 )
 from server.services.cases import CaseService
 from server.services.checks import (
     Rejected,
-    check_snapshot,
     checked_event,
     evidence_key,
     mismatch,
@@ -49,6 +41,7 @@ from server.services.checks import (
 from server.services.events import POSTPONED, EventWriter, Incoming, announced_hashes
 from server.services.evidence import EvidenceStore
 from server.services.metrics import Metrics
+from server.services.node_messages import NodeMessages
 from server.services.nodes import SEEN_EVERY, load_nodes, touch_node
 from server.services.webhooks import Webhooks
 
@@ -95,6 +88,7 @@ class Ingest:
         """When this worker last marked each node seen: an event-only batch from nodes marked within
         `SEEN_EVERY` needs no node transaction at all."""
         self.counts = {"events": 0, "duplicates": 0, "evidence": 0, "dead_letters": 0, "status": 0, "telemetry": 0}
+        self.node_messages = NodeMessages(database, evidence, self.counts)
 
     def handle(self, topic: str, payload: bytes) -> str:
         """Returns what became of the message: `stored`, `duplicate`, `ignored` or `dead_letter`."""
@@ -292,9 +286,7 @@ class Ingest:
             kind = parsed.kind.value
             if kind in ("config", "command") and parsed.variant not in ("status", "response"):
                 return "ignored"  # server -> node configuration or command, published by the server itself
-            handler = {"evidence": self._evidence, "status": self._status, "telemetry": self._telemetry,
-                       "snapshot": self._snapshot, "config": self._config_status,
-                       "command": self._command_response}.get(kind)
+            handler = self.node_messages.handler(kind)
             if handler is None:
                 raise Rejected(f"the server does not accept {kind} messages")
             try:
@@ -333,97 +325,6 @@ class Ingest:
                 listener(message)
 
     # ---- message kinds --------------------------------------------------------------------------------------------
-
-    def _evidence(self, topic: NodeTopic, payload: bytes) -> str:
-        event_id, variant, sha256 = evidence_key(topic, payload)
-        with self.database.session() as session:
-            if session.scalar(select(EvidenceRecord.id).where(EvidenceRecord.event_id == event_id,
-                                                              EvidenceRecord.variant == variant)):
-                self.counts["duplicates"] += 1
-                return "duplicate"
-            payload_json = session.scalar(select(EventRecord.payload).where(EventRecord.event_id == event_id))
-            announced = announced_hashes(Event.model_validate(payload_json)).get(variant) if payload_json else None
-            if announced and announced != sha256:
-                raise Rejected(mismatch(variant, sha256, announced))
-            self.evidence.put(payload, sha256)
-            session.add(EvidenceRecord(event_id=event_id, variant=variant, node_id=topic.node_id, sha256=sha256,
-                                       bytes=len(payload)))
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                self.counts["duplicates"] += 1
-                return "duplicate"
-        self.counts["evidence"] += 1
-        return "stored"
-
-    def _status(self, topic: NodeTopic, payload: bytes) -> str:
-        if not payload:
-            return "ignored"  # a cleared retained status
-        status = validate_from(topic, NodeStatus, payload)
-        now = utcnow()
-        with self.database.session() as session:
-            node = touch_node(session, status.node_id, now, seen=status.state is NodeState.ONLINE)
-            stale = status.session < node.session or (
-                status.session == node.session and node.state == NodeState.OFFLINE.value
-            )
-            if stale:
-                session.commit()
-                log.info("ignored %s of %s session %d (current session %d)", status.state.value, status.node_id,
-                         status.session, node.session)
-                return "ignored"
-            node.state, node.session, node.status_at = status.state.value, status.session, status.at or now
-            session.commit()
-        self.counts["status"] += 1
-        return "stored"
-
-    def _config_status(self, topic: NodeTopic, payload: bytes) -> str:
-        if not payload:
-            return "ignored"
-        status = validate_from(topic, ConfigStatus, payload)
-        with self.database.session() as session:
-            node = touch_node(session, status.node_id, utcnow())
-            node.config_status = json.loads(status.model_dump_json())
-            session.commit()
-        return "stored"
-
-    def _command_response(self, topic: NodeTopic, payload: bytes) -> str:
-        response = validate_from(topic, CommandResponse, payload)
-        with self.database.session() as session:
-            touch_node(session, response.node_id, utcnow())
-            command = session.scalar(select(NodeCommand).where(NodeCommand.request_id == response.request_id,
-                                                               NodeCommand.node_id == response.node_id))
-            if command is None:
-                raise Rejected(f"response to unknown request {response.request_id!r}")
-            command.response, command.answered_at = json.loads(response.model_dump_json()), utcnow()
-            session.commit()
-        return "stored"
-
-    def _snapshot(self, topic: NodeTopic, payload: bytes) -> str:
-        if not payload:
-            return "ignored"  # a cleared retained snapshot
-        check_snapshot(topic, payload)
-        sha256 = self.evidence.put(payload)
-        with self.database.session() as session:
-            touch_node(session, topic.node_id, utcnow(), seen=False)
-            snapshot = session.scalar(select(CameraSnapshot).where(CameraSnapshot.node_id == topic.node_id,
-                                                                   CameraSnapshot.camera_id == topic.leaf))
-            if snapshot is None:
-                snapshot = CameraSnapshot(node_id=topic.node_id, camera_id=topic.leaf)
-                session.add(snapshot)
-            snapshot.sha256, snapshot.bytes, snapshot.received_at = sha256, len(payload), utcnow()
-            session.commit()
-        return "stored"
-
-    def _telemetry(self, topic: NodeTopic, payload: bytes) -> str:
-        telemetry = validate_from(topic, NodeTelemetry, payload)
-        now = utcnow()
-        with self.database.session() as session:
-            node = touch_node(session, telemetry.node_id, now)
-            node.telemetry, node.telemetry_at = json.loads(telemetry.model_dump_json()), now
-            session.commit()
-        self.counts["telemetry"] += 1
-        return "stored"
 
     # ---- helpers --------------------------------------------------------------------------------------------------
 
