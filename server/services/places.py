@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import CaseStatus, Category, Location
@@ -99,7 +99,7 @@ class Repeats:
         mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
         view_sql = f"(node_id = {mark} AND camera_id = {mark} AND zone_id = {mark})"
         box_sql = f"(lat BETWEEN {mark} AND {mark} AND lon BETWEEN {mark} AND {mark})"
-        conditions: list[tuple[str, list[object]]] = []
+        conditions: list[tuple[str, list[object], tuple]] = []
         seen = set()
         for category, location, view in places:
             key = (category, (location.lat, location.lon) if location else None, view)
@@ -114,9 +114,14 @@ class Repeats:
                 dlon = dlat / max(0.01, math.cos(math.radians(location.lat)))
                 here.append(box_sql)
                 values += [location.lat - dlat, location.lat + dlat, location.lon - dlon, location.lon + dlon]
-            conditions.append((f"(category = {mark} AND ({' OR '.join(here)}))", values))
+            conditions.append((f"(category = {mark} AND ({' OR '.join(here)}))", values,
+                               (category.value, *(view or (None, None, None)),
+                                *((location.lat - dlat, location.lat + dlat, location.lon - dlon, location.lon + dlon)
+                                  if location is not None else (None,) * 4))))
         to_db = CaseRecord.updated_at.type.bind_processor(connection.dialect) or (lambda value: value)
         since = to_db(now - window)
+        if connection.dialect.name == "postgresql":
+            return _nearby_ids_postgresql(session, conditions, since)
         repeatable = (f"(status IN ({_OPEN_SQL}) OR (status IN ({_FINISHED_SQL}) "
                       f"AND coalesce(closed_at, updated_at) >= {mark}))")
         ids: set[int] = set()
@@ -124,10 +129,10 @@ class Repeats:
             chunk = conditions[first:first + _PLACES_PER_QUERY]
             # driver SQL: a batch's lookup has a new shape every time, and building it as SQLAlchemy expressions
             # costs more than running it; every value is bound
-            where = " OR ".join(sql for sql, _ in chunk)
+            where = " OR ".join(sql for sql, _values, _row in chunk)
             ids.update(row[0] for row in connection.exec_driver_sql(
                 f"SELECT id FROM cases WHERE {repeatable} AND ({where})",  # noqa: S608
-                tuple([since] + [value for _, values in chunk for value in values])))
+                tuple([since] + [value for _sql, values, _row in chunk for value in values])))
         return ids
 
     def of(self, category: Category, location: Location | None, view: View | None, now: datetime,
@@ -145,3 +150,34 @@ class Repeats:
                 continue
             return case
         return None
+
+
+_REPEATABLE_SQL = (f"(c.status IN ({_OPEN_SQL}) OR (c.status IN ({_FINISHED_SQL}) "
+                   "AND coalesce(c.closed_at, c.updated_at) >= :since))")
+_NEARBY_POSTGRESQL = text(f"""
+WITH p AS (SELECT * FROM unnest(CAST(:category AS text[]), CAST(:node AS text[]), CAST(:camera AS text[]),
+                                CAST(:zone AS text[]), CAST(:lat_lo AS float8[]), CAST(:lat_hi AS float8[]),
+                                CAST(:lon_lo AS float8[]), CAST(:lon_hi AS float8[]))
+           AS p(category, node_id, camera_id, zone_id, lat_lo, lat_hi, lon_lo, lon_hi))
+SELECT c.id FROM p CROSS JOIN LATERAL (
+    SELECT c.id FROM cases c WHERE c.node_id = p.node_id AND c.camera_id = p.camera_id AND c.zone_id = p.zone_id
+                             AND c.category = p.category AND {_REPEATABLE_SQL} OFFSET 0) c
+UNION
+SELECT c.id FROM p CROSS JOIN LATERAL (
+    SELECT c.id FROM cases c WHERE c.lat BETWEEN p.lat_lo AND p.lat_hi AND c.lon BETWEEN p.lon_lo AND p.lon_hi
+                             AND c.category = p.category AND {_REPEATABLE_SQL} OFFSET 0) c""")  # noqa: S608 - constants only; every value is bound
+"""On PostgreSQL the places go in as arrays: one statement of one shape for any batch, which psycopg prepares once
+(a chain of 150 ORs was parsed and planned anew each time). LATERAL … OFFSET 0, so that each place is an index
+lookup (its view, or its box): as a join the planner hashed on category and compared every case with every place
+(3.7 s for 150 places among 300,000 cases)."""
+
+
+def _nearby_ids_postgresql(session: Session, conditions: list[tuple[str, list[object], tuple]],
+                           since: datetime) -> set[int]:
+    if not conditions:
+        return set()
+    columns = list(zip(*(row for _sql, _values, row in conditions), strict=True))
+    names = ("category", "node", "camera", "zone", "lat_lo", "lat_hi", "lon_lo", "lon_hi")
+    return set(session.connection().execute(
+        _NEARBY_POSTGRESQL, {"since": since} | {name: list(column) for name, column in zip(names, columns, strict=True)}
+    ).scalars())
