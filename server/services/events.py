@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from gridwatch.contract import CaseMessage, Event
 from server.db import JsonText, claim, one_of
@@ -16,6 +17,9 @@ from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecor
 from server.services.cases import CaseService
 from server.services.places import Nearby, Place
 
+SAME_SHAPE = ("occurrences", "updated_at", "last_seen_at", "dwell_seconds", "score", "open_violations", "ended_at")
+"""What an event may change in its case: written for every case an event touched, changed or not, so that the
+ORM groups the batch's updates into a few statements (one per set of columns) instead of dozens."""
 POSTPONED = "postponed"
 """An event left for a later batch: another worker's transaction held its case."""
 
@@ -124,6 +128,10 @@ class EventWriter:
             nearby=Nearby([cases[case_id] for case_id in nearby if case_id in cases]))
         with session.no_autoflush:  # one flush for the whole batch, at the end
             outcomes = [self._apply(session, item, now, state) for item in batch]
+        for case in state.case_of.values():  # one UPDATE shape for the batch's heartbeats, sent as one executemany
+            if case.id is not None:
+                for name in SAME_SHAPE:
+                    flag_modified(case, name)
         session.flush()  # new cases get their ids, which their events and messages carry
         if state.rows:
             # Core, not the ORM's bulk insert: the rows are plain already, and this is the busiest statement
