@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import CaseStatus, Category, Location
@@ -91,49 +91,29 @@ class Repeats:
         return Nearby(found)
 
     def nearby_ids(self, session: Session, places: list[Place], now: datetime) -> set[int]:
-        """The ids of `nearby`'s cases, from one query per 150 places: a batch of events asks once, not once per
-        violation."""
-        window, radius = self.window, self.radius_m
-        dlat = radius / 111_000
-        connection = session.connection()
-        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        view_sql = f"(node_id = {mark} AND camera_id = {mark} AND zone_id = {mark})"
-        box_sql = f"(lat BETWEEN {mark} AND {mark} AND lon BETWEEN {mark} AND {mark})"
-        conditions: list[tuple[str, list[object], tuple]] = []
-        seen = set()
+        """The ids of `nearby`'s cases, from one query (per 150 places on SQLite): a batch of events asks once, not
+        once per violation."""
+        dlat = self.radius_m / 111_000
+        rows: dict[tuple, None] = {}  # (category, node, camera, zone, lat_lo, lat_hi, lon_lo, lon_hi), in order
         for category, location, view in places:
-            key = (category, (location.lat, location.lon) if location else None, view)
-            if key in seen or (location is None and view is None):
+            if location is None and view is None:
                 continue
-            seen.add(key)
-            here, values = [], [category.value]
-            if view is not None:
-                here.append(view_sql)
-                values += view
+            box: tuple = (None,) * 4
             if location is not None:
                 dlon = dlat / max(0.01, math.cos(math.radians(location.lat)))
-                here.append(box_sql)
-                values += [location.lat - dlat, location.lat + dlat, location.lon - dlon, location.lon + dlon]
-            conditions.append((f"(category = {mark} AND ({' OR '.join(here)}))", values,
-                               (category.value, *(view or (None, None, None)),
-                                *((location.lat - dlat, location.lat + dlat, location.lon - dlon, location.lon + dlon)
-                                  if location is not None else (None,) * 4))))
+                box = (location.lat - dlat, location.lat + dlat, location.lon - dlon, location.lon + dlon)
+            rows[(category.value, *(view or (None,) * 3), *box)] = None
+        if not rows:
+            return set()
+        connection = session.connection()
         to_db = CaseRecord.updated_at.type.bind_processor(connection.dialect) or (lambda value: value)
-        since = to_db(now - window)
+        since = to_db(now - self.window)
         if connection.dialect.name == "postgresql":
-            return _nearby_ids_postgresql(session, conditions, since)
-        repeatable = (f"(status IN ({_OPEN_SQL}) OR (status IN ({_FINISHED_SQL}) "
-                      f"AND coalesce(closed_at, updated_at) >= {mark}))")
-        ids: set[int] = set()
-        for first in range(0, len(conditions), _PLACES_PER_QUERY):
-            chunk = conditions[first:first + _PLACES_PER_QUERY]
-            # driver SQL: a batch's lookup has a new shape every time, and building it as SQLAlchemy expressions
-            # costs more than running it; every value is bound
-            where = " OR ".join(sql for sql, _values, _row in chunk)
-            ids.update(row[0] for row in connection.exec_driver_sql(
-                f"SELECT id FROM cases WHERE {repeatable} AND ({where})",  # noqa: S608
-                tuple([since] + [value for _sql, values, _row in chunk for value in values])))
-        return ids
+            columns = zip(*rows, strict=True)
+            return set(connection.execute(_NEARBY_POSTGRESQL, {"since": since} | dict(
+                zip(("category", "node", "camera", "zone", "lat_lo", "lat_hi", "lon_lo", "lon_hi"),
+                    map(list, columns), strict=True))).scalars())
+        return _nearby_ids_sqlite(connection, list(rows), since)
 
     def of(self, category: Category, location: Location | None, view: View | None, now: datetime,
            nearby: Nearby) -> CaseRecord | None:
@@ -172,12 +152,24 @@ lookup (its view, or its box): as a join the planner hashed on category and comp
 (3.7 s for 150 places among 300,000 cases)."""
 
 
-def _nearby_ids_postgresql(session: Session, conditions: list[tuple[str, list[object], tuple]],
-                           since: datetime) -> set[int]:
-    if not conditions:
-        return set()
-    columns = list(zip(*(row for _sql, _values, row in conditions), strict=True))
-    names = ("category", "node", "camera", "zone", "lat_lo", "lat_hi", "lon_lo", "lon_hi")
-    return set(session.connection().execute(
-        _NEARBY_POSTGRESQL, {"since": since} | {name: list(column) for name, column in zip(names, columns, strict=True)}
-    ).scalars())
+def _nearby_ids_sqlite(connection: Connection, rows: list[tuple], since: object) -> set[int]:
+    """Driver SQL: a batch's lookup has a new shape every time, and building it as SQLAlchemy expressions costs more
+    than running it; every value is bound."""
+    repeatable = (f"(status IN ({_OPEN_SQL}) OR (status IN ({_FINISHED_SQL}) "
+                  "AND coalesce(closed_at, updated_at) >= ?))")
+    ids: set[int] = set()
+    for first in range(0, len(rows), _PLACES_PER_QUERY):
+        where, values = [], [since]
+        for category, node, camera, zone, *box in rows[first:first + _PLACES_PER_QUERY]:
+            here = []
+            values.append(category)
+            if node is not None:
+                here.append("(node_id = ? AND camera_id = ? AND zone_id = ?)")
+                values += [node, camera, zone]
+            if box[0] is not None:
+                here.append("(lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?)")
+                values += box
+            where.append(f"(category = ? AND ({' OR '.join(here)}))")
+        ids.update(row[0] for row in connection.exec_driver_sql(
+            f"SELECT id FROM cases WHERE {repeatable} AND ({' OR '.join(where)})", tuple(values)))  # noqa: S608
+    return ids
