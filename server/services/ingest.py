@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -149,9 +149,12 @@ class Ingest:
                 event_ids = {event_id for *_, event_id, _variant, _sha in checked}
                 have = set(session.execute(select(EvidenceRecord.event_id, EvidenceRecord.variant)
                                            .where(one_of(session, EvidenceRecord.event_id, event_ids))).tuples())
-                for event_id, payload_json in session.execute(select(EventRecord.event_id, EventRecord.payload)
-                                                              .where(one_of(session, EventRecord.event_id, event_ids))):
-                    announced.setdefault(event_id, announced_hashes(Event.model_validate(payload_json)))
+                if earlier := event_ids - announced.keys():  # images of events of earlier batches
+                    for event_id, payload_json in session.execute(
+                            select(EventRecord.event_id, EventRecord.payload)
+                            .where(one_of(session, EventRecord.event_id, earlier))):
+                        announced[event_id] = announced_hashes(Event.model_validate(payload_json))
+                rows = []
                 for index, parsed, payload, event_id, variant, sha256 in checked:
                     expected = announced.get(event_id, {}).get(variant)
                     if (event_id, variant) in have:
@@ -162,10 +165,12 @@ class Ingest:
                         results[index] = "dead_letter"
                     else:
                         self.evidence.put(payload, sha256)
-                        session.add(EvidenceRecord(event_id=event_id, variant=variant, node_id=parsed.node_id,
-                                                   sha256=sha256, bytes=len(payload)))
+                        rows.append({"event_id": event_id, "variant": variant, "node_id": parsed.node_id,
+                                     "sha256": sha256, "bytes": len(payload)})
                         have.add((event_id, variant))
                         results[index] = "stored"
+                if rows:  # plain rows: Core's executemany, not the ORM's unit of work
+                    session.connection().execute(insert(EvidenceRecord.__table__), rows)
                 session.commit()
         except Exception as error:  # e.g. another worker stored one of them first: one at a time, each on its own
             if database_away(error):

@@ -27,7 +27,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from gridwatch.contract import SUBSCRIBE_ALL_NODES, TOPIC_ROOT, CaseMessage, case_topic
-from gridwatch.mqtt import MqttClient
+from gridwatch.mqtt import MqttClient, topic_filter_pattern
 from server.services.events import POSTPONED
 from server.services.ingest import Ingest
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 RETAINED_STATE = (f"{TOPIC_ROOT}/nodes/+/status", f"{TOPIC_ROOT}/nodes/+/config/status",
                   f"{TOPIC_ROOT}/nodes/+/snapshot/+")
 """What nodes publish retained: every worker reads it itself."""
+_RETAINED_STATE = topic_filter_pattern(*RETAINED_STATE)
 SWITCH_INTERVAL_SECONDS = 0.0005
 PATIENCE = 2
 """Batches a postponed event may be set aside for before a batch waits for the worker holding its case."""
@@ -62,7 +63,7 @@ class IngestService(MqttClient):
                 self.subscribe(topic_filter, self.inbox.put)
 
     def _shared(self, message: mqtt.MQTTMessage) -> None:
-        if any(mqtt.topic_matches_sub(topic_filter, message.topic) for topic_filter in RETAINED_STATE):
+        if _RETAINED_STATE.fullmatch(message.topic):
             self.ack(message)  # this worker's own subscription to it delivers it too
         else:
             self.inbox.put(message)
