@@ -94,10 +94,12 @@ class EventWriter:
         written at once: workers write side by side instead of taking turns."""
         event_ids = [item.event_id for item in batch]
         evidence: dict[str, dict[str, str]] = defaultdict(dict)
-        for event_id, variant, sha256 in session.execute(
-                select(EvidenceRecord.event_id, EvidenceRecord.variant, EvidenceRecord.sha256)
-                .where(one_of(session, EvidenceRecord.event_id, event_ids))):
-            evidence[event_id][variant] = sha256
+        if announcing := [item.event_id for item in batch if item.event.evidence is not None]:
+            # images that came before their event (rare): only an event that announces images can mismatch one
+            for event_id, variant, sha256 in session.execute(
+                    select(EvidenceRecord.event_id, EvidenceRecord.variant, EvidenceRecord.sha256)
+                    .where(one_of(session, EvidenceRecord.event_id, announcing))):
+                evidence[event_id][variant] = sha256
         violations = {item.violation_id for item in batch}
         case_ids = self._case_ids_of(session, violations)
         places: dict[str, Place] = {}  # where each violation without a case yet was first seen

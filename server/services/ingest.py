@@ -43,6 +43,7 @@ from server.services.evidence import EvidenceStore
 from server.services.metrics import Metrics
 from server.services.node_messages import NodeMessages
 from server.services.nodes import SEEN_EVERY, load_nodes, touch_node
+from server.services.statistics import PlannerStatistics
 from server.services.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class Ingest:
         `SEEN_EVERY` needs no node transaction at all."""
         self.counts = {"events": 0, "duplicates": 0, "evidence": 0, "dead_letters": 0, "status": 0, "telemetry": 0}
         self.node_messages = NodeMessages(database, evidence, self.counts)
+        self.statistics = PlannerStatistics(database)
 
     def handle(self, topic: str, payload: bytes) -> str:
         """Returns what became of the message: `stored`, `duplicate`, `ignored` or `dead_letter`."""
@@ -128,6 +130,10 @@ class Ingest:
             for (topic, _payload), outcome in zip(messages, outcomes, strict=True):
                 self.metrics.message(_kind_of(topic), outcome)
             self.metrics.batch(len(messages), time.perf_counter() - began)
+        try:
+            self.statistics.refresh()
+        except Exception as error:  # the batch is committed: a failed analysis must not have it written again
+            log.warning("planner statistics not refreshed (%s: %s)", type(error).__name__, error)
         return outcomes
 
     def _store_evidence(self, messages: list[tuple[str, bytes]], indices: list[int], outcomes: list[str],

@@ -38,7 +38,7 @@ RETAINED_STATE = (f"{TOPIC_ROOT}/nodes/+/status", f"{TOPIC_ROOT}/nodes/+/config/
 """What nodes publish retained: every worker reads it itself."""
 _RETAINED_STATE = topic_filter_pattern(*RETAINED_STATE)
 SWITCH_INTERVAL_SECONDS = 0.0005
-PATIENCE = 2
+PATIENCE = 4
 """Batches a postponed event may be set aside for before a batch waits for the worker holding its case."""
 
 

@@ -104,6 +104,6 @@ def test_a_postponed_event_goes_with_the_next_batches_until_one_waits_for_it(run
     finally:
         service.stop()
     tries = [patient for payloads, patient in ingest.batches if b"held" in payloads]
-    assert tries == [False] * PATIENCE + [True], "set aside twice, then a batch waits for it"
+    assert tries == [False] * PATIENCE + [True], f"set aside {PATIENCE} times, then a batch waits for it"
     assert all(payloads.count(b"held") <= 1 for payloads, _patient in ingest.batches)
     assert [payloads for payloads, _patient in ingest.batches if b"after" in payloads] == [[b"after"]]
