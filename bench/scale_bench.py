@@ -42,6 +42,7 @@ import urllib.request
 from pathlib import Path
 
 import cv2
+import paho.mqtt.client as mqtt
 import yaml
 from sqlalchemy import create_engine, text
 
@@ -158,18 +159,20 @@ class Workers:
 
     def __init__(self, count: int, workdir: Path, database_url: str, broker_port: int, password: str,
                  batch_size: int) -> None:
-        self.processes, self.ports = [], []
+        self.processes, self.ports, self.client_ids = [], [], []
+        self.broker_port, self.password = broker_port, password
         for n in range(count):
-            port = free_port()
-            config = workdir / f"worker-{count}-{n}.yaml"
+            port, client_id = free_port(), f"bench-worker-{count}-{n}"
+            config = workdir / f"{client_id}.yaml"
             config.write_text(yaml.safe_dump({
                 "database_url": database_url, "evidence_dir": str(workdir / "evidence"),
                 "dispatch_config": str(REPO / "config" / "demo" / "dispatch.yaml"), "mqtt_port": broker_port,
-                "mqtt_password": password, "mqtt_client_id": f"bench-worker-{count}-{n}", "api_port": port,
+                "mqtt_password": password, "mqtt_client_id": client_id, "api_port": port,
                 "ingest_share_group": f"bench-{count}", "ingest_batch_size": batch_size}))
             self.processes.append(subprocess.Popen([sys.executable, "-m", "gridwatch", "--log-level", "ERROR",
                                                     "server", "--config", str(config)], cwd=REPO))
             self.ports.append(port)
+            self.client_ids.append(client_id)
         for port, process in zip(self.ports, self.processes, strict=True):
             wait_for_port("127.0.0.1", port, 120, process)
             wait_for(lambda port=port: self.connected(port), 1, "worker connects", timeout=60, every=0.2)
@@ -205,6 +208,22 @@ class Workers:
             process.terminate()
         for process in self.processes:
             process.wait(60)
+        for client_id in self.client_ids:
+            forget_session(self.broker_port, self.password, client_id)
+
+
+def forget_session(port: int, password: str, client_id: str) -> None:
+    """End a stopped worker's broker session (it outlives the process, 24 h, so that a restarted worker gets what
+    it had not acknowledged): a phase's workers do not come back, and their sessions' shared subscriptions would
+    otherwise keep queueing every later message, evidence frames included, for no one — the broker's memory grows
+    by hundreds of MB a phase and its periodic save stalls all traffic for a second."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.username_pw_set("gridwatch-server", password)
+    client.connect("127.0.0.1", port, clean_start=True)  # session expiry 0: gone when this connection closes
+    client.loop_start()
+    wait_for(lambda: int(client.is_connected()), 1, "forget a worker's session", timeout=30, every=0.05)
+    client.disconnect()
+    client.loop_stop()
 
 
 BARE_COUNTER = """

@@ -3,8 +3,9 @@
 A simulated fleet (nodes × cameras) publishes violations as edge nodes do: a `new`, a few `update` heartbeats and
 an `end` per violation, parking, litter and vending mixed, each camera at its own place (so a camera's repeat
 violations join its open case, as on a real street). Three measurements, one broker, one run, so the ratios mean
-something on a shared, noisy machine. The fleet publishes from this process; the subscriber and the server each
-run in their own process, as in production:
+something on a shared, noisy machine. The fleet (bench/fleet.py: each node its own MQTT connection, QoS 1 packets
+written on the wire from one process, a few hundredths of a core) stands in for cameras that run elsewhere; the
+subscriber and the server each run in their own process, as in production:
 
 1. `raw_subscribe_per_s`: a bare paho subscriber that only counts, receiving the mix.
 2. `events_per_s`: `gridwatch server` (batched ingest, SQLite) storing the same mix: events in the database, cases
@@ -42,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(1, str(REPO / "bench"))
 
+from fleet import FleetProcesses  # noqa: E402
 from results_io import report  # noqa: E402
 
 from gridwatch.broker import Broker, free_port, generate_users, wait_for_port  # noqa: E402
@@ -91,29 +93,6 @@ def fleet_messages(events: int, nodes: int, cameras: int, seed: int,
     return out
 
 
-class Fleet:
-    """One publishing client per node, as in the field."""
-
-    def __init__(self, port: int, passwords: dict[str, str]) -> None:
-        self.clients: dict[str, mqtt.Client] = {}
-        for node, password in passwords.items():
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{node}-{uuid.uuid4().hex[:4]}",
-                                 protocol=mqtt.MQTTv5)
-            client.username_pw_set(node, password)
-            client.max_inflight_messages_set(1000)
-            client.connect("127.0.0.1", port)
-            client.loop_start()
-            self.clients[node] = client
-
-    def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
-        return self.clients[topic.split("/")[3]].publish(topic, payload, qos=1)
-
-    def close(self) -> None:
-        for client in self.clients.values():
-            client.disconnect()
-            client.loop_stop()
-
-
 def subscriber(port: int, user: str, password: str, topic: str, on_message) -> mqtt.Client:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}",
                          protocol=mqtt.MQTTv5)
@@ -136,13 +115,6 @@ def wait_for(counter, target: int, label: str, timeout: float = 900, every: floa
             time.sleep(every)
         bar.update(target - bar.n)
     return time.perf_counter()
-
-
-def blast(fleet: Fleet, messages) -> float:
-    start = time.perf_counter()
-    for topic, payload, *_ in messages:
-        fleet.publish(topic, payload)
-    return start
 
 
 BARE_SUBSCRIBER = """
@@ -187,13 +159,14 @@ def main() -> int:
         workdir = Path(tmp)
         creds = generate_users(workdir / "broker", node_ids, ["integrator"])
         with Broker(workdir / "broker" / "data", workdir / "broker" / "passwd") as broker:
-            fleet = Fleet(broker.port, {node: creds.nodes[node] for node in node_ids})
+            fleet = FleetProcesses(broker.port, {node: creds.nodes[node] for node in node_ids})
 
             # 1. the ceiling: a bare paho subscriber in its own process, only counting
             bare = subprocess.Popen([sys.executable, "-c", BARE_SUBSCRIBER, str(broker.port),
                                      creds.server_password, str(len(throughput))], stdout=subprocess.PIPE, text=True)
             assert bare.stdout.readline().strip() == "ready"
-            start = blast(fleet, throughput)
+            start = time.perf_counter()
+            fleet.publish(throughput)
             assert bare.stdout.readline().strip() == "done"
             bare_seconds = time.perf_counter() - start
             bare.kill()
@@ -209,41 +182,30 @@ def main() -> int:
             try:
                 wait_for_port("127.0.0.1", api_port, 60, server)
                 api = f"http://127.0.0.1:{api_port}"
-                start = blast(fleet, throughput)
+                start = time.perf_counter()
+                threading.Thread(target=fleet.publish, args=(throughput,), daemon=True).start()
                 server_seconds = wait_for(lambda: ingested(api), len(throughput), "server ingest",
                                           every=0.2) - start  # polled gently: the poll costs the server too
 
                 # 3. latency at a steady rate: publish -> the case's first message
-                sent: dict[str, float] = {}
-                latencies: list[float] = []
-                lock = threading.Lock()
+                arrived: dict[str, float] = {}
 
                 def on_case(_client, _userdata, message) -> None:
                     body = json.loads(message.payload)
                     if body.get("action") == "collect":
-                        with lock:
-                            if body["violation_id"] in sent:
-                                latencies.append(time.perf_counter() - sent.pop(body["violation_id"]))
+                        arrived.setdefault(body["violation_id"], time.perf_counter())
 
                 watcher = subscriber(broker.port, "integrator", creds.integrators["integrator"], "gw/v1/cases/#",
                                      on_case)
                 before = ingested(api)
-                interval = 1 / args.rate
                 begin = time.perf_counter()
-                for index, (topic, payload, is_new, violation) in enumerate(tqdm(paced, desc="paced",
-                                                                                 leave=False)):
-                    pause = begin + index * interval - time.perf_counter()
-                    if pause > 0:
-                        time.sleep(pause)
-                    if is_new:
-                        with lock:
-                            sent[violation] = time.perf_counter()
-                    fleet.publish(topic, payload)
-                achieved_rate = len(paced) / (time.perf_counter() - begin)
+                sent = fleet.publish(paced, interval=1 / args.rate)
+                achieved_rate = len(paced) / (time.perf_counter() - begin)  # the last acknowledgement in
                 wait_for(lambda: ingested(api) - before, len(paced), "paced ingest", every=0.2)
                 time.sleep(1)
                 watcher.disconnect()
                 watcher.loop_stop()
+                latencies = [arrived[violation] - at for violation, at in sent.items() if violation in arrived]
                 with sqlite3.connect(workdir / "bench.db") as connection:
                     cases = connection.execute("SELECT count(*) FROM cases").fetchone()[0]
             finally:
