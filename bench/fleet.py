@@ -214,7 +214,7 @@ class WireFleet:
             if deadline and time.monotonic() > deadline:
                 raise TimeoutError(f"{self.unacknowledged} publishes unacknowledged after {ACK_TIMEOUT_SECONDS} s")
             self.service(min(max(due, 0.0), 0.05))
-        if refused := sum(node.refused for node in self.nodes.values()):
+        if refused := sum(node.refused for node in set(self.nodes.values())):
             raise RuntimeError(f"the broker refused {refused} of the fleet's publishes")
         return sent
 
@@ -230,7 +230,7 @@ class WireFleet:
             node.write()
 
     def close(self) -> None:
-        for node in self.nodes.values():
+        for node in set(self.nodes.values()):
             node.close()
 
 

@@ -108,10 +108,10 @@ def subscriber(port: int, user: str, password: str, topic: str, on_message) -> m
 def wait_for(counter, target: int, label: str, timeout: float = 900, every: float = 0.01) -> float:
     deadline = time.monotonic() + timeout
     with tqdm(total=target, desc=label, unit="msg", leave=False) as bar:
-        while counter() < target:
+        while (count := counter()) < target:  # once a turn: the count may cost what it measures
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{label}: {counter()} of {target} after {timeout} s")
-            bar.update(counter() - bar.n)
+                raise TimeoutError(f"{label}: {count} of {target} after {timeout} s")
+            bar.update(count - bar.n)
             time.sleep(every)
         bar.update(target - bar.n)
     return time.perf_counter()
