@@ -9,7 +9,11 @@ telemetry now and then. For each worker count, on a fresh database (its workers'
 their phase):
 
 1. `events_per_s`: the mix blasted as fast as the fleet can publish; events in the database (each exactly once)
-   over the time from the first publish to the last event stored.
+   over the time from the first publish to the last event stored. `events_per_s_sustained`: the same while the
+   10th to the 90th percent of them are stored (sampled every 0.2 s): without the drain at the end (one worker's
+   last batch still writing while the others have nothing left), but also without most of the opening, when the
+   fleet's 2,000 first violations are all new (each with its image, a case opened and dispatched), so it measures a
+   lighter mix; the headline is the first.
 2. `latency_p50_ms` / `latency_p99_ms`: publish -> the case's first message on `gw/v1/cases/#`, for `new` events
    at new places while the fleet publishes at a steady `--rate`.
 
@@ -335,8 +339,8 @@ def main() -> int:
                                  for group, used in cpu_seconds().items()}
                         count_, messages_, writing, retried, postponed = (after - before for after, before
                                                       in zip(workers.batches(), batches_before, strict=True))
-                        runs.append({"workers": count, "events_per_s": round(sustained_rate(samples, events), 1),
-                                     "events_per_s_overall": round(events / seconds, 1),
+                        runs.append({"workers": count, "events_per_s": round(events / seconds, 1),
+                                     "events_per_s_sustained": round(sustained_rate(samples, events), 1),
                                      "cores_used": cores | {"all": round(sum(cores.values()) - cores["machine"], 2)},
                                      "batches": {"count": int(count_), "mean_messages": round(messages_ / count_, 1),
                                                  "mean_ms": round(1000 * writing / count_, 1),
@@ -354,7 +358,7 @@ def main() -> int:
         postgres.stop()
     for run in runs:
         run["speedup"] = round(run["events_per_s"] / runs[0]["events_per_s"], 2)
-        run["speedup_overall"] = round(run["events_per_s_overall"] / runs[0]["events_per_s_overall"], 2)
+        run["speedup_sustained"] = round(run["events_per_s_sustained"] / runs[0]["events_per_s_sustained"], 2)
     figures = {
         "benchmark": "scale", "database": "postgresql", "fleet": f"{args.nodes} nodes x {args.cameras} cameras",
         "mix": f"{events} events (new with its evidence frame / update heartbeats / end; parking 60 %, litter 20 %, "
