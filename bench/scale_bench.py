@@ -8,6 +8,10 @@ evidence frame, a real JPEG), heartbeat `update`s and an `end`; parking, litter 
 telemetry now and then. For each worker count, on a fresh database (its workers' broker sessions are ended after
 their phase):
 
+Each worker count is measured `--rounds` times, interleaved (1, 2, 4, 1, 2, 4): `runs` holds each count's median
+of its rounds and each round's figure (`speedup_rounds`: against one worker in the same round), `phases` every
+measurement in full.
+
 1. `events_per_s`: the mix blasted as fast as the fleet can publish; events in the database (each exactly once)
    over the time from the first publish to the last event stored. `events_per_s_sustained`: the same while the
    10th to the 90th percent of them are stored (sampled every 0.2 s): without the drain at the end (one worker's
@@ -305,6 +309,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8, help="Length of each latency run (default 8).")
     parser.add_argument("--telemetry-every", type=int, default=20,
                         help="A node's telemetry after every this many events (default 20).")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="Rounds of the worker counts, interleaved (1, 2, 4, 1, 2, 4 ...): this machine's load "
+                             "drifts over minutes, and interleaving spreads the drift over every count; each count's "
+                             "figures are the median of its rounds (default 2).")
     parser.add_argument("--batch-size", type=int, default=500,
                         help="Each worker's ingest_batch_size: messages written in one transaction (default 500).")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale.json",
@@ -314,7 +322,7 @@ def main() -> int:
     node_ids = [f"node-{n:02d}" for n in range(args.nodes)]
     throughput = city_mix(args.events, args.nodes, args.cameras, 1, args.telemetry_every)
     events = sum(1 for topic, *_ in throughput if "/events/" in topic)
-    runs = []
+    phases: list[dict] = []
     postgres = PostgresServer().start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -323,7 +331,7 @@ def main() -> int:
             with Broker(workdir / "broker" / "data", workdir / "broker" / "passwd") as broker:
                 fleet = FleetProcesses(broker.port, {node: creds.nodes[node] for node in node_ids})
                 bare_before = bare_rate(broker.port, creds.server_password, throughput, fleet)
-                for count in counts:
+                for round_, count in ((round_, count) for round_ in range(1, args.rounds + 1) for count in counts):
                     database_url = postgres.create_database()
                     engine = create_engine(database_url)
                     workers = Workers(count, workdir, database_url, broker.port, creds.server_password,
@@ -339,7 +347,7 @@ def main() -> int:
                                  for group, used in cpu_seconds().items()}
                         count_, messages_, writing, retried, postponed = (after - before for after, before
                                                       in zip(workers.batches(), batches_before, strict=True))
-                        runs.append({"workers": count, "events_per_s": round(events / seconds, 1),
+                        phases.append({"round": round_, "workers": count, "events_per_s": round(events / seconds, 1),
                                      "events_per_s_sustained": round(sustained_rate(samples, events), 1),
                                      "cores_used": cores | {"all": round(sum(cores.values()) - cores["machine"], 2)},
                                      "batches": {"count": int(count_), "mean_messages": round(messages_ / count_, 1),
@@ -356,19 +364,47 @@ def main() -> int:
                 fleet.close()
     finally:
         postgres.stop()
-    for run in runs:
-        run["speedup"] = round(run["events_per_s"] / runs[0]["events_per_s"], 2)
-        run["speedup_sustained"] = round(run["events_per_s_sustained"] / runs[0]["events_per_s_sustained"], 2)
     figures = {
         "benchmark": "scale", "database": "postgresql", "fleet": f"{args.nodes} nodes x {args.cameras} cameras",
         "mix": f"{events} events (new with its evidence frame / update heartbeats / end; parking 60 %, litter 20 %, "
                f"vending 20 %) and {len(throughput) - events} evidence and telemetry messages",
         "raw_subscribe_per_s": [round(bare_before[0], 1), round(bare_after[0], 1)],
         "raw_subscriber_got": [round(bare_before[1], 3), round(bare_after[1], 3)],
-        "latency_rate_per_s": args.rate, "batch_size": args.batch_size, "runs": runs,
+        "latency_rate_per_s": args.rate, "batch_size": args.batch_size, "rounds": args.rounds,
+        "runs": summarise(phases, counts), "phases": phases,
     }
     report(figures, args.out)
     return 0
+
+
+def summarise(phases: list[dict], counts: list[int]) -> list[dict]:
+    """Per worker count, the median of its rounds; `speedup_rounds`: each round's rate against the first count's in
+    the same round, minutes apart, not the hour the machine's load may drift by."""
+    rounds = sorted({phase["round"] for phase in phases})
+    of = {(phase["round"], phase["workers"]): phase for phase in phases}
+
+    def median(count: int, key: str) -> float:
+        return statistics.median(of[round_, count][key] for round_ in rounds)
+
+    runs = []
+    for count in counts:
+        latencies = [(of[round_, count]["latency_p50_ms"], of[round_, count]["latency_p99_ms"]) for round_ in rounds
+                     if of[round_, count]["latency_p99_ms"] is not None]
+        runs.append({
+            "workers": count, "events_per_s": round(median(count, "events_per_s"), 1),
+            "events_per_s_rounds": [of[round_, count]["events_per_s"] for round_ in rounds],
+            "speedup": round(median(count, "events_per_s") / median(counts[0], "events_per_s"), 2),
+            "speedup_rounds": [round(of[round_, count]["events_per_s"] / of[round_, counts[0]]["events_per_s"], 2)
+                               for round_ in rounds],
+            "events_per_s_sustained": round(median(count, "events_per_s_sustained"), 1),
+            "speedup_sustained": round(median(count, "events_per_s_sustained")
+                                       / median(counts[0], "events_per_s_sustained"), 2),
+            "cores_used_machine": round(statistics.median(of[round_, count]["cores_used"]["machine"]
+                                                          for round_ in rounds), 2),
+            "latency_p50_ms": statistics.median(p50 for p50, _ in latencies) if latencies else None,
+            "latency_p99_ms": max(p99 for _, p99 in latencies) if latencies else None,
+        })
+    return runs
 
 
 def latency(fleet: FleetProcesses, port: int, creds, engine, args, count: int) -> dict:
