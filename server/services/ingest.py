@@ -130,10 +130,7 @@ class Ingest:
             for (topic, _payload), outcome in zip(messages, outcomes, strict=True):
                 self.metrics.message(_kind_of(topic), outcome)
             self.metrics.batch(len(messages), time.perf_counter() - began)
-        try:
-            self.statistics.refresh()
-        except Exception as error:  # the batch is committed: a failed analysis must not have it written again
-            log.warning("planner statistics not refreshed (%s: %s)", type(error).__name__, error)
+        self.statistics.refresh()  # never raises: the batch is committed
         return outcomes
 
     def _store_evidence(self, messages: list[tuple[str, bytes]], indices: list[int], outcomes: list[str],

@@ -25,6 +25,7 @@ GROWING_TABLES = ("events", "evidence", "cases", "case_transitions", "nodes", "d
 MIN_ROWS = 500
 """Below this, a table is read whole faster than any plan matters."""
 CHECK_EVERY_SECONDS = 2.0
+RETRY_SECONDS = 600.0
 
 _GROWN = text("SELECT relname FROM pg_stat_user_tables WHERE relname = ANY(:tables) "
               "AND n_mod_since_analyze >= greatest(:min_rows, n_live_tup / 2) ORDER BY relname")
@@ -38,10 +39,21 @@ class PlannerStatistics:
         self._due = 0.0
 
     def refresh(self) -> list[str]:
-        """Analyse the grown tables, at most every `every_seconds`; returns their names."""
+        """Analyse the grown tables, at most every `every_seconds`; returns their names. Never raises: ingest has
+        committed its batch before it asks, and a failure here (a role that may not analyse, the database gone)
+        is logged and tried again in `RETRY_SECONDS`."""
         if self.database.engine.dialect.name != "postgresql" or time.monotonic() < self._due:
             return []
         self._due = time.monotonic() + self.every
+        try:
+            return self._analyse_grown()
+        except Exception as error:
+            self._due = time.monotonic() + RETRY_SECONDS
+            log.warning("planner statistics not refreshed (%s: %s); next try in %.0f min", type(error).__name__,
+                        str(error).splitlines()[0] if str(error) else "", RETRY_SECONDS / 60)
+            return []
+
+    def _analyse_grown(self) -> list[str]:
         with self.database.session() as session:
             grown = list(session.execute(_GROWN, {"tables": list(GROWING_TABLES), "min_rows": MIN_ROWS}).scalars())
             if not grown or not claim(session, ["planner-statistics"], wait=False):

@@ -63,3 +63,15 @@ def test_sqlite_needs_no_analysis(tmp_path):
     database = Database(f"sqlite:///{tmp_path / 'gridwatch.db'}")
     _add_events(database, 2 * MIN_ROWS)
     assert PlannerStatistics(database, every_seconds=0).refresh() == []
+
+
+def test_a_failure_is_logged_not_raised_and_not_tried_again_at_once(caplog):
+    from gridwatch.broker import free_port
+
+    database = Database(f"postgresql+psycopg://gridwatch@127.0.0.1:{free_port()}/gone", migrate_schema=False)
+    statistics = PlannerStatistics(database, every_seconds=0)
+    assert statistics.refresh() == []  # ingest's batch is committed already: nothing may be thrown at it
+    assert "planner statistics not refreshed" in caplog.text
+    caplog.clear()
+    assert statistics.refresh() == []
+    assert caplog.text == "", "waits before the next try"
