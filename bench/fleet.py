@@ -45,16 +45,22 @@ def _packet(first_byte: int, body: bytes) -> bytes:
     return bytes([first_byte]) + _varint(len(body)) + body
 
 
+def _read_varint(data: bytes | bytearray, position: int) -> tuple[int, int] | None:
+    """(value, position after it) of the variable byte integer at `position`; None if `data` ends first."""
+    value, shift = 0, 0
+    while position < len(data):
+        value |= (data[position] & 0x7F) << shift
+        position, shift = position + 1, shift + 7
+        if not data[position - 1] & 0x80:
+            return value, position
+    return None
+
+
 def _connack_limits(body: bytes) -> tuple[int, int]:
     """(Receive Maximum, Server Keep Alive) from an MQTT 5 CONNACK; raises if the broker refused the node."""
     if body[1] != 0:
         raise ConnectionError(f"the broker refused a fleet node's connection (reason code 0x{body[1]:02x})")
-    position, length, shift = 2, 0, 0
-    while True:  # the properties' length, a variable byte integer
-        length |= (body[position] & 0x7F) << shift
-        position, shift = position + 1, shift + 7
-        if not body[position - 1] & 0x80:
-            break
+    length, position = _read_varint(body, 2)  # the properties' length
     receive_maximum, keep_alive, end = 65535, 0, position + length
     while position < end:
         identifier = body[position]
@@ -83,15 +89,8 @@ class _Inbox:
         self.data = bytearray()
 
     def packets(self):  # noqa: ANN201 - a generator of (int, bytes)
-        while True:
-            length, shift, position = 0, 0, 1
-            while True:
-                if position >= len(self.data):
-                    return
-                length |= (self.data[position] & 0x7F) << shift
-                position, shift = position + 1, shift + 7
-                if not self.data[position - 1] & 0x80:
-                    break
+        while (header := _read_varint(self.data, 1)) is not None:  # the remaining length
+            length, position = header
             if len(self.data) < position + length:
                 return
             packet = (self.data[0], bytes(self.data[position:position + length]))
