@@ -68,6 +68,11 @@ def database_away(error: Exception) -> bool:
         isinstance(error, DBAPIError) and error.connection_invalidated)
 
 
+def first_line(error: Exception) -> str:
+    """An error's first line for a log line: a database error's text goes on with the statement and its parameters."""
+    return str(error).splitlines()[0] if str(error) else ""
+
+
 def met_another_worker(error: Exception) -> bool:
     """Another worker wrote the same rows between this one's read and its write (a unique key refused it), or the
     two waited for each other's locks and the database broke the circle: written again, the batch goes in."""

@@ -28,6 +28,7 @@ import paho.mqtt.client as mqtt
 
 from gridwatch.contract import SUBSCRIBE_ALL_NODES, TOPIC_ROOT, CaseMessage, case_topic
 from gridwatch.mqtt import MqttClient, topic_filter_pattern
+from server.db import first_line
 from server.services.events import POSTPONED
 from server.services.ingest import Ingest
 
@@ -120,7 +121,7 @@ class IngestService(MqttClient):
                 return self.ingest.handle_batch([(message.topic, message.payload) for message in batch], patient)
             except Exception as error:
                 log.error("a batch of %d messages could not be written (%s: %s); trying again in %.0f s",
-                          len(batch), type(error).__name__, str(error).splitlines()[0] if str(error) else "", wait)
+                          len(batch), type(error).__name__, first_line(error), wait)
                 if self._halt.wait(wait):
                     return None
                 wait = min(30.0, wait * 2)

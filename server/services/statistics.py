@@ -16,7 +16,7 @@ import time
 
 from sqlalchemy import text
 
-from server.db import Database, claim
+from server.db import Database, claim, first_line
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class PlannerStatistics:
         except Exception as error:
             self._due = time.monotonic() + RETRY_SECONDS
             log.warning("planner statistics not refreshed (%s: %s); next try in %.0f min", type(error).__name__,
-                        str(error).splitlines()[0] if str(error) else "", RETRY_SECONDS / 60)
+                        first_line(error), RETRY_SECONDS / 60)
             return []
 
     def _analyse_grown(self) -> list[str]:
