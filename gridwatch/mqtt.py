@@ -19,7 +19,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gridwatch import mqtt_properties
+
 log = logging.getLogger(__name__)
+mqtt_properties.install()  # paho's MQTT 5 properties, cheap to receive
 
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 
