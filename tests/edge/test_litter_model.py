@@ -26,7 +26,7 @@ def litter_manifest(model_dir: Path, folder: Path) -> Path:
     manifest = folder / "litter-manifest.yaml"
     manifest.write_text(yaml.safe_dump({"models": [{
         "name": "litter", "weights": str(next(model_dir.glob("*_openvino_model"))), "detect_fps": 1,
-        "people": ["person"], "categories": {"litter": ["garbage"]}}]}))
+        "categories": {"litter": ["garbage"]}}]}))
     return manifest
 
 
