@@ -4,11 +4,14 @@ Writes bench/results/litter_model.json:
 - validation: ultralytics val of the trained model on the validation photos (precision, recall, mAP50, mAP50-95 of
   `garbage`), from the training report;
 - operating_point: recall, precision and `found` (IoU >= 0.1) of garbage on the validation photos (never trained
-  on) at the score the edge's rules count (0.35), for the model as the node runs it (the OpenVINO export);
+  on) at the score the edge's rules count (0.35), for the model as the node runs it (the OpenVINO export; with
+  the COCO model beside it dropping its boxes on people and vehicles when the manifest says `yield_to`);
 - clean: `false_boxes_per_frame`, garbage boxes per clean street frame the model never trained on (leuvenA.jpg,
-  the garbage-free top right of vtest.avi, crops of the validation photos away from their garbage);
-- variants (with --compare): the same figures for other trained models, each with garbage boxes that lie on a
-  person or vehicle dropped either by the model's own classes or by the COCO model run beside it;
+  the garbage-free top right of vtest.avi, crops of the validation photos away from their garbage), measured so;
+- variants: the model alone (if the node runs it beside COCO), and with --compare the same figures for other
+  trained models, each with garbage boxes that lie on a person or vehicle dropped either by the model's own classes
+  or by the COCO model run beside it;
+- trade_off: recall, precision and false boxes per clean frame at scores from 0.25 to 0.75, measured the same way;
 - cost: the camera pipeline on vtest.avi at 10 fps with models/coco.yaml against models/city.yaml (COCO at 5 fps
   plus the litter model at 1 fps), milliseconds per camera-second and their ratio, measured in one run.
 
@@ -22,6 +25,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -40,6 +45,8 @@ from gridwatch.model_eval import (  # noqa: E402
     validation_samples,
 )
 
+TRADE_OFF_SCORES = (0.25, 0.35, 0.45, 0.55, 0.65, 0.75)
+
 
 def deployed_weights(model_dir: Path) -> Path:
     """What a node runs: the OpenVINO export when there is one, else the PyTorch weights, else (a run stopped before
@@ -56,6 +63,15 @@ def learned_classes(model_dir: Path) -> list[str]:
     return [names[index] for index in sorted(names)][1:]
 
 
+def yields_to_coco(manifest: Path, name: str) -> bool:
+    """Whether the node drops this model's boxes lying on what the COCO model sees (its `yield_to` in the
+    manifest): then that is how its figures are measured."""
+    import yaml
+
+    return any(spec.get("name") == name and spec.get("yield_to")
+               for spec in yaml.safe_load(manifest.read_text()).get("models", []))
+
+
 def figures_of(model_dir: Path, target: str, suppressor: Path | None, frames: list, samples: list,
                imgsz: int) -> dict:
     detector = CityDetector(deployed_weights(model_dir), target, suppressor=suppressor, imgsz=imgsz)
@@ -63,6 +79,20 @@ def figures_of(model_dir: Path, target: str, suppressor: Path | None, frames: li
     suppression = "by the COCO model beside it" if suppressor else f"by its own {', '.join(own)}" if own else "none"
     return {"weights": deployed_weights(model_dir).name, "boxes_on_people_and_vehicles_dropped": suppression,
             "operating_point": recall_precision(detector, samples), "clean": false_boxes_per_frame(detector, frames)}
+
+
+def trade_off(model_dir: Path, target: str, suppressor: Path | None, frames: list, samples: list, imgsz: int,
+              scores: tuple[float, ...] = TRADE_OFF_SCORES) -> list[dict]:
+    """Recall and false boxes per clean frame at other scores than the rules' default: what a city buys in quiet
+    streets with each step up of `tuning.min_score` (and what it pays in garbage missed)."""
+    rows = []
+    for score in tqdm(scores, desc="scores", unit="score", leave=False):
+        detector = CityDetector(deployed_weights(model_dir), target, suppressor=suppressor, score=score, imgsz=imgsz)
+        point = recall_precision(detector, samples)
+        rows.append({"score": score, "recall": point["recall"], "precision": point["precision"],
+                     "found": point["found"],
+                     "false_boxes_per_frame": false_boxes_per_frame(detector, frames)["false_boxes_per_frame"]})
+    return rows
 
 
 def camera_cost(coco: str, video: Path, frames: int) -> dict:
@@ -92,6 +122,9 @@ def main() -> int:
     parser.add_argument("--coco", default=os.environ.get("GRIDWATCH_MODEL")
                         or str(SHARED / "models" / "yolo11n_int8_openvino_model"),
                         help="The COCO model run beside it (suppression variant and camera cost).")
+    parser.add_argument("--manifest", type=Path, default=REPO / "models" / "city.yaml",
+                        help="The node's model manifest: if it has the model drop boxes on what COCO sees "
+                             "(`yield_to`), it is measured so (default models/city.yaml).")
     parser.add_argument("--video", type=Path, default=SHARED / "media" / "vtest.avi",
                         help="Street video: clean frames from its garbage-free corner, and the camera cost.")
     parser.add_argument("--frames", type=int, default=300, help="Frames for the camera cost (default 300).")
@@ -104,7 +137,8 @@ def main() -> int:
     imgsz = training["recipe"]["imgsz"]
     samples = validation_samples(args.model_dir / "dataset")
     frames = clean_frames(samples, args.video if args.video.exists() else None, [SHARED / "media" / "leuvenA.jpg"])
-    shipped = figures_of(args.model_dir, args.target, None, frames, samples, imgsz)
+    beside = Path(args.coco) if yields_to_coco(args.manifest, training["name"]) else None
+    shipped = figures_of(args.model_dir, args.target, beside, frames, samples, imgsz)
     figures = {
         "benchmark": "litter_model",
         "model": f"{training['name']} {training['version']}",
@@ -114,12 +148,17 @@ def main() -> int:
         "training_minutes": training["minutes"],
         "validation": {"all": {k: training["validation"][k] for k in ("precision", "recall", "map50", "map50_95")},
                        args.target: training["validation"]["per_class"].get(args.target)},
+        "boxes_on_people_and_vehicles_dropped": shipped["boxes_on_people_and_vehicles_dropped"],
         "operating_point": shipped["operating_point"],
         "false_boxes_per_frame": shipped["clean"]["false_boxes_per_frame"],
         "clean": shipped["clean"],
         "goals": {"recall": 0.8, "false_boxes_per_frame": 0.05},
+        "trade_off": trade_off(args.model_dir, args.target, beside, frames, samples, imgsz),
     }
     variants = {}
+    if beside is not None:  # what the model sees without the COCO model's help
+        variants[f"{args.model_dir.name} alone"] = figures_of(args.model_dir, args.target, None, frames, samples,
+                                                              imgsz)
     for other in args.compare:
         finished = (other / "report.json").exists()
         variants[f"{other.name} alone"] = figures_of(other, args.target, None, frames, samples, imgsz)
@@ -129,9 +168,10 @@ def main() -> int:
             variants[f"{other.name} alone"]["note"] = f"run stopped after {epochs} epochs; its best epoch so far"
         variants[f"{other.name} + coco beside"] = figures_of(other, args.target, Path(args.coco), frames, samples,
                                                              imgsz)
-    if variants:
+    if args.compare and beside is None:
         variants[f"{args.model_dir.name} + coco beside"] = figures_of(args.model_dir, args.target, Path(args.coco),
                                                                       frames, samples, imgsz)
+    if variants:
         figures["variants"] = variants
     if not args.no_cost:
         figures["cost"] = camera_cost(args.coco, args.video, args.frames)
