@@ -28,6 +28,11 @@ class ManifestModel(BaseModel):
         default_factory=list,
         description="Drop this model's boxes that lie mostly on a box of these classes which a model the camera "
                     "runs saw in the last seconds (e.g. `garbage` on a person or a car: the COCO model knows better).")
+    min_score: float | None = Field(
+        default=None, ge=0, le=1,
+        description="The median score this model's objects need to count, instead of the camera's "
+                    "`tuning.min_score` (e.g. higher for a litter model, so that street clutter it half believes is "
+                    "garbage raises nothing; `make bench-litter` shows what each score buys and costs).")
     categories: dict[Category, list[str]] = Field(
         default_factory=dict, description="Classes of this model that count for each category."
     )

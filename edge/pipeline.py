@@ -149,7 +149,9 @@ class CameraPipeline:
         CameraPipeline.require_served(camera, manifest, where=f"camera {camera.camera_id}: ")
         runners = []
         for spec in manifest.models:
-            rules = build_rules(list(zones.values()), camera.tuning, spec.categories)
+            tuning = camera.tuning if spec.min_score is None else \
+                camera.tuning.model_copy(update={"min_score": spec.min_score})
+            rules = build_rules(list(zones.values()), tuning, spec.categories)
             if not rules:
                 continue  # no zone on this camera needs this model
             rate = min(spec.detect_fps, camera.detect_fps or spec.detect_fps)

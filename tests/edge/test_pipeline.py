@@ -30,11 +30,11 @@ class ScriptedDetector:
         return self.script(len(self.calls))
 
 
-def detections(*objects) -> Detections:
+def detections(*objects, score: float = 0.8) -> Detections:
     if not objects:
         return Detections()
     return Detections(boxes=np.array([o[1] for o in objects], dtype=np.float64),
-                      scores=np.array([0.8] * len(objects)), labels=tuple(o[0] for o in objects),
+                      scores=np.array([score] * len(objects)), labels=tuple(o[0] for o in objects),
                       track_ids=np.array([o[2] for o in objects], dtype=np.int64))
 
 
@@ -208,5 +208,24 @@ def test_a_city_model_yields_to_the_classes_another_model_knows_better(yield_to,
     city = ScriptedDetector("city", lambda n: detections(("garbage", BAG, 1)))
     pipeline = CameraPipeline.build(node, node.cameras[0], manifest, source=object(),
                                     detector_factory=lambda weights, labels: city if weights == "city.pt" else coco)
+    published = feed(pipeline, 60)
+    assert sum(topic.endswith("/events/litter") for topic, _ in published) == events
+
+
+@pytest.mark.parametrize(("min_score", "events"), [(None, 1), (0.6, 0), (0.5, 1)],
+                         ids=["the camera's 0.35", "the model's own 0.6", "the model's own 0.5"])
+def test_a_model_may_ask_a_higher_score_of_its_objects_than_the_camera_does(min_score, events):
+    """Garbage the city model sees at a score of 0.5 counts under the camera's tuning (0.35), and under a model
+    min_score up to 0.5, not above."""
+    manifest = Manifest.model_validate({"models": [
+        {"name": "city", "weights": "city.pt", "detect_fps": 1, "min_score": min_score,
+         "categories": {"litter": ["garbage"]}}]})
+    node = NodeConfig.model_validate({"node_id": "n1", "cameras": [{
+        "camera_id": "c1", "source": "rtsp://x", "motion_gating": False, "health": {"enabled": False},
+        "zones": [{"zone_id": "street", "rule": "no_litter", "polygon": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]],
+                   "dwell_seconds": 20}]}]})
+    city = ScriptedDetector("city", lambda n: detections(("garbage", BAG, 1), score=0.5))
+    pipeline = CameraPipeline.build(node, node.cameras[0], manifest, source=object(),
+                                    detector_factory=lambda weights, labels: city)
     published = feed(pipeline, 60)
     assert sum(topic.endswith("/events/litter") for topic, _ in published) == events
