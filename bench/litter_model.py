@@ -4,8 +4,9 @@ Writes bench/results/litter_model.json:
 - validation: ultralytics val of the trained model on the validation photos (precision, recall, mAP50, mAP50-95 of
   `garbage`), from the training report;
 - operating_point: recall, precision and `found` (IoU >= 0.1) of garbage on the validation photos (never trained
-  on) at the score the edge's rules count (0.35), for the model as the node runs it (the OpenVINO export; with
-  the COCO model beside it dropping its boxes on people and vehicles when the manifest says `yield_to`);
+  on) at the score the edge's rules count (the manifest's `min_score` for the model, else the camera default 0.35),
+  for the model as the node runs it (the OpenVINO export; with the COCO model beside it dropping its boxes on
+  people and vehicles when the manifest says `yield_to`);
 - clean: `false_boxes_per_frame`, garbage boxes per clean street frame the model never trained on (leuvenA.jpg,
   the garbage-free top right of vtest.avi, crops of the validation photos away from their garbage), measured so;
 - variants: the model alone (if the node runs it beside COCO), and with --compare the same figures for other
@@ -37,6 +38,7 @@ from edge_bench import pipeline_run  # noqa: E402
 from results_io import report  # noqa: E402
 
 from gridwatch.model_eval import (  # noqa: E402
+    OPERATING_SCORE,
     SUPPRESSING_CLASSES,
     CityDetector,
     clean_frames,
@@ -63,18 +65,18 @@ def learned_classes(model_dir: Path) -> list[str]:
     return [names[index] for index in sorted(names)][1:]
 
 
-def yields_to_coco(manifest: Path, name: str) -> bool:
-    """Whether the node drops this model's boxes lying on what the COCO model sees (its `yield_to` in the
-    manifest): then that is how its figures are measured."""
+def as_shipped(manifest: Path, name: str) -> dict:
+    """The model's entry in the node's manifest: its `yield_to` (the node drops its boxes lying on what the COCO
+    model sees) and `min_score` are how its figures are measured."""
     import yaml
 
-    return any(spec.get("name") == name and spec.get("yield_to")
-               for spec in yaml.safe_load(manifest.read_text()).get("models", []))
+    return next((spec for spec in yaml.safe_load(manifest.read_text()).get("models", [])
+                 if spec.get("name") == name), {})
 
 
 def figures_of(model_dir: Path, target: str, suppressor: Path | None, frames: list, samples: list,
-               imgsz: int) -> dict:
-    detector = CityDetector(deployed_weights(model_dir), target, suppressor=suppressor, imgsz=imgsz)
+               imgsz: int, score: float = OPERATING_SCORE) -> dict:
+    detector = CityDetector(deployed_weights(model_dir), target, suppressor=suppressor, imgsz=imgsz, score=score)
     own = sorted(set(detector.model.names.values()) & set(SUPPRESSING_CLASSES))
     suppression = "by the COCO model beside it" if suppressor else f"by its own {', '.join(own)}" if own else "none"
     return {"weights": deployed_weights(model_dir).name, "boxes_on_people_and_vehicles_dropped": suppression,
@@ -83,8 +85,8 @@ def figures_of(model_dir: Path, target: str, suppressor: Path | None, frames: li
 
 def trade_off(model_dir: Path, target: str, suppressor: Path | None, frames: list, samples: list, imgsz: int,
               scores: tuple[float, ...] = TRADE_OFF_SCORES) -> list[dict]:
-    """Recall and false boxes per clean frame at other scores than the rules' default: what a city buys in quiet
-    streets with each step up of `tuning.min_score` (and what it pays in garbage missed)."""
+    """Recall and false boxes per clean frame at other scores: what a city buys in quiet streets with each step up
+    of the model's `min_score` in the manifest (and what it pays in garbage missed)."""
     rows = []
     for score in tqdm(scores, desc="scores", unit="score", leave=False):
         detector = CityDetector(deployed_weights(model_dir), target, suppressor=suppressor, score=score, imgsz=imgsz)
@@ -123,8 +125,9 @@ def main() -> int:
                         or str(SHARED / "models" / "yolo11n_int8_openvino_model"),
                         help="The COCO model run beside it (suppression variant and camera cost).")
     parser.add_argument("--manifest", type=Path, default=REPO / "models" / "city.yaml",
-                        help="The node's model manifest: if it has the model drop boxes on what COCO sees "
-                             "(`yield_to`), it is measured so (default models/city.yaml).")
+                        help="The node's model manifest: the model is measured as it lists it, beside COCO if it "
+                             "drops boxes on what COCO sees (`yield_to`), at its `min_score` if it has one "
+                             "(default models/city.yaml).")
     parser.add_argument("--video", type=Path, default=SHARED / "media" / "vtest.avi",
                         help="Street video: clean frames from its garbage-free corner, and the camera cost.")
     parser.add_argument("--frames", type=int, default=300, help="Frames for the camera cost (default 300).")
@@ -137,8 +140,10 @@ def main() -> int:
     imgsz = training["recipe"]["imgsz"]
     samples = validation_samples(args.model_dir / "dataset")
     frames = clean_frames(samples, args.video if args.video.exists() else None, [SHARED / "media" / "leuvenA.jpg"])
-    beside = Path(args.coco) if yields_to_coco(args.manifest, training["name"]) else None
-    shipped = figures_of(args.model_dir, args.target, beside, frames, samples, imgsz)
+    spec = as_shipped(args.manifest, training["name"])
+    beside = Path(args.coco) if spec.get("yield_to") else None
+    score = spec.get("min_score") or OPERATING_SCORE
+    shipped = figures_of(args.model_dir, args.target, beside, frames, samples, imgsz, score)
     figures = {
         "benchmark": "litter_model",
         "model": f"{training['name']} {training['version']}",
@@ -158,7 +163,7 @@ def main() -> int:
     variants = {}
     if beside is not None:  # what the model sees without the COCO model's help
         variants[f"{args.model_dir.name} alone"] = figures_of(args.model_dir, args.target, None, frames, samples,
-                                                              imgsz)
+                                                              imgsz, score)
     for other in args.compare:
         finished = (other / "report.json").exists()
         variants[f"{other.name} alone"] = figures_of(other, args.target, None, frames, samples, imgsz)
