@@ -241,6 +241,7 @@ def model_card(recipe: Recipe, version: str, split: citydata.Split, metrics: dic
     licence = licence_file.read_text().splitlines()[0] if licence_file.exists() else "see the dataset"
     taught = (f"; {', '.join(recipe.keep)} pseudo-labelled by `{recipe.teacher.name}`" if recipe.teacher and recipe.keep
               else "")
+    scored = "\nTeacher-labelled classes are scored against the teacher's labels, not a person's." if taught else ""
     return f"""# Model card: {recipe.name} {version}
 
 - **Date**: {time.strftime("%Y-%m-%d")}
@@ -261,8 +262,7 @@ def model_card(recipe: Recipe, version: str, split: citydata.Split, metrics: dic
 |---|---|---|---|---|
 | all | {metrics['precision']} | {metrics['recall']} | {metrics['map50']} | {metrics['map50_95']} |
 {rows}
-
-Teacher-labelled classes are scored against the teacher's labels, not a person's.
+{scored}
 Use it at the edge by listing it in a model manifest (see models/README.md) with the categories its classes serve.
 """
 
