@@ -20,6 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gridwatch import mqtt_properties
+from gridwatch.mqtt_reads import BufferedClient
 
 log = logging.getLogger(__name__)
 mqtt_properties.install()  # paho's MQTT 5 properties, cheap to receive
@@ -76,8 +77,8 @@ class MqttClient:
         self.client_id = client_id
         self.host, self.port, self.keepalive = host, port, keepalive
         self.session_expiry_seconds = session_expiry_seconds
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
-                                   manual_ack=manual_ack)
+        self._client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                                      manual_ack=manual_ack)
         if username:
             self._client.username_pw_set(username, password)
         if tls_ca_file is not None:  # TLS, the broker's certificate checked against this CA and the host name
