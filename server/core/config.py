@@ -42,8 +42,9 @@ class ServerSettings(BaseSettings):
                                            "send in a minute; past that it gets 429 until a minute after the oldest.")
     ingest_batch_size: int = Field(default=500, ge=1, le=10000, description="Most MQTT messages written in one "
                                                                              "database transaction.")
-    ingest_batch_wait_ms: float = Field(default=20, ge=0, le=1000, description="How long a batch waits for more "
-                                                                               "messages once one is there.")
+    ingest_batch_wait_ms: float = Field(default=20, ge=0, le=1000, description="After a quiet spell, how long a "
+                                        "batch waits for more messages once one is there (busy, a batch is what "
+                                        "arrived while the last one was written).")
     sweep_interval_seconds: float = Field(default=30, gt=0, description="How often overdue cases are escalated.")
     webhook_max_attempts: int = Field(default=8, ge=1, le=50, description="Attempts per webhook delivery before "
                                                                           "it is marked failed.")

@@ -1,11 +1,12 @@
 """The server's broker connection: subscribes in on_connect, hands messages to `Ingest` in batches, acknowledges
 each message to the broker only once what it carried is committed, and publishes case changes.
 
-Messages wait in a queue for the batch worker: it takes what has arrived (up to `batch_size`, waiting at most
-`batch_wait_seconds` for more once one is there), writes it in one transaction and then acknowledges every message
-of the batch. Events whose case another worker is writing at that moment come back postponed: they are kept,
-unacknowledged, and written with the next batch (after `PATIENCE` such turns, that batch waits for the other
-worker instead), so that workers sharing a stream write side by side rather than queue behind each other's locks.
+Messages wait in a queue for the batch worker: it takes what has arrived (up to `batch_size`; after a quiet spell
+waiting at most `batch_wait_seconds` for more once one is there), writes it in one transaction and then
+acknowledges every message of the batch. Events whose case another worker is writing at that moment come back
+postponed: they are kept, unacknowledged, and written with the next batch (after `PATIENCE` such turns, that batch
+waits for the other worker instead), so that workers sharing a stream write side by side rather than queue behind
+each other's locks.
 A server killed mid-batch has acknowledged none of it, so the broker sends it again (its session outlives the
 process) and idempotent ingest stores each event once. Stopping finishes the batch in hand.
 
@@ -78,14 +79,17 @@ class IngestService(MqttClient):
         super().start(wait_seconds)
 
     def _next_batch(self, room: int, idle: bool) -> list[mqtt.MQTTMessage]:
-        """Up to `room` messages; `idle` (nothing else in hand): waits up to 0.2 s for the first."""
+        """Up to `room` messages: what is waiting. `idle` (nothing else in hand), it waits up to 0.2 s for the
+        first, and if nothing else is waiting then, up to `batch_wait` for more, so that a burst after a quiet
+        spell is written in one go. With messages waiting, it never waits: what arrives while a batch is written is
+        the next batch, so batches grow with the load by themselves and a busy worker never idles."""
         batch: list[mqtt.MQTTMessage] = []
         if idle:
             try:
                 batch.append(self.inbox.get(timeout=0.2))
             except queue.Empty:
                 return []
-        deadline = time.monotonic() + self.batch_wait
+        deadline = time.monotonic() + (self.batch_wait if idle and self.inbox.empty() else 0.0)
         while len(batch) < room:
             try:
                 batch.append(self.inbox.get(timeout=max(0.0, deadline - time.monotonic())))
