@@ -20,6 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gridwatch import mqtt_properties
+from gridwatch.mqtt_process import ProcessClient
 from gridwatch.mqtt_reads import BufferedClient
 
 log = logging.getLogger(__name__)
@@ -69,16 +70,20 @@ class MqttClient:
         session_expiry_seconds: int = 0,
         manual_ack: bool = False,
         tls_ca_file: Path | None = None,
+        network_process: bool = False,
     ) -> None:
         """`session_expiry_seconds` > 0 keeps the broker session (subscriptions, queued QoS 1 messages) while the
         client is away, with clean start off. `manual_ack`: a received QoS 1 message is acknowledged only by
         `ack(message)`, so one the process dies holding is sent again by the broker. `tls_ca_file`: connect with
-        TLS, trusting the broker's certificate only if this CA signed it (and it names the host)."""
+        TLS, trusting the broker's certificate only if this CA signed it (and it names the host).
+        `network_process`: paho's network work runs in a child process (gridwatch.mqtt_process), for a process
+        whose own work would otherwise share its GIL with it."""
         self.client_id = client_id
         self.host, self.port, self.keepalive = host, port, keepalive
         self.session_expiry_seconds = session_expiry_seconds
-        self._client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
-                                      manual_ack=manual_ack)
+        network = ProcessClient if network_process else BufferedClient
+        self._client = network(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                               manual_ack=manual_ack)
         if username:
             self._client.username_pw_set(username, password)
         if tls_ca_file is not None:  # TLS, the broker's certificate checked against this CA and the host name

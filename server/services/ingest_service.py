@@ -6,9 +6,10 @@ waiting at most `batch_wait_seconds` for more once one is there), writes it in o
 acknowledges every message of the batch. Events whose case another worker is writing at that moment come back
 postponed: they are kept, unacknowledged, and written with the next batch (after `PATIENCE` such turns, that batch
 waits for the other worker instead), so that workers sharing a stream write side by side rather than queue behind
-each other's locks.
-A server killed mid-batch has acknowledged none of it, so the broker sends it again (its session outlives the
-process) and idempotent ingest stores each event once. Stopping finishes the batch in hand.
+each other's locks. paho's network work (packets in and out, acknowledgements) runs in a child process
+(gridwatch.mqtt_process), so the batch writer does not share the process's GIL with it. A server killed mid-batch has
+acknowledged none of it, so the broker sends it again (its session outlives the process) and idempotent ingest
+stores each event once. Stopping finishes the batch in hand.
 
 Several workers share the stream with `share_group`: the node tree is read through the MQTT 5 shared subscription
 `$share/GROUP/gw/v1/nodes/#`, so the broker gives each message to one worker of the group. Retained state (node
@@ -49,7 +50,8 @@ class IngestService(MqttClient):
                  password: str | None, batch_size: int = 500, batch_wait_seconds: float = 0.02,
                  share_group: str | None = None, tls_ca_file: Path | None = None) -> None:
         super().__init__(client_id=client_id, host=host, port=port, username=username, password=password,
-                         session_expiry_seconds=24 * 3600, manual_ack=True, tls_ca_file=tls_ca_file)
+                         session_expiry_seconds=24 * 3600, manual_ack=True, tls_ca_file=tls_ca_file,
+                         network_process=True)
         self.ingest = ingest
         self.batch_size = batch_size
         self.batch_wait = batch_wait_seconds
@@ -71,9 +73,9 @@ class IngestService(MqttClient):
             self.inbox.put(message)
 
     def start(self, wait_seconds: float | None = 10.0) -> None:
-        # paho's network thread and the batch writer share the GIL: the writer gives it up at every database round
-        # trip and image hash, and with Python's default 5 ms switch interval it then waits up to that long to get
-        # it back from a network thread busy with thousands of messages a second (py-spy: a third of its time)
+        # the thread taking messages from the network process and the batch writer share the GIL: the writer gives
+        # it up at every database round trip and image hash, and with Python's default 5 ms switch interval it then
+        # waits up to that long to get it back from a thread handing over thousands of messages a second
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
         self._worker.start()
         super().start(wait_seconds)

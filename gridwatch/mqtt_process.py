@@ -1,0 +1,380 @@
+"""paho's network work in a child process, for a process too busy to share its GIL with it.
+
+A server worker's batch writer and paho's network thread share one GIL: receiving, decoding and acknowledging
+thousands of messages a second took a quarter of the worker's time (py-spy), time its batch writer waited for.
+`ProcessClient` stands in for paho's `Client` in `MqttClient` (the calls and callbacks it uses, nothing more): the
+real client runs in a child process (`python -m gridwatch.mqtt_process`), on a core of its own, and the two speak
+over a socket pair in pickled batches, a batch of events a wake-up each way. The parent keeps every decision
+(subscriptions, which handler, acknowledgements after commit, publishes awaited).
+
+The child lives for its parent: the parent gone (killed, too), it exits at once without a DISCONNECT, so the broker
+keeps the session's unacknowledged messages for the next one and sends the will, as for a killed process. The child
+gone, the parent starts another, which connects and resumes the session; what the parent still awaits from the
+old one (publishes not yet acknowledged) it sends again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from types import SimpleNamespace
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
+
+RESTART_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A reason code as the parent's callbacks read it."""
+
+    value: int
+    is_failure: bool
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    @classmethod
+    def of(cls, reason_code: Any) -> Outcome:
+        if reason_code is None or isinstance(reason_code, int):
+            code = int(reason_code or 0)
+            return cls(code, code != 0, mqtt.error_string(code) if code else "Success")
+        return cls(int(reason_code.value), bool(reason_code.is_failure), str(reason_code))
+
+
+@dataclass(slots=True)
+class Received:
+    """A received PUBLISH as `MqttClient` reads it."""
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    retain: bool
+    properties: SimpleNamespace | None
+
+
+@dataclass
+class Settings:
+    """What the child needs to make its paho client."""
+
+    client_id: str
+    manual_ack: bool
+    username: str | None = None
+    password: str | None = None
+    ca_certs: str | None = None
+    reconnect_delay: tuple[int, int] = (1, 120)
+    will: tuple[str, bytes, int, bool] | None = None
+    host: str = ""
+    port: int = 0
+    keepalive: int = 60
+    clean_start: bool = True
+    session_expiry: int = 0
+    log_level: int = logging.WARNING
+
+
+@dataclass
+class _Link:
+    """One end of the socket pair, with a thread that sends what is queued in batches."""
+
+    connection: Connection
+    queued: list[tuple] = field(default_factory=list)
+    wake: threading.Condition = field(default_factory=threading.Condition)
+    closed: bool = False
+
+    def put(self, item: tuple) -> None:
+        with self.wake:
+            self.queued.append(item)
+            if len(self.queued) == 1:
+                self.wake.notify()
+
+    def send_forever(self) -> None:
+        while True:
+            with self.wake:
+                while not self.queued and not self.closed:
+                    self.wake.wait()
+                if not self.queued:
+                    return
+                batch, self.queued = self.queued, []
+            try:
+                self.connection.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+            except OSError:
+                return
+
+    def close(self) -> None:
+        with self.wake:
+            self.closed = True
+            self.wake.notify()
+
+
+class ProcessClient:
+    """The subset of paho's `Client` that `MqttClient` uses, with the client itself in a child process."""
+
+    def __init__(self, _api_version: Any, client_id: str, protocol: int = mqtt.MQTTv5, manual_ack: bool = False):
+        if protocol != mqtt.MQTTv5:
+            raise ValueError("ProcessClient speaks MQTT 5 only")
+        self.settings = Settings(client_id=client_id, manual_ack=manual_ack,
+                                 log_level=logging.getLogger().getEffectiveLevel())
+        self.on_connect: Callable | None = None
+        self.on_disconnect: Callable | None = None
+        self.on_message: Callable | None = None
+        self.on_publish: Callable | None = None
+        self._lock = threading.Lock()
+        self._next_mid = 0
+        self._unacknowledged: dict[int, tuple] = {}
+        """Our message id -> the publish command, until the child reports the broker's answer."""
+        self._subscriptions: dict[str, tuple] = {}
+        self._link: _Link | None = None
+        self._child: subprocess.Popen | None = None
+        self._stopping = False
+
+    # ---- configuration, before loop_start ----------------------------------------------------------------------
+
+    def username_pw_set(self, username: str, password: str | None = None) -> None:
+        self.settings.username, self.settings.password = username, password
+
+    def tls_set(self, ca_certs: str) -> None:
+        self.settings.ca_certs = ca_certs
+
+    def reconnect_delay_set(self, min_delay: int = 1, max_delay: int = 120) -> None:
+        self.settings.reconnect_delay = (min_delay, max_delay)
+
+    def max_queued_messages_set(self, queue_size: int) -> None:
+        if queue_size != 0:
+            raise ValueError("the child never drops a publish: its queue is unbounded")
+
+    def will_set(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
+        self.settings.will = (topic, payload.encode() if isinstance(payload, str) else payload, qos, retain)
+
+    def connect_async(self, host: str, port: int = 1883, keepalive: int = 60, clean_start: bool = True,
+                      properties: Properties | None = None) -> None:
+        self.settings.host, self.settings.port, self.settings.keepalive = host, port, keepalive
+        self.settings.clean_start = clean_start
+        self.settings.session_expiry = getattr(properties, "SessionExpiryInterval", 0) if properties else 0
+
+    # ---- running -----------------------------------------------------------------------------------------------
+
+    def loop_start(self) -> None:
+        self._spawn()
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> SimpleNamespace:
+        payload = payload.encode() if isinstance(payload, str) else bytes(payload)
+        with self._lock:
+            self._next_mid = self._next_mid % 2_000_000_000 + 1
+            mid = self._next_mid
+            command = ("publish", mid, topic, payload, qos, retain)
+            if qos:
+                self._unacknowledged[mid] = command
+            link = self._link
+        if link is not None:
+            link.put(command)
+        return SimpleNamespace(rc=mqtt.MQTT_ERR_SUCCESS, mid=mid)
+
+    def ack(self, mid: int, qos: int) -> None:
+        if self._link is not None:
+            self._link.put(("ack", mid, qos))
+
+    def subscribe(self, topic_filter: str, qos: int = 0, properties: Properties | None = None) -> None:
+        identifier = getattr(properties, "SubscriptionIdentifier", None) if properties else None
+        command = ("subscribe", topic_filter, qos, identifier[0] if isinstance(identifier, list) else identifier)
+        if self._link is not None:
+            self._link.put(command)
+
+    def disconnect(self) -> None:
+        if self._link is not None:
+            self._link.put(("disconnect",))
+
+    def loop_stop(self) -> None:
+        self._stopping = True
+        link, child = self._link, self._child
+        if link is not None:
+            link.put(("stop",))
+            link.close()
+        if child is not None:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    # ---- the child ---------------------------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        ours, theirs = socket.socketpair()
+        child = subprocess.Popen([sys.executable, "-m", "gridwatch.mqtt_process", str(theirs.fileno())],
+                                 pass_fds=[theirs.fileno()])
+        theirs.close()
+        link = _Link(Connection(ours.detach()))
+        link.put(("settings", self.settings))
+        with self._lock:
+            self._link, self._child = link, child
+            resend = list(self._unacknowledged.values())
+        for command in resend:  # what the child before did not see acknowledged
+            link.put(command)
+        threading.Thread(target=link.send_forever, name=f"{self.settings.client_id}-to-network", daemon=True).start()
+        threading.Thread(target=self._read, args=(link, child), name=f"{self.settings.client_id}-from-network",
+                         daemon=True).start()
+
+    def _read(self, link: _Link, child: subprocess.Popen) -> None:
+        try:
+            while True:
+                for event in pickle.loads(link.connection.recv_bytes()):
+                    self._dispatch(event)
+        except (EOFError, OSError):
+            pass
+        link.close()
+        if self._stopping:
+            return
+        log.error("%s: the MQTT network process ended (exit status %s); starting another",
+                  self.settings.client_id, child.wait())
+        if self.on_disconnect is not None:
+            self.on_disconnect(self, None, None, Outcome(-1, True, "network process ended"), None)
+        threading.Timer(RESTART_SECONDS, self._restart).start()
+
+    def _restart(self) -> None:
+        if not self._stopping:
+            self._spawn()
+
+    def _dispatch(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "messages":
+            if self.on_message is not None:
+                for message in event[1]:
+                    self.on_message(self, None, message)
+        elif kind == "published":
+            with self._lock:
+                self._unacknowledged.pop(event[1], None)
+            if self.on_publish is not None:
+                self.on_publish(self, None, event[1], event[2], None)
+        elif kind == "connected" and self.on_connect is not None:
+            self.on_connect(self, None, None, event[1], None)
+        elif kind == "disconnected" and self.on_disconnect is not None:
+            self.on_disconnect(self, None, None, event[1], None)
+
+
+def _child(connection: Connection) -> None:
+    """The child: a paho client that does what the parent says and tells it what happens."""
+    from gridwatch.mqtt_reads import BufferedClient  # noqa: PLC0415 - the child's own import
+
+    first = pickle.loads(connection.recv_bytes())  # the settings, and what the parent asked for meanwhile
+    settings: Settings = first[0][1]
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    up = _Link(connection)
+    client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5,
+                            manual_ack=settings.manual_ack)
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password)
+    if settings.ca_certs:
+        client.tls_set(ca_certs=settings.ca_certs)
+    if settings.will:
+        client.will_set(*settings.will)
+    client.reconnect_delay_set(*settings.reconnect_delay)
+    client.max_queued_messages_set(0)
+    ours: dict[int, int] = {}  # paho's message id -> the parent's
+    early: dict[int, Outcome] = {}  # acknowledged before `ours` knew the id
+    lock = threading.Lock()
+    received: list[Received] = []
+
+    def on_message(_client, _userdata, message: mqtt.MQTTMessage) -> None:
+        identifiers = getattr(message.properties, "SubscriptionIdentifier", None) if message.properties else None
+        received.append(Received(message.mid, message.qos, message.topic, bytes(message.payload), message.retain,
+                                 SimpleNamespace(SubscriptionIdentifier=identifiers) if identifiers else None))
+
+    def on_publish(_client, _userdata, mid, reason_code, _properties) -> None:
+        outcome = Outcome.of(reason_code)
+        with lock:
+            parent_mid = ours.pop(mid, None)
+            if parent_mid is None:
+                early[mid] = outcome
+                return
+        up.put(("published", parent_mid, outcome))
+
+    def flush_received(*_args: Any) -> None:
+        """Messages go up in a batch per turn of paho's loop, not one by one."""
+        nonlocal received
+        if received:
+            batch, received = received, []
+            up.put(("messages", batch))
+
+    client.on_message = on_message
+    client.on_publish = on_publish
+    client.on_connect = lambda _c, _u, _f, rc, _p: (flush_received(), up.put(("connected", Outcome.of(rc))))
+    client.on_disconnect = lambda _c, _u, _f, rc, _p: (flush_received(), up.put(("disconnected", Outcome.of(rc))))
+    original_loop_read = client.loop_read
+
+    def loop_read(max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        rc = original_loop_read(max_packets)
+        flush_received()
+        return rc
+
+    client.loop_read = loop_read  # type: ignore[method-assign]
+    properties = None
+    if settings.session_expiry:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = settings.session_expiry
+    client.connect_async(settings.host, settings.port, keepalive=settings.keepalive,
+                         clean_start=settings.clean_start, properties=properties)
+    client.loop_start()
+    sender = threading.Thread(target=up.send_forever, name="to-parent", daemon=True)
+    sender.start()
+    commands = first[1:]
+    while True:
+        for command in commands:
+            if command[0] == "stop":
+                client.loop_stop()
+                up.close()
+                sender.join(5)
+                os._exit(0)
+            _obey(client, command, lock, ours, early, up)
+        try:
+            commands = pickle.loads(connection.recv_bytes())
+        except (EOFError, OSError):
+            os._exit(0)  # the parent is gone: no DISCONNECT, so its will goes out and its session waits
+
+
+def _obey(client: mqtt.Client, command: tuple, lock: threading.Lock, ours: dict[int, int],
+          early: dict[int, Outcome], up: _Link) -> None:
+    kind = command[0]
+    if kind == "ack":
+        client.ack(command[1], command[2])
+    elif kind == "publish":
+        _, parent_mid, topic, payload, qos, retain = command
+        # paho may run on_publish holding its own lock, so ours is never held across this call
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        if not qos:
+            return
+        with lock:
+            outcome = early.pop(info.mid, None)
+            if outcome is None:
+                ours[info.mid] = parent_mid
+        if outcome is not None:  # acknowledged before the ids were paired
+            up.put(("published", parent_mid, outcome))
+    elif kind == "subscribe":
+        _, topic_filter, qos, identifier = command
+        subscription = None
+        if identifier:
+            subscription = Properties(PacketTypes.SUBSCRIBE)
+            subscription.SubscriptionIdentifier = identifier
+        client.subscribe(topic_filter, qos=qos, properties=subscription)
+    elif kind == "disconnect":
+        client.disconnect()
+
+if __name__ == "__main__":
+    # by the module's name, so that what goes up is pickled as gridwatch.mqtt_process's classes, not __main__'s
+    from gridwatch.mqtt_process import _child as child
+
+    child(Connection(int(sys.argv[1])))
