@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
@@ -106,8 +107,9 @@ class Ingest:
         outcomes = [""] * len(messages)
         run: list[Incoming] = []
         by_kind: dict[str, list[int]] = {"evidence": [], "telemetry": [], "other": []}
+        kinds = [_kind_of(topic) for topic, _payload in messages]
         for index, (topic, payload) in enumerate(messages):
-            kind = _kind_of(topic)
+            kind = kinds[index]
             if kind != "events":
                 by_kind.get(kind, by_kind["other"]).append(index)
                 continue
@@ -127,8 +129,7 @@ class Ingest:
         for index in by_kind["other"]:
             outcomes[index] = self._handle(*messages[index])
         if self.metrics is not None:
-            for (topic, _payload), outcome in zip(messages, outcomes, strict=True):
-                self.metrics.message(_kind_of(topic), outcome)
+            self.metrics.messages_seen(Counter(zip(kinds, outcomes, strict=True)))
             self.metrics.batch(len(messages), time.perf_counter() - began)
         self.statistics.refresh()  # never raises: the batch is committed
         return outcomes

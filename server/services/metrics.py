@@ -4,7 +4,7 @@ time, so every worker reports the same truth about cases."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -63,8 +63,10 @@ class Metrics:
                                registry=self.registry)
         self.registry.register(DatabaseCollector(database))
 
-    def message(self, kind: str, outcome: str) -> None:
-        self.messages.labels(kind, outcome).inc()
+    def messages_seen(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """A batch's messages, counted by (kind, outcome)."""
+        for (kind, outcome), count in counts.items():
+            self.messages.labels(kind, outcome).inc(count)
 
     def batch(self, messages: int, seconds: float) -> None:
         """A batch written: with the ingest rate, where a worker's time goes (few large slow batches: the database;
