@@ -137,7 +137,6 @@ class ProcessClient:
         self._next_mid = 0
         self._unacknowledged: dict[int, tuple] = {}
         """Our message id -> the publish command, until the child reports the broker's answer."""
-        self._subscriptions: dict[str, tuple] = {}
         self._link: _Link | None = None
         self._child: subprocess.Popen | None = None
         self._stopping = False
