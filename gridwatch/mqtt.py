@@ -94,6 +94,9 @@ class MqttClient:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
+        self._client.on_subscribe = self._on_subscribe
+        self._awaiting_subacks: set[int] = set()
+        """Message ids of the SUBSCRIBEs made on connecting: `connected` is set once the broker answered them all."""
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
         """Topic filter -> (QoS, handler); each filter is subscribed with its own MQTT 5 subscription identifier
         (its position here, from 1), so a message matching several filters reaches the handler of the one that
@@ -128,10 +131,11 @@ class MqttClient:
         if self.connected.is_set():
             self._subscribe(topic_filter, qos)
 
-    def _subscribe(self, topic_filter: str, qos: int) -> None:
+    def _subscribe(self, topic_filter: str, qos: int) -> int:
+        """Subscribes; returns the SUBSCRIBE's message id."""
         properties = Properties(PacketTypes.SUBSCRIBE)
         properties.SubscriptionIdentifier = list(self._subscriptions).index(topic_filter) + 1
-        self._client.subscribe(topic_filter, qos=qos, properties=properties)
+        return self._client.subscribe(topic_filter, qos=qos, properties=properties)[1]
 
     def start(self, wait_seconds: float | None = 10.0) -> None:
         properties = None
@@ -194,9 +198,26 @@ class MqttClient:
         if reason_code.is_failure:
             log.error("%s: broker refused connection: %s", self.client_id, reason_code)
             return
-        for topic_filter, (qos, _handler) in list(self._subscriptions.items()):
-            self._subscribe(topic_filter, qos)
+        with self._lock:
+            self._awaiting_subacks = {self._subscribe(topic_filter, qos)
+                                      for topic_filter, (qos, _handler) in list(self._subscriptions.items())}
         log.info("%s: connected to %s:%d", self.client_id, self.host, self.port)
+        if not self._awaiting_subacks:
+            self._ready()
+
+    def _on_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
+        for reason_code in reason_codes:
+            if reason_code.is_failure:
+                log.error("%s: broker refused a subscription: %s", self.client_id, reason_code)
+        with self._lock:
+            waiting = mid in self._awaiting_subacks
+            self._awaiting_subacks.discard(mid)
+            done = waiting and not self._awaiting_subacks
+        if done:
+            self._ready()
+
+    def _ready(self) -> None:
+        """Connected and every subscription acknowledged: what is published to them from now on reaches us."""
         self.on_connected()  # the birth message goes out before anyone is told we are connected
         self.connected.set()
 

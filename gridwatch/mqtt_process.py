@@ -136,6 +136,7 @@ class ProcessClient:
         self.on_disconnect: Callable | None = None
         self.on_message: Callable | None = None
         self.on_publish: Callable | None = None
+        self.on_subscribe: Callable | None = None
         self._lock = threading.Lock()
         self._next_mid = 0
         self._unacknowledged: dict[int, tuple] = {}
@@ -190,11 +191,17 @@ class ProcessClient:
         if self._link is not None:
             self._link.put(("ack", mid, qos))
 
-    def subscribe(self, topic_filter: str, qos: int = 0, properties: Properties | None = None) -> None:
+    def subscribe(self, topic_filter: str, qos: int = 0,
+                  properties: Properties | None = None) -> tuple[mqtt.MQTTErrorCode, int]:
         identifier = getattr(properties, "SubscriptionIdentifier", None) if properties else None
-        command = ("subscribe", topic_filter, qos, identifier[0] if isinstance(identifier, list) else identifier)
+        with self._lock:
+            self._next_mid = self._next_mid % 2_000_000_000 + 1
+            mid = self._next_mid
+        command = ("subscribe", mid, topic_filter, qos,
+                   identifier[0] if isinstance(identifier, list) else identifier)
         if self._link is not None:
             self._link.put(command)
+        return mqtt.MQTT_ERR_SUCCESS, mid
 
     def disconnect(self) -> None:
         if self._link is not None:
@@ -262,6 +269,9 @@ class ProcessClient:
                 self._unacknowledged.pop(event[1], None)
             if self.on_publish is not None:
                 self.on_publish(self, None, event[1], event[2], None)
+        elif kind == "subscribed":
+            if self.on_subscribe is not None:
+                self.on_subscribe(self, None, event[1], event[2], None)
         elif kind == "connected" and self.on_connect is not None:
             self.on_connect(self, None, None, event[1], None)
         elif kind == "disconnected" and self.on_disconnect is not None:
@@ -286,8 +296,8 @@ def _child(connection: Connection) -> None:
         client.will_set(*settings.will)
     client.reconnect_delay_set(*settings.reconnect_delay)
     client.max_queued_messages_set(0)
-    ours: dict[int, int] = {}  # paho's message id -> the parent's
-    early: dict[int, Outcome] = {}  # acknowledged before `ours` knew the id
+    ours: dict[int, int] = {}  # paho's message id -> the parent's (a SUBSCRIBE's: -id)
+    early: dict[int, Any] = {}  # acknowledged before `ours` knew the id (SUBACKs under -id)
     lock = threading.Lock()
     received: list[Received] = []
 
@@ -314,8 +324,18 @@ def _child(connection: Connection) -> None:
             batch, received = received, []
             up.put(("messages", batch))
 
+    def on_subscribe(_client, _userdata, mid, reason_codes, _properties) -> None:
+        outcomes = [Outcome.of(code) for code in reason_codes]
+        with lock:
+            parent_mid = ours.pop(-mid, None)
+            if parent_mid is None:
+                early[-mid] = outcomes
+                return
+        up.put(("subscribed", parent_mid, outcomes))
+
     client.on_message = on_message
     client.on_publish = on_publish
+    client.on_subscribe = on_subscribe
     client.on_connect = lambda _c, _u, _f, rc, _p: (flush_received(), up.put(("connected", Outcome.of(rc))))
     client.on_disconnect = lambda _c, _u, _f, rc, _p: (flush_received(), up.put(("disconnected", Outcome.of(rc))))
     original_loop_read = client.loop_read
@@ -351,7 +371,7 @@ def _child(connection: Connection) -> None:
 
 
 def _obey(client: mqtt.Client, command: tuple, lock: threading.Lock, ours: dict[int, int],
-          early: dict[int, Outcome], up: _Link) -> None:
+          early: dict[int, Any], up: _Link) -> None:
     kind = command[0]
     if kind == "ack":
         client.ack(command[1], command[2])
@@ -368,12 +388,18 @@ def _obey(client: mqtt.Client, command: tuple, lock: threading.Lock, ours: dict[
         if outcome is not None:  # acknowledged before the ids were paired
             up.put(("published", parent_mid, outcome))
     elif kind == "subscribe":
-        _, topic_filter, qos, identifier = command
+        _, parent_mid, topic_filter, qos, identifier = command
         subscription = None
         if identifier:
             subscription = Properties(PacketTypes.SUBSCRIBE)
             subscription.SubscriptionIdentifier = identifier
-        client.subscribe(topic_filter, qos=qos, properties=subscription)
+        mid = client.subscribe(topic_filter, qos=qos, properties=subscription)[1]
+        with lock:
+            outcomes = early.pop(-mid, None)  # SUBACKs are kept under the negative id
+            if outcomes is None:
+                ours[-mid] = parent_mid
+        if outcomes is not None:
+            up.put(("subscribed", parent_mid, outcomes))
     elif kind == "disconnect":
         client.disconnect()
 

@@ -37,6 +37,7 @@ def test_a_node_cut_off_for_10000_events_loses_none_and_none_count_twice(running
         for payload in events(0, BEFORE):
             outbox.put(topic, payload, EVENT)
         wait_until(lambda: stored() == BEFORE, timeout=60)
+        wait_until(lambda: outbox.depth == 0, timeout=30)  # and the node has the broker's acknowledgements of all
 
         proxy.cut()
         wait_until(lambda: not link.connected.is_set(), timeout=30)
