@@ -3,7 +3,7 @@
 A server worker's batch writer and paho's network thread share one GIL: receiving, decoding and acknowledging
 thousands of messages a second took a quarter of the worker's time (py-spy), time its batch writer waited for.
 `ProcessClient` stands in for paho's `Client` in `MqttClient` (the calls and callbacks it uses, nothing more): the
-real client runs in a child process (`python -m gridwatch.mqtt_process`), on a core of its own, and the two speak
+real client runs in a child process (gridwatch/mqtt_child.py), on a core of its own, and the two speak
 over a socket pair in pickled batches, a batch of events a wake-up each way. The parent keeps every decision
 (subscriptions, which handler, acknowledgements after commit, publishes awaited).
 
@@ -16,7 +16,6 @@ old one (publishes not yet acknowledged) it sends again.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import socket
 import subprocess
@@ -29,7 +28,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 log = logging.getLogger(__name__)
@@ -91,7 +89,7 @@ class Settings:
 
 
 @dataclass
-class _Link:
+class Link:
     """One end of the socket pair, with a thread that sends what is queued in batches."""
 
     connection: Connection
@@ -141,7 +139,7 @@ class ProcessClient:
         self._next_mid = 0
         self._unacknowledged: dict[int, tuple] = {}
         """Our message id -> the publish command, until the child reports the broker's answer."""
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._child: subprocess.Popen | None = None
         self._stopping = False
 
@@ -224,10 +222,10 @@ class ProcessClient:
 
     def _spawn(self) -> None:
         ours, theirs = socket.socketpair()
-        child = subprocess.Popen([sys.executable, "-m", "gridwatch.mqtt_process", str(theirs.fileno())],
+        child = subprocess.Popen([sys.executable, "-m", "gridwatch.mqtt_child", str(theirs.fileno())],
                                  pass_fds=[theirs.fileno()])
         theirs.close()
-        link = _Link(Connection(ours.detach()))
+        link = Link(Connection(ours.detach()))
         link.put(("settings", self.settings))
         with self._lock:
             self._link, self._child = link, child
@@ -238,7 +236,7 @@ class ProcessClient:
         threading.Thread(target=self._read, args=(link, child), name=f"{self.settings.client_id}-from-network",
                          daemon=True).start()
 
-    def _read(self, link: _Link, child: subprocess.Popen) -> None:
+    def _read(self, link: Link, child: subprocess.Popen) -> None:
         try:
             while True:
                 for event in pickle.loads(link.connection.recv_bytes()):
@@ -276,135 +274,3 @@ class ProcessClient:
             self.on_connect(self, None, None, event[1], None)
         elif kind == "disconnected" and self.on_disconnect is not None:
             self.on_disconnect(self, None, None, event[1], None)
-
-
-def _child(connection: Connection) -> None:
-    """The child: a paho client that does what the parent says and tells it what happens."""
-    from gridwatch.mqtt_reads import BufferedClient  # noqa: PLC0415 - the child's own import
-
-    first = pickle.loads(connection.recv_bytes())  # the settings, and what the parent asked for meanwhile
-    settings: Settings = first[0][1]
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    up = _Link(connection)
-    client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5,
-                            manual_ack=settings.manual_ack)
-    if settings.username:
-        client.username_pw_set(settings.username, settings.password)
-    if settings.ca_certs:
-        client.tls_set(ca_certs=settings.ca_certs)
-    if settings.will:
-        client.will_set(*settings.will)
-    client.reconnect_delay_set(*settings.reconnect_delay)
-    client.max_queued_messages_set(0)
-    ours: dict[int, int] = {}  # paho's message id -> the parent's (a SUBSCRIBE's: -id)
-    early: dict[int, Any] = {}  # acknowledged before `ours` knew the id (SUBACKs under -id)
-    lock = threading.Lock()
-    received: list[Received] = []
-
-    def on_message(_client, _userdata, message: mqtt.MQTTMessage) -> None:
-        identifiers = getattr(message.properties, "SubscriptionIdentifier", None) if message.properties else None
-        received.append(Received(message.mid, message.qos, message.topic, bytes(message.payload), message.retain,
-                                 SimpleNamespace(SubscriptionIdentifier=identifiers) if identifiers else None))
-        if len(received) >= FORWARD_EVERY:  # a busy socket keeps paho's loop reading: the parent waits for none
-            flush_received()
-
-    def on_publish(_client, _userdata, mid, reason_code, _properties) -> None:
-        outcome = Outcome.of(reason_code)
-        with lock:
-            parent_mid = ours.pop(mid, None)
-            if parent_mid is None:
-                early[mid] = outcome
-                return
-        up.put(("published", parent_mid, outcome))
-
-    def flush_received(*_args: Any) -> None:
-        """Messages go up in a batch per turn of paho's loop (at most `FORWARD_EVERY`), not one by one."""
-        nonlocal received
-        if received:
-            batch, received = received, []
-            up.put(("messages", batch))
-
-    def on_subscribe(_client, _userdata, mid, reason_codes, _properties) -> None:
-        outcomes = [Outcome.of(code) for code in reason_codes]
-        with lock:
-            parent_mid = ours.pop(-mid, None)
-            if parent_mid is None:
-                early[-mid] = outcomes
-                return
-        up.put(("subscribed", parent_mid, outcomes))
-
-    client.on_message = on_message
-    client.on_publish = on_publish
-    client.on_subscribe = on_subscribe
-    client.on_connect = lambda _c, _u, _f, rc, _p: (flush_received(), up.put(("connected", Outcome.of(rc))))
-    client.on_disconnect = lambda _c, _u, _f, rc, _p: (flush_received(), up.put(("disconnected", Outcome.of(rc))))
-    original_loop_read = client.loop_read
-
-    def loop_read(max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        rc = original_loop_read(max_packets)
-        flush_received()
-        return rc
-
-    client.loop_read = loop_read  # type: ignore[method-assign]
-    properties = None
-    if settings.session_expiry:
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = settings.session_expiry
-    client.connect_async(settings.host, settings.port, keepalive=settings.keepalive,
-                         clean_start=settings.clean_start, properties=properties)
-    client.loop_start()
-    sender = threading.Thread(target=up.send_forever, name="to-parent", daemon=True)
-    sender.start()
-    commands = first[1:]
-    while True:
-        for command in commands:
-            if command[0] == "stop":
-                client.loop_stop()
-                up.close()
-                sender.join(5)
-                os._exit(0)
-            _obey(client, command, lock, ours, early, up)
-        try:
-            commands = pickle.loads(connection.recv_bytes())
-        except (EOFError, OSError):
-            os._exit(0)  # the parent is gone: no DISCONNECT, so its will goes out and its session waits
-
-
-def _obey(client: mqtt.Client, command: tuple, lock: threading.Lock, ours: dict[int, int],
-          early: dict[int, Any], up: _Link) -> None:
-    kind = command[0]
-    if kind == "ack":
-        client.ack(command[1], command[2])
-    elif kind == "publish":
-        _, parent_mid, topic, payload, qos, retain = command
-        # paho may run on_publish holding its own lock, so ours is never held across this call
-        info = client.publish(topic, payload, qos=qos, retain=retain)
-        if not qos:
-            return
-        with lock:
-            outcome = early.pop(info.mid, None)
-            if outcome is None:
-                ours[info.mid] = parent_mid
-        if outcome is not None:  # acknowledged before the ids were paired
-            up.put(("published", parent_mid, outcome))
-    elif kind == "subscribe":
-        _, parent_mid, topic_filter, qos, identifier = command
-        subscription = None
-        if identifier:
-            subscription = Properties(PacketTypes.SUBSCRIBE)
-            subscription.SubscriptionIdentifier = identifier
-        mid = client.subscribe(topic_filter, qos=qos, properties=subscription)[1]
-        with lock:
-            outcomes = early.pop(-mid, None)  # SUBACKs are kept under the negative id
-            if outcomes is None:
-                ours[-mid] = parent_mid
-        if outcomes is not None:
-            up.put(("subscribed", parent_mid, outcomes))
-    elif kind == "disconnect":
-        client.disconnect()
-
-if __name__ == "__main__":
-    # by the module's name, so that what goes up is pickled as gridwatch.mqtt_process's classes, not __main__'s
-    from gridwatch.mqtt_process import _child as child
-
-    child(Connection(int(sys.argv[1])))
