@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gridwatch.mqtt_process import FORWARD_EVERY, Outcome, Received, Settings, Link
+from gridwatch.mqtt_process import FORWARD_EVERY, Link, Outcome, Received, Settings
 from gridwatch.mqtt_reads import BufferedClient
 
 
