@@ -19,7 +19,7 @@ subscriber and the server each run in their own process, as in production:
 
 Writes bench/results/server.json.
 
-    .venv/bin/python bench/server_bench.py [--events 20000] [--rate 1000] [--seconds 10]
+    .venv/bin/python bench/server_bench.py [--events 20000] [--rate 1000] [--seconds 10] [--batch-size N]
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from scale_measures import sustained_rate  # noqa: E402
 
 from gridwatch.broker import Broker, free_port, generate_users, wait_for_port  # noqa: E402
 from gridwatch.contract import DEFAULT_EVENT_CODES, SCHEMA_VERSION, Category, event_topic  # noqa: E402
+from server.core.config import ServerSettings  # noqa: E402
 
 MIX = [(Category.ILLEGAL_PARKING, "car", 0.6), (Category.LITTER, "garbage", 0.2),
        (Category.STREET_VENDING, "stall", 0.2)]
@@ -159,6 +160,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10, help="Length of the latency run (default 10).")
     parser.add_argument("--nodes", type=int, default=10, help="Simulated edge nodes (default 10).")
     parser.add_argument("--cameras", type=int, default=8, help="Cameras per node (default 8).")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="The server's ingest_batch_size (default: the server's own default).")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "server.json",
                         help="Where to write the JSON figures.")
     args = parser.parse_args()
@@ -187,7 +190,8 @@ def main() -> int:
             (workdir / "server.yaml").write_text(yaml.safe_dump({
                 "database_url": f"sqlite:///{workdir / 'bench.db'}", "evidence_dir": str(workdir / "evidence"),
                 "dispatch_config": str(REPO / "config" / "demo" / "dispatch.yaml"), "mqtt_port": broker.port,
-                "mqtt_password": creds.server_password, "mqtt_client_id": "bench-server", "api_port": api_port}))
+                "mqtt_password": creds.server_password, "mqtt_client_id": "bench-server", "api_port": api_port}
+                | ({"ingest_batch_size": args.batch_size} if args.batch_size else {})))
             server = subprocess.Popen([sys.executable, "-m", "gridwatch", "--log-level", "WARNING", "server",
                                        "--config", str(workdir / "server.yaml")], cwd=REPO)
             try:
@@ -236,6 +240,7 @@ def main() -> int:
         "events_per_s": round(len(throughput) / server_seconds, 1),
         "server_to_raw_ratio": round(bare_seconds / server_seconds, 3),
         "events_per_s_sustained": round(sustained_rate(samples, len(throughput)), 1),
+        "batch_size": args.batch_size or ServerSettings.model_fields["ingest_batch_size"].default,
         "cases_opened": cases,
         "latency_rate_per_s": round(achieved_rate, 1),
         "latency_samples": len(latencies),
