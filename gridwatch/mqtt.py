@@ -231,6 +231,8 @@ class MqttClient:
             self.on_disconnected()
 
     def _on_publish(self, _client, _userdata, mid, reason_code, _properties) -> None:
+        if not self._client.acknowledges(mid):  # a QoS 0 message written: nothing awaits it
+            return
         with self._lock:
             entry = self._pending.pop(mid, None)
             if entry is None:  # acknowledged before publish() returned

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import sys
 import threading
 from multiprocessing.connection import Connection
@@ -20,9 +21,15 @@ from paho.mqtt.properties import Properties
 from gridwatch.mqtt_process import FORWARD_EVERY, Link, Outcome, Received, Settings
 from gridwatch.mqtt_reads import BufferedClient
 
+log = logging.getLogger("gridwatch.mqtt_child")
+
 
 def run(connection: Connection) -> None:
     """The child: a paho client that does what the parent says and tells it what happens."""
+    # Ctrl-C reaches the whole process group and `systemctl stop` the whole cgroup: the child is its parent's to
+    # stop (after the batch in hand is acknowledged), or ends with it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     first = pickle.loads(connection.recv_bytes())  # the settings, and what the parent asked for meanwhile
     settings: Settings = first[0][1]
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -50,6 +57,8 @@ def run(connection: Connection) -> None:
             flush_received()
 
     def on_publish(_client, _userdata, mid, reason_code, _properties) -> None:
+        if not client.acknowledges(mid):  # a QoS 0 message written: the parent awaits nothing of it
+            return
         outcome = Outcome.of(reason_code)
         with lock:
             parent_mid = ours.pop(mid, None)
@@ -104,7 +113,11 @@ def run(connection: Connection) -> None:
                 up.close()
                 sender.join(5)
                 os._exit(0)
-            _obey(client, command, lock, ours, early, up)
+            try:
+                _obey(client, command, lock, ours, early, up)
+            except Exception as error:  # the parent checks what paho refuses; should something still be, say so
+                log.exception("the network process could not %s", command[0])
+                _refused(command, error, up)
         try:
             commands = pickle.loads(connection.recv_bytes())
         except (EOFError, OSError):
@@ -143,6 +156,15 @@ def _obey(client: mqtt.Client, command: tuple, lock: threading.Lock, ours: dict[
             up.put(("subscribed", parent_mid, outcomes))
     elif kind == "disconnect":
         client.disconnect()
+
+
+def _refused(command: tuple, error: Exception, up: Link) -> None:
+    """Tell the parent that a publish or subscribe it awaits will not happen."""
+    outcome = Outcome(-1, True, f"refused by the network process: {type(error).__name__}: {error}")
+    if command[0] == "publish" and command[4]:
+        up.put(("published", command[1], outcome))
+    elif command[0] == "subscribe":
+        up.put(("subscribed", command[1], [outcome]))
 
 if __name__ == "__main__":
     run(Connection(int(sys.argv[1])))

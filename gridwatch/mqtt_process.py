@@ -18,9 +18,11 @@ from __future__ import annotations
 import logging
 import pickle
 import socket
+import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -33,6 +35,10 @@ from paho.mqtt.properties import Properties
 log = logging.getLogger(__name__)
 
 RESTART_SECONDS = 1.0
+"""Wait before replacing a dead child; doubled for each one that died within `SHORT_LIFE_SECONDS` of its start (a
+setting the child cannot use, say), up to `RESTART_MAX_SECONDS`."""
+RESTART_MAX_SECONDS = 60.0
+SHORT_LIFE_SECONDS = 10.0
 FORWARD_EVERY = 100
 """Received messages go up to the parent at the end of each turn of paho's loop, or every this many: while the
 socket has data paho's loop keeps reading (once, 4,700 messages before its turn ended, the parent idle meanwhile)."""
@@ -142,6 +148,9 @@ class ProcessClient:
         self._link: Link | None = None
         self._child: subprocess.Popen | None = None
         self._stopping = False
+        self._restart_timer: threading.Timer | None = None
+        self._short_lives = 0
+        """Children in a row that died soon after their start: each waits twice as long to be replaced."""
 
     # ---- configuration, before loop_start ----------------------------------------------------------------------
 
@@ -149,6 +158,7 @@ class ProcessClient:
         self.settings.username, self.settings.password = username, password
 
     def tls_set(self, ca_certs: str) -> None:
+        ssl.create_default_context(cafile=ca_certs)  # a missing or broken CA file fails here, as with paho itself
         self.settings.ca_certs = ca_certs
 
     def reconnect_delay_set(self, min_delay: int = 1, max_delay: int = 120) -> None:
@@ -174,6 +184,14 @@ class ProcessClient:
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> SimpleNamespace:
         payload = payload.encode() if isinstance(payload, str) else bytes(payload)
+        # what paho's publish refuses is refused here, in the caller, as in-process (in the child it would end it)
+        if not topic:
+            raise ValueError("Invalid topic.")
+        mqtt.Client._raise_for_invalid_topic(topic.encode())
+        if qos not in (0, 1, 2):
+            raise ValueError("Invalid QoS level.")
+        if len(payload) > 268435455:
+            raise ValueError("Payload too large.")
         with self._lock:
             self._next_mid = self._next_mid % 2_000_000_000 + 1
             mid = self._next_mid
@@ -192,6 +210,8 @@ class ProcessClient:
     def subscribe(self, topic_filter: str, qos: int = 0,
                   properties: Properties | None = None) -> tuple[mqtt.MQTTErrorCode, int]:
         identifier = getattr(properties, "SubscriptionIdentifier", None) if properties else None
+        if qos not in (0, 1, 2) or mqtt.Client._filter_wildcard_len_check(topic_filter.encode()):
+            raise ValueError(f"invalid subscription {topic_filter!r} (QoS {qos})")
         with self._lock:
             self._next_mid = self._next_mid % 2_000_000_000 + 1
             mid = self._next_mid
@@ -205,9 +225,17 @@ class ProcessClient:
         if self._link is not None:
             self._link.put(("disconnect",))
 
+    def acknowledges(self, _mid: int) -> bool:
+        """The child reports the broker's acknowledgements of QoS 1 and 2 messages only
+        (`BufferedClient.acknowledges`)."""
+        return True
+
     def loop_stop(self) -> None:
-        self._stopping = True
-        link, child = self._link, self._child
+        with self._lock:  # a child being started now sees this and stops itself (`_spawn`)
+            self._stopping = True
+            link, child, timer = self._link, self._child, self._restart_timer
+        if timer is not None:
+            timer.cancel()
         if link is not None:
             link.put(("stop",))
             link.close()
@@ -222,12 +250,19 @@ class ProcessClient:
 
     def _spawn(self) -> None:
         ours, theirs = socket.socketpair()
-        child = subprocess.Popen([sys.executable, "-m", "gridwatch.mqtt_child", str(theirs.fileno())],
-                                 pass_fds=[theirs.fileno()])
-        theirs.close()
+        try:
+            child = subprocess.Popen([sys.executable, "-m", "gridwatch.mqtt_child", str(theirs.fileno())],
+                                     pass_fds=[theirs.fileno()])
+        finally:
+            theirs.close()
         link = Link(Connection(ours.detach()))
         link.put(("settings", self.settings))
         with self._lock:
+            if self._stopping:  # loop_stop came meanwhile and did not see this one
+                link.put(("stop",))
+                link.close()
+                threading.Thread(target=link.send_forever, daemon=True).start()
+                return
             self._link, self._child = link, child
             resend = list(self._unacknowledged.values())
         for command in resend:  # what the child before did not see acknowledged
@@ -237,24 +272,42 @@ class ProcessClient:
                          daemon=True).start()
 
     def _read(self, link: Link, child: subprocess.Popen) -> None:
+        started = time.monotonic()
         try:
             while True:
                 for event in pickle.loads(link.connection.recv_bytes()):
-                    self._dispatch(event)
+                    try:
+                        self._dispatch(event)
+                    except Exception:  # a callback's bug must not stop what comes after it
+                        log.exception("%s: handling %s from the network process failed", self.settings.client_id,
+                                      event[0])
         except (EOFError, OSError):
             pass
-        link.close()
+        finally:
+            link.close()
         if self._stopping:
             return
-        log.error("%s: the MQTT network process ended (exit status %s); starting another",
-                  self.settings.client_id, child.wait())
+        self._short_lives = self._short_lives + 1 if time.monotonic() - started < SHORT_LIFE_SECONDS else 0
+        wait = min(RESTART_MAX_SECONDS, RESTART_SECONDS * 2 ** max(0, self._short_lives - 1))
+        log.error("%s: the MQTT network process ended (exit status %s); starting another in %.0f s",
+                  self.settings.client_id, child.wait(), wait)
         if self.on_disconnect is not None:
             self.on_disconnect(self, None, None, Outcome(-1, True, "network process ended"), None)
-        threading.Timer(RESTART_SECONDS, self._restart).start()
+        self._schedule_restart(wait)
+
+    def _schedule_restart(self, wait: float) -> None:
+        with self._lock:
+            if not self._stopping:
+                self._restart_timer = threading.Timer(wait, self._restart)
+                self._restart_timer.daemon = True
+                self._restart_timer.start()
 
     def _restart(self) -> None:
-        if not self._stopping:
+        try:
             self._spawn()
+        except Exception:  # e.g. no file descriptors left: try again later, never give up on the session
+            log.exception("%s: could not start the MQTT network process", self.settings.client_id)
+            self._schedule_restart(RESTART_MAX_SECONDS)
 
     def _dispatch(self, event: tuple) -> None:
         kind = event[0]

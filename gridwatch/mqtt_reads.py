@@ -38,9 +38,22 @@ class BufferedClient(mqtt.Client):
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         rc = super().loop_read(max_packets)
-        while rc == mqtt.MQTT_ERR_SUCCESS and self._received and self._sock is not None:
+        while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and (self._received or self._read_whole()):
             rc = super().loop_read(max_packets)  # each turn takes a whole packet, or empties the buffer
         return rc
+
+    def _read_whole(self) -> bool:
+        """A packet read to its last byte but not yet handled: paho stops after 100 reads of one packet (a
+        6.4 MB one, here), even when the hundredth completed it, and would leave it for the socket's next bytes."""
+        return bool(self._in_packet["have_remaining"]) and self._in_packet["to_process"] == 0
+
+    def acknowledges(self, mid: int) -> bool:
+        """Whether an `on_publish` of `mid` is the broker's acknowledgement of a QoS 1 or 2 message. paho calls
+        `on_publish` for a QoS 0 message as well, once written, and message ids wrap at 65,535: taken for an
+        acknowledgement, a QoS 0 message's id would later acknowledge the QoS 1 message that gets the same id,
+        before the broker has it. paho keeps a QoS 1 or 2 message among `_out_messages` until its `on_publish`
+        has run; a QoS 0 message is never there."""
+        return mid in self._out_messages
 
     def _sock_close(self) -> None:
         super()._sock_close()

@@ -109,3 +109,32 @@ def test_a_dead_network_process_is_replaced_and_the_session_goes_on(running_brok
         assert received.empty(), "each message handled once"
     finally:
         client.stop()
+
+
+def test_a_stop_signal_to_the_process_group_leaves_the_network_process_to_its_parent(running_broker, mqtt_client):
+    """Ctrl-C reaches every process of the group and `systemctl stop` every process of the service: the parent
+    stops gracefully, acknowledging the batch in hand, so its network process must not die first."""
+    received = queue.Queue()
+    client = server_client(running_broker, session_expiry_seconds=600, manual_ack=True)
+    client.subscribe(EVENTS, lambda message: received.put(message))
+    client.start()
+    try:
+        child = client._client._child.pid
+        os.kill(child, signal.SIGINT)
+        os.kill(child, signal.SIGTERM)
+        node = mqtt_client("node-a")
+        assert node.publish(EVENTS, b"in hand") == 0
+        message = received.get(timeout=10)
+        time.sleep(0.5)
+        assert alive(child) and client._client._child.pid == child and client.connected.is_set()
+        client.ack(message)  # the graceful stop's last acknowledgement reaches the broker
+    finally:
+        client.stop()
+    again = server_client(running_broker, session_expiry_seconds=600, manual_ack=True)
+    again.subscribe(EVENTS, lambda message: received.put(message))
+    again.start()
+    try:
+        time.sleep(1)
+        assert received.empty(), "acknowledged before the stop, so not sent again"
+    finally:
+        again.stop()
