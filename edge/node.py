@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
+from collections import Counter
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -44,6 +46,8 @@ class EdgeNode:
         self.system = SystemStats()
         self.configurator: RemoteConfigurator | None = None
         self.started = time.monotonic()
+        self.unstored: Counter[str] = Counter()
+        """Messages the outbox could not store, by kind (in memory: its disk is what failed)."""
 
     @classmethod
     def build(cls, config: NodeConfig, config_path: Path | None = None) -> EdgeNode:
@@ -74,9 +78,15 @@ class EdgeNode:
         return node
 
     def publish(self, topic: str, payload: bytes) -> None:
-        """Events and evidence are on disk before anything is sent; the sender publishes them in order."""
+        """Events and evidence are on disk before anything is sent; the sender publishes them in order. One the
+        outbox cannot store (its disk full or failing) is counted as `unstored_KIND` in telemetry and logged, and
+        the camera goes on."""
         kind = EVIDENCE if parse_node_topic(topic).kind is TopicKind.EVIDENCE else EVENT
-        self.outbox.put(topic, payload, kind)
+        try:
+            self.outbox.put(topic, payload, kind)
+        except (sqlite3.Error, OSError) as error:
+            self.unstored[f"unstored_{kind}"] += 1
+            log.error("outbox could not store %s %s (%s: %s); it is lost", kind, topic, type(error).__name__, error)
 
     def publish_telemetry(self) -> None:
         telemetry = NodeTelemetry(
@@ -87,9 +97,7 @@ class EdgeNode:
             uptime_seconds=round(time.monotonic() - self.started, 1),
             events_published=self.link.published,
             publish_pending=self.link.pending,
-            outbox_depth=self.outbox.depth,
-            outbox_bytes=self.outbox.size_bytes,
-            dropped=self.outbox.counters(),
+            **self._outbox_figures(),
             cpu_percent=self.system.cpu_percent(),
             memory_mb=self.system.memory_mb(),
             temperature_c=self.system.temperature_c(),
@@ -100,6 +108,16 @@ class EdgeNode:
             lamps=[lamp.telemetry() for lamp in self.lamps],
         )
         self.link.publish(telemetry_topic(self.config.node_id), telemetry.model_dump_json().encode(), qos=0)
+
+    def _outbox_figures(self) -> dict:
+        """Depth, size and what it let go; an outbox that cannot be read (its disk) still reports what it lost."""
+        try:
+            depth, counted = self.outbox.depth, self.outbox.counters()
+        except sqlite3.Error as error:
+            log.error("outbox unreadable: %s: %s", type(error).__name__, error)
+            depth, counted = 0, {}
+        return {"outbox_depth": depth, "outbox_bytes": self.outbox.size_bytes,
+                "dropped": counted | dict(self.unstored)}
 
     def run_streetlights(self, stop: threading.Event) -> None:
         """Read each lamp every `poll_seconds` and publish the faults that begin or end (through the outbox)."""
@@ -149,16 +167,17 @@ class EdgeNode:
             for thread in threads:
                 thread.join(timeout=10)
             deadline = time.monotonic() + 10
-            while not self.sender.drained() and self.link.connected.is_set() and time.monotonic() < deadline:
+            while self._outbox_figures()["outbox_depth"] and self.link.connected.is_set() and \
+                    time.monotonic() < deadline:
                 time.sleep(0.05)
             sender_stop.set()
             sender.join(timeout=5)
             if self.link.connected.is_set():
                 self.publish_telemetry()
             self.link.stop_gracefully()
-            if self.outbox.depth:
+            if depth := self._outbox_figures()["outbox_depth"]:
                 log.warning("%d message(s) not yet acknowledged stay in %s and go out at the next start",
-                            self.outbox.depth, self.outbox.path)
+                            depth, self.outbox.path)
             self.outbox.close()
         return 1 if any(p.error for p in self.pipelines) else 0
 

@@ -4,7 +4,8 @@ is cut off for hours, would otherwise lose what it had not sent.
 
 Messages leave in the order they were written. When the outbox reaches its size limit it makes room by the stated
 policy — the oldest evidence first, then the oldest events — and counts everything it drops, so nothing is lost
-silently; the counts go out in telemetry.
+silently; the counts go out in telemetry. A message the broker refuses (not authorised, say: it would never get
+through) leaves the outbox too, counted and logged the same way.
 """
 
 from __future__ import annotations
@@ -87,6 +88,16 @@ class Outbox:
                 self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
                 self._size -= row[0]
 
+    def refuse(self, message_id: int, reason: str) -> None:
+        """The broker (or the MQTT client) will never take this message: drop it, counted as `refused_KIND`."""
+        with self._lock:
+            row = self._db.execute("SELECT bytes, kind, topic FROM outbox WHERE id = ?", (message_id,)).fetchone()
+            if row is not None:
+                self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+                self._size -= row[0]
+                self._count(f"refused_{row[1]}")
+                log.error("refused: %s %s (%s); dropped from the outbox", row[1], row[2], reason)
+
     @property
     def depth(self) -> int:
         with self._lock:
@@ -125,27 +136,51 @@ class OutboxSender:
         self.refused = 0
 
     def _acked(self, message_id: int, accepted: bool) -> None:
-        # A refused message (not authorised) would never get through: keep no zombie, count it (logged by the client).
-        self.outbox.acknowledge(message_id)
-        with self._lock:
-            self._in_flight -= 1
-            if not accepted:
-                self.refused += 1
-        self.outbox.wakeup.set()
+        try:
+            if accepted:
+                self.outbox.acknowledge(message_id)
+            else:  # refused (not authorised): it would never get through, so no zombie; counted in telemetry
+                self.outbox.refuse(message_id, "refused by the broker")
+        finally:  # a failed delete (the disk, say) leaves the message to go again after a restart
+            with self._lock:
+                self._in_flight -= 1
+                if not accepted:
+                    self.refused += 1
+            self.outbox.wakeup.set()
 
     def run(self, stop: threading.Event) -> None:
+        """Until `stop`; an error (the outbox's disk, say) is logged and the next turn tries again, a little later
+        each time (up to 30 s), so the sender never ends while the node runs."""
+        failures = 0
         while not stop.is_set():
             self.outbox.wakeup.clear()
-            with self._lock:
-                room = self.window - self._in_flight
-            if room > 0 and self.client.connected.is_set():
-                for message in self.outbox.pending(after_id=self._last_handed, limit=room):
-                    with self._lock:
-                        self._in_flight += 1
-                    self._last_handed = message.id
-                    self.client.publish(message.topic, message.payload, qos=self.qos,
-                                        on_ack=lambda ok, mid=message.id: self._acked(mid, ok))
+            try:
+                self._hand_over()
+            except Exception:
+                failures += 1
+                log.exception("outbox: handing messages to MQTT failed (%d in a row); trying again", failures)
+                stop.wait(min(30.0, 0.5 * 2 ** failures))
+                continue
+            failures = 0
             self.outbox.wakeup.wait(0.5)
 
-    def drained(self) -> bool:
-        return self.outbox.depth == 0
+    def _hand_over(self) -> None:
+        with self._lock:
+            room = self.window - self._in_flight
+        if room <= 0 or not self.client.connected.is_set():
+            return
+        for message in self.outbox.pending(after_id=self._last_handed, limit=room):
+            with self._lock:
+                self._in_flight += 1
+            try:
+                self.client.publish(message.topic, message.payload, qos=self.qos,
+                                    on_ack=lambda ok, mid=message.id: self._acked(mid, ok))
+            except ValueError as error:  # the client refuses the message itself (its topic, say): never sendable
+                with self._lock:
+                    self._in_flight -= 1
+                self.outbox.refuse(message.id, str(error))
+            except BaseException:
+                with self._lock:
+                    self._in_flight -= 1
+                raise  # not handed: the next turn tries it again
+            self._last_handed = message.id

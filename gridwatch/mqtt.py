@@ -90,6 +90,7 @@ class MqttClient:
             self._client.tls_set(ca_certs=str(tls_ca_file))
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.max_queued_messages_set(0)  # never drop a publish while the broker is away
+        self._client.suppress_exceptions = True  # and should a callback still raise, paho's thread goes on
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -218,7 +219,7 @@ class MqttClient:
 
     def _ready(self) -> None:
         """Connected and every subscription acknowledged: what is published to them from now on reaches us."""
-        self.on_connected()  # the birth message goes out before anyone is told we are connected
+        self._guarded(self.on_connected)  # the birth message goes out before anyone is told we are connected
         self.connected.set()
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
@@ -228,7 +229,7 @@ class MqttClient:
             log.warning("%s: disconnected (%s); reconnecting", self.client_id, reason_code)
         self.connected.clear()
         if not self._stopping:
-            self.on_disconnected()
+            self._guarded(self.on_disconnected)
 
     def _on_publish(self, _client, _userdata, mid, reason_code, _properties) -> None:
         if not self._client.acknowledges(mid):  # a QoS 0 message written: nothing awaits it
@@ -247,7 +248,16 @@ class MqttClient:
         else:
             self.published += 1
         if on_ack is not None:
-            on_ack(not reason_code.is_failure)
+            self._guarded(on_ack, not reason_code.is_failure)
+
+    def _guarded(self, callback: Callable[..., None], *args: object) -> None:
+        """Run one of our callbacks on paho's network thread: an error in it (a full disk under the outbox, say)
+        is logged, not raised into paho, whose thread it would end, leaving the client looking connected with
+        nothing more sent or acknowledged."""
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("%s: %s failed", self.client_id, getattr(callback, "__name__", callback))
 
     def _handler_for(self, message: mqtt.MQTTMessage) -> MessageHandler | None:
         handlers = list(self._subscriptions.values())

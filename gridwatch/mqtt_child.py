@@ -44,6 +44,7 @@ def run(connection: Connection) -> None:
         client.will_set(*settings.will)
     client.reconnect_delay_set(*settings.reconnect_delay)
     client.max_queued_messages_set(0)
+    client.suppress_exceptions = True  # a callback that raises must not end paho's thread
     ours: dict[int, int] = {}  # paho's message id -> the parent's (a SUBSCRIBE's: -id)
     early: dict[int, Any] = {}  # acknowledged before `ours` knew the id (SUBACKs under -id)
     lock = threading.Lock()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt import _packet
 
 READ_SIZE = 65536
 
@@ -46,6 +47,18 @@ class BufferedClient(mqtt.Client):
         """A packet read to its last byte but not yet handled: paho stops after 100 reads of one packet (a
         6.4 MB one, here), even when the hundredth completed it, and would leave it for the socket's next bytes."""
         return bool(self._in_packet["have_remaining"]) and self._in_packet["to_process"] == 0
+
+    def _handle_pubrec(self) -> mqtt.MQTTErrorCode:
+        """MQTT 5: a PUBREC with a reason code of 0x80 or more (not authorised, quota exceeded …) refuses a QoS 2
+        message, whose exchange then ends there. paho ignores the code and sends PUBREL, Mosquitto answers with
+        PUBCOMP, and the refused message looked delivered; here `on_publish` gets the refusal."""
+        result = _packet.decode_pubrec(self._in_packet["command"], self._in_packet["packet"], self._protocol)
+        if not result.reason.is_failure:
+            return super()._handle_pubrec()
+        with self._out_message_mutex:
+            if result.mid in self._out_messages:
+                return self._do_on_publish(result.mid, result.reason, result.properties)
+        return mqtt.MQTT_ERR_SUCCESS
 
     def acknowledges(self, mid: int) -> bool:
         """Whether an `on_publish` of `mid` is the broker's acknowledgement of a QoS 1 or 2 message. paho calls

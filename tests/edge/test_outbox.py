@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -11,8 +12,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from edge.config import NodeConfig
+from edge.node import EdgeNode
 from edge.outbox import EVENT, EVIDENCE, Outbox
-from gridwatch.contract import event_topic
+from gridwatch.contract import event_topic, telemetry_topic
 from tests.edge.stream_node import event_id as stream_event_id
 from tests.factories import start_node, wait_until
 
@@ -167,3 +172,75 @@ def test_a_node_killed_mid_stream_and_restarted_loses_nothing_and_the_server_sto
     assert api.get("/api/v1/dead-letters").json()["total"] == 0
     some = stream_event_ids([0, 79, 80, 399])
     assert all(api.get(f"/api/v1/evidence/{event_id}").status_code == 200 for event_id in some)
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_a_message_the_broker_refuses_leaves_the_outbox_counted_and_the_rest_goes_on(running_broker, mqtt_client,
+                                                                                      tmp_path, qos):
+    """node-a may not write node-b's topics: that event would never get through, so it must neither block the
+    outbox nor pass for delivered (at QoS 2 paho took the broker's refusal for a delivery)."""
+    subscriber = persistent_subscriber(mqtt_client)
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.put(event_topic("node-b", "litter"), b'{"n": "foreign"}', EVENT)
+    outbox.put(TOPIC, b'{"n": 1}', EVENT)
+    shutdown = start_node(running_broker, tmp_path, outbox, qos=qos)
+    try:
+        wait_until(lambda: outbox.depth == 0, timeout=20)
+    finally:
+        shutdown()
+    assert outbox.counters() == {"refused_event": 1}
+    assert [m.payload for m in subscriber.collect(1.0)] == [b'{"n": 1}']
+
+
+def test_an_outbox_that_fails_now_and_then_stops_neither_the_sender_nor_the_link(running_broker, mqtt_client,
+                                                                                 tmp_path, monkeypatch):
+    """A disk that refuses a read or a delete once (full, failing): the message whose delete failed stays for the
+    next start, and everything else still goes and is acknowledged (an error raised into paho's thread ended it)."""
+    subscriber = persistent_subscriber(mqtt_client)
+    outbox = Outbox(tmp_path / "outbox.db")
+    failures = {"pending": 1, "acknowledge": 1}
+    for name in failures:
+        real = getattr(outbox, name)
+
+        def failing_once(*args, _real=real, _name=name, **kwargs):
+            if failures[_name]:
+                failures[_name] -= 1
+                raise sqlite3.OperationalError("database or disk is full")
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(outbox, name, failing_once)
+    for index in range(5):
+        outbox.put(TOPIC, json.dumps({"n": index}).encode(), EVENT)
+    shutdown = start_node(running_broker, tmp_path, outbox)
+    try:
+        wait_until(lambda: outbox.depth == 1, timeout=20)
+        outbox.put(TOPIC, json.dumps({"n": 5}).encode(), EVENT)
+        wait_until(lambda: outbox.depth == 1, timeout=20)
+        assert shutdown.link.connected.is_set()
+    finally:
+        shutdown()
+    assert [json.loads(m.payload)["n"] for m in subscriber.collect(1.0)] == list(range(6))
+    assert [json.loads(m.payload)["n"] for m in outbox.pending()] == [0]  # its delete failed: it goes again
+
+
+def test_a_node_whose_outbox_cannot_store_keeps_running_and_reports_what_it_lost(running_broker, mqtt_client,
+                                                                                  tmp_path):
+    server = mqtt_client("gridwatch-server")
+    server.subscribe(telemetry_topic("node-a"))
+    config = NodeConfig.model_validate({
+        "node_id": "node-a", "state_dir": str(tmp_path), "telemetry_seconds": 0.5,
+        "mqtt": {"port": running_broker.port, "password": running_broker.credentials.nodes["node-a"]},
+        "streetlights": [{"lamp_id": "lamp-7", "poll_seconds": 0.2, "fault_seconds": 0.5, "adapter": {
+            "type": "simulated", "ambient_lux": 0.5, "failures": [{"fault": "lamp_out", "start_seconds": 1}]}}]})
+    node = EdgeNode.build(config)
+    node.outbox.close()  # its disk gone
+    stop = threading.Event()
+    thread = threading.Thread(target=node.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        telemetry = json.loads(server.wait_for(lambda m: b"unstored_event" in m.payload, timeout=20).payload)
+        assert telemetry["dropped"] == {"unstored_event": 1}
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(15)
