@@ -88,7 +88,7 @@ def generate_users(
     that sites' brokers bridge in with (each needs its block in the ACL, like an integrator)."""
     roles = role_accounts(acl_file)
     for node_id in nodes:
-        if not re.match(NODE_ID_PATTERN, node_id):
+        if not re.fullmatch(NODE_ID_PATTERN, node_id):
             raise BrokerError(f"node id {node_id!r} must match {NODE_ID_PATTERN}")
         if node_id in roles:
             raise BrokerError(f"node id {node_id!r} is a role account in {acl_file}; choose another id")

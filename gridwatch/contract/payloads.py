@@ -60,7 +60,8 @@ Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no Infinity or NaN: JSON has neither, JSON out would carry them as null, and no bound holds them
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Box(_Strict):

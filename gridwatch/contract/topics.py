@@ -84,7 +84,7 @@ def parse_node_topic(topic: str) -> NodeTopic:
     if parts[:3] != ["gw", "v1", "nodes"] or len(parts) < 5:
         raise TopicError(f"not a node topic: {topic!r}")
     node_id, kind_name, rest = parts[3], parts[4], parts[5:]
-    if not _NODE_ID_RE.match(node_id):
+    if not _NODE_ID_RE.fullmatch(node_id):  # `$` alone would let a trailing newline through
         raise TopicError(f"invalid node id in topic: {node_id!r}")
     try:
         kind = TopicKind(kind_name)

@@ -78,7 +78,7 @@ def check_snapshot(topic: NodeTopic, payload: bytes) -> None:
         raise Rejected(f"snapshot of {len(payload)} bytes exceeds the {MAX_EVIDENCE_BYTES}-byte limit")
     if not payload.startswith(_JPEG_MAGIC):
         raise Rejected("snapshot is not a JPEG image")
-    if not _CAMERA_ID_RE.match(topic.leaf or ""):
+    if not _CAMERA_ID_RE.fullmatch(topic.leaf or ""):
         raise Rejected(f"invalid camera id {topic.leaf!r} in the snapshot topic")
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import tempfile
 from pathlib import Path
 
 
@@ -22,7 +25,24 @@ class EvidenceStore:
         path = self.path(sha256)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            # a name of its own: several workers store the same retained snapshot at once
+            handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    out.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         return sha256
+
+    def set_aside(self, topic: str, payload: bytes, reason: str) -> Path:
+        """A message that could not be written to the database at all, not even as a dead letter: kept here,
+        whole, with its topic and the reason, for an operator to look at (`set-aside/*.json`)."""
+        folder = self.root / "set-aside"
+        folder.mkdir(parents=True, exist_ok=True)
+        sha256 = hashlib.sha256(topic.encode() + b"\0" + payload).hexdigest()
+        (folder / f"{sha256}.payload").write_bytes(payload)
+        meta = folder / f"{sha256}.json"
+        meta.write_text(json.dumps({"topic": topic, "reason": reason, "bytes": len(payload)}, ensure_ascii=False))
+        return meta

@@ -1,7 +1,8 @@
 """The MQTT ingest service: events, evidence, node status and telemetry from the broker into the database.
 
 Every message ends in exactly one place: stored, recognised as a duplicate (changes nothing), or kept in the
-dead-letter table with the reason and the raw payload. A bad message never stops the loop.
+dead-letter table with the reason and the raw payload; one that cannot be written even there (a bug) is set aside on
+disk with the reason (`set_aside`). A bad message never stops the loop.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class Ingest:
         self._marked: dict[str, datetime] = {}
         """When this worker last marked each node seen: an event-only batch from nodes marked within
         `SEEN_EVERY` needs no node transaction at all."""
-        self.counts = {"events": 0, "duplicates": 0, "evidence": 0, "dead_letters": 0, "status": 0, "telemetry": 0}
+        self.counts = {"events": 0, "duplicates": 0, "evidence": 0, "dead_letters": 0, "status": 0, "telemetry": 0,
+                       "set_aside": 0}
         self.node_messages = NodeMessages(database, evidence, self.counts)
         self.statistics = PlannerStatistics(database)
 
@@ -341,8 +343,20 @@ class Ingest:
     def _letter(topic: str, node_id: str | None, payload: bytes, reason: str) -> DeadLetter:
         log.warning("dead letter on %s: %s", topic, reason)
         # text columns of PostgreSQL hold no NUL; the raw payload (bytes) keeps everything
-        return DeadLetter(topic=topic.replace("\x00", "\\0"), node_id=node_id,
+        return DeadLetter(topic=topic.replace("\x00", "\\0"), node_id=node_id[:64] if node_id else None,
                           reason=reason.replace("\x00", "\\0"), payload=payload)
+
+    def set_aside(self, topic: str, payload: bytes, error: Exception) -> str:
+        """The last resort for a message that fails on its own for a reason other than the database being away
+        (a bug, a row the database refuses even as a dead letter): kept on disk with the reason
+        (`EvidenceStore.set_aside`), so the caller can acknowledge it and go on."""
+        reason = f"{type(error).__name__}: {error}"
+        kept = self.evidence.set_aside(topic, payload, reason)
+        log.error("a message on %s could not be written even as a dead letter (%s); kept in %s", topic, reason, kept)
+        self.counts["set_aside"] += 1
+        if self.metrics is not None:
+            self.metrics.messages_seen({(_kind_of(topic), "set_aside"): 1})
+        return "set_aside"
 
     def _dead_letter(self, topic: str, node_id: str | None, payload: bytes, reason: str) -> str:
         with self.database.session() as session:

@@ -30,7 +30,7 @@ import paho.mqtt.client as mqtt
 
 from gridwatch.contract import SUBSCRIBE_ALL_NODES, TOPIC_ROOT, CaseMessage, case_topic
 from gridwatch.mqtt import MqttClient, topic_filter_pattern
-from server.db import first_line
+from server.db import database_away, first_line
 from server.services.events import POSTPONED
 from server.services.ingest import Ingest
 
@@ -118,19 +118,40 @@ class IngestService(MqttClient):
                 self.inbox.task_done()
 
     def _write(self, batch: list[mqtt.MQTTMessage], patient: bool) -> list[str] | None:
-        """Writes the batch, trying again (1 s, 2 s, … 30 s apart) while the database is away: Ingest dead-letters
-        what it cannot use, so what fails here is the database itself. None if the server stopped first; the
-        batch is then unacknowledged and the broker sends it again to the next session."""
+        """Writes the batch, trying again (1 s, 2 s, … 30 s apart) while the database is away (Ingest dead-letters
+        what it cannot use); a batch that fails for another reason is written a message at a time
+        (`_one_by_one`). None if the server stopped first; the batch is then unacknowledged and the broker sends it
+        again to the next session."""
         wait = 1.0
         while True:
             try:
-                return self.ingest.handle_batch([(message.topic, message.payload) for message in batch], patient)
+                try:
+                    return self.ingest.handle_batch([(message.topic, message.payload) for message in batch], patient)
+                except Exception as error:
+                    if database_away(error):
+                        raise
+                    log.exception("a batch of %d messages failed; writing them one by one", len(batch))
+                    return self._one_by_one(batch, patient)
             except Exception as error:
                 log.error("a batch of %d messages could not be written (%s: %s); trying again in %.0f s",
                           len(batch), type(error).__name__, first_line(error), wait)
                 if self._halt.wait(wait):
                     return None
                 wait = min(30.0, wait * 2)
+
+    def _one_by_one(self, batch: list[mqtt.MQTTMessage], patient: bool) -> list[str]:
+        """A batch that failed for a reason other than the database being away: each message on its own, so that
+        one cannot hold the others up (retried as a whole, it would be retried for ever); one that fails on its
+        own too is set aside on disk with the reason (`Ingest.set_aside`) and acknowledged."""
+        outcomes = []
+        for message in batch:
+            try:
+                outcomes += self.ingest.handle_batch([(message.topic, message.payload)], patient)
+            except Exception as error:
+                if database_away(error):
+                    raise  # the whole batch again once it is back (what was written is recognised)
+                outcomes.append(self.ingest.set_aside(message.topic, message.payload, error))
+        return outcomes
 
     def drain(self, timeout: float) -> bool:
         """Wait until every received message is written and acknowledged; False if time ran out."""

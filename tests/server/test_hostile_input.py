@@ -68,6 +68,12 @@ def test_every_topic_refuses_hostile_payloads_into_the_dead_letters(ingest, topi
     ("gw/v1/other/thing", {}, "topic"),
     ("gw/v1/nodes/node-a/events/illegal_parking", event_payload(category="litter", code="0102"), "category"),
     ("gw/v1/nodes/node-a/evidence/not-a-uuid", None, "not an event id"),
+    # a regular expression's `$` matches before a final newline: a 65-character node id once passed, and its dead
+    # letter overflowed the node_id column on PostgreSQL, which stopped ingest on that batch for good
+    (f"gw/v1/nodes/{'a' * 64}\n/events/litter", event_payload(category="litter", code="0102"), "invalid node id"),
+    ("gw/v1/nodes/node-a/snapshot/cam-1\n", None, "invalid camera id"),
+    (EVENT, event_payload(dwell_seconds=float("inf")), "dwell_seconds: .*finite number"),
+    (EVENT, event_payload(score=float("nan")), "score: .*finite number"),
 ])
 def test_spoofed_and_misrouted_messages_are_named_in_the_dead_letters(ingest, topic, payload, reason):
     body = b"\xff\xd8\xff\xe0 jpeg" if payload is None else json.dumps(payload).encode()

@@ -18,11 +18,16 @@ from gridwatch.broker import free_port, wait_for_port
 from gridwatch.contract import event_topic
 from server.db import Database
 from server.models import CaseRecord, EventRecord
+from server.services.cases import CaseService
+from server.services.dispatch import Dispatcher
 from server.services.events import POSTPONED
+from server.services.evidence import EvidenceStore
+from server.services.ingest import Ingest
 from server.services.ingest_service import PATIENCE, IngestService
 from tests.factories import event_payload, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
+DISPATCH = REPO / "config" / "demo" / "dispatch.yaml"
 
 
 def start_server(config: Path, port: int) -> subprocess.Popen:
@@ -107,3 +112,37 @@ def test_a_postponed_event_goes_with_the_next_batches_until_one_waits_for_it(run
     assert tries == [False] * PATIENCE + [True], f"set aside {PATIENCE} times, then a batch waits for it"
     assert all(payloads.count(b"held") <= 1 for payloads, _patient in ingest.batches)
     assert [payloads for payloads, _patient in ingest.batches if b"after" in payloads] == [[b"after"]]
+
+
+def test_a_message_that_fails_for_another_reason_than_the_database_holds_up_no_other(running_broker, mqtt_client,
+                                                                                     tmp_path):
+    """A batch that fails for a bug, or a row the database refuses even as a dead letter, was retried for ever,
+    its good messages with it: now each goes on its own, and one that fails alone too is set aside on disk."""
+    ingest = Ingest(Database(f"sqlite:///{tmp_path / 'gw.db'}"), CaseService(Dispatcher.from_file(DISPATCH)),
+                    EvidenceStore(tmp_path / "evidence"), publish_case=lambda _message: None)
+    real = ingest.handle_batch
+
+    def failing_on_poison(messages, patient=True):
+        if any(payload == b"poison" for _topic, payload in messages):
+            raise ValueError("a bug met this message")
+        return real(messages, patient)
+
+    ingest.handle_batch = failing_on_poison
+    service = IngestService(ingest, "test-ingest", "127.0.0.1", running_broker.port, "gridwatch-server",
+                            running_broker.credentials.server_password)
+    service.start()
+    try:
+        node = mqtt_client("node-a")
+        topic = event_topic("node-a", "illegal_parking")
+        for payload in (json.dumps(event_payload()).encode(), b"poison", json.dumps(event_payload()).encode()):
+            assert node.publish(topic, payload) == 0
+        assert service.drain(20), "every message written or set aside, and acknowledged"
+        assert node.publish(topic, json.dumps(event_payload()).encode()) == 0
+        assert service.drain(20)
+    finally:
+        service.stop()
+    assert stored(ingest.database) == 3
+    [kept] = (tmp_path / "evidence" / "set-aside").glob("*.json")
+    assert json.loads(kept.read_text()) == {"topic": topic, "reason": "ValueError: a bug met this message", "bytes": 6}
+    assert kept.with_suffix(".payload").read_bytes() == b"poison"
+    assert ingest.counts["set_aside"] == 1
