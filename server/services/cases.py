@@ -84,6 +84,9 @@ class CaseService:
                 case.ended_at = event.observed_at
                 if status is S.FEEDBACK and (event.node_id, event.camera_id) == (case.node_id, case.camera_id):
                     changes += self._verify_by_camera(case, now)
+        elif case.ended_at is not None and event.observed_at <= case.ended_at:
+            pass  # seen before the end already applied (workers may write one violation's events out of order): an
+            # occurrence, but no sign the object is back, so no rework, no reopening, and the case stays ended
         else:
             if first_of_violation:
                 case.open_violations += 1

@@ -192,6 +192,24 @@ def test_seen_again_after_feedback_goes_back_for_rework(city):
     assert "still sees garbage after the feedback" in city.case().transitions[-1].reason
 
 
+def test_an_update_written_after_the_end_but_seen_before_it_changes_nothing(city):
+    """Two workers may write one violation's events out of order: an `update` observed before the `end` already
+    applied is old news, and must neither send a verified case back for rework nor reopen a closed one."""
+    first = city.detect()
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF)
+    seen = city.clock.now
+    city.clock.advance(minutes=1)
+    city.detect(type="end", violation_id=first["violation_id"])
+    assert city.case().status == "closed"
+    steps = city.actions()
+    city.detect(type="update", violation_id=first["violation_id"], observed_at=seen.isoformat())
+    assert city.case().status == "closed" and city.actions() == steps and city.case().ended_at is not None
+    city.clock.advance(minutes=1)
+    city.detect(type="update", violation_id=first["violation_id"])  # seen after the end: it is back
+    assert city.actions()[-1] == ("reopen", "dispatched")
+
+
 def test_gone_before_the_feedback_closes_on_the_feedback(city):
     first = city.detect()
     city.act("accept", Role.FIELD_STAFF)
