@@ -152,7 +152,11 @@ class CaseService:
 
     def _reopen(self, case: CaseRecord, now: datetime, why: str) -> list[CaseTransition]:
         case.closed_at = case.on_time = None
-        return [self._dispatch(case, now, A.REOPEN, SYSTEM_ACTOR, unit_id=case.unit_id, why=why)]
+        unit_id = case.unit_id
+        if unit_id is not None and not self.dispatcher.has_unit(unit_id):
+            why += f"; unit {unit_id!r} is no longer in the dispatch configuration, so the route chooses"
+            unit_id = None
+        return [self._dispatch(case, now, A.REOPEN, SYSTEM_ACTOR, unit_id=unit_id, why=why)]
 
     # ---- from citizens (Open311) -------------------------------------------------------------------------------
 
@@ -200,7 +204,7 @@ class CaseService:
         if action is A.FILE:
             changes = self._file_and_dispatch(case, now, f"confirmed by an operator: {why}", actor)
         elif action in (A.DISPATCH, A.REASSIGN):
-            if unit_id is not None and self.dispatcher.config and unit_id not in self.dispatcher.config.units:
+            if unit_id is not None and not self.dispatcher.has_unit(unit_id):
                 raise WorkflowError(422, f"unit_id: no unit {unit_id!r} in the dispatch configuration", [])
             changes = [self._dispatch(case, now, action, actor, unit_id, why)]
         elif action is A.EXTEND:

@@ -139,6 +139,10 @@ class Dispatcher:
     def zone(self) -> ZoneInfo:
         return self.config.zone if self.config else ZoneInfo("Asia/Shanghai")
 
+    def has_unit(self, unit_id: str) -> bool:
+        """Whether the dispatch configuration names this unit (without one, any unit id goes)."""
+        return self.config is None or unit_id in self.config.units
+
     def grid_at(self, location: Location | None) -> Grid | None:
         if location is None:
             return None
@@ -159,7 +163,7 @@ class Dispatcher:
         if route is not None:
             minutes, clock = route.deadline_minutes, route.clock
         if unit_id is not None:
-            if unit_id not in config.units:
+            if not self.has_unit(unit_id):
                 raise KeyError(unit_id)
             fallback = False
         elif grid is not None and route is not None:

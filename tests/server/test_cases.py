@@ -277,6 +277,25 @@ def test_reassignment_and_return_move_the_case_between_units(city):
         city.act("reassign", Role.OPERATOR, unit_id="nobody", reason="x")
 
 
+def test_a_case_whose_unit_left_the_dispatch_configuration_reopens_to_the_route(city, tmp_path):
+    first = city.detect()
+    city.act("reassign", Role.OPERATOR, unit_id="operations", reason="a broken bin sensor")
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF)
+    city.detect(type="end", violation_id=first["violation_id"])
+    assert city.case().status == "closed" and city.case().unit_id == "operations"
+    config = DISPATCH.read_text().replace("grids: grids.geojson", f"grids: {DISPATCH.parent / 'grids.geojson'}")
+    config = "\n".join(line for line in config.replace("unit: operations", "unit: command-centre").splitlines()
+                       if not line.strip().startswith("operations:"))
+    (tmp_path / "dispatch.yaml").write_text(config, encoding="utf-8")
+    city.ingest.cases.dispatcher = Dispatcher.from_file(tmp_path / "dispatch.yaml")
+    city.clock.advance(minutes=5)
+    city.detect()  # before: KeyError 'operations', the event in the dead letters
+    case = city.case()
+    assert (case.status, case.unit_id) == ("dispatched", "sanitation")
+    assert "no longer in the dispatch configuration" in case.transitions[-1].reason
+
+
 def test_every_message_for_integrators_validates_against_the_contract(city):
     first = city.detect()
     city.act("accept", Role.FIELD_STAFF)
