@@ -61,6 +61,19 @@ def claim(session: Session, keys: Iterable[str], wait: bool = True) -> set[str] 
     return {key for key, number in number_of.items() if number in held}
 
 
+def begin_writing(session: Session) -> None:
+    """On SQLite, the transaction takes the database's write lock now (`BEGIN IMMEDIATE`), before it reads what it
+    will change: what it reads then stays true until it commits, since no other connection can commit meanwhile.
+    (Python's sqlite3 opens a transaction only at the first write, so a read before it sees a state another
+    connection may change before this one writes: an operator's step and a detection at once would each write over
+    the other's status.) On PostgreSQL nothing: the rows to change are read `FOR UPDATE` instead."""
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    connection = session.connection()
+    if not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def database_away(error: Exception) -> bool:
     """The database cannot be reached (restarting, locked, connection lost): nothing is wrong with the message,
     so the batch is written again later instead of anything going to the dead letters."""

@@ -29,7 +29,7 @@ from gridwatch.contract import (
     Person,
 )
 from server.core.security import Role
-from server.db import claim
+from server.db import begin_writing, claim
 from server.models import CaseRecord, CaseTransition
 from server.services.dispatch import Dispatcher
 from server.services.places import Nearby, Repeats
@@ -166,10 +166,12 @@ class CaseService:
         """A citizen report: it joins (or reopens) the case already at that place, else opens one that waits for
         an operator to confirm, like a doubtful detection. Returns the case, the changes and whether it joined."""
         why = f"citizen report via {via}: {description[:300]}"
+        begin_writing(session)
         claim(session, self.repeats.keys((category, location, None)))  # a worker opening a case there goes first
         case = self.repeats.of(category, location, None, now,
                                self.repeats.nearby(session, [(category, location, None)], now))
         if case is not None:
+            session.refresh(case, with_for_update=True)  # a worker's batch changing it meanwhile waits for this
             change = (self._step(case, A.JOIN, via, now, why) if S(case.status) in OPEN
                       else self._reopen(case, now, why)[0])
             session.flush()
@@ -226,9 +228,12 @@ class CaseService:
         config = self.dispatcher.config
         later = timedelta(minutes=config.escalation.district_after_minutes if config else 120)
         messages = []
+        begin_writing(session)
+        # a case another worker's sweep or batch holds is left to the next sweep (SKIP LOCKED): two workers'
+        # sweeps never escalate one case twice
         overdue = session.scalars(select(CaseRecord).where(
             CaseRecord.status.in_([s.value for s in IN_UNIT | {S.RETURNED}]), CaseRecord.deadline_at < now,
-            CaseRecord.escalation_level < 2))
+            CaseRecord.escalation_level < 2).with_for_update(skip_locked=True))
         for case in overdue:
             level = 2 if case.deadline_at + later <= now else 1
             if level <= case.escalation_level:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from gridwatch.contract import CaseMessage, Event
-from server.db import JsonText, claim, one_of
+from server.db import JsonText, begin_writing, claim, one_of
 from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecord
 from server.services.cases import CaseService
 from server.services.places import Nearby, Place
@@ -48,6 +48,12 @@ def announced_hashes(event: Event) -> dict[str, str]:
     if event.evidence.crop is not None:
         hashes["crop"] = event.evidence.crop.sha256
     return hashes
+
+
+def lock_case(session: Session, case_id: int) -> CaseRecord | None:
+    """One case read to be changed (an operator's step): locked until the transaction ends, read afresh."""
+    begin_writing(session)
+    return session.get(CaseRecord, case_id, with_for_update=True, populate_existing=True)
 
 
 def lock_cases(session: Session, ids: set[int], wait: bool = True) -> dict[int, CaseRecord]:
@@ -92,6 +98,7 @@ class EventWriter:
         patient (on PostgreSQL), the events whose case another transaction holds, or whose new violation another
         worker is making the case of, are left out as `postponed`, to be written in a later batch, and the rest is
         written at once: workers write side by side instead of taking turns."""
+        begin_writing(session)
         event_ids = [item.event_id for item in batch]
         evidence: dict[str, dict[str, str]] = defaultdict(dict)
         if announcing := [item.event_id for item in batch if item.event.evidence is not None]:

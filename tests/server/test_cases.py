@@ -4,6 +4,7 @@ camera verifying closure, deadlines escalating. Time is passed in, so an afterno
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from server.db import Database
 from server.models import CaseRecord
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
+from server.services.events import lock_case
 from server.services.evidence import EvidenceStore
 from server.services.ingest import Ingest
 from tests.factories import event_payload
@@ -150,6 +152,26 @@ def test_a_batch_of_repeats_at_many_places_joins_each_open_case_once(city):
         assert {case.occurrences for case in session.query(CaseRecord)} == {2}
 
 
+def test_an_operator_step_and_a_detection_at_once_take_turns_and_neither_is_lost(city):
+    city.detect()
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF, reason="cleared")
+    with city.database.session() as session:
+        case = lock_case(session, 1)  # what the API's action route reads
+        steps = city.ingest.cases.act(case, CaseAction.VERIFY, "operator", Role.OPERATOR, city.clock.now)
+        seen_again = threading.Thread(target=city.detect)  # the camera sees garbage there again meanwhile
+        seen_again.start()
+        seen_again.join(timeout=1)
+        assert seen_again.is_alive(), "the detection wrote the case while the operator's step was in hand"
+        session.commit()
+    seen_again.join(timeout=30)
+    # before: the detection read `feedback` and sent the case back for rework, then the operator's commit wrote
+    # `verified` over it: a case the camera still sees, marked verified
+    assert [step.action for step in steps] == [CaseAction.VERIFY]
+    assert city.actions()[-2:] == [("verify", "verified"), ("reopen", "dispatched")]
+    assert city.case().status == "dispatched" and city.case().occurrences == 2
+
+
 def test_a_repeat_soon_after_closure_reopens_the_case_and_a_late_one_opens_another(city):
     first = city.detect()
     city.act("accept", Role.FIELD_STAFF)
@@ -245,6 +267,20 @@ def test_overdue_cases_escalate_to_the_street_office_then_the_district(city):
     assert city.case().escalation_level == 2 and "district" in city.case().transitions[-1].reason
     assert city.messages[-1].escalation_level == 2 and city.messages[-1].action.value == "escalate"
     assert city.ingest.sweep(city.clock.advance(days=1)) == 0
+
+
+def test_two_workers_sweeping_at_once_escalate_an_overdue_case_once(city):
+    city.detect(category="illegal_parking", code="0505", label="car")  # 30 minutes
+    now = city.clock.advance(minutes=31)
+    with city.database.session() as session:
+        first = city.ingest.cases.sweep(session, now)  # worker 1's sweep, not yet committed
+        second = threading.Thread(target=city.ingest.sweep, args=(now,))  # worker 2's, meanwhile
+        second.start()
+        second.join(timeout=1)
+        session.commit()
+    second.join(timeout=30)
+    assert len(first) == 1
+    assert [action for action, _ in city.actions()].count("escalate") == 1  # before: escalated twice
 
 
 def test_a_deferred_case_does_not_escalate_and_its_clock_stops(city):

@@ -15,6 +15,7 @@ from server.api.schemas import ActionIn, CaseDetail, CaseSummary, EventOut, Page
 from server.core.security import Role, TokenEntry
 from server.models import CaseRecord, EvidenceRecord, utcnow
 from server.services.cases import CaseService
+from server.services.events import lock_case
 from server.services.feedback import RejectReason, Verdict, review
 from server.services.workflow import IN_UNIT, WorkflowError, allowed_actions
 
@@ -76,8 +77,8 @@ def list_cases(
     return Page(items=[summary(case) for case in rows], total=total, page=page, page_size=page_size)
 
 
-def _case(session: SessionDep, case_id: int) -> CaseRecord:
-    case = session.get(CaseRecord, case_id)
+def _case(session: SessionDep, case_id: int, to_change: bool = False) -> CaseRecord:
+    case = lock_case(session, case_id) if to_change else session.get(CaseRecord, case_id)
     if case is None:
         raise HTTPException(status_code=404, detail=f"case {case_id} does not exist")
     return case
@@ -135,7 +136,7 @@ def _may_touch(caller: TokenEntry, case: CaseRecord) -> bool:
              summary="Take a workflow action: file, dispatch, reassign, accept, return, extend, defer, resume, "
                      "feedback, rework, verify, close, void")
 def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker, request: Request):  # noqa: ANN201
-    case = _case(session, case_id)
+    case = _case(session, case_id, to_change=True)  # a detection changing it meanwhile waits for this step
     if not _may_touch(caller, case):
         raise HTTPException(status_code=403, detail=f"case {case_id} is assigned to {case.unit_id}, not to your "
                                                     f"unit {caller.unit}")
