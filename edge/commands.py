@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from edge.config import NodeConfig, load_node_config
 from edge.manifest import load_manifest
-from edge.pipeline import CameraPipeline
+from edge.pipeline import CameraPipeline, reconfigure_all
 from gridwatch.config_files import ConfigError, format_validation_error
 from gridwatch.contract import (
     SCHEMA_VERSION,
@@ -103,10 +103,9 @@ class CommandHandler:
         try:
             for camera_id, camera in cameras.items():
                 self.pipelines[camera_id].check_served(camera, manifest)
+            reconfigure_all(self.pipelines, cameras, manifest)
         except ConfigError as error:
             raise CommandFailed(f"not reloaded: {error}") from None
-        for camera_id, camera in cameras.items():
-            self.pipelines[camera_id].reconfigure(camera, manifest)
         return f"reloaded {self.config_path.name}: {len(cameras)} camera(s)"
 
     def restart(self, camera_id: str) -> str:

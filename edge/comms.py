@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ from edge.config import MqttConfig
 from gridwatch.contract import (
     SCHEMA_VERSION,
     CommandResponse,
+    ConfigState,
     ConfigStatus,
     NodeState,
     NodeStatus,
@@ -52,6 +55,15 @@ class SessionCounter:
         return self.value
 
 
+def config_version_of(payload: bytes) -> str:
+    """The version a config names, for answering one that failed; "unknown" where it names none."""
+    try:
+        version = json.loads(payload).get("config_version")
+    except (ValueError, AttributeError):
+        return "unknown"
+    return version if isinstance(version, str) and version else "unknown"
+
+
 class NodeLink(MqttClient):
     def __init__(self, node_id: str, config: MqttConfig, state_dir: Path) -> None:
         super().__init__(
@@ -71,6 +83,8 @@ class NodeLink(MqttClient):
         self.session = self._sessions.next()
         self.set_will(Will(status_topic(node_id), self._status(NodeState.OFFLINE, with_time=False)))
         self.subscribe(status_topic(node_id), self._on_own_status)
+        self._configs: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._apply_configs, name="remote-config", daemon=True).start()
         self.subscribe(config_topic(node_id), self._on_config)
         self.command_handler: Callable[[bytes], CommandResponse] | None = None
         """Carries out a command and answers it (set by the node)."""
@@ -105,8 +119,21 @@ class NodeLink(MqttClient):
         if self.config_handler is None:
             log.warning("remote configuration received but this node does not apply it")
             return
-        status = self.config_handler(message.payload)
-        self.publish(config_status_topic(self.node_id), status.model_dump_json().encode(), retain=True)
+        # Applied in a thread of its own, one config after another: loading a new model takes seconds, and paho's
+        # loop must go on meanwhile (keep-alives, events).
+        self._configs.put(message.payload)
+
+    def _apply_configs(self) -> None:
+        while True:
+            payload = self._configs.get()
+            try:
+                status = self.config_handler(payload)
+            except Exception as error:  # a bug must not leave the config unanswered, nor stop the next one
+                log.exception("applying a remote config failed")
+                status = ConfigStatus(node_id=self.node_id, config_version=config_version_of(payload),
+                                      state=ConfigState.REFUSED, reason=f"internal error: {error}",
+                                      at=datetime.now(UTC))
+            self.publish(config_status_topic(self.node_id), status.model_dump_json().encode(), retain=True)
 
     def _on_command(self, message: mqtt.MQTTMessage) -> None:
         if self.command_handler is None:

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from edge.background import BackgroundModel
 from edge.capture import Frame, VideoSource, prefetch
 from edge.config import CameraConfig, NodeConfig
-from edge.detect import Detector, ModelRegistry
+from edge.detect import Detector, ModelError, ModelRegistry
 from edge.detections import Detections, covered_share
 from edge.evidence import annotate, crop
 from edge.health import CameraHealth
@@ -76,6 +76,16 @@ class ModelRunner:
 
     def due(self, timestamp: float) -> bool:
         return timestamp + 1e-6 >= self.next_due
+
+
+@dataclass(frozen=True)
+class Reconfiguration:
+    """A camera's next config with its zones and runners built (`CameraPipeline.prepare`), not yet in force."""
+
+    camera: CameraConfig
+    zones: dict[str, Zone]
+    runners: list[ModelRunner]
+    manifest: Manifest | None
 
 
 @dataclass
@@ -166,18 +176,27 @@ class CameraPipeline:
     def reconfigure(self, camera: CameraConfig, manifest: Manifest | None = None) -> None:
         """Take new zones, rules, rates, checks and models (`manifest`) without a restart; the models loaded stay
         loaded. Open violations of the old rules are not carried over: a changed zone is judged afresh."""
+        self.adopt(self.prepare(camera, manifest))
+
+    def prepare(self, camera: CameraConfig, manifest: Manifest | None = None) -> Reconfiguration:
+        """Everything a reconfiguration needs, models loaded, with nothing changed yet: a model that will not load
+        (ModelError) or a rule no model serves (ConfigError) is raised here, while the camera runs on."""
         manifest = manifest or self.manifest
         zones = {zone.zone_id: Zone(zone, self.node.zoneinfo()) for zone in camera.zones}
         loaded = {(runner.spec.name, runner.spec.weights or self.node.resolved_model()): runner.detector
                   for runner in self.runners}
         runners = self._runners(self.node, camera, manifest, zones, self.detector_factory, loaded)
+        return Reconfiguration(camera, zones, runners, manifest)
+
+    def adopt(self, new: Reconfiguration) -> None:
+        """Switch to a prepared reconfiguration, between two frames."""
         with self._lock:
-            self.camera, self.zones, self.runners, self.manifest = camera, zones, runners, manifest
-            self.motion = MotionDetector() if camera.motion_gating else None
+            self.camera, self.zones, self.runners, self.manifest = new.camera, new.zones, new.runners, new.manifest
+            self.motion = MotionDetector() if new.camera.motion_gating else None
             if self.health:
-                self.health.config = camera.health
-            elif camera.health.enabled:
-                self.health = CameraHealth(camera.health)
+                self.health.config = new.camera.health
+            elif new.camera.health.enabled:
+                self.health = CameraHealth(new.camera.health)
 
     @property
     def rules(self) -> list[StationaryRule]:
@@ -343,3 +362,24 @@ class CameraPipeline:
             source_ok=self.source.delivering and self.error is None,
             error=f"{type(self.error).__name__}: {self.error}" if self.error else None,
         )
+
+
+def reconfigure_all(pipelines: dict[str, CameraPipeline], cameras: dict[str, CameraConfig],
+                    manifest: Manifest | None = None) -> None:
+    """Every camera in `cameras` takes its new config, or none does: all are prepared, their models loaded, before
+    any switches. A model that will not load (corrupt weights, an export for another runtime) raises ConfigError
+    naming the camera, and every camera runs on as it was."""
+    prepared = {}
+    for camera_id, camera in cameras.items():
+        try:
+            prepared[camera_id] = pipelines[camera_id].prepare(camera, manifest)
+        except ConfigError:
+            raise
+        except ModelError as error:
+            raise ConfigError(f"cameras.{camera_id}: {error}") from None
+        except Exception as error:  # whatever else loading a model raises: refused, never half-applied
+            log.exception("preparing camera %s for its new config failed", camera_id)
+            raise ConfigError(f"cameras.{camera_id}: cannot load its models: {type(error).__name__}: {error}") \
+                from None
+    for camera_id, new in prepared.items():
+        pipelines[camera_id].adopt(new)

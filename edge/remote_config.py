@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from edge.config import CameraConfig
 from edge.manifest import Manifest, load_manifest
+from edge.pipeline import reconfigure_all
 from edge.zones import Zone
 from gridwatch.config_files import ConfigError, format_validation_error
 from gridwatch.contract import ConfigState, ConfigStatus, RemoteConfig
@@ -52,11 +53,13 @@ class RemoteConfigurator:
                 return self._status(version, ConfigState.APPLIED, None)
             manifest = self._manifest(remote.manifest)
             cameras = self._validated(remote, manifest)
+            try:  # models loaded for every camera before any switches: a model that will not load changes none
+                reconfigure_all(self.pipelines, cameras, manifest)
+            except ConfigError as error:
+                raise Refused(str(error)) from None
         except Refused as error:
             log.warning("refused remote config %s: %s", version, error)
             return self._status(version, ConfigState.REFUSED, str(error))
-        for camera_id, camera in cameras.items():
-            self.pipelines[camera_id].reconfigure(camera, manifest)
         self.store.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.store.with_suffix(".tmp")
         tmp.write_bytes(payload)
