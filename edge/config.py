@@ -135,8 +135,9 @@ class MqttConfig(_Config):
     password: SecretStr | None = Field(default=None, description="Broker password (or use password_file).")
     password_file: Path | None = Field(default=None, description="File holding the broker password.")
     qos: Literal[1, 2] = Field(
-        default=2, description="QoS of events and evidence: 2 delivers each exactly once, also across broker restarts "
-                               "(the broker persists its half); 1 may repeat one (the server recognises it).")
+        default=2, description="QoS of events and evidence: 2 delivers each exactly once, also across a broker's "
+                               "clean restart (it saves its half at shutdown and every autosave_interval); 1 may "
+                               "repeat one (the server recognises it).")
     keepalive: int = Field(default=30, ge=5, description="Seconds; the broker declares the node gone after 1.5x.")
     tls_ca_file: Path | None = Field(
         default=None, description="Connect with TLS (to the broker's TLS port), trusting this CA certificate only.")

@@ -124,8 +124,9 @@ class OutboxSender:
     `event_id`)."""
 
     def __init__(self, outbox: Outbox, client, window: int = 50, qos: int = 2) -> None:  # noqa: ANN001 - MqttClient
-        """`qos` 2 (the default) delivers each message exactly once across broker restarts, the broker keeping its
-        half of the handshake in its persistence; 1 may repeat one, which the server recognises by `event_id`."""
+        """`qos` 2 (the default) delivers each message exactly once across a broker's clean restart, the broker
+        keeping its half of the handshake in its persistence; 1 may repeat one, which the server recognises by
+        `event_id`. A broker that crashes loses what it took since its last save (broker_config: every 30 s)."""
         self.outbox = outbox
         self.client = client
         self.window = window
