@@ -2,7 +2,9 @@
 the broker acknowledges it (QoS 1 PUBACK). paho-mqtt keeps its session in memory only, so a node that restarts, or
 is cut off for hours, would otherwise lose what it had not sent.
 
-Messages leave in the order they were written. When the outbox reaches its size limit it makes room by the stated
+Events leave in the order they were written, and before evidence: after an outage, a fresh violation does not wait
+behind hours of evidence images (evidence keeps a fifth of the sender's window, so a flood of events never starves
+it either; each lane keeps its own order). When the outbox reaches its size limit it makes room by the stated
 policy — the oldest evidence first, then the oldest events — and counts everything it drops, so nothing is lost
 silently; the counts go out in telemetry. A message the broker refuses (not authorised, say: it would never get
 through) leaves the outbox too, counted and logged the same way.
@@ -43,6 +45,7 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
             "payload BLOB NOT NULL, kind TEXT NOT NULL, bytes INTEGER NOT NULL, created REAL NOT NULL)"
         )
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_lane ON outbox (kind, id)")
         self._db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         self._size = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM outbox").fetchone()[0]
         self.wakeup = threading.Event()
@@ -74,11 +77,15 @@ class Outbox:
         self._db.execute("INSERT INTO counters (name, value) VALUES (?, 1) "
                          "ON CONFLICT(name) DO UPDATE SET value = value + 1", (name,))
 
-    def pending(self, after_id: int = 0, limit: int = 100) -> list[OutboxMessage]:
-        """The oldest messages not yet acknowledged, in order, starting after `after_id`."""
+    def pending(self, after_id: int = 0, limit: int = 100, kind: str | None = None) -> list[OutboxMessage]:
+        """The oldest messages not yet acknowledged (of one `kind`, or all), in order, starting after `after_id`."""
         with self._lock:
-            rows = self._db.execute("SELECT id, topic, payload, kind FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                                    (after_id, limit)).fetchall()
+            if kind is None:
+                rows = self._db.execute("SELECT id, topic, payload, kind FROM outbox WHERE id > ? ORDER BY id "
+                                        "LIMIT ?", (after_id, limit)).fetchall()
+            else:
+                rows = self._db.execute("SELECT id, topic, payload, kind FROM outbox WHERE kind = ? AND id > ? "
+                                        "ORDER BY id LIMIT ?", (kind, after_id, limit)).fetchall()
         return [OutboxMessage(row[0], row[1], bytes(row[2]), row[3]) for row in rows]
 
     def acknowledge(self, message_id: int) -> None:
@@ -117,8 +124,9 @@ class Outbox:
 
 
 class OutboxSender:
-    """Hands outbox messages to the MQTT client in order, at most `window` unacknowledged at a time (so hours of
-    backlog stay on disk, not in memory), and deletes each once the broker has it (PUBACK, or PUBCOMP at QoS 2).
+    """Hands outbox messages to the MQTT client, events before evidence (each in order), at most `window`
+    unacknowledged at a time (so hours of backlog stay on disk, not in memory), and deletes each once the broker has
+    it (PUBACK, or PUBCOMP at QoS 2).
     Within one process every message is handed over once: paho itself resends what was in flight after a reconnect.
     After a restart of the node everything still in the outbox goes again (the server recognises a repeated
     `event_id`)."""
@@ -131,20 +139,23 @@ class OutboxSender:
         self.client = client
         self.window = window
         self.qos = qos
-        self._last_handed = 0
-        self._in_flight = 0
+        self._last_handed = {EVENT: 0, EVIDENCE: 0}
+        """The newest message of each lane handed over in this process."""
+        self._in_flight = {EVENT: 0, EVIDENCE: 0}
+        self.evidence_share = max(1, window // 5)
+        """Evidence in flight the sender keeps room for while events wait: a flood of events never starves it."""
         self._lock = threading.Lock()
         self.refused = 0
 
-    def _acked(self, message_id: int, accepted: bool) -> None:
+    def _acked(self, message: OutboxMessage, accepted: bool) -> None:
         try:
             if accepted:
-                self.outbox.acknowledge(message_id)
+                self.outbox.acknowledge(message.id)
             else:  # refused (not authorised): it would never get through, so no zombie; counted in telemetry
-                self.outbox.refuse(message_id, "refused by the broker")
+                self.outbox.refuse(message.id, "refused by the broker")
         finally:  # a failed delete (the disk, say) leaves the message to go again after a restart
             with self._lock:
-                self._in_flight -= 1
+                self._in_flight[message.kind] -= 1
                 if not accepted:
                     self.refused += 1
             self.outbox.wakeup.set()
@@ -167,21 +178,25 @@ class OutboxSender:
 
     def _hand_over(self) -> None:
         with self._lock:
-            room = self.window - self._in_flight
+            room = self.window - sum(self._in_flight.values())
+            evidence_room = max(0, min(room, self.evidence_share - self._in_flight[EVIDENCE]))
         if room <= 0 or not self.client.connected.is_set():
             return
-        for message in self.outbox.pending(after_id=self._last_handed, limit=room):
+        events = self.outbox.pending(after_id=self._last_handed[EVENT], limit=room, kind=EVENT)
+        evidence = self.outbox.pending(after_id=self._last_handed[EVIDENCE], kind=EVIDENCE,
+                                       limit=max(room - len(events), evidence_room))
+        for message in events[:room - len(evidence)] + evidence:
             with self._lock:
-                self._in_flight += 1
+                self._in_flight[message.kind] += 1
             try:
                 self.client.publish(message.topic, message.payload, qos=self.qos,
-                                    on_ack=lambda ok, mid=message.id: self._acked(mid, ok))
+                                    on_ack=lambda ok, m=message: self._acked(m, ok))
             except ValueError as error:  # the client refuses the message itself (its topic, say): never sendable
                 with self._lock:
-                    self._in_flight -= 1
+                    self._in_flight[message.kind] -= 1
                 self.outbox.refuse(message.id, str(error))
             except BaseException:
                 with self._lock:
-                    self._in_flight -= 1
+                    self._in_flight[message.kind] -= 1
                 raise  # not handed: the next turn tries it again
-            self._last_handed = message.id
+            self._last_handed[message.kind] = message.id

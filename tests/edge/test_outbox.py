@@ -17,7 +17,7 @@ import pytest
 from edge.config import NodeConfig
 from edge.node import EdgeNode
 from edge.outbox import EVENT, EVIDENCE, Outbox
-from gridwatch.contract import event_topic, telemetry_topic
+from gridwatch.contract import event_topic, evidence_topic, telemetry_topic
 from tests.edge.stream_node import event_id as stream_event_id
 from tests.factories import start_node, wait_until
 
@@ -244,3 +244,33 @@ def test_a_node_whose_outbox_cannot_store_keeps_running_and_reports_what_it_lost
     finally:
         stop.set()
         thread.join(15)
+
+
+def test_after_an_outage_fresh_events_go_ahead_of_the_evidence_backlog_and_evidence_still_flows(
+        running_broker, mqtt_client, tmp_path):
+    """Hours of evidence images wait in the outbox; a violation seen now reaches the server in the first handful of
+    messages, not after every image. And a flood of events does not hold evidence back: it keeps its share."""
+    subscriber = mqtt_client("gridwatch-server")
+    subscriber.subscribe("gw/v1/nodes/node-a/events/#")
+    subscriber.subscribe("gw/v1/nodes/node-a/evidence/#")
+    outbox = Outbox(tmp_path / "outbox.db")
+    for index in range(120):  # the backlog of an outage
+        outbox.put(evidence_topic("node-a", f"old-{index}"), b"\xff\xd8" + bytes(20_000), EVIDENCE)
+    for index in range(3):  # seen now
+        outbox.put(TOPIC, json.dumps({"n": index}).encode(), EVENT)
+    for index in range(3, 200):  # and then a flood of events
+        outbox.put(TOPIC, json.dumps({"n": index}).encode(), EVENT)
+    shutdown = start_node(running_broker, tmp_path, outbox, window=10)
+    try:
+        wait_until(lambda: outbox.depth == 0, timeout=30)
+    finally:
+        shutdown()
+    received = subscriber.collect(1.0)
+    kinds = ["evidence" if "/evidence/" in m.topic else "event" for m in received]
+    events = [json.loads(m.payload)["n"] for m in received if "/events/" in m.topic]
+    assert Counter(kinds) == {"event": 200, "evidence": 120}, "everything arrives once"
+    assert events == list(range(200)), "events keep their order"
+    assert kinds[:3] == ["event"] * 3, "the fresh events come first"
+    first_half = kinds[:160]
+    assert first_half.count("evidence") >= 20, "evidence keeps flowing while events flood"
+    assert kinds.index("evidence") < 10
