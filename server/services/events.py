@@ -50,6 +50,11 @@ def announced_hashes(event: Event) -> dict[str, str]:
     return hashes
 
 
+def images_key(event_id: str) -> str:
+    """What an event and its images claim (`claim`) while either is written: they take turns."""
+    return f"images:{event_id}"
+
+
 def lock_case(session: Session, case_id: int) -> CaseRecord | None:
     """One case read to be changed (an operator's step): locked until the transaction ends, read afresh."""
     begin_writing(session)
@@ -101,8 +106,15 @@ class EventWriter:
         begin_writing(session)
         event_ids = [item.event_id for item in batch]
         evidence: dict[str, dict[str, str]] = defaultdict(dict)
+        busy: set[str] = set()
         if announcing := [item.event_id for item in batch if item.event.evidence is not None]:
-            # images that came before their event (rare): only an event that announces images can mismatch one
+            # images that came before their event (rare): only an event that announces images can mismatch one.
+            # An image another worker is storing at this moment is waited for (or, not patient, its event is
+            # postponed), so that one of the two sees the other
+            keys = {images_key(event_id): event_id for event_id in announcing}
+            claimed = claim(session, keys, wait=patient)
+            if claimed is not None and (unclaimed := {keys[key] for key in keys.keys() - claimed}):
+                busy = {item.violation_id for item in batch if item.event_id in unclaimed}
             for event_id, variant, sha256 in session.execute(
                     select(EvidenceRecord.event_id, EvidenceRecord.variant, EvidenceRecord.sha256)
                     .where(one_of(session, EvidenceRecord.event_id, announcing))):
@@ -118,8 +130,8 @@ class EventWriter:
         # one place, make one case between them, the second worker joining the first's
         wanted = {violation: self.cases.repeats.keys(place) for violation, place in places.items()}
         claimed = claim(session, {key for keys in wanted.values() for key in keys}, wait=patient)
-        busy = set() if claimed is None else {violation for violation, keys in wanted.items()
-                                              if not claimed.issuperset(keys)}
+        if claimed is not None:
+            busy |= {violation for violation, keys in wanted.items() if not claimed.issuperset(keys)}
         if claimed:  # another worker may have committed one of their cases since the first read
             case_ids |= self._case_ids_of(session, set(places) - busy)
         places = {violation: place for violation, place in places.items()

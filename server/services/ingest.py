@@ -25,7 +25,7 @@ from gridwatch.contract import (
     TopicError,
     parse_node_topic,
 )
-from server.db import Database, database_away, met_another_worker, one_of
+from server.db import Database, begin_writing, claim, database_away, met_another_worker, one_of
 from server.models import (
     DeadLetter,
     EventRecord,
@@ -40,7 +40,7 @@ from server.services.checks import (
     mismatch,
     validate_from,
 )
-from server.services.events import POSTPONED, EventWriter, Incoming, announced_hashes
+from server.services.events import POSTPONED, EventWriter, Incoming, announced_hashes, images_key
 from server.services.evidence import EvidenceStore
 from server.services.metrics import Metrics
 from server.services.node_messages import NodeMessages
@@ -153,6 +153,10 @@ class Ingest:
         try:
             with self.database.session() as session:
                 event_ids = {event_id for *_, event_id, _variant, _sha in checked}
+                # an event another worker is writing at this moment goes first (or waits for these): its images
+                # are checked against what it announces either way
+                begin_writing(session)
+                claim(session, {images_key(event_id) for event_id in event_ids})
                 have = set(session.execute(select(EvidenceRecord.event_id, EvidenceRecord.variant)
                                            .where(one_of(session, EvidenceRecord.event_id, event_ids))).tuples())
                 if earlier := event_ids - announced.keys():  # images of events of earlier batches

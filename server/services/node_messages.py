@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from gridwatch.contract import CommandResponse, ConfigStatus, Event, NodeState, NodeStatus, NodeTelemetry, NodeTopic
-from server.db import Database
+from server.db import Database, begin_writing, claim
 from server.models import CameraSnapshot, EventRecord, EvidenceRecord, NodeCommand, utcnow
 from server.services.checks import Rejected, check_snapshot, evidence_key, mismatch, validate_from
-from server.services.events import announced_hashes
+from server.services.events import announced_hashes, images_key
 from server.services.evidence import EvidenceStore
 from server.services.nodes import touch_node
 
@@ -35,6 +35,10 @@ class NodeMessages:
     def evidence(self, topic: NodeTopic, payload: bytes) -> str:
         event_id, variant, sha256 = evidence_key(topic, payload)
         with self.database.session() as session:
+            # a worker writing its event at this moment goes first, or waits for this: one of the two sees the
+            # other, and an image that is not the one its event announced is refused
+            begin_writing(session)
+            claim(session, [images_key(event_id)])
             if session.scalar(select(EvidenceRecord.id).where(EvidenceRecord.event_id == event_id,
                                                               EvidenceRecord.variant == variant)):
                 self.counts["duplicates"] += 1

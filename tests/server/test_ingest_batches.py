@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from gridwatch.contract import SCHEMA_VERSION, event_topic, evidence_topic, telemetry_topic
+from gridwatch.contract import SCHEMA_VERSION, Event, event_topic, evidence_topic, telemetry_topic
 from server.db import Database
 from server.models import DeadLetter, EventRecord, EvidenceRecord, NodeRecord
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
+from server.services.events import EventWriter, Incoming
 from server.services.evidence import EvidenceStore
 from server.services.ingest import Ingest
 from tests.factories import event_payload, jpeg
@@ -65,3 +67,29 @@ def test_a_mixed_batch_ends_each_message_where_it_would_alone(ingest):
         assert session.get(NodeRecord, "node-a").telemetry["events_published"] == 2, "the latest report wins"
         assert session.get(NodeRecord, "node-b").telemetry["events_published"] == 7
     assert ingest.counts["telemetry"] == 3 and ingest.counts["evidence"] == 1 and ingest.counts["events"] == 2
+
+
+def test_an_image_stored_by_another_worker_while_its_event_is_written_is_still_checked(ingest):
+    """One worker holds an event in its open batch; another is handed an image that is not the one the event
+    announces. The image waits for the event's batch, then is refused: it used to be stored, since neither worker
+    saw the other's uncommitted row."""
+    frame, other = jpeg(seed=1), jpeg(seed=2)
+    announced = event_payload(evidence={"sha256": hashlib.sha256(frame).hexdigest(), "bytes": len(frame)})
+    second = Ingest(ingest.database, ingest.cases, ingest.evidence, publish_case=lambda _message: None)
+    topic = event_topic("node-a", "illegal_parking")
+    with ingest.database.session() as first:
+        EventWriter(ingest.cases).write(first, [Incoming(0, topic, json.dumps(announced).encode(),
+                                                         Event.model_validate(announced))], ingest.clock())
+        first.flush()
+        outcomes: list[str] = []
+        worker = threading.Thread(target=lambda: outcomes.extend(
+            second.handle_batch([(evidence_topic("node-a", announced["event_id"]), other)])))
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive(), "the image waits for the batch writing its event"
+        first.commit()
+    worker.join(30)
+    assert outcomes == ["dead_letter"]
+    with ingest.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(EvidenceRecord)) == 0
+        assert "differs from" in session.scalar(select(DeadLetter.reason))
