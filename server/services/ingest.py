@@ -99,19 +99,27 @@ class Ingest:
         """Returns what became of the message: `stored`, `duplicate`, `ignored` or `dead_letter`."""
         return self.handle_batch([(topic, payload)])[0]
 
-    def handle_batch(self, messages: list[tuple[str, bytes]], patient: bool = True) -> list[str]:
+    def handle_batch(self, messages: list[tuple[str, bytes]], patient: bool = True,
+                     outcomes: list[str] | None = None) -> list[str]:
         """What became of each message, in order. The batch is written a kind at a time, each kind in one
         transaction: the events first, then their images (checked against what the events announce, so an event
         is never visible later than its evidence), then the nodes' telemetry (the latest of each node; every one is
         counted), then the rest one by one, in their order. Not `patient`, events whose case another worker is
-        writing come back `postponed` (`EventWriter.write`): the caller hands them in again with a later batch."""
+        writing come back `postponed` (`EventWriter.write`): the caller hands them in again with a later batch.
+
+        `outcomes`, when given, is filled in as each part commits, and a message that has one already is not
+        written again: a batch retried after the database went away in its images' part neither dead-letters its
+        refused events twice nor counts its events again as duplicates."""
         began = time.perf_counter()
-        outcomes = [""] * len(messages)
+        outcomes = [""] * len(messages) if outcomes is None else outcomes
+        done = [bool(outcome) for outcome in outcomes]
         run: list[Incoming] = []
         by_kind: dict[str, list[int]] = {"evidence": [], "telemetry": [], "other": []}
         kinds = [_kind_of(topic) for topic, _payload in messages]
         for index, (topic, payload) in enumerate(messages):
             kind = kinds[index]
+            if done[index]:
+                continue
             if kind != "events":
                 by_kind.get(kind, by_kind["other"]).append(index)
                 continue
@@ -126,12 +134,16 @@ class Ingest:
         announced = {item.event_id: announced_hashes(item.event) for item in run}
         self._store_events(run, outcomes, patient)
         self._store_evidence(messages, by_kind["evidence"], outcomes, announced)
-        self._store_nodes(messages, by_kind["telemetry"], outcomes,
-                          {item.event.node_id for item in run if outcomes[item.index] == "stored"})
+        seen = {item.event.node_id for item in run if outcomes[item.index] == "stored"}
+        if any(done):  # events an earlier try stored: their nodes are seen too
+            seen |= {_node_of(messages[index][0]) for index, before in enumerate(done)
+                     if before and kinds[index] == "events" and outcomes[index] == "stored"}
+        self._store_nodes(messages, by_kind["telemetry"], outcomes, seen)
         for index in by_kind["other"]:
             outcomes[index] = self._handle(*messages[index])
         if self.metrics is not None:
-            self.metrics.messages_seen(Counter(zip(kinds, outcomes, strict=True)))
+            self.metrics.messages_seen(Counter((kind, outcome) for kind, outcome, before
+                                               in zip(kinds, outcomes, done, strict=True) if not before))
             self.metrics.batch(len(messages), time.perf_counter() - began)
         self.statistics.refresh()  # never raises: the batch is committed
         return outcomes

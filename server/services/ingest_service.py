@@ -123,15 +123,17 @@ class IngestService(MqttClient):
         (`_one_by_one`). None if the server stopped first; the batch is then unacknowledged and the broker sends it
         again to the next session."""
         wait = 1.0
+        outcomes = [""] * len(batch)  # filled in as each part of the batch commits; a try again skips those
         while True:
             try:
                 try:
-                    return self.ingest.handle_batch([(message.topic, message.payload) for message in batch], patient)
+                    return self.ingest.handle_batch([(message.topic, message.payload) for message in batch], patient,
+                                                    outcomes)
                 except Exception as error:
                     if database_away(error):
                         raise
                     log.exception("a batch of %d messages failed; writing them one by one", len(batch))
-                    return self._one_by_one(batch, patient)
+                    return self._one_by_one(batch, patient, outcomes)
             except Exception as error:
                 log.error("a batch of %d messages could not be written (%s: %s); trying again in %.0f s",
                           len(batch), type(error).__name__, first_line(error), wait)
@@ -139,18 +141,20 @@ class IngestService(MqttClient):
                     return None
                 wait = min(30.0, wait * 2)
 
-    def _one_by_one(self, batch: list[mqtt.MQTTMessage], patient: bool) -> list[str]:
+    def _one_by_one(self, batch: list[mqtt.MQTTMessage], patient: bool, outcomes: list[str]) -> list[str]:
         """A batch that failed for a reason other than the database being away: each message on its own, so that
         one cannot hold the others up (retried as a whole, it would be retried for ever); one that fails on its
-        own too is set aside on disk with the reason (`Ingest.set_aside`) and acknowledged."""
-        outcomes = []
-        for message in batch:
+        own too is set aside on disk with the reason (`Ingest.set_aside`) and acknowledged. The messages the batch
+        had already written (`outcomes`) keep their outcome."""
+        for index, message in enumerate(batch):
+            if outcomes[index]:
+                continue
             try:
-                outcomes += self.ingest.handle_batch([(message.topic, message.payload)], patient)
+                outcomes[index] = self.ingest.handle_batch([(message.topic, message.payload)], patient)[0]
             except Exception as error:
                 if database_away(error):
-                    raise  # the whole batch again once it is back (what was written is recognised)
-                outcomes.append(self.ingest.set_aside(message.topic, message.payload, error))
+                    raise  # the rest of the batch again once it is back
+                outcomes[index] = self.ingest.set_aside(message.topic, message.payload, error)
         return outcomes
 
     def drain(self, timeout: float) -> bool:

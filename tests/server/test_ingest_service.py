@@ -3,6 +3,7 @@ server killed mid-batch loses nothing (the broker sends the rest again) and stor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -13,18 +14,19 @@ from pathlib import Path
 
 import yaml
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from gridwatch.broker import free_port, wait_for_port
-from gridwatch.contract import event_topic
+from gridwatch.contract import event_topic, evidence_topic
 from server.db import Database
-from server.models import CaseRecord, EventRecord
+from server.models import CaseRecord, DeadLetter, EventRecord, EvidenceRecord
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
 from server.services.events import POSTPONED
 from server.services.evidence import EvidenceStore
 from server.services.ingest import Ingest
 from server.services.ingest_service import PATIENCE, IngestService
-from tests.factories import event_payload, wait_until
+from tests.factories import event_payload, jpeg, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DISPATCH = REPO / "config" / "demo" / "dispatch.yaml"
@@ -89,7 +91,8 @@ class Postponing:
         self.batches: list[tuple[list[bytes], bool]] = []
         self.publish_case = None
 
-    def handle_batch(self, messages: list[tuple[str, bytes]], patient: bool = True) -> list[str]:
+    def handle_batch(self, messages: list[tuple[str, bytes]], patient: bool = True,
+                     outcomes: list[str] | None = None) -> list[str]:
         self.batches.append(([payload for _topic, payload in messages], patient))
         return [POSTPONED if payload == b"held" and not patient else "stored" for _topic, payload in messages]
 
@@ -122,10 +125,10 @@ def test_a_message_that_fails_for_another_reason_than_the_database_holds_up_no_o
                     EvidenceStore(tmp_path / "evidence"), publish_case=lambda _message: None)
     real = ingest.handle_batch
 
-    def failing_on_poison(messages, patient=True):
+    def failing_on_poison(messages, patient=True, outcomes=None):
         if any(payload == b"poison" for _topic, payload in messages):
             raise ValueError("a bug met this message")
-        return real(messages, patient)
+        return real(messages, patient, outcomes)
 
     ingest.handle_batch = failing_on_poison
     service = IngestService(ingest, "test-ingest", "127.0.0.1", running_broker.port, "gridwatch-server",
@@ -146,3 +149,38 @@ def test_a_message_that_fails_for_another_reason_than_the_database_holds_up_no_o
     assert json.loads(kept.read_text()) == {"topic": topic, "reason": "ValueError: a bug met this message", "bytes": 6}
     assert kept.with_suffix(".payload").read_bytes() == b"poison"
     assert ingest.counts["set_aside"] == 1
+
+
+def test_a_batch_tried_again_after_the_database_went_away_mid_way_writes_nothing_twice(running_broker, mqtt_client,
+                                                                                       tmp_path, monkeypatch):
+    """A batch's events are committed, then the database goes away while its images are written, and the worker
+    tries the batch again: the refused event's dead letter and the stored event's count stay as they were (the
+    refusal was dead-lettered a second time, and the stored event counted again as a duplicate)."""
+    ingest = Ingest(Database(f"sqlite:///{tmp_path / 'gw.db'}"), CaseService(Dispatcher.from_file(DISPATCH)),
+                    EvidenceStore(tmp_path / "evidence"), publish_case=lambda _message: None)
+    real_put = ingest.evidence.put
+
+    def away_once(payload: bytes, sha256: str) -> None:
+        monkeypatch.setattr(ingest.evidence, "put", real_put)
+        raise OperationalError("INSERT INTO evidence …", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(ingest.evidence, "put", away_once)
+    frame = jpeg(seed=1)
+    event = event_payload(evidence={"sha256": hashlib.sha256(frame).hexdigest(), "bytes": len(frame)})
+    service = IngestService(ingest, "test-ingest", "127.0.0.1", running_broker.port, "gridwatch-server",
+                            running_broker.credentials.server_password, batch_wait_seconds=2.0)
+    service.start()  # the three arrive within the batch's wait: one batch
+    try:
+        node = mqtt_client("node-a")
+        assert node.publish(event_topic("node-a", "illegal_parking"), json.dumps(event).encode()) == 0
+        assert node.publish(event_topic("node-a", "illegal_parking"), b'{"not": "an event"}') == 0
+        assert node.publish(evidence_topic("node-a", event["event_id"]), frame) == 0
+        wait_until(lambda: ingest.counts["dead_letters"])  # the batch is in hand: its first try wrote this
+        assert service.drain(20), "written after one try again, and acknowledged"
+    finally:
+        service.stop()
+    with ingest.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(DeadLetter)) == 1
+        assert session.scalar(select(func.count()).select_from(EvidenceRecord)) == 1
+    assert stored(ingest.database) == 1
+    assert (ingest.counts["events"], ingest.counts["duplicates"], ingest.counts["dead_letters"]) == (1, 0, 1)
