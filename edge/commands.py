@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from edge.config import NodeConfig, load_node_config
 from edge.manifest import load_manifest
-from edge.pipeline import CameraPipeline, reconfigure_all
+from edge.pipeline import RECONFIGURING, CameraPipeline, reconfigure_all
 from gridwatch.config_files import ConfigError, format_validation_error
 from gridwatch.contract import (
     SCHEMA_VERSION,
@@ -86,6 +86,10 @@ class CommandHandler:
     def reload(self) -> str:
         """The configuration file and the manifest again: zones, rules, rates, tuning and models change in place;
         a camera added, removed or given another source needs a restart and is refused, changing nothing."""
+        with RECONFIGURING:  # a remote config arriving meanwhile waits
+            return self._reload()
+
+    def _reload(self) -> str:
         if self.config_path is None:
             raise CommandFailed("this node was not started from a configuration file")
         try:

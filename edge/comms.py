@@ -133,7 +133,10 @@ class NodeLink(MqttClient):
                 status = ConfigStatus(node_id=self.node_id, config_version=config_version_of(payload),
                                       state=ConfigState.REFUSED, reason=f"internal error: {error}",
                                       at=datetime.now(UTC))
-            self.publish(config_status_topic(self.node_id), status.model_dump_json().encode(), retain=True)
+            try:
+                self.publish(config_status_topic(self.node_id), status.model_dump_json().encode(), retain=True)
+            except Exception:  # the answer is lost, not the next config
+                log.exception("answering remote config %s failed", status.config_version)
 
     def _on_command(self, message: mqtt.MQTTMessage) -> None:
         if self.command_handler is None:

@@ -369,6 +369,17 @@ def reconfigure_all(pipelines: dict[str, CameraPipeline], cameras: dict[str, Cam
     """Every camera in `cameras` takes its new config, or none does: all are prepared, their models loaded, before
     any switches. A model that will not load (corrupt weights, an export for another runtime) raises ConfigError
     naming the camera, and every camera runs on as it was."""
+    with RECONFIGURING:
+        _reconfigure_all(pipelines, cameras, manifest)
+
+
+RECONFIGURING = threading.RLock()
+"""Held by whatever reads the cameras' configs to change them (a `reload` command, a remote config): two at once take
+turns, so neither builds on a config the other is replacing, and the cameras never run a mix of the two."""
+
+
+def _reconfigure_all(pipelines: dict[str, CameraPipeline], cameras: dict[str, CameraConfig],
+                     manifest: Manifest | None) -> None:
     prepared = {}
     for camera_id, camera in cameras.items():
         try:

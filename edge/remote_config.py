@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from edge.config import CameraConfig
 from edge.manifest import Manifest, load_manifest
-from edge.pipeline import reconfigure_all
+from edge.pipeline import RECONFIGURING, reconfigure_all
 from edge.zones import Zone
 from gridwatch.config_files import ConfigError, format_validation_error
 from gridwatch.contract import ConfigState, ConfigStatus, RemoteConfig
@@ -40,6 +40,10 @@ class RemoteConfigurator:
         """The manifest the node started with (None on a node without cameras)."""
 
     def apply(self, payload: bytes) -> ConfigStatus:
+        with RECONFIGURING:
+            return self._apply(payload)
+
+    def _apply(self, payload: bytes) -> ConfigStatus:
         version = "unknown"
         try:
             try:
@@ -60,12 +64,16 @@ class RemoteConfigurator:
         except Refused as error:
             log.warning("refused remote config %s: %s", version, error)
             return self._status(version, ConfigState.REFUSED, str(error))
-        self.store.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.store.with_suffix(".tmp")
-        tmp.write_bytes(payload)
-        tmp.replace(self.store)
-        self.current_version = version
+        self.current_version = version  # in force now, whatever becomes of the copy on disk
         log.info("applied remote config %s to %s", version, ", ".join(cameras) or "no camera")
+        try:
+            self.store.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.store.with_suffix(".tmp")
+            tmp.write_bytes(payload)
+            tmp.replace(self.store)
+        except OSError as error:  # in force, but a restart would start on the one before until the broker resends
+            log.error("remote config %s applied but not kept on disk (%s); after a restart the node runs on the "
+                      "last kept one until the broker delivers this one again", version, error)
         return self._status(version, ConfigState.APPLIED, None)
 
     def restore(self) -> ConfigStatus | None:

@@ -131,22 +131,38 @@ class Ingest:
                 log.exception("ingest failed on %s", topic)
                 outcomes[index] = self._dead_letter(topic, _node_of(topic), payload,
                                                     f"internal error: {type(error).__name__}: {error}")
-        announced = {item.event_id: announced_hashes(item.event) for item in run}
-        self._store_events(run, outcomes, patient)
-        self._store_evidence(messages, by_kind["evidence"], outcomes, announced)
-        seen = {item.event.node_id for item in run if outcomes[item.index] == "stored"}
-        if any(done):  # events an earlier try stored: their nodes are seen too
-            seen |= {_node_of(messages[index][0]) for index, before in enumerate(done)
-                     if before and kinds[index] == "events" and outcomes[index] == "stored"}
-        self._store_nodes(messages, by_kind["telemetry"], outcomes, seen)
-        for index in by_kind["other"]:
-            outcomes[index] = self._handle(*messages[index])
+        # a try again: the events an earlier try handled (stored, postponed) still say what their images must be
+        earlier = self._parsed(messages, [index for index, before in enumerate(done)
+                                          if before and kinds[index] == "events"])
+        announced = {item.event_id: announced_hashes(item.event) for item in earlier + run}
+        try:
+            self._store_events(run, outcomes, patient)
+            self._store_evidence(messages, by_kind["evidence"], outcomes, announced)
+            self._store_nodes(messages, by_kind["telemetry"], outcomes, {
+                item.event.node_id for item in earlier + run if outcomes[item.index] == "stored"})
+            for index in by_kind["other"]:
+                outcomes[index] = self._handle(*messages[index])
+        finally:  # what committed is counted once, in the try that wrote it, even if a later part failed
+            if self.metrics is not None:
+                self.metrics.messages_seen(Counter((kind, outcome) for kind, outcome, before
+                                                   in zip(kinds, outcomes, done, strict=True)
+                                                   if outcome and not before))
         if self.metrics is not None:
-            self.metrics.messages_seen(Counter((kind, outcome) for kind, outcome, before
-                                               in zip(kinds, outcomes, done, strict=True) if not before))
             self.metrics.batch(len(messages), time.perf_counter() - began)
         self.statistics.refresh()  # never raises: the batch is committed
         return outcomes
+
+    @staticmethod
+    def _parsed(messages: list[tuple[str, bytes]], indices: list[int]) -> list[Incoming]:
+        """The events at `indices` that parse (those that did not are dead letters already)."""
+        parsed = []
+        for index in indices:
+            topic, payload = messages[index]
+            try:
+                parsed.append(Incoming(index, topic, payload, checked_event(parse_node_topic(topic), payload)))
+            except Exception:  # noqa: S112 - refused when it came first: its dead letter is written
+                continue
+        return parsed
 
     def _store_evidence(self, messages: list[tuple[str, bytes]], indices: list[int], outcomes: list[str],
                         announced: dict[str, dict[str, str]]) -> None:

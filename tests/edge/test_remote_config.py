@@ -224,3 +224,14 @@ def test_a_config_the_node_fails_on_is_answered_and_the_next_one_still_applies(r
         assert list(camera.zones) == ["school-gate"]
     finally:
         link.stop()
+
+
+def test_a_config_that_cannot_be_kept_on_disk_is_in_force_and_answered_applied(tmp_path):
+    (tmp_path / "state").write_text("a file where the node's folder should be")  # the disk refuses the copy
+    camera = pipeline()
+    configurator = RemoteConfigurator("node-a", {"gate": camera}, tmp_path / "state" / "remote.json")
+    status = configurator.apply(remote("v4", {"gate": {"zones": NEW_ZONES}}))
+    assert status.state.value == "applied" and list(camera.zones) == ["school-gate"], "what runs is what is answered"
+    zones = camera.zones
+    assert configurator.apply(remote("v4", {"gate": {"zones": NEW_ZONES}})).state.value == "applied"
+    assert camera.zones is zones, "delivered again on reconnect, it does not reset the open violations"

@@ -26,6 +26,7 @@ from server.services.events import POSTPONED
 from server.services.evidence import EvidenceStore
 from server.services.ingest import Ingest
 from server.services.ingest_service import PATIENCE, IngestService
+from server.services.metrics import Metrics
 from tests.factories import event_payload, jpeg, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,8 +157,10 @@ def test_a_batch_tried_again_after_the_database_went_away_mid_way_writes_nothing
     """A batch's events are committed, then the database goes away while its images are written, and the worker
     tries the batch again: the refused event's dead letter and the stored event's count stay as they were (the
     refusal was dead-lettered a second time, and the stored event counted again as a duplicate)."""
-    ingest = Ingest(Database(f"sqlite:///{tmp_path / 'gw.db'}"), CaseService(Dispatcher.from_file(DISPATCH)),
-                    EvidenceStore(tmp_path / "evidence"), publish_case=lambda _message: None)
+    database = Database(f"sqlite:///{tmp_path / 'gw.db'}")
+    metrics = Metrics(database)
+    ingest = Ingest(database, CaseService(Dispatcher.from_file(DISPATCH)), EvidenceStore(tmp_path / "evidence"),
+                    publish_case=lambda _message: None, metrics=metrics)
     real_put = ingest.evidence.put
 
     def away_once(payload: bytes, sha256: str) -> None:
@@ -184,3 +187,8 @@ def test_a_batch_tried_again_after_the_database_went_away_mid_way_writes_nothing
         assert session.scalar(select(func.count()).select_from(EvidenceRecord)) == 1
     assert stored(ingest.database) == 1
     assert (ingest.counts["events"], ingest.counts["duplicates"], ingest.counts["dead_letters"]) == (1, 0, 1)
+    seen = {tuple(sample.labels.values()): sample.value for family in metrics.registry.collect()
+            if family.name == "gridwatch_ingest_messages" for sample in family.samples
+            if sample.name.endswith("_total")}
+    assert seen == {("events", "stored"): 1, ("events", "dead_letter"): 1, ("evidence", "stored"): 1}, \
+        "/metrics counts each message once, in the try that wrote it"

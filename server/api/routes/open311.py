@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from gridwatch.contract import DEFAULT_EVENT_CODES, Category, Location
 from server.api.deps import MAX_ID, SessionDep
@@ -95,16 +96,22 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
         return error(400, "description: required, at most 4000 characters")
     reporter = {k: params[k][:200] for k in ("first_name", "last_name", "email", "phone", "device_id", "account_id")
                 if params.get(k)}
-    ingest = request.app.state.ingest
-    service: CaseService = ingest.cases
-    with request.app.state.database.session() as session:
-        case, messages, joined = service.open_report(session, category, location, description,
-                                             params.get("address_string"), reporter, f"open311 ({caller.name})",
-                                             utcnow())
-        ingest.record_changes(session, messages)
-        session.commit()
-        case_id = case.id
-    ingest.announce(messages)
+    state = request.app.state
+
+    def file_report() -> tuple[int, bool]:  # in a worker thread: it may wait for a batch holding the case
+        ingest = state.ingest
+        service: CaseService = ingest.cases
+        with state.database.session() as session:
+            case, messages, joined = service.open_report(session, category, location, description,
+                                                         params.get("address_string"), reporter,
+                                                         f"open311 ({caller.name})", utcnow())
+            ingest.record_changes(session, messages)
+            session.commit()
+            case_id = case.id
+        ingest.announce(messages)
+        return case_id, joined
+
+    case_id, joined = await run_in_threadpool(file_report)
     notice = (f"joined case {case_id}, already reported at that place" if joined
               else "received; an operator will confirm it")
     return [{"service_request_id": str(case_id), "service_notice": notice, "account_id": None}]
