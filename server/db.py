@@ -81,6 +81,20 @@ def database_away(error: Exception) -> bool:
         isinstance(error, DBAPIError) and error.connection_invalidated)
 
 
+def unstorable_text(error: BaseException) -> str | None:
+    """Why a request's text could not be stored, when that is what went wrong: a lone UTF-16 surrogate (JSON's
+    "\\ud800" parses, but is no character either database takes) or, on PostgreSQL, a NUL character."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, UnicodeEncodeError) and "surrogate" in str(error):
+            return "text holds a lone UTF-16 surrogate (e.g. \\ud800), which is no character: send valid Unicode"
+        if "NUL (0x00)" in str(error) or "contain NUL" in str(error):
+            return "text holds a NUL character (\\u0000), which the database does not store"
+        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
+        seen += 1
+    return None
+
+
 def first_line(error: Exception) -> str:
     """An error's first line for a log line: a database error's text goes on with the statement and its parameters."""
     return str(error).splitlines()[0] if str(error) else ""

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import StatementError
 
 from server.api.routes import (
     assessment,
@@ -26,7 +27,7 @@ from server.api.routes import (
 from server.api.routes import webhooks as webhook_routes
 from server.core.config import ServerSettings
 from server.core.security import LoginThrottle, TokenStore
-from server.db import Database
+from server.db import Database, unstorable_text
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
 from server.services.evidence import EvidenceStore
@@ -98,6 +99,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
                    open311, console, city):
         app.include_router(module.router)
     app.mount("/console", StaticFiles(directory=console.CONSOLE_DIR, html=True), name="console")
+
+    @app.exception_handler(UnicodeEncodeError)
+    @app.exception_handler(StatementError)
+    async def _refused_by_the_database(request: Request, error: Exception) -> JSONResponse:
+        if problem := unstorable_text(error):  # the request's fault, found only when the database refused it
+            return JSONResponse(status_code=422, content={"detail": problem})
+        return await _unexpected(request, error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -7,6 +7,7 @@ role that may write there. Nothing writes anonymously.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request
@@ -73,6 +74,21 @@ PICTURE_ROLES = (Role.OPERATOR, Role.SUPERVISOR, Role.FIELD_STAFF)
 """Who may see evidence and snapshots (people and number plates are in them): not integrators, who get the cases."""
 PictureViewer = Annotated[TokenEntry, Depends(allow(*PICTURE_ROLES))]
 
+
+def moment_problem(name: str, moment: datetime | None) -> str | None:
+    """What is wrong with a time given in a query (`name`), or None: it needs a time zone, and a year the database
+    can store in UTC (year 1 at +01:00 lies before year 1)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return f"{name}: give a time zone, e.g. 2026-11-23T09:00:00+08:00"
+    if not 1970 <= moment.year <= 9998:
+        return f"{name}: a year from 1970 to 9998"
+    return None
+
+
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(9998, 12, 31)
+"""The days a query may name (an assessment's `from` and `to`)."""
 
 MAX_ID = 2**62
 RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="A row id.")]

@@ -145,7 +145,8 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
             if closed or (case.deadline_at is not None and case.deadline_at <= now):
                 row.due += 1
                 row.deferred += case.was_deferred
-                row.on_time += bool(closed and case.on_time)
+                # a deferred case leaves both sides of the rate: counted on time but not due, it pushed the rate past 1
+                row.on_time += bool(closed and case.on_time and not case.was_deferred)
         response, handling = durations[key]
         if case.accepted_at and case.dispatched_at:
             response.append((case.accepted_at - case.dispatched_at).total_seconds() / 60)

@@ -172,6 +172,9 @@ class CaseService:
                                self.repeats.nearby(session, [(category, location, None)], now))
         if case is not None:
             session.refresh(case, with_for_update=True)  # a worker's batch changing it meanwhile waits for this
+            if S(case.status) is S.VOID:  # an operator voided it since: the report opens a case of its own
+                case = None
+        if case is not None:
             change = (self._step(case, A.JOIN, via, now, why) if S(case.status) in OPEN
                       else self._reopen(case, now, why)[0])
             session.flush()
@@ -212,9 +215,28 @@ class CaseService:
         elif action is A.EXTEND:
             if not extend_minutes or extend_minutes <= 0:
                 raise WorkflowError(422, "extend needs extend_minutes > 0", [])
-            case.deadline_at = self.dispatcher.deadline(case.deadline_at or now, timedelta(minutes=extend_minutes))
+            try:  # on the category's own clock: a streetlight's calendar hours, the others' working hours
+                deadline = self.dispatcher.deadline(case.deadline_at or now, timedelta(minutes=extend_minutes),
+                                                    self.dispatcher.clock_of(Category(case.category)))
+            except (ValueError, OverflowError) as error:
+                raise WorkflowError(422, f"extend_minutes: {extend_minutes:g} minutes cannot be placed in the "
+                                         f"working hours ({error})", []) from None
+            case.deadline_at = deadline
+            if deadline > now:
+                case.escalation_level = 0  # a new deadline: past it, the street office is told again first
             case.extension_count += 1
             changes = [self._step(case, action, actor, now, f"{why} (+{extend_minutes:g} min)")]
+        elif action is A.RESUME:
+            if case.deferred_at and case.deadline_at:
+                # the clock stood still while deferred: what was left of it then, on the category's clock, is left now
+                clock = self.dispatcher.clock_of(Category(case.category))
+                if case.deadline_at > case.deferred_at:
+                    case.deadline_at = self.dispatcher.deadline(
+                        now, self.dispatcher.time_left(case.deferred_at, case.deadline_at, clock), clock)
+                else:  # overdue when deferred: as overdue as it was then
+                    case.deadline_at += now - case.deferred_at
+            case.deferred_at = None
+            changes = [self._step(case, action, actor, now, why)]
         else:
             changes = [self._step(case, action, actor, now, why)]
         if action is A.FEEDBACK and case.events and case.ended_at is not None:
@@ -278,9 +300,6 @@ class CaseService:
             case.return_count += 1
         elif action is A.DEFER:
             case.deferred_at, case.was_deferred = now, True
-        elif action is A.RESUME and case.deferred_at and case.deadline_at:
-            case.deadline_at += now - case.deferred_at  # the clock stood still while deferred
-            case.deferred_at = None
         if after is S.CLOSED:
             case.closed_at = now
             case.on_time = bool(case.feedback_at and case.deadline_at and case.feedback_at <= case.deadline_at)

@@ -17,7 +17,7 @@ from shapely.geometry.base import BaseGeometry
 
 from gridwatch.config_files import ConfigError, load_yaml_model
 from gridwatch.contract import CaseAssignment, Category, Location, Person
-from server.services.duty import Shift, TimeWindow, add_working_time, on_duty
+from server.services.duty import Shift, TimeWindow, add_working_time, on_duty, working_time_between
 
 
 class _Config(BaseModel):
@@ -189,6 +189,18 @@ class Dispatcher:
             return start + allowed
         hours = self.config.working_hours if clock == "working" else None
         return add_working_time(start, allowed, hours, self.config.zone)
+
+    def clock_of(self, category: Category) -> str:
+        """`working` or `calendar`: how the category's deadlines run (the fallback route's: working)."""
+        route = self.config.categories.get(category) if self.config else None
+        return route.clock if route is not None else "working"
+
+    def time_left(self, now: datetime, deadline: datetime, clock: str = "working") -> timedelta:
+        """The time on the clock from `now` to `deadline` (none once it has passed)."""
+        if self.config is None:
+            return max(timedelta(0), deadline - now)
+        hours = self.config.working_hours if clock == "working" else None
+        return working_time_between(now, deadline, hours, self.config.zone)
 
     def auto_file_score(self, category: Category) -> float | None:
         """The score from which a detection files itself; None: an operator always decides."""

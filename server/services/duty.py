@@ -73,6 +73,24 @@ def add_working_time(start: datetime, allowed: timedelta, hours: TimeWindow | No
     raise ValueError("working hours never open: check `working_hours.days`")
 
 
+def working_time_between(start: datetime, end: datetime, hours: TimeWindow | None, zone: ZoneInfo) -> timedelta:
+    """The working time from `start` to `end` (none if `end` is not later): the part of it inside `hours`."""
+    if end <= start:
+        return timedelta(0)
+    if hours is None:
+        return end - start
+    local_start, local_end = start.astimezone(zone), end.astimezone(zone)
+    day = local_start.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    total = timedelta(0)
+    while day <= local_end:
+        for span_start, span_end in hours.spans(day):
+            overlap = min(span_end, local_end) - max(span_start, local_start)
+            if overlap > timedelta(0):
+                total += overlap
+        day += timedelta(days=1)
+    return total
+
+
 def on_duty(shifts: list[Shift], moment: datetime, zone: ZoneInfo) -> Person | None:
     """The person whose shift covers `moment`; the first listed wins where shifts overlap."""
     local = moment.astimezone(zone)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from gridwatch.contract import event_topic, evidence_topic
+from gridwatch.contract import event_topic, evidence_topic, snapshot_topic
 from tests.conftest import ROLES, as_role
 from tests.factories import event_payload, jpeg
 
@@ -107,6 +107,17 @@ def test_evidence_is_for_the_case_unit_and_the_command_centre_not_for_integrator
     assert status("sanitation", litter) == 200 and status("operator", parking) == 200
     assert status("sanitation", parking) == 403, "another unit's case"
     assert status("integrator", litter) == 403
+
+    for camera in ("cam-1", "cam-2", "cam-3"):  # each camera's latest snapshot
+        assert ingest.handle(snapshot_topic("node-a", camera), jpeg(seed=len(camera))) == "stored"
+
+    def snapshot(role: str, camera: str) -> int:
+        return api.get(f"/api/v1/nodes/node-a/cameras/{camera}/snapshot",
+                       headers=as_role(api_tokens, role)).status_code
+
+    assert snapshot("sanitation", "cam-1") == 200, "the camera of one of their unit's cases"
+    assert snapshot("sanitation", "cam-2") == 403 and snapshot("sanitation", "cam-3") == 403, "it used to be 200"
+    assert snapshot("operator", "cam-3") == 200 and snapshot("integrator", "cam-1") == 403
 
 
 @pytest.mark.one_database

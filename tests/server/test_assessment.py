@@ -54,6 +54,15 @@ def test_each_indicator_follows_the_citys_formula():
     assert row.mean_response_minutes == 15 and row.mean_handling_minutes == 60
 
 
+def test_a_deferred_case_closed_on_time_is_on_neither_side_of_the_on_time_rate():
+    deferred_then_closed = [case("closed", accepted=10, feedback=60, on_time=True),
+                            case("closed", accepted=10, feedback=60, on_time=True, deferred=True)]
+    [row] = assess(deferred_then_closed, GroupBy.UNIT, Period.MONTH, ZONE, NOW)
+    assert row.on_time_closure_rate == 1.0, "1 on time / (2 due - 1 deferred); it read 2.0"
+    [row] = assess(deferred_then_closed[1:], GroupBy.UNIT, Period.MONTH, ZONE, NOW)
+    assert (row.on_time, row.due - row.deferred, row.on_time_closure_rate) == (0, 0, None)
+
+
 @pytest.mark.parametrize(
     ("by", "groups"),
     [(GroupBy.UNIT, {"sanitation": 2, "enforcement": 1}), (GroupBy.GRID, {"WL-02": 3}),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gridwatch.contract import CaseAction, CaseMessage, event_topic
+from gridwatch.contract import DEFAULT_EVENT_CODES, CaseAction, CaseMessage, Category, event_topic
 from server.core.security import Role
 from server.db import Database
 from server.models import CaseRecord
@@ -301,6 +301,34 @@ def test_extension_moves_the_deadline_in_working_time_and_is_counted(city):
     city.act("extend", Role.SUPERVISOR, reason="tow truck busy", extend_minutes=60)
     assert city.case().deadline_at == datetime(2026, 11, 24, 7, 30, tzinfo=CST)
     assert city.case().extension_count == 1
+
+
+def test_resuming_a_deferred_case_gives_back_the_working_time_it_had_left(city):
+    city.clock.now = datetime(2026, 11, 23, 22, 0, tzinfo=CST)
+    city.detect(category="illegal_parking", code="0505", label="car")
+    city.act("extend", Role.SUPERVISOR, reason="tow truck busy", extend_minutes=60)
+    assert city.case().deadline_at == datetime(2026, 11, 24, 7, 30, tzinfo=CST)
+    city.clock.now = datetime(2026, 11, 23, 22, 10, tzinfo=CST)
+    city.act("defer", Role.SUPERVISOR, reason="road closed for a parade")  # 50 + 30 working minutes left
+    city.clock.now = datetime(2026, 11, 24, 10, 0, tzinfo=CST)
+    city.act("resume", Role.SUPERVISOR)
+    assert city.case().deadline_at == datetime(2026, 11, 24, 11, 20, tzinfo=CST), \
+        "80 working minutes from 10:00 (the wall clock's 11 h 50 min made it 19:20)"
+
+
+def test_extending_a_calendar_clock_case_adds_calendar_time_and_its_escalation_starts_again(city):
+    city.clock.now = datetime(2026, 11, 23, 22, 0, tzinfo=CST)
+    city.detect(category="device_fault", code=DEFAULT_EVENT_CODES[Category.DEVICE_FAULT], label="covered",
+                zone_id="camera")
+    assert city.case().deadline_at == datetime(2026, 11, 24, 2, 0, tzinfo=CST)  # 240 minutes, round the clock
+    assert city.ingest.sweep(city.clock.advance(hours=4, minutes=30)) == 1
+    assert city.case().escalation_level == 1, "told the street office"
+    city.act("extend", Role.SUPERVISOR, reason="a ladder truck is needed", extend_minutes=60)
+    assert city.case().deadline_at == datetime(2026, 11, 24, 3, 0, tzinfo=CST), "not 08:00 in working hours"
+    assert city.case().escalation_level == 0
+    city.clock.now = datetime(2026, 11, 24, 3, 30, tzinfo=CST)
+    assert city.ingest.sweep(city.clock.now) == 1
+    assert city.case().escalation_level == 1, "past the new deadline, the street office is told first again"
 
 
 def test_reassignment_and_return_move_the_case_between_units(city):

@@ -116,3 +116,38 @@ def test_no_route_answers_500_to_garbage(api, method, url):
         response = api.request(method, url, content=body, headers={"Content-Type": "application/json"})
         assert 400 <= response.status_code < 500, (url, body[:20], response.status_code, response.text[:200])
         assert response.text, "a 4xx says why"
+
+
+TEXT_AND_TIME_ABUSE = [
+    ("GET", "/api/v1/cases?opened_after=0001-01-01T00:00:00%2B01:00", None),
+    ("GET", "/api/v1/cases?opened_before=9999-12-31T23:59:59-01:00", None),
+    ("GET", "/open311/v2/requests.json?start_date=0001-01-01T00:00:00%2B01:00", None),
+    ("GET", "/api/v1/assessment?from=0001-01-01", None),
+    ("GET", "/api/v1/assessment?period=quarter&from=9999-10-01", None),
+    ("GET", "/open311/v2/requests/%C2%B2.json", None),  # a superscript two: a digit to str.isdigit, not to int
+    ("POST", "/open311/v2/requests.json", '{"service_code": "litter", "lat": 30.27, "long": 120.16, '
+                                          '"description": "bags \\ud800"}'),
+    ("POST", "/api/v1/cases/{case}/actions", '{"action": "void", "void_reason": "other", "reason": "\\ud800"}'),
+]
+NUL_TEXT = [  # SQLite stores a NUL (200), PostgreSQL's text does not (422): never a 500
+    ("GET", "/api/v1/cases?unit_id=%00", None), ("GET", "/api/v1/nodes/%00/config", None),
+    ("POST", "/open311/v2/requests.json", '{"service_code": "litter", "lat": 30.27, "long": 120.16, '
+                                          '"description": "bags \\u0000"}'),
+]
+
+
+def test_text_no_database_stores_and_times_out_of_its_range_are_refused_with_a_4xx(api):
+    """Found by review: each of these answered 500 (a lone surrogate or a NUL reached the database, a year-1 time
+    overflowed when turned to UTC, `int("²")`)."""
+    reported = api.post("/open311/v2/requests.json", json={"service_code": "litter", "lat": 30.27, "long": 120.16,
+                                                            "description": "bags by the bin"})
+    case = reported.json()[0]["service_request_id"]
+    for method, url, body in TEXT_AND_TIME_ABUSE:
+        response = api.request(method, url.format(case=case), content=body,
+                               headers={"Content-Type": "application/json"})
+        assert 400 <= response.status_code < 500, (url, body, response.status_code, response.text[:200])
+        assert response.text
+    assert api.get(f"/api/v1/cases/{case}").json()["status"] == "collected", "the refused step changed nothing"
+    for method, url, body in NUL_TEXT:
+        response = api.request(method, url, content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code < 500 and response.text, (url, response.status_code, response.text[:200])

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from server.api.deps import SessionDep, allow
+from server.api.deps import EARLIEST_DAY, LATEST_DAY, SessionDep, allow
 from server.api.schemas import BoardOut, BoardStreet, BoardUnit
 from server.core.security import Role
 from server.models import utcnow
@@ -36,10 +36,12 @@ def get_assessment(
     session: SessionDep,
     by: Annotated[GroupBy, Query(description="street_chief, unit, grid or camera.")] = GroupBy.UNIT,
     period: Annotated[Period, Query(description="day, week, month or quarter.")] = Period.MONTH,
-    start: Annotated[date | None, Query(alias="from", description="First day (local), default: the start of the "
-                                                                   "current period.")] = None,
-    end: Annotated[date | None, Query(alias="to", description="Day after the last (local), default: the end of "
-                                                               "the period `from` is in.")] = None,
+    start: Annotated[date | None, Query(alias="from", ge=EARLIEST_DAY, le=LATEST_DAY,
+                                        description="First day (local), default: the start of the current "
+                                                    "period.")] = None,
+    end: Annotated[date | None, Query(alias="to", ge=EARLIEST_DAY, le=LATEST_DAY,
+                                      description="Day after the last (local), default: the end of the period "
+                                                  "`from` is in.")] = None,
     format: Annotated[Literal["json", "csv"], Query(description="csv: a spreadsheet download.")] = "json",  # noqa: A002
 ):  # noqa: ANN201 - JSON or CSV
     dispatcher: Dispatcher = request.app.state.ingest.cases.dispatcher

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from gridwatch.contract import CaseAction, CaseStatus, Category
-from server.api.deps import Caller, CaseWorker, PageNumber, PageSize, RowId, SessionDep, get_caller
+from server.api.deps import Caller, CaseWorker, PageNumber, PageSize, RowId, SessionDep, get_caller, moment_problem
 from server.api.schemas import ActionIn, CaseDetail, CaseSummary, EventOut, Page, TransitionOut
 from server.core.security import Role, TokenEntry
 from server.models import CaseRecord, EvidenceRecord, utcnow
@@ -59,8 +59,8 @@ def list_cases(
         if value is not None:
             query = query.where(column == value)
     for name, moment in (("opened_after", opened_after), ("opened_before", opened_before)):
-        if moment is not None and moment.tzinfo is None:
-            raise HTTPException(status_code=422, detail=f"{name}: give a time zone, e.g. 2026-11-23T09:00:00+08:00")
+        if problem := moment_problem(name, moment):
+            raise HTTPException(status_code=422, detail=problem)
     if opened_after is not None:
         query = query.where(CaseRecord.opened_at >= opened_after)
     if opened_before is not None:

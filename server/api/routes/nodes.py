@@ -12,7 +12,8 @@ from sqlalchemy import select
 from gridwatch.contract import SCHEMA_VERSION, Command, RemoteConfig, command_topic, config_topic
 from server.api.deps import EvidenceDep, OperatorDep, PictureViewer, SessionDep, get_caller
 from server.api.schemas import CommandIn, CommandOut, NodeOut, RemoteConfigOut, ZonesIn
-from server.models import CameraSnapshot, NodeCommand, NodeRecord
+from server.core.security import Role
+from server.models import CameraSnapshot, CaseRecord, NodeCommand, NodeRecord
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], dependencies=[Depends(get_caller)])
 
@@ -57,7 +58,12 @@ def get_command(node_id: str, request_id: str, session: SessionDep) -> CommandOu
             summary="The camera's latest snapshot (send a snapshot command for a fresh one)",
             responses={200: {"content": {"image/jpeg": {}}}})
 def get_snapshot(node_id: str, camera_id: str, session: SessionDep, store: EvidenceDep,
-                 _caller: PictureViewer) -> FileResponse:
+                 caller: PictureViewer) -> FileResponse:
+    if caller.role is Role.FIELD_STAFF and caller.unit is not None and session.scalar(
+            select(CaseRecord.id).where(CaseRecord.node_id == node_id, CaseRecord.camera_id == camera_id,
+                                        CaseRecord.unit_id == caller.unit).limit(1)) is None:
+        raise HTTPException(status_code=403, detail=f"field staff see the pictures of their unit's cases only: "
+                                                    f"camera {camera_id} has no case of unit {caller.unit}")
     snapshot = session.scalar(select(CameraSnapshot).where(CameraSnapshot.node_id == node_id,
                                                            CameraSnapshot.camera_id == camera_id))
     if snapshot is None or not store.path(snapshot.sha256).exists():

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from gridwatch.contract import DEFAULT_EVENT_CODES, Category, Location
-from server.api.deps import MAX_ID, SessionDep
+from server.api.deps import MAX_ID, SessionDep, moment_problem
 from server.core.security import Role
 from server.models import CaseRecord, CaseTransition, utcnow
 from server.services.cases import CaseService
@@ -159,8 +159,8 @@ def get_requests(
         query = query.where(CaseRecord.status.in_(finished) if status == "closed"
                             else CaseRecord.status.not_in(finished))
     for name, moment in (("start_date", start_date), ("end_date", end_date)):
-        if moment is not None and moment.tzinfo is None:
-            return error(400, f"{name}: give a time zone (W3C format, e.g. 2026-11-23T09:00:00+08:00)")
+        if problem := moment_problem(name, moment):
+            return error(400, problem + " (W3C format)")
     if start_date:
         query = query.where(CaseRecord.opened_at >= start_date)
     if end_date:
@@ -172,7 +172,7 @@ def get_requests(
 @router.get("/requests/{service_request_id}", summary="GeoReport v2: one service request")
 @router.get("/requests/{service_request_id}.json", include_in_schema=False)
 def get_request(service_request_id: str, session: SessionDep):  # noqa: ANN201
-    known = service_request_id.isdigit() and 0 < int(service_request_id) <= MAX_ID
+    known = service_request_id.isascii() and service_request_id.isdigit() and 0 < int(service_request_id) <= MAX_ID
     case = session.get(CaseRecord, int(service_request_id)) if known else None
     if case is None:
         return error(404, f"no service request {service_request_id}")
