@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import CaseMessage
-from server.db import Database
+from server.db import Database, begin_writing
 from server.models import WebhookDelivery, WebhookSubscription, utcnow
 
 log = logging.getLogger(__name__)
@@ -74,17 +74,33 @@ class Webhooks:
         return timedelta(seconds=min(self.max_delay, self.base_delay * 2 ** (attempts - 1)))
 
     def deliver_due(self, client: httpx.Client, limit: int = 50) -> int:
-        """Send what is due now, oldest first; returns how many were attempted."""
-        with self.database.session() as session:
-            due = session.scalars(
-                select(WebhookDelivery).where(WebhookDelivery.status == "pending",
-                                              WebhookDelivery.next_attempt_at <= self.clock())
-                .order_by(WebhookDelivery.id).limit(limit)).all()
-            for delivery in due:
+        """Send what is due now, oldest first; returns how many were attempted. Every worker runs a sender: each
+        delivery is claimed first, so two workers never send one twice."""
+        claimed = self._claim(limit)
+        for delivery_id in claimed:
+            with self.database.session() as session:
+                delivery = session.get(WebhookDelivery, delivery_id)
                 subscription = session.get(WebhookSubscription, delivery.subscription_id)
                 self._attempt(client, delivery, subscription)
                 session.commit()
-            return len(due)
+        return len(claimed)
+
+    def _claim(self, limit: int) -> list[int]:
+        """The ids of up to `limit` due deliveries, each leased to this sender: its next attempt is put off past the
+        time to send them all, so another worker's sender passes it by (and sends it if this one dies mid-way). On
+        PostgreSQL the rows another sender is claiming are skipped; SQLite claims one sender at a time."""
+        now = self.clock()
+        with self.database.session() as session:
+            begin_writing(session)
+            due = session.scalars(
+                select(WebhookDelivery).where(WebhookDelivery.status == "pending",
+                                              WebhookDelivery.next_attempt_at <= now)
+                .order_by(WebhookDelivery.id).limit(limit).with_for_update(skip_locked=True)).all()
+            lease = now + timedelta(seconds=len(due) * self.timeout + 30)  # long enough to send them all
+            for delivery in due:
+                delivery.next_attempt_at = lease
+            session.commit()
+            return [delivery.id for delivery in due]
 
     def _attempt(self, client: httpx.Client, delivery: WebhookDelivery,
                  subscription: WebhookSubscription | None) -> None:

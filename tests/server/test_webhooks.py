@@ -7,6 +7,7 @@ import hmac
 import json
 import queue
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -23,12 +24,15 @@ class Receiver:
     def __init__(self, port: int = 0) -> None:
         self.requests: list[tuple[dict, bytes]] = []
         self.answers: queue.Queue[int] = queue.Queue()
+        self.delay = 0.0
+        """Seconds each answer takes (a slow endpoint)."""
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append((dict(self.headers), body))
+                time.sleep(receiver.delay)
                 code = receiver.answers.get_nowait() if not receiver.answers.empty() else 200
                 self.send_response(code)
                 self.end_headers()
@@ -128,3 +132,36 @@ def test_an_unreachable_subscriber_is_logged_as_failed_and_can_be_retried(fast_a
 def test_a_bad_subscription_is_refused_with_the_field_named(fast_api, body, message):
     response = fast_api.post("/api/v1/webhooks", json=body)
     assert response.status_code == 422 and message in json.dumps(response.json())
+
+
+def test_two_workers_senders_deliver_each_case_change_once(database_url, receiver):
+    """Every worker runs a webhook sender on the one database: each delivery reaches the subscriber once (both
+    senders used to pick up a delivery that was still being sent)."""
+    from server.db import Database
+    from server.models import WebhookDelivery, WebhookSubscription, utcnow
+    from server.services.webhooks import Webhooks
+
+    receiver.delay = 0.05
+    database = Database(database_url)
+    with database.session() as session:
+        subscription = WebhookSubscription(url=f"http://127.0.0.1:{receiver.port}/hook", secret="s" * 32,
+                                           created_by="test")
+        session.add(subscription)
+        session.flush()
+        session.add_all([WebhookDelivery(subscription_id=subscription.id, case_id=n, event="case.dispatch",
+                                         payload=json.dumps({"case_id": n}), next_attempt_at=utcnow())
+                         for n in range(1, 41)])
+        session.commit()
+    senders = [Webhooks(Database(database_url)) for _ in range(2)]
+    for sender in senders:
+        sender.start()
+    try:
+        wait_until(lambda: len(receiver.requests) >= 40, timeout=30)
+        time.sleep(1.5)  # a second sender's round after the last one
+    finally:
+        for sender in senders:
+            sender.stop()
+    delivered = [headers["X-GridWatch-Delivery"] for headers, _body in receiver.requests]
+    assert sorted(delivered, key=int) == [str(n) for n in range(1, 41)], "each once"
+    with database.session() as session:
+        assert {d.status for d in session.query(WebhookDelivery)} == {"delivered"}
