@@ -5,7 +5,7 @@ streetlights; clock-free (`now` comes in), so tests run hours in milliseconds.""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edge.rules.stationary import RuleEvent
 from gridwatch.contract import Category, EventType
@@ -61,6 +61,14 @@ class FaultTracker:
             fault.violation_id = None
             return [event]
         return []
+
+    def interrupt(self, now: float, reason: str) -> list[RuleEvent]:
+        """An interrupted `end` for every fault raised (the node stops watching), and every condition forgotten."""
+        events = [replace(self._event(EventType.END, kind, fault, max(now, fault.started_at), reason),
+                          interrupted=True)
+                  for kind, fault in self._faults.items() if fault.violation_id is not None]
+        self._faults.clear()
+        return events
 
     def _event(self, event_type: EventType, kind: str, fault: _Fault, now: float, reason: str) -> RuleEvent:
         return RuleEvent(event_type, fault.violation_id, self.category, self.zone_id, kind, 0, fault.started_at, now,

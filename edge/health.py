@@ -71,6 +71,9 @@ class CameraHealth:
         return self._faults.track(kind, present, now, self.config.fault_seconds, f"picture {kind}",
                                   "picture back to normal")
 
+    def interrupt(self, now: float, reason: str) -> list[RuleEvent]:
+        return self._faults.interrupt(now, reason)
+
     @property
     def active_faults(self) -> list[str]:
         return self._faults.active

@@ -19,6 +19,7 @@ from edge.manifest import load_manifest
 from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxSender
 from edge.pipeline import CameraPipeline, make_detector
 from edge.remote_config import RemoteConfigurator
+from edge.rules.stationary import RuleEvent
 from edge.streetlight import StreetlightMonitor, lamp_event, make_adapter
 from edge.system_stats import SystemStats
 from gridwatch.contract import (
@@ -127,14 +128,24 @@ class EdgeNode:
                 if time.monotonic() < due[lamp.config.lamp_id]:
                     continue
                 due[lamp.config.lamp_id] = time.monotonic() + lamp.config.poll_seconds
-                for rule_event in lamp.poll(time.time()):
-                    event = lamp_event(rule_event, self.config.node_id,
-                                       self.config.event_codes[Category.STREETLIGHT_FAULT], lamp.config,
-                                       self.config.zoneinfo())
-                    log.info("%s streetlight_fault %s %s (%s)", lamp.config.lamp_id, event.type.value, event.label,
-                             rule_event.reason)
-                    self.publish(event_topic(self.config.node_id, event.category), event.model_dump_json().encode())
+                try:
+                    self._poll_lamp(lamp)
+                except Exception:  # a bug in one lamp's reading must not stop the others, nor the next poll
+                    log.exception("lamp %s: poll failed", lamp.config.lamp_id)
             stop.wait(0.1)
+        for lamp in self.lamps:  # no longer watched: the faults raised end as interrupted, their cases stay open
+            self._publish_lamp(lamp, lamp.faults.interrupt(time.time(), "the node is stopping"))
+
+    def _poll_lamp(self, lamp: StreetlightMonitor) -> None:
+        self._publish_lamp(lamp, lamp.poll(time.time()))
+
+    def _publish_lamp(self, lamp: StreetlightMonitor, events: list[RuleEvent]) -> None:
+        for rule_event in events:
+            event = lamp_event(rule_event, self.config.node_id, self.config.event_codes[Category.STREETLIGHT_FAULT],
+                               lamp.config, self.config.zoneinfo())
+            log.info("%s streetlight_fault %s %s (%s)", lamp.config.lamp_id, event.type.value, event.label,
+                     rule_event.reason)
+            self.publish(event_topic(self.config.node_id, event.category), event.wire())
 
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set or every camera's source has ended; returns a process exit code."""

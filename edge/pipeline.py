@@ -123,6 +123,9 @@ class CameraPipeline:
         self._last_frame_wall = time.monotonic()
         self.last_image: NDArray[np.uint8] | None = None
         """The newest frame, for a snapshot on command."""
+        self._publisher: Publish | None = None
+        """Where this camera's events go (given to `run`, or to `process`), for those a reconfiguration ends."""
+        self._last_timestamp: float | None = None
 
     @classmethod
     def build(cls, node: NodeConfig, camera: CameraConfig, manifest: Manifest,
@@ -189,14 +192,36 @@ class CameraPipeline:
         return Reconfiguration(camera, zones, runners, manifest)
 
     def adopt(self, new: Reconfiguration) -> None:
-        """Switch to a prepared reconfiguration, between two frames."""
+        """Switch to a prepared reconfiguration, between two frames. The open violations of the old rules end as
+        interrupted (their cases stay open, not verified by it): the new rules judge the scene afresh."""
         with self._lock:
+            health_off = self.health is not None and not new.camera.health.enabled
+            self._interrupt("its zones and rules were reconfigured", self._publisher, health_off)
             self.camera, self.zones, self.runners, self.manifest = new.camera, new.zones, new.runners, new.manifest
             self.motion = MotionDetector() if new.camera.motion_gating else None
-            if self.health:
+            if not new.camera.health.enabled:
+                self.health = None  # turned off: its faults ended above
+            elif self.health:
                 self.health.config = new.camera.health
-            elif new.camera.health.enabled:
+            else:
                 self.health = CameraHealth(new.camera.health)
+
+    def interrupt(self, reason: str, publish: Publish | None = None) -> list[Event]:
+        """End every open violation and fault of this camera as interrupted (the node stops watching it)."""
+        with self._lock:
+            return self._interrupt(reason, publish or self._publisher, with_health=True)
+
+    def _interrupt(self, reason: str, publish: Publish | None, with_health: bool) -> list[Event]:
+        now = self._last_timestamp if self._last_timestamp is not None else time.time()
+        ended = [(event, runner.detector.info) for runner in self.runners for rule in runner.rules
+                 for event in rule.interrupt(now, reason)]
+        if with_health and self.health:
+            ended += [(event, HEALTH_MODEL) for event in self.health.interrupt(now, reason)]
+        if ended and publish is None:
+            log.warning("%s: %d open violation(s) ended (%s) with nowhere to publish it", self.camera.camera_id,
+                        len(ended), reason)
+            return []
+        return [self._publish(event, None, publish, model) for event, model in ended]
 
     @property
     def rules(self) -> list[StationaryRule]:
@@ -207,6 +232,7 @@ class CameraPipeline:
         return prefetch(self.source.frames(), live=self.source.live)
 
     def run(self, stop: threading.Event, publish: Publish) -> None:
+        self._publisher = publish
         try:
             for frame in self.frames():
                 if stop.is_set():
@@ -216,15 +242,24 @@ class CameraPipeline:
             self.error = error
             log.exception("camera %s stopped", self.camera.camera_id)
         finally:
+            # what was open is no longer watched: ended as interrupted, so no case waits for an `end` for ever
+            why = (f"the camera stopped: {type(self.error).__name__}" if self.error else
+                   "the node is stopping" if stop.is_set() else "the video ended")
+            try:
+                self.interrupt(why, publish)
+            except Exception:
+                log.exception("camera %s: ending its open violations failed", self.camera.camera_id)
             self.finished.set()
 
     def process(self, frame: Frame, publish: Publish) -> list[Event]:
         with self._lock:
+            self._publisher = publish
             return self._process(frame, publish)
 
     def _process(self, frame: Frame, publish: Publish) -> list[Event]:
         published: list[Event] = []
         self._last_frame_wall = time.monotonic()
+        self._last_timestamp = frame.timestamp
         self.last_image = frame.image
         if self.health and frame.timestamp >= self._next_health_check:
             self._next_health_check = frame.timestamp + 1.0
@@ -336,12 +371,13 @@ class CameraPipeline:
                 crop=EvidenceImage(sha256=object_crop.sha256, bytes=len(object_crop.jpeg),
                                    region=Box.from_corners(*object_crop.region)) if object_crop else None,
             ) if evidence else None,
+            interrupted=rule_event.interrupted or None,
         )
         if evidence:
             publish(evidence_topic(self.node.node_id, event_id), evidence.jpeg)
         if object_crop:
             publish(evidence_topic(self.node.node_id, event_id, crop=True), object_crop.jpeg)
-        publish(event_topic(self.node.node_id, event.category), event.model_dump_json().encode())
+        publish(event_topic(self.node.node_id, event.category), event.wire())
         log.info("%s %s %s %s zone=%s track=%d dwell=%.0fs (%s)", self.camera.camera_id, event.category.value,
                  event.type.value, event.violation_id, event.zone_id, rule_event.track_id,
                  rule_event.dwell_seconds, rule_event.reason)

@@ -11,7 +11,9 @@ photocell and scripted failures, for tests and demos.
 
 from __future__ import annotations
 
+import http.client
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +35,8 @@ from gridwatch.contract import SCHEMA_VERSION, Box, Category, Event, LampTelemet
 LAMP_ZONE = "lamp"
 STREETLIGHT_MODEL = ModelInfo(name="streetlight-rules", version="1")
 """What `model` names in lamp events: the rules above, not a detector."""
+
+log = logging.getLogger(__name__)
 
 
 class SensorError(RuntimeError):
@@ -65,8 +69,9 @@ class HttpJsonAdapter:
             return LampReading(lamp_on=bool(data["lamp_on"]), power_w=float(data["power_w"]),
                                voltage_v=float(data["voltage_v"]),
                                ambient_lux=None if ambient is None else float(ambient))
-        except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise SensorError(f"{self.url}: {error}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError, KeyError, TypeError,
+                AttributeError) as error:  # HTTPException: a cut-off body, a garbled status line
+            raise SensorError(f"{self.url}: {type(error).__name__}: {error}") from None
 
 
 class SimulatedLamp:
@@ -129,7 +134,9 @@ class StreetlightMonitor:
     def poll(self, now: float) -> list[RuleEvent]:
         try:
             reading = self.adapter.read()
-        except SensorError:
+        except Exception as error:  # any adapter's failure is a controller that did not answer, never a dead loop
+            if not isinstance(error, SensorError):
+                log.exception("lamp %s: its adapter failed", self.config.lamp_id)
             self.controller_ok = False
             since = self._answered_at if self._answered_at is not None else now
             silent = now - since >= self.config.silent_seconds
@@ -181,4 +188,4 @@ def lamp_event(rule_event: RuleEvent, node_id: str, code: str, lamp: Streetlight
                  started_at=local_time(rule_event.started_at, timezone),
                  observed_at=local_time(rule_event.observed_at, timezone),
                  dwell_seconds=round(rule_event.dwell_seconds, 3), score=1.0, box=Box(x1=0, y1=0, x2=1, y2=1),
-                 location=lamp.location, model=STREETLIGHT_MODEL)
+                 location=lamp.location, model=STREETLIGHT_MODEL, interrupted=rule_event.interrupted or None)

@@ -12,7 +12,7 @@ import statistics
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -43,6 +43,8 @@ class RuleEvent:
     score: float
     box: tuple[float, float, float, float]
     reason: str
+    interrupted: bool = False
+    """An `end` because the node stopped watching, not because the object left (`StationaryRule.interrupt`)."""
 
     @property
     def dwell_seconds(self) -> float:
@@ -303,6 +305,15 @@ class StationaryRule:
         ]
         for track_id in [t for t, track in self._tracks.items() if now - track.last_seen >= self.tuning.lost_seconds]:
             del self._tracks[track_id]
+        return events
+
+    def interrupt(self, now: float, reason: str) -> list[RuleEvent]:
+        """An interrupted `end` for every open violation, and the tracks forgotten: the node stops watching (it
+        stops, the camera failed, the rules are replaced). The server then counts the violations as ended without
+        taking them for the object gone; what is still there when watching resumes is a new violation."""
+        events = [replace(self._end(key, max(now, violation.last_seen), reason), interrupted=True)
+                  for key, violation in list(self._violations.items())]
+        self._tracks.clear()
         return events
 
     def _publish_update(self, violation: _Violation, now: float, reason: str) -> RuleEvent:

@@ -10,11 +10,12 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 """1.1 added the evidence crop (`evidence.crop`, topic `.../evidence/{event_id}/crop`); 1.2 added the remote
 config's `manifest` (model roll-out), the crop's `region`, commands and snapshots; 1.3 the whole case workflow
-(statuses after `dispatched`, the `action` of a case message, the person on duty and the escalation level).
-Older payloads stay valid."""
+(statuses after `dispatched`, the `action` of a case message, the person on duty and the escalation level); 1.4 an
+event's `interrupted` (an `end` sent because the node stopped watching, not because the object left). Older
+payloads stay valid."""
 TOPIC_ROOT = "gw/v1"
 
 NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -137,12 +138,24 @@ class Event(_Strict):
     location: Location | None = None
     model: ModelInfo
     evidence: EvidenceRef | None = None
+    interrupted: Literal[True] | None = Field(default=None, description=(
+        "On an `end` only (1.4): the node stopped watching (it is shutting down, its camera failed or its zones "
+        "were reconfigured), so the violation is closed without saying the object left. The server counts the "
+        "violation as ended but does not verify its case by it; a camera that sees the object again starts a new "
+        "violation. Absent otherwise."))
 
     @model_validator(mode="after")
     def _chronological(self) -> Event:
         if self.observed_at < self.started_at:
             raise ValueError("observed_at is earlier than started_at")
+        if self.interrupted and self.type is not EventType.END:
+            raise ValueError("interrupted: only an `end` is interrupted")
         return self
+
+    def wire(self) -> bytes:
+        """The payload as published: `interrupted` only where it is set, so a server of 1.3 reads every other
+        event as before."""
+        return self.model_dump_json(exclude=None if self.interrupted else {"interrupted"}).encode()
 
 
 class NodeState(StrEnum):

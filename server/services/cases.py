@@ -77,7 +77,12 @@ class CaseService:
             case.score = event.score
         case.updated_at = now
         status = S(case.status)
-        if event.type is EventType.END:
+        if event.type is EventType.END and event.interrupted:
+            # the node stopped watching (restart, camera failure, new zones): the violation no longer counts as
+            # open, but nothing says the object left, so the case is not ended, nor verified by it
+            if not first_of_violation:
+                case.open_violations = max(0, case.open_violations - 1)
+        elif event.type is EventType.END:
             if not first_of_violation:
                 case.open_violations = max(0, case.open_violations - 1)
             if case.open_violations == 0:  # every violation of the case has ended: the object is gone

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from edge.capture import Frame
 from edge.config import NodeConfig
 from edge.detections import Detections
+from edge.health_config import HealthConfig
 from edge.manifest import Manifest
 from edge.pipeline import CameraPipeline, make_detector
 from gridwatch.contract import Event, ModelInfo
@@ -229,3 +231,73 @@ def test_a_model_may_ask_a_higher_score_of_its_objects_than_the_camera_does(min_
                                     detector_factory=lambda weights, labels: city)
     published = feed(pipeline, 60)
     assert sum(topic.endswith("/events/litter") for topic, _ in published) == events
+
+
+def litter_events(published: list[tuple[str, bytes]]) -> list[Event]:
+    return [Event.model_validate_json(payload) for topic, payload in published
+            if topic == "gw/v1/nodes/n1/events/litter"]
+
+
+def test_a_reconfigured_camera_ends_its_open_violations_as_interrupted_and_judges_afresh():
+    """Before: the new rules replaced the old ones' open violations without an `end`, so their cases waited for
+    one for ever (and never closed once the bag was gone)."""
+    pipeline, _, _ = build(owner_leaves_after_call=0)
+    published = feed(pipeline, 60)
+    [new] = litter_events(published)
+    pipeline.reconfigure(pipeline.camera.model_copy(update={"detect_fps": 2}))
+    [ended] = litter_events(published)[1:]
+    assert (ended.type.value, ended.violation_id, ended.interrupted) == ("end", new.violation_id, True)
+    assert ended.evidence is None and ended.observed_at >= new.observed_at
+    assert json.loads(published[-1][1])["interrupted"] is True
+    assert "interrupted" not in json.loads(next(p for t, p in published if t.endswith("/litter"))), \
+        "absent where it is not set: a server of 1.3 reads the other events as before"
+
+
+def test_a_camera_that_stops_ends_what_it_was_watching_as_interrupted():
+    pipeline, _, _ = build(owner_leaves_after_call=0)
+    published: list[tuple[str, bytes]] = []
+    frames = iter(range(600))
+
+    def frames_then_stop():  # a minute of the bag, then the node is told to stop
+        for index in frames:
+            if index == 599:
+                stop.set()
+            yield Frame(FRAME, 1000.0 + index / 10, index)
+
+    stop = threading.Event()
+    pipeline.frames = frames_then_stop
+    pipeline.run(stop, lambda topic, payload: published.append((topic, payload)))
+    new, ended = litter_events(published)
+    assert (new.type.value, ended.type.value, ended.interrupted) == ("new", "end", True)
+    assert ended.violation_id == new.violation_id and pipeline.finished.is_set()
+
+
+def test_turning_health_checks_off_ends_their_faults_and_raises_no_more():
+    """Before: `enabled: false` in a reload or remote config left the checks running, faults and all."""
+    from tests.edge.test_health import scene
+
+    pipeline, _, _ = build(owner_leaves_after_call=10**6)
+    pipeline.reconfigure(pipeline.camera.model_copy(update={"health": HealthConfig(fault_seconds=10)}))
+    published: list[tuple[str, bytes]] = []
+    clock = iter(range(10**6))
+
+    def show(seconds: int, picture) -> None:  # two frames a second
+        for _ in range(seconds * 2):
+            index = next(clock)
+            pipeline.process(Frame(picture(index), 1000.0 + index / 2, index),
+                             lambda topic, payload: published.append((topic, payload)))
+
+    def faults() -> list[Event]:
+        return [Event.model_validate_json(p) for t, p in published if t.endswith("/device_fault")]
+
+    black = np.full((480, 640, 3), 3, dtype=np.uint8)
+    show(20, lambda index: scene(seed=index))
+    show(20, lambda index: black)
+    [raised] = faults()
+    assert (raised.type.value, raised.label) == ("new", "black")
+    pipeline.reconfigure(pipeline.camera.model_copy(update={"health": HealthConfig(enabled=False)}))
+    [_, ended] = faults()
+    assert (ended.type.value, ended.label, ended.interrupted, ended.violation_id) == \
+        ("end", "black", True, raised.violation_id)
+    show(20, lambda index: black)
+    assert len(faults()) == 2 and pipeline.health is None, "no checks, no faults"

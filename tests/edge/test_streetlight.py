@@ -127,3 +127,40 @@ def test_a_lamp_failure_at_night_reaches_the_broker_and_ends_on_recovery(running
     finally:
         stop.set()
         thread.join(15)
+
+
+class CutOff(BaseHTTPRequestHandler):
+    """A gateway that promises 500 bytes and sends 10: http.client raises IncompleteRead, not an OSError."""
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        self.send_response(200)
+        self.send_header("Content-Length", "500")
+        self.end_headers()
+        self.wfile.write(b'{"lamp_on"')
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class Broken:
+    """A third-party adapter with a bug of its own."""
+
+    def read(self):  # noqa: ANN201
+        raise RuntimeError("driver bug")
+
+
+def test_a_controller_that_cuts_its_answer_or_an_adapter_that_breaks_is_a_silent_controller():
+    server = HTTPServer(("127.0.0.1", 0), CutOff)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(SensorError, match="IncompleteRead"):  # it escaped, and ended the lamps' thread
+            HttpJsonAdapter(f"http://127.0.0.1:{server.server_address[1]}/reading").read()
+    finally:
+        server.shutdown()
+        server.server_close()
+    config = StreetlightConfig.model_validate({"lamp_id": "lamp-7", "silent_seconds": 30,
+                                               "adapter": {"type": "simulated"}})
+    monitor = StreetlightMonitor(config, Broken())
+    events = [event for second in range(0, 60, 5) for event in monitor.poll(1_000_000.0 + second)]
+    assert [(e.type.value, e.label) for e in events] == [("new", "controller_silent")]
+    assert monitor.controller_ok is False

@@ -205,6 +205,24 @@ def test_the_camera_that_raised_the_case_verifies_its_closure(city):
     assert case.accepted_at - case.dispatched_at == timedelta(minutes=10)
 
 
+def test_an_end_the_node_sent_because_it_stopped_watching_verifies_nothing(city):
+    """A node restarting (or its camera failing, or its zones changing) ends what it was watching as `interrupted`:
+    the violation no longer holds the case open, but the case is not taken for cleared."""
+    first = city.detect()
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF, reason="pile removed")
+    city.clock.advance(minutes=1)
+    city.detect(type="end", violation_id=first["violation_id"], interrupted=True)
+    case = city.case()
+    assert (case.status, case.open_violations, case.ended_at) == ("feedback", 0, None), "not verified by it"
+    city.clock.advance(minutes=2)
+    back = city.detect()  # the node is back, and the pile is still there: a violation of its own
+    assert city.actions()[-1] == ("rework", "handling") and city.case().open_violations == 1
+    city.act("feedback", Role.FIELD_STAFF, reason="really removed now")
+    city.detect(type="end", violation_id=back["violation_id"])  # gone: the camera verifies
+    assert city.actions()[-2:] == [("verify", "verified"), ("close", "closed")]
+
+
 def test_seen_again_after_feedback_goes_back_for_rework(city):
     first = city.detect()
     city.act("accept", Role.FIELD_STAFF)
