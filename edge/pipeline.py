@@ -232,19 +232,34 @@ class CameraPipeline:
         return prefetch(self.source.frames(), live=self.source.live)
 
     def run(self, stop: threading.Event, publish: Publish) -> None:
+        """Until `stop`, or the end of a video file. A failure (a detector error on an odd frame, memory) is
+        logged and shown in telemetry, ends what the camera had open as interrupted, and a live camera starts
+        again after a pause that doubles with each failure in a row (2 s … 60 s); a file's camera stops."""
         self._publisher = publish
+        failures = 0
         try:
-            for frame in self.frames():
-                if stop.is_set():
-                    break
-                self.process(frame, publish)
-        except Exception as error:  # reported in telemetry and logs; the node keeps its other cameras
-            self.error = error
-            log.exception("camera %s stopped", self.camera.camera_id)
+            while not stop.is_set():
+                try:
+                    for frame in self.frames():
+                        if stop.is_set():
+                            break
+                        self.process(frame, publish)
+                        if failures:
+                            failures, self.error = 0, None  # running again
+                    break  # the video ended, or the node is stopping
+                except Exception as error:  # the node keeps its other cameras
+                    self.error, failures = error, failures + 1
+                    log.exception("camera %s failed (%d in a row)", self.camera.camera_id, failures)
+                    self.interrupt(f"the camera failed: {type(error).__name__}", publish)
+                    if not self.source.live:
+                        break
+                    pause = min(60.0, 2.0 ** failures)
+                    log.warning("camera %s starts again in %.0f s", self.camera.camera_id, pause)
+                    stop.wait(pause)
         finally:
             # what was open is no longer watched: ended as interrupted, so no case waits for an `end` for ever
-            why = (f"the camera stopped: {type(self.error).__name__}" if self.error else
-                   "the node is stopping" if stop.is_set() else "the video ended")
+            why = ("the node is stopping" if stop.is_set() else
+                   f"the camera stopped: {type(self.error).__name__}" if self.error else "the video ended")
             try:
                 self.interrupt(why, publish)
             except Exception:

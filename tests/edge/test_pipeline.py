@@ -301,3 +301,36 @@ def test_turning_health_checks_off_ends_their_faults_and_raises_no_more():
         ("end", "black", True, raised.violation_id)
     show(20, lambda index: black)
     assert len(faults()) == 2 and pipeline.health is None, "no checks, no faults"
+
+
+def test_a_live_camera_whose_detector_fails_once_starts_again_by_itself():
+    """Before: one exception (a detector error on an odd frame, memory) ended the camera until the node restarted."""
+    calls = []
+
+    def script(n: int) -> Detections:
+        calls.append(n)
+        if len(calls) == 5:
+            raise RuntimeError("inference failed on this frame")
+        return detections()
+
+    pipeline, _, _ = build(owner_leaves_after_call=0)
+    for runner in pipeline.runners:
+        runner.detector = ScriptedDetector(runner.spec.name, script)
+    pipeline.source = type("Live", (), {"live": True})()
+    stop = threading.Event()
+    clock = iter(range(10**6))
+
+    def frames():  # a live stream: every call opens it again
+        for _ in range(40):
+            index = next(clock)
+            if index == 60:
+                stop.set()
+            yield Frame(FRAME, 1000.0 + index / 10, index)
+
+    pipeline.frames = frames
+    thread = threading.Thread(target=pipeline.run, args=(stop, lambda topic, payload: None))
+    thread.start()
+    thread.join(timeout=15)  # a pause of 2 s after the failure
+    assert not thread.is_alive() and pipeline.finished.is_set()
+    assert len(calls) > 5, "it went on after the failure"
+    assert pipeline.error is None, "running again clears the error in telemetry"
