@@ -347,7 +347,9 @@ class CameraPipeline:
         if not self.health or not self.source.live:
             return []
         wall = time.monotonic() if now is None else now
-        silent = not self.source.delivering or wall - self._last_frame_wall >= self.camera.health.fault_seconds
+        # no frame for `fault_seconds`, however the source reports itself: a dropout of a second that the source
+        # reconnects from is not a fault (its first failed read used to raise one at once)
+        silent = wall - self._last_frame_wall >= self.camera.health.fault_seconds
         return [self._publish(event, None, publish, HEALTH_MODEL)
                 for event in self.health.observe_offline(silent, time.time())]
 
