@@ -87,6 +87,7 @@ class VideoSource:
         """Times the source was reopened on request (the `restart_camera` command)."""
         self.delivering = True
         self._restart = threading.Event()
+        self._backoff = 1.0
 
     def request_restart(self) -> None:
         """Close and reopen the source before the next frame (a file starts again from its beginning)."""
@@ -100,23 +101,27 @@ class VideoSource:
         return capture
 
     def _reopen_live(self) -> cv2.VideoCapture:
-        backoff = 1.0
         self.delivering = False
         while True:
             try:
                 capture = self._open()
             except CaptureError:
-                log.warning("camera %s unreachable; retrying in %.0f s", self.source, backoff)
-                self._sleep(backoff)
-                backoff = min(self.max_backoff, backoff * 2)
+                self._pause("unreachable")
                 continue
             self.reconnects += 1
             self.delivering = True
             log.info("camera %s reconnected", self.source)
             return capture
 
+    def _pause(self, why: str) -> None:
+        """Wait before the next try: 1 s, doubling to `max_backoff` while the tries fail in a row."""
+        log.warning("camera %s %s; retrying in %.0f s", self.source, why, self._backoff)
+        self._sleep(self._backoff)
+        self._backoff = min(self.max_backoff, self._backoff * 2)
+
     def frames(self) -> Iterator[Frame]:
         capture = self._open() if not self.live else self._first_live_open()
+        dry = False  # reopened, and no frame since
         native_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
         if not self.live and not 0 < native_fps < 1000:
             native_fps = 25.0
@@ -137,8 +142,12 @@ class VideoSource:
                 if not ok:
                     capture.release()
                     if self.live:
-                        log.warning("camera %s stopped delivering frames", self.source)
+                        if dry:  # it opens, but sends nothing: wait as for one that does not open
+                            self._pause("opens but sends no frame")
+                        else:
+                            log.warning("camera %s stopped delivering frames", self.source)
                         capture = self._reopen_live()
+                        dry = True
                         continue
                     if self.loop and position > 0:
                         capture = self._open()
@@ -146,6 +155,7 @@ class VideoSource:
                     log.info("end of %s after %d frames", self.source, position)
                     return
                 self.frames_read += 1
+                dry, self._backoff = False, 1.0
                 offset = self._clock() - started if self.live else position / native_fps
                 position += 1
                 if offset + 1e-9 < next_sample:

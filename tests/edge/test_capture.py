@@ -93,3 +93,16 @@ def test_telemetry_sees_a_source_that_is_down_while_it_retries():
     next(frames), next(frames)
     assert states == [False, False], "reported as not delivering during both retries"
     assert source.delivering and source.reconnects == 1
+
+
+def test_a_camera_that_opens_but_sends_no_frame_is_retried_with_back_off_too():
+    """Before: a camera (or NVR) that accepted every connection and then sent nothing was reopened in a tight loop."""
+    script = iter([ScriptedCapture(True, 1), ScriptedCapture(True, 0), ScriptedCapture(True, 0),
+                   ScriptedCapture(True, 0), ScriptedCapture(True, 1)])
+    sleeps: list[float] = []
+    ticks = iter(range(1000))
+    source = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: next(script),
+                         sleep=sleeps.append, clock=lambda: float(next(ticks)))
+    frames = source.frames()
+    next(frames), next(frames)
+    assert sleeps == [1.0, 2.0, 4.0], "a pause before each reopen after one that sent nothing"
