@@ -38,12 +38,14 @@ class CommandFailed(Exception):
 
 class CommandHandler:
     def __init__(self, config: NodeConfig, pipelines: dict[str, CameraPipeline], publish_snapshot: Publish,
-                 config_path: Path | None = None) -> None:
+                 config_path: Path | None = None, after_reload: Callable[[], object] | None = None) -> None:
         self.config = config
         self.pipelines = pipelines
         self.publish_snapshot = publish_snapshot
         """Publishes a JPEG retained at QoS 1 (the latest snapshot of a camera is what a zone editor draws on)."""
         self.config_path = config_path
+        self.after_reload = after_reload
+        """Lays the remote config in force over the file's again (`RemoteConfigurator.reapply`)."""
 
     def handle(self, payload: bytes) -> CommandResponse:
         try:
@@ -97,6 +99,12 @@ class CommandHandler:
             manifest = load_manifest(fresh.manifest)
         except ConfigError as error:
             raise CommandFailed(f"not reloaded: {error}") from None
+        node_level = {"cameras", "streetlights"}  # what reload applies; the rest needs a restart
+        changed = sorted(key for key in type(fresh).model_fields if key not in node_level
+                         and getattr(fresh, key) != getattr(self.config, key))
+        if changed:
+            raise CommandFailed(f"not reloaded: {', '.join(changed)} changed; restart the node to apply "
+                                f"node settings (reload applies cameras: zones, rules, rates, tuning, models)")
         cameras = {camera.camera_id: camera for camera in fresh.cameras}
         if set(cameras) != set(self.pipelines):
             raise CommandFailed(f"not reloaded: cameras changed ({', '.join(sorted(cameras))} in the file, "
@@ -110,6 +118,8 @@ class CommandHandler:
             reconfigure_all(self.pipelines, cameras, manifest)
         except ConfigError as error:
             raise CommandFailed(f"not reloaded: {error}") from None
+        if self.after_reload is not None:  # the command centre's remote config stays in force over the file
+            self.after_reload()
         return f"reloaded {self.config_path.name}: {len(cameras)} camera(s)"
 
     def restart(self, camera_id: str) -> str:

@@ -75,7 +75,7 @@ class EdgeNode:
         node.configurator = configurator
         link.command_handler = CommandHandler(config, {p.camera.camera_id: p for p in pipelines},
                                               lambda topic, jpeg: link.publish(topic, jpeg, retain=True),
-                                              config_path).handle
+                                              config_path, after_reload=configurator.reapply).handle
         return node
 
     def publish(self, topic: str, payload: bytes) -> None:

@@ -76,6 +76,14 @@ class RemoteConfigurator:
                       "last kept one until the broker delivers this one again", version, error)
         return self._status(version, ConfigState.APPLIED, None)
 
+    def reapply(self) -> ConfigStatus | None:
+        """The config in force laid over the cameras again (after a `reload` rebuilt them from the file)."""
+        with RECONFIGURING:
+            if self.current_version is None or not self.store.exists():
+                return None
+            self.current_version = None
+            return self.apply(self.store.read_bytes())
+
     def restore(self) -> ConfigStatus | None:
         """Apply the last good config kept on disk (at start, before the broker's retained copy arrives)."""
         if not self.store.exists():

@@ -235,3 +235,26 @@ def test_a_config_that_cannot_be_kept_on_disk_is_in_force_and_answered_applied(t
     zones = camera.zones
     assert configurator.apply(remote("v4", {"gate": {"zones": NEW_ZONES}})).state.value == "applied"
     assert camera.zones is zones, "delivered again on reconnect, it does not reset the open violations"
+
+
+def test_reload_keeps_the_remote_config_in_force_and_refuses_node_settings_it_cannot_apply(tmp_path):
+    import yaml
+
+    from edge.commands import CommandHandler
+
+    camera = pipeline()
+    configurator = RemoteConfigurator("node-a", {"gate": camera}, tmp_path / "remote.json")
+    assert configurator.apply(remote("v2", {"gate": {"zones": NEW_ZONES}})).state.value == "applied"
+    node_file = tmp_path / "node.yaml"
+    own = {"node_id": "node-a", "cameras": [{"camera_id": "gate", "source": "rtsp://x", "zones": [
+        {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1]], "dwell_seconds": 600}]}]}
+    node_file.write_text(yaml.safe_dump(own))
+    handler = CommandHandler(camera.node, {"gate": camera}, lambda topic, jpeg: None, node_file,
+                             after_reload=configurator.reapply)
+    assert handler.reload().startswith("reloaded")
+    assert list(camera.zones) == ["school-gate"] and configurator.current_version == "v2", \
+        "the command centre's zones stay over the file's (reload used to drop them and still report v2)"
+
+    node_file.write_text(yaml.safe_dump({**own, "timezone": "Asia/Shanghai"}))
+    with pytest.raises(Exception, match="not reloaded: timezone changed; restart the node"):
+        handler.reload()
