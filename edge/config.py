@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from shapely.geometry import Polygon
 
 from edge.health_config import HealthConfig
 from edge.manifest import DEFAULT_MANIFEST
@@ -45,6 +46,15 @@ class ZoneConfig(_Config):
         description="When the rule applies, e.g. [{days: [mon, tue, wed, thu, fri], start: '07:00', end: '19:00'}]; "
                     "empty: always.",
     )
+
+    @field_validator("polygon")
+    @classmethod
+    def _a_simple_polygon(cls, polygon: list[Point]) -> list[Point]:
+        """Refused here, with the key's path, not when the camera starts."""
+        shape = Polygon(polygon)
+        if not shape.is_valid or shape.area <= 0:
+            raise ValueError("the polygon is self-intersecting or has no area")
+        return polygon
 
 
 class RuleTuning(_Config):
@@ -189,8 +199,8 @@ class NodeConfig(_Config):
         if not self.cameras and not self.streetlights:
             raise ValueError("a node needs at least one camera or streetlight")
         ids = [camera.camera_id for camera in self.cameras] + [light.lamp_id for light in self.streetlights]
-        if len(set(ids)) != len(ids):
-            raise ValueError("camera_id and lamp_id values must be unique")
+        if duplicates := sorted({device for device in ids if ids.count(device) > 1}):
+            raise ValueError(f"camera_id and lamp_id values must be unique: {', '.join(duplicates)} used twice")
         return self
 
     @field_validator("event_codes")

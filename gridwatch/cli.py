@@ -61,12 +61,15 @@ def cmd_edge(args: argparse.Namespace) -> int:
         import os
 
         os.environ.pop("GRIDWATCH_MODEL", None)
+    from edge.capture import CaptureError
     from edge.detect import ModelError
 
     try:
         node = EdgeNode.build(config, args.config)
     except ModelError as error:
         raise ConfigError(str(error)) from None
+    except CaptureError as error:  # a video file that is not there: named, not a traceback
+        raise ConfigError(f"cameras: {error}") from None
     return node.run(_stop_on_signals())
 
 

@@ -55,6 +55,10 @@ def test_valid_config_loads_with_defaults(tmp_path):
          "cameras.0.zones.0.schedule.0.days.0"),
         (("node_id: cam-node-7", "node_id: cam-node-7\ntimezone: Mars/Olympus"),
          "timezone: Value error, unknown time zone"),
+        (("[[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]]", "[[0.1, 0.5], [0.9, 1.0], [0.9, 0.5], [0.1, 1.0]]"),
+         "cameras.0.zones.0.polygon: Value error, the polygon is self-intersecting"),  # was a traceback at start
+        (("cameras:", "streetlights: [{lamp_id: gate, adapter: {type: simulated}}]\ncameras:"),
+         "gate used twice"),
     ],
 )
 def test_a_wrong_key_or_value_is_named(tmp_path, change, named):
