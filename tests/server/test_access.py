@@ -130,6 +130,17 @@ def test_guessing_tokens_is_cut_off_after_ten_a_minute(api, api_tokens):
     assert api.get("/healthz").status_code == 200, "what needs no token still answers"
 
 
+@pytest.mark.one_database
+def test_guessing_open311_api_keys_is_cut_off_too(api, api_tokens):
+    report = {"service_code": "litter", "lat": 30.27, "long": 120.16, "description": "bags"}
+    for _ in range(10):
+        assert api.post("/open311/v2/requests.json", json={**report, "api_key": "gw_guess"}).status_code == 401
+    blocked = api.post("/open311/v2/requests.json", json={**report, "api_key": api_tokens["operator"]})
+    assert blocked.status_code == 429, "it answered every guess, and then took the report"
+    assert "too many unknown tokens" in blocked.json()[0]["description"]
+    assert api.get("/api/v1/cases", headers=as_role(api_tokens, "operator")).status_code == 429, "one throttle"
+
+
 def test_the_throttle_forgets_failures_older_than_its_window():
     from server.core.security import LoginThrottle
 

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gridwatch.contract import DEFAULT_EVENT_CODES, Category, Location
 from server.api.deps import MAX_ID, SessionDep, moment_problem
-from server.core.security import Role
+from server.core.security import LoginThrottle, Role
 from server.models import CaseRecord, CaseTransition, utcnow
 from server.services.cases import CaseService
 from server.services.workflow import FINISHED
@@ -76,8 +76,15 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
     key = params.get("api_key") or (authorization[7:] if authorization.lower().startswith("bearer ") else "")
     if not key:
         return error(401, "this needs an api_key (an API token) or Authorization: Bearer <token>")
+    throttle: LoginThrottle = request.app.state.login_throttle  # guessing keys here is cut off as on the API
+    address = request.client.host if request.client else "unknown"
+    if (wait := throttle.retry_after(address)) is not None:
+        response = error(429, f"too many unknown tokens from {address}; try again in {wait:.0f} s")
+        response.headers["Retry-After"] = f"{wait:.0f}"
+        return response
     caller = request.app.state.tokens.principal(key)
     if caller is None:
+        throttle.failed(address)
         return error(401, "unknown API token (api_key)")
     if caller.role not in _POSTERS:
         return error(403, f"a {caller.role.value} may not file reports; it needs: admin, integrator, operator")
