@@ -128,6 +128,8 @@ class StationaryRule:
         self.tuning = tuning
         self.labels = frozenset(labels)
         self._tracks: dict[int, Track] = {}
+        self._in_frame: set[int] = set()
+        """The track ids of the frame being processed."""
         self._violations: dict[tuple[str, int], _Violation] = {}
         self._active_since: dict[str, float] = {}
 
@@ -156,6 +158,7 @@ class StationaryRule:
 
         events: list[RuleEvent] = []
         seen: set[int] = set()
+        self._in_frame = {int(t) for t in objects.track_ids}
         for index, track_id in enumerate(int(t) for t in objects.track_ids):
             seen.add(track_id)
             track = self._observe(track_id, objects.labels[index], objects.boxes[index], anchors[index],
@@ -183,6 +186,7 @@ class StationaryRule:
         if track is None:
             track = Track(track_id, label, box.copy(), now, anchor.copy(), box.copy(), now,
                           deque(maxlen=self.tuning.score_window), deque(maxlen=self.tuning.zone_inertia_frames))
+            self._inherit(track)
             self._tracks[track_id] = track
         still = self._is_still(track, box, anchor)
         if still:
@@ -203,6 +207,24 @@ class StationaryRule:
             # it has stopped (then it is kept, so a passer-by hiding part of it later does not move it)
             track.reference_box, track.reference_anchor = track.steady_box, anchor.copy()
         return track
+
+    def _inherit(self, track: Track) -> None:
+        """A new track id where a still object of the same class was, lost from view and not in this frame (a bus
+        passed, the tracker lost it): the same object, so its still period and zones carry on and the dwell is not
+        counted from zero again. (An object with a violation already hands it over in `_hand_over`.)"""
+        holding = {violation.track_id for violation in self._violations.values()}
+        for old_id, old in self._tracks.items():
+            if (old_id in self._in_frame or old_id in holding or old.label != track.label or old.moving_frames
+                    or not (box_iou(track.box, old.reference_box) >= self.tuning.rematch_iou
+                            or containment(track.box, old.reference_box) >= self.tuning.still_containment)):
+                continue
+            track.still_since, track.reference_anchor, track.reference_box = (
+                old.still_since, old.reference_anchor, old.reference_box)
+            track.zones = {zone_id: replace(membership) for zone_id, membership in old.zones.items()}
+            track.scores.extend(old.scores)
+            track.last_person_near = old.last_person_near
+            del self._tracks[old_id]
+            return
 
     def _is_still(self, track: Track, box: NDArray[np.float64], anchor: NDArray[np.float64]) -> bool:
         """Still if the anchor stayed within tolerance of where the still period began, or the box still overlaps

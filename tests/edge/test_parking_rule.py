@@ -156,3 +156,20 @@ def test_a_car_split_in_two_tracks_by_a_passer_by_stays_one_violation():
     events = before + split + whole
     assert [e.type.value for _, e in events if e.type.value != "update"] == ["new"]
     assert len({e.violation_id for _, e in events}) == 1
+
+
+def test_a_car_found_again_under_a_new_id_before_its_dwell_keeps_its_time():
+    """170 s still, hidden by a bus for 3 s, back under a new tracker id: it fires at 180 s, not 180 s later."""
+    rule = new_rule()
+
+    def frame(t: float) -> Detections:
+        if t < 170:
+            return seen((1, PARKED, 0.8, "car"))
+        if t < 173:
+            return seen()  # the bus
+        return seen((2, PARKED, 0.8, "car"))
+
+    events = run(rule, 200, frame)
+    assert types(events) == ["new"]
+    at, event = events[0]
+    assert at < 185 and event.track_id == 2 and event.dwell_seconds >= 180
