@@ -183,9 +183,11 @@ class VideoSource:
 _END = object()
 
 
-def prefetch(frames: Iterator[Frame], depth: int = 2, live: bool = False) -> Iterator[Frame]:
+def prefetch(frames: Iterator[Frame], depth: int = 2, live: bool = False,
+             until: threading.Event | None = None) -> Iterator[Frame]:
     """Decode in a thread of its own, overlapping with detection. A file waits for the consumer (nothing is
-    skipped); a live camera keeps only the newest frames, so a slow detector never falls behind real time."""
+    skipped); a live camera keeps only the newest frames, so a slow detector never falls behind real time. Ends
+    when `until` is set, even while a camera that is away sends nothing (the node stops within a second)."""
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     failure: list[BaseException] = []
@@ -217,7 +219,12 @@ def prefetch(frames: Iterator[Frame], depth: int = 2, live: bool = False) -> Ite
     thread.start()
     try:
         while True:
-            item = buffer.get()
+            try:
+                item = buffer.get(timeout=0.2)
+            except queue.Empty:
+                if until is not None and until.is_set():
+                    return
+                continue
             if item is _END:
                 if failure:
                     raise failure[0]
@@ -225,4 +232,4 @@ def prefetch(frames: Iterator[Frame], depth: int = 2, live: bool = False) -> Ite
             yield item
     finally:
         stop.set()
-        thread.join(timeout=5)
+        thread.join(timeout=1)  # a live source may be in its reconnect back-off: it is a daemon, and ends there

@@ -125,6 +125,8 @@ class EdgeNode:
         due = {lamp.config.lamp_id: 0.0 for lamp in self.lamps}
         while not stop.is_set():
             for lamp in self.lamps:
+                if stop.is_set():
+                    break  # each unreachable lamp may take its timeout: stop between lamps
                 if time.monotonic() < due[lamp.config.lamp_id]:
                     continue
                 due[lamp.config.lamp_id] = time.monotonic() + lamp.config.poll_seconds

@@ -126,6 +126,8 @@ class CameraPipeline:
         self._publisher: Publish | None = None
         """Where this camera's events go (given to `run`, or to `process`), for those a reconfiguration ends."""
         self._last_timestamp: float | None = None
+        self._stopping: threading.Event | None = None
+        """The node's stop, given to `run`."""
 
     @classmethod
     def build(cls, node: NodeConfig, camera: CameraConfig, manifest: Manifest,
@@ -228,14 +230,15 @@ class CameraPipeline:
         return [rule for runner in self.runners for rule in runner.rules]
 
     def frames(self) -> Iterator[Frame]:
-        """The source's frames, decoded in a thread of their own while the detector works."""
-        return prefetch(self.source.frames(), live=self.source.live)
+        """The source's frames, decoded in a thread of their own while the detector works; they end when the node
+        stops, even from a camera that is away."""
+        return prefetch(self.source.frames(), live=self.source.live, until=self._stopping)
 
     def run(self, stop: threading.Event, publish: Publish) -> None:
         """Until `stop`, or the end of a video file. A failure (a detector error on an odd frame, memory) is
         logged and shown in telemetry, ends what the camera had open as interrupted, and a live camera starts
         again after a pause that doubles with each failure in a row (2 s … 60 s); a file's camera stops."""
-        self._publisher = publish
+        self._publisher, self._stopping = publish, stop
         failures = 0
         try:
             while not stop.is_set():

@@ -106,3 +106,21 @@ def test_a_camera_that_opens_but_sends_no_frame_is_retried_with_back_off_too():
     frames = source.frames()
     next(frames), next(frames)
     assert sleeps == [1.0, 2.0, 4.0], "a pause before each reopen after one that sent nothing"
+
+
+def test_frames_from_a_camera_that_is_away_end_when_the_node_stops():
+    """Before: the camera's thread waited for a frame with no end, and the node's shutdown for it (10 s each)."""
+    import threading
+    import time
+
+    from edge.capture import prefetch
+
+    def away():  # reconnecting, with back-off: nothing comes
+        time.sleep(30)
+        yield from ()
+
+    until = threading.Event()
+    threading.Timer(0.3, until.set).start()
+    began = time.monotonic()
+    assert list(prefetch(away(), live=True, until=until)) == []
+    assert time.monotonic() - began < 3
