@@ -84,8 +84,10 @@ def test_a_burst_is_read_in_far_fewer_socket_reads_than_packets(running_broker, 
         publish_all(mqtt_client("node-a"), small)
         assert done.wait(20)
         assert arrived == small
-        # paho alone reads each packet in three or more reads (type, length, the rest): here a read takes many
-        assert counting.reads < len(small) / 4, counting.reads
+        # paho alone reads each packet in three or more reads (type, length, the rest: 6,000 here); buffered, a read
+        # takes whatever has arrived, several packets (about 4 here when the machine is idle, fewer when it is busy
+        # and the reader keeps pace with the broker: 530 reads seen in a loaded CI run)
+        assert counting.reads < len(small) / 2, counting.reads
     finally:
         client.disconnect()
         client.loop_stop()
