@@ -14,7 +14,7 @@ import cv2
 from pydantic import ValidationError
 
 from edge.config import NodeConfig, load_node_config
-from edge.manifest import load_manifest
+from edge.manifest import Manifest, load_manifest
 from edge.pipeline import RECONFIGURING, CameraPipeline, reconfigure_all
 from gridwatch.config_files import ConfigError, format_validation_error
 from gridwatch.contract import (
@@ -22,6 +22,7 @@ from gridwatch.contract import (
     Command,
     CommandAction,
     CommandResponse,
+    ConfigStatus,
     SnapshotRef,
     snapshot_topic,
 )
@@ -38,7 +39,8 @@ class CommandFailed(Exception):
 
 class CommandHandler:
     def __init__(self, config: NodeConfig, pipelines: dict[str, CameraPipeline], publish_snapshot: Publish,
-                 config_path: Path | None = None, after_reload: Callable[[], object] | None = None) -> None:
+                 config_path: Path | None = None,
+                 after_reload: Callable[[Manifest], ConfigStatus | None] | None = None) -> None:
         self.config = config
         self.pipelines = pipelines
         self.publish_snapshot = publish_snapshot
@@ -99,9 +101,8 @@ class CommandHandler:
             manifest = load_manifest(fresh.manifest)
         except ConfigError as error:
             raise CommandFailed(f"not reloaded: {error}") from None
-        node_level = {"cameras", "streetlights"}  # what reload applies; the rest needs a restart
-        changed = sorted(key for key in type(fresh).model_fields if key not in node_level
-                         and getattr(fresh, key) != getattr(self.config, key))
+        changed = sorted(key for key in type(fresh).model_fields  # reload applies cameras; the rest needs a restart
+                         if key != "cameras" and getattr(fresh, key) != getattr(self.config, key))
         if changed:
             raise CommandFailed(f"not reloaded: {', '.join(changed)} changed; restart the node to apply "
                                 f"node settings (reload applies cameras: zones, rules, rates, tuning, models)")
@@ -109,18 +110,24 @@ class CommandHandler:
         if set(cameras) != set(self.pipelines):
             raise CommandFailed(f"not reloaded: cameras changed ({', '.join(sorted(cameras))} in the file, "
                                 f"{', '.join(sorted(self.pipelines))} running); restart the node to add or remove one")
-        moved = [cid for cid, camera in cameras.items() if camera.source != self.pipelines[cid].camera.source]
+        moved = [cid for cid, camera in cameras.items() if (camera.source, camera.realtime, camera.loop) != (
+            (running := self.pipelines[cid].camera).source, running.realtime, running.loop)]
         if moved:
-            raise CommandFailed(f"not reloaded: the source of {', '.join(moved)} changed; restart the node")
+            raise CommandFailed(f"not reloaded: the source (source, realtime, loop) of {', '.join(moved)} changed; "
+                                f"restart the node")
         try:
             for camera_id, camera in cameras.items():
                 self.pipelines[camera_id].check_served(camera, manifest)
             reconfigure_all(self.pipelines, cameras, manifest)
         except ConfigError as error:
             raise CommandFailed(f"not reloaded: {error}") from None
+        done = f"reloaded {self.config_path.name}: {len(cameras)} camera(s)"
         if self.after_reload is not None:  # the command centre's remote config stays in force over the file
-            self.after_reload()
-        return f"reloaded {self.config_path.name}: {len(cameras)} camera(s)"
+            status = self.after_reload(manifest)
+            if status is not None:
+                done += f"; remote config {status.config_version} {status.state.value}" + (
+                    f": {status.reason}" if status.reason else " over it")
+        return done
 
     def restart(self, camera_id: str) -> str:
         source = self.pipelines[camera_id].source

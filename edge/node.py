@@ -15,7 +15,7 @@ from edge.commands import CommandHandler
 from edge.comms import NodeLink
 from edge.config import NodeConfig
 from edge.detect import ModelRegistry
-from edge.manifest import load_manifest
+from edge.manifest import Manifest, load_manifest
 from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxSender
 from edge.pipeline import CameraPipeline, make_detector
 from edge.remote_config import RemoteConfigurator
@@ -25,8 +25,10 @@ from edge.system_stats import SystemStats
 from gridwatch.contract import (
     SCHEMA_VERSION,
     Category,
+    ConfigStatus,
     NodeTelemetry,
     TopicKind,
+    config_status_topic,
     event_topic,
     parse_node_topic,
     telemetry_topic,
@@ -75,7 +77,7 @@ class EdgeNode:
         node.configurator = configurator
         link.command_handler = CommandHandler(config, {p.camera.camera_id: p for p in pipelines},
                                               lambda topic, jpeg: link.publish(topic, jpeg, retain=True),
-                                              config_path, after_reload=configurator.reapply).handle
+                                              config_path, after_reload=node.reapply_remote_config).handle
         return node
 
     def publish(self, topic: str, payload: bytes) -> None:
@@ -109,6 +111,14 @@ class EdgeNode:
             lamps=[lamp.telemetry() for lamp in self.lamps],
         )
         self.link.publish(telemetry_topic(self.config.node_id), telemetry.model_dump_json().encode(), qos=0)
+
+    def reapply_remote_config(self, own_manifest: Manifest) -> ConfigStatus | None:
+        """After a `reload`: the remote config in force over the reloaded file again, its answer published."""
+        status = self.configurator.reapply(own_manifest) if self.configurator else None
+        if status is not None:
+            self.link.publish(config_status_topic(self.config.node_id), status.model_dump_json().encode(),
+                              retain=True)
+        return status
 
     def _outbox_figures(self) -> dict:
         """Depth, size and what it let go; an outbox that cannot be read (its disk) still reports what it lost."""
@@ -169,11 +179,14 @@ class EdgeNode:
         try:
             # a node with cameras stops when all their sources have ended; a streetlight node runs until stopped
             while not stop.is_set() and (self.lamps or not all(p.finished.is_set() for p in self.pipelines)):
-                for pipeline in self.pipelines:
-                    pipeline.check_offline(self.publish)
-                if time.monotonic() >= next_telemetry:
-                    self.publish_telemetry()
-                    next_telemetry = time.monotonic() + self.config.telemetry_seconds
+                try:  # a bug here must not stop the node: its cameras go on
+                    for pipeline in self.pipelines:
+                        pipeline.check_offline(self.publish)
+                    if time.monotonic() >= next_telemetry:
+                        next_telemetry = time.monotonic() + self.config.telemetry_seconds
+                        self.publish_telemetry()
+                except Exception:
+                    log.exception("node health check or telemetry failed")
                 stop.wait(0.2)
         finally:
             stop.set()

@@ -347,6 +347,10 @@ class CameraPipeline:
 
     def check_offline(self, publish: Publish, now: float | None = None) -> list[Event]:
         """Called by the node's main loop: a live camera that delivers no frames for `fault_seconds` is offline."""
+        with self._lock:  # the camera's thread changes its health (a reconfiguration may turn it off)
+            return self._check_offline(publish, now)
+
+    def _check_offline(self, publish: Publish, now: float | None) -> list[Event]:
         if not self.health or not self.source.live:
             return []
         wall = time.monotonic() if now is None else now
@@ -413,7 +417,7 @@ class CameraPipeline:
             fps_detected=round(self.stats.frames_detected / elapsed, 2),
             active_violations=sum(rule.active_violations for rule in self.rules),
             detect_ms=round(1000 * self.stats.detect_seconds / max(1, self.stats.frames_detected), 1),
-            faults=self.health.active_faults if self.health else [],
+            faults=health.active_faults if (health := self.health) else [],
             reconnects=self.source.reconnects,
             source_ok=self.source.delivering and self.error is None,
             error=f"{type(self.error).__name__}: {self.error}" if self.error else None,

@@ -76,9 +76,12 @@ class RemoteConfigurator:
                       "last kept one until the broker delivers this one again", version, error)
         return self._status(version, ConfigState.APPLIED, None)
 
-    def reapply(self) -> ConfigStatus | None:
-        """The config in force laid over the cameras again (after a `reload` rebuilt them from the file)."""
+    def reapply(self, own_manifest: Manifest | None = None) -> ConfigStatus | None:
+        """The config in force laid over the cameras again, after a `reload` rebuilt them from the file with
+        `own_manifest` (now the node's own: a config naming no manifest keeps the reloaded models)."""
         with RECONFIGURING:
+            if own_manifest is not None:
+                self.own_manifest = own_manifest
             if self.current_version is None or not self.store.exists():
                 return None
             self.current_version = None

@@ -213,18 +213,19 @@ class StationaryRule:
         passed, the tracker lost it): the same object, so its still period and zones carry on and the dwell is not
         counted from zero again. (An object with a violation already hands it over in `_hand_over`.)"""
         holding = {violation.track_id for violation in self._violations.values()}
-        for old_id, old in self._tracks.items():
-            if (old_id in self._in_frame or old_id in holding or old.label != track.label or old.moving_frames
-                    or not (box_iou(track.box, old.reference_box) >= self.tuning.rematch_iou
-                            or containment(track.box, old.reference_box) >= self.tuning.still_containment)):
-                continue
-            track.still_since, track.reference_anchor, track.reference_box = (
-                old.still_since, old.reference_anchor, old.reference_box)
-            track.zones = {zone_id: replace(membership) for zone_id, membership in old.zones.items()}
-            track.scores.extend(old.scores)
-            track.last_person_near = old.last_person_near
-            del self._tracks[old_id]
-            return
+        candidates = [old_id for old_id, old in self._tracks.items()
+                      if old_id not in self._in_frame and old_id not in holding and old.label == track.label
+                      and not old.moving_frames
+                      and (box_iou(track.box, old.reference_box) >= self.tuning.rematch_iou
+                           or containment(track.box, old.reference_box) >= self.tuning.still_containment)]
+        if len(candidates) != 1:
+            return  # none, or two cars side by side both lost: which is which is a guess, so neither is taken
+        old = self._tracks.pop(candidates[0])
+        track.still_since, track.reference_anchor, track.reference_box = (
+            old.still_since, old.reference_anchor, old.reference_box)
+        track.zones = {zone_id: replace(membership) for zone_id, membership in old.zones.items()}
+        track.scores.extend(old.scores)
+        track.last_person_near = old.last_person_near
 
     def _is_still(self, track: Track, box: NDArray[np.float64], anchor: NDArray[np.float64]) -> bool:
         """Still if the anchor stayed within tolerance of where the still period began, or the box still overlaps

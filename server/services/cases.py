@@ -236,8 +236,12 @@ class CaseService:
                 # the clock stood still while deferred: what was left of it then, on the category's clock, is left now
                 clock = self.dispatcher.clock_of(Category(case.category))
                 if case.deadline_at > case.deferred_at:
-                    case.deadline_at = self.dispatcher.deadline(
-                        now, self.dispatcher.time_left(case.deferred_at, case.deadline_at, clock), clock)
+                    try:
+                        case.deadline_at = self.dispatcher.deadline(
+                            now, self.dispatcher.time_left(case.deferred_at, case.deadline_at, clock), clock)
+                    except (ValueError, OverflowError) as error:
+                        raise WorkflowError(422, f"resume: the time left cannot be placed in the working hours "
+                                                 f"({error})", []) from None
                 else:  # overdue when deferred: as overdue as it was then
                     case.deadline_at += now - case.deferred_at
             case.deferred_at = None

@@ -76,18 +76,19 @@ class Webhooks:
     def deliver_due(self, client: httpx.Client, limit: int = 50) -> int:
         """Send what is due now, oldest first; returns how many were attempted. Every worker runs a sender: each
         delivery is claimed first, so two workers never send one twice."""
-        claimed = self._claim(limit)
-        for delivery_id in claimed:
+        sent = 0
+        while sent < limit and (claimed := self._claim(1)):  # one at a time: each lease covers one request
             with self.database.session() as session:
-                delivery = session.get(WebhookDelivery, delivery_id)
+                delivery = session.get(WebhookDelivery, claimed[0])
                 subscription = session.get(WebhookSubscription, delivery.subscription_id)
                 self._attempt(client, delivery, subscription)
                 session.commit()
-        return len(claimed)
+            sent += 1
+        return sent
 
     def _claim(self, limit: int) -> list[int]:
         """The ids of up to `limit` due deliveries, each leased to this sender: its next attempt is put off past the
-        time to send them all, so another worker's sender passes it by (and sends it if this one dies mid-way). On
+        time to send them, so another worker's sender passes it by (and sends it if this one dies mid-way). On
         PostgreSQL the rows another sender is claiming are skipped; SQLite claims one sender at a time."""
         now = self.clock()
         with self.database.session() as session:
@@ -96,7 +97,8 @@ class Webhooks:
                 select(WebhookDelivery).where(WebhookDelivery.status == "pending",
                                               WebhookDelivery.next_attempt_at <= now)
                 .order_by(WebhookDelivery.id).limit(limit).with_for_update(skip_locked=True)).all()
-            lease = now + timedelta(seconds=len(due) * self.timeout + 30)  # long enough to send them all
+            # longer than one request can take: httpx's timeout holds for each of connect, write and read
+            lease = now + timedelta(seconds=len(due) * (4 * self.timeout + 30))
             for delivery in due:
                 delivery.next_attempt_at = lease
             session.commit()

@@ -173,3 +173,22 @@ def test_a_car_found_again_under_a_new_id_before_its_dwell_keeps_its_time():
     assert types(events) == ["new"]
     at, event = events[0]
     assert at < 185 and event.track_id == 2 and event.dwell_seconds >= 180
+
+
+def test_two_cars_side_by_side_found_again_under_new_ids_never_take_each_others_time():
+    """Car A parked at 0 s, car B beside it (overlapping boxes) at 100 s; a bus hides both; back under new ids.
+    Which new id is which car is a guess, so no violation may start before its own car arrived."""
+    rule = new_rule()
+    car_a, car_b = (0.40, 0.60, 0.55, 0.80), (0.42, 0.60, 0.57, 0.80)
+
+    def frame(t: float) -> Detections:
+        if 170 <= t < 173:
+            return seen()  # the bus
+        if t >= 173:
+            return seen((4, car_b, 0.8, "car"), (3, car_a, 0.8, "car"))
+        return seen((1, car_a, 0.8, "car"), *([(2, car_b, 0.8, "car")] if t >= 100 else []))
+
+    events = run(rule, 400, frame)
+    assert events, "they still fire"
+    assert all(event.started_at >= 100 for _, event in events if event.track_id == 4), \
+        [(event.track_id, event.started_at) for _, event in events]

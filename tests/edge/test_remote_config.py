@@ -258,3 +258,25 @@ def test_reload_keeps_the_remote_config_in_force_and_refuses_node_settings_it_ca
     node_file.write_text(yaml.safe_dump({**own, "timezone": "Asia/Shanghai"}))
     with pytest.raises(Exception, match="not reloaded: timezone changed; restart the node"):
         handler.reload()
+
+
+def test_reload_of_a_changed_manifest_keeps_its_models_under_a_remote_config(tmp_path, monkeypatch):
+    """The remote config in force names no manifest: laid over the reloaded file again, it used to bring back the
+    models the node had started with."""
+    import yaml
+
+    from edge.commands import CommandHandler
+
+    monkeypatch.delenv("GRIDWATCH_MODEL", raising=False)
+    camera = rollout_node(tmp_path, [])
+    configurator = RemoteConfigurator("node-a", {"gate": camera}, tmp_path / "remote.json")
+    zones = [{"zone_id": "corner", "rule": "no_litter", "polygon": [[0, 0], [1, 0], [1, 1]], "dwell_seconds": 30}]
+    assert configurator.apply(remote("v5", {"gate": {"zones": zones}})).state.value == "applied"
+    node_file = tmp_path / "node.yaml"
+    node_file.write_text(yaml.safe_dump(json.loads(camera.node.model_dump_json())))
+    (tmp_path / "models" / "own.yaml").write_text((tmp_path / "models" / "city.yaml").read_text())  # the edit
+    handler = CommandHandler(camera.node, {"gate": camera}, lambda topic, jpeg: None, node_file,
+                             after_reload=configurator.reapply)
+    assert handler.reload().endswith("remote config v5 applied over it")
+    assert [r.spec.name for r in camera.runners] == ["litter"], "the reloaded manifest's litter model"
+    assert [zone for zone in camera.zones] == ["corner"], "under the remote config's zones"

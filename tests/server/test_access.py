@@ -118,6 +118,7 @@ def test_evidence_is_for_the_case_unit_and_the_command_centre_not_for_integrator
     assert snapshot("sanitation", "cam-1") == 200, "the camera of one of their unit's cases"
     assert snapshot("sanitation", "cam-2") == 403 and snapshot("sanitation", "cam-3") == 403, "it used to be 200"
     assert snapshot("operator", "cam-3") == 200 and snapshot("integrator", "cam-1") == 403
+    assert snapshot("field_staff", "cam-1") == 403, "field staff of no unit, as for evidence"
 
 
 @pytest.mark.one_database

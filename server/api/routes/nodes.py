@@ -59,15 +59,15 @@ def get_command(node_id: str, request_id: str, session: SessionDep) -> CommandOu
             responses={200: {"content": {"image/jpeg": {}}}})
 def get_snapshot(node_id: str, camera_id: str, session: SessionDep, store: EvidenceDep,
                  caller: PictureViewer) -> FileResponse:
-    if caller.role is Role.FIELD_STAFF and caller.unit is not None and session.scalar(
-            select(CaseRecord.id).where(CaseRecord.node_id == node_id, CaseRecord.camera_id == camera_id,
-                                        CaseRecord.unit_id == caller.unit).limit(1)) is None:
-        raise HTTPException(status_code=403, detail=f"field staff see the pictures of their unit's cases only: "
-                                                    f"camera {camera_id} has no case of unit {caller.unit}")
     snapshot = session.scalar(select(CameraSnapshot).where(CameraSnapshot.node_id == node_id,
                                                            CameraSnapshot.camera_id == camera_id))
     if snapshot is None or not store.path(snapshot.sha256).exists():
         raise HTTPException(status_code=404, detail=f"no snapshot of camera {camera_id} of node {node_id}")
+    if caller.role is Role.FIELD_STAFF and (caller.unit is None or session.scalar(  # as for evidence
+            select(CaseRecord.id).where(CaseRecord.node_id == node_id, CaseRecord.camera_id == camera_id,
+                                        CaseRecord.unit_id == caller.unit).limit(1)) is None):
+        raise HTTPException(status_code=403, detail=f"field staff see the pictures of their unit's cases only: "
+                                                    f"camera {camera_id} has no case of unit {caller.unit}")
     return FileResponse(store.path(snapshot.sha256), media_type="image/jpeg", headers={"ETag": snapshot.sha256})
 
 
