@@ -87,7 +87,7 @@ class _Batch:
     changes: list[tuple[CaseRecord, CaseTransition]] = field(default_factory=list)
     nearby: Nearby = field(default_factory=Nearby)
     """Cases the batch's new violations may repeat (`CaseService.nearby`)."""
-    rows: list[tuple[dict, CaseRecord]] = field(default_factory=list)
+    rows: list[tuple[dict, CaseRecord | None]] = field(default_factory=list)
     """Event rows to insert once their cases have ids."""
 
 
@@ -157,7 +157,7 @@ class EventWriter:
         if state.rows:
             # Core, not the ORM's bulk insert: the rows are plain already, and this is the busiest statement
             session.connection().execute(insert(EventRecord.__table__),
-                                         [row | {"case_id": case.id} for row, case in state.rows])
+                                         [row | {"case_id": case.id if case else None} for row, case in state.rows])
         return outcomes, [self.cases.message(case, change) for case, change in state.changes]
 
     def _waiting_for(self, session: Session, held: set[int], places: dict[str, Place], now: datetime) -> set[str]:
@@ -184,9 +184,15 @@ class EventWriter:
                         f"{announced[variant]}")
         state.known.add(event_id)
         known_case = state.case_of.get(violation)
-        case, changes = self.cases.apply_event(session, event, now, known_case, known_case is None, state.nearby)
+        if known_case is None and event.interrupted:
+            # the node stopped watching a violation the server never heard of (its `new` was lost): kept, but it
+            # opens no case, which nothing could then verify
+            case, changes = None, []
+        else:
+            case, changes = self.cases.apply_event(session, event, now, known_case, known_case is None,
+                                                   state.nearby)
+            state.case_of[violation] = case
         state.changes += [(case, change) for change in changes]
-        state.case_of[violation] = case
         state.rows.append(({
             "event_id": event_id, "violation_id": violation, "type": event.type.value, "node_id": event.node_id,
             "camera_id": event.camera_id, "zone_id": event.zone_id, "category": event.category.value,

@@ -13,7 +13,7 @@ import pytest
 from gridwatch.contract import DEFAULT_EVENT_CODES, CaseAction, CaseMessage, Category, event_topic
 from server.core.security import Role
 from server.db import Database
-from server.models import CaseRecord
+from server.models import CaseRecord, EventRecord
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
 from server.services.events import lock_case
@@ -221,6 +221,15 @@ def test_an_end_the_node_sent_because_it_stopped_watching_verifies_nothing(city)
     city.act("feedback", Role.FIELD_STAFF, reason="really removed now")
     city.detect(type="end", violation_id=back["violation_id"])  # gone: the camera verifies
     assert city.actions()[-2:] == [("verify", "verified"), ("close", "closed")]
+
+
+def test_an_interrupted_end_of_a_violation_never_heard_of_is_kept_and_opens_no_case(city):
+    """Its `new` was lost (a full outbox dropped it): a case opened from it could never be verified by the camera."""
+    city.detect(type="end", interrupted=True)
+    assert city.cases() == 0
+    with city.database.session() as session:
+        [event] = session.query(EventRecord).all()
+        assert (event.type, event.case_id) == ("end", None)
 
 
 def test_seen_again_after_feedback_goes_back_for_rework(city):
