@@ -121,7 +121,7 @@ class VideoSource:
 
     def frames(self) -> Iterator[Frame]:
         capture = self._open() if not self.live else self._first_live_open()
-        dry = False  # reopened, and no frame since
+        dry = True  # (re)opened, and no frame since
         native_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
         if not self.live and not 0 < native_fps < 1000:
             native_fps = 25.0
@@ -155,7 +155,8 @@ class VideoSource:
                     log.info("end of %s after %d frames", self.source, position)
                     return
                 self.frames_read += 1
-                dry, self._backoff = False, 1.0
+                if dry:  # frames again: the next failure starts its back-off afresh
+                    dry, self._backoff = False, 1.0
                 offset = self._clock() - started if self.live else position / native_fps
                 position += 1
                 if offset + 1e-9 < next_sample:

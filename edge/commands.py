@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from edge.config import NodeConfig, load_node_config
 from edge.manifest import Manifest, load_manifest
-from edge.pipeline import RECONFIGURING, CameraPipeline, reconfigure_all
+from edge.pipeline import CameraPipeline
+from edge.reconfigure import RECONFIGURING, reconfigure_all
 from gridwatch.config_files import ConfigError, format_validation_error
 from gridwatch.contract import (
     SCHEMA_VERSION,

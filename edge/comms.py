@@ -134,9 +134,13 @@ class NodeLink(MqttClient):
                                       state=ConfigState.REFUSED, reason=f"internal error: {error}",
                                       at=datetime.now(UTC))
             try:
-                self.publish(config_status_topic(self.node_id), status.model_dump_json().encode(), retain=True)
+                self.answer_config(status)
             except Exception:  # the answer is lost, not the next config
                 log.exception("answering remote config %s failed", status.config_version)
+
+    def answer_config(self, status: ConfigStatus) -> None:
+        """The node's answer to a remote config, retained on `config/status` (the server and consoles read it)."""
+        self.publish(config_status_topic(self.node_id), status.model_dump_json().encode(), retain=True)
 
     def _on_command(self, message: mqtt.MQTTMessage) -> None:
         if self.command_handler is None:

@@ -28,7 +28,6 @@ from gridwatch.contract import (
     ConfigStatus,
     NodeTelemetry,
     TopicKind,
-    config_status_topic,
     event_topic,
     parse_node_topic,
     telemetry_topic,
@@ -116,8 +115,7 @@ class EdgeNode:
         """After a `reload`: the remote config in force over the reloaded file again, its answer published."""
         status = self.configurator.reapply(own_manifest) if self.configurator else None
         if status is not None:
-            self.link.publish(config_status_topic(self.config.node_id), status.model_dump_json().encode(),
-                              retain=True)
+            self.link.answer_config(status)
         return status
 
     def _outbox_figures(self) -> dict:

@@ -80,12 +80,9 @@ class Outbox:
     def pending(self, after_id: int = 0, limit: int = 100, kind: str | None = None) -> list[OutboxMessage]:
         """The oldest messages not yet acknowledged (of one `kind`, or all), in order, starting after `after_id`."""
         with self._lock:
-            if kind is None:
-                rows = self._db.execute("SELECT id, topic, payload, kind FROM outbox WHERE id > ? ORDER BY id "
-                                        "LIMIT ?", (after_id, limit)).fetchall()
-            else:
-                rows = self._db.execute("SELECT id, topic, payload, kind FROM outbox WHERE kind = ? AND id > ? "
-                                        "ORDER BY id LIMIT ?", (kind, after_id, limit)).fetchall()
+            lane, params = ("kind = ? AND ", (kind,)) if kind is not None else ("", ())
+            rows = self._db.execute(f"SELECT id, topic, payload, kind FROM outbox WHERE {lane}id > ? ORDER BY id "  # noqa: S608
+                                    "LIMIT ?", (*params, after_id, limit)).fetchall()
         return [OutboxMessage(row[0], row[1], bytes(row[2]), row[3]) for row in rows]
 
     def acknowledge(self, message_id: int) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -16,36 +15,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.background import BackgroundModel
+from edge.camera_events import Publish, publish_rule_event
 from edge.capture import Frame, VideoSource, prefetch
 from edge.config import CameraConfig, NodeConfig
-from edge.detect import Detector, ModelError, ModelRegistry
+from edge.detect import Detector, ModelRegistry
 from edge.detections import Detections, covered_share
-from edge.evidence import annotate, crop
 from edge.health import CameraHealth
 from edge.manifest import BACKGROUND_WEIGHTS, Manifest, ManifestModel
 from edge.motion import MotionDetector
 from edge.rules import RULES, RuleEvent, StationaryRule, build_rules
 from edge.rules.stationary import NO_PEOPLE
-from edge.schedule import local_time
 from edge.zones import Zone
 from gridwatch.config_files import ConfigError
-from gridwatch.contract import (
-    SCHEMA_VERSION,
-    Box,
-    CameraTelemetry,
-    Category,
-    Event,
-    EventType,
-    EvidenceImage,
-    EvidenceRef,
-    ModelInfo,
-    event_topic,
-    evidence_topic,
-)
+from gridwatch.contract import CameraTelemetry, Category, Event, ModelInfo
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[str, bytes], None]
 FURNITURE_PRONE = frozenset({Category.STREET_VENDING, Category.LITTER})
 """Categories whose detector classes (umbrellas, tables, benches, bins) are also fixed street furniture."""
 PEOPLE_FRESH_SECONDS = 2.0
@@ -361,51 +346,8 @@ class CameraPipeline:
                 for event in self.health.observe_offline(silent, time.time())]
 
     def _publish(self, rule_event: RuleEvent, frame: Frame | None, publish: Publish, model: ModelInfo) -> Event:
-        zone = self.zones.get(rule_event.zone_id)  # None for camera-health faults: the whole picture
-        event_id = uuid.uuid4()
-        evidence = object_crop = None
-        if frame is not None and rule_event.type in (EventType.NEW, EventType.END):
-            caption = f"{rule_event.label} {rule_event.dwell_seconds:.0f}s {rule_event.type.value}"
-            evidence = annotate(frame.image, zone, rule_event.box, caption, local_time(frame.timestamp,
-                                                                                        self.timezone))
-            if rule_event.type is EventType.NEW and rule_event.category is not Category.DEVICE_FAULT:
-                object_crop = crop(frame.image, rule_event.box)
-        x1, y1, x2, y2 = rule_event.box
-        event = Event(
-            schema_version=SCHEMA_VERSION,
-            event_id=event_id,
-            violation_id=rule_event.violation_id,
-            type=rule_event.type,
-            node_id=self.node.node_id,
-            camera_id=self.camera.camera_id,
-            zone_id=rule_event.zone_id,
-            category=rule_event.category,
-            code=(zone.config.code if zone else None) or self.node.event_codes[rule_event.category],
-            label=rule_event.label,
-            track_id=rule_event.track_id if rule_event.category is not Category.DEVICE_FAULT else None,
-            started_at=local_time(rule_event.started_at, self.timezone),
-            observed_at=local_time(rule_event.observed_at, self.timezone),
-            dwell_seconds=round(rule_event.dwell_seconds, 3),
-            score=round(min(1.0, max(0.0, rule_event.score)), 4),
-            box=Box(x1=x1, y1=y1, x2=x2, y2=y2),
-            location=(zone.config.location if zone else None) or self.camera.location,
-            model=model,
-            evidence=EvidenceRef(
-                sha256=evidence.sha256, bytes=len(evidence.jpeg),
-                crop=EvidenceImage(sha256=object_crop.sha256, bytes=len(object_crop.jpeg),
-                                   region=Box.from_corners(*object_crop.region)) if object_crop else None,
-            ) if evidence else None,
-            interrupted=rule_event.interrupted or None,
-        )
-        if evidence:
-            publish(evidence_topic(self.node.node_id, event_id), evidence.jpeg)
-        if object_crop:
-            publish(evidence_topic(self.node.node_id, event_id, crop=True), object_crop.jpeg)
-        publish(event_topic(self.node.node_id, event.category), event.wire())
-        log.info("%s %s %s %s zone=%s track=%d dwell=%.0fs (%s)", self.camera.camera_id, event.category.value,
-                 event.type.value, event.violation_id, event.zone_id, rule_event.track_id,
-                 rule_event.dwell_seconds, rule_event.reason)
-        return event
+        return publish_rule_event(rule_event, frame, publish, model, self.node, self.camera,
+                                  self.zones.get(rule_event.zone_id), self.timezone)
 
     def telemetry(self) -> CameraTelemetry:
         elapsed = max(1e-6, time.monotonic() - self.stats.started)
@@ -423,34 +365,3 @@ class CameraPipeline:
             error=f"{type(self.error).__name__}: {self.error}" if self.error else None,
         )
 
-
-def reconfigure_all(pipelines: dict[str, CameraPipeline], cameras: dict[str, CameraConfig],
-                    manifest: Manifest | None = None) -> None:
-    """Every camera in `cameras` takes its new config, or none does: all are prepared, their models loaded, before
-    any switches. A model that will not load (corrupt weights, an export for another runtime) raises ConfigError
-    naming the camera, and every camera runs on as it was."""
-    with RECONFIGURING:
-        _reconfigure_all(pipelines, cameras, manifest)
-
-
-RECONFIGURING = threading.RLock()
-"""Held by whatever reads the cameras' configs to change them (a `reload` command, a remote config): two at once take
-turns, so neither builds on a config the other is replacing, and the cameras never run a mix of the two."""
-
-
-def _reconfigure_all(pipelines: dict[str, CameraPipeline], cameras: dict[str, CameraConfig],
-                     manifest: Manifest | None) -> None:
-    prepared = {}
-    for camera_id, camera in cameras.items():
-        try:
-            prepared[camera_id] = pipelines[camera_id].prepare(camera, manifest)
-        except ConfigError:
-            raise
-        except ModelError as error:
-            raise ConfigError(f"cameras.{camera_id}: {error}") from None
-        except Exception as error:  # whatever else loading a model raises: refused, never half-applied
-            log.exception("preparing camera %s for its new config failed", camera_id)
-            raise ConfigError(f"cameras.{camera_id}: cannot load its models: {type(error).__name__}: {error}") \
-                from None
-    for camera_id, new in prepared.items():
-        pipelines[camera_id].adopt(new)

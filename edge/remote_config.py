@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from edge.config import CameraConfig
 from edge.manifest import Manifest, load_manifest
-from edge.pipeline import RECONFIGURING, reconfigure_all
+from edge.reconfigure import RECONFIGURING, reconfigure_all
 from edge.zones import Zone
 from gridwatch.config_files import ConfigError, format_validation_error
 from gridwatch.contract import ConfigState, ConfigStatus, RemoteConfig

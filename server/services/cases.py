@@ -77,15 +77,12 @@ class CaseService:
             case.score = event.score
         case.updated_at = now
         status = S(case.status)
-        if event.type is EventType.END and event.interrupted:
-            # the node stopped watching (restart, camera failure, new zones): the violation no longer counts as
-            # open, but nothing says the object left, so the case is not ended, nor verified by it
+        if event.type is EventType.END:
             if not first_of_violation:
                 case.open_violations = max(0, case.open_violations - 1)
-        elif event.type is EventType.END:
-            if not first_of_violation:
-                case.open_violations = max(0, case.open_violations - 1)
-            if case.open_violations == 0:  # every violation of the case has ended: the object is gone
+            # every violation of the case has ended: the object is gone. Not so after an interrupted end (the node
+            # stopped watching: restart, camera failure, new zones): the case is neither ended nor verified by it
+            if case.open_violations == 0 and not event.interrupted:
                 case.ended_at = event.observed_at
                 if status is S.FEEDBACK and (event.node_id, event.camera_id) == (case.node_id, case.camera_id):
                     changes += self._verify_by_camera(case, now)

@@ -77,32 +77,32 @@ class Webhooks:
         """Send what is due now, oldest first; returns how many were attempted. Every worker runs a sender: each
         delivery is claimed first, so two workers never send one twice."""
         sent = 0
-        while sent < limit and (claimed := self._claim(1)):  # one at a time: each lease covers one request
+        while sent < limit and (delivery_id := self._claim()) is not None:
             with self.database.session() as session:
-                delivery = session.get(WebhookDelivery, claimed[0])
+                delivery = session.get(WebhookDelivery, delivery_id)
                 subscription = session.get(WebhookSubscription, delivery.subscription_id)
                 self._attempt(client, delivery, subscription)
                 session.commit()
             sent += 1
         return sent
 
-    def _claim(self, limit: int) -> list[int]:
-        """The ids of up to `limit` due deliveries, each leased to this sender: its next attempt is put off past the
-        time to send them, so another worker's sender passes it by (and sends it if this one dies mid-way). On
-        PostgreSQL the rows another sender is claiming are skipped; SQLite claims one sender at a time."""
+    def _claim(self) -> int | None:
+        """The id of the oldest due delivery, leased to this sender: its next attempt is put off past the time one
+        request can take, so another worker's sender passes it by (and sends it if this one dies mid-way). On
+        PostgreSQL a row another sender is claiming is skipped; SQLite claims one sender at a time."""
         now = self.clock()
         with self.database.session() as session:
             begin_writing(session)
-            due = session.scalars(
+            delivery = session.scalars(
                 select(WebhookDelivery).where(WebhookDelivery.status == "pending",
                                               WebhookDelivery.next_attempt_at <= now)
-                .order_by(WebhookDelivery.id).limit(limit).with_for_update(skip_locked=True)).all()
-            # longer than one request can take: httpx's timeout holds for each of connect, write and read
-            lease = now + timedelta(seconds=len(due) * (4 * self.timeout + 30))
-            for delivery in due:
-                delivery.next_attempt_at = lease
+                .order_by(WebhookDelivery.id).limit(1).with_for_update(skip_locked=True)).first()
+            if delivery is None:
+                return None
+            # httpx's timeout holds for each of connect, write and read
+            delivery.next_attempt_at = now + timedelta(seconds=4 * self.timeout + 30)
             session.commit()
-            return [delivery.id for delivery in due]
+            return delivery.id
 
     def _attempt(self, client: httpx.Client, delivery: WebhookDelivery,
                  subscription: WebhookSubscription | None) -> None:
