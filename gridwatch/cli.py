@@ -16,6 +16,8 @@ from gridwatch.config_files import ConfigError
 
 log = logging.getLogger("gridwatch")
 DEFAULT_MANIFEST_PATH = Path(__file__).resolve().parents[1] / "models" / "coco.yaml"
+SHUTDOWN_GRACE_SECONDS = 10
+"""How long a stopping server lets requests still running finish before it cancels them."""
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -112,8 +114,17 @@ def cmd_server(args: argparse.Namespace) -> int:
     if args.no_ingest:
         settings.ingest_enabled = False
     app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            app.state.live.close()  # open consoles' streams end now, not when they time out
+            super().handle_exit(sig, frame)
+
     log.info("API on http://%s:%d (OpenAPI at /docs)", settings.api_host, settings.api_port)
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=args.log_level.lower())
+    # a request still running after SHUTDOWN_GRACE_SECONDS is cancelled, so that the ingest batch in hand is
+    # finished and acknowledged (the lifespan's end) before a service manager's own stop timeout kills the process
+    Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level=args.log_level.lower(),
+                          timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)).run()
     return 0
 
 

@@ -22,7 +22,8 @@ def cmd_models_train(args: argparse.Namespace) -> int:
         "teacher": args.teacher, "keep": split_list(args.keep), "negatives": split_list(args.negatives),
         "clean_crops": args.clean_crops, "extra": args.extra or None, "feedback": args.feedback,
         "feedback_category": args.feedback_category, "epochs": args.epochs,
-        "patience": args.patience, "imgsz": args.imgsz, "batch": args.batch, "val_fraction": args.val_fraction,
+        "patience": args.patience, "imgsz": args.imgsz, "freeze": args.freeze, "batch": args.batch,
+        "val_fraction": args.val_fraction,
         "seed": args.seed, "export": split_list(args.export), "device": args.device,
         "plots": False if args.no_plots else None, "int8": True if args.int8 else None,
     }
@@ -89,6 +90,9 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
     training.add_argument("--epochs", type=int, help="Most epochs to run (default 50).")
     training.add_argument("--patience", type=int, help="Stop after this many epochs without improvement (10).")
     training.add_argument("--imgsz", type=int, help="Training image size (default 640).")
+    training.add_argument("--freeze", type=int,
+                          help="Layers from the input kept as the checkpoint has them (10: the whole backbone; "
+                               "default 0, every layer trained).")
     training.add_argument("--batch", type=int, help="Batch size (default 16).")
     training.add_argument("--val-fraction", type=float, help="Share of labelled photos for validation (0.2).")
     training.add_argument("--seed", type=int, help="Seed of the split, the crops and training (default 0).")

@@ -68,6 +68,10 @@ class Recipe(BaseModel):
     epochs: int = Field(default=50, ge=1, description="Most epochs to run.")
     patience: int = Field(default=10, ge=1, description="Stop after this many epochs without improvement.")
     imgsz: int = Field(default=640, ge=32, description="Training and export image size.")
+    freeze: int = Field(default=0, ge=0, le=22,
+                        description="Layers from the input kept as the checkpoint has them (10: YOLO11's whole "
+                                    "backbone), so that a few hundred photos tune the head without unlearning "
+                                    "what the checkpoint saw; 0 trains every layer.")
     batch: int = Field(default=16, ge=1, description="Batch size.")
     val_fraction: float = Field(default=0.2, gt=0, lt=1, description="Share of labelled photos for validation.")
     seed: int = Field(default=0, description="Seed of the split, the crops and training.")
@@ -193,7 +197,8 @@ def train(recipe: Recipe, out: Path) -> TrainingResult:
         raise TrainingError(str(error)) from None
     model = YOLO(str(recipe.checkpoint))
     model.train(data=str(split.data_yaml), epochs=recipe.epochs, imgsz=recipe.imgsz, batch=recipe.batch,
-                patience=recipe.patience, seed=recipe.seed, deterministic=True, project=str(out), name="run",
+                patience=recipe.patience, freeze=recipe.freeze or None, seed=recipe.seed, deterministic=True,
+                project=str(out), name="run",
                 exist_ok=True, device=recipe.device, workers=0, plots=recipe.plots, amp=False, verbose=False,
                 **STREET_AUGMENTATION)
     weights = out / f"{recipe.name}.pt"
@@ -241,6 +246,7 @@ def model_card(recipe: Recipe, version: str, split: citydata.Split, metrics: dic
     licence = licence_file.read_text().splitlines()[0] if licence_file.exists() else "see the dataset"
     taught = (f"; {', '.join(recipe.keep)} pseudo-labelled by `{recipe.teacher.name}`" if recipe.teacher and recipe.keep
               else "")
+    frozen = f", the first {recipe.freeze} layers frozen" if recipe.freeze else ""
     scored = "\nTeacher-labelled classes are scored against the teacher's labels, not a person's." if taught else ""
     return f"""# Model card: {recipe.name} {version}
 
@@ -252,8 +258,8 @@ def model_card(recipe: Recipe, version: str, split: citydata.Split, metrics: dic
   data licence: {licence}
 - **Classes**: {", ".join(split.names.values())} (own: {", ".join(recipe.classes)}{taught})
 - **Training**: {epochs_run} of up to {recipe.epochs} epochs (early stopping, patience {recipe.patience}; the best
-  epoch's weights kept) at {recipe.imgsz} px, street-camera augmentation (brightness, scale, shifts, mirror; night
-  and blur copies)
+  epoch's weights kept) at {recipe.imgsz} px{frozen}, street-camera augmentation (brightness, scale, shifts,
+  mirror; night and blur copies)
 - **Exports**: {", ".join(f"{fmt} (`{path.name}`)" for fmt, path in exports.items()) or "none"}
 
 ## Validation (ultralytics val on the validation photos)

@@ -51,13 +51,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
     live = LiveFeed()
     ingest = Ingest(database, CaseService(dispatcher), evidence_store, publish_case=lambda _message: None,
                     webhooks=webhooks, metrics=metrics)
-    ingest.listeners.append(live.publish)
     service = None
-    if settings.ingest_enabled:
+    if settings.ingest_enabled:  # the consoles see every worker's case changes, read back from the broker
         service = IngestService(ingest, settings.mqtt_client_id, settings.mqtt_host, settings.mqtt_port,
                                 settings.mqtt_username, settings.resolved_mqtt_password(),
                                 settings.ingest_batch_size, settings.ingest_batch_wait_ms / 1000,
-                                settings.ingest_share_group, settings.mqtt_tls_ca_file)
+                                settings.ingest_share_group, settings.mqtt_tls_ca_file, case_feed=live.publish_json)
+    else:  # no broker: this process's own changes
+        ingest.listeners.append(live.publish)
 
     async def sweep_forever() -> None:
         while True:

@@ -15,6 +15,8 @@ Several workers share the stream with `share_group`: the node tree is read throu
 `$share/GROUP/gw/v1/nodes/#`, so the broker gives each message to one worker of the group. Retained state (node
 status, config status, snapshots) is not given to shared subscriptions when they are made, so every worker also
 subscribes to those topics itself and handles them (idempotently); their copies on the shared stream are skipped.
+Given a `case_feed` (the consoles' live feed), every worker also reads every case change on `gw/v1/cases/#`, its own
+and the other workers', and hands it on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -48,7 +51,8 @@ PATIENCE = 4
 class IngestService(MqttClient):
     def __init__(self, ingest: Ingest, client_id: str, host: str, port: int, username: str,
                  password: str | None, batch_size: int = 500, batch_wait_seconds: float = 0.02,
-                 share_group: str | None = None, tls_ca_file: Path | None = None) -> None:
+                 share_group: str | None = None, tls_ca_file: Path | None = None,
+                 case_feed: Callable[[str], None] | None = None) -> None:
         super().__init__(client_id=client_id, host=host, port=port, username=username, password=password,
                          session_expiry_seconds=24 * 3600, manual_ack=True, tls_ca_file=tls_ca_file,
                          network_process=True)
@@ -65,6 +69,14 @@ class IngestService(MqttClient):
             self.subscribe(f"$share/{share_group}/{SUBSCRIBE_ALL_NODES}", self._shared)
             for topic_filter in RETAINED_STATE:
                 self.subscribe(topic_filter, self.inbox.put)
+        self.case_feed = case_feed
+        if case_feed is not None:
+            self.subscribe(f"{TOPIC_ROOT}/cases/#", self._case_changed)
+
+    def _case_changed(self, message: mqtt.MQTTMessage) -> None:
+        self.ack(message)
+        if self.case_feed is not None:
+            self.case_feed(message.payload.decode("utf-8", errors="replace"))
 
     def _shared(self, message: mqtt.MQTTMessage) -> None:
         if _RETAINED_STATE.fullmatch(message.topic):

@@ -1,5 +1,9 @@
 """Case changes pushed to the consoles that are open (Server-Sent Events), from whichever thread made them.
 
+A server with a broker link feeds it from the broker's case topics (`gw/v1/cases/#`, `IngestService`), so a console
+sees every worker's changes, not only those of the worker it is connected to; without one, from the changes this
+process makes (`Ingest.listeners`).
+
 Each open console has a bounded queue on the event loop that serves it. A console too slow to keep up is told to
 reload (`resync`) instead of being sent a partial picture; nothing else is ever dropped silently.
 """
@@ -14,6 +18,8 @@ from contextlib import asynccontextmanager
 from gridwatch.contract import CaseMessage
 
 RESYNC = "resync"
+CLOSED = "closed"
+"""The server is stopping: the stream ends (the browser reconnects by itself to whichever server answers)."""
 
 
 class _Listener:
@@ -29,9 +35,16 @@ class _Listener:
             self.queue.put_nowait(data)
         except asyncio.QueueFull:
             self.overflowed = True
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(RESYNC)
+            self._last(RESYNC)
+
+    def close(self) -> None:  # runs on the listener's loop
+        self.overflowed = True  # nothing after it
+        self._last(CLOSED)
+
+    def _last(self, word: str) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(word)
 
 
 class LiveFeed:
@@ -41,13 +54,27 @@ class LiveFeed:
         self._lock = threading.Lock()
 
     def publish(self, message: CaseMessage) -> None:
-        data = message.model_dump_json()
+        self.publish_json(message.model_dump_json())
+
+    def publish_json(self, data: str) -> None:
+        """A case message as published on the broker (`CaseMessage` JSON)."""
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
             try:
                 listener.loop.call_soon_threadsafe(listener.offer, data)
             except RuntimeError:  # its loop has closed; the subscription's exit removes it
+                pass
+
+    def close(self) -> None:
+        """End every open stream (the server is stopping): a console's stream would otherwise hold the server's
+        shutdown up until the stream's own end, minutes later. Safe from any thread, or a signal handler."""
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener.loop.call_soon_threadsafe(listener.close)
+            except RuntimeError:
                 pass
 
     @property

@@ -8,10 +8,12 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import yaml
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
@@ -82,6 +84,39 @@ def test_a_server_killed_mid_batch_loses_nothing_and_stores_nothing_twice(server
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_a_stopping_server_ends_its_open_console_streams_instead_of_waiting_for_them(server_settings, api_tokens,
+                                                                                     tmp_path):
+    """A console's live stream lasts minutes: a server asked to stop (SIGTERM, as a service manager does) must not
+    wait for it, or the manager's own timeout kills it mid-batch."""
+    config, port = tmp_path / "server.yaml", free_port()
+    config.write_text(yaml.safe_dump({"api_port": port,
+        "database_url": server_settings.database_url, "evidence_dir": str(tmp_path / "evidence"),
+        "dispatch_config": str(server_settings.dispatch_config), "mqtt_port": server_settings.mqtt_port,
+        "mqtt_password": server_settings.mqtt_password.get_secret_value(), "mqtt_client_id": "server-under-test",
+        "tokens_file": str(server_settings.tokens_file)}))
+    server = start_server(config, port)
+    ended = threading.Event()
+
+    def watch() -> None:
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/api/v1/live?max_seconds=600", timeout=None,
+                          headers={"Authorization": f"Bearer {api_tokens['operator']}"}) as response:
+            for _line in response.iter_lines():
+                pass
+        ended.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        time.sleep(1)  # the stream is open
+        server.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then raises the signal it caught again: a SIGTERM exit status
+        assert server.wait(20) in (0, -signal.SIGTERM), "stopped, well before the stream's own end"
+        assert ended.wait(5), "the console's stream was ended (its browser reconnects by itself)"
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
 
 
 class Postponing:

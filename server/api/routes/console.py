@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 
 from server.api.deps import Caller
 from server.api.schemas import CallerOut
-from server.services.live import RESYNC, LiveFeed
+from server.services.live import CLOSED, RESYNC, LiveFeed
 
 CONSOLE_DIR = Path(__file__).resolve().parents[2] / "console"
 router = APIRouter(tags=["console"])
@@ -50,6 +50,8 @@ async def live(
                 except TimeoutError:
                     yield ": still here\n\n"
                     continue
+                if data == CLOSED:
+                    break
                 yield "event: resync\ndata: {}\n\n" if data == RESYNC else f"event: case\ndata: {data}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream",
