@@ -14,22 +14,20 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import (
     CaseMessage,
-    Event,
     NodeTelemetry,
     TopicError,
     parse_node_topic,
 )
-from server.db import Database, begin_writing, claim, database_away, met_another_worker, one_of
+from server.db import Database, database_away, met_another_worker
 from server.models import (
     DeadLetter,
     EventRecord,
-    EvidenceRecord,
     utcnow,
 )
 from server.services.cases import CaseService
@@ -37,11 +35,11 @@ from server.services.checks import (
     Rejected,
     checked_event,
     evidence_key,
-    mismatch,
     validate_from,
 )
-from server.services.events import POSTPONED, EventWriter, Incoming, announced_hashes, images_key
+from server.services.events import POSTPONED, EventWriter, Incoming, announced_hashes
 from server.services.evidence import EvidenceStore
+from server.services.images import Image, store_images
 from server.services.metrics import Metrics
 from server.services.node_messages import NodeMessages
 from server.services.nodes import SEEN_EVERY, load_nodes, touch_node
@@ -172,51 +170,20 @@ class Ingest:
             topic, payload = messages[index]
             try:
                 parsed = parse_node_topic(topic)
-                checked.append((index, parsed, payload, *evidence_key(parsed, payload)))
+                checked.append(Image(index, topic, parsed, payload, *evidence_key(parsed, payload)))
             except (Rejected, TopicError) as error:
                 outcomes[index] = self._dead_letter(topic, _node_of(topic), payload, str(error))
         if not checked:
             return
-        results: dict[int, str] = {}
         try:
-            with self.database.session() as session:
-                event_ids = {event_id for *_, event_id, _variant, _sha in checked}
-                # an event another worker is writing at this moment goes first (or waits for these): its images
-                # are checked against what it announces either way
-                begin_writing(session)
-                claim(session, {images_key(event_id) for event_id in event_ids})
-                have = set(session.execute(select(EvidenceRecord.event_id, EvidenceRecord.variant)
-                                           .where(one_of(session, EvidenceRecord.event_id, event_ids))).tuples())
-                if earlier := event_ids - announced.keys():  # images of events of earlier batches
-                    for event_id, payload_json in session.execute(
-                            select(EventRecord.event_id, EventRecord.payload)
-                            .where(one_of(session, EventRecord.event_id, earlier))):
-                        announced[event_id] = announced_hashes(Event.model_validate(payload_json))
-                rows = []
-                for index, parsed, payload, event_id, variant, sha256 in checked:
-                    expected = announced.get(event_id, {}).get(variant)
-                    if (event_id, variant) in have:
-                        results[index] = "duplicate"
-                    elif expected and expected != sha256:
-                        session.add(self._letter(messages[index][0], parsed.node_id, payload,
-                                                 mismatch(variant, sha256, expected)))
-                        results[index] = "dead_letter"
-                    else:
-                        self.evidence.put(payload, sha256)
-                        rows.append({"event_id": event_id, "variant": variant, "node_id": parsed.node_id,
-                                     "sha256": sha256, "bytes": len(payload)})
-                        have.add((event_id, variant))
-                        results[index] = "stored"
-                if rows:  # plain rows: Core's executemany, not the ORM's unit of work
-                    session.connection().execute(insert(EvidenceRecord.__table__), rows)
-                session.commit()
+            results = store_images(self.database, self.evidence, checked, announced, self._letter)
         except Exception as error:  # e.g. another worker stored one of them first: one at a time, each on its own
             if database_away(error):
                 raise
             log.warning("a batch of %d images failed (%s: %s); writing them one by one", len(checked),
                         type(error).__name__, error)
-            for index, *_ in checked:
-                outcomes[index] = self._handle(*messages[index])
+            for image in checked:
+                outcomes[image.index] = self._handle(*messages[image.index])
             return
         for index, outcome in results.items():
             outcomes[index] = outcome

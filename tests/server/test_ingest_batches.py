@@ -93,3 +93,43 @@ def test_an_image_stored_by_another_worker_while_its_event_is_written_is_still_c
     with ingest.database.session() as session:
         assert session.scalar(select(func.count()).select_from(EvidenceRecord)) == 0
         assert "differs from" in session.scalar(select(DeadLetter.reason))
+
+
+class SlowDisk(EvidenceStore):
+    """An evidence store whose disk stalls until the test lets it go on."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.writing, self.go_on = threading.Event(), threading.Event()
+
+    def put(self, data: bytes, sha256: str | None = None) -> str:
+        self.writing.set()
+        assert self.go_on.wait(60)
+        return super().put(data, sha256)
+
+
+def test_an_image_on_a_slow_disk_holds_up_no_other_writer(tmp_path):
+    """On SQLite a transaction that writes takes the database's one write lock: an image's file written inside it
+    kept every other writer (a worker's next batch of events, an operator's step) waiting for the disk."""
+    url = f"sqlite:///{tmp_path / 'gw.db'}"
+    disk = SlowDisk(tmp_path / "e")
+    images = Ingest(Database(url), CaseService(Dispatcher.from_file(DISPATCH)), disk, publish_case=lambda _m: None)
+    events = Ingest(Database(url), CaseService(Dispatcher.from_file(DISPATCH)), EvidenceStore(tmp_path / "e"),
+                    publish_case=lambda _m: None)
+    frame, event = jpeg(), event_payload()
+    outcomes: dict[str, str] = {}
+    image_writer = threading.Thread(target=lambda: outcomes.update(
+        image=images.handle(evidence_topic("node-a", event["event_id"]), frame)))
+    image_writer.start()
+    assert disk.writing.wait(10)
+    event_writer = threading.Thread(target=lambda: outcomes.update(
+        event=events.handle(event_topic("node-a", "illegal_parking"), json.dumps(event_payload()).encode())))
+    event_writer.start()
+    event_writer.join(10)
+    meanwhile = outcomes.get("event")
+    disk.go_on.set()
+    image_writer.join(30)
+    event_writer.join(30)
+    assert meanwhile == "stored", "the event batch went in while the image's disk stalled"
+    assert outcomes["image"] == "stored"
+    assert disk.path(hashlib.sha256(frame).hexdigest()).read_bytes() == frame
