@@ -260,8 +260,14 @@ class Ingest:
             if len(run) > 1:  # find the one that cannot be written; the others go in
                 log.warning("a batch of %d events failed (%s: %s); writing them one by one", len(run),
                             type(error).__name__, error)
+                postponed: set[str] = set()
                 for item in run:
+                    if item.violation_id in postponed:  # after one postponed, its violation's later events too:
+                        outcomes[item.index] = POSTPONED  # written before it, an `end` would precede its `update`
+                        continue
                     self._store_events([item], outcomes, patient)
+                    if outcomes[item.index] == POSTPONED:
+                        postponed.add(item.violation_id)
                 return
             outcomes[run[0].index] = self._single_failure(run[0], error)
             return

@@ -158,15 +158,21 @@ class IngestService(MqttClient):
         one cannot hold the others up (retried as a whole, it would be retried for ever); one that fails on its
         own too is set aside on disk with the reason (`Ingest.set_aside`) and acknowledged. The messages the batch
         had already written (`outcomes`) keep their outcome."""
-        for index, message in enumerate(batch):
+        postponed: set[str] = set()  # after one postponed message, the later ones of its topic too, in order
+        for index, message in enumerate(batch):  # (a violation's messages share their topic)
             if outcomes[index]:
-                continue
-            try:
-                outcomes[index] = self.ingest.handle_batch([(message.topic, message.payload)], patient)[0]
-            except Exception as error:
-                if database_away(error):
-                    raise  # the rest of the batch again once it is back
-                outcomes[index] = self.ingest.set_aside(message.topic, message.payload, error)
+                pass
+            elif message.topic in postponed:
+                outcomes[index] = POSTPONED
+            else:
+                try:
+                    outcomes[index] = self.ingest.handle_batch([(message.topic, message.payload)], patient)[0]
+                except Exception as error:
+                    if database_away(error):
+                        raise  # the rest of the batch again once it is back
+                    outcomes[index] = self.ingest.set_aside(message.topic, message.payload, error)
+            if outcomes[index] == POSTPONED:
+                postponed.add(message.topic)
         return outcomes
 
     def drain(self, timeout: float) -> bool:

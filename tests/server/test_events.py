@@ -15,7 +15,7 @@ from server.db import Database
 from server.models import CaseRecord
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
-from server.services.events import EventWriter, Incoming
+from server.services.events import POSTPONED, EventWriter, Incoming
 from server.services.evidence import EvidenceStore
 from server.services.ingest import Ingest
 from server.services.metrics import Metrics
@@ -108,3 +108,52 @@ def test_a_batch_that_does_not_wait_leaves_the_events_another_worker_holds_for_l
     assert by_violation[held["violation_id"]].occurrences == 4  # its new, the other's update, ours, the joiner
     assert by_violation[making["violation_id"]].occurrences == 3
     assert by_violation[free["violation_id"]].occurrences == 2
+
+
+class FailingOn(CaseService):
+    """A case engine with a bug that one violation's events meet."""
+
+    def __init__(self, dispatcher: Dispatcher, violation_id: str) -> None:
+        super().__init__(dispatcher)
+        self.violation_id = violation_id
+
+    def apply_event(self, session, event, *args):  # noqa: ANN001, ANN002, ANN201
+        if str(event.violation_id) == self.violation_id:
+            raise RuntimeError("a bug met this event")
+        return super().apply_event(session, event, *args)
+
+
+def test_events_written_one_by_one_keep_their_violations_order_past_a_postponed_one(postgres_server, tmp_path):
+    """A batch that fails for a bug is written an event at a time. One postponed there (another worker held its
+    case) was followed by its violation's `end`, written first if the other worker let go meanwhile: the case then
+    saw an `end` before its `update`. Now the `end` is postponed with it."""
+    url = postgres_server.create_database()
+    database = Database(url)
+    topic = event_topic("node-a", "illegal_parking")
+    bad = event_payload(camera_id="cam-9", location={"lat": 30.3, "lon": 120.15})
+    ingest = Ingest(database, FailingOn(Dispatcher.from_file(DISPATCH), bad["violation_id"]),
+                    EvidenceStore(tmp_path / "e"), publish_case=lambda _message: None)
+    new = event_payload()
+    assert ingest.handle(topic, json.dumps(new).encode()) == "stored"
+    update = event_payload(violation_id=new["violation_id"], type="update")
+    end = event_payload(violation_id=new["violation_id"], type="end")
+
+    with database.session() as other:  # another worker's transaction holds the case
+        other.scalars(select(CaseRecord).with_for_update()).all()
+        write = ingest.writer.write
+
+        def then_the_other_lets_go(session, batch, now, patient=True):  # noqa: ANN001, ANN202
+            outcomes, messages = write(session, batch, now, patient)
+            if POSTPONED in outcomes:
+                other.commit()
+            return outcomes, messages
+
+        ingest.writer.write = then_the_other_lets_go
+        outcomes = ingest.handle_batch([(topic, json.dumps(payload).encode()) for payload in (bad, update, end)],
+                                       patient=False)
+    assert outcomes == ["dead_letter", POSTPONED, POSTPONED], "the end waits with its update"
+    assert ingest.handle_batch([(topic, json.dumps(update).encode()), (topic, json.dumps(end).encode())],
+                               patient=False) == ["stored", "stored"]
+    with database.session() as session:
+        case = session.scalars(select(CaseRecord)).one()
+    assert case.occurrences == 3 and case.open_violations == 0

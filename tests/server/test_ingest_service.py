@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import httpx
+import paho.mqtt.client as mqtt
 import yaml
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
@@ -151,6 +152,51 @@ def test_a_postponed_event_goes_with_the_next_batches_until_one_waits_for_it(run
     assert tries == [False] * PATIENCE + [True], f"set aside {PATIENCE} times, then a batch waits for it"
     assert all(payloads.count(b"held") <= 1 for payloads, _patient in ingest.batches)
     assert [payloads for payloads, _patient in ingest.batches if b"after" in payloads] == [[b"after"]]
+
+
+class InOrder:
+    """Stands in for `Ingest`: a batch holding `poison` fails as a whole (and `poison` alone too); `held` is
+    postponed the first time, as if another worker held its case for a moment."""
+
+    def __init__(self) -> None:
+        self.stored: list[bytes] = []
+        self.held_before = False
+        self.publish_case = None
+
+    def handle_batch(self, messages: list[tuple[str, bytes]], patient: bool = True,
+                     outcomes: list[str] | None = None) -> list[str]:
+        if any(payload == b"poison" for _topic, payload in messages):
+            raise ValueError("a bug met this message")
+        results = []
+        for _topic, payload in messages:
+            if payload == b"held" and not self.held_before:
+                self.held_before = True
+                results.append(POSTPONED)
+            else:
+                self.stored.append(payload)
+                results.append("stored")
+        return results
+
+    def set_aside(self, topic: str, payload: bytes, error: Exception) -> str:
+        return "set_aside"
+
+
+def test_a_batch_written_message_by_message_keeps_a_violations_order_past_a_postponed_one():
+    """After a batch failed and went message by message, a postponed `update` was followed by its violation's `end`,
+    written first; now the `end` waits with it for the next batch."""
+    ingest = InOrder()
+    service = IngestService(ingest, "test-ingest", "127.0.0.1", free_port(), "gridwatch-server", "unused")
+    topic = event_topic("node-a", "illegal_parking")
+
+    def message(payload: bytes) -> mqtt.MQTTMessage:
+        made = mqtt.MQTTMessage(topic=topic.encode())
+        made.payload = payload
+        return made
+
+    first = service._write([message(b"poison"), message(b"held"), message(b"end")], patient=False)
+    assert first == ["set_aside", POSTPONED, POSTPONED]
+    assert service._write([message(b"held"), message(b"end")], patient=False) == ["stored", "stored"]
+    assert ingest.stored == [b"held", b"end"], "the violation's messages written in the order they came"
 
 
 def test_a_message_that_fails_for_another_reason_than_the_database_holds_up_no_other(running_broker, mqtt_client,
