@@ -88,6 +88,9 @@ class VideoSource:
         self.delivering = True
         self._restart = threading.Event()
         self._backoff = 1.0
+        self._capturing = threading.Lock()
+        """Held by the `frames` that has the source open: a camera started again after a failure opens it only
+        once the reader before has let go (many cameras take one or two connections at a time)."""
 
     def request_restart(self) -> None:
         """Close and reopen the source before the next frame (a file starts again from its beginning)."""
@@ -100,27 +103,44 @@ class VideoSource:
             raise CaptureError(f"cannot open video source {self.source!r}")
         return capture
 
-    def _reopen_live(self) -> cv2.VideoCapture:
+    def _reopen_live(self, stop: threading.Event | None) -> cv2.VideoCapture:
         self.delivering = False
         while True:
             try:
                 capture = self._open()
             except CaptureError:
-                self._pause("unreachable")
+                self._pause("unreachable", stop)
                 continue
             self.reconnects += 1
             self.delivering = True
             log.info("camera %s reconnected", self.source)
             return capture
 
-    def _pause(self, why: str) -> None:
-        """Wait before the next try: 1 s, doubling to `max_backoff` while the tries fail in a row."""
+    def _pause(self, why: str, stop: threading.Event | None) -> None:
+        """Wait before the next try: 1 s, doubling to `max_backoff` while the tries fail in a row; `_Stopped` if
+        `stop` is set meanwhile."""
         log.warning("camera %s %s; retrying in %.0f s", self.source, why, self._backoff)
-        self._sleep(self._backoff)
+        if stop is None:
+            self._sleep(self._backoff)
+        elif stop.wait(self._backoff):
+            raise _Stopped
         self._backoff = min(self.max_backoff, self._backoff * 2)
 
-    def frames(self) -> Iterator[Frame]:
-        capture = self._open() if not self.live else self._first_live_open()
+    def frames(self, stop: threading.Event | None = None) -> Iterator[Frame]:
+        """The sampled frames; with `stop`, they end soon after it is set, also while a live camera is away. The
+        source is opened only once the `frames` before it (a camera's run before a failure) has closed it."""
+        while not self._capturing.acquire(timeout=0.1):
+            if stop is not None and stop.is_set():
+                return
+        try:
+            yield from self._frames(stop)
+        except _Stopped:
+            return
+        finally:
+            self._capturing.release()
+
+    def _frames(self, stop: threading.Event | None) -> Iterator[Frame]:
+        capture = self._open() if not self.live else self._first_live_open(stop)
         dry = True  # (re)opened, and no frame since
         native_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
         if not self.live and not 0 < native_fps < 1000:
@@ -135,7 +155,7 @@ class VideoSource:
                 if self._restart.is_set():
                     self._restart.clear()
                     capture.release()
-                    capture = self._first_live_open() if self.live else self._open()
+                    capture = self._first_live_open(stop) if self.live else self._open()
                     self.restarts += 1
                     log.info("camera %s reopened on request", self.source)
                 ok = capture.grab()  # demux only: frames we skip are never decoded or colour-converted
@@ -143,10 +163,10 @@ class VideoSource:
                     capture.release()
                     if self.live:
                         if dry:  # it opens, but sends nothing: wait as for one that does not open
-                            self._pause("opens but sends no frame")
+                            self._pause("opens but sends no frame", stop)
                         else:
                             log.warning("camera %s stopped delivering frames", self.source)
-                        capture = self._reopen_live()
+                        capture = self._reopen_live(stop)
                         dry = True
                         continue
                     if self.loop and position > 0:
@@ -174,23 +194,28 @@ class VideoSource:
         finally:
             capture.release()
 
-    def _first_live_open(self) -> cv2.VideoCapture:
+    def _first_live_open(self, stop: threading.Event | None) -> cv2.VideoCapture:
         try:
             return self._open()
         except CaptureError:
-            return self._reopen_live()
+            return self._reopen_live(stop)
+
+
+class _Stopped(Exception):
+    """The reader of a live camera was told to stop while it waited to reconnect."""
 
 
 _END = object()
 
 
 def prefetch(frames: Iterator[Frame], depth: int = 2, live: bool = False,
-             until: threading.Event | None = None) -> Iterator[Frame]:
+             until: threading.Event | None = None, stop: threading.Event | None = None) -> Iterator[Frame]:
     """Decode in a thread of its own, overlapping with detection. A file waits for the consumer (nothing is
     skipped); a live camera keeps only the newest frames, so a slow detector never falls behind real time. Ends
-    when `until` is set, even while a camera that is away sends nothing (the node stops within a second)."""
+    when `until` is set, even while a camera that is away sends nothing (the node stops within a second). `stop`
+    is set when the consumer is done (give it to `VideoSource.frames`, so that its reader ends too)."""
     buffer: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    stop = stop or threading.Event()
     failure: list[BaseException] = []
 
     def produce() -> None:
@@ -209,6 +234,10 @@ def prefetch(frames: Iterator[Frame], depth: int = 2, live: bool = False,
         except BaseException as error:  # handed to the consumer, which raises it
             failure.append(error)
         finally:
+            close = getattr(frames, "close", None)
+            if close is not None:  # the source let go here, in its own thread, not whenever it is collected
+                with contextlib.suppress(Exception):
+                    close()
             while not stop.is_set():
                 try:
                     buffer.put(_END, timeout=0.1)

@@ -217,7 +217,8 @@ class CameraPipeline:
     def frames(self) -> Iterator[Frame]:
         """The source's frames, decoded in a thread of their own while the detector works; they end when the node
         stops, even from a camera that is away."""
-        return prefetch(self.source.frames(), live=self.source.live, until=self._stopping)
+        done = threading.Event()  # this run of the camera is over: its reader stops, also while reconnecting
+        return prefetch(self.source.frames(done), live=self.source.live, until=self._stopping, stop=done)
 
     def run(self, stop: threading.Event, publish: Publish) -> None:
         """Until `stop`, or the end of a video file. A failure (a detector error on an odd frame, memory) is

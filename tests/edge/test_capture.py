@@ -124,3 +124,75 @@ def test_frames_from_a_camera_that_is_away_end_when_the_node_stops():
     began = time.monotonic()
     assert list(prefetch(away(), live=True, until=until)) == []
     assert time.monotonic() - began < 3
+
+
+class StallingCamera:
+    """A camera that takes one connection at a time: each open is counted, and a connection's `grab` blocks
+    while `stalled` is clear (an RTSP stream that stops mid-read)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.open_now = self.most_open = self.opened = 0
+        self.stalled = threading.Event()
+        self.flowing = threading.Event()
+        self.flowing.set()
+
+    def __call__(self, _source):  # the opener
+        camera = self
+
+        class Connection(ScriptedCapture):
+            def __init__(self) -> None:
+                super().__init__(True, 10_000)
+                camera.opened += 1
+                camera.open_now += 1
+                camera.most_open = max(camera.most_open, camera.open_now)
+
+            def grab(self) -> bool:
+                if not camera.flowing.is_set():
+                    camera.stalled.set()
+                    camera.flowing.wait(30)
+                return super().grab()
+
+            def release(self) -> None:
+                camera.open_now -= 1
+
+        return Connection()
+
+
+def test_a_camera_started_again_opens_its_source_only_once_the_stalled_reader_before_let_go():
+    """A camera whose pipeline failed starts again while its old reader may still be stuck in a read (or in its
+    reconnect back-off): the new reader opened a second connection meanwhile, which cameras that allow one refuse.
+    Now it waits for the old one to let go, and a reader waiting to reconnect stops at once."""
+    import threading
+    import time
+
+    from edge.capture import prefetch
+
+    camera = StallingCamera()
+    source = VideoSource("rtsp://camera/stream", sample_fps=1000, opener=camera)
+    done = threading.Event()
+    first = prefetch(source.frames(done), live=True, stop=done)
+    next(first)
+    camera.flowing.clear()
+    assert camera.stalled.wait(10)
+    first.close()  # the run failed: its consumer is gone, its reader stuck in a read
+
+    again = threading.Event()
+    second = prefetch(source.frames(again), live=True, stop=again)
+    got: list = []
+    reader = threading.Thread(target=lambda: got.append(next(second)))
+    reader.start()
+    time.sleep(0.5)
+    assert camera.opened == 1, "no second connection while the first is in use"
+    camera.flowing.set()  # the stalled read returns: the old reader lets go, the new one opens
+    reader.join(10)
+    assert got and camera.opened == 2 and camera.most_open == 1
+    second.close()
+
+    away = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: ScriptedCapture(False, 0))
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    began = time.monotonic()
+    assert list(away.frames(stop)) == [], "a reader waiting to reconnect ends when told to stop"
+    assert time.monotonic() - began < 3
