@@ -98,6 +98,8 @@ class MqttClient:
         self._client.on_subscribe = self._on_subscribe
         self._awaiting_subacks: set[int] = set()
         """Message ids of the SUBSCRIBEs made on connecting: `connected` is set once the broker answered them all."""
+        self._suback_waiters: dict[int, threading.Event] = {}
+        """Message id -> what a `subscribe` made while connected waits on."""
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
         """Topic filter -> (QoS, handler); each filter is subscribed with its own MQTT 5 subscription identifier
         (its position here, from 1), so a message matching several filters reaches the handler of the one that
@@ -125,12 +127,17 @@ class MqttClient:
     def set_will(self, will: Will) -> None:
         self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
 
-    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
+    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1, wait: float = 0.0) -> bool:
         """Also takes MQTT 5 shared subscriptions, `$share/GROUP/filter`: the broker gives each message to one
-        client of the group."""
-        self._subscriptions[topic_filter] = (qos, handler)
-        if self.connected.is_set():
-            self._subscribe(topic_filter, qos)
+        client of the group. Connected, waits up to `wait` seconds for the broker's acknowledgement: True once it
+        came (what is published from then on reaches us); not connected, the subscription is made on connecting."""
+        acknowledged = threading.Event()
+        with self._lock:
+            self._subscriptions[topic_filter] = (qos, handler)
+            if not self.connected.is_set():
+                return False
+            self._suback_waiters[self._subscribe(topic_filter, qos)] = acknowledged
+        return acknowledged.wait(wait)
 
     def _subscribe(self, topic_filter: str, qos: int) -> int:
         """Subscribes; returns the SUBSCRIBE's message id."""
@@ -214,6 +221,8 @@ class MqttClient:
             waiting = mid in self._awaiting_subacks
             self._awaiting_subacks.discard(mid)
             done = waiting and not self._awaiting_subacks
+            if (waiter := self._suback_waiters.pop(mid, None)) is not None:
+                waiter.set()
         if done:
             self._ready()
 
@@ -265,7 +274,7 @@ class MqttClient:
         for identifier in identifiers or ():
             if 0 < identifier <= len(handlers):
                 return handlers[identifier - 1][1]
-        for topic_filter, (_qos, handler) in self._subscriptions.items():
+        for topic_filter, (_qos, handler) in list(self._subscriptions.items()):  # one may be added meanwhile
             if topic_filter_pattern(topic_filter).fullmatch(message.topic):
                 return handler
         return None

@@ -15,8 +15,9 @@ Several workers share the stream with `share_group`: the node tree is read throu
 `$share/GROUP/gw/v1/nodes/#`, so the broker gives each message to one worker of the group. Retained state (node
 status, config status, snapshots) is not given to shared subscriptions when they are made, so every worker also
 subscribes to those topics itself and handles them (idempotently); their copies on the shared stream are skipped.
-Given a `case_feed` (the consoles' live feed), every worker also reads every case change on `gw/v1/cases/#`, its own
-and the other workers', and hands it on.
+Given a `case_feed` (the consoles' live feed), a worker reads every case change on `gw/v1/cases/#`, its own and the
+other workers', and hands it on, from its first console on (`follow_cases`): a worker no console has opened pays
+nothing for it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ RETAINED_STATE = (f"{TOPIC_ROOT}/nodes/+/status", f"{TOPIC_ROOT}/nodes/+/config/
                   f"{TOPIC_ROOT}/nodes/+/snapshot/+")
 """What nodes publish retained: every worker reads it itself."""
 _RETAINED_STATE = topic_filter_pattern(*RETAINED_STATE)
+CASES = f"{TOPIC_ROOT}/cases/#"
 SWITCH_INTERVAL_SECONDS = 0.0005
 PATIENCE = 4
 """Batches a postponed event may be set aside for before a batch waits for the worker holding its case."""
@@ -70,8 +72,12 @@ class IngestService(MqttClient):
             for topic_filter in RETAINED_STATE:
                 self.subscribe(topic_filter, self.inbox.put)
         self.case_feed = case_feed
-        if case_feed is not None:
-            self.subscribe(f"{TOPIC_ROOT}/cases/#", self._case_changed)
+
+    def follow_cases(self, wait: float = 2.0) -> None:
+        """Read the case changes back from the broker for the `case_feed` from now on; the first call waits up to
+        `wait` seconds for the broker to confirm it (any thread)."""
+        if self.case_feed is not None and CASES not in self._subscriptions:
+            self.subscribe(CASES, self._case_changed, wait=wait)
 
     def _case_changed(self, message: mqtt.MQTTMessage) -> None:
         self.ack(message)

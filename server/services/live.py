@@ -1,8 +1,8 @@
 """Case changes pushed to the consoles that are open (Server-Sent Events), from whichever thread made them.
 
-A server with a broker link feeds it from the broker's case topics (`gw/v1/cases/#`, `IngestService`), so a console
-sees every worker's changes, not only those of the worker it is connected to; without one, from the changes this
-process makes (`Ingest.listeners`).
+A server with a broker link feeds it from the broker's case topics (`gw/v1/cases/#`, read from the first console
+on: `IngestService.follow_cases`), so a console sees every worker's changes, not only those of the worker it is
+connected to; without one, from the changes this process makes (`Ingest.listeners`).
 
 Each open console has a bounded queue on the event loop that serves it. A console too slow to keep up is told to
 reload (`resync`) instead of being sent a partial picture; nothing else is ever dropped silently.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from gridwatch.contract import CaseMessage
@@ -52,6 +52,9 @@ class LiveFeed:
         self.queue_size = queue_size
         self._listeners: set[_Listener] = set()
         self._lock = threading.Lock()
+        self.on_listen: Callable[[], None] | None = None
+        """Called (in a thread) as each stream opens, before its first frame: e.g. to start reading the broker's case
+        topics; cheap when called again."""
 
     def publish(self, message: CaseMessage) -> None:
         self.publish_json(message.model_dump_json())
@@ -85,6 +88,8 @@ class LiveFeed:
     @asynccontextmanager
     async def subscription(self) -> AsyncIterator[asyncio.Queue[str]]:
         listener = _Listener(asyncio.get_running_loop(), self.queue_size)
+        if self.on_listen is not None:  # it may wait for the broker: not on the event loop
+            await asyncio.to_thread(self.on_listen)
         with self._lock:
             self._listeners.add(listener)
         try:

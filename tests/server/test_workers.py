@@ -120,10 +120,11 @@ def test_a_console_on_one_worker_sees_the_case_changes_every_worker_makes(runnin
     def watch(port: int) -> None:
         with httpx.stream("GET", f"http://127.0.0.1:{port}/api/v1/live?max_seconds=60", timeout=70,
                           headers={"Authorization": f"Bearer {api_tokens['operator']}"}) as response:
-            listening.set()
             event = None
             for line in response.iter_lines():
-                if line.startswith("event: "):
+                if line.startswith("retry: "):  # the stream's first frame: its feed is in place
+                    listening.set()
+                elif line.startswith("event: "):
                     event = line.removeprefix("event: ")
                 elif line.startswith("data: ") and event == "case":
                     seen.append(json.loads(line.removeprefix("data: ")))
