@@ -6,9 +6,26 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Dialect, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy import DateTime as SADateTime
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+"""The id of a busy table's rows (events, images, transitions, dead letters, deliveries): PostgreSQL's integer runs
+out at 2,147,483,647, some twelve days of a city's 2,000 events a second; SQLite's row ids are 64-bit already (and
+only an INTEGER primary key is one)."""
 
 
 class UTCDateTime(TypeDecorator):
@@ -137,7 +154,7 @@ class CaseRecord(Base):
 class EventRecord(Base):
     __tablename__ = "events"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
     violation_id: Mapped[str] = mapped_column(String(36), index=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
@@ -161,7 +178,7 @@ class EvidenceRecord(Base):
     __tablename__ = "evidence"
     __table_args__ = (UniqueConstraint("event_id", "variant", name="uq_evidence_event_variant"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), index=True)
     variant: Mapped[str] = mapped_column(String(16), default="frame")
     """`frame` (annotated full frame) or `crop` (the object at full resolution)."""
@@ -175,7 +192,7 @@ class EvidenceRecord(Base):
 class CaseTransition(Base):
     __tablename__ = "case_transitions"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     action: Mapped[str] = mapped_column(String(16))
     from_status: Mapped[str | None] = mapped_column(String(16))
@@ -193,7 +210,7 @@ class DeadLetter(Base):
     __tablename__ = "dead_letters"
     __table_args__ = (Index("ix_dead_letters_received_at", "received_at"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     topic: Mapped[str] = mapped_column(Text)
     node_id: Mapped[str | None] = mapped_column(String(64))
@@ -272,7 +289,7 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
                                                  index=True)
     case_id: Mapped[int] = mapped_column(index=True)

@@ -90,8 +90,12 @@ def moment_problem(name: str, moment: datetime | None) -> str | None:
 EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(9998, 12, 31)
 """The days a query may name (an assessment's `from` and `to`)."""
 
-MAX_ID = 2**62
+MAX_ID = 2**31 - 1
+"""The largest id of a case or a webhook (PostgreSQL's integer): a larger one is refused, never looked up."""
+MAX_BIG_ID = 2**63 - 1
+"""The largest id of a busy table's row (`models.BIG_ID`: PostgreSQL's bigint)."""
 RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="A row id.")]
+BigRowId = Annotated[int, Path(ge=1, le=MAX_BIG_ID, description="A row id.")]
 PageNumber = Annotated[int, Query(ge=1, le=1_000_000, description="Page, from 1.")]
 """A page of a list: bounded, so its offset always fits the database's integers."""
 PageSize = Annotated[int, Query(ge=1, le=500, description="Items a page (at most 500).")]

@@ -151,3 +151,25 @@ def test_text_no_database_stores_and_times_out_of_its_range_are_refused_with_a_4
     for method, url, body in NUL_TEXT:
         response = api.request(method, url, content=body, headers={"Content-Type": "application/json"})
         assert response.status_code < 500 and response.text, (url, response.status_code, response.text[:200])
+
+
+BEYOND_INTEGER = 2**31  # one past PostgreSQL's integer
+ID_ABUSE = [
+    ("GET", f"/api/v1/cases/{BEYOND_INTEGER}"), ("GET", f"/api/v1/cases?id_below={BEYOND_INTEGER}"),
+    ("POST", f"/api/v1/cases/{BEYOND_INTEGER}/actions"),
+    ("GET", f"/open311/v2/requests/{BEYOND_INTEGER}.json"),
+    ("GET", f"/open311/v2/requests.json?service_request_id={BEYOND_INTEGER}"),
+    ("GET", f"/api/v1/webhooks/{BEYOND_INTEGER}/deliveries"),
+    ("DELETE", f"/api/v1/webhooks/{BEYOND_INTEGER}"),
+    ("POST", f"/api/v1/webhooks/deliveries/{BEYOND_INTEGER}/retry"),
+]
+
+
+def test_ids_past_the_databases_integer_are_refused_or_not_found(api):
+    """Found by review: on PostgreSQL each of these answered 500 (`integer out of range`): the ids are its 32-bit
+    integer, and the API let ids up to 2**62 through to the query."""
+    for method, url in ID_ABUSE:
+        body = b'{"action": "file", "reason": "x"}' if method == "POST" else None
+        response = api.request(method, url, content=body, headers={"Content-Type": "application/json"})
+        assert 400 <= response.status_code < 500, (url, response.status_code, response.text[:200])
+        assert response.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -42,3 +43,30 @@ def test_a_database_from_before_migrations_is_refused_with_a_reason(tmp_path):
         connection.execute("CREATE TABLE cases (id INTEGER PRIMARY KEY)")
     with pytest.raises(ConfigError, match="made before migrations"):
         Database(f"sqlite:///{path}")
+
+
+def test_a_city_past_two_billion_events_keeps_storing_them(postgres_server, tmp_path):
+    """PostgreSQL's integer ids ran out at 2,147,483,647 rows: some twelve days of 2,000 events a second. The busy
+    tables' ids are bigint (migration 0005)."""
+    from sqlalchemy import select, text
+
+    from server.models import DeadLetter, EventRecord
+    from server.services.cases import CaseService
+    from server.services.dispatch import Dispatcher
+    from server.services.evidence import EvidenceStore
+    from server.services.ingest import Ingest
+    from tests.conftest import DISPATCH
+    from tests.factories import event_payload
+
+    database = Database(postgres_server.create_database())
+    with database.engine.begin() as connection:
+        for table in ("events", "dead_letters"):
+            connection.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {2**31 + 10})"))
+    ingest = Ingest(database, CaseService(Dispatcher.from_file(DISPATCH)), EvidenceStore(tmp_path / "e"),
+                    publish_case=lambda _message: None)
+    topic = "gw/v1/nodes/node-a/events/illegal_parking"
+    assert ingest.handle(topic, json.dumps(event_payload()).encode()) == "stored"
+    assert ingest.handle(topic, b"{not json") == "dead_letter"
+    with database.session() as session:
+        assert session.scalar(select(EventRecord.id)) > 2**31
+        assert session.scalar(select(DeadLetter.id)) > 2**31

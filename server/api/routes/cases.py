@@ -10,7 +10,17 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from gridwatch.contract import CaseAction, CaseStatus, Category
-from server.api.deps import Caller, CaseWorker, PageNumber, PageSize, RowId, SessionDep, get_caller, moment_problem
+from server.api.deps import (
+    MAX_ID,
+    Caller,
+    CaseWorker,
+    PageNumber,
+    PageSize,
+    RowId,
+    SessionDep,
+    get_caller,
+    moment_problem,
+)
 from server.api.schemas import ActionIn, CaseDetail, CaseSummary, EventOut, Page, TransitionOut
 from server.core.security import Role, TokenEntry
 from server.models import CaseRecord, EvidenceRecord, utcnow
@@ -42,7 +52,7 @@ def list_cases(
     overdue: Annotated[bool | None, Query(description="true: only open cases past their deadline.")] = None,
     opened_after: Annotated[datetime | None, Query(description="Opened at or after (ISO 8601).")] = None,
     opened_before: Annotated[datetime | None, Query(description="Opened before (ISO 8601).")] = None,
-    id_below: Annotated[int | None, Query(ge=1, le=2**62, description=(
+    id_below: Annotated[int | None, Query(ge=1, le=MAX_ID, description=(
         "Only cases with a smaller id: keyset paging for a list that changes while it is read (with sort=-id, "
         "pass the last id of the page you have)."))] = None,
     page: PageNumber = 1,

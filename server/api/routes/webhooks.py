@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import func, select
 
-from server.api.deps import OperatorDep, PageNumber, PageSize, RowId, SessionDep, allow, get_caller
+from server.api.deps import BigRowId, OperatorDep, PageNumber, PageSize, RowId, SessionDep, allow, get_caller
 from server.api.schemas import DeliveryOut, Page, WebhookCreated, WebhookIn, WebhookOut
 from server.core.security import Role, TokenEntry
 from server.models import WebhookDelivery, WebhookSubscription, utcnow
@@ -65,7 +65,7 @@ def list_deliveries(
 
 @router.post("/deliveries/{delivery_id}/retry", response_model=DeliveryOut,
              summary="Send a failed delivery again now")
-def retry_delivery(delivery_id: RowId, session: SessionDep, _caller: AdminDep, request: Request) -> DeliveryOut:
+def retry_delivery(delivery_id: BigRowId, session: SessionDep, _caller: AdminDep, request: Request) -> DeliveryOut:
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None:
         raise HTTPException(status_code=404, detail=f"delivery {delivery_id} does not exist")
