@@ -49,6 +49,7 @@ ACCESS = {
     ("GET", "/api/v1/cameras"): EVERYONE,
     ("GET", "/api/v1/nodes/{node_id}/config"): EVERYONE,
     ("PUT", "/api/v1/nodes/{node_id}/cameras/{camera_id}/zones"): OPERATORS,
+    ("DELETE", "/api/v1/nodes/{node_id}/cameras/{camera_id}/zones"): OPERATORS,
 }
 QUERIES = {"/api/v1/live": "?max_seconds=0"}
 """What a route needs to answer at once (the live stream otherwise stays open)."""

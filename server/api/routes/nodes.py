@@ -8,11 +8,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from gridwatch.contract import SCHEMA_VERSION, Command, RemoteConfig, command_topic, config_topic
 from server.api.deps import EvidenceDep, OperatorDep, PictureViewer, SessionDep, get_caller
 from server.api.schemas import CommandIn, CommandOut, NodeOut, RemoteConfigOut, ZonesIn
 from server.core.security import Role
+from server.db import begin_writing
 from server.models import CameraSnapshot, CaseRecord, NodeCommand, NodeRecord
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], dependencies=[Depends(get_caller)])
@@ -93,22 +95,48 @@ def get_remote_config(node_id: str, session: SessionDep) -> RemoteConfigOut:
                     "refuses them (GET .../config shows which)")
 def put_zones(node_id: str, camera_id: str, body: ZonesIn, session: SessionDep, request: Request,
               caller: OperatorDep) -> RemoteConfigOut:
-    node = session.get(NodeRecord, node_id)
-    if node is None:
-        raise HTTPException(status_code=404, detail=f"no node {node_id} has ever connected")
+    return _change_cameras(session, request, node_id, camera_id, caller.name, {"zones": body.zones})
+
+
+@router.delete("/{node_id}/cameras/{camera_id}/zones", response_model=RemoteConfigOut, status_code=202,
+               summary="Stop sending a camera's settings: its entry leaves the remote config (the node keeps what "
+                       "it has until its own file or a later config changes it)")
+def delete_zones(node_id: str, camera_id: str, session: SessionDep, request: Request,
+                 caller: OperatorDep) -> RemoteConfigOut:
+    return _change_cameras(session, request, node_id, camera_id, caller.name, None)
+
+
+def _change_cameras(session: Session, request: Request, node_id: str, camera_id: str, by: str,
+                    settings: dict | None) -> RemoteConfigOut:
+    """The node's remote config with `camera_id`'s settings merged in (None: its entry dropped), saved and sent.
+    The node's row is locked meanwhile and the config published before the commit, so that two operators' changes
+    at once neither lose one another nor reach the broker in the other order (its retained copy is the last)."""
     service = request.app.state.ingest_service
     if service is None or not service.connected.is_set():
         raise HTTPException(status_code=503, detail="the server is not connected to the broker; try again")
+    begin_writing(session)
+    node = session.get(NodeRecord, node_id, with_for_update=True, populate_existing=True)
+    if node is None:
+        raise HTTPException(status_code=404, detail=f"no node {node_id} has ever connected")
     desired = dict(node.remote_config or {"cameras": {}})
-    cameras = {**desired.get("cameras", {}), camera_id: {**desired.get("cameras", {}).get(camera_id, {}),
-                                                         "zones": body.zones}}
-    version = f"{datetime.now(UTC):%Y%m%dT%H%M%S.%f}-{caller.name}"[:64]
+    cameras = dict(desired.get("cameras", {}))
+    if settings is None:
+        if cameras.pop(camera_id, None) is None:
+            raise HTTPException(status_code=404, detail=f"the remote config of node {node_id} has no camera "
+                                                        f"{camera_id}")
+    else:
+        reported = [camera["camera_id"] for camera in (node.telemetry or {}).get("cameras", [])]
+        if reported and camera_id not in reported:  # the node would refuse the whole config for it
+            raise HTTPException(status_code=422, detail=f"node {node_id} has no camera {camera_id} (its telemetry "
+                                                        f"names {', '.join(sorted(reported))})")
+        cameras[camera_id] = {**cameras.get(camera_id, {}), **settings}
+    version = f"{datetime.now(UTC):%Y%m%dT%H%M%S.%f}-{by}"[:64]
     try:
         config = RemoteConfig(schema_version=SCHEMA_VERSION, config_version=version, cameras=cameras,
                               manifest=desired.get("manifest"))
     except ValidationError as error:
         raise HTTPException(status_code=422, detail=[e["msg"] for e in error.errors()]) from None
     node.remote_config = json.loads(config.model_dump_json(exclude_none=True))
-    session.commit()
     service.publish(config_topic(node_id), config.model_dump_json(exclude_none=True).encode(), qos=1, retain=True)
+    session.commit()
     return _remote_out(node)
