@@ -143,8 +143,16 @@ class OutboxSender:
         """Evidence in flight the sender keeps room for while events wait: a flood of events never starves it."""
         self._lock = threading.Lock()
         self.refused = 0
+        self._lost: list[OutboxMessage] = []
+        """Handed over, then lost with the broker's session: each lane starts again from the first of them."""
 
-    def _acked(self, message: OutboxMessage, accepted: bool) -> None:
+    def _acked(self, message: OutboxMessage, accepted: bool | None) -> None:
+        if accepted is None:  # the broker lost it with its session: handed over again, in its turn
+            with self._lock:
+                self._in_flight[message.kind] -= 1
+                self._lost.append(message)
+            self.outbox.wakeup.set()
+            return
         try:
             if accepted:
                 self.outbox.acknowledge(message.id)
@@ -175,6 +183,9 @@ class OutboxSender:
 
     def _hand_over(self) -> None:
         with self._lock:
+            for message in self._lost:
+                self._last_handed[message.kind] = min(self._last_handed[message.kind], message.id - 1)
+            self._lost.clear()
             room = self.window - sum(self._in_flight.values())
             evidence_room = max(0, min(room, self.evidence_share - self._in_flight[EVIDENCE]))
         if room <= 0 or not self.client.connected.is_set():

@@ -107,6 +107,9 @@ class MqttClient:
         self._pending: dict[int, tuple[str, Callable[[bool], None] | None]] = {}
         """Message id -> (topic, callback) of QoS 1 publishes the broker has not acknowledged yet."""
         self._early_acks: dict[int, object] = {}
+        self._forgotten: set[int] = set()
+        """Message ids of publishes the broker lost with its session (`_session_lost`): their late answers are not
+        acknowledgements."""
         self._lock = threading.Lock()
         self.connected = threading.Event()
         self._stopping = False
@@ -158,8 +161,9 @@ class MqttClient:
                         self.client_id, self.host, self.port)
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False,
-                on_ack: Callable[[bool], None] | None = None) -> None:
-        """Queue a publish; with QoS 1, `on_ack(accepted)` runs once the broker answers (False: it refused)."""
+                on_ack: Callable[[bool | None], None] | None = None) -> None:
+        """Queue a publish; with QoS 1 or 2, `on_ack(accepted)` runs once the broker answers (False: it refused;
+        None: it lost the message with its session, `_session_lost`)."""
         # paho may run on_publish while holding its own lock, so ours is never held across this call.
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
@@ -202,10 +206,12 @@ class MqttClient:
 
     # ---- paho callbacks -------------------------------------------------------------------------------------------
 
-    def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
+    def _on_connect(self, client, _userdata, flags, reason_code, _properties) -> None:
         if reason_code.is_failure:
             log.error("%s: broker refused connection: %s", self.client_id, reason_code)
             return
+        if flags is not None and not flags.session_present:
+            self._session_lost()
         with self._lock:
             self._awaiting_subacks = {self._subscribe(topic_filter, qos)
                                       for topic_filter, (qos, _handler) in list(self._subscriptions.items())}
@@ -240,10 +246,29 @@ class MqttClient:
         if not self._stopping:
             self._guarded(self.on_disconnected)
 
+    def _session_lost(self) -> None:
+        """The broker kept no session of ours (it crashed before saving it, or the session expired). A QoS 2 message
+        it had received (PUBREC) but not completed went with it, yet paho sends its PUBREL again and takes the
+        broker's answer for a delivery; so every publish still awaiting its answer is told `on_ack(None)`: not
+        delivered, send it again. The answers to the old packets are ignored."""
+        with self._lock:
+            lost = list(self._pending.values())
+            self._forgotten |= set(self._pending)
+            self._pending.clear()
+        if lost:
+            log.warning("%s: the broker kept no session: %d publishes it had not acknowledged go again",
+                        self.client_id, len(lost))
+        for _topic, on_ack in lost:
+            if on_ack is not None:
+                self._guarded(on_ack, None)
+
     def _on_publish(self, _client, _userdata, mid, reason_code, _properties) -> None:
         if not self._client.acknowledges(mid):  # a QoS 0 message written: nothing awaits it
             return
         with self._lock:
+            if mid in self._forgotten:
+                self._forgotten.discard(mid)
+                return
             entry = self._pending.pop(mid, None)
             if entry is None:  # acknowledged before publish() returned
                 self._early_acks[mid] = reason_code

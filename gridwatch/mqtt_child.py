@@ -87,7 +87,8 @@ def run(connection: Connection) -> None:
     client.on_message = on_message
     client.on_publish = on_publish
     client.on_subscribe = on_subscribe
-    client.on_connect = lambda _c, _u, _f, rc, _p: (flush_received(), up.put(("connected", Outcome.of(rc))))
+    client.on_connect = lambda _c, _u, flags, rc, _p: (flush_received(), up.put(
+        ("connected", Outcome.of(rc), bool(flags.session_present))))
     client.on_disconnect = lambda _c, _u, _f, rc, _p: (flush_received(), up.put(("disconnected", Outcome.of(rc))))
     original_loop_read = client.loop_read
 

@@ -324,6 +324,6 @@ class ProcessClient:
             if self.on_subscribe is not None:
                 self.on_subscribe(self, None, event[1], event[2], None)
         elif kind == "connected" and self.on_connect is not None:
-            self.on_connect(self, None, None, event[1], None)
+            self.on_connect(self, None, SimpleNamespace(session_present=event[2]), event[1], None)
         elif kind == "disconnected" and self.on_disconnect is not None:
             self.on_disconnect(self, None, None, event[1], None)

@@ -274,3 +274,37 @@ def test_after_an_outage_fresh_events_go_ahead_of_the_evidence_backlog_and_evide
     first_half = kinds[:160]
     assert first_half.count("evidence") >= 20, "evidence keeps flowing while events flood"
     assert kinds.index("evidence") < 10
+
+
+def test_a_broker_that_crashes_in_the_middle_of_a_qos2_handshake_loses_no_event(running_broker, mqtt_client,
+                                                                               tmp_path):
+    """Found by review: the broker had the event (PUBREC) and crashed before the handshake's end, losing its state.
+    paho sent its PUBREL again, the broker answered it for a packet it no longer knew, and the outbox deleted an
+    event nobody had received. A broker that kept no session (CONNACK) now gets every unanswered message again."""
+    import paho.mqtt.client as mqtt
+
+    outbox = Outbox(tmp_path / "outbox.db")
+    shutdown = start_node(running_broker, tmp_path, outbox, qos=2)
+    paho = shutdown.link._client
+    release = paho._send_pubrel
+    received_by_broker = threading.Event()
+
+    def held(*_args, **_kwargs):  # the broker has the event; the node's PUBREL is not out yet
+        received_by_broker.set()
+        return mqtt.MQTT_ERR_SUCCESS
+
+    paho._send_pubrel = held
+    try:
+        wait_until(shutdown.link.connected.is_set)
+        outbox.put(TOPIC, b'{"n": 1}', EVENT)
+        assert received_by_broker.wait(10)
+        running_broker.broker.process.kill()  # a crash: its half of the handshake is gone with it
+        running_broker.broker.process.wait(10)
+        paho._send_pubrel = release
+        running_broker.broker.start()
+        subscriber = persistent_subscriber(mqtt_client)  # the node waits a second before it reconnects
+        wait_until(lambda: outbox.depth == 0, timeout=30)
+        received = [json.loads(m.payload)["n"] for m in subscriber.collect(1.5)]
+    finally:
+        shutdown()
+    assert received == [1], "delivered, and once"
