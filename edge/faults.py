@@ -64,8 +64,7 @@ class FaultTracker:
 
     def interrupt(self, now: float, reason: str) -> list[RuleEvent]:
         """An interrupted `end` for every fault raised (the node stops watching), and every condition forgotten."""
-        events = [replace(self._event(EventType.END, kind, fault, max(now, fault.started_at), reason),
-                          interrupted=True)
+        events = [replace(self._event(EventType.END, kind, fault, now, reason), interrupted=True)
                   for kind, fault in self._faults.items() if fault.violation_id is not None]
         self._faults.clear()
         return events

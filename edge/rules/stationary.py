@@ -46,6 +46,12 @@ class RuleEvent:
     interrupted: bool = False
     """An `end` because the node stopped watching, not because the object left (`StationaryRule.interrupt`)."""
 
+    def __post_init__(self) -> None:
+        # the node's clock stepped back (NTP) since the violation started: the event is dated at its start rather
+        # than before it, which the contract refuses (and an `end` refused is a case that never closes)
+        if self.observed_at < self.started_at:
+            object.__setattr__(self, "observed_at", self.started_at)
+
     @property
     def dwell_seconds(self) -> float:
         return max(0.0, self.observed_at - self.started_at)

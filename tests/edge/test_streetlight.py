@@ -164,3 +164,27 @@ def test_a_controller_that_cuts_its_answer_or_an_adapter_that_breaks_is_a_silent
     events = [event for second in range(0, 60, 5) for event in monitor.poll(1_000_000.0 + second)]
     assert [(e.type.value, e.label) for e in events] == [("new", "controller_silent")]
     assert monitor.controller_ok is False
+
+
+def test_a_fault_that_clears_after_the_clock_stepped_back_still_ends():
+    """Found by review: NTP stepped the clock back past a fault's start, the fault then cleared, and its `end` was
+    dated before its start: the contract refused it, the fault was forgotten unsent, and its case never closed."""
+    from edge.streetlight import LampReading, lamp_event
+
+    readings = iter([LampReading(True, 100, 260, NIGHT)] * 2 + [LampReading(True, 100, 230, NIGHT)] * 4)
+
+    class Adapter:
+        def read(self) -> LampReading:
+            return next(readings)
+
+    config = StreetlightConfig.model_validate({"lamp_id": "lamp-7", "fault_seconds": 0,
+                                               "adapter": {"type": "simulated"}})
+    monitor = StreetlightMonitor(config, Adapter())
+    start = 1_800_000_000.0
+    events = monitor.poll(start) + monitor.poll(start + 60)  # overvoltage: raised
+    events += monitor.poll(start + 120 - 3600)  # an hour back, and the voltage is right again
+    contract = [lamp_event(event, "node-a", "DEV-LAMP", config, None) for event in events]  # each one valid
+    assert [(event.type.value, event.label) for event in contract] == [("new", "voltage_out_of_range"),
+                                                                      ("end", "voltage_out_of_range")]
+    assert contract[1].observed_at == contract[0].started_at, "dated at its start, not before it"
+    assert monitor.faults.active == []
