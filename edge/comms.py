@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,21 +39,31 @@ SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 
 
 class SessionCounter:
-    """A number kept on disk that only grows, across reconnects and restarts (device clocks may jump back)."""
+    """A number kept on disk that only grows, across reconnects and restarts (device clocks may jump back). Each
+    is at least the time in seconds, so a node whose file was lost (a device replaced, a card reflashed, the file
+    emptied by a power cut) still starts above every session it had before, its clock being right: the server
+    takes a status with a lower session than it has seen for a stale last will."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.clock = clock
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             self.value = int(path.read_text().strip())
         except (OSError, ValueError):
             self.value = 0
 
     def next(self) -> int:
-        self.value += 1
+        self.value = max(self.value + 1, int(self.clock()))
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(str(self.value))
-        tmp.replace(self.path)
+        try:
+            with tmp.open("w") as out:
+                out.write(str(self.value))
+                out.flush()
+                os.fsync(out.fileno())  # renamed unwritten, a power cut could leave it empty
+            tmp.replace(self.path)
+        except OSError as error:  # a full or broken disk: the node still starts; the time keeps the next ones up
+            log.warning("session number %d not saved (%s); going on", self.value, error)
         return self.value
 
 

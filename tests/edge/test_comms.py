@@ -78,3 +78,24 @@ def test_retained_config_survives_a_broker_restart(running_broker, mqtt_client):
     node = mqtt_client("node-a")
     node.subscribe(config_topic("node-a"))
     assert node.wait_for(lambda m: True).payload == b'{"zones": []}'
+
+
+def test_a_node_whose_session_file_cannot_be_written_or_was_lost_still_starts_above_its_old_sessions(tmp_path):
+    """Found by review: a full disk made the node's start fail on the session file (the service restarting it
+    over and over), and a lost or emptied file started the count at 1, below the sessions the server had seen, so
+    it took the node's statuses for stale ones and showed it offline."""
+    from edge.comms import SessionCounter
+
+    path = tmp_path / "node-a" / "session"
+    clock = [1_800_000_000.0]
+    counter = SessionCounter(path, clock=lambda: clock[0])
+    before = [counter.next(), counter.next()]
+    assert before[1] > before[0] >= 1_800_000_000
+
+    path.write_text("")  # emptied by a power cut
+    after = SessionCounter(path, clock=lambda: clock[0] + 60).next()
+    assert after > before[1], "above every session before"
+
+    path.with_suffix(".tmp").mkdir()  # the disk will not take the file
+    unsaved = SessionCounter(path, clock=lambda: clock[0] + 120)
+    assert unsaved.next() < unsaved.next(), "it starts and counts on, in memory"
