@@ -28,6 +28,11 @@ class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+RESERVED_ZONE_IDS = frozenset({"camera", "lamp"})
+"""What camera-health and streetlight faults name as their zone (edge/health.py, edge/streetlight.py): a zone of
+that id would take their events over (its code, place and outline)."""
+
+
 class ZoneConfig(_Config):
     zone_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Unique within the camera.")
     rule: ZoneRule = Field(
@@ -46,6 +51,13 @@ class ZoneConfig(_Config):
         description="When the rule applies, e.g. [{days: [mon, tue, wed, thu, fri], start: '07:00', end: '19:00'}]; "
                     "empty: always.",
     )
+
+    @field_validator("zone_id")
+    @classmethod
+    def _not_reserved(cls, zone_id: str) -> str:
+        if zone_id in RESERVED_ZONE_IDS:
+            raise ValueError(f"{zone_id!r} is the zone id of the device's own faults; name the zone otherwise")
+        return zone_id
 
     @field_validator("polygon")
     @classmethod

@@ -76,3 +76,16 @@ def test_model_setting_precedence(tmp_path, monkeypatch):
     assert config.resolved_model() == "city.pt"
     monkeypatch.setenv(MODEL_ENV, "/models/override")
     assert config.resolved_model() == "/models/override"
+
+
+
+@pytest.mark.parametrize("reserved", ["camera", "lamp"])
+def test_a_zone_named_as_the_device_faults_zone_is_refused(tmp_path, reserved):
+    """Found by review: a zone with id `camera` took the camera's own fault events over (its code, its place, its
+    outline drawn on the picture); `lamp` the same for streetlights."""
+    from edge.health import CAMERA_ZONE
+    from edge.streetlight import LAMP_ZONE
+
+    assert reserved in (CAMERA_ZONE, LAMP_ZONE)
+    with pytest.raises(ConfigError, match="cameras.0.zones.0.zone_id: .*zone id of the device's own faults"):
+        load_node_config(write(tmp_path, VALID.replace("zone_id: school-gate", f"zone_id: {reserved}")))
