@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import Category, Event
+from server.db import begin_writing, claim
 from server.models import DetectionReview, EventRecord, EvidenceRecord
 from server.services.evidence import EvidenceStore
 
@@ -47,7 +48,11 @@ class ReviewError(ValueError):
 
 def review(session: Session, event_id: str, verdict: Verdict, reason: RejectReason | None, reviewer: str,
            note: str | None = None, commit: bool = True) -> DetectionReview:
-    """Record (or change) the verdict on the detection `event_id` (`commit=False`: in the caller's transaction)."""
+    """Record (or change) the verdict on the detection `event_id` (`commit=False`: in the caller's transaction).
+    Two verdicts on one detection at once (a double click, two operators) take turns: the second changes the
+    first's row instead of making another, which the unique event id refused with a 500."""
+    begin_writing(session)
+    claim(session, {f"review:{event_id}"})
     if session.scalar(select(EventRecord.id).where(EventRecord.event_id == event_id)) is None:
         raise ReviewError(404, f"no event {event_id}")
     if verdict is Verdict.REJECTED and reason is None:

@@ -123,3 +123,27 @@ def test_training_fetches_the_feedback_from_a_running_server(server_settings, mq
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_two_verdicts_on_one_detection_at_once_both_answer_and_the_last_stands(api):
+    """Found by review: the second of two reviews at once (a double click, two operators) inserted a second row for
+    the detection, which its unique event id refused: a 500. Now it waits for the first and changes its row."""
+    from server.services.feedback import RejectReason, Verdict, review
+
+    payload = event_payload(score=0.35)
+    assert api.app.state.ingest.handle(event_topic("node-a", payload["category"]),
+                                       json.dumps(payload).encode()) == "stored"
+    answers: list[int] = []
+    with api.app.state.database.session() as first:  # the first verdict, not yet committed
+        review(first, payload["event_id"], Verdict.CONFIRMED, None, "operator one", commit=False)
+        first.flush()
+        second = threading.Thread(target=lambda: answers.append(api.put(
+            f"/api/v1/events/{payload['event_id']}/review",
+            json={"verdict": "rejected", "reason": "false_positive"}).status_code))
+        second.start()
+        second.join(1.0)
+        first.commit()
+    second.join(30)
+    assert answers == [200]
+    final = api.get(f"/api/v1/events/{payload['event_id']}/review").json()
+    assert final["verdict"] == "rejected" and final["reason"] == RejectReason.FALSE_POSITIVE.value
