@@ -93,3 +93,16 @@ def test_reassignment_needs_a_known_unit_and_a_reason(api, api_tokens, mqtt_clie
     assert listed["total"] == 1
     bad = act(api, api_tokens, "operator", case["id"], action="teleport")
     assert bad.status_code == 422
+
+
+def test_sorted_by_deadline_the_most_urgent_come_first_and_cases_without_one_last(api):
+    """Found by review: cases with no deadline yet (waiting for an operator) came first on SQLite in one direction
+    and on PostgreSQL in the other, pushing the urgent ones to later pages."""
+    ingest = api.app.state.ingest
+    for n, score in enumerate((0.35, 0.9, 0.9, 0.35)):  # 0.35 waits for an operator (no deadline), 0.9 dispatches
+        payload = event_payload(**{**LITTER, "score": score, "camera_id": f"cam-{n}",
+                                   "location": {"lat": 30.27 + n * 0.01, "lon": 120.16}})
+        assert ingest.handle(event_topic("node-a", "litter"), json.dumps(payload).encode()) == "stored"
+    for sort in ("deadline_at", "-deadline_at"):
+        deadlines = [case["deadline_at"] for case in api.get("/api/v1/cases", params={"sort": sort}).json()["items"]]
+        assert [deadline is None for deadline in deadlines] == [False, False, True, True], sort

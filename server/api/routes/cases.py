@@ -82,7 +82,10 @@ def list_cases(
                             CaseRecord.deadline_at < utcnow())
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     column = _SORTS[sort.lstrip("-")]
-    order = (column.desc(), CaseRecord.id.desc()) if sort.startswith("-") else (column.asc(), CaseRecord.id.asc())
+    # cases without the value (no deadline before dispatch) last either way, on both databases: sorting by deadline
+    # puts the most urgent first, not the cases nobody has a deadline for
+    order = (column.desc().nulls_last(), CaseRecord.id.desc()) if sort.startswith("-") else \
+        (column.asc().nulls_last(), CaseRecord.id.asc())
     rows = session.scalars(query.order_by(*order).offset((page - 1) * page_size).limit(page_size)).all()
     return Page(items=[summary(case) for case in rows], total=total, page=page, page_size=page_size)
 
