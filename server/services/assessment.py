@@ -118,7 +118,7 @@ def group_of(case: CaseRecord, by: GroupBy) -> str | None:
         return case.unit_id
     if by is GroupBy.GRID:
         return case.grid_id
-    return f"{case.node_id}/{case.camera_id}"
+    return f"{case.node_id}/{case.camera_id}" if case.node_id is not None else None  # a citizen's report: no camera
 
 
 def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneInfo,
@@ -160,7 +160,9 @@ def load_cases(session: Session, start: datetime, end: datetime) -> list[CaseRec
 
 
 def to_csv(rows: list[Indicators]) -> str:
+    """With a byte-order mark first: spreadsheet programs then read the names (李晓梅) as UTF-8, not as mojibake."""
     out = io.StringIO()
+    out.write("\ufeff")
     writer = csv.DictWriter(out, fieldnames=list(Indicators.model_fields))
     writer.writeheader()
     for row in rows:

@@ -111,8 +111,9 @@ def test_the_assessment_api_answers_json_and_csv_and_the_board_is_public(api, ap
     assert row["closure_rate"] == pytest.approx(1 / 3, abs=1e-4) and row["on_time_closure_rate"] == 1.0
     sheet = api.get("/api/v1/assessment", params={"by": "grid", "period": "month", "format": "csv"},
                     headers=supervisor)
-    assert sheet.headers["content-type"].startswith("text/csv")
-    [line] = list(csv.DictReader(io.StringIO(sheet.text)))
+    assert sheet.headers["content-type"] == "text/csv; charset=utf-8"
+    assert sheet.content.startswith("\ufeff".encode()), "a byte-order mark: spreadsheets read it as UTF-8"
+    [line] = list(csv.DictReader(io.StringIO(sheet.content.decode("utf-8-sig"))))
     assert line["group"] == "WL-02" and line["cases"] == "3" and line["closed"] == "1"
     assert api.get("/api/v1/assessment", headers=as_role(api_tokens, "field_staff")).status_code == 403
     bad = api.get("/api/v1/assessment", params={"from": "2026-11-10", "to": "2026-11-01"}, headers=supervisor)
@@ -123,3 +124,24 @@ def test_the_assessment_api_answers_json_and_csv_and_the_board_is_public(api, ap
     assert street["street"] == "武林街道 Wulin Street Office"
     assert {g["street_chief"]: g["phone"] for g in street["grids"]}["王建国 Wang Jianguo"] == "0571-8700-0101"
     assert {u["unit_id"] for u in board["units"]} >= {"sanitation", "traffic-police"}
+
+
+def test_a_range_is_taken_in_whole_periods_and_says_so_and_reports_have_no_camera(api, api_tokens):
+    """Found by review: `from` was moved back to its period's start but `to` was not moved on, so a row labelled
+    with a month counted a few days of it; and citizen reports were grouped by camera as `None/None`."""
+    for index in range(2):
+        payload = event_payload(camera_id=f"cam-{index}", location={"lat": 30.27 + index * 0.01, "lon": 120.16})
+        assert api.app.state.ingest.handle(event_topic("node-a", "illegal_parking"),
+                                           json.dumps(payload).encode()) == "stored"
+    assert api.post("/open311/v2/requests.json", json={"service_code": "litter", "lat": 30.2, "long": 120.1,
+                                                       "description": "bags"}).status_code < 300
+    with api.app.state.database.session() as session:  # opened on the 11th and 20th, the report on the 25th
+        for opened, record in zip((11, 20, 25), session.query(CaseRecord).order_by(CaseRecord.id), strict=True):
+            record.opened_at = datetime(2026, 11, opened, 9, 0, tzinfo=CST)
+        session.commit()
+    answer = api.get("/api/v1/assessment", params={"by": "camera", "period": "month", "from": "2026-11-10",
+                                                    "to": "2026-11-12"}, headers=as_role(api_tokens, "supervisor"))
+    assert (answer.headers["x-assessment-from"], answer.headers["x-assessment-to"]) == ("2026-11-01", "2026-12-01")
+    assert {row["group"]: row["cases"] for row in answer.json()} == {"node-a/cam-0": 1, "node-a/cam-1": 1,
+                                                                     "(none)": 1}
+    assert {row["period"] for row in answer.json()} == {"2026-11"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -33,31 +33,37 @@ router = APIRouter(tags=["assessment"])
             summary="Indicators per street chief, unit, grid or camera, by day, week, month or quarter")
 def get_assessment(
     request: Request,
+    response: Response,
     session: SessionDep,
     by: Annotated[GroupBy, Query(description="street_chief, unit, grid or camera.")] = GroupBy.UNIT,
     period: Annotated[Period, Query(description="day, week, month or quarter.")] = Period.MONTH,
     start: Annotated[date | None, Query(alias="from", ge=EARLIEST_DAY, le=LATEST_DAY,
-                                        description="First day (local), default: the start of the current "
-                                                    "period.")] = None,
+                                        description="First day (local), moved back to the start of its period; "
+                                                    "default: the start of the current period.")] = None,
     end: Annotated[date | None, Query(alias="to", ge=EARLIEST_DAY, le=LATEST_DAY,
-                                      description="Day after the last (local), default: the end of the period "
-                                                  "`from` is in.")] = None,
+                                      description="Day after the last (local), moved on to the end of the period "
+                                                  "the last day is in; default: the end of the period `from` is "
+                                                  "in. The range used is in the X-Assessment-From and "
+                                                  "X-Assessment-To headers.")] = None,
     format: Annotated[Literal["json", "csv"], Query(description="csv: a spreadsheet download.")] = "json",  # noqa: A002
 ):  # noqa: ANN201 - JSON or CSV
     dispatcher: Dispatcher = request.app.state.ingest.cases.dispatcher
     zone, now = dispatcher.zone, utcnow()
     first = period_start(start or now.astimezone(zone).date(), period)
-    last = end or next_period(first, period)
-    if last <= first:
+    if end is not None and end <= (start or first):
         raise HTTPException(status_code=422, detail="to: must be after from")
+    # whole periods only: a row labelled with a month covers the month, not the days of it the range held
+    last = next_period(period_start(end - timedelta(days=1), period), period) if end else next_period(first, period)
     if (last - first).days > 800:
         raise HTTPException(status_code=422, detail="from/to: at most 800 days at once")
     cases = load_cases(session, datetime.combine(first, time(), zone), datetime.combine(last, time(), zone))
     rows = assess(cases, by, period, zone, now)
+    used = {"X-Assessment-From": first.isoformat(), "X-Assessment-To": last.isoformat()}
     if format == "csv":
         name = f"gridwatch-assessment-{by.value}-{period.value}-{first.isoformat()}.csv"
-        return Response(to_csv(rows), media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(to_csv(rows), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'} | used)
+    response.headers.update(used)
     return rows
 
 
