@@ -104,6 +104,9 @@ class CaseRecord(Base):
     address: Mapped[str | None] = mapped_column(Text)
     reporter: Mapped[dict[str, Any] | None]
     """A citizen report's contact details (name, email, phone) as given; never published."""
+    reports: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    """Every citizen report of the case, the first and those that joined it later: at, via, description, address
+    and reporter (contact details: shown to the command centre only, never published)."""
     label: Mapped[str] = mapped_column(String(64))
     score: Mapped[float]
     lat: Mapped[float | None]

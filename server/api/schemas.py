@@ -82,10 +82,22 @@ class EventOut(BaseModel):
     """Download link of the object crop (full resolution, undrawn); null when there is none."""
 
 
+class ReportOut(BaseModel):
+    """A citizen's report of the case (Open311)."""
+
+    at: datetime
+    via: str
+    description: str
+    address: str | None = None
+    reporter: dict[str, str] | None = Field(
+        default=None, description="Contact details as given (name, phone, email); to the command centre only.")
+
+
 class CaseDetail(CaseSummary):
     violation_id: str
     events: list[EventOut]
     transitions: list[TransitionOut]
+    reports: list[ReportOut] = Field(default_factory=list, description="Citizen reports of the case, first to last.")
     evidence_urls: list[str]
     crop_urls: list[str]
     allowed_actions: list[str] = Field(description="What the caller may do to the case now.")

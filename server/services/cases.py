@@ -176,16 +176,19 @@ class CaseService:
             session.refresh(case, with_for_update=True)  # a worker's batch changing it meanwhile waits for this
             if S(case.status) is S.VOID:  # an operator voided it since: the report opens a case of its own
                 case = None
+        report = {"at": now.isoformat(), "via": via, "description": description, "address": address,
+                  "reporter": reporter or None}  # whole: the transition's reason holds 300 characters of it
         if case is not None:
             change = (self._step(case, A.JOIN, via, now, why) if S(case.status) in OPEN
                       else self._reopen(case, now, why)[0])
+            case.reports = [*(case.reports or []), report]  # a new list: the ORM sees a change of the column
             session.flush()
             return case, [self.message(case, change)], True
         case = CaseRecord(
             violation_id=str(uuid.uuid4()), category=category.value, code=DEFAULT_EVENT_CODES[category],
             status=S.COLLECTED.value, source="open311", description=description, address=address,
-            reporter=reporter or None, label=category.value, score=1.0, lat=location.lat, lon=location.lon,
-            opened_at=now, updated_at=now, started_at=now, last_seen_at=now, occurrences=1)
+            reporter=reporter or None, reports=[report], label=category.value, score=1.0, lat=location.lat,
+            lon=location.lon, opened_at=now, updated_at=now, started_at=now, last_seen_at=now, occurrences=1)
         session.add(case)
         change = self._step(case, A.COLLECT, via, now, why + "; waits for an operator")
         session.flush()

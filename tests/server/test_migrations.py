@@ -70,3 +70,43 @@ def test_a_city_past_two_billion_events_keeps_storing_them(postgres_server, tmp_
     with database.session() as session:
         assert session.scalar(select(EventRecord.id)) > 2**31
         assert session.scalar(select(DeadLetter.id)) > 2**31
+
+
+def test_a_citizens_case_from_before_0006_keeps_its_report(database_url):
+    """Migration 0006 moves each citizen case's first report into `reports`, where the API shows them."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, MetaData, insert, select
+
+    engine = make_engine(database_url)
+    migrate(engine, "0005")
+    cases = MetaData()
+    cases.reflect(engine, only=["cases"])
+    table = cases.tables["cases"]
+
+    def filler(column):  # noqa: ANN001, ANN202 - a value of the column's type for a required column
+        kind = type(column.type)
+        if issubclass(kind, Boolean):
+            return False
+        if issubclass(kind, Integer | Float):
+            return 0
+        if issubclass(kind, DateTime):
+            return datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+        return "x"
+
+    row = {column.name: filler(column) for column in table.columns
+           if not column.nullable and not column.primary_key and column.server_default is None}
+    row |= {"source": "open311", "description": "bags by the bin", "address": "Wulin Road 12",
+            "reporter": {"phone": "139-1111-1111"}}
+    if not isinstance(table.c.reporter.type, JSON):
+        row["reporter"] = json.dumps(row["reporter"])
+    with engine.begin() as connection:
+        connection.execute(insert(table), row)
+    migrate(engine)
+    with Database(database_url).session() as session:
+        from server.models import CaseRecord
+
+        [reports] = session.scalars(select(CaseRecord.reports)).all()
+    assert [(r["description"], r["address"], r["reporter"]) for r in reports] == [
+        ("bags by the bin", "Wulin Road 12", {"phone": "139-1111-1111"})]
+    assert datetime.fromisoformat(reports[0]["at"]) == datetime(2026, 11, 25, 1, 0, tzinfo=UTC)

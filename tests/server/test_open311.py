@@ -100,3 +100,20 @@ def test_field_staff_keys_cannot_file_and_broken_bodies_are_refused(api, api_tok
     assert not_json.status_code == 400 and "JSON" in not_json.json()[0]["description"]
     assert api.get("/open311/v2/requests/999.json").status_code == 404
     assert api.get("/open311/v2/requests.json", params={"service_request_id": "a,b"}).status_code == 400
+
+
+def test_every_report_of_a_case_is_kept_whole_and_its_caller_can_be_called_back(api, api_tokens):
+    """Found by review: a report that joined a case kept 300 characters of its words in the step's reason, and
+    neither the citizen's phone nor the address: nobody could call them back."""
+    report(api, api_tokens["integrator"], phone="139-1111-1111")
+    words = "bags and a broken chair by the bus stop, " * 8  # 328 characters
+    [joined] = report(api, api_tokens["integrator"], lat="30.27422", description=words, phone="139-2222-2222",
+                      address_string="Wulin Road 12").json()
+    case_id = joined["service_request_id"]
+    operator = api.get(f"/api/v1/cases/{case_id}", headers=as_role(api_tokens, "operator")).json()
+    assert [(r["description"], r["address"], r["reporter"]) for r in operator["reports"]] == [
+        ("bags of rubbish left by the bus stop", None, {"phone": "139-1111-1111"}),
+        (words.strip(), "Wulin Road 12", {"phone": "139-2222-2222"})]
+    integrator = api.get(f"/api/v1/cases/{case_id}", headers=as_role(api_tokens, "integrator")).json()
+    assert [r["reporter"] for r in integrator["reports"]] == [None, None], "contacts for the command centre only"
+    assert "139-2222-2222" not in json.dumps(integrator)

@@ -21,7 +21,7 @@ from server.api.deps import (
     get_caller,
     moment_problem,
 )
-from server.api.schemas import ActionIn, CaseDetail, CaseSummary, EventOut, Page, TransitionOut
+from server.api.schemas import ActionIn, CaseDetail, CaseSummary, EventOut, Page, ReportOut, TransitionOut
 from server.core.security import Role, TokenEntry
 from server.models import CaseRecord, EvidenceRecord, utcnow
 from server.services.cases import CaseService
@@ -30,6 +30,8 @@ from server.services.feedback import RejectReason, Verdict, review
 from server.services.workflow import IN_UNIT, WorkflowError, allowed_actions
 
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"], dependencies=[Depends(get_caller)])
+SEE_REPORTERS = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
+"""Who sees a citizen's contact details on a case (to call them back); integrators and field staff do not."""
 
 _SORTS = {"opened_at": CaseRecord.opened_at, "updated_at": CaseRecord.updated_at, "id": CaseRecord.id,
           "deadline_at": CaseRecord.deadline_at, "score": CaseRecord.score}
@@ -125,6 +127,8 @@ def detail(session: SessionDep, case: CaseRecord, caller: TokenEntry) -> CaseDet
         violation_id=case.violation_id,
         events=events,
         transitions=[TransitionOut.model_validate(t) for t in case.transitions],
+        reports=[ReportOut.model_validate(report if caller.role in SEE_REPORTERS else {**report, "reporter": None})
+                 for report in case.reports or []],
         evidence_urls=[e.evidence_url for e in events if e.evidence_url],
         crop_urls=[e.crop_url for e in events if e.crop_url],
         allowed_actions=[a.value for a in allowed_actions(CaseStatus(case.status), caller.role)
