@@ -163,3 +163,23 @@ def test_assessment_trends_draw_a_line_per_group_over_the_periods(server_url, br
     assert heights == sorted(heights, reverse=True), "sanitation's on-time closure rises month by month"
     assert "sanitation · 2026-11: 100 %" in chart.locator("circle title").all_text_contents()
     shot(page, "assessment-trends")
+
+
+def test_an_operator_sees_every_citizen_report_of_a_case_and_whom_to_call_back(server_url, browser, api_tokens):
+    import httpx
+
+    for phone, words in (("139-1111-1111", "bags by the bus stop"), ("139-2222-2222", "still there, and a chair")):
+        answer = httpx.post(f"{server_url}/open311/v2/requests.json", data={
+            "api_key": api_tokens["integrator"], "service_code": "litter", "lat": "30.2742", "long": "120.1652",
+            "description": words, "phone": phone})
+        assert answer.status_code == 200
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.goto(f"{server_url}/console/#/case/1")
+    page.fill("#token", api_tokens["operator"])
+    page.click("button[type=submit]")
+    page.goto(f"{server_url}/console/#/case/1")
+    page.wait_for_selector("#reports li >> nth=1")
+    reports = page.locator("#reports li").all_inner_texts()
+    assert "still there, and a chair" in reports[1] and "139-2222-2222" in reports[1]
+    assert "139-1111-1111" in reports[0]
+    shot(page, "case-citizen-reports")
