@@ -50,8 +50,8 @@ class ServerSettings(BaseSettings):
                                         "batch waits for more messages once one is there (busy, a batch is what "
                                         "arrived while the last one was written).")
     sweep_interval_seconds: float = Field(default=30, gt=0, description="How often overdue cases are escalated.")
-    webhook_max_attempts: int = Field(default=8, ge=1, le=50, description="Attempts per webhook delivery before "
-                                                                          "it is marked failed.")
+    webhook_max_attempts: int = Field(default=20, ge=1, le=100, description="Attempts per webhook delivery "
+                                      "before it is marked failed (20 with the default delays: some ten hours).")
     webhook_retry_base_seconds: float = Field(default=5, gt=0, description="Wait after the first failed attempt; "
                                                                            "doubled after each further one.")
     webhook_retry_max_seconds: float = Field(default=3600, gt=0, description="Longest wait between attempts.")

@@ -8,7 +8,10 @@ a worker thread sends what is due. Each POST carries
 
 where the signature is HMAC-SHA256 with the subscription's secret over `<timestamp>.<body>`; a receiver recomputes it
 and refuses old timestamps, so a captured request cannot be replayed. A failed attempt (no answer, or not 2xx) is
-retried after 1, 2, 4 … times the base delay, up to the last attempt, after which the delivery is `failed`.
+retried after 1, 2, 4 … times the base delay (at most the maximum delay), up to the last attempt, after which the
+delivery is `failed`: by default 20 attempts over some ten hours, so a receiver down for a night misses nothing.
+A subscription gets a case's changes in the order they happened: while one waits for its next attempt, the case's
+later ones wait behind it (other cases' go on).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session, aliased
 
 from gridwatch.contract import CaseMessage
 from server.db import Database, begin_writing
@@ -36,7 +39,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class Webhooks:
-    def __init__(self, database: Database, max_attempts: int = 8, base_delay_seconds: float = 5.0,
+    def __init__(self, database: Database, max_attempts: int = 20, base_delay_seconds: float = 5.0,
                  max_delay_seconds: float = 3600.0, timeout_seconds: float = 5.0,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.database = database
@@ -93,9 +96,13 @@ class Webhooks:
         now = self.clock()
         with self.database.session() as session:
             begin_writing(session)
+            earlier = aliased(WebhookDelivery)
             delivery = session.scalars(
-                select(WebhookDelivery).where(WebhookDelivery.status == "pending",
-                                              WebhookDelivery.next_attempt_at <= now)
+                select(WebhookDelivery).where(
+                    WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
+                    ~exists().where(earlier.status == "pending",  # the case's earlier changes go first
+                                    earlier.subscription_id == WebhookDelivery.subscription_id,
+                                    earlier.case_id == WebhookDelivery.case_id, earlier.id < WebhookDelivery.id))
                 .order_by(WebhookDelivery.id).limit(1).with_for_update(skip_locked=True)).first()
             if delivery is None:
                 return None

@@ -8,6 +8,7 @@ import json
 import queue
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -165,3 +166,81 @@ def test_two_workers_senders_deliver_each_case_change_once(database_url, receive
     assert sorted(delivered, key=int) == [str(n) for n in range(1, 41)], "each once"
     with database.session() as session:
         assert {d.status for d in session.query(WebhookDelivery)} == {"delivered"}
+
+
+def queue_changes(database, url: str, changes: list[tuple[int, str]]) -> None:
+    """A subscription and its deliveries, (case id, action) in the order the changes happened."""
+    from server.models import WebhookDelivery, WebhookSubscription, utcnow
+
+    with database.session() as session:
+        subscription = WebhookSubscription(url=url, secret="s" * 32, created_by="test")
+        session.add(subscription)
+        session.flush()
+        session.add_all([WebhookDelivery(subscription_id=subscription.id, case_id=case, event=f"case.{action}",
+                                         payload=json.dumps({"case_id": case, "action": action}),
+                                         next_attempt_at=utcnow() - timedelta(seconds=1))
+                         for case, action in changes])
+        session.commit()
+
+
+def test_a_case_whose_change_failed_gets_its_later_changes_after_it_and_other_cases_go_on(database_url):
+    """Found by review: each delivery backed off on its own, so a receiver down for a few minutes got a case's
+    `accept` before its `collect`, `file` and `dispatch`."""
+    import httpx
+
+    from server.db import Database
+    from server.models import utcnow
+    from server.services.webhooks import Webhooks
+
+    database = Database(database_url)
+    queue_changes(database, "http://receiver.test/hook", [(1, "collect"), (1, "file"), (2, "dispatch"),
+                                                         (1, "dispatch"), (1, "accept")])
+    received: list[tuple[int, str]] = []
+    down = [True]
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        received.append((body["case_id"], body["action"]))
+        return httpx.Response(503 if down[0] and body["case_id"] == 1 else 200)
+
+    now = [utcnow()]
+    sender = Webhooks(database, clock=lambda: now[0])
+    with httpx.Client(transport=httpx.MockTransport(receive)) as client:
+        sender.deliver_due(client)
+        assert received == [(1, "collect"), (2, "dispatch")], "case 1 waits behind its failed change; case 2 not"
+        down[0], now[0] = False, now[0] + timedelta(minutes=5)
+        sender.deliver_due(client)
+    assert received[2:] == [(1, "collect"), (1, "file"), (1, "dispatch"), (1, "accept")]
+
+
+def test_a_receiver_down_for_a_night_still_gets_every_change(database_url):
+    """Found by review: eight attempts gave up after about ten minutes, every change of the night then `failed`,
+    to be retried one by one by an admin."""
+    import httpx
+
+    from server.core.config import ServerSettings
+    from server.db import Database
+    from server.models import WebhookDelivery, utcnow
+    from server.services.webhooks import Webhooks
+
+    database = Database(database_url)
+    queue_changes(database, "http://receiver.test/hook", [(1, "dispatch")])
+    start = utcnow()
+    now = [start]
+    defaults = ServerSettings.model_fields
+    sender = Webhooks(database, defaults["webhook_max_attempts"].default,
+                      defaults["webhook_retry_base_seconds"].default, defaults["webhook_retry_max_seconds"].default,
+                      clock=lambda: now[0])
+
+    def receive(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200 if now[0] - start > timedelta(hours=9) else 503)
+
+    with httpx.Client(transport=httpx.MockTransport(receive)) as client, database.session() as session:
+        for _ in range(100):
+            sender.deliver_due(client)
+            delivery = session.query(WebhookDelivery).one()
+            session.refresh(delivery)
+            if delivery.status != "pending":
+                break
+            now[0] = delivery.next_attempt_at + timedelta(seconds=1)
+    assert delivery.status == "delivered", f"gave up after {delivery.attempts} attempts"
