@@ -158,6 +158,8 @@ class CaseService:
         if unit_id is not None and not self.dispatcher.has_unit(unit_id):
             why += f"; unit {unit_id!r} is no longer in the dispatch configuration, so the route chooses"
             unit_id = None
+        elif case.fallback:  # no route covered it: the route chooses again (a fallback, with its own deadline)
+            unit_id = None
         return [self._dispatch(case, now, A.REOPEN, SYSTEM_ACTOR, unit_id=unit_id, why=why)]
 
     # ---- from citizens (Open311) -------------------------------------------------------------------------------
@@ -182,6 +184,7 @@ class CaseService:
             change = (self._step(case, A.JOIN, via, now, why) if S(case.status) in OPEN
                       else self._reopen(case, now, why)[0])
             case.reports = [*(case.reports or []), report]  # a new list: the ORM sees a change of the column
+            case.ended_at = None  # the camera saw it gone before the citizen saw it: that proves nothing now
             session.flush()
             return case, [self.message(case, change)], True
         case = CaseRecord(
@@ -216,6 +219,9 @@ class CaseService:
         elif action in (A.DISPATCH, A.REASSIGN):
             if unit_id is not None and not self.dispatcher.has_unit(unit_id):
                 raise WorkflowError(422, f"unit_id: no unit {unit_id!r} in the dispatch configuration", [])
+            if status is S.RETURNED and unit_id in (None, case.unit_id):  # 回退: the unit said it is not theirs
+                raise WorkflowError(422, f"unit_id: {case.unit_id} returned this case as not theirs; name the unit "
+                                         f"to take it", [])
             changes = [self._dispatch(case, now, action, actor, unit_id, why)]
         elif action is A.EXTEND:
             if not extend_minutes or extend_minutes <= 0:
@@ -245,6 +251,8 @@ class CaseService:
                 else:  # overdue when deferred: as overdue as it was then
                     case.deadline_at += now - case.deferred_at
             case.deferred_at = None
+            if case.accepted_at is None:  # deferred before it was accepted: resumed, the unit is on it now
+                case.accepted_at = now
             changes = [self._step(case, action, actor, now, why)]
         else:
             changes = [self._step(case, action, actor, now, why)]
@@ -266,7 +274,8 @@ class CaseService:
             CaseRecord.status.in_([s.value for s in IN_UNIT | {S.RETURNED}]), CaseRecord.deadline_at < now,
             CaseRecord.escalation_level < 2).with_for_update(skip_locked=True))
         for case in overdue:
-            level = 2 if case.deadline_at + later <= now else 1
+            # one level a sweep: the street office is told before the district, also of a case first seen late
+            level = min(case.escalation_level + 1, 2 if case.deadline_at + later <= now else 1)
             if level <= case.escalation_level:
                 continue
             case.escalation_level = level

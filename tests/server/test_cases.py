@@ -397,3 +397,73 @@ def test_every_message_for_integrators_validates_against_the_contract(city):
     assert [m.action.value for m in city.messages] == ["collect", "file", "dispatch", "accept", "feedback",
                                                        "verify", "close"]
     assert {str(m.violation_id) for m in city.messages} == {first["violation_id"]}
+
+
+def test_a_case_a_citizen_reopens_waits_for_the_camera_to_see_it_gone_again(city):
+    """Found by review: a camera case closed (the camera saw the pile gone), a citizen reported it back and
+    reopened it, and the unit's feedback then closed it at once on the camera's old observation."""
+    from gridwatch.contract import Location
+
+    first = city.detect(score=0.9)
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF)
+    city.detect(type="end", violation_id=first["violation_id"])
+    assert city.case().status == "closed"
+    city.clock.advance(minutes=20)
+    with city.database.session() as session:
+        city.ingest.cases.open_report(session, Category.LITTER, Location(**GRID_WL02), "the bags are back", None,
+                                      {"phone": "139"}, "open311 (hotline)", city.clock.now)
+        session.commit()
+    assert city.case().status == "dispatched"
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF)
+    assert city.case().status == "feedback", "waits for the camera (or an operator), not closed by the old end"
+    city.detect(type="end", violation_id=first["violation_id"])  # the camera sees it gone after the report
+    assert city.case().status == "closed"
+
+
+def test_a_case_first_seen_long_overdue_is_told_to_the_street_office_before_the_district(city):
+    """Found by review: a sweep that met a case 150 minutes overdue (a rework after the deadline, a server that was
+    down) escalated it to the district at once; the street office was never told."""
+    city.detect(category="illegal_parking", code="0505", label="car")  # due in 30 minutes
+    assert city.ingest.sweep(city.clock.advance(minutes=180)) == 1
+    assert city.case().escalation_level == 1 and "street office" in city.case().transitions[-1].reason
+    assert city.ingest.sweep(city.clock.advance(seconds=30)) == 1
+    assert city.case().escalation_level == 2
+
+
+def test_a_returned_case_goes_to_another_unit_and_a_deferred_one_resumed_counts_as_accepted(city):
+    """Found by review: dispatched again without a unit, a case sanitation returned as not theirs went straight
+    back to sanitation; and a case deferred before anyone accepted it was left out of the time indicators."""
+    from server.services.workflow import WorkflowError
+
+    city.detect(score=0.9)
+    city.act("return", Role.FIELD_STAFF, reason="not ours: enforcement's")
+    with pytest.raises(WorkflowError, match="sanitation returned this case"):
+        city.act("dispatch", Role.OPERATOR)
+    with pytest.raises(WorkflowError, match="sanitation returned this case"):
+        city.act("dispatch", Role.OPERATOR, unit_id="sanitation")
+    city.act("dispatch", Role.OPERATOR, unit_id="enforcement")
+    assert city.case().unit_id == "enforcement"
+    city.act("defer", Role.SUPERVISOR, reason="market day")
+    city.act("resume", Role.SUPERVISOR, reason="market over")
+    assert city.case().accepted_at == city.clock.now
+
+
+def test_a_reopened_fallback_case_goes_where_the_route_sends_it_with_the_fallback_deadline(city):
+    """Found by review: a case outside every grid went to the command centre with the fallback deadline; reopened,
+    it kept the command centre but took the category's deadline (30 minutes) and lost its fallback mark."""
+    outside = {"lat": 31.5, "lon": 121.5}
+    first = city.detect(category="illegal_parking", code="0505", label="car", score=0.9, location=outside)
+    dispatched = city.case()
+    assert dispatched.fallback and dispatched.deadline_at - city.clock.now > timedelta(minutes=30)
+    city.act("accept", Role.ADMIN)
+    city.act("feedback", Role.ADMIN)
+    city.detect(category="illegal_parking", code="0505", label="car", type="end", location=outside,
+                violation_id=first["violation_id"])
+    assert city.case().status == "closed"
+    city.clock.advance(minutes=10)
+    city.detect(category="illegal_parking", code="0505", label="car", score=0.9, location=outside)
+    reopened = city.case()
+    assert reopened.status == "dispatched" and reopened.fallback
+    assert reopened.deadline_at - city.clock.now == dispatched.deadline_at - dispatched.dispatched_at
