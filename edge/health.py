@@ -6,6 +6,7 @@ Pure and clock-free like the rules: `observe(image, now)` returns the fault even
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import cv2
@@ -17,6 +18,8 @@ from edge.faults import FaultTracker
 from edge.health_config import HealthConfig
 from edge.rules.stationary import RuleEvent
 from gridwatch.contract import Category
+
+log = logging.getLogger(__name__)
 
 CAMERA_ZONE = "camera"
 
@@ -35,6 +38,11 @@ class CameraHealth:
 
     def observe(self, image: NDArray[np.uint8], now: float) -> list[RuleEvent]:
         grey = small_grey(image, self.width)
+        if self._reference_edges is not None and self._reference_edges.shape != grey.shape:
+            # another picture size (a substream, the camera reconfigured or replaced): a new view to learn, not a
+            # comparison that fails on every frame
+            log.info("camera picture is now %dx%d: its view is learnt again", image.shape[1], image.shape[0])
+            self._reference_edges = self._previous = None
         brightness = float(grey.mean())
         detail = float(cv2.Laplacian(grey, cv2.CV_64F).var())
         black = brightness < self.config.black_level

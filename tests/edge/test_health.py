@@ -69,3 +69,14 @@ def test_people_passing_and_a_brief_glitch_are_not_faults():
         return image
 
     assert run(health, 200, busy) == []
+
+
+def test_a_camera_whose_picture_size_changes_learns_its_new_view_instead_of_failing_on_every_frame():
+    """Found by review: calibrated on one size, a camera switched to its substream (another size) made every
+    health check raise, and its pipeline failed and restarted for good."""
+    health = CameraHealth(HealthConfig(fault_seconds=HOLD))
+    assert run(health, 60, lambda s: scene(seed=s)) == []
+    smaller = lambda s: cv2.resize(scene(seed=s), (352, 288))  # noqa: E731 - a CIF substream
+    assert run(health, 120, smaller, start=60) == [], "the new view learnt: no fault, no error"
+    moved = run(health, 60, lambda s: cv2.resize(scene(seed=s, shift=230), (352, 288)), start=180)
+    assert [(event.type.value, event.label) for _, event in moved] == [("new", "moved")], "and watched"
