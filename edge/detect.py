@@ -79,9 +79,15 @@ class SharedModel:
         return request.result
 
     def _run_rest(self) -> None:
-        with self._queue_lock:
-            batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-        self._run(batch)
+        """What the leader's batch left, a batch at a time, until the queue is empty: a caller that finds the queue
+        not empty waits for whoever is running it, so nothing may be left in it (more than two batches' worth of
+        cameras at once stranded the rest for good)."""
+        while True:
+            with self._queue_lock:
+                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            if not batch:
+                return
+            self._run(batch)
 
     def _run(self, batch: list[_Request]) -> None:
         # One call per (classes, confidence): cameras of one manifest model share both.

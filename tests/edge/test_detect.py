@@ -52,3 +52,22 @@ def test_frames_handed_in_together_go_through_the_model_in_one_batch(model_path)
         thread.join(30)
     assert cameras[0].shared.calls - calls_before == 1, "three cameras, one model call"
     assert len(results[0]) == len(results[2]) > 0 and len(results[1]) == 0, "each camera got its own frame's objects"
+
+
+def test_more_cameras_at_once_than_two_batches_hold_all_get_their_results(model_path):
+    """Found by review: with batching on, the leader ran one batch (8 frames) and a helper one more; the cameras
+    after those waited for good, and so did every later frame of the node."""
+    import time
+
+    batched = ModelRegistry(batch_window=0.5)  # long enough for every camera's frame to join the queue
+    cameras = [batched.detector(model_path, None) for _ in range(18)]
+    image = cv2.resize(frames()["dog"], (320, 240))
+    finished: list[int] = []
+    threads = [threading.Thread(target=lambda i=i, camera=camera: (camera.track(image), finished.append(i)),
+                                daemon=True) for i, camera in enumerate(cameras)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert sorted(finished) == list(range(18))
