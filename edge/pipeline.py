@@ -263,6 +263,13 @@ class CameraPipeline:
     def _process(self, frame: Frame, publish: Publish) -> list[Event]:
         published: list[Event] = []
         self._last_frame_wall = time.monotonic()
+        if self._last_timestamp is not None and frame.timestamp < self._last_timestamp - 1.0:
+            # the node's clock stepped back (NTP): what was scheduled for later would wait for as long as the step
+            log.warning("camera %s: the clock went back %.0f s; detection and health checks go on from now",
+                        self.camera.camera_id, self._last_timestamp - frame.timestamp)
+            self._next_health_check = float("-inf")
+            for runner in self.runners:
+                runner.next_due = runner.last_run = float("-inf")
         self._last_timestamp = frame.timestamp
         self.last_image = frame.image
         if self.health and frame.timestamp >= self._next_health_check:

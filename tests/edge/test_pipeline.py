@@ -337,3 +337,15 @@ def test_a_live_camera_whose_detector_fails_once_starts_again_by_itself():
     assert not thread.is_alive() and pipeline.finished.is_set()
     assert len(calls) > 5, "it went on after the failure"
     assert pipeline.error is None, "running again clears the error in telemetry"
+
+
+def test_a_clock_stepped_back_does_not_stop_detection_for_as_long_as_the_step():
+    """Found by review: NTP pulled a live camera's clock back ten minutes, and its next detection waited for the
+    clock to catch up: nine minutes without a look at the street."""
+    pipeline, coco, _ = build(owner_leaves_after_call=0)
+    for index in range(50):  # 10 s at 5 detections a second
+        pipeline.process(Frame(FRAME, 10_000.0 + index / 5, index), lambda *_: None)
+    before = len(coco.calls)
+    for index in range(60 * 5):  # a minute of frames after the clock went back ten minutes
+        pipeline.process(Frame(FRAME, 10_000.0 + 10 - 600 + index / 5, index), lambda *_: None)
+    assert len(coco.calls) - before >= 290, "five looks a second go on"
