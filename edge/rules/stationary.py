@@ -274,9 +274,17 @@ class StationaryRule:
                 continue
             for track_id in seen:
                 track = self._tracks[track_id]
-                if (violation.zone_id, track_id) not in self._violations and self._same_place(track.box, violation):
+                if (violation.zone_id, track_id) not in self._violations and self._same_place(track.box, violation) \
+                        and self._may_be(track, violation):
                     self._transfer(key, violation, track)
                     break
+
+    def _may_be(self, track: Track, violation: _Violation) -> bool:
+        """Whether a track at a violation's place can be its object: of its kind, and seen still for a few frames.
+        A vehicle driving past in front, whose box holds the parked one's while it hides it, is not: given the
+        violation, it ended it as `moved off` as it drove on, and the parked car opened a second case."""
+        return (track.label == violation.label and not track.moving_frames and track.moving_since is None
+                and len(track.recent_boxes) >= self.tuning.zone_inertia_frames)
 
     def _update_membership(self, track: Track, zone_id: str, raw_inside: bool, now: float) -> None:
         membership = track.zones.setdefault(zone_id, _Membership())

@@ -192,3 +192,20 @@ def test_two_cars_side_by_side_found_again_under_new_ids_never_take_each_others_
     assert events, "they still fire"
     assert all(event.started_at >= 100 for _, event in events if event.track_id == 4), \
         [(event.track_id, event.started_at) for _, event in events]
+
+
+def test_a_truck_driving_past_in_front_of_a_parked_car_does_not_take_its_violation():
+    """Found by review: the truck, whose box held the hidden car's, was given the car's violation, which then ended
+    as `moved off` as the truck drove on, and a second case opened for the car."""
+    rule = new_rule(lost_seconds=10)
+
+    def frame(t: float) -> Detections:
+        if 200 <= t < 206:  # the truck passes, hiding the car
+            x = 0.25 + 0.1 * (t - 200)
+            truck = (2, (x, 0.45, x + 0.45, 0.85), 0.9, "truck")
+            return seen(truck) if x <= 0.40 else seen(truck, (1, PARKED, 0.8, "car"))
+        return seen((1, PARKED, 0.8, "car"))
+
+    events = run(rule, 260, frame)
+    assert [e.type.value for _, e in events if e.type.value != "update"] == ["new"]
+    assert {e.track_id for _, e in events} == {1}
