@@ -13,3 +13,8 @@ class LitterRule(StationaryRule):
 
     def may_fire(self, track: Track, now: float) -> bool:
         return now - track.last_person_near >= self.tuning.unattended_seconds
+
+    def counted_from(self, track: Track) -> float:
+        """Left lying from when its owner went: a bag put down beside someone who sat there for ten minutes is not
+        ten minutes' litter the moment they step away."""
+        return track.last_person_near

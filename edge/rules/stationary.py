@@ -79,6 +79,8 @@ class Track:
     moving_frames: int = 0
     moving_since: float | None = None
     last_person_near: float = float("-inf")
+    last_exempt: float = float("-inf")
+    """When the object was last allowed where it is (`StationaryRule.exempt`): its dwell counts from then."""
 
     @property
     def median_score(self) -> float:
@@ -153,6 +155,11 @@ class StationaryRule:
         """A reason the object is allowed where it is (e.g. a designated vending area in its hours), or None."""
         return None
 
+    def counted_from(self, track: Track) -> float:
+        """The earliest moment the category lets the object's dwell start, besides its standing still in the zone
+        while the zone's rule is in force and nothing allows it there."""
+        return float("-inf")
+
     # ---- the shared logic ----------------------------------------------------------------------------------------
 
     def process(self, detections: Detections, now: float, people: NDArray[np.float64] = NO_PEOPLE) -> list[RuleEvent]:
@@ -172,6 +179,8 @@ class StationaryRule:
             if people_near(track.box, people, self.tuning.near_factor):
                 track.last_person_near = now
             exemption = self.exempt(anchors[index], now)
+            if exemption:
+                track.last_exempt = now
             for zone in self.zones:
                 self._update_membership(track, zone.zone_id, bool(inside_by_zone[zone.zone_id][index]), now)
                 events.extend(self._judge(track, zone, active[zone.zone_id], exemption, now))
@@ -304,7 +313,8 @@ class StationaryRule:
         if violation is None:
             if not (active and membership.inside) or exemption or track.median_score < self.tuning.min_score:
                 return []
-            since = max(track.still_since, membership.entered_at, self._active_since[zone.zone_id])
+            since = max(track.still_since, membership.entered_at, self._active_since[zone.zone_id], track.last_exempt,
+                        self.counted_from(track))
             if now - since < zone.config.dwell_seconds or not self.may_fire(track, now):
                 return []
             if self._claim_existing(track, zone.zone_id, now):

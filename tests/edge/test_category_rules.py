@@ -69,7 +69,7 @@ def test_a_bag_left_behind_is_litter_once_its_owner_has_gone():
     assert types(events) == ["new"]
     at, event = events[0]
     assert event.category is Category.LITTER
-    assert at == pytest.approx(60.4, abs=0.21), "dwell of 60 s; the owner left at 20 s, 30 s unattended at 50 s"
+    assert at == pytest.approx(79.8, abs=0.21), "a dwell of 60 s from when the owner left (20 s), not from the drop"
 
 
 def test_a_bag_beside_its_owner_is_not_litter():
@@ -90,3 +90,24 @@ def test_rules_are_built_only_for_categories_with_zones():
                   Category.LITTER: ["bottle"]}
     assert sorted(r.category.value for r in build_rules(zones, RuleTuning(), categories)) == [
         "illegal_parking", "litter"]
+
+
+def test_a_bag_its_owner_sat_beside_for_long_is_not_litter_the_moment_they_step_away():
+    """Found by review: the dwell counted from when the bag was put down, while attended, so with a dwell of 300 s
+    it fired 30 s (`unattended_seconds`) after the owner stepped away from it for a moment."""
+    def owner_steps_away(t):
+        return seen((1, BAG, 0.6, "backpack")), ([OWNER] if t < 600 or t >= 640 else [])
+
+    rule = LitterRule([zone("no_litter", dwell=300)], RuleTuning(unattended_seconds=30), ["backpack"])
+    assert run(rule, 900, owner_steps_away) == []
+
+
+def test_a_stall_staying_on_after_its_designated_hours_counts_from_their_end():
+    """Found by review: the moment a designated vending area's hours ended, a stall in it was a violation dated
+    back to its arrival, with a dwell of legal vending."""
+    allowed = zone("vending_allowed", polygon=[(0.2, 0.4), (0.5, 0.4), (0.5, 0.9), (0.2, 0.9)])
+    rule = StreetVendingRule([zone("no_vending"), allowed], RuleTuning(), ["umbrella"])
+    rule.exempt = lambda anchor, now: "market hours" if now < 200 else None  # the hours end at 200 s
+    events = run(rule, 600, lambda t: (seen((1, STALL, 0.7, "umbrella")), [VENDOR]))
+    [(at, first)] = [(at, event) for at, event in events if event.type.value == "new"]
+    assert first.started_at >= 199.8 and at >= first.started_at + rule.zones[0].config.dwell_seconds - 0.21
