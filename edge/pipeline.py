@@ -329,7 +329,12 @@ class CameraPipeline:
         background = next((r.detector for r in self.runners if isinstance(r.detector, BackgroundModel)), None)
         if background is None or runner.detector is background or not len(detections):
             return detections
-        return detections.select(np.array([background.is_new(box) for box in detections.boxes], dtype=bool))
+        # an object that already holds a violation stays what it is, also once the model has learnt the street
+        # anew (the lights came on, the camera switched to night): else every open stall ended as gone
+        holding = set().union(*(rule.holding for rule in runner.rules))
+        return detections.select(np.array([int(track_id) in holding or background.is_new(box)
+                                           for box, track_id in zip(detections.boxes, detections.track_ids,
+                                                                    strict=True)], dtype=bool))
 
     def _people_context(self, runner: ModelRunner, detections: Detections, timestamp: float) -> NDArray[np.float64]:
         if runner.spec.people:

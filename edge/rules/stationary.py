@@ -145,6 +145,11 @@ class StationaryRule:
     def active_violations(self) -> int:
         return len(self._violations)
 
+    @property
+    def holding(self) -> set[int]:
+        """The track ids that hold a violation."""
+        return {violation.track_id for violation in self._violations.values()}
+
     # ---- what categories change ----------------------------------------------------------------------------------
 
     def may_fire(self, track: Track, now: float) -> bool:
@@ -227,7 +232,7 @@ class StationaryRule:
         """A new track id where a still object of the same class was, lost from view and not in this frame (a bus
         passed, the tracker lost it): the same object, so its still period and zones carry on and the dwell is not
         counted from zero again. (An object with a violation already hands it over in `_hand_over`.)"""
-        holding = {violation.track_id for violation in self._violations.values()}
+        holding = self.holding
         candidates = [old_id for old_id, old in self._tracks.items()
                       if old_id not in self._in_frame and old_id not in holding and old.label == track.label
                       and not old.moving_frames

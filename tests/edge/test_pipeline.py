@@ -154,6 +154,18 @@ def test_the_same_umbrella_set_up_later_with_a_vendor_is_a_stall():
     assert events[0]["category"] == "street_vending" and events[0]["label"] == "umbrella"
 
 
+def test_a_stall_keeps_its_violation_when_the_light_changes_and_the_street_is_learnt_anew():
+    """Found by review: the lights came on, the background model learnt the whole street again, the open stall was
+    then part of the street, taken for furniture: its violation ended as gone, though it was still there."""
+    pipeline = vending_with_background(lambda n: detections(("umbrella", UMBRELLA, 1), ("person", STANDER, 2))
+                                       if n > 100 else detections())
+    lit = np.clip(WITH_UMBRELLA.astype(np.int16) + 80, 0, 255).astype(np.uint8)  # the streetlights come on
+    published = feed(pipeline, 180, image=lambda index: EMPTY_SQUARE if index <= 200 else
+                     WITH_UMBRELLA if index < 1200 else lit)
+    events = [json.loads(p) for t, p in published if "/events/" in t]
+    assert [e["type"] for e in events if e["type"] != "update"] == ["new"], "still there: no end"
+
+
 def test_a_black_camera_is_a_device_fault_event_with_its_evidence():
     node = NodeConfig.model_validate({"node_id": "n1", "cameras": [{
         "camera_id": "c1", "source": "rtsp://x", "health": {"fault_seconds": 10}, "zones": [
