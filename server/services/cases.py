@@ -12,7 +12,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import case as sa_case
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
 from gridwatch.contract import (
@@ -30,7 +31,7 @@ from gridwatch.contract import (
 )
 from server.core.security import Role
 from server.db import begin_writing, claim
-from server.models import CaseRecord, CaseTransition
+from server.models import CaseRecord, CaseTransition, EventRecord
 from server.services.dispatch import Dispatcher
 from server.services.places import Nearby, Repeats
 from server.services.workflow import IN_UNIT, OPEN, WorkflowError, next_status
@@ -259,6 +260,26 @@ class CaseService:
         if action is A.FEEDBACK and case.events and case.ended_at is not None:
             changes += self._verify_by_camera(case, now)  # the camera already saw it gone
         return [self.message(case, change) for change in changes]
+
+    def forget_violations_before(self, session: Session, node_id: str, started: datetime) -> int:
+        """A node that started again without ending what it watched (its power lost, the process killed) has
+        forgotten its open violations: on its cases, those last seen before it started no longer count as open,
+        as after an interrupted `end` (they neither keep the camera from verifying the case nor verify it).
+        Returns how many cases changed."""
+        begin_writing(session)
+        changed = 0
+        for case in session.scalars(select(CaseRecord).where(CaseRecord.node_id == node_id,
+                                                             CaseRecord.open_violations > 0)
+                                    .order_by(CaseRecord.id).with_for_update()):
+            still_open = sum(1 for _violation, last_seen, ended in session.execute(
+                select(EventRecord.violation_id, func.max(EventRecord.observed_at),
+                       func.max(sa_case((EventRecord.type == EventType.END.value, 1), else_=0)))
+                .where(EventRecord.case_id == case.id).group_by(EventRecord.violation_id))
+                if not ended and last_seen >= started)
+            if still_open < case.open_violations:
+                case.open_violations = still_open
+                changed += 1
+        return changed
 
     # ---- the clock ---------------------------------------------------------------------------------------------
 

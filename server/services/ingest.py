@@ -7,7 +7,6 @@ disk with the reason (`set_aside`). A bad message never stops the loop.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -42,7 +41,7 @@ from server.services.evidence import EvidenceStore
 from server.services.images import Image, store_images
 from server.services.metrics import Metrics
 from server.services.node_messages import NodeMessages
-from server.services.nodes import SEEN_EVERY, load_nodes, touch_node
+from server.services.nodes import SEEN_EVERY, load_nodes, take_telemetry, touch_node
 from server.services.statistics import PlannerStatistics
 from server.services.webhooks import Webhooks
 
@@ -90,7 +89,7 @@ class Ingest:
         `SEEN_EVERY` needs no node transaction at all."""
         self.counts = {"events": 0, "duplicates": 0, "evidence": 0, "dead_letters": 0, "status": 0, "telemetry": 0,
                        "set_aside": 0}
-        self.node_messages = NodeMessages(database, evidence, self.counts)
+        self.node_messages = NodeMessages(database, evidence, self.counts, cases.forget_violations_before)
         self.statistics = PlannerStatistics(database)
 
     def handle(self, topic: str, payload: bytes) -> str:
@@ -216,8 +215,8 @@ class Ingest:
                 for node_id in seen - set(latest):
                     touch_node(session, node_id, now, held=nodes)
                 for node_id, telemetry in latest.items():
-                    node = touch_node(session, node_id, now, held=nodes)
-                    node.telemetry, node.telemetry_at = json.loads(telemetry.model_dump_json()), now
+                    take_telemetry(session, touch_node(session, node_id, now, held=nodes), telemetry, now,
+                                   self.cases.forget_violations_before)
                 session.commit()
             self._marked.update(dict.fromkeys(seen | set(latest), now))
         except Exception as error:

@@ -17,14 +17,16 @@ from server.models import CameraSnapshot, EventRecord, EvidenceRecord, NodeComma
 from server.services.checks import Rejected, check_snapshot, evidence_key, mismatch, validate_from
 from server.services.events import announced_hashes, images_key
 from server.services.evidence import EvidenceStore
-from server.services.nodes import touch_node
+from server.services.nodes import Forget, take_telemetry, touch_node
 
 log = logging.getLogger(__name__)
 
 
 class NodeMessages:
-    def __init__(self, database: Database, store: EvidenceStore, counts: dict[str, int]) -> None:
+    def __init__(self, database: Database, store: EvidenceStore, counts: dict[str, int], forget: Forget) -> None:
         self.database, self.store, self.counts = database, store, counts
+        self.forget = forget
+        """`CaseService.forget_violations_before`, for a node found to have started again."""
 
     def handler(self, kind: str) -> Callable[[NodeTopic, bytes], str] | None:
         """The handler of a message kind (`evidence`, `status` …); None for a kind the server does not accept."""
@@ -121,8 +123,7 @@ class NodeMessages:
         telemetry = validate_from(topic, NodeTelemetry, payload)
         now = utcnow()
         with self.database.session() as session:
-            node = touch_node(session, telemetry.node_id, now)
-            node.telemetry, node.telemetry_at = json.loads(telemetry.model_dump_json()), now
+            take_telemetry(session, touch_node(session, telemetry.node_id, now), telemetry, now, self.forget)
             session.commit()
         self.counts["telemetry"] += 1
         return "stored"

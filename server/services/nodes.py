@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -9,8 +11,12 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from gridwatch.contract import NodeTelemetry
 from server.db import one_of
 from server.models import NodeRecord
+
+Forget = Callable[[Session, str, datetime], int]
+"""`CaseService.forget_violations_before`."""
 
 
 def ensure_nodes(session: Session, node_ids: set[str]) -> None:
@@ -56,3 +62,23 @@ def touch_node(session: Session, node_id: str, now: datetime, seen: bool = True,
     if held is not None:
         held[node_id] = node
     return node
+
+
+def take_telemetry(session: Session, node: NodeRecord, telemetry: NodeTelemetry, now: datetime,
+                   forget: Forget) -> None:
+    """The node's latest report. A node that started again since its last one (killed, or its power lost) never
+    ended what it watched: its violations from before no longer keep its cases open (`forget`)."""
+    if (started := restarted_at(node.telemetry, telemetry)) is not None:
+        forget(session, node.node_id, started)
+    node.telemetry, node.telemetry_at = json.loads(telemetry.model_dump_json()), now
+
+
+def restarted_at(previous: dict | None, telemetry: NodeTelemetry) -> datetime | None:
+    """When the node's process started, if it started again since its `previous` report: its uptime (a monotonic
+    clock, deaf to the wall clock's steps) went down."""
+    try:
+        if previous is None or telemetry.uptime_seconds >= float(previous["uptime_seconds"]):
+            return None
+    except (KeyError, TypeError, ValueError):
+        return None
+    return telemetry.at - timedelta(seconds=telemetry.uptime_seconds)

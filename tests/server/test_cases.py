@@ -467,3 +467,27 @@ def test_a_reopened_fallback_case_goes_where_the_route_sends_it_with_the_fallbac
     reopened = city.case()
     assert reopened.status == "dispatched" and reopened.fallback
     assert reopened.deadline_at - city.clock.now == dispatched.deadline_at - dispatched.dispatched_at
+
+
+def test_a_node_that_lost_power_leaves_no_violation_keeping_its_case_from_being_verified(city):
+    """Found by review: a node killed or powered off never ends what it watched; its violation stayed open on the
+    case for good, so the camera could no longer verify the case when the object went."""
+    from gridwatch.contract import SCHEMA_VERSION, telemetry_topic
+
+    def report(uptime: float) -> None:
+        payload = {"schema_version": SCHEMA_VERSION, "node_id": "node-a", "at": city.clock.now.isoformat(),
+                   "session": 1, "uptime_seconds": uptime, "events_published": 0, "publish_pending": 0}
+        assert city.ingest.handle(telemetry_topic("node-a"), json.dumps(payload).encode()) == "stored"
+
+    report(uptime=3600)
+    city.detect(score=0.9)  # violation A
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF)
+    city.clock.advance(minutes=5)  # the node lost power with A open, and came back
+    report(uptime=20)
+    again = city.detect(score=0.9)  # the pile, seen afresh: violation B joins the case, back for rework
+    assert city.case().status == "handling"
+    city.act("feedback", Role.FIELD_STAFF)
+    city.clock.advance(minutes=5)
+    city.detect(type="end", violation_id=again["violation_id"])
+    assert city.case().status == "closed", "the camera saw it gone: A, from before the node's restart, is over"
