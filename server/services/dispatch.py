@@ -17,7 +17,7 @@ from shapely.geometry.base import BaseGeometry
 
 from gridwatch.config_files import ConfigError, load_yaml_model
 from gridwatch.contract import CaseAssignment, Category, Location, Person
-from server.services.duty import Shift, TimeWindow, add_working_time, on_duty, working_time_between
+from server.services.duty import Shift, TimeWindow, add_working_time, taking_over, working_time_between
 
 
 class _Config(BaseModel):
@@ -180,7 +180,7 @@ class Dispatcher:
             unit_id=unit_id,
             unit_name=unit.name,
             fallback=fallback,
-            on_duty=on_duty(unit.shifts, now, config.zone),
+            on_duty=taking_over(unit.shifts, now, config.zone),
         )
         return assignment, self.deadline(now, timedelta(minutes=minutes), clock)
 

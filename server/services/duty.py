@@ -95,3 +95,15 @@ def on_duty(shifts: list[Shift], moment: datetime, zone: ZoneInfo) -> Person | N
     """The person whose shift covers `moment`; the first listed wins where shifts overlap."""
     local = moment.astimezone(zone)
     return next((shift.staff for shift in shifts if shift.contains(local)), None)
+
+
+def taking_over(shifts: list[Shift], moment: datetime, zone: ZoneInfo) -> Person | None:
+    """Who has a case that comes in at `moment`: the person on duty, or outside every shift the person of the next
+    one to start, who finds it waiting (a stall at 23:30 goes to the 07:00 shift, not to nobody)."""
+    if (now := on_duty(shifts, moment, zone)) is not None or not shifts:
+        return now
+    local = moment.astimezone(zone)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    starts = [(start, shift.staff) for offset in range(8) for shift in shifts
+              for start, _end in shift.spans(day + timedelta(days=offset)) if start > local]
+    return min(starts, key=lambda start_staff: start_staff[0])[1] if starts else None

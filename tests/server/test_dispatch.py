@@ -46,7 +46,7 @@ def test_grid_gives_the_chief_and_category_the_unit(dispatcher, category, locati
         (Category.STREET_VENDING, "12:19", "赵磊 Zhao Lei"),
         (Category.STREET_VENDING, "12:20", "孙婷 Sun Ting"),
         (Category.STREET_VENDING, "22:59", "周强 Zhou Qiang"),
-        (Category.STREET_VENDING, "23:30", None),
+        (Category.STREET_VENDING, "23:30", "赵磊 Zhao Lei"),  # outside every shift: the first of the morning
         (Category.LITTER, "02:00", "郑伟 Zheng Wei"),
         (Category.LITTER, "18:00", "郑伟 Zheng Wei"),
         (Category.LITTER, "06:00", "吴芳 Wu Fang"),
@@ -54,6 +54,7 @@ def test_grid_gives_the_chief_and_category_the_unit(dispatcher, category, locati
     ],
 )
 def test_the_roster_names_who_is_on_duty(dispatcher, category, local_time, on_duty_name):
+    """Found by review: a case that came in after the last shift named nobody, and nobody ever was."""
     hour, minute = map(int, local_time.split(":"))
     now = MONDAY_10.replace(hour=hour, minute=minute)
     assignment, _ = dispatcher.assign(category, Location(lat=30.274, lon=120.165), now)
