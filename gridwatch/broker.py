@@ -84,8 +84,9 @@ def generate_users(
     acl_file: Path = BROKER_CONFIG_DIR / "acl",
     bridges: list[str] = (),
 ) -> Credentials:
-    """Write `passwd` and `credentials.json` into `out_dir` with fresh random passwords. `bridges`: accounts
-    that sites' brokers bridge in with (each needs its block in the ACL, like an integrator)."""
+    """Write `passwd` and `credentials.json` into `out_dir` with fresh random passwords for new accounts; the
+    accounts `out_dir` holds already keep theirs (adding a node never locks out the fleet or the server).
+    `bridges`: accounts that sites' brokers bridge in with (each needs its block in the ACL, like an integrator)."""
     roles = role_accounts(acl_file)
     for node_id in nodes:
         if not re.fullmatch(NODE_ID_PATTERN, node_id):
@@ -99,14 +100,18 @@ def generate_users(
                     f"{kind} {name!r} has no block in {acl_file}; copy the 'user {kind}' block under that name "
                     "first (without it the account would be treated as a node)"
                 )
-    if len(set(nodes) | set(integrators) | set(bridges)) != len(nodes) + len(integrators) + len(bridges):
+    existing = Credentials.load(out_dir / "credentials.json") if (out_dir / "credentials.json").exists() \
+        else Credentials()
+
+    def accounts(kept: dict[str, str], names: list[str]) -> dict[str, str]:
+        return {**kept, **{name: secrets.token_urlsafe(18) for name in names if name not in kept}}
+
+    creds = Credentials(server=existing.server or {SERVER_USER: secrets.token_urlsafe(18)},
+                        nodes=accounts(existing.nodes, nodes), integrators=accounts(existing.integrators, integrators),
+                        bridges=accounts(existing.bridges, bridges))
+    kinds = (creds.nodes, creds.integrators, creds.bridges)
+    if len(set(nodes)) != len(nodes) or len(set().union(*kinds)) != sum(len(kind) for kind in kinds):
         raise BrokerError("account names must be unique")
-    creds = Credentials(
-        server={SERVER_USER: secrets.token_urlsafe(18)},
-        nodes={n: secrets.token_urlsafe(18) for n in nodes},
-        integrators={n: secrets.token_urlsafe(18) for n in integrators},
-        bridges={n: secrets.token_urlsafe(18) for n in bridges},
-    )
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"{user}:{hash_password(password)}" for user, password in creds.all_accounts().items()]
     _write_private(out_dir / "passwd", "\n".join(lines) + "\n")

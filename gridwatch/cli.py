@@ -271,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     users = broker_commands.add_parser("users", help="Generate the password file and credentials.json.",
                                        description="Write DIR/passwd (Mosquitto hashes) and DIR/credentials.json "
                                                    "(plain passwords, mode 0600) for the server, nodes and "
-                                                   "integrators. Never commit either file.")
+                                                   "integrators. Accounts DIR holds already keep their passwords: "
+                                                   "run it again with a new --node to add one. Never commit either "
+                                                   "file.")
     users.add_argument("--out", type=Path, required=True, help="Folder to write passwd and credentials.json into.")
     users.add_argument("--node", action="append", default=[], metavar="NODE_ID",
                        help="A node account (its user name is its node id); repeat for more.")

@@ -106,6 +106,10 @@ def stop_processes(processes: list[subprocess.Popen], timeout: float = 20) -> No
                 process.wait()
 
 
+DEMO_MARK = ".gridwatch-demo"
+"""Marks a folder the demo made: only such a folder (or an empty one) is emptied when a demo starts."""
+
+
 class Demo:
     def __init__(self, workdir: Path, source: str | None = None, duration: float = 0, api_port: int = 8000,
                  mqtt_port: int = 1883, dwell_seconds: float = 10.0) -> None:
@@ -129,8 +133,12 @@ class Demo:
             raise BrokerError(f"--source {self.source!r} does not exist")
         media_cache = self.workdir.parent / f"{self.workdir.name}-media"
         if self.workdir.exists():
+            if any(self.workdir.iterdir()) and not (self.workdir / DEMO_MARK).exists():
+                raise BrokerError(f"--workdir {self.workdir} holds files that are not an earlier demo's; the demo "
+                                  f"starts afresh in its folder, so name an empty or new one")
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
+        (self.workdir / DEMO_MARK).write_text("made by `gridwatch demo`, which empties this folder when it starts\n")
         broker_dir = self.workdir / "broker"
         credentials = generate_users(broker_dir, [NODE_ID], [INTEGRATOR])
         broker = Broker(broker_dir / "data", broker_dir / "passwd", port=port_or_free(self.mqtt_port)).start()

@@ -108,3 +108,27 @@ def test_json_logs_are_one_object_a_line():
     entry = json.loads(JsonLogFormatter().format(record))
     assert entry["level"] == "WARNING" and entry["message"] == "dead letter on gw/x"
     assert entry["logger"] == "server.ingest" and "ValueError: bad payload" in entry["error"]
+
+
+def test_demo_never_empties_a_folder_it_did_not_make(tmp_path):
+    """Found by review: `--workdir` was wiped whatever it held (`gridwatch demo --workdir .` in a clone would have
+    deleted the clone)."""
+    precious = tmp_path / "work" / "thesis.txt"
+    precious.parent.mkdir()
+    precious.write_text("three years")
+    result = gridwatch("demo", "--workdir", str(precious.parent), "--duration", "1")
+    assert result.returncode == 2 and "not an earlier demo's" in result.stderr
+    assert precious.read_text() == "three years"
+
+
+def test_adding_a_node_keeps_every_account_and_password_there_was(tmp_path):
+    """Found by review: running `broker users` again for one new node replaced every account, the server's
+    password too: the fleet and the server were locked out."""
+    assert gridwatch("broker", "users", "--out", str(tmp_path), "--node", "cam-1", "--node", "cam-2").returncode == 0
+    before = json.loads((tmp_path / "credentials.json").read_text())
+    result = gridwatch("broker", "users", "--out", str(tmp_path), "--node", "cam-3")
+    assert result.returncode == 0, result.stderr
+    after = json.loads((tmp_path / "credentials.json").read_text())
+    assert after["server"] == before["server"] and set(after["nodes"]) == {"cam-1", "cam-2", "cam-3"}
+    assert {n: after["nodes"][n] for n in ("cam-1", "cam-2")} == before["nodes"]
+    assert len((tmp_path / "passwd").read_text().splitlines()) == 4
