@@ -12,9 +12,9 @@ export GRIDWATCH_MODEL := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: browser setup demo test bench bench-server bench-console bench-scale bench-edge bench-litter bench-outbox model-litter clean mosquitto postgresql
+.PHONY: browser opencv-libs setup demo test bench bench-server bench-console bench-scale bench-edge bench-litter bench-outbox model-litter clean mosquitto postgresql
 
-setup: $(VENV)/.installed mosquitto
+setup: $(VENV)/.installed mosquitto opencv-libs
 
 $(VENV)/.installed: pyproject.toml
 	@# Debian's own python3 creates virtualenvs only once python3-venv is installed
@@ -27,6 +27,13 @@ mosquitto:
 	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ] || ! command -v mosquitto_sub >/dev/null; then \
 		echo "installing mosquitto"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto mosquitto-clients; \
+	fi
+
+# OpenCV's wheel (opencv-python, which ultralytics also asks for) loads libGL and GLib, which a minimal Debian lacks.
+opencv-libs:
+	@if ! ldconfig -p | grep -q "libGL.so.1 " || ! ldconfig -p | grep -q "libglib-2.0.so.0 "; then \
+		echo "installing libgl1 and libglib2.0-0 for OpenCV"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libgl1 libglib2.0-0; \
 	fi
 
 # The tests run the server on SQLite and on a real PostgreSQL server they start themselves from Debian's package.
