@@ -14,7 +14,7 @@ from edge.health_config import HealthConfig
 from edge.manifest import DEFAULT_MANIFEST
 from edge.schedule import TimeWindow
 from edge.streetlight_config import StreetlightConfig
-from gridwatch.config_files import load_yaml_model
+from gridwatch.config_files import load_yaml_model, read_secret
 from gridwatch.contract import DEFAULT_EVENT_CODES, NODE_ID_PATTERN, Category, Location
 
 DEFAULT_MODEL = "yolo11n.pt"
@@ -168,7 +168,7 @@ class MqttConfig(_Config):
         if self.password is not None:
             return self.password.get_secret_value()
         if self.password_file is not None:
-            return self.password_file.read_text(encoding="utf-8").strip()
+            return read_secret(self.password_file, "mqtt.password_file")
         return os.environ.get("GRIDWATCH_MQTT_PASSWORD")
 
 

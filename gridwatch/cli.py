@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gridwatch.broker import BrokerError
 from gridwatch.cli_models import add_models_command
-from gridwatch.config_files import ConfigError
+from gridwatch.config_files import ConfigError, read_secret
 
 log = logging.getLogger("gridwatch")
 DEFAULT_MANIFEST_PATH = Path(__file__).resolve().parents[1] / "models" / "coco.yaml"
@@ -37,6 +37,7 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
     handler.setFormatter(JsonLogFormatter() if fmt == "json" else logging.Formatter(
         "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin at every start
 
 
 def _stop_on_signals() -> threading.Event:
@@ -84,9 +85,23 @@ def cmd_edge_scan(args: argparse.Namespace) -> int:
     if not args.video.exists():
         raise ConfigError(f"video {args.video} does not exist")
     camera = load_camera(args.camera, args.video)
-    start = datetime.fromisoformat(args.start) if args.start else None
+    try:
+        start = datetime.fromisoformat(args.start) if args.start else None
+    except ValueError:
+        raise ConfigError(f"--start {args.start!r}: an ISO 8601 time, e.g. 2026-11-23T08:00:00+08:00") from None
     if start is not None and start.tzinfo is None:
         raise ConfigError("--start needs a time zone, e.g. 2026-11-23T08:00:00+08:00")
+    if args.timezone:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(args.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"--timezone {args.timezone!r}: not a time zone, e.g. Asia/Shanghai") from None
+    if args.model:  # the option wins over $GRIDWATCH_MODEL, as it does for `gridwatch edge`
+        import os
+
+        os.environ.pop("GRIDWATCH_MODEL", None)
     try:
         summary = scan(args.video, camera, args.out, args.evidence, model=args.model, manifest=args.manifest,
                        timezone=args.timezone, start=start, progress=not args.quiet)
@@ -109,7 +124,9 @@ def cmd_server(args: argparse.Namespace) -> int:
     settings = load_server_settings(args.config)
     if args.host:
         settings.api_host = args.host
-    if args.port:
+    if args.port is not None:
+        if not 1 <= args.port <= 65535:
+            raise ConfigError(f"--port {args.port}: a port from 1 to 65535")
         settings.api_port = args.port
     if args.no_ingest:
         settings.ingest_enabled = False
@@ -123,8 +140,9 @@ def cmd_server(args: argparse.Namespace) -> int:
     log.info("API on http://%s:%d (OpenAPI at /docs)", settings.api_host, settings.api_port)
     # a request still running after SHUTDOWN_GRACE_SECONDS is cancelled, so that the ingest batch in hand is
     # finished and acknowledged (the lifespan's end) before a service manager's own stop timeout kills the process
+    # log_config None: uvicorn's lines go through this process's handler, JSON too (`--log-format json`)
     Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level=args.log_level.lower(),
-                          timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)).run()
+                          timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, log_config=None)).run()
     return 0
 
 
@@ -141,9 +159,12 @@ def cmd_server_token(args: argparse.Namespace) -> int:
 
         existing = load_yaml_model(args.tokens_file, TokensFile) if args.tokens_file.exists() else TokensFile()
         existing.tokens.append(entry)
-        args.tokens_file.write_text(yaml.safe_dump(existing.model_dump(mode="json", exclude_none=True),
-                                                   allow_unicode=True), encoding="utf-8")
-        args.tokens_file.chmod(0o600)
+        try:
+            args.tokens_file.write_text(yaml.safe_dump(existing.model_dump(mode="json", exclude_none=True),
+                                                       allow_unicode=True), encoding="utf-8")
+            args.tokens_file.chmod(0o600)
+        except OSError as error:
+            raise ConfigError(f"--tokens-file {args.tokens_file}: {error.strerror or error}") from None
         print(f"added {args.name} ({args.role}) to {args.tokens_file}; the server reads it at start", file=sys.stderr)
     else:
         print("add to the tokens file under `tokens:`\n  - " + yaml.safe_dump(line, default_flow_style=True,
@@ -180,7 +201,7 @@ def cmd_broker_run(args: argparse.Namespace) -> int:
         if not args.bridge_password_file:
             raise BrokerError("--bridge-to needs --bridge-password-file (the bridge account's password)")
         bridge = Bridge(name=args.bridge_name, host=host, port=int(port), username=args.bridge_user,
-                        password=args.bridge_password_file.read_text(encoding="utf-8").strip(),
+                        password=read_secret(args.bridge_password_file, "--bridge-password-file"),
                         ca_file=args.bridge_ca_file)
     broker = Broker(args.data_dir, args.passwd, port=args.port, bind=args.bind, bridge=bridge).start()
     print(f"mosquitto on {broker.bind}:{broker.port}; Ctrl-C stops it", flush=True)

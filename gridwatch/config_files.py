@@ -52,3 +52,11 @@ def validate(model: type[ModelT], data: dict, source: str) -> ModelT:
 
 def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
     return validate(model, read_yaml_mapping(path), str(path))
+
+
+def read_secret(path: Path, key: str) -> str:
+    """A password kept in a file, stripped; a file that cannot be read is a ConfigError naming the key."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{key}: cannot read {path}: {getattr(error, 'strerror', None) or error}") from None

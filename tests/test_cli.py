@@ -132,3 +132,55 @@ def test_adding_a_node_keeps_every_account_and_password_there_was(tmp_path):
     assert after["server"] == before["server"] and set(after["nodes"]) == {"cam-1", "cam-2", "cam-3"}
     assert {n: after["nodes"][n] for n in ("cam-1", "cam-2")} == before["nodes"]
     assert len((tmp_path / "passwd").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["edge", "scan", "{video}", "--camera", "{camera}", "--out", "{out}", "--start", "yesterday"],
+     "--start 'yesterday': an ISO 8601 time"),
+    (["edge", "scan", "{video}", "--camera", "{camera}", "--out", "{out}", "--timezone", "Mars/Base"],
+     "--timezone 'Mars/Base': not a time zone"),
+    (["server", "--config", "{server}", "--port", "70000"], "--port 70000: a port from 1 to 65535"),
+    (["server", "--config", "{server}"], "mqtt_password_file: cannot read"),
+    (["broker", "run", "--passwd", "{passwd}", "--data-dir", "{dir}", "--bridge-to", "core:1883",
+      "--bridge-password-file", "/no/such/file"], "--bridge-password-file: cannot read /no/such/file"),
+    (["server", "token", "Zhang Min", "--role", "operator", "--tokens-file", "/no/such/dir/tokens.yaml"],
+     "--tokens-file /no/such/dir/tokens.yaml"),
+])
+def test_common_mistakes_get_one_line_that_names_them_not_a_traceback(tmp_path, args, message):
+    """Found by review: each of these ended in a Python traceback."""
+    files = {"video": tmp_path / "clip.mp4", "camera": tmp_path / "camera.yaml", "out": tmp_path / "events.jsonl",
+             "server": tmp_path / "server.yaml", "passwd": tmp_path / "passwd", "dir": tmp_path / "data"}
+    files["video"].write_bytes(b"not looked at before the options are")
+    files["camera"].write_text("camera_id: cam-1\nzones: [{zone_id: kerb, rule: no_parking, "
+                               "polygon: [[0, 0.5], [1, 0.5], [1, 1]]}]\n")
+    files["server"].write_text(f"mqtt_password_file: {tmp_path / 'missing.password'}\n"
+                               f"database_url: sqlite:///{tmp_path / 'gw.db'}\n")
+    files["passwd"].write_text("")
+    result = gridwatch(*[arg.format(**files) for arg in args])
+    assert result.returncode == 2, result.stderr[-500:]
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-500:]
+
+
+def test_a_server_logging_json_writes_nothing_else(tmp_path):
+    """Found by review: with `--log-format json` uvicorn's own lines (start, stop, requests) were still plain text,
+    which a log collector reading one JSON object a line cannot parse."""
+    import signal
+    import urllib.request
+
+    from gridwatch.broker import free_port, wait_for_port
+
+    port = free_port()
+    (tmp_path / "server.yaml").write_text(f"database_url: sqlite:///{tmp_path / 'gw.db'}\n"
+                                          f"evidence_dir: {tmp_path / 'evidence'}\n")
+    server = subprocess.Popen([sys.executable, "-m", "gridwatch", "--log-format", "json", "server", "--config",
+                               str(tmp_path / "server.yaml"), "--no-ingest", "--port", str(port)], cwd=REPO,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port("127.0.0.1", port, 60, server)
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read()  # noqa: S310 - our own
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, errors = server.communicate(timeout=30)
+    lines = [line for line in errors.splitlines() if line.strip()]
+    assert any("uvicorn" in json.loads(line)["logger"] for line in lines), errors[-500:]
+    assert all(json.loads(line)["message"] is not None for line in lines)

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gridwatch.config_files import ConfigError, format_validation_error, read_yaml_mapping
+from gridwatch.config_files import ConfigError, format_validation_error, read_secret, read_yaml_mapping
 
 
 class ServerSettings(BaseSettings):
@@ -61,7 +61,7 @@ class ServerSettings(BaseSettings):
         if self.mqtt_password is not None:
             return self.mqtt_password.get_secret_value()
         if self.mqtt_password_file is not None:
-            return self.mqtt_password_file.read_text(encoding="utf-8").strip()
+            return read_secret(self.mqtt_password_file, "mqtt_password_file")
         return None
 
 
