@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,17 @@ def test_a_server_logging_json_writes_nothing_else(tmp_path):
     lines = [line for line in errors.splitlines() if line.strip()]
     assert any("uvicorn" in json.loads(line)["logger"] for line in lines), errors[-500:]
     assert all(json.loads(line)["message"] is not None for line in lines)
+
+
+def test_scan_uses_the_model_it_is_given_over_the_environments(tmp_path, model_path):
+    """Found by review: with $GRIDWATCH_MODEL set, `edge scan --model X` ran the environment's model instead, and
+    said nothing."""
+    camera = tmp_path / "camera.yaml"
+    camera.write_text("camera_id: cam-1\nzones: [{zone_id: kerb, rule: no_parking, polygon: [[0, 0.5], [1, 0.5], "
+                      "[1, 1]]}]\n")
+    video = Path(__file__).resolve().parents[2] / "shared" / "media" / "vtest.avi"
+    result = subprocess.run([sys.executable, "-m", "gridwatch", "edge", "scan", str(video), "--camera", str(camera),
+                             "--out", str(tmp_path / "events.jsonl"), "--model", str(tmp_path / "mine.pt")],
+                            capture_output=True, text=True, cwd=REPO, timeout=120,
+                            env={**os.environ, "GRIDWATCH_MODEL": model_path})
+    assert result.returncode == 2 and "mine.pt" in result.stderr, result.stderr[-500:]
