@@ -34,6 +34,16 @@ def detection(node, place: int, score: float = 0.4) -> dict:
     return payload
 
 
+def case_page(browser, server_url: str, token: str, case_id: int = 1):  # noqa: ANN201 - a Playwright page
+    """The console's page of a case, logged in with `token`."""
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.goto(f"{server_url}/console/#/case/{case_id}")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.goto(f"{server_url}/console/#/case/{case_id}")
+    return page
+
+
 def test_an_operator_confirms_and_rejects_detections_as_they_arrive(server_url, browser, api_tokens, mqtt_client):
     import httpx
 
@@ -93,11 +103,7 @@ def test_a_field_worker_sees_only_the_actions_their_role_allows(server_url, brow
     detection(node, place=0, score=0.9)  # files itself: dispatched to sanitation
     wait_until(lambda: __import__("httpx").get(f"{server_url}/api/v1/cases/1", headers={
         "Authorization": f"Bearer {api_tokens['operator']}"}).status_code == 200)
-    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
-    page.goto(f"{server_url}/console/#/case/1")
-    page.fill("#token", api_tokens["sanitation"])
-    page.click("button[type=submit]")
-    page.goto(f"{server_url}/console/#/case/1")
+    page = case_page(browser, server_url, api_tokens["sanitation"])
     page.wait_for_selector("#case-actions")
     assert sorted(page.locator("#case-actions button").all_inner_texts()) == ["accept", "return"]
     page.click("button[data-action=accept]")
@@ -173,11 +179,7 @@ def test_an_operator_sees_every_citizen_report_of_a_case_and_whom_to_call_back(s
             "api_key": api_tokens["integrator"], "service_code": "litter", "lat": "30.2742", "long": "120.1652",
             "description": words, "phone": phone})
         assert answer.status_code == 200
-    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
-    page.goto(f"{server_url}/console/#/case/1")
-    page.fill("#token", api_tokens["operator"])
-    page.click("button[type=submit]")
-    page.goto(f"{server_url}/console/#/case/1")
+    page = case_page(browser, server_url, api_tokens["operator"])
     page.wait_for_selector("#reports li >> nth=1")
     reports = page.locator("#reports li").all_inner_texts()
     assert "still there, and a chair" in reports[1] and "139-2222-2222" in reports[1]
