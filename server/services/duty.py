@@ -5,7 +5,7 @@ Pure functions of the time passed in (always time-zone aware), so a test can wal
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -58,12 +58,12 @@ def add_working_time(start: datetime, allowed: timedelta, hours: TimeWindow | No
     A case filed at 22:50 with 30 minutes and working hours 07:00–23:00 is due at 07:20 next day."""
     if hours is None:
         return start + allowed
-    local = start.astimezone(zone)
+    local, moment = start.astimezone(zone), start.astimezone(UTC)
     left = allowed
     day = local.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
     for _ in range(400):  # a year of days without working hours is a configuration mistake, not a loop forever
-        for span_start, span_end in hours.spans(day):
-            begin = max(span_start, local)
+        for span_start, span_end in _in_utc(hours.spans(day)):
+            begin = max(span_start, moment)
             if begin >= span_end:
                 continue
             if begin + left <= span_end:
@@ -83,12 +83,18 @@ def working_time_between(start: datetime, end: datetime, hours: TimeWindow | Non
     day = local_start.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
     total = timedelta(0)
     while day <= local_end:
-        for span_start, span_end in hours.spans(day):
-            overlap = min(span_end, local_end) - max(span_start, local_start)
+        for span_start, span_end in _in_utc(hours.spans(day)):
+            overlap = min(span_end, end.astimezone(UTC)) - max(span_start, start.astimezone(UTC))
             if overlap > timedelta(0):
                 total += overlap
         day += timedelta(days=1)
     return total
+
+
+def _in_utc(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Local spans in UTC, for arithmetic: Python adds and subtracts datetimes of one time zone on the wall clock,
+    so across a change of daylight-saving time a span's length and a deadline were an hour out."""
+    return [(start.astimezone(UTC), end.astimezone(UTC)) for start, end in spans]
 
 
 def on_duty(shifts: list[Shift], moment: datetime, zone: ZoneInfo) -> Person | None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -9,7 +9,7 @@ import pytest
 from gridwatch.config_files import ConfigError
 from gridwatch.contract import Category, Location
 from server.services.dispatch import Dispatcher
-from server.services.duty import Shift, TimeWindow, add_working_time, on_duty
+from server.services.duty import Shift, TimeWindow, add_working_time, on_duty, working_time_between
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo" / "dispatch.yaml"
 CST = timezone(timedelta(hours=8))
@@ -133,3 +133,16 @@ def test_bad_duty_settings_are_named(tmp_path, replace, by, message):
     (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(replace, by))
     with pytest.raises(ConfigError, match=message):
         Dispatcher.from_file(tmp_path / "dispatch.yaml")
+
+
+def test_working_time_across_a_change_of_daylight_saving_time_is_real_time():
+    """Found by review: working time was added and measured on the wall clock, so on the night the clocks go back
+    four working hours took five real ones, and nine real hours counted as eight."""
+    berlin = ZoneInfo("Europe/Berlin")
+    always = TimeWindow(start="00:00", end="00:00")  # round the clock
+    night = TimeWindow(start="22:00", end="06:00")
+    start = datetime(2026, 10, 24, 23, 0, tzinfo=berlin)  # the clocks go back at 03:00 on the 25th
+    due = add_working_time(start, timedelta(hours=4), always, berlin)
+    assert due.astimezone(UTC) - start.astimezone(UTC) == timedelta(hours=4)
+    assert working_time_between(datetime(2026, 10, 24, 22, 0, tzinfo=berlin),
+                                datetime(2026, 10, 25, 6, 0, tzinfo=berlin), night, berlin) == timedelta(hours=9)
