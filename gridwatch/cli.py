@@ -32,6 +32,27 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+OTHER_VARIABLES = frozenset({"GRIDWATCH_MODEL", "GRIDWATCH_MQTT_PASSWORD", "GRIDWATCH_API_TOKEN"})
+"""The GRIDWATCH_ variables read besides the server's settings (README, Configuration reference)."""
+
+
+def warn_of_unknown_variables() -> list[str]:
+    """A GRIDWATCH_ variable the server does not read is a misspelling, or an old name: say so, with the closest
+    one, rather than start on the default it meant to change."""
+    import difflib
+    import os
+
+    from server.core.config import ServerSettings
+
+    known = OTHER_VARIABLES | {f"GRIDWATCH_{name.upper()}" for name in ServerSettings.model_fields}
+    unknown = sorted(name for name in os.environ if name.startswith("GRIDWATCH_") and name not in known)
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        log.warning("environment variable %s is no GridWatch setting%s; it is ignored", name,
+                    f" (did you mean {close[0]}?)" if close else "")
+    return unknown
+
+
 def _setup_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter() if fmt == "json" else logging.Formatter(
@@ -121,6 +142,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     from server.core.config import load_server_settings
     from server.main import create_app
 
+    warn_of_unknown_variables()
     settings = load_server_settings(args.config)
     if args.host:
         settings.api_host = args.host

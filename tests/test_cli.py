@@ -199,3 +199,15 @@ def test_scan_uses_the_model_it_is_given_over_the_environments(tmp_path, model_p
                             capture_output=True, text=True, cwd=REPO, timeout=120,
                             env={**os.environ, "GRIDWATCH_MODEL": model_path})
     assert result.returncode == 2 and "mine.pt" in result.stderr, result.stderr[-500:]
+
+
+def test_a_misspelled_server_variable_is_named_with_the_one_it_meant(monkeypatch, caplog):
+    """Found by review: GRIDWATCH_API_PROT=9000 started the server on port 8000 without a word."""
+    from gridwatch.cli import warn_of_unknown_variables
+
+    monkeypatch.setenv("GRIDWATCH_API_PROT", "9000")
+    monkeypatch.setenv("GRIDWATCH_API_PORT", "9001")
+    with caplog.at_level("WARNING"):
+        unknown = warn_of_unknown_variables()
+    assert "GRIDWATCH_API_PROT" in unknown and "GRIDWATCH_API_PORT" not in unknown
+    assert "GRIDWATCH_API_PROT is no GridWatch setting (did you mean GRIDWATCH_API_PORT?)" in caplog.text
