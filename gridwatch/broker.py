@@ -284,6 +284,14 @@ class Broker:
         return conf
 
     def start(self, timeout: float = 10.0) -> Broker:
+        for port in (self.port, *([self.tls_port] if self.tls else [])):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Mosquitto binds
+                try:
+                    probe.bind((self.bind, port))
+                except OSError as error:  # else the other program's port passed for ours being up
+                    raise BrokerError(f"port {port} on {self.bind} is taken ({error.strerror}): another broker "
+                                      f"or program listens there; choose another with --port") from None
         conf = self.write_config()
         self.process = subprocess.Popen(
             [mosquitto_binary(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

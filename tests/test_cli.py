@@ -211,3 +211,21 @@ def test_a_misspelled_server_variable_is_named_with_the_one_it_meant(monkeypatch
         unknown = warn_of_unknown_variables()
     assert "GRIDWATCH_API_PROT" in unknown and "GRIDWATCH_API_PORT" not in unknown
     assert "GRIDWATCH_API_PROT is no GridWatch setting (did you mean GRIDWATCH_API_PORT?)" in caplog.text
+
+
+def test_a_broker_on_a_port_another_program_holds_says_so(tmp_path):
+    """Found by review: `broker run --port P` with P taken logged `mosquitto listening on P` (the other program
+    answered), then ended with Mosquitto's own error."""
+    import socket
+
+    from gridwatch.broker import free_port
+
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        (tmp_path / "passwd").write_text("")
+        result = gridwatch("broker", "run", "--passwd", str(tmp_path / "passwd"), "--data-dir", str(tmp_path / "d"),
+                           "--port", str(port))
+    assert result.returncode == 2 and f"port {port} on 127.0.0.1 is taken" in result.stderr, result.stderr[-400:]
+    assert "listening" not in result.stderr
