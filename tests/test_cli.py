@@ -229,3 +229,16 @@ def test_a_broker_on_a_port_another_program_holds_says_so(tmp_path):
                            "--port", str(port))
     assert result.returncode == 2 and f"port {port} on 127.0.0.1 is taken" in result.stderr, result.stderr[-400:]
     assert "listening" not in result.stderr
+
+
+def test_the_servers_password_file_wins_over_a_password_in_the_environment(tmp_path, monkeypatch):
+    """Found by review: a GRIDWATCH_MQTT_PASSWORD left in the environment (the edge's, on one machine) overrode the
+    file's `mqtt_password_file`, though the environment only fills what the file leaves out."""
+    from server.core.config import load_server_settings
+
+    (tmp_path / "server.password").write_text("from the file\n")
+    (tmp_path / "server.yaml").write_text("mqtt_password_file: server.password\n")
+    monkeypatch.setenv("GRIDWATCH_MQTT_PASSWORD", "from the environment")
+    assert load_server_settings(tmp_path / "server.yaml").resolved_mqtt_password() == "from the file"
+    (tmp_path / "bare.yaml").write_text("api_port: 8001\n")
+    assert load_server_settings(tmp_path / "bare.yaml").resolved_mqtt_password() == "from the environment"

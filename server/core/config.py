@@ -75,6 +75,8 @@ def load_server_settings(path: Path | None = None) -> ServerSettings:
         for key in _RELATIVE_PATH_KEYS:
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str(path.parent / data[key])
+    if "mqtt_password_file" in data:  # the file names where the password is: a GRIDWATCH_MQTT_PASSWORD in the
+        data.setdefault("mqtt_password", None)  # environment (the edge's, say) does not override it
     try:
         return ServerSettings(**data)
     except ValidationError as error:
