@@ -1,83 +1,21 @@
 """Cases from events and people, on a real SQLite database: filing by score, joining and reopening repeats, the
-camera verifying closure, deadlines escalating. Time is passed in, so an afternoon runs in milliseconds."""
+camera verifying closure, people's steps. Deadlines and escalation: test_case_deadlines.py."""
 
 from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 
-from gridwatch.contract import DEFAULT_EVENT_CODES, CaseAction, CaseMessage, Category, event_topic
+from gridwatch.contract import CaseAction, CaseMessage, Category, event_topic
 from server.core.security import Role
-from server.db import Database
 from server.models import CaseRecord, EventRecord
-from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
 from server.services.events import lock_case
-from server.services.evidence import EvidenceStore
-from server.services.ingest import Ingest
 from tests.factories import event_payload
-
-DISPATCH = Path(__file__).resolve().parents[2] / "config" / "demo" / "dispatch.yaml"
-CST = timezone(timedelta(hours=8))
-GRID_WL02 = {"lat": 30.2742, "lon": 120.1652}  # street chief 李晓梅, Wulin Street Office
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 23, 10, 0, tzinfo=CST)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
-
-@pytest.fixture
-def city(tmp_path, database_url):
-    """The case engine on a SQLite file, fed like the MQTT loop feeds it; `messages` is what integrators get."""
-
-    class City:
-        clock = Clock()
-        messages: list[CaseMessage] = []
-        database = Database(database_url)
-        ingest = Ingest(database, CaseService(Dispatcher.from_file(DISPATCH)), EvidenceStore(tmp_path / "ev"),
-                        publish_case=messages.append, clock=clock)
-
-        def detect(self, **overrides) -> dict:
-            payload = event_payload(**{"category": "litter", "code": "0102", "label": "garbage", "score": 0.8,
-                                       "location": GRID_WL02, "zone_id": "kerb",
-                                       "observed_at": self.clock.now.isoformat(), **overrides})
-            assert self.ingest.handle(event_topic("node-a", payload["category"]), json.dumps(payload).encode()) \
-                == "stored"
-            return payload
-
-        def case(self, case_id: int = 1) -> CaseRecord:
-            with self.database.session() as session:
-                case = session.get(CaseRecord, case_id)
-                _ = case.transitions, case.events
-                return case
-
-        def cases(self) -> int:
-            with self.database.session() as session:
-                return session.query(CaseRecord).count()
-
-        def act(self, action: str, role: Role = Role.ADMIN, case_id: int = 1, **fields) -> None:
-            with self.database.session() as session:
-                case = session.get(CaseRecord, case_id)
-                self.messages += self.ingest.cases.act(case, CaseAction(action), f"test {role.value}", role,
-                                                       self.clock.now, **fields)
-                session.commit()
-
-        def actions(self) -> list[tuple[str, str]]:
-            return [(t.action, t.to_status) for t in self.case().transitions]
-
-    return City()
+from tests.server.city import DISPATCH, GRID_WL02
 
 
 def test_a_confident_detection_files_and_dispatches_itself_to_the_person_on_duty(city):
@@ -282,82 +220,6 @@ def test_the_case_stays_open_while_a_joined_violation_is_still_there(city):
     assert city.case().status == "closed"
 
 
-def test_overdue_cases_escalate_to_the_street_office_then_the_district(city):
-    city.detect(category="illegal_parking", code="0505", label="car")  # 30 minutes
-    assert city.ingest.sweep(city.clock.advance(minutes=29)) == 0
-    assert city.ingest.sweep(city.clock.advance(minutes=2)) == 1
-    assert city.case().escalation_level == 1
-    assert "escalated to street office 武林街道 Wulin Street Office: 陈志强 Chen Zhiqiang" in \
-        city.case().transitions[-1].reason
-    assert city.ingest.sweep(city.clock.advance(minutes=60)) == 0
-    assert city.ingest.sweep(city.clock.advance(minutes=60)) == 1
-    assert city.case().escalation_level == 2 and "district" in city.case().transitions[-1].reason
-    assert city.messages[-1].escalation_level == 2 and city.messages[-1].action.value == "escalate"
-    assert city.ingest.sweep(city.clock.advance(days=1)) == 0
-
-
-def test_two_workers_sweeping_at_once_escalate_an_overdue_case_once(city):
-    city.detect(category="illegal_parking", code="0505", label="car")  # 30 minutes
-    now = city.clock.advance(minutes=31)
-    with city.database.session() as session:
-        first = city.ingest.cases.sweep(session, now)  # worker 1's sweep, not yet committed
-        second = threading.Thread(target=city.ingest.sweep, args=(now,))  # worker 2's, meanwhile
-        second.start()
-        second.join(timeout=1)
-        session.commit()
-    second.join(timeout=30)
-    assert len(first) == 1
-    assert [action for action, _ in city.actions()].count("escalate") == 1  # before: escalated twice
-
-
-def test_a_deferred_case_does_not_escalate_and_its_clock_stops(city):
-    city.detect(category="illegal_parking", code="0505", label="car")
-    deadline = city.case().deadline_at
-    city.clock.advance(minutes=10)
-    city.act("defer", Role.SUPERVISOR, reason="road closed for a parade")
-    assert city.ingest.sweep(city.clock.advance(hours=3)) == 0
-    city.act("resume", Role.SUPERVISOR)
-    assert city.case().deadline_at == deadline + timedelta(hours=3)
-    assert city.case().was_deferred
-
-
-def test_extension_moves_the_deadline_in_working_time_and_is_counted(city):
-    city.clock.now = datetime(2026, 11, 23, 22, 0, tzinfo=CST)
-    city.detect(category="illegal_parking", code="0505", label="car")
-    assert city.case().deadline_at == datetime(2026, 11, 23, 22, 30, tzinfo=CST)
-    city.act("extend", Role.SUPERVISOR, reason="tow truck busy", extend_minutes=60)
-    assert city.case().deadline_at == datetime(2026, 11, 24, 7, 30, tzinfo=CST)
-    assert city.case().extension_count == 1
-
-
-def test_resuming_a_deferred_case_gives_back_the_working_time_it_had_left(city):
-    city.clock.now = datetime(2026, 11, 23, 22, 0, tzinfo=CST)
-    city.detect(category="illegal_parking", code="0505", label="car")
-    city.act("extend", Role.SUPERVISOR, reason="tow truck busy", extend_minutes=60)
-    assert city.case().deadline_at == datetime(2026, 11, 24, 7, 30, tzinfo=CST)
-    city.clock.now = datetime(2026, 11, 23, 22, 10, tzinfo=CST)
-    city.act("defer", Role.SUPERVISOR, reason="road closed for a parade")  # 50 + 30 working minutes left
-    city.clock.now = datetime(2026, 11, 24, 10, 0, tzinfo=CST)
-    city.act("resume", Role.SUPERVISOR)
-    assert city.case().deadline_at == datetime(2026, 11, 24, 11, 20, tzinfo=CST), \
-        "80 working minutes from 10:00 (the wall clock's 11 h 50 min made it 19:20)"
-
-
-def test_extending_a_calendar_clock_case_adds_calendar_time_and_its_escalation_starts_again(city):
-    city.clock.now = datetime(2026, 11, 23, 22, 0, tzinfo=CST)
-    city.detect(category="device_fault", code=DEFAULT_EVENT_CODES[Category.DEVICE_FAULT], label="covered",
-                zone_id="camera")
-    assert city.case().deadline_at == datetime(2026, 11, 24, 2, 0, tzinfo=CST)  # 240 minutes, round the clock
-    assert city.ingest.sweep(city.clock.advance(hours=4, minutes=30)) == 1
-    assert city.case().escalation_level == 1, "told the street office"
-    city.act("extend", Role.SUPERVISOR, reason="a ladder truck is needed", extend_minutes=60)
-    assert city.case().deadline_at == datetime(2026, 11, 24, 3, 0, tzinfo=CST), "not 08:00 in working hours"
-    assert city.case().escalation_level == 0
-    city.clock.now = datetime(2026, 11, 24, 3, 30, tzinfo=CST)
-    assert city.ingest.sweep(city.clock.now) == 1
-    assert city.case().escalation_level == 1, "past the new deadline, the street office is told first again"
-
-
 def test_reassignment_and_return_move_the_case_between_units(city):
     city.detect()
     city.act("return", Role.FIELD_STAFF, reason="this is a construction site's waste")
@@ -420,16 +282,6 @@ def test_a_case_a_citizen_reopens_waits_for_the_camera_to_see_it_gone_again(city
     assert city.case().status == "feedback", "waits for the camera (or an operator), not closed by the old end"
     city.detect(type="end", violation_id=first["violation_id"])  # the camera sees it gone after the report
     assert city.case().status == "closed"
-
-
-def test_a_case_first_seen_long_overdue_is_told_to_the_street_office_before_the_district(city):
-    """Found by review: a sweep that met a case 150 minutes overdue (a rework after the deadline, a server that was
-    down) escalated it to the district at once; the street office was never told."""
-    city.detect(category="illegal_parking", code="0505", label="car")  # due in 30 minutes
-    assert city.ingest.sweep(city.clock.advance(minutes=180)) == 1
-    assert city.case().escalation_level == 1 and "street office" in city.case().transitions[-1].reason
-    assert city.ingest.sweep(city.clock.advance(seconds=30)) == 1
-    assert city.case().escalation_level == 2
 
 
 def test_a_returned_case_goes_to_another_unit_and_a_deferred_one_resumed_counts_as_accepted(city):
