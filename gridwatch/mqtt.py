@@ -172,6 +172,7 @@ class MqttClient:
             self.published += 1
             return
         with self._lock:
+            self._forgotten.discard(info.mid)  # paho gave the id anew: no late answer of an old packet can come
             early = self._early_acks.pop(info.mid, None)
             if early is None:
                 self._pending[info.mid] = (topic, on_ack)
