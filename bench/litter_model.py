@@ -75,22 +75,25 @@ def as_shipped(manifest: Path, name: str) -> dict:
 
 
 def figures_of(model_dir: Path, target: str, suppressor: Path | None, frames: list, samples: list,
-               imgsz: int, score: float = OPERATING_SCORE) -> dict:
-    detector = CityDetector(deployed_weights(model_dir), target, suppressor=suppressor, imgsz=imgsz, score=score)
+               imgsz: int, score: float = OPERATING_SCORE, tiles: int = 1) -> dict:
+    detector = CityDetector(deployed_weights(model_dir), target, suppressor=suppressor, imgsz=imgsz, score=score,
+                            tiles=tiles)
     own = sorted(set(detector.model.names.values()) & set(SUPPRESSING_CLASSES))
     suppression = "by the COCO model beside it" if suppressor else f"by its own {', '.join(own)}" if own else "none"
     return {"weights": deployed_weights(model_dir).name, "boxes_on_people_and_vehicles_dropped": suppression,
-            "operating_point": recall_precision(detector, samples), "clean": false_boxes_per_frame(detector, frames)}
+            "tiles": tiles, "operating_point": recall_precision(detector, samples),
+            "clean": false_boxes_per_frame(detector, frames)}
 
 
 def trade_off(model_dir: Path, target: str, suppressor: Path | None, frames: list, samples: list, imgsz: int,
-              measured: dict[float, dict], scores: tuple[float, ...] = TRADE_OFF_SCORES) -> list[dict]:
+              measured: dict[float, dict], tiles: int = 1, scores: tuple[float, ...] = TRADE_OFF_SCORES) -> list[dict]:
     """Recall and false boxes per clean frame at other scores: what a city buys in quiet streets with each step up
     of the model's `min_score` in the manifest (and what it pays in garbage missed). `measured`: figures already
     taken, by score (the shipped one), not measured again."""
     rows = []
     for score in tqdm(scores, desc="scores", unit="score", leave=False):
-        figures = measured.get(score) or figures_of(model_dir, target, suppressor, frames, samples, imgsz, score)
+        figures = measured.get(score) or figures_of(model_dir, target, suppressor, frames, samples, imgsz, score,
+                                                    tiles)
         point = figures["operating_point"]
         rows.append({"score": score, "recall": point["recall"], "precision": point["precision"],
                      "found": point["found"], "false_boxes_per_frame": figures["clean"]["false_boxes_per_frame"]})
@@ -131,6 +134,10 @@ def main() -> int:
     parser.add_argument("--video", type=Path, default=SHARED / "media" / "vtest.avi",
                         help="Street video: clean frames from its garbage-free corner, and the camera cost.")
     parser.add_argument("--frames", type=int, default=300, help="Frames for the camera cost (default 300).")
+    parser.add_argument("--tiles", type=int, default=None,
+                        help="Measure the model looking at a grid of N x N parts of each image as well as the whole "
+                             "(`tiles` in the manifest), instead of the manifest's setting (default: the manifest's, "
+                             "else 1).")
     parser.add_argument("--no-cost", action="store_true", help="Skip the camera cost (quality figures only).")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "litter_model.json",
                         help="Where to write the JSON figures.")
@@ -143,7 +150,8 @@ def main() -> int:
     spec = as_shipped(args.manifest, training["name"])
     beside = Path(args.coco) if spec.get("yield_to") else None
     score = spec.get("min_score") or OPERATING_SCORE
-    shipped = figures_of(args.model_dir, args.target, beside, frames, samples, imgsz, score)
+    tiles = args.tiles or spec.get("tiles") or 1
+    shipped = figures_of(args.model_dir, args.target, beside, frames, samples, imgsz, score, tiles)
     figures = {
         "benchmark": "litter_model",
         "model": f"{training['name']} {training['version']}",
@@ -158,12 +166,15 @@ def main() -> int:
         "false_boxes_per_frame": shipped["clean"]["false_boxes_per_frame"],
         "clean": shipped["clean"],
         "goals": {"recall": 0.8, "false_boxes_per_frame": 0.05},
-        "trade_off": trade_off(args.model_dir, args.target, beside, frames, samples, imgsz, {score: shipped}),
+        "trade_off": trade_off(args.model_dir, args.target, beside, frames, samples, imgsz, {score: shipped}, tiles),
     }
     variants = {}
+    if tiles > 1:  # what looking at the parts buys
+        variants[f"{args.model_dir.name} whole images only"] = figures_of(args.model_dir, args.target, beside, frames,
+                                                                          samples, imgsz, score)
     if beside is not None:  # what the model sees without the COCO model's help
         variants[f"{args.model_dir.name} alone"] = figures_of(args.model_dir, args.target, None, frames, samples,
-                                                              imgsz, score)
+                                                              imgsz, score, tiles)
     for other in args.compare:
         finished = (other / "report.json").exists()
         variants[f"{other.name} alone"] = figures_of(other, args.target, None, frames, samples, imgsz)

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.detections import Detections
+from edge.tiles import detect_tiled
 from gridwatch.contract import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,10 @@ class Detector:
         self._tracker = BYTETracker(args=IterableSimpleNamespace(**YAML.load(check_yaml(tracker))))
         self.info = self.shared.info
 
+    def rows(self, image: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """The model's boxes of this camera's classes in `image`: x1, y1, x2, y2 in pixels, score, class."""
+        return self.shared.predict(image, self._classes, self.confidence).boxes.data.cpu().numpy()
+
     @staticmethod
     def identity(path: Path, model: str) -> ModelInfo:
         """A city model's name and version from the `identity.yaml` its training wrote beside the weights and
@@ -182,9 +187,17 @@ class Detector:
 
         return ModelInfo(name=name, version=f"ultralytics-{ultralytics.__version__}")
 
-    def track(self, frame: NDArray[np.uint8]) -> Detections:
-        result = self.shared.predict(frame, self._classes, self.confidence)
-        tracks = self._tracker.update(result.boxes.cpu().numpy(), frame)
+    def track(self, frame: NDArray[np.uint8], tiles: int = 1) -> Detections:
+        """This camera's tracked objects in `frame`, seen whole and, with `tiles` > 1, also a tile at a time
+        (`edge.tiles`)."""
+        if tiles > 1:
+            from ultralytics.engine.results import Boxes
+
+            rows = detect_tiled(self.rows, frame, tiles)
+            seen = Boxes(rows, frame.shape[:2])
+        else:
+            seen = self.shared.predict(frame, self._classes, self.confidence).boxes.cpu().numpy()
+        tracks = self._tracker.update(seen, frame)
         if len(tracks) == 0:
             return Detections()
         # rows: x1, y1, x2, y2, track id, score, class, index of the detection

@@ -33,6 +33,11 @@ class ManifestModel(BaseModel):
         description="The median score this model's objects need to count, instead of the camera's "
                     "`tuning.min_score` (e.g. higher for a litter model, so that street clutter it half believes is "
                     "garbage raises nothing; `make bench-litter` shows what each score buys and costs).")
+    tiles: int = Field(
+        default=1, ge=1, le=4,
+        description="Also run the model on a `tiles` × `tiles` grid of overlapping parts of the frame and merge the "
+                    "boxes (2: five model calls a look instead of one), so that small objects far from the camera "
+                    "reach the model at the size it learned; for a slow model of small things, such as litter.")
     categories: dict[Category, list[str]] = Field(
         default_factory=dict, description="Classes of this model that count for each category."
     )

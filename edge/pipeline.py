@@ -301,7 +301,7 @@ class CameraPipeline:
             runner.detector.exclude = self._named if fresh else NO_PEOPLE
             return runner.detector.update(frame.image, frame.timestamp, frame.analysis_grey)
         started = time.perf_counter()
-        detections = runner.detector.track(frame.image)
+        detections = runner.detector.track(frame.image, runner.spec.tiles)
         self.stats.detect_seconds += time.perf_counter() - started
         self._named, self._named_at = detections.boxes, frame.timestamp
         return detections

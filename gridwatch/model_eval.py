@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from edge.detections import covered_share
+from edge.tiles import detect_tiled
 from gridwatch import citydata
 
 OPERATING_SCORE = 0.35
@@ -40,7 +41,7 @@ class CityDetector:
     model itself (when it learned those classes) or a second model beside it (`suppressor`) sees."""
 
     def __init__(self, weights: Path | str, target: str, suppressor: Path | str | None = None,
-                 score: float = OPERATING_SCORE, imgsz: int = 640) -> None:
+                 score: float = OPERATING_SCORE, imgsz: int = 640, tiles: int = 1) -> None:
         from ultralytics import YOLO
 
         self.model = YOLO(str(weights), task="detect")
@@ -50,16 +51,23 @@ class CityDetector:
         self.suppressor = YOLO(str(suppressor), task="detect") if suppressor else None
         self.score = score
         self.imgsz = imgsz
+        self.tiles = tiles
+        """As the manifest's `tiles`: the model also looks at a grid of parts of the image (`edge.tiles`)."""
+
+    def _rows(self, model, image: NDArray[np.uint8]) -> NDArray[np.float32]:  # noqa: ANN001 - a YOLO
+        return model.predict(image, conf=self.score, imgsz=self.imgsz, verbose=False)[0].boxes.data.cpu().numpy()
 
     def boxes(self, image: NDArray[np.uint8]) -> BoxArray:
-        result = self.model.predict(image, conf=self.score, imgsz=self.imgsz, verbose=False)[0]
-        names = [result.names[int(c)] for c in result.boxes.cls.tolist()]
-        boxes = result.boxes.xyxyn.cpu().numpy().astype(np.float64)
+        height, width = image.shape[:2]
+        scale = np.array([width, height, width, height], dtype=np.float64)
+        rows = detect_tiled(lambda part: self._rows(self.model, part), image, self.tiles)
+        names = [self.model.names[int(c)] for c in rows[:, 5]]
+        boxes = rows[:, :4].astype(np.float64) / scale
         mine = boxes[[name == self.target for name in names]] if len(names) else np.zeros((0, 4))
         if self.suppressor is not None:
-            other = self.suppressor.predict(image, conf=self.score, imgsz=self.imgsz, verbose=False)[0]
-            others = other.boxes.xyxyn.cpu().numpy()[
-                [other.names[int(c)] in SUPPRESSING_CLASSES for c in other.boxes.cls.tolist()]]
+            other = self._rows(self.suppressor, image)
+            others = other[:, :4].astype(np.float64)[
+                [self.suppressor.names[int(c)] in SUPPRESSING_CLASSES for c in other[:, 5]]] / scale
         else:
             others = boxes[[name in SUPPRESSING_CLASSES for name in names]] if len(names) else np.zeros((0, 4))
         return mine[[covered_share(box, others) <= 0.5 for box in mine]] if len(others) else mine

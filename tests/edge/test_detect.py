@@ -71,3 +71,21 @@ def test_more_cameras_at_once_than_two_batches_hold_all_get_their_results(model_
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     assert sorted(finished) == list(range(18))
+
+
+def test_a_camera_looking_at_tiles_sees_what_is_too_small_in_the_whole_frame(model_path):
+    """The dog photo shrunk to a fifth of a wide, empty frame: far from the camera. Whole, the model finds the
+    bicycle alone; looking also at a 2 × 2 grid of parts, it finds the dog and the truck too, each once."""
+    dog = frames()["dog"]
+    height, width = dog.shape[:2]
+    far = np.full((height * 5, width * 5, 3), 90, dtype=np.uint8)
+    far[2 * height:3 * height, 2 * width:3 * width] = dog
+    registry = ModelRegistry()
+    whole, tiled = registry.detector(model_path, None), registry.detector(model_path, None)
+    for _ in range(2):  # a track is reported from its second sighting
+        seen_whole, seen_tiled = whole.track(far), tiled.track(far, tiles=2)
+    assert "dog" not in seen_whole.labels
+    assert "dog" in seen_tiled.labels and len(seen_tiled) > len(seen_whole)
+    assert seen_tiled.labels.count("dog") == 1, "the dog seen in several tiles is one object"
+    dog_box = seen_tiled.boxes[seen_tiled.labels.index("dog")]
+    assert 0.4 <= dog_box[0] < dog_box[2] <= 0.6 and 0.4 <= dog_box[1] < dog_box[3] <= 0.6, "placed in the frame"

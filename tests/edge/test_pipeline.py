@@ -27,8 +27,9 @@ class ScriptedDetector:
         self.info = ModelInfo(name=name, version="test")
         self.script, self.calls = script, []
 
-    def track(self, image) -> Detections:
+    def track(self, image, tiles: int = 1) -> Detections:
         self.calls.append(len(self.calls))
+        self.tiles = tiles
         return self.script(len(self.calls))
 
 
@@ -40,10 +41,11 @@ def detections(*objects, score: float = 0.8) -> Detections:
                       track_ids=np.array([o[2] for o in objects], dtype=np.int64))
 
 
-def build(owner_leaves_after_call: int, motion_gating: bool = False):
+def build(owner_leaves_after_call: int, motion_gating: bool = False, city_tiles: int = 1):
     manifest = Manifest.model_validate({"models": [
         {"name": "coco", "detect_fps": 5, "people": ["person"], "categories": {"illegal_parking": ["car"]}},
-        {"name": "city", "weights": "city.pt", "detect_fps": 0.5, "categories": {"litter": ["garbage"]}},
+        {"name": "city", "weights": "city.pt", "detect_fps": 0.5, "categories": {"litter": ["garbage"]},
+         "tiles": city_tiles},
     ]})
     node = NodeConfig.model_validate({"node_id": "n1", "event_codes": {"litter": "0102-07"}, "cameras": [{
         "camera_id": "c1", "source": "rtsp://x", "motion_gating": motion_gating, "health": {"enabled": False},
@@ -73,6 +75,12 @@ def test_each_model_runs_at_its_own_rate():
     pipeline, coco, city = build(owner_leaves_after_call=0)
     feed(pipeline, 60)
     assert len(coco.calls) == 300 and len(city.calls) == 30
+
+
+def test_a_model_looks_at_tiles_only_where_its_manifest_entry_asks():
+    pipeline, coco, city = build(owner_leaves_after_call=0, city_tiles=2)
+    feed(pipeline, 2)
+    assert city.tiles == 2 and coco.tiles == 1
 
 
 def test_people_seen_by_one_model_keep_litter_from_another_attended():

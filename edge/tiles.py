@@ -1,0 +1,78 @@
+"""Tiled detection: a model run on the whole frame and on an overlapping grid of its parts, merged into one set of
+boxes, so that an object a few dozen pixels wide in a camera's frame (a can, a bag across the street) reaches the
+model at twice or three times the size it has in the whole frame squeezed to the model's input (SAHI's idea)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+Rows = NDArray[np.float32]
+"""(n, 6) detections in pixels: x1, y1, x2, y2, score, class (ultralytics' `Boxes.data`)."""
+
+OVERLAP = 0.25
+"""How much neighbouring tiles share, as a part of a tile: an object on a seam is whole in one of them."""
+SAME_OBJECT = 0.5
+"""Two boxes of one class whose overlap covers this much of the smaller one are one object (a bag seen whole in a
+tile and as part of its pile in the whole frame; the two halves of an object on a seam)."""
+
+
+def windows(width: int, height: int, grid: int, overlap: float = OVERLAP) -> list[tuple[int, int, int, int]]:
+    """The `grid` × `grid` tiles of a frame, x1, y1, x2, y2 in pixels, neighbours sharing `overlap` of a tile."""
+    if grid <= 1:
+        return [(0, 0, width, height)]
+
+    def spans(size: int) -> list[tuple[int, int]]:
+        tile = int(np.ceil(size / (grid - (grid - 1) * overlap)))
+        starts = np.linspace(0, size - tile, grid).round().astype(int)
+        return [(int(start), int(start) + tile) for start in starts]
+
+    return [(x1, y1, x2, y2) for y1, y2 in spans(height) for x1, x2 in spans(width)]
+
+
+def merge(rows: Rows, same: float = SAME_OBJECT) -> Rows:
+    """Greedy non-maximum merging: the best-scored box of a class takes in the boxes of its class that mostly lie on
+    it (their intersection over the smaller box ≥ `same`), growing to cover them; its score stays the best one."""
+    if len(rows) < 2:
+        return rows
+    order = np.argsort(-rows[:, 4], kind="stable")
+    rows = rows[order]
+    areas = np.maximum((rows[:, 2] - rows[:, 0]) * (rows[:, 3] - rows[:, 1]), 1e-9)
+    taken = np.zeros(len(rows), dtype=bool)
+    kept = []
+    for index in range(len(rows)):
+        if taken[index]:
+            continue
+        taken[index] = True
+        box = rows[index].copy()
+        candidates = np.flatnonzero(~taken & (rows[:, 5] == box[5]))
+        if len(candidates):
+            others, own = rows[candidates], rows[index]
+            width = np.clip(np.minimum(others[:, 2], own[2]) - np.maximum(others[:, 0], own[0]), 0, None)
+            height = np.clip(np.minimum(others[:, 3], own[3]) - np.maximum(others[:, 1], own[1]), 0, None)
+            smaller = np.minimum(areas[candidates], areas[index])
+            absorbed = candidates[width * height / smaller >= same]
+            if len(absorbed):
+                taken[absorbed] = True
+                box[:2] = np.minimum(box[:2], rows[absorbed, :2].min(axis=0))
+                box[2:4] = np.maximum(box[2:4], rows[absorbed, 2:4].max(axis=0))
+        kept.append(box)
+    return np.stack(kept).astype(rows.dtype, copy=False)
+
+
+def detect_tiled(predict: Callable[[NDArray[np.uint8]], Rows], image: NDArray[np.uint8], grid: int) -> Rows:
+    """`predict` (one image → its rows in that image's pixels) on the whole `image` and, for `grid` > 1, on each of
+    its tiles; the rows in the image's pixels, merged."""
+    whole = np.asarray(predict(image), dtype=np.float32).reshape(-1, 6)
+    if grid <= 1:
+        return whole
+    height, width = image.shape[:2]
+    found = [whole]
+    for x1, y1, x2, y2 in windows(width, height, grid):
+        rows = np.asarray(predict(image[y1:y2, x1:x2]), dtype=np.float32).reshape(-1, 6).copy()
+        rows[:, [0, 2]] += x1
+        rows[:, [1, 3]] += y1
+        found.append(rows)
+    return merge(np.concatenate(found))

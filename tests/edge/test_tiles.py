@@ -1,0 +1,51 @@
+"""Tiled detection: the frame's parts cover it with overlap, and boxes of one object seen in several of them (or
+whole and in a part) come back as one."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.tiles import detect_tiled, merge, windows
+
+
+def test_tiles_cover_the_frame_and_neighbours_share_a_strip():
+    tiles = windows(1920, 1080, 2)
+    assert len(tiles) == 4
+    covered = np.zeros((1080, 1920), dtype=bool)
+    for x1, y1, x2, y2 in tiles:
+        assert 0 <= x1 < x2 <= 1920 and 0 <= y1 < y2 <= 1080
+        covered[y1:y2, x1:x2] = True
+    assert covered.all()
+    (left, _, left_end, _), (right, _, _, _) = tiles[0], tiles[1]
+    assert 0.2 <= (left_end - right) / (left_end - left) <= 0.3, "an object on the seam is whole in one of them"
+    assert windows(640, 480, 1) == [(0, 0, 640, 480)]
+    assert len(windows(1920, 1080, 3)) == 9
+
+
+def test_one_object_seen_twice_is_one_box_and_two_objects_stay_two():
+    pile = [100, 100, 300, 260, 0.6, 0]
+    bag_in_pile = [120, 150, 200, 250, 0.8, 0]  # a tile saw one bag of the pile, more surely
+    bag_apart = [500, 100, 560, 160, 0.7, 0]
+    car_on_pile = [110, 110, 290, 250, 0.9, 2]  # another class is never merged in
+    merged = merge(np.array([pile, bag_in_pile, bag_apart, car_on_pile], dtype=np.float32))
+    garbage = sorted(merged[merged[:, 5] == 0].tolist())
+    assert len(garbage) == 2 and len(merged) == 3
+    assert np.allclose(garbage[0], [100, 100, 300, 260, 0.8, 0]), "the pile, with the surer score"
+    assert np.allclose(garbage[1], bag_apart)
+
+
+def test_a_small_object_is_found_in_a_tile_and_placed_in_the_frame():
+    """A stand-in model that, like a real one squeezing its input to 640 px, misses objects under 20 px there."""
+    frame = np.zeros((1080, 1920, 3), dtype=np.uint8)
+    frame[1000:1030, 1800:1840] = 255  # 40 × 30 px: 13 px wide at 640, 23 px in a tile of 1097
+
+    def predict(image: np.ndarray) -> np.ndarray:
+        scale = 640 / max(image.shape[:2])
+        ys, xs = np.nonzero(image[:, :, 0])
+        if not len(xs) or (xs.max() - xs.min() + 1) * scale < 20:
+            return np.zeros((0, 6), dtype=np.float32)
+        return np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, 0.9, 0]], dtype=np.float32)
+
+    assert len(detect_tiled(predict, frame, 1)) == 0
+    found = detect_tiled(predict, frame, 2)
+    assert found.tolist() == [[1800, 1000, 1840, 1030, np.float32(0.9), 0]]
