@@ -139,7 +139,9 @@ class CaseService:
         location = Location(lat=case.lat, lon=case.lon) if case.lat is not None else None
         assignment, deadline = self.dispatcher.assign(Category(case.category), location, now, unit_id)
         self._assign(case, assignment)
-        case.deadline_at, case.dispatched_at, case.accepted_at = deadline, now, None
+        # a new round: its acceptance and its feedback are yet to come (the last round's feedback, kept, made a
+        # handling time that ran backwards once this round was accepted)
+        case.deadline_at, case.dispatched_at, case.accepted_at, case.feedback_at = deadline, now, None, None
         case.escalation_level = 0
         target = assignment.unit_name + (f", street chief {assignment.street_chief.name}"
                                          if assignment.street_chief else "")

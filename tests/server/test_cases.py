@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import threading
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from gridwatch.contract import CaseAction, CaseMessage, Category, event_topic
 from server.core.security import Role
 from server.models import CaseRecord, EventRecord
+from server.services.assessment import GroupBy, Period, assess
 from server.services.dispatch import Dispatcher
 from server.services.events import lock_case
 from tests.factories import event_payload
@@ -126,6 +128,28 @@ def test_a_repeat_soon_after_closure_reopens_the_case_and_a_late_one_opens_anoth
     city.clock.advance(minutes=31)
     city.detect()
     assert city.cases() == 2 and city.case(1).status == "closed"
+
+
+def test_a_reopened_case_is_timed_by_its_new_round_not_the_last_ones_feedback(city):
+    """Found by review: a reopened case kept the first round's feedback time, so once the new round was accepted
+    its handling time ran backwards (feedback before acceptance) and pulled the unit's mean handling time down."""
+    first = city.detect()
+    city.act("accept", Role.FIELD_STAFF)
+    city.clock.advance(minutes=30)
+    city.act("feedback", Role.FIELD_STAFF, reason="cleared")
+    city.detect(type="end", violation_id=first["violation_id"])
+    city.clock.advance(minutes=20)
+    city.detect()  # back again: reopened
+    city.clock.advance(minutes=10)
+    city.act("accept", Role.FIELD_STAFF)
+    case = city.case()
+    assert case.status == "handling" and case.feedback_at is None
+    [row] = assess([case], GroupBy.UNIT, Period.DAY, ZoneInfo("Asia/Shanghai"), city.clock.now)
+    assert row.mean_handling_minutes is None, "no feedback in this round yet"
+    city.clock.advance(minutes=45)
+    city.act("feedback", Role.FIELD_STAFF, reason="cleared again")
+    [row] = assess([city.case()], GroupBy.UNIT, Period.DAY, ZoneInfo("Asia/Shanghai"), city.clock.now)
+    assert row.mean_handling_minutes == 45
 
 
 def test_the_camera_that_raised_the_case_verifies_its_closure(city):
