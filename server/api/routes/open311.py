@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from gridwatch.contract import DEFAULT_EVENT_CODES, Category, Location
@@ -49,7 +50,11 @@ def services() -> list[dict]:
 
 async def _params(request: Request) -> dict[str, str]:
     body = await request.body()
-    if request.headers.get("content-type", "").startswith("application/json"):
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/"):
+        raise ValueError("send the report form-encoded (application/x-www-form-urlencoded) or as JSON; media "
+                         "uploads are not taken")
+    if content_type.startswith("application/json"):
         try:
             data = json.loads(body or b"{}")
         except json.JSONDecodeError as problem:
@@ -85,7 +90,7 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
     caller = request.app.state.tokens.principal(key)
     if caller is None:
         throttle.failed(address)
-        return error(401, "unknown API token (api_key)")
+        return error(403, "unknown API token: invalid api_key (GeoReport answers 403)")
     if caller.role not in _POSTERS:
         return error(403, f"a {caller.role.value} may not file reports; it needs: admin, integrator, operator")
     try:
@@ -125,8 +130,9 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
 
 
 def _request(case: CaseRecord, last: CaseTransition | None) -> dict:
+    """A case as a GeoReport service request. `media_url` stays empty: a camera's evidence shows passers-by and
+    number plates, for the city's staff (the REST API, with a token), never the public this endpoint serves."""
     name, _ = SERVICES[Category(case.category)]
-    media = f"/api/v1/evidence/{case.events[0].event_id}" if case.events else None
     return {
         "service_request_id": str(case.id), "status": "closed" if case.status in FINISHED else "open",
         "status_notes": f"{case.status}: {last.reason}" if last else case.status,
@@ -136,44 +142,86 @@ def _request(case: CaseRecord, last: CaseTransition | None) -> dict:
         "requested_datetime": case.opened_at.isoformat(), "updated_datetime": case.updated_at.isoformat(),
         "expected_datetime": case.deadline_at.isoformat() if case.deadline_at else None,
         "address": case.address or case.street, "address_id": None, "zipcode": None,
-        "lat": case.lat, "long": case.lon, "media_url": media,
+        "lat": case.lat, "long": case.lon, "media_url": None,
     }
+
+
+def _requests(session: Session, cases: list[CaseRecord]) -> list[dict]:
+    """The cases as service requests, each with its last step, read in one query (a busy case has thousands)."""
+    last_steps = (select(func.max(CaseTransition.id)).where(CaseTransition.case_id.in_([c.id for c in cases]))
+                  .group_by(CaseTransition.case_id))
+    last = {step.case_id: step for step in session.scalars(select(CaseTransition)
+                                                           .where(CaseTransition.id.in_(last_steps)))}
+    return [_request(case, last.get(case.id)) for case in cases]
+
+
+def _moment(name: str, text: str | None) -> datetime | None:
+    """A W3C datetime from the query, e.g. 2026-11-23T09:00:00+08:00; ValueError says what is wrong."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{name}: not a W3C datetime ({text[:40]!r}), e.g. 2026-11-23T09:00:00+08:00") from None
+    if problem := moment_problem(name, moment):
+        raise ValueError(problem + " (W3C format)")
+    return moment
+
+
+def _listed(text: str, name: str, allowed: set[str]) -> list[str]:
+    """A comma-delimited list of the query, each item one of `allowed`; ValueError names the others."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if unknown := [item for item in items if item not in allowed]:
+        raise ValueError(f"{name}: unknown {', '.join(repr(item[:40]) for item in unknown[:5])}; one or more "
+                         f"(comma-delimited) of {', '.join(sorted(allowed))}")
+    return items
+
+
+DEFAULT_WINDOW = timedelta(days=90)
+"""Without dates (or ids), the requests of the last 90 days, as GeoReport v2 says."""
 
 
 @router.get("/requests", summary="GeoReport v2: service requests — citizen reports and camera cases alike")
 @router.get("/requests.json", include_in_schema=False)
 def get_requests(
     session: SessionDep,
-    service_request_id: Annotated[str | None, Query(description="Comma-separated ids.")] = None,
-    service_code: Annotated[str | None, Query()] = None,
-    status: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
-    start_date: Annotated[datetime | None, Query()] = None,
-    end_date: Annotated[datetime | None, Query()] = None,
+    service_request_id: Annotated[str | None, Query(description="Comma-delimited ids; overrides the others.")]
+    = None,
+    service_code: Annotated[str | None, Query(description="Comma-delimited service codes.")] = None,
+    status: Annotated[str | None, Query(description="open, closed, or open,closed.")] = None,
+    start_date: Annotated[str | None, Query(description="Earliest requested_datetime (W3C, with a zone).")] = None,
+    end_date: Annotated[str | None, Query(description="Latest requested_datetime to include (W3C, with a zone); "
+                                                      "without either date, the last 90 days.")] = None,
 ):  # noqa: ANN201
-    query = select(CaseRecord)
-    if service_request_id:
+    if service_request_id:  # GeoReport v2: the ids override every other argument
         try:
             ids = [int(part) for part in service_request_id.split(",")]
         except ValueError:
-            return error(400, "service_request_id: comma-separated numbers")
+            return error(400, "service_request_id: comma-delimited numbers")
         if len(ids) > 1000 or not all(0 < i <= MAX_ID for i in ids):
             return error(400, "service_request_id: at most 1000 ids, each a case number")
-        query = query.where(CaseRecord.id.in_(ids))
-    if service_code:
-        query = query.where(CaseRecord.category == service_code)
-    if status:
-        finished = [s.value for s in FINISHED]
-        query = query.where(CaseRecord.status.in_(finished) if status == "closed"
-                            else CaseRecord.status.not_in(finished))
-    for name, moment in (("start_date", start_date), ("end_date", end_date)):
-        if problem := moment_problem(name, moment):
-            return error(400, problem + " (W3C format)")
-    if start_date:
-        query = query.where(CaseRecord.opened_at >= start_date)
-    if end_date:
-        query = query.where(CaseRecord.opened_at < end_date)
-    cases = session.scalars(query.order_by(CaseRecord.id.desc()).limit(1000)).all()
-    return [_request(case, case.transitions[-1] if case.transitions else None) for case in cases]
+        query = select(CaseRecord).where(CaseRecord.id.in_(ids))
+    else:
+        try:
+            codes = _listed(service_code, "service_code", {c.value for c in Category}) if service_code else []
+            states = set(_listed(status, "status", {"open", "closed"})) if status else set()
+            start, end = _moment("start_date", start_date), _moment("end_date", end_date)
+        except ValueError as problem:
+            return error(400, str(problem))
+        query = select(CaseRecord)
+        if codes:
+            query = query.where(CaseRecord.category.in_(codes))
+        if len(states) == 1:
+            finished = [s.value for s in FINISHED]
+            query = query.where(CaseRecord.status.in_(finished) if states == {"closed"}
+                                else CaseRecord.status.not_in(finished))
+        if start is None and end is None:
+            start = utcnow() - DEFAULT_WINDOW
+        if start is not None:
+            query = query.where(CaseRecord.opened_at >= start)
+        if end is not None:
+            query = query.where(CaseRecord.opened_at <= end)
+    return _requests(session, list(session.scalars(query.order_by(CaseRecord.id.desc()).limit(1000))))
 
 
 @router.get("/requests/{service_request_id}", summary="GeoReport v2: one service request")
@@ -183,4 +231,4 @@ def get_request(service_request_id: str, session: SessionDep):  # noqa: ANN201
     case = session.get(CaseRecord, int(service_request_id)) if known else None
     if case is None:
         return error(404, f"no service request {service_request_id}")
-    return [_request(case, case.transitions[-1] if case.transitions else None)]
+    return _requests(session, [case])
