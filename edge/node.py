@@ -36,6 +36,10 @@ from gridwatch.contract import (
 log = logging.getLogger(__name__)
 
 
+STOP_GRACE_SECONDS = 10.0
+"""How long a stopping node waits for each camera and its streetlights to finish what they are doing."""
+
+
 class EdgeNode:
     def __init__(self, config: NodeConfig, link: NodeLink, pipelines: list[CameraPipeline], outbox: Outbox,
                  lamps: list[StreetlightMonitor] | None = None) -> None:
@@ -189,7 +193,12 @@ class EdgeNode:
         finally:
             stop.set()
             for thread in threads:
-                thread.join(timeout=10)
+                thread.join(timeout=STOP_GRACE_SECONDS)
+            if busy := [thread.name for thread in threads if thread.is_alive()]:
+                # a camera still in its frame (a slow model) ends its violations as interrupted when it stops: the
+                # outbox stays open for them, and what they write goes out at the next start
+                log.warning("%s still busy after %.0f s; the outbox stays open for what they write", ", ".join(busy),
+                            STOP_GRACE_SECONDS)
             deadline = time.monotonic() + 10
             while self._outbox_figures()["outbox_depth"] and self.link.connected.is_set() and \
                     time.monotonic() < deadline:
@@ -202,6 +211,7 @@ class EdgeNode:
             if depth := self._outbox_figures()["outbox_depth"]:
                 log.warning("%d message(s) not yet acknowledged stay in %s and go out at the next start",
                             depth, self.outbox.path)
-            self.outbox.close()
+            if not busy:
+                self.outbox.close()
         return 1 if any(p.error for p in self.pipelines) else 0
 

@@ -5,9 +5,11 @@ is cut off for hours, would otherwise lose what it had not sent.
 Events leave in the order they were written, and before evidence: after an outage, a fresh violation does not wait
 behind hours of evidence images (evidence keeps a fifth of the sender's window, so a flood of events never starves
 it either; each lane keeps its own order). When the outbox reaches its size limit it makes room by the stated
-policy — the oldest evidence first, then the oldest events — and counts everything it drops, so nothing is lost
-silently; the counts go out in telemetry. A message the broker refuses (not authorised, say: it would never get
-through) leaves the outbox too, counted and logged the same way.
+policy — the oldest evidence first, then, for a new event only, the oldest events: an image never pushes out an
+event record, since an image is an attachment and an event (an `end` above all) is what a case follows; an image
+that finds no room among the images, or any message larger than the whole outbox, is not stored — and counts
+everything it drops, so nothing is lost silently; the counts go out in telemetry. A message the broker refuses
+(not authorised, say: it would never get through) leaves the outbox too, counted and logged the same way.
 """
 
 from __future__ import annotations
@@ -50,9 +52,15 @@ class Outbox:
         self._size = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM outbox").fetchone()[0]
         self.wakeup = threading.Event()
 
-    def put(self, topic: str, payload: bytes, kind: str) -> int:
+    def put(self, topic: str, payload: bytes, kind: str) -> int | None:
+        """Stores the message and returns its id; None when the size limit leaves it no room (counted as
+        `dropped_KIND` and logged)."""
         with self._lock:
-            self._make_room(len(payload))
+            if not self._make_room(len(payload), kind):
+                self._count(f"dropped_{kind}")
+                log.error("outbox full (%d bytes): the new %s %s (%d bytes) finds no room; dropped", self.max_bytes,
+                          kind, topic, len(payload))
+                return None
             cursor = self._db.execute(
                 "INSERT INTO outbox (topic, payload, kind, bytes, created) VALUES (?, ?, ?, ?, ?)",
                 (topic, payload, kind, len(payload), time.time()),
@@ -61,8 +69,16 @@ class Outbox:
         self.wakeup.set()
         return int(cursor.lastrowid)
 
-    def _make_room(self, incoming: int) -> None:
-        for kind in (EVIDENCE, EVENT):  # the stated policy: oldest evidence first, event records last
+    def _make_room(self, incoming: int, incoming_kind: str) -> bool:
+        """Room for `incoming` bytes by the stated policy (oldest evidence first; event records only for an event);
+        False, with nothing dropped, when there can be none."""
+        victims = (EVIDENCE, EVENT) if incoming_kind == EVENT else (EVIDENCE,)
+        room = self.max_bytes - self._size + sum(self._db.execute(
+            f"SELECT COALESCE(SUM(bytes), 0) FROM outbox WHERE kind IN ({', '.join('?' * len(victims))})",  # noqa: S608
+            victims).fetchone())
+        if incoming > room:
+            return False
+        for kind in victims:
             while self._size + incoming > self.max_bytes:
                 row = self._db.execute("SELECT id, bytes, topic FROM outbox WHERE kind = ? ORDER BY id LIMIT 1",
                                        (kind,)).fetchone()
@@ -72,6 +88,7 @@ class Outbox:
                 self._size -= row[1]
                 self._count(f"dropped_{kind}")
                 log.error("outbox full (%d bytes): dropped the oldest %s, %s", self.max_bytes, kind, row[2])
+        return True
 
     def _count(self, name: str) -> None:
         self._db.execute("INSERT INTO counters (name, value) VALUES (?, 1) "

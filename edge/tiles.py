@@ -47,17 +47,19 @@ def merge(rows: Rows, same: float = SAME_OBJECT) -> Rows:
             continue
         taken[index] = True
         box = rows[index].copy()
-        candidates = np.flatnonzero(~taken & (rows[:, 5] == box[5]))
-        if len(candidates):
-            others, own = rows[candidates], rows[index]
-            width = np.clip(np.minimum(others[:, 2], own[2]) - np.maximum(others[:, 0], own[0]), 0, None)
-            height = np.clip(np.minimum(others[:, 3], own[3]) - np.maximum(others[:, 1], own[1]), 0, None)
-            smaller = np.minimum(areas[candidates], areas[index])
+        while len(candidates := np.flatnonzero(~taken & (rows[:, 5] == box[5]))):
+            # against the box as it has grown, until it takes in no more: a truck across a seam, seen whole and as
+            # two halves, is one box, though the halves overlap each other little
+            others = rows[candidates]
+            width = np.clip(np.minimum(others[:, 2], box[2]) - np.maximum(others[:, 0], box[0]), 0, None)
+            height = np.clip(np.minimum(others[:, 3], box[3]) - np.maximum(others[:, 1], box[1]), 0, None)
+            smaller = np.minimum(areas[candidates], max((box[2] - box[0]) * (box[3] - box[1]), 1e-9))
             absorbed = candidates[width * height / smaller >= same]
-            if len(absorbed):
-                taken[absorbed] = True
-                box[:2] = np.minimum(box[:2], rows[absorbed, :2].min(axis=0))
-                box[2:4] = np.maximum(box[2:4], rows[absorbed, 2:4].max(axis=0))
+            if not len(absorbed):
+                break
+            taken[absorbed] = True
+            box[:2] = np.minimum(box[:2], rows[absorbed, :2].min(axis=0))
+            box[2:4] = np.maximum(box[2:4], rows[absorbed, 2:4].max(axis=0))
         kept.append(box)
     return np.stack(kept).astype(rows.dtype, copy=False)
 

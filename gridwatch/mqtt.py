@@ -11,6 +11,7 @@ import logging
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +115,9 @@ class MqttClient:
         self.connected = threading.Event()
         self._stopping = False
         self.published = 0
-        self.refused: list[tuple[str, str]] = []
-        """(topic, reason) of publishes the broker refused (e.g. not authorised)."""
+        self.refused: deque[tuple[str, str]] = deque(maxlen=100)
+        """(topic, reason) of the last publishes the broker refused (e.g. not authorised); only the last 100, since
+        a broker refusing every event of a node would otherwise fill the memory in months."""
 
     # ---- hooks for subclasses -------------------------------------------------------------------------------------
 

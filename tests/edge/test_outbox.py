@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edge import node as node_module
 from edge.config import NodeConfig
 from edge.node import EdgeNode
 from edge.outbox import EVENT, EVIDENCE, Outbox
@@ -53,6 +54,21 @@ def test_when_full_the_oldest_evidence_goes_first_and_every_drop_is_counted(tmp_
     assert [m.topic for m in outbox.pending()] == ["e/2", "e/3", "e/4"]
     assert outbox.counters() == {"dropped_evidence": 2, "dropped_event": 1}
     assert outbox.size_bytes <= 1000
+
+
+def test_an_image_never_pushes_an_event_out_and_what_cannot_fit_is_refused_counted(tmp_path):
+    """Found by review: with no evidence left to drop, a new image pushed out event records (an `end` lost leaves
+    its case open for good), and an image larger than the whole outbox emptied it and was stored anyway."""
+    outbox = Outbox(tmp_path / "outbox.db", max_bytes=1000)
+    for index in range(8):
+        outbox.put(f"e/{index}", b"x" * 100, EVENT)
+    assert outbox.put("v/1", b"j" * 500, EVIDENCE) is None, "no image to make room among: the image is dropped"
+    assert outbox.put("v/2", b"j" * 200, EVIDENCE) is not None
+    assert outbox.put("v/3", b"j" * 5000, EVIDENCE) is None
+    assert outbox.put("e/big", b"x" * 5000, EVENT) is None, "larger than the whole outbox: nothing is dropped for it"
+    assert [m.topic for m in outbox.pending()] == [f"e/{index}" for index in range(8)] + ["v/2"]
+    assert outbox.counters() == {"dropped_evidence": 2, "dropped_event": 1}
+    assert outbox.size_bytes == 1000
 
 
 def persistent_subscriber(mqtt_client):
@@ -244,6 +260,35 @@ def test_a_node_whose_outbox_cannot_store_keeps_running_and_reports_what_it_lost
     finally:
         stop.set()
         thread.join(15)
+
+
+def test_what_a_thread_still_busy_at_shutdown_writes_is_kept_for_the_next_start(running_broker, tmp_path,
+                                                                                monkeypatch):
+    """Found by review: a stopping node closed its outbox while a camera was still in its frame (a slow model), so
+    the `end`s it wrote as it stopped were lost, counted in telemetry that had already gone."""
+    monkeypatch.setattr(node_module, "STOP_GRACE_SECONDS", 0.2)
+    config = NodeConfig.model_validate({
+        "node_id": "node-a", "state_dir": str(tmp_path), "mqtt": {
+            "port": running_broker.port, "password": running_broker.credentials.nodes["node-a"]},
+        "streetlights": [{"lamp_id": "lamp-7", "adapter": {"type": "simulated"}}]})
+    node = EdgeNode.build(config)
+    finished = threading.Event()
+
+    def slow_to_stop(stop: threading.Event) -> None:  # the lamps' thread, in the middle of a slow step
+        stop.wait()
+        time.sleep(1.0)
+        node.publish(TOPIC, b'{"n": "interrupted"}')
+        finished.set()
+
+    monkeypatch.setattr(node, "run_streetlights", slow_to_stop)
+    stop = threading.Event()
+    runner = threading.Thread(target=node.run, args=(stop,), daemon=True)
+    runner.start()
+    wait_until(lambda: node.link.connected.is_set(), timeout=20)
+    stop.set()
+    runner.join(30)
+    assert finished.wait(10) and not node.unstored, "stored, not lost"
+    assert [m.payload for m in Outbox(tmp_path / "node-a" / "outbox.db").pending()] == [b'{"n": "interrupted"}']
 
 
 def test_after_an_outage_fresh_events_go_ahead_of_the_evidence_backlog_and_evidence_still_flows(

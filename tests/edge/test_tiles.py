@@ -34,6 +34,15 @@ def test_one_object_seen_twice_is_one_box_and_two_objects_stay_two():
     assert np.allclose(garbage[1], bag_apart)
 
 
+def test_an_object_across_a_seam_seen_whole_and_in_two_halves_is_one_box():
+    """Found by review: the halves were tested against the first box's own corners only, so the second half,
+    overlapping the first little, survived as a second truck."""
+    left_half, whole, right_half = [300, 400, 1098, 700, 0.8, 7], [300, 400, 1500, 700, 0.6, 7], \
+        [822, 400, 1500, 700, 0.7, 7]
+    merged = merge(np.array([left_half, whole, right_half], dtype=np.float32))
+    assert merged.tolist() == [[300, 400, 1500, 700, np.float32(0.8), 7]]
+
+
 def test_a_small_object_is_found_in_a_tile_and_placed_in_the_frame():
     """A stand-in model that, like a real one squeezing its input to 640 px, misses objects under 20 px there."""
     frame = np.zeros((1080, 1920, 3), dtype=np.uint8)
