@@ -43,19 +43,33 @@ export function releaseImage(path) {
   url?.then((objectUrl) => URL.revokeObjectURL(objectUrl), () => {});
 }
 
-/** Calls `onCase(message)` for every case change; `onState(connected)` as the link comes and goes. */
-export function liveFeed(onCase, onState, onResync) {
+/** Calls `onCase(message)` for every case change; `onState(connected)` as the link comes and goes; `onResync()`
+ * when changes may have been missed (the server said so, or the stream was down a while: every reconnect);
+ * `onDenied(status)` once, when the token is refused (revoked, or the role lost): then the feed stops, since every
+ * refused try counts against the address's login limit and would soon lock out every console behind it. */
+export function liveFeed(onCase, onState, onResync, onDenied) {
   let stopped = false;
   let controller = null;
   async function run() {
+    let wait = 2000;
+    let connectedBefore = false;
     while (!stopped) {
       controller = new AbortController();
       try {
         const response = await fetch("/api/v1/live", {
           headers: { Authorization: `Bearer ${session.token}` }, signal: controller.signal,
         });
+        if (response.status === 401 || response.status === 403) {
+          stopped = true;
+          onState(false);
+          onDenied?.(response.status);
+          return;
+        }
         if (!response.ok) throw new Error(`live: HTTP ${response.status}`);
         onState(true);
+        wait = 2000;
+        if (connectedBefore) onResync();  // what changed while it was down is not replayed: read afresh
+        connectedBefore = true;
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = "";
         for (;;) {
@@ -74,9 +88,10 @@ export function liveFeed(onCase, onState, onResync) {
         }
       } catch (error) {
         if (stopped) return;
+        wait = Math.min(wait * 2, 30000);  // a server away: back off, up to 30 s
       }
       onState(false);
-      if (!stopped) await new Promise((resolve) => setTimeout(resolve, 2000));
+      if (!stopped) await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
   run();

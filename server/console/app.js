@@ -41,14 +41,18 @@ function route() {
   document.querySelectorAll("header nav a").forEach((link) => {
     link.classList.toggle("active", link.getAttribute("href").slice(1).split("/")[1] === parts[0]);
   });
-  if (parts[0] === "cases") page = new CaseBoard(view, params);
-  else if (parts[0] === "case") page = new CasePage(view, parts[1]);
-  else if (parts[0] === "board") page = new Board(view);
-  else if (parts[0] === "city") page = new CityView(view);
-  else if (parts[0] === "assessment") page = new AssessmentPage(view, params);
-  else if (parts[0] === "zones") page = new ZoneEditor(view, params);
-  else page = new ReviewQueue(view);
-  page.mount().catch((error) => view.replaceChildren(h("p", { class: "error" }, error.message)));
+  // each page draws into a box of its own: a page left while it was still loading (or its timer still running)
+  // draws into a box no longer shown, never over the page the operator moved to
+  const root = h("div", { class: "page" });
+  view.replaceChildren(root);
+  if (parts[0] === "cases") page = new CaseBoard(root, params);
+  else if (parts[0] === "case") page = new CasePage(root, parts[1]);
+  else if (parts[0] === "board") page = new Board(root);
+  else if (parts[0] === "city") page = new CityView(root);
+  else if (parts[0] === "assessment") page = new AssessmentPage(root, params);
+  else if (parts[0] === "zones") page = new ZoneEditor(root, params);
+  else page = new ReviewQueue(root);
+  page.mount().catch((error) => root.replaceChildren(h("p", { class: "error" }, error.message)));
 }
 
 function start() {
@@ -59,7 +63,8 @@ function start() {
   stopLive?.();
   stopLive = liveFeed((message) => page?.changed(message),
     (connected) => document.getElementById("live-state").classList.toggle("on", connected),
-    () => route());
+    () => route(),
+    () => { session.token = null; session.caller = null; loginPage(t("login.revoked")); });
   if (!location.hash) location.hash = "#/review";
   route();
 }

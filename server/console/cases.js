@@ -4,6 +4,19 @@ import { api, imageUrl } from "./api.js";
 import { duration, h, toast, when } from "./dom.js";
 import { t } from "./i18n.js";
 
+const RUNNING = ["dispatched", "handling", "returned"];  // the deadline's clock runs (as the server's `overdue`)
+
+/** Whether a case in this status can be late: its unit has it and the clock runs (not deferred, not finished). */
+function runsLate(status) { return RUNNING.includes(status); }
+
+/** The deadline's note: time left or overdue while the clock runs; afterwards whether it was met. */
+function deadlineNote(item, left) {
+  if (runsLate(item.status)) return t(left < 0 ? "case.late" : "case.left", { t: duration(left) });
+  if (item.on_time === true) return t("case.met");
+  if (item.on_time === false) return t("case.missed");
+  return item.status;
+}
+
 const STATUSES = ["collected", "registered", "dispatched", "handling", "feedback", "verified", "closed", "returned",
                   "deferred", "void"];
 const CATEGORIES = ["illegal_parking", "street_vending", "litter", "device_fault", "streetlight_fault"];
@@ -33,7 +46,7 @@ export class CaseBoard {
     const now = Date.now();
     const rows = page.items.map((item) => {
       const left = item.deadline_at ? (new Date(item.deadline_at) - now) / 1000 : null;
-      const open = !["closed", "void", "verified", "feedback"].includes(item.status);
+      const open = runsLate(item.status);
       return h("tr", { class: "link", dataset: { caseId: item.id }, onclick: () => { location.hash = `#/case/${item.id}`; } },
         h("td", {}, `#${item.id}`), h("td", {}, h("span", { class: `status ${item.status}` }, item.status)),
         h("td", {}, item.category), h("td", {}, item.assignment?.unit_name ?? "—"),
@@ -75,8 +88,8 @@ export class CasePage {
             h("dt", {}, t("fact.grid")), h("dd", {}, `${assignment.grid_id ?? "—"} ${assignment.community ?? ""} ${assignment.street ?? ""}`),
             h("dt", {}, t("fact.chief")), h("dd", {}, assignment.street_chief ? `${assignment.street_chief.name} ${assignment.street_chief.phone ?? ""}` : "—"),
             h("dt", {}, t("fact.on_duty")), h("dd", {}, assignment.on_duty ? `${assignment.on_duty.name} ${assignment.on_duty.phone ?? ""}` : "—"),
-            h("dt", {}, t("fact.deadline")), h("dd", { class: left !== null && left < 0 ? "overdue" : "" },
-              item.deadline_at ? `${when(item.deadline_at)} (${t(left < 0 ? "case.late" : "case.left", { t: duration(left) })})` : "—")),
+            h("dt", {}, t("fact.deadline")), h("dd", { class: runsLate(item.status) && left !== null && left < 0 ? "overdue" : "" },
+              item.deadline_at ? `${when(item.deadline_at)} (${deadlineNote(item, left)})` : "—")),
           item.reports.length > 0 && h("h2", {}, t("case.reports")),
           item.reports.length > 0 && h("ol", { class: "timeline", id: "reports" }, item.reports.map((report) => h("li", {},
             h("strong", {}, when(report.at)), ` · ${report.via}`, report.address && ` · ${report.address}`,

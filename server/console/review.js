@@ -4,11 +4,15 @@
 // between items without redrawing the list, shows the next item as soon as a decision is made (the request runs
 // behind it and puts the item back if it fails) and fetches the next items' evidence before they are needed.
 
-import { api, imageUrl, releaseImage } from "./api.js";
+import { api, imageUrl, releaseImage, session } from "./api.js";
 import { duration, h, toast, when } from "./dom.js";
 import { t } from "./i18n.js";
 
 const REASONS = ["false_positive", "duplicate", "not_our_responsibility"];
+const DECIDERS = new Set(["operator", "admin"]);  // who may file or void a detection (the workflow's table)
+
+/** Whether this console's caller may confirm or reject: others see the queue, read only. */
+function mayDecide() { return DECIDERS.has(session.caller?.role); }
 const PAGE = 200;
 const PREFETCH = 2;
 
@@ -99,11 +103,13 @@ export class ReviewQueue {
     const item = this.items[this.current];
     const actions = {
       j: () => this.move(1), ArrowDown: () => this.move(1), k: () => this.move(-1), ArrowUp: () => this.move(-1),
-      c: () => item && this.decide([item.id], "file"), Enter: () => item && this.decide([item.id], "file"),
-      f: () => item && this.decide([item.id], "void", "false_positive"),
-      d: () => item && this.decide([item.id], "void", "duplicate"),
-      n: () => item && this.decide([item.id], "void", "not_our_responsibility"),
-      x: () => item && this.toggle(item.id),
+      ...(mayDecide() ? {
+        c: () => item && this.decide([item.id], "file"), Enter: () => item && this.decide([item.id], "file"),
+        f: () => item && this.decide([item.id], "void", "false_positive"),
+        d: () => item && this.decide([item.id], "void", "duplicate"),
+        n: () => item && this.decide([item.id], "void", "not_our_responsibility"),
+        x: () => item && this.toggle(item.id),
+      } : {}),
     };
     if (actions[event.key]) { event.preventDefault(); actions[event.key](); }
   }
@@ -165,6 +171,7 @@ export class ReviewQueue {
     }, h("input", {
       type: "checkbox", checked: this.selected.has(item.id), "aria-label": `select ${item.id}`,
       onclick: (event) => { event.stopPropagation(); this.toggle(item.id); },
+      hidden: !mayDecide(),
     }), h("div", {}, h("div", {}, `#${item.id} ${item.label} · ${item.category}`),
       h("div", { class: "meta" }, `${item.camera_id ?? item.source} · ${when(item.opened_at)} · ${item.score.toFixed(2)}`)));
   }
@@ -184,7 +191,8 @@ export class ReviewQueue {
                                     onclick: () => this.decide([...this.selected], "void", "false_positive") });
     this.detailBox = h("section", { class: "detail", id: "review-detail" });
     this.root.append(h("div", { class: "queue" },
-      h("div", {}, this.list, h("div", { class: "actions" }, this.bulkConfirm, this.bulkReject)), this.detailBox));
+      h("div", {}, this.list, mayDecide() && h("div", { class: "actions" }, this.bulkConfirm, this.bulkReject)),
+      this.detailBox));
     this.show();
   }
 
@@ -231,12 +239,13 @@ export class ReviewQueue {
         h("dt", {}, t("fact.score")), h("dd", {}, item.score.toFixed(2)),
         item.description && h("dt", {}, t("fact.description")), item.description && h("dd", {}, item.description),
         h("dt", {}, t("fact.opened")), h("dd", {}, when(item.opened_at))),
-      h("div", { class: "actions" },
+      mayDecide() ? h("div", { class: "actions" },
         h("button", { class: "primary", id: "confirm", onclick: () => this.decide([item.id], "file") },
           t("review.confirm"), " ", h("kbd", {}, "C")),
         REASONS.map((reason, index) => h("button", {
           class: "danger", id: `reject-${reason}`, onclick: () => this.decide([item.id], "void", reason),
-        }, t(`review.${reason}`), " ", h("kbd", {}, "FDN"[index])))),
+        }, t(`review.${reason}`), " ", h("kbd", {}, "FDN"[index])))) :
+        h("p", { class: "meta", id: "read-only" }, t("review.read_only")),
       h("p", { class: "meta" }, `${t("review.keys")}: J/↓ ${t("review.next")}, K/↑ ${t("review.previous")}, X ☑`));
     this.detail(item).then(({ frame: frameUrl, crop: cropUrl }) => {
       if (detail.dataset.caseId !== String(item.id)) return;  // the operator has moved on

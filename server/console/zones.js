@@ -18,6 +18,8 @@ function svg(tag, attributes = {}) {
   return node;
 }
 
+const SNAPSHOT_TRIES = 5;
+
 export class ZoneEditor {
   constructor(root, query) {
     this.root = root;
@@ -47,14 +49,32 @@ export class ZoneEditor {
     this.state = h("p", { id: "zone-state", class: "meta" }, this.describe(config));
     this.root.append(h("div", { class: "two" }, h("div", { class: "zone-stage" }, this.picture, this.overlay),
       h("div", {}, this.form, this.state)));
-    try {
-      this.picture.src = URL.createObjectURL(await api(`/api/v1/nodes/${this.node}/cameras/${this.camera}/snapshot`));
-    } catch {
+    if (!await this.showSnapshot()) {
       this.state.textContent = t("zones.no_snapshot");
       api(`/api/v1/nodes/${this.node}/commands`, { method: "POST", body: { action: "snapshot", camera_id: this.camera } })
-        .then(() => setTimeout(() => this.mount(), 2000)).catch((error) => toast(error.message));
+        .then(() => this.awaitSnapshot(SNAPSHOT_TRIES)).catch((error) => toast(error.message));
     }
     this.draw();
+  }
+
+  /** The camera's latest snapshot under the zones; false when there is none yet. */
+  async showSnapshot() {
+    try {
+      this.picture.src = URL.createObjectURL(await api(`/api/v1/nodes/${this.node}/cameras/${this.camera}/snapshot`));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** After asking the node for a snapshot: look for it every 2 s, a few times (a node offline never sends one),
+   * keeping the zones being drawn; stops when the page is left. */
+  awaitSnapshot(tries) {
+    this.timer = setTimeout(async () => {
+      if (await this.showSnapshot()) this.state.textContent = "";
+      else if (tries > 1) this.awaitSnapshot(tries - 1);
+      else this.state.textContent = t("zones.no_snapshot_came");
+    }, 2000);
   }
 
   describe(config) {

@@ -5,14 +5,16 @@ on: `IngestService.follow_cases`), so a console sees every worker's changes, not
 connected to; without one, from the changes this process makes (`Ingest.listeners`).
 
 Each open console has a bounded queue on the event loop that serves it. A console too slow to keep up is told to
-reload (`resync`) instead of being sent a partial picture; nothing else is ever dropped silently.
+reload (`resync`), and its stream ends there, instead of being sent a partial picture; nothing else is ever dropped
+silently.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from gridwatch.contract import CaseMessage
@@ -97,3 +99,26 @@ class LiveFeed:
         finally:
             with self._lock:
                 self._listeners.discard(listener)
+
+    async def frames(self, disconnected: Callable[[], Awaitable[bool]], seconds: float,
+                     keepalive: float = 15.0) -> AsyncIterator[str]:
+        """One console's stream, as Server-Sent Events frames, for `seconds` at most: each case change as
+        `event: case`, a comment every `keepalive` seconds of quiet. It ends early when the console goes
+        (`disconnected`), when the server stops, and right after a `resync`: that console's queue took nothing
+        since it overflowed, so the stream would only have kept it waiting; it reconnects and reads afresh."""
+        deadline = time.monotonic() + seconds
+        async with self.subscription() as queue:
+            yield "retry: 2000\n\n"
+            while time.monotonic() < deadline and not await disconnected():
+                wait = min(keepalive, max(0.01, deadline - time.monotonic()))
+                try:
+                    data = await asyncio.wait_for(queue.get(), timeout=wait)
+                except TimeoutError:
+                    yield ": still here\n\n"
+                    continue
+                if data == CLOSED:
+                    return
+                if data == RESYNC:
+                    yield "event: resync\ndata: {}\n\n"
+                    return
+                yield f"event: case\ndata: {data}\n\n"

@@ -113,6 +113,24 @@ def test_a_field_worker_sees_only_the_actions_their_role_allows(server_url, brow
     shot(page, "field-worker-case")
 
 
+def test_a_supervisor_sees_the_review_queue_but_cannot_decide_in_it(server_url, browser, api_tokens, mqtt_client):
+    """Found by review: Confirm and Reject were offered to every role; a supervisor's key press hid the detection,
+    got a 403 and put it back."""
+    node = mqtt_client("node-a")
+    detection(node, place=0)  # doubtful: waits for an operator
+    page = case_page(browser, server_url, api_tokens["supervisor"])
+    page.goto(f"{server_url}/console/#/review")
+    page.wait_for_selector("#queue li[data-case-id='1']")
+    page.wait_for_selector("#read-only")
+    assert page.locator("#confirm").count() == 0 and page.locator("#queue input[type=checkbox]:visible").count() == 0
+    page.keyboard.press("c")
+    page.wait_for_timeout(500)
+    assert page.locator("#queue li[data-case-id='1']").count() == 1
+    status = __import__("httpx").get(f"{server_url}/api/v1/cases/1", headers={
+        "Authorization": f"Bearer {api_tokens['operator']}"}).json()["status"]
+    assert status == "collected"
+
+
 def test_the_city_plan_and_the_assessment_show_what_happened(server_url, browser, api_tokens, mqtt_client):
     import httpx
 

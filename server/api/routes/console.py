@@ -3,8 +3,6 @@ a live stream of case changes."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +11,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 
 from server.api.deps import Caller
 from server.api.schemas import CallerOut
-from server.services.live import CLOSED, RESYNC, LiveFeed
+from server.services.live import LiveFeed
 
 CONSOLE_DIR = Path(__file__).resolve().parents[2] / "console"
 router = APIRouter(tags=["console"])
@@ -38,21 +36,5 @@ async def live(
                                                                     "reconnects by itself.")] = 300,
 ) -> StreamingResponse:
     feed: LiveFeed = request.app.state.live
-
-    async def stream():  # noqa: ANN202 - an async generator of SSE frames
-        deadline = time.monotonic() + max_seconds
-        async with feed.subscription() as queue:
-            yield "retry: 2000\n\n"
-            while time.monotonic() < deadline and not await request.is_disconnected():
-                wait = min(15.0, max(0.01, deadline - time.monotonic()))
-                try:
-                    data = await asyncio.wait_for(queue.get(), timeout=wait)
-                except TimeoutError:
-                    yield ": still here\n\n"
-                    continue
-                if data == CLOSED:
-                    break
-                yield "event: resync\ndata: {}\n\n" if data == RESYNC else f"event: case\ndata: {data}\n\n"
-
-    return StreamingResponse(stream(), media_type="text/event-stream",
+    return StreamingResponse(feed.frames(request.is_disconnected, max_seconds), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
