@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from gridwatch.contract import CaseAction, CaseAssignment, Category
 
@@ -218,6 +218,16 @@ class WebhookIn(BaseModel):
     actions: list[CaseAction] = Field(default_factory=list,
                                       description="Only these case actions (e.g. dispatch, close); empty: all.")
     description: str | None = Field(default=None, max_length=500)
+
+    @field_validator("url")
+    @classmethod
+    def _reachable_name(cls, url: AnyHttpUrl) -> AnyHttpUrl:
+        """A host name no HTTP client can encode (an empty or over-long label) would fail every delivery."""
+        try:
+            (url.host or "").encode("idna")
+        except UnicodeError as error:
+            raise ValueError(f"host {url.host!r} is not a valid name: {error}") from None
+        return url
 
 
 class WebhookOut(BaseModel):

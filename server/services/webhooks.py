@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import logging
 import threading
+import urllib.parse
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -36,6 +37,25 @@ log = logging.getLogger(__name__)
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+
+def _first_bytes(response: httpx.Response, limit: int) -> bytes:
+    read = b""
+    for chunk in response.iter_bytes():
+        read += chunk
+        if len(read) >= limit:
+            break
+    return read[:limit]
+
+
+def redacted(url: str) -> str:
+    """A subscription's URL without what may be a credential in it (user and password, the query): for logs and
+    for the operators who may list subscriptions."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = ("***@" if parts.username or parts.password else "") + host + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
 class Webhooks:
@@ -124,11 +144,15 @@ class Webhooks:
                    "X-GridWatch-Timestamp": timestamp,
                    "X-GridWatch-Signature": signature(subscription.secret, timestamp, body)}
         try:
-            response = client.post(subscription.url, content=body, headers=headers, timeout=self.timeout)
-            delivery.last_status_code = response.status_code
-            ok = 200 <= response.status_code < 300
-            delivery.last_error = None if ok else f"HTTP {response.status_code}: {response.text[:200]}"
-        except httpx.HTTPError as error:
+            with client.stream("POST", subscription.url, content=body, headers=headers,
+                               timeout=self.timeout) as response:
+                delivery.last_status_code = response.status_code
+                ok = 200 <= response.status_code < 300
+                # of a refusal, its first words only: a receiver's endless answer is neither read nor kept
+                delivery.last_error = None if ok else \
+                    f"HTTP {response.status_code}: {_first_bytes(response, 200).decode(errors='replace')}"
+        except Exception as error:  # not only httpx's: a URL it cannot even encode (an IDNA label too long) too
+            # counts as an attempt, or the delivery stayed pending for good, holding its case's later changes
             ok, delivery.last_error = False, f"{type(error).__name__}: {error}"[:500]
         now = self.clock()
         if ok:
@@ -136,7 +160,7 @@ class Webhooks:
         elif delivery.attempts >= self.max_attempts:
             delivery.status = "failed"
             log.warning("webhook delivery %d to %s failed for good after %d attempts: %s", delivery.id,
-                        subscription.url, delivery.attempts, delivery.last_error)
+                        redacted(subscription.url), delivery.attempts, delivery.last_error)
         else:
             delivery.next_attempt_at = now + self.delay(delivery.attempts)
 

@@ -35,3 +35,20 @@ def test_metrics_count_ingest_dead_letters_and_cases(api, mqtt_client):
     assert figures[("gridwatch_cases", (("status", "closed"),))] == 0
     assert figures[("gridwatch_dead_letters", ())] == 1
     assert figures[("gridwatch_cases_overdue", ())] == 0
+
+
+def test_a_scrape_while_the_database_is_away_still_brings_the_counters():
+    """Found by review: the database's figures failing made the whole page a 500, so the counters went missing in
+    the very outage they would show."""
+    from prometheus_client import generate_latest
+
+    from server.db import Database
+    from server.services.metrics import Metrics
+
+    metrics = Metrics(Database("postgresql+psycopg://gw:gw@127.0.0.1:9/gw", migrate_schema=False))  # nobody there
+    metrics.messages_seen({("events", "stored"): 3})
+    families = {family.name: family for family in text_string_to_metric_families(generate_latest(
+        metrics.registry).decode())}
+    assert families["gridwatch_database_up"].samples[0].value == 0
+    assert families["gridwatch_ingest_messages"].samples[0].value == 3
+    assert "gridwatch_cases" not in families

@@ -129,6 +129,7 @@ def test_an_unreachable_subscriber_is_logged_as_failed_and_can_be_retried(fast_a
     ({"url": "http://example.org/x", "categories": ["weather"]}, "categories"),
     ({"url": "http://example.org/x", "actions": ["explode"]}, "actions"),
     ({"url": "http://example.org/x", "secret": "mine"}, "secret"),
+    ({"url": "http://hooks..example.org/x"}, "not a valid name"),
 ])
 def test_a_bad_subscription_is_refused_with_the_field_named(fast_api, body, message):
     response = fast_api.post("/api/v1/webhooks", json=body)
@@ -244,3 +245,35 @@ def test_a_receiver_down_for_a_night_still_gets_every_change(database_url):
                 break
             now[0] = delivery.next_attempt_at + timedelta(seconds=1)
     assert delivery.status == "delivered", f"gave up after {delivery.attempts} attempts"
+
+
+def test_a_delivery_that_cannot_even_be_sent_counts_and_fails_and_the_case_goes_on(database_url):
+    """Found by review: only httpx's errors counted as an attempt; a URL httpx could not encode (an empty label, one
+    over 63 characters) raised something else, so the delivery stayed pending for good and held back every later
+    change of its case."""
+    import httpx
+
+    from server.db import Database
+    from server.models import WebhookDelivery
+    from server.services.webhooks import Webhooks
+
+    database = Database(database_url)
+    queue_changes(database, "http://hooks..example.org/x", [(1, "collect"), (1, "file")])
+    sender = Webhooks(database, max_attempts=1)
+    with httpx.Client() as client:
+        sender.deliver_due(client)
+        sender.deliver_due(client)
+    with database.session() as session:
+        deliveries = session.query(WebhookDelivery).order_by(WebhookDelivery.id).all()
+        assert [(d.status, d.attempts) for d in deliveries] == [("failed", 1), ("failed", 1)]
+        assert "label" in deliveries[0].last_error
+
+
+def test_operators_see_subscriptions_without_the_credentials_in_their_urls(fast_api, api_tokens):
+    secret_url = "https://bot:pa55@hooks.example.org/notify/T123?token=abc"
+    assert fast_api.post("/api/v1/webhooks", json={"url": secret_url}).status_code == 201
+    [as_admin] = fast_api.get("/api/v1/webhooks").json()
+    [as_operator] = fast_api.get("/api/v1/webhooks", headers={"Authorization": f"Bearer {api_tokens['operator']}"}
+                                 ).json()
+    assert as_admin["url"] == secret_url
+    assert as_operator["url"] == "https://***@hooks.example.org/notify/T123?***"

@@ -12,6 +12,7 @@ from server.api.deps import BigRowId, OperatorDep, PageNumber, PageSize, RowId, 
 from server.api.schemas import DeliveryOut, Page, WebhookCreated, WebhookIn, WebhookOut
 from server.core.security import Role, TokenEntry
 from server.models import WebhookDelivery, WebhookSubscription, utcnow
+from server.services.webhooks import redacted
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], dependencies=[Depends(get_caller)])
 AdminDep = Annotated[TokenEntry, Depends(allow(Role.ADMIN))]
@@ -29,9 +30,13 @@ def create_webhook(body: WebhookIn, session: SessionDep, caller: AdminDep) -> We
 
 
 @router.get("", response_model=list[WebhookOut], summary="Webhook subscriptions (without their secrets)")
-def list_webhooks(session: SessionDep, _caller: OperatorDep) -> list[WebhookOut]:
-    return [WebhookOut.model_validate(s) for s in session.scalars(select(WebhookSubscription)
-                                                                  .order_by(WebhookSubscription.id))]
+def list_webhooks(session: SessionDep, caller: OperatorDep) -> list[WebhookOut]:
+    """Admins see each URL whole; operators without its user, password and query (often a credential)."""
+    listed = [WebhookOut.model_validate(s) for s in session.scalars(select(WebhookSubscription)
+                                                                    .order_by(WebhookSubscription.id))]
+    if caller.role is not Role.ADMIN:
+        listed = [subscription.model_copy(update={"url": redacted(subscription.url)}) for subscription in listed]
+    return listed
 
 
 @router.delete("/{webhook_id}", status_code=204, summary="Stop a subscription (its delivery log stays)")
