@@ -4,6 +4,7 @@ goes to the fallback unit. Deadlines count working hours; overdue cases escalate
 
 from __future__ import annotations
 
+import difflib
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -88,13 +89,23 @@ class DispatchConfig(_Config):
 
 
 class GridProperties(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow")  # GIS tools add their own attributes (OBJECTID, area …)
 
     grid_id: str
     name: str | None = None
     community: str | None = None
     street: str | None = None
     street_chief: Person | None = None
+
+    @model_validator(mode="after")
+    def _no_near_misses(self) -> GridProperties:
+        """An attribute spelled nearly as one of ours is a typo, not a GIS tool's own: named, not ignored (a
+        `streetchief` left the grid without its chief, silently)."""
+        ours = list(GridProperties.model_fields)
+        for key in self.model_extra or {}:
+            if close := difflib.get_close_matches(key.lower().replace("-", "_"), ours, n=1, cutoff=0.8):
+                raise ValueError(f"{key}: unknown key; did you mean {close[0]}?")
+        return self
 
 
 class Grid:
@@ -109,8 +120,12 @@ def load_grids(path: Path) -> list[Grid]:
         collection = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigError(f"{path}: cannot read grids: {error}") from None
+    if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection" or \
+            not isinstance(collection.get("features"), list):
+        raise ConfigError(f"{path}: type: a GeoJSON FeatureCollection with a `features` list is needed (one grid a "
+                          f"feature)")
     grids = []
-    for index, feature in enumerate(collection.get("features", [])):
+    for index, feature in enumerate(collection["features"]):
         try:
             properties = GridProperties.model_validate(feature.get("properties") or {})
             geometry = shape(feature["geometry"])
@@ -118,6 +133,11 @@ def load_grids(path: Path) -> list[Grid]:
             raise ConfigError(f"{path}: features.{index}: {error}") from None
         if geometry.geom_type not in ("Polygon", "MultiPolygon") or not geometry.is_valid:
             raise ConfigError(f"{path}: features.{index} ({properties.grid_id}): not a valid polygon")
+        west, south, east, north = geometry.bounds
+        if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
+            # [lat, lon] pairs: a grid no point on Earth falls in, every case of it sent to the fallback unit
+            raise ConfigError(f"{path}: features.{index} ({properties.grid_id}): coordinates outside longitude "
+                              f"-180..180 / latitude -90..90; GeoJSON gives each point as [lon, lat]")
         grids.append(Grid(properties, geometry))
     return grids
 
@@ -133,7 +153,13 @@ class Dispatcher:
             return cls(None, [])
         config = load_yaml_model(path, DispatchConfig)
         grids_path = config.grids if config.grids.is_absolute() else path.parent / config.grids
-        return cls(config, load_grids(grids_path))
+        grids = load_grids(grids_path)
+        streets = {grid.properties.street for grid in grids}
+        if unknown := sorted(set(config.escalation.street_offices) - streets):
+            # a misspelt street: its overdue cases would escalate to nobody
+            raise ConfigError(f"{path}: escalation.street_offices: {', '.join(map(repr, unknown))} is the street of "
+                              f"no grid in {config.grids} (streets: {', '.join(sorted(map(str, streets - {None})))})")
+        return cls(config, grids)
 
     @property
     def zone(self) -> ZoneInfo:

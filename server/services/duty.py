@@ -20,6 +20,8 @@ class _Config(BaseModel):
 
 
 def _check_days(days: list[str]) -> list[str]:
+    if not days:  # hours that never open: every deadline on them would fail at dispatch, not here
+        raise ValueError(f"give at least one day ({', '.join(WEEKDAYS)})")
     unknown = [day for day in days if day not in WEEKDAYS]
     if unknown:
         raise ValueError(f"unknown day(s) {unknown}; use {', '.join(WEEKDAYS)}")

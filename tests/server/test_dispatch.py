@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -126,7 +127,9 @@ def test_unknown_key_in_config_is_named(tmp_path):
     [("timezone: Asia/Shanghai", "timezone: Mars/Olympus", "timezone: unknown time zone 'Mars/Olympus'"),
      ('working_hours: {start: "07:00", end: "23:00"}', 'working_hours: {start: "07:00", end: "23:00", days: [mon, '
       'funday]}', "working_hours.days: .*funday"),
-     ("deadline_minutes: 30, auto_file_score: 0.5", "deadline_minutes: 30, auto_file_score: 5", "auto_file_score")],
+     ("deadline_minutes: 30, auto_file_score: 0.5", "deadline_minutes: 30, auto_file_score: 5", "auto_file_score"),
+     ('working_hours: {start: "07:00", end: "23:00"}', 'working_hours: {start: "07:00", end: "23:00", days: []}',
+      "working_hours.days: .*at least one day")],
 )
 def test_bad_duty_settings_are_named(tmp_path, replace, by, message):
     (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
@@ -146,3 +149,38 @@ def test_working_time_across_a_change_of_daylight_saving_time_is_real_time():
     assert due.astimezone(UTC) - start.astimezone(UTC) == timedelta(hours=4)
     assert working_time_between(datetime(2026, 10, 24, 22, 0, tzinfo=berlin),
                                 datetime(2026, 10, 25, 6, 0, tzinfo=berlin), night, berlin) == timedelta(hours=9)
+
+
+def _grid_feature(coordinates: list, **properties) -> dict:
+    return {"type": "Feature", "properties": {"grid_id": "G1", "street": "Wulin", **properties},
+            "geometry": {"type": "Polygon", "coordinates": [coordinates]}}
+
+
+LON_LAT = [[120.15, 30.27], [120.16, 30.27], [120.16, 30.28], [120.15, 30.28], [120.15, 30.27]]
+
+
+@pytest.mark.parametrize(("grids", "message"), [
+    ({"type": "Feature", "geometry": None}, "FeatureCollection"),
+    ([], "FeatureCollection"),
+    ({"type": "FeatureCollection", "features": [_grid_feature([[y, x] for x, y in LON_LAT])]},
+     r"features.0 \(G1\): coordinates outside .*\[lon, lat\]"),
+    ({"type": "FeatureCollection", "features": [_grid_feature(LON_LAT, streetchief={"name": "Li"})]},
+     "streetchief: unknown key; did you mean street_chief"),
+])
+def test_grids_that_would_route_nothing_are_refused_with_the_reason(tmp_path, grids, message):
+    """Found by review: a single Feature or a list loaded as no grids (or crashed unnamed), grids in [lat, lon]
+    loaded and matched no point on Earth, and a misspelt `streetchief` left the grid without its chief: every case
+    of them went to the fallback unit, silently."""
+    (tmp_path / "grids.geojson").write_text(json.dumps(grids))
+    (tmp_path / "dispatch.yaml").write_text("grids: grids.geojson\nunits: {a: {name: A}}\nfallback_unit: a\n")
+    with pytest.raises(ConfigError, match=message):
+        Dispatcher.from_file(tmp_path / "dispatch.yaml")
+
+
+def test_a_street_office_of_no_grid_is_named(tmp_path):
+    (tmp_path / "grids.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _grid_feature(LON_LAT, OBJECTID=7)]}))  # a GIS tool's own attribute is fine
+    (tmp_path / "dispatch.yaml").write_text("grids: grids.geojson\nunits: {a: {name: A}}\nfallback_unit: a\n"
+                                            "escalation: {street_offices: {Wulln: {name: Zhao}}}\n")
+    with pytest.raises(ConfigError, match="escalation.street_offices: 'Wulln' is the street of no grid"):
+        Dispatcher.from_file(tmp_path / "dispatch.yaml")
