@@ -99,9 +99,6 @@ class CameraPipeline:
         self.error: Exception | None = None
         self._people: NDArray[np.float64] = NO_PEOPLE
         self._people_at = float("-inf")
-        self._named: NDArray[np.float64] = NO_PEOPLE
-        """Boxes the detectors named last: the background model leaves them to the rules of those detectors."""
-        self._named_at = float("-inf")
         self.motion = MotionDetector() if camera.motion_gating else None
         self.health = CameraHealth(camera.health) if camera.health.enabled else None
         self._next_health_check = float("-inf")
@@ -270,6 +267,14 @@ class CameraPipeline:
             self._next_health_check = float("-inf")
             for runner in self.runners:
                 runner.next_due = runner.last_run = float("-inf")
+        elif self._last_timestamp is not None and \
+                (gap := frame.timestamp - self._last_timestamp) >= self.camera.tuning.lost_seconds:
+            # nothing seen for longer than an object is remembered (the camera was away, the clock jumped ahead):
+            # what it watched ends as interrupted (its cases stay open, unverified by it) and is judged afresh, so
+            # neither the gap counts as dwell nor an object found after it takes over an earlier one's still time
+            log.warning("camera %s: no frame for %.0f s; its open violations end as interrupted and are judged "
+                        "afresh", self.camera.camera_id, gap)
+            published += self._interrupt(f"no frame for {gap:.0f} s", publish, with_health=False)
         self._last_timestamp = frame.timestamp
         self.last_image = frame.image
         if self.health and frame.timestamp >= self._next_health_check:
@@ -297,14 +302,21 @@ class CameraPipeline:
 
     def _detect(self, runner: ModelRunner, frame: Frame) -> Detections:
         if isinstance(runner.detector, BackgroundModel):
-            fresh = frame.timestamp - self._named_at <= PEOPLE_FRESH_SECONDS
-            runner.detector.exclude = self._named if fresh else NO_PEOPLE
+            runner.detector.exclude = self._named(frame.timestamp)
             return runner.detector.update(frame.image, frame.timestamp, frame.analysis_grey)
         started = time.perf_counter()
         detections = runner.detector.track(frame.image, runner.spec.tiles)
         self.stats.detect_seconds += time.perf_counter() - started
-        self._named, self._named_at = detections.boxes, frame.timestamp
         return detections
+
+    def _named(self, timestamp: float) -> NDArray[np.float64]:
+        """What every detector of the camera named within PEOPLE_FRESH_SECONDS (each its own latest look): the
+        background model leaves it to their rules. Only the last model's boxes, as before, were the litter model's
+        garbage alone whenever it ran just before: parked cars and people became unknown objects, and stalls."""
+        named = [other.last_seen.boxes for other in self.runners
+                 if not isinstance(other.detector, BackgroundModel) and len(other.last_seen)
+                 and timestamp - other.last_run <= PEOPLE_FRESH_SECONDS]
+        return np.concatenate(named) if named else NO_PEOPLE
 
     def _yielded(self, runner: ModelRunner, detections: Detections, timestamp: float) -> Detections:
         """`detections` minus the boxes lying mostly on a box of the classes this model yields to, seen by any model

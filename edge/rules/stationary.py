@@ -235,7 +235,7 @@ class StationaryRule:
         holding = self.holding
         candidates = [old_id for old_id, old in self._tracks.items()
                       if old_id not in self._in_frame and old_id not in holding and old.label == track.label
-                      and not old.moving_frames
+                      and not old.moving_frames and track.last_seen - old.last_seen < self.tuning.lost_seconds
                       and (box_iou(track.box, old.reference_box) >= self.tuning.rematch_iou
                            or containment(track.box, old.reference_box) >= self.tuning.still_containment)]
         if len(candidates) != 1:
@@ -270,12 +270,14 @@ class StationaryRule:
         track.zones[violation.zone_id] = _Membership(inside=True, entered_at=violation.started_at)
 
     def _claim_existing(self, track: Track, zone_id: str, now: float) -> bool:
-        """Whether an active violation in this zone is at the track's place; it passes to this track when the
-        track holding it was not seen this frame. Either way no second violation starts for one object."""
+        """Whether an active violation in this zone is of the track's kind and at its place; it passes to this
+        track when the track holding it is not in this frame. Either way no second violation starts for one object.
+        Another kind at the place (a motorcycle parked in a truck's box) is an object of its own."""
         for key, violation in list(self._violations.items()):
-            if violation.zone_id != zone_id or not self._same_place(track.box, violation):
+            if violation.zone_id != zone_id or violation.label != track.label \
+                    or not self._same_place(track.box, violation):
                 continue
-            if violation.last_seen < now:
+            if violation.track_id not in self._in_frame:
                 self._transfer(key, violation, track)
             return True
         return False

@@ -209,3 +209,33 @@ def test_a_truck_driving_past_in_front_of_a_parked_car_does_not_take_its_violati
     events = run(rule, 260, frame)
     assert [e.type.value for _, e in events if e.type.value != "update"] == ["new"]
     assert {e.track_id for _, e in events} == {1}
+
+
+def test_a_car_that_arrives_where_another_was_long_ago_is_not_charged_its_time():
+    """Found by review: a car seen still for 4 s, then nothing for half an hour (the camera away), then another
+    car at the spot under a new id: the newcomer took over the first one's still time and fired at once with a
+    dwell of 1,803 s."""
+    rule = new_rule(lost_seconds=10)
+    events = run(rule, 4, lambda t: seen((1, PARKED, 0.8, "car")))
+    events += run(rule, 200, lambda t: seen((7, PARKED, 0.8, "car")), start=1800)
+    assert types(events) == ["new"]
+    at, event = events[0]
+    assert at >= 1800 + 180 and event.track_id == 7 and event.dwell_seconds < 200
+
+
+def test_a_motorcycle_parked_in_a_trucks_box_is_a_violation_of_its_own():
+    """Found by review: a parked truck's violation was handed to a motorcycle whose box lay inside the truck's,
+    the two ids took it in turns every frame, and the motorcycle never had a case of its own."""
+    rule = new_rule()
+    truck, motorcycle = (0.30, 0.45, 0.70, 0.90), (0.45, 0.70, 0.52, 0.88)
+
+    def frame(t: float) -> Detections:
+        if t < 100:
+            return seen((1, truck, 0.9, "truck"))
+        return seen((1, truck, 0.9, "truck"), (2, motorcycle, 0.8, "motorcycle"))
+
+    events = run(rule, 400, frame)
+    news = [event for _, event in events if event.type.value == "new"]
+    assert sorted((event.track_id, event.label) for event in news) == [(1, "truck"), (2, "motorcycle")]
+    assert not [event for _, event in events if event.type.value == "end"]
+    assert {event.track_id for _, event in events if event.label == "truck"} == {1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -369,3 +370,47 @@ def test_a_clock_stepped_back_does_not_stop_detection_for_as_long_as_the_step():
     for index in range(60 * 5):  # a minute of frames after the clock went back ten minutes
         pipeline.process(Frame(FRAME, 10_000.0 + 10 - 600 + index / 5, index), lambda *_: None)
     assert len(coco.calls) - before >= 290, "five looks a second go on"
+
+
+def test_a_camera_away_for_half_an_hour_ends_what_it_watched_as_interrupted_and_judges_afresh():
+    """Found by review: after a gap in the frames (a camera away, the clock jumping ahead) the rules carried on as if
+    they had watched all along: the gap counted as dwell, and whatever stood there after it took the place of what
+    stood there before."""
+    pipeline, _, _ = build(owner_leaves_after_call=0)
+    published = feed(pipeline, 60)
+    [first] = litter_events(published)
+    assert first.type.value == "new"
+    after: list[tuple[str, bytes]] = []
+    for index in range(600):  # a minute of frames, half an hour later
+        pipeline.process(Frame(FRAME, 1000.0 + 60 + 1800 + index / 10, index), lambda t, p: after.append((t, p)))
+    events = litter_events(after)
+    assert (events[0].type.value, events[0].violation_id, events[0].interrupted) == ("end", first.violation_id, True)
+    assert events[0].observed_at <= first.observed_at + timedelta(seconds=60), "ended when it was last seen"
+    [again] = [event for event in events if event.type.value == "new"]
+    assert again.violation_id != first.violation_id
+    assert again.started_at >= events[0].observed_at + timedelta(seconds=1800), "the gap is not counted as dwell"
+
+
+def test_the_background_model_leaves_alone_what_any_detector_named_not_only_the_last():
+    """Found by review: it was told the boxes of whichever model ran last; with models/city.yaml the litter model
+    runs just before it, so the parked cars and people COCO saw became `unknown object`s of its own, and stalls."""
+    manifest = Manifest.model_validate({"models": [
+        {"name": "coco", "detect_fps": 5, "people": ["person"], "categories": {"illegal_parking": ["car"]}},
+        {"name": "city", "weights": "city.pt", "detect_fps": 1, "categories": {"litter": ["garbage"]}},
+        {"name": "background", "weights": "background", "detect_fps": 1,
+         "categories": {"street_vending": ["unknown object"]}}]})
+    node = NodeConfig.model_validate({"node_id": "n1", "cameras": [{
+        "camera_id": "c1", "source": "rtsp://x", "motion_gating": False, "health": {"enabled": False},
+        "zones": [{"zone_id": "street", "rule": "no_litter", "polygon": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]]},
+                  {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 0.3]]},
+                  {"zone_id": "square", "rule": "no_vending", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]})
+    car = (0.1, 0.05, 0.3, 0.25)
+    coco = ScriptedDetector("coco", lambda n: detections(("car", car, 7)))
+    city = ScriptedDetector("city", lambda n: detections(("garbage", BAG, 1)))
+    pipeline = CameraPipeline.build(node, node.cameras[0], manifest, source=object(), detector_factory=lambda
+                                    weights, labels: make_detector(weights, labels) if weights == "background"
+                                    else city if weights == "city.pt" else coco)
+    feed(pipeline, 3)
+    [background] = [runner.detector for runner in pipeline.runners if runner.spec.name == "background"]
+    left_alone = {tuple(np.round(box, 3)) for box in background.exclude}
+    assert left_alone == {car, BAG}
