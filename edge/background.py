@@ -39,12 +39,16 @@ class BackgroundModel:
         self._next_id = 1
         self.exclude: NDArray[np.float64] = np.zeros((0, 4))
         """Boxes (normalised) of objects a detector already named; set by the pipeline before each call."""
+        self.relearned = False
+        """Whether the last call learnt the street afresh (the light changed): what it reported before is now part of
+        the street, unseen but not gone, so the rules must not take it for gone."""
 
     def update(self, image: NDArray[np.uint8], timestamp: float,
                grey: NDArray[np.float32] | None = None) -> Detections:
         """`grey`: the frame's `analysis_grey`, when the caller already has it."""
         grey = analysis_grey(image) if grey is None else grey
         self._last_grey = grey
+        self.relearned = False
         if self._long is None or self._long.shape != grey.shape or self._last_time is None:
             self._long, self._short, self._last_time = grey.copy(), grey.copy(), timestamp
             return Detections()
@@ -54,6 +58,7 @@ class BackgroundModel:
         if np.count_nonzero(long_diff) / long_diff.size >= self.lighting_fraction:
             self._long, self._short = grey.copy(), grey.copy()  # the light changed, not the street: relearn
             self._tracks.clear()
+            self.relearned = True
             return Detections()
         short_diff = cv2.absdiff(grey, self._short) > self.threshold
         static = (long_diff & ~short_diff).astype(np.uint8)

@@ -292,6 +292,12 @@ class CameraPipeline:
             runner.last_run = frame.timestamp
             detections = self._yielded(runner, self._detect(runner, frame), frame.timestamp)
             self.stats.frames_detected += 1
+            if isinstance(runner.detector, BackgroundModel) and runner.detector.relearned:
+                # what it reported is part of the street it learnt now: unseen from here on, not gone, so its
+                # violations end as interrupted (their cases stay open) rather than as `not seen`, taken for cleared
+                published += [self._publish(event, None, publish, runner.detector.info) for rule in runner.rules
+                              for event in rule.interrupt(frame.timestamp, "the light changed; the street is learnt "
+                                                                           "afresh")]
             people = self._people_context(runner, detections, frame.timestamp)
             arrived = self._arrived(runner, detections)
             for rule in runner.rules:

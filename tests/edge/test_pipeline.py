@@ -414,3 +414,27 @@ def test_the_background_model_leaves_alone_what_any_detector_named_not_only_the_
     [background] = [runner.detector for runner in pipeline.runners if runner.spec.name == "background"]
     left_alone = {tuple(np.round(box, 3)) for box in background.exclude}
     assert left_alone == {car, BAG}
+
+
+def test_a_pile_the_background_model_learns_into_the_street_is_not_taken_for_cleared():
+    """Found by review: when the light changed the background model learnt the street afresh, pile and all; the
+    pile was no longer seen, and its violation ended as `not seen` ten seconds later: its case taken for cleared
+    while the pile lay there."""
+    from tests.edge.test_background import street
+
+    manifest = Manifest.model_validate({"models": [
+        {"name": "background", "weights": "background", "detect_fps": 1,
+         "categories": {"litter": ["unknown object"]}}]})
+    node = NodeConfig.model_validate({"node_id": "n1", "event_codes": {"litter": "0102-07"}, "cameras": [{
+        "camera_id": "c1", "source": "rtsp://x", "motion_gating": False, "health": {"enabled": False},
+        "zones": [{"zone_id": "street", "rule": "no_litter", "polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]],
+                   "dwell_seconds": 20}]}]})
+    pipeline = CameraPipeline.build(node, node.cameras[0], manifest, source=object(), detector_factory=make_detector)
+    published: list[tuple[str, bytes]] = []
+    frames = [street(i) for i in range(30)] + [street(100 + i, pile=True) for i in range(60)] \
+        + [street(200 + i, pile=True, brightness=60) for i in range(30)]  # the streetlights come on
+    for second, image in enumerate(frames):
+        pipeline.process(Frame(image, 1000.0 + second, second), lambda t, p: published.append((t, p)))
+    events = [(event.type.value, event.interrupted) for event in litter_events(published)
+              if event.type.value != "update"]
+    assert events == [("new", None), ("end", True)]
