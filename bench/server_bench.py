@@ -54,6 +54,7 @@ from scale_measures import sustained_rate  # noqa: E402
 from gridwatch.broker import Broker, free_port, generate_users, wait_for_port  # noqa: E402
 from gridwatch.contract import DEFAULT_EVENT_CODES, SCHEMA_VERSION, Category, event_topic  # noqa: E402
 from server.core.config import ServerSettings  # noqa: E402
+from server.db import Database  # noqa: E402
 
 MIX = [(Category.ILLEGAL_PARKING, "car", 0.6), (Category.LITTER, "garbage", 0.2),
        (Category.STREET_VENDING, "stall", 0.2)]
@@ -162,6 +163,9 @@ def main() -> int:
     parser.add_argument("--cameras", type=int, default=8, help="Cameras per node (default 8).")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="The server's ingest_batch_size (default: the server's own default).")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="Server worker processes on the one SQLite file, sharing the event stream through an "
+                             "MQTT shared subscription (default 1).")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "server.json",
                         help="Where to write the JSON figures.")
     args = parser.parse_args()
@@ -185,22 +189,34 @@ def main() -> int:
             bare_seconds = time.perf_counter() - start
             bare.kill()
 
-            # 2. the server in its own process, on SQLite
-            api_port = free_port()
-            (workdir / "server.yaml").write_text(yaml.safe_dump({
-                "database_url": f"sqlite:///{workdir / 'bench.db'}", "evidence_dir": str(workdir / "evidence"),
-                "dispatch_config": str(REPO / "config" / "demo" / "dispatch.yaml"), "mqtt_port": broker.port,
-                "mqtt_password": creds.server_password, "mqtt_client_id": "bench-server", "api_port": api_port}
-                | ({"ingest_batch_size": args.batch_size} if args.batch_size else {})))
-            server = subprocess.Popen([sys.executable, "-m", "gridwatch", "--log-level", "WARNING", "server",
-                                       "--config", str(workdir / "server.yaml")], cwd=REPO)
+            # 2. the server in its own process (or `--workers` of them), on SQLite
+            apis, servers = [], []
+            Database(f"sqlite:///{workdir / 'bench.db'}")  # the schema, once: workers starting together would race
+            for number in range(args.workers):
+                api_port = free_port()
+                config = workdir / f"server-{number}.yaml"
+                config.write_text(yaml.safe_dump({
+                    "database_url": f"sqlite:///{workdir / 'bench.db'}", "evidence_dir": str(workdir / "evidence"),
+                    "dispatch_config": str(REPO / "config" / "demo" / "dispatch.yaml"), "mqtt_port": broker.port,
+                    "mqtt_password": creds.server_password, "mqtt_client_id": f"bench-server-{number}",
+                    "api_port": api_port}
+                    | ({"ingest_batch_size": args.batch_size} if args.batch_size else {})
+                    | ({"ingest_share_group": "bench"} if args.workers > 1 else {})))
+                servers.append(subprocess.Popen([sys.executable, "-m", "gridwatch", "--log-level", "WARNING",
+                                                 "server", "--config", str(config)], cwd=REPO))
+                apis.append(f"http://127.0.0.1:{api_port}")
+
+            def stored() -> int:
+                return sum(ingested(api) for api in apis)
+
             try:
-                wait_for_port("127.0.0.1", api_port, 60, server)
-                api = f"http://127.0.0.1:{api_port}"
+                for api, server in zip(apis, servers, strict=True):
+                    wait_for_port("127.0.0.1", int(api.rsplit(":", 1)[1]), 60, server)
+                time.sleep(1 if args.workers > 1 else 0)  # the shared subscriptions' acknowledgements
                 start = time.perf_counter()
                 threading.Thread(target=fleet.publish, args=(throughput,), daemon=True).start()
                 samples = [(start, 0)]
-                server_seconds = wait_for(lambda: ingested(api), len(throughput), "server ingest", every=0.2,
+                server_seconds = wait_for(stored, len(throughput), "server ingest", every=0.2,
                                           samples=samples) - start  # polled gently: the poll costs the server too
 
                 # 3. latency at a steady rate: publish -> the case's first message
@@ -213,11 +229,11 @@ def main() -> int:
 
                 watcher = subscriber(broker.port, "integrator", creds.integrators["integrator"], "gw/v1/cases/#",
                                      on_case)
-                before = ingested(api)
+                before = stored()
                 begin = time.perf_counter()
                 sent = fleet.publish(paced, interval=1 / args.rate)
                 achieved_rate = len(paced) / (time.perf_counter() - begin)  # the last acknowledgement in
-                wait_for(lambda: ingested(api) - before, len(paced), "paced ingest", every=0.2)
+                wait_for(lambda: stored() - before, len(paced), "paced ingest", every=0.2)
                 time.sleep(1)
                 watcher.disconnect()
                 watcher.loop_stop()
@@ -225,8 +241,10 @@ def main() -> int:
                 with sqlite3.connect(workdir / "bench.db") as connection:
                     cases = connection.execute("SELECT count(*) FROM cases").fetchone()[0]
             finally:
-                server.terminate()
-                server.wait(30)
+                for server in servers:
+                    server.terminate()
+                for server in servers:
+                    server.wait(30)
                 fleet.close()
 
     latencies.sort()
@@ -241,6 +259,7 @@ def main() -> int:
         "server_to_raw_ratio": round(bare_seconds / server_seconds, 3),
         "events_per_s_sustained": round(sustained_rate(samples, len(throughput)), 1),
         "batch_size": args.batch_size or ServerSettings.model_fields["ingest_batch_size"].default,
+        "workers": args.workers,
         "cases_opened": cases,
         "latency_rate_per_s": round(achieved_rate, 1),
         "latency_samples": len(latencies),

@@ -49,7 +49,9 @@ class Outbox:
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS outbox_lane ON outbox (kind, id)")
         self._db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-        self._size = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM outbox").fetchone()[0]
+        self._sizes = {EVENT: 0, EVIDENCE: 0} | dict(self._db.execute(
+            "SELECT kind, COALESCE(SUM(bytes), 0) FROM outbox GROUP BY kind").fetchall())
+        """Bytes held of each kind, kept in step with the table (summing it reads every image)."""
         self.wakeup = threading.Event()
 
     def put(self, topic: str, payload: bytes, kind: str) -> int | None:
@@ -65,18 +67,17 @@ class Outbox:
                 "INSERT INTO outbox (topic, payload, kind, bytes, created) VALUES (?, ?, ?, ?, ?)",
                 (topic, payload, kind, len(payload), time.time()),
             )
-            self._size += len(payload)
+            self._sizes[kind] += len(payload)
         self.wakeup.set()
         return int(cursor.lastrowid)
 
     def _make_room(self, incoming: int, incoming_kind: str) -> bool:
         """Room for `incoming` bytes by the stated policy (oldest evidence first; event records only for an event);
         False, with nothing dropped, when there can be none."""
+        if self._size + incoming <= self.max_bytes:
+            return True
         victims = (EVIDENCE, EVENT) if incoming_kind == EVENT else (EVIDENCE,)
-        room = self.max_bytes - self._size + sum(self._db.execute(
-            f"SELECT COALESCE(SUM(bytes), 0) FROM outbox WHERE kind IN ({', '.join('?' * len(victims))})",  # noqa: S608
-            victims).fetchone())
-        if incoming > room:
+        if incoming > self.max_bytes - self._size + sum(self._sizes.get(kind, 0) for kind in victims):
             return False
         for kind in victims:
             while self._size + incoming > self.max_bytes:
@@ -85,7 +86,7 @@ class Outbox:
                 if row is None:
                     break
                 self._db.execute("DELETE FROM outbox WHERE id = ?", (row[0],))
-                self._size -= row[1]
+                self._sizes[kind] -= row[1]
                 self._count(f"dropped_{kind}")
                 log.error("outbox full (%d bytes): dropped the oldest %s, %s", self.max_bytes, kind, row[2])
         return True
@@ -104,10 +105,10 @@ class Outbox:
 
     def acknowledge(self, message_id: int) -> None:
         with self._lock:
-            row = self._db.execute("SELECT bytes FROM outbox WHERE id = ?", (message_id,)).fetchone()
+            row = self._db.execute("SELECT bytes, kind FROM outbox WHERE id = ?", (message_id,)).fetchone()
             if row is not None:
                 self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
-                self._size -= row[0]
+                self._sizes[row[1]] = self._sizes.get(row[1], 0) - row[0]
 
     def refuse(self, message_id: int, reason: str) -> None:
         """The broker (or the MQTT client) will never take this message: drop it, counted as `refused_KIND`."""
@@ -115,7 +116,7 @@ class Outbox:
             row = self._db.execute("SELECT bytes, kind, topic FROM outbox WHERE id = ?", (message_id,)).fetchone()
             if row is not None:
                 self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
-                self._size -= row[0]
+                self._sizes[row[1]] = self._sizes.get(row[1], 0) - row[0]
                 self._count(f"refused_{row[1]}")
                 log.error("refused: %s %s (%s); dropped from the outbox", row[1], row[2], reason)
 
@@ -123,6 +124,10 @@ class Outbox:
     def depth(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    @property
+    def _size(self) -> int:
+        return sum(self._sizes.values())
 
     @property
     def size_bytes(self) -> int:

@@ -52,7 +52,7 @@ export function liveFeed(onCase, onState, onResync, onDenied) {
   let controller = null;
   async function run() {
     let wait = 2000;
-    let connectedBefore = false;
+    let dropped = false;  // the last stream broke off (not its normal end): changes may have been missed
     while (!stopped) {
       controller = new AbortController();
       try {
@@ -68,8 +68,8 @@ export function liveFeed(onCase, onState, onResync, onDenied) {
         if (!response.ok) throw new Error(`live: HTTP ${response.status}`);
         onState(true);
         wait = 2000;
-        if (connectedBefore) onResync();  // what changed while it was down is not replayed: read afresh
-        connectedBefore = true;
+        if (dropped) onResync();  // what changed while it was down is not replayed: read afresh
+        dropped = false;
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = "";
         for (;;) {
@@ -86,8 +86,10 @@ export function liveFeed(onCase, onState, onResync, onDenied) {
             if (event === "resync") onResync();
           }
         }
+        continue;  // the stream's normal end (its time is up, or after a resync): straight back, nothing to reread
       } catch (error) {
         if (stopped) return;
+        dropped = true;
         wait = Math.min(wait * 2, 30000);  // a server away: back off, up to 30 s
       }
       onState(false);

@@ -40,6 +40,7 @@ export class ZoneEditor {
     this.root.replaceChildren(h("h1", {}, t("zones.title")), h("div", { class: "toolbar" }, picker));
     if (!this.node || !this.camera) return;
     const config = await api(`/api/v1/nodes/${this.node}/config`);
+    this.config = config;
     this.zones = structuredClone(config.cameras[this.camera]?.zones ?? []);
     this.current = this.zones.length ? 0 : -1;
     this.picture = h("img", { class: "zone-picture", alt: "snapshot" });
@@ -70,8 +71,11 @@ export class ZoneEditor {
   /** After asking the node for a snapshot: look for it every 2 s, a few times (a node offline never sends one),
    * keeping the zones being drawn; stops when the page is left. */
   awaitSnapshot(tries) {
-    this.timer = setTimeout(async () => {
-      if (await this.showSnapshot()) this.state.textContent = "";
+    this.snapshotTimer = setTimeout(async () => {
+      if (await this.showSnapshot()) {
+        // back to what the config says, unless the operator has saved meanwhile (the line then says that)
+        if (this.state.textContent === t("zones.no_snapshot")) this.state.textContent = this.describe(this.config);
+      }
       else if (tries > 1) this.awaitSnapshot(tries - 1);
       else this.state.textContent = t("zones.no_snapshot_came");
     }, 2000);
@@ -152,5 +156,5 @@ export class ZoneEditor {
   }
 
   changed() {}
-  unmount() { clearTimeout(this.timer); }
+  unmount() { clearTimeout(this.timer); clearTimeout(this.snapshotTimer); }
 }

@@ -4,7 +4,6 @@ goes to the fallback unit. Deadlines count working hours; overdue cases escalate
 
 from __future__ import annotations
 
-import difflib
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -88,6 +87,11 @@ class DispatchConfig(_Config):
         return self
 
 
+def _bare(key: str) -> str:
+    """A key without case and separators: `StreetChief`, `street-chief` and `streetchief` are `street_chief`."""
+    return "".join(character for character in key.lower() if character.isalnum())
+
+
 class GridProperties(BaseModel):
     model_config = ConfigDict(extra="allow")  # GIS tools add their own attributes (OBJECTID, area …)
 
@@ -99,12 +103,13 @@ class GridProperties(BaseModel):
 
     @model_validator(mode="after")
     def _no_near_misses(self) -> GridProperties:
-        """An attribute spelled nearly as one of ours is a typo, not a GIS tool's own: named, not ignored (a
-        `streetchief` left the grid without its chief, silently)."""
-        ours = list(GridProperties.model_fields)
+        """An attribute that is one of ours but for case and separators is a typo, not a GIS tool's own: named, not
+        ignored (a `streetchief` left the grid without its chief, silently), unless ours is given too; `community_id`,
+        `OBJECTID` … stay the tool's."""
+        ours = {_bare(name): name for name in GridProperties.model_fields}
         for key in self.model_extra or {}:
-            if close := difflib.get_close_matches(key.lower().replace("-", "_"), ours, n=1, cutoff=0.8):
-                raise ValueError(f"{key}: unknown key; did you mean {close[0]}?")
+            if (meant := ours.get(_bare(key))) is not None and meant not in self.model_fields_set:
+                raise ValueError(f"{key}: unknown key; did you mean {meant}?")
         return self
 
 

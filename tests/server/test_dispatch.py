@@ -179,7 +179,8 @@ def test_grids_that_would_route_nothing_are_refused_with_the_reason(tmp_path, gr
 
 def test_a_street_office_of_no_grid_is_named(tmp_path):
     (tmp_path / "grids.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
-        _grid_feature(LON_LAT, OBJECTID=7)]}))  # a GIS tool's own attribute is fine
+        _grid_feature(LON_LAT, OBJECTID=7, community_id="c9", NAME="x", name="x", street_chief_phone="1")]}))  # a GIS
+    # tool's own attributes are fine, however close to ours
     (tmp_path / "dispatch.yaml").write_text("grids: grids.geojson\nunits: {a: {name: A}}\nfallback_unit: a\n"
                                             "escalation: {street_offices: {Wulln: {name: Zhao}}}\n")
     with pytest.raises(ConfigError, match="escalation.street_offices: 'Wulln' is the street of no grid"):
