@@ -193,8 +193,8 @@ class NodeConfig(_Config):
                     "go through it in one batched call (pays with PyTorch on a GPU; 0: one frame at a time).")
     outbox_max_mb: float = Field(
         default=512.0, gt=0,
-        description="Size of the on-disk outbox; when full, the oldest evidence goes first, then the oldest events, "
-                    "each counted in telemetry.",
+        description="Size of the on-disk outbox; when full, the oldest evidence goes first, then (for a new event "
+                    "only) the oldest events, each counted in telemetry.",
     )
     event_codes: dict[Category, str] = Field(
         default_factory=lambda: {category: code for category, code in DEFAULT_EVENT_CODES.items()},
