@@ -17,6 +17,8 @@ function deadlineNote(item, left) {
   return item.status;
 }
 
+const BOARD_PAGE = 100;
+
 const STATUSES = ["collected", "registered", "dispatched", "handling", "feedback", "verified", "closed", "returned",
                   "deferred", "void"];
 const CATEGORIES = ["illegal_parking", "street_vending", "litter", "device_fault", "streetlight_fault"];
@@ -39,10 +41,21 @@ export class CaseBoard {
     } }, select("status", STATUSES, q.get("status")), select("category", CATEGORIES, q.get("category")),
     h("input", { name: "grid_id", placeholder: "grid", value: q.get("grid_id") ?? "", size: 8 }),
     h("input", { name: "unit_id", placeholder: "unit", value: q.get("unit_id") ?? "", size: 12 }),
+    h("input", { name: "node_id", placeholder: "node", value: q.get("node_id") ?? "", size: 10 }),
+    h("input", { name: "camera_id", placeholder: "camera", value: q.get("camera_id") ?? "", size: 10 }),
     h("label", {}, h("input", { type: "checkbox", name: "overdue", value: "true", checked: q.get("overdue") === "true" }),
       " ", t("cases.overdue")),
     h("button", { class: "plain", type: "submit" }, t("cases.filter")));
-    const page = await api(`/api/v1/cases?${new URLSearchParams([...q, ["page_size", "100"]])}`);
+    const number = Math.max(1, parseInt(q.get("page") ?? "1", 10) || 1);
+    const asked = new URLSearchParams([...q].filter(([key]) => key !== "page"));
+    const page = await api(`/api/v1/cases?${new URLSearchParams([...asked, ["page", String(number)],
+                                                                 ["page_size", String(BOARD_PAGE)]])}`);
+    const pages = Math.max(1, Math.ceil(page.total / BOARD_PAGE));
+    const go = (to) => { location.hash = `#/cases?${new URLSearchParams([...asked, ["page", String(to)]])}`; };
+    const pager = h("div", { class: "toolbar", id: "pager" },
+      h("button", { class: "plain", id: "previous-page", disabled: number <= 1, onclick: () => go(number - 1) }, "‹"),
+      h("span", { class: "meta" }, t("cases.page", { n: number, of: pages })),
+      h("button", { class: "plain", id: "next-page", disabled: number >= pages, onclick: () => go(number + 1) }, "›"));
     const now = Date.now();
     const rows = page.items.map((item) => {
       const left = item.deadline_at ? (new Date(item.deadline_at) - now) / 1000 : null;
@@ -54,13 +67,23 @@ export class CaseBoard {
         h("td", { class: open && left !== null && left < 0 ? "overdue" : "" },
           left === null || !open ? "—" : t(left < 0 ? "case.late" : "case.left", { t: duration(left) })));
     });
+    this.form = form;
     this.root.replaceChildren(h("h1", {}, `${t("cases.title")} (${page.total})`), form, rows.length ? h("table", {},
       h("thead", {}, h("tr", {}, ["#", t("fact.status"), t("fact.category"), t("fact.unit"), t("fact.grid"),
                                    t("fact.opened"), t("fact.deadline")].map((name) => h("th", {}, name)))),
-      h("tbody", {}, rows)) : h("div", { class: "empty" }, t("cases.none")));
+      h("tbody", {}, rows)) : h("div", { class: "empty" }, t("cases.none")), pages > 1 && pager);
   }
 
-  changed() { clearTimeout(this.timer); this.timer = setTimeout(() => this.mount(), 300); }
+  /** A case changed: the board is read again a moment later (changes come in bursts), but not while the operator
+   * is typing a filter, which a redraw would throw away. */
+  changed() {
+    clearTimeout(this.timer);
+    const refresh = () => {
+      if (this.form?.contains(document.activeElement)) this.timer = setTimeout(refresh, 1000);
+      else this.mount();
+    };
+    this.timer = setTimeout(refresh, 300);
+  }
   unmount() { clearTimeout(this.timer); }
 }
 

@@ -131,6 +131,31 @@ def test_a_supervisor_sees_the_review_queue_but_cannot_decide_in_it(server_url, 
     assert status == "collected"
 
 
+def test_the_case_board_pages_through_every_case_and_keeps_its_filters(server_url, browser, api_tokens):
+    """Found by review: the board showed the first 100 cases and no way to the rest, and a camera filter set from
+    the city plan was applied without being shown."""
+    import httpx
+
+    for number in range(105):  # citizen reports, each at a place of its own: 105 cases
+        answer = httpx.post(f"{server_url}/open311/v2/requests.json", data={
+            "api_key": api_tokens["integrator"], "service_code": "litter", "description": f"bags {number}",
+            "lat": str(30.20 + number * 0.002), "long": "120.1652"})
+        assert answer.status_code == 200
+    page = case_page(browser, server_url, api_tokens["operator"])
+    page.goto(f"{server_url}/console/#/cases?category=litter")
+    page.wait_for_selector("#pager")
+    assert page.locator("tbody tr").count() == 100 and "1 of 2" in page.inner_text("#pager")
+    first = set(page.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.caseId)"))
+    page.click("#next-page")
+    page.wait_for_function("document.querySelectorAll('tbody tr').length === 5")
+    rest = set(page.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.caseId)"))
+    assert len(first | rest) == 105, "every case, once"
+    assert "category=litter" in page.url, "the filter stays"
+    page.goto(f"{server_url}/console/#/cases?camera_id=kerb-0")
+    page.wait_for_selector("input[name=camera_id]")
+    assert page.input_value("input[name=camera_id]") == "kerb-0"
+
+
 def test_the_city_plan_and_the_assessment_show_what_happened(server_url, browser, api_tokens, mqtt_client):
     import httpx
 
