@@ -137,6 +137,9 @@ class CaseRecord(Base):
     dispatched_at: Mapped[datetime | None]
     accepted_at: Mapped[datetime | None]
     feedback_at: Mapped[datetime | None]
+    verified_at: Mapped[datetime | None]
+    """When the case was last verified (object gone); cleared when it goes back to the unit. A repeat at its place
+    within the window reopens it, the window running from its closure, else from this."""
     closed_at: Mapped[datetime | None] = mapped_column(index=True)
     on_time: Mapped[bool | None]
     """Set at closure: the unit's last feedback came before the deadline (as extended)."""

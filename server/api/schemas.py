@@ -61,6 +61,7 @@ class CaseSummary(BaseModel):
     dispatched_at: datetime | None = None
     accepted_at: datetime | None = None
     feedback_at: datetime | None = None
+    verified_at: datetime | None = None
     closed_at: datetime | None = None
     on_time: bool | None = None
     rework_count: int = 0

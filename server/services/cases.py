@@ -156,7 +156,7 @@ class CaseService:
                 self._step(case, A.CLOSE, SYSTEM_ACTOR, now, "verified by the camera that raised it")]
 
     def _reopen(self, case: CaseRecord, now: datetime, why: str) -> list[CaseTransition]:
-        case.closed_at = case.on_time = None
+        case.closed_at = case.on_time = case.verified_at = None
         unit_id = case.unit_id
         if unit_id is not None and not self.dispatcher.has_unit(unit_id):
             why += f"; unit {unit_id!r} is no longer in the dispatch configuration, so the route chooses"
@@ -337,11 +337,14 @@ class CaseService:
             case.feedback_at = now
         elif action is A.REWORK:
             case.rework_count += 1
+            case.verified_at = None
         elif action is A.RETURN:
             case.return_count += 1
         elif action is A.DEFER:
             case.deferred_at, case.was_deferred = now, True
-        if after is S.CLOSED:
+        if after is S.VERIFIED:
+            case.verified_at = now
+        elif after is S.CLOSED:
             case.closed_at = now
             case.on_time = bool(case.feedback_at and case.deadline_at and case.feedback_at <= case.deadline_at)
 

@@ -126,14 +126,14 @@ class Repeats:
                 continue
             status = S(case.status)
             if status is S.VOID or (status in (S.VERIFIED, S.CLOSED)
-                                    and (case.closed_at or case.updated_at) < now - window):
+                                    and (case.closed_at or case.verified_at or case.updated_at) < now - window):
                 continue
             return case
         return None
 
 
 _REPEATABLE_SQL = (f"(c.status IN ({_OPEN_SQL}) OR (c.status IN ({_FINISHED_SQL}) "
-                   "AND coalesce(c.closed_at, c.updated_at) >= :since))")
+                   "AND coalesce(c.closed_at, c.verified_at, c.updated_at) >= :since))")
 _REPEATABLE_SQLITE = _REPEATABLE_SQL.replace(":since", "?")
 _NEARBY_POSTGRESQL = text(f"""
 WITH p AS (SELECT * FROM unnest(CAST(:category AS text[]), CAST(:node AS text[]), CAST(:camera AS text[]),

@@ -130,6 +130,35 @@ def test_a_repeat_soon_after_closure_reopens_the_case_and_a_late_one_opens_anoth
     assert city.cases() == 2 and city.case(1).status == "closed"
 
 
+def test_a_case_verified_by_an_operator_reopens_only_within_the_window_from_its_verification(city):
+    """Found by review: the window of a case verified but not yet closed ran from its last change, which every
+    later event moved (here the camera's interrupted end): a pile back days later reopened it instead of opening a
+    new case."""
+    first = city.detect()
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF, reason="cleared")
+    city.act("verify", Role.OPERATOR, reason="photo shows the pavement clear")
+    verified_at = city.case().verified_at
+    assert city.case().status == "verified" and verified_at == city.clock.now
+    city.clock.advance(minutes=20)
+    city.detect(type="end", violation_id=first["violation_id"], interrupted=True)  # the node restarted
+    city.clock.advance(minutes=15)  # 35 minutes after the verification, 15 after the last event
+    city.detect()
+    assert city.cases() == 2, "the window (30 minutes) ran from the verification"
+    assert city.case(1).status == "verified" and city.case(1).verified_at == verified_at
+
+
+def test_a_repeat_soon_after_an_operators_verification_reopens_the_case(city):
+    city.detect()
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF, reason="cleared")
+    city.act("verify", Role.OPERATOR)
+    city.clock.advance(minutes=25)
+    city.detect()
+    assert city.cases() == 1 and city.actions()[-1] == ("reopen", "dispatched")
+    assert city.case().verified_at is None, "back with the unit: no longer verified"
+
+
 def test_a_reopened_case_is_timed_by_its_new_round_not_the_last_ones_feedback(city):
     """Found by review: a reopened case kept the first round's feedback time, so once the new round was accepted
     its handling time ran backwards (feedback before acceptance) and pulled the unit's mean handling time down."""

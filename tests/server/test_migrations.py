@@ -72,19 +72,13 @@ def test_a_city_past_two_billion_events_keeps_storing_them(postgres_server, tmp_
         assert session.scalar(select(DeadLetter.id)) > 2**31
 
 
-def test_a_citizens_case_from_before_0006_keeps_its_report(database_url):
-    """Migration 0006 moves each citizen case's first report into `reports`, where the API shows them."""
+def old_case_row(table) -> dict:  # noqa: ANN001 - a reflected table
+    """A value of each required column's type, for a case written before a migration."""
     from datetime import UTC, datetime
 
-    from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, MetaData, insert, select
+    from sqlalchemy import Boolean, DateTime, Float, Integer
 
-    engine = make_engine(database_url)
-    migrate(engine, "0005")
-    cases = MetaData()
-    cases.reflect(engine, only=["cases"])
-    table = cases.tables["cases"]
-
-    def filler(column):  # noqa: ANN001, ANN202 - a value of the column's type for a required column
+    def filler(column):  # noqa: ANN001, ANN202
         kind = type(column.type)
         if issubclass(kind, Boolean):
             return False
@@ -94,8 +88,22 @@ def test_a_citizens_case_from_before_0006_keeps_its_report(database_url):
             return datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
         return "x"
 
-    row = {column.name: filler(column) for column in table.columns
-           if not column.nullable and not column.primary_key and column.server_default is None}
+    return {column.name: filler(column) for column in table.columns
+            if not column.nullable and not column.primary_key and column.server_default is None}
+
+
+def test_a_citizens_case_from_before_0006_keeps_its_report(database_url):
+    """Migration 0006 moves each citizen case's first report into `reports`, where the API shows them."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import JSON, MetaData, insert, select
+
+    engine = make_engine(database_url)
+    migrate(engine, "0005")
+    cases = MetaData()
+    cases.reflect(engine, only=["cases"])
+    table = cases.tables["cases"]
+    row = old_case_row(table)
     row |= {"source": "open311", "description": "bags by the bin", "address": "Wulin Road 12",
             "reporter": {"phone": "139-1111-1111"}}
     if not isinstance(table.c.reporter.type, JSON):
@@ -110,3 +118,29 @@ def test_a_citizens_case_from_before_0006_keeps_its_report(database_url):
     assert [(r["description"], r["address"], r["reporter"]) for r in reports] == [
         ("bags by the bin", "Wulin Road 12", {"phone": "139-1111-1111"})]
     assert datetime.fromisoformat(reports[0]["at"]) == datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+
+
+def test_a_case_verified_before_0007_keeps_its_repeat_window_from_its_verification(database_url):
+    """Migration 0007 gives each verified case the time of its last verification step."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import MetaData, insert, select
+
+    engine = make_engine(database_url)
+    migrate(engine, "0006")
+    tables = MetaData()
+    tables.reflect(engine, only=["cases", "case_transitions"])
+    cases, steps = tables.tables["cases"], tables.tables["case_transitions"]
+    with engine.begin() as connection:
+        for status in ("verified", "handling"):
+            row = old_case_row(cases) | {"status": status, "violation_id": status}
+            case_id = connection.execute(insert(cases).values(row)).inserted_primary_key[0]
+            for hour, action in ((2, "verify"), (3, "rework"), (4, "verify")):
+                connection.execute(insert(steps).values(old_case_row(steps) | {
+                    "case_id": case_id, "action": action, "at": datetime(2026, 11, 25, hour, tzinfo=UTC)}))
+    migrate(engine)
+    with Database(database_url).session() as session:
+        from server.models import CaseRecord
+
+        verified = dict(session.execute(select(CaseRecord.status, CaseRecord.verified_at)).all())
+    assert verified == {"verified": datetime(2026, 11, 25, 4, tzinfo=UTC), "handling": None}
