@@ -11,7 +11,10 @@ and refuses old timestamps, so a captured request cannot be replayed. A failed a
 retried after 1, 2, 4 … times the base delay (at most the maximum delay), up to the last attempt, after which the
 delivery is `failed`: by default 20 attempts over some ten hours, so a receiver down for a night misses nothing.
 A subscription gets a case's changes in the order they happened: while one waits for its next attempt, the case's
-later ones wait behind it (other cases' go on).
+later ones wait behind it (other cases' go on). An endpoint that does not answer at all (refused, timed out, no such
+host) is rested by the sender that found it so, for the same back-off by its failures in a row: its other changes
+wait without spending an attempt, so one dead receiver, each of whose requests can take the whole timeout, never
+holds back the others' deliveries.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class Webhooks:
         self.wakeup = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._resting: dict[int, tuple[int, datetime]] = {}
+        """Subscriptions whose endpoint did not answer: (failures in a row, resting until)."""
 
     def enqueue(self, session: Session, messages: list[CaseMessage]) -> int:
         """Queue `messages` for every matching subscription, inside the caller's transaction."""
@@ -115,12 +120,14 @@ class Webhooks:
         request can take, so another worker's sender passes it by (and sends it if this one dies mid-way). On
         PostgreSQL a row another sender is claiming is skipped; SQLite claims one sender at a time."""
         now = self.clock()
+        resting = [subscription for subscription, (_, until) in self._resting.items() if until > now]
         with self.database.session() as session:
             begin_writing(session)
             earlier = aliased(WebhookDelivery)
             delivery = session.scalars(
                 select(WebhookDelivery).where(
                     WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
+                    WebhookDelivery.subscription_id.not_in(resting),
                     ~exists().where(earlier.status == "pending",  # the case's earlier changes go first
                                     earlier.subscription_id == WebhookDelivery.subscription_id,
                                     earlier.case_id == WebhookDelivery.case_id, earlier.id < WebhookDelivery.id))
@@ -144,6 +151,7 @@ class Webhooks:
                    "X-GridWatch-Event": delivery.event, "X-GridWatch-Delivery": str(delivery.id),
                    "X-GridWatch-Timestamp": timestamp,
                    "X-GridWatch-Signature": signature(subscription.secret, timestamp, body)}
+        unreachable = False
         try:
             with client.stream("POST", subscription.url, content=body, headers=headers,
                                timeout=self.timeout) as response:
@@ -155,7 +163,9 @@ class Webhooks:
         except Exception as error:  # not only httpx's: a URL it cannot even encode (an IDNA label too long) too
             # counts as an attempt, or the delivery stayed pending for good, holding its case's later changes
             ok, delivery.last_error = False, f"{type(error).__name__}: {error}"[:500]
+            unreachable = isinstance(error, httpx.TransportError)  # refused, timed out, no such host
         now = self.clock()
+        self._rest(subscription.id, unreachable, now)
         if ok:
             delivery.status, delivery.delivered_at = "delivered", now
         elif delivery.attempts >= self.max_attempts:
@@ -164,6 +174,14 @@ class Webhooks:
                         redacted(subscription.url), delivery.attempts, delivery.last_error)
         else:
             delivery.next_attempt_at = now + self.delay(delivery.attempts)
+
+    def _rest(self, subscription_id: int, unreachable: bool, now: datetime) -> None:
+        """After an attempt: an endpoint that did not answer rests; one that answered (whatever it said) is awake."""
+        if not unreachable:
+            self._resting.pop(subscription_id, None)
+            return
+        failures = self._resting.get(subscription_id, (0, now))[0] + 1
+        self._resting[subscription_id] = (failures, now + self.delay(failures))
 
     # ---- the worker --------------------------------------------------------------------------------------------
 

@@ -214,6 +214,45 @@ def test_a_case_whose_change_failed_gets_its_later_changes_after_it_and_other_ca
     assert received[2:] == [(1, "collect"), (1, "file"), (1, "dispatch"), (1, "accept")]
 
 
+def test_a_dead_receiver_costs_one_attempt_a_round_and_holds_back_no_other_subscriber(database_url):
+    """Found by review: every change queued for a receiver that never answered was tried in turn, each request
+    taking up to the whole timeout, while the other integrators' changes waited behind them."""
+    import httpx
+
+    from server.db import Database
+    from server.models import WebhookDelivery, utcnow
+    from server.services.webhooks import Webhooks
+
+    database = Database(database_url)
+    queue_changes(database, "http://dead.test/hook", [(case, "dispatch") for case in range(1, 6)])
+    queue_changes(database, "http://alive.test/hook", [(case, "dispatch") for case in range(1, 6)])
+    tried: list[str] = []
+    up = [False]
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        tried.append(request.url.host)
+        if request.url.host == "dead.test" and not up[0]:
+            raise httpx.ConnectTimeout("timed out", request=request)
+        return httpx.Response(200)
+
+    now = [utcnow()]
+    sender = Webhooks(database, clock=lambda: now[0])
+    with httpx.Client(transport=httpx.MockTransport(receive)) as client:
+        sender.deliver_due(client)
+        assert tried.count("dead.test") == 1 and tried.count("alive.test") == 5
+        with database.session() as session:
+            attempts = [d.attempts for d in session.query(WebhookDelivery).filter(WebhookDelivery.subscription_id == 1)]
+        assert sorted(attempts) == [0, 0, 0, 0, 1], "the rest waited without spending an attempt"
+        now[0] += timedelta(seconds=6)  # the endpoint's rest (the base delay) is over: one probe, still dead
+        sender.deliver_due(client)
+        assert tried.count("dead.test") == 2
+        up[0], now[0] = True, now[0] + timedelta(seconds=11)
+        sender.deliver_due(client)
+    assert tried.count("dead.test") == 2 + 4 + 1, "awake again: everything it missed"
+    with database.session() as session:
+        assert {d.status for d in session.query(WebhookDelivery)} == {"delivered"}
+
+
 def test_a_receiver_down_for_a_night_still_gets_every_change(database_url):
     """Found by review: eight attempts gave up after about ten minutes, every change of the night then `failed`,
     to be retried one by one by an admin."""
