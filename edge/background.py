@@ -6,7 +6,10 @@ background but no longer from the short-term one belongs to something that arriv
 are reported as "unknown object" detections, with ids kept by position, so the stall and litter rules can judge
 them like anything a detector names. The long-term background does not learn where such objects lie, so a pile stays
 reported until it is gone. What is there when the model starts (benches, bins, planters) is background: furniture is
-never reported. Objects a detector already names (people, vehicles, bags) are excluded by the pipeline.
+never reported. When such a thing leaves, the street it hid differs from the background too: a "ghost". Its outline
+has edges in the background but not in the frame (an object that arrived has them in the frame), so it is learnt
+at once as the street, not reported. Objects a detector already names (people, vehicles, bags) are excluded by the
+pipeline.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class BackgroundModel:
         long_rate = min(1.0, elapsed / self.long_seconds)
         # Where something stays, the street behind it is not relearnt: the object is reported until it goes.
         cv2.accumulateWeighted(grey, self._long, long_rate, mask=(static == 0).astype(np.uint8))
-        return self._blobs(static)
+        return self._blobs(static, grey)
 
     def is_new(self, box: NDArray[np.float64], min_fraction: float = 0.25) -> bool:
         """Whether the object in `box` differs from the street as learnt: it arrived after the model started.
@@ -84,13 +87,15 @@ class BackgroundModel:
         region = cv2.absdiff(self._last_grey[y1:y2, x1:x2], self._long[y1:y2, x1:x2]) > self.threshold
         return region.size > 0 and float(np.count_nonzero(region)) / region.size >= min_fraction
 
-    def _blobs(self, static: NDArray[np.uint8]) -> Detections:
+    def _blobs(self, static: NDArray[np.uint8], grey: NDArray[np.float32]) -> Detections:
         height, width = static.shape
-        count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(static, connectivity=8)
+        count, labels, stats, _centroids = cv2.connectedComponentsWithStats(static, connectivity=8)
         boxes = []
         for index in range(1, count):
             x, y, w, h, area = stats[index]
             if area / static.size < self.min_area:
+                continue
+            if self._forget_if_ghost(labels, index, (x, y, w, h), grey):
                 continue
             box = np.array([x / width, y / height, (x + w) / width, (y + h) / height])
             if any(box_iou(box, known) > 0.3 for known in self.exclude):
@@ -101,6 +106,30 @@ class BackgroundModel:
             return Detections()
         return Detections(boxes=np.array(boxes), scores=np.ones(len(boxes)),
                           labels=tuple(UNKNOWN_OBJECT for _ in boxes), track_ids=np.array(ids, dtype=np.int64))
+
+    def _forget_if_ghost(self, labels: NDArray[np.int32], index: int, bounds: tuple[int, int, int, int],
+                         grey: NDArray[np.float32]) -> bool:
+        """Whether blob `index` is the street uncovered where something that was part of the background left: the
+        edges along its outline are the background's, not the frame's. If so, the background learns it now."""
+        x, y, w, h = bounds
+        pad = 3
+        top, left = max(0, y - pad), max(0, x - pad)
+        bottom, right = min(labels.shape[0], y + h + pad), min(labels.shape[1], x + w + pad)
+        blob = (labels[top:bottom, left:right] == index).astype(np.uint8)
+        kernel = np.ones((5, 5), np.uint8)
+        outline = (cv2.dilate(blob, kernel) > 0) & (cv2.erode(blob, kernel) == 0)
+
+        def edges(image: NDArray[np.float32]) -> float:
+            part = image[top:bottom, left:right]
+            magnitude = cv2.magnitude(cv2.Sobel(part, cv2.CV_32F, 1, 0), cv2.Sobel(part, cv2.CV_32F, 0, 1))
+            return float(magnitude[outline].mean())
+
+        assert self._long is not None
+        if edges(self._long) <= edges(grey):
+            return False
+        inside = blob > 0
+        self._long[top:bottom, left:right][inside] = grey[top:bottom, left:right][inside]
+        return True
 
     def _assign_ids(self, boxes: list[NDArray[np.float64]]) -> list[int]:
         """Keep an object's id while its blob stays roughly in place."""
