@@ -11,6 +11,16 @@ from pydantic import BaseModel, ValidationError
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, but a date stays text for the model to read: YAML's own reading of `2026-13-01` raised a
+    bare ValueError (month must be in 1..12) that named neither the file nor the key."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and every offending key."""
 
@@ -33,7 +43,7 @@ def format_validation_error(error: ValidationError, source: str, prefix: str = "
 def read_yaml_mapping(path: Path, what: str = "a mapping of settings") -> dict:
     """The YAML file's top-level mapping (empty file: empty mapping), or a ConfigError saying what is wrong."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a safe loader
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: cannot read: {error}") from None
     if data is None:

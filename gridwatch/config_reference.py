@@ -56,8 +56,7 @@ def reference() -> str:
     from server.core.config import ServerSettings
     from server.core.security import TokenEntry
     from server.services.dispatch import CategoryRoute, DispatchConfig, Escalation, UnitConfig
-    from server.services.duty import Shift
-    from server.services.duty import TimeWindow as WorkingHours
+    from server.services.duty import Shift, WorkingHours
 
     sections = [
         ("Edge node (`gridwatch edge --config node.yaml`)", NodeConfig, ""),

@@ -17,7 +17,7 @@ from shapely.geometry.base import BaseGeometry
 
 from gridwatch.config_files import ConfigError, load_yaml_model
 from gridwatch.contract import CaseAssignment, Category, Location, Person
-from server.services.duty import Shift, TimeWindow, add_working_time, taking_over, working_time_between
+from server.services.duty import Shift, WorkingHours, add_working_time, taking_over, working_time_between
 
 
 class _Config(BaseModel):
@@ -60,8 +60,9 @@ class DispatchConfig(_Config):
     fallback_unit: str = Field(description="Key in `units` that takes what no grid or category matches.")
     fallback_deadline_minutes: float = Field(default=240, gt=0, description="Time allowed for fallback cases.")
     timezone: str = Field(default="Asia/Shanghai", description="IANA zone of shifts and working hours.")
-    working_hours: TimeWindow | None = Field(
-        default=None, description="When `working` deadlines run, e.g. {start: '07:00', end: '23:00'}; null: always.")
+    working_hours: WorkingHours | None = Field(
+        default=None, description="When `working` deadlines run, e.g. {start: '07:00', end: '23:00'}, with the "
+                                  "city's holidays and make-up days; null: always.")
     repeat_window_minutes: float = Field(
         default=30, ge=0, description="A detection at the place and of the category of a case closed this recently "
                                       "reopens it (an open case is joined whenever).")

@@ -5,10 +5,10 @@ Pure functions of the time passed in (always time-zone aware), so a test can wal
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gridwatch.contract import Person
 
@@ -39,6 +39,9 @@ class TimeWindow(_Config):
         """The window's spans that start on `day`'s date (local), as aware datetimes."""
         if WEEKDAYS[day.weekday()] not in self.days:
             return []
+        return self._span(day)
+
+    def _span(self, day: datetime) -> list[tuple[datetime, datetime]]:
         start = datetime.combine(day.date(), self.start, day.tzinfo)
         end = datetime.combine(day.date(), self.end, day.tzinfo)
         if end <= start:
@@ -50,14 +53,37 @@ class TimeWindow(_Config):
                    for start, end in self.spans(moment + timedelta(days=offset)))
 
 
+class WorkingHours(TimeWindow):
+    """The hours a unit's deadlines run, with the city's calendar: public holidays, and the weekend days worked in
+    their place (调休, make-up working days)."""
+
+    holidays: list[date] = Field(default_factory=list, description="Dates without working hours whatever their "
+                                                                   "weekday, e.g. [2026-10-01, 2026-10-02].")
+    make_up_days: list[date] = Field(default_factory=list, description="Dates worked whatever their weekday (调休), "
+                                                                       "e.g. [2026-10-10].")
+
+    @model_validator(mode="after")
+    def _one_or_the_other(self) -> WorkingHours:
+        both = sorted(set(self.holidays) & set(self.make_up_days))
+        if both:
+            raise ValueError(f"{', '.join(map(str, both))}: both a holiday and a make-up day")
+        return self
+
+    def spans(self, day: datetime) -> list[tuple[datetime, datetime]]:
+        if day.date() in self.holidays:
+            return []
+        return self._span(day) if day.date() in self.make_up_days else super().spans(day)
+
+
 class Shift(TimeWindow):
     name: str = Field(description="e.g. early, day, late.")
     staff: Person = Field(description="Who is on duty (name and phone), named in the assignment.")
 
 
 def add_working_time(start: datetime, allowed: timedelta, hours: TimeWindow | None, zone: ZoneInfo) -> datetime:
-    """The moment `allowed` of working time after `start`: the clock stops outside `hours` (None: it never stops).
-    A case filed at 22:50 with 30 minutes and working hours 07:00–23:00 is due at 07:20 next day."""
+    """The moment `allowed` of working time after `start`: the clock stops outside `hours` (None: it never stops),
+    and on its holidays. A case filed at 22:50 with 30 minutes and working hours 07:00–23:00 is due at 07:20 next
+    day."""
     if hours is None:
         return start + allowed
     local, moment = start.astimezone(zone), start.astimezone(UTC)

@@ -10,7 +10,7 @@ import pytest
 from gridwatch.config_files import ConfigError
 from gridwatch.contract import Category, Location
 from server.services.dispatch import Dispatcher
-from server.services.duty import Shift, TimeWindow, add_working_time, on_duty, working_time_between
+from server.services.duty import Shift, TimeWindow, WorkingHours, add_working_time, on_duty, working_time_between
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo" / "dispatch.yaml"
 CST = timezone(timedelta(hours=8))
@@ -89,6 +89,36 @@ def test_weekday_hours_skip_the_weekend():
     assert on_duty([night], datetime(2026, 11, 30, 3, 0, tzinfo=CST), ZoneInfo("Asia/Shanghai")) is None
 
 
+NATIONAL_DAY = WorkingHours(start="09:00", end="18:00", days=["mon", "tue", "wed", "thu", "fri"],
+                            holidays=[f"2026-10-0{day}" for day in range(1, 8)], make_up_days=["2026-10-10"])
+
+
+@pytest.mark.parametrize(
+    ("filed", "hours", "due"),
+    [
+        ("2026-09-30 17:00", 2, "2026-10-08 10:00"),  # the clock stops for the whole Golden Week
+        ("2026-10-09 17:00", 2, "2026-10-10 10:00"),  # a Saturday worked in its place (调休)
+        ("2026-10-03 12:00", 1, "2026-10-08 10:00"),  # filed on a holiday: nothing runs until the week is over
+    ],
+)
+def test_deadlines_stop_on_holidays_and_run_on_make_up_days(filed, hours, due):
+    start = datetime.fromisoformat(filed).replace(tzinfo=CST)
+    assert add_working_time(start, timedelta(hours=hours), NATIONAL_DAY, ZoneInfo("Asia/Shanghai")) == \
+        datetime.fromisoformat(due).replace(tzinfo=CST)
+    assert working_time_between(start, datetime.fromisoformat(due).replace(tzinfo=CST), NATIONAL_DAY,
+                                ZoneInfo("Asia/Shanghai")) == timedelta(hours=hours)
+
+
+def test_a_dispatch_config_with_holidays_sets_deadlines_by_them(tmp_path):
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(
+        'working_hours: {start: "07:00", end: "23:00"}',
+        'working_hours: {start: "07:00", end: "23:00", holidays: [2026-10-01]}'))
+    dispatcher = Dispatcher.from_file(tmp_path / "dispatch.yaml")
+    eve = datetime(2026, 9, 30, 22, 30, tzinfo=CST)
+    assert dispatcher.deadline(eve, timedelta(minutes=60)) == datetime(2026, 10, 2, 7, 30, tzinfo=CST)
+
+
 @pytest.mark.parametrize(
     ("level", "street", "contact"),
     [(1, "武林街道 Wulin Street Office", "陈志强 Chen Zhiqiang"), (1, "elsewhere", None),
@@ -129,7 +159,11 @@ def test_unknown_key_in_config_is_named(tmp_path):
       'funday]}', "working_hours.days: .*funday"),
      ("deadline_minutes: 30, auto_file_score: 0.5", "deadline_minutes: 30, auto_file_score: 5", "auto_file_score"),
      ('working_hours: {start: "07:00", end: "23:00"}', 'working_hours: {start: "07:00", end: "23:00", days: []}',
-      "working_hours.days: .*at least one day")],
+      "working_hours.days: .*at least one day"),
+     ('working_hours: {start: "07:00", end: "23:00"}', 'working_hours: {start: "07:00", end: "23:00", holidays: '
+      '[2026-10-10], make_up_days: [2026-10-10]}', "2026-10-10: both a holiday and a make-up day"),
+     ('working_hours: {start: "07:00", end: "23:00"}', 'working_hours: {start: "07:00", end: "23:00", holidays: '
+      '[2026-13-01]}', "working_hours.holidays.0")],
 )
 def test_bad_duty_settings_are_named(tmp_path, replace, by, message):
     (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
