@@ -6,6 +6,8 @@ learns from also carries what it must tell garbage apart from:
   learned as extra classes;
 - clean-street negatives: whole images and video frames given as such, and crops of the training photos that hold
   no labelled object (real streets of the same city, with nothing to find).
+Zoomed crops of the training photos around their labelled objects (about twice their size) teach the model the
+small things far from the camera as a node's tiles (`edge.tiles`) show them.
 
 The split is seeded and made on the labelled photos alone; negatives, crops and extra datasets (operator feedback)
 join the training part only, so validation figures stay comparable between runs. The sources are never written to:
@@ -57,6 +59,8 @@ class Sources:
     frames_per_video: int = 20
     clean_crops: int = 1
     """Crops per training photo that hold no labelled object."""
+    zoom_crops: int = 0
+    """Crops per training photo around its labelled objects, with no box cut."""
     street_variants: bool = True
     """Add a night or blurred copy of each training photo (alternating, seeded): street cameras see both."""
     extra: Sequence[Path] = ()
@@ -121,6 +125,39 @@ def clean_crops(image: NDArray[np.uint8], labels: list[Label], count: int, rng: 
         x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
         if all(x + w <= kx1 or kx2 <= x or y + h <= ky1 or ky2 <= y for kx1, ky1, kx2, ky2 in keep_out):
             crops.append(image[y:y + h, x:x + w].copy())
+    return crops
+
+
+def zoom_crops(image: NDArray[np.uint8], labels: list[Label], count: int, rng: np.random.Generator,
+               tries: int = 60) -> list[tuple[NDArray[np.uint8], list[Label]]]:
+    """Up to `count` crops (40-60 % of each side, about twice the size at the model's input) around a labelled box,
+    each with the boxes it holds; no box is cut (each lies wholly inside, or at most a tenth of it does)."""
+    if not labels:
+        return []
+    height, width = image.shape[:2]
+    boxes = [corners(label, width, height) for label in labels]
+    crops: list[tuple[NDArray[np.uint8], list[Label]]] = []
+    for _ in range(tries):
+        if len(crops) == count:
+            break
+        w, h = int(width * rng.uniform(0.4, 0.6)), int(height * rng.uniform(0.4, 0.6))
+        x1, y1, x2, y2 = boxes[int(rng.integers(len(boxes)))]
+        if x2 - x1 > w or y2 - y1 > h:
+            continue  # the object is too big to be seen closer
+        x = int(rng.integers(max(0, int(x2) - w), min(int(x1), width - w) + 1))
+        y = int(rng.integers(max(0, int(y2) - h), min(int(y1), height - h) + 1))
+        kept, cut = [], False
+        for label, (bx1, by1, bx2, by2) in zip(labels, boxes, strict=True):
+            inside = (max(0.0, min(bx2, x + w) - max(bx1, x)) * max(0.0, min(by2, y + h) - max(by1, y))
+                      / max((bx2 - bx1) * (by2 - by1), 1e-9))
+            if inside >= 0.98:
+                kept.append((label[0], ((bx1 + bx2) / 2 - x) / w, ((by1 + by2) / 2 - y) / h,
+                             (bx2 - bx1) / w, (by2 - by1) / h))
+            elif inside > 0.1:
+                cut = True
+                break
+        if not cut and kept:
+            crops.append((image[y:y + h, x:x + w].copy(), kept))
     return crops
 
 
@@ -225,6 +262,10 @@ def build(sources: Sources, work: Path) -> Split:
         for number, crop in enumerate(clean_crops(picture, own[image], sources.clean_crops, rng)
                                       if sources.clean_crops else []):
             train.append(writer.write(f"c{number}_{image.stem}", crop))
+        for number, (crop, labels) in enumerate(zoom_crops(picture, own[image], sources.zoom_crops, rng)
+                                                if sources.zoom_crops else []):
+            taught = teacher.labels(crop, labels) if teacher else []
+            train.append(writer.write(f"z{number}_{image.stem}", crop, labels + taught))
     for index, (image, labels) in enumerate(extra):
         train.append(writer.link(f"x{index}_{image.stem}", image, labels, cv2.imread(str(image)) if teacher else None))
     for name, frame in tqdm(list(negative_frames(sources.negatives, sources.frames_per_video)),

@@ -57,6 +57,10 @@ class Recipe(BaseModel):
         description="Clean street images or videos (training only); `ultralytics:` names a file inside the "
                     "ultralytics package, e.g. ultralytics:assets/bus.jpg.")
     clean_crops: int = Field(default=1, ge=0, le=5, description="Crops with nothing labelled, per training photo.")
+    zoom_crops: int = Field(default=0, ge=0, le=5,
+                            description="Crops around the labelled objects per training photo, seen about twice as "
+                                        "close, none cut: small things far from the camera as a node's `tiles` "
+                                        "show them.")
     street_variants: bool = Field(default=True, description="Add a night or blurred copy of each training photo.")
     extra: list[Path] = Field(default_factory=list,
                               description="More labelled datasets, e.g. operator feedback (training only).")
@@ -87,6 +91,7 @@ class Recipe(BaseModel):
         return citydata.Sources(
             labelled=self.data, names=self.classes, teacher=self.teacher, keep=self.keep,
             negatives=[resolve_negative(n) for n in self.negatives], clean_crops=self.clean_crops,
+            zoom_crops=self.zoom_crops,
             street_variants=self.street_variants, extra=self.extra, val_fraction=self.val_fraction, seed=self.seed)
 
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gridwatch.citydata import DatasetError, Sources, build, clean_crops, read_labels
+from gridwatch.citydata import DatasetError, Sources, build, clean_crops, read_labels, zoom_crops
 from gridwatch.training import resolve_negative
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,13 +34,13 @@ def test_split_is_seeded_and_only_training_gets_copies_crops_negatives_and_feedb
         writer.write(np.full((120, 160, 3), 90, np.uint8))
     writer.release()
     sources = Sources(labelled=data, names=["garbage"], negatives=[video], frames_per_video=4, clean_crops=1,
-                      extra=[feedback], seed=3)
+                      zoom_crops=1, extra=[feedback], seed=3)
     split = build(sources, tmp_path / "a")
     again = build(sources, tmp_path / "b")
     assert [p.name for p in split.val] == [p.name for p in again.val], "the same seed, the same split"
     assert len(split.val) == 2 and all(p.name.startswith("v_") for p in split.val)
     kinds = sorted({p.name.split("_")[0] for p in split.train})
-    assert kinds == ["c0", "n", "s", "t", "x0", "x1"]
+    assert kinds == ["c0", "n", "s", "t", "x0", "x1", "z0"]
     assert sum(p.name.startswith("t_") for p in split.train) == 8
     assert sum(p.name.startswith("s_") for p in split.train) == 8, "one night or blurred copy per training photo"
     assert sum(p.name.startswith("n_") for p in split.train) == 4, "evenly spaced frames of the clean video"
@@ -48,6 +48,9 @@ def test_split_is_seeded_and_only_training_gets_copies_crops_negatives_and_feedb
     assert read_labels(tmp_path / "a" / "labels" / f"{night_or_blur.stem}.txt", 1) == [(0, 0.5, 0.5, 0.2, 0.2)]
     crop = next(p for p in split.train if p.name.startswith("c0_"))
     assert read_labels(tmp_path / "a" / "labels" / f"{crop.stem}.txt", 1) == [], "a clean crop holds nothing"
+    zoomed = next(p for p in split.train if p.name.startswith("z0_"))
+    assert [label[3] for label in read_labels(tmp_path / "a" / "labels" / f"{zoomed.stem}.txt", 1)] > [0.3], \
+        "the pile, seen closer"
     assert not list((data / "labels").glob("*.cache")) and len(list((data / "images").iterdir())) == 10
 
 
@@ -59,6 +62,25 @@ def test_clean_crops_keep_away_from_every_labelled_box():
     image[140:260, 90:210] = 255
     for crop in clean_crops(image, labels, 5, np.random.default_rng(0)):
         assert crop.max() == 0, "no crop shows any of the pile"
+
+
+def test_zoom_crops_show_each_object_closer_with_its_box_and_cut_none():
+    image = np.zeros((400, 600, 3), np.uint8)
+    image[140:160, 90:120] = 255   # a small bag far away: 30 x 20 px
+    image[300:330, 400:460] = 128  # another, 60 x 30 px
+    labels = [(0, 105 / 600, 150 / 400, 30 / 600, 20 / 400), (0, 430 / 600, 315 / 400, 60 / 600, 30 / 400)]
+    crops = zoom_crops(image, labels, 3, np.random.default_rng(0))
+    assert len(crops) == 3
+    for crop, boxes in crops:
+        height, width = crop.shape[:2]
+        assert width <= 0.6 * 600 and height <= 0.6 * 400, "seen at least 1.7 times closer"
+        for _, cx, cy, w, h in boxes:  # each box lies on its object in the crop
+            x1, y1 = round((cx - w / 2) * width), round((cy - h / 2) * height)
+            x2, y2 = round((cx + w / 2) * width), round((cy + h / 2) * height)
+            assert crop[y1:y2, x1:x2].min() > 0 and (x2 - x1, y2 - y1) in ((30, 20), (60, 30))
+        assert np.count_nonzero(crop.max(axis=2)) == sum(round(w * width) * round(h * height)
+                                                         for _, _, _, w, h in boxes), "no object left unlabelled"
+    assert zoom_crops(image, [(0, 0.5, 0.5, 0.9, 0.9)], 3, np.random.default_rng(0)) == [], "too big to zoom"
 
 
 def test_bad_labels_and_sources_are_refused_with_the_file(tmp_path):
