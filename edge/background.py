@@ -6,8 +6,8 @@ background but no longer from the short-term one belongs to something that arriv
 are reported as "unknown object" detections, with ids kept by position, so the stall and litter rules can judge
 them like anything a detector names. The long-term background does not learn where such objects lie, so a pile stays
 reported until it is gone. What is there when the model starts (benches, bins, planters) is background: furniture is
-never reported. When such a thing leaves, the street it hid differs from the background too: a "ghost". Its outline
-has edges in the background but not in the frame (an object that arrived has them in the frame), so it is learnt
+never reported. When such a thing leaves, the street it hid differs from the background too: a "ghost". Its edge is
+seamless in the frame and not in the background (an object that arrived is the other way round), so it is learnt
 at once as the street, not reported. Objects a detector already names (people, vehicles, bags) are excluded by the
 pipeline.
 """
@@ -23,6 +23,8 @@ from edge.detections import Detections, box_iou
 from gridwatch.contract import ModelInfo
 
 UNKNOWN_OBJECT = "unknown object"
+GHOST_BAND = 3
+"""Pixels of the bands inside and outside a new blob's edge compared to tell a ghost (see `_forget_if_ghost`)."""
 
 
 class BackgroundModel:
@@ -95,10 +97,11 @@ class BackgroundModel:
             x, y, w, h, area = stats[index]
             if area / static.size < self.min_area:
                 continue
-            if self._forget_if_ghost(labels, index, (x, y, w, h), grey):
-                continue
             box = np.array([x / width, y / height, (x + w) / width, (y + h) / height])
             if any(box_iou(box, known) > 0.3 for known in self.exclude):
+                continue
+            new = not any(box_iou(box, tracked) > 0.3 for tracked in self._tracks.values())
+            if new and self._forget_if_ghost(labels, index, (x, y, w, h), grey):
                 continue
             boxes.append(box)
         ids = self._assign_ids(boxes)
@@ -109,23 +112,33 @@ class BackgroundModel:
 
     def _forget_if_ghost(self, labels: NDArray[np.int32], index: int, bounds: tuple[int, int, int, int],
                          grey: NDArray[np.float32]) -> bool:
-        """Whether blob `index` is the street uncovered where something that was part of the background left: the
-        edges along its outline are the background's, not the frame's. If so, the background learns it now."""
+        """Whether new blob `index` is the street uncovered where something the background held left: in the frame
+        the blob's edge is seamless (a band just inside it looks like a band just outside), in the background it is
+        not. An object that arrived is the other way round. A ghost is learnt into the background at once. Only a
+        new blob is judged: one reported already is never unlearnt. The test errs towards reporting: on cobbles or
+        stripes an uncovered patch breaks into pieces that do not look seamless, and stays reported (an operator
+        voids its case) rather than a real bag on such ground ever being learnt away."""
         x, y, w, h = bounds
-        pad = 3
+        pad = GHOST_BAND + 2
         top, left = max(0, y - pad), max(0, x - pad)
         bottom, right = min(labels.shape[0], y + h + pad), min(labels.shape[1], x + w + pad)
         blob = (labels[top:bottom, left:right] == index).astype(np.uint8)
-        kernel = np.ones((5, 5), np.uint8)
-        outline = (cv2.dilate(blob, kernel) > 0) & (cv2.erode(blob, kernel) == 0)
+        kernel = np.ones((2 * GHOST_BAND + 1, 2 * GHOST_BAND + 1), np.uint8)
+        inner = (blob > 0) & (cv2.erode(blob, kernel) == 0)
+        outer = (cv2.dilate(blob, kernel) > 0) & (blob == 0)
+        if not inner.any() or not outer.any():
+            return False
 
-        def edges(image: NDArray[np.float32]) -> float:
+        def seam(image: NDArray[np.float32]) -> float:
+            """1 - the intersection of the grey histograms of the two bands: 0 seamless, 1 nothing alike."""
             part = image[top:bottom, left:right]
-            magnitude = cv2.magnitude(cv2.Sobel(part, cv2.CV_32F, 1, 0), cv2.Sobel(part, cv2.CV_32F, 0, 1))
-            return float(magnitude[outline].mean())
+            inside, outside = (np.histogram(part[band], bins=16, range=(0, 256))[0] / np.count_nonzero(band)
+                               for band in (inner, outer))
+            return 1.0 - float(np.minimum(inside, outside).sum())
 
         assert self._long is not None
-        if edges(self._long) <= edges(grey):
+        in_frame = seam(grey)
+        if not (in_frame < 0.35 and seam(self._long) > in_frame + 0.3):
             return False
         inside = blob > 0
         self._long[top:bottom, left:right][inside] = grey[top:bottom, left:right][inside]
