@@ -199,7 +199,7 @@ class CaseTransition(Base):
     __tablename__ = "case_transitions"
 
     id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     action: Mapped[str] = mapped_column(String(16))
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))

@@ -64,8 +64,8 @@ class DispatchConfig(_Config):
         default=None, description="When `working` deadlines run, e.g. {start: '07:00', end: '23:00'}, with the "
                                   "city's holidays and make-up days; null: always.")
     repeat_window_minutes: float = Field(
-        default=30, ge=0, description="A detection at the place and of the category of a case closed this recently "
-                                      "reopens it (an open case is joined whenever).")
+        default=30, ge=0, description="A detection at the place and of the category of a case closed (or verified) "
+                                      "this recently reopens it (an open case is joined whenever).")
     repeat_radius_m: float = Field(default=15, ge=0, description="Distance within which two located detections "
                                                                  "from different cameras are the same place.")
     escalation: Escalation = Field(default_factory=Escalation, description="Who is told of overdue cases.")

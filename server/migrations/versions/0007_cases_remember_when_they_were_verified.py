@@ -1,5 +1,6 @@
 """cases remember when they were verified (the repeat window of a case verified but not yet closed ran from its
-last change, which every later event moved)
+last change, which every later event moved); case steps indexed by their case (a case's timeline, and its last step
+for Open311, read every step of every case on PostgreSQL)
 
 Revision ID: 0007
 Revises: 0006
@@ -22,11 +23,15 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("cases") as batch:
         batch.add_column(sa.Column("verified_at", server.models.UTCDateTime(), nullable=True))
-    # a case verified now: the time of its last verification step
-    op.execute("UPDATE cases SET verified_at = (SELECT max(t.at) FROM case_transitions t WHERE t.case_id = cases.id "
-               "AND t.action = 'verify') WHERE status IN ('verified', 'closed')")
+    op.create_index("ix_case_transitions_case_id", "case_transitions", ["case_id"])
+    # a case verified now: the time of its last verification step, in one pass over the steps (UPDATE … FROM:
+    # PostgreSQL, and SQLite from 3.33)
+    op.execute("UPDATE cases SET verified_at = v.at FROM (SELECT case_id, max(at) AS at FROM case_transitions "
+               "WHERE action = 'verify' GROUP BY case_id) AS v "
+               "WHERE v.case_id = cases.id AND cases.status IN ('verified', 'closed')")
 
 
 def downgrade() -> None:
+    op.drop_index("ix_case_transitions_case_id", "case_transitions")
     with op.batch_alter_table("cases") as batch:
         batch.drop_column("verified_at")
