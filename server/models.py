@@ -286,6 +286,10 @@ class WebhookSubscription(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    unanswered: Mapped[int] = mapped_column(default=0)
+    """Attempts in a row on which the endpoint could not even be reached (no connection)."""
+    resting_until: Mapped[datetime | None]
+    """After such an attempt, no delivery of the subscription is tried before this (the back-off by `unanswered`)."""
 
 
 class WebhookDelivery(Base):

@@ -11,10 +11,12 @@ and refuses old timestamps, so a captured request cannot be replayed. A failed a
 retried after 1, 2, 4 … times the base delay (at most the maximum delay), up to the last attempt, after which the
 delivery is `failed`: by default 20 attempts over some ten hours, so a receiver down for a night misses nothing.
 A subscription gets a case's changes in the order they happened: while one waits for its next attempt, the case's
-later ones wait behind it (other cases' go on). An endpoint that does not answer at all (refused, timed out, no such
-host) is rested by the sender that found it so, for the same back-off by its failures in a row: its other changes
-wait without spending an attempt, so one dead receiver, each of whose requests can take the whole timeout, never
-holds back the others' deliveries.
+later ones wait behind it (other cases' go on). An endpoint that cannot even be reached (connection refused or
+timed out, no such host) rests for the same back-off by such attempts in a row, kept on its subscription so every
+sender sees it: meanwhile its other changes wait without spending attempts, so one dead receiver, each of whose
+requests can take the whole connect timeout, never holds back the other subscribers. When its probe runs out of
+attempts, its waiting changes fail with it (an admin sends them again); a receiver that answers, whatever it says,
+is awake, and one delivery it chokes on never rests the others.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session, aliased, object_session
 
 from gridwatch.contract import CaseMessage
 from server.db import Database, begin_writing
@@ -75,8 +77,6 @@ class Webhooks:
         self.wakeup = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._resting: dict[int, tuple[int, datetime]] = {}
-        """Subscriptions whose endpoint did not answer: (failures in a row, resting until)."""
 
     def enqueue(self, session: Session, messages: list[CaseMessage]) -> int:
         """Queue `messages` for every matching subscription, inside the caller's transaction."""
@@ -120,7 +120,7 @@ class Webhooks:
         request can take, so another worker's sender passes it by (and sends it if this one dies mid-way). On
         PostgreSQL a row another sender is claiming is skipped; SQLite claims one sender at a time."""
         now = self.clock()
-        resting = [subscription for subscription, (_, until) in self._resting.items() if until > now]
+        resting = select(WebhookSubscription.id).where(WebhookSubscription.resting_until > now)
         with self.database.session() as session:
             begin_writing(session)
             earlier = aliased(WebhookDelivery)
@@ -163,25 +163,41 @@ class Webhooks:
         except Exception as error:  # not only httpx's: a URL it cannot even encode (an IDNA label too long) too
             # counts as an attempt, or the delivery stayed pending for good, holding its case's later changes
             ok, delivery.last_error = False, f"{type(error).__name__}: {error}"[:500]
-            unreachable = isinstance(error, httpx.TransportError)  # refused, timed out, no such host
+            # never connected (refused, timed out, no such host): not one payload's trouble but the endpoint's
+            unreachable = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
         now = self.clock()
-        self._rest(subscription.id, unreachable, now)
+        self._rest(subscription, unreachable, now)
         if ok:
             delivery.status, delivery.delivered_at = "delivered", now
         elif delivery.attempts >= self.max_attempts:
             delivery.status = "failed"
             log.warning("webhook delivery %d to %s failed for good after %d attempts: %s", delivery.id,
                         redacted(subscription.url), delivery.attempts, delivery.last_error)
+            if unreachable:  # its other changes waited on this one: they fail with it
+                self._fail_waiting(subscription, delivery, now)
         else:
             delivery.next_attempt_at = now + self.delay(delivery.attempts)
 
-    def _rest(self, subscription_id: int, unreachable: bool, now: datetime) -> None:
-        """After an attempt: an endpoint that did not answer rests; one that answered (whatever it said) is awake."""
-        if not unreachable:
-            self._resting.pop(subscription_id, None)
-            return
-        failures = self._resting.get(subscription_id, (0, now))[0] + 1
-        self._resting[subscription_id] = (failures, now + self.delay(failures))
+    def _rest(self, subscription: WebhookSubscription, unreachable: bool, now: datetime) -> None:
+        """After an attempt: an endpoint that could not be reached rests; one that answered is awake."""
+        if unreachable:
+            subscription.unanswered += 1
+            subscription.resting_until = now + self.delay(subscription.unanswered)
+        elif subscription.unanswered or subscription.resting_until is not None:
+            subscription.unanswered, subscription.resting_until = 0, None
+
+    def _fail_waiting(self, subscription: WebhookSubscription, probe: WebhookDelivery, now: datetime) -> None:
+        session = object_session(probe)
+        assert session is not None
+        failed = session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription.id,
+                                          WebhookDelivery.status == "pending", WebhookDelivery.id != probe.id)
+            .values(status="failed", last_error=f"not sent: the receiver could not be reached on "
+                                                f"{subscription.unanswered} attempts in a row, the last at "
+                                                f"{now:%Y-%m-%d %H:%M} UTC")).rowcount
+        if failed:
+            log.warning("webhook %s unreachable: %d waiting deliveries failed with its last probe",
+                        redacted(subscription.url), failed)
 
     # ---- the worker --------------------------------------------------------------------------------------------
 

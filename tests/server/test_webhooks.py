@@ -215,8 +215,8 @@ def test_a_case_whose_change_failed_gets_its_later_changes_after_it_and_other_ca
 
 
 def test_a_dead_receiver_costs_one_attempt_a_round_and_holds_back_no_other_subscriber(database_url):
-    """Found by review: every change queued for a receiver that never answered was tried in turn, each request
-    taking up to the whole timeout, while the other integrators' changes waited behind them."""
+    """Found by review: every change queued for a receiver that could not be reached was tried in turn, each
+    request taking up to the whole connect timeout, while the other integrators' changes waited behind them."""
     import httpx
 
     from server.db import Database
@@ -236,10 +236,12 @@ def test_a_dead_receiver_costs_one_attempt_a_round_and_holds_back_no_other_subsc
         return httpx.Response(200)
 
     now = [utcnow()]
-    sender = Webhooks(database, clock=lambda: now[0])
+    sender, other_worker = Webhooks(database, clock=lambda: now[0]), Webhooks(database, clock=lambda: now[0])
     with httpx.Client(transport=httpx.MockTransport(receive)) as client:
         sender.deliver_due(client)
         assert tried.count("dead.test") == 1 and tried.count("alive.test") == 5
+        other_worker.deliver_due(client)
+        assert tried.count("dead.test") == 1, "every worker's sender lets it rest"
         with database.session() as session:
             attempts = [d.attempts for d in session.query(WebhookDelivery).filter(WebhookDelivery.subscription_id == 1)]
         assert sorted(attempts) == [0, 0, 0, 0, 1], "the rest waited without spending an attempt"
@@ -251,6 +253,57 @@ def test_a_dead_receiver_costs_one_attempt_a_round_and_holds_back_no_other_subsc
     assert tried.count("dead.test") == 2 + 4 + 1, "awake again: everything it missed"
     with database.session() as session:
         assert {d.status for d in session.query(WebhookDelivery)} == {"delivered"}
+
+
+def test_a_receiver_that_chokes_on_one_change_still_gets_the_other_cases(database_url):
+    """Only an endpoint that cannot be reached rests: one that drops the connection on one payload is awake."""
+    import httpx
+
+    from server.db import Database
+    from server.models import utcnow
+    from server.services.webhooks import Webhooks
+
+    database = Database(database_url)
+    queue_changes(database, "http://receiver.test/hook", [(1, "collect"), (2, "collect"), (3, "collect")])
+    received: list[int] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        case = json.loads(request.content)["case_id"]
+        if case == 1:
+            raise httpx.RemoteProtocolError("server disconnected without sending a response", request=request)
+        received.append(case)
+        return httpx.Response(200)
+
+    with httpx.Client(transport=httpx.MockTransport(receive)) as client:
+        Webhooks(database, clock=utcnow).deliver_due(client)
+    assert received == [2, 3]
+
+
+def test_the_changes_waiting_on_a_receiver_gone_for_good_fail_with_its_last_probe(database_url):
+    """Found by review: resting, only the probe spent attempts, so a decommissioned receiver's queue never
+    failed and grew for ever. Its changes fail together once the probe has had every attempt (an admin sends them
+    again)."""
+    import httpx
+
+    from server.db import Database
+    from server.models import WebhookDelivery, utcnow
+    from server.services.webhooks import Webhooks
+
+    database = Database(database_url)
+    queue_changes(database, "http://gone.test/hook", [(case, "dispatch") for case in range(1, 5)])
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("no such host", request=request)
+
+    now = [utcnow()]
+    sender = Webhooks(database, max_attempts=3, clock=lambda: now[0])
+    with httpx.Client(transport=httpx.MockTransport(receive)) as client, database.session() as session:
+        for _ in range(10):
+            sender.deliver_due(client)
+            now[0] += timedelta(hours=1)
+        deliveries = session.query(WebhookDelivery).order_by(WebhookDelivery.id).all()
+        assert [(d.status, d.attempts) for d in deliveries] == [("failed", 3)] + [("failed", 0)] * 3
+        assert "could not be reached on 3 attempts in a row" in deliveries[1].last_error
 
 
 def test_a_receiver_down_for_a_night_still_gets_every_change(database_url):

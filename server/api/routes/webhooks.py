@@ -78,6 +78,9 @@ def retry_delivery(delivery_id: BigRowId, session: SessionDep, _caller: AdminDep
         raise HTTPException(status_code=409, detail=f"delivery {delivery_id} is {delivery.status}; only failed ones "
                                                     f"are retried by hand")
     delivery.status, delivery.attempts, delivery.next_attempt_at = "pending", 0, utcnow()
+    subscription = session.get(WebhookSubscription, delivery.subscription_id)
+    if subscription is not None:  # asked for now: not after the rest of an endpoint that could not be reached
+        subscription.resting_until = None
     session.commit()
     request.app.state.webhooks.wakeup.set()
     return DeliveryOut.model_validate(delivery)
