@@ -46,14 +46,23 @@ export class CaseBoard {
     h("label", {}, h("input", { type: "checkbox", name: "overdue", value: "true", checked: q.get("overdue") === "true" }),
       " ", t("cases.overdue")),
     h("button", { class: "plain", type: "submit" }, t("cases.filter")));
-    const number = Math.max(1, parseInt(q.get("page") ?? "1", 10) || 1);
-    const asked = new URLSearchParams([...q].filter(([key]) => key !== "page"));
+    this.number = Math.max(1, parseInt(q.get("page") ?? "1", 10) || 1);
+    this.asked = new URLSearchParams([...q].filter(([key]) => key !== "page"));
+    this.title = h("h1", {}, t("cases.title"));
+    this.results = h("div", { id: "results" });
+    this.root.replaceChildren(this.title, form, this.results);
+    await this.render();
+  }
+
+  /** The page of cases and the pager; the form is left as it is, with whatever the operator is typing in it. */
+  async render() {
+    const { number, asked } = this;
     const page = await api(`/api/v1/cases?${new URLSearchParams([...asked, ["page", String(number)],
                                                                  ["page_size", String(BOARD_PAGE)]])}`);
     const pages = Math.max(1, Math.ceil(page.total / BOARD_PAGE));
     const go = (to) => { location.hash = `#/cases?${new URLSearchParams([...asked, ["page", String(to)]])}`; };
     const pager = h("div", { class: "toolbar", id: "pager" },
-      h("button", { class: "plain", id: "previous-page", disabled: number <= 1, onclick: () => go(number - 1) }, "‹"),
+      h("button", { class: "plain", id: "previous-page", disabled: number <= 1, onclick: () => go(Math.min(number - 1, pages)) }, "‹"),
       h("span", { class: "meta" }, t("cases.page", { n: number, of: pages })),
       h("button", { class: "plain", id: "next-page", disabled: number >= pages, onclick: () => go(number + 1) }, "›"));
     const now = Date.now();
@@ -67,22 +76,20 @@ export class CaseBoard {
         h("td", { class: open && left !== null && left < 0 ? "overdue" : "" },
           left === null || !open ? "—" : t(left < 0 ? "case.late" : "case.left", { t: duration(left) })));
     });
-    this.form = form;
-    this.root.replaceChildren(h("h1", {}, `${t("cases.title")} (${page.total})`), form, rows.length ? h("table", {},
+    this.title.textContent = `${t("cases.title")} (${page.total})`;
+    // a page past the last (cases left while the operator was on it) keeps the way back
+    this.results.replaceChildren(rows.length ? h("table", {},
       h("thead", {}, h("tr", {}, ["#", t("fact.status"), t("fact.category"), t("fact.unit"), t("fact.grid"),
                                    t("fact.opened"), t("fact.deadline")].map((name) => h("th", {}, name)))),
-      h("tbody", {}, rows)) : h("div", { class: "empty" }, t("cases.none")), pages > 1 && pager);
+      h("tbody", {}, rows)) : h("div", { class: "empty" }, t("cases.none")),
+    ...(pages > 1 || number > 1 ? [pager] : []));
   }
 
-  /** A case changed: the board is read again a moment later (changes come in bursts), but not while the operator
-   * is typing a filter, which a redraw would throw away. */
+  /** A case changed: the cases are read again a moment later (changes come in bursts); the filter form is not
+   * redrawn, so nothing the operator is typing is lost and the board never stops following. */
   changed() {
     clearTimeout(this.timer);
-    const refresh = () => {
-      if (this.form?.contains(document.activeElement)) this.timer = setTimeout(refresh, 1000);
-      else this.mount();
-    };
-    this.timer = setTimeout(refresh, 300);
+    this.timer = setTimeout(() => this.render(), 300);
   }
   unmount() { clearTimeout(this.timer); }
 }

@@ -75,7 +75,8 @@ export class CityView {
       h("dt", {}, t("city.last")), h("dd", {}, when(camera.last_event_at)),
       h("dt", {}, "fps"), h("dd", {}, camera.fps ?? "—")),
     h("div", { class: "actions" },
-      h("a", { href: `#/cases?camera_id=${encodeURIComponent(camera.camera_id)}` }, t("city.cases")),
+      h("a", { href: `#/cases?${new URLSearchParams({ node_id: camera.node_id, camera_id: camera.camera_id })}` },
+        t("city.cases")),
       h("button", { class: "plain", onclick: () => this.refresh(camera, picture) }, t("city.snapshot"))),
     picture);
     try {

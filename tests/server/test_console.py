@@ -155,6 +155,22 @@ def test_the_case_board_pages_through_every_case_and_keeps_its_filters(server_ur
     page.wait_for_selector("input[name=camera_id]")
     assert page.input_value("input[name=camera_id]") == "kerb-0"
 
+    page.wait_for_selector("#results .empty")
+    assert page.locator("#pager").count() == 0 and "false" not in page.inner_text("#results"), \
+        "one page: no pager, and nothing in its place"
+
+    page.goto(f"{server_url}/console/#/cases?category=litter&page=3")  # past the last page (cases went)
+    page.wait_for_selector("#results .empty")
+    page.click("#previous-page")
+    page.wait_for_function("document.querySelectorAll('tbody tr').length === 5")
+    page.fill("input[name=unit_id]", "sanit")  # the operator is typing a filter when a case comes in
+    assert httpx.post(f"{server_url}/open311/v2/requests.json", data={
+        "api_key": api_tokens["integrator"], "service_code": "litter", "description": "one more",
+        "lat": "30.1000", "long": "120.1652"}).status_code == 200
+    page.wait_for_function("document.querySelector('h1').textContent.includes('(106)')")
+    assert page.input_value("input[name=unit_id]") == "sanit", "what the operator typed is kept"
+    assert page.evaluate("document.activeElement.name") == "unit_id"
+
 
 def test_the_city_plan_and_the_assessment_show_what_happened(server_url, browser, api_tokens, mqtt_client):
     import httpx
@@ -177,6 +193,8 @@ def test_the_city_plan_and_the_assessment_show_what_happened(server_url, browser
     assert page.locator("#plan circle.camera.busy").count() == 2, "two cameras still have an open case"
     page.locator("circle[data-camera='node-a/kerb-1']").dispatch_event("click")  # an SVG dot, a few px wide
     page.wait_for_selector("#camera-detail >> text=node-a / kerb-1")
+    assert page.get_attribute("#camera-detail a", "href") == "#/cases?node_id=node-a&camera_id=kerb-1", \
+        "the camera's cases, not those of every node's camera of that name"
     shot(page, "city")
 
     page.goto(f"{server_url}/console/#/assessment?by=unit&period=month")
