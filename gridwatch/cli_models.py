@@ -20,8 +20,8 @@ def cmd_models_train(args: argparse.Namespace) -> int:
     overrides = {
         "name": args.name, "data": args.data, "checkpoint": args.checkpoint, "classes": split_list(args.classes),
         "teacher": args.teacher, "keep": split_list(args.keep), "negatives": split_list(args.negatives),
-        "clean_crops": args.clean_crops, "extra": args.extra or None, "feedback": args.feedback,
-        "feedback_category": args.feedback_category, "epochs": args.epochs,
+        "clean_crops": args.clean_crops, "zoom_crops": args.zoom_crops, "extra": args.extra or None,
+        "feedback": args.feedback, "feedback_category": args.feedback_category, "epochs": args.epochs,
         "patience": args.patience, "imgsz": args.imgsz, "freeze": args.freeze, "batch": args.batch,
         "val_fraction": args.val_fraction,
         "seed": args.seed, "export": split_list(args.export), "device": args.device,
@@ -80,6 +80,8 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
     training.add_argument("--negatives", help="Clean street images or videos for training, comma-separated "
                                               "(ultralytics:assets/bus.jpg names a file in the ultralytics package).")
     training.add_argument("--clean-crops", type=int, help="Crops with nothing labelled per training photo (1).")
+    training.add_argument("--zoom-crops", type=int, help="Crops around the labelled objects per training photo, seen "
+                                                         "about twice as close (default 0).")
     training.add_argument("--extra", type=Path, action="append",
                           help="Another labelled dataset for training only, e.g. exported operator feedback; "
                                "repeat for several.")

@@ -253,13 +253,14 @@ def model_card(recipe: Recipe, version: str, split: citydata.Split, metrics: dic
     taught = (f"; {', '.join(recipe.keep)} pseudo-labelled by `{recipe.teacher.name}`" if recipe.teacher and recipe.keep
               else "")
     frozen = f", the first {recipe.freeze} layers frozen" if recipe.freeze else ""
+    zoomed = f" and {recipe.zoom_crops} zoomed crop(s) round its objects" if recipe.zoom_crops else ""
     scored = "\nTeacher-labelled classes are scored against the teacher's labels, not a person's." if taught else ""
     return f"""# Model card: {recipe.name} {version}
 
 - **Date**: {time.strftime("%Y-%m-%d")}
 - **Base weights**: `{recipe.checkpoint.name}` (Ultralytics YOLO, AGPL-3.0)
 - **Data**: `{recipe.data.name}` — {len(split.train)} training images (labelled photos, night and blurred copies,
-  {recipe.clean_crops} clean crop(s) per photo, {len(recipe.negatives)} clean negative source(s),
+  {recipe.clean_crops} clean crop(s){zoomed} per photo, {len(recipe.negatives)} clean negative source(s),
   {len(recipe.extra)} extra dataset(s)) and {len(split.val)} validation photos, seeded split (seed {recipe.seed});
   data licence: {licence}
 - **Classes**: {", ".join(split.names.values())} (own: {", ".join(recipe.classes)}{taught})
