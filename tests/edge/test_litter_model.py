@@ -21,12 +21,17 @@ START = datetime(2026, 11, 23, 22, 0, tzinfo=UTC)
 pytestmark = pytest.mark.skipif(not DATASET.exists(), reason="the street-garbage photos come from ../shared")
 
 
+CITY = Path(__file__).resolve().parents[2] / "models" / "city.yaml"
+
+
 def litter_manifest(model_dir: Path, folder: Path) -> Path:
-    """The litter model alone, as models/city.yaml lists it beside the COCO model."""
+    """The litter model alone, with the settings models/city.yaml ships it with beside the COCO model (its rate, the
+    tiles it looks at, its score), the weights being the ones given."""
+    shipped = next(spec for spec in yaml.safe_load(CITY.read_text())["models"] if spec["name"] == "litter")
+    settings = {key: shipped[key] for key in ("detect_fps", "tiles", "min_score", "categories") if key in shipped}
     manifest = folder / "litter-manifest.yaml"
-    manifest.write_text(yaml.safe_dump({"models": [{
-        "name": "litter", "weights": str(next(model_dir.glob("*_openvino_model"))), "detect_fps": 1,
-        "categories": {"litter": ["garbage"]}}]}))
+    manifest.write_text(yaml.safe_dump({"models": [
+        {"name": "litter", "weights": str(next(model_dir.glob("*_openvino_model")))} | settings]}))
     return manifest
 
 
