@@ -166,35 +166,49 @@ class Webhooks:
             # never connected (refused, timed out, no such host): not one payload's trouble but the endpoint's
             unreachable = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
         now = self.clock()
-        self._rest(subscription, unreachable, now)
+        unanswered = self._rest(subscription, unreachable, now)
         if ok:
             delivery.status, delivery.delivered_at = "delivered", now
         elif delivery.attempts >= self.max_attempts:
             delivery.status = "failed"
             log.warning("webhook delivery %d to %s failed for good after %d attempts: %s", delivery.id,
                         redacted(subscription.url), delivery.attempts, delivery.last_error)
-            if unreachable:  # its other changes waited on this one: they fail with it
-                self._fail_waiting(subscription, delivery, now)
+            if unreachable and unanswered >= self.max_attempts:  # not reached all along: what waited fails too
+                self._fail_waiting(subscription, unanswered, delivery, now)
         else:
             delivery.next_attempt_at = now + self.delay(delivery.attempts)
 
-    def _rest(self, subscription: WebhookSubscription, unreachable: bool, now: datetime) -> None:
-        """After an attempt: an endpoint that could not be reached rests; one that answered is awake."""
-        if unreachable:
-            subscription.unanswered += 1
-            subscription.resting_until = now + self.delay(subscription.unanswered)
-        elif subscription.unanswered or subscription.resting_until is not None:
-            subscription.unanswered, subscription.resting_until = 0, None
+    def _rest(self, subscription: WebhookSubscription, unreachable: bool, now: datetime) -> int:
+        """After an attempt: an endpoint that could not be reached rests; one that answered is awake. Counted in
+        SQL, not from the row as read before the request: another worker may have tried it meanwhile. Returns the
+        attempts in a row it could not be reached."""
+        session = object_session(subscription)
+        assert session is not None
+        row = WebhookSubscription.id == subscription.id
+        if not unreachable:
+            if subscription.unanswered or subscription.resting_until is not None:
+                session.execute(update(WebhookSubscription).where(row).values(unanswered=0, resting_until=None)
+                                .execution_options(synchronize_session=False))
+            return 0
+        unanswered = session.execute(update(WebhookSubscription).where(row)
+                                     .values(unanswered=WebhookSubscription.unanswered + 1)
+                                     .returning(WebhookSubscription.unanswered)
+                                     .execution_options(synchronize_session=False)).scalar_one()
+        session.execute(update(WebhookSubscription).where(row).values(resting_until=now + self.delay(unanswered))
+                        .execution_options(synchronize_session=False))
+        return unanswered
 
-    def _fail_waiting(self, subscription: WebhookSubscription, probe: WebhookDelivery, now: datetime) -> None:
+    def _fail_waiting(self, subscription: WebhookSubscription, unanswered: int, probe: WebhookDelivery,
+                      now: datetime) -> None:
         session = object_session(probe)
         assert session is not None
         failed = session.execute(
             update(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription.id,
-                                          WebhookDelivery.status == "pending", WebhookDelivery.id != probe.id)
-            .values(status="failed", last_error=f"not sent: the receiver could not be reached on "
-                                                f"{subscription.unanswered} attempts in a row, the last at "
-                                                f"{now:%Y-%m-%d %H:%M} UTC")).rowcount
+                                          WebhookDelivery.status == "pending", WebhookDelivery.id != probe.id,
+                                          WebhookDelivery.next_attempt_at <= now)
+            .values(status="failed", last_error=f"not sent: the receiver could not be reached on {unanswered} "
+                                                f"attempts in a row, the last at {now:%Y-%m-%d %H:%M} UTC")
+            .execution_options(synchronize_session=False)).rowcount
         if failed:
             log.warning("webhook %s unreachable: %d waiting deliveries failed with its last probe",
                         redacted(subscription.url), failed)

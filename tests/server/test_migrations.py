@@ -144,3 +144,42 @@ def test_a_case_verified_before_0007_keeps_its_repeat_window_from_its_verificati
 
         verified = dict(session.execute(select(CaseRecord.status, CaseRecord.verified_at)).all())
     assert verified == {"verified": datetime(2026, 11, 25, 4, tzinfo=UTC), "handling": None}
+
+
+def test_stepping_back_before_0007_keeps_the_cases_and_the_webhook_deliveries(database_url):
+    """Found by review: on SQLite, dropping a column rebuilt the table, and with foreign keys on, dropping the old
+    copy deleted every webhook delivery (0008) or was refused (0007, cases have steps)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from server.models import CaseRecord, CaseTransition, WebhookDelivery, WebhookSubscription
+
+    database = Database(database_url)
+    moment = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+    with database.session() as session:
+        case = CaseRecord(violation_id="v1", category="litter", code="0102", status="verified", node_id="n",
+                          camera_id="c", zone_id="z", label="garbage", score=0.9, opened_at=moment, updated_at=moment,
+                          started_at=moment, last_seen_at=moment, verified_at=moment)
+        session.add(case)
+        session.flush()
+        session.add(CaseTransition(case_id=case.id, action="verify", to_status="verified", at=moment, actor="op",
+                                   reason="gone"))
+        hook = WebhookSubscription(url="http://receiver.test/hook", secret="s" * 32, created_by="test")
+        session.add(hook)
+        session.flush()
+        session.add(WebhookDelivery(subscription_id=hook.id, case_id=case.id, event="case.verify", payload="{}",
+                                    next_attempt_at=moment))
+        session.commit()
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        config = alembic_config(database_url)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")
+    with engine.connect() as connection:
+        counts = [connection.execute(select(func.count()).select_from(table)).scalar_one()
+                  for table in (CaseRecord.__table__, CaseTransition.__table__, WebhookDelivery.__table__)]
+    assert counts == [1, 1, 1]
+    migrate(engine)
+    with Database(database_url).session() as session:
+        assert session.scalars(select(CaseRecord.verified_at)).one() == moment, "0007 fills it in again"

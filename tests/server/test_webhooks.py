@@ -279,6 +279,44 @@ def test_a_receiver_that_chokes_on_one_change_still_gets_the_other_cases(databas
     assert received == [2, 3]
 
 
+def test_one_change_failing_for_good_as_its_receiver_restarts_takes_no_other_change_with_it(database_url):
+    """Found by review: a change the receiver refused twenty times whose last attempt met a restart (no connection)
+    failed every other change waiting for that receiver."""
+    import httpx
+
+    from server.db import Database
+    from server.models import WebhookDelivery, utcnow
+    from server.services.webhooks import Webhooks
+
+    database = Database(database_url)
+    queue_changes(database, "http://receiver.test/hook", [(1, "collect")])
+    attempts = {1: 0, 2: 0}
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        case = json.loads(request.content)["case_id"]
+        attempts[case] += 1
+        if case == 1 and attempts[1] == 3:
+            raise httpx.ConnectError("connection refused", request=request)  # restarting just then
+        return httpx.Response(500 if case == 1 else 200)
+
+    now = [utcnow()]
+    sender = Webhooks(database, max_attempts=3, clock=lambda: now[0])
+    with httpx.Client(transport=httpx.MockTransport(receive)) as client:
+        for _ in range(2):
+            sender.deliver_due(client)
+            now[0] += timedelta(minutes=1)
+        with database.session() as session:  # another case's change comes in
+            session.add(WebhookDelivery(subscription_id=1, case_id=2, event="case.collect", next_attempt_at=now[0],
+                                        payload=json.dumps({"case_id": 2, "action": "collect"})))
+            session.commit()
+        sender.deliver_due(client)  # case 1's last attempt: no connection
+        now[0] += timedelta(minutes=1)
+        sender.deliver_due(client)
+    with database.session() as session:
+        assert [(d.case_id, d.status) for d in session.query(WebhookDelivery).order_by(WebhookDelivery.id)] == [
+            (1, "failed"), (2, "delivered")]
+
+
 def test_the_changes_waiting_on_a_receiver_gone_for_good_fail_with_its_last_probe(database_url):
     """Found by review: resting, only the probe spent attempts, so a decommissioned receiver's queue never
     failed and grew for ever. Its changes fail together once the probe has had every attempt (an admin sends them

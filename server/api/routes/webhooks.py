@@ -80,7 +80,7 @@ def retry_delivery(delivery_id: BigRowId, session: SessionDep, _caller: AdminDep
     delivery.status, delivery.attempts, delivery.next_attempt_at = "pending", 0, utcnow()
     subscription = session.get(WebhookSubscription, delivery.subscription_id)
     if subscription is not None:  # asked for now: not after the rest of an endpoint that could not be reached
-        subscription.resting_until = None
+        subscription.resting_until, subscription.unanswered = None, 0
     session.commit()
     request.app.state.webhooks.wakeup.set()
     return DeliveryOut.model_validate(delivery)

@@ -26,6 +26,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("webhook_subscriptions") as batch:
-        batch.drop_column("resting_until")
-        batch.drop_column("unanswered")
+    # a plain DROP COLUMN (SQLite 3.35+): batch mode rebuilds the table, and SQLite's DROP TABLE of the old copy,
+    # with foreign keys on, deleted every delivery (ON DELETE CASCADE)
+    op.execute("ALTER TABLE webhook_subscriptions DROP COLUMN resting_until")
+    op.execute("ALTER TABLE webhook_subscriptions DROP COLUMN unanswered")
