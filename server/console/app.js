@@ -63,7 +63,7 @@ function start() {
   stopLive?.();
   stopLive = liveFeed((message) => page?.changed(message),
     (connected) => document.getElementById("live-state").classList.toggle("on", connected),
-    () => route(),
+    () => (page?.resync ? page.resync() : route()),  // a page that can read afresh keeps what is being typed
     () => { session.token = null; session.caller = null; loginPage(t("login.revoked")); });
   if (!location.hash) location.hash = "#/review";
   route();

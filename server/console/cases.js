@@ -57,8 +57,10 @@ export class CaseBoard {
   /** The page of cases and the pager; the form is left as it is, with whatever the operator is typing in it. */
   async render() {
     const { number, asked } = this;
+    const ticket = this.ticket = (this.ticket ?? 0) + 1;
     const page = await api(`/api/v1/cases?${new URLSearchParams([...asked, ["page", String(number)],
                                                                  ["page_size", String(BOARD_PAGE)]])}`);
+    if (ticket !== this.ticket) return;  // a later reading is under way (or shown): an older answer never wins
     const pages = Math.max(1, Math.ceil(page.total / BOARD_PAGE));
     const go = (to) => { location.hash = `#/cases?${new URLSearchParams([...asked, ["page", String(to)]])}`; };
     const pager = h("div", { class: "toolbar", id: "pager" },
@@ -89,8 +91,12 @@ export class CaseBoard {
    * redrawn, so nothing the operator is typing is lost and the board never stops following. */
   changed() {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.render(), 300);
+    this.burst ??= Date.now();  // a steady stream of changes still redraws at least every two seconds
+    this.timer = setTimeout(() => { this.burst = null; this.render(); },
+      Math.max(0, Math.min(300, this.burst + 2000 - Date.now())));
   }
+  /** The live stream came back after a break: read the cases afresh, leaving the form as it is. */
+  resync() { this.render(); }
   unmount() { clearTimeout(this.timer); }
 }
 

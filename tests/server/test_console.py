@@ -172,6 +172,29 @@ def test_the_case_board_pages_through_every_case_and_keeps_its_filters(server_ur
     assert page.evaluate("document.activeElement.name") == "unit_id"
 
 
+def test_the_case_board_reads_afresh_when_the_live_stream_returns_and_keeps_the_filter_being_typed(
+        server_url, browser, api_tokens):
+    """Found by review: when the live stream came back after a break, the console rebuilt the whole page, and the
+    filter the operator was typing was lost."""
+    import httpx
+
+    down = [True]
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.route("**/api/v1/live", lambda route: route.abort() if down[0] else route.continue_())
+    page.goto(f"{server_url}/console/#/cases")
+    page.fill("#token", api_tokens["operator"])
+    page.click("button[type=submit]")
+    page.goto(f"{server_url}/console/#/cases")
+    page.wait_for_selector("#results .empty")
+    page.fill("input[name=unit_id]", "sanit")
+    assert httpx.post(f"{server_url}/open311/v2/requests.json", data={  # comes in while the stream is down
+        "api_key": api_tokens["integrator"], "service_code": "litter", "description": "bags by the bin",
+        "lat": "30.2745", "long": "120.1652"}).status_code == 200
+    down[0] = False
+    page.wait_for_function("document.querySelector('h1').textContent.includes('(1)')", timeout=60_000)
+    assert page.input_value("input[name=unit_id]") == "sanit", "what the operator typed is kept"
+
+
 def test_the_city_plan_and_the_assessment_show_what_happened(server_url, browser, api_tokens, mqtt_client):
     import httpx
 
