@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridwatch.config_files import ConfigError, load_yaml_model
 from gridwatch.contract import Category
@@ -41,6 +41,12 @@ class ManifestModel(BaseModel):
     categories: dict[Category, list[str]] = Field(
         default_factory=dict, description="Classes of this model that count for each category."
     )
+
+    @model_validator(mode="after")
+    def _tiles_need_a_detector(self) -> ManifestModel:
+        if self.weights == BACKGROUND_WEIGHTS and self.tiles != 1:
+            raise ValueError("tiles: the background model looks at the whole frame; tiles are for a detector")
+        return self
 
     @property
     def labels(self) -> list[str]:

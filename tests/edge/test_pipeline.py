@@ -14,8 +14,9 @@ from edge.capture import Frame
 from edge.config import NodeConfig
 from edge.detections import Detections
 from edge.health_config import HealthConfig
-from edge.manifest import Manifest
+from edge.manifest import Manifest, load_manifest
 from edge.pipeline import CameraPipeline, make_detector
+from gridwatch.config_files import ConfigError
 from gridwatch.contract import Event, ModelInfo
 
 FRAME = np.zeros((48, 64, 3), dtype=np.uint8)
@@ -82,6 +83,12 @@ def test_a_model_looks_at_tiles_only_where_its_manifest_entry_asks():
     pipeline, coco, city = build(owner_leaves_after_call=0, city_tiles=2)
     feed(pipeline, 2)
     assert city.tiles == 2 and coco.tiles == 1
+
+
+def test_tiles_asked_of_the_background_model_are_refused_not_ignored(tmp_path):
+    (tmp_path / "manifest.yaml").write_text("models:\n  - {name: background, weights: background, tiles: 2}\n")
+    with pytest.raises(ConfigError, match="models.0.*tiles: the background model looks at the whole frame"):
+        load_manifest(tmp_path / "manifest.yaml")
 
 
 def test_people_seen_by_one_model_keep_litter_from_another_attended():
