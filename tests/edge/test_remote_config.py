@@ -13,7 +13,7 @@ from edge.manifest import Manifest
 from edge.pipeline import CameraPipeline
 from edge.remote_config import RemoteConfigurator
 from gridwatch.contract import config_status_topic, config_topic
-from tests.edge.test_pipeline import ScriptedDetector, detections
+from tests.edge.pipeline_scripts import ScriptedDetector, detections
 from tests.factories import wait_until
 
 NEW_ZONES = [{"zone_id": "school-gate", "rule": "no_parking", "polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]],
