@@ -212,7 +212,7 @@ class Dispatcher:
             unit_id=unit_id,
             unit_name=unit.name,
             fallback=fallback,
-            on_duty=taking_over(unit.shifts, now, config.zone),
+            on_duty=taking_over(unit.shifts, now, config.zone, config.working_hours),
         )
         return assignment, self.deadline(now, timedelta(minutes=minutes), clock)
 

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from gridwatch.contract import Person
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+HOLIDAYS_AHEAD = 21
+"""Days ahead `taking_over` looks for the next shift: a week, and the longest run of holidays after it."""
 
 
 class _Config(BaseModel):
@@ -48,10 +50,6 @@ class TimeWindow(_Config):
             end += timedelta(days=1)
         return [(start, end)]
 
-    def contains(self, moment: datetime) -> bool:
-        return any(start <= moment < end for offset in (-1, 0)
-                   for start, end in self.spans(moment + timedelta(days=offset)))
-
 
 class WorkingHours(TimeWindow):
     """The hours a unit's deadlines run, with the city's calendar: public holidays, and the weekend days worked in
@@ -70,14 +68,31 @@ class WorkingHours(TimeWindow):
         return self
 
     def spans(self, day: datetime) -> list[tuple[datetime, datetime]]:
+        return self.kept(self, day)
+
+    def kept(self, window: TimeWindow, day: datetime) -> list[tuple[datetime, datetime]]:
+        """`window`'s spans starting on `day` as this calendar keeps them: none on a holiday, on a make-up day
+        whatever the weekday, else by the window's days."""
         if day.date() in self.holidays:
             return []
-        return self._span(day) if day.date() in self.make_up_days else super().spans(day)
+        return window._span(day) if day.date() in self.make_up_days else TimeWindow.spans(window, day)
 
 
 class Shift(TimeWindow):
     name: str = Field(description="e.g. early, day, late.")
     staff: Person = Field(description="Who is on duty (name and phone), named in the assignment.")
+    keeps_calendar: bool = Field(default=False, description=(
+        "true: the shift keeps the city's calendar (`working_hours.holidays` and `make_up_days`), as office staff "
+        "do: off on holidays, on on make-up days whatever its `days`; false: its `days` alone, as street crews."))
+
+    def on(self, day: datetime, calendar: WorkingHours | None) -> list[tuple[datetime, datetime]]:
+        """The shift's spans starting on `day`, with the city's `calendar` where the shift keeps it."""
+        return calendar.kept(self, day) if self.keeps_calendar and calendar is not None else self.spans(day)
+
+    def covers(self, moment: datetime, calendar: WorkingHours | None) -> bool:
+        """Whether `moment` (local) is in one of the shift's spans, one that began the day before included."""
+        return any(start <= moment < end for offset in (-1, 0)
+                   for start, end in self.on(moment + timedelta(days=offset), calendar))
 
 
 def add_working_time(start: datetime, allowed: timedelta, hours: TimeWindow | None, zone: ZoneInfo) -> datetime:
@@ -125,19 +140,23 @@ def _in_utc(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, date
     return [(start.astimezone(UTC), end.astimezone(UTC)) for start, end in spans]
 
 
-def on_duty(shifts: list[Shift], moment: datetime, zone: ZoneInfo) -> Person | None:
-    """The person whose shift covers `moment`; the first listed wins where shifts overlap."""
+def on_duty(shifts: list[Shift], moment: datetime, zone: ZoneInfo,
+            calendar: WorkingHours | None = None) -> Person | None:
+    """The person whose shift covers `moment`; the first listed wins where shifts overlap. `calendar` holds the
+    city's holidays and make-up days, for the shifts that keep them."""
     local = moment.astimezone(zone)
-    return next((shift.staff for shift in shifts if shift.contains(local)), None)
+    return next((shift.staff for shift in shifts if shift.covers(local, calendar)), None)
 
 
-def taking_over(shifts: list[Shift], moment: datetime, zone: ZoneInfo) -> Person | None:
+def taking_over(shifts: list[Shift], moment: datetime, zone: ZoneInfo,
+                calendar: WorkingHours | None = None) -> Person | None:
     """Who has a case that comes in at `moment`: the person on duty, or outside every shift the person of the next
-    one to start, who finds it waiting (a stall at 23:30 goes to the 07:00 shift, not to nobody)."""
-    if (now := on_duty(shifts, moment, zone)) is not None or not shifts:
+    one to start, who finds it waiting (a stall at 23:30 goes to the 07:00 shift, not to nobody; a case filed on
+    the eve of a week of holidays, to the office shift after them)."""
+    if (now := on_duty(shifts, moment, zone, calendar)) is not None or not shifts:
         return now
     local = moment.astimezone(zone)
     day = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    starts = [(start, shift.staff) for offset in range(8) for shift in shifts
-              for start, _end in shift.spans(day + timedelta(days=offset)) if start > local]
+    starts = [(start, shift.staff) for offset in range(HOLIDAYS_AHEAD) for shift in shifts
+              for start, _end in shift.on(day + timedelta(days=offset), calendar) if start > local]
     return min(starts, key=lambda start_staff: start_staff[0])[1] if starts else None

@@ -10,7 +10,15 @@ import pytest
 from gridwatch.config_files import ConfigError
 from gridwatch.contract import Category, Location
 from server.services.dispatch import Dispatcher
-from server.services.duty import Shift, TimeWindow, WorkingHours, add_working_time, on_duty, working_time_between
+from server.services.duty import (
+    Shift,
+    TimeWindow,
+    WorkingHours,
+    add_working_time,
+    on_duty,
+    taking_over,
+    working_time_between,
+)
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo" / "dispatch.yaml"
 CST = timezone(timedelta(hours=8))
@@ -219,3 +227,52 @@ def test_a_street_office_of_no_grid_is_named(tmp_path):
                                             "escalation: {street_offices: {Wulln: {name: Zhao}}}\n")
     with pytest.raises(ConfigError, match="escalation.street_offices: 'Wulln' is the street of no grid"):
         Dispatcher.from_file(tmp_path / "dispatch.yaml")
+
+
+OFFICE = Shift(name="office", start="09:00", end="18:00", days=["mon", "tue", "wed", "thu", "fri"],
+               staff={"name": "Office"}, keeps_calendar=True)
+CREW = Shift(name="crew", start="09:00", end="18:00", days=["mon", "tue", "wed", "thu", "fri"], staff={"name": "Crew"})
+
+
+@pytest.mark.parametrize(
+    ("moment", "office", "crew"),
+    [
+        ("2026-09-30 10:00", "Office", "Crew"),  # an ordinary Wednesday
+        ("2026-10-01 10:00", None, "Crew"),  # National Day, a Thursday: the office is closed, the crew works its days
+        ("2026-10-10 10:00", "Office", None),  # a Saturday worked in place of a holiday (调休): the office is open
+        ("2026-10-11 10:00", None, None),  # an ordinary Sunday
+    ],
+)
+def test_shifts_that_keep_the_city_calendar_are_off_on_holidays_and_on_on_make_up_days(moment, office, crew):
+    at = datetime.fromisoformat(moment).replace(tzinfo=CST)
+    for shift, expected in ((OFFICE, office), (CREW, crew)):
+        person = on_duty([shift], at, ZoneInfo("Asia/Shanghai"), NATIONAL_DAY)
+        assert (person.name if person else None) == expected
+
+
+def test_a_case_filed_before_a_week_of_holidays_goes_to_the_office_shift_after_them():
+    eve = datetime(2026, 9, 30, 19, 0, tzinfo=CST)  # the office shift has ended; Golden Week starts tomorrow
+    evening = Shift(name="evening", start="18:00", end="20:00", days=["mon", "tue", "wed", "thu", "fri"],
+                    staff={"name": "Evening"}, keeps_calendar=True)
+    on_the_eve = taking_over([OFFICE, evening], eve, ZoneInfo("Asia/Shanghai"), NATIONAL_DAY)
+    assert on_the_eve.name == "Evening"
+    later = eve.replace(hour=21)
+    # the next office day is Thursday 8 October: not 1 October, a holiday, whatever its weekday
+    assert taking_over([evening, OFFICE], later, ZoneInfo("Asia/Shanghai"), NATIONAL_DAY).name == "Office"
+    assert taking_over([evening, OFFICE], later, ZoneInfo("Asia/Shanghai"), None).name == "Office"
+
+
+def test_the_dispatcher_names_the_person_on_duty_by_the_city_calendar(tmp_path):
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    office = ('- {name: office, start: "09:00", end: "18:00", days: [mon, tue, wed, thu, fri], keeps_calendar: true, '
+              'staff: {name: Office}}\n      ')
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(
+        'working_hours: {start: "07:00", end: "23:00"}',
+        'working_hours: {start: "07:00", end: "23:00", holidays: [2026-10-01]}').replace(
+        '- {name: day, start: "05:00"', office + '- {name: day, start: "05:00"'))
+    dispatcher = Dispatcher.from_file(tmp_path / "dispatch.yaml")
+    place = Location(lat=30.274, lon=120.165)  # a sanitation grid
+    for moment, person in ((datetime(2026, 9, 30, 10, 0, tzinfo=CST), "Office"),  # listed first, on duty
+                           (datetime(2026, 10, 1, 10, 0, tzinfo=CST), "吴芳 Wu Fang")):  # a holiday: the crew's
+        assignment, _ = dispatcher.assign(Category.LITTER, place, moment)
+        assert assignment.on_duty.name == person
