@@ -94,7 +94,7 @@ export class AssessmentPage {
 
   async exportTraining() {
     try {
-      download(await api("/api/v1/training-data?classes=garbage"), "gridwatch-feedback.zip");
+      download(await api("/api/v1/training-data?classes=garbage&category=litter"), "gridwatch-feedback.zip");
     } catch (error) { toast(error.message); }
   }
 

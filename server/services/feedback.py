@@ -3,7 +3,10 @@
 
 Each exported image is the event's unannotated crop; its label is the event's box placed in the crop through the
 crop's `region`. A confirmed detection, and one rejected as a duplicate or as not our responsibility (the object was
-really there), is a positive; one rejected as a false positive is a negative (an image with nothing to find).
+really there), is a positive; one rejected as a false positive is a negative (an image with nothing to find) where it
+says nothing of the exported classes is there: exported by its category (a litter case voided as a false positive has
+no garbage), or, without one, a detection of one of the classes (a stall voided as a false positive may well be a
+pile of garbage, which COCO calls an umbrella: not an image without garbage).
 Detections that cannot be exported are listed with the reason in `export.json`, never left out silently.
 """
 
@@ -102,7 +105,7 @@ def export_dataset(session: Session, store: EvidenceStore, classes: Sequence[str
         for verdict, record in session.execute(query.order_by(DetectionReview.id)).all():
             event = Event.model_validate(record.payload)
             positive = verdict.verdict == Verdict.CONFIRMED or verdict.reason in OBJECT_WAS_THERE
-            left_out = _why_left_out(verdict, event, classes, positive)
+            left_out = _why_left_out(verdict, event, classes, positive, by_category=category is not None)
             crop = session.scalar(select(EvidenceRecord).where(EvidenceRecord.event_id == record.event_id,
                                                                 EvidenceRecord.variant == "crop"))
             if left_out is None and (crop is None or not store.path(crop.sha256).exists()):
@@ -120,9 +123,13 @@ def export_dataset(session: Session, store: EvidenceStore, classes: Sequence[str
     return buffer.getvalue(), summary
 
 
-def _why_left_out(verdict: DetectionReview, event: Event, classes: Sequence[str], positive: bool) -> str | None:
+def _why_left_out(verdict: DetectionReview, event: Event, classes: Sequence[str], positive: bool,
+                  by_category: bool) -> str | None:
     if verdict.reason == RejectReason.OTHER:
         return "rejected for another reason: whether the object was there is not known"
     if positive and event.label not in classes:
         return f"its label {event.label!r} is not among the exported classes"
-    return None  # a false positive is a clean image for every class
+    if not positive and not by_category and event.label not in classes:
+        return (f"a false {event.category.value} ({event.label!r}) may still show one of the exported classes: "
+                f"export by category to use it as an image with nothing to find")
+    return None

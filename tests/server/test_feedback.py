@@ -12,7 +12,7 @@ import zipfile
 import pytest
 import uvicorn
 
-from gridwatch.contract import event_topic, evidence_topic
+from gridwatch.contract import DEFAULT_EVENT_CODES, Category, event_topic, evidence_topic
 from gridwatch.training import TrainingError, fetch_feedback
 from server.main import create_app
 from tests.factories import event_payload, jpeg, wait_until
@@ -21,15 +21,18 @@ REGION = {"x1": 0.4, "y1": 0.5, "x2": 0.6, "y2": 0.7}
 BOX = {"x1": 0.42, "y1": 0.52, "x2": 0.58, "y2": 0.68}
 
 
-def send_detection(node, label: str = "garbage", region: dict | None = REGION, seed: int = 0) -> str:
-    """A litter event with its annotated frame and its crop, as a node sends them; returns the event id."""
+def send_detection(node, label: str = "garbage", region: dict | None = REGION, seed: int = 0,
+                   category: str = "litter") -> str:
+    """An event (litter unless said) with its annotated frame and its crop, as a node sends them; returns the event
+    id."""
     frame, crop = jpeg(seed=seed), jpeg(width=40, height=30, seed=seed + 100)
     crop_ref = {"sha256": hashlib.sha256(crop).hexdigest(), "bytes": len(crop)}
     if region:
         crop_ref["region"] = region
-    payload = event_payload(category="litter", code="0102", label=label, box=BOX, evidence={
+    payload = event_payload(category=category, code=DEFAULT_EVENT_CODES[Category(category)], label=label, box=BOX,
+                            evidence={
         "sha256": hashlib.sha256(frame).hexdigest(), "bytes": len(frame), "crop": crop_ref})
-    node.publish(event_topic("node-a", "litter"), json.dumps(payload))
+    node.publish(event_topic("node-a", category), json.dumps(payload))
     node.publish(evidence_topic("node-a", payload["event_id"]), frame)
     node.publish(evidence_topic("node-a", payload["event_id"], crop=True), crop)
     return payload["event_id"]
@@ -72,6 +75,29 @@ def test_reviewed_detections_become_a_yolo_dataset(api, mqtt_client):
     assert set(left_out) == {bottle, unsure, old_node}, "reviewed but unusable: each listed with its reason"
     assert "'bottle' is not among the exported classes" in left_out[bottle]
     assert "no region" in left_out[old_node]
+
+
+def test_a_false_detection_of_another_class_is_no_image_without_garbage(api, mqtt_client):
+    """Found by review: every false positive was exported as an image with nothing to find, for every class. A stall
+    the background model saw (an "umbrella": often a pile of garbage) voided as a false stall then taught the garbage
+    model that the garbage in it was nothing."""
+    node = mqtt_client("node-a")
+    false_litter = send_detection(node, seed=1)
+    false_stall = send_detection(node, label="umbrella", category="street_vending", seed=2)
+    wait_until(lambda: api.get(f"/api/v1/evidence/{false_stall}?variant=crop").status_code == 200)
+    for event_id in (false_litter, false_stall):
+        assert review(api, event_id, "rejected", "false_positive").status_code == 200
+
+    def exported(**params) -> tuple[set[str], dict[str, str]]:
+        archive = zipfile.ZipFile(io.BytesIO(api.get("/api/v1/training-data", params=params).content))
+        summary = json.loads(archive.read("export.json"))
+        return ({name.split("/")[1].removesuffix(".jpg") for name in archive.namelist() if name.startswith("images/")},
+                {item["event_id"]: item["reason"] for item in summary["left_out"]})
+
+    images, left_out = exported(classes="garbage")
+    assert images == {false_litter} and "may still show one of the exported classes" in left_out[false_stall]
+    images, left_out = exported(classes="garbage", category="litter")
+    assert images == {false_litter} and not left_out
 
 
 @pytest.mark.parametrize(("event", "body", "status", "message"), [
