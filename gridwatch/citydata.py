@@ -9,13 +9,16 @@ learns from also carries what it must tell garbage apart from:
 Zoomed crops of the training photos around their labelled objects (about twice their size) teach the model the
 small things far from the camera as a node's tiles (`edge.tiles`) show them.
 
-The split is seeded and made on the labelled photos alone; negatives, crops and extra datasets (operator feedback)
+The split is made on the labelled photos alone, by their names (`stable_split`): the same photos validate every run,
+whatever its seed, and a photo added moves at most one other. Negatives, crops and extra datasets (operator feedback)
 join the training part only, so validation figures stay comparable between runs. The sources are never written to:
 images are linked or written under the output folder, where ultralytics may keep its caches.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,8 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 from tqdm import tqdm
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov"}
@@ -88,21 +93,39 @@ def read_labels(path: Path, class_count: int) -> list[Label]:
     return labels
 
 
+def images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in (folder / "images").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def labelled_images(folder: Path) -> list[Path]:
-    images = sorted(p for p in (folder / "images").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = images_in(folder)
     if not images:
         raise DatasetError(f"{folder / 'images'}: no images")
     return images
 
 
-def seeded_split(images: list[Path], val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+def extra_images(folder: Path) -> list[Path]:
+    """An extra dataset's images; an empty one (a first export of operator feedback, before anyone reviewed a
+    detection) adds nothing, and says so."""
+    images = images_in(folder)
+    if not images:
+        log.warning("%s: no images; nothing added from it", folder / "images")
+    return images
+
+
+def stable_split(images: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
+    """(training, validation): validation is the `val_fraction` of the photos whose file names hash lowest (SHA-256),
+    so the same photos validate every run whatever its seed, and a photo added or removed moves at most one other
+    between the parts (a shuffle of the list moved half of them, and a model compared on its validation photos had
+    trained on some)."""
     if len(images) < 2:
         raise DatasetError(f"need at least 2 labelled images, found {len(images)}")
     if not 0 < val_fraction < 1:
         raise DatasetError("the validation fraction must be between 0 and 1")
-    order = np.random.default_rng(seed).permutation(len(images))
     val_count = max(1, round(val_fraction * len(images)))
-    return [images[i] for i in sorted(order[val_count:])], [images[i] for i in sorted(order[:val_count])]
+    ranked = sorted(images, key=lambda image: hashlib.sha256(image.name.encode()).digest())
+    validation = set(ranked[:val_count])
+    return [image for image in images if image not in validation], [image for image in images if image in validation]
 
 
 def corners(label: Label, width: int, height: int) -> tuple[float, float, float, float]:
@@ -135,7 +158,9 @@ def zoom_crops(image: NDArray[np.uint8], labels: list[Label], count: int, rng: n
     if not labels:
         return []
     height, width = image.shape[:2]
-    boxes = [corners(label, width, height) for label in labels]
+    # inside the image: a box drawn a little past its edge left no room to place a crop round it
+    boxes = [(max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
+             for x1, y1, x2, y2 in (corners(label, width, height) for label in labels)]
     crops: list[tuple[NDArray[np.uint8], list[Label]]] = []
     for _ in range(tries):
         if len(crops) == count:
@@ -235,10 +260,10 @@ def build(sources: Sources, work: Path) -> Split:
     names = list(sources.names) + list(sources.keep)
     own_count = len(sources.names)
     images = labelled_images(sources.labelled)
-    _, val_images = seeded_split(images, sources.val_fraction, sources.seed)
+    _, val_images = stable_split(images, sources.val_fraction)
     own = {image: read_labels(sources.labelled / "labels" / f"{image.stem}.txt", own_count) for image in images}
     extra = [(image, read_labels(folder / "labels" / f"{image.stem}.txt", own_count))
-             for folder in sources.extra for image in labelled_images(folder)]
+             for folder in sources.extra for image in extra_images(folder)]
     teacher = (Teacher(sources.teacher, list(sources.keep), own_count, sources.teacher_confidence)
                if sources.teacher and sources.keep else None)
     if sources.keep and not sources.teacher:

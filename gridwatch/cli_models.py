@@ -63,8 +63,8 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
     training = model_commands.add_parser(
         "train", help="Fine-tune a YOLO checkpoint on a YOLO-format dataset and evaluate it.",
         description="Build a training set from a recipe (labelled photos, teacher pseudo-labels, clean negatives, "
-                    "night and blur copies, a seeded validation split), fine-tune the checkpoint, stop early when "
-                    "validation stops improving, and write NAME.pt, report.json (precision, recall, mAP50, "
+                    "night and blur copies, a validation split by photo name), fine-tune the checkpoint, stop early "
+                    "when validation stops improving, and write NAME.pt, report.json (precision, recall, mAP50, "
                     "mAP50-95, per class), curves, exports, identity.yaml and MODEL_CARD.md into --out.")
     training.add_argument("--recipe", type=Path,
                           help="Training recipe (YAML, e.g. models/litter.yaml); the options below override it.")
@@ -83,8 +83,8 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
     training.add_argument("--zoom-crops", type=int, help="Crops around the labelled objects per training photo, seen "
                                                          "about twice as close (default 0).")
     training.add_argument("--extra", type=Path, action="append",
-                          help="Another labelled dataset for training only, e.g. exported operator feedback; "
-                               "repeat for several.")
+                          help="Another labelled dataset for training only, e.g. exported operator feedback, "
+                               "added to the recipe's `extra`; repeat for several.")
     training.add_argument("--feedback", metavar="SERVER_URL",
                           help="Also learn from the detections operators reviewed on this GridWatch server.")
     training.add_argument("--feedback-category", help="Only reviewed detections of this category, e.g. litter.")
@@ -97,7 +97,8 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
                                "default 0, every layer trained).")
     training.add_argument("--batch", type=int, help="Batch size (default 16).")
     training.add_argument("--val-fraction", type=float, help="Share of labelled photos for validation (0.2).")
-    training.add_argument("--seed", type=int, help="Seed of the split, the crops and training (default 0).")
+    training.add_argument("--seed", type=int, help="Seed of the crops, copies and training; the validation split "
+                                                   "goes by photo name (default 0).")
     training.add_argument("--export", help="Formats to export after training, e.g. openvino,onnx; none to skip.")
     training.add_argument("--int8", action="store_true", help="Quantise the OpenVINO export to INT8.")
     training.add_argument("--device", help="cpu, or a CUDA device such as 0 (default cpu).")

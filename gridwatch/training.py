@@ -79,7 +79,8 @@ class Recipe(BaseModel):
                                     "measure before shipping. 0 trains every layer.")
     batch: int = Field(default=16, ge=1, description="Batch size.")
     val_fraction: float = Field(default=0.2, gt=0, lt=1, description="Share of labelled photos for validation.")
-    seed: int = Field(default=0, description="Seed of the split, the crops and training.")
+    seed: int = Field(default=0, description="Seed of the crops, copies and training (the validation split goes by "
+                                             "photo name, the same whatever the seed).")
     export: list[str] = Field(default_factory=list, description="Formats to export: openvino, onnx.")
     int8: bool = Field(default=False, description="Quantise the OpenVINO export to INT8, calibrated on the data.")
     device: str = Field(default="cpu", description="cpu, or a CUDA device such as 0.")
@@ -155,6 +156,8 @@ def load_recipe(path: Path | None, overrides: dict, schedule: str | None = None)
         for key in ("negatives", "extra"):
             if isinstance(data.get(key), list):
                 data[key] = [here(v) for v in data[key]]
+    if overrides.get("extra"):  # added to the recipe's own (earlier feedback exports), not in their place
+        overrides = overrides | {"extra": [*data.get("extra", []), *overrides["extra"]]}
     data.update({key: value for key, value in overrides.items() if value is not None})
     return validate(Recipe, data, str(path or "training options"))
 
@@ -261,7 +264,8 @@ def model_card(recipe: Recipe, version: str, split: citydata.Split, metrics: dic
 - **Base weights**: `{recipe.checkpoint.name}` (Ultralytics YOLO, AGPL-3.0)
 - **Data**: `{recipe.data.name}` — {len(split.train)} training images (labelled photos, night and blurred copies,
   {recipe.clean_crops} clean crop(s){zoomed} per photo, {len(recipe.negatives)} clean negative source(s),
-  {len(recipe.extra)} extra dataset(s)) and {len(split.val)} validation photos, seeded split (seed {recipe.seed});
+  {len(recipe.extra)} extra dataset(s)) and {len(split.val)} validation photos (split by photo name);
+  seed {recipe.seed};
   data licence: {licence}
 - **Classes**: {", ".join(split.names.values())} (own: {", ".join(recipe.classes)}{taught})
 - **Training**: {epochs_run} of up to {recipe.epochs} epochs (early stopping, patience {recipe.patience}; the best

@@ -1,4 +1,5 @@
-"""The city training set: seeded split, clean crops, night and blur copies, negatives, extras and pseudo-labels."""
+"""The city training set: a split by photo name, clean crops, night and blur copies, negatives, extras and
+pseudo-labels."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gridwatch.citydata import DatasetError, Sources, build, clean_crops, read_labels, zoom_crops
+from gridwatch.citydata import DatasetError, Sources, build, clean_crops, read_labels, stable_split, zoom_crops
 from gridwatch.training import resolve_negative
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ def labelled(root: Path, count: int, box: str = "0 0.5 0.5 0.2 0.2") -> Path:
     return root
 
 
-def test_split_is_seeded_and_only_training_gets_copies_crops_negatives_and_feedback(tmp_path):
+def test_split_is_stable_and_only_training_gets_copies_crops_negatives_and_feedback(tmp_path):
     data = labelled(tmp_path / "data", 10)
     feedback = labelled(tmp_path / "feedback", 2)
     video = tmp_path / "street.avi"
@@ -37,7 +38,7 @@ def test_split_is_seeded_and_only_training_gets_copies_crops_negatives_and_feedb
                       zoom_crops=1, extra=[feedback], seed=3)
     split = build(sources, tmp_path / "a")
     again = build(sources, tmp_path / "b")
-    assert [p.name for p in split.val] == [p.name for p in again.val], "the same seed, the same split"
+    assert [p.name for p in split.val] == [p.name for p in again.val], "the same photos, the same split"
     assert len(split.val) == 2 and all(p.name.startswith("v_") for p in split.val)
     kinds = sorted({p.name.split("_")[0] for p in split.train})
     assert kinds == ["c0", "n", "s", "t", "x0", "x1", "z0"]
@@ -52,6 +53,37 @@ def test_split_is_seeded_and_only_training_gets_copies_crops_negatives_and_feedb
     assert [label[3] for label in read_labels(tmp_path / "a" / "labels" / f"{zoomed.stem}.txt", 1)] > [0.3], \
         "the pile, seen closer"
     assert not list((data / "labels").glob("*.cache")) and len(list((data / "images").iterdir())) == 10
+
+
+def test_the_validation_photos_stay_whatever_the_seed_and_when_photos_are_added():
+    """Found by review: the split shuffled the list by the seed, so a photo added (or a second seed, to measure the
+    spread between runs) moved half the validation photos into training, and a model compared on another's
+    validation photos had trained on some of them."""
+    photos = [Path(f"photo-{index:03d}.jpg") for index in range(150)]
+    train, val = stable_split(photos, 0.2)
+    assert len(val) == 30 and sorted(train + val) == photos
+    more_train, more_val = stable_split(sorted([*photos, Path("photo-new.jpg")]), 0.2)
+    assert len(set(val) - set(more_val)) <= 1, "a photo added moves at most one other"
+    assert not set(more_train) & set(more_val)
+
+
+def test_an_empty_extra_dataset_adds_nothing_and_training_goes_on(tmp_path):
+    """Found by review: a first export of operator feedback (nothing reviewed yet) stopped the whole training run."""
+    data = labelled(tmp_path / "data", 4)
+    empty = tmp_path / "feedback"
+    (empty / "images").mkdir(parents=True)
+    split = build(Sources(labelled=data, names=["garbage"], extra=[empty], clean_crops=0, street_variants=False),
+                  tmp_path / "out")
+    assert len(split.train) + len(split.val) == 4
+
+
+def test_a_box_drawn_past_the_image_edge_is_zoomed_like_any_other():
+    """Found by review: a box hanging a few pixels over the edge (labels are drawn by eye) left no room to place a
+    crop round it, and numpy's bare ValueError stopped the build."""
+    image = np.zeros((480, 640, 3), np.uint8)
+    for label in ((0, 0.02, 0.5, 0.06, 0.1), (0, 0.99, 0.5, 0.04, 0.1)):  # 6 px past the left, 6 px past the right
+        crops = zoom_crops(image, [label], 2, np.random.default_rng(0))
+        assert crops and all(0 <= value <= 1 for _, boxes in crops for _, *values in boxes for value in values[:2])
 
 
 def test_clean_crops_keep_away_from_every_labelled_box():

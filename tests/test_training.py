@@ -83,6 +83,9 @@ def test_a_recipe_names_its_wrong_keys_and_schedules_and_options_override_it(tmp
     assert (loaded.epochs, loaded.imgsz, loaded.data) == (3, 320, tmp_path / "photos")
     assert loaded.negatives == [str(tmp_path / "street.mp4"), "ultralytics:assets/bus.jpg"]
     assert load_recipe(recipe, {"epochs": 7}).epochs == 7
+    recipe.write_text(recipe.read_text() + "extra: [feedback-2026-11]\n")
+    assert load_recipe(recipe, {"extra": [tmp_path / "feedback-2026-12"]}).extra == [
+        tmp_path / "feedback-2026-11", tmp_path / "feedback-2026-12"], "--extra adds to the recipe's, not in its place"
     with pytest.raises(ConfigError, match="no schedule 'long'"):
         load_recipe(recipe, {}, "long")
     recipe.write_text("name: stall\ndata: photos\ncheckpoint: base.pt\nclasses: [stall]\nepoch: 60\n")
