@@ -63,14 +63,17 @@ class Manifest(BaseModel):
 
 
 def load_manifest(path: Path = DEFAULT_MANIFEST) -> Manifest:
-    """The manifest, with weights given as relative paths (`litter/litter_openvino_model`) taken from its folder;
-    such a path that does not exist is an error naming the model, not a download attempt."""
+    """The manifest, with weights given as relative paths (`litter/litter_openvino_model`, `stall.onnx`) taken from
+    its folder; such a path with a folder in it that does not exist is an error naming the model, not a download
+    attempt, and a bare name not beside the manifest (`yolo11n.pt`) is one ultralytics may download."""
     manifest = load_yaml_model(path, Manifest)
     for index, spec in enumerate(manifest.models):
-        if spec.weights in (None, BACKGROUND_WEIGHTS) or "/" not in spec.weights:
-            continue  # the node's setting, the built-in model, or a name ultralytics may download
+        if spec.weights in (None, BACKGROUND_WEIGHTS):
+            continue  # the node's setting, or the built-in model
         weights = Path(spec.weights)
         weights = weights if weights.is_absolute() else path.parent / weights
+        if "/" not in spec.weights and not weights.exists():
+            continue  # a name ultralytics may download
         if not weights.exists():
             raise ConfigError(f"{path}: models.{index}.weights: {weights} does not exist (model {spec.name!r}; "
                               f"models/README.md says how to train or fetch it)")

@@ -89,3 +89,22 @@ def test_a_zone_named_as_the_device_faults_zone_is_refused(tmp_path, reserved):
     assert reserved in (CAMERA_ZONE, LAMP_ZONE)
     with pytest.raises(ConfigError, match="cameras.0.zones.0.zone_id: .*zone id of the device's own faults"):
         load_node_config(write(tmp_path, VALID.replace("zone_id: school-gate", f"zone_id: {reserved}")))
+
+
+def test_manifest_weights_named_without_a_folder_are_found_beside_the_manifest(tmp_path, monkeypatch):
+    """Found by review: `weights: stall.onnx` beside the manifest was looked for in the node's working directory
+    (a file of that name there was loaded instead), and missing, the error blamed $GRIDWATCH_MODEL."""
+    from edge.manifest import load_manifest
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "stall.onnx").write_bytes(b"onnx")
+    manifest = tmp_path / "models" / "city.yaml"
+    manifest.write_text("models:\n  - {name: stall, weights: stall.onnx, categories: {street_vending: [stall]}}\n"
+                        "  - {name: coco, weights: yolo11n.pt, categories: {illegal_parking: [car]}}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "stall.onnx").write_bytes(b"another model")
+    monkeypatch.chdir(elsewhere)
+    loaded = {spec.name: spec.weights for spec in load_manifest(manifest).models}
+    assert loaded == {"stall": str(tmp_path / "models" / "stall.onnx"), "coco": "yolo11n.pt"}, \
+        "a bare name not beside the manifest is one ultralytics downloads"
