@@ -15,7 +15,7 @@ from edge.manifest import DEFAULT_MANIFEST
 from edge.schedule import TimeWindow
 from edge.streetlight_config import StreetlightConfig
 from gridwatch.config_files import load_yaml_model, read_secret
-from gridwatch.contract import DEFAULT_EVENT_CODES, NODE_ID_PATTERN, Category, Location
+from gridwatch.contract import DEFAULT_EVENT_CODES, NODE_ID_PATTERN, Category, EventCode, Location
 
 DEFAULT_MODEL = "yolo11n.pt"
 MODEL_ENV = "GRIDWATCH_MODEL"
@@ -45,7 +45,8 @@ class ZoneConfig(_Config):
     )
     dwell_seconds: float = Field(default=180.0, gt=0, description="How long a vehicle stays still before it counts.")
     location: Location | None = Field(default=None, description="Where the zone is; defaults to the camera's.")
-    code: str | None = Field(default=None, description="Event code for this zone; defaults to the category's.")
+    code: EventCode | None = Field(default=None, description="Event code for this zone (letters, digits, `.`, `_`, "
+                                                             "`-`; up to 16); defaults to the category's.")
     schedule: list[TimeWindow] = Field(
         default_factory=list,
         description="When the rule applies, e.g. [{days: [mon, tue, wed, thu, fri], start: '07:00', end: '19:00'}]; "
@@ -196,7 +197,7 @@ class NodeConfig(_Config):
         description="Size of the on-disk outbox; when full, the oldest evidence goes first, then (for a new event "
                     "only) the oldest events, each counted in telemetry.",
     )
-    event_codes: dict[Category, str] = Field(
+    event_codes: dict[Category, EventCode] = Field(
         default_factory=lambda: {category: code for category, code in DEFAULT_EVENT_CODES.items()},
         description="City event code per category.",
     )

@@ -236,7 +236,10 @@ class CameraPipeline:
                 except Exception as error:  # the node keeps its other cameras
                     self.error, failures = error, failures + 1
                     log.exception("camera %s failed (%d in a row)", self.camera.camera_id, failures)
-                    self.interrupt(f"the camera failed: {type(error).__name__}", publish)
+                    try:
+                        self.interrupt(f"the camera failed: {type(error).__name__}", publish)
+                    except Exception:  # the camera still starts again
+                        log.exception("camera %s: ending its open violations failed", self.camera.camera_id)
                     if not self.source.live:
                         break
                     pause = min(60.0, 2.0 ** failures)

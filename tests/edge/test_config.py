@@ -59,6 +59,10 @@ def test_valid_config_loads_with_defaults(tmp_path):
          "cameras.0.zones.0.polygon: Value error, the polygon is self-intersecting"),  # was a traceback at start
         (("cameras:", "streetlights: [{lamp_id: gate, adapter: {type: simulated}}]\ncameras:"),
          "gate used twice"),
+        # found by review: a code the contract refuses was taken, and the camera's first event in the zone then
+        # failed, lost the event and stopped the camera for good
+        (("dwell_seconds: 300", "dwell_seconds: 300\n        code: 0505 Main St"), "cameras.0.zones.0.code"),
+        (("cameras:", "event_codes: {litter: 路边垃圾}\ncameras:"), "event_codes.litter"),
     ],
 )
 def test_a_wrong_key_or_value_is_named(tmp_path, change, named):
