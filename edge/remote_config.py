@@ -130,6 +130,8 @@ class RemoteConfigurator:
                 raise Refused(format_validation_error(error, "config", prefix=f"cameras.{camera_id}.")) from None
             except ValueError as error:
                 raise Refused(f"cameras.{camera_id}: {error}") from None
+            if camera == pipeline.camera and pipeline.manifest == manifest:
+                continue  # named again as it is (the server sends every camera's zones with each change)
             cameras[camera_id] = camera
         return cameras
 

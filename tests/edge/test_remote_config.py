@@ -45,6 +45,10 @@ def test_a_valid_config_changes_zones_and_survives_a_restart(tmp_path):
     zones_before = camera.zones
     assert configurator.apply(remote("v2", {"gate": {"zones": []}})).state.value == "applied"
     assert camera.zones is zones_before, "the same version again (redelivered on reconnect) changes nothing"
+    # found by review: the server sends every camera's zones with each change, and a camera named again as it was
+    # was built anew, ending its open violations (cars parked there sat out their dwell again)
+    assert configurator.apply(remote("v3", {"gate": {"zones": NEW_ZONES, "detect_fps": 2}})).state.value == "applied"
+    assert camera.zones is zones_before, "a camera named as it is keeps its zones and their open violations"
 
     restarted = pipeline()
     restored = RemoteConfigurator("node-a", {"gate": restarted}, tmp_path / "remote.json").restore()
@@ -59,6 +63,7 @@ def test_a_valid_config_changes_zones_and_survives_a_restart(tmp_path):
         ({"gate": {"zones": [{**NEW_ZONES[0], "polygon": [[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]]}]}},
          "self-intersecting"),
         ({"gate": {"source": "rtsp://elsewhere/"}}, "source cannot be changed remotely"),
+        ({"gate": {"zones": [{**NEW_ZONES[0], "code": "0505-路边停车"}]}}, "cameras.gate.zones.0.code"),
         ({"porch": {"zones": NEW_ZONES}}, "cameras.porch: this node has no such camera"),
         ({"gate": {"zones": [{**NEW_ZONES[0], "rule": "no_vending"}]}},
          "no model in the manifest serves zones school-gate (no_vending)"),
