@@ -206,7 +206,10 @@ class EdgeNode:
             sender_stop.set()
             sender.join(timeout=5)
             if self.link.connected.is_set():
-                self.publish_telemetry()
+                try:
+                    self.publish_telemetry()
+                except Exception:  # the node still says goodbye and closes its outbox
+                    log.exception("the last telemetry report failed")
             self.link.stop_gracefully()
             if depth := self._outbox_figures()["outbox_depth"]:
                 log.warning("%d message(s) not yet acknowledged stay in %s and go out at the next start",

@@ -40,7 +40,22 @@ class Outbox:
         self.path = path
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as error:  # damaged (a power cut on a cheap SD card): kept aside, not retried
+            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            log.error("outbox %s cannot be read (%s); moved to %s, and a new one started (what it held is there "
+                      "for salvage)", path, error, aside)
+            if (damaged := getattr(self, "_db", None)) is not None:
+                damaged.close()
+            for suffix in ("", "-wal", "-shm"):
+                if (part := Path(f"{path}{suffix}")).exists():
+                    part.replace(Path(f"{aside}{suffix}"))
+            self._open()
+        self.wakeup = threading.Event()
+
+    def _open(self) -> None:
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged put survives a power cut
         self._db.execute(
@@ -52,7 +67,6 @@ class Outbox:
         self._sizes = {EVENT: 0, EVIDENCE: 0} | dict(self._db.execute(
             "SELECT kind, COALESCE(SUM(bytes), 0) FROM outbox GROUP BY kind").fetchall())
         """Bytes held of each kind, kept in step with the table (summing it reads every image)."""
-        self.wakeup = threading.Event()
 
     def put(self, topic: str, payload: bytes, kind: str) -> int | None:
         """Stores the message and returns its id; None when the size limit leaves it no room (counted as

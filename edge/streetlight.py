@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import math
 import time
 import urllib.error
 import urllib.request
@@ -66,12 +67,21 @@ class HttpJsonAdapter:
             with urllib.request.urlopen(self.url, timeout=self.timeout_seconds) as response:  # noqa: S310
                 data = json.loads(response.read())
             ambient = data.get("ambient_lux")
-            return LampReading(lamp_on=bool(data["lamp_on"]), power_w=float(data["power_w"]),
-                               voltage_v=float(data["voltage_v"]),
-                               ambient_lux=None if ambient is None else float(ambient))
+            return LampReading(lamp_on=bool(data["lamp_on"]), power_w=_measure(data, "power_w"),
+                               voltage_v=_measure(data, "voltage_v"),
+                               ambient_lux=None if ambient is None else _measure(data, "ambient_lux"))
         except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError, KeyError, TypeError,
                 AttributeError) as error:  # HTTPException: a cut-off body, a garbled status line
             raise SensorError(f"{self.url}: {type(error).__name__}: {error}") from None
+
+
+def _measure(data: dict, key: str) -> float:
+    """A controller's figure, a finite number not below zero: a NaN or a negative one (JSON takes both) is a sensor
+    fault, not a reading the node's telemetry then refused whole."""
+    value = float(data[key])
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{key} is {value}, not a measurement")
+    return value
 
 
 class SimulatedLamp:

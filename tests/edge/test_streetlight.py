@@ -101,6 +101,28 @@ def test_a_controller_that_answers_json_over_http_is_read_and_one_that_does_not_
         HttpJsonAdapter(url, timeout_seconds=0.5).read()
 
 
+@pytest.mark.parametrize("odd", [{"power_w": float("nan")}, {"ambient_lux": -1.0}, {"voltage_v": float("inf")}])
+def test_a_controller_reading_nan_or_below_zero_is_a_sensor_fault_and_telemetry_goes_on(odd):
+    """Found by review: JSON takes NaN and negative figures, the reading took them, and the node's telemetry (every
+    camera's figures with it) was refused whole for as long as the lamp read so."""
+    class Odd(Controller):
+        reading = {**Controller.reading, **odd}
+
+    server = HTTPServer(("127.0.0.1", 0), Odd)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/reading"
+    try:
+        with pytest.raises(SensorError, match=f"{next(iter(odd))} is"):
+            HttpJsonAdapter(url).read()
+        light = StreetlightConfig.model_validate({"lamp_id": "gate", "adapter": {"type": "http", "url": url}})
+        monitor = StreetlightMonitor(light, HttpJsonAdapter(url))
+        monitor.poll(0.0)
+        assert monitor.telemetry().model_dump_json(), "the lamp's telemetry still goes out, without the odd figure"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_lamp_failure_at_night_reaches_the_broker_and_ends_on_recovery(running_broker, mqtt_client, tmp_path):
     integrator = mqtt_client("integrator")
     integrator.subscribe(SUBSCRIBE_EVENTS)
