@@ -101,7 +101,7 @@ class EdgeNode:
             at=datetime.now().astimezone(),
             session=self.link.session,
             uptime_seconds=round(time.monotonic() - self.started, 1),
-            events_published=self.link.published,
+            events_published=self.sender.delivered[EVENT],  # the broker took them: not telemetry, not replies
             publish_pending=self.link.pending,
             **self._outbox_figures(),
             cpu_percent=self.system.cpu_percent(),

@@ -179,6 +179,8 @@ class OutboxSender:
         """Evidence in flight the sender keeps room for while events wait: a flood of events never starves it."""
         self._lock = threading.Lock()
         self.refused = 0
+        self.delivered = {EVENT: 0, EVIDENCE: 0}
+        """Messages of each lane the broker took in this process (telemetry's `events_published`)."""
         self._lost: list[OutboxMessage] = []
         """Handed over, then lost with the broker's session: each lane starts again from the first of them."""
 
@@ -197,7 +199,9 @@ class OutboxSender:
         finally:  # a failed delete (the disk, say) leaves the message to go again after a restart
             with self._lock:
                 self._in_flight[message.kind] -= 1
-                if not accepted:
+                if accepted:
+                    self.delivered[message.kind] += 1
+                else:
                     self.refused += 1
             self.outbox.wakeup.set()
 

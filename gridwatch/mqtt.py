@@ -114,7 +114,6 @@ class MqttClient:
         self._lock = threading.Lock()
         self.connected = threading.Event()
         self._stopping = False
-        self.published = 0
         self.refused: deque[tuple[str, str]] = deque(maxlen=100)
         """(topic, reason) of the last publishes the broker refused (e.g. not authorised); only the last 100, since
         a broker refusing every event of a node would otherwise fill the memory in months."""
@@ -171,7 +170,6 @@ class MqttClient:
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise RuntimeError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
         if qos == 0:
-            self.published += 1
             return
         with self._lock:
             self._forgotten.discard(info.mid)  # paho gave the id anew: no late answer of an old packet can come
@@ -282,8 +280,6 @@ class MqttClient:
         if reason_code.is_failure:
             self.refused.append((topic, str(reason_code)))
             log.error("%s: broker refused publish to %s: %s", self.client_id, topic, reason_code)
-        else:
-            self.published += 1
         if on_ack is not None:
             self._guarded(on_ack, not reason_code.is_failure)
 

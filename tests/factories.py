@@ -75,5 +75,5 @@ def start_node(running_broker, state_dir, outbox, qos: int = 1, window: int = 10
         thread.join(5)
         link.stop()
 
-    shutdown.link = link
+    shutdown.link, shutdown.sender = link, sender
     return shutdown

@@ -126,6 +126,7 @@ def test_a_node_restarted_with_a_backlog_sends_it_first(running_broker, mqtt_cli
     try:
         restarted.put(TOPIC, json.dumps({"n": 50}).encode(), EVENT)
         wait_until(lambda: restarted.depth == 0, timeout=20)
+        assert shutdown.sender.delivered[EVENT] == 51, "telemetry's events_published: what the broker took"
     finally:
         shutdown()
     assert [json.loads(m.payload)["n"] for m in subscriber.collect(1.0)] == list(range(51))
@@ -269,6 +270,8 @@ def test_a_node_whose_outbox_cannot_store_keeps_running_and_reports_what_it_lost
     try:
         telemetry = json.loads(server.wait_for(lambda m: b"unstored_event" in m.payload, timeout=20).payload)
         assert telemetry["dropped"] == {"unstored_event": 1}
+        # found by review: the count took in every message the node sent (its status, telemetry, replies)
+        assert telemetry["events_published"] == 0, "no event reached the broker: none is counted"
         assert thread.is_alive()
     finally:
         stop.set()
