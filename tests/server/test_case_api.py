@@ -106,3 +106,25 @@ def test_sorted_by_deadline_the_most_urgent_come_first_and_cases_without_one_las
     for sort in ("deadline_at", "-deadline_at"):
         deadlines = [case["deadline_at"] for case in api.get("/api/v1/cases", params={"sort": sort}).json()["items"]]
         assert [deadline is None for deadline in deadlines] == [False, False, True, True], sort
+
+
+def test_overdue_false_lists_every_case_that_is_not_overdue(api):
+    """Found by review: `overdue=false` was taken as no filter, and the overdue cases came back with the rest."""
+    from datetime import timedelta
+
+    from server.models import CaseRecord, utcnow
+
+    ingest = api.app.state.ingest
+    for n, score in enumerate((0.9, 0.9, 0.35)):  # two dispatched, one waiting for an operator (no deadline)
+        payload = event_payload(**{**LITTER, "score": score, "camera_id": f"cam-{n}",
+                                   "location": {"lat": 30.27 + n * 0.01, "lon": 120.16}})
+        assert ingest.handle(event_topic("node-a", "litter"), json.dumps(payload).encode()) == "stored"
+    with api.app.state.database.session() as session:
+        session.get(CaseRecord, 1).deadline_at = utcnow() - timedelta(minutes=5)
+        session.commit()
+
+    def listed(overdue: str) -> list[int]:
+        return sorted(case["id"] for case in api.get("/api/v1/cases", params={"overdue": overdue}).json()["items"])
+
+    assert listed("true") == [1]
+    assert listed("false") == [2, 3], "on time, and not yet dispatched (no deadline)"

@@ -103,6 +103,34 @@ def test_field_staff_keys_cannot_file_and_broken_bodies_are_refused(api, api_tok
     assert not_json.status_code == 400 and "JSON" in not_json.json()[0]["description"]
     assert api.get("/open311/v2/requests/999.json").status_code == 404
     assert api.get("/open311/v2/requests.json", params={"service_request_id": "a,b"}).status_code == 400
+    # found by review: an id past Python's 4,300 digits answered a 500, to anyone
+    beyond = api.get(f"/open311/v2/requests/{'9' * 4301}.json", headers={"Authorization": ""})
+    assert beyond.status_code == 404 and beyond.json()[0]["code"] == 404
+    # found by review: text the database refuses came back in the API's form, not GeoReport's
+    surrogate = api.post("/open311/v2/requests.json", content=json.dumps({
+        "service_code": "litter", "description": "bags \ud800", **WL02}),
+        headers={"Authorization": f"Bearer {api_tokens['integrator']}", "Content-Type": "application/json"})
+    assert surrogate.status_code == 400 and "surrogate" in surrogate.json()[0]["description"]
+
+
+def test_a_report_from_a_token_with_a_long_name_is_filed(server_settings, api_tokens, tmp_path):
+    """Found by review: the report's actor, `open311 (NAME)`, outgrew its column with a token name of 128
+    characters, and PostgreSQL refused the report (a 500; the report lost)."""
+    import yaml
+    from fastapi.testclient import TestClient
+
+    from server.core.security import hash_token
+    from server.main import create_app
+
+    tokens = yaml.safe_load((tmp_path / "tokens.yaml").read_text(encoding="utf-8"))
+    tokens["tokens"].append({"name": "热线 " + "x" * 125, "role": "integrator", "sha256": hash_token("gw_hotline")})
+    (tmp_path / "tokens.yaml").write_text(yaml.safe_dump({"tokens": tokens["tokens"]}), encoding="utf-8")
+    with TestClient(create_app(server_settings)) as client:
+        answer = report(client, "gw_hotline")
+        assert answer.status_code == 200, answer.text
+        case_id = answer.json()[0]["service_request_id"]
+        case = client.get(f"/api/v1/cases/{case_id}", headers=as_role(api_tokens, "admin")).json()
+        assert case["transitions"][0]["actor"].startswith("open311 (热线 xxx")
 
 
 def test_every_report_of_a_case_is_kept_whole_and_its_caller_can_be_called_back(api, api_tokens):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, not_, select
 
 from gridwatch.contract import CaseAction, CaseStatus, Category
 from server.api.deps import (
@@ -51,7 +51,8 @@ def list_cases(
     grid_id: Annotated[str | None, Query(max_length=64, description="Only cases in this unit grid.")] = None,
     node_id: Annotated[str | None, Query(max_length=64, description="Only cases raised by this node.")] = None,
     camera_id: Annotated[str | None, Query(max_length=64, description="Only cases raised by this camera.")] = None,
-    overdue: Annotated[bool | None, Query(description="true: only open cases past their deadline.")] = None,
+    overdue: Annotated[bool | None, Query(description="true: only open cases past their deadline; false: only "
+                                                      "those that are not.")] = None,
     opened_after: Annotated[datetime | None, Query(description="Opened at or after (ISO 8601).")] = None,
     opened_before: Annotated[datetime | None, Query(description="Opened before (ISO 8601).")] = None,
     id_below: Annotated[int | None, Query(ge=1, le=MAX_ID, description=(
@@ -79,9 +80,10 @@ def list_cases(
         query = query.where(CaseRecord.opened_at < opened_before)
     if id_below is not None:
         query = query.where(CaseRecord.id < id_below)
-    if overdue:
-        query = query.where(CaseRecord.status.in_([s.value for s in IN_UNIT | {CaseStatus.RETURNED}]),
-                            CaseRecord.deadline_at < utcnow())
+    if overdue is not None:  # false: every case not overdue (it was taken as no filter at all)
+        late = and_(CaseRecord.status.in_([s.value for s in IN_UNIT | {CaseStatus.RETURNED}]),
+                    CaseRecord.deadline_at.is_not(None), CaseRecord.deadline_at < utcnow())  # no NULL to negate
+        query = query.where(late if overdue else not_(late))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     column = _SORTS[sort.lstrip("-")]
     # cases without the value (no deadline before dispatch) last either way, on both databases: sorting by deadline

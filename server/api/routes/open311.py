@@ -14,12 +14,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from gridwatch.contract import DEFAULT_EVENT_CODES, Category, Location
 from server.api.deps import MAX_ID, SessionDep, moment_problem
 from server.core.security import LoginThrottle, Role
+from server.db import unstorable_text
 from server.models import CaseRecord, CaseTransition, utcnow
 from server.services.cases import CaseService
 from server.services.workflow import FINISHED
@@ -34,6 +36,9 @@ SERVICES = {
     Category.STREETLIGHT_FAULT: ("Streetlight fault 路灯故障", "A streetlight off at night or on by day."),
 }
 _POSTERS = {Role.INTEGRATOR, Role.OPERATOR, Role.ADMIN}
+ACTOR_NAME = 110
+"""Characters of the token's name in a report's actor, `open311 (NAME)`: the column holds 128 (a name may have as
+many, and PostgreSQL refused the longer actor, losing the report)."""
 
 
 def error(status: int, description: str) -> JSONResponse:
@@ -116,14 +121,19 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
         with state.database.session() as session:
             case, messages, joined = service.open_report(session, category, location, description,
                                                          params.get("address_string"), reporter,
-                                                         f"open311 ({caller.name})", utcnow())
+                                                         f"open311 ({caller.name[:ACTOR_NAME]})", utcnow())
             ingest.record_changes(session, messages)
             session.commit()
             case_id = case.id
         ingest.announce(messages)
         return case_id, joined
 
-    case_id, joined = await run_in_threadpool(file_report)
+    try:
+        case_id, joined = await run_in_threadpool(file_report)
+    except (UnicodeEncodeError, StatementError) as refused:
+        if problem := unstorable_text(refused):  # found only when the database refused it: GeoReport's form still
+            return error(400, problem)
+        raise
     notice = (f"joined case {case_id}, already reported at that place" if joined
               else "received; an operator will confirm it")
     return [{"service_request_id": str(case_id), "service_notice": notice, "account_id": None}]
@@ -227,7 +237,8 @@ def get_requests(
 @router.get("/requests/{service_request_id}", summary="GeoReport v2: one service request")
 @router.get("/requests/{service_request_id}.json", include_in_schema=False)
 def get_request(service_request_id: str, session: SessionDep):  # noqa: ANN201
-    known = service_request_id.isascii() and service_request_id.isdigit() and 0 < int(service_request_id) <= MAX_ID
+    known = (service_request_id.isascii() and service_request_id.isdigit() and len(service_request_id) <= 19
+             and 0 < int(service_request_id) <= MAX_ID)  # past 4,300 digits, int() itself refuses
     case = session.get(CaseRecord, int(service_request_id)) if known else None
     if case is None:
         return error(404, f"no service request {service_request_id}")
