@@ -67,8 +67,10 @@ class VideoSource:
 
     def __init__(self, source: str, sample_fps: float, realtime: bool = True, loop: bool = False,
                  max_backoff: float = 30.0, opener=cv2.VideoCapture, sleep=time.sleep, clock=time.time,
-                 start_time: float | None = None) -> None:
-        """`start_time` (seconds since the epoch): when a file's first frame was filmed; default: now."""
+                 start_time: float | None = None, monotonic=time.monotonic) -> None:
+        """`start_time` (seconds since the epoch): when a file's first frame was filmed; default: now. A live
+        camera's frames are stamped by `clock` (the wall clock) and sampled by `monotonic`, which no clock step
+        moves: sampled by the wall clock, a camera whose clock NTP stepped back went blind for the step's length."""
         self.source = source
         self.sample_fps = sample_fps
         self.realtime = realtime
@@ -78,6 +80,7 @@ class VideoSource:
         self._opener = opener
         self._sleep = sleep
         self._clock = clock
+        self._monotonic = monotonic
         self.start_time = start_time
         if not self.live and not Path(source).exists():
             raise CaptureError(f"video source {source!r} does not exist")
@@ -146,6 +149,7 @@ class VideoSource:
         if not self.live and not 0 < native_fps < 1000:
             native_fps = 25.0
         started = self.start_time if self.start_time is not None and not self.live else self._clock()
+        began = self._monotonic()
         step = 1.0 / self.sample_fps
         next_sample = 0.0
         position = 0  # frames since playback started, across loops
@@ -177,7 +181,7 @@ class VideoSource:
                 self.frames_read += 1
                 if dry:  # frames again: the next failure starts its back-off afresh
                     dry, self._backoff = False, 1.0
-                offset = self._clock() - started if self.live else position / native_fps
+                offset = self._monotonic() - began if self.live else position / native_fps
                 position += 1
                 if offset + 1e-9 < next_sample:
                     continue
@@ -189,7 +193,7 @@ class VideoSource:
                     delay = started + offset - self._clock()
                     if delay > 0:
                         self._sleep(delay)
-                yield Frame(image=image, timestamp=started + offset, index=yielded)
+                yield Frame(image=image, timestamp=self._clock() if self.live else started + offset, index=yielded)
                 yielded += 1
         finally:
             capture.release()

@@ -264,9 +264,13 @@ class CameraPipeline:
         published: list[Event] = []
         self._last_frame_wall = time.monotonic()
         if self._last_timestamp is not None and frame.timestamp < self._last_timestamp - 1.0:
-            # the node's clock stepped back (NTP): what was scheduled for later would wait for as long as the step
-            log.warning("camera %s: the clock went back %.0f s; detection and health checks go on from now",
-                        self.camera.camera_id, self._last_timestamp - frame.timestamp)
+            # the node's clock stepped back (NTP): what was scheduled for later would wait for as long as the step,
+            # and what was open would be timed across it (an object still for the step's length longer, a violation
+            # ended before it began): ended as interrupted and judged afresh, as after a gap
+            step = self._last_timestamp - frame.timestamp
+            log.warning("camera %s: the clock went back %.0f s; its open violations end as interrupted, and "
+                        "detection and health checks go on from now", self.camera.camera_id, step)
+            published += self._interrupt(f"the clock went back {step:.0f} s", publish, with_health=False)
             self._next_health_check = float("-inf")
             for runner in self.runners:
                 runner.next_due = runner.last_run = float("-inf")

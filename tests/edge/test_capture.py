@@ -40,13 +40,39 @@ def test_a_live_stream_that_drops_is_reopened_with_back_off():
     sleeps: list[float] = []
     ticks = iter(range(1000))
     source = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: next(script),
-                         sleep=sleeps.append, clock=lambda: float(next(ticks)))
+                         sleep=sleeps.append, clock=lambda: float(next(ticks)),
+                         monotonic=lambda: float(next(ticks)))
     frames = source.frames()
     got = [next(frames) for _ in range(3)]
     assert source.delivering
     got += [next(frames) for _ in range(2)]
     assert len(got) == 5 and source.reconnects == 1 and source.delivering
     assert sleeps == [1.0, 2.0], "waits 1 s, then 2 s, before the camera is back"
+
+
+def test_a_live_camera_whose_clock_steps_back_keeps_delivering_frames_stamped_by_the_clock():
+    """Found by review: live frames were sampled by the wall clock, so after NTP stepped it back five minutes every
+    frame was 'too early' until the clock caught up: five minutes blind, and an offline fault raised."""
+    camera_seconds = iter(range(0, 100_000))  # the monotonic clock: 10 frames a second, whatever the wall says
+    wall = {"offset": 1_000_000.0}
+    now = {"t": 0.0}
+
+    def monotonic() -> float:
+        now["t"] = next(camera_seconds) / 10
+        return now["t"]
+
+    def clock() -> float:
+        return wall["offset"] + now["t"]
+
+    source = VideoSource("rtsp://camera/stream", sample_fps=2, opener=lambda _src: ScriptedCapture(True, 2000),
+                         clock=clock, monotonic=monotonic)
+    frames = source.frames()
+    before = [next(frames) for _ in range(20)]  # ten seconds at two a second
+    wall["offset"] -= 300  # NTP steps the wall clock back five minutes
+    after = [next(frames) for _ in range(20)]
+    assert now["t"] < 25, "the next ten seconds of frames came in ten seconds of the camera's time"
+    assert after[0].timestamp < before[-1].timestamp - 290, "stamped by the wall clock, step and all"
+    assert np.allclose(np.diff([frame.timestamp for frame in after]), 0.5, atol=0.11)
 
 
 def test_a_missing_file_is_a_clear_error():
@@ -88,7 +114,8 @@ def test_telemetry_sees_a_source_that_is_down_while_it_retries():
                    ScriptedCapture(True, 1)])
     ticks = iter(range(1000))
     source = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: next(script),
-                         sleep=lambda _s: states.append(source.delivering), clock=lambda: float(next(ticks)))
+                         sleep=lambda _s: states.append(source.delivering), clock=lambda: float(next(ticks)),
+                         monotonic=lambda: float(next(ticks)))
     frames = source.frames()
     next(frames), next(frames)
     assert states == [False, False], "reported as not delivering during both retries"
@@ -102,7 +129,8 @@ def test_a_camera_that_opens_but_sends_no_frame_is_retried_with_back_off_too():
     sleeps: list[float] = []
     ticks = iter(range(1000))
     source = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: next(script),
-                         sleep=sleeps.append, clock=lambda: float(next(ticks)))
+                         sleep=sleeps.append, clock=lambda: float(next(ticks)),
+                         monotonic=lambda: float(next(ticks)))
     frames = source.frames()
     next(frames), next(frames)
     assert sleeps == [1.0, 2.0, 4.0], "a pause before each reopen after one that sent nothing"

@@ -169,6 +169,21 @@ def test_a_clock_stepped_back_does_not_stop_detection_for_as_long_as_the_step():
     assert len(coco.calls) - before >= 290, "five looks a second go on"
 
 
+def test_a_violation_open_when_the_clock_steps_back_ends_as_interrupted_and_is_judged_afresh():
+    """Found by review: after NTP stepped the clock back, a violation open across the step was timed across it: its
+    `end` came with no dwell at all, and an object standing there waited the step's length more for its `new`."""
+    pipeline, _, _ = build(owner_leaves_after_call=0)
+    published = feed(pipeline, 60)
+    [first] = litter_events(published)
+    after: list[tuple[str, bytes]] = []
+    for index in range(600):  # a minute of frames, the clock ten minutes back
+        pipeline.process(Frame(FRAME, 1000.0 + 60 - 600 + index / 10, index), lambda t, p: after.append((t, p)))
+    events = litter_events(after)
+    assert (events[0].type.value, events[0].violation_id, events[0].interrupted) == ("end", first.violation_id, True)
+    assert events[0].dwell_seconds >= first.dwell_seconds, "ended with the time it was seen, not none"
+    assert [event.type.value for event in events[1:2]] == ["new"], "judged afresh: the bag is there, a new violation"
+
+
 def test_a_camera_away_for_half_an_hour_ends_what_it_watched_as_interrupted_and_judges_afresh():
     """Found by review: after a gap in the frames (a camera away, the clock jumping ahead) the rules carried on as if
     they had watched all along: the gap counted as dwell, and whatever stood there after it took the place of what
