@@ -26,6 +26,23 @@ class ModelError(RuntimeError):
     """The detector model cannot be loaded; the message says what to set."""
 
 
+def weights_stamp(weights: str) -> int | None:
+    """When the weights at `weights` last changed (for an export folder, its newest file); None for a name to
+    download. A model retrained into its folder (as `make model-litter` does) has a new stamp: a reload or a
+    rollout loads it instead of carrying on with the old one under the new one's name."""
+    path = Path(weights)
+    if not path.exists():
+        return None
+    files = [path, *path.iterdir()] if path.is_dir() else [path]
+    return max(file.stat().st_mtime_ns for file in files)
+
+
+def still_current(detector: object, weights: str) -> bool:
+    """Whether a loaded detector still runs the weights at `weights` as they are on disk now."""
+    shared = getattr(detector, "shared", None)  # the background model has no weights to change
+    return shared is None or shared.stamp == weights_stamp(weights)
+
+
 class SharedModel:
     """One loaded model that every camera of a node detects with (a node of eight cameras loads it once). Calls are
     serialised; with `batch_window` > 0 the frames that cameras hand in within that window go through the model in
@@ -35,6 +52,7 @@ class SharedModel:
         from ultralytics import YOLO  # imported here: loading torch takes seconds, config checks should not
 
         self.path = Path(model)
+        self.stamp = weights_stamp(model)
         try:
             # An export folder (OpenVINO, ...) carries no task in its name; detection is the only task we run.
             self._model = YOLO(model, task="detect")
@@ -132,9 +150,10 @@ class ModelRegistry:
 
     def shared(self, weights: str) -> SharedModel:
         with self._lock:
-            if weights not in self.models:
-                self.models[weights] = SharedModel(weights, self.batch_window)
-            return self.models[weights]
+            model = self.models.get(weights)
+            if model is None or model.stamp != weights_stamp(weights):  # new, or retrained in place since
+                model = self.models[weights] = SharedModel(weights, self.batch_window)
+            return model
 
     def detector(self, weights: str, labels: list[str] | None) -> Detector:
         return Detector(self.shared(weights), labels)

@@ -18,7 +18,7 @@ from edge.background import BackgroundModel
 from edge.camera_events import Publish, publish_rule_event
 from edge.capture import Frame, VideoSource, prefetch
 from edge.config import CameraConfig, NodeConfig
-from edge.detect import Detector, ModelRegistry
+from edge.detect import Detector, ModelRegistry, still_current
 from edge.detections import Detections, covered_share
 from edge.health import CameraHealth
 from edge.manifest import BACKGROUND_WEIGHTS, Manifest, ManifestModel
@@ -153,7 +153,9 @@ class CameraPipeline:
                 continue  # no zone on this camera needs this model
             rate = min(spec.detect_fps, camera.detect_fps or spec.detect_fps)
             weights = spec.weights or node.resolved_model()
-            detector = loaded.get((spec.name, weights)) or detector_factory(weights, spec.labels)
+            detector = loaded.get((spec.name, weights))
+            if detector is None or not still_current(detector, weights):
+                detector = detector_factory(weights, spec.labels)
             runners.append(ModelRunner(spec, detector, rules, 1.0 / rate))
         if not runners:
             rules = sorted({zone.config.rule for zone in zones.values()})
@@ -174,6 +176,11 @@ class CameraPipeline:
                   for runner in self.runners}
         runners = self._runners(self.node, camera, manifest, zones, self.detector_factory, loaded)
         return Reconfiguration(camera, zones, runners, manifest)
+
+    def models_current(self) -> bool:
+        """Whether every model the camera runs is as its weights are on disk (none retrained in place since)."""
+        return all(still_current(runner.detector, runner.spec.weights or self.node.resolved_model())
+                   for runner in self.runners)
 
     def adopt(self, new: Reconfiguration) -> None:
         """Switch to a prepared reconfiguration, between two frames. The open violations of the old rules end as

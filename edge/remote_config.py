@@ -113,7 +113,8 @@ class RemoteConfigurator:
             raise Refused(f"cameras.{unknown[0]}: this node has no such camera ({', '.join(self.pipelines)})")
         cameras = {}
         for camera_id, pipeline in self.pipelines.items():
-            if camera_id not in remote.cameras and pipeline.manifest == manifest:
+            same_models = pipeline.manifest == manifest and pipeline.models_current()
+            if camera_id not in remote.cameras and same_models:
                 continue  # untouched: its open violations carry on
             settings = remote.cameras.get(camera_id, {})
             forbidden = sorted(set(settings) - REMOTE_KEYS)
@@ -130,7 +131,7 @@ class RemoteConfigurator:
                 raise Refused(format_validation_error(error, "config", prefix=f"cameras.{camera_id}.")) from None
             except ValueError as error:
                 raise Refused(f"cameras.{camera_id}: {error}") from None
-            if camera == pipeline.camera and pipeline.manifest == manifest:
+            if camera == pipeline.camera and same_models:
                 continue  # named again as it is (the server sends every camera's zones with each change)
             cameras[camera_id] = camera
         return cameras

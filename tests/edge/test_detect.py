@@ -89,3 +89,23 @@ def test_a_camera_looking_at_tiles_sees_what_is_too_small_in_the_whole_frame(mod
     assert seen_tiled.labels.count("dog") == 1, "the dog seen in several tiles is one object"
     dog_box = seen_tiled.boxes[seen_tiled.labels.index("dog")]
     assert 0.4 <= dog_box[0] < dog_box[2] <= 0.6 and 0.4 <= dog_box[1] < dog_box[3] <= 0.6, "placed in the frame"
+
+
+def test_a_model_retrained_into_its_folder_is_loaded_anew_and_an_unchanged_one_is_not(model_path, tmp_path):
+    """Found by review: models were kept by their path, so a model retrained into the same folder (as `make
+    model-litter` does) and rolled out or reloaded was answered `applied` while the node ran the old one."""
+    import os
+    import shutil
+
+    if not Path(model_path).is_dir():
+        pytest.skip("an export folder is copied here")
+    weights = tmp_path / "litter_openvino_model"
+    shutil.copytree(model_path, weights)
+    registry = ModelRegistry()
+    first = registry.shared(str(weights))
+    assert registry.shared(str(weights)) is first, "unchanged: the loaded model is kept"
+    newest = max(file.stat().st_mtime_ns for file in weights.iterdir())
+    retrained = next(weights.glob("*.bin"))
+    os.utime(retrained, ns=(newest + 10**9, newest + 10**9))  # written again by a training run
+    again = registry.shared(str(weights))
+    assert again is not first and again.stamp > first.stamp, "retrained in place: loaded anew"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
 from edge.comms import NodeLink
 from edge.config import MqttConfig, NodeConfig
-from edge.detect import ModelError
+from edge.detect import ModelError, weights_stamp
 from edge.manifest import Manifest
 from edge.pipeline import CameraPipeline
 from edge.remote_config import RemoteConfigurator
@@ -123,7 +124,9 @@ def rollout_node(tmp_path, factory_calls: list) -> CameraPipeline:
 
     def factory(weights: str, labels: list[str]) -> ScriptedDetector:
         factory_calls.append(weights)
-        return ScriptedDetector(weights.rsplit("/", 1)[-1], lambda n: detections())
+        detector = ScriptedDetector(weights.rsplit("/", 1)[-1], lambda n: detections())
+        detector.shared = SimpleNamespace(stamp=weights_stamp(weights))  # the weights as loaded
+        return detector
 
     from edge.manifest import load_manifest
 
@@ -157,6 +160,29 @@ def test_a_model_is_rolled_out_to_a_node_through_its_config_and_rolled_back(tmp_
     assert configurator.apply(back.encode()).state.value == "applied"
     assert [r.detector.info.name for r in camera.runners] == ["coco.pt"]
     assert camera.runners[0].spec.categories["litter"] == ["bottle"]
+
+
+def test_a_model_retrained_in_place_is_loaded_by_the_next_rollout_and_an_unchanged_one_is_kept(tmp_path,
+                                                                                                 monkeypatch):
+    """Found by review: a model retrained into its folder and rolled out again was answered `applied`, and the node
+    ran on with the old one (models were kept by their path)."""
+    import os
+
+    monkeypatch.delenv("GRIDWATCH_MODEL", raising=False)
+    loaded: list[str] = []
+    camera = rollout_node(tmp_path, loaded)
+    configurator = RemoteConfigurator("node-a", {"gate": camera}, tmp_path / "remote.json")
+    pilot = {"schema_version": "1.2", "manifest": "city.yaml"}
+    assert configurator.apply(json.dumps({**pilot, "config_version": "v1"}).encode()).state.value == "applied"
+    assert configurator.apply(json.dumps({**pilot, "config_version": "v2"}).encode()).state.value == "applied"
+    litter = str(tmp_path / "models" / "litter" / "litter_openvino_model")
+    assert loaded.count(litter) == 1, "the same model again: kept"
+    retrained = tmp_path / "models" / "litter" / "litter_openvino_model" / "litter.bin"
+    retrained.write_bytes(b"new weights")
+    later = retrained.stat().st_mtime_ns + 10**9
+    os.utime(retrained, ns=(later, later))
+    assert configurator.apply(json.dumps({**pilot, "config_version": "v3"}).encode()).state.value == "applied"
+    assert loaded.count(litter) == 2, "retrained in its folder: loaded anew"
 
 
 def two_camera_rollout(tmp_path, load):  # noqa: ANN001, ANN201 - load(weights) -> detector, or raises
