@@ -71,8 +71,24 @@ def test_camera_cases_are_service_requests_too(api, mqtt_client):
                                                              "status": "open"}).json()
     assert request["agency_responsible"] == "交警 Traffic police" and request["lat"] == pytest.approx(30.27415)
     assert "car seen by camera cam-1" in request["description"]
-    assert request["status_notes"].startswith("dispatched")
+    assert request["status_notes"] == "dispatched: sent to 交警 Traffic police"
     assert api.get("/open311/v2/requests.json", params={"status": "closed"}).json() == []
+
+
+def test_the_public_reads_what_became_of_a_case_not_its_staff_notes(api, api_tokens):
+    """Found by review: the notes were the last step's own words, and anyone who asked read the name of the person
+    on duty, and what operators and field workers wrote on the case."""
+    [receipt] = report(api, api_tokens["integrator"]).json()
+    case_id = int(receipt["service_request_id"])
+    operator, field = as_role(api_tokens, "operator"), as_role(api_tokens, "sanitation")
+    assert api.post(f"/api/v1/cases/{case_id}/actions", json={"action": "file"}, headers=operator).status_code == 200
+    on_duty = api.get(f"/api/v1/cases/{case_id}").json()["assignment"]["on_duty"]["name"]
+    for action, note in (("accept", None), ("feedback", "swept up; the owner at no. 12 (tel 139-0000-1111) warned")):
+        body = {"action": action} | ({"reason": note} if note else {})
+        assert api.post(f"/api/v1/cases/{case_id}/actions", json=body, headers=field).status_code == 200
+    public = api.get(f"/open311/v2/requests/{case_id}.json", headers={"Authorization": ""}).json()[0]
+    assert public["status_notes"] == "feedback: 环卫 Sanitation reports it handled; to be checked"
+    assert on_duty not in str(public) and "139-0000-1111" not in str(public)
 
 
 @pytest.mark.parametrize(("fields", "status", "text"), [

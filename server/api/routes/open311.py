@@ -18,7 +18,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from gridwatch.contract import DEFAULT_EVENT_CODES, Category, Location
+from gridwatch.contract import DEFAULT_EVENT_CODES, CaseAction, Category, Location
 from server.api.deps import MAX_ID, SessionDep, moment_problem
 from server.core.security import LoginThrottle, Role
 from server.db import unstorable_text
@@ -36,6 +36,7 @@ SERVICES = {
     Category.STREETLIGHT_FAULT: ("Streetlight fault 路灯故障", "A streetlight off at night or on by day."),
 }
 _POSTERS = {Role.INTEGRATOR, Role.OPERATOR, Role.ADMIN}
+A = CaseAction
 ACTOR_NAME = 110
 """Characters of the token's name in a report's actor, `open311 (NAME)`: the column holds 128 (a name may have as
 many, and PostgreSQL refused the longer actor, losing the report)."""
@@ -139,13 +140,35 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
     return [{"service_request_id": str(case_id), "service_notice": notice, "account_id": None}]
 
 
+PUBLIC_NOTES = {
+    A.COLLECT: "received", A.FILE: "confirmed", A.DISPATCH: "sent to {unit}", A.REASSIGN: "sent to {unit}",
+    A.ACCEPT: "{unit} has taken it on", A.RETURN: "returned by the unit, for another to take",
+    A.EXTEND: "{unit} was given more time", A.DEFER: "deferred", A.RESUME: "in hand again",
+    A.FEEDBACK: "{unit} reports it handled; to be checked", A.REWORK: "not yet resolved: back with {unit}",
+    A.VERIFY: "checked: resolved", A.CLOSE: "closed", A.VOID: "closed without action: {void}",
+    A.REOPEN: "seen again: reopened", A.ESCALATE: "overdue: raised to the street office", A.JOIN: "reported again",
+}
+"""What the public reads of a case's last step: its action in words, never the step's free text (an operator's note,
+a field worker's, the name of the person on duty: for the city's staff, not for anyone who asks)."""
+VOID_REASONS = {"false_positive": "nothing to act on was found", "duplicate": "a duplicate of another report",
+                "not_our_responsibility": "not for the city to handle"}
+
+
+def status_notes(case: CaseRecord, last: CaseTransition | None) -> str:
+    if last is None:
+        return case.status
+    note = PUBLIC_NOTES[A(last.action)].format(unit=case.unit_name or "the unit responsible",
+                                               void=VOID_REASONS.get(case.void_reason or "", "see the city"))
+    return f"{case.status}: {note}"
+
+
 def _request(case: CaseRecord, last: CaseTransition | None) -> dict:
     """A case as a GeoReport service request. `media_url` stays empty: a camera's evidence shows passers-by and
     number plates, for the city's staff (the REST API, with a token), never the public this endpoint serves."""
     name, _ = SERVICES[Category(case.category)]
     return {
         "service_request_id": str(case.id), "status": "closed" if case.status in FINISHED else "open",
-        "status_notes": f"{case.status}: {last.reason}" if last else case.status,
+        "status_notes": status_notes(case, last),
         "service_name": name, "service_code": case.category, "description": case.description or
         f"{case.label} seen by camera {case.camera_id} in zone {case.zone_id}",
         "agency_responsible": case.unit_name, "service_notice": None,
