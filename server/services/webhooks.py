@@ -100,7 +100,9 @@ class Webhooks:
         return queued
 
     def delay(self, attempts: int) -> timedelta:
-        return timedelta(seconds=min(self.max_delay, self.base_delay * 2 ** (attempts - 1)))
+        """The wait after `attempts` tries in a row: doubling from the base, capped (the power itself too: after a
+        thousand it overflowed a float, and a receiver dead for weeks was tried every lease, never failed)."""
+        return timedelta(seconds=min(self.max_delay, self.base_delay * 2 ** min(attempts - 1, 40)))
 
     def deliver_due(self, client: httpx.Client, limit: int = 50) -> int:
         """Send what is due now, oldest first; returns how many were attempted. Every worker runs a sender: each

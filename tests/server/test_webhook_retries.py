@@ -236,3 +236,14 @@ def test_a_delivery_that_cannot_even_be_sent_counts_and_fails_and_the_case_goes_
         deliveries = session.query(WebhookDelivery).order_by(WebhookDelivery.id).all()
         assert [(d.status, d.attempts) for d in deliveries] == [("failed", 1), ("failed", 1)]
         assert "label" in deliveries[0].last_error
+
+
+def test_a_receiver_dead_for_weeks_still_waits_the_longest_delay(database_url):
+    """Found by review: after 1,024 failed tries in a row the back-off overflowed a float, and the delivery was
+    tried every lease for ever, never failed, with a traceback each time."""
+    from server.db import Database
+    from server.services.webhooks import Webhooks
+
+    sender = Webhooks(Database(database_url), 20, 5.0, 3600.0)
+    assert [sender.delay(n).total_seconds() for n in (1, 2, 3)] == [5.0, 10.0, 20.0]
+    assert sender.delay(1025) == sender.delay(100_000) == timedelta(hours=1)
