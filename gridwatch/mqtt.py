@@ -19,6 +19,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gridwatch import mqtt_properties
 from gridwatch.mqtt_process import ProcessClient
@@ -72,16 +73,21 @@ class MqttClient:
         manual_ack: bool = False,
         tls_ca_file: Path | None = None,
         network_process: bool = False,
+        retained_once: bool = False,
     ) -> None:
         """`session_expiry_seconds` > 0 keeps the broker session (subscriptions, queued QoS 1 messages) while the
         client is away, with clean start off. `manual_ack`: a received QoS 1 message is acknowledged only by
         `ack(message)`, so one the process dies holding is sent again by the broker. `tls_ca_file`: connect with
         TLS, trusting the broker's certificate only if this CA signed it (and it names the host).
         `network_process`: paho's network work runs in a child process (gridwatch.mqtt_process), for a process
-        whose own work would otherwise share its GIL with it."""
+        whose own work would otherwise share its GIL with it. `retained_once`: a retained message comes when a
+        subscription is made, not again each time a kept session reconnects (MQTT 5 Retain Handling 1), for a
+        client that has handled it already (the server: else every restart handled every node's status and
+        snapshot again)."""
         self.client_id = client_id
         self.host, self.port, self.keepalive = host, port, keepalive
         self.session_expiry_seconds = session_expiry_seconds
+        self.retain_handling = 1 if retained_once else 0
         network = ProcessClient if network_process else BufferedClient
         self._client = network(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                                manual_ack=manual_ack)
@@ -147,7 +153,8 @@ class MqttClient:
         """Subscribes; returns the SUBSCRIBE's message id."""
         properties = Properties(PacketTypes.SUBSCRIBE)
         properties.SubscriptionIdentifier = list(self._subscriptions).index(topic_filter) + 1
-        return self._client.subscribe(topic_filter, qos=qos, properties=properties)[1]
+        options = SubscribeOptions(qos=qos, retainHandling=self.retain_handling)
+        return self._client.subscribe(topic_filter, options=options, properties=properties)[1]
 
     def start(self, wait_seconds: float | None = 10.0) -> None:
         properties = None
@@ -305,7 +312,10 @@ class MqttClient:
 
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
         handler = self._handler_for(message)
-        if handler is None:
+        if handler is None:  # a subscription a kept session still holds from before a restart, say: acknowledged,
+            # or the broker stopped sending anything once a thousand such were unacknowledged
+            log.info("%s: no handler for %s; acknowledged and dropped", self.client_id, message.topic)
+            self.ack(message)
             return
         try:
             handler(message)

@@ -17,6 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gridwatch.mqtt_process import FORWARD_EVERY, Link, Outcome, Received, Settings
 from gridwatch.mqtt_reads import BufferedClient
@@ -144,12 +145,13 @@ def _obey(client: mqtt.Client, command: tuple, lock: threading.Lock, ours: dict[
         if outcome is not None:  # acknowledged before the ids were paired
             up.put(("published", parent_mid, outcome))
     elif kind == "subscribe":
-        _, parent_mid, topic_filter, qos, identifier = command
+        _, parent_mid, topic_filter, qos, identifier, retain_handling = command
         subscription = None
         if identifier:
             subscription = Properties(PacketTypes.SUBSCRIBE)
             subscription.SubscriptionIdentifier = identifier
-        mid = client.subscribe(topic_filter, qos=qos, properties=subscription)[1]
+        mid = client.subscribe(topic_filter, options=SubscribeOptions(qos=qos, retainHandling=retain_handling),
+                               properties=subscription)[1]
         with lock:
             outcomes = early.pop(-mid, None)  # SUBACKs are kept under the negative id
             if outcomes is None:

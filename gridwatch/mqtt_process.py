@@ -31,6 +31,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 log = logging.getLogger(__name__)
 
@@ -207,16 +208,19 @@ class ProcessClient:
         if self._link is not None:
             self._link.put(("ack", mid, qos))
 
-    def subscribe(self, topic_filter: str, qos: int = 0,
+    def subscribe(self, topic_filter: str, qos: int = 0, options: SubscribeOptions | None = None,
                   properties: Properties | None = None) -> tuple[mqtt.MQTTErrorCode, int]:
         identifier = getattr(properties, "SubscriptionIdentifier", None) if properties else None
+        if options is not None:
+            qos = options.QoS
         if qos not in (0, 1, 2) or mqtt.Client._filter_wildcard_len_check(topic_filter.encode()):
             raise ValueError(f"invalid subscription {topic_filter!r} (QoS {qos})")
         with self._lock:
             self._next_mid = self._next_mid % 2_000_000_000 + 1
             mid = self._next_mid
         command = ("subscribe", mid, topic_filter, qos,
-                   identifier[0] if isinstance(identifier, list) else identifier)
+                   identifier[0] if isinstance(identifier, list) else identifier,
+                   options.retainHandling if options is not None else 0)
         if self._link is not None:
             self._link.put(command)
         return mqtt.MQTT_ERR_SUCCESS, mid

@@ -57,7 +57,7 @@ class IngestService(MqttClient):
                  case_feed: Callable[[str], None] | None = None) -> None:
         super().__init__(client_id=client_id, host=host, port=port, username=username, password=password,
                          session_expiry_seconds=24 * 3600, manual_ack=True, tls_ca_file=tls_ca_file,
-                         network_process=True)
+                         network_process=True, retained_once=True)
         self.ingest = ingest
         self.batch_size = batch_size
         self.batch_wait = batch_wait_seconds
