@@ -21,6 +21,14 @@ PUBLISH_MATRIX = [
     ("node-a", event_topic("node-a", "illegal_parking"), True),
     ("node-a", telemetry_topic("node-a"), True),
     ("node-a", "gw/v1/nodes/node-a/evidence/123", True),
+    ("node-a", evidence_topic("node-a", "123", crop=True), True),
+    ("node-a", snapshot_topic("node-a", "cam-1"), True),
+    ("node-a", config_status_topic("node-a"), True),
+    ("node-a", command_response_topic("node-a"), True),
+    # found by review: a node could overwrite the config the server keeps retained for it, and command itself
+    ("node-a", config_topic("node-a"), False),
+    ("node-a", command_topic("node-a"), False),
+    ("node-a", "gw/v1/nodes/node-a/weather", False),
     ("node-a", event_topic("node-b", "illegal_parking"), False),
     ("node-a", status_topic("node-b"), False),
     ("node-a", case_topic("litter", 1), False),
@@ -88,13 +96,12 @@ FAMILIES = {
 }
 """One topic of each family, in node-a's tree (and a case)."""
 EVERY = set(FAMILIES)
-NODE_TREE = EVERY - {"cases"}
+NODE_SENDS = {"status", "telemetry", "events", "evidence", "config/status", "command/response", "snapshot"}
 DESIGN = {  # account -> (families it may publish to, families it may read), as broker_config/acl says
     "gridwatch-server": (EVERY, EVERY),
     "integrator": (set(), {"cases", "events", "status"}),
-    "bridge": ({"status", "telemetry", "events", "evidence", "config/status", "command/response", "snapshot"},
-               {"config", "command", "cases"}),  # a site's broker: what nodes send up, what comes down to them
-    "node-a": (NODE_TREE, {"config", "command", "status"}),
+    "bridge": (NODE_SENDS, {"config", "command", "cases"}),  # a site's broker: what nodes send up, what comes down
+    "node-a": (NODE_SENDS, {"config", "command", "status"}),  # never its own config or commands
     "node-b": (set(), set()),  # another node: nothing in node-a's tree
 }
 
