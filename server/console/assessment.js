@@ -53,19 +53,41 @@ function download(blob, name) {
   link.remove();
 }
 
+/** A date as the API takes it (the browser's local day). */
+function day(date) {
+  return `${date.getFullYear()}-${String(date.getMonth() + 1).padStart(2, "0")}-${String(date.getDate()).padStart(2, "0")}`;
+}
+
+/** The range shown unless one is asked for: enough periods for a trend (two weeks of days, twelve weeks, six
+ * months, four quarters), up to today. */
+function defaultRange(period) {
+  const from = new Date(), to = new Date();
+  to.setDate(to.getDate() + 1);  // the API's `to` is the day after the last
+  if (period === "day") from.setDate(from.getDate() - 13);
+  else if (period === "week") from.setDate(from.getDate() - 7 * 11);
+  else from.setMonth(from.getMonth() - (period === "month" ? 5 : 9), 1);
+  return [day(from), day(to)];
+}
+
 export class AssessmentPage {
   constructor(root, query) { this.root = root; this.query = query; }
 
   async mount() {
     const by = this.query.get("by") || "unit", period = this.query.get("period") || "month";
-    const params = new URLSearchParams({ by, period });
+    const [from, to] = this.query.get("from") && this.query.get("to") ? [this.query.get("from"), this.query.get("to")]
+      : defaultRange(period);
+    const params = new URLSearchParams({ by, period, from, to });
     const rows = await api(`/api/v1/assessment?${params}`);
-    const form = h("form", { class: "toolbar", onchange: () => {
-      location.hash = `#/assessment?${new URLSearchParams(new FormData(form))}`;
+    const form = h("form", { class: "toolbar", onchange: (event) => {
+      const asked = new URLSearchParams(new FormData(form));
+      if (event.target.name === "period") { asked.delete("from"); asked.delete("to"); }  // that period's own range
+      location.hash = `#/assessment?${asked}`;
     } }, h("select", { name: "by", "aria-label": "by" }, ["unit", "street_chief", "grid", "camera"]
       .map((value) => h("option", { value, selected: value === by }, t(`assess.${value}`)))),
     h("select", { name: "period", "aria-label": "period" }, ["day", "week", "month", "quarter"]
       .map((value) => h("option", { value, selected: value === period }, t(`assess.${value}`)))),
+    h("input", { type: "date", name: "from", value: from, "aria-label": "from" }),
+    h("input", { type: "date", name: "to", value: to, "aria-label": "to" }),
     h("button", { type: "button", class: "plain", id: "csv", onclick: async () => {
       download(await api(`/api/v1/assessment?${params}&format=csv`), `gridwatch-${by}-${period}.csv`);
     } }, t("assess.csv")),

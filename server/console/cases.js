@@ -110,6 +110,7 @@ export class CasePage {
 
   async mount() {
     const item = await api(`/api/v1/cases/${this.caseId}`);
+    const typed = this.typed();  // a live change redraws the page, not what the operator is typing
     const assignment = item.assignment ?? {};
     const left = item.deadline_at ? (new Date(item.deadline_at) - Date.now()) / 1000 : null;
     const gallery = h("div", { class: "gallery" });
@@ -137,9 +138,25 @@ export class CasePage {
           h("ol", { class: "timeline", id: "timeline" }, item.transitions.map((step) => h("li", {},
             h("strong", {}, step.action), ` → ${step.to_status} · ${when(step.at)} · ${step.actor}`,
             h("div", { class: "meta" }, step.reason)))))));
+    this.restore(typed);
     for (const url of [...item.evidence_urls, ...item.crop_urls]) {
       gallery.append(h("img", { src: await imageUrl(url), alt: "evidence" }));
     }
+  }
+
+  /** What the action form on screen holds (values, and the field with the focus). */
+  typed() {
+    const form = this.root.querySelector("#case-actions");
+    if (!form) return null;
+    const values = Object.fromEntries([...form.elements].filter((field) => field.name).map((field) => [field.name, field.value]));
+    return { values, focused: form.contains(document.activeElement) ? document.activeElement.name : null };
+  }
+
+  restore(typed) {
+    const form = this.root.querySelector("#case-actions");
+    if (!typed || !form) return;
+    for (const field of form.elements) if (field.name in typed.values) field.value = typed.values[field.name];
+    if (typed.focused) form.elements.namedItem(typed.focused)?.focus();
   }
 
   actions(item) {
@@ -161,12 +178,13 @@ export class CasePage {
 
   async act(action, fields) {
     const body = { action };
-    for (const name of NEEDS[action] ?? []) {
+    for (const name of new Set(["reason", ...(NEEDS[action] ?? [])])) {  // a reason typed goes with any action
       const value = fields[name].value.trim();
       if (value) body[name] = name === "extend_minutes" ? Number(value) : value;
     }
     try {
       await api(`/api/v1/cases/${this.caseId}/actions`, { method: "POST", body });
+      this.root.querySelector("#case-actions")?.reset();  // done: the next action starts from an empty form
       await this.mount();
     } catch (error) {
       toast(error.status === 409 ? `${error.message}` : `${action}: ${error.message}`);

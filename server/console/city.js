@@ -29,7 +29,10 @@ export class CityView {
     const [grids, cameras] = await Promise.all([api("/api/v1/grids"), api("/api/v1/cameras")]);
     const points = grids.features.flatMap((f) => rings(f.geometry).flat())
       .concat(cameras.filter((c) => c.lon !== null).map((c) => [c.lon, c.lat]));
-    const side = h("section", { class: "detail", id: "camera-detail" }, h("p", { class: "meta" }, t("city.pick")));
+    // the panel of the camera picked stays through the plan's redraws (a live change anywhere redraws it)
+    const side = this.side ??= h("section", { class: "detail", id: "camera-detail" }, h("p", { class: "meta" }, t("city.pick")));
+    const picked = this.picked && cameras.find((c) => `${c.node_id}/${c.camera_id}` === this.picked);
+    if (picked) side.querySelector(".facts")?.replaceWith(this.facts(picked));
     if (!points.length) {
       this.root.replaceChildren(h("h1", {}, t("city.title")), h("div", { class: "empty" }, t("city.empty")));
       return;
@@ -67,13 +70,18 @@ export class CityView {
     this.root.replaceChildren(h("h1", {}, t("city.title")), h("div", { class: "two" }, h("section", { class: "detail" }, plan), side));
   }
 
-  async show(side, camera) {
-    const picture = h("img", { class: "snapshot", alt: "snapshot" });
-    side.replaceChildren(h("h2", {}, `${camera.node_id} / ${camera.camera_id}`), h("dl", { class: "facts" },
+  facts(camera) {
+    return h("dl", { class: "facts" },
       h("dt", {}, t("city.node")), h("dd", {}, camera.node_state),
       h("dt", {}, t("city.open")), h("dd", {}, camera.open_cases),
       h("dt", {}, t("city.last")), h("dd", {}, when(camera.last_event_at)),
-      h("dt", {}, "fps"), h("dd", {}, camera.fps ?? "—")),
+      h("dt", {}, "fps"), h("dd", {}, camera.fps ?? "—"));
+  }
+
+  async show(side, camera) {
+    this.picked = `${camera.node_id}/${camera.camera_id}`;
+    const picture = h("img", { class: "snapshot", alt: "snapshot" });
+    side.replaceChildren(h("h2", {}, `${camera.node_id} / ${camera.camera_id}`), this.facts(camera),
     h("div", { class: "actions" },
       h("a", { href: `#/cases?${new URLSearchParams({ node_id: camera.node_id, camera_id: camera.camera_id })}` },
         t("city.cases")),

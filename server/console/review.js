@@ -99,7 +99,9 @@ export class ReviewQueue {
   }
 
   key(event) {
-    if (event.target.closest("input, select, textarea") || event.ctrlKey || event.metaKey || event.altKey) return;
+    // only where text is typed: a row's checkbox, ticked with the mouse, keeps the focus and the keys must still work
+    const typing = "input:not([type=checkbox]):not([type=radio]), select, textarea, [contenteditable]";
+    if (event.target.closest(typing) || event.ctrlKey || event.metaKey || event.altKey) return;
     const item = this.items[this.current];
     const actions = {
       j: () => this.move(1), ArrowDown: () => this.move(1), k: () => this.move(-1), ArrowUp: () => this.move(-1),
@@ -111,7 +113,8 @@ export class ReviewQueue {
         x: () => item && this.toggle(item.id),
       } : {}),
     };
-    if (actions[event.key]) { event.preventDefault(); actions[event.key](); }
+    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;  // C as c, with Caps Lock or Shift
+    if (actions[key]) { event.preventDefault(); actions[key](); }
   }
 
   move(step) {

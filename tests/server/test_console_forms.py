@@ -1,0 +1,97 @@
+"""The console keeps what an operator types or opens, and its keys work wherever text is not typed: found by review,
+each in a real browser against a running server."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+
+from server.db import Database
+from server.models import CaseRecord, utcnow
+from tests.conftest import as_role
+from tests.factories import wait_until
+from tests.server.test_console import case_page, detection
+
+
+def login(browser, server_url: str, token: str, where: str):  # noqa: ANN201 - a Playwright page
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.goto(f"{server_url}/console/{where}")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    return page
+
+
+def test_review_keys_work_after_a_row_is_ticked_and_with_caps_lock(server_url, browser, api_tokens, mqtt_client):
+    """A ticked checkbox kept the focus, and every key did nothing until the operator clicked elsewhere; capitals
+    (Caps Lock, Shift), as the README writes the keys, did nothing at all."""
+    node = mqtt_client("node-a")
+    for place in range(3):
+        detection(node, place=place)
+    page = login(browser, server_url, api_tokens["operator"], "#/review")
+    page.wait_for_selector("#queue li[data-case-id='3']")
+    page.locator("#queue li[data-case-id='2'] input[type=checkbox]").click()
+    current = page.locator("#queue li.current").get_attribute("data-case-id")
+    page.keyboard.press("Shift+J")
+    page.wait_for_function(f"document.querySelector('#queue li.current').dataset.caseId !== '{current}'")
+    moved_to = page.locator("#queue li.current").get_attribute("data-case-id")
+    page.keyboard.press("C")
+    page.wait_for_selector(f"text=Case {moved_to} confirmed and dispatched")
+
+
+def test_the_case_page_sends_the_reason_typed_and_keeps_it_through_a_live_change(server_url, browser, api_tokens,
+                                                                                 mqtt_client):
+    """The reason box is always there, but only some actions sent it; and every live change of the case (a step
+    someone else took, an escalation) rebuilt the form, wiping what the operator was typing."""
+    detection(mqtt_client("node-a"), place=0)  # doubtful: waits for an operator
+    operator = as_role(api_tokens, "operator")
+    wait_until(lambda: httpx.get(f"{server_url}/api/v1/cases/1", headers=operator).status_code == 200)
+    page = case_page(browser, server_url, api_tokens["operator"])
+    page.wait_for_selector("#case-actions button[data-action='file']")
+    page.fill("#case-actions input[name=reason]", "seen on the camera: three bags by the bin")
+    page.click("#case-actions button[data-action='file']")
+    page.wait_for_selector("#timeline >> text=seen on the camera: three bags by the bin")
+
+    page.fill("#case-actions input[name=reason]", "called the shop owner")
+    accepted = httpx.post(f"{server_url}/api/v1/cases/1/actions", json={"action": "accept"},
+                          headers=as_role(api_tokens, "sanitation"))
+    assert accepted.status_code == 200
+    page.wait_for_selector("#timeline >> text=accept")
+    assert page.input_value("#case-actions input[name=reason]") == "called the shop owner"
+
+
+def test_the_city_plan_keeps_the_camera_picked_when_a_case_changes_elsewhere(server_url, browser, api_tokens,
+                                                                             mqtt_client):
+    node = mqtt_client("node-a")
+    for place in range(2):
+        detection(node, place=place, score=0.9)
+    operator = as_role(api_tokens, "operator")
+    wait_until(lambda: httpx.get(f"{server_url}/api/v1/cases", headers=operator).json()["total"] == 2)
+    page = login(browser, server_url, api_tokens["supervisor"], "#/city")
+    page.wait_for_selector(".live.on")
+    page.locator("circle[data-camera='node-a/kerb-0']").dispatch_event("click")
+    page.wait_for_selector("#camera-detail >> text=node-a / kerb-0")
+    assert httpx.post(f"{server_url}/api/v1/cases/2/actions", json={"action": "accept"},
+                      headers=as_role(api_tokens, "sanitation")).status_code == 200
+    page.wait_for_timeout(2500)  # the plan redraws a second after a change
+    assert page.locator("#camera-detail h2").inner_text() == "node-a / kerb-0"
+
+
+def test_assessment_shows_trends_over_the_last_months_of_real_cases(server_url, server_settings, browser,
+                                                                    api_tokens):
+    """The page asked for the current period only: on a real server its trend charts never appeared (the test of
+    the charts replaced the API's answer)."""
+    now = utcnow()
+    with Database(server_settings.database_url).session() as session:
+        for months_ago in (2, 1, 0):
+            opened = now - timedelta(days=31 * months_ago)
+            session.add(CaseRecord(violation_id=f"v-{months_ago}", category="litter", code="0102",
+                                   status="dispatched", node_id="node-a", camera_id="kerb", zone_id="kerb",
+                                   label="garbage", score=0.9, opened_at=opened, updated_at=opened,
+                                   started_at=opened, last_seen_at=opened, dwell_seconds=60, occurrences=1,
+                                   open_violations=1, unit_id="sanitation", unit_name="环卫 Sanitation"))
+        session.commit()
+    page = login(browser, server_url, api_tokens["supervisor"], "#/assessment?by=unit&period=month")
+    page.wait_for_selector("#trends svg.trend")
+    chart = page.locator("#trends svg.trend[aria-label='closure_rate']")
+    assert chart.locator("circle").count() == 3, "one point a month for the last three months"
