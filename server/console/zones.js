@@ -9,6 +9,17 @@ import { t } from "./i18n.js";
 const SVG = "http://www.w3.org/2000/svg";
 const RULES = ["no_parking", "no_vending", "no_litter", "vending_allowed"];
 
+/** `{start, end}` of hours written as 07:00-19:00 (also 7:00 - 19:00, or with a dash of another kind); null when
+ * they cannot be read. */
+export function parseHours(text) {
+  const match = /^(\d{1,2}):(\d\d)\s*[-–—~到至]\s*(\d{1,2}):(\d\d)$/.exec(text);
+  if (!match) return null;
+  const [hours1, minutes1, hours2, minutes2] = match.slice(1).map(Number);
+  if (hours1 > 23 || hours2 > 24 || minutes1 > 59 || minutes2 > 59 || (hours2 === 24 && minutes2 > 0)) return null;
+  const clock = (hours, minutes) => `${String(hours).padStart(2, "0")}:${String(minutes).padStart(2, "0")}`;
+  return { start: clock(hours1, minutes1), end: clock(hours2 === 24 ? 0 : hours2, minutes2) };
+}
+
 function svg(tag, attributes = {}) {
   const node = document.createElementNS(SVG, tag);
   for (const [key, value] of Object.entries(attributes)) {
@@ -126,9 +137,14 @@ export class ZoneEditor {
           zone.rule = event.target.value; this.draw(); } }, RULES.map((rule) => h("option", { value: rule, selected: rule === zone.rule }, rule)))),
         h("dt", {}, t("zones.dwell")), h("dd", {}, field("dwell_seconds", { type: "number", min: 1, id: "zone-dwell" })),
         h("dt", {}, t("zones.hours")), h("dd", {}, h("input", { id: "zone-hours", placeholder: "07:00-19:00",
-          value: zone.schedule?.[0] ? `${zone.schedule[0].start}-${zone.schedule[0].end}` : "", onchange: (event) => {
-            const match = /^(\d\d:\d\d)-(\d\d:\d\d)$/.exec(event.target.value.trim());
-            zone.schedule = match ? [{ start: match[1], end: match[2] }] : [];
+          value: zone.schedule?.[0] ? `${zone.schedule[0].start}-${zone.schedule[0].end}` : "",
+          title: zone.schedule?.[0]?.days ? zone.schedule[0].days.join(" ") : "", onchange: (event) => {
+            const text = event.target.value.trim();
+            const hours = parseHours(text);
+            event.target.setCustomValidity(hours || !text ? "" : t("zones.bad_hours"));
+            if (!text) zone.schedule = [];  // empty: all day, as asked
+            // the window's days (Mon-Fri) and the zone's other windows stay as they were
+            else if (hours) zone.schedule = [{ ...(zone.schedule?.[0] ?? {}), ...hours }, ...(zone.schedule?.slice(1) ?? [])];
           } })),
         h("dt", {}, t("zones.corners")), h("dd", { id: "zone-corners" }, String(zone.polygon.length))) : h("p", { class: "meta" }, t("zones.hint")),
       h("div", { class: "actions" },
@@ -139,6 +155,10 @@ export class ZoneEditor {
   }
 
   async save() {
+    if (this.form.querySelector(":invalid")) {  // a mistyped field is not taken as "always"
+      toast(t("zones.bad_hours"));
+      return;
+    }
     try {
       const sent = await api(`/api/v1/nodes/${this.node}/cameras/${this.camera}/zones`, { method: "PUT", body: { zones: this.zones } });
       this.state.textContent = this.describe(sent);

@@ -95,3 +95,46 @@ def test_assessment_shows_trends_over_the_last_months_of_real_cases(server_url, 
     page.wait_for_selector("#trends svg.trend")
     chart = page.locator("#trends svg.trend[aria-label='closure_rate']")
     assert chart.locator("circle").count() == 3, "one point a month for the last three months"
+
+
+def test_the_zone_editor_takes_hours_as_people_write_them_and_refuses_what_it_cannot_read(server_url, browser,
+                                                                                          api_tokens):
+    """Hours not written exactly as 07:00-19:00 (7:00-19:00, spaces round the dash) emptied the schedule: a rule
+    meant for the day applied all night, with nothing said. And any edit dropped the window's days (Mon-Fri became
+    every day). The zone editor as a unit: the node and its config are stood in for."""
+    import json
+
+    weekdays = ["mon", "tue", "wed", "thu", "fri"]
+    config = {"node_id": "node-a", "config_version": "v1", "status": {"state": "applied", "reason": None},
+              "cameras": {"kerb": {"zones": [{"zone_id": "kerb", "rule": "no_parking", "dwell_seconds": 180,
+                                              "polygon": [[0, 0], [1, 0], [1, 1]],
+                                              "schedule": [{"days": weekdays, "start": "07:00", "end": "19:00"}]}]}}}
+    sent: list[dict] = []
+
+    def zones(route) -> None:
+        sent.append(json.loads(route.request.post_data))
+        route.fulfill(status=202, json={**config, "config_version": f"v{len(sent) + 1}", "status": None})
+
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.route("**/api/v1/cameras", lambda route: route.fulfill(json=[{"node_id": "node-a", "camera_id": "kerb"}]))
+    page.route("**/api/v1/nodes/node-a/config", lambda route: route.fulfill(json=config))
+    page.route("**/api/v1/nodes/node-a/cameras/kerb/snapshot", lambda route: route.fulfill(status=404, json={}))
+    page.route("**/api/v1/nodes/node-a/commands", lambda route: route.fulfill(status=202, json={}))
+    page.route("**/api/v1/nodes/node-a/cameras/kerb/zones", zones)
+    page.goto(f"{server_url}/console/#/zones?node=node-a&camera=kerb")
+    page.fill("#token", api_tokens["operator"])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#zone-hours")
+    assert page.input_value("#zone-hours") == "07:00-19:00"
+
+    page.fill("#zone-hours", "7:30 - 18:00")
+    page.dispatch_event("#zone-hours", "change")
+    page.click("#zone-save")
+    wait_until(lambda: len(sent) == 1)
+    assert sent[0]["zones"][0]["schedule"] == [{"days": weekdays, "start": "07:30", "end": "18:00"}]
+
+    page.fill("#zone-hours", "from seven")
+    page.dispatch_event("#zone-hours", "change")
+    page.click("#zone-save")
+    page.wait_for_selector("text=write them as 07:00-19:00")
+    assert len(sent) == 1, "nothing sent: a mistyped field is not taken as all day"
