@@ -105,7 +105,7 @@ export class AssessmentPage {
     });
     const table = h("table", { id: "assessment" }, h("thead", {}, h("tr", {}, ["group", "period", "cases", "closed",
       "due", "on_time", "closure_rate", "on_time_closure_rate", "rework_rate", "extension_rate", "false_positive_rate"]
-      .map((name) => h("th", {}, name)))), h("tbody", {}, rows.map((row) => h("tr", {}, [row.group, row.period,
+      .map((name) => h("th", {}, t(`assess.col.${name}`))))), h("tbody", {}, rows.map((row) => h("tr", {}, [row.group, row.period,
       row.cases, row.closed, row.due, row.on_time, row.closure_rate, row.on_time_closure_rate, row.rework_rate,
       row.extension_rate, row.false_positive_rate].map((value) => h("td", {}, value ?? "—"))))));
     this.root.replaceChildren(h("h1", {}, t("assess.title")), form,

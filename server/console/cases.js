@@ -24,8 +24,8 @@ const STATUSES = ["collected", "registered", "dispatched", "handling", "feedback
 const CATEGORIES = ["illegal_parking", "street_vending", "litter", "device_fault", "streetlight_fault"];
 
 function select(name, values, chosen) {
-  return h("select", { name, "aria-label": name }, h("option", { value: "" }, `${name}: ${t("cases.all")}`),
-    values.map((value) => h("option", { value, selected: value === chosen }, value)));
+  return h("select", { name, "aria-label": name }, h("option", { value: "" }, `${t(`fact.${name}`)}: ${t("cases.all")}`),
+    values.map((value) => h("option", { value, selected: value === chosen }, t(`${name}.${value}`))));
 }
 
 export class CaseBoard {
@@ -39,10 +39,10 @@ export class CaseBoard {
       const params = new URLSearchParams([...data].filter(([, value]) => value));
       location.hash = `#/cases?${params}`;
     } }, select("status", STATUSES, q.get("status")), select("category", CATEGORIES, q.get("category")),
-    h("input", { name: "grid_id", placeholder: "grid", value: q.get("grid_id") ?? "", size: 8 }),
-    h("input", { name: "unit_id", placeholder: "unit", value: q.get("unit_id") ?? "", size: 12 }),
-    h("input", { name: "node_id", placeholder: "node", value: q.get("node_id") ?? "", size: 10 }),
-    h("input", { name: "camera_id", placeholder: "camera", value: q.get("camera_id") ?? "", size: 10 }),
+    h("input", { name: "grid_id", placeholder: t("cases.field.grid"), value: q.get("grid_id") ?? "", size: 8 }),
+    h("input", { name: "unit_id", placeholder: t("cases.field.unit"), value: q.get("unit_id") ?? "", size: 12 }),
+    h("input", { name: "node_id", placeholder: t("cases.field.node"), value: q.get("node_id") ?? "", size: 10 }),
+    h("input", { name: "camera_id", placeholder: t("cases.field.camera"), value: q.get("camera_id") ?? "", size: 10 }),
     h("label", {}, h("input", { type: "checkbox", name: "overdue", value: "true", checked: q.get("overdue") === "true" }),
       " ", t("cases.overdue")),
     h("button", { class: "plain", type: "submit" }, t("cases.filter")));
@@ -72,8 +72,8 @@ export class CaseBoard {
       const left = item.deadline_at ? (new Date(item.deadline_at) - now) / 1000 : null;
       const open = runsLate(item.status);
       return h("tr", { class: "link", dataset: { caseId: item.id }, onclick: () => { location.hash = `#/case/${item.id}`; } },
-        h("td", {}, `#${item.id}`), h("td", {}, h("span", { class: `status ${item.status}` }, item.status)),
-        h("td", {}, item.category), h("td", {}, item.assignment?.unit_name ?? "—"),
+        h("td", {}, `#${item.id}`), h("td", {}, h("span", { class: `status ${item.status}` }, t(`status.${item.status}`))),
+        h("td", {}, t(`category.${item.category}`)), h("td", {}, item.assignment?.unit_name ?? "—"),
         h("td", {}, item.assignment?.grid_id ?? "—"), h("td", {}, when(item.opened_at)),
         h("td", { class: open && left !== null && left < 0 ? "overdue" : "" },
           left === null || !open ? "—" : t(left < 0 ? "case.late" : "case.left", { t: duration(left) })));
@@ -115,7 +115,7 @@ export class CasePage {
     const left = item.deadline_at ? (new Date(item.deadline_at) - Date.now()) / 1000 : null;
     const gallery = h("div", { class: "gallery" });
     this.root.replaceChildren(
-      h("h1", {}, `#${item.id} ${item.category} (${item.code}) `, h("span", { class: `status ${item.status}`, id: "case-status" }, item.status)),
+      h("h1", {}, `#${item.id} ${t(`category.${item.category}`)} (${item.code}) `, h("span", { class: `status ${item.status}`, id: "case-status" }, t(`status.${item.status}`))),
       h("div", { class: "two" },
         h("section", { class: "detail" },
           h("dl", { class: "facts" },
@@ -136,7 +136,7 @@ export class CasePage {
           h("h2", {}, t("case.evidence")), gallery),
         h("section", { class: "detail" }, h("h2", {}, t("case.timeline")),
           h("ol", { class: "timeline", id: "timeline" }, item.transitions.map((step) => h("li", {},
-            h("strong", {}, step.action), ` → ${step.to_status} · ${when(step.at)} · ${step.actor}`,
+            h("strong", {}, t(`action.${step.action}`)), ` → ${t(`status.${step.to_status}`)} · ${when(step.at)} · ${step.actor}`,
             h("div", { class: "meta" }, step.reason)))))));
     this.restore(typed);
     for (const url of [...item.evidence_urls, ...item.crop_urls]) {
@@ -167,12 +167,12 @@ export class CasePage {
       unit_id: h("input", { name: "unit_id", placeholder: t("case.unit"), size: 12 }),
       extend_minutes: h("input", { name: "extend_minutes", type: "number", min: 1, placeholder: t("case.minutes") }),
       void_reason: h("select", { name: "void_reason", "aria-label": t("case.void_reason") },
-        ["false_positive", "duplicate", "not_our_responsibility", "other"].map((value) => h("option", { value }, value))),
+        ["false_positive", "duplicate", "not_our_responsibility", "other"].map((value) => h("option", { value }, t(`void.${value}`)))),
     };
     form.append(...Object.values(fields), ...item.allowed_actions.map((action) => h("button", {
       type: "button", class: action === "void" ? "danger" : "plain", dataset: { action },
       onclick: () => this.act(action, fields),
-    }, action)));
+    }, t(`action.${action}`))));
     return form;
   }
 

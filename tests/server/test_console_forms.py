@@ -130,7 +130,7 @@ def test_the_zone_editor_takes_hours_as_people_write_them_and_refuses_what_it_ca
     page.fill("#zone-hours", "7:30 - 18:00")
     page.dispatch_event("#zone-hours", "change")
     page.click("#zone-save")
-    wait_until(lambda: len(sent) == 1)
+    page.wait_for_selector("#zone-state:text-matches('v2')")  # (Playwright answers the request while it waits)
     assert sent[0]["zones"][0]["schedule"] == [{"days": weekdays, "start": "07:30", "end": "18:00"}]
 
     page.fill("#zone-hours", "from seven")
@@ -138,3 +138,21 @@ def test_the_zone_editor_takes_hours_as_people_write_them_and_refuses_what_it_ca
     page.click("#zone-save")
     page.wait_for_selector("text=write them as 07:00-19:00")
     assert len(sent) == 1, "nothing sent: a mistyped field is not taken as all day"
+
+
+def test_the_chinese_console_names_statuses_actions_and_figures_in_chinese(server_url, browser, api_tokens,
+                                                                           mqtt_client):
+    """Status badges, action buttons, the steps of the timeline and the assessment's columns were English words on
+    the Chinese console."""
+    detection(mqtt_client("node-a"), place=0)  # doubtful: waits for an operator
+    operator = as_role(api_tokens, "operator")
+    wait_until(lambda: httpx.get(f"{server_url}/api/v1/cases/1", headers=operator).status_code == 200)
+    page = case_page(browser, server_url, api_tokens["operator"])
+    page.wait_for_selector("#case-actions button[data-action='file']")
+    page.click("#language")
+    page.wait_for_selector("#case-status:text('已采集')")
+    assert page.inner_text("#case-actions button[data-action='file']") == "立案"
+    assert page.inner_text("#timeline strong") == "采集"
+    page.goto(f"{server_url}/console/#/assessment?by=unit&period=month")
+    page.wait_for_selector("#assessment thead")
+    assert page.locator("#assessment th").all_inner_texts()[:3] == ["分组", "周期", "案件"]
