@@ -158,6 +158,10 @@ class Event(_Strict):
         return self.model_dump_json(exclude=None if self.interrupted else {"interrupted"}).encode()
 
 
+SESSION_MAX = 2**31 - 1
+"""A node's session number fits the database's integer (a node counts its connections: never near it)."""
+
+
 class NodeState(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
@@ -169,7 +173,7 @@ class NodeStatus(_Strict):
 
     node_id: NodeId
     state: NodeState
-    session: int = Field(ge=0)
+    session: int = Field(ge=0, le=SESSION_MAX, description="The node's connection count since it was installed.")
     at: AwareDatetime | None = Field(default=None, description="Absent in the last will, which is written early.")
 
 
@@ -204,7 +208,7 @@ class NodeTelemetry(_Strict):
     schema_version: str = Field(pattern=r"^1\.\d+$")
     node_id: NodeId
     at: AwareDatetime
-    session: int = Field(ge=0)
+    session: int = Field(ge=0, le=SESSION_MAX, description="The node's connection count since it was installed.")
     uptime_seconds: float = Field(ge=0)
     events_published: int = Field(ge=0)
     publish_pending: int = Field(ge=0)

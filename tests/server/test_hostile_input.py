@@ -74,6 +74,9 @@ def test_every_topic_refuses_hostile_payloads_into_the_dead_letters(ingest, topi
     ("gw/v1/nodes/node-a/snapshot/cam-1\n", None, "invalid camera id"),
     (EVENT, event_payload(dwell_seconds=float("inf")), "dwell_seconds: .*finite number"),
     (EVENT, event_payload(score=float("nan")), "score: .*finite number"),
+    # a session number past the database's integer: refused by name, not a database error on PostgreSQL
+    ("gw/v1/nodes/node-a/status", {"schema_version": "1.4", "node_id": "node-a", "state": "online",
+                                   "session": 2**31}, "session: .*less than or equal"),
 ])
 def test_spoofed_and_misrouted_messages_are_named_in_the_dead_letters(ingest, topic, payload, reason):
     body = b"\xff\xd8\xff\xe0 jpeg" if payload is None else json.dumps(payload).encode()
