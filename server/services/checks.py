@@ -84,3 +84,7 @@ def check_snapshot(topic: NodeTopic, payload: bytes) -> None:
 
 def mismatch(variant: str, sha256: str, announced: str) -> str:
     return f"evidence ({variant}) SHA-256 {sha256} differs from {announced} announced by the event"
+
+
+def not_theirs(owner: str) -> str:
+    return f"evidence for an event of node {owner}: a node sends images of its own events only"

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 from gridwatch.contract import Event, NodeTopic
 from server.db import Database, begin_writing, claim, one_of
 from server.models import DeadLetter, EventRecord, EvidenceRecord
-from server.services.checks import mismatch
+from server.services.checks import mismatch, not_theirs
 from server.services.events import announced_hashes, images_key
 from server.services.evidence import EvidenceStore
 
@@ -54,6 +54,10 @@ def store_images(database: Database, store: EvidenceStore, images: list[Image], 
         claim(session, {images_key(event_id) for event_id in event_ids})
         have = set(session.execute(select(EvidenceRecord.event_id, EvidenceRecord.variant)
                                    .where(one_of(session, EvidenceRecord.event_id, event_ids))).tuples())
+        # whose each event is (the batch's events are committed before its images): one node's image is never
+        # filed under another's event
+        owners = dict(session.execute(select(EventRecord.event_id, EventRecord.node_id)
+                                      .where(one_of(session, EventRecord.event_id, event_ids))).tuples())
         if earlier := event_ids - announced.keys():  # images of events of earlier batches
             for event_id, payload_json in session.execute(
                     select(EventRecord.event_id, EventRecord.payload)
@@ -64,6 +68,9 @@ def store_images(database: Database, store: EvidenceStore, images: list[Image], 
             expected = announced.get(image.event_id, {}).get(image.variant)
             if (image.event_id, image.variant) in have:
                 results[image.index] = "duplicate"
+            elif (owner := owners.get(image.event_id, image.node.node_id)) != image.node.node_id:
+                session.add(letter(image.topic, image.node.node_id, image.payload, not_theirs(owner)))
+                results[image.index] = "dead_letter"
             elif expected and expected != image.sha256:
                 session.add(letter(image.topic, image.node.node_id, image.payload,
                                    mismatch(image.variant, image.sha256, expected)))

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from gridwatch.contract import CommandResponse, ConfigStatus, Event, NodeState, NodeStatus, NodeTelemetry, NodeTopic
 from server.db import Database, begin_writing, claim
 from server.models import CameraSnapshot, EventRecord, EvidenceRecord, NodeCommand, utcnow
-from server.services.checks import Rejected, check_snapshot, evidence_key, mismatch, validate_from
+from server.services.checks import Rejected, check_snapshot, evidence_key, mismatch, not_theirs, validate_from
 from server.services.events import announced_hashes, images_key
 from server.services.evidence import EvidenceStore
 from server.services.nodes import Forget, take_telemetry, touch_node
@@ -45,7 +45,10 @@ class NodeMessages:
                                                               EvidenceRecord.variant == variant)):
                 self.counts["duplicates"] += 1
                 return "duplicate"
-            payload_json = session.scalar(select(EventRecord.payload).where(EventRecord.event_id == event_id))
+            owner, payload_json = session.execute(select(EventRecord.node_id, EventRecord.payload)
+                                                  .where(EventRecord.event_id == event_id)).first() or (None, None)
+            if owner is not None and owner != topic.node_id:
+                raise Rejected(not_theirs(owner))
             announced = announced_hashes(Event.model_validate(payload_json)).get(variant) if payload_json else None
             if announced and announced != sha256:
                 raise Rejected(mismatch(variant, sha256, announced))

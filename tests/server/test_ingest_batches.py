@@ -133,3 +133,22 @@ def test_an_image_on_a_slow_disk_holds_up_no_other_writer(tmp_path):
     assert meanwhile == "stored", "the event batch went in while the image's disk stalled"
     assert outcomes["image"] == "stored"
     assert disk.path(hashlib.sha256(frame).hexdigest()).read_bytes() == frame
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["in its event's batch", "alone, later"])
+def test_an_image_of_another_nodes_event_is_a_dead_letter_not_its_evidence(ingest, together):
+    """Found by review: an image on node-b's evidence topic for node-a's event was filed as that event's evidence
+    (served with it to operators): only the hashes were compared, never whose event it was."""
+    frame = jpeg(seed=3)
+    event = event_payload(evidence={"sha256": hashlib.sha256(frame).hexdigest(), "bytes": len(frame)})
+    event_message = (event_topic("node-a", "illegal_parking"), json.dumps(event).encode())
+    image_message = (evidence_topic("node-b", event["event_id"]), frame)
+    if together:
+        assert ingest.handle_batch([event_message, image_message]) == ["stored", "dead_letter"]
+    else:
+        assert ingest.handle(*event_message) == "stored"
+        assert ingest.handle(*image_message) == "dead_letter"
+    assert ingest.handle(evidence_topic("node-a", event["event_id"]), frame) == "stored", "its own node's image"
+    with ingest.database.session() as session:
+        assert session.scalar(select(EvidenceRecord.node_id)) == "node-a"
+        assert "an event of node node-a" in session.scalar(select(DeadLetter.reason))
