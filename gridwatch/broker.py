@@ -31,6 +31,11 @@ SERVER_USER = "gridwatch-server"
 _PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes for its $7$ (PBKDF2-SHA512) hashes
 
 
+TLS_LISTENER_POLICY = ["use_username_as_clientid true"]
+"""The listener nodes reach from the street: there a client's id is its account's name, so a node (its password
+known to whoever holds the box) cannot take over the server's session, or another node's, by its client id and lose
+what the broker kept for it. One connection per account on it: the server's workers connect on the loopback one."""
+
 class BrokerError(RuntimeError):
     pass
 
@@ -275,7 +280,7 @@ class Broker:
                     f"include_dir {self.config_dir / 'conf.d'}",
                     *([f"listener {self.tls_port} {self.bind}", f"cafile {self.tls.ca_cert.resolve()}",
                        f"certfile {self.tls.cert.resolve()}", f"keyfile {self.tls.key.resolve()}",
-                       "tls_version tlsv1.2"] if self.tls else []),
+                       "tls_version tlsv1.2", *TLS_LISTENER_POLICY] if self.tls else []),
                     *(self.bridge.config_lines() if self.bridge else []),  # last: the section runs to the end
                     "",
                 ]

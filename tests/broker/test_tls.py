@@ -44,3 +44,36 @@ def test_a_node_and_the_server_talk_over_tls_and_nothing_else_gets_in(tmp_path):
                 assert not client.connected.is_set(), name
             finally:
                 client.stop()
+
+
+def test_a_node_on_the_tls_listener_cannot_take_over_the_servers_session(tmp_path):
+    """Found by review: a node logging in with the server's client id was handed the server's kept session, and the
+    events queued for the server were dropped (the node may not read them)."""
+    tls = generate_tls(tmp_path / "tls")
+    creds = generate_users(tmp_path / "broker", ["node-a", "node-b"], ["integrator"])
+    with Broker(tmp_path / "broker" / "data", tmp_path / "broker" / "passwd", tls=tls) as broker:
+        received = []
+
+        def server() -> MqttClient:
+            client = MqttClient("gridwatch-server", "127.0.0.1", broker.port, "gridwatch-server",
+                                creds.server_password, session_expiry_seconds=3600)
+            client.subscribe("gw/v1/nodes/+/events/+", received.append)
+            client.start(wait_seconds=10)
+            return client
+
+        server().stop()  # its session stays, and collects what comes meanwhile
+        node_b = MqttClient("node-b", "127.0.0.1", broker.port, "node-b", creds.nodes["node-b"])
+        node_b.start(wait_seconds=10)
+        for _ in range(3):
+            node_b.publish(event_topic("node-b", "litter"), json.dumps(event_payload(node_id="node-b")), qos=1)
+        assert node_b.flush(5)
+        node_b.stop()
+        thief = MqttClient("gridwatch-server", "127.0.0.1", broker.tls_port, "node-a", creds.nodes["node-a"],
+                           session_expiry_seconds=3600, tls_ca_file=tls.ca_cert)
+        thief.start(wait_seconds=10)
+        thief.stop()
+        back = server()
+        try:
+            wait_until(lambda: len(received) == 3)
+        finally:
+            back.stop()
