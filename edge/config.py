@@ -186,7 +186,9 @@ class NodeConfig(_Config):
         default=None, description="IANA time zone of zone schedules and event times, e.g. Asia/Shanghai; "
                                   "default: the system's."
     )
-    state_dir: Path = Field(default=Path(".gridwatch/edge"), description="Where the node keeps its session counter.")
+    state_dir: Path = Field(default=Path(".gridwatch/edge"), description=(
+        "Where the node keeps its state: the session counter, and per node the outbox (outbox.db, up to "
+        "`outbox_max_mb`) and the last good remote config."))
     telemetry_seconds: float = Field(default=30.0, gt=0, description="Period of telemetry messages.")
     batch_window_ms: float = Field(
         default=0.0, ge=0, le=200,

@@ -28,16 +28,17 @@ _CHANNELS: list[tuple[str, str, dict, str, type[BaseModel] | None, str, int, boo
      False, "Periodic node health: frames read and detected per camera, publishes pending, uptime."),
     ("nodeEvents", "gw/v1/nodes/{node_id}/events/{category}",
      {**_NODE_PARAM, "category": {"description": "Event category.", "enum": [x.value for x in c.Category]}},
-     "Event", c.Event, "edge node", 1, False,
-     "Detection events. `new` when a rule fires, `update` on a real change or a heartbeat, `end` when the object "
-     "leaves; one `violation_id` for all three. `event_id` is unique per message: deduplicate on it."),
+     "Event", c.Event, "edge node", 2, False,
+     "Detection events, at QoS 2 from the node's outbox (its `mqtt.qos`; 1 allowed, a repeat then deduplicated). "
+     "`new` when a rule fires, `update` on a real change or a heartbeat, `end` when the object leaves; one "
+     "`violation_id` for all three. `event_id` is unique per message: deduplicate on it."),
     ("nodeEvidence", "gw/v1/nodes/{node_id}/evidence/{event_id}",
      {**_NODE_PARAM, "event_id": {"description": "The `event_id` of the event this image belongs to."}},
-     "Evidence", None, "edge node", 1, False,
+     "Evidence", None, "edge node", 2, False,
      "The annotated JPEG (box, zone outline, label, time) announced by the event's `evidence` field; binary."),
     ("nodeEvidenceCrop", "gw/v1/nodes/{node_id}/evidence/{event_id}/crop",
      {**_NODE_PARAM, "event_id": {"description": "The `event_id` of the event this image belongs to."}},
-     "EvidenceCrop", None, "edge node", 1, False,
+     "EvidenceCrop", None, "edge node", 2, False,
      "A full-resolution crop of the object, unannotated (a plate stays readable), announced by `evidence.crop`."),
     ("nodeConfig", c.config_topic("{node_id}"), _NODE_PARAM, "RemoteConfig", c.RemoteConfig, "server", 1, True,
      "Retained remote configuration: per camera, the zones, schedules, rates, tuning and health checks to change. "

@@ -109,7 +109,8 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
         description="Export WEIGHTS for the edge; the runtime is then chosen by the path given to the node. "
                     "Exports are written beside WEIGHTS.")
     exporting.add_argument("weights", type=Path, help="A .pt checkpoint.")
-    exporting.add_argument("--format", default="openvino", help="onnx, openvino, or both comma-separated.")
+    exporting.add_argument("--format", default="openvino",
+                           help="onnx, openvino, or both comma-separated (default openvino).")
     exporting.add_argument("--imgsz", type=int, default=640, help="Input size (default 640).")
     exporting.add_argument("--int8", action="store_true", help="INT8 quantisation (OpenVINO), calibrated on --data.")
     exporting.add_argument("--data", type=Path, help="data.yaml of images to calibrate INT8 on.")

@@ -37,7 +37,8 @@ class ServerSettings(BaseSettings):
                     "every worker the same group, its own mqtt_client_id, and one PostgreSQL database.")
     tokens_file: Path | None = Field(
         default=None, description="YAML of API tokens (SHA-256 only) with roles; `gridwatch server token` makes "
-                                  "them. Without it only health and the public board answer.")
+                                  "them. Without it only health, metrics, the public board and Open311's "
+                                  "reads answer.")
     login_failures_per_minute: int = Field(default=10, ge=1, le=10000, description="Unknown tokens an address may "
                                            "send in a minute; past that it gets 429 until a minute after the oldest.")
     ingest_batch_size: int = Field(default=500, ge=1, le=10000, description="Most MQTT messages written in one "
