@@ -171,16 +171,22 @@ class StationaryRule:
         keep = np.array([label in self.labels for label in detections.labels], dtype=bool)
         objects = detections.select(keep & (detections.track_ids >= 0)) if len(detections) else detections
         anchors = bottom_centres(objects.boxes)
-        inside_by_zone = {zone.zone_id: zone.contains(anchors) for zone in self.zones}
         active = {zone.zone_id: self._zone_active(zone, now) for zone in self.zones}
 
         events: list[RuleEvent] = []
         seen: set[int] = set()
         self._in_frame = {int(t) for t in objects.track_ids}
-        for index, track_id in enumerate(int(t) for t in objects.track_ids):
+        tracks = [self._observe(int(track_id), objects.labels[index], objects.boxes[index], anchors[index],
+                                float(objects.scores[index]), now)
+                  for index, track_id in enumerate(objects.track_ids)]
+        # a still object is in a zone where it stopped: traffic in the near lane hiding its lower half moves its
+        # box's bottom up, out of a zone drawn on the kerb, and its case ended as `left the zone`, a second opened
+        positions = np.array([anchors[index] if track.moving_frames else track.reference_anchor
+                              for index, track in enumerate(tracks)]).reshape(-1, 2)
+        inside_by_zone = {zone.zone_id: zone.contains(positions) for zone in self.zones}
+        for index, track in enumerate(tracks):
+            track_id = track.track_id
             seen.add(track_id)
-            track = self._observe(track_id, objects.labels[index], objects.boxes[index], anchors[index],
-                                  float(objects.scores[index]), now)
             if people_near(track.box, people, self.tuning.near_factor):
                 track.last_person_near = now
             exemption = self.exempt(anchors[index], now)
@@ -245,7 +251,7 @@ class StationaryRule:
             old.still_since, old.reference_anchor, old.reference_box)
         track.zones = {zone_id: replace(membership) for zone_id, membership in old.zones.items()}
         track.scores.extend(old.scores)
-        track.last_person_near = old.last_person_near
+        track.last_person_near, track.last_exempt = old.last_person_near, old.last_exempt
 
     def _is_still(self, track: Track, box: NDArray[np.float64], anchor: NDArray[np.float64]) -> bool:
         """Still if the anchor stayed within tolerance of where the still period began, or the box still overlaps

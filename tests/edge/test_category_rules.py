@@ -111,3 +111,14 @@ def test_a_stall_staying_on_after_its_designated_hours_counts_from_their_end():
     events = run(rule, 600, lambda t: (seen((1, STALL, 0.7, "umbrella")), [VENDOR]))
     [(at, first)] = [(at, event) for at, event in events if event.type.value == "new"]
     assert first.started_at >= 199.8 and at >= first.started_at + rule.zones[0].config.dwell_seconds - 0.21
+
+
+def test_a_stall_given_a_new_track_id_after_its_designated_hours_still_counts_from_their_end():
+    """Found by review: a new track id taking the stall over (the tracker lost it for a moment) kept its arrival
+    but not the end of its allowed hours, and it fired at once with hours of legal vending as dwell."""
+    allowed = zone("vending_allowed", polygon=[(0.2, 0.4), (0.5, 0.4), (0.5, 0.9), (0.2, 0.9)])
+    rule = StreetVendingRule([zone("no_vending"), allowed], RuleTuning(), ["umbrella"])
+    rule.exempt = lambda anchor, now: "market hours" if now < 200 else None  # the hours end at 200 s
+    events = run(rule, 600, lambda t: (seen((1 if t < 205 else 2, STALL, 0.7, "umbrella")), [VENDOR]))
+    [(at, first)] = [(at, event) for at, event in events if event.type.value == "new"]
+    assert first.started_at >= 199.8 and at >= 499.5, "the dwell counts from the end of the hours"

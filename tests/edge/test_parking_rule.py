@@ -239,3 +239,23 @@ def test_a_motorcycle_parked_in_a_trucks_box_is_a_violation_of_its_own():
     assert sorted((event.track_id, event.label) for event in news) == [(1, "truck"), (2, "motorcycle")]
     assert not [event for _, event in events if event.type.value == "end"]
     assert {event.track_id for _, event in events if event.label == "truck"} == {1}
+
+
+def test_a_parked_car_half_hidden_by_passing_traffic_stays_in_its_zone_and_keeps_its_case():
+    """Found by review: a van passing in the near lane hid the parked car's lower half for two seconds; its box's
+    bottom rose out of a zone drawn on the parking lane, the case ended as `left the zone` (the car taken as gone),
+    and a second case opened three minutes later."""
+    lane = Zone(ZoneConfig(zone_id="lane", rule="no_parking", polygon=[(0, 0.74), (1, 0.74), (1, 0.90), (0, 0.90)],
+                           dwell_seconds=180))
+    rule = IllegalParkingRule([lane], RuleTuning(), ["car"])
+    upper_half = (0.40, 0.60, 0.55, 0.70)
+    events = run(rule, 500, lambda t: seen((1, upper_half if 250 <= t < 252 else PARKED, 0.8, "car")))
+    assert [kind for kind in types(events) if kind != "update"] == ["new"], "one car, one violation, still open"
+
+
+def test_a_car_that_drives_out_of_the_zone_still_leaves_it():
+    """The other side of the one above: a car that really moves is judged where it is."""
+    rule = new_rule()
+    events = [(at, event) for at, event in run(rule, 300, lambda t: seen((1, PARKED if t < 200 else OUTSIDE, 0.8,
+                                                                             "car"))) if event.type.value != "update"]
+    assert types(events) == ["new", "end"] and events[1][0] < 202
