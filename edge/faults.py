@@ -28,9 +28,17 @@ class FaultTracker:
     """What the events name as their zone: `camera`, `lamp`."""
     _faults: dict[str, _Fault] = field(default_factory=dict)
 
-    def track(self, kind: str, present: bool, now: float, hold: float, raised: str, cleared: str) -> list[RuleEvent]:
-        """`present`: the condition holds at `now`. `raised` and `cleared` are the events' reasons."""
+    def track(self, kind: str, present: bool | None, now: float, hold: float, raised: str,
+              cleared: str) -> list[RuleEvent]:
+        """`present`: the condition holds at `now`; None: it cannot be told now (a lamp's failure to light, by day),
+        and nothing changes: a fault raised stays raised, not cleared by what cannot show it. `raised` and
+        `cleared` are the events' reasons."""
         fault = self._faults.setdefault(kind, _Fault())
+        # the clock stepped back (NTP): a time kept from before the step would hold the fault back for its length
+        fault.since = min(fault.since, now) if fault.since is not None else None
+        fault.cleared_since = min(fault.cleared_since, now) if fault.cleared_since is not None else None
+        if present is None:
+            return []
         if present:
             fault.cleared_since = None
             fault.since = fault.since if fault.since is not None else now

@@ -164,11 +164,14 @@ class StreetlightMonitor:
         night = reading.ambient_lux is not None and reading.ambient_lux < c.dark_lux
         day = reading.ambient_lux is not None and reading.ambient_lux > c.bright_lux
         low, high = c.rated_power_w * (1 - c.power_tolerance), c.rated_power_w * (1 + c.power_tolerance)
+        # each check only where the reading can show it (None: not now): by day a dead lamp and a working one are
+        # both dark, and a lamp off at night that "cleared" every dawn was a fault reported fixed every morning
         checks = (
-            ("lamp_off_at_night", night and not reading.lamp_on, f"lamp off at {reading.ambient_lux} lux",
+            ("lamp_off_at_night", not reading.lamp_on if night else None, f"lamp off at {reading.ambient_lux} lux",
              "lamp on again"),
-            ("lamp_on_by_day", day and reading.lamp_on, f"lamp on at {reading.ambient_lux} lux", "lamp off by day"),
-            ("power_out_of_range", reading.lamp_on and not low <= reading.power_w <= high,
+            ("lamp_on_by_day", reading.lamp_on if day else None, f"lamp on at {reading.ambient_lux} lux",
+             "lamp off by day"),
+            ("power_out_of_range", not low <= reading.power_w <= high if reading.lamp_on else None,
              f"power {reading.power_w} W outside {low:.0f}-{high:.0f} W", "power back in range"),
             ("voltage_out_of_range", not c.min_voltage_v <= reading.voltage_v <= c.max_voltage_v,
              f"supply {reading.voltage_v} V outside {c.min_voltage_v:.0f}-{c.max_voltage_v:.0f} V",

@@ -203,7 +203,9 @@ class StationaryRule:
         if not zone.active(now):
             self._active_since.pop(zone.zone_id, None)
             return False
-        self._active_since.setdefault(zone.zone_id, now if zone.config.schedule else float("-inf"))
+        since = self._active_since.setdefault(zone.zone_id, now if zone.config.schedule else float("-inf"))
+        if since > now:  # the clock stepped back (NTP): from now, not from a moment it will take the step to reach
+            self._active_since[zone.zone_id] = now
         return True
 
     def _observe(self, track_id: int, label: str, box: NDArray[np.float64], anchor: NDArray[np.float64],

@@ -259,3 +259,21 @@ def test_a_car_that_drives_out_of_the_zone_still_leaves_it():
     events = [(at, event) for at, event in run(rule, 300, lambda t: seen((1, PARKED if t < 200 else OUTSIDE, 0.8,
                                                                              "car"))) if event.type.value != "update"]
     assert types(events) == ["new", "end"] and events[1][0] < 202
+
+
+def test_a_scheduled_zone_fires_after_the_clock_stepped_back():
+    """Found by review: a node that booted with its clock eight hours ahead (an RTC kept in local time) saw its
+    07:00-19:00 zone in force 'since 17:00'; once NTP set the clock back to 09:00, nothing parked there could fire
+    until 17:00."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    daytime = Zone(ZoneConfig(zone_id="kerb", rule="no_parking", polygon=[(0, 0.5), (1, 0.5), (1, 1), (0, 1)],
+                              dwell_seconds=180, schedule=[{"start": "07:00", "end": "19:00"}]), shanghai)
+    rule = IllegalParkingRule([daytime], RuleTuning(), ["car"])
+    nine = datetime(2026, 6, 1, 9, 0, tzinfo=shanghai).timestamp()
+    run(rule, 60, lambda t: seen(), start=nine + 8 * 3600)  # booted at "17:00", an empty street
+    events = run(rule, 300, lambda t: seen((1, PARKED, 0.8, "car")), start=nine + 60)  # NTP: 09:01, a car parks
+    assert types(events)[:1] == ["new"] and events[0][0] - (nine + 60) < 190
+

@@ -210,3 +210,37 @@ def test_a_fault_that_clears_after_the_clock_stepped_back_still_ends():
                                                                       ("end", "voltage_out_of_range")]
     assert contract[1].observed_at == contract[0].started_at, "dated at its start, not before it"
     assert monitor.faults.active == []
+
+
+def test_a_dead_lamp_stays_one_fault_through_the_day_and_a_repaired_one_clears_at_dusk():
+    """Found by review: by day a dead lamp is dark like a working one, and `lamp off at night` ended every dawn as
+    `lamp on again` (a case in feedback then verified as fixed), and came back as a new fault every dusk."""
+    from edge.streetlight import LampReading
+
+    class Lamp:
+        lit_from_hour = None  # repaired at this hour of the run (None: dead all along)
+        lux = NIGHT
+
+        def __init__(self) -> None:
+            self.hour = 0.0
+
+        def read(self) -> LampReading:
+            lit = self.lit_from_hour is not None and self.hour >= self.lit_from_hour and self.lux < 10
+            return LampReading(lamp_on=lit, power_w=100.0 if lit else 0.0, voltage_v=230.0, ambient_lux=self.lux)
+
+    def night_and_day(adapter: Lamp) -> list:
+        config = StreetlightConfig.model_validate({"lamp_id": "lamp-7", "adapter": {"type": "simulated"}})
+        monitor, events = StreetlightMonitor(config, adapter), []
+        for minute in range(36 * 60):  # from 18:00, a day and a half, read once a minute; dark 18:00-06:00
+            adapter.hour = minute / 60
+            adapter.lux = NIGHT if (18 + adapter.hour) % 24 >= 18 or (18 + adapter.hour) % 24 < 6 else DAY
+            events += [(adapter.hour, e.type.value, e.label) for e in monitor.poll(1_000_000.0 + 60 * minute)]
+        return events
+
+    dead = night_and_day(Lamp())
+    assert [(kind, label) for _, kind, label in dead] == [("new", "lamp_off_at_night")], "one fault, kept open"
+    repaired = Lamp()
+    repaired.lit_from_hour = 20  # fixed by the day crew: it lights at the next dusk (hour 24 of the run)
+    fixed = night_and_day(repaired)
+    assert [(kind, label) for _, kind, label in fixed] == [("new", "lamp_off_at_night"), ("end", "lamp_off_at_night")]
+    assert fixed[1][0] >= 24, "cleared when it was seen lit, at dusk"
