@@ -9,3 +9,4 @@ from gridwatch.contract import Category
 class IllegalParkingRule(StationaryRule):
     category = Category.ILLEGAL_PARKING
     zone_rule = "no_parking"
+    same_kind = (frozenset({"car", "truck", "bus"}),)  # COCO calls a van either; a motorcycle is another object

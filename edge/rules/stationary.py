@@ -130,6 +130,9 @@ def people_near(box: NDArray[np.float64], people: NDArray[np.float64], factor: f
 class StationaryRule:
     category: ClassVar[Category]
     zone_rule: ClassVar[str]
+    same_kind: ClassVar[tuple[frozenset[str], ...]] = ()
+    """Labels a detector takes one for another from frame to frame (a car seen as a truck as it is half hidden):
+    one object whichever it is called, for handing a violation over or carrying a still period on."""
 
     def __init__(self, zones: list[Zone], tuning: RuleTuning, labels: Iterable[str]) -> None:
         self.zones = [zone for zone in zones if zone.config.rule == self.zone_rule]
@@ -242,10 +245,9 @@ class StationaryRule:
         counted from zero again. (An object with a violation already hands it over in `_hand_over`.)"""
         holding = self.holding
         candidates = [old_id for old_id, old in self._tracks.items()
-                      if old_id not in self._in_frame and old_id not in holding and old.label == track.label
+                      if old_id not in self._in_frame and old_id not in holding
                       and not old.moving_frames and track.last_seen - old.last_seen < self.tuning.lost_seconds
-                      and (box_iou(track.box, old.reference_box) >= self.tuning.rematch_iou
-                           or containment(track.box, old.reference_box) >= self.tuning.still_containment)]
+                      and self._one_object(track.label, track.box, old.label, old.reference_box)]
         if len(candidates) != 1:
             return  # none, or two cars side by side both lost: which is which is a guess, so neither is taken
         old = self._tracks.pop(candidates[0])
@@ -266,9 +268,17 @@ class StationaryRule:
         return (box_iou(box, track.reference_box) >= self.tuning.still_iou
                 or containment(box, track.reference_box) >= self.tuning.still_containment)
 
-    def _same_place(self, box: NDArray[np.float64], violation: _Violation) -> bool:
-        return (box_iou(violation.box, box) >= self.tuning.rematch_iou
-                or containment(box, violation.box) >= self.tuning.still_containment)
+    def _one_object(self, label: str, box: NDArray[np.float64], other_label: str,
+                    other_box: NDArray[np.float64]) -> bool:
+        """Whether an object seen at `box` may be the one seen at `other_box`: of the same label at its place (the
+        boxes overlapping well, or this one within the other: part of it hidden), or of a label of its kind
+        (`same_kind`: a car seen as a truck) on very nearly the same box; a truck passing in front of a parked
+        car, its box holding the car's, is not the car."""
+        if label == other_label:
+            return (box_iou(other_box, box) >= self.tuning.rematch_iou
+                    or containment(box, other_box) >= self.tuning.still_containment)
+        return (any(label in group and other_label in group for group in self.same_kind)
+                and box_iou(other_box, box) >= self.tuning.rematch_iou)
 
     def _transfer(self, key: tuple[str, int], violation: _Violation, track: Track) -> None:
         del self._violations[key]
@@ -282,8 +292,8 @@ class StationaryRule:
         track when the track holding it is not in this frame. Either way no second violation starts for one object.
         Another kind at the place (a motorcycle parked in a truck's box) is an object of its own."""
         for key, violation in list(self._violations.items()):
-            if violation.zone_id != zone_id or violation.label != track.label \
-                    or not self._same_place(track.box, violation):
+            if violation.zone_id != zone_id or not self._one_object(track.label, track.box, violation.label,
+                                                                    violation.box):
                 continue
             if violation.track_id not in self._in_frame:
                 self._transfer(key, violation, track)
@@ -298,7 +308,8 @@ class StationaryRule:
                 continue
             for track_id in seen:
                 track = self._tracks[track_id]
-                if (violation.zone_id, track_id) not in self._violations and self._same_place(track.box, violation) \
+                if (violation.zone_id, track_id) not in self._violations \
+                        and self._one_object(track.label, track.box, violation.label, violation.box) \
                         and self._may_be(track, violation):
                     self._transfer(key, violation, track)
                     break
@@ -307,7 +318,7 @@ class StationaryRule:
         """Whether a track at a violation's place can be its object: of its kind, and seen still for a few frames.
         A vehicle driving past in front, whose box holds the parked one's while it hides it, is not: given the
         violation, it ended it as `moved off` as it drove on, and the parked car opened a second case."""
-        return (track.label == violation.label and not track.moving_frames and track.moving_since is None
+        return (not track.moving_frames and track.moving_since is None
                 and len(track.recent_boxes) >= self.tuning.zone_inertia_frames)
 
     def _update_membership(self, track: Track, zone_id: str, raw_inside: bool, now: float) -> None:

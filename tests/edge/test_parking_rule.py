@@ -277,3 +277,24 @@ def test_a_scheduled_zone_fires_after_the_clock_stepped_back():
     events = run(rule, 300, lambda t: seen((1, PARKED, 0.8, "car")), start=nine + 60)  # NTP: 09:01, a car parks
     assert types(events)[:1] == ["new"] and events[0][0] - (nine + 60) < 190
 
+
+
+def test_a_parked_car_seen_as_a_truck_under_a_new_track_id_keeps_its_case():
+    """Found by review: a bus hid the parked car for three seconds; the tracker found it again as track 2 and the
+    detector called it a truck: its case ended as gone, and a second opened three minutes later."""
+    rule = new_rule()
+
+    def frame(t: float) -> Detections:
+        if t < 200:
+            return seen((1, PARKED, 0.8, "car"))
+        return seen() if t < 203 else seen((2, PARKED, 0.8, "truck"))
+
+    events = [kind for kind in types(run(rule, 600, frame)) if kind != "update"]
+    assert events == ["new"], "one vehicle, one case, still open"
+
+
+def test_a_motorcycle_parked_where_a_car_was_is_an_object_of_its_own():
+    rule = new_rule()
+    events = run(rule, 600, lambda t: seen((1, PARKED, 0.8, "car")) if t < 200 else seen() if t < 230
+                 else seen((2, PARKED, 0.8, "motorcycle")))
+    assert [kind for kind in types(events) if kind != "update"] == ["new", "end", "new"]
