@@ -362,11 +362,15 @@ class CameraPipeline:
         if background is None or runner.detector is background or not len(detections):
             return detections
         # an object that already holds a violation stays what it is, also once the model has learnt the street
-        # anew (the lights came on, the camera switched to night): else every open stall ended as gone
+        # anew (the lights came on, the camera switched to night): else every open stall ended as gone. Also under
+        # a new track id at its place: the tracker loses a stall now and then, and once it was learnt as street the
+        # new id never reached the rule to take the violation over
         holding = set().union(*(rule.holding for rule in runner.rules))
-        return detections.select(np.array([int(track_id) in holding or background.is_new(box)
-                                           for box, track_id in zip(detections.boxes, detections.track_ids,
-                                                                    strict=True)], dtype=bool))
+        return detections.select(np.array([
+            int(track_id) in holding or any(rule.held_at(label, box) for rule in runner.rules)
+            or background.is_new(box)
+            for box, track_id, label in zip(detections.boxes, detections.track_ids, detections.labels, strict=True)],
+            dtype=bool))
 
     def _people_context(self, runner: ModelRunner, detections: Detections, timestamp: float) -> NDArray[np.float64]:
         if runner.spec.people:

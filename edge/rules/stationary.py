@@ -148,6 +148,11 @@ class StationaryRule:
     def active_violations(self) -> int:
         return len(self._violations)
 
+    def held_at(self, label: str, box: NDArray[np.float64]) -> bool:
+        """Whether an open violation's object may be the one seen at `box` (under whatever track id)."""
+        return any(self._one_object(label, box, violation.label, violation.box)
+                   for violation in self._violations.values())
+
     @property
     def holding(self) -> set[int]:
         """The track ids that hold a violation."""

@@ -127,6 +127,20 @@ def test_a_stall_keeps_its_violation_when_the_light_changes_and_the_street_is_le
     assert [e["type"] for e in events if e["type"] != "update"] == ["new"], "still there: no end"
 
 
+def test_a_stall_found_under_a_new_track_id_after_the_street_was_learnt_anew_keeps_its_violation():
+    """Found by review: after the lights came on the street was learnt anew, the stall with it; when the tracker then
+    lost the stall and found it under a new id, that id was furniture to the background model and never reached
+    the rule: the violation ended as gone, and the stall, now street, was never reported again."""
+    pipeline = vending_with_background(lambda n: detections(("umbrella", UMBRELLA, 1 if n < 650 else 9),
+                                                            ("person", STANDER, 2)) if n > 100 else detections())
+    lit = np.clip(WITH_UMBRELLA.astype(np.int16) + 80, 0, 255).astype(np.uint8)  # the streetlights come on
+    published = feed(pipeline, 180, image=lambda index: EMPTY_SQUARE if index <= 200 else
+                     WITH_UMBRELLA if index < 1200 else lit)
+    events = [json.loads(p) for t, p in published if "/events/" in t]
+    assert [e["type"] for e in events if e["type"] != "update"] == ["new"], "still there: no end"
+    assert events[-1]["track_id"] == 9, "the new track id carries the violation on"
+
+
 @pytest.mark.parametrize(("yield_to", "events"), [([], 1), (["car"], 0)],
                          ids=["garbage kept", "garbage lying on a car the COCO model sees is dropped"])
 def test_a_city_model_yields_to_the_classes_another_model_knows_better(yield_to, events):
