@@ -15,6 +15,7 @@ const DECIDERS = new Set(["operator", "admin"]);  // who may file or void a dete
 function mayDecide() { return DECIDERS.has(session.caller?.role); }
 const PAGE = 200;
 const PREFETCH = 2;
+const EVIDENCE_TRIES = 5;  // a case announced before its images are stored: read again for up to 5 s
 
 export class ReviewQueue {
   constructor(root) {
@@ -227,7 +228,7 @@ export class ReviewQueue {
     this.more();
   }
 
-  renderDetail(item) {
+  renderDetail(item, tries = 0) {
     const detail = this.detailBox;
     detail.dataset.caseId = item.id;
     const frame = h("img", { class: "frame", alt: "evidence" });
@@ -252,6 +253,12 @@ export class ReviewQueue {
       h("p", { class: "meta" }, `${t("review.keys")}: J/↓ ${t("review.next")}, K/↑ ${t("review.previous")}, X ☑`));
     this.detail(item).then(({ frame: frameUrl, crop: cropUrl }) => {
       if (detail.dataset.caseId !== String(item.id)) return;  // the operator has moved on
+      if (!frameUrl && tries < EVIDENCE_TRIES) {
+        // a case is announced once its event is stored; its images, a moment later: read it again shortly
+        this.details.delete(item.id);
+        setTimeout(() => { if (detail.dataset.caseId === String(item.id)) this.renderDetail(item, tries + 1); }, 1000);
+        return;
+      }
       if (frameUrl) frame.src = frameUrl; else frame.remove();
       if (cropUrl) crop.src = cropUrl; else crop.remove();
     }).catch((error) => toast(`${item.id}: ${error.message}`));

@@ -57,7 +57,7 @@ def store_images(database: Database, store: EvidenceStore, images: list[Image], 
         # whose each event is (the batch's events are committed before its images): one node's image is never
         # filed under another's event
         owners = dict(session.execute(select(EventRecord.event_id, EventRecord.node_id)
-                                      .where(one_of(session, EventRecord.event_id, event_ids))).tuples())
+                                      .where(one_of(session, EventRecord.event_id, event_ids))).all())
         if earlier := event_ids - announced.keys():  # images of events of earlier batches
             for event_id, payload_json in session.execute(
                     select(EventRecord.event_id, EventRecord.payload)

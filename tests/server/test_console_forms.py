@@ -156,3 +156,29 @@ def test_the_chinese_console_names_statuses_actions_and_figures_in_chinese(serve
     page.goto(f"{server_url}/console/#/assessment?by=unit&period=month")
     page.wait_for_selector("#assessment thead")
     assert page.locator("#assessment th").all_inner_texts()[:3] == ["分组", "周期", "案件"]
+
+
+def test_the_review_page_shows_a_detections_frame_that_came_just_after_its_case(server_url, browser, api_tokens,
+                                                                               mqtt_client):
+    """Seen on a fresh clone: a case is announced once its event is stored and its images a moment later; the page
+    read the case in between, found no evidence, and showed none for good."""
+    import hashlib
+    import json
+
+    import cv2
+
+    from gridwatch.contract import event_topic, evidence_topic
+    from gridwatch.demo_media import ultralytics_asset
+    from tests.factories import event_payload
+
+    frame = cv2.imencode(".jpg", cv2.imread(str(ultralytics_asset("bus.jpg"))))[1].tobytes()
+    payload = event_payload(category="litter", code="0102", label="garbage", score=0.4,
+                            evidence={"sha256": hashlib.sha256(frame).hexdigest(), "bytes": len(frame)})
+    page = login(browser, server_url, api_tokens["operator"], "#/review")
+    page.wait_for_selector(".live.on")
+    node = mqtt_client("node-a")
+    node.publish(event_topic("node-a", "litter"), json.dumps(payload))
+    page.wait_for_selector("#queue li[data-case-id='1']")
+    page.wait_for_timeout(500)  # the page has read the case: no evidence yet
+    node.publish(evidence_topic("node-a", payload["event_id"]), frame)
+    page.wait_for_selector("#review-detail img.frame[src^='blob:']", timeout=10_000)

@@ -136,7 +136,7 @@ def test_an_image_on_a_slow_disk_holds_up_no_other_writer(tmp_path):
 
 
 @pytest.mark.parametrize("together", [True, False], ids=["in its event's batch", "alone, later"])
-def test_an_image_of_another_nodes_event_is_a_dead_letter_not_its_evidence(ingest, together):
+def test_an_image_of_another_nodes_event_is_a_dead_letter_not_its_evidence(ingest, together, caplog):
     """Found by review: an image on node-b's evidence topic for node-a's event was filed as that event's evidence
     (served with it to operators): only the hashes were compared, never whose event it was."""
     frame = jpeg(seed=3)
@@ -152,3 +152,4 @@ def test_an_image_of_another_nodes_event_is_a_dead_letter_not_its_evidence(inges
     with ingest.database.session() as session:
         assert session.scalar(select(EvidenceRecord.node_id)) == "node-a"
         assert "an event of node node-a" in session.scalar(select(DeadLetter.reason))
+    assert "one by one" not in caplog.text, "each batch of images written as a batch, not after a failure"
