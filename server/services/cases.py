@@ -88,21 +88,33 @@ class CaseService:
                 if status is S.FEEDBACK and (event.node_id, event.camera_id) == (case.node_id, case.camera_id):
                     changes += self._verify_by_camera(case, now)
         elif case.ended_at is not None and event.observed_at <= case.ended_at:
-            pass  # seen before the end already applied (workers may write one violation's events out of order): an
-            # occurrence, but no sign the object is back, so no rework, no reopening, and the case stays ended
+            # seen before the end already applied (workers may write one violation's events out of order, a node
+            # sends its backlog late): an occurrence, but no sign the object is back, so no rework and no reopening.
+            # The first event of another object there then is one more open violation, though: the case was not
+            # over at that end (counted, its own `end` later left the count one short, and the case closed early)
+            if first_of_violation:
+                case.open_violations += 1
+                case.ended_at = None
         else:
             if first_of_violation:
                 case.open_violations += 1
             if case.ended_at is not None:
                 case.ended_at = None
-            if status is S.FEEDBACK:
+            # what the camera saw before the unit's feedback (or the case's verification or closing), delivered
+            # late, is no sign of the object after it: no rework charged to the unit, no reopening
+            if status is S.FEEDBACK and not self._seen_before(event, case.feedback_at):
                 changes.append(self._step(case, A.REWORK, SYSTEM_ACTOR, now,
                                           f"camera {event.camera_id} still sees {event.label} after the feedback"))
-            elif status in (S.VERIFIED, S.CLOSED):
+            elif status in (S.VERIFIED, S.CLOSED) and not self._seen_before(
+                    event, case.closed_at if status is S.CLOSED else case.verified_at):
                 changes += self._reopen(case, now, f"camera {event.camera_id} sees {event.label} again")
             elif status is S.COLLECTED and self._files_itself(case):
                 changes += self._file_and_dispatch(case, now, f"score {case.score:.2f} reached the filing threshold")
         return case, changes
+
+    @staticmethod
+    def _seen_before(event: Event, moment: datetime | None) -> bool:
+        return moment is not None and event.observed_at < moment
 
     def _open(self, session: Session, event: Event, now: datetime, changes: list[CaseTransition]) -> CaseRecord:
         case = CaseRecord(
