@@ -17,9 +17,10 @@ from edge.config import NodeConfig
 from edge.detect import ModelRegistry
 from edge.manifest import Manifest, load_manifest
 from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxSender
-from edge.pipeline import CameraPipeline, make_detector
+from edge.pipeline import CameraPipeline
 from edge.remote_config import RemoteConfigurator
 from edge.rules.stationary import RuleEvent
+from edge.runners import make_detector
 from edge.streetlight import StreetlightMonitor, lamp_event, make_adapter
 from edge.system_stats import SystemStats
 from gridwatch.contract import (

@@ -18,13 +18,14 @@ from edge.background import BackgroundModel
 from edge.camera_events import Publish, publish_rule_event
 from edge.capture import Frame, VideoSource, prefetch
 from edge.config import CameraConfig, NodeConfig
-from edge.detect import Detector, ModelRegistry, still_current
+from edge.detect import Detector, still_current
 from edge.detections import Detections, covered_share
 from edge.health import CameraHealth
-from edge.manifest import BACKGROUND_WEIGHTS, Manifest, ManifestModel
+from edge.manifest import Manifest
 from edge.motion import MotionDetector
 from edge.rules import RULES, RuleEvent, StationaryRule, build_rules
 from edge.rules.stationary import NO_PEOPLE
+from edge.runners import ModelRunner, make_detector
 from edge.zones import Zone
 from gridwatch.config_files import ConfigError
 from gridwatch.contract import CameraTelemetry, Category, Event, ModelInfo
@@ -34,33 +35,8 @@ log = logging.getLogger(__name__)
 FURNITURE_PRONE = frozenset({Category.STREET_VENDING, Category.LITTER})
 """Categories whose detector classes (umbrellas, tables, benches, bins) are also fixed street furniture."""
 PEOPLE_FRESH_SECONDS = 2.0
-HEALTH_MODEL = ModelInfo(name="camera-health", version="1")
 """People seen by another model count as context for this long (models run at different rates)."""
-
-
-def make_detector(weights: str, labels: list[str], registry: ModelRegistry | None = None) -> Detector | BackgroundModel:
-    """The manifest's `weights: background` selects the background model; anything else is a YOLO model, shared
-    through `registry` by every camera of a node (each keeping its own tracker)."""
-    if weights == BACKGROUND_WEIGHTS:
-        return BackgroundModel()
-    return registry.detector(weights, labels) if registry else Detector(weights, labels)
-
-
-@dataclass
-class ModelRunner:
-    """One manifest model on one camera: its detector (with the tracker's memory of this view) and its rules."""
-
-    spec: ManifestModel
-    detector: Detector | BackgroundModel
-    rules: list[StationaryRule]
-    interval: float
-    next_due: float = float("-inf")
-    last_run: float = float("-inf")
-    last_seen: Detections = field(default_factory=Detections)
-    """What the detector saw at `last_run`, for the models that yield to its classes."""
-
-    def due(self, timestamp: float) -> bool:
-        return timestamp + 1e-6 >= self.next_due
+HEALTH_MODEL = ModelInfo(name="camera-health", version="1")
 
 
 @dataclass(frozen=True)

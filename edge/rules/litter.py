@@ -3,7 +3,8 @@ with nobody near it: not carried, not waiting beside its owner."""
 
 from __future__ import annotations
 
-from edge.rules.stationary import StationaryRule, Track
+from edge.rules.stationary import StationaryRule
+from edge.rules.tracks import Track
 from gridwatch.contract import Category
 
 

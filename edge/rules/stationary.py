@@ -8,11 +8,10 @@ dwell in a millisecond. One violation is one stream of `new`, `update` (on a rea
 
 from __future__ import annotations
 
-import statistics
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -20,13 +19,14 @@ from numpy.typing import NDArray
 
 from edge.config import RuleTuning
 from edge.detections import Detections, box_iou
+from edge.rules.tracks import Membership, Track, containment, people_near
 from edge.zones import Zone, bottom_centres
 from gridwatch.contract import Category, EventType
 
 _CHANGE_IOU = 0.7
+"""Below this overlap with the last published box, a violation's box has really changed and earns an update."""
 _SETTLE_SECONDS = 3.0
 """For this long after an object stops, its parked position follows it (a vehicle settles), then it is fixed."""
-"""Below this overlap with the last published box, a violation's box has really changed and earns an update."""
 NO_PEOPLE = np.zeros((0, 4))
 
 
@@ -58,41 +58,6 @@ class RuleEvent:
 
 
 @dataclass
-class _Membership:
-    inside: bool = False
-    streak: int = 0
-    entered_at: float = 0.0
-
-
-@dataclass
-class Track:
-    track_id: int
-    label: str
-    box: NDArray[np.float64]
-    last_seen: float
-    reference_anchor: NDArray[np.float64]
-    reference_box: NDArray[np.float64]
-    still_since: float
-    scores: deque[float]
-    recent_boxes: deque[NDArray[np.float64]]
-    zones: dict[str, _Membership] = field(default_factory=dict)
-    moving_frames: int = 0
-    moving_since: float | None = None
-    last_person_near: float = float("-inf")
-    last_exempt: float = float("-inf")
-    """When the object was last allowed where it is (`StationaryRule.exempt`): its dwell counts from then."""
-
-    @property
-    def median_score(self) -> float:
-        return statistics.median(self.scores)
-
-    @property
-    def steady_box(self) -> NDArray[np.float64]:
-        """Median of the last few boxes: what is published, so a one-frame glitch changes nothing."""
-        return np.median(np.stack(self.recent_boxes), axis=0)
-
-
-@dataclass
 class _Violation:
     violation_id: uuid.UUID
     zone_id: str
@@ -104,27 +69,6 @@ class _Violation:
     last_seen: float
     published_box: NDArray[np.float64]
     published_at: float
-
-
-def containment(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
-    """How much of the smaller of two boxes lies within the larger (1.0: entirely). A parked car half hidden by a
-    passer-by shows a smaller box inside the one it had, and a whole one around a half view: high containment where
-    the IoU is low."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    if width <= 0 or height <= 0 or smaller <= 0:
-        return 0.0
-    return float(width * height / smaller)
-
-
-def people_near(box: NDArray[np.float64], people: NDArray[np.float64], factor: float) -> bool:
-    """Whether any person's box meets `box` grown by `factor` of its width and height on every side."""
-    if len(people) == 0:
-        return False
-    grow_x, grow_y = (box[2] - box[0]) * factor, (box[3] - box[1]) * factor
-    x1, y1, x2, y2 = box[0] - grow_x, box[1] - grow_y, box[2] + grow_x, box[3] + grow_y
-    return bool(np.any((people[:, 0] <= x2) & (people[:, 2] >= x1) & (people[:, 1] <= y2) & (people[:, 3] >= y1)))
 
 
 class StationaryRule:
@@ -290,7 +234,7 @@ class StationaryRule:
         violation.track_id = track.track_id
         self._violations[(violation.zone_id, track.track_id)] = violation
         track.still_since = min(track.still_since, violation.started_at)
-        track.zones[violation.zone_id] = _Membership(inside=True, entered_at=violation.started_at)
+        track.zones[violation.zone_id] = Membership(inside=True, entered_at=violation.started_at)
 
     def _claim_existing(self, track: Track, zone_id: str, now: float) -> bool:
         """Whether an active violation in this zone is of the track's kind and at its place; it passes to this
@@ -327,7 +271,7 @@ class StationaryRule:
                 and len(track.recent_boxes) >= self.tuning.zone_inertia_frames)
 
     def _update_membership(self, track: Track, zone_id: str, raw_inside: bool, now: float) -> None:
-        membership = track.zones.setdefault(zone_id, _Membership())
+        membership = track.zones.setdefault(zone_id, Membership())
         if raw_inside == membership.inside:
             membership.streak = 0
             return

@@ -7,7 +7,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.config import RuleTuning
-from edge.rules.stationary import StationaryRule, Track
+from edge.rules.stationary import StationaryRule
+from edge.rules.tracks import Track
 from edge.zones import Zone
 from gridwatch.contract import Category
 

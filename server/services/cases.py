@@ -18,20 +18,18 @@ from sqlalchemy.orm import Session, object_session
 
 from gridwatch.contract import (
     DEFAULT_EVENT_CODES,
-    SCHEMA_VERSION,
     CaseAction,
-    CaseAssignment,
     CaseMessage,
     CaseStatus,
     Category,
     Event,
     EventType,
     Location,
-    Person,
 )
 from server.core.security import Role
 from server.db import begin_writing, claim
 from server.models import CaseRecord, CaseTransition, EventRecord
+from server.services.case_records import assign, case_message, record_kpi
 from server.services.dispatch import Dispatcher
 from server.services.places import Nearby, Repeats
 from server.services.workflow import IN_UNIT, OPEN, WorkflowError, next_status
@@ -150,7 +148,7 @@ class CaseService:
                   unit_id: str | None = None, why: str | None = None) -> CaseTransition:
         location = Location(lat=case.lat, lon=case.lon) if case.lat is not None else None
         assignment, deadline = self.dispatcher.assign(Category(case.category), location, now, unit_id)
-        self._assign(case, assignment)
+        assign(case, assignment)
         # a new round: its acceptance and its feedback are yet to come (the last round's feedback, kept, made a
         # handling time that ran backwards once this round was accepted)
         case.deadline_at, case.dispatched_at, case.accepted_at, case.feedback_at = deadline, now, None, None
@@ -201,7 +199,7 @@ class CaseService:
             case.reports = [*(case.reports or []), report]  # a new list: the ORM sees a change of the column
             case.ended_at = None  # the camera saw it gone before the citizen saw it: that proves nothing now
             session.flush()
-            return case, [self.message(case, change)], True
+            return case, [case_message(case, change)], True
         case = CaseRecord(
             violation_id=str(uuid.uuid4()), category=category.value, code=DEFAULT_EVENT_CODES[category],
             status=S.COLLECTED.value, source="open311", description=description, address=address,
@@ -210,7 +208,7 @@ class CaseService:
         session.add(case)
         change = self._step(case, A.COLLECT, via, now, why + "; waits for an operator")
         session.flush()
-        return case, [self.message(case, change)], False
+        return case, [case_message(case, change)], False
 
     # ---- from people (the API) ---------------------------------------------------------------------------------
 
@@ -273,7 +271,7 @@ class CaseService:
             changes = [self._step(case, action, actor, now, why)]
         if action is A.FEEDBACK and case.events and case.ended_at is not None:
             changes += self._verify_by_camera(case, now)  # the camera already saw it gone
-        return [self.message(case, change) for change in changes]
+        return [case_message(case, change) for change in changes]
 
     def forget_violations_before(self, session: Session, node_id: str, started: datetime) -> int:
         """A node that started again without ending what it watched (its power lost, the process killed) has
@@ -318,7 +316,7 @@ class CaseService:
             to = ("district" if level == 2 else f"street office {case.street or '(no grid)'}") + (
                 f": {contact.name} {contact.phone or ''}".rstrip() if contact else "")
             late = (now - case.deadline_at).total_seconds() / 60
-            messages.append(self.message(case, self._step(case, A.ESCALATE, SYSTEM_ACTOR, now,
+            messages.append(case_message(case, self._step(case, A.ESCALATE, SYSTEM_ACTOR, now,
                                                           f"overdue by {late:.0f} min; escalated to {to}")))
         return messages
 
@@ -338,69 +336,5 @@ class CaseService:
         if (session := object_session(case)) is not None:
             session.add(transition)
         case.status, case.updated_at = after.value, now
-        self._record_kpi(case, action, after, now, reason)
+        record_kpi(case, action, after, now, reason)
         return transition
-
-    @staticmethod
-    def _record_kpi(case: CaseRecord, action: CaseAction, after: CaseStatus, now: datetime, reason: str) -> None:
-        if action is A.ACCEPT and case.accepted_at is None:
-            case.accepted_at = now
-        elif action is A.FEEDBACK:
-            case.feedback_at = now
-        elif action is A.REWORK:
-            case.rework_count += 1
-            case.verified_at = None
-        elif action is A.RETURN:
-            case.return_count += 1
-        elif action is A.DEFER:
-            case.deferred_at, case.was_deferred = now, True
-        if after is S.VERIFIED:
-            case.verified_at = now
-        elif after is S.CLOSED:
-            case.closed_at = now
-            case.on_time = bool(case.feedback_at and case.deadline_at and case.feedback_at <= case.deadline_at)
-
-    @staticmethod
-    def _assign(case: CaseRecord, assignment: CaseAssignment) -> None:
-        case.grid_id, case.community, case.street = assignment.grid_id, assignment.community, assignment.street
-        chief = assignment.street_chief
-        case.street_chief_name, case.street_chief_phone = (chief.name, chief.phone) if chief else (None, None)
-        case.unit_id, case.unit_name, case.fallback = assignment.unit_id, assignment.unit_name, assignment.fallback
-        duty = assignment.on_duty
-        case.on_duty_name, case.on_duty_phone = (duty.name, duty.phone) if duty else (None, None)
-
-    @staticmethod
-    def assignment(case: CaseRecord) -> CaseAssignment | None:
-        if case.unit_id is None:
-            return None
-        chief = Person(name=case.street_chief_name, phone=case.street_chief_phone) if case.street_chief_name else None
-        duty = Person(name=case.on_duty_name, phone=case.on_duty_phone) if case.on_duty_name else None
-        return CaseAssignment(grid_id=case.grid_id, community=case.community, street=case.street,
-                              street_chief=chief, unit_id=case.unit_id, unit_name=case.unit_name or case.unit_id,
-                              fallback=case.fallback, on_duty=duty)
-
-    def message(self, case: CaseRecord, transition: CaseTransition) -> CaseMessage:
-        dispatched = transition.to_status == S.DISPATCHED.value
-        return CaseMessage(
-            schema_version=SCHEMA_VERSION,
-            case_id=case.id,
-            category=Category(case.category),
-            code=case.code,
-            status=S(transition.to_status),
-            previous_status=S(transition.from_status) if transition.from_status else None,
-            action=A(transition.action),
-            changed_at=transition.at,
-            changed_by=transition.actor,
-            reason=transition.reason,
-            violation_id=case.violation_id,
-            source=case.source,
-            description=case.description,
-            node_id=case.node_id,
-            camera_id=case.camera_id,
-            zone_id=case.zone_id,
-            location=Location(lat=case.lat, lon=case.lon) if case.lat is not None else None,
-            assignment=self.assignment(case) if dispatched or case.unit_id else None,
-            deadline_at=case.deadline_at if case.unit_id else None,
-            opened_at=case.opened_at,
-            escalation_level=case.escalation_level,
-        )

@@ -14,6 +14,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from gridwatch.contract import CaseMessage, Event
 from server.db import JsonText, begin_writing, claim, one_of
 from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecord
+from server.services.case_records import case_message
 from server.services.cases import CaseService
 from server.services.places import Nearby, Place
 
@@ -158,7 +159,7 @@ class EventWriter:
             # Core, not the ORM's bulk insert: the rows are plain already, and this is the busiest statement
             session.connection().execute(insert(EventRecord.__table__),
                                          [row | {"case_id": case.id if case else None} for row, case in state.rows])
-        return outcomes, [self.cases.message(case, change) for case, change in state.changes]
+        return outcomes, [case_message(case, change) for case, change in state.changes]
 
     def _waiting_for(self, session: Session, held: set[int], places: dict[str, Place], now: datetime) -> set[str]:
         """The new violations that may repeat one of the `held` cases (held by another worker's transaction): they

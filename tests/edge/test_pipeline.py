@@ -12,7 +12,8 @@ import pytest
 from edge.capture import Frame
 from edge.config import NodeConfig
 from edge.manifest import Manifest, load_manifest
-from edge.pipeline import CameraPipeline, make_detector
+from edge.pipeline import CameraPipeline
+from edge.runners import make_detector
 from gridwatch.config_files import ConfigError
 from gridwatch.contract import Event
 from tests.edge.pipeline_scripts import BAG, FRAME, ScriptedDetector, build, detections, feed, litter_events

@@ -24,6 +24,7 @@ from server.api.deps import (
 from server.api.schemas import ActionIn, CaseDetail, CaseSummary, EventOut, Page, ReportOut, TransitionOut
 from server.core.security import Role, TokenEntry
 from server.models import CaseRecord, EvidenceRecord, utcnow
+from server.services.case_records import case_assignment
 from server.services.cases import CaseService
 from server.services.events import lock_case
 from server.services.feedback import RejectReason, Verdict, review
@@ -38,7 +39,7 @@ _SORTS = {"opened_at": CaseRecord.opened_at, "updated_at": CaseRecord.updated_at
 
 
 def summary(case: CaseRecord) -> CaseSummary:
-    return CaseSummary.model_validate(case).model_copy(update={"assignment": CaseService.assignment(case)})
+    return CaseSummary.model_validate(case).model_copy(update={"assignment": case_assignment(case)})
 
 
 @router.get("", response_model=Page[CaseSummary], summary="List cases, filtered, paged and sorted")

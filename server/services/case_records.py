@@ -1,0 +1,82 @@
+"""What a case's steps write on the case (the figures assessment counts, the assignment) and the message each step
+publishes for integrators."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from gridwatch.contract import (
+    SCHEMA_VERSION,
+    CaseAction,
+    CaseAssignment,
+    CaseMessage,
+    CaseStatus,
+    Category,
+    Location,
+    Person,
+)
+from server.models import CaseRecord, CaseTransition
+
+A, S = CaseAction, CaseStatus
+
+
+def record_kpi(case: CaseRecord, action: CaseAction, after: CaseStatus, now: datetime, reason: str) -> None:
+    if action is A.ACCEPT and case.accepted_at is None:
+        case.accepted_at = now
+    elif action is A.FEEDBACK:
+        case.feedback_at = now
+    elif action is A.REWORK:
+        case.rework_count += 1
+        case.verified_at = None
+    elif action is A.RETURN:
+        case.return_count += 1
+    elif action is A.DEFER:
+        case.deferred_at, case.was_deferred = now, True
+    if after is S.VERIFIED:
+        case.verified_at = now
+    elif after is S.CLOSED:
+        case.closed_at = now
+        case.on_time = bool(case.feedback_at and case.deadline_at and case.feedback_at <= case.deadline_at)
+
+def assign(case: CaseRecord, assignment: CaseAssignment) -> None:
+    case.grid_id, case.community, case.street = assignment.grid_id, assignment.community, assignment.street
+    chief = assignment.street_chief
+    case.street_chief_name, case.street_chief_phone = (chief.name, chief.phone) if chief else (None, None)
+    case.unit_id, case.unit_name, case.fallback = assignment.unit_id, assignment.unit_name, assignment.fallback
+    duty = assignment.on_duty
+    case.on_duty_name, case.on_duty_phone = (duty.name, duty.phone) if duty else (None, None)
+
+def case_assignment(case: CaseRecord) -> CaseAssignment | None:
+    if case.unit_id is None:
+        return None
+    chief = Person(name=case.street_chief_name, phone=case.street_chief_phone) if case.street_chief_name else None
+    duty = Person(name=case.on_duty_name, phone=case.on_duty_phone) if case.on_duty_name else None
+    return CaseAssignment(grid_id=case.grid_id, community=case.community, street=case.street,
+                          street_chief=chief, unit_id=case.unit_id, unit_name=case.unit_name or case.unit_id,
+                          fallback=case.fallback, on_duty=duty)
+
+def case_message(case: CaseRecord, transition: CaseTransition) -> CaseMessage:
+    dispatched = transition.to_status == S.DISPATCHED.value
+    return CaseMessage(
+        schema_version=SCHEMA_VERSION,
+        case_id=case.id,
+        category=Category(case.category),
+        code=case.code,
+        status=S(transition.to_status),
+        previous_status=S(transition.from_status) if transition.from_status else None,
+        action=A(transition.action),
+        changed_at=transition.at,
+        changed_by=transition.actor,
+        reason=transition.reason,
+        violation_id=case.violation_id,
+        source=case.source,
+        description=case.description,
+        node_id=case.node_id,
+        camera_id=case.camera_id,
+        zone_id=case.zone_id,
+        location=Location(lat=case.lat, lon=case.lon) if case.lat is not None else None,
+        assignment=case_assignment(case) if dispatched or case.unit_id else None,
+        deadline_at=case.deadline_at if case.unit_id else None,
+        opened_at=case.opened_at,
+        escalation_level=case.escalation_level,
+    )
