@@ -111,6 +111,19 @@ class CaseService:
         return case, changes
 
     @staticmethod
+    def _seen_gone_by_raiser(case: CaseRecord) -> bool:
+        """Every violation of the case has ended, the last by the camera that raised it: what verifies a case in
+        feedback as that `end` comes (`apply_event`), so also when it came before the feedback. Not when the last to
+        end was another camera's, whichever came first, the feedback or that `end`."""
+        session = object_session(case)
+        if case.ended_at is None or session is None:
+            return False
+        return session.scalar(select(EventRecord.id).where(
+            EventRecord.case_id == case.id, EventRecord.type == EventType.END.value,
+            EventRecord.observed_at == case.ended_at, EventRecord.node_id == case.node_id,
+            EventRecord.camera_id == case.camera_id).limit(1)) is not None
+
+    @staticmethod
     def _seen_before(event: Event, moment: datetime | None) -> bool:
         return moment is not None and event.observed_at < moment
 
@@ -269,7 +282,7 @@ class CaseService:
             changes = [self._step(case, action, actor, now, why)]
         else:
             changes = [self._step(case, action, actor, now, why)]
-        if action is A.FEEDBACK and case.events and case.ended_at is not None:
+        if action is A.FEEDBACK and self._seen_gone_by_raiser(case):
             changes += self._verify_by_camera(case, now)  # the camera already saw it gone
         return [case_message(case, change) for change in changes]
 
