@@ -59,6 +59,8 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
         "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin at every start
+    for name in ("httpx", "httpcore"):  # a line per webhook delivery, with the receiver's whole URL: its user,
+        logging.getLogger(name).setLevel(logging.WARNING)  # password and ?token= (webhooks log it redacted)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -173,6 +175,9 @@ def cmd_server_token(args: argparse.Namespace) -> int:
 
     from server.core.security import TokenEntry, TokensFile, hash_token, new_token
 
+    if args.role == "field_staff" and not args.unit:
+        raise ConfigError("--unit: field staff need the unit they work for (a unit id in dispatch_config), whose "
+                          "cases they act on")
     token = new_token()
     entry = TokenEntry(name=args.name, role=args.role, unit=args.unit, sha256=hash_token(token))
     line = entry.model_dump(mode="json", exclude_none=True)
@@ -302,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("name", help="Who holds it, recorded on everything they do, e.g. 'Zhang Min'.")
     token.add_argument("--role", required=True, choices=["operator", "field_staff", "supervisor", "integrator",
                                                          "admin"], help="What the holder may do.")
-    token.add_argument("--unit", help="Field staff: the unit id (dispatch_config) whose cases they act on.")
+    token.add_argument("--unit", help="Field staff (required for them): the unit id (dispatch_config) whose cases "
+                                      "they act on and whose pictures they see.")
     token.add_argument("--tokens-file", type=Path, help="Append the entry to this tokens file (created if missing).")
     token.set_defaults(func=cmd_server_token)
 

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import StatementError
 
+from gridwatch.config_files import ConfigError
 from server.api.routes import (
     assessment,
     cases,
@@ -23,6 +24,7 @@ from server.api.routes import (
     health,
     nodes,
     open311,
+    photos,
 )
 from server.api.routes import webhooks as webhook_routes
 from server.core.config import ServerSettings
@@ -45,6 +47,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     evidence_store = EvidenceStore(settings.evidence_dir)
     dispatcher = Dispatcher.from_file(settings.dispatch_config)
     tokens = TokenStore.from_file(settings.tokens_file)
+    for entry in tokens.entries.values():
+        if entry.unit is not None and not dispatcher.has_unit(entry.unit):
+            raise ConfigError(f"tokens_file {settings.tokens_file}: {entry.name}'s unit {entry.unit!r} is not a unit "
+                              f"of dispatch_config ({', '.join(sorted(dispatcher.config.units))})")
     webhooks = Webhooks(database, settings.webhook_max_attempts, settings.webhook_retry_base_seconds,
                         settings.webhook_retry_max_seconds, settings.webhook_timeout_seconds)
     metrics = Metrics(database)
@@ -97,7 +103,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.webhooks = webhooks
     app.state.metrics = metrics
     app.state.live = live
-    for module in (health, cases, dead_letters, evidence, nodes, feedback, assessment, webhook_routes,
+    for module in (health, cases, photos, dead_letters, evidence, nodes, feedback, assessment, webhook_routes,
                    open311, console, city):
         app.include_router(module.router)
     app.mount("/console", StaticFiles(directory=console.CONSOLE_DIR, html=True), name="console")

@@ -195,6 +195,24 @@ class EvidenceRecord(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class CasePhoto(Base):
+    """A photo people took of a case (field staff reporting back, an operator adding one): the file lives on disk
+    under its SHA-256, like evidence, never in a row."""
+
+    __tablename__ = "case_photos"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    """`before` (as found), `after` (as left: what feedback shows) or `other`."""
+    caption: Mapped[str | None] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int]
+    content_type: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class CaseTransition(Base):
     __tablename__ = "case_transitions"
 

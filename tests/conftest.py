@@ -205,13 +205,15 @@ ROLES = ("operator", "field_staff", "supervisor", "integrator", "admin")
 
 @pytest.fixture
 def api_tokens(tmp_path) -> dict[str, str]:
-    """A token per role (and `sanitation` for field staff of that unit), written to a tokens file."""
+    """A token per role (`field_staff` of traffic-police, and `sanitation` for field staff of that unit), written to
+    a tokens file."""
     import yaml
 
     from server.core.security import hash_token
 
     tokens = {role: f"gw_test_{role}" for role in ROLES} | {"sanitation": "gw_test_sanitation"}
-    entries = [{"name": f"test {role}", "role": role, "sha256": hash_token(tokens[role])} for role in ROLES]
+    entries = [{"name": f"test {role}", "role": role, "sha256": hash_token(tokens[role])}
+               | ({"unit": "traffic-police"} if role == "field_staff" else {}) for role in ROLES]
     entries.append({"name": "sanitation worker", "role": "field_staff", "unit": "sanitation",
                     "sha256": hash_token(tokens["sanitation"])})
     (tmp_path / "tokens.yaml").write_text(yaml.safe_dump({"tokens": entries}), encoding="utf-8")

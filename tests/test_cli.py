@@ -146,6 +146,9 @@ def test_adding_a_node_keeps_every_account_and_password_there_was(tmp_path):
       "--bridge-password-file", "/no/such/file"], "--bridge-password-file: cannot read /no/such/file"),
     (["server", "token", "Zhang Min", "--role", "operator", "--tokens-file", "/no/such/dir/tokens.yaml"],
      "--tokens-file /no/such/dir/tokens.yaml"),
+    (["server", "token", "Li Lei", "--role", "field_staff"], "--unit: field staff need the unit they work for"),
+    (["server", "--config", "{tokens_server}"], "tokens.0: Value error, field staff need `unit`"),
+    (["server", "--config", "{units_server}"], "Li Lei's unit 'sanitaton' is not a unit of dispatch_config"),
 ])
 def test_common_mistakes_get_one_line_that_names_them_not_a_traceback(tmp_path, args, message):
     """Found by review: each of these ended in a Python traceback."""
@@ -157,6 +160,13 @@ def test_common_mistakes_get_one_line_that_names_them_not_a_traceback(tmp_path, 
     files["server"].write_text(f"mqtt_password_file: {tmp_path / 'missing.password'}\n"
                                f"database_url: sqlite:///{tmp_path / 'gw.db'}\n")
     files["passwd"].write_text("")
+    for name, unit in (("tokens", None), ("units", "sanitaton")):  # a field worker of no unit, of a misspelt one
+        (tmp_path / f"{name}.yaml").write_text(json.dumps({"tokens": [
+            {"name": "Li Lei", "role": "field_staff", "sha256": "0" * 64} | ({"unit": unit} if unit else {})]}))
+        files[f"{name}_server"] = tmp_path / f"{name}-server.yaml"
+        files[f"{name}_server"].write_text(f"database_url: sqlite:///{tmp_path / 'gw.db'}\n"
+                                           f"tokens_file: {tmp_path / f'{name}.yaml'}\n"
+                                           f"dispatch_config: {REPO / 'config' / 'demo' / 'dispatch.yaml'}\n")
     result = gridwatch(*[arg.format(**files) for arg in args])
     assert result.returncode == 2, result.stderr[-500:]
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-500:]
@@ -242,3 +252,30 @@ def test_the_servers_password_file_wins_over_a_password_in_the_environment(tmp_p
     assert load_server_settings(tmp_path / "server.yaml").resolved_mqtt_password() == "from the file"
     (tmp_path / "bare.yaml").write_text("api_port: 8001\n")
     assert load_server_settings(tmp_path / "bare.yaml").resolved_mqtt_password() == "from the environment"
+
+
+def test_a_webhook_receivers_credentials_stay_out_of_the_servers_log():
+    """Found by review: at the server's default level (INFO) httpx logged every webhook delivery with the receiver's
+    whole URL, its user:password@ and ?token= included (the webhook service itself logs it redacted)."""
+    script = """
+import http.server, threading
+import httpx
+from gridwatch.cli import _setup_logging
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+_setup_logging("INFO")
+receiver = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+threading.Thread(target=receiver.serve_forever, daemon=True).start()
+answer = httpx.post(f"http://hook:hookpass@127.0.0.1:{receiver.server_port}/hook?token=SECRET123", content=b"{}")
+print(answer.status_code)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.stdout.strip() == "200", result.stderr[-500:]
+    assert "hookpass" not in result.stderr and "SECRET123" not in result.stderr, result.stderr[-500:]

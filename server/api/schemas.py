@@ -94,6 +94,26 @@ class ReportOut(BaseModel):
         default=None, description="Contact details as given (name, phone, email); to the command centre only.")
 
 
+class PhotoOut(BaseModel):
+    """A photo people took of the case (field staff reporting back, an operator)."""
+
+    id: int
+    stage: str = Field(description="`before` (as found), `after` (as left) or `other`.")
+    caption: str | None
+    actor: str = Field(description="Who added it.")
+    at: datetime
+    content_type: str
+    bytes: int
+    url: str = Field(description="Download link (operators, supervisors and the case's field staff).")
+
+    @classmethod
+    def of(cls, photo: Any) -> PhotoOut:
+        """From a `CasePhoto` row."""
+        return cls(id=photo.id, stage=photo.stage, caption=photo.caption, actor=photo.actor, at=photo.at,
+                   content_type=photo.content_type, bytes=photo.bytes,
+                   url=f"/api/v1/cases/{photo.case_id}/photos/{photo.id}")
+
+
 class CaseDetail(CaseSummary):
     violation_id: str
     events: list[EventOut]
@@ -101,6 +121,7 @@ class CaseDetail(CaseSummary):
     reports: list[ReportOut] = Field(default_factory=list, description="Citizen reports of the case, first to last.")
     evidence_urls: list[str]
     crop_urls: list[str]
+    photos: list[PhotoOut] = Field(default_factory=list, description="Photos people added, first to last.")
     allowed_actions: list[str] = Field(description="What the caller may do to the case now.")
 
 

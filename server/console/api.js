@@ -13,20 +13,30 @@ export const session = {
   caller: null,
 };
 
-export async function api(path, { method = "GET", body } = {}) {
+/** Calls the API with the session's token: `body` goes as JSON, `file` (a File or Blob) as itself, typed as it is. */
+export async function api(path, { method = "GET", body, file } = {}) {
+  const type = file ? { "Content-Type": file.type || "application/octet-stream" }
+    : body ? { "Content-Type": "application/json" } : {};
   const response = await fetch(path, {
     method,
-    headers: { Authorization: `Bearer ${session.token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
+    headers: { Authorization: `Bearer ${session.token}`, ...type },
+    body: file ?? (body ? JSON.stringify(body) : undefined),
   });
-  const type = response.headers.get("content-type") || "";
-  const data = type.includes("json") ? await response.json() : await response.blob();
+  const answered = response.headers.get("content-type") || "";
+  const data = answered.includes("json") ? await response.json() : await response.blob();
   if (!response.ok) {
     const detail = Array.isArray(data?.detail) ? data.detail.map((d) => d.msg || d).join("; ") : data?.detail;
     throw new ApiError(response.status, detail || `HTTP ${response.status}`, data);
   }
   return data;
 }
+
+/** Roles that see pictures (evidence, snapshots, case photos: people and number plates are in them); the server
+ * refuses the others, so the console does not ask. Field staff see those of their own unit's cases only. */
+export const PICTURE_ROLES = new Set(["operator", "field_staff", "supervisor", "admin"]);
+
+/** Whether the caller may see pictures at all. */
+export function seesPictures() { return PICTURE_ROLES.has(session.caller?.role); }
 
 const imageCache = new Map();
 

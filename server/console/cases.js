@@ -1,9 +1,10 @@
 // The case board (filters, paging) and a case's page: timeline, evidence, assignment, deadline, allowed actions.
 
-import { api, imageUrl } from "./api.js";
+import { api, imageUrl, PICTURE_ROLES, seesPictures, session } from "./api.js";
 import { duration, h, toast, when } from "./dom.js";
 import { t } from "./i18n.js";
 
+const PHOTO_ROLES = PICTURE_ROLES;  // who may add a case's photos: who may see them
 const RUNNING = ["dispatched", "handling", "returned"];  // the deadline's clock runs (as the server's `overdue`)
 
 /** Whether a case in this status can be late: its unit has it and the clock runs (not deferred, not finished). */
@@ -114,6 +115,7 @@ export class CasePage {
     const assignment = item.assignment ?? {};
     const left = item.deadline_at ? (new Date(item.deadline_at) - Date.now()) / 1000 : null;
     const gallery = h("div", { class: "gallery" });
+    const photos = h("div", { class: "gallery", id: "photos" });
     this.root.replaceChildren(
       h("h1", {}, `#${item.id} ${t(`category.${item.category}`)} (${item.code}) `, h("span", { class: `status ${item.status}`, id: "case-status" }, t(`status.${item.status}`))),
       h("div", { class: "two" },
@@ -133,15 +135,43 @@ export class CasePage {
             h("div", {}, report.description),
             report.reporter && h("div", { class: "meta" }, Object.values(report.reporter).join(" · "))))),
           h("h2", {}, t("case.actions")), this.actions(item),
-          h("h2", {}, t("case.evidence")), gallery),
+          h("h2", {}, t("case.evidence")), gallery,
+          h("h2", {}, t("case.photos")), this.photos(item, photos)),
         h("section", { class: "detail" }, h("h2", {}, t("case.timeline")),
           h("ol", { class: "timeline", id: "timeline" }, item.transitions.map((step) => h("li", {},
             h("strong", {}, t(`action.${step.action}`)), ` → ${t(`status.${step.to_status}`)} · ${when(step.at)} · ${step.actor}`,
             h("div", { class: "meta" }, step.reason)))))));
     this.restore(typed);
-    for (const url of [...item.evidence_urls, ...item.crop_urls]) {
-      gallery.append(h("img", { src: await imageUrl(url), alt: "evidence" }));
+    if (!seesPictures()) return;  // people and number plates: integrators get the facts only
+    // one picture refused (another unit's case, for field staff) or gone leaves the rest of the page in place
+    const picture = (url, alt) => imageUrl(url).then((src) => h("img", { src, alt }), () => h("span", { class: "meta" }, "—"));
+    for (const url of [...item.evidence_urls, ...item.crop_urls]) gallery.append(await picture(url, "evidence"));
+    for (const photo of item.photos) {
+      photos.append(h("figure", { class: "photo" }, await picture(photo.url, photo.caption ?? photo.stage),
+        h("figcaption", {}, `${t(`photo.stage.${photo.stage}`)} · ${when(photo.at)} · ${photo.actor}`, photo.caption && h("div", {}, photo.caption))));
     }
+  }
+
+  /** The case's photos (drawn into `gallery` once fetched) and, for those who may add one, the form to add it. */
+  photos(item, gallery) {
+    const mayAdd = PHOTO_ROLES.has(session.caller?.role);
+    if (!item.photos.length) gallery.append(h("p", { class: "meta" }, t("photo.none")));
+    if (!mayAdd) return gallery;
+    const file = h("input", { name: "photo", type: "file", accept: "image/jpeg,image/png", "aria-label": t("photo.file"), required: true });
+    const stage = h("select", { name: "stage", "aria-label": "stage" },
+      ["after", "before", "other"].map((value) => h("option", { value }, t(`photo.stage.${value}`))));
+    const caption = h("input", { name: "caption", placeholder: t("photo.caption"), size: 24, maxlength: 500 });
+    const form = h("form", { class: "actions", id: "photo-form", onsubmit: async (event) => {
+      event.preventDefault();
+      const query = new URLSearchParams({ stage: stage.value, ...(caption.value.trim() ? { caption: caption.value.trim() } : {}) });
+      try {
+        await api(`/api/v1/cases/${this.caseId}/photos?${query}`, { method: "POST", file: file.files[0] });
+        await this.mount();
+      } catch (error) {
+        toast(`${t("photo.add")}: ${error.message}`);
+      }
+    } }, file, stage, caption, h("button", { type: "submit", class: "plain" }, t("photo.add")));
+    return h("div", {}, gallery, form);
   }
 
   /** What the action form on screen holds (values, and the field with the focus). */

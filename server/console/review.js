@@ -4,7 +4,7 @@
 // between items without redrawing the list, shows the next item as soon as a decision is made (the request runs
 // behind it and puts the item back if it fails) and fetches the next items' evidence before they are needed.
 
-import { api, imageUrl, releaseImage, session } from "./api.js";
+import { api, imageUrl, releaseImage, seesPictures, session } from "./api.js";
 import { duration, h, toast, when } from "./dom.js";
 import { t } from "./i18n.js";
 
@@ -154,8 +154,8 @@ export class ReviewQueue {
     if (!this.details.has(item.id)) {
       this.details.set(item.id, api(`/api/v1/cases/${item.id}`).then(async (full) => ({
         full,
-        frame: full.evidence_urls[0] ? await imageUrl(full.evidence_urls[0]) : null,
-        crop: full.crop_urls[0] ? await imageUrl(full.crop_urls[0]) : null,
+        frame: seesPictures() && full.evidence_urls[0] ? await imageUrl(full.evidence_urls[0]) : null,
+        crop: seesPictures() && full.crop_urls[0] ? await imageUrl(full.crop_urls[0]) : null,
       })));
     }
     return this.details.get(item.id);
@@ -253,7 +253,7 @@ export class ReviewQueue {
       h("p", { class: "meta" }, `${t("review.keys")}: J/↓ ${t("review.next")}, K/↑ ${t("review.previous")}, X ☑`));
     this.detail(item).then(({ frame: frameUrl, crop: cropUrl }) => {
       if (detail.dataset.caseId !== String(item.id)) return;  // the operator has moved on
-      if (!frameUrl && tries < EVIDENCE_TRIES) {
+      if (!frameUrl && seesPictures() && tries < EVIDENCE_TRIES) {
         // a case is announced once its event is stored; its images, a moment later: read it again shortly
         this.details.delete(item.id);
         setTimeout(() => { if (detail.dataset.caseId === String(item.id)) this.renderDetail(item, tries + 1); }, 1000);

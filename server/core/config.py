@@ -57,6 +57,8 @@ class ServerSettings(BaseSettings):
                                                                            "doubled after each further one.")
     webhook_retry_max_seconds: float = Field(default=3600, gt=0, description="Longest wait between attempts.")
     webhook_timeout_seconds: float = Field(default=5, gt=0, description="How long a receiver has to answer.")
+    photo_max_bytes: int = Field(default=12 * 2**20, ge=2**10, le=2**30, description="Largest photo people may "
+                                 "add to a case (`POST /api/v1/cases/{id}/photos`); a larger one is refused (413).")
 
     def resolved_mqtt_password(self) -> str | None:
         if self.mqtt_password is not None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridwatch.config_files import ConfigError, load_yaml_model
 
@@ -40,9 +40,17 @@ class TokenEntry(BaseModel):
 
     name: str = Field(min_length=1, max_length=128, description="Who holds the token; recorded on what they do.")
     role: Role = Field(description="operator, field_staff, supervisor, integrator or admin.")
-    unit: str | None = Field(default=None, description="For field staff: the unit id (in dispatch_config) they "
-                                                       "work for; they act on that unit's cases only.")
+    unit: str | None = Field(default=None, description="For field staff (required): the unit id (in "
+                                                       "dispatch_config) they work for; they act on that unit's "
+                                                       "cases only and see only their pictures.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 (hex) of the token.")
+
+    @model_validator(mode="after")
+    def _field_staff_have_a_unit(self) -> TokenEntry:
+        """Field staff without a unit could act on every unit's case yet see none of their pictures: refused."""
+        if self.role is Role.FIELD_STAFF and not self.unit:
+            raise ValueError("field staff need `unit`: the id of the unit (in dispatch_config) they work for")
+        return self
 
 
 class TokensFile(BaseModel):

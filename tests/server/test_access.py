@@ -23,6 +23,8 @@ ACCESS = {
     ("GET", "/api/v1/cases"): EVERYONE,
     ("GET", "/api/v1/cases/{case_id}"): EVERYONE,
     ("POST", "/api/v1/cases/{case_id}/actions"): {"operator", "field_staff", "supervisor", "admin"},
+    ("POST", "/api/v1/cases/{case_id}/photos"): {"operator", "field_staff", "supervisor", "admin"},
+    ("GET", "/api/v1/cases/{case_id}/photos/{photo_id}"): PICTURES,
     ("GET", "/api/v1/dead-letters"): OPERATORS,
     ("GET", "/api/v1/evidence/{event_id}"): PICTURES,
     ("GET", "/api/v1/nodes"): EVERYONE,
@@ -120,7 +122,7 @@ def test_evidence_is_for_the_case_unit_and_the_command_centre_not_for_integrator
     assert snapshot("sanitation", "cam-1") == 200, "the camera of one of their unit's cases"
     assert snapshot("sanitation", "cam-2") == 403 and snapshot("sanitation", "cam-3") == 403, "it used to be 200"
     assert snapshot("operator", "cam-3") == 200 and snapshot("integrator", "cam-1") == 403
-    assert snapshot("field_staff", "cam-1") == 403, "field staff of no unit, as for evidence"
+    assert snapshot("field_staff", "cam-1") == 403, "field staff of another unit, as for evidence"
 
 
 @pytest.mark.one_database

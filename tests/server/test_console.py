@@ -113,6 +113,43 @@ def test_a_field_worker_sees_only_the_actions_their_role_allows(server_url, brow
     shot(page, "field-worker-case")
 
 
+def test_a_field_worker_reports_back_with_a_photo_the_operator_then_sees(server_url, browser, api_tokens, mqtt_client,
+                                                                         tmp_path):
+    detection(mqtt_client("node-a"), place=0, score=0.9)  # files itself: dispatched to sanitation
+    wait_until(lambda: __import__("httpx").get(f"{server_url}/api/v1/cases/1", headers={
+        "Authorization": f"Bearer {api_tokens['operator']}"}).status_code == 200)
+    photo = tmp_path / "swept.jpg"
+    cv2.imwrite(str(photo), cv2.imread(str(ultralytics_asset("zidane.jpg"))))
+    page = case_page(browser, server_url, api_tokens["sanitation"])
+    page.click("button[data-action=accept]")
+    page.wait_for_selector("#case-status:text('handling')")
+    page.set_input_files("#photo-form input[type=file]", str(photo))
+    page.select_option("#photo-form select[name=stage]", "after")
+    page.fill("#photo-form input[name=caption]", "kerb swept")
+    page.click("#photo-form button[type=submit]")
+    page.wait_for_selector("#photos figure.photo img")
+    assert "after (as left)" in page.inner_text("#photos figcaption") and "kerb swept" in page.inner_text("#photos")
+    page.click("button[data-action=feedback]")
+    page.wait_for_selector("#case-status:text('feedback')")
+
+    operator = case_page(browser, server_url, api_tokens["operator"])
+    operator.wait_for_selector("#photos figure.photo img")
+    width = operator.eval_on_selector("#photos figure.photo img", "img => img.complete && img.naturalWidth")
+    assert width == cv2.imread(str(photo)).shape[1], "the photo itself, fetched with the operator's token"
+    assert "sanitation worker" in operator.inner_text("#photos figcaption")
+    shot(operator, "case-photos")
+    # found by review: a picture the caller may not see (another unit's case; integrators see none) replaced the
+    # whole case page with the refusal
+    warden = case_page(browser, server_url, api_tokens["field_staff"])  # traffic police: another unit's case
+    warden.wait_for_selector(".gallery span.meta")  # the evidence, refused, stands as a dash
+    assert warden.locator("#timeline li").count() >= 3 and warden.locator("p.error").count() == 0
+    integrator = case_page(browser, server_url, api_tokens["integrator"])
+    integrator.wait_for_selector("#timeline li")
+    assert integrator.locator("#photo-form").count() == 0 and integrator.locator(".gallery img").count() == 0
+    integrator.wait_for_timeout(500)
+    assert integrator.locator("#timeline li").count() >= 3 and integrator.locator("p.error").count() == 0
+
+
 def test_a_supervisor_sees_the_review_queue_but_cannot_decide_in_it(server_url, browser, api_tokens, mqtt_client):
     """Found by review: Confirm and Reject were offered to every role; a supervisor's key press hid the detection,
     got a 403 and put it back."""

@@ -21,13 +21,23 @@ from server.api.deps import (
     get_caller,
     moment_problem,
 )
-from server.api.schemas import ActionIn, CaseDetail, CaseSummary, EventOut, Page, ReportOut, TransitionOut
+from server.api.schemas import (
+    ActionIn,
+    CaseDetail,
+    CaseSummary,
+    EventOut,
+    Page,
+    PhotoOut,
+    ReportOut,
+    TransitionOut,
+)
 from server.core.security import Role, TokenEntry
 from server.models import CaseRecord, EvidenceRecord, utcnow
 from server.services.case_records import case_assignment
 from server.services.cases import CaseService
 from server.services.events import lock_case
 from server.services.feedback import RejectReason, Verdict, review
+from server.services.photos import photos_of
 from server.services.workflow import IN_UNIT, WorkflowError, allowed_actions
 
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"], dependencies=[Depends(get_caller)])
@@ -134,6 +144,7 @@ def detail(session: SessionDep, case: CaseRecord, caller: TokenEntry) -> CaseDet
                  for report in case.reports or []],
         evidence_urls=[e.evidence_url for e in events if e.evidence_url],
         crop_urls=[e.crop_url for e in events if e.crop_url],
+        photos=[PhotoOut.of(photo) for photo in photos_of(session, case.id)],
         allowed_actions=[a.value for a in allowed_actions(CaseStatus(case.status), caller.role)
                          if _may_touch(caller, case)],
     )
