@@ -48,6 +48,8 @@ def get_json(url: str, token: str, timeout: float = 5.0) -> dict:
         return json.loads(response.read())
 
 
+DEMO_FIELD_UNIT = "traffic-police"
+"""The demo's field worker is a traffic warden: the demo's first case is a bus parked at the kerb."""
 DEMO_PEOPLE = {"operator": "demo operator", "supervisor": "demo supervisor", "field_staff": "demo field worker",
                "integrator": "demo integrator", "admin": "demo admin"}
 
@@ -57,7 +59,8 @@ def write_api_tokens(path: Path) -> dict[str, str]:
     from server.core.security import hash_token, new_token
 
     tokens = {role: new_token() for role in DEMO_PEOPLE}
-    entries = [{"name": name, "role": role, "sha256": hash_token(tokens[role])} for role, name in DEMO_PEOPLE.items()]
+    entries = [{"name": name, "role": role, "sha256": hash_token(tokens[role])}
+               | ({"unit": DEMO_FIELD_UNIT} if role == "field_staff" else {}) for role, name in DEMO_PEOPLE.items()]
     write_private(path, yaml.safe_dump({"tokens": entries}, allow_unicode=True))
     return tokens
 
@@ -128,7 +131,14 @@ class Demo:
         self.processes.append(process)
         return process
 
+    def _log_tail(self, name: str, lines: int = 5) -> str:
+        path = self.workdir / f"{name}.log"
+        tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:] if path.exists() else []
+        return "\n".join([f"last lines of {path}:", *(f"  {line}" for line in tail)])
+
     def run(self, stop: threading.Event) -> int:
+        if self.source and "://" not in self.source:
+            self.source = str(Path(self.source).resolve())  # the parts run in the repository's folder
         if self.source and not Path(self.source).exists() and "://" not in self.source:
             raise BrokerError(f"--source {self.source!r} does not exist")
         media_cache = self.workdir.parent / f"{self.workdir.name}-media"
@@ -182,7 +192,10 @@ class Demo:
         )), encoding="utf-8")
 
         server = self._spawn("server", "server", "--config", str(self.workdir / "server.yaml"))
-        wait_for_port("127.0.0.1", api_port, 60, server)
+        try:
+            wait_for_port("127.0.0.1", api_port, 60, server)
+        except BrokerError as error:  # say why, from the server's own log
+            raise BrokerError(f"the server did not start: {error}\n{self._log_tail('server')}") from None
         api_url = f"http://127.0.0.1:{api_port}"
         connection = {
             "api_url": api_url,

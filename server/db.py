@@ -13,7 +13,18 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import BigInteger, ColumnElement, Engine, any_, bindparam, create_engine, event, inspect, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Engine,
+    String,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    inspect,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,7 +47,10 @@ def one_of(session: Session, column: ColumnElement, values: Iterable[object]) ->
     than running them."""
     values = list(values)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        # text of any length: cast to the column's VARCHAR(n)[], a longer value would be cut to n and match the row
+        # that begins like it
+        element = String() if isinstance(column.type, String) else column.type
+        return column == any_(bindparam(None, values, type_=ARRAY(element)))
     return column.in_(values)
 
 
@@ -74,11 +88,27 @@ def begin_writing(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_AWAY_SQLSTATES = ("08", "57P", "53100", "53300")
+"""PostgreSQL's errors of a server away or full (SQLSTATE prefixes): connection exceptions, shutting down or
+starting, disk full, too many connections."""
+_AWAY_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_FULL", "SQLITE_READONLY",
+                "SQLITE_PROTOCOL")
+"""SQLite's errors of a file another process holds or the disk refuses (name prefixes: SQLITE_IOERR_WRITE …)."""
+
+
 def database_away(error: Exception) -> bool:
-    """The database cannot be reached (restarting, locked, connection lost): nothing is wrong with the message,
-    so the batch is written again later instead of anything going to the dead letters."""
-    return isinstance(error, (OperationalError, InterfaceError)) or (
-        isinstance(error, DBAPIError) and error.connection_invalidated)
+    """The database cannot be reached or written for now (restarting, locked, connection lost, disk full): nothing
+    is wrong with the messages, so the batch is written again later instead of anything going to the dead letters.
+    Not an error that would come again on every try (a statement the database refuses, a transaction taking more
+    locks than it has room for): that batch goes a message at a time instead of stalling ingest for ever."""
+    if isinstance(error, InterfaceError) or (isinstance(error, DBAPIError) and error.connection_invalidated):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    if (name := getattr(error.orig, "sqlite_errorname", None)) is not None:
+        return name.startswith(_AWAY_SQLITE)
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(_AWAY_SQLSTATES)  # None: no server answered at all
 
 
 def unstorable_text(error: BaseException) -> str | None:
@@ -162,10 +192,15 @@ def alembic_config(url: str) -> Config:
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision`. On PostgreSQL an advisory lock lets many workers start at once."""
+    """Bring the schema to `revision`, all of it or none: a start that fails or is killed half way leaves the
+    database as it was, and the next start runs the migrations again. On PostgreSQL an advisory lock lets many
+    workers start at once; on SQLite the migrations hold the write lock (`BEGIN IMMEDIATE`), without which Python's
+    sqlite3 commits each schema change as it runs it."""
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4711)")
+        elif engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         tables = set(inspect(connection).get_table_names())
         if "cases" in tables and "alembic_version" not in tables:
             raise ConfigError(f"{engine.url.render_as_string(hide_password=True)}: this database was made before "

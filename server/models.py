@@ -130,7 +130,7 @@ class CaseRecord(Base):
     """When the camera last saw every violation of the case end (object gone); cleared when it is seen again."""
     dwell_seconds: Mapped[float] = mapped_column(default=0.0)
     occurrences: Mapped[int] = mapped_column(default=0)
-    open_violations: Mapped[int] = mapped_column(default=0)
+    open_violations: Mapped[int] = mapped_column(default=0, server_default="0")
     """Violations of the case the camera still sees (their `end` has not come)."""
     # --- for assessment: when each step happened, and the side paths taken -----------------------------------------
     filed_by: Mapped[str | None] = mapped_column(String(128))
@@ -304,7 +304,7 @@ class WebhookSubscription(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    unanswered: Mapped[int] = mapped_column(default=0)
+    unanswered: Mapped[int] = mapped_column(default=0, server_default="0")
     """Attempts in a row on which the endpoint could not even be reached (no connection)."""
     resting_until: Mapped[datetime | None]
     """After such an attempt, no delivery of the subscription is tried before this (the back-off by `unanswered`)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -19,19 +21,41 @@ from server.models import Base
 def test_migrations_build_the_models_schema(database_url):
     database = Database(database_url)
     with database.engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        context = MigrationContext.configure(connection, opts={"compare_server_default": True})
+        differences = compare_metadata(context, Base.metadata)
     assert differences == []
     assert "alembic_version" in inspect(database.engine).get_table_names()
 
 
 def test_migrations_run_down_and_up_again(database_url):
+    """Down to the first revision with a case, its events and steps kept (found by review: on SQLite two downgrades
+    rebuilt the cases table, which its events' foreign keys refused), then to nothing, and up again."""
+    from sqlalchemy import func, select
+
+    from server.models import CaseRecord
+    from server.services.cases import CaseService
+    from server.services.dispatch import Dispatcher
+    from server.services.evidence import EvidenceStore
+    from server.services.ingest import Ingest
+    from tests.conftest import DISPATCH
+    from tests.factories import event_payload
+
     url = database_url
     engine = make_engine(url)
-    migrate(engine)
-    with engine.begin() as connection:
-        config = alembic_config(url)
-        config.attributes["connection"] = connection
-        command.downgrade(config, "base")
+    database = Database(url)
+    ingest = Ingest(database, CaseService(Dispatcher.from_file(DISPATCH)), EvidenceStore(Path(tempfile.mkdtemp())),
+                    publish_case=lambda _message: None)
+    assert ingest.handle("gw/v1/nodes/node-a/events/litter", json.dumps(event_payload(
+        category="litter", code="0102", label="garbage", score=0.9)).encode()) == "stored"
+    for revision in ("0001", "base"):
+        with engine.begin() as connection:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+        if revision == "0001":
+            with engine.connect() as connection:
+                assert connection.scalar(select(func.count()).select_from(CaseRecord.__table__).where(
+                    CaseRecord.__table__.c.id > 0)) == 1
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}
     migrate(engine)
     assert "cases" in inspect(engine).get_table_names()
@@ -183,3 +207,22 @@ def test_stepping_back_before_0007_keeps_the_cases_and_the_webhook_deliveries(da
     migrate(engine)
     with Database(database_url).session() as session:
         assert session.scalars(select(CaseRecord.verified_at)).one() == moment, "0007 fills it in again"
+
+
+def test_a_start_that_fails_half_way_through_a_migration_leaves_the_database_as_it_was(database_url):
+    """Found by review: on SQLite each schema change was committed as it ran, so a migration failing (or a start
+    killed) after its first change left that change without its version, and every later start failed on it
+    (`duplicate column name: verified_at`)."""
+    from sqlalchemy import text
+
+    engine = make_engine(database_url)
+    migrate(engine, "0006")
+    with engine.begin() as connection:  # 0007 adds cases.verified_at, then makes this index: it will fail there
+        connection.execute(text("CREATE INDEX ix_case_transitions_case_id ON case_transitions (id)"))
+    with pytest.raises(Exception, match="ix_case_transitions_case_id"):
+        migrate(engine)
+    assert "verified_at" not in {column["name"] for column in inspect(engine).get_columns("cases")}
+    with engine.begin() as connection:  # the operator removes the obstacle and starts again
+        connection.execute(text("DROP INDEX ix_case_transitions_case_id"))
+    migrate(engine)
+    assert "verified_at" in {column["name"] for column in inspect(engine).get_columns("cases")}

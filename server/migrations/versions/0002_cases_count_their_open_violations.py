@@ -28,5 +28,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("cases", schema=None) as batch_op:
-        batch_op.drop_column("open_violations")
+    # a plain DROP COLUMN (SQLite 3.35+): batch mode rebuilds the table, and SQLite's DROP TABLE of the old copy,
+    # with foreign keys on, refused (the cases have steps and events)
+    op.execute("ALTER TABLE cases DROP COLUMN open_violations")
