@@ -16,6 +16,7 @@ from edge.schedule import TimeWindow
 from edge.streetlight_config import StreetlightConfig
 from gridwatch.config_files import load_yaml_model, read_secret
 from gridwatch.contract import DEFAULT_EVENT_CODES, NODE_ID_PATTERN, Category, EventCode, Location
+from gridwatch.mqtt import check_ca_file
 
 DEFAULT_MODEL = "yolo11n.pt"
 MODEL_ENV = "GRIDWATCH_MODEL"
@@ -250,4 +251,6 @@ def load_node_config(path: Path) -> NodeConfig:
         config.mqtt.tls_ca_file = path.parent / config.mqtt.tls_ca_file
     if not config.manifest.is_absolute():
         config.manifest = path.parent / config.manifest
+    if config.mqtt.tls_ca_file is not None:  # at start, not at the first connection, minutes later
+        check_ca_file(config.mqtt.tls_ca_file, "mqtt.tls_ca_file")
     return config

@@ -23,6 +23,7 @@ from edge.rules.stationary import RuleEvent
 from edge.runners import make_detector
 from edge.streetlight import StreetlightMonitor, lamp_event, make_adapter
 from edge.system_stats import SystemStats
+from gridwatch.config_files import ConfigError
 from gridwatch.contract import (
     SCHEMA_VERSION,
     Category,
@@ -59,6 +60,11 @@ class EdgeNode:
     @classmethod
     def build(cls, config: NodeConfig, config_path: Path | None = None) -> EdgeNode:
         """The node of `config`; `config_path` is the file it came from, which the `reload` command reads again."""
+        try:  # the outbox, the session number and the last good remote config live here
+            (config.state_dir / config.node_id).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"state_dir {config.state_dir}: cannot make the node's folder in it "
+                              f"({error.strerror or error})") from None
         manifest = load_manifest(config.manifest)
         log.info("node %s: model %s, manifest %s, %d camera(s)", config.node_id, config.resolved_model(),
                  config.manifest, len(config.cameras))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import ssl
 import threading
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gridwatch import mqtt_properties
+from gridwatch.config_files import ConfigError
 from gridwatch.mqtt_process import ProcessClient
 from gridwatch.mqtt_reads import BufferedClient
 
@@ -60,6 +62,15 @@ class Will:
     retain: bool = True
 
 
+def check_ca_file(path: Path, key: str) -> None:
+    """ConfigError naming `key` unless `path` holds CA certificates TLS can load."""
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as error:
+        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise ConfigError(f"{key} {path}: cannot load the broker's CA certificate from it ({why})") from None
+
+
 class MqttClient:
     def __init__(
         self,
@@ -94,6 +105,7 @@ class MqttClient:
         if username:
             self._client.username_pw_set(username, password)
         if tls_ca_file is not None:  # TLS, the broker's certificate checked against this CA and the host name
+            check_ca_file(tls_ca_file, "tls_ca_file")
             self._client.tls_set(ca_certs=str(tls_ca_file))
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.max_queued_messages_set(0)  # never drop a publish while the broker is away

@@ -23,10 +23,18 @@ from sqlalchemy import (
     create_engine,
     event,
     inspect,
+    make_url,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridwatch.config_files import ConfigError
@@ -184,6 +192,14 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def _shown(url: str) -> str:
+    """The URL without its password, for a message."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url)
+
+
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -212,9 +228,16 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
 class Database:
     def __init__(self, url: str, migrate_schema: bool = True) -> None:
-        self.engine = make_engine(url)
-        if migrate_schema:
-            migrate(self.engine)
+        try:
+            self.engine = make_engine(url)
+            if migrate_schema:
+                migrate(self.engine)
+        except (ArgumentError, NoSuchModuleError, ImportError) as error:
+            raise ConfigError(f"database_url {_shown(url)}: not a database GridWatch can use ({first_line(error)}); "
+                              "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB") from None
+        except OperationalError as error:
+            raise ConfigError(f"database_url {_shown(url)}: cannot open it ({first_line(error.orig or error)})"
+                              ) from None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         if self.engine.dialect.name == "postgresql":
             event.listen(self.sessions, "before_flush", _ids_before_insert)

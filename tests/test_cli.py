@@ -149,6 +149,13 @@ def test_adding_a_node_keeps_every_account_and_password_there_was(tmp_path):
     (["server", "token", "Li Lei", "--role", "field_staff"], "--unit: field staff need the unit they work for"),
     (["server", "--config", "{tokens_server}"], "tokens.0: Value error, field staff need `unit`"),
     (["server", "--config", "{units_server}"], "Li Lei's unit 'sanitaton' is not a unit of dispatch_config"),
+    (["server", "--config", "{bad_url_server}"], "database_url 'notaurl': not a database GridWatch can use"),
+    (["server", "--config", "{far_db_server}"], "database_url postgresql+psycopg://gw:***@127.0.0.1:1/gw: cannot open"),
+    (["server", "--config", "{no_db_dir_server}"], "cannot open it (unable to open database file)"),
+    (["server", "--config", "{evidence_server}"], "evidence_dir {blocked}/evidence: cannot make the folder"),
+    (["server", "--config", "{ca_server}"], "tls_ca_file /no/such/ca.crt: cannot load the broker's CA certificate"),
+    (["edge", "--config", "{ca_node}"], "mqtt.tls_ca_file /no/such/ca.crt: cannot load the broker's CA certificate"),
+    (["edge", "--config", "{state_node}"], "state_dir {blocked}/state: cannot make the node's folder"),
 ])
 def test_common_mistakes_get_one_line_that_names_them_not_a_traceback(tmp_path, args, message):
     """Found by review: each of these ended in a Python traceback."""
@@ -167,6 +174,24 @@ def test_common_mistakes_get_one_line_that_names_them_not_a_traceback(tmp_path, 
         files[f"{name}_server"].write_text(f"database_url: sqlite:///{tmp_path / 'gw.db'}\n"
                                            f"tokens_file: {tmp_path / f'{name}.yaml'}\n"
                                            f"dispatch_config: {REPO / 'config' / 'demo' / 'dispatch.yaml'}\n")
+    blocked = tmp_path / "a-file"  # a folder cannot be made inside a file
+    blocked.write_text("")
+    database = f"database_url: sqlite:///{tmp_path / 'gw.db'}\n"
+    for name, text in {"bad_url": "database_url: notaurl\n",
+                       "far_db": "database_url: postgresql+psycopg://gw:secret@127.0.0.1:1/gw\n",
+                       "no_db_dir": f"database_url: sqlite:///{tmp_path / 'no' / 'such' / 'gw.db'}\n",
+                       "evidence": database + f"evidence_dir: {blocked / 'evidence'}\n",
+                       "ca": database + f"evidence_dir: {tmp_path / 'ev'}\nmqtt_tls_ca_file: /no/such/ca.crt\n"}.items():
+        files[f"{name}_server"] = tmp_path / f"{name}-server.yaml"
+        files[f"{name}_server"].write_text(text)
+    node = {"node_id": "n1", "model": "yolo11n.pt", "cameras": [{"camera_id": "c1", "source": str(files["video"]),
+                                                                  "zones": [
+        {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0.5], [1, 0.5], [1, 1]]}]}]}
+    for name, extra in {"ca_node": {"mqtt": {"tls_ca_file": "/no/such/ca.crt"}, "state_dir": str(tmp_path / "s")},
+                        "state_node": {"state_dir": str(blocked / "state")}}.items():
+        files[name] = tmp_path / f"{name}.yaml"
+        files[name].write_text(json.dumps(node | extra))
+    message = message.format(blocked=blocked)
     result = gridwatch(*[arg.format(**files) for arg in args])
     assert result.returncode == 2, result.stderr[-500:]
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-500:]

@@ -8,13 +8,18 @@ import os
 import tempfile
 from pathlib import Path
 
+from gridwatch.config_files import ConfigError
+
 
 class EvidenceStore:
     """JPEGs on disk under their SHA-256 (content-addressed: the same image is kept once)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"evidence_dir {root}: cannot make the folder ({error.strerror or error})") from None
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.jpg"
