@@ -147,6 +147,8 @@ class StreetlightMonitor:
         except Exception as error:  # any adapter's failure is a controller that did not answer, never a dead loop
             if not isinstance(error, SensorError):
                 log.exception("lamp %s: its adapter failed", self.config.lamp_id)
+            elif self.controller_ok:  # once as it stops answering, not at every poll
+                log.warning("lamp %s: no reading from its controller: %s", self.config.lamp_id, error)
             self.controller_ok = False
             since = self._answered_at if self._answered_at is not None else now
             silent = now - since >= self.config.silent_seconds

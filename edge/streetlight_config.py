@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -36,6 +37,10 @@ class LampAdapterConfig(_Config):
     def _url_for_http(self) -> LampAdapterConfig:
         if self.type == "http" and not self.url:
             raise ValueError("an http adapter needs a url")
+        if self.url is not None:  # a typo would only show, minutes later, as a controller that never answers
+            parts = urllib.parse.urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"url {self.url!r}: an http:// or https:// URL with a host")
         return self
 
 

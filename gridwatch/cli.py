@@ -10,6 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from gridwatch.broker import BrokerError
 from gridwatch.cli_models import add_models_command
 from gridwatch.config_files import ConfigError, read_secret
@@ -51,6 +53,17 @@ def warn_of_unknown_variables() -> list[str]:
         log.warning("environment variable %s is no GridWatch setting%s; it is ignored", name,
                     f" (did you mean {close[0]}?)" if close else "")
     return unknown
+
+
+def port_number(text: str) -> int:
+    """A TCP port for argparse: 0 (any free one) to 65535."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: a port from 1 to 65535 (0: any free one)")
+    return number
 
 
 def _setup_logging(level: str, fmt: str = "text") -> None:
@@ -230,7 +243,7 @@ def cmd_broker_run(args: argparse.Namespace) -> int:
         bridge = Bridge(name=args.bridge_name, host=host, port=int(port), username=args.bridge_user,
                         password=read_secret(args.bridge_password_file, "--bridge-password-file"),
                         ca_file=args.bridge_ca_file)
-    broker = Broker(args.data_dir, args.passwd, port=args.port, bind=args.bind, bridge=bridge).start()
+    broker = Broker(args.data_dir, args.passwd, port=args.port or None, bind=args.bind, bridge=bridge).start()
     print(f"mosquitto on {broker.bind}:{broker.port}; Ctrl-C stops it", flush=True)
     stop = _stop_on_signals()
     while not stop.wait(1):
@@ -348,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "folder and the given password file.")
     run.add_argument("--passwd", type=Path, required=True, help="Password file from `gridwatch broker users`.")
     run.add_argument("--data-dir", type=Path, required=True, help="Folder for persistence, config and log.")
-    run.add_argument("--port", type=int, help="Port to listen on (default: a free one, printed).")
+    run.add_argument("--port", type=port_number, help="Port to listen on (default, or 0: a free one, printed).")
     run.add_argument("--bind", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
     run.add_argument("--bridge-to", metavar="HOST:PORT",
                      help="Run as a site's broker: bridge what its nodes publish to this core broker (where the "
@@ -375,9 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Stop after this many seconds (default 0: run until Ctrl-C).")
     demo.add_argument("--dwell", type=float, default=10.0,
                       help="Dwell time of the demo's no-parking zone in seconds (default 10).")
-    demo.add_argument("--api-port", type=int, default=8000, help="API port, or the next free one (default 8000).")
-    demo.add_argument("--mqtt-port", type=int, default=1883,
-                      help="Broker port, or the next free one (default 1883).")
+    demo.add_argument("--api-port", type=port_number, default=8000,
+                      help="API port (default 8000); when it is taken, or 0, any free one (printed).")
+    demo.add_argument("--mqtt-port", type=port_number, default=1883,
+                      help="Broker port (default 1883); when it is taken, or 0, any free one (printed).")
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -389,6 +403,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, BrokerError) as error:
         print(f"gridwatch: {error}", file=sys.stderr)
+        return 2
+    except ValidationError as error:  # a value given on the command line that a model refuses
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors())
+        print(f"gridwatch: {problems}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file or folder named on the command line that cannot be read or written
+        print(f"gridwatch: {error.filename or ''}{': ' if error.filename else ''}{error.strerror or error}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

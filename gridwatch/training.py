@@ -100,6 +100,8 @@ def fetch_feedback(server: str, classes: list[str], category: str | None, dest: 
                    token: str | None = None) -> Path:
     """Download the server's reviewed detections as a YOLO dataset into `dest` (images/, labels/, export.json).
     `token`: an operator's API token (default: GRIDWATCH_API_TOKEN)."""
+    if not server.startswith(("http://", "https://")):
+        raise TrainingError(f"--feedback {server!r}: the server's URL, e.g. http://127.0.0.1:8000")
     query = {"classes": ",".join(classes), **({"category": category} if category else {})}
     url = f"{server.rstrip('/')}/api/v1/training-data?{urllib.parse.urlencode(query)}"
     token = token or os.environ.get("GRIDWATCH_API_TOKEN")

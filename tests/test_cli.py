@@ -156,6 +156,13 @@ def test_adding_a_node_keeps_every_account_and_password_there_was(tmp_path):
     (["server", "--config", "{ca_server}"], "tls_ca_file /no/such/ca.crt: cannot load the broker's CA certificate"),
     (["edge", "--config", "{ca_node}"], "mqtt.tls_ca_file /no/such/ca.crt: cannot load the broker's CA certificate"),
     (["edge", "--config", "{state_node}"], "state_dir {blocked}/state: cannot make the node's folder"),
+    (["demo", "--mqtt-port", "70000"], "argument --mqtt-port: '70000': a port from 1 to 65535"),
+    (["broker", "run", "--passwd", "{passwd}", "--data-dir", "{dir}", "--port", "99999"], "a port from 1 to 65535"),
+    (["broker", "users", "--out", "{blocked}"], "{blocked}: File exists"),
+    (["server", "token", "", "--role", "operator"], "name: String should have at least 1 character"),
+    (["models", "export", "/no/such/weights.pt"], "/no/such/weights.pt: no such weights file"),
+    (["models", "train", "--recipe", "models/litter.yaml", "--out", "{dir}", "--feedback", "notaurl"],
+     "--feedback 'notaurl': the server's URL"),
 ])
 def test_common_mistakes_get_one_line_that_names_them_not_a_traceback(tmp_path, args, message):
     """Found by review: each of these ended in a Python traceback."""
@@ -181,7 +188,8 @@ def test_common_mistakes_get_one_line_that_names_them_not_a_traceback(tmp_path, 
                        "far_db": "database_url: postgresql+psycopg://gw:secret@127.0.0.1:1/gw\n",
                        "no_db_dir": f"database_url: sqlite:///{tmp_path / 'no' / 'such' / 'gw.db'}\n",
                        "evidence": database + f"evidence_dir: {blocked / 'evidence'}\n",
-                       "ca": database + f"evidence_dir: {tmp_path / 'ev'}\nmqtt_tls_ca_file: /no/such/ca.crt\n"}.items():
+                       "ca": f"{database}evidence_dir: {tmp_path / 'ev'}\nmqtt_tls_ca_file: /no/such/ca.crt\n",
+                       }.items():
         files[f"{name}_server"] = tmp_path / f"{name}-server.yaml"
         files[f"{name}_server"].write_text(text)
     node = {"node_id": "n1", "model": "yolo11n.pt", "cameras": [{"camera_id": "c1", "source": str(files["video"]),
@@ -192,6 +200,7 @@ def test_common_mistakes_get_one_line_that_names_them_not_a_traceback(tmp_path, 
         files[name] = tmp_path / f"{name}.yaml"
         files[name].write_text(json.dumps(node | extra))
     message = message.format(blocked=blocked)
+    files["blocked"] = blocked
     result = gridwatch(*[arg.format(**files) for arg in args])
     assert result.returncode == 2, result.stderr[-500:]
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-500:]

@@ -32,7 +32,7 @@ from server.models import CaseRecord, CaseTransition, EventRecord
 from server.services.case_records import assign, case_message, record_kpi
 from server.services.dispatch import Dispatcher
 from server.services.places import Nearby, Repeats
-from server.services.workflow import IN_UNIT, OPEN, WorkflowError, next_status
+from server.services.workflow import IN_UNIT, OPEN, WorkflowError, allowed_actions, next_status
 
 SYSTEM_ACTOR = "system"
 
@@ -231,9 +231,10 @@ class CaseService:
         """An operator's, supervisor's or field worker's step. Raises WorkflowError (403, 409, 422)."""
         status = S(case.status)
         if action is A.VOID:
+            next_status(status, action, role, void_reason or "unsaid")  # who may, and when, before what is missing
             if void_reason is None:
                 raise WorkflowError(422, "void needs void_reason: false_positive, duplicate, not_our_responsibility "
-                                         "or other", [])
+                                         "or other", allowed_actions(status, role))
             reason = f"{void_reason}: {reason}" if reason else void_reason
         next_status(status, action, role, reason)  # refuse before changing anything
         why = reason or action.value

@@ -101,6 +101,16 @@ def test_a_controller_that_answers_json_over_http_is_read_and_one_that_does_not_
         HttpJsonAdapter(url, timeout_seconds=0.5).read()
 
 
+@pytest.mark.parametrize("url", ["htp:/typo.example/lamp", "192.0.2.7/reading", "http:///reading"])
+def test_a_controller_url_that_is_no_http_url_is_refused_in_the_config_by_name(url):
+    """Found by review: a mistyped URL was taken, and minutes later the lamp was reported as a silent controller."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"adapter\.url|url '") as refused:
+        StreetlightConfig.model_validate({"lamp_id": "l1", "adapter": {"type": "http", "url": url}})
+    assert "an http:// or https:// URL with a host" in str(refused.value)
+
+
 @pytest.mark.parametrize("odd", [{"power_w": float("nan")}, {"ambient_lux": -1.0}, {"voltage_v": float("inf")}])
 def test_a_controller_reading_nan_or_below_zero_is_a_sensor_fault_and_telemetry_goes_on(odd):
     """Found by review: JSON takes NaN and negative figures, the reading took them, and the node's telemetry (every

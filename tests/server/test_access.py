@@ -123,6 +123,11 @@ def test_evidence_is_for_the_case_unit_and_the_command_centre_not_for_integrator
     assert snapshot("sanitation", "cam-2") == 403 and snapshot("sanitation", "cam-3") == 403, "it used to be 200"
     assert snapshot("operator", "cam-3") == 200 and snapshot("integrator", "cam-1") == 403
     assert snapshot("field_staff", "cam-1") == 403, "field staff of another unit, as for evidence"
+    voided = api.post(f"/api/v1/cases/{sanitation_case['id']}/actions",
+                      json={"action": "void", "void_reason": "duplicate"}, headers=as_role(api_tokens, "operator"))
+    assert voided.status_code == 200
+    assert snapshot("sanitation", "cam-1") == 403, "found by review: the camera's live picture, for good"
+    assert status("sanitation", litter) == 200, "the evidence of their unit's case stays theirs to see"
 
 
 @pytest.mark.one_database

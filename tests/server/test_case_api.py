@@ -65,6 +65,21 @@ def test_field_staff_act_on_their_own_units_cases_only(api, api_tokens, mqtt_cli
     assert act(api, api_tokens, "field_staff", case["id"], action="accept").status_code == 200
 
 
+def test_a_void_the_caller_may_not_take_is_refused_as_such_before_its_missing_reason(api, api_tokens, mqtt_client):
+    """Found by review: a void without `void_reason` was answered 422 ("needs void_reason") whoever sent it and
+    whatever the case's status, where the README promises 403 for a role that may not and 409 for a status that
+    does not allow it."""
+    send(mqtt_client("node-a"), score=0.9)
+    case = wait_until(lambda: api.get("/api/v1/cases").json()["items"])[0]
+    forbidden = act(api, api_tokens, "sanitation", case["id"], action="void")
+    assert forbidden.status_code == 403 and "may not void" in forbidden.json()["detail"]
+    missing = act(api, api_tokens, "operator", case["id"], action="void")
+    assert missing.status_code == 422 and missing.json()["allowed"]
+    act(api, api_tokens, "sanitation", case["id"], action="accept")
+    late = act(api, api_tokens, "operator", case["id"], action="void")
+    assert late.status_code == 409 and "cannot be void" in late.json()["detail"]
+
+
 def test_an_operator_rejects_a_doubtful_detection_and_the_verdict_trains_the_model(api, api_tokens, mqtt_client):
     node = mqtt_client("node-a")
     doubtful = send(node, score=0.35)

@@ -16,6 +16,7 @@ from server.api.schemas import CommandIn, CommandOut, NodeOut, RemoteConfigOut, 
 from server.core.security import Role
 from server.db import begin_writing
 from server.models import CameraSnapshot, CaseRecord, NodeCommand, NodeRecord
+from server.services.workflow import OPEN
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], dependencies=[Depends(get_caller)])
 
@@ -67,9 +68,10 @@ def get_snapshot(node_id: str, camera_id: str, session: SessionDep, store: Evide
         raise HTTPException(status_code=404, detail=f"no snapshot of camera {camera_id} of node {node_id}")
     if caller.role is Role.FIELD_STAFF and (caller.unit is None or session.scalar(  # as for evidence
             select(CaseRecord.id).where(CaseRecord.node_id == node_id, CaseRecord.camera_id == camera_id,
-                                        CaseRecord.unit_id == caller.unit).limit(1)) is None):
+                                        CaseRecord.unit_id == caller.unit,
+                                        CaseRecord.status.in_([status.value for status in OPEN])).limit(1)) is None):
         raise HTTPException(status_code=403, detail=f"field staff see the pictures of their unit's cases only: "
-                                                    f"camera {camera_id} has no case of unit {caller.unit}")
+                                                    f"camera {camera_id} has no open case of unit {caller.unit}")
     return FileResponse(store.path(snapshot.sha256), media_type="image/jpeg", headers={"ETag": snapshot.sha256})
 
 
