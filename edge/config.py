@@ -251,6 +251,13 @@ def load_node_config(path: Path) -> NodeConfig:
         config.mqtt.tls_ca_file = path.parent / config.mqtt.tls_ca_file
     if not config.manifest.is_absolute():
         config.manifest = path.parent / config.manifest
+    if "state_dir" in config.model_fields_set and not config.state_dir.is_absolute():
+        config.state_dir = path.parent / config.state_dir
+    if config.model and not Path(config.model).is_absolute() and (path.parent / config.model).exists():
+        config.model = str(path.parent / config.model)  # else a name ultralytics may download (yolo11n.pt)
+    for camera in config.cameras:  # a video file; not an rtsp:// URL nor a USB camera's index
+        if "://" not in camera.source and not camera.source.isdigit() and not Path(camera.source).is_absolute():
+            camera.source = str(path.parent / camera.source)
     if config.mqtt.tls_ca_file is not None:  # at start, not at the first connection, minutes later
         check_ca_file(config.mqtt.tls_ca_file, "mqtt.tls_ca_file")
     return config

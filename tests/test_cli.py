@@ -313,3 +313,18 @@ print(answer.status_code)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.stdout.strip() == "200", result.stderr[-500:]
     assert "hookpass" not in result.stderr and "SECRET123" not in result.stderr, result.stderr[-500:]
+
+
+def test_a_sqlite_database_named_relatively_in_the_server_file_lies_beside_it(tmp_path, monkeypatch):
+    """As evidence_dir and the other paths in the file: found by review, the database alone followed the working
+    directory (under systemd, /var/lib/gridwatch; by hand, wherever the server was started)."""
+    from server.core.config import load_server_settings
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "server.yaml").write_text("database_url: sqlite:///gw.db\nevidence_dir: evidence\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_server_settings(Path("etc/server.yaml"))
+    assert settings.database_url == f"sqlite:///{tmp_path / 'etc' / 'gw.db'}"
+    assert settings.evidence_dir == Path("etc/evidence")
+    (tmp_path / "etc" / "server.yaml").write_text("database_url: sqlite:////srv/gw.db\n")
+    assert load_server_settings(Path("etc/server.yaml")).database_url == "sqlite:////srv/gw.db"

@@ -78,6 +78,10 @@ def load_server_settings(path: Path | None = None) -> ServerSettings:
         for key in _RELATIVE_PATH_KEYS:
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str(path.parent / data[key])
+        url = data.get("database_url")  # a SQLite file named by a relative path: beside the file too
+        if isinstance(url, str) and url.startswith("sqlite:///") and (file := url[len("sqlite:///"):]) and \
+                not file.startswith(("/", ":memory:")) and not Path(file.split("?")[0]).is_absolute():
+            data["database_url"] = f"sqlite:///{(path.parent / file).resolve()}"
     if "mqtt_password_file" in data:  # the file names where the password is: a GRIDWATCH_MQTT_PASSWORD in the
         data.setdefault("mqtt_password", None)  # environment (the edge's, say) does not override it
     try:

@@ -112,3 +112,29 @@ def test_manifest_weights_named_without_a_folder_are_found_beside_the_manifest(t
     loaded = {spec.name: spec.weights for spec in load_manifest(manifest).models}
     assert loaded == {"stall": str(tmp_path / "models" / "stall.onnx"), "coco": "yolo11n.pt"}, \
         "a bare name not beside the manifest is one ultralytics downloads"
+
+
+def test_paths_in_the_file_are_taken_from_the_files_folder_urls_and_camera_indexes_as_they_are(tmp_path, monkeypatch):
+    """Found by review: `manifest:` was read beside the file but `source:` and `state_dir:` from wherever the node
+    was started, so a node.yaml with its clip beside it loaded its manifest, then said the clip did not exist."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "kerb.avi").write_bytes(b"")
+    (folder / "city.pt").write_bytes(b"")
+    text = VALID.replace("source: rtsp://10.0.0.7/stream1", "source: kerb.avi") + """\
+  - camera_id: usb
+    source: "0"
+    zones: [{zone_id: z, rule: no_litter, polygon: [[0, 0], [1, 0], [1, 1]]}]
+  - camera_id: rtsp
+    source: rtsp://10.0.0.7/stream1
+    zones: [{zone_id: z, rule: no_litter, polygon: [[0, 0], [1, 0], [1, 1]]}]
+state_dir: state
+model: city.pt
+"""
+    (folder / "node.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    config = load_node_config(Path("etc/node.yaml"))
+    assert [camera.source for camera in config.cameras] == ["etc/kerb.avi", "0", "rtsp://10.0.0.7/stream1"]
+    assert config.state_dir == Path("etc/state") and config.model == "etc/city.pt"
+    (folder / "node.yaml").write_text(text.replace("model: city.pt", "model: yolo11n.pt"))
+    assert load_node_config(Path("etc/node.yaml")).model == "yolo11n.pt", "a name to download stays a name"
