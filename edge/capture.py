@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from gridwatch.redact import redacted
+
 log = logging.getLogger(__name__)
 
 
@@ -72,6 +74,8 @@ class VideoSource:
         camera's frames are stamped by `clock` (the wall clock) and sampled by `monotonic`, which no clock step
         moves: sampled by the wall clock, a camera whose clock NTP stepped back went blind for the step's length."""
         self.source = source
+        self.shown = redacted(source)
+        """The source for logs and errors (telemetry carries them): an rtsp:// URL without its user and password."""
         self.sample_fps = sample_fps
         self.realtime = realtime
         self.live = is_live(source)
@@ -103,7 +107,7 @@ class VideoSource:
         capture = self._opener(int(self.source) if self.source.isdigit() else self.source)
         if not capture.isOpened():
             capture.release()
-            raise CaptureError(f"cannot open video source {self.source!r}")
+            raise CaptureError(f"cannot open video source {self.shown!r}")
         return capture
 
     def _reopen_live(self, stop: threading.Event | None) -> cv2.VideoCapture:
@@ -116,13 +120,13 @@ class VideoSource:
                 continue
             self.reconnects += 1
             self.delivering = True
-            log.info("camera %s reconnected", self.source)
+            log.info("camera %s reconnected", self.shown)
             return capture
 
     def _pause(self, why: str, stop: threading.Event | None) -> None:
         """Wait before the next try: 1 s, doubling to `max_backoff` while the tries fail in a row; `_Stopped` if
         `stop` is set meanwhile."""
-        log.warning("camera %s %s; retrying in %.0f s", self.source, why, self._backoff)
+        log.warning("camera %s %s; retrying in %.0f s", self.shown, why, self._backoff)
         if stop is None:
             self._sleep(self._backoff)
         elif stop.wait(self._backoff):
@@ -161,7 +165,7 @@ class VideoSource:
                     capture.release()
                     capture = self._first_live_open(stop) if self.live else self._open()
                     self.restarts += 1
-                    log.info("camera %s reopened on request", self.source)
+                    log.info("camera %s reopened on request", self.shown)
                 ok = capture.grab()  # demux only: frames we skip are never decoded or colour-converted
                 if not ok:
                     capture.release()
@@ -169,14 +173,14 @@ class VideoSource:
                         if dry:  # it opens, but sends nothing: wait as for one that does not open
                             self._pause("opens but sends no frame", stop)
                         else:
-                            log.warning("camera %s stopped delivering frames", self.source)
+                            log.warning("camera %s stopped delivering frames", self.shown)
                         capture = self._reopen_live(stop)
                         dry = True
                         continue
                     if self.loop and position > 0:
                         capture = self._open()
                         continue
-                    log.info("end of %s after %d frames", self.source, position)
+                    log.info("end of %s after %d frames", self.shown, position)
                     return
                 self.frames_read += 1
                 if dry:  # frames again: the next failure starts its back-off afresh

@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import logging
 import threading
-import urllib.parse
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -34,6 +33,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, aliased, object_session
 
 from gridwatch.contract import CaseMessage
+from gridwatch.redact import redacted
 from server.db import Database, begin_writing
 from server.models import WebhookDelivery, WebhookSubscription, utcnow
 
@@ -52,16 +52,6 @@ def _first_bytes(response: httpx.Response, limit: int) -> bytes:
         if len(read) >= limit:
             break
     return read[:limit]
-
-
-def redacted(url: str) -> str:
-    """A subscription's URL without what may be a credential in it (user and password, the query): for logs and
-    for the operators who may list subscriptions."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
-    netloc = ("***@" if parts.username or parts.password else "") + host + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
 class Webhooks:

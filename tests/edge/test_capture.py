@@ -224,3 +224,21 @@ def test_a_camera_started_again_opens_its_source_only_once_the_stalled_reader_be
     began = time.monotonic()
     assert list(away.frames(stop)) == [], "a reader waiting to reconnect ends when told to stop"
     assert time.monotonic() - began < 3
+
+
+def test_a_cameras_password_stays_out_of_the_log_and_of_what_telemetry_reports(caplog):
+    """Found by review: `rtsp://user:password@…` was logged at every reconnect, and the error telemetry carries."""
+    script = iter([ScriptedCapture(True, 1), ScriptedCapture(False, 0), ScriptedCapture(True, 1)])
+    ticks = iter(range(1000))
+    source = VideoSource("rtsp://viewer:s3cret@192.0.2.10/stream1?key=abc", sample_fps=1,
+                         opener=lambda _src: next(script), sleep=lambda _s: None, clock=lambda: float(next(ticks)),
+                         monotonic=lambda: float(next(ticks)))
+    with caplog.at_level("INFO", logger="edge.capture"):
+        frames = source.frames()
+        next(frames), next(frames)
+    assert "rtsp://***@192.0.2.10/stream1" in caplog.text
+    assert "s3cret" not in caplog.text and "abc" not in caplog.text and "viewer" not in caplog.text
+    with pytest.raises(CaptureError) as refused:
+        VideoSource("rtsp://viewer:s3cret@192.0.2.10/stream1", sample_fps=1,
+                    opener=lambda _src: ScriptedCapture(False, 0))._open()
+    assert "s3cret" not in str(refused.value)

@@ -184,6 +184,6 @@ def test_operators_see_subscriptions_without_the_credentials_in_their_urls(fast_
     ("http://hooks.example.org/hook", "http://hooks.example.org/hook"),
 ])
 def test_a_url_is_shown_without_its_credentials_and_otherwise_as_it_is(url, shown):
-    from server.services.webhooks import redacted
+    from gridwatch.redact import redacted
 
     assert redacted(url) == shown

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import func, select
 
+from gridwatch.redact import redacted
 from server.api.deps import BigRowId, OperatorDep, PageNumber, PageSize, RowId, SessionDep, allow, get_caller
 from server.api.schemas import DeliveryOut, Page, WebhookCreated, WebhookIn, WebhookOut
 from server.core.security import Role, TokenEntry
 from server.models import WebhookDelivery, WebhookSubscription, utcnow
-from server.services.webhooks import redacted
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], dependencies=[Depends(get_caller)])
 AdminDep = Annotated[TokenEntry, Depends(allow(Role.ADMIN))]
