@@ -240,6 +240,10 @@ def cmd_broker_run(args: argparse.Namespace) -> int:
             raise BrokerError(f"--bridge-to {args.bridge_to!r}: give the core broker as HOST:PORT")
         if not args.bridge_password_file:
             raise BrokerError("--bridge-to needs --bridge-password-file (the bridge account's password)")
+        if args.bridge_ca_file is not None:  # Mosquitto would say so only in its own log, and run without the bridge
+            from gridwatch.mqtt import check_ca_file
+
+            check_ca_file(args.bridge_ca_file, "--bridge-ca-file")
         bridge = Bridge(name=args.bridge_name, host=host, port=int(port), username=args.bridge_user,
                         password=read_secret(args.bridge_password_file, "--bridge-password-file"),
                         ca_file=args.bridge_ca_file)
