@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gridwatch.cli import build_parser
+from gridwatch.config_files import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -316,6 +317,18 @@ print(answer.status_code)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.stdout.strip() == "200", result.stderr[-500:]
     assert "hookpass" not in result.stderr and "SECRET123" not in result.stderr, result.stderr[-500:]
+
+
+def test_a_bad_setting_from_the_environment_is_named_as_the_variable(tmp_path, monkeypatch):
+    """Found by review: GRIDWATCH_API_PORT=abc was reported as the config file's invalid api_port, a key the file
+    did not have."""
+    from server.core.config import load_server_settings
+
+    (tmp_path / "server.yaml").write_text("evidence_dir: evidence\n")
+    monkeypatch.setenv("GRIDWATCH_API_PORT", "abc")
+    with pytest.raises(ConfigError, match=r"and the environment: GRIDWATCH_API_PORT\)") as refused:
+        load_server_settings(tmp_path / "server.yaml")
+    assert "api_port" in str(refused.value)
 
 
 def test_a_sqlite_database_named_relatively_in_the_server_file_lies_beside_it(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ whatever the file leaves out. Unknown keys are errors that name the key."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError
@@ -87,4 +88,9 @@ def load_server_settings(path: Path | None = None) -> ServerSettings:
     try:
         return ServerSettings(**data)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(error, str(path or "environment"))) from None
+        from_environment = sorted({f"GRIDWATCH_{key.upper()}" for problem in error.errors()
+                                   if (key := str(problem["loc"][0]) if problem["loc"] else "") and key not in data
+                                   and f"GRIDWATCH_{key.upper()}" in os.environ})
+        where = str(path or "environment") + (f" (and the environment: {', '.join(from_environment)})"
+                                              if from_environment and path is not None else "")
+        raise ConfigError(format_validation_error(error, where)) from None
