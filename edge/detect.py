@@ -43,6 +43,15 @@ def still_current(detector: object, weights: str) -> bool:
     return shared is None or shared.stamp == weights_stamp(weights)
 
 
+def adopt_library_log(name: str) -> None:
+    """A library that prints through a handler of its own (ultralytics: to stdout) logs through the node's instead:
+    one format, and one JSON object a line with `--log-format json`."""
+    logger = logging.getLogger(name)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+
+
 class SharedModel:
     """One loaded model that every camera of a node detects with (a node of eight cameras loads it once). Calls are
     serialised; with `batch_window` > 0 the frames that cameras hand in within that window go through the model in
@@ -51,6 +60,7 @@ class SharedModel:
     def __init__(self, model: str, batch_window: float = 0.0, max_batch: int = 8) -> None:
         from ultralytics import YOLO  # imported here: loading torch takes seconds, config checks should not
 
+        adopt_library_log("ultralytics")
         self.path = Path(model)
         self.stamp = weights_stamp(model)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -72,6 +73,8 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
         "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin at every start
+    if fmt == "json":  # FFmpeg's own lines (a camera's stream refused) are not JSON: OpenCV keeps them quiet
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     for name in ("httpx", "httpcore"):  # a line per webhook delivery, with the receiver's whole URL: its user,
         logging.getLogger(name).setLevel(logging.WARNING)  # password and ?token= (webhooks log it redacted)
 
@@ -400,22 +403,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refused(problem: str, log_format: str) -> int:
+    """What stopped the command, on stderr: one line, or one JSON object with `--log-format json`."""
+    if log_format == "json":
+        print(json.dumps({"level": "ERROR", "logger": "gridwatch", "message": problem}, ensure_ascii=False),
+              file=sys.stderr)
+    else:
+        print(f"gridwatch: {problem}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
     except (ConfigError, BrokerError) as error:
-        print(f"gridwatch: {error}", file=sys.stderr)
-        return 2
+        return _refused(str(error), args.log_format)
     except ValidationError as error:  # a value given on the command line that a model refuses
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors())
-        print(f"gridwatch: {problems}", file=sys.stderr)
-        return 2
+        return _refused("; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors()),
+                        args.log_format)
     except OSError as error:  # a file or folder named on the command line that cannot be read or written
-        print(f"gridwatch: {error.filename or ''}{': ' if error.filename else ''}{error.strerror or error}",
-              file=sys.stderr)
-        return 2
+        return _refused(f"{error.filename or ''}{': ' if error.filename else ''}{error.strerror or error}",
+                        args.log_format)
     except KeyboardInterrupt:
         return 130
 

@@ -57,3 +57,31 @@ def test_scan_refuses_a_bad_camera_config(tmp_path, model_path):
     result = subprocess.run([sys.executable, "-m", "gridwatch", "edge", "scan", __file__, "--camera", str(camera),
                              "--out", str(tmp_path / "e.jsonl")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and "zones.0.colour: unknown key" in result.stderr
+
+
+def test_with_json_logs_every_line_the_node_writes_is_json_the_models_own_included(tmp_path, model_path):
+    """Found by review: with `--log-format json` ultralytics still printed `Loading … for OpenVINO inference...` as
+    text, and a refused config ended in a plain `gridwatch: …` line, which a log collector cannot read."""
+    from gridwatch.demo_media import ultralytics_asset
+
+    clip = tmp_path / "bus.avi"
+    image = cv2.imread(str(ultralytics_asset("bus.jpg")))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5, (image.shape[1], image.shape[0]))
+    for _ in range(5):
+        writer.write(image)
+    writer.release()
+    camera = tmp_path / "camera.yaml"
+    camera.write_text(VAN_ZONE)
+    command = [sys.executable, "-m", "gridwatch", "--log-format", "json", "--log-level", "INFO", "edge", "scan",
+               str(clip), "--camera", str(camera), "--out", str(tmp_path / "e.jsonl"), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600,
+                            env={**os.environ, "GRIDWATCH_MODEL": model_path})
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert any(line["logger"].startswith("ultralytics") for line in lines), result.stderr[-2000:]
+    camera.write_text(VAN_ZONE.replace("dwell_seconds: 20", "dwell_seconds: 20\n    colour: red"))
+    refused = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600,
+                             env={**os.environ, "GRIDWATCH_MODEL": model_path})
+    assert refused.returncode == 2
+    [line] = [json.loads(line) for line in refused.stderr.splitlines() if line.strip()]
+    assert "zones.0.colour: unknown key" in line["message"] and line["level"] == "ERROR"
