@@ -11,6 +11,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
+from edge.capture import is_live
 from edge.commands import CommandHandler
 from edge.comms import NodeLink
 from edge.config import NodeConfig
@@ -70,6 +71,10 @@ class EdgeNode:
                  config.manifest, len(config.cameras))
         registry = ModelRegistry(config.batch_window_ms / 1000)
         factory = partial(make_detector, registry=registry)
+        for index, camera in enumerate(config.cameras):  # before any model loads, which takes seconds
+            if not is_live(camera.source) and not Path(camera.source).exists():
+                raise ConfigError(f"cameras.{index}.source ({camera.camera_id}): video source {camera.source!r} "
+                                  f"does not exist")
         pipelines = [CameraPipeline.build(config, camera, manifest, detector_factory=factory)
                      for camera in config.cameras]
         lamps = [StreetlightMonitor(light, make_adapter(light)) for light in config.streetlights]

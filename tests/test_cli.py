@@ -160,6 +160,8 @@ def test_adding_a_node_keeps_every_account_and_password_there_was(tmp_path):
     (["broker", "run", "--passwd", "{passwd}", "--data-dir", "{dir}", "--bridge-to", "core:1883",
       "--bridge-password-file", "{passwd}", "--bridge-ca-file", "/no/such/ca.crt"],
      "--bridge-ca-file /no/such/ca.crt: cannot load the broker's CA certificate"),
+    (["edge", "--config", "{no_manifest_node}"], "manifest {tmp}/nomanifest.yaml: no such file"),
+    (["edge", "--config", "{no_video_node}"], "cameras.0.source (c1): video source '/no/such/clip.avi' does not"),
     (["demo", "--mqtt-port", "70000"], "argument --mqtt-port: '70000': a port from 1 to 65535"),
     (["broker", "run", "--passwd", "{passwd}", "--data-dir", "{dir}", "--port", "99999"], "a port from 1 to 65535"),
     (["broker", "users", "--out", "{blocked}"], "{blocked}: File exists"),
@@ -200,10 +202,14 @@ def test_common_mistakes_get_one_line_that_names_them_not_a_traceback(tmp_path, 
                                                                   "zones": [
         {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0.5], [1, 0.5], [1, 1]]}]}]}
     for name, extra in {"ca_node": {"mqtt": {"tls_ca_file": "/no/such/ca.crt"}, "state_dir": str(tmp_path / "s")},
-                        "state_node": {"state_dir": str(blocked / "state")}}.items():
+                        "state_node": {"state_dir": str(blocked / "state")},
+                        "no_manifest_node": {"manifest": "nomanifest.yaml", "state_dir": str(tmp_path / "s")},
+                        "no_video_node": {"state_dir": str(tmp_path / "s"), "manifest": str(REPO / "models/coco.yaml"),
+                                          "cameras": [{**node["cameras"][0], "source": "/no/such/clip.avi"}]},
+                        }.items():
         files[name] = tmp_path / f"{name}.yaml"
         files[name].write_text(json.dumps(node | extra))
-    message = message.format(blocked=blocked)
+    message = message.format(blocked=blocked, tmp=tmp_path)
     files["blocked"] = blocked
     result = gridwatch(*[arg.format(**files) for arg in args])
     assert result.returncode == 2, result.stderr[-500:]

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
 
-from gridwatch.config_files import ConfigError, load_yaml_model
+from gridwatch.config_files import ConfigError, load_yaml_model, validation_problems
 from gridwatch.contract import CaseAssignment, Category, Location, Person
 from server.services.duty import Shift, WorkingHours, add_working_time, taking_over, working_time_between
 
@@ -135,8 +135,11 @@ def load_grids(path: Path) -> list[Grid]:
         try:
             properties = GridProperties.model_validate(feature.get("properties") or {})
             geometry = shape(feature["geometry"])
-        except (ValidationError, KeyError, ValueError, TypeError, AttributeError) as error:
-            raise ConfigError(f"{path}: features.{index}: {error}") from None
+        except ValidationError as error:  # each problem by its key, as in the YAML files
+            raise ConfigError("; ".join(f"{path}: features.{index}.properties.{problem}"
+                                        for problem in validation_problems(error))) from None
+        except (KeyError, ValueError, TypeError, AttributeError) as error:
+            raise ConfigError(f"{path}: features.{index}.geometry: {error}") from None
         if geometry.geom_type not in ("Polygon", "MultiPolygon") or not geometry.is_valid:
             raise ConfigError(f"{path}: features.{index} ({properties.grid_id}): not a valid polygon")
         west, south, east, north = geometry.bounds

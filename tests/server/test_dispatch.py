@@ -208,6 +208,8 @@ LON_LAT = [[120.15, 30.27], [120.16, 30.27], [120.16, 30.28], [120.15, 30.28], [
      r"features.0 \(G1\): coordinates outside .*\[lon, lat\]"),
     ({"type": "FeatureCollection", "features": [_grid_feature(LON_LAT, streetchief={"name": "Li"})]},
      "streetchief: unknown key; did you mean street_chief"),
+    ({"type": "FeatureCollection", "features": [{**_grid_feature(LON_LAT), "properties": {"street": "Wulin"}}]},
+     r"features.0.properties.grid_id: Field required$"),  # found by review: pydantic's own repr, with a web link
 ])
 def test_grids_that_would_route_nothing_are_refused_with_the_reason(tmp_path, grids, message):
     """Found by review: a single Feature or a list loaded as no grids (or crashed unnamed), grids in [lat, lon]
