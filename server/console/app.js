@@ -55,9 +55,26 @@ function route() {
   page.mount().catch((error) => root.replaceChildren(h("p", { class: "error" }, error.message)));
 }
 
+/** The pages a role has a use for (the server refuses the rest): field staff and integrators review nothing, edit
+ * no zones; field staff get no assessment. Missing here: every page. */
+const PAGES = {
+  field_staff: ["cases", "case", "city", "board"],
+  integrator: ["cases", "case", "city", "assessment", "board"],
+};
+
+function home() {
+  const caller = session.caller;
+  if (caller.role === "field_staff" && caller.unit) return `#/cases?${new URLSearchParams({ unit_id: caller.unit })}`;
+  return (PAGES[caller.role] ?? ["review"]).includes("review") ? "#/review" : "#/cases";
+}
+
 function start() {
   const header = document.getElementById("top");
   header.hidden = false;
+  const pages = PAGES[session.caller.role];
+  header.querySelectorAll("nav a").forEach((link) => {
+    link.hidden = Boolean(pages) && !pages.includes(link.getAttribute("href").slice(2));
+  });
   document.getElementById("who").textContent = `${session.caller.name} (${session.caller.role})`;
   translate(header);
   stopLive?.();
@@ -65,7 +82,8 @@ function start() {
     (connected) => document.getElementById("live-state").classList.toggle("on", connected),
     () => (page?.resync ? page.resync() : route()),  // a page that can read afresh keeps what is being typed
     () => { session.token = null; session.caller = null; loginPage(t("login.revoked")); });
-  if (!location.hash) location.hash = "#/review";
+  const [page] = location.hash.slice(2).split(/[/?]/);
+  if (!location.hash || (pages && !pages.includes(page || "review"))) location.hash = home();
   route();
 }
 

@@ -150,6 +150,21 @@ def test_a_field_worker_reports_back_with_a_photo_the_operator_then_sees(server_
     assert integrator.locator("#timeline li").count() >= 3 and integrator.locator("p.error").count() == 0
 
 
+def test_a_field_worker_lands_on_their_units_cases_with_only_the_pages_they_can_use(server_url, browser, api_tokens):
+    """Found by review: every role saw every tab and landed on the review queue; field staff and integrators got
+    refusals from pages that were never theirs."""
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.goto(f"{server_url}/console/")
+    page.fill("#token", api_tokens["sanitation"])
+    page.click("button[type=submit]")
+    page.wait_for_function("location.hash.startsWith('#/cases')")
+    assert "unit_id=sanitation" in page.evaluate("location.hash")
+    shown = page.locator("header nav a:visible").all_inner_texts()
+    assert shown == ["Cases", "City", "Street chiefs"], shown
+    page.goto(f"{server_url}/console/#/zones")  # typed by hand: still the server's to refuse, the tab stays hidden
+    assert page.locator("header nav a[href='#/zones']").is_hidden()
+
+
 def test_a_supervisor_sees_the_review_queue_but_cannot_decide_in_it(server_url, browser, api_tokens, mqtt_client):
     """Found by review: Confirm and Reject were offered to every role; a supervisor's key press hid the detection,
     got a 403 and put it back."""
