@@ -6,6 +6,7 @@ import logging
 import sqlite3
 import threading
 import time
+import uuid
 from collections import Counter
 from datetime import datetime
 from functools import partial
@@ -17,7 +18,7 @@ from edge.comms import NodeLink
 from edge.config import NodeConfig
 from edge.detect import ModelRegistry
 from edge.manifest import Manifest, load_manifest
-from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxSender
+from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxError, OutboxSender
 from edge.pipeline import CameraPipeline
 from edge.remote_config import RemoteConfigurator
 from edge.rules.stationary import RuleEvent
@@ -29,6 +30,8 @@ from gridwatch.contract import (
     SCHEMA_VERSION,
     Category,
     ConfigStatus,
+    Event,
+    EventType,
     NodeTelemetry,
     TopicKind,
     event_topic,
@@ -40,7 +43,25 @@ log = logging.getLogger(__name__)
 
 
 STOP_GRACE_SECONDS = 10.0
-"""How long a stopping node waits for each camera and its streetlights to finish what they are doing."""
+"""How long a stopping node waits for its cameras and streetlights to finish what they are doing."""
+
+
+def end_what_was_left_open(outbox: Outbox, now: datetime | None = None) -> int:
+    """Each violation the node was watching when it last stopped without ending it (killed, its power lost) gets
+    its `end`, as interrupted (the node stopped watching; nothing saw the object go), behind what the outbox holds:
+    its case no longer waits for an `end` that would never come. Returns how many."""
+    now = now or datetime.now().astimezone()
+    ended = 0
+    for topic, payload in outbox.left_open():
+        try:
+            last = Event.model_validate_json(payload)
+        except ValueError:  # not an event of ours: nothing to end
+            continue
+        end = last.model_copy(update={"event_id": uuid.uuid4(), "type": EventType.END, "interrupted": True,
+                                      "observed_at": max(now, last.observed_at), "evidence": None})
+        outbox.put(topic, end.wire(), EVENT)
+        ended += 1
+    return ended
 
 
 class EdgeNode:
@@ -79,9 +100,16 @@ class EdgeNode:
                      for camera in config.cameras]
         lamps = [StreetlightMonitor(light, make_adapter(light)) for light in config.streetlights]
         link = NodeLink(config.node_id, config.mqtt, config.state_dir)
-        outbox = Outbox(config.state_dir / config.node_id / "outbox.db", int(config.outbox_max_mb * 1024 * 1024))
+        try:
+            outbox = Outbox(config.state_dir / config.node_id / "outbox.db",
+                            int(config.outbox_max_mb * 1024 * 1024))
+        except OutboxError as error:
+            raise ConfigError(str(error)) from None
         if outbox.depth:
             log.info("outbox holds %d message(s) from before; they go first", outbox.depth)
+        if ended := end_what_was_left_open(outbox):
+            log.warning("%d violation(s) were still being watched when the node last stopped without ending them "
+                        "(killed, its power lost): ended as interrupted, after what the outbox holds", ended)
         configurator = RemoteConfigurator(config.node_id, {p.camera.camera_id: p for p in pipelines},
                                           config.state_dir / config.node_id / "remote-config.json")
         restored = configurator.restore()
@@ -204,8 +232,9 @@ class EdgeNode:
                 stop.wait(0.2)
         finally:
             stop.set()
-            for thread in threads:
-                thread.join(timeout=STOP_GRACE_SECONDS)
+            grace = time.monotonic() + STOP_GRACE_SECONDS  # one grace for them all: a hung camera and a slow one
+            for thread in threads:  # must not take the service manager's stop timeout between them
+                thread.join(timeout=max(0.0, grace - time.monotonic()))
             if busy := [thread.name for thread in threads if thread.is_alive()]:
                 # a camera still in its frame (a slow model) ends its violations as interrupted when it stops: the
                 # outbox stays open for them, and what they write goes out at the next start

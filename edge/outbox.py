@@ -14,7 +14,10 @@ everything it drops, so nothing is lost silently; the counts go out in telemetry
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import shutil
 import sqlite3
 import threading
 import time
@@ -24,6 +27,27 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 EVENT, EVIDENCE = "event", "evidence"
+DISK_RESERVE = 32 * 1024 * 1024
+"""Free disk the outbox leaves to everything else (the system's logs, SQLite's own journal): its limit comes down
+to what the disk has, so a long outage fills the outbox to its policy rather than the disk to a standstill."""
+
+
+class OutboxError(RuntimeError):
+    """The outbox cannot be opened (its file held by another process, its disk failing): the node does not start
+    rather than start without what it holds."""
+
+
+def _error_name(error: sqlite3.Error) -> str:
+    return getattr(error, "sqlite_errorname", "") or ""
+
+
+def _event_meta(payload: bytes) -> tuple[str | None, str | None]:
+    """An event's type and violation id, read from its payload (None, None for what is not one)."""
+    try:
+        event = json.loads(payload)
+        return str(event["type"]), str(event["violation_id"])
+    except (ValueError, KeyError, TypeError):
+        return None, None
 
 
 @dataclass(frozen=True)
@@ -42,17 +66,43 @@ class Outbox:
         self._lock = threading.Lock()
         try:
             self._open()
-        except sqlite3.DatabaseError as error:  # damaged (a power cut on a cheap SD card): kept aside, not retried
-            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-            log.error("outbox %s cannot be read (%s); moved to %s, and a new one started (what it held is there "
-                      "for salvage)", path, error, aside)
+        except sqlite3.DatabaseError as error:
             if (damaged := getattr(self, "_db", None)) is not None:
                 damaged.close()
-            for suffix in ("", "-wal", "-shm"):
-                if (part := Path(f"{path}{suffix}")).exists():
-                    part.replace(Path(f"{aside}{suffix}"))
-            self._open()
+            if not _error_name(error).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+                # full, locked by another process, failing: what it holds is sound, so the node waits for it
+                raise OutboxError(f"outbox {path} cannot be opened ({error}); nothing in it was touched") from None
+            self._set_aside_and_salvage(error)
+        self._fit_the_disk()
         self.wakeup = threading.Event()
+
+    def _set_aside_and_salvage(self, error: sqlite3.Error) -> None:
+        """A damaged file (a power cut on a cheap SD card) is moved aside, and what of it can still be read goes into
+        a new one: a damaged index or page costs the messages on it, not the whole backlog."""
+        path = self.path
+        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            if (part := Path(f"{path}{suffix}")).exists():
+                part.replace(Path(f"{aside}{suffix}"))
+        self._open()
+        rows, counters = [], []
+        try:
+            old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
+            try:
+                with contextlib.suppress(sqlite3.DatabaseError):  # what was dropped before, as far as it reads
+                    counters = old.execute("SELECT name, value FROM counters").fetchall()
+                for row in old.execute("SELECT topic, payload, kind, created FROM outbox NOT INDEXED ORDER BY rowid"):
+                    rows.append(row)
+            finally:
+                old.close()
+        except sqlite3.DatabaseError as reading:
+            log.warning("outbox %s: reading the damaged copy stopped at %d message(s): %s", aside, len(rows), reading)
+        for topic, payload, kind, created in rows:
+            self._insert(topic, bytes(payload), kind, created)
+        for name, value in counters:
+            self._db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", (name, value))
+        log.error("outbox %s cannot be read (%s); moved to %s and a new one started with the %d message(s) still "
+                  "readable in it", path, error, aside, len(rows))
 
     def _open(self) -> None:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -62,47 +112,107 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
             "payload BLOB NOT NULL, kind TEXT NOT NULL, bytes INTEGER NOT NULL, created REAL NOT NULL)"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        for column in ("event_type", "violation"):  # an outbox from before they were kept: its rows have none
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} TEXT")
         self._db.execute("CREATE INDEX IF NOT EXISTS outbox_lane ON outbox (kind, id)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_violation ON outbox (violation, id)")
         self._db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS watching (violation TEXT PRIMARY KEY, topic TEXT NOT NULL, "
+                         "payload BLOB NOT NULL)")
+        """The latest event of each violation the node has not ended: what a node killed while watching left
+        open (`left_open`)."""
         self._sizes = {EVENT: 0, EVIDENCE: 0} | dict(self._db.execute(
             "SELECT kind, COALESCE(SUM(bytes), 0) FROM outbox GROUP BY kind").fetchall())
         """Bytes held of each kind, kept in step with the table (summing it reads every image)."""
 
+    def _fit_the_disk(self) -> None:
+        """The limit comes down to what the disk has free (less `DISK_RESERVE`) besides what the outbox holds."""
+        free = shutil.disk_usage(self.path.parent).free
+        fits = self._size + max(0, free - DISK_RESERVE)
+        if fits < self.max_bytes:
+            log.warning("outbox %s: the disk has room for %.1f MB of it, not the %.1f MB set (outbox_max_mb)",
+                        self.path, fits / 2**20, self.max_bytes / 2**20)
+            self.max_bytes = fits
+
     def put(self, topic: str, payload: bytes, kind: str) -> int | None:
         """Stores the message and returns its id; None when the size limit leaves it no room (counted as
-        `dropped_KIND` and logged)."""
+        `dropped_KIND` and logged). A disk that turns out full brings the limit down to what the outbox holds and
+        makes room by the same policy."""
         with self._lock:
-            if not self._make_room(len(payload), kind):
-                self._count(f"dropped_{kind}")
-                log.error("outbox full (%d bytes): the new %s %s (%d bytes) finds no room; dropped", self.max_bytes,
-                          kind, topic, len(payload))
-                return None
-            cursor = self._db.execute(
-                "INSERT INTO outbox (topic, payload, kind, bytes, created) VALUES (?, ?, ?, ?, ?)",
-                (topic, payload, kind, len(payload), time.time()),
-            )
-            self._sizes[kind] += len(payload)
+            for attempt in (1, 2):
+                if not self._make_room(len(payload), kind):
+                    self._count(f"dropped_{kind}")
+                    log.error("outbox full (%d bytes): the new %s %s (%d bytes) finds no room; dropped",
+                              self.max_bytes, kind, topic, len(payload))
+                    return None
+                try:
+                    message_id = self._insert(topic, payload, kind, time.time())
+                    break
+                except sqlite3.OperationalError as error:
+                    if attempt == 2 or not _error_name(error).startswith("SQLITE_FULL"):
+                        raise
+                    self.max_bytes = max(0, self._size - len(payload))
+                    log.error("outbox %s: the disk is full; it now holds at most %.1f MB, making room by its policy",
+                              self.path, self.max_bytes / 2**20)
         self.wakeup.set()
+        return message_id
+
+    def _insert(self, topic: str, payload: bytes, kind: str, created: float) -> int:
+        """One message, and for an event what the node is watching, in one transaction."""
+        event_type, violation = _event_meta(payload) if kind == EVENT else (None, None)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = self._db.execute(
+                "INSERT INTO outbox (topic, payload, kind, bytes, created, event_type, violation) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (topic, payload, kind, len(payload), created, event_type, violation))
+            if violation is not None and event_type == "end":
+                self._db.execute("DELETE FROM watching WHERE violation = ?", (violation,))
+            elif violation is not None:
+                self._db.execute("INSERT OR REPLACE INTO watching (violation, topic, payload) VALUES (?, ?, ?)",
+                                 (violation, topic, payload))
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                self._db.execute("ROLLBACK")
+            raise
+        self._sizes[kind] += len(payload)
         return int(cursor.lastrowid)
 
+    def left_open(self) -> list[tuple[str, bytes]]:
+        """(topic, latest event) of each violation whose `end` never came: at a start, what the node was watching
+        when it was killed or lost its power, for it to end as interrupted."""
+        with self._lock:
+            return [(topic, bytes(payload)) for topic, payload in
+                    self._db.execute("SELECT topic, payload FROM watching ORDER BY rowid")]
+
     def _make_room(self, incoming: int, incoming_kind: str) -> bool:
-        """Room for `incoming` bytes by the stated policy (oldest evidence first; event records only for an event);
-        False, with nothing dropped, when there can be none."""
+        """Room for `incoming` bytes by the stated policy (oldest evidence first; for an event, then heartbeats a
+        later event of their violation supersedes, then the oldest events); False, with nothing dropped, when there
+        can be none."""
         if self._size + incoming <= self.max_bytes:
             return True
         victims = (EVIDENCE, EVENT) if incoming_kind == EVENT else (EVIDENCE,)
         if incoming > self.max_bytes - self._size + sum(self._sizes.get(kind, 0) for kind in victims):
             return False
-        for kind in victims:
+        oldest = "SELECT id, bytes, topic FROM outbox WHERE kind = ? ORDER BY id LIMIT 1"
+        superseded = ("SELECT id, bytes, topic FROM outbox AS o WHERE kind = 'event' AND event_type = 'update' AND "
+                      "EXISTS (SELECT 1 FROM outbox AS later WHERE later.violation = o.violation AND later.id > o.id) "
+                      "ORDER BY id LIMIT 1")
+        for kind, query, counter in ((EVIDENCE, oldest, "dropped_evidence"), (EVENT, superseded, "dropped_update"),
+                                     (EVENT, oldest, "dropped_event")):
+            if kind not in victims:
+                continue
             while self._size + incoming > self.max_bytes:
-                row = self._db.execute("SELECT id, bytes, topic FROM outbox WHERE kind = ? ORDER BY id LIMIT 1",
-                                       (kind,)).fetchone()
+                row = self._db.execute(query, (kind,) if query is oldest else ()).fetchone()
                 if row is None:
                     break
                 self._db.execute("DELETE FROM outbox WHERE id = ?", (row[0],))
                 self._sizes[kind] -= row[1]
-                self._count(f"dropped_{kind}")
-                log.error("outbox full (%d bytes): dropped the oldest %s, %s", self.max_bytes, kind, row[2])
+                self._count(counter)
+                log.error("outbox full (%d bytes): dropped the %s %s", self.max_bytes,
+                          "superseded heartbeat" if counter == "dropped_update" else f"oldest {kind}", row[2])
         return True
 
     def _count(self, name: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import cv2
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -15,6 +17,12 @@ from tests.factories import event_payload, jpeg, wait_until
 
 LITTER = {"category": "litter", "code": "0102", "label": "garbage", "zone_id": "kerb", "score": 0.9,
           "location": {"lat": 30.2742, "lon": 120.1652}}
+
+
+def claiming(data: bytes, width: int, height: int) -> bytes:
+    """A JPEG whose frame header claims another size than its data has."""
+    at = data.index(b"\xff\xc0")
+    return data[:at + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + data[at + 9:]
 
 
 def dispatched_case(api, mqtt_client) -> int:
@@ -56,12 +64,47 @@ def test_what_is_not_a_whole_photo_is_refused_with_the_reason_and_nothing_is_kep
     whole = jpeg(320, 240)
     for body, reason in [(b"%PDF-1.7 not a photo", "not a JPEG or PNG"),
                          (whole[: len(whole) // 2], "damaged or cut short"),
-                         (whole[:2] + b"\xff\xc0\x00\x11\x08\xff\xff\xff\xff" + whole[13:], "megapixels")]:
+                         (claiming(whole, 9000, 8000), "megapixels")]:
         refused = upload(api, api_tokens, "operator", case_id, body)
         assert refused.status_code == 422 and reason in refused.json()["detail"]
     wrong_stage = upload(api, api_tokens, "operator", case_id, whole, stage="during")
     assert wrong_stage.status_code == 422
     assert api.get(f"/api/v1/cases/{case_id}").json()["photos"] == []
+
+
+def size_hidden_behind_a_false_segment(side: int) -> bytes:
+    """The review's 318 bytes: a `FF 00` read as a segment whose length jumps over the real frame header (side x
+    side) to a 16x16 one inside an APP1, which a parser of our own took for the size."""
+    data = cv2.imencode(".jpg", np.zeros((64, 64), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    at = data.index(b"\xff\xc2")
+    length = int.from_bytes(data[at + 2:at + 4], "big")
+    frame = data[at:at + 5] + side.to_bytes(2, "big") * 2 + data[at + 9:at + 2 + length]
+    small = b"\xff\xc0\x00\x0b\x08\x00\x10\x00\x10\x01\x01\x11\x00"
+    app1 = b"\xff\xe1" + (2 + len(small)).to_bytes(2, "big") + small
+    hop = (len(frame) + 6).to_bytes(2, "big")
+    return b"\xff\xd8\xff\x00" + hop + frame + app1 + data[2:at] + data[at + 2 + length:]
+
+
+def progressive_jpeg_of_many_scans(scans: int) -> bytes:
+    """A progressive JPEG whose smallest scan is repeated: a small file the decoder works on for each scan."""
+    data = cv2.imencode(".jpg", np.zeros((64, 64), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    first, end = data.index(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    last = data.rindex(b"\xff\xda")
+    return data[:first] + data[first:last] + data[last:end] * (scans - data.count(b"\xff\xda") + 1) + b"\xff\xd9"
+
+
+def test_photos_that_would_cost_the_server_gigabytes_or_minutes_are_refused_and_phone_photos_are_not(
+        api, api_tokens, mqtt_client):
+    """Found by review: a 318-byte JPEG hiding its real size (32000x32000) from our own header parser made the
+    decoder take 2 GB; a progressive JPEG of thousands of scans took minutes; and a phone's photo with its maker's
+    trailer after the image (Samsung, a Pixel's motion photo) was refused as cut short."""
+    case_id = dispatched_case(api, mqtt_client)
+    hidden = upload(api, api_tokens, "operator", case_id, size_hidden_behind_a_false_segment(32000))
+    assert hidden.status_code == 422
+    scans = upload(api, api_tokens, "operator", case_id, progressive_jpeg_of_many_scans(200))
+    assert scans.status_code == 422 and "more than 64 scans" in scans.json()["detail"]
+    phone = jpeg(320, 240, seed=3) + b"SEFH" + b"\x00" * 64 + b"\x00\x00\x00\x18ftypmp42"
+    assert upload(api, api_tokens, "operator", case_id, phone).status_code == 201
 
 
 def test_field_staff_add_photos_only_while_their_unit_holds_the_case(api, api_tokens, mqtt_client):

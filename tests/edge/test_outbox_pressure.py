@@ -1,0 +1,108 @@
+"""The outbox under pressure: a disk that fills, a file another process holds or a power cut damaged, a backlog of
+heartbeats, a node killed while it watched. What it holds is kept, or let go by its policy and counted."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from edge.node import end_what_was_left_open
+from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxError
+from gridwatch.contract import event_topic
+from tests.factories import event_payload
+
+TOPIC = event_topic("node-a", "illegal_parking")
+
+
+def event(**overrides) -> bytes:
+    return json.dumps(event_payload(**overrides)).encode()
+
+
+def test_an_outbox_another_process_holds_is_refused_and_left_whole(tmp_path):
+    """Found by review: any error opening the file (locked, a full disk) took it for damaged, moved the whole
+    backlog aside and started empty: those messages were never sent."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    for _ in range(3):
+        outbox.put(TOPIC, event(), EVENT)
+    outbox.close()
+    holder = sqlite3.connect(tmp_path / "outbox.db", isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")  # a second node started on the same state_dir, say
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("DELETE FROM counters")
+    with pytest.raises(OutboxError, match="locked"):
+        Outbox(tmp_path / "outbox.db")
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert not [path for path in tmp_path.iterdir() if ".damaged-" in path.name]
+    assert Outbox(tmp_path / "outbox.db").depth == 3
+
+
+def test_a_damaged_page_costs_the_messages_on_it_not_the_whole_backlog(tmp_path):
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    payloads = [event(dwell_seconds=float(number)) for number in range(300)]
+    for payload in payloads:
+        outbox.put(TOPIC, payload, EVENT)
+    outbox._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    [page] = outbox._db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox_lane'").fetchone()
+    [page_size] = outbox._db.execute("PRAGMA page_size").fetchone()
+    outbox.close()
+    with path.open("r+b") as file:  # a power cut wrote garbage over the index's page
+        file.seek((page - 1) * page_size)
+        file.write(bytes(range(256)) * (page_size // 256))
+    reopened = Outbox(path)
+    assert [message.payload for message in reopened.pending(limit=1000)] == payloads, "every message, in order"
+    assert [p for p in tmp_path.iterdir() if p.name.startswith("outbox.db.damaged-")], "the damaged file kept aside"
+
+
+def test_a_disk_that_fills_before_the_limit_makes_room_by_the_policy_and_the_event_is_kept(tmp_path):
+    """Found by review: with the disk full before `outbox_max_mb`, every new event, `end`s too, was lost, while
+    hundreds of MB of images stayed in the outbox."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    for number in range(20):
+        outbox.put(f"gw/v1/nodes/node-a/evidence/{number}", bytes([number]) * 20_000, EVIDENCE)
+    [pages] = outbox._db.execute("PRAGMA page_count").fetchone()
+    outbox._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk holds not a page more
+    ends = [event(type="end") for _ in range(5)]
+    assert all(outbox.put(TOPIC, payload, EVENT) is not None for payload in ends)
+    assert [m.payload for m in outbox.pending(kind=EVENT)] == ends
+    assert outbox.counters()["dropped_evidence"] >= 1 and outbox.max_bytes < 20 * 20_000
+
+
+def test_a_full_outbox_lets_superseded_heartbeats_go_before_any_new_or_end(tmp_path):
+    """Found by review: the oldest event went first whatever it was, so a parked car's heartbeats pushed out the
+    `new` and `end` of cars that came and went, and their cases stayed open for good."""
+    parked = event_payload()["violation_id"]
+    came_and_went = [event(type=kind, violation_id=first_violation)
+                     for first_violation in [event_payload()["violation_id"]] for kind in ("new", "end")]
+    heartbeats = [event(type="update", violation_id=parked, dwell_seconds=float(n)) for n in range(30)]
+    size = len(came_and_went[0]) * 2 + len(heartbeats[0]) * 12
+    outbox = Outbox(tmp_path / "outbox.db", max_bytes=size)
+    for payload in came_and_went + heartbeats:
+        outbox.put(TOPIC, payload, EVENT)
+    kept = [message.payload for message in outbox.pending(limit=100)]
+    assert kept[:2] == came_and_went
+    assert kept[-1] == heartbeats[-1], "the parked car's latest heartbeat"
+    assert outbox.counters() == {"dropped_update": 30 - (len(kept) - 2)}
+
+
+def test_a_node_killed_while_watching_ends_those_violations_as_interrupted_at_its_next_start(tmp_path):
+    """Found by review: a node that lost its power never ended what it watched, and a case whose `new` was still in
+    its outbox stayed open for good (the server's forgetting, by the restart's telemetry, came before it)."""
+    watched, gone = event_payload(), event_payload(camera_id="cam-2")
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.put(TOPIC, json.dumps(watched).encode(), EVENT)
+    outbox.put(TOPIC, event(type="update", violation_id=watched["violation_id"], dwell_seconds=240.0), EVENT)
+    outbox.put(TOPIC, json.dumps(gone).encode(), EVENT)
+    outbox.put(TOPIC, event(type="end", violation_id=gone["violation_id"]), EVENT)
+    outbox.close()  # the power goes
+
+    restarted = Outbox(tmp_path / "outbox.db")
+    assert end_what_was_left_open(restarted) == 1
+    *backlog, end = [json.loads(message.payload) for message in restarted.pending()]
+    assert [e["type"] for e in backlog] == ["new", "update", "new", "end"], "the backlog goes first"
+    assert (end["type"], end["interrupted"], end["violation_id"]) == ("end", True, watched["violation_id"])
+    assert end["dwell_seconds"] == 240.0 and end["event_id"] not in {e["event_id"] for e in backlog}
+    assert end_what_was_left_open(restarted) == 0, "ended once"
