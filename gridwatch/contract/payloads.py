@@ -215,9 +215,9 @@ class NodeTelemetry(_Strict):
     outbox_depth: int = Field(default=0, ge=0, description="Messages on disk not yet acknowledged (1.1).")
     outbox_bytes: int = Field(default=0, ge=0, description="Their size (1.1).")
     dropped: dict[str, int] = Field(default_factory=dict, description=(
-        "Messages the outbox let go, by reason and kind (event, evidence): dropped_KIND when full and refused_KIND "
-        "when the broker refused them, since install; unstored_KIND that it could not store (its disk), since the "
-        "node started (1.1)."))
+        "Messages the outbox let go, by reason and kind (event, evidence): dropped_KIND when full (dropped_update: a "
+        "heartbeat a later event of its violation superseded) and refused_KIND when the broker refused them, since "
+        "install; unstored_KIND that it could not store (its disk), since the node started (1.1)."))
     cpu_percent: float | None = Field(default=None, ge=0, description="Process CPU, % of one core (1.1).")
     memory_mb: float | None = Field(default=None, ge=0, description="Resident memory of the node (1.1).")
     temperature_c: float | None = Field(default=None, description="Hottest thermal zone, where readable (1.1).")

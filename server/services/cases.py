@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import case as sa_case
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, object_session
 
 from gridwatch.contract import (
@@ -28,7 +28,7 @@ from gridwatch.contract import (
 )
 from server.core.security import Role
 from server.db import begin_writing, claim
-from server.models import CaseRecord, CaseTransition, EventRecord
+from server.models import CaseRecord, CaseTransition, EventRecord, utcnow
 from server.services.case_records import assign, case_message, record_kpi
 from server.services.dispatch import Dispatcher
 from server.services.places import Nearby, Repeats
@@ -49,12 +49,14 @@ class CaseService:
     # ---- from the cameras ------------------------------------------------------------------------------------------
 
     def apply_event(self, session: Session, event: Event, now: datetime, case: CaseRecord | None,
-                    first_of_violation: bool, nearby: Nearby) -> tuple[CaseRecord, list[CaseTransition]]:
+                    first_of_violation: bool, nearby: Nearby,
+                    ended_before: bool = False) -> tuple[CaseRecord, list[CaseTransition]]:
         """The case `event` belongs to — `case` (its violation's, or None for a violation not seen before), or one
         opened, joined or reopened as the rules say (a lost `new` still opens one from its `update` or `end`) —
         and the changes it made; build their messages (`message`) once the session is flushed. Never flushes by
         itself, so a batch of events is written in one go. `nearby` holds the cases the event's place may repeat
-        (`Repeats.nearby`); a case opened here joins it for the rest of the batch."""
+        (`Repeats.nearby`); a case opened here joins it for the rest of the batch. `ended_before`: the event's
+        violation has had its `end` already, so another is no violation fewer."""
         changes: list[CaseTransition] = []
         if case is None:
             case = self.repeats.of(event.category, event.location, (event.node_id, event.camera_id, event.zone_id),
@@ -77,7 +79,7 @@ class CaseService:
         case.updated_at = now
         status = S(case.status)
         if event.type is EventType.END:
-            if not first_of_violation:
+            if not first_of_violation and not ended_before:
                 case.open_violations = max(0, case.open_violations - 1)
             # every violation of the case has ended: the object is gone. Not so after an interrupted end (the node
             # stopped watching: restart, camera failure, new zones): the case is neither ended nor verified by it
@@ -294,18 +296,46 @@ class CaseService:
         Returns how many cases changed."""
         begin_writing(session)
         changed = 0
-        for case in session.scalars(select(CaseRecord).where(CaseRecord.node_id == node_id,
-                                                             CaseRecord.open_violations > 0)
-                                    .order_by(CaseRecord.id).with_for_update()):
-            still_open = sum(1 for _violation, last_seen, ended in session.execute(
-                select(EventRecord.violation_id, func.max(EventRecord.observed_at),
-                       func.max(sa_case((EventRecord.type == EventType.END.value, 1), else_=0)))
-                .where(EventRecord.case_id == case.id).group_by(EventRecord.violation_id))
-                if not ended and last_seen >= started)
+        # its cases, and the cases its violations joined (another node's camera raised them)
+        watched = select(EventRecord.case_id).where(EventRecord.node_id == node_id, EventRecord.case_id.is_not(None))
+        for case in session.scalars(select(CaseRecord).where(CaseRecord.open_violations > 0, or_(
+                CaseRecord.node_id == node_id, CaseRecord.id.in_(watched))).order_by(CaseRecord.id).with_for_update()):
+            still_open, forgotten = 0, []
+            for violation, node, last_seen, ended in session.execute(
+                    select(EventRecord.violation_id, EventRecord.node_id, func.max(EventRecord.observed_at),
+                           func.max(sa_case((EventRecord.type == EventType.END.value, 1), else_=0)))
+                    .where(EventRecord.case_id == case.id)
+                    .group_by(EventRecord.violation_id, EventRecord.node_id)):
+                if ended:
+                    continue
+                if node != node_id or last_seen >= started:  # another node's, or seen since the restart
+                    still_open += 1
+                else:
+                    forgotten.append(violation)
+            for violation in forgotten:
+                self._end_forgotten(session, case, violation, started)
             if still_open < case.open_violations:
                 case.open_violations = still_open
                 changed += 1
         return changed
+
+    @staticmethod
+    def _end_forgotten(session: Session, case: CaseRecord, violation: str, started: datetime) -> None:
+        """The `end` a forgotten violation never got, as the node's restart stands for it: interrupted, from its last
+        event, at the restart. The case's events say what became of it, and the node's own interrupted `end` of it,
+        should one still come (the node ends what it was watching when it starts again), changes no count twice."""
+        last = session.scalars(select(EventRecord).where(EventRecord.violation_id == violation)
+                               .order_by(EventRecord.observed_at.desc(), EventRecord.id.desc()).limit(1)).first()
+        if last is None:
+            return
+        event_id = str(uuid.uuid4())
+        session.add(EventRecord(
+            event_id=event_id, violation_id=violation, case_id=case.id, type=EventType.END.value,
+            node_id=last.node_id, camera_id=last.camera_id, zone_id=last.zone_id, category=last.category,
+            code=last.code, started_at=last.started_at, observed_at=max(started, last.observed_at),
+            received_at=utcnow(), payload={**last.payload, "event_id": event_id, "type": EventType.END.value,
+                                           "interrupted": True, "evidence": None,
+                                           "observed_at": max(started, last.observed_at).isoformat()}))
 
     # ---- the clock ---------------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
-from gridwatch.contract import CaseMessage, Event
+from gridwatch.contract import CaseMessage, Event, EventType
 from server.db import JsonText, begin_writing, claim, one_of
 from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecord
 from server.services.case_records import case_message
@@ -90,6 +90,9 @@ class _Batch:
     """Cases the batch's new violations may repeat (`CaseService.nearby`)."""
     rows: list[tuple[dict, CaseRecord | None]] = field(default_factory=list)
     """Event rows to insert once their cases have ids."""
+    ended: set[str] = field(default_factory=set)
+    """Violations of the batch's `end`s that have one already (the server ended one its node forgot at a restart,
+    `CaseService.forget_violations_before`): a second changes no count."""
 
 
 class EventWriter:
@@ -148,6 +151,9 @@ class EventWriter:
             evidence=evidence, busy=busy,
             case_of={violation: cases[case_id] for violation, case_id in case_ids.items() if case_id in cases},
             nearby=Nearby([cases[case_id] for case_id in nearby if case_id in cases]))
+        if ending := {item.violation_id for item in batch if item.event.type is EventType.END}:
+            state.ended = set(session.scalars(select(EventRecord.violation_id).where(
+                one_of(session, EventRecord.violation_id, ending), EventRecord.type == EventType.END.value)))
         with session.no_autoflush:  # one flush for the whole batch, at the end
             outcomes = [self._apply(session, item, now, state) for item in batch]
         for case in state.case_of.values():  # one UPDATE shape for the batch's heartbeats, sent as one executemany
@@ -191,8 +197,10 @@ class EventWriter:
             case, changes = None, []
         else:
             case, changes = self.cases.apply_event(session, event, now, known_case, known_case is None,
-                                                   state.nearby)
+                                                   state.nearby, ended_before=violation in state.ended)
             state.case_of[violation] = case
+        if event.type is EventType.END:
+            state.ended.add(violation)
         state.changes += [(case, change) for change in changes]
         state.rows.append(({
             "event_id": event_id, "violation_id": violation, "type": event.type.value, "node_id": event.node_id,

@@ -46,3 +46,38 @@ def test_another_object_seen_before_the_case_ended_keeps_it_open_until_it_ends_t
     city.clock.advance(minutes=1)
     city.detect(type="end", violation_id=c["violation_id"])
     assert city.case().status == "closed"
+
+
+def test_a_node_that_lost_power_and_then_ends_what_it_watched_counts_each_violation_out_once(city):
+    """Found by review: a node started again after a power cut ends what it was watching as interrupted; when its
+    telemetry had made the server forget those violations first, their `end` took the count down a second time,
+    and another object still there no longer kept the case open."""
+    import json
+
+    from gridwatch.contract import SCHEMA_VERSION, event_topic, telemetry_topic
+    from tests.factories import event_payload
+
+    def report(uptime: float) -> None:
+        payload = {"schema_version": SCHEMA_VERSION, "node_id": "node-a", "at": city.clock.now.isoformat(),
+                   "session": 1, "uptime_seconds": uptime, "events_published": 0, "publish_pending": 0}
+        assert city.ingest.handle(telemetry_topic("node-a"), json.dumps(payload).encode()) == "stored"
+
+    def neighbour(**overrides) -> dict:  # node-b's camera across the street sees the same pile
+        payload = event_payload(**{"node_id": "node-b", "camera_id": "cam-9", "zone_id": "pavement",
+                                   "category": "litter", "code": "0102", "label": "garbage", "score": 0.8,
+                                   "location": {"lat": 30.27425, "lon": 120.16525},
+                                   "observed_at": city.clock.now.isoformat(), **overrides})
+        assert city.ingest.handle(event_topic("node-b", "litter"), json.dumps(payload).encode()) == "stored"
+        return payload
+
+    report(uptime=3600)
+    watched = city.detect(score=0.9)  # A, on node-a's camera
+    neighbour()  # B, on node-b's
+    assert city.case().open_violations == 2
+    city.clock.advance(minutes=5)  # node-a loses its power and comes back
+    report(uptime=20)
+    assert city.case().open_violations == 1, "A forgotten, B (another node's) not"
+    assert [e.type for e in city.case().events if e.violation_id == watched["violation_id"]][-1] == "end"
+    city.detect(type="end", violation_id=watched["violation_id"], interrupted=True)  # the node's own end of A
+    case = city.case()
+    assert case.open_violations == 1 and case.ended_at is None, "B is still there"

@@ -117,10 +117,10 @@ class FailingOn(CaseService):
         super().__init__(dispatcher)
         self.violation_id = violation_id
 
-    def apply_event(self, session, event, *args):  # noqa: ANN001, ANN002, ANN201
+    def apply_event(self, session, event, *args, **keywords):  # noqa: ANN001, ANN002, ANN003, ANN201
         if str(event.violation_id) == self.violation_id:
             raise RuntimeError("a bug met this event")
-        return super().apply_event(session, event, *args)
+        return super().apply_event(session, event, *args, **keywords)
 
 
 def test_events_written_one_by_one_keep_their_violations_order_past_a_postponed_one(postgres_server, tmp_path):
