@@ -19,6 +19,7 @@ from edge.commands import request_id_of
 from edge.config import MqttConfig
 from gridwatch.contract import (
     SCHEMA_VERSION,
+    SESSION_MAX,
     CommandResponse,
     ConfigState,
     ConfigStatus,
@@ -54,7 +55,15 @@ class SessionCounter:
             self.value = 0
 
     def next(self) -> int:
-        self.value = max(self.value + 1, int(self.clock()))
+        now = int(self.clock())
+        if now > SESSION_MAX:  # a clock past January 2038 (a real-time clock's garbage, say) is not taken
+            log.warning("the clock reads %d s since 1970, past what a session number holds; not taken", now)
+            now = 0
+        self.value = max(self.value + 1, now)
+        if self.value > SESSION_MAX:  # a number a bad clock once left on disk: the server never took it
+            log.warning("session number %d on disk is past what the contract holds; starting again from the clock",
+                        self.value)
+            self.value = max(1, now)
         tmp = self.path.with_suffix(".tmp")
         try:
             with tmp.open("w") as out:

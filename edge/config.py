@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +21,8 @@ from gridwatch.mqtt import check_ca_file
 
 DEFAULT_MODEL = "yolo11n.pt"
 MODEL_ENV = "GRIDWATCH_MODEL"
+
+log = logging.getLogger(__name__)
 
 ZoneRule = Literal["no_parking", "no_vending", "no_litter", "vending_allowed"]
 Point = tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]]
@@ -242,6 +245,17 @@ class NodeConfig(_Config):
         return os.environ.get(MODEL_ENV) or self.model or DEFAULT_MODEL
 
 
+def _beside(config_file: Path, relative: str, key: str) -> str:
+    """`relative` from the config file's folder; where only the working directory has it (where versions before
+    2026-12-07 looked: an outbox, a clip), from there, with a warning to move it."""
+    beside = config_file.parent / relative
+    if not beside.exists() and Path(relative).exists():
+        log.warning("%s %s: using %s, found from the working directory as before; move it beside %s (relative paths "
+                    "are taken from the file's folder now)", key, relative, Path(relative).resolve(), config_file)
+        return relative
+    return str(beside)
+
+
 def load_node_config(path: Path) -> NodeConfig:
     """Load and validate; relative paths in the file are relative to the file."""
     config = load_yaml_model(path, NodeConfig)
@@ -252,12 +266,12 @@ def load_node_config(path: Path) -> NodeConfig:
     if not config.manifest.is_absolute():
         config.manifest = path.parent / config.manifest
     if "state_dir" in config.model_fields_set and not config.state_dir.is_absolute():
-        config.state_dir = path.parent / config.state_dir
+        config.state_dir = Path(_beside(path, str(config.state_dir), "state_dir"))
     if config.model and not Path(config.model).is_absolute() and (path.parent / config.model).exists():
         config.model = str(path.parent / config.model)  # else a name ultralytics may download (yolo11n.pt)
-    for camera in config.cameras:  # a video file; not an rtsp:// URL nor a USB camera's index
+    for index, camera in enumerate(config.cameras):  # a video file; not an rtsp:// URL nor a USB camera's index
         if "://" not in camera.source and not camera.source.isdigit() and not Path(camera.source).is_absolute():
-            camera.source = str(path.parent / camera.source)
+            camera.source = _beside(path, camera.source, f"cameras.{index}.source")
     if config.mqtt.tls_ca_file is not None:  # at start, not at the first connection, minutes later
         check_ca_file(config.mqtt.tls_ca_file, "mqtt.tls_ca_file")
     return config

@@ -45,8 +45,9 @@ def cmd_models_train(args: argparse.Namespace) -> int:
 def cmd_models_export(args: argparse.Namespace) -> int:
     from gridwatch.training import TrainingError, export
 
-    if not Path(args.weights).exists():  # ultralytics would take the name for one to download from its hub
-        raise ConfigError(f"{args.weights}: no such weights file")
+    weights = Path(args.weights)
+    if not weights.exists() and (weights.parent != Path() or weights.suffix != ".pt"):  # a bare yolo11n.pt is one
+        raise ConfigError(f"{args.weights}: no such weights file")  # ultralytics downloads where there is internet
     try:
         exports = export(args.weights, args.format.split(","), imgsz=args.imgsz, int8=args.int8, data=args.data)
     except TrainingError as error:

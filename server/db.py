@@ -96,9 +96,10 @@ def begin_writing(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-_AWAY_SQLSTATES = ("08", "57P", "53100", "53300")
-"""PostgreSQL's errors of a server away or full (SQLSTATE prefixes): connection exceptions, shutting down or
-starting, disk full, too many connections."""
+_AWAY_SQLSTATES = ("08", "57P", "53100", "53300", "57014", "55P03", "40P01", "40001")
+"""PostgreSQL's errors of a server away, full or busy for now (SQLSTATE prefixes): connection exceptions, shutting
+down or starting, disk full, too many connections, a statement or lock timeout, a deadlock or serialization failure
+that outlasted its retries."""
 _AWAY_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_FULL", "SQLITE_READONLY",
                 "SQLITE_PROTOCOL")
 """SQLite's errors of a file another process holds or the disk refuses (name prefixes: SQLITE_IOERR_WRITE …)."""

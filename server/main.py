@@ -43,14 +43,14 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
-    database = Database(settings.database_url)
-    evidence_store = EvidenceStore(settings.evidence_dir)
-    dispatcher = Dispatcher.from_file(settings.dispatch_config)
-    tokens = TokenStore.from_file(settings.tokens_file)
+    dispatcher = Dispatcher.from_file(settings.dispatch_config)  # the files first: a mistake in one is named
+    tokens = TokenStore.from_file(settings.tokens_file)  # before the database is touched
     for entry in tokens.entries.values():
         if entry.unit is not None and not dispatcher.has_unit(entry.unit):
             raise ConfigError(f"tokens_file {settings.tokens_file}: {entry.name}'s unit {entry.unit!r} is not a unit "
                               f"of dispatch_config ({', '.join(sorted(dispatcher.config.units))})")
+    evidence_store = EvidenceStore(settings.evidence_dir)
+    database = Database(settings.database_url)
     webhooks = Webhooks(database, settings.webhook_max_attempts, settings.webhook_retry_base_seconds,
                         settings.webhook_retry_max_seconds, settings.webhook_timeout_seconds)
     metrics = Metrics(database)

@@ -3,6 +3,7 @@ whatever the file leaves out. Unknown keys are errors that name the key."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gridwatch.config_files import ConfigError, format_validation_error, read_secret, read_yaml_mapping
+
+log = logging.getLogger(__name__)
 
 
 class ServerSettings(BaseSettings):
@@ -82,7 +85,13 @@ def load_server_settings(path: Path | None = None) -> ServerSettings:
         url = data.get("database_url")  # a SQLite file named by a relative path: beside the file too
         if isinstance(url, str) and url.startswith("sqlite:///") and (file := url[len("sqlite:///"):]) and \
                 not file.startswith(("/", ":memory:")) and not Path(file.split("?")[0]).is_absolute():
-            data["database_url"] = f"sqlite:///{(path.parent / file).resolve()}"
+            beside = path.parent / file
+            if not beside.exists() and Path(file).exists():  # where versions before 2026-12-07 looked for it
+                log.warning("database_url %s: using %s, found from the working directory as before; move it beside "
+                            "%s (relative paths are taken from the file's folder now)", url, Path(file).resolve(),
+                            path)
+                beside = Path(file)
+            data["database_url"] = f"sqlite:///{beside.resolve()}"
     if "mqtt_password_file" in data:  # the file names where the password is: a GRIDWATCH_MQTT_PASSWORD in the
         data.setdefault("mqtt_password", None)  # environment (the edge's, say) does not override it
     try:

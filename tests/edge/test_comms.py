@@ -99,3 +99,17 @@ def test_a_node_whose_session_file_cannot_be_written_or_was_lost_still_starts_ab
     path.with_suffix(".tmp").mkdir()  # the disk will not take the file
     unsaved = SessionCounter(path, clock=lambda: clock[0] + 120)
     assert unsaved.next() < unsaved.next(), "it starts and counts on, in memory"
+
+
+def test_a_clock_past_2038_neither_stops_this_start_nor_every_start_after_it(tmp_path):
+    """Found by review: one boot with the clock past January 2038 (a real-time clock's garbage) saved a session
+    number the contract refuses; the node failed that start and, the counter only growing, every one after it."""
+    from edge.comms import SessionCounter
+    from gridwatch.contract import SESSION_MAX
+
+    path = tmp_path / "node-a" / "session"
+    wrong = SessionCounter(path, clock=lambda: 2_208_988_800.0).next()  # 2040
+    assert 0 < wrong <= SESSION_MAX
+    path.write_text(str(SESSION_MAX + 5))  # what the code before left on disk
+    fixed = SessionCounter(path, clock=lambda: 1_800_000_000.0).next()
+    assert fixed == 1_800_000_000

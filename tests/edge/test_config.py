@@ -138,3 +138,15 @@ model: city.pt
     assert config.state_dir == Path("etc/state") and config.model == "etc/city.pt"
     (folder / "node.yaml").write_text(text.replace("model: city.pt", "model: yolo11n.pt"))
     assert load_node_config(Path("etc/node.yaml")).model == "yolo11n.pt", "a name to download stays a name"
+
+
+def test_an_outbox_found_from_the_working_directory_as_before_is_still_used(tmp_path, monkeypatch, caplog):
+    """Found by review: taking relative paths from the file's folder would have left a node's unsent outbox (and a
+    server's database) behind on upgrade, the node starting empty beside them."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "run" / "state" / "cam-node-7").mkdir(parents=True)  # where the node kept it so far
+    (tmp_path / "etc" / "node.yaml").write_text(VALID + "state_dir: state\n")
+    monkeypatch.chdir(tmp_path / "run")
+    with caplog.at_level("WARNING"):
+        config = load_node_config(tmp_path / "etc" / "node.yaml")
+    assert config.state_dir == Path("state") and "move it beside" in caplog.text
