@@ -1,6 +1,6 @@
 // The case board (filters, paging) and a case's page: timeline, evidence, assignment, deadline, allowed actions.
 
-import { api, imageUrl, PICTURE_ROLES, seesPictures, session } from "./api.js";
+import { api, imageUrl, PICTURE_ROLES, releaseImage, seesPictures, session } from "./api.js";
 import { duration, h, toast, when } from "./dom.js";
 import { t } from "./i18n.js";
 
@@ -144,6 +144,7 @@ export class CasePage {
     this.restore(typed);
     if (!seesPictures()) return;  // people and number plates: integrators get the facts only
     // one picture refused (another unit's case, for field staff) or gone leaves the rest of the page in place
+    this.shown = [...item.evidence_urls, ...item.crop_urls, ...item.photos.map((photo) => photo.url)];
     const picture = (url, alt) => imageUrl(url).then((src) => h("img", { src, alt }), () => h("span", { class: "meta" }, "—"));
     for (const url of [...item.evidence_urls, ...item.crop_urls]) gallery.append(await picture(url, "evidence"));
     for (const photo of item.photos) {
@@ -222,7 +223,8 @@ export class CasePage {
   }
 
   changed(message) { if (message.case_id === Number(this.caseId)) this.mount(); }
-  unmount() {}
+  /** Frees the page's pictures (a case holds up to 50 photos of some megabytes each). */
+  unmount() { (this.shown ?? []).forEach(releaseImage); }
 }
 
 export class Board {
