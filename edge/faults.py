@@ -13,12 +13,23 @@ from gridwatch.contract import Category, EventType
 FULL_FRAME = (0.0, 0.0, 1.0, 1.0)
 
 
+LONGEST_GAP = 600.0
+"""Seconds between two looks past which (and past three holds) what was seen before says nothing of the time between:
+the clock stepped forward (NTP setting a board without a real-time clock), or nothing looked. Timing starts again."""
+
+
+def unwatched(last: float | None, now: float, hold: float) -> bool:
+    """Whether the time from `last` to `now` went unobserved: a step of the clock or a pause, not a condition held."""
+    return last is not None and now - last > max(LONGEST_GAP, 3 * hold)
+
+
 @dataclass
 class _Fault:
     since: float | None = None      # when the condition was first seen in a row
     cleared_since: float | None = None
     violation_id: uuid.UUID | None = None
     started_at: float = 0.0
+    looked_at: float | None = None  # the last look
 
 
 @dataclass
@@ -37,6 +48,10 @@ class FaultTracker:
         # the clock stepped back (NTP): a time kept from before the step would hold the fault back for its length
         fault.since = min(fault.since, now) if fault.since is not None else None
         fault.cleared_since = min(fault.cleared_since, now) if fault.cleared_since is not None else None
+        if unwatched(fault.looked_at, now, hold):  # stepped forward: a condition seen then is timed from now
+            fault.since = now if fault.since is not None else None
+            fault.cleared_since = now if fault.cleared_since is not None else None
+        fault.looked_at = now
         if present is None:
             return []
         if present:

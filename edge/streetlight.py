@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from edge.faults import FaultTracker
+from edge.faults import FaultTracker, unwatched
 from edge.rules.stationary import RuleEvent
 from edge.schedule import local_time
 from edge.streetlight_config import LampAdapterConfig, StreetlightConfig
@@ -140,8 +140,12 @@ class StreetlightMonitor:
         self.read_at: float | None = None
         self.controller_ok = True
         self._answered_at: float | None = None
+        self._polled_at: float | None = None
 
     def poll(self, now: float) -> list[RuleEvent]:
+        if self._answered_at is not None and unwatched(self._polled_at, now, self.config.silent_seconds):
+            self._answered_at = now  # the clock stepped forward: silence is timed from now, not from before the step
+        self._polled_at = now
         try:
             reading = self.adapter.read()
         except Exception as error:  # any adapter's failure is a controller that did not answer, never a dead loop
