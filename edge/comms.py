@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 
 from edge.commands import request_id_of
 from edge.config import MqttConfig
+from edge.durable import replace_durably
 from gridwatch.contract import (
     SCHEMA_VERSION,
     SESSION_MAX,
@@ -64,13 +64,8 @@ class SessionCounter:
             log.warning("session number %d on disk is past what the contract holds; starting again from the clock",
                         self.value)
             self.value = max(1, now)
-        tmp = self.path.with_suffix(".tmp")
         try:
-            with tmp.open("w") as out:
-                out.write(str(self.value))
-                out.flush()
-                os.fsync(out.fileno())  # renamed unwritten, a power cut could leave it empty
-            tmp.replace(self.path)
+            replace_durably(self.path, str(self.value).encode())
         except OSError as error:  # a full or broken disk: the node still starts; the time keeps the next ones up
             log.warning("session number %d not saved (%s); going on", self.value, error)
         return self.value

@@ -67,7 +67,7 @@ def load_manifest(path: Path = DEFAULT_MANIFEST) -> Manifest:
     its folder; such a path with a folder in it that does not exist is an error naming the model, not a download
     attempt, and a bare name not beside the manifest (`yolo11n.pt`) is one ultralytics may download."""
     if not path.is_file():
-        raise ConfigError(f"manifest {path}: no such file (the node config's `manifest:`, from its folder)")
+        raise ConfigError(f"{path}: no such manifest file (the node config's `manifest:`, from its folder)")
     manifest = load_yaml_model(path, Manifest)
     for index, spec in enumerate(manifest.models):
         if spec.weights in (None, BACKGROUND_WEIGHTS):

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edge.config import CameraConfig
+from edge.durable import replace_durably
 from edge.manifest import Manifest, load_manifest
 from edge.reconfigure import RECONFIGURING, reconfigure_all
 from edge.zones import Zone
@@ -67,10 +68,7 @@ class RemoteConfigurator:
         self.current_version = version  # in force now, whatever becomes of the copy on disk
         log.info("applied remote config %s to %s", version, ", ".join(cameras) or "no camera")
         try:
-            self.store.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.store.with_suffix(".tmp")
-            tmp.write_bytes(payload)
-            tmp.replace(self.store)
+            replace_durably(self.store, payload)
         except OSError as error:  # in force, but a restart would start on the one before until the broker resends
             log.error("remote config %s applied but not kept on disk (%s); after a restart the node runs on the "
                       "last kept one until the broker delivers this one again", version, error)

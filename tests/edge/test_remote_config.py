@@ -153,7 +153,7 @@ def test_a_model_is_rolled_out_to_a_node_through_its_config_and_rolled_back(tmp_
     status = configurator.apply(broken.encode())
     assert status.state.value == "refused" and "litter-v9/litter_openvino_model does not exist" in status.reason
     missing = json.dumps({"schema_version": "1.2", "config_version": "x", "manifest": "nowhere.yaml"})
-    assert "nowhere.yaml: cannot read" in configurator.apply(missing.encode()).reason
+    assert "nowhere.yaml: no such manifest file" in configurator.apply(missing.encode()).reason
     assert [r.detector.info.name for r in camera.runners] == ["coco.pt", "litter_openvino_model"]
 
     back = json.dumps({"schema_version": "1.2", "config_version": "litter-off"})
