@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gridwatch.config_files import ConfigError
 from gridwatch.mqtt import MqttClient
 
 OWN = "gw/v1/nodes/node-a/telemetry"
@@ -61,5 +62,5 @@ def test_what_paho_refuses_is_refused_to_the_caller_and_the_client_goes_on(runni
 
 @pytest.mark.parametrize("network_process", [False, True], ids=["in-process", "network-process"])
 def test_a_missing_ca_file_is_an_error_at_once(running_broker, network_process, tmp_path: Path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match=r"tls_ca_file .*no-such-ca.pem: cannot load the broker's CA certificate"):
         node_client(running_broker, network_process, tls_ca_file=tmp_path / "no-such-ca.pem")

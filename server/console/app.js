@@ -82,8 +82,8 @@ function start() {
     (connected) => document.getElementById("live-state").classList.toggle("on", connected),
     () => (page?.resync ? page.resync() : route()),  // a page that can read afresh keeps what is being typed
     () => { session.token = null; session.caller = null; loginPage(t("login.revoked")); });
-  const [page] = location.hash.slice(2).split(/[/?]/);
-  if (!location.hash || (pages && !pages.includes(page || "review"))) location.hash = home();
+  const [asked] = location.hash.slice(2).split(/[/?]/);  // not `page`: the live stream's callback above reads that
+  if (!location.hash || (pages && !pages.includes(asked || "review"))) location.hash = home();
   route();
 }
 

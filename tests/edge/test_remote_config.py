@@ -116,7 +116,7 @@ def rollout_node(tmp_path, factory_calls: list) -> CameraPipeline:
          "categories": {"litter": ["garbage"]}}]}))
     (tmp_path / "models" / "broken.yaml").write_text(json.dumps({"models": [
         {"name": "litter", "weights": "litter-v9/litter_openvino_model", "categories": {"litter": ["garbage"]}}]}))
-    node = NodeConfig.model_validate({"node_id": "node-a", "model": "coco.pt",
+    node = NodeConfig.model_validate({"node_id": "node-a", "model": "coco.pt", "state_dir": str(tmp_path / "state"),
                                       "manifest": str(tmp_path / "models" / "own.yaml"), "cameras": [{
         "camera_id": "gate", "source": "rtsp://x", "zones": [
             {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1]], "dwell_seconds": 300},

@@ -7,6 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import ultralytics.utils.patches  # noqa: F401  (as in one process with an edge node: it patches PIL's Image.open)
 from fastapi.testclient import TestClient
 
 from gridwatch.contract import event_topic
@@ -63,6 +64,7 @@ def test_what_is_not_a_whole_photo_is_refused_with_the_reason_and_nothing_is_kep
     case_id = dispatched_case(api, mqtt_client)
     whole = jpeg(320, 240)
     for body, reason in [(b"%PDF-1.7 not a photo", "not a JPEG or PNG"),
+                         (b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "not a JPEG or PNG"),
                          (whole[: len(whole) // 2], "damaged or cut short"),
                          (claiming(whole, 9000, 8000), "megapixels")]:
         refused = upload(api, api_tokens, "operator", case_id, body)
