@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import StatementError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridwatch.config_files import ConfigError
 from server.api.routes import (
@@ -29,7 +32,7 @@ from server.api.routes import (
 from server.api.routes import webhooks as webhook_routes
 from server.core.config import ServerSettings
 from server.core.security import LoginThrottle, TokenStore
-from server.db import Database, unstorable_text
+from server.db import Database, database_away, unstorable_text
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
 from server.services.evidence import EvidenceStore
@@ -108,17 +111,44 @@ def create_app(settings: ServerSettings) -> FastAPI:
         app.include_router(module.router)
     app.mount("/console", StaticFiles(directory=console.CONSOLE_DIR, html=True), name="console")
 
+    def georeport(request: Request) -> bool:
+        """Under /open311/, every answer that is not the endpoint's own is in GeoReport's error list too."""
+        return request.url.path.startswith("/open311/")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if georeport(request):  # an unknown path or format (.xml), a wrong method
+            return open311.error(error.status_code, f"{error.detail}: {request.method} {request.url.path} "
+                                                    "(GeoReport v2 here: services, requests, as .json)")
+        return await http_exception_handler(request, error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        if georeport(request):
+            return open311.error(400, "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}"
+                                                for e in error.errors()))
+        return await request_validation_exception_handler(request, error)
+
     @app.exception_handler(UnicodeEncodeError)
     @app.exception_handler(StatementError)
     async def _refused_by_the_database(request: Request, error: Exception) -> JSONResponse:
         if problem := unstorable_text(error):  # the request's fault, found only when the database refused it
             return JSONResponse(status_code=422, content={"detail": problem})
+        if database_away(error):  # busy, restarting, full: the caller tries again, nothing was changed
+            log.warning("database away on %s %s: %s", request.method, request.url.path, error)
+            answer = "the database is busy or away; nothing was changed, try again"
+            response = (open311.error(503, answer) if georeport(request)
+                        else JSONResponse(status_code=503, content={"detail": answer}))
+            response.headers["Retry-After"] = "5"
+            return response
         return await _unexpected(request, error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         # Never a bare 500 page: log the bug, answer with a message (still a 500: the fault is ours).
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        if georeport(request):
+            return open311.error(500, f"internal error: {type(error).__name__}")
         return JSONResponse(status_code=500, content={"detail": f"internal error: {type(error).__name__}"})
 
     return app

@@ -38,11 +38,23 @@ export const PICTURE_ROLES = new Set(["operator", "field_staff", "supervisor", "
 /** Whether the caller may see pictures at all. */
 export function seesPictures() { return PICTURE_ROLES.has(session.caller?.role); }
 
+/** Roles that run the city's cameras: decide detections, edit zones, send nodes commands, export training data. */
+const OPERATORS = new Set(["operator", "admin"]);
+
+/** Whether the caller may do what only operators may (the server refuses the others). */
+export function operates() { return OPERATORS.has(session.caller?.role); }
+
 const imageCache = new Map();
 
 /** An evidence image as an object URL (images need the token too). */
 export async function imageUrl(path) {
-  if (!imageCache.has(path)) imageCache.set(path, api(path).then((blob) => URL.createObjectURL(blob)));
+  if (!imageCache.has(path)) {
+    const fetched = api(path).then((blob) => URL.createObjectURL(blob));
+    imageCache.set(path, fetched);
+    // a refusal or a failure is not kept: the picture is asked for again next time (a case reassigned to the
+    // caller's unit, a network blip)
+    fetched.catch(() => { if (imageCache.get(path) === fetched) imageCache.delete(path); });
+  }
   return imageCache.get(path);
 }
 

@@ -14,6 +14,8 @@ let page = null;
 let stopLive = null;
 
 function loginPage(problem) {
+  page?.unmount();  // its keys, timers and pictures go with it: the review queue's keys would act with no token
+  page = null;
   document.getElementById("top").hidden = true;
   const input = h("input", { id: "token", type: "password", autocomplete: "off", required: true });
   const form = h("form", { class: "login", onsubmit: async (event) => {
@@ -55,11 +57,13 @@ function route() {
   page.mount().catch((error) => root.replaceChildren(h("p", { class: "error" }, error.message)));
 }
 
-/** The pages a role has a use for (the server refuses the rest): field staff and integrators review nothing, edit
- * no zones; field staff get no assessment. Missing here: every page. */
+/** The pages a role has a use for (the server refuses the rest): zones are edited by operators; field staff and
+ * integrators review nothing (supervisors watch the queue, read only); field staff get no assessment. Missing
+ * here: every page. */
 const PAGES = {
   field_staff: ["cases", "case", "city", "board"],
   integrator: ["cases", "case", "city", "assessment", "board"],
+  supervisor: ["review", "cases", "case", "city", "assessment", "board"],
 };
 
 function home() {

@@ -1,7 +1,7 @@
 // Assessment (考核) for supervisors: indicators per unit, street chief, grid or camera by day, week, month or
 // quarter, drawn as bars, with the spreadsheet and the reviewed detections (training data) to download.
 
-import { api } from "./api.js";
+import { api, operates } from "./api.js";
 import { h, toast } from "./dom.js";
 import { t } from "./i18n.js";
 
@@ -51,6 +51,7 @@ function download(blob, name) {
   document.body.append(link);
   link.click();
   link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);  // the browser has the file by then
 }
 
 /** A date as the API takes it (the browser's local day). */
@@ -77,7 +78,6 @@ export class AssessmentPage {
     const [from, to] = this.query.get("from") && this.query.get("to") ? [this.query.get("from"), this.query.get("to")]
       : defaultRange(period);
     const params = new URLSearchParams({ by, period, from, to });
-    const rows = await api(`/api/v1/assessment?${params}`);
     const form = h("form", { class: "toolbar", onchange: (event) => {
       const asked = new URLSearchParams(new FormData(form));
       if (event.target.name === "period") { asked.delete("from"); asked.delete("to"); }  // that period's own range
@@ -89,10 +89,21 @@ export class AssessmentPage {
     h("input", { type: "date", name: "from", value: from, "aria-label": "from" }),
     h("input", { type: "date", name: "to", value: to, "aria-label": "to" }),
     h("button", { type: "button", class: "plain", id: "csv", onclick: async () => {
-      download(await api(`/api/v1/assessment?${params}&format=csv`), `gridwatch-${by}-${period}.csv`);
+      try {
+        download(await api(`/api/v1/assessment?${params}&format=csv`), `gridwatch-${by}-${period}.csv`);
+      } catch (error) { toast(error.message); }
     } }, t("assess.csv")),
-    h("button", { type: "button", class: "plain", id: "training-data", onclick: () => this.exportTraining() },
-      t("assess.training")));
+    operates() && h("button", { type: "button", class: "plain", id: "training-data",  // the operators' (server)
+                                onclick: () => this.exportTraining() }, t("assess.training")));
+    let rows;
+    try {
+      rows = await api(`/api/v1/assessment?${params}`);
+    } catch (error) {  // a range the server refuses (`to` before `from`, too long): said here, the form kept to fix it
+      if (error.status !== 422 && error.status !== 400) throw error;
+      this.root.replaceChildren(h("h1", {}, t("assess.title")), form,
+        h("p", { class: "error", role: "alert", id: "assessment-error" }, error.message));
+      return;
+    }
     const periods = new Set(rows.map((row) => row.period)).size;
     const trends = periods > 1 ? BARS.map(([key, unit]) => trend(rows, key, unit)) : [];
     const charts = BARS.map(([key, unit]) => {

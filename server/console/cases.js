@@ -107,10 +107,14 @@ const NEEDS = {
 };
 
 export class CasePage {
-  constructor(root, caseId) { this.root = root; this.caseId = caseId; }
+  constructor(root, caseId) { this.root = root; this.caseId = caseId; this.reads = 0; this.gone = false; }
 
   async mount() {
+    const read = ++this.reads;
     const item = await api(`/api/v1/cases/${this.caseId}`);
+    // two changes close together: the later read draws, an older answer arriving last does not (nor, the page
+    // left, any answer)
+    if (read !== this.reads || this.gone) return;
     const typed = this.typed();  // a live change redraws the page, not what the operator is typing
     const assignment = item.assignment ?? {};
     const left = item.deadline_at ? (new Date(item.deadline_at) - Date.now()) / 1000 : null;
@@ -144,10 +148,15 @@ export class CasePage {
     this.restore(typed);
     if (!seesPictures()) return;  // people and number plates: integrators get the facts only
     // one picture refused (another unit's case, for field staff) or gone leaves the rest of the page in place
-    this.shown = [...item.evidence_urls, ...item.crop_urls, ...item.photos.map((photo) => photo.url)];
+    this.shown = [...new Set([...(this.shown ?? []), ...item.evidence_urls, ...item.crop_urls,
+                              ...item.photos.map((photo) => photo.url)])];
     const picture = (url, alt) => imageUrl(url).then((src) => h("img", { src, alt }), () => h("span", { class: "meta" }, "—"));
-    for (const url of [...item.evidence_urls, ...item.crop_urls]) gallery.append(await picture(url, "evidence"));
+    for (const url of [...item.evidence_urls, ...item.crop_urls]) {
+      if (this.gone) return;  // left while loading: what was fetched is freed by unmount, the rest is not asked for
+      gallery.append(await picture(url, "evidence"));
+    }
     for (const photo of item.photos) {
+      if (this.gone) return;
       photos.append(h("figure", { class: "photo" }, await picture(photo.url, photo.caption ?? photo.stage),
         h("figcaption", {}, `${t(`photo.stage.${photo.stage}`)} · ${when(photo.at)} · ${photo.actor}`, photo.caption && h("div", {}, photo.caption))));
     }
@@ -158,6 +167,12 @@ export class CasePage {
     const mayAdd = PHOTO_ROLES.has(session.caller?.role);
     if (!item.photos.length) gallery.append(h("p", { class: "meta" }, t("photo.none")));
     if (!mayAdd) return gallery;
+    // one form for the page's life: a live change redraws the case, not the photo picked and the caption typed
+    this.photoForm ??= this.photoFormFor();
+    return h("div", {}, gallery, this.photoForm);
+  }
+
+  photoFormFor() {
     const file = h("input", { name: "photo", type: "file", accept: "image/jpeg,image/png", "aria-label": t("photo.file"), required: true });
     const stage = h("select", { name: "stage", "aria-label": "stage" },
       ["after", "before", "other"].map((value) => h("option", { value }, t(`photo.stage.${value}`))));
@@ -167,12 +182,13 @@ export class CasePage {
       const query = new URLSearchParams({ stage: stage.value, ...(caption.value.trim() ? { caption: caption.value.trim() } : {}) });
       try {
         await api(`/api/v1/cases/${this.caseId}/photos?${query}`, { method: "POST", file: file.files[0] });
+        form.reset();
         await this.mount();
       } catch (error) {
         toast(`${t("photo.add")}: ${error.message}`);
       }
     } }, file, stage, caption, h("button", { type: "submit", class: "plain" }, t("photo.add")));
-    return h("div", {}, gallery, form);
+    return form;
   }
 
   /** What the action form on screen holds (values, and the field with the focus). */
@@ -223,8 +239,10 @@ export class CasePage {
   }
 
   changed(message) { if (message.case_id === Number(this.caseId)) this.mount(); }
+  /** The live stream came back after a break: read the case afresh, keeping what is being typed. */
+  resync() { return this.mount(); }
   /** Frees the page's pictures (a case holds up to 50 photos of some megabytes each). */
-  unmount() { (this.shown ?? []).forEach(releaseImage); }
+  unmount() { this.gone = true; (this.shown ?? []).forEach(releaseImage); }
 }
 
 export class Board {

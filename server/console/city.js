@@ -1,7 +1,7 @@
 // The city on a plan: grid polygons drawn from their GeoJSON (no map tiles: they are unreachable offline), each
 // camera where it stands, coloured by its node's state, with its open cases; a click shows its latest snapshot.
 
-import { api, imageUrl } from "./api.js";
+import { api, operates } from "./api.js";
 import { h, toast, when } from "./dom.js";
 import { t } from "./i18n.js";
 
@@ -80,28 +80,62 @@ export class CityView {
 
   async show(side, camera) {
     this.picked = `${camera.node_id}/${camera.camera_id}`;
-    const picture = h("img", { class: "snapshot", alt: "snapshot" });
+    clearTimeout(this.snapshotTimer);
+    const slot = h("div", { id: "camera-snapshot" });
     side.replaceChildren(h("h2", {}, `${camera.node_id} / ${camera.camera_id}`), this.facts(camera),
     h("div", { class: "actions" },
       h("a", { href: `#/cases?${new URLSearchParams({ node_id: camera.node_id, camera_id: camera.camera_id })}` },
         t("city.cases")),
-      h("button", { class: "plain", onclick: () => this.refresh(camera, picture) }, t("city.snapshot"))),
-    picture);
-    try {
-      picture.src = URL.createObjectURL(await api(`/api/v1/nodes/${camera.node_id}/cameras/${camera.camera_id}/snapshot`));
-    } catch {
-      picture.replaceWith(h("p", { class: "meta" }, t("city.no_snapshot")));
-    }
+      operates() && h("button", { class: "plain", id: "take-snapshot", onclick: () => this.refresh(camera, slot) },
+        t("city.snapshot"))),  // commands are the operators': the server refuses the others
+    slot);
+    await this.snapshot(camera, slot);
   }
 
-  async refresh(camera, picture) {
+  /** The camera's latest snapshot into `slot`; whether there was one. The picture before it is freed. */
+  async snapshot(camera, slot) {
+    let blob;
     try {
-      await api(`/api/v1/nodes/${camera.node_id}/commands`, { method: "POST",
+      blob = await api(`/api/v1/nodes/${camera.node_id}/cameras/${camera.camera_id}/snapshot`);
+    } catch {
+      if (!slot.querySelector("img")) slot.replaceChildren(h("p", { class: "meta" }, t("city.no_snapshot")));
+      return false;
+    }
+    this.freePicture();
+    this.pictureUrl = URL.createObjectURL(blob);
+    slot.replaceChildren(h("img", { class: "snapshot", alt: "snapshot", src: this.pictureUrl }));
+    return true;
+  }
+
+  /** Asks the node for a snapshot, then shows it when it comes (looked for every 2 s, a few times). */
+  async refresh(camera, slot) {
+    try {
+      const before = await api(`/api/v1/nodes/${camera.node_id}/commands`, { method: "POST",
         body: { action: "snapshot", camera_id: camera.camera_id } });
       toast(t("city.asked"));
+      const look = (tries, answered = false) => {
+        this.snapshotTimer = setTimeout(async () => {
+          const sent = await api(`/api/v1/nodes/${camera.node_id}/commands/${before.request_id}`).catch(() => null);
+          if (sent?.response?.ok === false) toast(sent.response.detail ?? t("city.no_snapshot"));
+          else if (sent?.response?.ok) {
+            await this.snapshot(camera, slot);
+            if (!answered) look(1, true);  // its picture may be stored a moment after the answer: once more
+          } else if (tries > 1) look(tries - 1);
+        }, 2000);
+      };
+      look(5);
     } catch (error) { toast(error.message); }
   }
 
-  changed() { clearTimeout(this.timer); this.timer = setTimeout(() => this.mount(), 1000); }
-  unmount() { clearTimeout(this.timer); }
+  freePicture() { if (this.pictureUrl) URL.revokeObjectURL(this.pictureUrl); this.pictureUrl = null; }
+
+  /** Redraws a second after the last change, and at least every two seconds while changes keep coming. */
+  changed() {
+    clearTimeout(this.timer);
+    this.burst ??= Date.now();
+    this.timer = setTimeout(() => { this.burst = null; this.mount(); },
+      Math.max(0, Math.min(1000, this.burst + 2000 - Date.now())));
+  }
+
+  unmount() { clearTimeout(this.timer); clearTimeout(this.snapshotTimer); this.freePicture(); }
 }

@@ -4,15 +4,14 @@
 // between items without redrawing the list, shows the next item as soon as a decision is made (the request runs
 // behind it and puts the item back if it fails) and fetches the next items' evidence before they are needed.
 
-import { api, imageUrl, releaseImage, seesPictures, session } from "./api.js";
+import { api, imageUrl, operates, releaseImage, seesPictures } from "./api.js";
 import { duration, h, toast, when } from "./dom.js";
 import { t } from "./i18n.js";
 
 const REASONS = ["false_positive", "duplicate", "not_our_responsibility"];
-const DECIDERS = new Set(["operator", "admin"]);  // who may file or void a detection (the workflow's table)
-
-/** Whether this console's caller may confirm or reject: others see the queue, read only. */
-function mayDecide() { return DECIDERS.has(session.caller?.role); }
+/** Whether this console's caller may confirm or reject (operators, as the workflow's table): others see the queue,
+ * read only. */
+const mayDecide = operates;
 const PAGE = 200;
 const PREFETCH = 2;
 const EVIDENCE_TRIES = 5;  // a case announced before its images are stored: read again for up to 5 s
@@ -35,16 +34,28 @@ export class ReviewQueue {
     await this.reload();
   }
 
-  unmount() { document.removeEventListener("keydown", this.onKey); }
+  /** Stops the keys and frees every image the queue fetched (viewed, or fetched ahead). */
+  unmount() {
+    document.removeEventListener("keydown", this.onKey);
+    for (const caseId of [...this.details.keys()]) this.forget(caseId);
+  }
 
+  /** The first page afresh, staying on the item being looked at and keeping the ticks of those still waiting. */
   async reload() {
+    const on = this.items[this.current]?.id;
     const page = await api(`/api/v1/cases?status=collected&sort=-id&page_size=${PAGE}`);
     this.items = page.items;
     this.total = page.total;
     this.exhausted = page.items.length < PAGE;
-    this.current = Math.min(this.current, Math.max(0, this.items.length - 1));
+    const waiting = new Set(this.items.map((item) => item.id));
+    this.selected = new Set([...this.selected].filter((id) => waiting.has(id)));
+    const still = this.items.findIndex((item) => item.id === on);
+    this.current = still >= 0 ? still : Math.min(this.current, Math.max(0, this.items.length - 1));
     this.render();
   }
+
+  /** The live stream came back after a break (decisions may have been missed): read the queue afresh. */
+  resync() { return this.reload(); }
 
   /** The next page, once the operator comes near the end of what is loaded. */
   more() {
@@ -94,7 +105,9 @@ export class ReviewQueue {
 
   restore({ index, item }) {
     if (this.items.some((i) => i.id === item.id)) return;
-    this.items.splice(Math.min(index, this.items.length), 0, item);
+    const at = Math.min(index, this.items.length);
+    this.items.splice(at, 0, item);
+    if (this.items.length > 1 && at <= this.current) this.current += 1;  // the operator stays on the item shown
     this.total += 1;
     this.render();
   }
@@ -103,6 +116,8 @@ export class ReviewQueue {
     // only where text is typed: a row's checkbox, ticked with the mouse, keeps the focus and the keys must still work
     const typing = "input:not([type=checkbox]):not([type=radio]), select, textarea, [contenteditable]";
     if (event.target.closest(typing) || event.ctrlKey || event.metaKey || event.altKey) return;
+    // Enter (or Space) on a button or link is that button's: "False positive" reached by Tab is not a confirmation
+    if ((event.key === "Enter" || event.key === " ") && event.target.closest("button, a, summary")) return;
     const item = this.items[this.current];
     const actions = {
       j: () => this.move(1), ArrowDown: () => this.move(1), k: () => this.move(-1), ArrowUp: () => this.move(-1),
@@ -176,7 +191,7 @@ export class ReviewQueue {
       type: "checkbox", checked: this.selected.has(item.id), "aria-label": `select ${item.id}`,
       onclick: (event) => { event.stopPropagation(); this.toggle(item.id); },
       hidden: !mayDecide(),
-    }), h("div", {}, h("div", {}, `#${item.id} ${item.label} · ${item.category}`),
+    }), h("div", {}, h("div", {}, `#${item.id} ${item.label} · ${t(`category.${item.category}`)}`),
       h("div", { class: "meta" }, `${item.camera_id ?? item.source} · ${when(item.opened_at)} · ${item.score.toFixed(2)}`)));
   }
 
@@ -236,7 +251,7 @@ export class ReviewQueue {
     detail.replaceChildren(
       h("div", { class: "evidence" }, frame, crop),
       h("dl", { class: "facts" },
-        h("dt", {}, t("fact.category")), h("dd", {}, `${item.category} (${item.code})`),
+        h("dt", {}, t("fact.category")), h("dd", {}, `${t(`category.${item.category}`)} (${item.code})`),
         h("dt", {}, t("fact.camera")), h("dd", {}, item.camera_id ? `${item.node_id} / ${item.camera_id}` : item.source),
         h("dt", {}, t("fact.zone")), h("dd", {}, item.zone_id ?? "—"),
         h("dt", {}, t("fact.dwell")), h("dd", {}, duration(item.dwell_seconds)),

@@ -38,6 +38,7 @@ export class ZoneEditor {
     this.camera = query.get("camera");
     this.zones = [];
     this.current = -1;
+    this.badHours = new WeakMap();  // zone -> hours typed that cannot be read: kept on screen, never sent
   }
 
   async mount() {
@@ -72,7 +73,9 @@ export class ZoneEditor {
   /** The camera's latest snapshot under the zones; false when there is none yet. */
   async showSnapshot() {
     try {
-      this.picture.src = URL.createObjectURL(await api(`/api/v1/nodes/${this.node}/cameras/${this.camera}/snapshot`));
+      const blob = await api(`/api/v1/nodes/${this.node}/cameras/${this.camera}/snapshot`);
+      this.freePicture();
+      this.picture.src = URL.createObjectURL(blob);
       return true;
     } catch {
       return false;
@@ -108,7 +111,11 @@ export class ZoneEditor {
   }
 
   newZone() {
-    this.zones.push({ zone_id: `zone-${this.zones.length + 1}`, rule: "no_parking", dwell_seconds: 180, polygon: [] });
+    // the first number no zone has: after a delete, the count names a zone that is still there
+    const taken = new Set(this.zones.map((zone) => zone.zone_id));
+    let number = 1;
+    while (taken.has(`zone-${number}`)) number += 1;
+    this.zones.push({ zone_id: `zone-${number}`, rule: "no_parking", dwell_seconds: 180, polygon: [] });
     this.current = this.zones.length - 1;
     this.draw();
   }
@@ -136,16 +143,7 @@ export class ZoneEditor {
         h("dt", {}, t("zones.rule")), h("dd", {}, h("select", { name: "rule", id: "zone-rule", onchange: (event) => {
           zone.rule = event.target.value; this.draw(); } }, RULES.map((rule) => h("option", { value: rule, selected: rule === zone.rule }, rule)))),
         h("dt", {}, t("zones.dwell")), h("dd", {}, field("dwell_seconds", { type: "number", min: 1, id: "zone-dwell" })),
-        h("dt", {}, t("zones.hours")), h("dd", {}, h("input", { id: "zone-hours", placeholder: "07:00-19:00",
-          value: zone.schedule?.[0] ? `${zone.schedule[0].start}-${zone.schedule[0].end}` : "",
-          title: zone.schedule?.[0]?.days ? zone.schedule[0].days.join(" ") : "", onchange: (event) => {
-            const text = event.target.value.trim();
-            const hours = parseHours(text);
-            event.target.setCustomValidity(hours || !text ? "" : t("zones.bad_hours"));
-            if (!text) zone.schedule = [];  // empty: all day, as asked
-            // the window's days (Mon-Fri) and the zone's other windows stay as they were
-            else if (hours) zone.schedule = [{ ...(zone.schedule?.[0] ?? {}), ...hours }, ...(zone.schedule?.slice(1) ?? [])];
-          } })),
+        h("dt", {}, t("zones.hours")), h("dd", {}, this.hoursField(zone)),
         h("dt", {}, t("zones.corners")), h("dd", { id: "zone-corners" }, String(zone.polygon.length))) : h("p", { class: "meta" }, t("zones.hint")),
       h("div", { class: "actions" },
         zone && h("button", { type: "button", class: "plain", onclick: () => { zone.polygon.pop(); this.draw(); } }, t("zones.undo")),
@@ -154,9 +152,35 @@ export class ZoneEditor {
         h("button", { type: "button", class: "primary", id: "zone-save", onclick: () => this.save() }, t("zones.save"))));
   }
 
+  /** The zone's hours; what cannot be read stays as typed, marked, through redraws, until it is put right. */
+  hoursField(zone) {
+    const bad = this.badHours.get(zone);
+    const input = h("input", { id: "zone-hours", placeholder: "07:00-19:00",
+      value: bad ?? (zone.schedule?.[0] ? `${zone.schedule[0].start}-${zone.schedule[0].end}` : ""),
+      title: zone.schedule?.[0]?.days ? zone.schedule[0].days.join(" ") : "", onchange: (event) => {
+        const text = event.target.value.trim();
+        const hours = parseHours(text);
+        event.target.setCustomValidity(hours || !text ? "" : t("zones.bad_hours"));
+        if (hours || !text) this.badHours.delete(zone); else this.badHours.set(zone, text);
+        if (!text) zone.schedule = [];  // empty: all day, as asked
+            // the window's days (Mon-Fri) and the zone's other windows stay as they were
+        else if (hours) zone.schedule = [{ ...(zone.schedule?.[0] ?? {}), ...hours }, ...(zone.schedule?.slice(1) ?? [])];
+      } });
+    input.setCustomValidity(bad === undefined ? "" : t("zones.bad_hours"));
+    return input;
+  }
+
   async save() {
-    if (this.form.querySelector(":invalid")) {  // a mistyped field is not taken as "always"
+    const mistyped = this.zones.findIndex((zone) => this.badHours.has(zone));
+    if (mistyped >= 0 || this.form.querySelector(":invalid")) {  // a mistyped field is not taken as "always"
+      if (mistyped >= 0 && mistyped !== this.current) { this.current = mistyped; this.draw(); }  // shown where it is
       toast(t("zones.bad_hours"));
+      return;
+    }
+    const ids = this.zones.map((zone) => zone.zone_id);
+    const twice = ids.find((id, index) => ids.indexOf(id) !== index);
+    if (twice !== undefined) {
+      toast(t("zones.same_id", { id: twice }));
       return;
     }
     try {
@@ -176,5 +200,12 @@ export class ZoneEditor {
   }
 
   changed() {}
-  unmount() { clearTimeout(this.timer); clearTimeout(this.snapshotTimer); }
+  /** The live stream came back after a break: the node's answer is read again; the zones being drawn stay. */
+  async resync() {
+    if (!this.state || !this.node) return;
+    this.config = await api(`/api/v1/nodes/${this.node}/config`);
+    if (this.state.textContent !== t("zones.no_snapshot")) this.state.textContent = this.describe(this.config);
+  }
+  freePicture() { if (this.picture?.src.startsWith("blob:")) URL.revokeObjectURL(this.picture.src); }
+  unmount() { clearTimeout(this.timer); clearTimeout(this.snapshotTimer); this.freePicture(); }
 }

@@ -12,11 +12,17 @@ retried after 1, 2, 4 … times the base delay (at most the maximum delay), up t
 delivery is `failed`: by default 20 attempts over some ten hours, so a receiver down for a night misses nothing.
 A subscription gets a case's changes in the order they happened: while one waits for its next attempt, the case's
 later ones wait behind it (other cases' go on). An endpoint that cannot even be reached (connection refused or
-timed out, no such host) rests for the same back-off by such attempts in a row, kept on its subscription so every
-sender sees it: meanwhile its other changes wait without spending attempts, so one dead receiver, each of whose
-requests can take the whole connect timeout, never holds back the other subscribers. When its probe runs out of
+timed out, no such host), or that does not answer within the timeout, rests for the same back-off by such attempts
+in a row, kept on its subscription so every sender sees it: meanwhile its other changes wait without spending
+attempts, so one dead or slow receiver, each of whose requests can take the whole timeout, never holds back the
+other subscribers. When its probe runs out of
 attempts, its waiting changes fail with it (an admin sends them again); a receiver that answers, whatever it says,
-is awake, and one delivery it chokes on never rests the others.
+is awake, and one delivery it chokes on never rests the others. A redirect (the receiver moved: redirects are not
+followed, so a URL cannot be bounced to an address the admin never gave) or 410 Gone fails the delivery at once,
+naming where it points: retrying would only say the same twenty times.
+
+Delivery is at least once: a receiver that handled a request but answered too late (or whose answer was lost) gets
+it again; it keeps the X-GridWatch-Delivery ids it has handled and skips those.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ log = logging.getLogger(__name__)
 def signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
+
+
+PERMANENT = {301, 302, 303, 307, 308, 410}
+"""Answers no retry changes: moved (a redirect, not followed) or gone."""
 
 
 def _first_bytes(response: httpx.Response, limit: int) -> bytes:
@@ -143,27 +153,32 @@ class Webhooks:
                    "X-GridWatch-Event": delivery.event, "X-GridWatch-Delivery": str(delivery.id),
                    "X-GridWatch-Timestamp": timestamp,
                    "X-GridWatch-Signature": signature(subscription.secret, timestamp, body)}
-        unreachable = False
+        unreachable = permanent = False
         try:
             with client.stream("POST", subscription.url, content=body, headers=headers,
                                timeout=self.timeout) as response:
                 delivery.last_status_code = response.status_code
                 ok = 200 <= response.status_code < 300
+                permanent = response.status_code in PERMANENT
                 # of a refusal, its first words only: a receiver's endless answer is neither read nor kept
                 delivery.last_error = None if ok else \
                     f"HTTP {response.status_code}: {_first_bytes(response, 200).decode(errors='replace')}"
+                if location := response.headers.get("location"):
+                    delivery.last_error = (f"HTTP {response.status_code}: moved to {redacted(location)[:300]} "
+                                           "(redirects are not followed: change the subscription's URL)")
         except Exception as error:  # not only httpx's: a URL it cannot even encode (an IDNA label too long) too
             # counts as an attempt, or the delivery stayed pending for good, holding its case's later changes
             ok, delivery.last_error = False, f"{type(error).__name__}: {error}"[:500]
-            # never connected (refused, timed out, no such host): not one payload's trouble but the endpoint's
-            unreachable = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+            # never connected (refused, timed out, no such host) or no answer in time: not one payload's trouble
+            # but the endpoint's, and each try of a slow one holds the sender for the whole timeout
+            unreachable = isinstance(error, httpx.ConnectError | httpx.TimeoutException)
         now = self.clock()
         unanswered = self._rest(subscription, unreachable, now)
         if ok:
             delivery.status, delivery.delivered_at = "delivered", now
-        elif delivery.attempts >= self.max_attempts:
+        elif permanent or delivery.attempts >= self.max_attempts:
             delivery.status = "failed"
-            log.warning("webhook delivery %d to %s failed for good after %d attempts: %s", delivery.id,
+            log.warning("webhook delivery %d to %s failed for good after %d attempt(s): %s", delivery.id,
                         redacted(subscription.url), delivery.attempts, delivery.last_error)
             if unreachable and unanswered >= self.max_attempts:  # not reached all along: what waited fails too
                 self._fail_waiting(subscription, unanswered, delivery, now)

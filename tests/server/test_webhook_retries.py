@@ -247,3 +247,61 @@ def test_a_receiver_dead_for_weeks_still_waits_the_longest_delay(database_url):
     sender = Webhooks(Database(database_url), 20, 5.0, 3600.0)
     assert [sender.delay(n).total_seconds() for n in (1, 2, 3)] == [5.0, 10.0, 20.0]
     assert sender.delay(1025) == sender.delay(100_000) == timedelta(hours=1)
+
+
+def test_a_receiver_too_slow_to_answer_rests_and_holds_back_no_other_subscriber(database_url):
+    """Found by review: a receiver that took longer than the timeout to answer was not resting, so each of its
+    changes held the sender for the whole timeout in turn while the other integrators' changes waited."""
+    import httpx
+
+    from server.db import Database
+    from server.models import WebhookDelivery, WebhookSubscription
+    from server.services.webhooks import Webhooks
+
+    database = Database(database_url)
+    queue_changes(database, "http://slow.test/hook", [(case, "dispatch") for case in range(1, 6)])
+    queue_changes(database, "http://quick.test/hook", [(case, "dispatch") for case in range(1, 6)])
+    tried: list[str] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        tried.append(request.url.host)
+        if request.url.host == "slow.test":
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(200)
+
+    with httpx.Client(transport=httpx.MockTransport(receive)) as client:
+        Webhooks(database).deliver_due(client)
+    assert tried.count("slow.test") == 1 and tried.count("quick.test") == 5
+    with database.session() as session:
+        slow = session.query(WebhookSubscription).filter_by(url="http://slow.test/hook").one()
+        assert slow.resting_until is not None and "ReadTimeout" in session.query(WebhookDelivery).filter_by(
+            subscription_id=slow.id, attempts=1).one().last_error
+
+
+def test_a_receiver_that_moved_or_is_gone_fails_at_once_naming_where_it_points(database_url):
+    """Found by review: a 301 to the receiver's new address, or a 410, was tried twenty times over ten hours, and
+    the log said only "HTTP 301"."""
+    import httpx
+
+    from server.db import Database
+    from server.models import WebhookDelivery
+    from server.services.webhooks import Webhooks
+
+    database = Database(database_url)
+    queue_changes(database, "http://moved.test/hook", [(1, "dispatch")])
+    queue_changes(database, "http://gone.test/hook", [(2, "dispatch")])
+    queue_changes(database, "http://busy.test/hook", [(3, "dispatch")])
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "moved.test":
+            return httpx.Response(301, headers={"Location": "https://new.test/hook?key=secret"})
+        return httpx.Response(410 if request.url.host == "gone.test" else 503)
+
+    with httpx.Client(transport=httpx.MockTransport(receive)) as client:
+        Webhooks(database).deliver_due(client)
+    with database.session() as session:
+        outcome = {d.case_id: (d.status, d.last_error) for d in session.query(WebhookDelivery)}
+    assert outcome[1][0] == "failed" and "moved to https://new.test/hook" in outcome[1][1]
+    assert "secret" not in outcome[1][1], "a credential in the new address stays out of the log"
+    assert outcome[2][0] == "failed" and outcome[2][1].startswith("HTTP 410")
+    assert outcome[3][0] == "pending", "a busy receiver is tried again"

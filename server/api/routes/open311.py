@@ -6,6 +6,7 @@ citizen — is visible as a service request. Reading is public, as the standard 
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -52,6 +53,21 @@ def services() -> list[dict]:
     return [{"service_code": category.value, "service_name": name, "description": text, "metadata": False,
              "type": "realtime", "keywords": DEFAULT_EVENT_CODES[category], "group": "city management"}
             for category, (name, text) in SERVICES.items()]
+
+
+@router.get("/services/{service_code}", summary="GeoReport v2: a service's definition (no extra attributes here)")
+@router.get("/services/{service_code}.json", include_in_schema=False)
+def service_definition(service_code: str):  # noqa: ANN201 - GeoReport definition or error
+    if service_code not in {category.value for category in SERVICES}:
+        return error(404, f"no service {service_code[:40]!r}; see /open311/v2/services")
+    return {"service_code": service_code, "attributes": []}
+
+
+@router.get("/tokens/{token}", summary="GeoReport v2: the request a token became (none here: ids come at once)")
+@router.get("/tokens/{token}.json", include_in_schema=False)
+def token_lookup(token: str):  # noqa: ANN201 - always a GeoReport error
+    return error(404, f"no token {token[:40]!r}: this server answers a report with its service_request_id at once, "
+                      "never with a token")
 
 
 async def _params(request: Request) -> dict[str, str]:
@@ -134,7 +150,7 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
     except (UnicodeEncodeError, StatementError) as refused:
         if problem := unstorable_text(refused):  # found only when the database refused it: GeoReport's form still
             return error(400, problem)
-        raise
+        raise  # a database away: 503 in GeoReport's form (server/main.py)
     notice = (f"joined case {case_id}, already reported at that place" if joined
               else "received; an operator will confirm it")
     return [{"service_request_id": str(case_id), "service_notice": notice, "account_id": None}]
@@ -188,12 +204,20 @@ def _requests(session: Session, cases: list[CaseRecord]) -> list[dict]:
     return [_request(case, last.get(case.id)) for case in cases]
 
 
+SPACED_OFFSET = re.compile(r"(T[\d:.]+) (\d\d:?\d\d)$")
+"""A time's `+08:00` sent in a query unencoded: the `+` arrives as a space."""
+
+
 def _moment(name: str, text: str | None) -> datetime | None:
-    """A W3C datetime from the query, e.g. 2026-11-23T09:00:00+08:00; ValueError says what is wrong."""
+    """A W3C datetime from the query, e.g. 2026-11-23T09:00:00+08:00 (its `+` sent unencoded, arriving as a space,
+    too), or a whole day, 2026-11-23, taken from midnight UTC; ValueError says what is wrong."""
     if text is None:
         return None
+    text = SPACED_OFFSET.sub(r"\1+\2", text.strip())
+    if re.fullmatch(r"\d{4}-\d\d-\d\d", text):  # W3C's date alone: no time, so no zone to give
+        text += "T00:00:00+00:00"
     try:
-        moment = datetime.fromisoformat(text.strip())
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{name}: not a W3C datetime ({text[:40]!r}), e.g. 2026-11-23T09:00:00+08:00") from None
     if problem := moment_problem(name, moment):
@@ -211,7 +235,8 @@ def _listed(text: str, name: str, allowed: set[str]) -> list[str]:
 
 
 DEFAULT_WINDOW = timedelta(days=90)
-"""Without dates (or ids), the requests of the last 90 days, as GeoReport v2 says."""
+"""Without dates (or ids), the requests of the last 90 days, as GeoReport v2 says; from an end_date alone, the 90
+days before it; start and end dates together may span at most as much."""
 
 
 @router.get("/requests", summary="GeoReport v2: service requests — citizen reports and camera cases alike")
@@ -241,6 +266,9 @@ def get_requests(
             start, end = _moment("start_date", start_date), _moment("end_date", end_date)
         except ValueError as problem:
             return error(400, str(problem))
+        if start is not None and end is not None and end - start > DEFAULT_WINDOW:
+            return error(400, "start_date and end_date may not span more than 90 days (GeoReport v2); ask for "
+                              "the range in parts")
         query = select(CaseRecord)
         if codes:
             query = query.where(CaseRecord.category.in_(codes))
@@ -248,8 +276,8 @@ def get_requests(
             finished = [s.value for s in FINISHED]
             query = query.where(CaseRecord.status.in_(finished) if states == {"closed"}
                                 else CaseRecord.status.not_in(finished))
-        if start is None and end is None:
-            start = utcnow() - DEFAULT_WINDOW
+        if start is None:
+            start = (end or utcnow()) - DEFAULT_WINDOW
         if start is not None:
             query = query.where(CaseRecord.opened_at >= start)
         if end is not None:
