@@ -42,6 +42,8 @@ ACCESS = {
     ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): OPERATORS,
     ("POST", "/api/v1/webhooks/deliveries/{delivery_id}/retry"): {"admin"},
     ("GET", "/open311/v2/services"): PUBLIC,
+    ("GET", "/open311/v2/services/{service_code}"): PUBLIC,
+    ("GET", "/open311/v2/tokens/{token}"): PUBLIC,
     ("POST", "/open311/v2/requests"): {"integrator", "operator", "admin"},
     ("GET", "/open311/v2/requests"): PUBLIC,
     ("GET", "/open311/v2/requests/{service_request_id}"): PUBLIC,
