@@ -224,19 +224,25 @@ def test_the_case_board_pages_through_every_case_and_keeps_its_filters(server_ur
     assert page.evaluate("document.activeElement.name") == "unit_id"
 
 
+def with_live_stream_down(browser, server_url: str, token: str, where: str) -> tuple:
+    """A console page logged in with `token` whose live stream cannot connect until `down[0]` is set False."""
+    down = [True]
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.route("**/api/v1/live", lambda route: route.abort() if down[0] else route.continue_())
+    page.goto(f"{server_url}/console/{where}")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.goto(f"{server_url}/console/{where}")
+    return page, down
+
+
 def test_the_case_board_reads_afresh_when_the_live_stream_returns_and_keeps_the_filter_being_typed(
         server_url, browser, api_tokens):
     """Found by review: when the live stream came back after a break, the console rebuilt the whole page, and the
     filter the operator was typing was lost."""
     import httpx
 
-    down = [True]
-    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
-    page.route("**/api/v1/live", lambda route: route.abort() if down[0] else route.continue_())
-    page.goto(f"{server_url}/console/#/cases")
-    page.fill("#token", api_tokens["operator"])
-    page.click("button[type=submit]")
-    page.goto(f"{server_url}/console/#/cases")
+    page, down = with_live_stream_down(browser, server_url, api_tokens["operator"], "#/cases")
     page.wait_for_selector("#results .empty")
     page.fill("input[name=unit_id]", "sanit")
     assert httpx.post(f"{server_url}/open311/v2/requests.json", data={  # comes in while the stream is down

@@ -22,6 +22,29 @@ def login(browser, server_url: str, token: str, where: str):  # noqa: ANN201 - a
     return page
 
 
+def zone_editor(browser, server_url: str, token: str, config: dict) -> tuple:
+    """The zone editor of node-a's camera `kerb`, logged in with `token`, the node and its `config` stood in for;
+    with the list that each config the page sends is added to (answered as the next version, not yet applied)."""
+    import json
+
+    sent: list[dict] = []
+
+    def zones(route) -> None:
+        sent.append(json.loads(route.request.post_data))
+        route.fulfill(status=202, json={**config, "config_version": f"v{len(sent) + 1}", "status": None})
+
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.route("**/api/v1/cameras", lambda route: route.fulfill(json=[{"node_id": "node-a", "camera_id": "kerb"}]))
+    page.route("**/api/v1/nodes/node-a/config", lambda route: route.fulfill(json=config))
+    page.route("**/api/v1/nodes/node-a/cameras/kerb/snapshot", lambda route: route.fulfill(status=404, json={}))
+    page.route("**/api/v1/nodes/node-a/commands", lambda route: route.fulfill(status=202, json={}))
+    page.route("**/api/v1/nodes/node-a/cameras/kerb/zones", zones)
+    page.goto(f"{server_url}/console/#/zones?node=node-a&camera=kerb")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    return page, sent
+
+
 def test_review_keys_work_after_a_row_is_ticked_and_with_caps_lock(server_url, browser, api_tokens, mqtt_client):
     """A ticked checkbox kept the focus, and every key did nothing until the operator clicked elsewhere; capitals
     (Caps Lock, Shift), as the README writes the keys, did nothing at all."""
@@ -102,28 +125,12 @@ def test_the_zone_editor_takes_hours_as_people_write_them_and_refuses_what_it_ca
     """Hours not written exactly as 07:00-19:00 (7:00-19:00, spaces round the dash) emptied the schedule: a rule
     meant for the day applied all night, with nothing said. And any edit dropped the window's days (Mon-Fri became
     every day). The zone editor as a unit: the node and its config are stood in for."""
-    import json
-
     weekdays = ["mon", "tue", "wed", "thu", "fri"]
     config = {"node_id": "node-a", "config_version": "v1", "status": {"state": "applied", "reason": None},
               "cameras": {"kerb": {"zones": [{"zone_id": "kerb", "rule": "no_parking", "dwell_seconds": 180,
                                               "polygon": [[0, 0], [1, 0], [1, 1]],
                                               "schedule": [{"days": weekdays, "start": "07:00", "end": "19:00"}]}]}}}
-    sent: list[dict] = []
-
-    def zones(route) -> None:
-        sent.append(json.loads(route.request.post_data))
-        route.fulfill(status=202, json={**config, "config_version": f"v{len(sent) + 1}", "status": None})
-
-    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
-    page.route("**/api/v1/cameras", lambda route: route.fulfill(json=[{"node_id": "node-a", "camera_id": "kerb"}]))
-    page.route("**/api/v1/nodes/node-a/config", lambda route: route.fulfill(json=config))
-    page.route("**/api/v1/nodes/node-a/cameras/kerb/snapshot", lambda route: route.fulfill(status=404, json={}))
-    page.route("**/api/v1/nodes/node-a/commands", lambda route: route.fulfill(status=202, json={}))
-    page.route("**/api/v1/nodes/node-a/cameras/kerb/zones", zones)
-    page.goto(f"{server_url}/console/#/zones?node=node-a&camera=kerb")
-    page.fill("#token", api_tokens["operator"])
-    page.click("button[type=submit]")
+    page, sent = zone_editor(browser, server_url, api_tokens["operator"], config)
     page.wait_for_selector("#zone-hours")
     assert page.input_value("#zone-hours") == "07:00-19:00"
 

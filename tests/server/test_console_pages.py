@@ -4,14 +4,12 @@ running server."""
 
 from __future__ import annotations
 
-import json
-
 import httpx
 
 from tests.conftest import as_role
 from tests.factories import jpeg, wait_until
-from tests.server.test_console import detection
-from tests.server.test_console_forms import login
+from tests.server.test_console import detection, with_live_stream_down
+from tests.server.test_console_forms import login, zone_editor
 
 
 def status_of(server_url: str, api_tokens: dict, case_id: int) -> str:
@@ -25,12 +23,7 @@ def test_a_case_page_keeps_the_reason_and_the_photo_being_added_when_the_live_st
     detection(mqtt_client("node-a"), place=0)  # doubtful: waits for an operator
     wait_until(lambda: httpx.get(f"{server_url}/api/v1/cases/1", headers=as_role(api_tokens, "operator"))
                .status_code == 200)
-    down = [True]
-    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
-    page.route("**/api/v1/live", lambda route: route.abort() if down[0] else route.continue_())
-    page.goto(f"{server_url}/console/#/case/1")
-    page.fill("#token", api_tokens["operator"])
-    page.click("button[type=submit]")
+    page, down = with_live_stream_down(browser, server_url, api_tokens["operator"], "#/case/1")
     page.wait_for_selector("#case-actions button[data-action='file']")
     page.fill("#case-actions input[name=reason]", "called the shop owner")
     page.set_input_files("#photo-form input[name=photo]", files=[
@@ -87,21 +80,7 @@ def test_the_zone_editor_names_a_new_zone_afresh_and_keeps_mistyped_hours_until_
               "cameras": {"kerb": {"zones": [
                   {"zone_id": f"zone-{n}", "rule": "no_parking", "dwell_seconds": 180,
                    "polygon": [[0, 0], [1, 0], [1, 1]]} for n in (1, 2)]}}}
-    sent: list[dict] = []
-
-    def zones(route) -> None:
-        sent.append(json.loads(route.request.post_data))
-        route.fulfill(status=202, json={**config, "config_version": "v2", "status": None})
-
-    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
-    page.route("**/api/v1/cameras", lambda route: route.fulfill(json=[{"node_id": "node-a", "camera_id": "kerb"}]))
-    page.route("**/api/v1/nodes/node-a/config", lambda route: route.fulfill(json=config))
-    page.route("**/api/v1/nodes/node-a/cameras/kerb/snapshot", lambda route: route.fulfill(status=404, json={}))
-    page.route("**/api/v1/nodes/node-a/commands", lambda route: route.fulfill(status=202, json={}))
-    page.route("**/api/v1/nodes/node-a/cameras/kerb/zones", zones)
-    page.goto(f"{server_url}/console/#/zones?node=node-a&camera=kerb")
-    page.fill("#token", api_tokens["operator"])
-    page.click("button[type=submit]")
+    page, sent = zone_editor(browser, server_url, api_tokens["operator"], config)
     page.wait_for_selector("#zone-id")
     assert page.input_value("#zone-id") == "zone-1"
     page.click("#zone-form button.danger")  # delete zone-1
