@@ -5,7 +5,10 @@ finished. The formulas are the city's:
 
 - closure rate = closed ÷ cases (void ones not counted as cases)
 - on-time closure rate = closed on time ÷ (cases due − deferred cases); a case is due once it is closed or its
-  deadline has passed, on time when the unit's feedback came before the (extended) deadline
+  deadline has passed, on time when the unit's feedback came before the (extended) deadline. Deferred cases are
+  those deferred (缓办) now; one deferred and resumed counts like any other, against the deadline the resume moved
+  on by the time it stood still. A case whose unit reported back in time is not due while the command centre has
+  yet to verify it: the wait is not the unit's.
 - rework rate, extension rate = cases reworked / extended at least once ÷ cases dispatched
 - mean response = dispatch → accepted; mean handling = accepted → feedback (minutes)
 - false-positive rate = cases voided as false positives ÷ all detections (void ones included)
@@ -142,17 +145,34 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
             row.dispatched += 1
             row.reworked += case.rework_count > 0
             row.extended += case.extension_count > 0
-            if closed or (case.deadline_at is not None and case.deadline_at <= now):
+            if closed or (case.deadline_at is not None and case.deadline_at <= now and not _awaits_check(case)):
                 row.due += 1
-                row.deferred += case.was_deferred
-                # a deferred case leaves both sides of the rate: counted on time but not due, it pushed the rate past 1
-                row.on_time += bool(closed and case.on_time and not case.was_deferred)
+                row.deferred += case.status == CaseStatus.DEFERRED.value
+                row.on_time += bool(closed and case.on_time)
         response, handling = durations[key]
         if case.accepted_at and case.dispatched_at:
             response.append((case.accepted_at - case.dispatched_at).total_seconds() / 60)
         if case.feedback_at and case.accepted_at:
             handling.append((case.feedback_at - case.accepted_at).total_seconds() / 60)
     return [rows[key].finish(*durations[key]) for key in sorted(rows)]
+
+
+def _awaits_check(case: CaseRecord) -> bool:
+    """The unit reported back before its deadline and the command centre has not yet verified it."""
+    return case.status in AWAITING_CHECK and case.feedback_at is not None and case.deadline_at is not None and \
+        case.feedback_at <= case.deadline_at
+
+
+AWAITING_CHECK = {CaseStatus.FEEDBACK.value, CaseStatus.VERIFIED.value}
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet takes a cell beginning with for a formula (OWASP's CSV injection)."""
+
+
+def _cell(value: object) -> object:
+    """A value as a spreadsheet shows it: text that would start a formula (a unit or chief named `=HYPERLINK(…)` in
+    the city's files) is quoted with a leading apostrophe; numbers as they are."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
 def load_cases(session: Session, start: datetime, end: datetime) -> list[CaseRecord]:
@@ -166,5 +186,5 @@ def to_csv(rows: list[Indicators]) -> str:
     writer = csv.DictWriter(out, fieldnames=list(Indicators.model_fields))
     writer.writeheader()
     for row in rows:
-        writer.writerow(row.model_dump())
+        writer.writerow({name: _cell(value) for name, value in row.model_dump().items()})
     return out.getvalue()

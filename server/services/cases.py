@@ -351,8 +351,14 @@ class CaseService:
             CaseRecord.status.in_([s.value for s in IN_UNIT | {S.RETURNED}]), CaseRecord.deadline_at < now,
             CaseRecord.escalation_level < 2).with_for_update(skip_locked=True))
         for case in overdue:
-            # one level a sweep: the street office is told before the district, also of a case first seen late
-            level = min(case.escalation_level + 1, 2 if case.deadline_at + later <= now else 1)
+            # one level a sweep: the street office is told before the district, also of a case first seen late;
+            # the district's wait runs on the category's clock, as the deadline did (no unit works at night)
+            try:
+                district_at = self.dispatcher.deadline(case.deadline_at, later, self.dispatcher.clock_of(
+                    Category(case.category)))
+            except (ValueError, OverflowError):  # past the calendar's end: the calendar clock's
+                district_at = case.deadline_at + later
+            level = min(case.escalation_level + 1, 2 if district_at <= now else 1)
             if level <= case.escalation_level:
                 continue
             case.escalation_level = level

@@ -47,8 +47,8 @@ class Escalation(_Config):
         default_factory=dict, description="Head of each street office, by the grids' `street` name: told when a case "
                                           "of theirs is overdue.")
     district: Person | None = Field(default=None, description="District command, told when still overdue later.")
-    district_after_minutes: float = Field(default=120, gt=0,
-                                          description="Minutes past the deadline before the district is told.")
+    district_after_minutes: float = Field(default=120, gt=0, description=(
+        "Minutes past the deadline before the district is told, on the category's clock."))
 
 
 class DispatchConfig(_Config):

