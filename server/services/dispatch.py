@@ -5,6 +5,7 @@ goes to the fallback unit. Deadlines count working hours; overdue cases escalate
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,12 @@ from shapely.geometry.base import BaseGeometry
 from gridwatch.config_files import ConfigError, load_yaml_model, validation_problems
 from gridwatch.contract import CaseAssignment, Category, Location, Person
 from server.services.duty import Shift, WorkingHours, add_working_time, taking_over, working_time_between
+
+log = logging.getLogger(__name__)
+
+OVERLAP_SHARE = 0.01
+"""Of the smaller grid's area, what two grids may share before it is said: a GIS file's slivers along a border are
+not worth a line; a grid drawn over another is."""
 
 
 class _Config(BaseModel):
@@ -148,7 +155,23 @@ def load_grids(path: Path) -> list[Grid]:
             raise ConfigError(f"{path}: features.{index} ({properties.grid_id}): coordinates outside longitude "
                               f"-180..180 / latitude -90..90; GeoJSON gives each point as [lon, lat]")
         grids.append(Grid(properties, geometry))
+    _say_overlaps(path, grids)
     return grids
+
+
+def _say_overlaps(path: Path, grids: list[Grid]) -> None:
+    """Warns of grids drawn over each other: a case where two overlap goes to the first in the file (and one on a
+    shared border too), which the city may not have meant."""
+    tree = shapely.STRtree([grid.geometry for grid in grids])
+    for first, second in zip(*tree.query([grid.geometry for grid in grids], predicate="intersects"), strict=True):
+        if first >= second:
+            continue
+        a, b = grids[first], grids[second]
+        shared = a.geometry.intersection(b.geometry).area
+        if shared > OVERLAP_SHARE * min(a.geometry.area, b.geometry.area):
+            log.warning("%s: grids %s and %s overlap (%.0f %% of the smaller); a case where both lie goes to %s, the "
+                        "first in the file", path, a.properties.grid_id, b.properties.grid_id,
+                        100 * shared / min(a.geometry.area, b.geometry.area), a.properties.grid_id)
 
 
 class Dispatcher:

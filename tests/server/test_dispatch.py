@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -9,7 +10,7 @@ import pytest
 
 from gridwatch.config_files import ConfigError
 from gridwatch.contract import Category, Location
-from server.services.dispatch import Dispatcher
+from server.services.dispatch import Dispatcher, load_grids
 from server.services.duty import (
     Shift,
     TimeWindow,
@@ -278,3 +279,18 @@ def test_the_dispatcher_names_the_person_on_duty_by_the_city_calendar(tmp_path):
                            (datetime(2026, 10, 1, 10, 0, tzinfo=CST), "吴芳 Wu Fang")):  # a holiday: the crew's
         assignment, _ = dispatcher.assign(Category.LITTER, place, moment)
         assert assignment.on_duty.name == person
+
+
+def test_grids_drawn_over_each_other_are_named_and_the_first_in_the_file_takes_the_case(tmp_path, caplog):
+    """Found by review: a case where two grids overlapped went to whichever came first in the file, with nothing
+    said when the grids were loaded; grids that only share a border are as a city draws them, and are not named."""
+    east = [[lon + 0.005, lat] for lon, lat in LON_LAT]  # half over G1
+    beside = [[lon + 0.015, lat] for lon, lat in LON_LAT]  # shares G2's east border
+    (tmp_path / "grids.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _grid_feature(LON_LAT), _grid_feature(east, grid_id="G2"), _grid_feature(beside, grid_id="G3")]}))
+    with caplog.at_level(logging.WARNING, logger="server.services.dispatch"):
+        grids = load_grids(tmp_path / "grids.geojson")
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert "grids G1 and G2 overlap (50 % of the smaller)" in warning and "goes to G1" in warning
+    both = Dispatcher(None, grids).grid_at(Location(lat=30.275, lon=120.158))
+    assert both is not None and both.properties.grid_id == "G1"
