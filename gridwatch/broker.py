@@ -195,7 +195,8 @@ def generate_tls(out_dir: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.
 
 
 BRIDGE_OUT = tuple(f"{TOPIC_ROOT}/nodes/+/{family}" for family in (
-    "events/#", "telemetry", "evidence/#", "status", "snapshot/#", "config/status", "command/response"))
+    "events/#", "telemetry", "evidence/+", "evidence/+/crop", "status", "snapshot/#", "config/status",
+    "command/response"))
 """What a site's nodes publish, forwarded by its broker to the core broker (where the server reads)."""
 BRIDGE_IN = (f"{TOPIC_ROOT}/nodes/+/config", f"{TOPIC_ROOT}/nodes/+/command", f"{TOPIC_ROOT}/cases/#")
 """What the server publishes for nodes and field apps, brought from the core broker to the site's."""

@@ -33,6 +33,9 @@ PUBLISH_MATRIX = [
     ("node-a", status_topic("node-b"), False),
     ("node-a", case_topic("litter", 1), False),
     ("node-a", "gw/v1/nodes/node-a-evil/events/litter", False),
+    # found by review: evidence/# let a node's password keep any number of retained 8 MiB messages below it
+    ("node-a", "gw/v1/nodes/node-a/evidence/123/crop/more", False),
+    ("node-a", "gw/v1/nodes/node-a/evidence/123/frame", False),
     ("integrator", case_topic("litter", 1), False),
     ("integrator", event_topic("node-a", "litter"), False),
     ("integrator", "gw/v1/nodes/integrator/events/litter", False),
