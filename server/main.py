@@ -67,6 +67,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                                 settings.ingest_batch_size, settings.ingest_batch_wait_ms / 1000,
                                 settings.ingest_share_group, settings.mqtt_tls_ca_file, case_feed=live.publish_json)
         live.on_listen = service.follow_cases
+        metrics.watch_backlog(lambda: service.inbox.unfinished_tasks)
     else:  # no broker: this process's own changes
         ingest.listeners.append(live.publish)
 

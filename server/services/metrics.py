@@ -5,9 +5,10 @@ time, so every worker reports the same truth about cases."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -76,7 +77,17 @@ class Metrics:
         self.retries = Counter("gridwatch_ingest_batch_retries", "Batches of events written again because another "
                                "worker wrote the same rows first (or the two waited on each other's locks).",
                                registry=self.registry)
+        self.last_commit = Gauge("gridwatch_ingest_last_commit_timestamp_seconds", "When this worker last committed "
+                                 "a batch (Unix time): with a backlog, time() minus it is how long ingest has been "
+                                 "stuck, which the lag of stored events cannot show.", registry=self.registry)
+        self.backlog = Gauge("gridwatch_ingest_backlog_messages", "Messages this worker has received from the broker "
+                             "and not yet written (the broker's own queue for it comes on top).",
+                             registry=self.registry)
         self.registry.register(DatabaseCollector(database))
+
+    def watch_backlog(self, depth: Callable[[], int]) -> None:
+        """Reads the ingest service's backlog at each scrape."""
+        self.backlog.set_function(depth)
 
     def messages_seen(self, counts: Mapping[tuple[str, str], int]) -> None:
         """A batch's messages, counted by (kind, outcome)."""
@@ -88,3 +99,4 @@ class Metrics:
         many small ones: the messages come slower than it writes)."""
         self.batch_messages.observe(messages)
         self.batch_seconds.observe(seconds)
+        self.last_commit.set(time.time())

@@ -52,3 +52,35 @@ def test_a_scrape_while_the_database_is_away_still_brings_the_counters():
     assert families["gridwatch_database_up"].samples[0].value == 0
     assert families["gridwatch_ingest_messages"].samples[0].value == 3
     assert "gridwatch_cases" not in families
+
+
+def test_a_worker_stuck_behind_the_database_shows_its_backlog_and_when_it_last_wrote(api, mqtt_client):
+    """Found by review: the lag of stored events froze while nothing was stored, so a worker stuck behind a locked
+    database looked as healthy as an idle one, and its queue of received messages was nowhere to be seen."""
+    import time
+
+    from sqlalchemy import create_engine
+
+    node = mqtt_client("node-a")
+    node.publish(event_topic("node-a", "illegal_parking"), json.dumps(event_payload()))
+    wait_until(lambda: samples(api).get(("gridwatch_ingest_batch_messages_sum", ())) == 1)
+    wrote = samples(api)[("gridwatch_ingest_last_commit_timestamp_seconds", ())]
+    assert abs(time.time() - wrote) < 30 and samples(api)[("gridwatch_ingest_backlog_messages", ())] == 0
+
+    url = api.app.state.settings.database_url
+    holder = create_engine(url).connect()
+    try:  # another program holds the database's write lock: ingest waits for it
+        if url.startswith("sqlite"):
+            holder.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            holder.exec_driver_sql("BEGIN")
+            holder.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+        for _ in range(5):
+            node.publish(event_topic("node-a", "illegal_parking"), json.dumps(event_payload()))
+        stuck = wait_until(lambda: (found := samples(api))[("gridwatch_ingest_backlog_messages", ())] >= 4 and found)
+        assert stuck[("gridwatch_ingest_last_commit_timestamp_seconds", ())] == wrote, "nothing written since"
+    finally:
+        holder.rollback()
+        holder.close()
+    wait_until(lambda: samples(api)[("gridwatch_ingest_backlog_messages", ())] == 0, timeout=40)
+    assert samples(api)[("gridwatch_ingest_last_commit_timestamp_seconds", ())] > wrote
