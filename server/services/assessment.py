@@ -115,8 +115,9 @@ class Indicators(BaseModel):
 
 
 def group_of(case: CaseRecord, by: GroupBy) -> str | None:
-    if by is GroupBy.STREET_CHIEF:
-        return case.street_chief_name
+    if by is GroupBy.STREET_CHIEF:  # two chiefs of one name (王伟) are two people: their phones tell them apart
+        phone = case.street_chief_phone
+        return f"{case.street_chief_name} ({phone})" if phone and case.street_chief_name else case.street_chief_name
     if by is GroupBy.UNIT:
         return case.unit_id
     if by is GroupBy.GRID:
@@ -175,8 +176,19 @@ def _cell(value: object) -> object:
     return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
-def load_cases(session: Session, start: datetime, end: datetime) -> list[CaseRecord]:
-    return list(session.scalars(select(CaseRecord).where(CaseRecord.opened_at >= start, CaseRecord.opened_at < end)))
+ASSESSED = (CaseRecord.opened_at, CaseRecord.status, CaseRecord.void_reason, CaseRecord.dispatched_at,
+            CaseRecord.accepted_at, CaseRecord.feedback_at, CaseRecord.deadline_at, CaseRecord.on_time,
+            CaseRecord.rework_count, CaseRecord.extension_count, CaseRecord.street_chief_name,
+            CaseRecord.street_chief_phone, CaseRecord.unit_id, CaseRecord.grid_id, CaseRecord.node_id,
+            CaseRecord.camera_id)
+"""What `assess` reads of a case: a quarter of a city's cases (300,000) as these columns, not as whole records with
+their reports and descriptions."""
+
+
+def load_cases(session: Session, start: datetime, end: datetime) -> Iterable[CaseRecord]:
+    """The cases opened in [start, end), as rows of the `ASSESSED` columns (read like records), streamed."""
+    return session.execute(select(*ASSESSED).where(CaseRecord.opened_at >= start, CaseRecord.opened_at < end)
+                           .execution_options(yield_per=2000))
 
 
 def to_csv(rows: list[Indicators]) -> str:

@@ -79,6 +79,15 @@ def test_a_case_the_unit_answered_in_time_is_not_late_while_it_waits_to_be_verif
     assert (row.due, row.on_time, row.on_time_closure_rate) == (1, 0, 0.0), "it answered after the deadline"
 
 
+def test_two_street_chiefs_of_one_name_are_two_rows():
+    """Found by review: chiefs were told apart by name alone, and a district of 494 has two 王伟."""
+    cases = [case("closed", on_time=True, feedback=5), case("handling"), case("handling")]
+    for chief, phone in zip(cases, ["139-0000-0001", "139-0000-0002", "139-0000-0002"], strict=True):
+        chief.street_chief_name, chief.street_chief_phone = "王伟", phone
+    rows = assess(cases, GroupBy.STREET_CHIEF, Period.MONTH, ZONE, NOW)
+    assert {row.group: row.cases for row in rows} == {"王伟 (139-0000-0001)": 1, "王伟 (139-0000-0002)": 2}
+
+
 def test_the_csv_quotes_names_a_spreadsheet_would_run_as_formulas():
     """Found by review: a unit or chief named `=HYPERLINK(…)` in the city's files became a live formula in the
     supervisor's spreadsheet."""
