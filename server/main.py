@@ -111,6 +111,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                    open311, console, city):
         app.include_router(module.router)
     app.mount("/console", StaticFiles(directory=console.CONSOLE_DIR, html=True), name="console")
+    app.add_middleware(open311.XmlTwin)
 
     def georeport(request: Request) -> bool:
         """Under /open311/, every answer that is not the endpoint's own is in GeoReport's error list too."""

@@ -213,10 +213,10 @@ def test_a_report_with_a_photo_attached_is_refused_with_a_reason(api, api_tokens
 
 def test_every_answer_under_open311_is_georeports_and_dates_are_read_as_clients_send_them(api, api_tokens,
                                                                                            mqtt_client):
-    """Found by review: an unknown path, `.xml` or a wrong method answered FastAPI's `{"detail"}`, not GeoReport's
+    """Found by review: an unknown path or a wrong method answered FastAPI's `{"detail"}`, not GeoReport's
     list; a `+08:00` sent unencoded (arriving as a space) and a plain day were refused; an end_date alone listed
     every case before it, and a range of years was cut to the newest 1,000 without a word."""
-    for method, path, code in (("GET", "/open311/v2/services.xml", 404), ("GET", "/open311/v2/discovery.json", 404),
+    for method, path, code in (("GET", "/open311/v2/services.yaml", 404), ("GET", "/open311/v2/discovery.json", 404),
                                ("DELETE", "/open311/v2/requests.json", 405)):
         response = api.request(method, path)
         assert response.status_code == code, path
@@ -267,3 +267,40 @@ def test_a_database_away_answers_503_to_try_again_never_500(api):
     assert georeport.json()[0]["code"] == 503 and "try again" in georeport.json()[0]["description"]
     rest = api.post("/api/v1/locked")
     assert rest.status_code == 503 and "try again" in rest.json()["detail"]
+
+
+def test_every_route_answers_in_georeports_xml_too(api, api_tokens, mqtt_client):
+    """Found by review: GeoReport v2 makes XML the format every server must speak (JSON may be added), and a client
+    asking for `.xml` got a 404 in JSON."""
+    from xml.etree import ElementTree
+
+    def xml(response) -> ElementTree.Element:
+        assert response.headers["content-type"].startswith("text/xml"), response.headers
+        assert response.content.startswith(b'<?xml version="1.0" encoding="utf-8"?>')
+        return ElementTree.fromstring(response.content)
+
+    services = xml(api.get("/open311/v2/services.xml"))
+    assert services.tag == "services" and "litter" in [s.findtext("service_code") for s in services]
+    assert xml(api.get("/open311/v2/services/litter.xml")).findtext("service_code") == "litter"
+
+    filed = api.post("/open311/v2/requests.xml", headers={"Authorization": ""}, data={
+        "api_key": api_tokens["integrator"], "service_code": "litter", "lat": "30.2742", "long": "120.1652",
+        "description": "bags \x01by the bin <b>&</b>"})  # a control character no XML holds, markup that must not be
+    assert filed.status_code == 200
+    receipt = xml(filed)
+    case_id = receipt.find("request").findtext("service_request_id")
+    assert receipt.tag == "service_requests" and case_id
+    [request] = xml(api.get(f"/open311/v2/requests/{case_id}.xml"))
+    assert request.findtext("description") == "bags by the bin <b>&</b>"
+    assert request.findtext("status") == "open" and request.findtext("media_url") == "", "null: an empty element"
+    listed = xml(api.get("/open311/v2/requests.xml", params={"service_code": "litter"}))
+    assert [r.findtext("service_request_id") for r in listed] == [case_id]
+
+    for response, code in ((api.get("/open311/v2/requests.xml", params={"status": "pending"}), 400),
+                           (api.get("/open311/v2/requests/999999.xml"), 404),
+                           (api.get("/open311/v2/discovery.xml"), 404),
+                           (api.post("/open311/v2/requests.xml", headers={"Authorization": ""},
+                                     data={"api_key": "gw_guess", "service_code": "litter"}), 403)):
+        errors = xml(response)
+        assert response.status_code == code and errors.tag == "errors"
+        assert errors.find("error").findtext("code") == str(code) and errors.find("error").findtext("description")

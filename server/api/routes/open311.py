@@ -1,7 +1,8 @@
 """Open311 GeoReport v2: citizen reports from hotlines and apps enter the same pipeline, and every case — camera or
 citizen — is visible as a service request. Reading is public, as the standard expects; posting needs an API key
 (an integrator's, operator's or admin's token, as `api_key` or a bearer header). Errors come as GeoReport's
-`[{"code": ..., "description": ...}]`."""
+`[{"code": ..., "description": ...}]`. Every route answers as `.json` and as `.xml` (the format GeoReport v2
+requires): an `.xml` request is routed as its `.json` twin and its answer written as GeoReport's XML (`as_xml`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import urllib.parse
 from datetime import datetime, timedelta
 from typing import Annotated
+from xml.etree.ElementTree import Element, SubElement, tostring
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -18,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridwatch.contract import DEFAULT_EVENT_CODES, CaseAction, Category, Location
 from server.api.deps import MAX_ID, SessionDep, moment_problem
@@ -45,6 +48,74 @@ many, and PostgreSQL refused the longer actor, losing the report)."""
 
 def error(status: int, description: str) -> JSONResponse:
     return JSONResponse(status_code=status, content=[{"code": status, "description": description}])
+
+
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+"""Characters XML 1.0 cannot hold (a citizen's text may carry them): left out of the XML answer."""
+
+
+def _xml_text(value: object) -> str | None:
+    if value is None or value == []:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return NOT_XML.sub("", str(value))
+
+
+def as_xml(data: object, path: str, status: int) -> bytes:
+    """A GeoReport JSON answer as GeoReport's XML: `<errors><error>`, `<services><service>`,
+    `<service_definition>`, or `<service_requests><request>`."""
+    if status >= 400:
+        root, item = "errors", "error"
+    elif "/services/" in path:
+        root, item = "service_definition", None
+    elif path.endswith("/services.json"):
+        root, item = "services", "service"
+    else:
+        root, item = "service_requests", "request"
+    top = Element(root)
+    for entry in (data if item and isinstance(data, list) else [data]):
+        parent = SubElement(top, item) if item else top
+        for key, value in (entry.items() if isinstance(entry, dict) else []):
+            SubElement(parent, key).text = _xml_text(value)
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + tostring(top, encoding="unicode").encode()
+
+
+class XmlTwin:
+    """ASGI middleware: `/open311/….xml` is answered by the route of `….json`, in XML (its errors too); every other
+    request passes straight through (the consoles' live stream among them, untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path.startswith("/open311/") and path.endswith(".xml")):
+            await self.app(scope, receive, send)
+            return
+        twin = path[:-4] + ".json"
+        started: dict = {}
+        body = bytearray()
+
+        async def keep(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.update(message)
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+
+        await self.app({**scope, "path": twin, "raw_path": twin.encode()}, receive, keep)
+        status = started["status"]
+        try:
+            content = as_xml(json.loads(body) if body else None, twin, status)
+        except ValueError:  # not GeoReport's JSON (never expected): sent as it came
+            await send(started)
+            await send({"type": "http.response.body", "body": bytes(body)})
+            return
+        headers = [(key, value) for key, value in started.get("headers", [])
+                   if key.lower() not in (b"content-length", b"content-type")]
+        headers += [(b"content-type", b"text/xml; charset=utf-8"), (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
 
 @router.get("/services", summary="GeoReport v2: the services (categories) citizens can report")
