@@ -176,3 +176,26 @@ def test_operators_see_subscriptions_without_the_credentials_in_their_urls(fast_
                                  ).json()
     assert as_admin["url"] == secret_url
     assert as_operator["url"] == "https://***@hooks.example.org/notify/T123?***"
+
+
+def test_a_failed_change_is_not_sent_by_hand_after_a_later_one_of_its_case_without_saying_so(api):
+    """Found by review: retrying a change that had failed sent it after the case's later changes had reached the
+    receiver, which then showed the case back in its older state."""
+    from server.models import WebhookDelivery, WebhookSubscription
+
+    with api.app.state.database.session() as session:
+        subscription = WebhookSubscription(url="http://receiver.test/hook", secret="s" * 32, created_by="test")
+        session.add(subscription)
+        session.flush()
+        older, newer, other = (WebhookDelivery(subscription_id=subscription.id, case_id=case, event=f"case.{action}",
+                                               payload="{}", status=status)
+                               for case, action, status in ((1, "dispatch", "failed"), (1, "accept", "delivered"),
+                                                            (2, "dispatch", "failed")))
+        session.add_all([older, newer, other])
+        session.commit()
+        ids = older.id, newer.id, other.id
+    refused = api.post(f"/api/v1/webhooks/deliveries/{ids[0]}/retry")
+    assert refused.status_code == 409 and f"delivery {ids[1]}, a later change of case 1" in refused.json()["detail"]
+    assert api.post(f"/api/v1/webhooks/deliveries/{ids[2]}/retry").status_code == 200, "nothing later of case 2"
+    forced = api.post(f"/api/v1/webhooks/deliveries/{ids[0]}/retry", params={"out_of_order": "true"})
+    assert forced.status_code == 200 and forced.json()["status"] == "pending"

@@ -70,13 +70,23 @@ def list_deliveries(
 
 @router.post("/deliveries/{delivery_id}/retry", response_model=DeliveryOut,
              summary="Send a failed delivery again now")
-def retry_delivery(delivery_id: BigRowId, session: SessionDep, _caller: AdminDep, request: Request) -> DeliveryOut:
+def retry_delivery(delivery_id: BigRowId, session: SessionDep, _caller: AdminDep, request: Request,
+                   out_of_order: Annotated[bool, Query(description=(
+                       "Send it even though a later change of its case was delivered since: the receiver then gets "
+                       "an older state after a newer one."))] = False) -> DeliveryOut:
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None:
         raise HTTPException(status_code=404, detail=f"delivery {delivery_id} does not exist")
     if delivery.status != "failed":
         raise HTTPException(status_code=409, detail=f"delivery {delivery_id} is {delivery.status}; only failed ones "
                                                     f"are retried by hand")
+    later = session.scalar(select(func.max(WebhookDelivery.id)).where(
+        WebhookDelivery.subscription_id == delivery.subscription_id, WebhookDelivery.case_id == delivery.case_id,
+        WebhookDelivery.id > delivery.id, WebhookDelivery.status == "delivered"))
+    if later is not None and not out_of_order:
+        raise HTTPException(status_code=409, detail=(
+            f"delivery {later}, a later change of case {delivery.case_id}, reached the receiver already: this older "
+            f"one sent now would put the case back in the receiver's eyes; add out_of_order=true to send it anyway"))
     delivery.status, delivery.attempts, delivery.next_attempt_at = "pending", 0, utcnow()
     subscription = session.get(WebhookSubscription, delivery.subscription_id)
     if subscription is not None:  # asked for now: not after the rest of an endpoint that could not be reached
