@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy import DateTime as SADateTime
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, WriteOnlyMapped, mapped_column, relationship
 
 BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
 """The id of a busy table's rows (events, images, transitions, dead letters, deliveries): PostgreSQL's integer runs
@@ -155,6 +155,8 @@ class CaseRecord(Base):
     transitions: Mapped[list[CaseTransition]] = relationship(
         back_populates="case", order_by="CaseTransition.id", cascade="all, delete-orphan"
     )
+    rounds: WriteOnlyMapped[CaseRound] = relationship(cascade="all, delete-orphan")
+    """Units' turns that ended before the case did (written as they end, never loaded whole)."""
 
 
 class EventRecord(Base):
@@ -211,6 +213,31 @@ class CasePhoto(Base):
     content_type: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CaseRound(Base):
+    """A unit's turn at a case that ended before the case did: returned (回退), reassigned, or closed and then
+    reopened. Kept so that assessment credits each unit with its own turns: the case's own columns hold only the
+    turn in hand, and a unit that returned a case past its deadline would otherwise leave no trace of it."""
+
+    __tablename__ = "case_rounds"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    unit_id: Mapped[str | None] = mapped_column(String(64))
+    dispatched_at: Mapped[datetime]
+    deadline_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None]
+    feedback_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime]
+    ended_by: Mapped[str] = mapped_column(String(16))
+    """The step that ended it: `dispatch` (after a return), `reassign` or `reopen`."""
+    closed: Mapped[bool]
+    """Whether the turn ended with the case closed (a reopen after): then `on_time` says how."""
+    on_time: Mapped[bool | None]
+    reworked: Mapped[int] = mapped_column(default=0)
+    """Reworks in the turn (the case's `rework_count` counts every turn's)."""
+    extended: Mapped[int] = mapped_column(default=0)
 
 
 class CaseTransition(Base):

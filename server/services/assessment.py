@@ -1,7 +1,11 @@
 """Assessment (考核): how each street chief, unit, grid and camera did, by day, week, month or quarter.
 
 Cases are counted in the period they were opened (a cohort), so a month's figures stop moving once its cases are
-finished. The formulas are the city's:
+finished. A case may pass through several units' hands (returned, reassigned, closed and reopened): each turn that
+ended before the case did (`CaseRound`) is credited to the unit that had it, in the case's period: one of its
+cases, dispatched, due if it was closed or held past its deadline, on time if its feedback was, its reworks,
+extensions and times; so no unit clears its record by handing a late case on, and a reopen does not take back the
+closure of the turn before. The formulas are the city's:
 
 - closure rate = closed ÷ cases (void ones not counted as cases)
 - on-time closure rate = closed on time ÷ (cases due − deferred cases); a case is due once it is closed or its
@@ -19,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -29,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import CaseStatus
-from server.models import CaseRecord
+from server.models import CaseRecord, CaseRound
 
 
 class GroupBy(StrEnum):
@@ -125,10 +129,10 @@ def group_of(case: CaseRecord, by: GroupBy) -> str | None:
     return f"{case.node_id}/{case.camera_id}" if case.node_id is not None else None  # a citizen's report: no camera
 
 
-def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneInfo,
-           now: datetime) -> list[Indicators]:
+def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneInfo, now: datetime,
+           rounds: Mapping[int, list[CaseRound]] | None = None) -> list[Indicators]:
     """The indicators of every (group, period) the cases fall in, sorted by period then group. Cases without a
-    group (e.g. no grid, for `grid`) are counted under `(none)`."""
+    group (e.g. no grid, for `grid`) are counted under `(none)`. `rounds`: by case id, the units' earlier turns."""
     rows: dict[tuple[str, str], Indicators] = {}
     durations: dict[tuple[str, str], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for case in cases:
@@ -140,12 +144,14 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
             row.false_positives += case.void_reason == "false_positive"
             continue
         row.cases += 1
+        turns = (rounds or {}).get(case.id, [])
+        _credit_turns(case, turns, key, by, rows, durations)
         closed = case.status == CaseStatus.CLOSED.value
         row.closed += closed
         if case.dispatched_at is not None:
             row.dispatched += 1
-            row.reworked += case.rework_count > 0
-            row.extended += case.extension_count > 0
+            row.reworked += case.rework_count - sum(turn.reworked for turn in turns) > 0  # this turn's own
+            row.extended += case.extension_count - sum(turn.extended for turn in turns) > 0
             if closed or (case.deadline_at is not None and case.deadline_at <= now and not _awaits_check(case)):
                 row.due += 1
                 row.deferred += case.status == CaseStatus.DEFERRED.value
@@ -156,6 +162,30 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
         if case.feedback_at and case.accepted_at:
             handling.append((case.feedback_at - case.accepted_at).total_seconds() / 60)
     return [rows[key].finish(*durations[key]) for key in sorted(rows)]
+
+
+def _credit_turns(case: CaseRecord, turns: list[CaseRound], key: tuple[str, str], by: GroupBy,
+                  rows: dict[tuple[str, str], Indicators],
+                  durations: dict[tuple[str, str], tuple[list[float], list[float]]]) -> None:
+    """Each earlier turn of the case, to the group that had it (for `unit`, the turn's unit; else the case's)."""
+    held = {key}
+    for turn in turns:
+        turn_key = (key[0], (turn.unit_id if by is GroupBy.UNIT else key[1]) or "(none)")
+        row = rows.setdefault(turn_key, Indicators(group=turn_key[1], period=key[0]))
+        if turn_key not in held:  # a unit that held the case, before the one that has it now: one of its cases
+            held.add(turn_key)
+            row.cases += 1
+        row.dispatched += 1
+        row.reworked += turn.reworked > 0
+        row.extended += turn.extended > 0
+        if turn.closed or (turn.deadline_at is not None and turn.deadline_at <= turn.ended_at):
+            row.due += 1  # closed, or handed on after its deadline had passed: late, whoever has it now
+            row.on_time += bool(turn.closed and turn.on_time)
+        response, handling = durations[turn_key]
+        if turn.accepted_at:
+            response.append((turn.accepted_at - turn.dispatched_at).total_seconds() / 60)
+        if turn.feedback_at and turn.accepted_at:
+            handling.append((turn.feedback_at - turn.accepted_at).total_seconds() / 60)
 
 
 def _awaits_check(case: CaseRecord) -> bool:
@@ -176,13 +206,22 @@ def _cell(value: object) -> object:
     return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
-ASSESSED = (CaseRecord.opened_at, CaseRecord.status, CaseRecord.void_reason, CaseRecord.dispatched_at,
+ASSESSED = (CaseRecord.id, CaseRecord.opened_at, CaseRecord.status, CaseRecord.void_reason, CaseRecord.dispatched_at,
             CaseRecord.accepted_at, CaseRecord.feedback_at, CaseRecord.deadline_at, CaseRecord.on_time,
             CaseRecord.rework_count, CaseRecord.extension_count, CaseRecord.street_chief_name,
             CaseRecord.street_chief_phone, CaseRecord.unit_id, CaseRecord.grid_id, CaseRecord.node_id,
             CaseRecord.camera_id)
 """What `assess` reads of a case: a quarter of a city's cases (300,000) as these columns, not as whole records with
 their reports and descriptions."""
+
+
+def load_rounds(session: Session, start: datetime, end: datetime) -> dict[int, list[CaseRound]]:
+    """The earlier turns of the cases opened in [start, end), by case id, in order."""
+    turns: dict[int, list[CaseRound]] = defaultdict(list)
+    for turn in session.scalars(select(CaseRound).join(CaseRecord, CaseRecord.id == CaseRound.case_id).where(
+            CaseRecord.opened_at >= start, CaseRecord.opened_at < end).order_by(CaseRound.id)):
+        turns[turn.case_id].append(turn)
+    return turns
 
 
 def load_cases(session: Session, start: datetime, end: datetime) -> Iterable[CaseRecord]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import object_session
+
 from gridwatch.contract import (
     SCHEMA_VERSION,
     CaseAction,
@@ -15,7 +18,7 @@ from gridwatch.contract import (
     Location,
     Person,
 )
-from server.models import CaseRecord, CaseTransition
+from server.models import CaseRecord, CaseRound, CaseTransition
 
 A, S = CaseAction, CaseStatus
 
@@ -37,6 +40,25 @@ def record_kpi(case: CaseRecord, action: CaseAction, after: CaseStatus, now: dat
     elif after is S.CLOSED:
         case.closed_at = now
         case.on_time = bool(case.feedback_at and case.deadline_at and case.feedback_at <= case.deadline_at)
+
+def end_round(case: CaseRecord, action: CaseAction, now: datetime) -> None:
+    """Before a new dispatch of a case some unit has had: that unit's turn, kept (`CaseRound`), since the case's
+    own columns are about to hold the next one's."""
+    if case.dispatched_at is None:
+        return
+    session = object_session(case)
+    earlier = (0, 0)
+    if session is not None and case.id is not None:
+        earlier = tuple(value or 0 for value in session.execute(
+            select(func.sum(CaseRound.reworked), func.sum(CaseRound.extended)).where(CaseRound.case_id == case.id)
+        ).one())
+    closed = case.closed_at is not None
+    case.rounds.add(CaseRound(
+        unit_id=case.unit_id, dispatched_at=case.dispatched_at, deadline_at=case.deadline_at,
+        accepted_at=case.accepted_at, feedback_at=case.feedback_at, ended_at=now, ended_by=action.value,
+        closed=closed, on_time=case.on_time if closed else None, reworked=case.rework_count - earlier[0],
+        extended=case.extension_count - earlier[1]))
+
 
 def assign(case: CaseRecord, assignment: CaseAssignment) -> None:
     case.grid_id, case.community, case.street = assignment.grid_id, assignment.community, assignment.street

@@ -29,7 +29,7 @@ from gridwatch.contract import (
 from server.core.security import Role
 from server.db import begin_writing, claim
 from server.models import CaseRecord, CaseTransition, EventRecord, utcnow
-from server.services.case_records import assign, case_message, record_kpi
+from server.services.case_records import assign, case_message, end_round, record_kpi
 from server.services.dispatch import Dispatcher
 from server.services.places import Nearby, Repeats
 from server.services.workflow import IN_UNIT, OPEN, WorkflowError, allowed_actions, next_status
@@ -163,6 +163,7 @@ class CaseService:
                   unit_id: str | None = None, why: str | None = None) -> CaseTransition:
         location = Location(lat=case.lat, lon=case.lon) if case.lat is not None else None
         assignment, deadline = self.dispatcher.assign(Category(case.category), location, now, unit_id)
+        end_round(case, action, now)  # the turn of the unit before, if one had it: kept for its assessment
         assign(case, assignment)
         # a new round: its acceptance and its feedback are yet to come (the last round's feedback, kept, made a
         # handling time that ran backwards once this round was accepted)
@@ -181,14 +182,15 @@ class CaseService:
                 self._step(case, A.CLOSE, SYSTEM_ACTOR, now, "verified by the camera that raised it")]
 
     def _reopen(self, case: CaseRecord, now: datetime, why: str) -> list[CaseTransition]:
-        case.closed_at = case.on_time = case.verified_at = None
         unit_id = case.unit_id
         if unit_id is not None and not self.dispatcher.has_unit(unit_id):
             why += f"; unit {unit_id!r} is no longer in the dispatch configuration, so the route chooses"
             unit_id = None
         elif case.fallback:  # no route covered it: the route chooses again (a fallback, with its own deadline)
             unit_id = None
-        return [self._dispatch(case, now, A.REOPEN, SYSTEM_ACTOR, unit_id=unit_id, why=why)]
+        reopened = self._dispatch(case, now, A.REOPEN, SYSTEM_ACTOR, unit_id=unit_id, why=why)  # the closed turn kept
+        case.closed_at = case.on_time = case.verified_at = None
+        return [reopened]
 
     # ---- from citizens (Open311) -------------------------------------------------------------------------------
 

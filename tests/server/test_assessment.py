@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gridwatch.contract import event_topic
-from server.models import CaseRecord
+from server.models import CaseRecord, CaseRound
 from server.services.assessment import GroupBy, Period, assess, next_period, period_label, period_start, to_csv
 from tests.conftest import as_role
 from tests.factories import event_payload, wait_until
@@ -77,6 +77,41 @@ def test_a_case_the_unit_answered_in_time_is_not_late_while_it_waits_to_be_verif
     too_late = case("feedback", accepted=10, feedback=90, deadline=60)
     [row] = assess([too_late], GroupBy.UNIT, Period.MONTH, ZONE, NOW)
     assert (row.due, row.on_time, row.on_time_closure_rate) == (1, 0, 0.0), "it answered after the deadline"
+
+
+def turn(unit: str, *, deadline: float = 60, ended: float, accepted: float | None = None,
+         feedback: float | None = None, closed: bool = False, on_time: bool | None = None) -> CaseRound:
+    """A unit's earlier turn at a case opened at OPENED (minutes after it)."""
+    at = lambda minutes: OPENED + timedelta(minutes=minutes) if minutes is not None else None  # noqa: E731
+    return CaseRound(case_id=7, unit_id=unit, dispatched_at=OPENED, deadline_at=at(deadline), accepted_at=at(accepted),
+                     feedback_at=at(feedback), ended_at=at(ended), ended_by="dispatch", closed=closed,
+                     on_time=on_time, reworked=0, extended=0)
+
+
+def test_each_unit_is_credited_with_its_own_turn_at_a_case():
+    """Found by review: a unit that returned a case past its deadline, or had it reassigned, left no trace in its
+    figures (and the unit that closed it got its reworks); a case closed on time and reopened next month took the
+    closure back from the month it was made in."""
+    handed_on = case("closed", unit="enforcement", accepted=200, feedback=230, deadline=300, on_time=True)
+    handed_on.id = 7
+    late_turn = turn("traffic-police", deadline=60, ended=180, accepted=10)
+    rows = {row.group: row for row in assess([handed_on], GroupBy.UNIT, Period.MONTH, ZONE, NOW, {7: [late_turn]})}
+    police, enforcement = rows["traffic-police"], rows["enforcement"]
+    assert (police.cases, police.dispatched, police.due, police.on_time, police.on_time_closure_rate) == \
+        (1, 1, 1, 0, 0.0), "held past its deadline, then handed on: late"
+    assert police.mean_response_minutes == 10 and police.closed == 0
+    assert (enforcement.cases, enforcement.closed, enforcement.due, enforcement.on_time_closure_rate) == (1, 1, 1, 1.0)
+    quick_return = turn("traffic-police", deadline=60, ended=20)
+    [police] = [row for row in assess([handed_on], GroupBy.UNIT, Period.MONTH, ZONE, NOW, {7: [quick_return]})
+                if row.group == "traffic-police"]
+    assert (police.due, police.on_time_closure_rate) == (0, None), "a wrong unit handing it on in time is not late"
+
+    reopened = case("dispatched", accepted=None, deadline=60 * 24 * 60)
+    reopened.id = 7
+    closed_turn = turn("sanitation", ended=60 * 24 * 28, accepted=10, feedback=40, closed=True, on_time=True)
+    [row] = assess([reopened], GroupBy.UNIT, Period.MONTH, ZONE, NOW, {7: [closed_turn]})
+    assert (row.cases, row.dispatched, row.due, row.on_time, row.on_time_closure_rate) == (1, 2, 1, 1, 1.0), \
+        "the closure made on time still counts; the new turn is not yet due"
 
 
 def test_two_street_chiefs_of_one_name_are_two_rows():
@@ -182,3 +217,21 @@ def test_a_range_is_taken_in_whole_periods_and_says_so_and_reports_have_no_camer
     assert {row["group"]: row["cases"] for row in answer.json()} == {"node-a/cam-0": 1, "node-a/cam-1": 1,
                                                                      "(none)": 1}
     assert {row["period"] for row in answer.json()} == {"2026-11"}
+
+
+def test_a_case_returned_late_counts_against_the_unit_that_held_it_and_the_closure_for_the_next(city):
+    """The turns as the case engine keeps them: returned past its deadline by one unit, closed by the next."""
+    from server.services.assessment import load_cases, load_rounds
+
+    city.detect()  # litter, sure enough to file itself: sanitation, 240 working minutes
+    city.clock.advance(hours=5)
+    city.act("return", reason="the pile is on the tram company's land")
+    city.act("dispatch", unit_id="enforcement")
+    for action in ("accept", "feedback", "verify", "close"):
+        city.act(action)
+    since, until = datetime(2026, 11, 1, tzinfo=CST), datetime(2026, 12, 1, tzinfo=CST)
+    with city.database.session() as session:
+        rows = {row.group: row for row in assess(load_cases(session, since, until), GroupBy.UNIT, Period.MONTH, ZONE,
+                                                 city.clock.now, load_rounds(session, since, until))}
+    assert (rows["sanitation"].cases, rows["sanitation"].due, rows["sanitation"].on_time_closure_rate) == (1, 1, 0.0)
+    assert (rows["enforcement"].closed, rows["enforcement"].on_time_closure_rate) == (1, 1.0)

@@ -18,6 +18,7 @@ from server.services.assessment import (
     Period,
     assess,
     load_cases,
+    load_rounds,
     next_period,
     period_start,
     to_csv,
@@ -56,8 +57,9 @@ def get_assessment(
     last = next_period(period_start(end - timedelta(days=1), period), period) if end else next_period(first, period)
     if (last - first).days > 800:
         raise HTTPException(status_code=422, detail="from/to: at most 800 days at once")
-    cases = load_cases(session, datetime.combine(first, time(), zone), datetime.combine(last, time(), zone))
-    rows = assess(cases, by, period, zone, now)
+    since, until = datetime.combine(first, time(), zone), datetime.combine(last, time(), zone)
+    turns = load_rounds(session, since, until)
+    rows = assess(load_cases(session, since, until), by, period, zone, now, turns)
     used = {"X-Assessment-From": first.isoformat(), "X-Assessment-To": last.isoformat()}
     if format == "csv":
         name = f"gridwatch-assessment-{by.value}-{period.value}-{first.isoformat()}.csv"
