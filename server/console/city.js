@@ -72,7 +72,7 @@ export class CityView {
 
   facts(camera) {
     return h("dl", { class: "facts" },
-      h("dt", {}, t("city.node")), h("dd", {}, camera.node_state),
+      h("dt", {}, t("city.node")), h("dd", {}, t(`node.${camera.node_state}`)),
       h("dt", {}, t("city.open")), h("dd", {}, camera.open_cases),
       h("dt", {}, t("city.last")), h("dd", {}, when(camera.last_event_at)),
       h("dt", {}, "fps"), h("dd", {}, camera.fps ?? "—"));

@@ -141,7 +141,7 @@ export class ZoneEditor {
       zone ? h("dl", { class: "facts" },
         h("dt", {}, "zone_id"), h("dd", {}, field("zone_id", { id: "zone-id" })),
         h("dt", {}, t("zones.rule")), h("dd", {}, h("select", { name: "rule", id: "zone-rule", onchange: (event) => {
-          zone.rule = event.target.value; this.draw(); } }, RULES.map((rule) => h("option", { value: rule, selected: rule === zone.rule }, rule)))),
+          zone.rule = event.target.value; this.draw(); } }, RULES.map((rule) => h("option", { value: rule, selected: rule === zone.rule }, t(`rule.${rule}`))))),
         h("dt", {}, t("zones.dwell")), h("dd", {}, field("dwell_seconds", { type: "number", min: 1, id: "zone-dwell" })),
         h("dt", {}, t("zones.hours")), h("dd", {}, this.hoursField(zone)),
         h("dt", {}, t("zones.corners")), h("dd", { id: "zone-corners" }, String(zone.polygon.length))) : h("p", { class: "meta" }, t("zones.hint")),
