@@ -145,6 +145,10 @@ class CaseRecord(Base):
     """Set at closure: the unit's last feedback came before the deadline (as extended)."""
     deferred_at: Mapped[datetime | None]
     was_deferred: Mapped[bool] = mapped_column(default=False)
+    response_paused_seconds: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    """Of this turn, the time deferred (缓办) before the unit accepted it: not its response time."""
+    handling_paused_seconds: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    """Of this turn, the time deferred after the unit accepted it: not its handling time."""
     rework_count: Mapped[int] = mapped_column(default=0)
     extension_count: Mapped[int] = mapped_column(default=0)
     return_count: Mapped[int] = mapped_column(default=0)
@@ -235,6 +239,8 @@ class CaseRound(Base):
     closed: Mapped[bool]
     """Whether the turn ended with the case closed (a reopen after): then `on_time` says how."""
     on_time: Mapped[bool | None]
+    response_paused_seconds: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    handling_paused_seconds: Mapped[float] = mapped_column(default=0.0, server_default="0")
     reworked: Mapped[int] = mapped_column(default=0)
     """Reworks in the turn (the case's `rework_count` counts every turn's)."""
     extended: Mapped[int] = mapped_column(default=0)

@@ -14,7 +14,7 @@ closure of the turn before. The formulas are the city's:
   on by the time it stood still. A case whose unit reported back in time is not due while the command centre has
   yet to verify it: the wait is not the unit's.
 - rework rate, extension rate = cases reworked / extended at least once ÷ cases dispatched
-- mean response = dispatch → accepted; mean handling = accepted → feedback (minutes)
+- mean response = dispatch → accepted; mean handling = accepted → feedback (minutes; time deferred left out of both)
 - false-positive rate = cases voided as false positives ÷ all detections (void ones included)
 """
 
@@ -156,11 +156,7 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
                 row.due += 1
                 row.deferred += case.status == CaseStatus.DEFERRED.value
                 row.on_time += bool(closed and case.on_time)
-        response, handling = durations[key]
-        if case.accepted_at and case.dispatched_at:
-            response.append((case.accepted_at - case.dispatched_at).total_seconds() / 60)
-        if case.feedback_at and case.accepted_at:
-            handling.append((case.feedback_at - case.accepted_at).total_seconds() / 60)
+        _times(case, *durations[key])
     return [rows[key].finish(*durations[key]) for key in sorted(rows)]
 
 
@@ -181,11 +177,18 @@ def _credit_turns(case: CaseRecord, turns: list[CaseRound], key: tuple[str, str]
         if turn.closed or (turn.deadline_at is not None and turn.deadline_at <= turn.ended_at):
             row.due += 1  # closed, or handed on after its deadline had passed: late, whoever has it now
             row.on_time += bool(turn.closed and turn.on_time)
-        response, handling = durations[turn_key]
-        if turn.accepted_at:
-            response.append((turn.accepted_at - turn.dispatched_at).total_seconds() / 60)
-        if turn.feedback_at and turn.accepted_at:
-            handling.append((turn.feedback_at - turn.accepted_at).total_seconds() / 60)
+        _times(turn, *durations[turn_key])
+
+
+def _times(turn: CaseRecord | CaseRound, response: list[float], handling: list[float]) -> None:
+    """A turn's response (dispatch → accepted) and handling (accepted → feedback) in minutes, less the time it
+    stood deferred in each."""
+    if turn.accepted_at and turn.dispatched_at:
+        response.append(((turn.accepted_at - turn.dispatched_at).total_seconds()
+                         - (turn.response_paused_seconds or 0)) / 60)
+    if turn.feedback_at and turn.accepted_at:
+        handling.append(((turn.feedback_at - turn.accepted_at).total_seconds()
+                         - (turn.handling_paused_seconds or 0)) / 60)
 
 
 def _awaits_check(case: CaseRecord) -> bool:
@@ -208,7 +211,8 @@ def _cell(value: object) -> object:
 
 ASSESSED = (CaseRecord.id, CaseRecord.opened_at, CaseRecord.status, CaseRecord.void_reason, CaseRecord.dispatched_at,
             CaseRecord.accepted_at, CaseRecord.feedback_at, CaseRecord.deadline_at, CaseRecord.on_time,
-            CaseRecord.rework_count, CaseRecord.extension_count, CaseRecord.street_chief_name,
+            CaseRecord.rework_count, CaseRecord.extension_count, CaseRecord.response_paused_seconds,
+            CaseRecord.handling_paused_seconds, CaseRecord.street_chief_name,
             CaseRecord.street_chief_phone, CaseRecord.unit_id, CaseRecord.grid_id, CaseRecord.node_id,
             CaseRecord.camera_id)
 """What `assess` reads of a case: a quarter of a city's cases (300,000) as these columns, not as whole records with

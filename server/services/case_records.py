@@ -56,7 +56,9 @@ def end_round(case: CaseRecord, action: CaseAction, now: datetime) -> None:
     case.rounds.add(CaseRound(
         unit_id=case.unit_id, dispatched_at=case.dispatched_at, deadline_at=case.deadline_at,
         accepted_at=case.accepted_at, feedback_at=case.feedback_at, ended_at=now, ended_by=action.value,
-        closed=closed, on_time=case.on_time if closed else None, reworked=case.rework_count - earlier[0],
+        closed=closed, on_time=case.on_time if closed else None,
+        response_paused_seconds=case.response_paused_seconds, handling_paused_seconds=case.handling_paused_seconds,
+        reworked=case.rework_count - earlier[0],
         extended=case.extension_count - earlier[1]))
 
 

@@ -168,6 +168,7 @@ class CaseService:
         # a new round: its acceptance and its feedback are yet to come (the last round's feedback, kept, made a
         # handling time that ran backwards once this round was accepted)
         case.deadline_at, case.dispatched_at, case.accepted_at, case.feedback_at = deadline, now, None, None
+        case.response_paused_seconds = case.handling_paused_seconds = 0.0
         case.escalation_level = 0
         target = assignment.unit_name + (f", street chief {assignment.street_chief.name}"
                                          if assignment.street_chief else "")
@@ -281,6 +282,12 @@ class CaseService:
                                                  f"({error})", []) from None
                 else:  # overdue when deferred: as overdue as it was then
                     case.deadline_at += now - case.deferred_at
+            if case.deferred_at:  # the time it stood still is neither the unit's response nor its handling
+                paused = (now - case.deferred_at).total_seconds()
+                if case.accepted_at is None:
+                    case.response_paused_seconds += paused
+                else:
+                    case.handling_paused_seconds += paused
             case.deferred_at = None
             if case.accepted_at is None:  # deferred before it was accepted: resumed, the unit is on it now
                 case.accepted_at = now

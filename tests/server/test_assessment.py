@@ -235,3 +235,26 @@ def test_a_case_returned_late_counts_against_the_unit_that_held_it_and_the_closu
                                                  city.clock.now, load_rounds(session, since, until))}
     assert (rows["sanitation"].cases, rows["sanitation"].due, rows["sanitation"].on_time_closure_rate) == (1, 1, 0.0)
     assert (rows["enforcement"].closed, rows["enforcement"].on_time_closure_rate) == (1, 1.0)
+
+
+def test_time_deferred_is_neither_the_units_response_nor_its_handling(city):
+    """Found by review: a case deferred before the unit accepted it (a parade: three days) counted those days as
+    the unit's response time, and a deferral while it was in hand as its handling time."""
+    from server.services.assessment import load_cases, load_rounds
+
+    city.detect()  # litter, files itself: dispatched to sanitation
+    city.clock.advance(minutes=5)
+    city.act("defer", reason="the street is closed for a parade")
+    city.clock.advance(days=3)
+    city.act("resume")  # the unit is on it from now
+    city.clock.advance(minutes=30)
+    city.act("defer", reason="waiting for the shop owner to come back")
+    city.clock.advance(days=1)
+    city.act("resume")
+    city.clock.advance(minutes=20)
+    city.act("feedback")
+    since, until = datetime(2026, 11, 1, tzinfo=CST), datetime(2026, 12, 1, tzinfo=CST)
+    with city.database.session() as session:
+        [row] = assess(load_cases(session, since, until), GroupBy.UNIT, Period.MONTH, ZONE, city.clock.now,
+                       load_rounds(session, since, until))
+    assert (row.mean_response_minutes, row.mean_handling_minutes) == (5.0, 50.0)
