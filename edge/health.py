@@ -31,6 +31,9 @@ class CameraHealth:
     _reference_edges: NDArray[np.uint8] | None = None
     _previous: NDArray[np.uint8] | None = None
     _faults: FaultTracker = field(default_factory=lambda: FaultTracker(Category.DEVICE_FAULT, CAMERA_ZONE))
+    blind: str | None = None
+    """What keeps the last picture checked from showing the street (`black`, `covered`, `frozen`, `moved`), fault
+    raised or not yet: no rule judges such a picture, where every object would seem gone (or still, when frozen)."""
 
     def calibrate(self, image: NDArray[np.uint8]) -> None:
         """Take this picture as the camera's proper view (done with the first good frame)."""
@@ -56,8 +59,10 @@ class CameraHealth:
         similarity = self._similarity(grey)
         moved = not (black or covered) and similarity < self.config.moved_similarity
         events = []
-        for kind, present in (("black", black), ("covered", covered), ("frozen", frozen), ("moved", moved)):
+        conditions = (("black", black), ("covered", covered), ("frozen", frozen), ("moved", moved))
+        for kind, present in conditions:
             events.extend(self._track(kind, present, now))
+        self.blind = next((kind for kind, present in conditions if present), None)
         return events
 
     def _similarity(self, grey: NDArray[np.uint8]) -> float:

@@ -28,7 +28,7 @@ from edge.rules.stationary import NO_PEOPLE
 from edge.runners import ModelRunner, make_detector
 from edge.zones import Zone
 from gridwatch.config_files import ConfigError
-from gridwatch.contract import CameraTelemetry, Category, Event, ModelInfo
+from gridwatch.contract import CameraTelemetry, Category, Event, EventType, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -269,8 +269,16 @@ class CameraPipeline:
         self.last_image = frame.image
         if self.health and frame.timestamp >= self._next_health_check:
             self._next_health_check = frame.timestamp + 1.0
-            for fault in self.health.observe(frame.image, frame.timestamp):
+            faults = self.health.observe(frame.image, frame.timestamp)
+            for fault in faults:
                 published.append(self._publish(fault, frame, publish, HEALTH_MODEL))
+            if any(fault.type is EventType.NEW for fault in faults):
+                # the picture has shown no street for fault_seconds: what the rules watched ends as interrupted
+                # (its cases stay open, unverified), and is judged afresh once the picture is back
+                published += self._interrupt(f"camera fault: picture {self.health.blind or 'lost'}", publish,
+                                             with_health=False)
+        if self.health and self.health.blind:
+            return published  # black, covered, frozen or turned away: no object is gone (or still) by this picture
         due = [runner for runner in self.runners if runner.due(frame.timestamp)]
         if not due:
             return published

@@ -303,10 +303,12 @@ class StationaryRule:
         violation.score, violation.last_seen = track.median_score, now
         if not membership.inside:
             return [self._end(key, now, "left the zone")]
+        # the rule stops applying (its hours end, an exemption's begin): the object is still there, so the end is
+        # interrupted; a plain `end` tells the server the object is gone, and verifies a case awaiting it
         if not active:
-            return [self._end(key, now, "the zone's rule is no longer in force (schedule)")]
+            return [replace(self._end(key, now, "the zone's rule is no longer in force (schedule)"), interrupted=True)]
         if exemption:
-            return [self._end(key, now, exemption)]
+            return [replace(self._end(key, now, exemption), interrupted=True)]
         if track.still_since > violation.started_at:
             return [self._end(key, now, "moved off")]
         if track.moving_frames:

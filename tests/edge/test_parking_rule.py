@@ -298,3 +298,20 @@ def test_a_motorcycle_parked_where_a_car_was_is_an_object_of_its_own():
     events = run(rule, 600, lambda t: seen((1, PARKED, 0.8, "car")) if t < 200 else seen() if t < 230
                  else seen((2, PARKED, 0.8, "motorcycle")))
     assert [kind for kind in types(events) if kind != "update"] == ["new", "end", "new"]
+
+
+def test_a_zone_whose_hours_end_ends_its_violation_as_interrupted_not_as_the_car_gone():
+    """Found by review: at 19:00, the end of a 07:00-19:00 zone's hours, the car still parked there was reported
+    as gone (a plain `end`), which verified and closed a case waiting on the unit's feedback."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    daytime = Zone(ZoneConfig(zone_id="kerb", rule="no_parking", polygon=[(0, 0.5), (1, 0.5), (1, 1), (0, 1)],
+                              dwell_seconds=180, schedule=[{"start": "07:00", "end": "19:00"}]), shanghai)
+    rule = IllegalParkingRule([daytime], RuleTuning(), ["car"])
+    six = datetime(2026, 6, 1, 18, 0, tzinfo=shanghai).timestamp()
+    events = run(rule, 3700, lambda t: seen((1, PARKED, 0.8, "car")), start=six)
+    ends = [event for _, event in events if event.type is EventType.END]
+    assert types(events)[0] == "new" and len(ends) == 1
+    assert ends[0].interrupted and "schedule" in ends[0].reason

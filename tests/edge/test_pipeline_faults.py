@@ -201,3 +201,39 @@ def test_a_camera_away_for_half_an_hour_ends_what_it_watched_as_interrupted_and_
     [again] = [event for event in events if event.type.value == "new"]
     assert again.violation_id != first.violation_id
     assert again.started_at >= events[0].observed_at + timedelta(seconds=1800), "the gap is not counted as dwell"
+
+
+def test_a_covered_camera_ends_what_it_watched_as_interrupted_never_as_gone():
+    """Found by review: a lens covered (a bag over it, a camera turned away) hid every car, the rules ended each
+    violation as `not seen`, which the server takes for the car gone (verifying a case awaiting it), and the fault
+    came 20 s later. Now no rule judges a picture that shows no street: the fault ends them as interrupted."""
+    rng = np.random.default_rng(1)
+    street = rng.integers(40, 220, (240, 320, 3), dtype=np.uint8)
+    dark = [False]
+
+    def picture(index: int) -> np.ndarray:
+        if dark[0]:
+            return np.zeros_like(street)
+        image = street.copy()
+        image[:16, :16] = index % 200  # a clock in the corner: the stream is not frozen
+        return image
+
+    node = NodeConfig.model_validate({"node_id": "n1", "cameras": [{
+        "camera_id": "c1", "source": "rtsp://x", "health": {"fault_seconds": 30}, "zones": [
+            {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
+             "dwell_seconds": 60}]}]})
+    coco = ScriptedDetector("coco", lambda n: detections() if dark[0] else detections(("car", (0.4, 0.6, 0.6, 0.8), 1)))
+    pipeline = CameraPipeline.build(node, node.cameras[0], Manifest.model_validate(
+        {"models": [{"name": "coco", "detect_fps": 5, "categories": {"illegal_parking": ["car"]}}]}),
+        detector_factory=lambda w, labels: coco, source=object())
+    published: list[tuple[str, bytes]] = []
+    for index in range(1500):  # 150 s at 10 fps; the lens covered from 90 s
+        dark[0] = index >= 900
+        pipeline.process(Frame(picture(index), 1000.0 + index / 10, index), lambda t, p: published.append((t, p)))
+    events = [(topic.rsplit("/", 1)[-1], Event.model_validate_json(payload)) for topic, payload in published
+              if "/events/" in topic]
+    parking = [event for category, event in events if category == "illegal_parking"]
+    assert [(e.type.value, bool(e.interrupted)) for e in parking] == [("new", False), ("end", True)]
+    [fault] = [event for category, event in events if category == "device_fault"]
+    assert (fault.type.value, fault.label) == ("new", "black")
+    assert parking[1].observed_at >= fault.observed_at - timedelta(seconds=1), "ended with the fault, not before"
