@@ -139,8 +139,9 @@ class Event(_Strict):
     model: ModelInfo
     evidence: EvidenceRef | None = None
     interrupted: Literal[True] | None = Field(default=None, description=(
-        "On an `end` only (1.4): the node stopped watching (it is shutting down, its camera failed or its zones "
-        "were reconfigured), so the violation is closed without saying the object left. The server counts the "
+        "On an `end` only (1.4): the node stopped watching (it is shutting down, its camera failed or lost its "
+        "picture, its zones were reconfigured) or the zone's rule stopped applying to the object (its hours ended), "
+        "so the violation is closed without saying the object left. The server counts the "
         "violation as ended but does not verify its case by it; a camera that sees the object again starts a new "
         "violation. Absent otherwise."))
 
