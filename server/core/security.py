@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -67,9 +68,27 @@ def new_token() -> str:
     return "gw_" + secrets.token_urlsafe(24)
 
 
+log = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 2.0
+"""How often the tokens file is looked at for changes: a token revoked (or added) there counts within seconds, in
+every worker, without a restart."""
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
 class TokenStore:
-    def __init__(self, entries: list[TokenEntry]) -> None:
+    def __init__(self, entries: list[TokenEntry], path: Path | None = None) -> None:
         self.entries = {entry.sha256: entry for entry in entries}
+        self.path = path
+        self._stamp = _stamp(path) if path else None
+        self._checked = time.monotonic()
 
     @classmethod
     def from_file(cls, path: Path | None) -> TokenStore:
@@ -77,9 +96,29 @@ class TokenStore:
             return cls([])
         if not path.exists():
             raise ConfigError(f"{path}: tokens file does not exist")
-        return cls(load_yaml_model(path, TokensFile).tokens)
+        return cls(load_yaml_model(path, TokensFile).tokens, path)
+
+    def _read_again_if_changed(self) -> None:
+        """The file as it is now, when it changed; a file that does not read (half written, a typo) keeps the tokens
+        in force, with a warning, rather than locking everyone out."""
+        now = time.monotonic()
+        if self.path is None or now - self._checked < RECHECK_SECONDS:
+            return
+        self._checked = now
+        stamp = _stamp(self.path)
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            entries = load_yaml_model(self.path, TokensFile).tokens
+        except (ConfigError, OSError) as error:
+            log.warning("tokens file %s changed but does not read (%s): the tokens in force stay", self.path, error)
+            return
+        self.entries = {entry.sha256: entry for entry in entries}
+        log.info("tokens file %s read again: %d tokens", self.path, len(entries))
 
     def principal(self, token: str) -> TokenEntry | None:
+        self._read_again_if_changed()
         digest = hash_token(token)
         for known, entry in self.entries.items():
             if hmac.compare_digest(known, digest):

@@ -164,3 +164,25 @@ def test_the_throttle_forgets_failures_older_than_its_window():
     assert throttle.retry_after("10.0.0.9") == 40 and throttle.retry_after("10.0.0.8") is None
     now[0] = 60.5
     assert throttle.retry_after("10.0.0.9") is None, "the first failure left the window"
+
+
+def test_a_token_revoked_in_the_tokens_file_is_refused_within_seconds_without_a_restart(api, api_tokens,
+                                                                                        server_settings,
+                                                                                        monkeypatch):
+    """Found by review: tokens were read once at start, so a token revoked (a lost phone, a contractor gone) kept
+    working in every worker until each was restarted."""
+    import yaml
+
+    from server.core import security
+
+    monkeypatch.setattr(security, "RECHECK_SECONDS", 0.0)  # 2 s in service
+    integrator = as_role(api_tokens, "integrator")
+    assert api.get("/api/v1/cases", headers=integrator).status_code == 200
+    path = server_settings.tokens_file
+    kept = yaml.safe_load(path.read_text(encoding="utf-8"))
+    kept["tokens"] = [entry for entry in kept["tokens"] if entry["role"] != "integrator"]
+    path.write_text(yaml.safe_dump(kept), encoding="utf-8")
+    refused = api.get("/api/v1/cases", headers=integrator)
+    assert refused.status_code == 401 and "unknown API token" in refused.json()["detail"]
+    path.write_text("tokens: [", encoding="utf-8")  # half written: the tokens in force stay
+    assert api.get("/api/v1/cases", headers=as_role(api_tokens, "operator")).status_code == 200
