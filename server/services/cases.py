@@ -251,6 +251,9 @@ class CaseService:
         elif action in (A.DISPATCH, A.REASSIGN):
             if unit_id is not None and not self.dispatcher.has_unit(unit_id):
                 raise WorkflowError(422, f"unit_id: no unit {unit_id!r} in the dispatch configuration", [])
+            if action is A.REASSIGN and unit_id in (None, case.unit_id):  # it would only restart the deadline
+                raise WorkflowError(422, f"unit_id: reassign names another unit than {case.unit_id}, which has the "
+                                         f"case (a new turn restarts its deadline; more time is `extend`)", [])
             if status is S.RETURNED and unit_id in (None, case.unit_id):  # 回退: the unit said it is not theirs
                 raise WorkflowError(422, f"unit_id: {case.unit_id} returned this case as not theirs; name the unit "
                                          f"to take it", [])

@@ -104,6 +104,12 @@ def test_reassignment_needs_a_known_unit_and_a_reason(api, api_tokens, mqtt_clie
     moved = act(api, api_tokens, "operator", case["id"], action="reassign", unit_id="enforcement",
                 reason="construction waste")
     assert moved.json()["assignment"]["unit_id"] == "enforcement"
+    deadline = moved.json()["deadline_at"]
+    for unit in ("enforcement", None):  # found by review: to the unit that has it, it only restarted the deadline
+        same = act(api, api_tokens, "operator", case["id"], action="reassign", reason="again",
+                   **({"unit_id": unit} if unit else {}))
+        assert same.status_code == 422 and "another unit than enforcement" in same.json()["detail"]
+    assert api.get(f"/api/v1/cases/{case['id']}").json()["deadline_at"] == deadline
     listed = api.get("/api/v1/cases", params={"unit_id": "enforcement"}).json()
     assert listed["total"] == 1
     bad = act(api, api_tokens, "operator", case["id"], action="teleport")
