@@ -4,6 +4,7 @@ cameras' evidence, and listed with the case."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.models import CasePhoto, CaseRecord
+from server.services.events import lock_case
 from server.services.evidence import EvidenceStore
 
 MAX_PHOTOS = 50
@@ -79,12 +81,18 @@ def checked_photo(data: bytes) -> Photo:
 
 def add_photo(session: Session, store: EvidenceStore, case: CaseRecord, data: bytes, stage: Stage,
               caption: str | None, actor: str, now: datetime) -> CasePhoto:
-    """Check `data`, keep its file and record it with the case (in the caller's transaction)."""
+    """Check `data`, keep its file and record it with the case (in the caller's transaction). The same photo sent
+    again (an app retrying an upload whose answer it lost) is the one already kept, not a second."""
     photo = checked_photo(data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    lock_case(session, case.id)  # two uploads at once take turns: the count below holds for both
+    kept = session.scalar(select(CasePhoto).where(CasePhoto.case_id == case.id, CasePhoto.sha256 == sha256))
+    if kept is not None:
+        return kept
     held = session.scalar(select(func.count()).select_from(CasePhoto).where(CasePhoto.case_id == case.id))
     if held >= MAX_PHOTOS:
         raise PhotoRefused(409, f"case {case.id} holds {held} photos already, the most a case keeps")
-    record = CasePhoto(case_id=case.id, stage=stage.value, caption=caption or None, sha256=store.put(data),
+    record = CasePhoto(case_id=case.id, stage=stage.value, caption=caption or None, sha256=store.put(data, sha256),
                        bytes=len(data), content_type=photo.content_type, actor=actor, at=now)
     session.add(record)
     return record

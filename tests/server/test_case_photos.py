@@ -138,3 +138,14 @@ def test_a_photo_past_the_size_limit_is_refused_unread(server_settings, api_toke
         assert upload(client, api_tokens, "operator", case_id, jpeg(32, 24)).status_code == 201
         big = upload(client, api_tokens, "operator", case_id, jpeg(800, 600))
         assert big.status_code == 413 and "at most 4,096 bytes" in big.json()["detail"]
+
+
+def test_a_photo_sent_again_is_the_one_already_kept(api, api_tokens, mqtt_client):
+    """Found by review: an app retrying an upload whose answer it lost added the photo a second time (and each
+    copy counted against the case's 50)."""
+    case_id = dispatched_case(api, mqtt_client)
+    photo = jpeg(320, 240, seed=5)
+    first = upload(api, api_tokens, "operator", case_id, photo, caption="the kerb, cleared")
+    again = upload(api, api_tokens, "operator", case_id, photo, caption="the kerb, cleared")
+    assert first.status_code == again.status_code == 201 and again.json()["id"] == first.json()["id"]
+    assert len(api.get(f"/api/v1/cases/{case_id}").json()["photos"]) == 1
