@@ -149,3 +149,22 @@ def test_a_photo_sent_again_is_the_one_already_kept(api, api_tokens, mqtt_client
     again = upload(api, api_tokens, "operator", case_id, photo, caption="the kerb, cleared")
     assert first.status_code == again.status_code == 201 and again.json()["id"] == first.json()["id"]
     assert len(api.get(f"/api/v1/cases/{case_id}").json()["photos"]) == 1
+
+
+def test_a_picture_asked_for_again_is_answered_304_and_kept_only_by_the_callers_browser(api, api_tokens,
+                                                                                       mqtt_client):
+    """Found by review: the ETag was sent unquoted (not HTTP), `If-None-Match` never gave a 304, and nothing said
+    how a picture of people and number plates may be cached."""
+    import hashlib
+
+    case_id = dispatched_case(api, mqtt_client)
+    photo = jpeg(320, 240, seed=9)
+    url = upload(api, api_tokens, "operator", case_id, photo).json()["url"]
+    operator = as_role(api_tokens, "operator")
+    first = api.get(url, headers=operator)
+    etag = f'"{hashlib.sha256(photo).hexdigest()}"'
+    assert first.status_code == 200 and first.headers["etag"] == etag
+    assert first.headers["cache-control"].startswith("private")
+    again = api.get(url, headers=operator | {"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert api.get(url, headers=operator | {"If-None-Match": '"another"'}).status_code == 200

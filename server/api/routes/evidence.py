@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from server.api.deps import EvidenceDep, PictureViewer, SessionDep, get_caller
+from server.api.pictures import picture
 from server.core.security import Role
 from server.models import CaseRecord, EventRecord, EvidenceRecord
 
@@ -17,12 +18,13 @@ router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"], dependencies=[D
             responses={200: {"content": {"image/jpeg": {}}}})
 def get_evidence(
     event_id: str,
+    request: Request,
     session: SessionDep,
     store: EvidenceDep,
     caller: PictureViewer,
     variant: Annotated[Literal["frame", "crop"], Query(description="`frame`: annotated full frame; `crop`: the "
                                                                      "object at full resolution.")] = "frame",
-) -> FileResponse:
+) -> Response:
     record = session.scalar(select(EvidenceRecord).where(EvidenceRecord.event_id == event_id,
                                                          EvidenceRecord.variant == variant))
     if record is None:
@@ -36,4 +38,4 @@ def get_evidence(
     path = store.path(record.sha256)
     if not path.exists():
         raise HTTPException(status_code=410, detail=f"evidence {record.sha256} is recorded but its file is gone")
-    return FileResponse(path, media_type=record.content_type, headers={"ETag": record.sha256})
+    return picture(request, path, record.content_type, record.sha256)

@@ -4,7 +4,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from gridwatch.contract import SCHEMA_VERSION, Command, RemoteConfig, command_topic, config_topic
 from server.api.deps import EvidenceDep, OperatorDep, PictureViewer, SessionDep, get_caller
+from server.api.pictures import ASK_AGAIN, picture
 from server.api.schemas import CommandIn, CommandOut, NodeOut, RemoteConfigOut, ZonesIn
 from server.core.security import Role
 from server.db import begin_writing
@@ -60,8 +61,8 @@ def get_command(node_id: str, request_id: str, session: SessionDep) -> CommandOu
 @router.get("/{node_id}/cameras/{camera_id}/snapshot", response_class=FileResponse,
             summary="The camera's latest snapshot (send a snapshot command for a fresh one)",
             responses={200: {"content": {"image/jpeg": {}}}})
-def get_snapshot(node_id: str, camera_id: str, session: SessionDep, store: EvidenceDep,
-                 caller: PictureViewer) -> FileResponse:
+def get_snapshot(node_id: str, camera_id: str, request: Request, session: SessionDep, store: EvidenceDep,
+                 caller: PictureViewer) -> Response:
     snapshot = session.scalar(select(CameraSnapshot).where(CameraSnapshot.node_id == node_id,
                                                            CameraSnapshot.camera_id == camera_id))
     if snapshot is None or not store.path(snapshot.sha256).exists():
@@ -72,7 +73,7 @@ def get_snapshot(node_id: str, camera_id: str, session: SessionDep, store: Evide
                                         CaseRecord.status.in_([status.value for status in OPEN])).limit(1)) is None):
         raise HTTPException(status_code=403, detail=f"field staff see the pictures of their unit's cases only: "
                                                     f"camera {camera_id} has no open case of unit {caller.unit}")
-    return FileResponse(store.path(snapshot.sha256), media_type="image/jpeg", headers={"ETag": snapshot.sha256})
+    return picture(request, store.path(snapshot.sha256), "image/jpeg", snapshot.sha256, ASK_AGAIN)
 
 
 def _remote_out(node: NodeRecord) -> RemoteConfigOut:

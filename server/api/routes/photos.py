@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from gridwatch.contract import CaseStatus
 from server.api.deps import BigRowId, CaseWorker, EvidenceDep, PictureViewer, RowId, SessionDep, get_caller
+from server.api.pictures import picture
 from server.api.routes.cases import _case
 from server.api.schemas import PhotoOut
 from server.core.security import Role, TokenEntry
@@ -73,8 +74,8 @@ def add(case_id: RowId, caller: CaseWorker, session: SessionDep, store: Evidence
 
 @router.get("/{case_id}/photos/{photo_id}", response_class=FileResponse, summary="A photo of the case",
             responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
-def get_photo(case_id: RowId, photo_id: BigRowId, session: SessionDep, store: EvidenceDep,
-              caller: PictureViewer) -> FileResponse:
+def get_photo(case_id: RowId, photo_id: BigRowId, request: Request, session: SessionDep, store: EvidenceDep,
+              caller: PictureViewer) -> Response:
     photo = session.get(CasePhoto, photo_id)
     if photo is None or photo.case_id != case_id:
         raise HTTPException(status_code=404, detail=f"case {case_id} has no photo {photo_id}")
@@ -82,4 +83,4 @@ def get_photo(case_id: RowId, photo_id: BigRowId, session: SessionDep, store: Ev
     path = store.path(photo.sha256)
     if not path.exists():
         raise HTTPException(status_code=410, detail=f"photo {photo.sha256} is recorded but its file is gone")
-    return FileResponse(path, media_type=photo.content_type, headers={"ETag": photo.sha256})
+    return picture(request, path, photo.content_type, photo.sha256)
