@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from server.core.config import ServerSettings
-from server.core.security import LoginThrottle, Role, TokenEntry, TokenStore
+from server.core.security import LoginThrottle, Role, TokenEntry, TokenStore, a_role
 from server.db import Database
 from server.services.evidence import EvidenceStore
 
@@ -64,7 +64,7 @@ def allow(*roles: Role) -> Callable[[TokenEntry], TokenEntry]:
     def check(caller: Annotated[TokenEntry, Depends(get_caller)]) -> TokenEntry:
         if caller.role not in admitted:
             names = ", ".join(sorted(role.value for role in admitted))
-            raise HTTPException(status_code=403, detail=f"a {caller.role.value} may not do this; it needs: {names}")
+            raise HTTPException(status_code=403, detail=f"{a_role(caller.role)} may not do this; it needs: {names}")
         return caller
 
     return check

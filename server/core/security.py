@@ -36,6 +36,11 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+def a_role(role: Role) -> str:
+    """The role with its article, as a message says it: an operator, an admin, a field_staff."""
+    return f"{'an' if role.value[0] in 'aeiou' else 'a'} {role.value}"
+
+
 class TokenEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gridwatch.contract import CaseAction, CaseStatus
-from server.core.security import Role
+from server.core.security import Role, a_role
 
 S = CaseStatus
 A = CaseAction
@@ -78,7 +78,7 @@ def next_status(status: CaseStatus, action: CaseAction, role: Role | None, reaso
     if rule is None:
         raise WorkflowError(409, f"{action.value} is not an action on an existing case", allowed_actions(status, role))
     if role is not None and role not in rule.roles:
-        raise WorkflowError(403, f"a {role.value} may not {action.value} a case", allowed_actions(status, role))
+        raise WorkflowError(403, f"{a_role(role)} may not {action.value} a case", allowed_actions(status, role))
     if status not in rule.sources:
         allowed = allowed_actions(status, role)
         shown = ", ".join(a.value for a in allowed) or "nothing"

@@ -94,6 +94,7 @@ def test_each_role_gets_exactly_the_access_of_the_table(api, api_tokens, method,
         else:
             assert response.status_code == 403, (role, response.status_code)
             assert "may not" in message(response)
+            assert not re.search(r"\ba [aeiou]", message(response)), "an operator, an admin, an integrator"
 
 
 def test_evidence_is_for_the_case_unit_and_the_command_centre_not_for_integrators(api, api_tokens):

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridwatch.contract import DEFAULT_EVENT_CODES, CaseAction, Category, Location
 from server.api.deps import MAX_ID, SessionDep, moment_problem
-from server.core.security import LoginThrottle, Role
+from server.core.security import LoginThrottle, Role, a_role
 from server.db import unstorable_text
 from server.models import CaseRecord, CaseTransition, utcnow
 from server.services.cases import CaseService
@@ -185,7 +185,7 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
         throttle.failed(address)
         return error(403, "unknown API token: invalid api_key (GeoReport answers 403)")
     if caller.role not in _POSTERS:
-        return error(403, f"a {caller.role.value} may not file reports; it needs: admin, integrator, operator")
+        return error(403, f"{a_role(caller.role)} may not file reports; it needs: admin, integrator, operator")
     try:
         category = Category(params.get("service_code", ""))
     except ValueError:
