@@ -66,7 +66,8 @@ export function releaseImage(path) {
 }
 
 /** Calls `onCase(message)` for every case change; `onState(connected)` as the link comes and goes; `onResync()`
- * when changes may have been missed (the server said so, or the stream was down a while: every reconnect);
+ * when changes were missed that the server cannot send again (it restarted, another worker answers, too long
+ * ago, or this console fell behind); a reconnect otherwise gets what it missed, from the last id it saw;
  * `onDenied(status)` once, when the token is refused (revoked, or the role lost): then the feed stops, since every
  * refused try counts against the address's login limit and would soon lock out every console behind it. */
 export function liveFeed(onCase, onState, onResync, onDenied) {
@@ -74,11 +75,12 @@ export function liveFeed(onCase, onState, onResync, onDenied) {
   let controller = null;
   async function run() {
     let wait = 2000;
-    let dropped = false;  // the last stream broke off (not its normal end): changes may have been missed
+    let last = null;  // the id of the last frame seen: the server sends what came since (or says to read afresh)
+    let failed = false;  // no stream yet, and a try failed: what the page read may have changed meanwhile
     while (!stopped) {
       controller = new AbortController();
       try {
-        const response = await fetch("/api/v1/live", {
+        const response = await fetch(`/api/v1/live${last ? `?${new URLSearchParams({ after: last })}` : ""}`, {
           headers: { Authorization: `Bearer ${session.token}` }, signal: controller.signal,
         });
         if (response.status === 401 || response.status === 403) {
@@ -90,8 +92,8 @@ export function liveFeed(onCase, onState, onResync, onDenied) {
         if (!response.ok) throw new Error(`live: HTTP ${response.status}`);
         onState(true);
         wait = 2000;
-        if (dropped) onResync();  // what changed while it was down is not replayed: read afresh
-        dropped = false;
+        if (failed && !last) onResync();  // never connected before: nothing to replay from
+        failed = false;
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = "";
         for (;;) {
@@ -104,14 +106,15 @@ export function liveFeed(onCase, onState, onResync, onDenied) {
             buffer = buffer.slice(end + 2);
             const event = /^event: (.*)$/m.exec(frame)?.[1];
             const data = /^data: (.*)$/m.exec(frame)?.[1];
+            last = /^id: (.*)$/m.exec(frame)?.[1] ?? last;
             if (event === "case" && data) onCase(JSON.parse(data));
             if (event === "resync") onResync();
           }
         }
-        continue;  // the stream's normal end (its time is up, or after a resync): straight back, nothing to reread
+        continue;  // the stream's normal end (its time is up, or after a resync): straight back, from `last`
       } catch (error) {
         if (stopped) return;
-        dropped = true;
+        failed = true;
         wait = Math.min(wait * 2, 30000);  // a server away: back off, up to 30 s
       }
       onState(false);

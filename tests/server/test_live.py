@@ -12,19 +12,19 @@ async def _never_gone() -> bool:
 
 
 def test_a_console_gets_each_change_in_order_and_a_quiet_stream_stays_alive():
-    async def run() -> list[str]:
+    async def run() -> tuple[str, list[str]]:
         feed = LiveFeed()
         frames = feed.frames(_never_gone, seconds=0.5, keepalive=0.1)
         got = [await anext(frames)]
         for number in range(3):
             feed.publish_json(f'{{"n": {number}}}')
         got += [frame async for frame in frames]
-        return got
+        return feed.epoch, got
 
-    frames = asyncio.run(run())
-    assert frames[0].startswith("retry:")
-    assert [f for f in frames if f.startswith("event: case")] == [f'event: case\ndata: {{"n": {n}}}\n\n'
-                                                                    for n in range(3)]
+    feed_epoch, frames = asyncio.run(run())
+    assert frames[0] == f"id: {feed_epoch}-0\nretry: 2000\n\n"
+    assert [f for f in frames if "event: case" in f] == [
+        f'id: {feed_epoch}-{n + 1}\nevent: case\ndata: {{"n": {n}}}\n\n' for n in range(3)]
     assert ": still here\n\n" in frames, "a comment keeps proxies from closing a quiet stream"
 
 
@@ -43,4 +43,31 @@ def test_a_console_that_fell_behind_is_told_to_resync_and_its_stream_ends():
 
     frames = asyncio.run(asyncio.wait_for(run(), timeout=5))
     assert frames[-1] == "event: resync\ndata: {}\n\n"
-    assert not any(f.startswith("event: case") for f in frames), "a partial picture is never sent"
+    assert not any("event: case" in f for f in frames), "a partial picture is never sent"
+
+
+def test_a_console_that_reconnects_gets_what_it_missed_or_is_told_to_read_afresh():
+    """Found by review: a stream ends every five minutes by design, and what changed before the console was back
+    was lost: a new detection missing from the review queue until the page was reloaded."""
+    async def stream(feed: LiveFeed, after: str | None) -> list[str]:
+        return [frame async for frame in feed.frames(_never_gone, seconds=0.2, keepalive=1, after=after)]
+
+    async def run() -> tuple[LiveFeed, list[str], list[str], list[str], list[str]]:
+        feed = LiveFeed(replay=3)
+        first = await stream(feed, None)
+        seen = first[0].split("\n")[0].removeprefix("id: ")  # where the console was when its stream ended
+        for number in range(2):  # between two streams
+            feed.publish_json(f'{{"n": {number}}}')
+        back = await stream(feed, seen)
+        for number in range(2, 7):  # more than the feed keeps
+            feed.publish_json(f'{{"n": {number}}}')
+        too_late = await stream(feed, seen)
+        elsewhere = await stream(LiveFeed(), f"{feed.epoch}-7")  # another worker
+        return feed, first, back, too_late, elsewhere
+
+    feed, first, back, too_late, elsewhere = asyncio.run(run())
+    assert [f for f in back if "event: case" in f] == [f'id: {feed.epoch}-{n + 1}\nevent: case\ndata: {{"n": {n}}}\n\n'
+                                                        for n in range(2)], "the two it missed, in order"
+    assert "event: resync\ndata: {}\n\n" in too_late and not any("event: case" in f for f in too_late)
+    assert "event: resync\ndata: {}\n\n" in elsewhere
+    assert not any("resync" in f for f in first + back)

@@ -34,7 +34,12 @@ async def live(
     _caller: Caller,
     max_seconds: Annotated[float, Query(ge=0, le=3600, description="End the stream after this long; the browser "
                                                                     "reconnects by itself.")] = 300,
+    after: Annotated[str | None, Query(max_length=64, description=(
+        "The last `id` seen: the changes since are sent first, or `event: resync` when they cannot all be (another "
+        "worker, or too long ago). The `Last-Event-ID` header does the same."))] = None,
 ) -> StreamingResponse:
     feed: LiveFeed = request.app.state.live
-    return StreamingResponse(feed.frames(request.is_disconnected, max_seconds), media_type="text/event-stream",
+    since = after or request.headers.get("last-event-id")
+    return StreamingResponse(feed.frames(request.is_disconnected, max_seconds, after=since),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
