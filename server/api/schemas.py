@@ -116,7 +116,10 @@ class PhotoOut(BaseModel):
 
 class CaseDetail(CaseSummary):
     violation_id: str
-    events: list[EventOut]
+    events: list[EventOut] = Field(description=(
+        "The case's events, first to last: every one with evidence, and the latest 500 (a car parked for days "
+        "sends a heartbeat a minute); GET /api/v1/cases/{id}/events pages through them all."))
+    events_total: int = Field(description="All the case's events, whether listed here or not.")
     transitions: list[TransitionOut]
     reports: list[ReportOut] = Field(default_factory=list, description="Citizen reports of the case, first to last.")
     evidence_urls: list[str]

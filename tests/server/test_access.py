@@ -22,6 +22,7 @@ ACCESS = {
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/api/v1/cases"): EVERYONE,
     ("GET", "/api/v1/cases/{case_id}"): EVERYONE,
+    ("GET", "/api/v1/cases/{case_id}/events"): EVERYONE,
     ("POST", "/api/v1/cases/{case_id}/actions"): {"operator", "field_staff", "supervisor", "admin"},
     ("POST", "/api/v1/cases/{case_id}/photos"): {"operator", "field_staff", "supervisor", "admin"},
     ("GET", "/api/v1/cases/{case_id}/photos/{photo_id}"): PICTURES,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from gridwatch.contract import event_topic
 from tests.conftest import as_role
 from tests.factories import event_payload, wait_until
@@ -149,3 +151,25 @@ def test_overdue_false_lists_every_case_that_is_not_overdue(api):
 
     assert listed("true") == [1]
     assert listed("false") == [2, 3], "on time, and not yet dispatched (no deadline)"
+
+
+def test_a_long_case_lists_its_latest_events_and_pages_through_all_of_them(api, api_tokens, mqtt_client):
+    """Found by review: a case's page and every action's answer carried its whole event history (a car parked for
+    days: 20,000 heartbeats, 5 MB an answer)."""
+    from server.api.routes import cases as case_routes
+
+    ingest = api.app.state.ingest
+    first = event_payload(score=0.9)
+    assert ingest.handle(event_topic("node-a", "illegal_parking"), json.dumps(first).encode()) == "stored"
+    for _ in range(12):
+        update = event_payload(score=0.9, type="update", violation_id=first["violation_id"])
+        assert ingest.handle(event_topic("node-a", "illegal_parking"), json.dumps(update).encode()) == "stored"
+    case_id = api.get("/api/v1/cases").json()["items"][0]["id"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(case_routes, "RECENT_EVENTS", 5)
+        case = api.get(f"/api/v1/cases/{case_id}").json()
+    assert case["events_total"] == 13 and len(case["events"]) == 5
+    every = [item["event_id"] for page in (1, 2, 3) for item in api.get(
+        f"/api/v1/cases/{case_id}/events", params={"page": page, "page_size": 5}).json()["items"]]
+    assert len(every) == len(set(every)) == 13 and every[0] == first["event_id"]
+    assert every[-5:] == [event["event_id"] for event in case["events"]], "the page lists the latest"

@@ -32,7 +32,7 @@ from server.api.schemas import (
     TransitionOut,
 )
 from server.core.security import Role, TokenEntry
-from server.models import CaseRecord, EvidenceRecord, utcnow
+from server.models import CaseRecord, EventRecord, EvidenceRecord, utcnow
 from server.services.case_records import case_assignment
 from server.services.cases import CaseService
 from server.services.events import lock_case
@@ -112,15 +112,18 @@ def _case(session: SessionDep, case_id: int, to_change: bool = False) -> CaseRec
     return case
 
 
-def detail(session: SessionDep, case: CaseRecord, caller: TokenEntry) -> CaseDetail:
-    event_ids = [event.event_id for event in case.events]
+RECENT_EVENTS = 500
+"""Events a case's page lists besides those with evidence: the latest (the rest are paged, `/events`)."""
+
+
+def events_out(session: SessionDep, events: list[EventRecord]) -> list[EventOut]:
+    """Events as the API shows them, with the links of the images that have arrived."""
     stored = {
         (row.event_id, row.variant)
-        for row in session.execute(
-            select(EvidenceRecord.event_id, EvidenceRecord.variant).where(EvidenceRecord.event_id.in_(event_ids))
-        )
+        for row in session.execute(select(EvidenceRecord.event_id, EvidenceRecord.variant).where(
+            EvidenceRecord.event_id.in_([event.event_id for event in events])))
     }
-    events = [
+    return [
         EventOut(
             event_id=event.event_id,
             type=event.type,
@@ -133,12 +136,26 @@ def detail(session: SessionDep, case: CaseRecord, caller: TokenEntry) -> CaseDet
             crop_url=f"/api/v1/evidence/{event.event_id}?variant=crop" if (event.event_id, "crop") in stored
             else None,
         )
-        for event in case.events
+        for event in events
     ]
+
+
+def detail(session: SessionDep, case: CaseRecord, caller: TokenEntry) -> CaseDetail:
+    of_case = EventRecord.case_id == case.id
+    total = session.scalar(select(func.count()).select_from(EventRecord).where(of_case)) or 0
+    latest = select(EventRecord.id).where(of_case).order_by(EventRecord.observed_at.desc(), EventRecord.id.desc()) \
+        .limit(RECENT_EVENTS)
+    with_images = select(EventRecord.id).join(EvidenceRecord, EvidenceRecord.event_id == EventRecord.event_id) \
+        .where(of_case)
+    ids = set(session.scalars(latest)) | set(session.scalars(with_images))
+    shown = list(session.scalars(select(EventRecord).where(EventRecord.id.in_(ids))
+                                 .order_by(EventRecord.observed_at, EventRecord.id)))
+    events = events_out(session, shown)
     return CaseDetail(
         **summary(case).model_dump(),
         violation_id=case.violation_id,
         events=events,
+        events_total=total,
         transitions=[TransitionOut.model_validate(t) for t in case.transitions],
         reports=[ReportOut.model_validate(report if caller.role in SEE_REPORTERS else {**report, "reporter": None})
                  for report in case.reports or []],
@@ -154,6 +171,17 @@ def detail(session: SessionDep, case: CaseRecord, caller: TokenEntry) -> CaseDet
             summary="One case with its events, evidence, history and what the caller may do to it")
 def get_case(case_id: RowId, session: SessionDep, caller: Caller) -> CaseDetail:
     return detail(session, _case(session, case_id), caller)
+
+
+@router.get("/{case_id}/events", response_model=Page[EventOut],
+            summary="Every event of a case, first to last, a page at a time (the case itself lists the latest)")
+def get_case_events(case_id: RowId, session: SessionDep, _caller: Caller, page: PageNumber = 1,
+                    page_size: PageSize = 100) -> Page[EventOut]:
+    of_case = EventRecord.case_id == _case(session, case_id).id
+    total = session.scalar(select(func.count()).select_from(EventRecord).where(of_case)) or 0
+    rows = list(session.scalars(select(EventRecord).where(of_case).order_by(EventRecord.observed_at, EventRecord.id)
+                                .offset((page - 1) * page_size).limit(page_size)))
+    return Page(items=events_out(session, rows), total=total, page=page, page_size=page_size)
 
 
 def _may_touch(caller: TokenEntry, case: CaseRecord) -> bool:
