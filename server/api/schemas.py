@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gridwatch.contract import CaseAction, CaseAssignment, Category
 
@@ -141,6 +141,21 @@ class ActionIn(BaseModel):
                                          description="extend: working minutes added to the deadline.")
     void_reason: Literal["false_positive", "duplicate", "not_our_responsibility", "other"] | None = Field(
         default=None, description="void: why the case is void.")
+
+    @model_validator(mode="after")
+    def _fields_of_the_action(self) -> ActionIn:
+        """A field the action does not take is refused, not ignored: a caller sending `extend_minutes` with a
+        `dispatch` meant something the server would not have done."""
+        if given := [name for name, actions in ACTION_FIELDS.items()
+                     if getattr(self, name) is not None and self.action not in actions]:
+            raise ValueError(f"{', '.join(given)}: not taken by {self.action.value} (" + "; ".join(
+                f"{name}: {', '.join(sorted(a.value for a in ACTION_FIELDS[name]))}" for name in given) + ")")
+        return self
+
+
+ACTION_FIELDS = {"unit_id": {CaseAction.DISPATCH, CaseAction.REASSIGN}, "extend_minutes": {CaseAction.EXTEND},
+                 "void_reason": {CaseAction.VOID}}
+"""The fields only some actions take (`reason` goes with any)."""
 
 
 class DeadLetterOut(BaseModel):

@@ -173,3 +173,22 @@ def test_a_long_case_lists_its_latest_events_and_pages_through_all_of_them(api, 
         f"/api/v1/cases/{case_id}/events", params={"page": page, "page_size": 5}).json()["items"]]
     assert len(every) == len(set(every)) == 13 and every[0] == first["event_id"]
     assert every[-5:] == [event["event_id"] for event in case["events"]], "the page lists the latest"
+
+
+def test_a_filter_of_no_unit_or_grid_and_a_field_the_action_does_not_take_are_refused(api, api_tokens, mqtt_client):
+    """Found by review: `?unit_id=Sanitation` (a typo) answered an empty list, as if the unit had no case; a
+    dispatch sent with `extend_minutes`, or an accept with a `unit_id`, did something else than asked, silently."""
+    for params, text in (({"unit_id": "Sanitation"}, "no unit 'Sanitation'; there are: command-centre"),
+                         ({"grid_id": "WL-99"}, "no grid 'WL-99'; there are: WL-01, WL-02")):
+        refused = api.get("/api/v1/cases", params=params)
+        assert refused.status_code == 422 and text in refused.json()["detail"], refused.text
+    assert api.get("/api/v1/cases", params={"unit_id": "sanitation"}).status_code == 200
+    send(mqtt_client("node-a"), score=0.9)
+    case = wait_until(lambda: api.get("/api/v1/cases").json()["items"])[0]
+    accept = act(api, api_tokens, "sanitation" if case["assignment"]["unit_id"] == "sanitation" else "operator",
+                 case["id"], action="accept", unit_id="whatever")
+    assert accept.status_code == 422 and "unit_id: not taken by accept" in json.dumps(accept.json())
+    extend = act(api, api_tokens, "operator", case["id"], action="reassign", unit_id="enforcement", reason="x",
+                 extend_minutes=60)
+    assert extend.status_code == 422 and "extend_minutes: not taken by reassign" in json.dumps(extend.json())
+    assert api.get(f"/api/v1/cases/{case['id']}").json()["status"] == case["status"], "nothing done"

@@ -35,6 +35,7 @@ from server.core.security import Role, TokenEntry
 from server.models import CaseRecord, EventRecord, EvidenceRecord, utcnow
 from server.services.case_records import case_assignment
 from server.services.cases import CaseService
+from server.services.dispatch import Dispatcher
 from server.services.events import lock_case
 from server.services.feedback import RejectReason, Verdict, review
 from server.services.photos import photos_of
@@ -52,9 +53,24 @@ def summary(case: CaseRecord) -> CaseSummary:
     return CaseSummary.model_validate(case).model_copy(update={"assignment": case_assignment(case)})
 
 
+def _known(session: SessionDep, dispatcher: Dispatcher, unit_id: str | None, grid_id: str | None) -> None:
+    """A unit or grid the dispatch configuration does not name, and no case has, is a typo (`Sanitation`): 422
+    naming those there are, not a list that is empty for good. (A unit gone from the configuration still lists the
+    cases it had.)"""
+    for name, value, known, column in (
+            ("unit_id", unit_id, dispatcher.config.units if dispatcher.config else None, CaseRecord.unit_id),
+            ("grid_id", grid_id, {grid.properties.grid_id for grid in dispatcher.grids}, CaseRecord.grid_id)):
+        if value is None or known is None or value in known:
+            continue
+        if session.scalar(select(CaseRecord.id).where(column == value).limit(1)) is None:
+            raise HTTPException(status_code=422, detail=f"{name}: no {name[:-3]} {value!r}; there are: "
+                                                        f"{', '.join(sorted(known)) or '(none)'}")
+
+
 @router.get("", response_model=Page[CaseSummary], summary="List cases, filtered, paged and sorted")
 def list_cases(
     session: SessionDep,
+    request: Request,
     status: Annotated[list[CaseStatus] | None, Query(description="Only cases in these statuses (repeatable).")]
     = None,
     category: Annotated[Category | None, Query(description="Only cases of this category.")] = None,
@@ -74,6 +90,7 @@ def list_cases(
     sort: Annotated[str, Query(pattern="^-?(opened_at|updated_at|id|deadline_at|score)$",
                                description="Field; '-' for descending.")] = "-opened_at",
 ) -> Page[CaseSummary]:
+    _known(session, request.app.state.ingest.cases.dispatcher, unit_id, grid_id)
     query = select(CaseRecord)
     if status:
         query = query.where(CaseRecord.status.in_([s.value for s in status]))
@@ -206,7 +223,8 @@ def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker,
     except WorkflowError as error:
         return JSONResponse(status_code=error.status_code, content={
             "detail": str(error), "status": case.status, "allowed": [a.value for a in error.allowed]})
-    first_event = case.events[0].event_id if case.events else None
+    first_event = session.scalar(select(EventRecord.event_id).where(EventRecord.case_id == case.id)
+                                 .order_by(EventRecord.observed_at, EventRecord.id).limit(1))  # not all of them
     if first_event and body.action in (CaseAction.FILE, CaseAction.VOID):  # the operator's verdict trains models
         verdict = Verdict.CONFIRMED if body.action is CaseAction.FILE else Verdict.REJECTED
         reason = RejectReason(body.void_reason) if body.action is CaseAction.VOID else None
