@@ -120,6 +120,10 @@ class RuleTuning(_Config):
     unattended_seconds: float = Field(
         default=30.0, gt=0, description="Litter counts only once no person has been near it for this many seconds."
     )
+    attending_seconds: float = Field(
+        default=5.0, ge=0, description="A person near litter keeps it attended (its owner) once they have stayed "
+                                       "by it this long; people walking past do not reset its count.",
+    )
 
 
 class CameraConfig(_Config):

@@ -13,9 +13,10 @@ class LitterRule(StationaryRule):
     zone_rule = "no_litter"
 
     def may_fire(self, track: Track, now: float) -> bool:
-        return now - track.last_person_near >= self.tuning.unattended_seconds
+        return now - track.last_attended >= self.tuning.unattended_seconds
 
     def counted_from(self, track: Track) -> float:
         """Left lying from when its owner went: a bag put down beside someone who sat there for ten minutes is not
-        ten minutes' litter the moment they step away."""
-        return track.last_person_near
+        ten minutes' litter the moment they step away. Only someone who stayed by it counts: on a busy pavement
+        people walk past a bottle every minute, and it is no less litter for that."""
+        return track.last_attended

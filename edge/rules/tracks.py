@@ -32,6 +32,10 @@ class Track:
     moving_frames: int = 0
     moving_since: float | None = None
     last_person_near: float = float("-inf")
+    near_since: float = float("-inf")
+    """When the person near it now came (people seen near it with no break longer than `NEAR_GAP`)."""
+    last_attended: float = float("-inf")
+    """When someone who stayed by it (`attending_seconds` at least: its owner, not a passer-by) was last near."""
     last_exempt: float = float("-inf")
     """When the object was last allowed where it is (`StationaryRule.exempt`): its dwell counts from then."""
 

@@ -122,3 +122,16 @@ def test_a_stall_given_a_new_track_id_after_its_designated_hours_still_counts_fr
     events = run(rule, 600, lambda t: (seen((1 if t < 205 else 2, STALL, 0.7, "umbrella")), [VENDOR]))
     [(at, first)] = [(at, event) for at, event in events if event.type.value == "new"]
     assert first.started_at >= 199.8 and at >= 499.5, "the dwell counts from the end of the hours"
+
+
+def test_a_bottle_on_a_busy_pavement_is_litter_though_people_walk_past_it():
+    """Found by review: each passer-by near the bottle for a moment counted as its owner, so with someone walking
+    past every 150 s a bottle lying there for an hour was never reported."""
+    def busy(t):
+        passing = t % 150 < 2  # a pedestrian near it for 2 s every 150 s
+        return seen((1, BAG, 0.6, "bottle")), ([OWNER] if passing else [])
+
+    rule = LitterRule([zone("no_litter", dwell=300)], RuleTuning(unattended_seconds=30), ["bottle"])
+    events = run(rule, 900, busy)
+    assert types(events)[:1] == ["new"]
+    assert events[0][0] < 320, "a dwell of 300 s, passers-by or not"
