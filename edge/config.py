@@ -103,7 +103,14 @@ class RuleTuning(_Config):
                     "the violation.",
     )
     lost_seconds: float = Field(
-        default=10.0, gt=0, description="How long an unseen object keeps its violation before it ends."
+        default=10.0, gt=0, description="How long an unseen object is remembered (its track, its time standing "
+                                        "still before its dwell is up).",
+    )
+    hidden_seconds: float = Field(
+        default=60.0, gt=0, description="How long an object with a violation may stay unseen while something seen "
+                                        "stands over its place (a bus stopped in front of a parked car, a crowd) "
+                                        "before the violation ends as the object gone; found again at its place "
+                                        "meanwhile, it keeps its violation. With its place in view, lost_seconds.",
     )
     heartbeat_seconds: float = Field(default=60.0, gt=0, description="At most one unchanged `update` per this period.")
     rematch_iou: float = Field(

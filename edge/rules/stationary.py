@@ -71,6 +71,21 @@ class _Violation:
     last_seen: float
     published_box: NDArray[np.float64]
     published_at: float
+    covered_at: float | None = None
+    """When something seen stood over its place last (a bus stopped in front of the parked car, a crowd)."""
+
+
+COVERED = 0.5
+"""Of a violation's box, what another object's box must cover for the object to count as hidden behind it."""
+
+
+def _covered(box: NDArray[np.float64], others: NDArray[np.float64]) -> bool:
+    if not len(others):
+        return False
+    width = np.clip(np.minimum(others[:, 2], box[2]) - np.maximum(others[:, 0], box[0]), 0, None)
+    height = np.clip(np.minimum(others[:, 3], box[3]) - np.maximum(others[:, 1], box[1]), 0, None)
+    area = max(1e-9, float((box[2] - box[0]) * (box[3] - box[1])))
+    return bool((width * height / area).max() >= COVERED)
 
 
 class StationaryRule:
@@ -154,6 +169,11 @@ class StationaryRule:
                 self._update_membership(track, zone.zone_id, bool(inside_by_zone[zone.zone_id][index]), now)
                 events.extend(self._judge(track, zone, active[zone.zone_id], exemption, now))
         self._hand_over(seen, now)
+        in_front = np.concatenate([np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4),
+                                   people.reshape(-1, 4)])  # whatever stands in front: any label, people
+        for violation in self._violations.values():
+            if violation.track_id not in seen and _covered(violation.box, in_front):
+                violation.covered_at = now
         events.extend(self._expire(seen, now))
         return events
 
@@ -332,11 +352,21 @@ class StationaryRule:
         events = [
             self._end(key, now, "not seen for lost_seconds")
             for key, violation in list(self._violations.items())
-            if violation.track_id not in seen and now - violation.last_seen >= self.tuning.lost_seconds
+            if violation.track_id not in seen and self._gone(violation, now)
         ]
         for track_id in [t for t, track in self._tracks.items() if now - track.last_seen >= self.tuning.lost_seconds]:
             del self._tracks[track_id]
         return events
+
+    def _gone(self, violation: _Violation, now: float) -> bool:
+        """Unseen for `lost_seconds` with its place in view; while something stands over its place (a bus in front
+        of the parked car), up to `hidden_seconds`: it is behind that, not gone, and found again there it keeps its
+        violation (one case, its dwell), where it was ended and raised anew."""
+        unseen = now - violation.last_seen
+        if unseen < self.tuning.lost_seconds:
+            return False
+        behind = violation.covered_at is not None and now - violation.covered_at < self.tuning.lost_seconds
+        return not behind or unseen >= max(self.tuning.lost_seconds, self.tuning.hidden_seconds)
 
     def interrupt(self, now: float, reason: str) -> list[RuleEvent]:
         """An interrupted `end` for every open violation, and the tracks forgotten: the node stops watching (it

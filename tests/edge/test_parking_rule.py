@@ -315,3 +315,17 @@ def test_a_zone_whose_hours_end_ends_its_violation_as_interrupted_not_as_the_car
     ends = [event for _, event in events if event.type is EventType.END]
     assert types(events)[0] == "new" and len(ends) == 1
     assert ends[0].interrupted and "schedule" in ends[0].reason
+
+
+def test_a_parked_car_hidden_by_a_bus_for_half_a_minute_keeps_its_violation():
+    """Found by review: a bus stopping in front of a parked car for 30 s ended its violation as the car gone (which
+    verifies a case awaiting it) and raised a new one 3 minutes later, its dwell counted from zero."""
+    rule = new_rule(lost_seconds=10, hidden_seconds=60)
+    bus = (0.30, 0.45, 0.70, 0.85)  # stopped in front, the car's whole box behind it
+    parked = run(rule, 200, lambda t: seen((1, PARKED, 0.8, "car")))
+    hidden = run(rule, 30, lambda t: seen((2, bus, 0.9, "bus")), start=200)
+    back = run(rule, 60, lambda t: seen((3, PARKED, 0.8, "car")), start=230)
+    events = parked + hidden + back
+    assert [t for t in types(events) if t != "update"] == ["new"], "one violation, never ended"
+    gone = run(rule, 20, lambda t: seen(), start=290)  # then it drives off, its place in view: ended in 10 s
+    assert types(gone) == ["end"] and gone[0][0] == pytest.approx(300, abs=0.21)
