@@ -169,11 +169,12 @@ class StationaryRule:
                 self._update_membership(track, zone.zone_id, bool(inside_by_zone[zone.zone_id][index]), now)
                 events.extend(self._judge(track, zone, active[zone.zone_id], exemption, now))
         self._hand_over(seen, now)
-        in_front = np.concatenate([np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4),
-                                   people.reshape(-1, 4)])  # whatever stands in front: any label, people
-        for violation in self._violations.values():
-            if violation.track_id not in seen and _covered(violation.box, in_front):
-                violation.covered_at = now
+        if unseen := [violation for violation in self._violations.values() if violation.track_id not in seen]:
+            in_front = np.concatenate([np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4),
+                                       people.reshape(-1, 4)])  # whatever stands in front: any label, people
+            for violation in unseen:
+                if _covered(violation.box, in_front):
+                    violation.covered_at = now
         events.extend(self._expire(seen, now))
         return events
 

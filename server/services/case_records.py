@@ -41,6 +41,18 @@ def record_kpi(case: CaseRecord, action: CaseAction, after: CaseStatus, now: dat
         case.closed_at = now
         case.on_time = bool(case.feedback_at and case.deadline_at and case.feedback_at <= case.deadline_at)
 
+def end_pause(case: CaseRecord, now: datetime) -> None:
+    """A deferral ends (`resume`): the time the case stood still is neither the unit's response time (not yet
+    accepted) nor its handling time (accepted)."""
+    if case.deferred_at:
+        paused = (now - case.deferred_at).total_seconds()
+        if case.accepted_at is None:
+            case.response_paused_seconds += paused
+        else:
+            case.handling_paused_seconds += paused
+    case.deferred_at = None
+
+
 def end_round(case: CaseRecord, action: CaseAction, now: datetime) -> None:
     """Before a new dispatch of a case some unit has had: that unit's turn, kept (`CaseRound`), since the case's
     own columns are about to hold the next one's."""

@@ -29,7 +29,7 @@ from gridwatch.contract import (
 from server.core.security import Role
 from server.db import begin_writing, claim
 from server.models import CaseRecord, CaseTransition, EventRecord, utcnow
-from server.services.case_records import assign, case_message, end_round, record_kpi
+from server.services.case_records import assign, case_message, end_pause, end_round, record_kpi
 from server.services.dispatch import Dispatcher
 from server.services.places import Nearby, Repeats
 from server.services.workflow import IN_UNIT, OPEN, WorkflowError, allowed_actions, next_status
@@ -285,13 +285,7 @@ class CaseService:
                                                  f"({error})", []) from None
                 else:  # overdue when deferred: as overdue as it was then
                     case.deadline_at += now - case.deferred_at
-            if case.deferred_at:  # the time it stood still is neither the unit's response nor its handling
-                paused = (now - case.deferred_at).total_seconds()
-                if case.accepted_at is None:
-                    case.response_paused_seconds += paused
-                else:
-                    case.handling_paused_seconds += paused
-            case.deferred_at = None
+            end_pause(case, now)
             if case.accepted_at is None:  # deferred before it was accepted: resumed, the unit is on it now
                 case.accepted_at = now
             changes = [self._step(case, action, actor, now, why)]
