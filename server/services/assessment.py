@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from gridwatch.contract import CaseStatus
 from server.models import CaseRecord, CaseRound
+from server.services.case_records import answered_in_time
 
 
 class GroupBy(StrEnum):
@@ -193,8 +194,7 @@ def _times(turn: CaseRecord | CaseRound, response: list[float], handling: list[f
 
 def _awaits_check(case: CaseRecord) -> bool:
     """The unit reported back before its deadline and the command centre has not yet verified it."""
-    return case.status in AWAITING_CHECK and case.feedback_at is not None and case.deadline_at is not None and \
-        case.feedback_at <= case.deadline_at
+    return case.status in AWAITING_CHECK and answered_in_time(case)
 
 
 AWAITING_CHECK = {CaseStatus.FEEDBACK.value, CaseStatus.VERIFIED.value}

@@ -39,7 +39,12 @@ def record_kpi(case: CaseRecord, action: CaseAction, after: CaseStatus, now: dat
         case.verified_at = now
     elif after is S.CLOSED:
         case.closed_at = now
-        case.on_time = bool(case.feedback_at and case.deadline_at and case.feedback_at <= case.deadline_at)
+        case.on_time = answered_in_time(case)
+
+def answered_in_time(case: CaseRecord) -> bool:
+    """Whether the unit's feedback came by the (extended) deadline: what makes a closure on time."""
+    return bool(case.feedback_at and case.deadline_at and case.feedback_at <= case.deadline_at)
+
 
 def end_pause(case: CaseRecord, now: datetime) -> None:
     """A deferral ends (`resume`): the time the case stood still is neither the unit's response time (not yet
