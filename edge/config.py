@@ -106,6 +106,12 @@ class RuleTuning(_Config):
         default=10.0, gt=0, description="How long an unseen object is remembered (its track, its time standing "
                                         "still before its dwell is up).",
     )
+    lost_looks: int = Field(
+        default=15, ge=1,
+        description="And for at least this many looks of the model that sees it: a model that looks seldom and misses "
+                    "an object now and then (the litter model, a look every 2 s) has not lost it after lost_seconds "
+                    "of misses (but never past hidden_seconds). At 5 looks a second, lost_seconds decides.",
+    )
     hidden_seconds: float = Field(
         default=60.0, gt=0, description="How long an object with a violation may stay unseen while something seen "
                                         "stands over its place (a bus stopped in front of a parked car, a crowd) "

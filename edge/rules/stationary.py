@@ -73,6 +73,8 @@ class _Violation:
     published_at: float
     covered_at: float | None = None
     """When something seen stood over its place last (a bus stopped in front of the parked car, a crowd)."""
+    seen_look: int = 0
+    """The rule's look that last saw its object."""
 
 
 COVERED = 0.5
@@ -104,6 +106,9 @@ class StationaryRule:
         """The track ids of the frame being processed."""
         self._violations: dict[tuple[str, int], _Violation] = {}
         self._active_since: dict[str, float] = {}
+        self._look = 0
+        """How many times the rule has looked (been given a model's detections): what an object unseen for
+        `lost_looks` of them was missed in."""
 
     @property
     def active_violations(self) -> int:
@@ -137,6 +142,7 @@ class StationaryRule:
     # ---- the shared logic ----------------------------------------------------------------------------------------
 
     def process(self, detections: Detections, now: float, people: NDArray[np.float64] = NO_PEOPLE) -> list[RuleEvent]:
+        self._look += 1
         keep = np.array([label in self.labels for label in detections.labels], dtype=bool)
         objects = detections.select(keep & (detections.track_ids >= 0)) if len(detections) else detections
         anchors = bottom_centres(objects.boxes)
@@ -205,7 +211,7 @@ class StationaryRule:
                     and now - track.moving_since >= self.tuning.move_seconds):  # moving for real: a new still period
                 track.reference_anchor, track.reference_box = anchor.copy(), box.copy()
                 track.still_since, track.moving_frames, track.moving_since = now, 0, None
-        track.label, track.box, track.last_seen = label, box.copy(), now
+        track.label, track.box, track.last_seen, track.seen_look = label, box.copy(), now, self._look
         track.recent_boxes.append(box.copy())
         track.scores.append(score)
         settling = now - track.still_since <= _SETTLE_SECONDS
@@ -222,7 +228,7 @@ class StationaryRule:
         holding = self.holding
         candidates = [old_id for old_id, old in self._tracks.items()
                       if old_id not in self._in_frame and old_id not in holding
-                      and not old.moving_frames and track.last_seen - old.last_seen < self.tuning.lost_seconds
+                      and not old.moving_frames and not self._lost(old.last_seen, old.seen_look, track.last_seen)
                       and self._one_object(track.label, track.box, old.label, old.reference_box)]
         if len(candidates) != 1:
             return  # none, or two cars side by side both lost: which is which is a guess, so neither is taken
@@ -324,11 +330,11 @@ class StationaryRule:
                 return []  # the object already has its violation, under another track id
             box = track.steady_box
             violation = _Violation(uuid.uuid4(), zone.zone_id, track.track_id, track.label, since, box,
-                                   track.median_score, now, box.copy(), now)
+                                   track.median_score, now, box.copy(), now, seen_look=self._look)
             self._violations[key] = violation
             return [self._event(EventType.NEW, violation, now, "stayed still in the zone for the dwell time")]
 
-        violation.score, violation.last_seen = track.median_score, now
+        violation.score, violation.last_seen, violation.seen_look = track.median_score, now, self._look
         if not membership.inside:
             return [self._end(key, now, "left the zone")]
         # the rule stops applying (its hours end, an exemption's begin): the object is still there, so the end is
@@ -355,7 +361,7 @@ class StationaryRule:
             for key, violation in list(self._violations.items())
             if violation.track_id not in seen and self._gone(violation, now)
         ]
-        for track_id in [t for t, track in self._tracks.items() if now - track.last_seen >= self.tuning.lost_seconds]:
+        for track_id in [t for t, track in self._tracks.items() if self._lost(track.last_seen, track.seen_look, now)]:
             del self._tracks[track_id]
         return events
 
@@ -364,10 +370,18 @@ class StationaryRule:
         of the parked car), up to `hidden_seconds`: it is behind that, not gone, and found again there it keeps its
         violation (one case, its dwell), where it was ended and raised anew."""
         unseen = now - violation.last_seen
-        if unseen < self.tuning.lost_seconds:
+        if not self._lost(violation.last_seen, violation.seen_look, now):
             return False
         behind = violation.covered_at is not None and now - violation.covered_at < self.tuning.lost_seconds
         return not behind or unseen >= max(self.tuning.lost_seconds, self.tuning.hidden_seconds)
+
+    def _lost(self, last_seen: float, seen_look: int, now: float) -> bool:
+        """Unseen for `lost_seconds`, and missed by `lost_looks` of the model's looks since: a model looking every
+        2 s that misses a pile of garbage in a few looks running has not seen it go. Never remembered unseen for
+        longer than `hidden_seconds`, however few the looks."""
+        unseen, tuning = now - last_seen, self.tuning
+        return unseen >= tuning.lost_seconds and (self._look - seen_look >= tuning.lost_looks
+                                                  or unseen >= tuning.hidden_seconds)
 
     def interrupt(self, now: float, reason: str) -> list[RuleEvent]:
         """An interrupted `end` for every open violation, and the tracks forgotten: the node stops watching (it

@@ -38,6 +38,8 @@ class Track:
     """When someone who stayed by it (`attending_seconds` at least: its owner, not a passer-by) was last near."""
     last_exempt: float = float("-inf")
     """When the object was last allowed where it is (`StationaryRule.exempt`): its dwell counts from then."""
+    seen_look: int = 0
+    """The rule's look (`StationaryRule.process` call) that last saw it."""
 
     @property
     def median_score(self) -> float:

@@ -90,4 +90,6 @@ def test_a_pile_dumped_on_a_clean_street_is_one_violation_until_it_is_cleared(li
         return (datetime.fromisoformat(stamp) - START).total_seconds()
 
     assert truth.dumped + 10 <= seconds(new["observed_at"]) <= truth.dumped + 10 + 15
-    assert truth.cleared <= seconds(end["observed_at"]) <= truth.cleared + 15
+    # gone once missed in `lost_looks` (15) of the litter model's looks running, a look every 2 s: one look that
+    # misses the pile is not the pile cleared
+    assert truth.cleared <= seconds(end["observed_at"]) <= truth.cleared + 15 * 2 + 5
