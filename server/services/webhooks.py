@@ -6,8 +6,9 @@ a worker thread sends what is due. Each POST carries
     X-GridWatch-Event: case.<action>          X-GridWatch-Delivery: <delivery id>
     X-GridWatch-Timestamp: <unix seconds>     X-GridWatch-Signature: sha256=<hex>
 
-where the signature is HMAC-SHA256 with the subscription's secret over `<timestamp>.<body>`; a receiver recomputes it
-and refuses old timestamps, so a captured request cannot be replayed. A failed attempt (no answer, or not 2xx) is
+where the signature is HMAC-SHA256 with the subscription's secret over `<timestamp>.<delivery id>.<body>`; a receiver
+recomputes it and refuses old timestamps and delivery ids it has handled, so a captured request cannot be replayed,
+not even under another delivery id. A failed attempt (no answer, or not 2xx) is
 retried after 1, 2, 4 … times the base delay (at most the maximum delay), up to the last attempt, after which the
 delivery is `failed`: by default 20 attempts over some ten hours, so a receiver down for a night misses nothing.
 A subscription gets a case's changes in the order they happened: while one waits for its next attempt, the case's
@@ -46,8 +47,9 @@ from server.models import WebhookDelivery, WebhookSubscription, utcnow
 log = logging.getLogger(__name__)
 
 
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+def signature(secret: str, timestamp: str, delivery_id: str, body: bytes) -> str:
+    signed = f"{timestamp}.{delivery_id}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 
@@ -152,7 +154,7 @@ class Webhooks:
         headers = {"Content-Type": "application/json", "User-Agent": "GridWatch-Webhooks/1",
                    "X-GridWatch-Event": delivery.event, "X-GridWatch-Delivery": str(delivery.id),
                    "X-GridWatch-Timestamp": timestamp,
-                   "X-GridWatch-Signature": signature(subscription.secret, timestamp, body)}
+                   "X-GridWatch-Signature": signature(subscription.secret, timestamp, str(delivery.id), body)}
         unreachable = permanent = False
         try:
             with client.stream("POST", subscription.url, content=body, headers=headers,

@@ -91,9 +91,10 @@ def test_case_changes_reach_the_subscriber_signed_and_retried(fast_api, receiver
     assert len(receiver.requests) == 3, "two failures, then the success"
     assert {headers["X-GridWatch-Delivery"] for headers, _ in receiver.requests} == {str(delivery["id"])}
     headers, body = receiver.requests[-1]
-    expected = hmac.new(hook["secret"].encode(), headers["X-GridWatch-Timestamp"].encode() + b"." + body,
-                        hashlib.sha256).hexdigest()
-    assert headers["X-GridWatch-Signature"] == f"sha256={expected}"
+    signed = f"{headers['X-GridWatch-Timestamp']}.{delivery['id']}.".encode() + body
+    expected = hmac.new(hook["secret"].encode(), signed, hashlib.sha256).hexdigest()
+    assert headers["X-GridWatch-Signature"] == f"sha256={expected}", \
+        "the delivery id is signed too: the request replayed under another id fails the receiver's check"
     message = json.loads(body)
     assert message["category"] == "litter" and message["status"] == "dispatched"
     assert message["assignment"]["unit_id"] == "sanitation"
