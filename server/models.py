@@ -219,6 +219,22 @@ class CasePhoto(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ActionKey(Base):
+    """A case action sent with an `Idempotency-Key` header (server/services/action_keys.py): the same request sent
+    again, a field app retrying after its answer was lost, is answered from this instead of taken twice."""
+
+    __tablename__ = "action_keys"
+    __table_args__ = (UniqueConstraint("actor", "key", name="uq_action_keys_actor_key"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(String(255))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the case id and the action's body: the same key on another request is refused."""
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class CaseRound(Base):
     """A unit's turn at a case that ended before the case did: returned (回退), reassigned, or closed and then
     reopened. Kept so that assessment credits each unit with its own turns: the case's own columns hold only the

@@ -192,3 +192,28 @@ def test_a_filter_of_no_unit_or_grid_and_a_field_the_action_does_not_take_are_re
                  extend_minutes=60)
     assert extend.status_code == 422 and "extend_minutes: not taken by reassign" in json.dumps(extend.json())
     assert api.get(f"/api/v1/cases/{case['id']}").json()["status"] == case["status"], "nothing done"
+
+
+def test_an_action_sent_again_with_its_idempotency_key_is_taken_once(api, api_tokens, mqtt_client):
+    """A client on a poor network retries an extension whose answer it never got: without a key the retry was a
+    second extension of the deadline."""
+    send(mqtt_client("node-a"), score=0.9)
+    case = wait_until(lambda: api.get("/api/v1/cases").json()["items"])[0]
+    assert act(api, api_tokens, "sanitation", case["id"], action="accept").status_code == 200
+    worker = as_role(api_tokens, "operator") | {"Idempotency-Key": "6f1c-extend-1"}
+    extend = {"action": "extend", "reason": "waiting for the truck", "extend_minutes": 120}
+    first = api.post(f"/api/v1/cases/{case['id']}/actions", json=extend, headers=worker)
+    again = api.post(f"/api/v1/cases/{case['id']}/actions", json=extend, headers=worker)
+    assert first.status_code == again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    assert again.json()["deadline_at"] == first.json()["deadline_at"]
+    assert again.json()["extension_count"] == 1
+    steps = [step["action"] for step in again.json()["transitions"]]
+    assert steps.count("extend") == 1
+
+    other = api.post(f"/api/v1/cases/{case['id']}/actions", headers=worker,
+                     json={"action": "defer", "reason": "market day"})
+    assert other.status_code == 422 and "was sent with another request" in other.json()["detail"]
+    fresh = api.post(f"/api/v1/cases/{case['id']}/actions", json=extend,
+                     headers=as_role(api_tokens, "operator") | {"Idempotency-Key": "6f1c-extend-2"})
+    assert fresh.status_code == 200 and fresh.json()["extension_count"] == 2, "a new key is a new action"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import and_, func, not_, select
+from sqlalchemy.exc import IntegrityError
 
 from gridwatch.contract import CaseAction, CaseStatus, Category
 from server.api.deps import (
@@ -33,6 +34,7 @@ from server.api.schemas import (
 )
 from server.core.security import Role, TokenEntry
 from server.models import CaseRecord, EventRecord, EvidenceRecord, utcnow
+from server.services import action_keys
 from server.services.case_records import case_assignment
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
@@ -208,14 +210,28 @@ def _may_touch(caller: TokenEntry, case: CaseRecord) -> bool:
 
 @router.post("/{case_id}/actions", response_model=CaseDetail,
              responses={409: {"description": "Not allowed in the case's status; the body lists what is."},
-                        403: {"description": "The caller's role may not take this action."}},
+                        403: {"description": "The caller's role may not take this action."},
+                        422: {"description": "A field the action does not take, or an Idempotency-Key sent with "
+                                             "another request before."}},
              summary="Take a workflow action: file, dispatch, reassign, accept, return, extend, defer, resume, "
                      "feedback, rework, verify, close, void")
-def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker, request: Request):  # noqa: ANN201
+def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker, request: Request,  # noqa: ANN201
+        response: Response, idempotency_key: Annotated[str | None, Header(
+            alias="Idempotency-Key", min_length=1, max_length=255,
+            description="Any unique text (a UUID) per action: the same request sent again with it (a retry after a "
+                        "lost answer) is not taken twice, and is answered with the case as it stands "
+                        "(`Idempotent-Replayed: true`). Kept 24 hours.")] = None):
     case = _case(session, case_id, to_change=True)  # a detection changing it meanwhile waits for this step
     if not _may_touch(caller, case):
         raise HTTPException(status_code=403, detail=f"case {case_id} is assigned to {case.unit_id}, not to your "
                                                     f"unit {caller.unit}")
+    keyed = idempotency_key is not None
+    try:
+        if keyed and action_keys.seen_before(session, caller.name, idempotency_key, case_id, body.model_dump_json()):
+            response.headers["Idempotent-Replayed"] = "true"
+            return detail(session, case, caller)
+    except action_keys.KeyReused as error:
+        raise HTTPException(status_code=422, detail=str(error)) from None
     service: CaseService = request.app.state.ingest.cases
     try:
         messages = service.act(case, body.action, caller.name, caller.role, utcnow(), body.reason, body.unit_id,
@@ -230,6 +246,15 @@ def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker,
         reason = RejectReason(body.void_reason) if body.action is CaseAction.VOID else None
         review(session, first_event, verdict, reason, caller.name, body.reason, commit=False)
     request.app.state.ingest.record_changes(session, messages)
-    session.commit()
+    if keyed:
+        action_keys.remember(session, caller.name, idempotency_key, case_id, body.model_dump_json(), utcnow())
+    try:
+        session.commit()
+    except IntegrityError as error:  # the same key on another case's action at this very moment: that one has it
+        if not keyed or "action_keys" not in str(error):
+            raise
+        session.rollback()
+        raise HTTPException(status_code=422, detail=f"Idempotency-Key {idempotency_key!r} was sent with another "
+                                                    f"request: use a new key for each action") from None
     request.app.state.ingest.announce(messages)
     return detail(session, case, caller)
