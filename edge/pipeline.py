@@ -140,7 +140,7 @@ class CameraPipeline:
 
     def reconfigure(self, camera: CameraConfig, manifest: Manifest | None = None) -> None:
         """Take new zones, rules, rates, checks and models (`manifest`) without a restart; the models loaded stay
-        loaded. Open violations of the old rules are not carried over: a changed zone is judged afresh."""
+        loaded. What zones that did not change watch carries on; a changed zone is judged afresh (`adopt`)."""
         self.adopt(self.prepare(camera, manifest))
 
     def prepare(self, camera: CameraConfig, manifest: Manifest | None = None) -> Reconfiguration:
@@ -159,11 +159,31 @@ class CameraPipeline:
                    for runner in self.runners)
 
     def adopt(self, new: Reconfiguration) -> None:
-        """Switch to a prepared reconfiguration, between two frames. The open violations of the old rules end as
-        interrupted (their cases stay open, not verified by it): the new rules judge the scene afresh."""
+        """Switch to a prepared reconfiguration, between two frames. The rules of a model that runs on (the same
+        model, loaded already) carry on in the zones that did not change (`StationaryRule.take_over`): their open
+        violations and the objects' still time go on. In a zone changed or removed, or under a model replaced, the
+        open violations end as interrupted (their cases stay open, not verified by it) and are judged afresh."""
         with self._lock:
             health_off = self.health is not None and not new.camera.health.enabled
-            self._interrupt("its zones and rules were reconfigured", self._publisher, health_off)
+            reason = "its zones and rules were reconfigured"
+            now = self._now()
+            ended: list[tuple[RuleEvent, ModelInfo]] = []
+            taken: set[int] = set()
+            for runner in new.runners:
+                old = next((old for old in self.runners
+                            if old.spec == runner.spec and old.detector is runner.detector), None)
+                if old is None:
+                    continue
+                runner.next_due, runner.last_run, runner.last_seen = old.next_due, old.last_run, old.last_seen
+                for rule in runner.rules:
+                    if (previous := next((r for r in old.rules if r.category is rule.category), None)) is not None:
+                        ended += [(event, old.detector.info) for event in rule.take_over(previous, now, reason)]
+                        taken.add(id(previous))
+            ended += [(event, runner.detector.info) for runner in self.runners for rule in runner.rules
+                      if id(rule) not in taken for event in rule.interrupt(now, reason)]
+            if health_off:
+                ended += [(event, HEALTH_MODEL) for event in self.health.interrupt(now, reason)]
+            self._publish_ended(ended, self._publisher, reason)
             self.camera, self.zones, self.runners, self.manifest = new.camera, new.zones, new.runners, new.manifest
             self.motion = MotionDetector() if new.camera.motion_gating else None
             if not new.camera.health.enabled:
@@ -178,12 +198,19 @@ class CameraPipeline:
         with self._lock:
             return self._interrupt(reason, publish or self._publisher, with_health=True)
 
+    def _now(self) -> float:
+        return self._last_timestamp if self._last_timestamp is not None else time.time()
+
     def _interrupt(self, reason: str, publish: Publish | None, with_health: bool) -> list[Event]:
-        now = self._last_timestamp if self._last_timestamp is not None else time.time()
+        now = self._now()
         ended = [(event, runner.detector.info) for runner in self.runners for rule in runner.rules
                  for event in rule.interrupt(now, reason)]
         if with_health and self.health:
             ended += [(event, HEALTH_MODEL) for event in self.health.interrupt(now, reason)]
+        return self._publish_ended(ended, publish, reason)
+
+    def _publish_ended(self, ended: list[tuple[RuleEvent, ModelInfo]], publish: Publish | None,
+                       reason: str) -> list[Event]:
         if ended and publish is None:
             log.warning("%s: %d open violation(s) ended (%s) with nowhere to publish it", self.camera.camera_id,
                         len(ended), reason)

@@ -383,6 +383,30 @@ class StationaryRule:
         return unseen >= tuning.lost_seconds and (self._look - seen_look >= tuning.lost_looks
                                                   or unseen >= tuning.hidden_seconds)
 
+    def context(self) -> tuple:
+        """What besides its own zones, classes and tuning decides the rule's judgements (a vending rule's designated
+        areas): when it changes, every judgement is made afresh."""
+        return ()
+
+    def take_over(self, old: StationaryRule, now: float, reason: str) -> list[RuleEvent]:
+        """Carry on from `old`, this category's rule before a reconfiguration. In each zone whose config did not
+        change, its open violations and the objects' time there go on: an operator drawing one new zone does not
+        restart every parked car's dwell, nor end the violations its cases wait on. What `old` watched in a zone
+        changed or removed ends as interrupted (the cases stay open) and is judged afresh; with other tuning,
+        classes or context, all of it. Returns those ends."""
+        before = {zone.zone_id: zone.config for zone in old.zones}
+        same = self.tuning == old.tuning and self.labels == old.labels and self.context() == old.context()
+        kept = {zone.zone_id for zone in self.zones if same and before.get(zone.zone_id) == zone.config}
+        ended = [replace(old._end(key, max(now, violation.last_seen), reason), interrupted=True)
+                 for key, violation in list(old._violations.items()) if violation.zone_id not in kept]
+        if same:
+            self._violations, self._tracks, self._look = old._violations, old._tracks, old._look
+            for track in self._tracks.values():  # a changed zone is entered afresh, after zone_inertia_frames
+                track.zones = {zone_id: membership for zone_id, membership in track.zones.items()
+                               if zone_id in kept}
+            self._active_since = {zone_id: since for zone_id, since in old._active_since.items() if zone_id in kept}
+        return ended
+
     def interrupt(self, now: float, reason: str) -> list[RuleEvent]:
         """An interrupted `end` for every open violation, and the tracks forgotten: the node stops watching (it
         stops, the camera failed, the rules are replaced). The server then counts the violations as ended without

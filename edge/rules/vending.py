@@ -21,6 +21,9 @@ class StreetVendingRule(StationaryRule):
         super().__init__(zones, tuning, labels)
         self.allowed = [zone for zone in zones if zone.config.rule == "vending_allowed"]
 
+    def context(self) -> tuple:
+        return tuple(zone.config for zone in self.allowed)
+
     def may_fire(self, track: Track, now: float) -> bool:
         """A table nobody stands at is furniture or rubbish, not a stall: someone must have been by it lately."""
         return now - track.last_person_near <= self.tuning.vendor_seconds

@@ -10,7 +10,7 @@ from datetime import timedelta
 import numpy as np
 
 from edge.capture import Frame
-from edge.config import NodeConfig
+from edge.config import NodeConfig, ZoneConfig
 from edge.detections import Detections
 from edge.health_config import HealthConfig
 from edge.manifest import Manifest
@@ -59,19 +59,47 @@ def test_a_live_camera_that_stops_delivering_is_offline_until_it_is_back():
     assert len(sent) == 2 and all(t.endswith("/events/device_fault") for t, _ in sent)
 
 
-def test_a_reconfigured_camera_ends_its_open_violations_as_interrupted_and_judges_afresh():
+def _redrawn(camera, zone_id: str, polygon):
+    zones = [zone.model_copy(update={"polygon": polygon}) if zone.zone_id == zone_id else zone
+             for zone in camera.zones]
+    return camera.model_copy(update={"zones": zones})
+
+
+def test_a_reconfigured_zone_ends_its_open_violations_as_interrupted_and_judges_afresh():
     """Before: the new rules replaced the old ones' open violations without an `end`, so their cases waited for
     one for ever (and never closed once the bag was gone)."""
     pipeline, _, _ = build(owner_leaves_after_call=0)
     published = feed(pipeline, 60)
     [new] = litter_events(published)
-    pipeline.reconfigure(pipeline.camera.model_copy(update={"detect_fps": 2}))
+    pipeline.reconfigure(_redrawn(pipeline.camera, "street", [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]))
     [ended] = litter_events(published)[1:]
     assert (ended.type.value, ended.violation_id, ended.interrupted) == ("end", new.violation_id, True)
     assert ended.evidence is None and ended.observed_at >= new.observed_at
     assert json.loads(published[-1][1])["interrupted"] is True
     assert "interrupted" not in json.loads(next(p for t, p in published if t.endswith("/litter"))), \
         "absent where it is not set: a server of 1.3 reads the other events as before"
+
+
+def test_a_camera_given_another_zone_and_rate_keeps_what_its_unchanged_zones_watch():
+    """Found by review: any change of a camera's config (a zone drawn elsewhere in the picture, its rate) ended
+    every open violation of the camera and started every object's dwell from zero."""
+    pipeline, _, _ = build(owner_leaves_after_call=0)
+    published: list[tuple[str, bytes]] = []
+
+    def watch(start: float, seconds: float) -> None:
+        for index in range(int(seconds * 10)):
+            pipeline.process(Frame(FRAME, start + index / 10, index), lambda t, p: published.append((t, p)))
+
+    watch(1000.0, 60)
+    [new] = litter_events(published)
+    bus_stop = {"zone_id": "bus-stop", "rule": "no_parking", "polygon": [[0, 0], [0.3, 0], [0.3, 0.3]]}
+    camera = pipeline.camera.model_copy(update={"detect_fps": 2})
+    pipeline.reconfigure(camera.model_copy(update={"zones": [*camera.zones, ZoneConfig(**bus_stop)]}))
+    watch(1060.0, 130)
+    later = litter_events(published)[1:]
+    assert later and [event.type.value for event in later] == ["update"] * len(later), "no end, no second new"
+    assert {event.violation_id for event in later} == {new.violation_id}
+    assert later[-1].dwell_seconds > 130, "counted from when the bag was left, before the change"
 
 
 def test_a_camera_that_stops_ends_what_it_was_watching_as_interrupted():
