@@ -31,6 +31,7 @@ from edge.faults import FaultTracker, unwatched
 from edge.rules.stationary import RuleEvent
 from edge.schedule import local_time
 from edge.streetlight_config import LampAdapterConfig, StreetlightConfig
+from edge.sun import sun_elevation
 from gridwatch.contract import SCHEMA_VERSION, Box, Category, Event, LampTelemetry, ModelInfo
 
 LAMP_ZONE = "lamp"
@@ -50,7 +51,8 @@ class LampReading:
     power_w: float
     voltage_v: float
     ambient_lux: float | None
-    """None where the controller has no light sensor: day and night are then not judged."""
+    """None where the controller has no light sensor: day and night are then told by the sun at the lamp's location
+    (`StreetlightConfig.daylight`), or not judged where that is not known."""
 
 
 class LampAdapter(Protocol):
@@ -165,18 +167,27 @@ class StreetlightMonitor:
         events = self.faults.track_timed("controller_silent", False, now, now, "", "the controller answers again")
         return events + self.judge(reading, now)
 
+    def daylight(self, reading: LampReading, now: float) -> tuple[bool, bool, str]:
+        """(night, day, what told): by the light sensor's lux or by the sun at the lamp's place (`daylight`); in the
+        twilight between, or with neither known, it is neither, and neither lamp check is made."""
+        c = self.config
+        if reading.ambient_lux is not None and c.daylight != "sun":
+            return reading.ambient_lux < c.dark_lux, reading.ambient_lux > c.bright_lux, f"{reading.ambient_lux} lux"
+        if c.location is None or c.daylight == "lux":
+            return False, False, ""
+        elevation = sun_elevation(c.location.lat, c.location.lon, now)
+        return (elevation < c.night_sun_elevation, elevation > c.day_sun_elevation,
+                f"the sun {abs(elevation):.0f}° {'below' if elevation < 0 else 'above'} the horizon")
+
     def judge(self, reading: LampReading, now: float) -> list[RuleEvent]:
         c = self.config
-        night = reading.ambient_lux is not None and reading.ambient_lux < c.dark_lux
-        day = reading.ambient_lux is not None and reading.ambient_lux > c.bright_lux
+        night, day, told = self.daylight(reading, now)
         low, high = c.rated_power_w * (1 - c.power_tolerance), c.rated_power_w * (1 + c.power_tolerance)
         # each check only where the reading can show it (None: not now): by day a dead lamp and a working one are
         # both dark, and a lamp off at night that "cleared" every dawn was a fault reported fixed every morning
         checks = (
-            ("lamp_off_at_night", not reading.lamp_on if night else None, f"lamp off at {reading.ambient_lux} lux",
-             "lamp on again"),
-            ("lamp_on_by_day", reading.lamp_on if day else None, f"lamp on at {reading.ambient_lux} lux",
-             "lamp off by day"),
+            ("lamp_off_at_night", not reading.lamp_on if night else None, f"lamp off at {told}", "lamp on again"),
+            ("lamp_on_by_day", reading.lamp_on if day else None, f"lamp on at {told}", "lamp off by day"),
             ("power_out_of_range", not low <= reading.power_w <= high if reading.lamp_on else None,
              f"power {reading.power_w} W outside {low:.0f}-{high:.0f} W", "power back in range"),
             ("voltage_out_of_range", not c.min_voltage_v <= reading.voltage_v <= c.max_voltage_v,

@@ -53,6 +53,17 @@ class StreetlightConfig(_Config):
                                                             "be on.")
     bright_lux: float = Field(default=50.0, ge=0, description="Ambient light above which it is day: the lamp must "
                                                               "be off.")
+    daylight: Literal["auto", "lux", "sun"] = Field(
+        default="auto",
+        description="How day and night are told: lux, by the controller's light sensor (an underpass is dark at "
+                    "noon); sun, by where the sun stands at the lamp's location (a controller without a sensor, or "
+                    "with a dirty one); auto, by the sensor where the reading has one, else by the sun.")
+    night_sun_elevation: float = Field(
+        default=-6.0, ge=-18, le=10,
+        description="By the sun: night (the lamp must be on) once the sun is this many degrees below the horizon "
+                    "(-6: civil dusk).")
+    day_sun_elevation: float = Field(
+        default=3.0, ge=-10, le=30, description="By the sun: day (the lamp must be off) once it stands this high.")
     rated_power_w: float = Field(default=100.0, gt=0, description="The lamp's power when lit.")
     power_tolerance: float = Field(default=0.3, gt=0, lt=1, description="Allowed deviation from the rated power.")
     min_voltage_v: float = Field(default=198.0, ge=0, description="Lowest acceptable supply voltage.")
@@ -66,6 +77,10 @@ class StreetlightConfig(_Config):
     def _ordered(self) -> StreetlightConfig:
         if self.bright_lux < self.dark_lux:
             raise ValueError("bright_lux must not be below dark_lux")
+        if self.day_sun_elevation < self.night_sun_elevation:
+            raise ValueError("day_sun_elevation must not be below night_sun_elevation")
+        if self.daylight == "sun" and self.location is None:
+            raise ValueError("daylight: sun needs the lamp's location")
         if self.max_voltage_v <= self.min_voltage_v:
             raise ValueError("max_voltage_v must be above min_voltage_v")
         return self

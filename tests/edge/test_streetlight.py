@@ -254,3 +254,59 @@ def test_a_dead_lamp_stays_one_fault_through_the_day_and_a_repaired_one_clears_a
     fixed = night_and_day(repaired)
     assert [(kind, label) for _, kind, label in fixed] == [("new", "lamp_off_at_night"), ("end", "lamp_off_at_night")]
     assert fixed[1][0] >= 24, "cleared when it was seen lit, at dusk"
+
+
+@pytest.mark.parametrize(("local", "below"), [("04:38", True), ("04:48", False), ("21:16", False), ("21:26", True)])
+def test_the_sun_rises_and_sets_as_the_almanac_says(local, below):
+    """London on 2026-06-21: sunrise 04:43, sunset 21:21 (BST), when the sun's upper edge meets the horizon with the
+    air's refraction, its centre 0.83° below."""
+    from datetime import datetime, timedelta, timezone
+
+    from edge.sun import sun_elevation
+
+    hour, minute = map(int, local.split(":"))
+    moment = datetime(2026, 6, 21, hour, minute, tzinfo=timezone(timedelta(hours=1))).timestamp()
+    assert (sun_elevation(51.5074, -0.1278, moment) < -0.833) is below
+
+
+def test_a_controller_without_a_light_sensor_is_judged_by_the_sun_at_the_lamp():
+    """Before: with no `ambient_lux` in its readings, a lamp dark all night (or lit all day) raised nothing."""
+    from datetime import datetime, timedelta, timezone
+
+    from edge.streetlight import LampReading
+
+    class NoSensor:
+        lit = False
+
+        def read(self) -> LampReading:
+            return LampReading(lamp_on=self.lit, power_w=100.0 if self.lit else 0.0, voltage_v=230.0, ambient_lux=None)
+
+    hangzhou = timezone(timedelta(hours=8))
+    config = StreetlightConfig.model_validate({"lamp_id": "lamp-7", "adapter": {"type": "http", "url": "http://c/r"},
+                                               "location": {"lat": 30.2741, "lon": 120.1551}})
+    adapter = NoSensor()
+    monitor = StreetlightMonitor(config, adapter)
+    evening = datetime(2026, 12, 7, 16, 0, tzinfo=hangzhou).timestamp()  # sunset there about 17:00
+    events = [(minute, event) for minute in range(0, 6 * 60, 2)  # 16:00-22:00, the lamp dark throughout
+              for event in monitor.poll(evening + 60 * minute)]
+    [(minute, fault)] = events
+    assert (fault.type.value, fault.label) == ("new", "lamp_off_at_night")
+    assert 60 <= minute <= 110, "once dusk has come (the sun 6° down about 17:25), not by day"
+    assert fault.reason.startswith("lamp off at the sun") and "below the horizon" in fault.reason
+
+    adapter.lit = True
+    noon = datetime(2026, 12, 8, 12, 0, tzinfo=hangzhou).timestamp()
+    later = [event for minute in range(0, 10, 1) for event in monitor.poll(noon + 60 * minute)]
+    assert [(e.type.value, e.label) for e in later] == [("new", "lamp_on_by_day")], \
+        "lit at noon; its night fault waits for dusk to be seen fixed"
+
+    no_place = StreetlightMonitor(StreetlightConfig.model_validate(
+        {"lamp_id": "lamp-8", "adapter": {"type": "http", "url": "http://c/r"}}), NoSensor())
+    assert [e for minute in range(0, 600, 10) for e in no_place.poll(evening + 60 * minute)] == [], \
+        "with neither a sensor nor a location, day and night are not guessed"
+
+
+def test_daylight_by_the_sun_needs_the_lamps_location():
+    with pytest.raises(ValueError, match="daylight: sun needs the lamp's location"):
+        StreetlightConfig.model_validate({"lamp_id": "lamp-7", "daylight": "sun",
+                                          "adapter": {"type": "http", "url": "http://c/r"}})
