@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from gridwatch.contract import CaseStatus
 from server.db import Database
@@ -19,6 +19,9 @@ from server.models import CaseRecord, DeadLetter, WebhookDelivery, utcnow
 from server.services.workflow import IN_UNIT
 
 log = logging.getLogger(__name__)
+
+FIGURES_TIMEOUT_SECONDS = 4.0
+"""The most the database's figures may take on PostgreSQL: well inside Prometheus's default scrape timeout (10 s)."""
 
 
 class DatabaseCollector(Collector):
@@ -39,6 +42,10 @@ class DatabaseCollector(Collector):
 
     def _figures(self) -> Iterator[GaugeMetricFamily]:
         with self.database.session() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # a table another program holds locked (a migration, a VACUUM FULL), or counts grown slow, must not
+                # hang the scrape past Prometheus's timeout: the page comes without these figures, and says so
+                session.execute(text(f"SET LOCAL statement_timeout = {int(FIGURES_TIMEOUT_SECONDS * 1000)}"))
             by_status = dict(session.execute(select(CaseRecord.status, func.count()).group_by(CaseRecord.status)).all())
             overdue = session.scalar(select(func.count()).select_from(CaseRecord).where(
                 CaseRecord.status.in_([s.value for s in IN_UNIT | {CaseStatus.RETURNED}]),

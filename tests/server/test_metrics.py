@@ -84,3 +84,38 @@ def test_a_worker_stuck_behind_the_database_shows_its_backlog_and_when_it_last_w
         holder.close()
     wait_until(lambda: samples(api)[("gridwatch_ingest_backlog_messages", ())] == 0, timeout=40)
     assert samples(api)[("gridwatch_ingest_last_commit_timestamp_seconds", ())] > wrote
+
+
+def test_a_scrape_answers_in_time_while_another_program_holds_a_table_locked(api):
+    """Found by review: on PostgreSQL a table held locked (a migration, a VACUUM FULL) hung every scrape until the
+    lock went, past Prometheus's timeout: the page, counters and all, went missing. Now the database's figures give
+    up after a few seconds (`gridwatch_database_up` 0); SQLite's readers are never held by a writer."""
+    import threading
+    import time
+
+    from sqlalchemy import create_engine
+
+    url = api.app.state.settings.database_url
+    holder = create_engine(url).connect()
+    answer: dict = {}
+
+    def scrape() -> None:
+        began = time.monotonic()
+        answer["samples"] = samples(api)
+        answer["seconds"] = time.monotonic() - began
+
+    try:
+        if url.startswith("sqlite"):
+            holder.exec_driver_sql("BEGIN EXCLUSIVE")
+        else:
+            holder.exec_driver_sql("BEGIN")
+            holder.exec_driver_sql("LOCK TABLE dead_letters IN ACCESS EXCLUSIVE MODE")
+        scraper = threading.Thread(target=scrape, daemon=True)
+        scraper.start()
+        scraper.join(timeout=9)
+        assert not scraper.is_alive(), "the scrape still waits for the lock"
+    finally:
+        holder.rollback()
+        holder.close()
+    assert answer["seconds"] < 9 and ("gridwatch_ingest_batch_messages_count", ()) in answer["samples"]
+    assert answer["samples"][("gridwatch_database_up", ())] == (1 if url.startswith("sqlite") else 0)
