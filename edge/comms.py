@@ -104,6 +104,9 @@ class NodeLink(MqttClient):
         self.subscribe(config_topic(node_id), self._on_config)
         self.command_handler: Callable[[bytes], CommandResponse] | None = None
         """Carries out a command and answers it (set by the node)."""
+        self.publish_answer: Callable[[str, bytes], None] | None = None
+        """Where command answers go (set by the node: its outbox, so an answer made while the broker is away, or
+        just before the node stops, is sent when it can be); by default straight to the broker."""
         self.subscribe(command_topic(node_id), self._on_command)
 
     def _status(self, state: NodeState, with_time: bool = True) -> bytes:
@@ -175,7 +178,8 @@ class NodeLink(MqttClient):
                                        action="unknown", ok=False, detail=f"internal error: {error}",
                                        at=datetime.now(UTC))
         log.info("command %s (%s): %s", response.request_id, response.action, response.detail)
-        self.publish(command_response_topic(self.node_id), response.model_dump_json().encode())
+        (self.publish_answer or self.publish)(command_response_topic(self.node_id),
+                                              response.model_dump_json().encode())
 
     def stop_gracefully(self, flush_seconds: float = 10.0) -> bool:
         flushed = self.flush(flush_seconds)

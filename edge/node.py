@@ -121,12 +121,13 @@ class EdgeNode:
         link.command_handler = CommandHandler(config, {p.camera.camera_id: p for p in pipelines},
                                               lambda topic, jpeg: link.publish(topic, jpeg, retain=True),
                                               config_path, after_reload=node.reapply_remote_config).handle
+        link.publish_answer = node.publish  # through the outbox, like events: kept on disk until the broker has it
         return node
 
     def publish(self, topic: str, payload: bytes) -> None:
-        """Events and evidence are on disk before anything is sent; the sender publishes them in order. One the
-        outbox cannot store (its disk full or failing) is counted as `unstored_KIND` in telemetry and logged, and
-        the camera goes on."""
+        """Events, evidence and command answers are on disk before anything is sent; the sender publishes them in
+        order (answers in the events' lane). One the outbox cannot store (its disk full or failing) is counted as
+        `unstored_KIND` in telemetry and logged, and the camera goes on."""
         kind = EVIDENCE if parse_node_topic(topic).kind is TopicKind.EVIDENCE else EVENT
         try:
             self.outbox.put(topic, payload, kind)

@@ -369,3 +369,46 @@ def test_a_broker_that_crashes_in_the_middle_of_a_qos2_handshake_loses_no_event(
     finally:
         shutdown()
     assert received == [1], "delivered, and once"
+
+
+def test_a_command_answered_while_the_broker_is_away_reaches_the_server_after_the_node_restarts(
+        running_broker, mqtt_client, tmp_path):
+    """Found by review: command answers were published from memory only, so one made while the broker was away
+    (a camera restart takes seconds) was lost with the node's next stop, and the command centre waited for it for
+    ever. They now go through the outbox, like events."""
+    from gridwatch.contract import command_response_topic
+
+    server = mqtt_client("gridwatch-server")  # a persistent session, as the server has
+    server.subscribe(command_response_topic("node-a"))
+    config = NodeConfig.model_validate({
+        "node_id": "node-a", "state_dir": str(tmp_path), "telemetry_seconds": 60,
+        "mqtt": {"port": running_broker.port, "password": running_broker.credentials.nodes["node-a"]},
+        "streetlights": [{"lamp_id": "lamp-7", "adapter": {"type": "simulated", "ambient_lux": 800}}]})
+
+    def run_node() -> tuple[EdgeNode, threading.Event, threading.Thread]:
+        node = EdgeNode.build(config)
+        stop = threading.Event()
+        thread = threading.Thread(target=node.run, args=(stop,), daemon=True)
+        thread.start()
+        wait_until(lambda: node.link.connected.is_set(), timeout=15)
+        return node, stop, thread
+
+    node, stop, thread = run_node()
+    running_broker.broker.stop()
+    wait_until(lambda: not node.link.connected.is_set(), timeout=15)
+    node.link._answer(json.dumps({"schema_version": "1.2", "request_id": "snap-1", "action": "snapshot"}).encode())
+    assert node.outbox.depth == 1, "the answer waits on disk"
+    stop.set()
+    thread.join(30)  # the node stops (its last flush finds no broker)
+
+    running_broker.broker.start()
+    server.close()
+    server = mqtt_client("gridwatch-server")
+    server.subscribe(command_response_topic("node-a"))
+    node, stop, thread = run_node()
+    try:
+        answer = json.loads(server.wait_for(lambda m: b"snap-1" in m.payload, timeout=20).payload)
+        assert answer["ok"] and answer["action"] == "snapshot"
+    finally:
+        stop.set()
+        thread.join(30)
