@@ -14,12 +14,12 @@ export const session = {
 };
 
 /** Calls the API with the session's token: `body` goes as JSON, `file` (a File or Blob) as itself, typed as it is. */
-export async function api(path, { method = "GET", body, file } = {}) {
+export async function api(path, { method = "GET", body, file, headers = {} } = {}) {
   const type = file ? { "Content-Type": file.type || "application/octet-stream" }
     : body ? { "Content-Type": "application/json" } : {};
   const response = await fetch(path, {
     method,
-    headers: { Authorization: `Bearer ${session.token}`, ...type },
+    headers: { Authorization: `Bearer ${session.token}`, ...type, ...headers },
     body: file ?? (body ? JSON.stringify(body) : undefined),
   });
   const answered = response.headers.get("content-type") || "";
@@ -29,6 +29,11 @@ export async function api(path, { method = "GET", body, file } = {}) {
     throw new ApiError(response.status, detail || `HTTP ${response.status}`, data);
   }
   return data;
+}
+
+/** A fresh Idempotency-Key (crypto.randomUUID needs https, which a console on the street office's LAN may lack). */
+export function newKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 /** Roles that see pictures (evidence, snapshots, case photos: people and number plates are in them); the server

@@ -1,6 +1,6 @@
 // The case board (filters, paging) and a case's page: timeline, evidence, assignment, deadline, allowed actions.
 
-import { api, imageUrl, PICTURE_ROLES, releaseImage, seesPictures, session } from "./api.js";
+import { api, ApiError, imageUrl, newKey, PICTURE_ROLES, releaseImage, seesPictures, session } from "./api.js";
 import { duration, h, toast, when } from "./dom.js";
 import { t } from "./i18n.js";
 
@@ -229,12 +229,20 @@ export class CasePage {
       const value = fields[name].value.trim();
       if (value) body[name] = name === "extend_minutes" ? Number(value) : value;
     }
+    // the same action sent again after its answer was lost (the network dropped it) carries the same key, so the
+    // server takes it once: a second click on "extend" is not a second extension
+    const sent = JSON.stringify(body);
+    if (this.unanswered?.sent !== sent) this.unanswered = { sent, key: newKey() };
     try {
-      await api(`/api/v1/cases/${this.caseId}/actions`, { method: "POST", body });
+      await api(`/api/v1/cases/${this.caseId}/actions`, {
+        method: "POST", body, headers: { "Idempotency-Key": this.unanswered.key } });
+      this.unanswered = null;
       this.root.querySelector("#case-actions")?.reset();  // done: the next action starts from an empty form
       await this.mount();
     } catch (error) {
-      toast(error.status === 409 ? `${error.message}` : `${action}: ${error.message}`);
+      if (error instanceof ApiError) this.unanswered = null;  // answered: the server has decided
+      toast(error instanceof ApiError ? (error.status === 409 ? error.message : `${action}: ${error.message}`)
+        : t("case.unanswered", { action: t(`action.${action}`) }));
     }
   }
 

@@ -192,3 +192,36 @@ def test_the_review_page_shows_a_detections_frame_that_came_just_after_its_case(
     page.wait_for_timeout(500)  # the page has read the case: no evidence yet
     node.publish(evidence_topic("node-a", payload["event_id"]), frame)
     page.wait_for_selector("#review-detail img.frame[src^='blob:']", timeout=10_000)
+
+
+def test_an_action_whose_answer_was_lost_is_taken_once_when_clicked_again(server_url, browser, api_tokens,
+                                                                          mqtt_client):
+    """The network dropped the answer to an extension the server had taken; the operator, told nothing happened,
+    clicked again and extended the deadline twice. The same action sent again now carries the same
+    Idempotency-Key."""
+    detection(mqtt_client("node-a"), place=0, score=0.9)  # files and dispatches itself
+    operator = as_role(api_tokens, "operator")
+    wait_until(lambda: httpx.get(f"{server_url}/api/v1/cases/1", headers=operator).json().get("status")
+               == "dispatched")
+    page = case_page(browser, server_url, api_tokens["operator"])
+    page.wait_for_selector("#case-actions button[data-action='extend']")
+    keys: list[str] = []
+
+    def lose_the_first_answer(route) -> None:
+        keys.append(route.request.headers.get("idempotency-key"))
+        if len(keys) == 1:
+            route.fetch()  # the server takes it ...
+            route.abort("connectionreset")  # ... and its answer never reaches the browser
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/cases/1/actions", lose_the_first_answer)
+    page.fill("#case-actions input[name=reason]", "waiting for the sweeper truck")
+    page.fill("#case-actions input[name=extend_minutes]", "120")
+    page.click("#case-actions button[data-action='extend']")
+    page.wait_for_selector("text=it will not be taken twice")
+    page.click("#case-actions button[data-action='extend']")
+    page.wait_for_selector("#timeline >> text=waiting for the sweeper truck")
+    case = httpx.get(f"{server_url}/api/v1/cases/1", headers=operator).json()
+    assert case["extension_count"] == 1, "extended once"
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
