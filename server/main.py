@@ -90,6 +90,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         webhooks.stop()
         if service is not None:
             service.stop()  # finishes the batch in hand and publishes its case changes
+        metrics.close()
 
     app = FastAPI(
         title="GridWatch",

@@ -224,10 +224,11 @@ class ActionKey(Base):
     again, a field app retrying after its answer was lost, is answered from this instead of taken twice."""
 
     __tablename__ = "action_keys"
-    __table_args__ = (UniqueConstraint("actor", "key", name="uq_action_keys_actor_key"),)
+    __table_args__ = (UniqueConstraint("token", "key", name="uq_action_keys_token_key"),)
 
     id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
-    actor: Mapped[str] = mapped_column(String(128))
+    token: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the token that sent it: a key answers for its own token only."""
     key: Mapped[str] = mapped_column(String(255))
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     fingerprint: Mapped[str] = mapped_column(String(64))

@@ -236,14 +236,19 @@ export class CasePage {
     try {
       await api(`/api/v1/cases/${this.caseId}/actions`, {
         method: "POST", body, headers: { "Idempotency-Key": this.unanswered.key } });
-      this.unanswered = null;
-      this.root.querySelector("#case-actions")?.reset();  // done: the next action starts from an empty form
-      await this.mount();
     } catch (error) {
-      if (error instanceof ApiError) this.unanswered = null;  // answered: the server has decided
-      toast(error instanceof ApiError ? (error.status === 409 ? error.message : `${action}: ${error.message}`)
+      // refused by the server itself (4xx but a timeout or a throttle): it has decided, and took nothing. Anything
+      // else (no answer, a proxy's 502 or 504, a 5xx) may have come after the server took it: the key is kept
+      const refused = error instanceof ApiError && error.status >= 400 && error.status < 500
+        && ![408, 429].includes(error.status);
+      if (refused) this.unanswered = null;
+      toast(refused ? (error.status === 409 ? error.message : `${action}: ${error.message}`)
         : t("case.unanswered", { action: t(`action.${action}`) }));
+      return;
     }
+    this.unanswered = null;
+    this.root.querySelector("#case-actions")?.reset();  // done: the next action starts from an empty form
+    await this.mount();
   }
 
   changed(message) { if (message.case_id === Number(this.caseId)) this.mount(); }

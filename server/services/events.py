@@ -3,6 +3,7 @@ cases of the batch's violations, then each event applied to its case in order, a
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +29,8 @@ POSTPONED = "postponed"
 _EVENT_COLUMNS = ("event_id", "violation_id", "type", "node_id", "camera_id", "zone_id", "category", "code",
                   "started_at", "observed_at", "received_at", "payload", "case_id")
 """An event row as `EventWriter` builds it, in this order."""
-_EVENT_INSERTS: dict[str, tuple[str, list]] = {}
+_EVENT_INSERTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""The statement and the columns' binders, per dialect (an engine's own: its JSON serializer is part of them)."""
 
 
 def insert_events(connection: Connection, rows: list[tuple]) -> None:
@@ -36,12 +38,12 @@ def insert_events(connection: Connection, rows: list[tuple]) -> None:
     would, but handed to the driver as tuples: the busiest statement of all, and SQLAlchemy's per-parameter
     bookkeeping on top of it cost as much as SQLite's own insert."""
     dialect = connection.dialect
-    if (prepared := _EVENT_INSERTS.get(dialect.name)) is None:
+    if (prepared := _EVENT_INSERTS.get(dialect)) is None:
         table = EventRecord.__table__
         placeholder = "?" if dialect.paramstyle == "qmark" else "%s"
         sql = (f"INSERT INTO {table.name} ({', '.join(_EVENT_COLUMNS)}) "
                f"VALUES ({', '.join([placeholder] * len(_EVENT_COLUMNS))})")
-        prepared = _EVENT_INSERTS[dialect.name] = (
+        prepared = _EVENT_INSERTS[dialect] = (
             sql, [table.c[name].type.bind_processor(dialect) for name in _EVENT_COLUMNS])
     sql, processors = prepared
     connection.exec_driver_sql(sql, [tuple(value if process is None or value is None else process(value)

@@ -29,6 +29,7 @@ from server.models import (
     EventRecord,
     utcnow,
 )
+from server.services import action_keys
 from server.services.cases import CaseService
 from server.services.checks import (
     Rejected,
@@ -319,12 +320,17 @@ class Ingest:
             return self._dead_letter(topic, node_id, payload, f"internal error: {type(error).__name__}: {error}")
 
     def sweep(self, now: datetime | None = None) -> int:
-        """Escalate overdue cases and publish the changes; returns how many changed."""
+        """Escalate overdue cases and publish the changes; returns how many changed. Then forget the case actions'
+        idempotency keys past their day (`action_keys.prune`), in a transaction of their own."""
+        now = now or self.clock()
         with self.database.session() as session:
-            messages = self.cases.sweep(session, now or self.clock())
+            messages = self.cases.sweep(session, now)
             self.record_changes(session, messages)
             session.commit()
         self.announce(messages)
+        with self.database.session() as session:
+            action_keys.prune(session, now)
+            session.commit()
         return len(messages)
 
     def record_changes(self, session: Session, messages: list[CaseMessage]) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, create_engine, func, literal, null, select, union_all
 
 from gridwatch.contract import CaseStatus
 from server.db import Database
@@ -21,12 +21,33 @@ from server.services.workflow import IN_UNIT
 log = logging.getLogger(__name__)
 
 FIGURES_TIMEOUT_SECONDS = 4.0
-"""The most the database's figures may take on PostgreSQL: well inside Prometheus's default scrape timeout (10 s)."""
+"""The most the database's figures may take on PostgreSQL (with a second's wait for the connection): well inside
+Prometheus's default scrape timeout (10 s)."""
 
 
 class DatabaseCollector(Collector):
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._engine: Engine | None = None
+
+    def engine(self) -> Engine:
+        """On PostgreSQL an engine of the scrape's own: one connection, given up on after a second's wait and
+        `FIGURES_TIMEOUT_SECONDS` of query, so that neither requests holding every pooled connection (held up
+        behind a migration's lock) nor the lock itself can hang the scrape past Prometheus's timeout. SQLite's
+        readers wait for no writer: the database's own engine."""
+        if self._engine is None:
+            engine = self.database.engine
+            if engine.dialect.name == "postgresql":
+                engine = create_engine(engine.url, pool_size=1, max_overflow=0, pool_timeout=1, pool_pre_ping=True,
+                                       connect_args={"connect_timeout": 2, "options": "-c statement_timeout="
+                                                     f"{int(FIGURES_TIMEOUT_SECONDS * 1000)}"})
+            self._engine = engine
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None and self._engine is not self.database.engine:
+            self._engine.dispose()
+        self._engine = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The database's figures and `gridwatch_database_up`; with the database away, that 0 alone, so that a scrape
@@ -41,18 +62,19 @@ class DatabaseCollector(Collector):
         yield from figures
 
     def _figures(self) -> Iterator[GaugeMetricFamily]:
-        with self.database.session() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                # a table another program holds locked (a migration, a VACUUM FULL), or counts grown slow, must not
-                # hang the scrape past Prometheus's timeout: the page comes without these figures, and says so
-                session.execute(text(f"SET LOCAL statement_timeout = {int(FIGURES_TIMEOUT_SECONDS * 1000)}"))
-            by_status = dict(session.execute(select(CaseRecord.status, func.count()).group_by(CaseRecord.status)).all())
-            overdue = session.scalar(select(func.count()).select_from(CaseRecord).where(
-                CaseRecord.status.in_([s.value for s in IN_UNIT | {CaseStatus.RETURNED}]),
-                CaseRecord.deadline_at < utcnow())) or 0
-            dead = session.scalar(select(func.count()).select_from(DeadLetter)) or 0
-            deliveries = dict(session.execute(select(WebhookDelivery.status, func.count())
-                                              .group_by(WebhookDelivery.status)).all())
+        late = [s.value for s in IN_UNIT | {CaseStatus.RETURNED}]
+        figures = union_all(  # one statement: one time limit for all of it
+            select(literal("cases"), CaseRecord.status, func.count()).group_by(CaseRecord.status),
+            select(literal("overdue"), null(), func.count()).select_from(CaseRecord).where(
+                CaseRecord.status.in_(late), CaseRecord.deadline_at < utcnow()),
+            select(literal("dead"), null(), func.count()).select_from(DeadLetter),
+            select(literal("deliveries"), WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status))
+        with self.engine().connect() as connection:
+            rows = connection.execute(figures).all()
+        by_status = {status: count for kind, status, count in rows if kind == "cases"}
+        deliveries = {status: count for kind, status, count in rows if kind == "deliveries"}
+        overdue = sum(count for kind, _status, count in rows if kind == "overdue")
+        dead = sum(count for kind, _status, count in rows if kind == "dead")
         cases = GaugeMetricFamily("gridwatch_cases", "Cases by workflow status.", labels=["status"])
         for status in CaseStatus:
             cases.add_metric([status.value], by_status.get(status.value, 0))
@@ -90,7 +112,12 @@ class Metrics:
         self.backlog = Gauge("gridwatch_ingest_backlog_messages", "Messages this worker has received from the broker "
                              "and not yet written (the broker's own queue for it comes on top).",
                              registry=self.registry)
-        self.registry.register(DatabaseCollector(database))
+        self.figures = DatabaseCollector(database)
+        self.registry.register(self.figures)
+
+    def close(self) -> None:
+        """Let go of the scrape's own database connection (`DatabaseCollector.engine`)."""
+        self.figures.close()
 
     def watch_backlog(self, depth: Callable[[], int]) -> None:
         """Reads the ingest service's backlog at each scrape."""

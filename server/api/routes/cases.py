@@ -225,16 +225,17 @@ def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker,
     if not _may_touch(caller, case):
         raise HTTPException(status_code=403, detail=f"case {case_id} is assigned to {case.unit_id}, not to your "
                                                     f"unit {caller.unit}")
-    keyed = idempotency_key is not None
+    keyed, now = idempotency_key is not None, utcnow()
     try:
-        if keyed and action_keys.seen_before(session, caller.name, idempotency_key, case_id, body.model_dump_json()):
+        if keyed and action_keys.seen_before(session, caller.sha256, idempotency_key, case_id, body.model_dump_json(),
+                                             now):
             response.headers["Idempotent-Replayed"] = "true"
             return detail(session, case, caller)
     except action_keys.KeyReused as error:
         raise HTTPException(status_code=422, detail=str(error)) from None
     service: CaseService = request.app.state.ingest.cases
     try:
-        messages = service.act(case, body.action, caller.name, caller.role, utcnow(), body.reason, body.unit_id,
+        messages = service.act(case, body.action, caller.name, caller.role, now, body.reason, body.unit_id,
                                body.extend_minutes, body.void_reason)
     except WorkflowError as error:
         return JSONResponse(status_code=error.status_code, content={
@@ -247,7 +248,7 @@ def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker,
         review(session, first_event, verdict, reason, caller.name, body.reason, commit=False)
     request.app.state.ingest.record_changes(session, messages)
     if keyed:
-        action_keys.remember(session, caller.name, idempotency_key, case_id, body.model_dump_json(), utcnow())
+        action_keys.remember(session, caller.sha256, idempotency_key, case_id, body.model_dump_json(), now)
     try:
         session.commit()
     except IntegrityError as error:  # the same key on another case's action at this very moment: that one has it

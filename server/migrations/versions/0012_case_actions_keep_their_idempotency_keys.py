@@ -23,12 +23,12 @@ def upgrade() -> None:
     op.create_table(
         "action_keys",
         sa.Column("id", server.models.BIG_ID, primary_key=True),
-        sa.Column("actor", sa.String(128), nullable=False),
+        sa.Column("token", sa.String(64), nullable=False),
         sa.Column("key", sa.String(255), nullable=False),
         sa.Column("case_id", sa.Integer(), sa.ForeignKey("cases.id"), nullable=False),
         sa.Column("fingerprint", sa.String(64), nullable=False),
         sa.Column("at", server.models.UTCDateTime(), nullable=False),
-        sa.UniqueConstraint("actor", "key", name="uq_action_keys_actor_key"),
+        sa.UniqueConstraint("token", "key", name="uq_action_keys_token_key"),
     )
     op.create_index("ix_action_keys_at", "action_keys", ["at"])
 
