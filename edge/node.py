@@ -13,12 +13,12 @@ from functools import partial
 from pathlib import Path
 
 from edge.capture import is_live
-from edge.commands import CommandHandler
+from edge.commands import CommandFailed, CommandHandler
 from edge.comms import NodeLink
 from edge.config import NodeConfig
 from edge.detect import ModelRegistry
 from edge.manifest import Manifest, load_manifest
-from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxError, OutboxSender
+from edge.outbox import ANSWER, EVENT, EVIDENCE, Outbox, OutboxError, OutboxSender
 from edge.pipeline import CameraPipeline
 from edge.remote_config import RemoteConfigurator
 from edge.rules.stationary import RuleEvent
@@ -118,17 +118,23 @@ class EdgeNode:
         link.config_handler = configurator.apply
         node = cls(config, link, pipelines, outbox, lamps)
         node.configurator = configurator
-        link.command_handler = CommandHandler(config, {p.camera.camera_id: p for p in pipelines},
-                                              lambda topic, jpeg: link.publish(topic, jpeg, retain=True),
+        def publish_snapshot(topic: str, jpeg: bytes) -> None:
+            # retained, straight to the broker (not through the outbox): its answer must not say it was published
+            # when the node, away from the broker, would lose it at its next stop
+            if not link.connected.is_set():
+                raise CommandFailed("not connected to the broker: no snapshot can be published now")
+            link.publish(topic, jpeg, retain=True)
+
+        link.command_handler = CommandHandler(config, {p.camera.camera_id: p for p in pipelines}, publish_snapshot,
                                               config_path, after_reload=node.reapply_remote_config).handle
         link.publish_answer = node.publish  # through the outbox, like events: kept on disk until the broker has it
         return node
 
     def publish(self, topic: str, payload: bytes) -> None:
         """Events, evidence and command answers are on disk before anything is sent; the sender publishes them in
-        order (answers in the events' lane). One the outbox cannot store (its disk full or failing) is counted as
-        `unstored_KIND` in telemetry and logged, and the camera goes on."""
-        kind = EVIDENCE if parse_node_topic(topic).kind is TopicKind.EVIDENCE else EVENT
+        order (answers first). One the outbox cannot store (its disk full or failing) is counted as `unstored_KIND`
+        in telemetry and logged, and the camera goes on."""
+        kind = {TopicKind.EVIDENCE: EVIDENCE, TopicKind.COMMAND: ANSWER}.get(parse_node_topic(topic).kind, EVENT)
         try:
             self.outbox.put(topic, payload, kind)
         except (sqlite3.Error, OSError) as error:

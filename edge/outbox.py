@@ -2,14 +2,16 @@
 the broker acknowledges it (QoS 1 PUBACK). paho-mqtt keeps its session in memory only, so a node that restarts, or
 is cut off for hours, would otherwise lose what it had not sent.
 
-Events leave in the order they were written, and before evidence: after an outage, a fresh violation does not wait
+Answers to the command centre's commands leave first (someone waits for each), then events in the order they were
+written, and before evidence: after an outage, a fresh violation does not wait
 behind hours of evidence images (evidence keeps a fifth of the sender's window, so a flood of events never starves
 it either; each lane keeps its own order). When the outbox reaches its size limit it makes room by the stated
-policy — the oldest evidence first, then, for a new event only, the oldest events: an image never pushes out an
-event record, since an image is an attachment and an event (an `end` above all) is what a case follows; an image
-that finds no room among the images, or any message larger than the whole outbox, is not stored — and counts
-everything it drops, so nothing is lost silently; the counts go out in telemetry. A message the broker refuses
-(not authorised, say: it would never get through) leaves the outbox too, counted and logged the same way.
+policy — the oldest evidence first, then, for a new event only, the oldest events: an image or an answer never
+pushes out an event record, since an image is an attachment and an event (an `end` above all) is what a case
+follows; an image or answer that finds no room among the images, or any message larger than the whole outbox, is
+not stored — and counts everything it drops, so nothing is lost silently; the counts go out in telemetry. A message
+the broker refuses (not authorised, say: it would never get through) leaves the outbox too, counted and logged the
+same way.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-EVENT, EVIDENCE = "event", "evidence"
+EVENT, EVIDENCE, ANSWER = "event", "evidence", "answer"
+"""The outbox's lanes: events, their images, and answers to the command centre's commands (sent first: someone is
+waiting for them, and they are few and small)."""
 DISK_RESERVE = 32 * 1024 * 1024
 """Free disk the outbox leaves to everything else (the system's logs, SQLite's own journal): its limit comes down
 to what the disk has, so a long outage fills the outbox to its policy rather than the disk to a standstill."""
@@ -123,7 +127,7 @@ class Outbox:
                          "payload BLOB NOT NULL)")
         """The latest event of each violation the node has not ended: what a node killed while watching left
         open (`left_open`)."""
-        self._sizes = {EVENT: 0, EVIDENCE: 0} | dict(self._db.execute(
+        self._sizes = {EVENT: 0, EVIDENCE: 0, ANSWER: 0} | dict(self._db.execute(
             "SELECT kind, COALESCE(SUM(bytes), 0) FROM outbox GROUP BY kind").fetchall())
         """Bytes held of each kind, kept in step with the table (summing it reads every image)."""
 
@@ -193,7 +197,7 @@ class Outbox:
         can be none."""
         if self._size + incoming <= self.max_bytes:
             return True
-        victims = (EVIDENCE, EVENT) if incoming_kind == EVENT else (EVIDENCE,)
+        victims = (EVIDENCE, EVENT) if incoming_kind == EVENT else (EVIDENCE,)  # an answer never pushes out an event
         if incoming > self.max_bytes - self._size + sum(self._sizes.get(kind, 0) for kind in victims):
             return False
         oldest = "SELECT id, bytes, topic FROM outbox WHERE kind = ? ORDER BY id LIMIT 1"
@@ -282,14 +286,14 @@ class OutboxSender:
         self.client = client
         self.window = window
         self.qos = qos
-        self._last_handed = {EVENT: 0, EVIDENCE: 0}
+        self._last_handed = {EVENT: 0, EVIDENCE: 0, ANSWER: 0}
         """The newest message of each lane handed over in this process."""
-        self._in_flight = {EVENT: 0, EVIDENCE: 0}
+        self._in_flight = {EVENT: 0, EVIDENCE: 0, ANSWER: 0}
         self.evidence_share = max(1, window // 5)
         """Evidence in flight the sender keeps room for while events wait: a flood of events never starves it."""
         self._lock = threading.Lock()
         self.refused = 0
-        self.delivered = {EVENT: 0, EVIDENCE: 0}
+        self.delivered = {EVENT: 0, EVIDENCE: 0, ANSWER: 0}
         """Messages of each lane the broker took in this process (telemetry's `events_published`)."""
         self._lost: list[OutboxMessage] = []
         """Handed over, then lost with the broker's session: each lane starts again from the first of them."""
@@ -340,10 +344,12 @@ class OutboxSender:
             evidence_room = max(0, min(room, self.evidence_share - self._in_flight[EVIDENCE]))
         if room <= 0 or not self.client.connected.is_set():
             return
-        events = self.outbox.pending(after_id=self._last_handed[EVENT], limit=room, kind=EVENT)
+        answers = self.outbox.pending(after_id=self._last_handed[ANSWER], limit=room, kind=ANSWER)
+        room -= len(answers)
+        events = self.outbox.pending(after_id=self._last_handed[EVENT], limit=room, kind=EVENT) if room > 0 else []
         evidence = self.outbox.pending(after_id=self._last_handed[EVIDENCE], kind=EVIDENCE,
-                                       limit=max(room - len(events), evidence_room))
-        for message in events[:room - len(evidence)] + evidence:
+                                       limit=max(room - len(events), min(room, evidence_room))) if room > 0 else []
+        for message in answers + events[:room - len(evidence)] + evidence:
             with self._lock:
                 self._in_flight[message.kind] += 1
             try:

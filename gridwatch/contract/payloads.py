@@ -295,7 +295,8 @@ class SnapshotRef(_Strict):
 
 
 class CommandResponse(_Strict):
-    """The node's answer on `gw/v1/nodes/{node_id}/command/response` (QoS 1; 1.2)."""
+    """The node's answer on `gw/v1/nodes/{node_id}/command/response` (1.2), sent through the node's outbox at its
+    `mqtt.qos`, ahead of its events: one made while the broker is away arrives when it is back."""
 
     schema_version: str = Field(pattern=r"^1\.\d+$")
     node_id: NodeId

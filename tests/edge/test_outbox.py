@@ -84,6 +84,34 @@ def test_an_image_never_pushes_an_event_out_and_what_cannot_fit_is_refused_count
     assert outbox.size_bytes == 1000
 
 
+def test_an_answer_leaves_before_the_event_backlog_and_never_pushes_an_event_out(tmp_path):
+    """Found by review: command answers queued behind hours of events after an outage (someone at the console waits
+    for each), and a full outbox made room for one by dropping an event."""
+    from edge.outbox import ANSWER, OutboxSender
+
+    class Wire:  # the MQTT client's side of the sender: what it is handed, in order
+        connected = threading.Event()
+
+        def __init__(self) -> None:
+            self.connected.set()
+            self.handed: list[str] = []
+
+        def publish(self, topic, payload, qos, on_ack) -> None:  # noqa: ANN001
+            self.handed.append(topic)
+
+    outbox = Outbox(tmp_path / "outbox.db", max_bytes=1000)
+    for index in range(10):
+        outbox.put(f"e/{index}", b"x" * 100, EVENT)  # full of events
+    assert outbox.put("a/1", b"a" * 50, ANSWER) is None, "no room: the answer is dropped, not an event"
+    assert [m.topic for m in outbox.pending()] == [f"e/{index}" for index in range(10)]
+    assert outbox.counters() == {"dropped_answer": 1}
+    outbox.acknowledge(outbox.pending()[0].id)
+    outbox.put("a/2", b"a" * 50, ANSWER)
+    wire = Wire()
+    OutboxSender(outbox, wire, window=4)._hand_over()
+    assert wire.handed == ["a/2", "e/1", "e/2", "e/3"], "the answer first, then the backlog"
+
+
 def persistent_subscriber(mqtt_client):
     """The server role with a persistent session, as the real ingest has: it misses nothing across a restart."""
     subscriber = mqtt_client("gridwatch-server")
