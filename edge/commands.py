@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 from pydantic import ValidationError
 
-from edge.config import NodeConfig, load_node_config
+from edge.config import CameraConfig, NodeConfig, load_node_config
 from edge.manifest import Manifest, load_manifest
 from edge.pipeline import CameraPipeline
 from edge.reconfigure import RECONFIGURING, reconfigure_all
@@ -41,14 +41,16 @@ class CommandFailed(Exception):
 class CommandHandler:
     def __init__(self, config: NodeConfig, pipelines: dict[str, CameraPipeline], publish_snapshot: Publish,
                  config_path: Path | None = None,
-                 after_reload: Callable[[Manifest], ConfigStatus | None] | None = None) -> None:
+                 reload_cameras: Callable[[dict[str, CameraConfig], Manifest], ConfigStatus | None] | None = None,
+                 ) -> None:
         self.config = config
         self.pipelines = pipelines
         self.publish_snapshot = publish_snapshot
         """Publishes a JPEG retained at QoS 1 (the latest snapshot of a camera is what a zone editor draws on)."""
         self.config_path = config_path
-        self.after_reload = after_reload
-        """Lays the remote config in force over the file's again (`RemoteConfigurator.reapply`)."""
+        self.reload_cameras = reload_cameras
+        """Switches the cameras to the reloaded file's with the remote config in force laid over them, in one step
+        (`RemoteConfigurator.reload`); without it, to the file's alone."""
 
     def handle(self, payload: bytes) -> CommandResponse:
         try:
@@ -119,15 +121,17 @@ class CommandHandler:
         try:
             for camera_id, camera in cameras.items():
                 self.pipelines[camera_id].check_served(camera, manifest)
-            reconfigure_all(self.pipelines, cameras, manifest)
+            if self.reload_cameras is None:
+                reconfigure_all(self.pipelines, cameras, manifest)
+                status = None
+            else:  # the command centre's remote config stays in force over the file
+                status = self.reload_cameras(cameras, manifest)
         except ConfigError as error:
             raise CommandFailed(f"not reloaded: {error}") from None
         done = f"reloaded {self.config_path.name}: {len(cameras)} camera(s)"
-        if self.after_reload is not None:  # the command centre's remote config stays in force over the file
-            status = self.after_reload(manifest)
-            if status is not None:
-                done += f"; remote config {status.config_version} {status.state.value}" + (
-                    f": {status.reason}" if status.reason else " over it")
+        if status is not None:
+            done += f"; remote config {status.config_version} {status.state.value}" + (
+                f": {status.reason}" if status.reason else " over it")
         return done
 
     def restart(self, camera_id: str) -> str:

@@ -103,20 +103,23 @@ class RuleTuning(_Config):
                     "the violation.",
     )
     lost_seconds: float = Field(
-        default=10.0, gt=0, description="How long an unseen object is remembered (its track, its time standing "
-                                        "still before its dwell is up).",
+        default=10.0, gt=0, description="How long an unseen object is remembered at least (its track, its time "
+                                        "standing still before its dwell is up; see lost_looks).",
     )
     lost_looks: int = Field(
         default=15, ge=1,
         description="And for at least this many looks of the model that sees it: a model that looks seldom and misses "
                     "an object now and then (the litter model, a look every 2 s) has not lost it after lost_seconds "
-                    "of misses (but never past hidden_seconds). At 5 looks a second, lost_seconds decides.",
+                    "of misses (but never past hidden_seconds). A model looking 5 times a second at a scene where "
+                    "something moves: lost_seconds decides; a still scene is looked at every idle_detect_seconds "
+                    "(2 s): 30 s.",
     )
     hidden_seconds: float = Field(
         default=60.0, gt=0, description="How long an object with a violation may stay unseen while something seen "
                                         "stands over its place (a bus stopped in front of a parked car, a crowd) "
                                         "before the violation ends as the object gone; found again at its place "
-                                        "meanwhile, it keeps its violation. With its place in view, lost_seconds.",
+                                        "meanwhile, it keeps its violation. With its place in view, lost_seconds "
+                                        "and lost_looks.",
     )
     heartbeat_seconds: float = Field(default=60.0, gt=0, description="At most one unchanged `update` per this period.")
     rematch_iou: float = Field(

@@ -15,7 +15,7 @@ from pathlib import Path
 from edge.capture import is_live
 from edge.commands import CommandFailed, CommandHandler
 from edge.comms import NodeLink
-from edge.config import NodeConfig
+from edge.config import CameraConfig, NodeConfig
 from edge.detect import ModelRegistry
 from edge.manifest import Manifest, load_manifest
 from edge.outbox import ANSWER, EVENT, EVIDENCE, Outbox, OutboxError, OutboxSender
@@ -126,7 +126,7 @@ class EdgeNode:
             link.publish(topic, jpeg, retain=True)
 
         link.command_handler = CommandHandler(config, {p.camera.camera_id: p for p in pipelines}, publish_snapshot,
-                                              config_path, after_reload=node.reapply_remote_config).handle
+                                              config_path, reload_cameras=node.reload_cameras).handle
         link.publish_answer = node.publish  # through the outbox, like events: kept on disk until the broker has it
         return node
 
@@ -162,9 +162,9 @@ class EdgeNode:
         )
         self.link.publish(telemetry_topic(self.config.node_id), telemetry.model_dump_json().encode(), qos=0)
 
-    def reapply_remote_config(self, own_manifest: Manifest) -> ConfigStatus | None:
-        """After a `reload`: the remote config in force over the reloaded file again, its answer published."""
-        status = self.configurator.reapply(own_manifest) if self.configurator else None
+    def reload_cameras(self, cameras: dict[str, CameraConfig], own_manifest: Manifest) -> ConfigStatus | None:
+        """A `reload`: the reloaded file's cameras with the remote config in force over them, its answer published."""
+        status = self.configurator.reload(cameras, own_manifest)
         if status is not None:
             self.link.answer_config(status)
         return status

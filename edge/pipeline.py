@@ -170,8 +170,9 @@ class CameraPipeline:
             ended: list[tuple[RuleEvent, ModelInfo]] = []
             taken: set[int] = set()
             for runner in new.runners:
-                old = next((old for old in self.runners
-                            if old.spec == runner.spec and old.detector is runner.detector), None)
+                old = next((old for old in self.runners if old.detector is runner.detector  # its rate may change
+                            and old.spec.model_copy(update={"detect_fps": 0}) == runner.spec.model_copy(
+                                update={"detect_fps": 0})), None)
                 if old is None:
                     continue
                 runner.next_due, runner.last_run, runner.last_seen = old.next_due, old.last_run, old.last_seen
@@ -286,7 +287,7 @@ class CameraPipeline:
                 runner.next_due = runner.last_run = float("-inf")
         elif self._last_timestamp is not None and \
                 (gap := frame.timestamp - self._last_timestamp) >= self.camera.tuning.lost_seconds:
-            # nothing seen for longer than an object is remembered (the camera was away, the clock jumped ahead):
+            # no frame for lost_seconds or more (the camera was away, the clock jumped ahead):
             # what it watched ends as interrupted (its cases stay open, unverified by it) and is judged afresh, so
             # neither the gap counts as dwell nor an object found after it takes over an earlier one's still time
             log.warning("camera %s: no frame for %.0f s; its open violations end as interrupted and are judged "

@@ -74,16 +74,36 @@ class RemoteConfigurator:
                       "last kept one until the broker delivers this one again", version, error)
         return self._status(version, ConfigState.APPLIED, None)
 
-    def reapply(self, own_manifest: Manifest | None = None) -> ConfigStatus | None:
-        """The config in force laid over the cameras again, after a `reload` rebuilt them from the file with
-        `own_manifest` (now the node's own: a config naming no manifest keeps the reloaded models)."""
+    def reload(self, cameras: dict[str, CameraConfig], own_manifest: Manifest) -> ConfigStatus | None:
+        """A `reload`: the file's `cameras` (and its manifest, now the node's own: a config naming no manifest keeps
+        the reloaded models) with the config in force laid over them, switched to in one step, so that what the
+        config sets over the file is not changed and changed back (the open violations of its zones carry on). A
+        config that no longer fits the reloaded file is refused, and the file's cameras take over alone. Raises
+        ConfigError when even those cannot be applied (nothing changes)."""
         with RECONFIGURING:
-            if own_manifest is not None:
-                self.own_manifest = own_manifest
-            if self.current_version is None or not self.store.exists():
+            self.own_manifest = own_manifest
+            version = self.current_version
+            if version is None or not self.store.exists():
+                reconfigure_all(self.pipelines, cameras, own_manifest)
                 return None
-            self.current_version = None
-            return self.apply(self.store.read_bytes())
+            try:
+                try:
+                    remote = RemoteConfig.model_validate_json(self.store.read_bytes())
+                except ValidationError as error:
+                    raise Refused(format_validation_error(error, "config")) from None
+                manifest = self._manifest(remote.manifest)
+                overlaid = self._validated(remote, manifest, base=cameras)
+                try:
+                    reconfigure_all(self.pipelines, overlaid, manifest)
+                except ConfigError as error:
+                    raise Refused(str(error)) from None
+            except Refused as error:
+                log.warning("remote config %s does not fit the reloaded file: %s; the file's cameras run", version,
+                            error)
+                reconfigure_all(self.pipelines, cameras, own_manifest)
+                self.current_version = None
+                return self._status(version, ConfigState.REFUSED, str(error))
+            return self._status(version, ConfigState.APPLIED, None)
 
     def restore(self) -> ConfigStatus | None:
         """Apply the last good config kept on disk (at start, before the broker's retained copy arrives)."""
@@ -104,22 +124,25 @@ class RemoteConfigurator:
         except ConfigError as error:
             raise Refused(f"manifest: {error}") from None
 
-    def _validated(self, remote: RemoteConfig, manifest: Manifest) -> dict[str, CameraConfig]:
-        """The new config of each camera it changes: those it names, and all of them when the models change."""
+    def _validated(self, remote: RemoteConfig, manifest: Manifest,
+                   base: dict[str, CameraConfig] | None = None) -> dict[str, CameraConfig]:
+        """The new config of each camera it changes: those it names, and all of them when the models change. Laid
+        over `base` (a reloaded file's cameras) where given, else over what each camera runs."""
         unknown = sorted(set(remote.cameras) - set(self.pipelines))
         if unknown:
             raise Refused(f"cameras.{unknown[0]}: this node has no such camera ({', '.join(self.pipelines)})")
         cameras = {}
         for camera_id, pipeline in self.pipelines.items():
             same_models = pipeline.manifest == manifest and pipeline.models_current()
-            if camera_id not in remote.cameras and same_models:
+            start = (base or {}).get(camera_id, pipeline.camera)
+            if camera_id not in remote.cameras and same_models and start == pipeline.camera:
                 continue  # untouched: its open violations carry on
             settings = remote.cameras.get(camera_id, {})
             forbidden = sorted(set(settings) - REMOTE_KEYS)
             if forbidden:
                 raise Refused(f"cameras.{camera_id}: {', '.join(forbidden)} cannot be changed remotely "
                               f"(allowed: {', '.join(sorted(REMOTE_KEYS))})")
-            merged = {**json.loads(pipeline.camera.model_dump_json()), **settings}
+            merged = {**json.loads(start.model_dump_json()), **settings}
             try:
                 camera = CameraConfig.model_validate(merged)
                 for zone in camera.zones:

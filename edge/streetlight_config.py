@@ -47,7 +47,8 @@ class LampAdapterConfig(_Config):
 class StreetlightConfig(_Config):
     lamp_id: Identifier = Field(description="Unique within the node; events name it as their camera_id.")
     adapter: LampAdapterConfig = Field(description="How the controller is read (table below).")
-    location: Location | None = Field(default=None, description="Where the lamp stands (WGS84), used for dispatch.")
+    location: Location | None = Field(default=None, description="Where the lamp stands (WGS84): for dispatch, and "
+                                                                 "for day and night by the sun (`daylight`).")
     poll_seconds: float = Field(default=10.0, gt=0, description="How often the controller is read.")
     dark_lux: float = Field(default=10.0, ge=0, description="Ambient light below which it is night: the lamp must "
                                                             "be on.")

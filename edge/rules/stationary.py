@@ -90,6 +90,12 @@ def _covered(box: NDArray[np.float64], others: NDArray[np.float64]) -> bool:
     return bool((width * height / area).max() >= COVERED)
 
 
+def judged_by(zone: Zone) -> dict:
+    """What of a zone's config its rule judges by: its rule, shape, dwell and hours (its event code and location
+    only label the events)."""
+    return zone.config.model_dump(include={"rule", "polygon", "dwell_seconds", "schedule"})
+
+
 class StationaryRule:
     category: ClassVar[Category]
     zone_rule: ClassVar[str]
@@ -357,7 +363,7 @@ class StationaryRule:
 
     def _expire(self, seen: set[int], now: float) -> list[RuleEvent]:
         events = [
-            self._end(key, now, "not seen for lost_seconds")
+            self._end(key, now, "not seen for lost_seconds and lost_looks")
             for key, violation in list(self._violations.items())
             if violation.track_id not in seen and self._gone(violation, now)
         ]
@@ -394,9 +400,9 @@ class StationaryRule:
         restart every parked car's dwell, nor end the violations its cases wait on. What `old` watched in a zone
         changed or removed ends as interrupted (the cases stay open) and is judged afresh; with other tuning,
         classes or context, all of it. Returns those ends."""
-        before = {zone.zone_id: zone.config for zone in old.zones}
+        before = {zone.zone_id: judged_by(zone) for zone in old.zones}
         same = self.tuning == old.tuning and self.labels == old.labels and self.context() == old.context()
-        kept = {zone.zone_id for zone in self.zones if same and before.get(zone.zone_id) == zone.config}
+        kept = {zone.zone_id for zone in self.zones if same and before.get(zone.zone_id) == judged_by(zone)}
         ended = [replace(old._end(key, max(now, violation.last_seen), reason), interrupted=True)
                  for key, violation in list(old._violations.items()) if violation.zone_id not in kept]
         if same:

@@ -7,7 +7,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.config import RuleTuning
-from edge.rules.stationary import StationaryRule
+from edge.rules.stationary import StationaryRule, judged_by
 from edge.rules.tracks import Track
 from edge.zones import Zone
 from gridwatch.contract import Category
@@ -22,7 +22,7 @@ class StreetVendingRule(StationaryRule):
         self.allowed = [zone for zone in zones if zone.config.rule == "vending_allowed"]
 
     def context(self) -> tuple:
-        return tuple(zone.config for zone in self.allowed)
+        return tuple(sorted((zone.zone_id, str(judged_by(zone))) for zone in self.allowed))
 
     def may_fire(self, track: Track, now: float) -> bool:
         """A table nobody stands at is furniture or rubbish, not a stall: someone must have been by it lately."""

@@ -94,7 +94,8 @@ def test_a_camera_given_another_zone_and_rate_keeps_what_its_unchanged_zones_wat
     [new] = litter_events(published)
     bus_stop = {"zone_id": "bus-stop", "rule": "no_parking", "polygon": [[0, 0], [0.3, 0], [0.3, 0.3]]}
     camera = pipeline.camera.model_copy(update={"detect_fps": 2})
-    pipeline.reconfigure(camera.model_copy(update={"zones": [*camera.zones, ZoneConfig(**bus_stop)]}))
+    relabelled = [zone.model_copy(update={"code": "0102-09"}) for zone in camera.zones]  # labels, not judgement
+    pipeline.reconfigure(camera.model_copy(update={"zones": [*relabelled, ZoneConfig(**bus_stop)]}))
     watch(1060.0, 130)
     later = litter_events(published)[1:]
     assert later and [event.type.value for event in later] == ["update"] * len(later), "no end, no second new"

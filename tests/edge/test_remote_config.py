@@ -281,7 +281,7 @@ def test_reload_keeps_the_remote_config_in_force_and_refuses_node_settings_it_ca
         {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1]], "dwell_seconds": 600}]}]}
     node_file.write_text(yaml.safe_dump(own))
     handler = CommandHandler(camera.node, {"gate": camera}, lambda topic, jpeg: None, node_file,
-                             after_reload=configurator.reapply)
+                             reload_cameras=configurator.reload)
     assert handler.reload().startswith("reloaded")
     assert list(camera.zones) == ["school-gate"] and configurator.current_version == "v2", \
         "the command centre's zones stay over the file's (reload used to drop them and still report v2)"
@@ -307,7 +307,44 @@ def test_reload_of_a_changed_manifest_keeps_its_models_under_a_remote_config(tmp
     node_file.write_text(yaml.safe_dump(json.loads(camera.node.model_dump_json())))
     (tmp_path / "models" / "own.yaml").write_text((tmp_path / "models" / "city.yaml").read_text())  # the edit
     handler = CommandHandler(camera.node, {"gate": camera}, lambda topic, jpeg: None, node_file,
-                             after_reload=configurator.reapply)
+                             reload_cameras=configurator.reload)
     assert handler.reload().endswith("remote config v5 applied over it")
     assert [r.spec.name for r in camera.runners] == ["litter"], "the reloaded manifest's litter model"
     assert [zone for zone in camera.zones] == ["corner"], "under the remote config's zones"
+
+
+def test_a_reload_under_a_remote_config_keeps_the_violations_of_what_neither_changed(tmp_path):
+    """Found by review: a reload switched the cameras to the file's config, then laid the remote config over it
+    again: two reconfigurations, so every zone whose tuning the command centre had set ended its violations as
+    interrupted, though the camera ended exactly as it was."""
+    import yaml
+
+    from edge.capture import Frame
+    from edge.commands import CommandHandler
+    from tests.edge.pipeline_scripts import FRAME
+
+    own = {"node_id": "node-a", "cameras": [{"camera_id": "gate", "source": "rtsp://x", "zones": [
+        {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1]], "dwell_seconds": 60}]}]}
+    node = NodeConfig.model_validate(own)
+    parked = ScriptedDetector("coco", lambda n: detections(("car", (0.6, 0.1, 0.8, 0.3), 1)))
+    camera = CameraPipeline.build(node, node.cameras[0], Manifest.model_validate(
+        {"models": [{"name": "coco", "categories": {"illegal_parking": ["car"]}}]}), source=object(),
+        detector_factory=lambda w, labels: parked)
+    configurator = RemoteConfigurator("node-a", {"gate": camera}, tmp_path / "remote.json")
+    assert configurator.apply(remote("v2", {"gate": {"tuning": {"min_score": 0.3}}})).state.value == "applied"
+    published: list[tuple[str, bytes]] = []
+
+    def watch(start: float, seconds: float) -> None:
+        for index in range(int(seconds * 5)):
+            camera.process(Frame(FRAME, start + index / 5, index), lambda t, p: published.append((t, p)))
+
+    watch(1000.0, 70)
+    node_file = tmp_path / "node.yaml"
+    node_file.write_text(yaml.safe_dump(own))
+    handler = CommandHandler(node, {"gate": camera}, lambda topic, jpeg: None, node_file,
+                             reload_cameras=configurator.reload)
+    assert handler.reload().endswith("remote config v2 applied over it")
+    assert camera.camera.tuning.min_score == 0.3
+    watch(1070.0, 70)
+    kinds = [json.loads(payload)["type"] for topic, payload in published if "/events/" in topic]
+    assert kinds[0] == "new" and "end" not in kinds, kinds
