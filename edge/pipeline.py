@@ -117,8 +117,8 @@ class CameraPipeline:
     @staticmethod
     def _runners(node: NodeConfig, camera: CameraConfig, manifest: Manifest, zones: dict[str, Zone],
                  detector_factory: Callable, loaded: dict[str, Detector | BackgroundModel]) -> list[ModelRunner]:
-        """One runner per manifest model some zone needs; detectors in `loaded` (by model name and weights) are
-        reused."""
+        """One runner per manifest model some zone needs; detectors in `loaded` (by model name, weights and
+        classes) are reused."""
         CameraPipeline.require_served(camera, manifest, where=f"camera {camera.camera_id}: ")
         runners = []
         for spec in manifest.models:
@@ -129,7 +129,7 @@ class CameraPipeline:
                 continue  # no zone on this camera needs this model
             rate = min(spec.detect_fps, camera.detect_fps or spec.detect_fps)
             weights = spec.weights or node.resolved_model()
-            detector = loaded.get((spec.name, weights))
+            detector = loaded.get((spec.name, weights, tuple(spec.labels)))  # another class list: built anew
             if detector is None or not still_current(detector, weights):
                 detector = detector_factory(weights, spec.labels)
             runners.append(ModelRunner(spec, detector, rules, 1.0 / rate))
@@ -148,8 +148,8 @@ class CameraPipeline:
         (ModelError) or a rule no model serves (ConfigError) is raised here, while the camera runs on."""
         manifest = manifest or self.manifest
         zones = {zone.zone_id: Zone(zone, self.node.zoneinfo()) for zone in camera.zones}
-        loaded = {(runner.spec.name, runner.spec.weights or self.node.resolved_model()): runner.detector
-                  for runner in self.runners}
+        loaded = {(runner.spec.name, runner.spec.weights or self.node.resolved_model(), tuple(runner.spec.labels)):
+                  runner.detector for runner in self.runners}
         runners = self._runners(self.node, camera, manifest, zones, self.detector_factory, loaded)
         return Reconfiguration(camera, zones, runners, manifest)
 

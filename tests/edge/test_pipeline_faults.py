@@ -266,3 +266,24 @@ def test_a_covered_camera_ends_what_it_watched_as_interrupted_never_as_gone():
     [fault] = [event for category, event in events if category == "device_fault"]
     assert (fault.type.value, fault.label) == ("new", "black")
     assert parking[1].observed_at >= fault.observed_at - timedelta(seconds=1), "ended with the fault, not before"
+
+
+def test_a_model_given_another_class_in_a_new_manifest_detects_it_without_a_restart():
+    """Found by review: a reconfiguration reused the loaded model by name and weights, with its old class list, so
+    a class the new manifest added (trucks for parking) went unseen until the node restarted."""
+    node = NodeConfig.model_validate({"node_id": "n1", "cameras": [{
+        "camera_id": "c1", "source": "rtsp://x", "health": {"enabled": False}, "zones": [
+            {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1]]}]}]})
+    built: list[list[str]] = []
+
+    def factory(weights, labels):  # noqa: ANN001, ANN202
+        built.append(sorted(labels))
+        return ScriptedDetector("coco", lambda n: detections())
+
+    cars = Manifest.model_validate({"models": [{"name": "coco", "categories": {"illegal_parking": ["car"]}}]})
+    pipeline = CameraPipeline.build(node, node.cameras[0], cars, detector_factory=factory, source=object())
+    pipeline.reconfigure(pipeline.camera, cars)
+    assert built == [["car"]], "the same classes: the loaded model is kept"
+    pipeline.reconfigure(pipeline.camera, Manifest.model_validate(
+        {"models": [{"name": "coco", "categories": {"illegal_parking": ["car", "truck"]}}]}))
+    assert built == [["car"], ["car", "truck"]]
