@@ -14,12 +14,18 @@ ZHANG_1, ZHANG_2 = "a" * 64, "b" * 64  # two people named 张敏, each with a to
 BODY = '{"action":"extend","reason":"truck","extend_minutes":60.0}'
 
 
-def test_a_key_answers_for_its_own_token_only(city):
+def a_case_with_a_key(city):  # noqa: ANN001, ANN201 - the city fixture; when the key was sent
+    """Case 1, and ZHANG_1's key `k-1` for BODY on it, sent now."""
     city.detect()
-    now = city.clock.now
     with city.database.session() as session:
-        action_keys.remember(session, ZHANG_1, "k-1", 1, BODY, now)
+        action_keys.remember(session, ZHANG_1, "k-1", 1, BODY, city.clock.now)
         session.commit()
+    return city.clock.now
+
+
+def test_a_key_answers_for_its_own_token_only(city):
+    now = a_case_with_a_key(city)
+    with city.database.session() as session:
         assert action_keys.seen_before(session, ZHANG_1, "k-1", 1, BODY, now)
         assert not action_keys.seen_before(session, ZHANG_2, "k-1", 1, BODY, now), \
             "the other 张敏's request with the same key is an action of its own"
@@ -28,11 +34,7 @@ def test_a_key_answers_for_its_own_token_only(city):
 
 
 def test_a_key_is_forgotten_after_a_day_and_the_sweep_removes_it(city):
-    city.detect()
-    sent = city.clock.now
-    with city.database.session() as session:
-        action_keys.remember(session, ZHANG_1, "k-1", 1, BODY, sent)
-        session.commit()
+    sent = a_case_with_a_key(city)
     a_day_on = sent + action_keys.KEPT + timedelta(minutes=1)
     with city.database.session() as session:
         assert not action_keys.seen_before(session, ZHANG_1, "k-1", 1, BODY.replace("60.0", "90.0"), a_day_on), \
