@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 
-from edge.rules.stationary import RuleEvent
+from edge.rules.violations import RuleEvent
 from gridwatch.contract import Category, EventType
 
 FULL_FRAME = (0.0, 0.0, 1.0, 1.0)

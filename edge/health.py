@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from edge.capture import small_grey
 from edge.faults import FaultTracker
 from edge.health_config import HealthConfig
-from edge.rules.stationary import RuleEvent
+from edge.rules.violations import RuleEvent
 from gridwatch.contract import Category
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from edge.manifest import Manifest, load_manifest
 from edge.outbox import ANSWER, EVENT, EVIDENCE, Outbox, OutboxError, OutboxSender
 from edge.pipeline import CameraPipeline
 from edge.remote_config import RemoteConfigurator
-from edge.rules.stationary import RuleEvent
+from edge.rules.violations import RuleEvent
 from edge.runners import make_detector
 from edge.streetlight import StreetlightMonitor, lamp_event, make_adapter
 from edge.system_stats import SystemStats

@@ -23,11 +23,10 @@ from edge.detections import Detections, covered_share
 from edge.health import CameraHealth
 from edge.manifest import Manifest
 from edge.motion import MotionDetector
-from edge.rules import RULES, RuleEvent, StationaryRule, build_rules
+from edge.rules import RuleEvent, StationaryRule
 from edge.rules.stationary import NO_PEOPLE
-from edge.runners import ModelRunner, make_detector
+from edge.runners import ModelRunner, build_runners, carry_over, make_detector, require_served
 from edge.zones import Zone
-from gridwatch.config_files import ConfigError
 from gridwatch.contract import CameraTelemetry, Category, Event, EventType, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -92,51 +91,14 @@ class CameraPipeline:
               detector_factory: Callable[[str, list[str]], Detector | BackgroundModel] = make_detector,
               source: VideoSource | None = None) -> CameraPipeline:
         zones = {zone.zone_id: Zone(zone, node.zoneinfo()) for zone in camera.zones}
-        runners = cls._runners(node, camera, manifest, zones, detector_factory, {})
+        runners = build_runners(node, camera, manifest, zones, detector_factory, {})
         sample_fps = max(1.0 / runner.interval for runner in runners)
         if source is None:
             source = VideoSource(camera.source, sample_fps, realtime=camera.realtime, loop=camera.loop)
         return cls(node, camera, runners, source, zones, manifest, detector_factory)
 
-    @staticmethod
-    def unserved_zones(camera: CameraConfig, manifest: Manifest) -> list[str]:
-        """Zones whose rule no model in the manifest serves (`vending_allowed` areas need none)."""
-        served = {RULES[category].zone_rule for spec in manifest.models for category in spec.categories}
-        return [f"{zone.zone_id} ({zone.rule})" for zone in camera.zones
-                if zone.rule != "vending_allowed" and zone.rule not in served]
-
-    @staticmethod
-    def require_served(camera: CameraConfig, manifest: Manifest, where: str = "") -> None:
-        unserved = CameraPipeline.unserved_zones(camera, manifest)
-        if unserved:
-            raise ConfigError(f"{where}no model in the manifest serves zones {', '.join(unserved)}")
-
     def check_served(self, camera: CameraConfig, manifest: Manifest | None = None) -> None:
-        self.require_served(camera, manifest or self.manifest)
-
-    @staticmethod
-    def _runners(node: NodeConfig, camera: CameraConfig, manifest: Manifest, zones: dict[str, Zone],
-                 detector_factory: Callable, loaded: dict[str, Detector | BackgroundModel]) -> list[ModelRunner]:
-        """One runner per manifest model some zone needs; detectors in `loaded` (by model name, weights and
-        classes) are reused."""
-        CameraPipeline.require_served(camera, manifest, where=f"camera {camera.camera_id}: ")
-        runners = []
-        for spec in manifest.models:
-            tuning = camera.tuning if spec.min_score is None else \
-                camera.tuning.model_copy(update={"min_score": spec.min_score})
-            rules = build_rules(list(zones.values()), tuning, spec.categories)
-            if not rules:
-                continue  # no zone on this camera needs this model
-            rate = min(spec.detect_fps, camera.detect_fps or spec.detect_fps)
-            weights = spec.weights or node.resolved_model()
-            detector = loaded.get((spec.name, weights, tuple(spec.labels)))  # another class list: built anew
-            if detector is None or not still_current(detector, weights):
-                detector = detector_factory(weights, spec.labels)
-            runners.append(ModelRunner(spec, detector, rules, 1.0 / rate))
-        if not runners:
-            rules = sorted({zone.config.rule for zone in zones.values()})
-            raise ConfigError(f"camera {camera.camera_id}: no model in the manifest serves its zone rules {rules}")
-        return runners
+        require_served(camera, manifest or self.manifest)
 
     def reconfigure(self, camera: CameraConfig, manifest: Manifest | None = None) -> None:
         """Take new zones, rules, rates, checks and models (`manifest`) without a restart; the models loaded stay
@@ -150,7 +112,7 @@ class CameraPipeline:
         zones = {zone.zone_id: Zone(zone, self.node.zoneinfo()) for zone in camera.zones}
         loaded = {(runner.spec.name, runner.spec.weights or self.node.resolved_model(), tuple(runner.spec.labels)):
                   runner.detector for runner in self.runners}
-        runners = self._runners(self.node, camera, manifest, zones, self.detector_factory, loaded)
+        runners = build_runners(self.node, camera, manifest, zones, self.detector_factory, loaded)
         return Reconfiguration(camera, zones, runners, manifest)
 
     def models_current(self) -> bool:
@@ -160,28 +122,14 @@ class CameraPipeline:
 
     def adopt(self, new: Reconfiguration) -> None:
         """Switch to a prepared reconfiguration, between two frames. The rules of a model that runs on (the same
-        model, loaded already) carry on in the zones that did not change (`StationaryRule.take_over`): their open
-        violations and the objects' still time go on. In a zone changed or removed, or under a model replaced, the
-        open violations end as interrupted (their cases stay open, not verified by it) and are judged afresh."""
+        model, loaded already) carry on in the zones that did not change (`carry_over`): their open violations and
+        the objects' still time go on. In a zone changed or removed, or under a model replaced, the open violations
+        end as interrupted (their cases stay open, not verified by it) and are judged afresh."""
         with self._lock:
             health_off = self.health is not None and not new.camera.health.enabled
             reason = "its zones and rules were reconfigured"
             now = self._now()
-            ended: list[tuple[RuleEvent, ModelInfo]] = []
-            taken: set[int] = set()
-            for runner in new.runners:
-                old = next((old for old in self.runners if old.detector is runner.detector  # its rate may change
-                            and old.spec.model_copy(update={"detect_fps": 0}) == runner.spec.model_copy(
-                                update={"detect_fps": 0})), None)
-                if old is None:
-                    continue
-                runner.next_due, runner.last_run, runner.last_seen = old.next_due, old.last_run, old.last_seen
-                for rule in runner.rules:
-                    if (previous := next((r for r in old.rules if r.category is rule.category), None)) is not None:
-                        ended += [(event, old.detector.info) for event in rule.take_over(previous, now, reason)]
-                        taken.add(id(previous))
-            ended += [(event, runner.detector.info) for runner in self.runners for rule in runner.rules
-                      if id(rule) not in taken for event in rule.interrupt(now, reason)]
+            ended = carry_over(self.runners, new.runners, now, reason)
             if health_off:
                 ended += [(event, HEALTH_MODEL) for event in self.health.interrupt(now, reason)]
             self._publish_ended(ended, self._publisher, reason)

@@ -3,13 +3,18 @@ own) and the rules its classes serve, at the model's own rate."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edge.background import BackgroundModel
-from edge.detect import Detector, ModelRegistry
+from edge.config import CameraConfig, NodeConfig
+from edge.detect import Detector, ModelRegistry, still_current
 from edge.detections import Detections
-from edge.manifest import BACKGROUND_WEIGHTS, ManifestModel
-from edge.rules import StationaryRule
+from edge.manifest import BACKGROUND_WEIGHTS, Manifest, ManifestModel
+from edge.rules import RULES, RuleEvent, StationaryRule, build_rules
+from edge.zones import Zone
+from gridwatch.config_files import ConfigError
+from gridwatch.contract import ModelInfo
 
 
 def make_detector(weights: str, labels: list[str], registry: ModelRegistry | None = None) -> Detector | BackgroundModel:
@@ -35,3 +40,61 @@ class ModelRunner:
 
     def due(self, timestamp: float) -> bool:
         return timestamp + 1e-6 >= self.next_due
+
+
+def unserved_zones(camera: CameraConfig, manifest: Manifest) -> list[str]:
+    """Zones whose rule no model in the manifest serves (`vending_allowed` areas need none)."""
+    served = {RULES[category].zone_rule for spec in manifest.models for category in spec.categories}
+    return [f"{zone.zone_id} ({zone.rule})" for zone in camera.zones
+            if zone.rule != "vending_allowed" and zone.rule not in served]
+
+
+def require_served(camera: CameraConfig, manifest: Manifest, where: str = "") -> None:
+    if unserved := unserved_zones(camera, manifest):
+        raise ConfigError(f"{where}no model in the manifest serves zones {', '.join(unserved)}")
+
+
+def build_runners(node: NodeConfig, camera: CameraConfig, manifest: Manifest, zones: dict[str, Zone],
+                  detector_factory: Callable, loaded: dict[tuple, Detector | BackgroundModel]) -> list[ModelRunner]:
+    """One runner per manifest model some zone of `camera` needs; detectors in `loaded` (by model name, weights and
+    classes) are reused."""
+    require_served(camera, manifest, where=f"camera {camera.camera_id}: ")
+    runners = []
+    for spec in manifest.models:
+        tuning = camera.tuning if spec.min_score is None else \
+            camera.tuning.model_copy(update={"min_score": spec.min_score})
+        rules = build_rules(list(zones.values()), tuning, spec.categories)
+        if not rules:
+            continue  # no zone on this camera needs this model
+        rate = min(spec.detect_fps, camera.detect_fps or spec.detect_fps)
+        weights = spec.weights or node.resolved_model()
+        detector = loaded.get((spec.name, weights, tuple(spec.labels)))  # another class list: built anew
+        if detector is None or not still_current(detector, weights):
+            detector = detector_factory(weights, spec.labels)
+        runners.append(ModelRunner(spec, detector, rules, 1.0 / rate))
+    if not runners:
+        rules = sorted({zone.config.rule for zone in zones.values()})
+        raise ConfigError(f"camera {camera.camera_id}: no model in the manifest serves its zone rules {rules}")
+    return runners
+
+
+def carry_over(old_runners: list[ModelRunner], new_runners: list[ModelRunner], now: float,
+               reason: str) -> list[tuple[RuleEvent, ModelInfo]]:
+    """A camera's reconfiguration: the rules of a model that runs on (the same detector, loaded already; its rate
+    may change) take over from their old selves (`StationaryRule.take_over`), and the model's cadence carries on;
+    what the others watched ends as interrupted. Returns the ends, each with the model that saw it."""
+    ended: list[tuple[RuleEvent, ModelInfo]] = []
+    taken: set[int] = set()
+    for runner in new_runners:
+        old = next((old for old in old_runners if old.detector is runner.detector
+                    and old.spec.model_copy(update={"detect_fps": 0}) == runner.spec.model_copy(
+                        update={"detect_fps": 0})), None)
+        if old is None:
+            continue
+        runner.next_due, runner.last_run, runner.last_seen = old.next_due, old.last_run, old.last_seen
+        for rule in runner.rules:
+            if (previous := next((r for r in old.rules if r.category is rule.category), None)) is not None:
+                ended += [(event, old.detector.info) for event in rule.take_over(previous, now, reason)]
+                taken.add(id(previous))
+    return ended + [(event, runner.detector.info) for runner in old_runners for rule in runner.rules
+                    if id(rule) not in taken for event in rule.interrupt(now, reason)]

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from edge.faults import FaultTracker, unwatched
-from edge.rules.stationary import RuleEvent
+from edge.rules.violations import RuleEvent
 from edge.schedule import local_time
 from edge.streetlight_config import LampAdapterConfig, StreetlightConfig
 from edge.sun import sun_elevation

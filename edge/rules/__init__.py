@@ -5,8 +5,9 @@ from __future__ import annotations
 from edge.config import RuleTuning
 from edge.rules.litter import LitterRule
 from edge.rules.parking import IllegalParkingRule
-from edge.rules.stationary import RuleEvent, StationaryRule
+from edge.rules.stationary import StationaryRule
 from edge.rules.vending import StreetVendingRule
+from edge.rules.violations import RuleEvent
 from edge.zones import Zone
 from gridwatch.contract import Category
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from edge.config import RuleTuning
 from edge.detections import Detections, box_iou
 from edge.rules.tracks import Membership, Track, containment, people_near
+from edge.rules.violations import OpenViolation, RuleEvent, covered
 from edge.zones import Zone, bottom_centres
 from gridwatch.contract import Category, EventType
 
@@ -30,64 +31,6 @@ NEAR_GAP = 3.0
 _SETTLE_SECONDS = 3.0
 """For this long after an object stops, its parked position follows it (a vehicle settles), then it is fixed."""
 NO_PEOPLE = np.zeros((0, 4))
-
-
-@dataclass(frozen=True)
-class RuleEvent:
-    type: EventType
-    violation_id: uuid.UUID
-    category: Category
-    zone_id: str
-    label: str
-    track_id: int
-    started_at: float
-    observed_at: float
-    score: float
-    box: tuple[float, float, float, float]
-    reason: str
-    interrupted: bool = False
-    """An `end` because the node stopped watching, not because the object left (`StationaryRule.interrupt`)."""
-
-    def __post_init__(self) -> None:
-        # the node's clock stepped back (NTP) since the violation started: the event is dated at its start rather
-        # than before it, which the contract refuses (and an `end` refused is a case that never closes)
-        if self.observed_at < self.started_at:
-            object.__setattr__(self, "observed_at", self.started_at)
-
-    @property
-    def dwell_seconds(self) -> float:
-        return max(0.0, self.observed_at - self.started_at)
-
-
-@dataclass
-class _Violation:
-    violation_id: uuid.UUID
-    zone_id: str
-    track_id: int
-    label: str
-    started_at: float
-    box: NDArray[np.float64]
-    score: float
-    last_seen: float
-    published_box: NDArray[np.float64]
-    published_at: float
-    covered_at: float | None = None
-    """When something seen stood over its place last (a bus stopped in front of the parked car, a crowd)."""
-    seen_look: int = 0
-    """The rule's look that last saw its object."""
-
-
-COVERED = 0.5
-"""Of a violation's box, what another object's box must cover for the object to count as hidden behind it."""
-
-
-def _covered(box: NDArray[np.float64], others: NDArray[np.float64]) -> bool:
-    if not len(others):
-        return False
-    width = np.clip(np.minimum(others[:, 2], box[2]) - np.maximum(others[:, 0], box[0]), 0, None)
-    height = np.clip(np.minimum(others[:, 3], box[3]) - np.maximum(others[:, 1], box[1]), 0, None)
-    area = max(1e-9, float((box[2] - box[0]) * (box[3] - box[1])))
-    return bool((width * height / area).max() >= COVERED)
 
 
 def judged_by(zone: Zone) -> dict:
@@ -110,7 +53,7 @@ class StationaryRule:
         self._tracks: dict[int, Track] = {}
         self._in_frame: set[int] = set()
         """The track ids of the frame being processed."""
-        self._violations: dict[tuple[str, int], _Violation] = {}
+        self._violations: dict[tuple[str, int], OpenViolation] = {}
         self._active_since: dict[str, float] = {}
         self._look = 0
         """How many times the rule has looked (been given a model's detections): what an object unseen for
@@ -185,7 +128,7 @@ class StationaryRule:
             in_front = np.concatenate([np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4),
                                        people.reshape(-1, 4)])  # whatever stands in front: any label, people
             for violation in unseen:
-                if _covered(violation.box, in_front):
+                if covered(violation.box, in_front):
                     violation.covered_at = now
         events.extend(self._expire(seen, now))
         return events
@@ -269,7 +212,7 @@ class StationaryRule:
         return (any(label in group and other_label in group for group in self.same_kind)
                 and box_iou(other_box, box) >= self.tuning.rematch_iou)
 
-    def _transfer(self, key: tuple[str, int], violation: _Violation, track: Track) -> None:
+    def _transfer(self, key: tuple[str, int], violation: OpenViolation, track: Track) -> None:
         del self._violations[key]
         violation.track_id = track.track_id
         self._violations[(violation.zone_id, track.track_id)] = violation
@@ -303,7 +246,7 @@ class StationaryRule:
                     self._transfer(key, violation, track)
                     break
 
-    def _may_be(self, track: Track, violation: _Violation) -> bool:
+    def _may_be(self, track: Track, violation: OpenViolation) -> bool:
         """Whether a track at a violation's place can be its object: of its kind, and seen still for a few frames.
         A vehicle driving past in front, whose box holds the parked one's while it hides it, is not: given the
         violation, it ended it as `moved off` as it drove on, and the parked car opened a second case."""
@@ -335,7 +278,7 @@ class StationaryRule:
             if self._claim_existing(track, zone.zone_id, now):
                 return []  # the object already has its violation, under another track id
             box = track.steady_box
-            violation = _Violation(uuid.uuid4(), zone.zone_id, track.track_id, track.label, since, box,
+            violation = OpenViolation(uuid.uuid4(), zone.zone_id, track.track_id, track.label, since, box,
                                    track.median_score, now, box.copy(), now, seen_look=self._look)
             self._violations[key] = violation
             return [self._event(EventType.NEW, violation, now, "stayed still in the zone for the dwell time")]
@@ -371,7 +314,7 @@ class StationaryRule:
             del self._tracks[track_id]
         return events
 
-    def _gone(self, violation: _Violation, now: float) -> bool:
+    def _gone(self, violation: OpenViolation, now: float) -> bool:
         """Unseen for `lost_seconds` with its place in view; while something stands over its place (a bus in front
         of the parked car), up to `hidden_seconds`: it is behind that, not gone, and found again there it keeps its
         violation (one case, its dwell), where it was ended and raised anew."""
@@ -422,14 +365,14 @@ class StationaryRule:
         self._tracks.clear()
         return events
 
-    def _publish_update(self, violation: _Violation, now: float, reason: str) -> RuleEvent:
+    def _publish_update(self, violation: OpenViolation, now: float, reason: str) -> RuleEvent:
         violation.published_box, violation.published_at = violation.box.copy(), now
         return self._event(EventType.UPDATE, violation, now, reason)
 
     def _end(self, key: tuple[str, int], now: float, reason: str) -> RuleEvent:
         return self._event(EventType.END, self._violations.pop(key), now, reason)
 
-    def _event(self, event_type: EventType, violation: _Violation, now: float, reason: str) -> RuleEvent:
+    def _event(self, event_type: EventType, violation: OpenViolation, now: float, reason: str) -> RuleEvent:
         x1, y1, x2, y2 = (float(v) for v in violation.box)
         return RuleEvent(event_type, violation.violation_id, self.category, violation.zone_id, violation.label,
                          violation.track_id, violation.started_at, now, violation.score, (x1, y1, x2, y2), reason)
