@@ -105,8 +105,8 @@ class NodeLink(MqttClient):
         self.command_handler: Callable[[bytes], CommandResponse] | None = None
         """Carries out a command and answers it (set by the node)."""
         self.publish_answer: Callable[[str, bytes], None] | None = None
-        """Where command answers go (set by the node: its outbox, so an answer made while the broker is away, or
-        just before the node stops, is sent when it can be); by default straight to the broker."""
+        """Where command answers go (set by the node: its outbox, so an answer made while the broker is away is sent
+        once it is back, also after a restart); by default straight to the broker."""
         self.subscribe(command_topic(node_id), self._on_command)
 
     def _status(self, state: NodeState, with_time: bool = True) -> bytes:

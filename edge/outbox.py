@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 EVENT, EVIDENCE, ANSWER = "event", "evidence", "answer"
 """The outbox's lanes: events, their images, and answers to the command centre's commands (sent first: someone is
 waiting for them, and they are few and small)."""
+LANES = (EVENT, EVIDENCE, ANSWER)
 DISK_RESERVE = 32 * 1024 * 1024
 """Free disk the outbox leaves to everything else (the system's logs, SQLite's own journal): its limit comes down
 to what the disk has, so a long outage fills the outbox to its policy rather than the disk to a standstill."""
@@ -127,7 +128,7 @@ class Outbox:
                          "payload BLOB NOT NULL)")
         """The latest event of each violation the node has not ended: what a node killed while watching left
         open (`left_open`)."""
-        self._sizes = {EVENT: 0, EVIDENCE: 0, ANSWER: 0} | dict(self._db.execute(
+        self._sizes = dict.fromkeys(LANES, 0) | dict(self._db.execute(
             "SELECT kind, COALESCE(SUM(bytes), 0) FROM outbox GROUP BY kind").fetchall())
         """Bytes held of each kind, kept in step with the table (summing it reads every image)."""
 
@@ -286,14 +287,14 @@ class OutboxSender:
         self.client = client
         self.window = window
         self.qos = qos
-        self._last_handed = {EVENT: 0, EVIDENCE: 0, ANSWER: 0}
+        self._last_handed = dict.fromkeys(LANES, 0)
         """The newest message of each lane handed over in this process."""
-        self._in_flight = {EVENT: 0, EVIDENCE: 0, ANSWER: 0}
+        self._in_flight = dict.fromkeys(LANES, 0)
         self.evidence_share = max(1, window // 5)
         """Evidence in flight the sender keeps room for while events wait: a flood of events never starves it."""
         self._lock = threading.Lock()
         self.refused = 0
-        self.delivered = {EVENT: 0, EVIDENCE: 0, ANSWER: 0}
+        self.delivered = dict.fromkeys(LANES, 0)
         """Messages of each lane the broker took in this process (telemetry's `events_published`)."""
         self._lost: list[OutboxMessage] = []
         """Handed over, then lost with the broker's session: each lane starts again from the first of them."""

@@ -3,6 +3,7 @@ formulas (a minute or two from the almanac's sunrise and sunset, plenty to tell 
 
 from __future__ import annotations
 
+import calendar
 import math
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ def sun_elevation(lat: float, lon: float, moment: float) -> float:
     """Degrees above the horizon (negative: below) of the sun's centre, without refraction, at `lat`/`lon` (WGS84
     degrees, east positive) and `moment` (Unix seconds)."""
     when = datetime.fromtimestamp(moment, UTC)
-    year_days = 366 if when.year % 4 == 0 and (when.year % 100 or when.year % 400 == 0) else 365
+    year_days = 366 if calendar.isleap(when.year) else 365
     minutes = when.hour * 60 + when.minute + when.second / 60
     gamma = 2 * math.pi / year_days * (when.timetuple().tm_yday - 1 + (minutes / 60 - 12) / 24)
     equation_of_time = 229.18 * (0.000075 + 0.001868 * math.cos(gamma) - 0.032077 * math.sin(gamma)

@@ -226,9 +226,9 @@ def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker,
         raise HTTPException(status_code=403, detail=f"case {case_id} is assigned to {case.unit_id}, not to your "
                                                     f"unit {caller.unit}")
     keyed, now = idempotency_key is not None, utcnow()
+    asked = body.model_dump_json() if keyed else ""
     try:
-        if keyed and action_keys.seen_before(session, caller.sha256, idempotency_key, case_id, body.model_dump_json(),
-                                             now):
+        if keyed and action_keys.seen_before(session, caller.sha256, idempotency_key, case_id, asked, now):
             response.headers["Idempotent-Replayed"] = "true"
             return detail(session, case, caller)
     except action_keys.KeyReused as error:
@@ -248,7 +248,7 @@ def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker,
         review(session, first_event, verdict, reason, caller.name, body.reason, commit=False)
     request.app.state.ingest.record_changes(session, messages)
     if keyed:
-        action_keys.remember(session, caller.sha256, idempotency_key, case_id, body.model_dump_json(), now)
+        action_keys.remember(session, caller.sha256, idempotency_key, case_id, asked, now)
     try:
         session.commit()
     except IntegrityError as error:  # the same key on another case's action at this very moment: that one has it
