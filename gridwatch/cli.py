@@ -16,23 +16,12 @@ from pydantic import ValidationError
 from gridwatch.broker import BrokerError
 from gridwatch.cli_models import add_models_command
 from gridwatch.config_files import ConfigError, read_secret
+from gridwatch.logs import setup_logging
 
 log = logging.getLogger("gridwatch")
 DEFAULT_MANIFEST_PATH = Path(__file__).resolve().parents[1] / "models" / "coco.yaml"
 SHUTDOWN_GRACE_SECONDS = 10
 """How long a stopping server lets requests still running finish before it cancels them."""
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object a line, for log collectors (Loki, Elasticsearch): time, level, logger, message, error."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
-                 "level": record.levelname, "logger": record.name, "message": record.getMessage(),
-                 "process": record.process, "thread": record.threadName}
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
 
 
 OTHER_VARIABLES = frozenset({"GRIDWATCH_MODEL", "GRIDWATCH_MQTT_PASSWORD", "GRIDWATCH_API_TOKEN"})
@@ -43,7 +32,6 @@ def warn_of_unknown_variables() -> list[str]:
     """A GRIDWATCH_ variable the server does not read is a misspelling, or an old name: say so, with the closest
     one, rather than start on the default it meant to change."""
     import difflib
-    import os
 
     from server.core.config import ServerSettings
 
@@ -65,18 +53,6 @@ def port_number(text: str) -> int:
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r}: a port from 1 to 65535 (0: any free one)")
     return number
-
-
-def _setup_logging(level: str, fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter() if fmt == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"))
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin at every start
-    if fmt == "json":  # FFmpeg's own lines (a camera's stream refused) are not JSON: OpenCV keeps them quiet
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    for name in ("httpx", "httpcore"):  # a line per webhook delivery, with the receiver's whole URL: its user,
-        logging.getLogger(name).setLevel(logging.WARNING)  # password and ?token= (webhooks log it redacted)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -415,7 +391,7 @@ def _refused(problem: str, log_format: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level, args.log_format)
+    setup_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
     except (ConfigError, BrokerError) as error:

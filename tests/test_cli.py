@@ -98,7 +98,7 @@ def test_json_logs_are_one_object_a_line():
     import json
     import logging
 
-    from gridwatch.cli import JsonLogFormatter
+    from gridwatch.logs import JsonLogFormatter
 
     try:
         raise ValueError("bad payload")
@@ -305,7 +305,7 @@ def test_a_webhook_receivers_credentials_stay_out_of_the_servers_log():
     script = """
 import http.server, threading
 import httpx
-from gridwatch.cli import _setup_logging
+from gridwatch.logs import setup_logging
 
 class Hook(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
@@ -315,7 +315,7 @@ class Hook(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-_setup_logging("INFO")
+setup_logging("INFO")
 receiver = http.server.HTTPServer(("127.0.0.1", 0), Hook)
 threading.Thread(target=receiver.serve_forever, daemon=True).start()
 answer = httpx.post(f"http://hook:hookpass@127.0.0.1:{receiver.server_port}/hook?token=SECRET123", content=b"{}")
