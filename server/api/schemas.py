@@ -7,7 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gridwatch.contract import CaseAction, CaseAssignment, Category
+from gridwatch.contract import CaseAction, CaseAssignment, Category, Location
 
 ItemT = TypeVar("ItemT")
 
@@ -141,6 +141,9 @@ class ActionIn(BaseModel):
                                          description="extend: working minutes added to the deadline.")
     void_reason: Literal["false_positive", "duplicate", "not_our_responsibility", "other"] | None = Field(
         default=None, description="void: why the case is void.")
+    location: Location | None = Field(
+        default=None, description="file / dispatch: where a case reported without a position (a hotline's report "
+                                  "giving an address) is; the route goes by the grid there.")
 
     @model_validator(mode="after")
     def _fields_of_the_action(self) -> ActionIn:
@@ -154,7 +157,7 @@ class ActionIn(BaseModel):
 
 
 ACTION_FIELDS = {"unit_id": {CaseAction.DISPATCH, CaseAction.REASSIGN}, "extend_minutes": {CaseAction.EXTEND},
-                 "void_reason": {CaseAction.VOID}}
+                 "void_reason": {CaseAction.VOID}, "location": {CaseAction.FILE, CaseAction.DISPATCH}}
 """The fields only some actions take (`reason` goes with any)."""
 
 

@@ -127,6 +127,7 @@ export class CasePage {
           h("dl", { class: "facts" },
             h("dt", {}, t("fact.source")), h("dd", {}, item.camera_id ? `${item.node_id} / ${item.camera_id} / ${item.zone_id}` : item.source),
             item.description && h("dt", {}, t("fact.description")), item.description && h("dd", {}, item.description),
+            item.address && h("dt", {}, t("fact.address")), item.address && h("dd", {}, item.address),
             h("dt", {}, t("fact.unit")), h("dd", { id: "case-unit" }, assignment.unit_name ?? "—"),
             h("dt", {}, t("fact.grid")), h("dd", {}, `${assignment.grid_id ?? "—"} ${assignment.community ?? ""} ${assignment.street ?? ""}`),
             h("dt", {}, t("fact.chief")), h("dd", {}, assignment.street_chief ? `${assignment.street_chief.name} ${assignment.street_chief.phone ?? ""}` : "—"),

@@ -122,7 +122,7 @@ export class ReviewQueue {
     const actions = {
       j: () => this.move(1), ArrowDown: () => this.move(1), k: () => this.move(-1), ArrowUp: () => this.move(-1),
       ...(mayDecide() ? {
-        c: () => item && this.decide([item.id], "file"), Enter: () => item && this.decide([item.id], "file"),
+        c: () => item && this.confirm(item), Enter: () => item && this.confirm(item),
         f: () => item && this.decide([item.id], "void", "false_positive"),
         d: () => item && this.decide([item.id], "void", "duplicate"),
         n: () => item && this.decide([item.id], "void", "not_our_responsibility"),
@@ -147,14 +147,29 @@ export class ReviewQueue {
     this.updateBulk();
   }
 
+  /** Files the item shown, placed where the operator typed if it came without a position (a report giving an
+   * address only); one coordinate without the other is not sent. */
+  confirm(item) {
+    const lat = this.detailBox?.querySelector("#place-lat")?.value.trim() ?? "";
+    const lon = this.detailBox?.querySelector("#place-lon")?.value.trim() ?? "";
+    if (!lat && !lon) return this.decide([item.id], "file");
+    const location = { lat: Number(lat), lon: Number(lon) };
+    if (!lat || !lon || !Number.isFinite(location.lat) || !Number.isFinite(location.lon)) {
+      toast(t("review.place_both"));
+      return undefined;
+    }
+    return this.decide([item.id], "file", undefined, location);
+  }
+
   /** The next item shows at once; each request runs behind it, and a failed one puts its item back. */
-  async decide(ids, action, voidReason) {
+  async decide(ids, action, voidReason, location) {
     const taken = ids.map((id) => this.remove(id)).filter(Boolean);
     for (const removed of taken) {
       const id = removed.item.id;
       try {
         await api(`/api/v1/cases/${id}/actions`, {
-          method: "POST", body: { action, ...(voidReason ? { void_reason: voidReason } : {}) },
+          method: "POST",
+          body: { action, ...(voidReason ? { void_reason: voidReason } : {}), ...(location ? { location } : {}) },
         });
         toast(t(action === "file" ? "review.confirmed" : "review.rejected", { id }));
       } catch (error) {
@@ -257,9 +272,17 @@ export class ReviewQueue {
         h("dt", {}, t("fact.dwell")), h("dd", {}, duration(item.dwell_seconds)),
         h("dt", {}, t("fact.score")), h("dd", {}, item.score.toFixed(2)),
         item.description && h("dt", {}, t("fact.description")), item.description && h("dd", {}, item.description),
+        item.address && h("dt", {}, t("fact.address")), item.address && h("dd", {}, item.address),
         h("dt", {}, t("fact.opened")), h("dd", {}, when(item.opened_at))),
+      mayDecide() && item.lat == null && h("fieldset", { class: "place", id: "place" },
+        h("legend", {}, t("review.unplaced")),
+        h("input", { id: "place-lat", type: "number", step: "any", min: -90, max: 90, placeholder: "lat",
+                     "aria-label": "lat" }),
+        h("input", { id: "place-lon", type: "number", step: "any", min: -180, max: 180, placeholder: "lon",
+                     "aria-label": "lon" }),
+        h("p", { class: "meta" }, t("review.place_hint"))),
       mayDecide() ? h("div", { class: "actions" },
-        h("button", { class: "primary", id: "confirm", onclick: () => this.decide([item.id], "file") },
+        h("button", { class: "primary", id: "confirm", onclick: () => this.confirm(item) },
           t("review.confirm"), " ", h("kbd", {}, "C")),
         REASONS.map((reason, index) => h("button", {
           class: "danger", id: `reject-${reason}`, onclick: () => this.decide([item.id], "void", reason),

@@ -195,16 +195,23 @@ class CaseService:
 
     # ---- from citizens (Open311) -------------------------------------------------------------------------------
 
-    def open_report(self, session: Session, category: Category, location: Location, description: str,
+    def open_report(self, session: Session, category: Category, location: Location | None, description: str,
                     address: str | None, reporter: dict, via: str,
                     now: datetime) -> tuple[CaseRecord, list[CaseMessage], bool]:
         """A citizen report: it joins (or reopens) the case already at that place, else opens one that waits for
-        an operator to confirm, like a doubtful detection. Returns the case, the changes and whether it joined."""
+        an operator to confirm, like a doubtful detection. Returns the case, the changes and whether it joined.
+        A report with an address but no position (a hotline's caller names a street) joins an open case of its
+        category reported at the same address; else its case waits without a position, for the operator to place
+        it when filing (`act`), since only a position finds the grid."""
         why = f"citizen report via {via}: {description[:300]}"
         begin_writing(session)
-        claim(session, self.repeats.keys((category, location, None)))  # a worker opening a case there goes first
-        case = self.repeats.of(category, location, None, now,
-                               self.repeats.nearby(session, [(category, location, None)], now))
+        if location is None:
+            claim(session, [f"address:{category.value}:{(address or '').lower()}"])  # two calls at once: one case
+            case = self._reported_at(session, category, address or "")
+        else:
+            claim(session, self.repeats.keys((category, location, None)))  # a worker opening a case there goes first
+            case = self.repeats.of(category, location, None, now,
+                                   self.repeats.nearby(session, [(category, location, None)], now))
         if case is not None:
             session.refresh(case, with_for_update=True)  # a worker's batch changing it meanwhile waits for this
             if S(case.status) is S.VOID:  # an operator voided it since: the report opens a case of its own
@@ -221,20 +228,35 @@ class CaseService:
         case = CaseRecord(
             violation_id=str(uuid.uuid4()), category=category.value, code=DEFAULT_EVENT_CODES[category],
             status=S.COLLECTED.value, source="open311", description=description, address=address,
-            reporter=reporter or None, reports=[report], label=category.value, score=1.0, lat=location.lat,
-            lon=location.lon, opened_at=now, updated_at=now, started_at=now, last_seen_at=now, occurrences=1)
+            reporter=reporter or None, reports=[report], label=category.value, score=1.0,
+            lat=location.lat if location else None, lon=location.lon if location else None,
+            opened_at=now, updated_at=now, started_at=now, last_seen_at=now, occurrences=1)
         session.add(case)
-        change = self._step(case, A.COLLECT, via, now, why + "; waits for an operator")
+        waits = "; waits for an operator" + (" to place it" if location is None else "")
+        change = self._step(case, A.COLLECT, via, now, why + waits)
         session.flush()
         return case, [case_message(case, change)], False
+
+    @staticmethod
+    def _reported_at(session: Session, category: Category, address: str) -> CaseRecord | None:
+        """The open case of `category` that citizens reported at `address` without a position (letter case
+        aside), the latest if several."""
+        return session.scalars(select(CaseRecord).where(
+            CaseRecord.category == category.value, CaseRecord.lat.is_(None),
+            func.lower(CaseRecord.address) == address.lower(),
+            CaseRecord.status.in_([status.value for status in OPEN])).order_by(CaseRecord.id.desc()).limit(1)).first()
 
     # ---- from people (the API) ---------------------------------------------------------------------------------
 
     def act(self, case: CaseRecord, action: CaseAction, actor: str, role: Role | None, now: datetime,
             reason: str | None = None, unit_id: str | None = None, extend_minutes: float | None = None,
-            void_reason: str | None = None) -> list[CaseMessage]:
-        """An operator's, supervisor's or field worker's step. Raises WorkflowError (403, 409, 422)."""
+            void_reason: str | None = None, location: Location | None = None) -> list[CaseMessage]:
+        """An operator's, supervisor's or field worker's step. Raises WorkflowError (403, 409, 422). `location`
+        places a case reported without a position as it is filed or dispatched: the route goes by the grid there."""
         status = S(case.status)
+        if location is not None and case.lat is not None:
+            raise WorkflowError(422, f"location: case {case.id} has its position already ({case.lat}, {case.lon}); "
+                                     f"only a case reported without one is placed", [])
         if action is A.VOID:
             next_status(status, action, role, void_reason or "unsaid")  # who may, and when, before what is missing
             if void_reason is None:
@@ -246,6 +268,9 @@ class CaseService:
         changes: list[CaseTransition] = []
         if action is A.VOID:
             case.void_reason = void_reason
+        if location is not None:
+            case.lat, case.lon = location.lat, location.lon
+            why += f"; placed at {location.lat:.6f}, {location.lon:.6f}"
         if action is A.FILE:
             changes = self._file_and_dispatch(case, now, f"confirmed by an operator: {why}", actor)
         elif action in (A.DISPATCH, A.REASSIGN):

@@ -225,3 +225,27 @@ def test_an_action_whose_answer_was_lost_is_taken_once_when_clicked_again(server
     case = httpx.get(f"{server_url}/api/v1/cases/1", headers=operator).json()
     assert case["extension_count"] == 1, "extended once"
     assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
+
+
+def test_an_operator_places_a_report_that_gave_only_an_address_as_they_confirm_it(server_url, browser, api_tokens):
+    """A hotline report naming a street and no position waits in the review queue with its address and two boxes
+    for the position: confirmed with them, the grid there takes the case, not the fallback unit; one coordinate
+    alone is not sent."""
+    hotline = {"Authorization": f"Bearer {api_tokens['integrator']}"}
+    answer = httpx.post(f"{server_url}/open311/v2/requests.json", headers=hotline, data={
+        "service_code": "litter", "description": "bags by the bus stop", "address_string": "Wulin Road 12"})
+    case_id = answer.json()[0]["service_request_id"]
+    page = login(browser, server_url, api_tokens["operator"], "#/review")
+    page.wait_for_selector("#place-lat")
+    assert "Wulin Road 12" in page.inner_text("#review-detail .facts")
+    page.fill("#place-lat", "30.2742")
+    page.click("#confirm")
+    page.wait_for_selector("#toast:text('Give both lat and lon')")
+    assert "Wulin Road 12" in page.inner_text("#review-detail"), "still waiting, not filed without its position"
+    page.fill("#place-lon", "120.1652")
+    page.click("#confirm")
+    operator = as_role(api_tokens, "operator")
+    page.wait_for_selector(f"#toast:text('Case {case_id} confirmed')")
+    case = httpx.get(f"{server_url}/api/v1/cases/{case_id}", headers=operator).json()
+    assert (case["lat"], case["lon"]) == (30.2742, 120.1652)
+    assert case["assignment"]["grid_id"] == "WL-02" and not case["assignment"]["fallback"]

@@ -63,6 +63,49 @@ def test_a_second_report_at_the_same_place_joins_the_first(api, api_tokens):
     assert elsewhere["service_request_id"] != first["service_request_id"]
 
 
+def test_a_report_giving_only_an_address_waits_to_be_placed_and_goes_by_the_grid_there(api, api_tokens):
+    """A hotline's caller names a street, not a position: the report is taken (GeoReport asks for lat/long or an
+    address), a second call about the same address joins it, and the operator places it as they file it, so the
+    grid there chooses the unit. Before, such a report was refused and the citizen's call lost."""
+    operator = as_role(api_tokens, "operator")
+    hotline = api_tokens["integrator"]
+    [first] = report(api, hotline, lat=None, long=None, address_string="Wulin  Road 12",
+                     phone="139-3333-3333").json()
+    [again] = report(api, hotline, lat=None, long=None, address_string="wulin road 12",
+                     description="still there at noon").json()
+    [other] = report(api, hotline, lat=None, long=None, address_id="HZ-0031-0012").json()
+    case_id = first["service_request_id"]
+    assert again["service_request_id"] == case_id and other["service_request_id"] != case_id
+    case = api.get(f"/api/v1/cases/{case_id}", headers=operator).json()
+    assert (case["status"], case["lat"], case["address"]) == ("collected", None, "Wulin Road 12")
+    assert [r["description"] for r in case["reports"]] == ["bags of rubbish left by the bus stop",
+                                                          "still there at noon"]
+    assert "to place it" in case["transitions"][0]["reason"]
+    assert api.get(f"/api/v1/cases/{other['service_request_id']}", headers=operator).json()["address"] == \
+        "address id HZ-0031-0012"
+
+    wl02 = {"lat": float(WL02["lat"]), "lon": float(WL02["long"])}
+    wrong = api.post(f"/api/v1/cases/{case_id}/actions", json={"action": "accept", "location": wl02}, headers=operator)
+    assert wrong.status_code == 422 and "location: not taken by accept" in wrong.text
+    filed = api.post(f"/api/v1/cases/{case_id}/actions", json={"action": "file", "location": wl02},
+                     headers=operator).json()
+    assert (filed["lat"], filed["lon"]) == (wl02["lat"], wl02["lon"])
+    assert filed["assignment"]["grid_id"] == "WL-02" and not filed["assignment"]["fallback"]
+    [filing] = [step for step in filed["transitions"] if step["action"] == "file"]
+    assert filing["reason"] == "confirmed by an operator: file; placed at 30.274200, 120.165200"
+    [request] = api.get(f"/open311/v2/requests/{case_id}.json").json()
+    assert (request["address"], request["lat"]) == ("Wulin Road 12", wl02["lat"])
+
+    unplaced = api.post(f"/api/v1/cases/{other['service_request_id']}/actions", json={"action": "file"},
+                        headers=operator).json()
+    assert unplaced["assignment"]["fallback"], "filed without a position, the fallback unit takes it"
+    placed_twice = api.post(f"/api/v1/cases/{case_id}/actions", json={"action": "dispatch", "location": wl02},
+                            headers=operator)
+    assert placed_twice.status_code in (409, 422)
+    [at_position] = report(api, hotline).json()
+    assert at_position["service_request_id"] == case_id, "placed, it is found by position like any other"
+
+
 def test_camera_cases_are_service_requests_too(api, mqtt_client):
     node = mqtt_client("node-a")
     node.publish(event_topic("node-a", "illegal_parking"), json.dumps(event_payload()))
@@ -95,7 +138,9 @@ def test_the_public_reads_what_became_of_a_case_not_its_staff_notes(api, api_tok
     ({"api_key": ""}, 401, "api_key"),
     ({"api_key": "gw_not_a_token"}, 403, "unknown API token"),
     ({"service_code": "potholes"}, 400, "service_code"),
-    ({"lat": None}, 400, "lat and long are required"),
+    ({"lat": None, "long": None}, 400, "a location is required: lat and long, or address_string"),
+    ({"lat": None, "address_string": "Wulin Road 12"}, 400, "lat/long"),
+    ({"lat": None, "long": None, "address_string": "  "}, 400, "a location is required"),
     ({"lat": "north"}, 400, "lat/long"),
     ({"lat": "95"}, 400, "lat/long"),
     ({"description": ""}, 400, "description"),

@@ -236,7 +236,7 @@ def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker,
     service: CaseService = request.app.state.ingest.cases
     try:
         messages = service.act(case, body.action, caller.name, caller.role, now, body.reason, body.unit_id,
-                               body.extend_minutes, body.void_reason)
+                               body.extend_minutes, body.void_reason, body.location)
     except WorkflowError as error:
         return JSONResponse(status_code=error.status_code, content={
             "detail": str(error), "status": case.status, "allowed": [a.value for a in error.allowed]})

@@ -175,14 +175,14 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
     if not key:
         return error(401, "this needs an api_key (an API token) or Authorization: Bearer <token>")
     throttle: LoginThrottle = request.app.state.login_throttle  # guessing keys here is cut off as on the API
-    address = request.client.host if request.client else "unknown"
-    if (wait := throttle.retry_after(address)) is not None:
-        response = error(429, f"too many unknown tokens from {address}; try again in {wait:.0f} s")
+    client = request.client.host if request.client else "unknown"
+    if (wait := throttle.retry_after(client)) is not None:
+        response = error(429, f"too many unknown tokens from {client}; try again in {wait:.0f} s")
         response.headers["Retry-After"] = f"{wait:.0f}"
         return response
     caller = request.app.state.tokens.principal(key)
     if caller is None:
-        throttle.failed(address)
+        throttle.failed(client)
         return error(403, "unknown API token: invalid api_key (GeoReport answers 403)")
     if caller.role not in _POSTERS:
         return error(403, f"{a_role(caller.role)} may not file reports; it needs: admin, integrator, operator")
@@ -190,12 +190,19 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
         category = Category(params.get("service_code", ""))
     except ValueError:
         return error(400, f"service_code: unknown service {params.get('service_code')!r}; see /open311/v2/services")
-    try:
-        location = Location(lat=float(params["lat"]), lon=float(params["long"]))
-    except KeyError:
-        return error(400, "lat and long are required (addresses alone cannot be placed in a grid)")
-    except (ValueError, ValidationError):
-        return error(400, "lat/long: not a valid position")
+    address = " ".join(params.get("address_string", "").split())[:500] or None
+    if address is None and (address_id := " ".join(params.get("address_id", "").split())[:200]):
+        address = f"address id {address_id}"  # the jurisdiction's master address register's id, as given
+    location: Location | None = None
+    if "lat" in params or "long" in params or address is None:
+        try:
+            location = Location(lat=float(params["lat"]), lon=float(params["long"]))
+        except KeyError:
+            if "lat" in params or "long" in params:
+                return error(400, "lat/long: a position needs both")
+            return error(400, "a location is required: lat and long, or address_string (or address_id)")
+        except (ValueError, ValidationError):
+            return error(400, "lat/long: not a valid position")
     description = params.get("description", "").strip()
     if not description or len(description) > 4000:
         return error(400, "description: required, at most 4000 characters")
@@ -207,9 +214,8 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
         ingest = state.ingest
         service: CaseService = ingest.cases
         with state.database.session() as session:
-            case, messages, joined = service.open_report(session, category, location, description,
-                                                         params.get("address_string"), reporter,
-                                                         f"open311 ({caller.name[:ACTOR_NAME]})", utcnow())
+            case, messages, joined = service.open_report(session, category, location, description, address,
+                                                         reporter, f"open311 ({caller.name[:ACTOR_NAME]})", utcnow())
             ingest.record_changes(session, messages)
             session.commit()
             case_id = case.id
