@@ -172,26 +172,7 @@ class CameraConfig(_Config):
         duplicates = sorted({zone_id for zone_id in ids if ids.count(zone_id) > 1})
         if duplicates:
             raise ValueError(f"duplicate zone_id: {', '.join(duplicates)}")
-        _say_overlaps(zones)
         return zones
-
-
-ZONE_OVERLAP = 0.1
-"""Of the smaller of two zones of one rule, what they may share before it is said."""
-
-
-def _say_overlaps(zones: list[ZoneConfig]) -> None:
-    """Warns of two zones of one rule drawn over each other: an object in both is a violation in each (two events,
-    two violation ids; one case only where their locations coincide). A `vending_allowed` zone inside a no-vending
-    one is how exceptions are drawn, and is not named."""
-    shapes = [(zone, Polygon(zone.polygon)) for zone in zones]
-    for index, (first, a) in enumerate(shapes):
-        for second, b in shapes[index + 1:]:
-            smaller = min(a.area, b.area)
-            if first.rule == second.rule and smaller > 0 and a.intersection(b).area > ZONE_OVERLAP * smaller:
-                log.warning("zones %s and %s (both %s) overlap by %.0f %% of the smaller: an object in both is a "
-                            "violation in each; draw them apart, or as one zone", first.zone_id, second.zone_id,
-                            first.rule, 100 * a.intersection(b).area / smaller)
 
 
 class MqttConfig(_Config):

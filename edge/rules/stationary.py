@@ -232,6 +232,15 @@ class StationaryRule:
             return True
         return False
 
+    def _held_in_another_zone(self, track: Track, zone_id: str) -> bool:
+        """Whether the object is a violation of another zone of this rule already: zones of one rule drawn over each
+        other (a bus stop's short dwell inside a kerb's long one) make it one violation, the zone's whose dwell it
+        reached first, not one in each (two events a heartbeat, two violation ids for one car)."""
+        return any(violation.zone_id != zone_id and (
+            violation.track_id == track.track_id
+            or self._one_object(track.label, track.box, violation.label, violation.box))
+            for violation in self._violations.values())
+
     def _hand_over(self, seen: set[int], now: float) -> None:
         """A violation whose track was not seen this frame passes to a track that was, at the same place: the object
         lost and found under a new id (someone walked past, the light changed), or split in two by a passer-by."""
@@ -275,8 +284,8 @@ class StationaryRule:
                         self.counted_from(track))
             if now - since < zone.config.dwell_seconds or not self.may_fire(track, now):
                 return []
-            if self._claim_existing(track, zone.zone_id, now):
-                return []  # the object already has its violation, under another track id
+            if self._claim_existing(track, zone.zone_id, now) or self._held_in_another_zone(track, zone.zone_id):
+                return []  # the object already has its violation, under another track id or in another zone
             box = track.steady_box
             violation = OpenViolation(uuid.uuid4(), zone.zone_id, track.track_id, track.label, since, box,
                                    track.median_score, now, box.copy(), now, seen_look=self._look)

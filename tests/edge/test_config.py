@@ -150,19 +150,3 @@ def test_an_outbox_found_from_the_working_directory_as_before_is_still_used(tmp_
     with caplog.at_level("WARNING"):
         config = load_node_config(tmp_path / "etc" / "node.yaml")
     assert config.state_dir == Path("state") and "move it beside" in caplog.text
-
-
-def test_two_zones_of_one_rule_drawn_over_each_other_are_named(caplog):
-    """Found by review: a bus-stop zone drawn inside a kerb zone, both no-parking, made one parked car two
-    violations, with nothing said; a vending-allowed area inside a no-vending zone is how exceptions are drawn."""
-    import logging
-
-    kerb = {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}
-    busstop = {"zone_id": "busstop", "rule": "no_parking", "polygon": [[0.2, 0.6], [0.4, 0.6], [0.4, 0.9]]}
-    market = {"zone_id": "market", "rule": "vending_allowed", "polygon": [[0.2, 0.6], [0.4, 0.6], [0.4, 0.9]]}
-    with caplog.at_level(logging.WARNING, logger="edge.config"):
-        CameraConfig.model_validate({"camera_id": "c1", "source": "rtsp://x", "zones": [kerb, busstop]})
-        CameraConfig.model_validate({"camera_id": "c2", "source": "rtsp://x", "zones": [
-            {**kerb, "rule": "no_vending"}, market]})
-    [warning] = [record.getMessage() for record in caplog.records]
-    assert "zones kerb and busstop (both no_parking) overlap by 100 % of the smaller" in warning

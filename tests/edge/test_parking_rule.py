@@ -329,3 +329,19 @@ def test_a_parked_car_hidden_by_a_bus_for_half_a_minute_keeps_its_violation():
     assert [t for t in types(events) if t != "update"] == ["new"], "one violation, never ended"
     gone = run(rule, 20, lambda t: seen(), start=290)  # then it drives off, its place in view: ended in 10 s
     assert types(gone) == ["end"] and gone[0][0] == pytest.approx(300, abs=0.21)
+
+
+def test_a_car_in_two_zones_of_the_rule_is_one_violation_of_the_zone_whose_dwell_it_reaches_first():
+    """A bus stop drawn inside the kerb zone, both no-parking, the stop's dwell shorter: a car parked in the stop
+    was a violation in each zone (two events a heartbeat, two violation ids for one car; the node only warned of
+    the drawing). Now it is one, the bus stop's, raised at its dwell, and its end ends it."""
+    busstop = Zone(ZoneConfig(zone_id="busstop", rule="no_parking", polygon=[(0.3, 0.5), (0.7, 0.5), (0.7, 1),
+                                                                             (0.3, 1)], dwell_seconds=60))
+    rule = IllegalParkingRule([KERB, busstop], RuleTuning(), ["car"])
+    events = run(rule, 400, lambda t: seen((1, PARKED, 0.8, "car")))
+    assert [(event.type.value, event.zone_id) for _, event in events if event.type is not EventType.UPDATE] == [
+        ("new", "busstop")]
+    assert events[0][0] == pytest.approx(60, abs=1) and rule.active_violations == 1
+    assert {event.violation_id for _, event in events} == {events[0][1].violation_id}
+    gone = run(rule, 10, lambda t: seen((1, OUTSIDE, 0.8, "car")), start=400)
+    assert types(gone) == ["end"] and rule.active_violations == 0
