@@ -92,6 +92,9 @@ class ReportOut(BaseModel):
     address: str | None = None
     reporter: dict[str, str] | None = Field(
         default=None, description="Contact details as given (name, phone, email); to the command centre only.")
+    media_url: str | None = Field(
+        default=None, description="A link to the citizen's photo, as the report gave it (GeoReport `media_url`; "
+                                  "not fetched); to the command centre only.")
 
 
 class PhotoOut(BaseModel):

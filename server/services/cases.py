@@ -196,8 +196,8 @@ class CaseService:
     # ---- from citizens (Open311) -------------------------------------------------------------------------------
 
     def open_report(self, session: Session, category: Category, location: Location | None, description: str,
-                    address: str | None, reporter: dict, via: str,
-                    now: datetime) -> tuple[CaseRecord, list[CaseMessage], bool]:
+                    address: str | None, reporter: dict, via: str, now: datetime,
+                    media_url: str | None = None) -> tuple[CaseRecord, list[CaseMessage], bool]:
         """A citizen report: it joins (or reopens) the case already at that place, else opens one that waits for
         an operator to confirm, like a doubtful detection. Returns the case, the changes and whether it joined.
         A report with an address but no position (a hotline's caller names a street) joins an open case of its
@@ -217,7 +217,7 @@ class CaseService:
             if S(case.status) is S.VOID:  # an operator voided it since: the report opens a case of its own
                 case = None
         report = {"at": now.isoformat(), "via": via, "description": description, "address": address,
-                  "reporter": reporter or None}  # whole: the transition's reason holds 300 characters of it
+                  "reporter": reporter or None, "media_url": media_url}  # whole: the step's reason holds 300 of it
         if case is not None:
             change = (self._step(case, A.JOIN, via, now, why) if S(case.status) in OPEN
                       else self._reopen(case, now, why)[0])

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import DEFAULT_MODEL, MODEL_ENV, CameraConfig, load_node_config
+from edge.config import DEFAULT_MODEL, MODEL_ENV, load_node_config
 from gridwatch.config_files import ConfigError
 
 VALID = """

@@ -316,14 +316,17 @@ def test_assessment_trends_draw_a_line_per_group_over_the_periods(server_url, br
 def test_an_operator_sees_every_citizen_report_of_a_case_and_whom_to_call_back(server_url, browser, api_tokens):
     import httpx
 
-    for phone, words in (("139-1111-1111", "bags by the bus stop"), ("139-2222-2222", "still there, and a chair")):
+    photo = "https://hotline.example/photos/8812.jpg"
+    for phone, words, media in (("139-1111-1111", "bags by the bus stop", {}),
+                                ("139-2222-2222", "still there, and a chair", {"media_url": photo})):
         answer = httpx.post(f"{server_url}/open311/v2/requests.json", data={
             "api_key": api_tokens["integrator"], "service_code": "litter", "lat": "30.2742", "long": "120.1652",
-            "description": words, "phone": phone})
+            "description": words, "phone": phone, **media})
         assert answer.status_code == 200
     page = case_page(browser, server_url, api_tokens["operator"])
     page.wait_for_selector("#reports li >> nth=1")
     reports = page.locator("#reports li").all_inner_texts()
     assert "still there, and a chair" in reports[1] and "139-2222-2222" in reports[1]
     assert "139-1111-1111" in reports[0]
+    assert page.locator("#reports li a").get_attribute("href") == photo, "the second report's photo, as a link"
     shot(page, "case-citizen-reports")

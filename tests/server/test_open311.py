@@ -144,6 +144,7 @@ def test_the_public_reads_what_became_of_a_case_not_its_staff_notes(api, api_tok
     ({"lat": "north"}, 400, "lat/long"),
     ({"lat": "95"}, 400, "lat/long"),
     ({"description": ""}, 400, "description"),
+    ({"media_url": "file:///etc/passwd"}, 400, "media_url: an http(s) URL"),
 ])
 def test_bad_reports_get_a_georeport_error(api, api_tokens, fields, status, text):
     form = {"api_key": api_tokens["integrator"], "service_code": "litter", "description": "x", **WL02, **fields}
@@ -199,15 +200,17 @@ def test_every_report_of_a_case_is_kept_whole_and_its_caller_can_be_called_back(
     neither the citizen's phone nor the address: nobody could call them back."""
     report(api, api_tokens["integrator"], phone="139-1111-1111")
     words = "bags and a broken chair by the bus stop, " * 8  # 328 characters
+    photo = "https://hotline.example/photos/8812.jpg"
     [joined] = report(api, api_tokens["integrator"], lat="30.27422", description=words, phone="139-2222-2222",
-                      address_string="Wulin Road 12").json()
+                      address_string="Wulin Road 12", media_url=photo).json()
     case_id = joined["service_request_id"]
     operator = api.get(f"/api/v1/cases/{case_id}", headers=as_role(api_tokens, "operator")).json()
-    assert [(r["description"], r["address"], r["reporter"]) for r in operator["reports"]] == [
-        ("bags of rubbish left by the bus stop", None, {"phone": "139-1111-1111"}),
-        (words.strip(), "Wulin Road 12", {"phone": "139-2222-2222"})]
+    assert [(r["description"], r["address"], r["reporter"], r["media_url"]) for r in operator["reports"]] == [
+        ("bags of rubbish left by the bus stop", None, {"phone": "139-1111-1111"}, None),
+        (words.strip(), "Wulin Road 12", {"phone": "139-2222-2222"}, photo)]
     integrator = api.get(f"/api/v1/cases/{case_id}", headers=as_role(api_tokens, "integrator")).json()
-    assert [r["reporter"] for r in integrator["reports"]] == [None, None], "contacts for the command centre only"
+    assert [(r["reporter"], r["media_url"]) for r in integrator["reports"]] == [(None, None)] * 2, \
+        "contacts and citizens' photos for the command centre only"
     assert "139-2222-2222" not in json.dumps(integrator)
 
 

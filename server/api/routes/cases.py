@@ -176,7 +176,8 @@ def detail(session: SessionDep, case: CaseRecord, caller: TokenEntry) -> CaseDet
         events=events,
         events_total=total,
         transitions=[TransitionOut.model_validate(t) for t in case.transitions],
-        reports=[ReportOut.model_validate(report if caller.role in SEE_REPORTERS else {**report, "reporter": None})
+        reports=[ReportOut.model_validate(report if caller.role in SEE_REPORTERS
+                                          else {**report, "reporter": None, "media_url": None})
                  for report in case.reports or []],
         evidence_urls=[e.evidence_url for e in events if e.evidence_url],
         crop_urls=[e.crop_url for e in events if e.crop_url],

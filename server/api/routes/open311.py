@@ -208,6 +208,9 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
         return error(400, "description: required, at most 4000 characters")
     reporter = {k: params[k][:200] for k in ("first_name", "last_name", "email", "phone", "device_id", "account_id")
                 if params.get(k)}
+    media_url = params.get("media_url", "").strip() or None
+    if media_url is not None and (len(media_url) > 2000 or not re.fullmatch(r"https?://\S+", media_url)):
+        return error(400, "media_url: an http(s) URL of at most 2000 characters")
     state = request.app.state
 
     def file_report() -> tuple[int, bool]:  # in a worker thread: it may wait for a batch holding the case
@@ -215,7 +218,8 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
         service: CaseService = ingest.cases
         with state.database.session() as session:
             case, messages, joined = service.open_report(session, category, location, description, address,
-                                                         reporter, f"open311 ({caller.name[:ACTOR_NAME]})", utcnow())
+                                                         reporter, f"open311 ({caller.name[:ACTOR_NAME]})", utcnow(),
+                                                         media_url)
             ingest.record_changes(session, messages)
             session.commit()
             case_id = case.id
