@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gridwatch.config_files import LocalTime
+
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -21,8 +23,8 @@ class TimeWindow(BaseModel):
 
     days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1,
                                 description="Days the window starts on (mon ... sun); default every day.")
-    start: time = Field(description="Start, local time, e.g. 07:00.")
-    end: time = Field(description="End, local time; before `start` for a window that runs overnight.")
+    start: LocalTime = Field(description="Start, local time, e.g. 07:00.")
+    end: LocalTime = Field(description="End, local time; before `start` for a window that runs overnight.")
 
     @field_validator("end")
     @classmethod

@@ -2,23 +2,50 @@
 
 from __future__ import annotations
 
+import re
+from datetime import time
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+"""What YAML 1.1 reads as a number in base 60: `19:00` is 1140, `07:30:15.5` a float."""
 
 
 class _Loader(yaml.SafeLoader):
     """YAML's safe loader, but a date stays text for the model to read: YAML's own reading of `2026-13-01` raised a
-    bare ValueError (month must be in 1..12) that named neither the file nor the key."""
+    bare ValueError (month must be in 1..12) that named neither the file nor the key. And a time of day written
+    without quotes stays text: YAML 1.1 reads `end: 19:00` as the number 1140 (base 60), which became 00:19 UTC."""
+
+    def resolve(self, kind: Any, value: str, implicit: tuple[bool, bool]) -> str:  # noqa: ANN401 - a yaml node class
+        if kind is yaml.ScalarNode and implicit[0] and _SEXAGESIMAL.fullmatch(value):
+            return "tag:yaml.org,2002:str"
+        return super().resolve(kind, value, implicit)
 
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _clock_text(value: object) -> object:
+    if isinstance(value, bool | int | float):  # pydantic reads a number as seconds past midnight, in UTC
+        raise ValueError(f"{value!r} is not a time of day: write it as text, e.g. \"07:00\"")
+    return value
+
+
+def _local(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("a local time of day takes no UTC offset: the configuration's time zone says where")
+    return value
+
+
+LocalTime = Annotated[time, BeforeValidator(_clock_text), AfterValidator(_local)]
+"""A time of day in a configuration's own time zone, written as text ("07:00", "22:30:00")."""
 
 
 class ConfigError(ValueError):

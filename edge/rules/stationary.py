@@ -280,6 +280,8 @@ class StationaryRule:
         if violation is None:
             if not (active and membership.inside) or exemption or track.median_score < self.tuning.min_score:
                 return []
+            if track.moving_frames:  # perhaps driving off (out of a zone drawn inside this one): not a new violation
+                return []
             since = max(track.still_since, membership.entered_at, self._active_since[zone.zone_id], track.last_exempt,
                         self.counted_from(track))
             if now - since < zone.config.dwell_seconds or not self.may_fire(track, now):
@@ -319,7 +321,11 @@ class StationaryRule:
             for key, violation in list(self._violations.items())
             if violation.track_id not in seen and self._gone(violation, now)
         ]
-        for track_id in [t for t, track in self._tracks.items() if self._lost(track.last_seen, track.seen_look, now)]:
+        # a track holding a violation is kept while the violation is (behind a van, it outlasts `lost_seconds`): the
+        # tracker finding the object again under its id must not meet a track made anew, outside every zone
+        holding = self.holding
+        for track_id in [t for t, track in self._tracks.items()
+                         if t not in holding and self._lost(track.last_seen, track.seen_look, now)]:
             del self._tracks[track_id]
         return events
 

@@ -5,11 +5,12 @@ Pure functions of the time passed in (always time-zone aware), so a test can wal
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gridwatch.config_files import LocalTime
 from gridwatch.contract import Person
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -31,8 +32,8 @@ def _check_days(days: list[str]) -> list[str]:
 
 
 class TimeWindow(_Config):
-    start: time = Field(description="Local time it starts, e.g. 07:00.")
-    end: time = Field(description="Local time it ends; before `start` means it runs past midnight.")
+    start: LocalTime = Field(description="Local time it starts, e.g. 07:00.")
+    end: LocalTime = Field(description="Local time it ends; before `start` means it runs past midnight.")
     days: list[str] = Field(default_factory=lambda: list(WEEKDAYS), description="Days it starts on: mon … sun.")
 
     _days = field_validator("days")(_check_days)

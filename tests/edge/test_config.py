@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,15 @@ def test_an_outbox_found_from_the_working_directory_as_before_is_still_used(tmp_
     with caplog.at_level("WARNING"):
         config = load_node_config(tmp_path / "etc" / "node.yaml")
     assert config.state_dir == Path("state") and "move it beside" in caplog.text
+
+
+def test_a_schedule_written_without_quotes_reads_as_the_time_it_says(tmp_path):
+    """Found by review: YAML 1.1 reads `end: 19:00` unquoted as the number 1140 (base 60), which became 00:19 UTC,
+    and the camera failed on every frame comparing it with the local clock (as with `07:00+08:00`)."""
+    zone = "        dwell_seconds: 300\n"
+    scheduled = VALID.replace(zone, zone + "        schedule: [{start: 07:00, end: 19:00}]\n")
+    [window] = load_node_config(write(tmp_path, scheduled)).cameras[0].zones[0].schedule
+    assert (window.start, window.end) == (time(7, 0), time(19, 0))
+    for wrong, named in (("end: '19:00+08:00'", "takes no UTC offset"), ("end: 1140", "1140 is not a time of day")):
+        with pytest.raises(ConfigError, match=rf"cameras.0.zones.0.schedule.0.end: .*{named}"):
+            load_node_config(write(tmp_path, scheduled.replace("end: 19:00", wrong)))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -172,7 +172,9 @@ def test_unknown_key_in_config_is_named(tmp_path):
      ('working_hours: {start: "07:00", end: "23:00"}', 'working_hours: {start: "07:00", end: "23:00", holidays: '
       '[2026-10-10], make_up_days: [2026-10-10]}', "2026-10-10: both a holiday and a make-up day"),
      ('working_hours: {start: "07:00", end: "23:00"}', 'working_hours: {start: "07:00", end: "23:00", holidays: '
-      '[2026-13-01]}', "working_hours.holidays.0")],
+      '[2026-13-01]}', "working_hours.holidays.0"),
+     ('working_hours: {start: "07:00", end: "23:00"}', 'working_hours: {start: "07:00+08:00", end: "23:00"}',
+      "working_hours.start: .*takes no UTC offset")],
 )
 def test_bad_duty_settings_are_named(tmp_path, replace, by, message):
     (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
@@ -294,3 +296,12 @@ def test_grids_drawn_over_each_other_are_named_and_the_first_in_the_file_takes_t
     assert "grids G1 and G2 overlap (50 % of the smaller)" in warning and "goes to G1" in warning
     both = Dispatcher(None, grids).grid_at(Location(lat=30.275, lon=120.158))
     assert both is not None and both.properties.grid_id == "G1"
+
+
+def test_working_hours_written_without_quotes_are_the_hours_they_say(tmp_path):
+    """Found by review: YAML 1.1 reads 23:00 unquoted as the number 1380 (base 60), a time of 00:23 UTC."""
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(
+        'working_hours: {start: "07:00", end: "23:00"}', "working_hours: {start: 07:00, end: 23:00}"))
+    hours = Dispatcher.from_file(tmp_path / "dispatch.yaml").config.working_hours
+    assert (hours.start, hours.end) == (time(7, 0), time(23, 0))
