@@ -90,18 +90,23 @@ class Outbox:
             if (part := Path(f"{path}{suffix}")).exists():
                 part.replace(Path(f"{aside}{suffix}"))
         self._open()
-        rows, counters = [], []
+        rows, counters, watching = [], [], []
         try:
             old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
             try:
                 with contextlib.suppress(sqlite3.DatabaseError):  # what was dropped before, as far as it reads
                     counters = old.execute("SELECT name, value FROM counters").fetchall()
+                with contextlib.suppress(sqlite3.DatabaseError):  # what the node watched: its `new`s sent long ago
+                    watching = old.execute("SELECT violation, topic, payload FROM watching").fetchall()
                 for row in old.execute("SELECT topic, payload, kind, created FROM outbox NOT INDEXED ORDER BY rowid"):
                     rows.append(row)
             finally:
                 old.close()
         except sqlite3.DatabaseError as reading:
             log.warning("outbox %s: reading the damaged copy stopped at %d message(s): %s", aside, len(rows), reading)
+        for violation, topic, payload in watching:  # first: a salvaged `end` then ends its violation here too
+            self._db.execute("INSERT OR REPLACE INTO watching (violation, topic, payload) VALUES (?, ?, ?)",
+                             (violation, topic, payload))
         for topic, payload, kind, created in rows:
             self._insert(topic, bytes(payload), kind, created)
         for name, value in counters:

@@ -40,8 +40,12 @@ def test_an_outbox_another_process_holds_is_refused_and_left_whole(tmp_path):
 
 
 def test_a_damaged_page_costs_the_messages_on_it_not_the_whole_backlog(tmp_path):
+    """Found by review too: what the node watched (the violations it had not ended, whose `new` the broker had
+    long had) was not salvaged, so a node started after the power cut that damaged it ended none of them."""
     path = tmp_path / "outbox.db"
     outbox = Outbox(path)
+    watched = event(type="new")
+    outbox.acknowledge(outbox.put(TOPIC, watched, EVENT))  # sent: only `watching` remembers it now
     payloads = [event(dwell_seconds=float(number)) for number in range(300)]
     for payload in payloads:
         outbox.put(TOPIC, payload, EVENT)
@@ -54,6 +58,10 @@ def test_a_damaged_page_costs_the_messages_on_it_not_the_whole_backlog(tmp_path)
         file.write(bytes(range(256)) * (page_size // 256))
     reopened = Outbox(path)
     assert [message.payload for message in reopened.pending(limit=1000)] == payloads, "every message, in order"
+    assert end_what_was_left_open(reopened) == 301, "the parked car's violation ends too, as interrupted"
+    ends = [json.loads(message.payload) for message in reopened.pending(limit=1000)[300:]]
+    assert json.loads(watched)["violation_id"] in {end["violation_id"] for end in ends}
+    assert {(end["type"], end["interrupted"]) for end in ends} == {("end", True)}
     assert [p for p in tmp_path.iterdir() if p.name.startswith("outbox.db.damaged-")], "the damaged file kept aside"
 
 
