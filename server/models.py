@@ -152,6 +152,9 @@ class CaseRecord(Base):
     rework_count: Mapped[int] = mapped_column(default=0)
     extension_count: Mapped[int] = mapped_column(default=0)
     return_count: Mapped[int] = mapped_column(default=0)
+    returned_at: Mapped[datetime | None]
+    """When the unit that had it returned it (回退), until it is dispatched again: its turn ended then, however long
+    the command centre takes to send it on."""
     void_reason: Mapped[str | None] = mapped_column(String(32))
     escalation_level: Mapped[int] = mapped_column(default=0)
 

@@ -153,7 +153,10 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
             row.dispatched += 1
             row.reworked += case.rework_count - sum(turn.reworked for turn in turns) > 0  # this turn's own
             row.extended += case.extension_count - sum(turn.extended for turn in turns) > 0
-            if closed or (case.deadline_at is not None and case.deadline_at <= now and not _awaits_check(case)):
+            # a case its unit returned is with the command centre: the unit's turn ended when it gave it back
+            held_until = case.returned_at if case.status == CaseStatus.RETURNED.value and case.returned_at else now
+            if closed or (case.deadline_at is not None and case.deadline_at <= held_until
+                          and not _awaits_check(case)):
                 row.due += 1
                 row.deferred += case.status == CaseStatus.DEFERRED.value
                 row.on_time += bool(closed and case.on_time)
@@ -214,7 +217,7 @@ ASSESSED = (CaseRecord.id, CaseRecord.opened_at, CaseRecord.status, CaseRecord.v
             CaseRecord.rework_count, CaseRecord.extension_count, CaseRecord.response_paused_seconds,
             CaseRecord.handling_paused_seconds, CaseRecord.street_chief_name,
             CaseRecord.street_chief_phone, CaseRecord.unit_id, CaseRecord.grid_id, CaseRecord.node_id,
-            CaseRecord.camera_id)
+            CaseRecord.camera_id, CaseRecord.returned_at)
 """What `assess` reads of a case: a quarter of a city's cases (300,000) as these columns, not as whole records with
 their reports and descriptions."""
 

@@ -33,6 +33,7 @@ def record_kpi(case: CaseRecord, action: CaseAction, after: CaseStatus, now: dat
         case.verified_at = None
     elif action is A.RETURN:
         case.return_count += 1
+        case.returned_at = now
     elif action is A.DEFER:
         case.deferred_at, case.was_deferred = now, True
     if after is S.VERIFIED:
@@ -60,7 +61,8 @@ def end_pause(case: CaseRecord, now: datetime) -> None:
 
 def end_round(case: CaseRecord, action: CaseAction, now: datetime) -> None:
     """Before a new dispatch of a case some unit has had: that unit's turn, kept (`CaseRound`), since the case's
-    own columns are about to hold the next one's."""
+    own columns are about to hold the next one's. A turn the unit ended by returning the case ended then; one whose
+    case was verified (checked done, not yet closed) counts as closed, on time if the feedback was."""
     if case.dispatched_at is None:
         return
     session = object_session(case)
@@ -69,11 +71,12 @@ def end_round(case: CaseRecord, action: CaseAction, now: datetime) -> None:
         earlier = tuple(value or 0 for value in session.execute(
             select(func.sum(CaseRound.reworked), func.sum(CaseRound.extended)).where(CaseRound.case_id == case.id)
         ).one())
-    closed = case.closed_at is not None
+    closed = case.closed_at is not None or case.verified_at is not None
     case.rounds.add(CaseRound(
         unit_id=case.unit_id, dispatched_at=case.dispatched_at, deadline_at=case.deadline_at,
-        accepted_at=case.accepted_at, feedback_at=case.feedback_at, ended_at=now, ended_by=action.value,
-        closed=closed, on_time=case.on_time if closed else None,
+        accepted_at=case.accepted_at, feedback_at=case.feedback_at, ended_at=case.returned_at or now,
+        ended_by=action.value, closed=closed,
+        on_time=(case.on_time if case.closed_at is not None else answered_in_time(case)) if closed else None,
         response_paused_seconds=case.response_paused_seconds, handling_paused_seconds=case.handling_paused_seconds,
         reworked=case.rework_count - earlier[0],
         extended=case.extension_count - earlier[1]))

@@ -168,6 +168,7 @@ class CaseService:
         # a new round: its acceptance and its feedback are yet to come (the last round's feedback, kept, made a
         # handling time that ran backwards once this round was accepted)
         case.deadline_at, case.dispatched_at, case.accepted_at, case.feedback_at = deadline, now, None, None
+        case.returned_at = None
         case.response_paused_seconds = case.handling_paused_seconds = 0.0
         case.escalation_level = 0
         target = assignment.unit_name + (f", street chief {assignment.street_chief.name}"
@@ -300,16 +301,17 @@ class CaseService:
         elif action is A.RESUME:
             if case.deferred_at and case.deadline_at:
                 # the clock stood still while deferred: what was left of it then, on the category's clock, is left now
-                clock = self.dispatcher.clock_of(Category(case.category))
-                if case.deadline_at > case.deferred_at:
-                    try:
-                        case.deadline_at = self.dispatcher.deadline(
-                            now, self.dispatcher.time_left(case.deferred_at, case.deadline_at, clock), clock)
-                    except (ValueError, OverflowError) as error:
-                        raise WorkflowError(422, f"resume: the time left cannot be placed in the working hours "
-                                                 f"({error})", []) from None
-                else:  # overdue when deferred: as overdue as it was then
-                    case.deadline_at += now - case.deferred_at
+                clock, dispatcher = self.dispatcher.clock_of(Category(case.category)), self.dispatcher
+                try:
+                    if case.deadline_at > case.deferred_at:
+                        case.deadline_at = dispatcher.deadline(
+                            now, dispatcher.time_left(case.deferred_at, case.deadline_at, clock), clock)
+                    else:  # overdue when deferred: as overdue as it was then, on the same clock
+                        case.deadline_at = dispatcher.before(
+                            now, dispatcher.time_left(case.deadline_at, case.deferred_at, clock), clock)
+                except (ValueError, OverflowError) as error:
+                    raise WorkflowError(422, f"resume: the time left cannot be placed in the working hours "
+                                             f"({error})", []) from None
             end_pause(case, now)
             if case.accepted_at is None:  # deferred before it was accepted: resumed, the unit is on it now
                 case.accepted_at = now

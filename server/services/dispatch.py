@@ -18,7 +18,14 @@ from shapely.geometry.base import BaseGeometry
 
 from gridwatch.config_files import ConfigError, load_yaml_model, validation_problems
 from gridwatch.contract import CaseAssignment, Category, Location, Person
-from server.services.duty import Shift, WorkingHours, add_working_time, taking_over, working_time_between
+from server.services.duty import (
+    Shift,
+    WorkingHours,
+    add_working_time,
+    taking_over,
+    working_time_before,
+    working_time_between,
+)
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +218,9 @@ class Dispatcher:
                unit_id: str | None = None) -> tuple[CaseAssignment, datetime]:
         """The assignment and its deadline. A case that no grid or no category route covers goes to the fallback
         unit, so nothing is left without an owner. `unit_id`: an operator's choice instead of the route's."""
-        if self.config is None:
-            return CaseAssignment(unit_id="command-centre", unit_name="Command centre", fallback=True), now + timedelta(
-                hours=4)
+        if self.config is None:  # no routes: the command centre has it, or the unit an operator names
+            return CaseAssignment(unit_id=unit_id or "command-centre", unit_name=unit_id or "Command centre",
+                                  fallback=unit_id is None), now + timedelta(hours=4)
         config = self.config
         grid = self.grid_at(location)
         route = config.categories.get(category)
@@ -252,6 +259,13 @@ class Dispatcher:
         """`working` or `calendar`: how the category's deadlines run (the fallback route's: working)."""
         route = self.config.categories.get(category) if self.config else None
         return route.clock if route is not None else "working"
+
+    def before(self, end: datetime, span: timedelta, clock: str = "working") -> datetime:
+        """The moment `span` on the clock before `end`: a deadline as far past at `end` as it was before."""
+        if self.config is None:
+            return end - span
+        hours = self.config.working_hours if clock == "working" else None
+        return working_time_before(end, span, hours, self.config.zone)
 
     def time_left(self, now: datetime, deadline: datetime, clock: str = "working") -> timedelta:
         """The time on the clock from `now` to `deadline` (none once it has passed)."""

@@ -117,6 +117,26 @@ def add_working_time(start: datetime, allowed: timedelta, hours: TimeWindow | No
     raise ValueError("working hours never open: check `working_hours.days`")
 
 
+def working_time_before(end: datetime, span: timedelta, hours: TimeWindow | None, zone: ZoneInfo) -> datetime:
+    """The moment `span` of working time before `end`, the mirror of `add_working_time`: a case 15 working minutes
+    overdue at 22:45 with working hours 07:00–23:00, resumed at 07:05, is due at 06:50 (15 minutes overdue still)."""
+    if hours is None or span <= timedelta(0):
+        return end - span
+    local, moment = end.astimezone(zone), end.astimezone(UTC)
+    left = span
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    for _ in range(400):
+        for span_start, span_end in reversed(_in_utc(hours.spans(day))):
+            finish = min(span_end, moment)
+            if finish <= span_start:
+                continue
+            if finish - left >= span_start:
+                return (finish - left).astimezone(end.tzinfo)
+            left -= finish - span_start
+        day -= timedelta(days=1)
+    raise ValueError("working hours never open: check `working_hours.days`")
+
+
 def working_time_between(start: datetime, end: datetime, hours: TimeWindow | None, zone: ZoneInfo) -> timedelta:
     """The working time from `start` to `end` (none if `end` is not later): the part of it inside `hours`."""
     if end <= start:

@@ -237,6 +237,46 @@ def test_a_case_returned_late_counts_against_the_unit_that_held_it_and_the_closu
     assert (rows["enforcement"].closed, rows["enforcement"].on_time_closure_rate) == (1, 1.0)
 
 
+def unit_rows(city) -> dict:
+    from server.services.assessment import load_cases, load_rounds
+
+    since, until = datetime(2026, 11, 1, tzinfo=CST), datetime(2026, 12, 1, tzinfo=CST)
+    with city.database.session() as session:
+        return {row.group: row for row in assess(load_cases(session, since, until), GroupBy.UNIT, Period.MONTH, ZONE,
+                                                 city.clock.now, load_rounds(session, since, until))}
+
+
+def test_a_unit_that_returned_a_case_in_time_is_not_late_however_long_the_command_centre_takes(city):
+    """Found by review: the unit's turn was judged by when the case was sent on, not when the unit gave it back:
+    returned at 10:05, due 14:00, dispatched elsewhere at 15:05, sanitation was charged with a late case, both while
+    the case waited in `returned` and after."""
+    city.detect()  # litter: sanitation, due 14:00
+    city.clock.advance(minutes=5)
+    city.act("return", reason="the pile is on the tram company's land")
+    city.clock.advance(hours=5)
+    assert unit_rows(city)["sanitation"].due == 0, "waiting with the command centre"
+    city.act("dispatch", unit_id="enforcement")
+    assert unit_rows(city)["sanitation"].due == 0, "sent on late by the command centre"
+    assert city.case().returned_at is None, "the new turn has not been returned"
+
+
+def test_a_unit_whose_feedback_was_in_time_is_on_time_when_the_verified_case_is_reopened(city):
+    """Found by review: answered in time and verified, not yet closed, the case reopened at a new detection there;
+    the unit's turn was kept as not closed and past its deadline: late, its on-time rate 0."""
+    city.clock.now = datetime(2026, 11, 23, 13, 50, tzinfo=CST)
+    city.detect()  # due 17:50
+    city.clock.now = datetime(2026, 11, 23, 17, 40, tzinfo=CST)
+    city.act("accept")
+    city.act("feedback")
+    city.clock.now = datetime(2026, 11, 23, 18, 10, tzinfo=CST)  # past the deadline when it is checked
+    city.act("verify")
+    city.clock.now = datetime(2026, 11, 23, 18, 20, tzinfo=CST)
+    city.detect()  # seen again at the place: reopened
+    assert city.case().status == "dispatched"
+    row = unit_rows(city)["sanitation"]
+    assert (row.due, row.on_time, row.on_time_closure_rate) == (1, 1, 1.0)
+
+
 def test_time_deferred_is_neither_the_units_response_nor_its_handling(city):
     """Found by review: a case deferred before the unit accepted it (a parade: three days) counted those days as
     the unit's response time, and a deferral while it was in hand as its handling time."""

@@ -83,6 +83,18 @@ def test_resuming_a_deferred_case_gives_back_the_working_time_it_had_left(city):
         "80 working minutes from 10:00 (the wall clock's 11 h 50 min made it 19:20)"
 
 
+def test_resuming_a_case_deferred_while_overdue_keeps_it_as_overdue_on_the_working_clock(city):
+    """Found by review: 15 working minutes overdue when deferred at 22:45, resumed at 07:05, the wall clock moved
+    its deadline to 06:50 next morning: 5 working minutes overdue, and the district told later."""
+    city.clock.now = datetime(2026, 11, 23, 22, 0, tzinfo=CST)
+    city.detect(category="illegal_parking", code="0505", label="car")  # due 22:30 (units work 07:00-23:00)
+    city.clock.now = datetime(2026, 11, 23, 22, 45, tzinfo=CST)
+    city.act("defer", Role.SUPERVISOR, reason="road closed for a parade")
+    city.clock.now = datetime(2026, 11, 24, 7, 5, tzinfo=CST)
+    city.act("resume", Role.SUPERVISOR)
+    assert city.case().deadline_at == datetime(2026, 11, 23, 22, 50, tzinfo=CST), "15 working minutes before 07:05"
+
+
 def test_extending_a_calendar_clock_case_adds_calendar_time_and_its_escalation_starts_again(city):
     city.clock.now = datetime(2026, 11, 23, 22, 0, tzinfo=CST)
     city.detect(category="device_fault", code=DEFAULT_EVENT_CODES[Category.DEVICE_FAULT], label="covered",
@@ -106,3 +118,18 @@ def test_a_case_first_seen_long_overdue_is_told_to_the_street_office_before_the_
     assert city.case().escalation_level == 1 and "street office" in city.case().transitions[-1].reason
     assert city.ingest.sweep(city.clock.advance(seconds=30)) == 1
     assert city.case().escalation_level == 2
+
+
+def test_without_a_dispatch_configuration_the_unit_an_operator_names_takes_the_case(city):
+    """Found by review: with no `dispatch_config` (the default), dispatch or reassign to a unit answered 200 and
+    gave the case back to the command centre, its deadline restarted; a returned case went back to whoever had
+    returned it."""
+    from server.services.dispatch import Dispatcher
+
+    city.ingest.cases.dispatcher = Dispatcher(None, [])
+    city.detect()
+    assert (city.case().unit_id, city.case().fallback) == ("command-centre", True)
+    city.act("return", reason="for the parks department")
+    city.act("dispatch", unit_id="parks")
+    assert (city.case().status, city.case().unit_id, city.case().unit_name, city.case().fallback) == (
+        "dispatched", "parks", "parks", False)
