@@ -15,7 +15,27 @@ function deadlineNote(item, left) {
   if (runsLate(item.status)) return t(left < 0 ? "case.late" : "case.left", { t: duration(left) });
   if (item.on_time === true) return t("case.met");
   if (item.on_time === false) return t("case.missed");
-  return item.status;
+  return t(`status.${item.status}`);
+}
+
+/** A deadline's cell, kept true as the clock runs (`tick`, every 30 s): a page left open counts down, and turns
+ * red when the case runs late. `dated`: the deadline itself too, with its note. */
+function deadlineCell(tag, item, dated, attributes = {}) {
+  const cell = h(tag, { ...attributes, class: "deadline" });
+  cell.tick = () => {
+    const left = item.deadline_at ? (new Date(item.deadline_at) - Date.now()) / 1000 : null;
+    cell.classList.toggle("overdue", runsLate(item.status) && left !== null && left < 0);
+    if (dated) cell.textContent = item.deadline_at ? `${when(item.deadline_at)} (${deadlineNote(item, left)})` : "—";
+    else cell.textContent = left === null || !runsLate(item.status) ? "—" : deadlineNote(item, left);
+  };
+  cell.tick();
+  return cell;
+}
+
+const TICK_MS = 30_000;
+
+function ticking(root) {
+  return setInterval(() => root.querySelectorAll(".deadline").forEach((cell) => cell.tick()), TICK_MS);
 }
 
 const BOARD_PAGE = 100;
@@ -52,6 +72,7 @@ export class CaseBoard {
     this.title = h("h1", {}, t("cases.title"));
     this.results = h("div", { id: "results" });
     this.root.replaceChildren(this.title, form, this.results);
+    this.clock = ticking(this.results);
     await this.render();
   }
 
@@ -68,16 +89,12 @@ export class CaseBoard {
       h("button", { class: "plain", id: "previous-page", disabled: number <= 1, onclick: () => go(Math.min(number - 1, pages)) }, "‹"),
       h("span", { class: "meta" }, t("cases.page", { n: number, of: pages })),
       h("button", { class: "plain", id: "next-page", disabled: number >= pages, onclick: () => go(number + 1) }, "›"));
-    const now = Date.now();
     const rows = page.items.map((item) => {
-      const left = item.deadline_at ? (new Date(item.deadline_at) - now) / 1000 : null;
-      const open = runsLate(item.status);
       return h("tr", { class: "link", dataset: { caseId: item.id }, onclick: () => { location.hash = `#/case/${item.id}`; } },
         h("td", {}, `#${item.id}`), h("td", {}, h("span", { class: `status ${item.status}` }, t(`status.${item.status}`))),
         h("td", {}, t(`category.${item.category}`)), h("td", {}, item.assignment?.unit_name ?? "—"),
         h("td", {}, item.assignment?.grid_id ?? "—"), h("td", {}, when(item.opened_at)),
-        h("td", { class: open && left !== null && left < 0 ? "overdue" : "" },
-          left === null || !open ? "—" : t(left < 0 ? "case.late" : "case.left", { t: duration(left) })));
+        deadlineCell("td", item, false));
     });
     this.title.textContent = `${t("cases.title")} (${page.total})`;
     // a page past the last (cases left while the operator was on it) keeps the way back
@@ -98,7 +115,7 @@ export class CaseBoard {
   }
   /** The live stream came back after a break: read the cases afresh, leaving the form as it is. */
   resync() { this.render(); }
-  unmount() { clearTimeout(this.timer); }
+  unmount() { clearTimeout(this.timer); clearInterval(this.clock); }
 }
 
 const NEEDS = {
@@ -115,9 +132,9 @@ export class CasePage {
     // two changes close together: the later read draws, an older answer arriving last does not (nor, the page
     // left, any answer)
     if (read !== this.reads || this.gone) return;
+    this.clock ??= ticking(this.root);
     const typed = this.typed();  // a live change redraws the page, not what the operator is typing
     const assignment = item.assignment ?? {};
-    const left = item.deadline_at ? (new Date(item.deadline_at) - Date.now()) / 1000 : null;
     const gallery = h("div", { class: "gallery" });
     const photos = h("div", { class: "gallery", id: "photos" });
     this.root.replaceChildren(
@@ -132,8 +149,7 @@ export class CasePage {
             h("dt", {}, t("fact.grid")), h("dd", {}, `${assignment.grid_id ?? "—"} ${assignment.community ?? ""} ${assignment.street ?? ""}`),
             h("dt", {}, t("fact.chief")), h("dd", {}, assignment.street_chief ? `${assignment.street_chief.name} ${assignment.street_chief.phone ?? ""}` : "—"),
             h("dt", {}, t("fact.on_duty")), h("dd", {}, assignment.on_duty ? `${assignment.on_duty.name} ${assignment.on_duty.phone ?? ""}` : "—"),
-            h("dt", {}, t("fact.deadline")), h("dd", { class: runsLate(item.status) && left !== null && left < 0 ? "overdue" : "" },
-              item.deadline_at ? `${when(item.deadline_at)} (${deadlineNote(item, left)})` : "—")),
+            h("dt", {}, t("fact.deadline")), deadlineCell("dd", item, true, { id: "case-deadline" })),
           item.reports.length > 0 && h("h2", {}, t("case.reports")),
           item.reports.length > 0 && h("ol", { class: "timeline", id: "reports" }, item.reports.map((report) => h("li", {},
             h("strong", {}, when(report.at)), ` · ${report.via}`, report.address && ` · ${report.address}`,
@@ -258,7 +274,7 @@ export class CasePage {
   /** The live stream came back after a break: read the case afresh, keeping what is being typed. */
   resync() { return this.mount(); }
   /** Frees the page's pictures (a case holds up to 50 photos of some megabytes each). */
-  unmount() { this.gone = true; (this.shown ?? []).forEach(releaseImage); }
+  unmount() { this.gone = true; clearInterval(this.clock); (this.shown ?? []).forEach(releaseImage); }
 }
 
 export class Board {

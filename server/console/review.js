@@ -24,6 +24,8 @@ export class ReviewQueue {
     this.current = 0;
     this.selected = new Set();
     this.details = new Map();  // case id -> Promise of {full, frame, crop}
+    this.placed = new Map();  // case id -> {lat, lon} as typed, kept through redraws until it is decided
+    this.decidedAt = 0;
     this.exhausted = false;
     this.loading = null;
     this.onKey = (event) => this.key(event);
@@ -44,9 +46,16 @@ export class ReviewQueue {
   async reload() {
     const on = this.items[this.current]?.id;
     const page = await api(`/api/v1/cases?status=collected&sort=-id&page_size=${PAGE}`);
-    this.items = page.items;
-    this.total = page.total;
+    const items = page.items;
     this.exhausted = page.items.length < PAGE;
+    // an operator past the first page stays where they were: the pages down to the item they look at are read too
+    while (on !== undefined && !this.exhausted && items[items.length - 1].id > on) {
+      const next = await api(`/api/v1/cases?status=collected&sort=-id&page_size=${PAGE}&id_below=${items[items.length - 1].id}`);
+      items.push(...next.items);
+      this.exhausted = next.items.length < PAGE;
+    }
+    this.items = items;
+    this.total = page.total;
     const waiting = new Set(this.items.map((item) => item.id));
     this.selected = new Set([...this.selected].filter((id) => waiting.has(id)));
     const still = this.items.findIndex((item) => item.id === on);
@@ -85,7 +94,11 @@ export class ReviewQueue {
         this.render();
       });
     } else if (message.status !== "collected") {
-      this.remove(message.case_id);
+      // decided elsewhere: out of the queue, and out of its count even if not loaded yet (further down the queue)
+      if (!this.remove(message.case_id) && message.previous_status === "collected") {
+        this.total = Math.max(0, this.total - 1);
+        if (this.title) this.title.textContent = `${t("review.title")} (${this.total})`;
+      }
     }
   }
 
@@ -116,6 +129,7 @@ export class ReviewQueue {
     // only where text is typed: a row's checkbox, ticked with the mouse, keeps the focus and the keys must still work
     const typing = "input:not([type=checkbox]):not([type=radio]), select, textarea, [contenteditable]";
     if (event.target.closest(typing) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.repeat) return;  // a key held down decides one item, not a run of them
     // Enter (or Space) on a button or link is that button's: "False positive" reached by Tab is not a confirmation
     if ((event.key === "Enter" || event.key === " ") && event.target.closest("button, a, summary")) return;
     const item = this.items[this.current];
@@ -150,8 +164,7 @@ export class ReviewQueue {
   /** Files the item shown, placed where the operator typed if it came without a position (a report giving an
    * address only); one coordinate without the other is not sent. */
   confirm(item) {
-    const lat = this.detailBox?.querySelector("#place-lat")?.value.trim() ?? "";
-    const lon = this.detailBox?.querySelector("#place-lon")?.value.trim() ?? "";
+    const { lat = "", lon = "" } = this.placed.get(item.id) ?? {};
     if (!lat && !lon) return this.decide([item.id], "file");
     const location = { lat: Number(lat), lon: Number(lon) };
     if (!lat || !lon || !Number.isFinite(location.lat) || !Number.isFinite(location.lon)) {
@@ -163,6 +176,10 @@ export class ReviewQueue {
 
   /** The next item shows at once; each request runs behind it, and a failed one puts its item back. */
   async decide(ids, action, voidReason, location) {
+    // a double click (or a second within a blink) would land on the next item, drawn at once where this one was:
+    // decided unseen
+    if (Date.now() - this.decidedAt < 300) return;
+    this.decidedAt = Date.now();
     const taken = ids.map((id) => this.remove(id)).filter(Boolean);
     for (const removed of taken) {
       const id = removed.item.id;
@@ -172,6 +189,7 @@ export class ReviewQueue {
           body: { action, ...(voidReason ? { void_reason: voidReason } : {}), ...(location ? { location } : {}) },
         });
         toast(t(action === "file" ? "review.confirmed" : "review.rejected", { id }));
+        this.placed.delete(id);
       } catch (error) {
         toast(`${id}: ${error.message}`);
         if (error.status !== 409) this.restore(removed);  // a 409: someone else decided first
@@ -276,10 +294,14 @@ export class ReviewQueue {
         h("dt", {}, t("fact.opened")), h("dd", {}, when(item.opened_at))),
       mayDecide() && item.lat == null && h("fieldset", { class: "place", id: "place" },
         h("legend", {}, t("review.unplaced")),
-        h("input", { id: "place-lat", type: "number", step: "any", min: -90, max: 90, placeholder: "lat",
-                     "aria-label": "lat" }),
-        h("input", { id: "place-lon", type: "number", step: "any", min: -180, max: 180, placeholder: "lon",
-                     "aria-label": "lon" }),
+        ["lat", "lon"].map((axis) => h("input", {
+          id: `place-${axis}`, type: "number", step: "any", min: axis === "lat" ? -90 : -180,
+          max: axis === "lat" ? 90 : 180, placeholder: axis, "aria-label": axis,
+          value: this.placed.get(item.id)?.[axis] ?? "",
+          oninput: (event) => {
+            this.placed.set(item.id, { ...this.placed.get(item.id), [axis]: event.target.value.trim() });
+          },
+        })),
         h("p", { class: "meta" }, t("review.place_hint"))),
       mayDecide() ? h("div", { class: "actions" },
         h("button", { class: "primary", id: "confirm", onclick: () => this.confirm(item) },
@@ -291,7 +313,7 @@ export class ReviewQueue {
       h("p", { class: "meta" }, `${t("review.keys")}: J/↓ ${t("review.next")}, K/↑ ${t("review.previous")}, X ☑`));
     this.detail(item).then(({ frame: frameUrl, crop: cropUrl }) => {
       if (detail.dataset.caseId !== String(item.id)) return;  // the operator has moved on
-      if (!frameUrl && seesPictures() && tries < EVIDENCE_TRIES) {
+      if (!frameUrl && seesPictures() && item.source === "camera" && tries < EVIDENCE_TRIES) {
         // a case is announced once its event is stored; its images, a moment later: read it again shortly
         this.details.delete(item.id);
         setTimeout(() => { if (detail.dataset.caseId === String(item.id)) this.renderDetail(item, tries + 1); }, 1000);

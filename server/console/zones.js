@@ -129,20 +129,23 @@ export class ZoneEditor {
       return shape;
     }));
     const zone = this.zones[this.current];
-    const field = (name, attributes) => h("input", { name, value: zone?.[name] ?? "", ...attributes, onchange: (event) => {
-      zone[name] = attributes.type === "number" ? Number(event.target.value) : event.target.value;
-      this.draw();
+    // what is typed goes into the zone as it is typed, nothing redrawn: a redraw on `change` (fired as the mouse
+    // went down on Save) replaced the Save button under the click, and nothing was sent
+    const field = (name, attributes) => h("input", { name, value: zone?.[name] ?? "", ...attributes, oninput: (event) => {
+      const text = event.target.value;
+      zone[name] = attributes.type === "number" && text !== "" ? Number(text) : text;
+      if (name === "zone_id") this.form.querySelector(".zone-tab.primary").textContent = text;
     } });
     this.form.replaceChildren(
       h("div", { class: "toolbar" }, this.zones.map((z, index) => h("button", {
-        type: "button", class: index === this.current ? "primary" : "plain",
+        type: "button", class: `zone-tab ${index === this.current ? "primary" : "plain"}`,
         onclick: () => { this.current = index; this.draw(); } }, z.zone_id)),
         h("button", { type: "button", class: "plain", id: "zone-new", onclick: () => this.newZone() }, t("zones.new"))),
       zone ? h("dl", { class: "facts" },
         h("dt", {}, "zone_id"), h("dd", {}, field("zone_id", { id: "zone-id" })),
         h("dt", {}, t("zones.rule")), h("dd", {}, h("select", { name: "rule", id: "zone-rule", onchange: (event) => {
           zone.rule = event.target.value; this.draw(); } }, RULES.map((rule) => h("option", { value: rule, selected: rule === zone.rule }, t(`rule.${rule}`))))),
-        h("dt", {}, t("zones.dwell")), h("dd", {}, field("dwell_seconds", { type: "number", min: 1, id: "zone-dwell" })),
+        h("dt", {}, t("zones.dwell")), h("dd", {}, field("dwell_seconds", { type: "number", min: 1, required: true, id: "zone-dwell" })),
         h("dt", {}, t("zones.hours")), h("dd", {}, this.hoursField(zone)),
         h("dt", {}, t("zones.corners")), h("dd", { id: "zone-corners" }, String(zone.polygon.length))) : h("p", { class: "meta" }, t("zones.hint")),
       h("div", { class: "actions" },
@@ -172,9 +175,11 @@ export class ZoneEditor {
 
   async save() {
     const mistyped = this.zones.findIndex((zone) => this.badHours.has(zone));
-    if (mistyped >= 0 || this.form.querySelector(":invalid")) {  // a mistyped field is not taken as "always"
+    const invalid = this.form.querySelector(":invalid");
+    if (mistyped >= 0 || invalid) {  // a mistyped field is not taken as "always"
       if (mistyped >= 0 && mistyped !== this.current) { this.current = mistyped; this.draw(); }  // shown where it is
-      toast(t("zones.bad_hours"));
+      toast(mistyped >= 0 || invalid.id === "zone-hours" ? t("zones.bad_hours")
+        : `${invalid.name}: ${invalid.validationMessage}`);
       return;
     }
     const ids = this.zones.map((zone) => zone.zone_id);

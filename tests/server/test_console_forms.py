@@ -147,6 +147,27 @@ def test_the_zone_editor_takes_hours_as_people_write_them_and_refuses_what_it_ca
     assert len(sent) == 1, "nothing sent: a mistyped field is not taken as all day"
 
 
+def test_the_zone_editor_saves_a_zone_renamed_or_given_a_dwell_with_one_click(server_url, browser, api_tokens):
+    """Found by review: the mouse going down on Save took the focus from the dwell field, its `change` redrew the
+    form, and the click landed on a Save button that was gone: nothing sent, nothing said. An emptied dwell was
+    stored as 0 and refused with the message about hours."""
+    config = {"node_id": "node-a", "config_version": "v1", "status": {"state": "applied", "reason": None},
+              "cameras": {"kerb": {"zones": [{"zone_id": "kerb", "rule": "no_parking", "dwell_seconds": 180,
+                                              "polygon": [[0, 0], [1, 0], [1, 1]]}]}}}
+    page, sent = zone_editor(browser, server_url, api_tokens["operator"], config)
+    page.wait_for_selector("#zone-dwell")
+    page.fill("#zone-dwell", "")
+    page.click("#zone-save")
+    page.wait_for_selector("#toast:text-matches('^dwell_seconds: ')")
+    page.fill("#zone-dwell", "60")
+    page.fill("#zone-id", "bus-stop")
+    assert page.inner_text("#zone-form .zone-tab.primary") == "bus-stop"
+    page.click("#zone-save")
+    page.wait_for_selector("#zone-state:text-matches('v2')")  # (Playwright answers the request while it waits)
+    assert len(sent) == 1 and sent[0]["zones"][0]["zone_id"] == "bus-stop"
+    assert sent[0]["zones"][0]["dwell_seconds"] == 60
+
+
 def test_the_chinese_console_names_statuses_actions_and_figures_in_chinese(server_url, browser, api_tokens,
                                                                            mqtt_client):
     """Status badges, action buttons, the steps of the timeline and the assessment's columns were English words on
@@ -243,9 +264,61 @@ def test_an_operator_places_a_report_that_gave_only_an_address_as_they_confirm_i
     page.wait_for_selector("#toast:text('Give both lat and lon')")
     assert "Wulin Road 12" in page.inner_text("#review-detail"), "still waiting, not filed without its position"
     page.fill("#place-lon", "120.1652")
+    # found by review: a report arriving meanwhile redrew the item, its boxes empty, and Confirm filed it unplaced
+    httpx.post(f"{server_url}/open311/v2/requests.json", headers=hotline, data={
+        "service_code": "litter", "description": "more bags", "address_string": "Yan'an Road 3"})
+    page.wait_for_selector("#queue li >> nth=1")
+    assert page.input_value("#place-lon") == "120.1652"
     page.click("#confirm")
     operator = as_role(api_tokens, "operator")
     page.wait_for_selector(f"#toast:text('Case {case_id} confirmed')")
     case = httpx.get(f"{server_url}/api/v1/cases/{case_id}", headers=operator).json()
     assert (case["lat"], case["lon"]) == (30.2742, 120.1652)
     assert case["assignment"]["grid_id"] == "WL-02" and not case["assignment"]["fallback"]
+
+
+def test_a_case_page_left_open_counts_its_deadline_down_and_shows_it_late(server_url, browser, api_tokens,
+                                                                         mqtt_client):
+    """Found by review: the time left was worked out once, as the page was drawn: a page left open said "12 min
+    left" for ever and never turned red."""
+    import json
+    from datetime import datetime
+
+    from gridwatch.contract import event_topic
+    from tests.factories import event_payload
+
+    mqtt_client("node-a").publish(event_topic("node-a", "illegal_parking"), json.dumps(event_payload()))
+    operator = as_role(api_tokens, "operator")
+    case = wait_until(lambda: httpx.get(f"{server_url}/api/v1/cases/1", headers=operator).json()
+                      if httpx.get(f"{server_url}/api/v1/cases/1", headers=operator).status_code == 200 else None)
+    assert case["status"] == "dispatched"
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.clock.install()
+    page.goto(f"{server_url}/console/#/case/1")
+    page.fill("#token", api_tokens["operator"])
+    page.click("button[type=submit]")
+    page.goto(f"{server_url}/console/#/case/1")
+    page.wait_for_selector("#case-deadline:text-matches('left')")
+    assert "overdue" not in page.get_attribute("#case-deadline", "class")
+    left = datetime.fromisoformat(case["deadline_at"]).timestamp() - page.evaluate("Date.now()") / 1000
+    page.clock.fast_forward(int((left + 60) * 1000))
+    page.wait_for_selector("#case-deadline.overdue:text-matches('overdue')")
+
+
+def test_a_double_click_on_confirm_decides_one_detection_not_the_next_one_unseen(server_url, browser, api_tokens,
+                                                                               mqtt_client):
+    """Found by review: the next item is drawn at once where the decided one was, so the second click of a double
+    click confirmed a detection the operator never saw."""
+    node = mqtt_client("node-a")
+    for place in range(3):
+        detection(node, place=place)
+    operator = as_role(api_tokens, "operator")
+    wait_until(lambda: httpx.get(f"{server_url}/api/v1/cases", headers=operator,
+                                 params={"status": "collected"}).json()["total"] == 3)
+    page = login(browser, server_url, api_tokens["operator"], "#/review")
+    page.wait_for_selector("#queue li >> nth=2")
+    page.dblclick("#confirm")
+    page.wait_for_selector("#toast:text-matches('confirmed')")
+    page.wait_for_timeout(500)
+    assert httpx.get(f"{server_url}/api/v1/cases", headers=operator,
+                     params={"status": "collected"}).json()["total"] == 2
