@@ -130,7 +130,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if georeport(request):
             return open311.error(400, "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}"
                                                 for e in error.errors()))
-        return await request_validation_exception_handler(request, error)
+        try:
+            return await request_validation_exception_handler(request, error)
+        except (ValueError, UnicodeEncodeError):  # the input it echoes holds what JSON cannot: NaN, a lone surrogate
+            def plain(text: object) -> str:
+                return str(text).encode("utf-8", "backslashreplace").decode()
+            return JSONResponse(status_code=422, content={"detail": [
+                {"type": e["type"], "loc": [plain(part) for part in e["loc"]], "msg": plain(e["msg"])}
+                for e in error.errors()]})
 
     @app.exception_handler(UnicodeEncodeError)
     @app.exception_handler(StatementError)

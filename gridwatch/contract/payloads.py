@@ -4,11 +4,27 @@ version and the size limits."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+
+def _storable(moment: datetime) -> datetime:
+    try:
+        year = moment.astimezone(UTC).year
+    except OverflowError:  # before year 1 or after 9999 in UTC
+        year = 0
+    if not 1970 <= year <= 9998:
+        raise ValueError("a time from 1970 to 9998")
+    return moment
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_storable)]
+"""A time with its zone, from 1970 to 9998 in UTC: what a database stores and arithmetic on it survives (year 1 at
++05:00 lies before year 1; 9999-12-31 at -05:00 after 9999)."""
 
 SCHEMA_VERSION = "1.4"
 """1.1 added the evidence crop (`evidence.crop`, topic `.../evidence/{event_id}/crop`); 1.2 added the remote
@@ -130,8 +146,8 @@ class Event(_Strict):
     code: EventCode
     label: str = Field(min_length=1, max_length=64, description="Detector class of the object, e.g. car.")
     track_id: int | None = Field(default=None, ge=0)
-    started_at: AwareDatetime = Field(description="When the object was first seen still inside the zone.")
-    observed_at: AwareDatetime = Field(description="When this message's observation was made.")
+    started_at: Moment = Field(description="When the object was first seen still inside the zone.")
+    observed_at: Moment = Field(description="When this message's observation was made.")
     dwell_seconds: float = Field(ge=0)
     score: Unit
     box: Box
@@ -175,7 +191,7 @@ class NodeStatus(_Strict):
     node_id: NodeId
     state: NodeState
     session: int = Field(ge=0, le=SESSION_MAX, description="The node's connection count since it was installed.")
-    at: AwareDatetime | None = Field(default=None, description="Absent in the last will, which is written early.")
+    at: Moment | None = Field(default=None, description="Absent in the last will, which is written early.")
 
 
 class CameraTelemetry(_Strict):
@@ -201,16 +217,16 @@ class LampTelemetry(_Strict):
     power_w: float | None = Field(default=None, ge=0)
     voltage_v: float | None = Field(default=None, ge=0)
     ambient_lux: float | None = Field(default=None, ge=0)
-    read_at: AwareDatetime | None = Field(default=None, description="When the last good reading was taken.")
+    read_at: Moment | None = Field(default=None, description="When the last good reading was taken.")
     faults: list[str] = Field(default_factory=list, description="Faults now raised.")
 
 
 class NodeTelemetry(_Strict):
     schema_version: str = Field(pattern=r"^1\.\d+$")
     node_id: NodeId
-    at: AwareDatetime
+    at: Moment
     session: int = Field(ge=0, le=SESSION_MAX, description="The node's connection count since it was installed.")
-    uptime_seconds: float = Field(ge=0)
+    uptime_seconds: float = Field(ge=0, le=1e10)  # 300 years
     events_published: int = Field(ge=0)
     publish_pending: int = Field(ge=0)
     outbox_depth: int = Field(default=0, ge=0, description="Messages on disk not yet acknowledged (1.1).")
@@ -258,7 +274,7 @@ class ConfigStatus(_Strict):
     config_version: str
     state: ConfigState
     reason: str | None = Field(default=None, description="Why it was refused, naming the offending keys.")
-    at: AwareDatetime
+    at: Moment
 
 
 class CommandAction(StrEnum):
@@ -278,7 +294,7 @@ class Command(_Strict):
     request_id: Identifier = Field(description="Chosen by the sender; echoed in the response.")
     action: CommandAction
     camera_id: Identifier | None = Field(default=None, description="The camera; required for restart_camera.")
-    sent_at: AwareDatetime | None = None
+    sent_at: Moment | None = None
 
     @model_validator(mode="after")
     def _camera_named(self) -> Command:
@@ -306,4 +322,4 @@ class CommandResponse(_Strict):
     ok: bool
     detail: str | None = Field(default=None, description="What was done, or why it could not be.")
     snapshots: list[SnapshotRef] = Field(default_factory=list)
-    at: AwareDatetime
+    at: Moment

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
@@ -326,12 +327,43 @@ class CameraOut(BaseModel):
     fps: float | None = None
 
 
+ZONES_DEPTH = 8
+"""How deep a zone's settings nest (zone → schedule → window → days): deeper is no zone."""
+
+
+def _plain_json(value: object, path: str, depth: int = 0) -> None:
+    """What the node will be sent as JSON, as it was given: no NaN or infinity (JSON has none: sent as null), no
+    lone surrogate (no UTF-8 for it), nested no deeper than `ZONES_DEPTH`. ValueError names where."""
+    if depth > ZONES_DEPTH:
+        raise ValueError(f"{path}: nested deeper than {ZONES_DEPTH} levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path}: {value} is not a number JSON can carry")
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{path}: text with a lone surrogate (no UTF-8 for it)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _plain_json(key, path, depth + 1)
+            _plain_json(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _plain_json(item, f"{path}.{index}", depth + 1)
+
+
 class ZonesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     zones: list[dict[str, Any]] = Field(max_length=50, description="The camera's zones in the node config's format "
                                                                    "(zone_id, rule, polygon, dwell_seconds, schedule); "
                                                                    "they replace the camera's zones.")
+
+    @field_validator("zones")
+    @classmethod
+    def _sendable(cls, zones: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        _plain_json(zones, "zones")
+        return zones
 
 
 class RemoteConfigOut(BaseModel):

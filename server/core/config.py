@@ -21,7 +21,9 @@ class ServerSettings(BaseSettings):
     database_url: str = Field(default="sqlite:///gridwatch.db", description="SQLAlchemy URL of the case database.")
     evidence_dir: Path = Field(default=Path("evidence"), description="Where evidence JPEGs are kept, by SHA-256.")
     dispatch_config: Path | None = Field(
-        default=None, description="YAML of grids, units and categories; without it every case goes to the fallback."
+        default=None, description="YAML of grids, units and categories; without it every case goes to the command "
+                                  "centre (`command-centre`, 4 hours), or to the unit an operator names when "
+                                  "dispatching."
     )
     api_host: str = Field(default="127.0.0.1", description="Address the HTTP API listens on.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP API.")

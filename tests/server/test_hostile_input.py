@@ -77,6 +77,14 @@ def test_every_topic_refuses_hostile_payloads_into_the_dead_letters(ingest, topi
     # a session number past the database's integer: refused by name, not a database error on PostgreSQL
     ("gw/v1/nodes/node-a/status", {"schema_version": "1.4", "node_id": "node-a", "state": "online",
                                    "session": 2**31}, "session: .*less than or equal"),
+    # found by review: valid to the contract, these overflowed in UTC or in arithmetic: "internal error" dead
+    # letters, each batch holding one written again a message at a time
+    (EVENT, event_payload(started_at="9999-12-31T23:00:00-05:00", observed_at="9999-12-31T23:59:00-05:00"),
+     "started_at: .*a time from 1970 to 9998"),
+    (EVENT, event_payload(observed_at="0001-01-01T00:10:00+05:00"), "observed_at: .*a time from 1970 to 9998"),
+    ("gw/v1/nodes/node-a/telemetry", {"schema_version": "1.4", "node_id": "node-a", "at": "2026-11-30T09:00:00Z",
+                                      "session": 1, "uptime_seconds": 1e300, "events_published": 1,
+                                      "publish_pending": 0}, "uptime_seconds: .*less than or equal"),
 ])
 def test_spoofed_and_misrouted_messages_are_named_in_the_dead_letters(ingest, topic, payload, reason):
     body = b"\xff\xd8\xff\xe0 jpeg" if payload is None else json.dumps(payload).encode()
@@ -109,7 +117,8 @@ ROUTE_ABUSE = [
     ("GET", "/open311/v2/requests/%FF.json"),
 ]
 BODIES = [b"", b"{", b"\xff\xfe", b"[]", b'{"action": 5, "reason": {"a": 1}}', b"null",
-          json.dumps({"x": "y" * 200_000}).encode()]
+          json.dumps({"x": "y" * 200_000}).encode(),
+          b'{"service_code": "litter", "description": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"]  # past recursion
 
 
 @pytest.mark.one_database

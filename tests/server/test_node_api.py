@@ -56,3 +56,16 @@ def test_two_operators_changing_two_cameras_at_once_both_keep_their_change(api, 
     node.subscribe(config_topic("node-a"))
     seen = node.collect(1.5)  # the retained copy, then any still on their way: the node ends on the last
     assert seen and set(json.loads(seen[-1].payload)["cameras"]) == expected, "the node's config has every change"
+
+
+def test_zones_the_node_could_not_be_sent_as_given_are_refused_naming_where(api):
+    """Found by review: zones nested 300 deep or holding a lone surrogate answered 500, and a NaN dwell was taken
+    (202) and sent to the node as null."""
+    reporting(api, ["cam-1"])
+    for body, named in (('{"zones": [{"zone_id": "kerb", "x": ' + "[" * 300 + "]" * 300 + "}]}", "nested deeper"),
+                        ('{"zones": [{"zone_id": "kerb\\ud800"}]}', "surrogate"),
+                        ('{"zones": [{"zone_id": "kerb", "dwell_seconds": NaN}]}', "zones.0.dwell_seconds: nan")):
+        answer = api.put("/api/v1/nodes/node-a/cameras/cam-1/zones", content=body,
+                         headers={"Content-Type": "application/json"})
+        assert answer.status_code == 422 and named in answer.text, (named, answer.status_code, answer.text[:300])
+    assert api.get("/api/v1/nodes/node-a/config").json()["cameras"] == {}, "nothing sent"

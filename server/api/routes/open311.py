@@ -150,8 +150,8 @@ async def _params(request: Request) -> dict[str, str]:
     if content_type.startswith("application/json"):
         try:
             data = json.loads(body or b"{}")
-        except json.JSONDecodeError as problem:
-            raise ValueError(f"body is not valid JSON: {problem}") from None
+        except (ValueError, RecursionError) as problem:  # (JSONDecodeError, bad UTF-8; nested past Python's limit)
+            raise ValueError(f"body is not valid JSON: {type(problem).__name__}: {problem}") from None
         if not isinstance(data, dict):
             raise ValueError("body must be a JSON object of GeoReport fields")
         return {key: str(value) for key, value in data.items() if value is not None}
