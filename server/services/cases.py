@@ -56,7 +56,8 @@ class CaseService:
         and the changes it made; build their messages (`message`) once the session is flushed. Never flushes by
         itself, so a batch of events is written in one go. `nearby` holds the cases the event's place may repeat
         (`Repeats.nearby`); a case opened here joins it for the rest of the batch. `ended_before`: the event's
-        violation has had its `end` already, so another is no violation fewer."""
+        violation has had its `end` already (an interrupted `end` may come before the `new`, from another worker),
+        so another is no violation fewer, and its first event no open violation."""
         changes: list[CaseTransition] = []
         if case is None:
             case = self.repeats.of(event.category, event.location, (event.node_id, event.camera_id, event.zone_id),
@@ -92,11 +93,11 @@ class CaseService:
             # sends its backlog late): an occurrence, but no sign the object is back, so no rework and no reopening.
             # The first event of another object there then is one more open violation, though: the case was not
             # over at that end (counted, its own `end` later left the count one short, and the case closed early)
-            if first_of_violation:
+            if first_of_violation and not ended_before:
                 case.open_violations += 1
                 case.ended_at = None
         else:
-            if first_of_violation:
+            if first_of_violation and not ended_before:
                 case.open_violations += 1
             if case.ended_at is not None:
                 case.ended_at = None

@@ -4,11 +4,11 @@ cases of the batch's violations, then each event applied to its case in order, a
 from __future__ import annotations
 
 import weakref
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -116,6 +116,9 @@ class _Batch:
     """Cases the batch's new violations may repeat (`CaseService.nearby`)."""
     rows: list[tuple[tuple, CaseRecord | None]] = field(default_factory=list)
     """Event rows (`_EVENT_COLUMNS` but the case id) to insert once their cases have ids."""
+    caseless: Counter[str] = field(default_factory=Counter)
+    """Interrupted `end`s that came before their violation had a case (stored earlier, or in this batch): they join
+    the case its `new` opens."""
     ended: set[str] = field(default_factory=set)
     """Violations of the batch's `end`s that have one already (the server ended one its node forgot at a restart,
     `CaseService.forget_violations_before`): a second changes no count."""
@@ -177,18 +180,35 @@ class EventWriter:
             evidence=evidence, busy=busy,
             case_of={violation: cases[case_id] for violation, case_id in case_ids.items() if case_id in cases},
             nearby=Nearby([cases[case_id] for case_id in nearby if case_id in cases]))
-        if ending := {item.violation_id for item in batch if item.event.type is EventType.END}:
-            state.ended = set(session.scalars(select(EventRecord.violation_id).where(
-                one_of(session, EventRecord.violation_id, ending), EventRecord.type == EventType.END.value)))
+        # the violations that have had their `end`: those the batch ends, and the new ones (an interrupted `end`
+        # that came first opened no case: its rows wait, case-less, for the case its violation's `new` opens)
+        stored_caseless: set[str] = set()
+        if ending := {item.violation_id for item in batch if item.event.type is EventType.END} | set(places):
+            for violation, case_id in session.execute(select(EventRecord.violation_id, EventRecord.case_id).where(
+                    one_of(session, EventRecord.violation_id, ending), EventRecord.type == EventType.END.value)):
+                state.ended.add(violation)
+                if case_id is None and violation in places:
+                    stored_caseless.add(violation)
+                    state.caseless[violation] += 1
         with session.no_autoflush:  # one flush for the whole batch, at the end
             outcomes = [self._apply(session, item, now, state) for item in batch]
+            for violation, count in state.caseless.items():  # case-less `end`s whose violation has its case now
+                if (case := state.case_of.get(violation)) is not None:
+                    case.occurrences += count
         for case in state.case_of.values():  # one UPDATE shape for the batch's heartbeats, sent as one executemany
             if case.id is not None:
                 for name in SAME_SHAPE:
                     flag_modified(case, name)
         session.flush()  # new cases get their ids, which their events and messages carry
         if state.rows:
-            insert_events(session.connection(), [(*row, case.id if case else None) for row, case in state.rows])
+            insert_events(session.connection(), [(*row, case.id if case else None) for row, case in (
+                (row, case or state.case_of.get(row[1])) for row, case in state.rows)])
+        if adopted := [{"violation": violation, "case": state.case_of[violation].id} for violation in stored_caseless
+                       if violation in state.case_of]:
+            events = EventRecord.__table__
+            session.connection().execute(update(events).where(
+                events.c.violation_id == bindparam("violation"), events.c.case_id.is_(None))
+                .values(case_id=bindparam("case")), adopted)
         return outcomes, [case_message(case, change) for case, change in state.changes]
 
     def _waiting_for(self, session: Session, held: set[int], places: dict[str, Place], now: datetime) -> set[str]:
@@ -219,6 +239,7 @@ class EventWriter:
             # the node stopped watching a violation the server never heard of (its `new` was lost): kept, but it
             # opens no case, which nothing could then verify
             case, changes = None, []
+            state.caseless[violation] += 1
         else:
             case, changes = self.cases.apply_event(session, event, now, known_case, known_case is None,
                                                    state.nearby, ended_before=violation in state.ended)

@@ -81,3 +81,40 @@ def test_a_node_that_lost_power_and_then_ends_what_it_watched_counts_each_violat
     city.detect(type="end", violation_id=watched["violation_id"], interrupted=True)  # the node's own end of A
     case = city.case()
     assert case.open_violations == 1 and case.ended_at is None, "B is still there"
+
+
+def test_an_interrupted_end_that_came_before_its_new_leaves_no_violation_open(city):
+    """Found by review: workers given one violation's messages out of order stored an interrupted `end` (the node
+    stopped watching) before its `new`: the `end` opened no case and stayed apart, and the `new` then counted an
+    open violation that nothing would ever end, so the camera could never verify the case by seeing it gone. In
+    order, the count is 0; now out of order too, in separate batches or in one."""
+    import json
+
+    from gridwatch.contract import event_topic
+    from server.models import EventRecord
+    from tests.factories import event_payload
+
+    start = city.clock.now
+    first = event_payload(category="litter", code="0102", label="garbage", score=0.8, zone_id="kerb",
+                          location={"lat": 30.2742, "lon": 120.1652}, observed_at=start.isoformat())
+    end = {**first, "event_id": event_payload()["event_id"], "type": "end", "interrupted": True,
+           "observed_at": (start + timedelta(minutes=6)).isoformat()}
+    city.detect(**end)
+    assert city.cases() == 0, "an interrupted end alone opens no case"
+    city.detect(**first)
+    case = city.case()
+    assert (case.open_violations, case.ended_at, case.occurrences) == (0, None, 2)
+    assert {event.case_id for event in case.events} == {case.id}, "the end joined the case its new opened"
+
+    second = {**first, "event_id": event_payload()["event_id"], "violation_id": event_payload()["violation_id"],
+              "camera_id": "cam-9", "location": {"lat": 30.2842, "lon": 120.1652}}  # another place: its own case
+    second_end = {**end, "event_id": event_payload()["event_id"], "violation_id": second["violation_id"],
+                  "camera_id": "cam-9", "location": second["location"]}
+    topic = event_topic("node-a", "litter")
+    assert city.ingest.handle_batch([(topic, json.dumps(second_end).encode()), (topic, json.dumps(second).encode())]) \
+        == ["stored", "stored"]
+    assert city.cases() == 2, "the other place's case"
+    other = city.case(2)
+    assert (other.open_violations, other.occurrences) == (0, 2)
+    with city.database.session() as session:
+        assert session.query(EventRecord).filter(EventRecord.case_id.is_(None)).count() == 0
