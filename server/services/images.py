@@ -52,8 +52,9 @@ def store_images(database: Database, store: EvidenceStore, images: list[Image], 
         # checked against what it announces either way
         begin_writing(session)
         claim(session, {images_key(event_id) for event_id in event_ids})
-        have = set(session.execute(select(EvidenceRecord.event_id, EvidenceRecord.variant)
-                                   .where(one_of(session, EvidenceRecord.event_id, event_ids))).tuples())
+        have = {(event_id, variant): sha256 for event_id, variant, sha256 in session.execute(
+            select(EvidenceRecord.event_id, EvidenceRecord.variant, EvidenceRecord.sha256)
+            .where(one_of(session, EvidenceRecord.event_id, event_ids)))}
         # whose each event is (the batch's events are committed before its images): one node's image is never
         # filed under another's event
         owners = dict(session.execute(select(EventRecord.event_id, EventRecord.node_id)
@@ -66,8 +67,13 @@ def store_images(database: Database, store: EvidenceStore, images: list[Image], 
         rows = []
         for image in images:
             expected = announced.get(image.event_id, {}).get(image.variant)
-            if (image.event_id, image.variant) in have:
+            if (kept := have.get((image.event_id, image.variant))) == image.sha256:
                 results[image.index] = "duplicate"
+            elif kept is not None:  # another picture for an image already kept: not the same one sent again
+                session.add(letter(image.topic, image.node.node_id, image.payload,
+                                   f"evidence ({image.variant}) for this event is kept already with SHA-256 {kept}; "
+                                   f"this one has {image.sha256}"))
+                results[image.index] = "dead_letter"
             elif (owner := owners.get(image.event_id, image.node.node_id)) != image.node.node_id:
                 session.add(letter(image.topic, image.node.node_id, image.payload, not_theirs(owner)))
                 results[image.index] = "dead_letter"
@@ -78,7 +84,7 @@ def store_images(database: Database, store: EvidenceStore, images: list[Image], 
             else:  # its file is written: only an image refused before the lock was not
                 rows.append({"event_id": image.event_id, "variant": image.variant, "node_id": image.node.node_id,
                              "sha256": image.sha256, "bytes": len(image.payload)})
-                have.add((image.event_id, image.variant))
+                have[(image.event_id, image.variant)] = image.sha256
                 results[image.index] = "stored"
         if rows:  # plain rows: Core's executemany, not the ORM's unit of work
             session.connection().execute(insert(EvidenceRecord.__table__), rows)

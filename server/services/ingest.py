@@ -132,9 +132,14 @@ class Ingest:
         # a try again: the events an earlier try handled (stored, postponed) still say what their images must be
         earlier = self._parsed(messages, [index for index, before in enumerate(done)
                                           if before and kinds[index] == "events"])
-        announced = {item.event_id: announced_hashes(item.event) for item in earlier + run}
         try:
             self._store_events(run, outcomes, patient)
+            # what the batch's events announce, as stored: a copy sent again (a duplicate) may announce other images,
+            # and is not the event kept; the first copy is. A duplicate's images are checked against the stored event
+            announced: dict[str, dict[str, str]] = {}
+            for item in earlier + run:
+                if outcomes[item.index] != "duplicate":
+                    announced.setdefault(item.event_id, announced_hashes(item.event))
             self._store_evidence(messages, by_kind["evidence"], outcomes, announced)
             self._store_nodes(messages, by_kind["telemetry"], outcomes, {
                 item.event.node_id for item in earlier + run if outcomes[item.index] == "stored"})

@@ -153,3 +153,28 @@ def test_an_image_of_another_nodes_event_is_a_dead_letter_not_its_evidence(inges
         assert session.scalar(select(EvidenceRecord.node_id)) == "node-a"
         assert "an event of node node-a" in session.scalar(select(DeadLetter.reason))
     assert "one by one" not in caplog.text, "each batch of images written as a batch, not after a failure"
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_a_copy_of_an_event_announcing_another_image_decides_nothing_and_no_image_is_lost(ingest, together):
+    """Found by review: an event sent again with the same id but announcing another picture (a node re-sending an
+    edited copy) is a duplicate, yet its hashes replaced the stored event's: its picture was kept as the evidence,
+    and the event's own picture, arriving after, was called a duplicate and dropped, neither kept nor a dead letter."""
+    genuine, other = jpeg(seed=1), jpeg(seed=2)
+    event = event_payload(evidence={"sha256": hashlib.sha256(genuine).hexdigest(), "bytes": len(genuine)})
+    copy = {**event, "evidence": {"sha256": hashlib.sha256(other).hexdigest(), "bytes": len(other)}}
+    topic, images = event_topic("node-a", "illegal_parking"), evidence_topic("node-a", event["event_id"])
+    if together:
+        assert ingest.handle_batch([(topic, json.dumps(event).encode()), (topic, json.dumps(copy).encode()),
+                                    (images, other)]) == ["stored", "duplicate", "dead_letter"]
+    else:
+        assert ingest.handle(topic, json.dumps(event).encode()) == "stored"
+        assert ingest.handle_batch([(topic, json.dumps(copy).encode()), (images, other)]) == ["duplicate",
+                                                                                                "dead_letter"]
+    assert ingest.handle(images, genuine) == "stored"
+    assert ingest.handle(images, genuine) == "duplicate", "the same picture sent again"
+    assert ingest.handle(images, other) == "dead_letter", "another picture for a kept one: refused, with the reason"
+    with ingest.database.session() as session:
+        assert session.scalar(select(EvidenceRecord.sha256)) == hashlib.sha256(genuine).hexdigest()
+        reasons = session.scalars(select(DeadLetter.reason)).all()
+    assert len(reasons) == 2 and "kept already with SHA-256" in reasons[-1]
