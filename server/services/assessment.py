@@ -146,9 +146,9 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
             continue
         row.cases += 1
         turns = (rounds or {}).get(case.id, [])
-        _credit_turns(case, turns, key, by, rows, durations)
+        closers = _credit_turns(case, turns, key, by, rows, durations)
         closed = case.status == CaseStatus.CLOSED.value
-        row.closed += closed
+        row.closed += closed and key not in closers  # one closure a case for a group, however many turns
         if case.dispatched_at is not None:
             row.dispatched += 1
             row.reworked += case.rework_count - sum(turn.reworked for turn in turns) > 0  # this turn's own
@@ -166,9 +166,11 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
 
 def _credit_turns(case: CaseRecord, turns: list[CaseRound], key: tuple[str, str], by: GroupBy,
                   rows: dict[tuple[str, str], Indicators],
-                  durations: dict[tuple[str, str], tuple[list[float], list[float]]]) -> None:
-    """Each earlier turn of the case, to the group that had it (for `unit`, the turn's unit; else the case's)."""
-    held = {key}
+                  durations: dict[tuple[str, str], tuple[list[float], list[float]]]) -> set[tuple[str, str]]:
+    """Each earlier turn of the case, to the group that had it (for `unit`, the turn's unit; else the case's); a
+    turn that closed the case counts a closure for its group, which a reopen does not take back. Returns the groups
+    credited with one."""
+    held, closers = {key}, set()
     for turn in turns:
         turn_key = (key[0], (turn.unit_id if by is GroupBy.UNIT else key[1]) or "(none)")
         row = rows.setdefault(turn_key, Indicators(group=turn_key[1], period=key[0]))
@@ -181,7 +183,11 @@ def _credit_turns(case: CaseRecord, turns: list[CaseRound], key: tuple[str, str]
         if turn.closed or (turn.deadline_at is not None and turn.deadline_at <= turn.ended_at):
             row.due += 1  # closed, or handed on after its deadline had passed: late, whoever has it now
             row.on_time += bool(turn.closed and turn.on_time)
+        if turn.closed and turn_key not in closers:
+            closers.add(turn_key)
+            row.closed += 1
         _times(turn, *durations[turn_key])
+    return closers
 
 
 def _times(turn: CaseRecord | CaseRound, response: list[float], handling: list[float]) -> None:

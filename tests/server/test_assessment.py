@@ -112,6 +112,10 @@ def test_each_unit_is_credited_with_its_own_turn_at_a_case():
     [row] = assess([reopened], GroupBy.UNIT, Period.MONTH, ZONE, NOW, {7: [closed_turn]})
     assert (row.cases, row.dispatched, row.due, row.on_time, row.on_time_closure_rate) == (1, 2, 1, 1, 1.0), \
         "the closure made on time still counts; the new turn is not yet due"
+    assert (row.closed, row.closure_rate) == (1, 1.0), "in the closure rate too (found by review: 0 there)"
+    reopened.status = "closed"  # closed again by the same unit: one case, one closure
+    [row] = assess([reopened], GroupBy.UNIT, Period.MONTH, ZONE, NOW, {7: [closed_turn]})
+    assert (row.cases, row.closed, row.closure_rate) == (1, 1, 1.0)
 
 
 def test_two_street_chiefs_of_one_name_are_two_rows():
