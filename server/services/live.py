@@ -104,7 +104,9 @@ class LiveFeed:
         if not after:
             return []
         epoch, _, number = after.partition("-")
-        if epoch != self.epoch or not number.isdigit() or int(number) > self._number:
+        # digits as ASCII, and few: "²" is a digit to isdigit() and not to int(), and 5,000 digits past int()'s limit
+        if epoch != self.epoch or not (number.isascii() and number.isdigit() and len(number) <= 20) \
+                or int(number) > self._number:
             return None
         oldest = self._recent[0][0] if self._recent else self._number + 1
         if int(number) < oldest - 1:
@@ -136,11 +138,16 @@ class LiveFeed:
         the last id the console saw: what came since is sent first (or a `resync`, when it cannot all be)."""
         deadline = time.monotonic() + seconds
         async with self.subscription(after) as (queue, missed, at):
-            yield f"id: {at}\nretry: 2000\n\n"
+            # the id it is at goes with the last frame replayed, not before them: a stream cut after an id sent first
+            # came back from there, the frames between lost and no resync sent
             if missed is None:
-                yield "event: resync\ndata: {}\n\n"
-            for frame in missed or []:
-                yield frame
+                yield f"id: {at}\nretry: 2000\nevent: resync\ndata: {{}}\n\n"
+            elif missed:
+                yield "retry: 2000\n\n"
+                for frame in missed:
+                    yield frame
+            else:
+                yield f"id: {at}\nretry: 2000\n\n"
             while time.monotonic() < deadline and not await disconnected():
                 wait = min(keepalive, max(0.01, deadline - time.monotonic()))
                 try:

@@ -165,7 +165,7 @@ class Webhooks:
                 # of a refusal, its first words only: a receiver's endless answer is neither read nor kept
                 delivery.last_error = None if ok else \
                     f"HTTP {response.status_code}: {_first_bytes(response, 200).decode(errors='replace')}"
-                if location := response.headers.get("location"):
+                if 300 <= response.status_code < 400 and (location := response.headers.get("location")):
                     delivery.last_error = (f"HTTP {response.status_code}: moved to {redacted(location)[:300]} "
                                            "(redirects are not followed: change the subscription's URL)")
         except Exception as error:  # not only httpx's: a URL it cannot even encode (an IDNA label too long) too

@@ -68,6 +68,24 @@ def test_a_console_that_reconnects_gets_what_it_missed_or_is_told_to_read_afresh
     feed, first, back, too_late, elsewhere = asyncio.run(run())
     assert [f for f in back if "event: case" in f] == [f'id: {feed.epoch}-{n + 1}\nevent: case\ndata: {{"n": {n}}}\n\n'
                                                         for n in range(2)], "the two it missed, in order"
-    assert "event: resync\ndata: {}\n\n" in too_late and not any("event: case" in f for f in too_late)
-    assert "event: resync\ndata: {}\n\n" in elsewhere
+    assert too_late[0] == f"id: {feed.epoch}-7\nretry: 2000\nevent: resync\ndata: {{}}\n\n", \
+        "told to read afresh, and from where, in one frame"
+    assert not any("event: case" in f for f in too_late)
+    assert elsewhere[0].endswith("event: resync\ndata: {}\n\n")
     assert not any("resync" in f for f in first + back)
+    # found by review: the id it was at came first, before the frames replayed; a stream cut right after it
+    # came back from there, the replayed changes lost, and no resync
+    ids = [line.removeprefix("id: ") for frame in back for line in frame.split("\n") if line.startswith("id: ")]
+    assert ids == [f"{feed.epoch}-1", f"{feed.epoch}-2"]
+
+
+def test_a_reconnect_with_an_id_it_cannot_read_is_told_to_read_afresh():
+    """Found by review: `²` is a digit to isdigit() and not to int(), and a Last-Event-ID of 5,000 digits is past
+    int()'s limit: each broke the stream after its headers, and the browser retried with it every 2 s."""
+    async def first_frame(feed: LiveFeed, after: str) -> str:
+        frames = feed.frames(_never_gone, seconds=0.1, keepalive=1, after=after)
+        return await anext(frames)
+
+    feed = LiveFeed()
+    for after in (f"{feed.epoch}-²", f"{feed.epoch}-{'9' * 5000}"):
+        assert asyncio.run(first_frame(feed, after)).endswith("event: resync\ndata: {}\n\n")

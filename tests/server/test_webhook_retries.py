@@ -291,10 +291,13 @@ def test_a_receiver_that_moved_or_is_gone_fails_at_once_naming_where_it_points(d
     queue_changes(database, "http://moved.test/hook", [(1, "dispatch")])
     queue_changes(database, "http://gone.test/hook", [(2, "dispatch")])
     queue_changes(database, "http://busy.test/hook", [(3, "dispatch")])
+    queue_changes(database, "http://tickets.test/hook", [(4, "dispatch")])
 
     def receive(request: httpx.Request) -> httpx.Response:
         if request.url.host == "moved.test":
             return httpx.Response(301, headers={"Location": "https://new.test/hook?key=secret"})
+        if request.url.host == "tickets.test":  # REST's "created, here": found by review to be logged as moved
+            return httpx.Response(201, headers={"Location": "https://tickets.test/tickets/77"})
         return httpx.Response(410 if request.url.host == "gone.test" else 503)
 
     with httpx.Client(transport=httpx.MockTransport(receive)) as client:
@@ -305,3 +308,4 @@ def test_a_receiver_that_moved_or_is_gone_fails_at_once_naming_where_it_points(d
     assert "secret" not in outcome[1][1], "a credential in the new address stays out of the log"
     assert outcome[2][0] == "failed" and outcome[2][1].startswith("HTTP 410")
     assert outcome[3][0] == "pending", "a busy receiver is tried again"
+    assert outcome[4] == ("delivered", None)

@@ -71,6 +71,21 @@ def send(node, category: str, code: str) -> None:
     node.publish(event_topic("node-a", category), json.dumps(payload))
 
 
+def readme_receiver_accepts(secret: str, headers: dict, body: bytes) -> bool:
+    """README's receiver code, run as written, on a request as it came."""
+    import re
+    import time
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    [code] = re.findall(r"To verify in a receiver:\n\n```python\n(.*?)```", readme, re.S)
+    scope = {"hmac": hmac, "hashlib": hashlib, "time": time, "secret": secret, "body": body,
+             "timestamp": headers["X-GridWatch-Timestamp"], "delivery_id": headers["X-GridWatch-Delivery"],
+             "signature": headers["X-GridWatch-Signature"]}
+    exec(code, scope)  # noqa: S102 - the README's own sample
+    return scope["ok"]
+
+
 def test_case_changes_reach_the_subscriber_signed_and_retried(fast_api, receiver, mqtt_client):
     created = fast_api.post("/api/v1/webhooks", json={"url": f"http://127.0.0.1:{receiver.port}/hook",
                                                       "categories": ["litter"], "actions": ["dispatch", "close"]})
@@ -95,6 +110,8 @@ def test_case_changes_reach_the_subscriber_signed_and_retried(fast_api, receiver
     expected = hmac.new(hook["secret"].encode(), signed, hashlib.sha256).hexdigest()
     assert headers["X-GridWatch-Signature"] == f"sha256={expected}", \
         "the delivery id is signed too: the request replayed under another id fails the receiver's check"
+    assert readme_receiver_accepts(hook["secret"], headers, body), "found by review: README's check refused it"
+    assert not readme_receiver_accepts(hook["secret"], {**headers, "X-GridWatch-Delivery": "999999"}, body)
     message = json.loads(body)
     assert message["category"] == "litter" and message["status"] == "dispatched"
     assert message["assignment"]["unit_id"] == "sanitation"
