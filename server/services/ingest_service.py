@@ -46,6 +46,8 @@ RETAINED_STATE = (f"{TOPIC_ROOT}/nodes/+/status", f"{TOPIC_ROOT}/nodes/+/config/
 _RETAINED_STATE = topic_filter_pattern(*RETAINED_STATE)
 CASES = f"{TOPIC_ROOT}/cases/#"
 SWITCH_INTERVAL_SECONDS = 0.0005
+STOP_SECONDS = 30.0
+"""How long a stop waits for the batch in hand (a database slow or away holds it) before disconnecting."""
 PATIENCE = 4
 """Batches a postponed event may be set aside for before a batch waits for the worker holding its case."""
 
@@ -63,6 +65,8 @@ class IngestService(MqttClient):
         self.batch_wait = batch_wait_seconds
         self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._halt = threading.Event()
+        self._received_at_stop = 0
+        self._disconnected = False
         self._worker = threading.Thread(target=self._run, name="ingest-batches", daemon=True)
         ingest.publish_case = self.publish_case
         if share_group is None:
@@ -119,13 +123,23 @@ class IngestService(MqttClient):
 
     def _run(self) -> None:
         carried: list[tuple[mqtt.MQTTMessage, int]] = []  # postponed messages, and how many times
-        while not (self._halt.is_set() and self.inbox.empty() and not carried):
-            batch = carried + [(message, 0) for message in
-                               self._next_batch(max(1, self.batch_size - len(carried)), idle=not carried)]
+        left: int | None = None  # once stopping: how many of the messages received before the stop are still to write
+        while True:
+            if left is None and self._halt.is_set():
+                left = self._received_at_stop
+            room = max(1, self.batch_size - len(carried))
+            if left is not None:  # the broker goes on sending as batches are acknowledged: what came later waits
+                room = min(room, left)  # for the next session, unacknowledged
+            fresh = self._next_batch(room, idle=not carried) if room > 0 else []
+            if left is not None:
+                left -= len(fresh)
+            batch = carried + [(message, 0) for message in fresh]
             if not batch:
+                if left is not None:
+                    return
                 continue
-            outcomes = self._write([message for message, _ in batch],
-                                   patient=any(turns >= PATIENCE for _, turns in batch))
+            outcomes = self._write([message for message, _ in batch],  # stopping, a batch waits for its locks
+                                   patient=left is not None or any(turns >= PATIENCE for _, turns in batch))
             carried = []
             for (message, turns), outcome in zip(batch, outcomes or [None] * len(batch), strict=True):
                 if outcome == POSTPONED:
@@ -189,12 +203,21 @@ class IngestService(MqttClient):
         return not self.inbox.unfinished_tasks
 
     def stop(self, final: tuple[str, bytes] | None = None) -> None:
-        """Finish the batch in hand (and what is queued), then disconnect."""
+        """Finish the batch in hand and the messages received before the stop, then disconnect. What the broker
+        sends meanwhile (it goes on as batches are acknowledged) is left unacknowledged: the broker sends it again
+        to the next session. Nothing is published once disconnected."""
+        self._received_at_stop = self.inbox.qsize()
         self._halt.set()
-        self.drain(10)
-        self._worker.join(5)
-        self.flush(5)  # the case changes of the last batch
+        self._worker.join(STOP_SECONDS)
+        if self._worker.is_alive():
+            log.warning("the batch in hand was not written within %.0f s of the stop; what it holds is not "
+                        "acknowledged, and the broker sends it again to the next session", STOP_SECONDS)
+        self.flush(5)  # the case changes and acknowledgements of the last batch
+        self._disconnected = True
         super().stop(final)
 
     def publish_case(self, message: CaseMessage) -> None:
+        if self._disconnected:  # a batch outlasting the stop: its webhooks are queued, its MQTT message cannot go
+            log.warning("case %s changed after the disconnect: not published on MQTT", message.case_id)
+            return
         self.publish(case_topic(message.category, message.case_id), message.model_dump_json().encode(), qos=1)

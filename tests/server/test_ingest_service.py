@@ -273,3 +273,49 @@ def test_a_batch_tried_again_after_the_database_went_away_mid_way_writes_nothing
             if sample.name.endswith("_total")}
     assert seen == {("events", "stored"): 1, ("events", "dead_letter"): 1, ("evidence", "stored"): 1}, \
         "/metrics counts each message once, in the try that wrote it"
+
+
+def test_a_stop_under_a_backlog_writes_what_had_come_and_publishes_nothing_after_the_disconnect(monkeypatch):
+    """Found by review: a stop never stopped taking messages; under a backlog the broker kept the inbox full as
+    batches were acknowledged, the 10 s wait ran out, the server disconnected, and the writer went on committing
+    batches whose case changes and acknowledgements went into a closed link: on the next start those messages were
+    duplicates, so their case changes were never published at all."""
+    from itertools import count
+    from types import SimpleNamespace
+
+    from gridwatch.mqtt import MqttClient
+
+    log: list[tuple[str, bool]] = []
+    disconnected = threading.Event()
+
+    def handle_batch(messages, patient=True, outcomes=None):  # noqa: ANN001, ANN202, ARG001 - Ingest's signature
+        time.sleep(0.2)  # one batch's transaction
+        for _ in messages:
+            service.publish_case(SimpleNamespace(case_id=1, category="litter"))
+        return ["stored"] * len(messages)
+
+    service = IngestService(SimpleNamespace(handle_batch=handle_batch), "test-ingest", "127.0.0.1", free_port(),
+                            "gridwatch-server", "unused", batch_size=50)
+    monkeypatch.setattr(service, "publish", lambda *_args, **_kwargs: log.append(("publish", disconnected.is_set())))
+    monkeypatch.setattr(service, "ack", lambda _message: log.append(("ack", disconnected.is_set())))
+    monkeypatch.setattr(service, "flush", lambda _timeout: True)
+    monkeypatch.setattr(MqttClient, "stop", lambda _self, final=None: disconnected.set())
+    numbers, feeding = count(), threading.Event()
+
+    def broker() -> None:  # keeps the in-flight window full: a backlog
+        while not feeding.is_set():
+            if service.inbox.qsize() < 100:
+                service.inbox.put(mqtt.MQTTMessage(topic=f"gw/v1/nodes/n/events/litter/{next(numbers)}".encode()))
+            time.sleep(0.001)
+
+    threading.Thread(target=broker, daemon=True).start()
+    service._worker.start()
+    time.sleep(0.5)
+    began = time.monotonic()
+    service.stop()
+    took = time.monotonic() - began
+    time.sleep(0.5)
+    feeding.set()
+    assert not service._worker.is_alive() and took < 5, f"the stop took {took:.1f} s"
+    assert not [kind for kind, after in log if after], "nothing published or acknowledged after the disconnect"
+    assert service.inbox.qsize() > 0, "what came after the stop is left for the broker to send again"
