@@ -118,8 +118,7 @@ class VideoSource:
             except CaptureError:
                 self._pause("unreachable", stop)
                 continue
-            self.reconnects += 1
-            self.delivering = True
+            self.reconnects += 1  # delivering again once a frame comes (one that opens may send none)
             log.info("camera %s reconnected", self.shown)
             return capture
 
@@ -170,6 +169,7 @@ class VideoSource:
                 if not ok:
                     capture.release()
                     if self.live:
+                        self.delivering = False
                         if dry:  # it opens, but sends nothing: wait as for one that does not open
                             self._pause("opens but sends no frame", stop)
                         else:
@@ -184,7 +184,7 @@ class VideoSource:
                     return
                 self.frames_read += 1
                 if dry:  # frames again: the next failure starts its back-off afresh
-                    dry, self._backoff = False, 1.0
+                    dry, self._backoff, self.delivering = False, 1.0, True
                 offset = self._monotonic() - began if self.live else position / native_fps
                 position += 1
                 if offset + 1e-9 < next_sample:

@@ -42,8 +42,11 @@ class CommandHandler:
     def __init__(self, config: NodeConfig, pipelines: dict[str, CameraPipeline], publish_snapshot: Publish,
                  config_path: Path | None = None,
                  reload_cameras: Callable[[dict[str, CameraConfig], Manifest], ConfigStatus | None] | None = None,
-                 ) -> None:
+                 overrides: Callable[[NodeConfig], NodeConfig] | None = None) -> None:
         self.config = config
+        self.overrides = overrides
+        """What the command line changed of the file's config (`--source`, `--model`): laid over it again at a
+        reload, which would otherwise see the file differ from the node it runs and refuse."""
         self.pipelines = pipelines
         self.publish_snapshot = publish_snapshot
         """Publishes a JPEG retained at QoS 1 (the latest snapshot of a camera is what a zone editor draws on)."""
@@ -62,9 +65,10 @@ class CommandHandler:
             if command.camera_id is not None and command.camera_id not in self.pipelines:
                 raise CommandFailed(f"no camera {command.camera_id} on this node ({', '.join(self.pipelines)})")
             if command.action is CommandAction.SNAPSHOT:
-                snapshots = self.snapshot(command.camera_id)
-                return self._response(command.request_id, command.action, True,
-                                      f"{len(snapshots)} snapshot(s) published", snapshots)
+                snapshots, dark = self.snapshot(command.camera_id)
+                detail = f"{len(snapshots)} snapshot(s) published" + (
+                    f"; no frame yet from {', '.join(dark)}" if dark else "")
+                return self._response(command.request_id, command.action, True, detail, snapshots)
             if command.action is CommandAction.RELOAD:
                 return self._response(command.request_id, command.action, True, self.reload())
             return self._response(command.request_id, command.action, True, self.restart(command.camera_id))
@@ -72,14 +76,17 @@ class CommandHandler:
             log.warning("command %s (%s) failed: %s", command.request_id, command.action.value, error)
             return self._response(command.request_id, command.action, False, str(error))
 
-    def snapshot(self, camera_id: str | None) -> list[SnapshotRef]:
-        refs = []
+    def snapshot(self, camera_id: str | None) -> tuple[list[SnapshotRef], list[str]]:
+        """Each camera's latest frame (or the one named), and the cameras that have delivered none yet: all of
+        them dark, or the one named, is a failure; one dark camera of several does not hold up the others'."""
+        refs, dark = [], []
         for pipeline_id, pipeline in self.pipelines.items():
             if camera_id not in (None, pipeline_id):
                 continue
             image = pipeline.last_image
             if image is None:
-                raise CommandFailed(f"camera {pipeline_id} has delivered no frame yet")
+                dark.append(pipeline_id)
+                continue
             ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
             if not ok:
                 raise CommandFailed(f"camera {pipeline_id}: JPEG encoding failed")
@@ -88,7 +95,10 @@ class CommandHandler:
             self.publish_snapshot(topic, jpeg)
             refs.append(SnapshotRef(camera_id=pipeline_id, topic=topic, sha256=hashlib.sha256(jpeg).hexdigest(),
                                     bytes=len(jpeg)))
-        return refs
+        if dark and not refs:
+            raise CommandFailed(f"{'camera' if len(dark) == 1 else 'cameras'} {', '.join(dark)}: no frame delivered "
+                                f"yet")
+        return refs, dark
 
     def reload(self) -> str:
         """The configuration file and the manifest again: zones, rules, rates, tuning and models change in place;
@@ -101,6 +111,8 @@ class CommandHandler:
             raise CommandFailed("this node was not started from a configuration file")
         try:
             fresh = load_node_config(self.config_path)
+            if self.overrides is not None:
+                fresh = self.overrides(fresh)
             manifest = load_manifest(fresh.manifest)
         except ConfigError as error:
             raise CommandFailed(f"not reloaded: {error}") from None

@@ -107,6 +107,8 @@ class NodeLink(MqttClient):
         self.publish_answer: Callable[[str, bytes], None] | None = None
         """Where command answers go (set by the node: its outbox, so an answer made while the broker is away is sent
         once it is back, also after a restart); by default straight to the broker."""
+        self._commands: set[threading.Thread] = set()
+        self._commands_lock = threading.Lock()
         self.subscribe(command_topic(node_id), self._on_command)
 
     def _status(self, state: NodeState, with_time: bool = True) -> bytes:
@@ -166,7 +168,21 @@ class NodeLink(MqttClient):
             log.warning("command received but this node does not take commands")
             return
         # Carried out in a thread of its own: a camera restart waits for the camera, and paho's loop must not.
-        threading.Thread(target=self._answer, args=(message.payload,), name="command", daemon=True).start()
+        thread = threading.Thread(target=self._answer, args=(message.payload,), name="command", daemon=True)
+        with self._commands_lock:
+            self._commands = {running for running in self._commands if running.is_alive()} | {thread}
+        thread.start()
+
+    def finish_commands(self, timeout: float) -> list[str]:
+        """Wait up to `timeout` seconds for the commands being carried out, so that their answers are in the outbox
+        before it closes (the broker has the commands acknowledged: one left unanswered would never be); returns the
+        names of those still running."""
+        deadline = time.monotonic() + timeout
+        with self._commands_lock:
+            running = list(self._commands)
+        for thread in running:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        return [thread.name for thread in running if thread.is_alive()]
 
     def _answer(self, payload: bytes) -> None:
         try:

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -42,6 +43,8 @@ from gridwatch.contract import (
 log = logging.getLogger(__name__)
 
 
+SNAPSHOT_WAIT_SECONDS = 10.0
+"""How long a snapshot asked for waits for the broker connection to be ready before it is refused."""
 STOP_GRACE_SECONDS = 10.0
 """How long a stopping node waits for its cameras and streetlights to finish what they are doing."""
 
@@ -80,8 +83,10 @@ class EdgeNode:
         """Messages the outbox could not store, by kind (in memory: its disk is what failed)."""
 
     @classmethod
-    def build(cls, config: NodeConfig, config_path: Path | None = None) -> EdgeNode:
-        """The node of `config`; `config_path` is the file it came from, which the `reload` command reads again."""
+    def build(cls, config: NodeConfig, config_path: Path | None = None,
+              overrides: Callable[[NodeConfig], NodeConfig] | None = None) -> EdgeNode:
+        """The node of `config`; `config_path` is the file it came from, which the `reload` command reads again,
+        with `overrides` (what the command line changed of it) laid over it."""
         try:  # the outbox, the session number and the last good remote config live here
             (config.state_dir / config.node_id).mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -118,17 +123,20 @@ class EdgeNode:
         link.config_handler = configurator.apply
         node = cls(config, link, pipelines, outbox, lamps)
         node.configurator = configurator
-        def publish_snapshot(topic: str, jpeg: bytes) -> None:
-            # retained, straight to the broker (not through the outbox): its answer must not say it was published
-            # when the node, away from the broker, would lose it at its next stop
-            if not link.connected.is_set():
-                raise CommandFailed("not connected to the broker: no snapshot can be published now")
-            link.publish(topic, jpeg, retain=True)
-
-        link.command_handler = CommandHandler(config, {p.camera.camera_id: p for p in pipelines}, publish_snapshot,
-                                              config_path, reload_cameras=node.reload_cameras).handle
+        link.command_handler = CommandHandler(config, {p.camera.camera_id: p for p in pipelines},
+                                              node.publish_snapshot, config_path,
+                                              reload_cameras=node.reload_cameras, overrides=overrides).handle
         link.publish_answer = node.publish  # through the outbox, like events: kept on disk until the broker has it
         return node
+
+    def publish_snapshot(self, topic: str, jpeg: bytes, wait: float = SNAPSHOT_WAIT_SECONDS) -> None:
+        """Retained, straight to the broker (not through the outbox): its answer must not say it was published when
+        the node, away from the broker, would lose it at its next stop. A command kept for the node while it was
+        away comes right after it connects, before it has subscribed to everything (when `connected` is set): it
+        waits `wait` seconds for that."""
+        if not self.link.connected.wait(wait):
+            raise CommandFailed("not connected to the broker: no snapshot can be published now")
+        self.link.publish(topic, jpeg, retain=True)
 
     def publish(self, topic: str, payload: bytes) -> None:
         """Events, evidence and command answers are on disk before anything is sent; the sender publishes them in
@@ -242,7 +250,9 @@ class EdgeNode:
             grace = time.monotonic() + STOP_GRACE_SECONDS  # one grace for them all: a hung camera and a slow one
             for thread in threads:  # must not take the service manager's stop timeout between them
                 thread.join(timeout=max(0.0, grace - time.monotonic()))
-            if busy := [thread.name for thread in threads if thread.is_alive()]:
+            # a command being carried out answers into the outbox before it closes
+            busy = self.link.finish_commands(max(0.0, grace - time.monotonic()))
+            if busy := busy + [thread.name for thread in threads if thread.is_alive()]:
                 # a camera still in its frame (a slow model) ends its violations as interrupted when it stops: the
                 # outbox stays open for them, and what they write goes out at the next start
                 log.warning("%s still busy after %.0f s; the outbox stays open for what they write", ", ".join(busy),

@@ -147,6 +147,8 @@ class StreetlightMonitor:
     def poll(self, now: float) -> list[RuleEvent]:
         if self._answered_at is not None and unwatched(self._polled_at, now, self.config.silent_seconds):
             self._answered_at = now  # the clock stepped forward: silence is timed from now, not from before the step
+        elif self._answered_at is not None and self._polled_at is not None and now < self._polled_at:
+            self._answered_at -= self._polled_at - now  # stepped back: the silence so far is kept, not undone
         self._polled_at = now
         try:
             reading = self.adapter.read()
@@ -157,7 +159,8 @@ class StreetlightMonitor:
                 log.warning("lamp %s: no reading from its controller: %s", self.config.lamp_id, error)
             self.controller_ok = False
             since = self._answered_at if self._answered_at is not None else now
-            silent = now - since >= self.config.silent_seconds
+            # once raised, only an answer ends it: a clock stepped back is no sign the controller is back
+            silent = now - since >= self.config.silent_seconds or "controller_silent" in self.faults.active
             if self._answered_at is None:
                 self._answered_at = now  # never answered: count the silence from the first try
             return self.faults.track_timed("controller_silent", silent, now, since,

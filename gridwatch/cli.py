@@ -63,19 +63,23 @@ def _stop_on_signals() -> threading.Event:
 
 
 def cmd_edge(args: argparse.Namespace) -> int:
-    from edge.config import load_node_config
+    from edge.config import NodeConfig, load_node_config
     from edge.node import EdgeNode
 
     if args.config is None:
         raise ConfigError("gridwatch edge needs --config NODE.yaml (or use `gridwatch edge scan`)")
 
-    config = load_node_config(args.config)
-    if args.source:
-        if len(config.cameras) != 1:
-            raise ConfigError("--source replaces the source of a single camera; the config has several")
-        config.cameras[0].source = args.source
+    def overrides(config: NodeConfig) -> NodeConfig:  # also at each `reload`, over the file read again
+        if args.source:
+            if len(config.cameras) != 1:
+                raise ConfigError("--source replaces the source of a single camera; the config has several")
+            config.cameras[0].source = args.source
+        if args.model:
+            config.model = args.model
+        return config
+
+    config = overrides(load_node_config(args.config))
     if args.model:
-        config.model = args.model
         import os
 
         os.environ.pop("GRIDWATCH_MODEL", None)
@@ -83,7 +87,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
     from edge.detect import ModelError
 
     try:
-        node = EdgeNode.build(config, args.config)
+        node = EdgeNode.build(config, args.config, overrides)
     except ModelError as error:
         raise ConfigError(str(error)) from None
     except CaptureError as error:  # a video file that is not there: named, not a traceback

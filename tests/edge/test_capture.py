@@ -127,13 +127,20 @@ def test_a_camera_that_opens_but_sends_no_frame_is_retried_with_back_off_too():
     script = iter([ScriptedCapture(True, 1), ScriptedCapture(True, 0), ScriptedCapture(True, 0),
                    ScriptedCapture(True, 0), ScriptedCapture(True, 1)])
     sleeps: list[float] = []
+    delivering: list[bool] = []
     ticks = iter(range(1000))
+
+    def pause(seconds: float) -> None:
+        sleeps.append(seconds)
+        delivering.append(source.delivering)
+
     source = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: next(script),
-                         sleep=sleeps.append, clock=lambda: float(next(ticks)),
-                         monotonic=lambda: float(next(ticks)))
+                         sleep=pause, clock=lambda: float(next(ticks)), monotonic=lambda: float(next(ticks)))
     frames = source.frames()
     next(frames), next(frames)
     assert sleeps == [1.0, 2.0, 4.0], "a pause before each reopen after one that sent nothing"
+    # found by review: each connection opened counted as delivering, and telemetry said `source_ok` throughout
+    assert delivering == [False, False, False] and source.delivering, "delivering again with its first frame"
 
 
 def test_frames_from_a_camera_that_is_away_end_when_the_node_stops():
@@ -171,7 +178,7 @@ class StallingCamera:
 
         class Connection(ScriptedCapture):
             def __init__(self) -> None:
-                super().__init__(True, 10_000)
+                super().__init__(True, 10**12)  # never runs out: a stream read ahead at full speed emptied 10,000
                 camera.opened += 1
                 camera.open_now += 1
                 camera.most_open = max(camera.most_open, camera.open_now)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
+from edge.commands import CommandFailed
 from edge.config import NodeConfig
 from edge.node import EdgeNode
 from edge.outbox import EVENT, Outbox
@@ -81,3 +84,78 @@ def test_a_command_answered_while_the_broker_is_away_reaches_the_server_after_th
     finally:
         stop.set()
         thread.join(30)
+
+
+def test_a_snapshot_asked_for_while_the_node_was_away_is_taken_once_it_is_back(tmp_path):
+    """Found by review: the broker hands a command kept for the node right after it connects, before the node has
+    subscribed to everything and counts as connected: the snapshot was answered "not connected" every time."""
+    config = NodeConfig.model_validate({
+        "node_id": "node-a", "state_dir": str(tmp_path), "mqtt": {"port": 1},
+        "streetlights": [{"lamp_id": "lamp-7", "adapter": {"type": "simulated", "ambient_lux": 800}}]})
+    node = EdgeNode.build(config)
+    published: list[str] = []
+    node.link.publish = lambda topic, _payload, **_kwargs: published.append(topic)
+    threading.Timer(0.3, node.link.connected.set).start()  # its subscriptions confirmed a moment later
+    node.publish_snapshot("gw/v1/nodes/node-a/snapshot/cam-1", b"jpeg")
+    assert published == ["gw/v1/nodes/node-a/snapshot/cam-1"]
+    node.link.connected.clear()
+    with pytest.raises(CommandFailed, match="not connected"):
+        node.publish_snapshot("gw/v1/nodes/node-a/snapshot/cam-1", b"jpeg", wait=0.1)
+    node.outbox.close()
+
+
+def test_a_snapshot_of_every_camera_skips_one_that_has_no_frame_yet_and_says_so():
+    """Found by review: one camera offline since the start failed the whole command: the cameras before it were
+    published and not named in the answer, those after it not published at all."""
+    import types
+
+    import numpy as np
+
+    from edge.commands import CommandHandler
+
+    published: list[str] = []
+    cameras = {"cam1": types.SimpleNamespace(last_image=np.full((48, 64, 3), 100, np.uint8)),
+               "cam2": types.SimpleNamespace(last_image=None),
+               "cam3": types.SimpleNamespace(last_image=np.full((48, 64, 3), 50, np.uint8))}
+    handler = CommandHandler(types.SimpleNamespace(node_id="node-a"), cameras,
+                             lambda topic, _jpeg: published.append(topic))
+    every = handler.handle(b'{"schema_version": "1.2", "request_id": "s1", "action": "snapshot"}')
+    assert every.ok and [ref.camera_id for ref in every.snapshots] == ["cam1", "cam3"]
+    assert every.detail == "2 snapshot(s) published; no frame yet from cam2" and len(published) == 2
+    dark = handler.handle(b'{"schema_version": "1.2", "request_id": "s2", "action": "snapshot", "camera_id": "cam2"}')
+    assert not dark.ok and "cam2: no frame delivered yet" in dark.detail
+
+
+@pytest.mark.parametrize("flag", ["--model", "--source"])
+def test_reload_is_taken_on_a_node_started_with_a_model_or_source_given_on_the_command_line(tmp_path, flag):
+    """Found by review: `gridwatch edge --model X` (or `--source Y`) changed the config in memory, and every reload
+    compared the file with it: "not reloaded: model changed; restart the node", restarting changing nothing."""
+    import types
+
+    from edge.commands import CommandHandler
+    from edge.config import load_node_config
+
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    (tmp_path / "b.mp4").write_bytes(b"x")
+    (tmp_path / "node.yaml").write_text(f"""
+node_id: node-a
+state_dir: {tmp_path}/state
+cameras:
+  - camera_id: cam1
+    source: {tmp_path}/a.mp4
+    zones: [{{zone_id: kerb, rule: no_parking, polygon: [[0, 0], [1, 0], [1, 1]]}}]
+""")
+
+    def overrides(config):  # as `gridwatch edge` lays the command line over the file
+        if flag == "--model":
+            config.model = "other.pt"
+        else:
+            config.cameras[0].source = str(tmp_path / "b.mp4")
+        return config
+
+    config = overrides(load_node_config(tmp_path / "node.yaml"))
+    running = types.SimpleNamespace(camera=config.cameras[0], check_served=lambda *_args: None)
+    handler = CommandHandler(config, {"cam1": running}, lambda *_args: None, tmp_path / "node.yaml",
+                             reload_cameras=lambda *_args: None, overrides=overrides)
+    answer = handler.handle(b'{"schema_version": "1.2", "request_id": "r1", "action": "reload"}')
+    assert answer.ok, answer.detail

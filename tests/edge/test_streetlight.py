@@ -310,3 +310,31 @@ def test_daylight_by_the_sun_needs_the_lamps_location():
     with pytest.raises(ValueError, match="daylight: sun needs the lamp's location"):
         StreetlightConfig.model_validate({"lamp_id": "lamp-7", "daylight": "sun",
                                           "adapter": {"type": "http", "url": "http://c/r"}})
+
+
+def test_a_silent_controller_stays_silent_when_the_clock_steps_back():
+    """Found by review: NTP stepping the clock back five minutes made the silence negative: the fault ended as
+    "the controller answers again" while it was still dead (the case verified), and a new case opened a minute
+    later."""
+    from edge.streetlight import LampReading
+
+    class Dead:
+        answering = True
+
+        def read(self) -> LampReading:
+            if self.answering:
+                return LampReading(lamp_on=True, power_w=100, voltage_v=230, ambient_lux=5)
+            raise SensorError("no answer")
+
+    controller = Dead()
+    monitor = StreetlightMonitor(StreetlightConfig(lamp_id="l1", adapter={"type": "simulated"}, silent_seconds=60),
+                                 controller)
+    start = 1_700_000_000.0
+    monitor.poll(start)
+    controller.answering = False
+    moments = [start + 10 * step for step in range(1, 8)] + [start - 230 + 60 * step for step in range(7)]
+    events = [(event.type.value, event.label) for moment in moments for event in monitor.poll(moment)]
+    assert events == [("new", "controller_silent")], "raised once, and still raised"
+    assert monitor.faults.active == ["controller_silent"]
+    controller.answering = True
+    assert [event.type.value for event in monitor.poll(start + 200)] == ["end"], "an answer ends it"
