@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gridwatch.config_files import ConfigError, load_yaml_model
 from gridwatch.contract import Category
@@ -47,6 +47,16 @@ class ManifestModel(BaseModel):
         if self.weights == BACKGROUND_WEIGHTS and self.tiles != 1:
             raise ValueError("tiles: the background model looks at the whole frame; tiles are for a detector")
         return self
+
+    @field_validator("categories")
+    @classmethod
+    def _served_by_a_rule(cls, categories: dict[Category, list[str]]) -> dict[Category, list[str]]:
+        from edge.rules import RULES  # (the rules' module reads the node config, which reads this one)
+
+        if unserved := sorted(category.value for category in categories if category not in RULES):
+            raise ValueError(f"{', '.join(unserved)}: no zone rule judges this category from a model's boxes "
+                             f"(those that do: {', '.join(sorted(category.value for category in RULES))})")
+        return categories
 
     @property
     def labels(self) -> list[str]:

@@ -37,6 +37,9 @@ class RemoteConfigurator:
         self.pipelines = pipelines
         self.store = store
         self.current_version: str | None = None
+        self._in_force: bytes | None = None
+        """The config in force as it came: what a `reload` lays over the file again (its copy on disk may have
+        failed to be written)."""
         self.own_manifest: Manifest | None = next(iter(pipelines.values())).manifest if pipelines else None
         """The manifest the node started with (None on a node without cameras)."""
 
@@ -65,7 +68,7 @@ class RemoteConfigurator:
         except Refused as error:
             log.warning("refused remote config %s: %s", version, error)
             return self._status(version, ConfigState.REFUSED, str(error))
-        self.current_version = version  # in force now, whatever becomes of the copy on disk
+        self.current_version, self._in_force = version, payload  # in force now, whatever becomes of the disk copy
         log.info("applied remote config %s to %s", version, ", ".join(cameras) or "no camera")
         try:
             replace_durably(self.store, payload)
@@ -82,13 +85,13 @@ class RemoteConfigurator:
         ConfigError when even those cannot be applied (nothing changes)."""
         with RECONFIGURING:
             self.own_manifest = own_manifest
-            version = self.current_version
-            if version is None or not self.store.exists():
+            version, payload = self.current_version, self._in_force
+            if version is None or payload is None:
                 reconfigure_all(self.pipelines, cameras, own_manifest)
                 return None
             try:
                 try:
-                    remote = RemoteConfig.model_validate_json(self.store.read_bytes())
+                    remote = RemoteConfig.model_validate_json(payload)
                 except ValidationError as error:
                     raise Refused(format_validation_error(error, "config")) from None
                 manifest = self._manifest(remote.manifest)
@@ -101,7 +104,7 @@ class RemoteConfigurator:
                 log.warning("remote config %s does not fit the reloaded file: %s; the file's cameras run", version,
                             error)
                 reconfigure_all(self.pipelines, cameras, own_manifest)
-                self.current_version = None
+                self.current_version = self._in_force = None
                 return self._status(version, ConfigState.REFUSED, str(error))
             return self._status(version, ConfigState.APPLIED, None)
 

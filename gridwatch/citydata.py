@@ -122,7 +122,7 @@ def stable_split(images: list[Path], val_fraction: float) -> tuple[list[Path], l
         raise DatasetError(f"need at least 2 labelled images, found {len(images)}")
     if not 0 < val_fraction < 1:
         raise DatasetError("the validation fraction must be between 0 and 1")
-    val_count = max(1, round(val_fraction * len(images)))
+    val_count = min(len(images) - 1, max(1, round(val_fraction * len(images))))  # one to train on, at least
     ranked = sorted(images, key=lambda image: hashlib.sha256(image.name.encode()).digest())
     validation = set(ranked[:val_count])
     return [image for image in images if image not in validation], [image for image in images if image in validation]

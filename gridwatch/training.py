@@ -136,11 +136,18 @@ def load_recipe(path: Path | None, overrides: dict, schedule: str | None = None)
     """The recipe file (relative paths taken from its folder), its named `schedule` on top, and `overrides` (those
     not None) on top of that."""
     data = read_yaml_mapping(path, "a training recipe") if path else {}
+    source = str(path or "training options")
+    schedules = data.get("schedules") or {}
+    if not isinstance(schedules, dict):
+        raise ConfigError(f"{source}: schedules: a mapping of named overrides, e.g. {{short: {{epochs: 8}}}}")
+    for name, changes in schedules.items():  # every one, chosen or not: a typo is found before the day it is used
+        if not isinstance(changes, dict):
+            raise ConfigError(f"{source}: schedules.{name}: a mapping of recipe keys, e.g. {{epochs: 8}}")
+        if unknown := sorted(key for key in changes if key not in Recipe.model_fields or key == "schedules"):
+            raise ConfigError(f"{source}: schedules.{name}.{unknown[0]}: unknown key")
     if schedule is not None:
-        schedules = data.get("schedules") or {}
         if schedule not in schedules:
-            raise ConfigError(f"{path or 'training options'}: schedules: no schedule {schedule!r} "
-                              f"(have: {', '.join(schedules) or 'none'})")
+            raise ConfigError(f"{source}: schedules: no schedule {schedule!r} (have: {', '.join(schedules) or 'none'})")
         data.update(schedules[schedule])
     if path:
         folder = path.absolute().parent
@@ -161,7 +168,7 @@ def load_recipe(path: Path | None, overrides: dict, schedule: str | None = None)
     if overrides.get("extra"):  # added to the recipe's own (earlier feedback exports), not in their place
         overrides = overrides | {"extra": [*data.get("extra", []), *overrides["extra"]]}
     data.update({key: value for key, value in overrides.items() if value is not None})
-    return validate(Recipe, data, str(path or "training options"))
+    return validate(Recipe, data, source)
 
 
 @dataclass

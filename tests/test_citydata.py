@@ -146,3 +146,14 @@ def test_the_teacher_labels_people_and_vehicles_except_inside_our_own_boxes(tmp_
         tmp_path / "out" / "labels" / "v_bus0.txt", 3)
     assert sorted(cls for cls, *_ in plain) == [1, 1, 1, 1, 2], "four people and the bus"
     assert sorted(cls for cls, *_ in ours) == [0, 1, 1, 1, 2], "the person inside our own box is ours"
+
+
+def test_a_split_always_leaves_a_photo_to_train_on(tmp_path):
+    """Found by review: four photos at `val_fraction: 0.9` all went to validation, and training failed on an empty
+    list."""
+    from gridwatch.citydata import stable_split
+
+    photos = [tmp_path / f"p{number}.jpg" for number in range(4)]
+    training, validation = stable_split(photos, 0.9)
+    assert (len(training), len(validation)) == (1, 3)
+    assert [len(part) for part in stable_split(photos[:2], 0.75)] == [1, 1]

@@ -91,3 +91,12 @@ def test_a_recipe_names_its_wrong_keys_and_schedules_and_options_override_it(tmp
     recipe.write_text("name: stall\ndata: photos\ncheckpoint: base.pt\nclasses: [stall]\nepoch: 60\n")
     with pytest.raises(ConfigError, match="epoch: unknown key"):
         load_recipe(recipe, {})
+    # found by review: a typo in a schedule was named as a key of the recipe itself, or passed unseen in a schedule
+    # not chosen, and a schedule that was no mapping raised a bare TypeError
+    base = "name: stall\ndata: photos\ncheckpoint: base.pt\nclasses: [stall]\n"
+    for schedules, named in (("{short: {epochz: 3}, full: {epochs: 60}}", r"schedules\.short\.epochz: unknown key"),
+                             ("{short: null}", r"schedules\.short: a mapping of recipe keys"),
+                             ("[short]", r"schedules: a mapping of named overrides")):
+        recipe.write_text(base + f"schedules: {schedules}\n")
+        with pytest.raises(ConfigError, match=named):
+            load_recipe(recipe, {}, "full" if "full" in schedules else None)

@@ -115,6 +115,17 @@ def test_manifest_weights_named_without_a_folder_are_found_beside_the_manifest(t
         "a bare name not beside the manifest is one ultralytics downloads"
 
 
+def test_a_manifest_category_no_rule_judges_is_refused_naming_it(tmp_path):
+    """Found by review: `categories: {device_fault: [...]}` was taken, and the node then failed with a bare
+    KeyError at start, or answered a roll-out `internal error: <Category.DEVICE_FAULT>`."""
+    from edge.manifest import load_manifest
+
+    manifest = tmp_path / "city.yaml"
+    manifest.write_text("models:\n  - {name: coco, weights: yolo11n.pt, categories: {device_fault: [car]}}\n")
+    with pytest.raises(ConfigError, match=r"models.0.categories: .*device_fault: no zone rule judges this category"):
+        load_manifest(manifest)
+
+
 def test_paths_in_the_file_are_taken_from_the_files_folder_urls_and_camera_indexes_as_they_are(tmp_path, monkeypatch):
     """Found by review: `manifest:` was read beside the file but `source:` and `state_dir:` from wherever the node
     was started, so a node.yaml with its clip beside it loaded its manifest, then said the clip did not exist."""

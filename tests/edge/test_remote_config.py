@@ -10,10 +10,10 @@ import pytest
 from edge.comms import NodeLink
 from edge.config import MqttConfig, NodeConfig
 from edge.detect import ModelError, weights_stamp
-from edge.manifest import Manifest
+from edge.manifest import Manifest, load_manifest
 from edge.pipeline import CameraPipeline
 from edge.remote_config import RemoteConfigurator
-from gridwatch.contract import config_status_topic, config_topic
+from gridwatch.contract import ConfigState, config_status_topic, config_topic
 from tests.edge.pipeline_scripts import ScriptedDetector, detections
 from tests.factories import wait_until
 
@@ -349,3 +349,18 @@ def test_a_reload_under_a_remote_config_keeps_the_violations_of_what_neither_cha
     watch(1070.0, 70)
     kinds = [json.loads(payload)["type"] for topic, payload in published if "/events/" in topic]
     assert kinds[0] == "new" and "end" not in kinds, kinds
+
+
+def test_a_rollout_the_disk_would_not_keep_stays_in_force_through_a_reload(tmp_path):
+    """Found by review: a reload looked for the config in force on disk; one whose copy the disk had refused was
+    dropped (the node back on its own models), while its version was still said to be in force, so the broker's
+    copy sent again was answered "applied" and changed nothing."""
+    camera = rollout_node(tmp_path, [])
+    (tmp_path / "state").write_text("a file where the node's state folder should be")  # the copy cannot be kept
+    configurator = RemoteConfigurator("node-a", {"gate": camera}, tmp_path / "state" / "remote.json")
+    rollout = json.dumps({"schema_version": "1.2", "config_version": "litter-pilot", "manifest": "city.yaml"}).encode()
+    assert configurator.apply(rollout).state is ConfigState.APPLIED
+    running = sorted(runner.detector.info.name for runner in camera.runners)
+    status = configurator.reload({"gate": camera.camera}, load_manifest(camera.node.manifest))
+    assert status is not None and status.state is ConfigState.APPLIED
+    assert sorted(runner.detector.info.name for runner in camera.runners) == running, "the trained model runs on"
