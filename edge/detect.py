@@ -197,15 +197,18 @@ class Detector:
 
     @staticmethod
     def identity(path: Path, model: str) -> ModelInfo:
-        """A city model's name and version from the `identity.yaml` its training wrote beside the weights and
-        exports; else the export's metadata (ultralytics version and date), else the ultralytics version."""
+        """A city model's name and version from the `identity.yaml` its training wrote in its export folder, or
+        beside its weights and exports (there, only for weights named after it: a COCO export in the same models
+        folder is not the city model); else the export's metadata (ultralytics version and date), else the
+        ultralytics version."""
         import yaml
 
-        for identity in (path.parent / IDENTITY_FILE, path / IDENTITY_FILE):
+        for identity, own in ((path / IDENTITY_FILE, True), (path.parent / IDENTITY_FILE, False)):
             if path.exists() and identity.is_file():
                 data = yaml.safe_load(identity.read_text(encoding="utf-8")) or {}
-                if data.get("name") and data.get("version"):
-                    return ModelInfo(name=str(data["name"]), version=str(data["version"]))
+                name = str(data.get("name") or "")
+                if name and data.get("version") and (own or path.name.startswith((f"{name}.", f"{name}_"))):
+                    return ModelInfo(name=name, version=str(data["version"]))
         name = path.name.removesuffix(".pt") or model
         metadata = path / "metadata.yaml" if path.is_dir() else None
         if metadata and metadata.exists():

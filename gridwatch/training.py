@@ -224,7 +224,9 @@ def train(recipe: Recipe, out: Path) -> TrainingResult:
     metrics = validate_model(weights, split, recipe, out)
     exports = export(weights, recipe.export, imgsz=recipe.imgsz, int8=recipe.int8, data=split.data_yaml)
     version = f"{time.strftime('%Y.%m.%d')}-{hashlib.sha256(weights.read_bytes()).hexdigest()[:8]}"
-    (out / IDENTITY_FILE).write_text(yaml.safe_dump({"name": recipe.name, "version": version}))
+    identity = yaml.safe_dump({"name": recipe.name, "version": version})
+    for folder in [out, *(path for path in exports.values() if path.is_dir())]:  # an export folder copied alone
+        (folder / IDENTITY_FILE).write_text(identity)                         # to a node keeps its name too
     report = out / "report.json"
     report.write_text(json.dumps({
         "name": recipe.name, "version": version, "recipe": json.loads(recipe.model_dump_json()),

@@ -109,3 +109,23 @@ def test_a_model_retrained_into_its_folder_is_loaded_anew_and_an_unchanged_one_i
     os.utime(retrained, ns=(newest + 10**9, newest + 10**9))  # written again by a training run
     again = registry.shared(str(weights))
     assert again is not first and again.stamp > first.stamp, "retrained in place: loaded anew"
+
+
+def test_a_city_models_identity_names_its_own_weights_not_the_coco_export_beside_it(tmp_path):
+    """Found by review: the identity a training wrote was taken from a model's parent folder whatever the model: a
+    trained model installed into the folder of the COCO export made COCO's events say `litter`, and telemetry,
+    one model per name, listed one of the two; an identity in the export folder itself lost to the parent's."""
+    import yaml
+
+    from edge.detect import Detector
+
+    models = tmp_path / "models"
+    coco, litter = models / "yolo11n_int8_openvino_model", models / "litter_int8_openvino_model"
+    coco.mkdir(parents=True)
+    litter.mkdir()
+    (coco / "metadata.yaml").write_text(yaml.safe_dump({"version": "8.3.0", "date": "2025-01-01T00:00:00"}))
+    (models / "identity.yaml").write_text(yaml.safe_dump({"name": "litter", "version": "2026.11.23-1a2b3c4d"}))
+    assert Detector.identity(coco, str(coco)).name == "yolo11n_int8_openvino_model"
+    assert Detector.identity(litter, str(litter)).version == "2026.11.23-1a2b3c4d"
+    (litter / "identity.yaml").write_text(yaml.safe_dump({"name": "stall", "version": "v2"}))
+    assert Detector.identity(litter, str(litter)).name == "stall", "its own identity first"
