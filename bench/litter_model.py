@@ -14,7 +14,8 @@ Writes bench/results/litter_model.json:
   or by the COCO model run beside it;
 - trade_off: recall, precision and false boxes per clean frame at scores from 0.25 to 0.75, measured the same way;
 - cost: the camera pipeline on vtest.avi at 10 fps with models/coco.yaml against models/city.yaml (COCO at 5 fps
-  plus the litter model at 1 fps), milliseconds per camera-second and their ratio, measured in one run.
+  plus the litter model at its manifest rate, a look every 2 s), milliseconds per camera-second and their ratio,
+  measured in one run.
 
     .venv/bin/python bench/litter_model.py [--model-dir models/litter] [--compare DIR ...]
 """

@@ -174,21 +174,26 @@ def cmd_server_token(args: argparse.Namespace) -> int:
     if args.role == "field_staff" and not args.unit:
         raise ConfigError("--unit: field staff need the unit they work for (a unit id in dispatch_config), whose "
                           "cases they act on")
+    if args.unit and args.role != "field_staff":
+        raise ConfigError(f"--unit: only field staff work for a unit; {args.role} acts on every unit's cases")
     token = new_token()
     entry = TokenEntry(name=args.name, role=args.role, unit=args.unit, sha256=hash_token(token))
     line = entry.model_dump(mode="json", exclude_none=True)
     if args.tokens_file:
         from gridwatch.config_files import load_yaml_model
 
-        existing = load_yaml_model(args.tokens_file, TokensFile) if args.tokens_file.exists() else TokensFile()
+        new = not args.tokens_file.exists()
+        existing = TokensFile() if new else load_yaml_model(args.tokens_file, TokensFile)
         existing.tokens.append(entry)
         try:
             args.tokens_file.write_text(yaml.safe_dump(existing.model_dump(mode="json", exclude_none=True),
                                                        allow_unicode=True), encoding="utf-8")
-            args.tokens_file.chmod(0o600)
+            if new:  # a file made here is its owner's alone; one there already keeps the mode it was given (the
+                args.tokens_file.chmod(0o600)  # server's group may read it)
         except OSError as error:
             raise ConfigError(f"--tokens-file {args.tokens_file}: {error.strerror or error}") from None
-        print(f"added {args.name} ({args.role}) to {args.tokens_file}; the server reads it at start", file=sys.stderr)
+        print(f"added {args.name} ({args.role}) to {args.tokens_file}; a running server reads it within 2 s, no "
+              f"restart", file=sys.stderr)
     else:
         print("add to the tokens file under `tokens:`\n  - " + yaml.safe_dump(line, default_flow_style=True,
                                                                            allow_unicode=True).strip(),
@@ -198,9 +203,11 @@ def cmd_server_token(args: argparse.Namespace) -> int:
 
 
 def cmd_broker_users(args: argparse.Namespace) -> int:
-    from gridwatch.broker import generate_users
+    from gridwatch.broker import BROKER_CONFIG_DIR, generate_users
 
-    creds = generate_users(args.out, args.node, args.integrator, bridges=args.bridge)
+    # the ACL the broker will use: the one in --out (a deployed copy, edited for the city), else the repo's
+    acl = args.out / "acl" if (args.out / "acl").is_file() else BROKER_CONFIG_DIR / "acl"
+    creds = generate_users(args.out, args.node, args.integrator, acl_file=acl, bridges=args.bridge)
     print(f"wrote {args.out / 'passwd'} ({len(creds.all_accounts())} accounts) and {args.out / 'credentials.json'}")
     return 0
 
@@ -327,11 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_argument("--node", action="append", default=[], metavar="NODE_ID",
                        help="A node account (its user name is its node id); repeat for more.")
     users.add_argument("--integrator", action="append", default=[], metavar="NAME",
-                       help="A read-only integrator account; the name needs a block in broker_config/acl. "
+                       help="A read-only integrator account; the name needs a block in the ACL (DIR/acl when DIR "
+                            "has one, as a deployed copy of broker_config does; else broker_config/acl). "
                             "Repeat for more.")
     users.add_argument("--bridge", action="append", default=[], metavar="NAME",
                        help="An account a site's broker bridges in with (on the core broker); the name needs a "
-                            "block in broker_config/acl (copy 'user bridge'). Repeat for more.")
+                            "block in the ACL, as for --integrator (copy 'user bridge'). Repeat for more.")
     users.set_defaults(func=cmd_broker_users)
     tls = broker_commands.add_parser("tls", help="Make a private CA and the broker's TLS certificate.",
                                      description="Write DIR/ca.crt (what nodes and the server trust), "

@@ -31,7 +31,7 @@ from server.api.routes import (
 )
 from server.api.routes import webhooks as webhook_routes
 from server.core.config import ServerSettings
-from server.core.security import LoginThrottle, TokenStore
+from server.core.security import LoginThrottle, TokenEntry, TokenStore
 from server.db import Database, database_away, unstorable_text
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
@@ -47,11 +47,13 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: ServerSettings) -> FastAPI:
     dispatcher = Dispatcher.from_file(settings.dispatch_config)  # the files first: a mistake in one is named
-    tokens = TokenStore.from_file(settings.tokens_file)  # before the database is touched
-    for entry in tokens.entries.values():
-        if entry.unit is not None and not dispatcher.has_unit(entry.unit):
-            raise ConfigError(f"tokens_file {settings.tokens_file}: {entry.name}'s unit {entry.unit!r} is not a unit "
-                              f"of dispatch_config ({', '.join(sorted(dispatcher.config.units))})")
+    def units_known(entries: list[TokenEntry]) -> None:
+        for entry in entries:
+            if entry.unit is not None and not dispatcher.has_unit(entry.unit):
+                raise ConfigError(f"tokens_file {settings.tokens_file}: {entry.name}'s unit {entry.unit!r} is not a "
+                                  f"unit of dispatch_config ({', '.join(sorted(dispatcher.config.units))})")
+
+    tokens = TokenStore.from_file(settings.tokens_file, units_known)  # before the database is touched
     evidence_store = EvidenceStore(settings.evidence_dir)
     database = Database(settings.database_url)
     webhooks = Webhooks(database, settings.webhook_max_attempts, settings.webhook_retry_base_seconds,

@@ -73,6 +73,20 @@ def test_broker_users_writes_passwords_but_refuses_role_names_as_nodes(tmp_path)
         assert result.returncode == 2, bad
         assert result.stderr.startswith("gridwatch: ")
 
+    # found by review: the repo's ACL was read, not the deployed copy the broker uses: a partner's block added
+    # there was not found (and one only in the repo made an account the broker treats as a node)
+    import shutil
+
+    from gridwatch.broker import BROKER_CONFIG_DIR
+
+    deployed = tmp_path / "etc-broker"
+    shutil.copytree(BROKER_CONFIG_DIR, deployed)
+    with (deployed / "acl").open("a") as acl:
+        acl.write("\nuser acme-parking\ntopic read gw/v1/cases/#\n")
+    result = gridwatch("broker", "users", "--out", str(deployed), "--integrator", "acme-parking")
+    assert result.returncode == 0, result.stderr
+    assert "acme-parking" in json.loads((deployed / "credentials.json").read_text())["integrators"]
+
 
 @pytest.mark.parametrize("missing", ["/nonexistent/clip.mp4"])
 def test_demo_refuses_a_missing_source(tmp_path, missing):
@@ -92,6 +106,13 @@ def test_server_token_makes_a_token_the_server_knows(tmp_path, capsys):
     assert holder.name == "Zhang Min" and holder.role == "field_staff" and holder.unit == "sanitation"
     assert token not in tokens_file.read_text(), "only the token's hash is kept"
     assert TokenStore.from_file(tokens_file).principal(token + "x") is None
+    assert tokens_file.stat().st_mode & 0o777 == 0o600, "a file made here is its owner's alone"
+    tokens_file.chmod(0o640)  # as README's set-up leaves it, for the server's group
+    assert main(["server", "token", "Li Lei", "--role", "operator", "--tokens-file", str(tokens_file)]) == 0
+    assert tokens_file.stat().st_mode & 0o777 == 0o640, "found by review: set back to 0600"
+    assert "reads it within 2 s" in capsys.readouterr().err
+    assert main(["server", "token", "Wang", "--role", "operator", "--unit", "sanitation",
+                 "--tokens-file", str(tokens_file)]) == 2
 
 
 def test_json_logs_are_one_object_a_line():

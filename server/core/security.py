@@ -89,19 +89,25 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 class TokenStore:
-    def __init__(self, entries: list[TokenEntry], path: Path | None = None) -> None:
+    def __init__(self, entries: list[TokenEntry], path: Path | None = None,
+                 check: Callable[[list[TokenEntry]], None] | None = None) -> None:
+        self.check = check
+        """What else the entries must be (each field worker's unit one the dispatch configuration has): raises
+        ConfigError naming the entry; at start, and each time the file is read again."""
+        if check is not None:
+            check(entries)
         self.entries = {entry.sha256: entry for entry in entries}
         self.path = path
         self._stamp = _stamp(path) if path else None
         self._checked = time.monotonic()
 
     @classmethod
-    def from_file(cls, path: Path | None) -> TokenStore:
+    def from_file(cls, path: Path | None, check: Callable[[list[TokenEntry]], None] | None = None) -> TokenStore:
         if path is None:
-            return cls([])
+            return cls([], check=check)
         if not path.exists():
             raise ConfigError(f"{path}: tokens file does not exist")
-        return cls(load_yaml_model(path, TokensFile).tokens, path)
+        return cls(load_yaml_model(path, TokensFile).tokens, path, check)
 
     def _read_again_if_changed(self) -> None:
         """The file as it is now, when it changed; a file that does not read (half written, a typo) keeps the tokens
@@ -116,6 +122,8 @@ class TokenStore:
         self._stamp = stamp
         try:
             entries = load_yaml_model(self.path, TokensFile).tokens
+            if self.check is not None:  # taken as it is, the mistake would stop the server at its next start
+                self.check(entries)
         except (ConfigError, OSError) as error:
             log.warning("tokens file %s changed but does not read (%s): the tokens in force stay", self.path, error)
             return

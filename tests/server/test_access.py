@@ -188,3 +188,9 @@ def test_a_token_revoked_in_the_tokens_file_is_refused_within_seconds_without_a_
     assert refused.status_code == 401 and "unknown API token" in refused.json()["detail"]
     path.write_text("tokens: [", encoding="utf-8")  # half written: the tokens in force stay
     assert api.get("/api/v1/cases", headers=as_role(api_tokens, "operator")).status_code == 200
+    # found by review: a field worker added with a unit the dispatch configuration has not was taken at once, and
+    # the server then refused to start at all; now the tokens in force stay, as for a file that does not read
+    kept["tokens"].append({"name": "W", "role": "field_staff", "unit": "sanitaton", "sha256": "0" * 64})
+    path.write_text(yaml.safe_dump(kept), encoding="utf-8")
+    assert api.get("/api/v1/cases", headers=integrator).status_code == 401, "the file as it was before"
+    assert "sanitaton" not in {entry.unit for entry in api.app.state.tokens.entries.values()}
