@@ -171,6 +171,10 @@ class TlsFiles:
 def generate_tls(out_dir: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1"), days: int = 825) -> TlsFiles:
     """A private certificate authority and a broker certificate it signs, for `hosts` (names or addresses), made
     with openssl. Give nodes `ca.crt`; keys are written mode 0600 and never committed."""
+    if bad := [host for host in hosts if not re.fullmatch(r"[A-Za-z0-9.:*-]+", host)]:
+        raise BrokerError(f"--host {bad[0]!r}: a host name or an IP address")
+    if days < 1:
+        raise BrokerError(f"--days {days}: at least 1")
     out_dir.mkdir(parents=True, exist_ok=True)
     files = TlsFiles(out_dir / "ca.crt", out_dir / "server.crt", out_dir / "server.key")
     names = ",".join(f"IP:{host}" if re.fullmatch(r"[\d.]+|[0-9a-fA-F:]+:[0-9a-fA-F:]*", host) else f"DNS:{host}"

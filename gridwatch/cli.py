@@ -121,6 +121,8 @@ def cmd_edge_scan(args: argparse.Namespace) -> int:
         import os
 
         os.environ.pop("GRIDWATCH_MODEL", None)
+    if not args.manifest.is_file():
+        raise ConfigError(f"--manifest {args.manifest}: no such manifest file")
     try:
         summary = scan(args.video, camera, args.out, args.evidence, model=args.model, manifest=args.manifest,
                        timezone=args.timezone, start=start, progress=not args.quiet)
@@ -356,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "folder and the given password file.")
     run.add_argument("--passwd", type=Path, required=True, help="Password file from `gridwatch broker users`.")
     run.add_argument("--data-dir", type=Path, required=True, help="Folder for persistence, config and log.")
-    run.add_argument("--port", type=port_number, help="Port to listen on (default, or 0: a free one, printed).")
+    run.add_argument("--port", type=port_number, help="Port to listen on (default, or 0: a free one, printed; "
+                                                      "give 1883 for the usual port).")
     run.add_argument("--bind", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
     run.add_argument("--bridge-to", metavar="HOST:PORT",
                      help="Run as a site's broker: bridge what its nodes publish to this core broker (where the "

@@ -48,6 +48,8 @@ def cmd_models_export(args: argparse.Namespace) -> int:
     weights = Path(args.weights)
     if not weights.exists() and (weights.parent != Path() or weights.suffix != ".pt"):  # a bare yolo11n.pt is one
         raise ConfigError(f"{args.weights}: no such weights file")  # ultralytics downloads where there is internet
+    if args.int8 and "openvino" not in args.format.split(","):
+        raise ConfigError(f"--int8: INT8 is an OpenVINO export's (--format openvino), not {args.format}'s")
     try:
         exports = export(args.weights, args.format.split(","), imgsz=args.imgsz, int8=args.int8, data=args.data)
     except TrainingError as error:

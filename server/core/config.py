@@ -102,6 +102,7 @@ def load_server_settings(path: Path | None = None) -> ServerSettings:
         from_environment = sorted({f"GRIDWATCH_{key.upper()}" for problem in error.errors()
                                    if (key := str(problem["loc"][0]) if problem["loc"] else "") and key not in data
                                    and f"GRIDWATCH_{key.upper()}" in os.environ})
-        where = str(path or "environment") + (f" (and the environment: {', '.join(from_environment)})"
-                                              if from_environment and path is not None else "")
+        where = str(path) if path is not None else "environment"
+        if from_environment:
+            where += f" ({'and ' if path is not None else ''}the environment: {', '.join(from_environment)})"
         raise ConfigError(format_validation_error(error, where)) from None
