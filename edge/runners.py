@@ -78,23 +78,35 @@ def build_runners(node: NodeConfig, camera: CameraConfig, manifest: Manifest, zo
     return runners
 
 
+JUDGING = ("people", "yield_to", "min_score", "tiles")
+"""What of a manifest model, besides its classes for a category, its rules judge by."""
+
+
+def _runs_on(old: ModelRunner, new: ModelRunner) -> bool:
+    """Whether `new` is `old`'s model running on: the same detector, or the same weights loaded anew for another
+    class list (a roll-out taking the litter classes from COCO), judging alike; its rate and categories may change."""
+    same_model = old.detector is new.detector or (old.spec.name == new.spec.name
+                                                  and type(old.detector) is type(new.detector)
+                                                  and old.detector.info == new.detector.info)
+    return same_model and all(getattr(old.spec, key) == getattr(new.spec, key) for key in JUDGING)
+
+
 def carry_over(old_runners: list[ModelRunner], new_runners: list[ModelRunner], now: float,
                reason: str) -> list[tuple[RuleEvent, ModelInfo]]:
-    """A camera's reconfiguration: the rules of a model that runs on (the same detector, loaded already; its rate
-    may change) take over from their old selves (`StationaryRule.take_over`), and the model's cadence carries on;
-    what the others watched ends as interrupted. Returns the ends, each with the model that saw it."""
+    """A camera's reconfiguration: the rules of a model that runs on (`_runs_on`) take over from their old selves
+    (`StationaryRule.take_over`, per category: one whose classes changed starts afresh), and the model's cadence
+    carries on; what the others watched ends as interrupted. Returns the ends, each with the model that saw it."""
     ended: list[tuple[RuleEvent, ModelInfo]] = []
     taken: set[int] = set()
     for runner in new_runners:
-        old = next((old for old in old_runners if old.detector is runner.detector
-                    and old.spec.model_copy(update={"detect_fps": 0}) == runner.spec.model_copy(
-                        update={"detect_fps": 0})), None)
+        old = next((old for old in old_runners if _runs_on(old, runner)), None)
         if old is None:
             continue
         runner.next_due, runner.last_run, runner.last_seen = old.next_due, old.last_run, old.last_seen
         for rule in runner.rules:
             if (previous := next((r for r in old.rules if r.category is rule.category), None)) is not None:
-                ended += [(event, old.detector.info) for event in rule.take_over(previous, now, reason)]
+                ended += [(event, old.detector.info) for event in rule.take_over(
+                    previous, now, reason, new_tracker=old.detector is not runner.detector)]
                 taken.add(id(previous))
     return ended + [(event, runner.detector.info) for runner in old_runners for rule in runner.rules
                     if id(rule) not in taken for event in rule.interrupt(now, reason)]

@@ -352,12 +352,15 @@ class StationaryRule:
         areas): when it changes, every judgement is made afresh."""
         return ()
 
-    def take_over(self, old: StationaryRule, now: float, reason: str) -> list[RuleEvent]:
+    def take_over(self, old: StationaryRule, now: float, reason: str, new_tracker: bool = False) -> list[RuleEvent]:
         """Carry on from `old`, this category's rule before a reconfiguration. In each zone whose config did not
         change, its open violations and the objects' time there go on: an operator drawing one new zone does not
         restart every parked car's dwell, nor end the violations its cases wait on. What `old` watched in a zone
         changed or removed ends as interrupted (the cases stay open) and is judged afresh; with other tuning,
-        classes or context, all of it. Returns those ends."""
+        classes or context, all of it. `new_tracker`: the model was loaded anew (another class list), and its
+        tracker numbers objects from 1 again: what was watched is kept under ids no tracker gives (negative), and
+        passes to the objects found at the same places as when a tracker loses and finds them (`_hand_over`,
+        `_inherit`). Returns those ends."""
         before = {zone.zone_id: judged_by(zone) for zone in old.zones}
         same = self.tuning == old.tuning and self.labels == old.labels and self.context() == old.context()
         kept = {zone.zone_id for zone in self.zones if same and before.get(zone.zone_id) == judged_by(zone)}
@@ -365,6 +368,13 @@ class StationaryRule:
                  for key, violation in list(old._violations.items()) if violation.zone_id not in kept]
         if same:
             self._violations, self._tracks, self._look = old._violations, old._tracks, old._look
+            if new_tracker:
+                for track in self._tracks.values():
+                    track.track_id = -abs(track.track_id)
+                for violation in self._violations.values():
+                    violation.track_id = -abs(violation.track_id)
+                self._tracks = {track.track_id: track for track in self._tracks.values()}
+                self._violations = {(v.zone_id, v.track_id): v for v in self._violations.values()}
             for track in self._tracks.values():  # a changed zone is entered afresh, after zone_inertia_frames
                 track.zones = {zone_id: membership for zone_id, membership in track.zones.items()
                                if zone_id in kept}

@@ -364,3 +364,50 @@ def test_a_rollout_the_disk_would_not_keep_stays_in_force_through_a_reload(tmp_p
     status = configurator.reload({"gate": camera.camera}, load_manifest(camera.node.manifest))
     assert status is not None and status.state is ConfigState.APPLIED
     assert sorted(runner.detector.info.name for runner in camera.runners) == running, "the trained model runs on"
+
+
+def test_a_roll_out_that_changes_cocos_classes_keeps_the_parked_cars_violation(tmp_path, monkeypatch):
+    """Found by review: city.yaml takes the litter classes from COCO, so COCO's detector was made anew, and every
+    violation it watched ended as interrupted: a parked car's case lost the camera that would verify it. Its rules
+    now carry on, and the car, numbered afresh by the new tracker, takes its violation back at its place."""
+    from edge.capture import Frame
+    from edge.manifest import load_manifest
+    from tests.edge.pipeline_scripts import FRAME
+
+    monkeypatch.delenv("GRIDWATCH_MODEL", raising=False)
+    rollout_node(tmp_path, [])  # the manifests
+    node = NodeConfig.model_validate({
+        "node_id": "node-a", "model": "coco.pt", "state_dir": str(tmp_path / "state"),
+        "manifest": str(tmp_path / "models" / "own.yaml"), "cameras": [{
+            "camera_id": "gate", "source": "rtsp://x", "motion_gating": False, "health": {"enabled": False},
+            "zones": [{"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                       "dwell_seconds": 5}]}]})
+    made: list[str] = []
+
+    def factory(weights: str, labels: list[str]) -> ScriptedDetector:
+        number = 7 if not made else 1  # the tracker of a detector made anew numbers from 1
+        made.append(weights)
+        detector = ScriptedDetector(weights.rsplit("/", 1)[-1],
+                                    lambda _call: detections(("car", (0.3, 0.3, 0.5, 0.5), number)))
+        detector.shared = SimpleNamespace(stamp=weights_stamp(weights))
+        return detector
+
+    camera = CameraPipeline.build(node, node.cameras[0], load_manifest(node.manifest), source=object(),
+                                  detector_factory=factory)
+    events: list[dict] = []
+
+    def publish(topic: str, payload: bytes) -> None:
+        if "/events/" in topic:
+            events.append(json.loads(payload))
+
+    camera._publisher = publish
+    for index in range(400):  # 80 s: a heartbeat a minute after the `new`
+        if index == 60:
+            configurator = RemoteConfigurator("node-a", {"gate": camera}, tmp_path / "remote.json")
+            rollout = json.dumps({"schema_version": "1.2", "config_version": "pilot", "manifest": "city.yaml"})
+            assert configurator.apply(rollout.encode()).state is ConfigState.APPLIED
+        camera.process(Frame(image=FRAME, timestamp=1000.0 + index * 0.2, index=index), publish)
+    assert made[0] == made[1] == "coco.pt", "COCO made anew for its new classes"
+    assert [event["type"] for event in events if event["type"] != "update"] == ["new"], "no end, no second new"
+    assert {event["violation_id"] for event in events} == {events[0]["violation_id"]}
+    assert [event["type"] for event in events][-1] == "update", "its heartbeats go on"
