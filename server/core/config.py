@@ -62,7 +62,9 @@ class ServerSettings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=5, gt=0, description="Wait after the first failed attempt; "
                                                                            "doubled after each further one.")
     webhook_retry_max_seconds: float = Field(default=3600, gt=0, description="Longest wait between attempts.")
-    webhook_timeout_seconds: float = Field(default=5, gt=0, description="How long a receiver has to answer.")
+    webhook_timeout_seconds: float = Field(default=5, gt=0, description=(
+        "How long a receiver has for each step (connecting, each read of its answer); an attempt is cut off after "
+        "three times this in all, however the answer comes."))
     photo_max_bytes: int = Field(default=12 * 2**20, ge=2**10, le=2**30, description="Largest photo people may "
                                  "add to a case (`POST /api/v1/cases/{id}/photos`); a larger one is refused (413).")
 

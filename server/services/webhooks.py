@@ -33,6 +33,7 @@ import hmac
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
@@ -55,6 +56,51 @@ def signature(secret: str, timestamp: str, delivery_id: str, body: bytes) -> str
 
 PERMANENT = {301, 302, 303, 307, 308, 410}
 """Answers no retry changes: moved (a redirect, not followed) or gone."""
+
+
+ATTEMPT_TIMEOUTS = 3
+"""An attempt is cut off after this many `timeout_seconds` in all (connect, send, answer): httpx times each read,
+and a receiver answering a byte at a time held the sender for as long as it liked."""
+
+
+class AttemptTimedOut(httpx.TimeoutException):
+    """No whole answer within the attempt's time: the endpoint's trouble, like a timeout."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    first_bytes: bytes
+    location: str | None
+
+
+def _post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str], timeout: float) -> _Answer:
+    with client.stream("POST", url, content=body, headers=headers, timeout=timeout) as response:
+        ok = 200 <= response.status_code < 300
+        # of a refusal, its first words only: a receiver's endless answer is neither read nor kept
+        return _Answer(response.status_code, b"" if ok else _first_bytes(response, 200),
+                       response.headers.get("location"))
+
+
+def _within(seconds: float, call: Callable[[], _Answer]) -> _Answer:
+    """`call`'s answer, or AttemptTimedOut after `seconds`: the call goes on in its thread, which ends with the
+    receiver's answer or its read timeout, and what it gets is not used (it touches no row)."""
+    outcome: list = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as error:  # noqa: BLE001 - handed to the caller, whatever it is
+            outcome.append(error)
+        done.set()
+
+    threading.Thread(target=run, name="webhook-attempt", daemon=True).start()
+    if not done.wait(seconds):
+        raise AttemptTimedOut(f"no whole answer within {seconds:g} s")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 def _first_bytes(response: httpx.Response, limit: int) -> bytes:
@@ -138,8 +184,8 @@ class Webhooks:
                 .order_by(WebhookDelivery.id).limit(1).with_for_update(skip_locked=True)).first()
             if delivery is None:
                 return None
-            # httpx's timeout holds for each of connect, write and read
-            delivery.next_attempt_at = now + timedelta(seconds=4 * self.timeout + 30)
+            # longer than an attempt may take (`ATTEMPT_TIMEOUTS`), so that no other sender takes it meanwhile
+            delivery.next_attempt_at = now + timedelta(seconds=(ATTEMPT_TIMEOUTS + 1) * self.timeout + 30)
             session.commit()
             return delivery.id
 
@@ -157,17 +203,15 @@ class Webhooks:
                    "X-GridWatch-Signature": signature(subscription.secret, timestamp, str(delivery.id), body)}
         unreachable = permanent = False
         try:
-            with client.stream("POST", subscription.url, content=body, headers=headers,
-                               timeout=self.timeout) as response:
-                delivery.last_status_code = response.status_code
-                ok = 200 <= response.status_code < 300
-                permanent = response.status_code in PERMANENT
-                # of a refusal, its first words only: a receiver's endless answer is neither read nor kept
-                delivery.last_error = None if ok else \
-                    f"HTTP {response.status_code}: {_first_bytes(response, 200).decode(errors='replace')}"
-                if 300 <= response.status_code < 400 and (location := response.headers.get("location")):
-                    delivery.last_error = (f"HTTP {response.status_code}: moved to {redacted(location)[:300]} "
-                                           "(redirects are not followed: change the subscription's URL)")
+            url = subscription.url
+            answer = _within(ATTEMPT_TIMEOUTS * self.timeout, lambda: _post(client, url, body, headers, self.timeout))
+            delivery.last_status_code = answer.status
+            ok = 200 <= answer.status < 300
+            permanent = answer.status in PERMANENT
+            delivery.last_error = None if ok else f"HTTP {answer.status}: {answer.first_bytes.decode(errors='replace')}"
+            if 300 <= answer.status < 400 and answer.location:
+                delivery.last_error = (f"HTTP {answer.status}: moved to {redacted(answer.location)[:300]} "
+                                       "(redirects are not followed: change the subscription's URL)")
         except Exception as error:  # not only httpx's: a URL it cannot even encode (an IDNA label too long) too
             # counts as an attempt, or the delivery stayed pending for good, holding its case's later changes
             ok, delivery.last_error = False, f"{type(error).__name__}: {error}"[:500]

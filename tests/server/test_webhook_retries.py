@@ -309,3 +309,57 @@ def test_a_receiver_that_moved_or_is_gone_fails_at_once_naming_where_it_points(d
     assert outcome[2][0] == "failed" and outcome[2][1].startswith("HTTP 410")
     assert outcome[3][0] == "pending", "a busy receiver is tried again"
     assert outcome[4] == ("delivered", None)
+
+
+def test_a_receiver_that_drips_its_answer_holds_the_sender_no_longer_than_an_attempt_may_take(database_url):
+    """Found by review: httpx times each read, so a receiver answering a byte at a time held the sender for as long
+    as it liked (13 s with a 1 s timeout), every other subscriber's change waiting behind it, and past the lease
+    another worker sent the same delivery again."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+
+    from server.db import Database
+    from server.models import WebhookDelivery, WebhookSubscription
+    from server.services.webhooks import ATTEMPT_TIMEOUTS, Webhooks
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def drip() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 40:
+                connection.sendall(bytes([byte]))
+                time.sleep(0.2)  # within httpx's read timeout, every time
+        except OSError:
+            pass
+        connection.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    database = Database(database_url)
+    queue_changes(database, f"http://127.0.0.1:{port}/hook", [(1, "dispatch")])
+    queue_changes(database, "http://other.test/hook", [(2, "dispatch")])
+    other_sent: list[float] = []
+
+    class Other(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.host == "other.test":
+                other_sent.append(time.monotonic() - began)
+                return httpx.Response(200)
+            return super().handle_request(request)
+
+    began = time.monotonic()
+    with httpx.Client(transport=Other()) as client:
+        Webhooks(database, timeout_seconds=0.5).deliver_due(client)
+    assert other_sent and other_sent[0] < ATTEMPT_TIMEOUTS * 0.5 + 1, other_sent
+    with database.session() as session:
+        outcome = {d.case_id: (d.status, d.last_error) for d in session.query(WebhookDelivery)}
+        dripping = session.query(WebhookSubscription).filter_by(url=f"http://127.0.0.1:{port}/hook").one()
+        assert dripping.resting_until is not None, "an endpoint that does not answer in time rests"
+    assert outcome[1][0] == "pending" and "no whole answer within 1.5 s" in outcome[1][1]
+    assert outcome[2] == ("delivered", None)
+    listener.close()
