@@ -55,6 +55,9 @@ class BackgroundModel:
         self._last_grey = grey
         self.relearned = False
         if self._long is None or self._long.shape != grey.shape or self._last_time is None:
+            if self._long is not None and self._tracks:  # another picture size (a substream switched): what it
+                self._tracks.clear()  # reported is learnt into the street now, unseen but not gone, as after the
+                self.relearned = True  # light changed
             self._long, self._short, self._last_time = grey.copy(), grey.copy(), timestamp
             return Detections()
         elapsed = max(0.0, timestamp - self._last_time)

@@ -22,6 +22,8 @@ from gridwatch.contract import Category
 log = logging.getLogger(__name__)
 
 CAMERA_ZONE = "camera"
+BLIND = ("black", "covered", "frozen", "moved")
+"""What keeps a picture from showing the street, in the order one is named before the others."""
 
 
 @dataclass
@@ -31,6 +33,8 @@ class CameraHealth:
     _reference_edges: NDArray[np.uint8] | None = None
     _previous: NDArray[np.uint8] | None = None
     _faults: FaultTracker = field(default_factory=lambda: FaultTracker(Category.DEVICE_FAULT, CAMERA_ZONE))
+    _blind_since: float | None = None
+    """Since when the picture has shown no street, whichever of `BLIND` kept it from it."""
     blind: str | None = None
     """What keeps the last picture checked from showing the street (`black`, `covered`, `frozen`, `moved`), fault
     raised or not yet: no rule judges such a picture, where every object would seem gone (or still, when frozen)."""
@@ -59,10 +63,22 @@ class CameraHealth:
         similarity = self._similarity(grey)
         moved = not (black or covered) and similarity < self.config.moved_similarity
         events = []
-        conditions = (("black", black), ("covered", covered), ("frozen", frozen), ("moved", moved))
-        for kind, present in conditions:
-            events.extend(self._track(kind, present, now))
+        conditions = tuple(zip(BLIND, (black, covered, frozen, moved), strict=True))
         self.blind = next((kind for kind, present in conditions if present), None)
+        raised = set(self._faults.active)
+        for kind, present in conditions:
+            # a fault raised stays while the picture shows no street by another of these conditions (a dark lens
+            # cover reads black, then covered): it ends once the street is back
+            events.extend(self._track(kind, None if not present and self.blind and kind in raised else present, now))
+        if self.blind is None:
+            self._blind_since = None
+        elif self._blind_since is None:
+            self._blind_since = now
+        elif not raised & set(BLIND) and not events and now - self._blind_since >= self.config.fault_seconds:
+            # no one condition held fault_seconds, they took turns: the street unseen all along is the fault
+            events = self._faults.track_timed(self.blind, True, now, self._blind_since,
+                                              f"picture {self.blind}, or otherwise showing no street, for "
+                                              f"{now - self._blind_since:.0f} s", "picture back to normal")
         return events
 
     def _similarity(self, grey: NDArray[np.uint8]) -> float:

@@ -32,13 +32,16 @@ def windows(width: int, height: int, grid: int, overlap: float = OVERLAP) -> lis
     return [(x1, y1, x2, y2) for y1, y2 in spans(height) for x1, x2 in spans(width)]
 
 
-def merge(rows: Rows, same: float = SAME_OBJECT) -> Rows:
-    """Greedy non-maximum merging: the best-scored box of a class takes in the boxes of its class that mostly lie on
-    it (their intersection over the smaller box ≥ `same`), growing to cover them; its score stays the best one."""
+def merge(rows: Rows, passes: NDArray[np.int64], same: float = SAME_OBJECT) -> Rows:
+    """Greedy non-maximum merging of the rows of several model passes (`passes`: each row's, the whole frame and
+    each tile): the best-scored box of a class takes in the boxes of its class from other passes that mostly lie on
+    it (their intersection over the smaller box ≥ `same`), at most one a pass, growing to cover them; its score
+    stays the best one. Two boxes of one pass are never one object: the model told them apart (cars parked close,
+    overlapping more than half, were joined, and a row of them chained into one box)."""
     if len(rows) < 2:
         return rows
     order = np.argsort(-rows[:, 4], kind="stable")
-    rows = rows[order]
+    rows, passes = rows[order], passes[order]
     areas = np.maximum((rows[:, 2] - rows[:, 0]) * (rows[:, 3] - rows[:, 1]), 1e-9)
     taken = np.zeros(len(rows), dtype=bool)
     kept = []
@@ -47,7 +50,9 @@ def merge(rows: Rows, same: float = SAME_OBJECT) -> Rows:
             continue
         taken[index] = True
         box = rows[index].copy()
-        while len(candidates := np.flatnonzero(~taken & (rows[:, 5] == box[5]))):
+        seen_in = {int(passes[index])}
+        while len(candidates := np.flatnonzero(~taken & (rows[:, 5] == box[5])
+                                               & ~np.isin(passes, list(seen_in)))):
             # against the box as it has grown, until it takes in no more: a truck across a seam, seen whole and as
             # two halves, is one box, though the halves overlap each other little
             others = rows[candidates]
@@ -55,8 +60,10 @@ def merge(rows: Rows, same: float = SAME_OBJECT) -> Rows:
             height = np.clip(np.minimum(others[:, 3], box[3]) - np.maximum(others[:, 1], box[1]), 0, None)
             smaller = np.minimum(areas[candidates], max((box[2] - box[0]) * (box[3] - box[1]), 1e-9))
             absorbed = candidates[width * height / smaller >= same]
+            absorbed = absorbed[np.unique(passes[absorbed], return_index=True)[1]]  # the best-scored of each pass
             if not len(absorbed):
                 break
+            seen_in |= {int(value) for value in passes[absorbed]}
             taken[absorbed] = True
             box[:2] = np.minimum(box[:2], rows[absorbed, :2].min(axis=0))
             box[2:4] = np.maximum(box[2:4], rows[absorbed, 2:4].max(axis=0))
@@ -77,4 +84,5 @@ def detect_tiled(predict: Callable[[NDArray[np.uint8]], Rows], image: NDArray[np
         rows[:, [0, 2]] += x1
         rows[:, [1, 3]] += y1
         found.append(rows)
-    return merge(np.concatenate(found))
+    passes = np.concatenate([np.full(len(rows), number) for number, rows in enumerate(found)]).astype(np.int64)
+    return merge(np.concatenate(found), passes)

@@ -131,3 +131,15 @@ def test_a_pile_reported_at_dusk_stays_reported_as_the_light_fades():
               for i in range(0, 3600, 5)]
     results = [model.update(frame, 30 + 5 * second) for second, frame in enumerate(fading)]
     assert sum(len(r) > 0 for r in results[5:]) == len(results) - 5
+
+
+def test_a_picture_of_another_size_learns_the_street_afresh_and_says_so():
+    """Found by review: a substream switched (4:3 to 16:9) made the model learn the street anew, the pile it had
+    reported with it, without saying so: the pile was never reported again, and its violation ended as gone (the
+    case verified as cleared) with the pile still there. Now the rules are told, as after the light changed."""
+    model = BackgroundModel(short_seconds=4)
+    run(model, [street(i) for i in range(30)])
+    reported = run(model, [street(100 + i, pile=True) for i in range(60)], start=30)
+    assert len(reported[-1]) == 1
+    model.update(street(200, pile=True)[:360], 90.0)  # the same street, cropped to another shape
+    assert model.relearned, "what it reported is now part of the street: unseen, not gone"

@@ -80,3 +80,16 @@ def test_a_camera_whose_picture_size_changes_learns_its_new_view_instead_of_fail
     assert run(health, 120, smaller, start=60) == [], "the new view learnt: no fault, no error"
     moved = run(health, 60, lambda s: cv2.resize(scene(seed=s, shift=230), (352, 288)), start=180)
     assert [(event.type.value, event.label) for _, event in moved] == [("new", "moved")], "and watched"
+
+
+def test_a_picture_that_shows_no_street_by_turns_black_and_covered_is_a_fault_until_the_street_is_back():
+    """Found by review: each condition had its timer, restarted whenever another one was seen: a dark lens cover
+    whose brightness hovers at `black_level` read black, covered, black… for ten minutes, raised no fault, and the
+    rules' open violations were neither judged nor ended all that while."""
+    health = CameraHealth(HealthConfig(fault_seconds=HOLD))
+    run(health, 60, lambda s: scene(seed=s))
+    dark = run(health, 600, lambda s: np.full((480, 640, 3), 11 if s % 2 else 13, dtype=np.uint8), start=60)
+    assert [e.type.value for _, e in dark] == ["new"], "raised once, and kept while blind"
+    assert dark[0][1].label in ("black", "covered") and dark[0][0] == pytest.approx(60 + HOLD, abs=1.01)
+    back = run(health, 45, lambda s: scene(seed=1000 + s), start=660)
+    assert [(e.type.value, e.violation_id) for _, e in back] == [("end", dark[0][1].violation_id)]
