@@ -202,10 +202,14 @@ class CaseService:
                     media_url: str | None = None) -> tuple[CaseRecord, list[CaseMessage], bool]:
         """A citizen report: it joins (or reopens) the case already at that place, else opens one that waits for
         an operator to confirm, like a doubtful detection. Returns the case, the changes and whether it joined.
-        A report with an address but no position (a hotline's caller names a street) joins an open case of its
-        category reported at the same address; else its case waits without a position, for the operator to place
-        it when filing (`act`), since only a position finds the grid."""
+        A report with an address but no position (a hotline's caller names a street) is placed by the city's
+        address register (`Dispatcher.located`) when it has the address; else it joins an open case of its category
+        reported at the same address, or its case waits without a position, for the operator to place it when
+        filing (`act`), since only a position finds the grid."""
         why = f"citizen report via {via}: {description[:300]}"
+        placed = None
+        if location is None and (location := self.dispatcher.located(address)) is not None:
+            placed = f"; placed at {address} by the city's address register"
         begin_writing(session)
         if location is None:
             claim(session, [f"address:{category.value}:{(address or '').lower()}"])  # two calls at once: one case
@@ -234,7 +238,7 @@ class CaseService:
             lat=location.lat if location else None, lon=location.lon if location else None,
             opened_at=now, updated_at=now, started_at=now, last_seen_at=now, occurrences=1)
         session.add(case)
-        waits = "; waits for an operator" + (" to place it" if location is None else "")
+        waits = (placed or "") + "; waits for an operator" + (" to place it" if location is None else "")
         change = self._step(case, A.COLLECT, via, now, why + waits)
         session.flush()
         return case, [case_message(case, change)], False

@@ -38,6 +38,11 @@ class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def address_key(address: str) -> str:
+    """An address as compared: letter case and spacing aside."""
+    return " ".join(address.split()).casefold()
+
+
 class UnitConfig(_Config):
     name: str = Field(description="Name shown to operators and integrators, e.g. 交警 Traffic police.")
     phone: str | None = Field(default=None, description="Duty phone shown with the assignment.")
@@ -83,10 +88,20 @@ class DispatchConfig(_Config):
     repeat_radius_m: float = Field(default=15, ge=0, description="Distance within which two located detections "
                                                                  "from different cameras are the same place.")
     escalation: Escalation = Field(default_factory=Escalation, description="Who is told of overdue cases.")
+    addresses: dict[str, Location] = Field(
+        default_factory=dict, description=(
+            "The city's address register: addresses and landmarks a citizen names (`Wulin Road 12`, `Hubin market`) "
+            "and where each is, {lat, lon}. A report giving one of them (letter case and spacing aside) and no "
+            "position is placed there; another waits for an operator to place it."))
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def register(self) -> dict[str, Location]:
+        """`addresses` by their `address_key`."""
+        return {address_key(name): location for name, location in self.addresses.items()}
 
     @model_validator(mode="after")
     def _units_exist(self) -> DispatchConfig:
@@ -185,6 +200,7 @@ class Dispatcher:
     def __init__(self, config: DispatchConfig | None, grids: list[Grid]) -> None:
         self.config = config
         self.grids = grids
+        self._register: dict[str, Location] | None = None
 
     @classmethod
     def from_file(cls, path: Path | None) -> Dispatcher:
@@ -203,6 +219,14 @@ class Dispatcher:
     @property
     def zone(self) -> ZoneInfo:
         return self.config.zone if self.config else ZoneInfo("Asia/Shanghai")
+
+    def located(self, address: str | None) -> Location | None:
+        """Where the address register places `address`, if it has it."""
+        if address is None or self.config is None or not self.config.addresses:
+            return None
+        if self._register is None:
+            self._register = self.config.register
+        return self._register.get(address_key(address))
 
     def has_unit(self, unit_id: str) -> bool:
         """Whether the dispatch configuration names this unit (without one, any unit id goes)."""

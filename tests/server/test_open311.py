@@ -106,6 +106,20 @@ def test_a_report_giving_only_an_address_waits_to_be_placed_and_goes_by_the_grid
     assert at_position["service_request_id"] == case_id, "placed, it is found by position like any other"
 
 
+def test_a_report_naming_an_address_of_the_citys_register_is_placed_there(api, api_tokens):
+    """The dispatch configuration's `addresses` (config/demo/dispatch.yaml) place what a hotline's caller names:
+    the case is located at once, dispatched by the grid there when confirmed, with no operator placing it."""
+    [receipt] = report(api, api_tokens["integrator"], lat=None, long=None, address_string="  HUBIN   market ").json()
+    operator = as_role(api_tokens, "operator")
+    case = api.get(f"/api/v1/cases/{receipt['service_request_id']}", headers=operator).json()
+    assert (case["lat"], case["lon"]) == (30.2761, 120.1668)
+    assert "placed at HUBIN market by the city's address register" in case["transitions"][0]["reason"]
+    filed = api.post(f"/api/v1/cases/{case['id']}/actions", json={"action": "file"}, headers=operator).json()
+    assert filed["assignment"]["grid_id"] == "WL-02" and not filed["assignment"]["fallback"]
+    [unknown] = report(api, api_tokens["integrator"], lat=None, long=None, address_string="Hubin market 2").json()
+    assert api.get(f"/api/v1/cases/{unknown['service_request_id']}", headers=operator).json()["lat"] is None
+
+
 def test_camera_cases_are_service_requests_too(api, mqtt_client):
     node = mqtt_client("node-a")
     node.publish(event_topic("node-a", "illegal_parking"), json.dumps(event_payload()))
