@@ -106,6 +106,17 @@ def test_a_report_giving_only_an_address_waits_to_be_placed_and_goes_by_the_grid
     assert at_position["service_request_id"] == case_id, "placed, it is found by position like any other"
 
 
+def test_calls_about_one_address_in_any_script_and_letter_case_join_one_case(api, api_tokens):
+    """Hotlines type what they hear: the same street in capitals or not, German ß spelt out, Greek capitals.
+    SQLite's lower() changes only ASCII letters, so such calls each opened a case of their own."""
+    hotline = api_tokens["integrator"]
+    ids = {report(api, hotline, lat=None, long=None, address_string=address).json()[0]["service_request_id"]
+           for address in ("Königstraße 3, Ärztehaus", "KÖNIGSTRASSE 3,  ÄRZTEHAUS", "königstrasse 3, ärztehaus")}
+    greek = {report(api, hotline, lat=None, long=None, address_string=address).json()[0]["service_request_id"]
+             for address in ("ΟΔΟΣ ΕΡΜΟΥ 5", "οδος ερμου 5")}
+    assert len(ids) == 1 and len(greek) == 1 and ids != greek
+
+
 def test_a_report_naming_an_address_of_the_citys_register_is_placed_there(api, api_tokens):
     """The dispatch configuration's `addresses` (config/demo/dispatch.yaml) place what a hotline's caller names:
     the case is located at once, dispatched by the grid there when confirmed, with no operator placing it."""
