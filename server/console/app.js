@@ -4,7 +4,7 @@ import { api, liveFeed, session } from "./api.js";
 import { AssessmentPage } from "./assessment.js";
 import { Board, CaseBoard, CasePage } from "./cases.js";
 import { CityView } from "./city.js";
-import { h } from "./dom.js";
+import { fill, h } from "./dom.js";
 import { language, setLanguage, t, translate } from "./i18n.js";
 import { ReviewQueue } from "./review.js";
 import { ZoneEditor } from "./zones.js";
@@ -31,7 +31,7 @@ function loginPage(problem) {
   } }, h("h1", {}, t("login.title")), h("label", { for: "token" }, t("login.token")), input,
   problem && h("p", { class: "error", role: "alert" }, problem), h("p", { class: "meta" }, t("login.hint")),
   h("button", { class: "primary", type: "submit" }, t("login.submit")));
-  view.replaceChildren(form);
+  fill(view, form);
   input.focus();
 }
 
@@ -46,7 +46,7 @@ function route() {
   // each page draws into a box of its own: a page left while it was still loading (or its timer still running)
   // draws into a box no longer shown, never over the page the operator moved to
   const root = h("div", { class: "page" });
-  view.replaceChildren(root);
+  fill(view, root);
   if (parts[0] === "cases") page = new CaseBoard(root, params);
   else if (parts[0] === "case") page = new CasePage(root, parts[1]);
   else if (parts[0] === "board") page = new Board(root);
@@ -54,7 +54,7 @@ function route() {
   else if (parts[0] === "assessment") page = new AssessmentPage(root, params);
   else if (parts[0] === "zones") page = new ZoneEditor(root, params);
   else page = new ReviewQueue(root);
-  page.mount().catch((error) => root.replaceChildren(h("p", { class: "error" }, error.message)));
+  page.mount().catch((error) => fill(root, h("p", { class: "error" }, error.message)));
 }
 
 /** The pages a role has a use for (the server refuses the rest): zones are edited by operators; field staff and

@@ -2,7 +2,7 @@
 // quarter, drawn as bars, with the spreadsheet and the reviewed detections (training data) to download.
 
 import { api, operates } from "./api.js";
-import { h, toast } from "./dom.js";
+import { fill, h, toast } from "./dom.js";
 import { t } from "./i18n.js";
 
 const BARS = [["on_time_closure_rate", "%"], ["closure_rate", "%"], ["rework_rate", "%"], ["mean_response_minutes", "min"]];
@@ -100,7 +100,7 @@ export class AssessmentPage {
       rows = await api(`/api/v1/assessment?${params}`);
     } catch (error) {  // a range the server refuses (`to` before `from`, too long): said here, the form kept to fix it
       if (error.status !== 422 && error.status !== 400) throw error;
-      this.root.replaceChildren(h("h1", {}, t("assess.title")), form,
+      fill(this.root, h("h1", {}, t("assess.title")), form,
         h("p", { class: "error", role: "alert", id: "assessment-error" }, error.message));
       return;
     }
@@ -119,7 +119,7 @@ export class AssessmentPage {
       .map((name) => h("th", {}, t(`assess.col.${name}`))))), h("tbody", {}, rows.map((row) => h("tr", {}, [row.group, row.period,
       row.cases, row.closed, row.due, row.on_time, row.closure_rate, row.on_time_closure_rate, row.rework_rate,
       row.extension_rate, row.false_positive_rate].map((value) => h("td", {}, value ?? "—"))))));
-    this.root.replaceChildren(h("h1", {}, t("assess.title")), form,
+    fill(this.root, h("h1", {}, t("assess.title")), form,
       rows.length ? h("div", {}, h("div", { class: "two", id: "trends" }, trends), table,
                       h("div", { class: "two" }, charts))
         : h("div", { class: "empty" }, t("assess.none")));

@@ -1,7 +1,7 @@
 // The case board (filters, paging) and a case's page: timeline, evidence, assignment, deadline, allowed actions.
 
 import { api, ApiError, imageUrl, newKey, PICTURE_ROLES, releaseImage, seesPictures, session } from "./api.js";
-import { duration, h, toast, when } from "./dom.js";
+import { duration, fill, h, toast, when } from "./dom.js";
 import { t } from "./i18n.js";
 
 const PHOTO_ROLES = PICTURE_ROLES;  // who may add a case's photos: who may see them
@@ -71,7 +71,7 @@ export class CaseBoard {
     this.asked = new URLSearchParams([...q].filter(([key]) => key !== "page"));
     this.title = h("h1", {}, t("cases.title"));
     this.results = h("div", { id: "results" });
-    this.root.replaceChildren(this.title, form, this.results);
+    fill(this.root, this.title, form, this.results);
     this.clock = ticking(this.results);
     await this.render();
   }
@@ -98,7 +98,7 @@ export class CaseBoard {
     });
     this.title.textContent = `${t("cases.title")} (${page.total})`;
     // a page past the last (cases left while the operator was on it) keeps the way back
-    this.results.replaceChildren(rows.length ? h("table", {},
+    fill(this.results, rows.length ? h("table", {},
       h("thead", {}, h("tr", {}, ["#", t("fact.status"), t("fact.category"), t("fact.unit"), t("fact.grid"),
                                    t("fact.opened"), t("fact.deadline")].map((name) => h("th", {}, name)))),
       h("tbody", {}, rows)) : h("div", { class: "empty" }, t("cases.none")),
@@ -137,7 +137,7 @@ export class CasePage {
     const assignment = item.assignment ?? {};
     const gallery = h("div", { class: "gallery" });
     const photos = h("div", { class: "gallery", id: "photos" });
-    this.root.replaceChildren(
+    fill(this.root,
       h("h1", {}, `#${item.id} ${t(`category.${item.category}`)} (${item.code}) `, h("span", { class: `status ${item.status}`, id: "case-status" }, t(`status.${item.status}`))),
       h("div", { class: "two" },
         h("section", { class: "detail" },
@@ -282,7 +282,7 @@ export class Board {
 
   async mount() {
     const board = await (await fetch("/public/board")).json();
-    this.root.replaceChildren(h("h1", {}, t("board.title")), ...board.streets.map((street) => h("section", {},
+    fill(this.root, h("h1", {}, t("board.title")), ...board.streets.map((street) => h("section", {},
       h("h2", {}, street.street), h("table", {}, h("tbody", {}, street.grids.map((grid) => h("tr", {},
         h("td", {}, grid.grid_id), h("td", {}, grid.name ?? ""), h("td", {}, grid.community ?? ""),
         h("td", {}, grid.street_chief ?? "—"), h("td", {}, grid.phone ?? "—"))))))),

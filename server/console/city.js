@@ -2,7 +2,7 @@
 // camera where it stands, coloured by its node's state, with its open cases; a click shows its latest snapshot.
 
 import { api, operates } from "./api.js";
-import { h, toast, when } from "./dom.js";
+import { fill, h, toast, when } from "./dom.js";
 import { t } from "./i18n.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -34,7 +34,7 @@ export class CityView {
     const picked = this.picked && cameras.find((c) => `${c.node_id}/${c.camera_id}` === this.picked);
     if (picked) side.querySelector(".facts")?.replaceWith(this.facts(picked));
     if (!points.length) {
-      this.root.replaceChildren(h("h1", {}, t("city.title")), h("div", { class: "empty" }, t("city.empty")));
+      fill(this.root, h("h1", {}, t("city.title")), h("div", { class: "empty" }, t("city.empty")));
       return;
     }
     const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
@@ -67,7 +67,7 @@ export class CityView {
       dot.append(svg("title", {}, `${camera.node_id}/${camera.camera_id}: ${camera.open_cases}`));
       plan.append(dot);
     }
-    this.root.replaceChildren(h("h1", {}, t("city.title")), h("div", { class: "two" }, h("section", { class: "detail" }, plan), side));
+    fill(this.root, h("h1", {}, t("city.title")), h("div", { class: "two" }, h("section", { class: "detail" }, plan), side));
   }
 
   facts(camera) {
@@ -82,7 +82,7 @@ export class CityView {
     this.picked = `${camera.node_id}/${camera.camera_id}`;
     clearTimeout(this.snapshotTimer);
     const slot = h("div", { id: "camera-snapshot" });
-    side.replaceChildren(h("h2", {}, `${camera.node_id} / ${camera.camera_id}`), this.facts(camera),
+    fill(side, h("h2", {}, `${camera.node_id} / ${camera.camera_id}`), this.facts(camera),
     h("div", { class: "actions" },
       h("a", { href: `#/cases?${new URLSearchParams({ node_id: camera.node_id, camera_id: camera.camera_id })}` },
         t("city.cases")),
@@ -98,12 +98,12 @@ export class CityView {
     try {
       blob = await api(`/api/v1/nodes/${camera.node_id}/cameras/${camera.camera_id}/snapshot`);
     } catch {
-      if (!slot.querySelector("img")) slot.replaceChildren(h("p", { class: "meta" }, t("city.no_snapshot")));
+      if (!slot.querySelector("img")) fill(slot, h("p", { class: "meta" }, t("city.no_snapshot")));
       return false;
     }
     this.freePicture();
     this.pictureUrl = URL.createObjectURL(blob);
-    slot.replaceChildren(h("img", { class: "snapshot", alt: "snapshot", src: this.pictureUrl }));
+    fill(slot, h("img", { class: "snapshot", alt: "snapshot", src: this.pictureUrl }));
     return true;
   }
 

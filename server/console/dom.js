@@ -8,9 +8,14 @@ export function h(tag, attributes = {}, ...children) {
     else if (key === "dataset") Object.assign(node.dataset, value);
     else node.setAttribute(key, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
-    if (child !== undefined && child !== null && child !== false) node.append(child instanceof Node ? child : String(child));
-  }
+  return fill(node, ...children);
+}
+
+/** `node`'s children replaced by `children` as `h` takes them: nested lists flattened, and what a condition left out
+ * (`false`, null, undefined) skipped; the DOM's own replaceChildren writes it out as text ("false"). */
+export function fill(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((child) => child !== undefined && child !== null && child !== false)
+    .map((child) => (child instanceof Node ? child : String(child))));
   return node;
 }
 

@@ -5,7 +5,7 @@
 // behind it and puts the item back if it fails) and fetches the next items' evidence before they are needed.
 
 import { api, imageUrl, operates, releaseImage, seesPictures } from "./api.js";
-import { duration, h, toast, when } from "./dom.js";
+import { duration, fill, h, toast, when } from "./dom.js";
 import { t } from "./i18n.js";
 
 const REASONS = ["false_positive", "duplicate", "not_our_responsibility"];
@@ -231,7 +231,7 @@ export class ReviewQueue {
   /** The whole page: only when the list itself changes (loaded, or an item arrived). */
   render() {
     this.title = h("h1", {});
-    this.root.replaceChildren(this.title);
+    fill(this.root, this.title);
     this.list = null;
     if (!this.items.length) {
       this.show();
@@ -281,7 +281,7 @@ export class ReviewQueue {
     detail.dataset.caseId = item.id;
     const frame = h("img", { class: "frame", alt: "evidence" });
     const crop = h("img", { class: "crop", alt: "crop" });
-    detail.replaceChildren(
+    fill(detail,
       h("div", { class: "evidence" }, frame, crop),
       h("dl", { class: "facts" },
         h("dt", {}, t("fact.category")), h("dd", {}, `${t(`category.${item.category}`)} (${item.code})`),

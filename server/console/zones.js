@@ -3,7 +3,7 @@
 // the node applied or refused them (and why).
 
 import { api, imageUrl } from "./api.js";
-import { h, toast } from "./dom.js";
+import { fill, h, toast } from "./dom.js";
 import { t } from "./i18n.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -49,7 +49,7 @@ export class ZoneEditor {
     } }, h("option", { value: "" }, t("zones.camera")), cameras.map((c) => h("option", {
       value: `${c.node_id}/${c.camera_id}`, selected: c.node_id === this.node && c.camera_id === this.camera,
     }, `${c.node_id} / ${c.camera_id}`)));
-    this.root.replaceChildren(h("h1", {}, t("zones.title")), h("div", { class: "toolbar" }, picker));
+    fill(this.root, h("h1", {}, t("zones.title")), h("div", { class: "toolbar" }, picker));
     if (!this.node || !this.camera) return;
     const config = await api(`/api/v1/nodes/${this.node}/config`);
     this.config = config;
@@ -121,7 +121,7 @@ export class ZoneEditor {
   }
 
   draw() {
-    this.overlay.replaceChildren(...this.zones.map((zone, index) => {
+    fill(this.overlay, ...this.zones.map((zone, index) => {
       const shape = svg(zone.polygon.length > 2 ? "polygon" : "polyline", {
         points: zone.polygon.map((p) => p.join(",")).join(" "), class: `zone ${zone.rule}${index === this.current ? " current" : ""}`,
         "vector-effect": "non-scaling-stroke",
@@ -136,7 +136,7 @@ export class ZoneEditor {
       zone[name] = attributes.type === "number" && text !== "" ? Number(text) : text;
       if (name === "zone_id") this.form.querySelector(".zone-tab.primary").textContent = text;
     } });
-    this.form.replaceChildren(
+    fill(this.form,
       h("div", { class: "toolbar" }, this.zones.map((z, index) => h("button", {
         type: "button", class: `zone-tab ${index === this.current ? "primary" : "plain"}`,
         onclick: () => { this.current = index; this.draw(); } }, z.zone_id)),
