@@ -204,7 +204,8 @@ class NodeConfig(_Config):
         default=None, description=f"Detector weights or export folder. ${MODEL_ENV} overrides; default {DEFAULT_MODEL}."
     )
     manifest: Path = Field(
-        default=DEFAULT_MANIFEST, description="Model manifest: which classes serve which category, at what rate."
+        default=DEFAULT_MANIFEST, description="Model manifest: which classes serve which category, at what rate "
+                                              "(default: the repository's models/coco.yaml)."
     )
     timezone: str | None = Field(
         default=None, description="IANA time zone of zone schedules and event times, e.g. Asia/Shanghai; "
@@ -220,8 +221,9 @@ class NodeConfig(_Config):
                     "go through it in one batched call (pays with PyTorch on a GPU; 0: one frame at a time).")
     outbox_max_mb: float = Field(
         default=512.0, gt=0,
-        description="Size of the on-disk outbox; when full, the oldest evidence goes first, then (for a new event "
-                    "only) the oldest events, each counted in telemetry.",
+        description="Size of the on-disk outbox; when full, the oldest evidence goes first, then heartbeats a "
+                    "later event of their violation supersedes, then (for a new event only) the oldest events, each "
+                    "counted in telemetry.",
     )
     event_codes: dict[Category, EventCode] = Field(
         default_factory=lambda: {category: code for category, code in DEFAULT_EVENT_CODES.items()},

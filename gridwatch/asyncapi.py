@@ -50,8 +50,9 @@ _CHANNELS: list[tuple[str, str, dict, str, type[BaseModel] | None, str, int, boo
      "restart_camera (reopen a camera's source). Sent while the node is away, it arrives on return (persistent "
      "session). Answered on command/response with the same request_id (1.2)."),
     ("nodeCommandResponse", c.command_response_topic("{node_id}"), _NODE_PARAM, "CommandResponse",
-     c.CommandResponse, "edge node", 1, False,
-     "The answer to a command: ok or not, what was done or why not, and the snapshots published (1.2)."),
+     c.CommandResponse, "edge node", 2, False,
+     "The answer to a command, through the node's outbox at its `mqtt.qos` (1 allowed): ok or not, what was done or "
+     "why not, and the snapshots published (1.2)."),
     ("nodeSnapshot", "gw/v1/nodes/{node_id}/snapshot/{camera_id}",
      {**_NODE_PARAM, "camera_id": {"description": "The camera."}}, "Snapshot", None, "edge node", 1, True,
      "The camera's latest frame as a JPEG, unannotated, retained; published on a snapshot command (1.2)."),

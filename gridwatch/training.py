@@ -86,7 +86,7 @@ class Recipe(BaseModel):
     device: str = Field(default="cpu", description="cpu, or a CUDA device such as 0.")
     plots: bool = Field(default=True, description="Write the curves and example plots.")
     schedules: dict[str, dict] = Field(
-        default_factory=dict, description="Named sets of overrides, e.g. `short` for CI: {epochs: 8, imgsz: 320}.")
+        default_factory=dict, description="Named sets of overrides, e.g. `short` for CI: {epochs: 12, imgsz: 320}.")
 
     def sources(self) -> citydata.Sources:
         return citydata.Sources(
