@@ -200,6 +200,23 @@ def test_field_staff_keys_cannot_file_and_broken_bodies_are_refused(api, api_tok
     assert surrogate.status_code == 400 and "surrogate" in surrogate.json()[0]["description"]
 
 
+@pytest.mark.parametrize("field", ["first_name", "phone", "media_url", "address_string", "api_key"])
+def test_a_report_whose_field_is_no_text_is_refused_and_leaves_the_case_readable(api, api_tokens, field):
+    """Found by review: a lone surrogate in the reporter's fields, the photo link, or the address of a report that
+    joins a case went into the reports' JSON (no text column checked it): from then on the case answered 500 to
+    every role, and an action on it 500 after it was saved. A NUL is refused as well."""
+    operator = as_role(api_tokens, "operator")
+    [first] = report(api, api_tokens["integrator"]).json()
+    for bad in (r"http://x/\ud800", r"http://x/\u0000"):  # as JSON spells them; a link for media_url
+        refused = api.post("/open311/v2/requests.json", content='{"service_code": "litter", "description": "again", '
+                           f'"lat": "{WL02["lat"]}", "long": "{WL02["long"]}", "{field}": "{bad}"}}',
+                           headers={"Authorization": f"Bearer {api_tokens['integrator']}",
+                                    "Content-Type": "application/json"})
+        assert refused.status_code == 400 and field in refused.json()[0]["description"]
+    case = api.get(f"/api/v1/cases/{first['service_request_id']}", headers=operator)
+    assert case.status_code == 200 and len(case.json()["reports"]) == 1
+
+
 def test_a_report_from_a_token_with_a_long_name_is_filed(server_settings, api_tokens, tmp_path):
     """Found by review: the report's actor, `open311 (NAME)`, outgrew its column with a token name of 128
     characters, and PostgreSQL refused the report (a 500; the report lost)."""

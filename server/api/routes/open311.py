@@ -154,12 +154,26 @@ async def _params(request: Request) -> dict[str, str]:
             raise ValueError(f"body is not valid JSON: {type(problem).__name__}: {problem}") from None
         if not isinstance(data, dict):
             raise ValueError("body must be a JSON object of GeoReport fields")
-        return {key: str(value) for key, value in data.items() if value is not None}
+        return _text({key: str(value) for key, value in data.items() if value is not None})
     try:
         text = body.decode()
     except UnicodeDecodeError:
         raise ValueError("body is not UTF-8") from None
-    return {key: values[-1] for key, values in urllib.parse.parse_qs(text).items()}
+    return _text({key: values[-1] for key, values in urllib.parse.parse_qs(text).items()})
+
+
+def _text(params: dict[str, str]) -> dict[str, str]:
+    """The fields, each text a database keeps: JSON's escapes can spell a lone UTF-16 surrogate (no character,
+    which no column stores, and which left the case unreadable once it was kept in the reports' JSON) or a NUL."""
+    for key, value in params.items():
+        try:
+            (key + value).encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{key.encode(errors='replace').decode()[:40]}: holds a lone UTF-16 surrogate, "
+                             "which is not a character") from None
+        if "\x00" in key + value:
+            raise ValueError(f"{key[:40]!r}: holds a NUL character")
+    return params
 
 
 @router.post("/requests", summary="GeoReport v2: file a citizen report (form-encoded or JSON)",
