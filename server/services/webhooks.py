@@ -112,6 +112,13 @@ def _first_bytes(response: httpx.Response, limit: int) -> bytes:
     return read[:limit]
 
 
+
+def _storable(text: str) -> str:
+    """A receiver's words as a text column keeps them: PostgreSQL's hold no NUL, and a reply that held one failed
+    the round's commit, so the delivery was tried again every claim for ever, its back-off and attempts never
+    counted."""
+    return text.replace("\x00", "\\0").encode(errors="replace").decode()
+
 class Webhooks:
     def __init__(self, database: Database, max_attempts: int = 20, base_delay_seconds: float = 5.0,
                  max_delay_seconds: float = 3600.0, timeout_seconds: float = 5.0,
@@ -208,13 +215,14 @@ class Webhooks:
             delivery.last_status_code = answer.status
             ok = 200 <= answer.status < 300
             permanent = answer.status in PERMANENT
-            delivery.last_error = None if ok else f"HTTP {answer.status}: {answer.first_bytes.decode(errors='replace')}"
+            delivery.last_error = None if ok else _storable(f"HTTP {answer.status}: "
+                                                             f"{answer.first_bytes.decode(errors='replace')}")
             if 300 <= answer.status < 400 and answer.location:
                 delivery.last_error = (f"HTTP {answer.status}: moved to {redacted(answer.location)[:300]} "
                                        "(redirects are not followed: change the subscription's URL)")
         except Exception as error:  # not only httpx's: a URL it cannot even encode (an IDNA label too long) too
             # counts as an attempt, or the delivery stayed pending for good, holding its case's later changes
-            ok, delivery.last_error = False, f"{type(error).__name__}: {error}"[:500]
+            ok, delivery.last_error = False, _storable(f"{type(error).__name__}: {error}"[:500])
             # never connected (refused, timed out, no such host) or no answer in time: not one payload's trouble
             # but the endpoint's, and each try of a slow one holds the sender for the whole timeout
             unreachable = isinstance(error, httpx.ConnectError | httpx.TimeoutException)

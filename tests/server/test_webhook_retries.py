@@ -311,6 +311,28 @@ def test_a_receiver_that_moved_or_is_gone_fails_at_once_naming_where_it_points(d
     assert outcome[4] == ("delivered", None)
 
 
+def test_a_receiver_answering_a_nul_is_tried_again_by_its_back_off_and_gives_up_in_time(database_url):
+    """Found by review: a reply holding a NUL byte went into the log as it came; PostgreSQL refused it, the round's
+    commit failed, and the delivery was tried every claim for ever, its attempts and back-off never counted."""
+    import httpx
+
+    from server.db import Database
+    from server.models import WebhookDelivery, utcnow
+    from server.services.webhooks import Webhooks
+
+    database = Database(database_url)
+    queue_changes(database, "http://receiver.test/hook", [(1, "dispatch")])
+    now = [utcnow()]
+    sender = Webhooks(database, max_attempts=3, clock=lambda: now[0])
+    with httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(500, content=b"oops\x00bin"))) as client:
+        for _ in range(3):
+            sender.deliver_due(client)
+            now[0] += timedelta(hours=2)
+    with database.session() as session:
+        [delivery] = session.query(WebhookDelivery).all()
+        assert (delivery.status, delivery.attempts, delivery.last_error) == ("failed", 3, "HTTP 500: oops\\0bin")
+
+
 def test_a_receiver_that_drips_its_answer_holds_the_sender_no_longer_than_an_attempt_may_take(database_url):
     """Found by review: httpx times each read, so a receiver answering a byte at a time held the sender for as long
     as it liked (13 s with a 1 s timeout), every other subscriber's change waiting behind it, and past the lease

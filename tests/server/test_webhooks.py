@@ -196,6 +196,26 @@ def test_operators_see_subscriptions_without_the_credentials_in_their_urls(fast_
     assert as_operator["url"] == "https://***@hooks.example.org/notify/T123?***"
 
 
+def test_operators_see_a_receivers_status_and_admins_its_reply(api, api_tokens):
+    """Found by review: an admin may point a webhook at an internal service, and the first bytes of whatever it
+    answered (its settings, a password) were shown to every operator in the delivery log."""
+    from server.models import WebhookDelivery, WebhookSubscription
+
+    with api.app.state.database.session() as session:
+        subscription = WebhookSubscription(url="http://10.0.0.5/admin", secret="s" * 32, created_by="test")
+        session.add(subscription)
+        session.flush()
+        session.add(WebhookDelivery(subscription_id=subscription.id, case_id=1, event="case.dispatch", payload="{}",
+                                    status="failed", attempts=20, last_status_code=403,
+                                    last_error='HTTP 403: {"db_password": "hunter2"}'))
+        session.commit()
+        hook = subscription.id
+    log = f"/api/v1/webhooks/{hook}/deliveries"
+    [seen] = api.get(log, headers={"Authorization": f"Bearer {api_tokens['operator']}"}).json()["items"]
+    assert seen["last_error"] == "HTTP 403 (the receiver's reply is shown to admins)"
+    assert "hunter2" in api.get(log).json()["items"][0]["last_error"]
+
+
 def test_a_failed_change_is_not_sent_by_hand_after_a_later_one_of_its_case_without_saying_so(api):
     """Found by review: retrying a change that had failed sent it after the case's later changes had reached the
     receiver, which then showed the case back in its older state."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Annotated
 
@@ -52,7 +53,7 @@ def delete_webhook(webhook_id: RowId, session: SessionDep, _caller: AdminDep) ->
 def list_deliveries(
     webhook_id: RowId,
     session: SessionDep,
-    _caller: OperatorDep,
+    caller: OperatorDep,
     status: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
     page: PageNumber = 1,
     page_size: PageSize = 50,
@@ -65,7 +66,19 @@ def list_deliveries(
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(WebhookDelivery.id.desc()).offset((page - 1) * page_size)
                            .limit(page_size)).all()
-    return Page(items=[DeliveryOut.model_validate(r) for r in rows], total=total, page=page, page_size=page_size)
+    items = [DeliveryOut.model_validate(r) for r in rows]
+    if caller.role is not Role.ADMIN:
+        items = [item.model_copy(update={"last_error": _without_reply(item.last_error)}) for item in items]
+    return Page(items=items, total=total, page=page, page_size=page_size)
+
+
+def _without_reply(error: str | None) -> str | None:
+    """A failed attempt as operators see it: the status without the receiver's reply. Only an admin chooses where
+    webhooks go (anywhere the server reaches, a city's internal services too), and what such a service answers
+    may be anything (its own configuration, a credential): the reply is for admins."""
+    if error is None or not (reply := re.fullmatch(r"(HTTP \d{3}): (?!moved to ).*", error, re.DOTALL)):
+        return error
+    return f"{reply.group(1)} (the receiver's reply is shown to admins)"
 
 
 @router.post("/deliveries/{delivery_id}/retry", response_model=DeliveryOut,
