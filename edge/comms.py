@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from edge.commands import request_id_of
 from edge.config import MqttConfig
-from edge.durable import replace_durably
 from gridwatch.contract import (
     SCHEMA_VERSION,
     SESSION_MAX,
@@ -31,6 +30,7 @@ from gridwatch.contract import (
     config_topic,
     status_topic,
 )
+from gridwatch.durable import replace_durably
 from gridwatch.mqtt import MqttClient, Will
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edge.config import CameraConfig
-from edge.durable import replace_durably
 from edge.manifest import Manifest, load_manifest
 from edge.reconfigure import RECONFIGURING, reconfigure_all
 from edge.zones import Zone
 from gridwatch.config_files import ConfigError, format_validation_error
 from gridwatch.contract import ConfigState, ConfigStatus, RemoteConfig
+from gridwatch.durable import replace_durably
 
 log = logging.getLogger(__name__)
 

@@ -165,13 +165,14 @@ def cmd_server_token(args: argparse.Namespace) -> int:
     line = entry.model_dump(mode="json", exclude_none=True)
     if args.tokens_file:
         from gridwatch.config_files import load_yaml_model
+        from gridwatch.durable import replace_durably
 
         new = not args.tokens_file.exists()
         existing = TokensFile() if new else load_yaml_model(args.tokens_file, TokensFile)
         existing.tokens.append(entry)
-        try:
-            args.tokens_file.write_text(yaml.safe_dump(existing.model_dump(mode="json", exclude_none=True),
-                                                       allow_unicode=True), encoding="utf-8")
+        try:  # whole or not at all: a server reading it half written would find no tokens
+            replace_durably(args.tokens_file, yaml.safe_dump(existing.model_dump(mode="json", exclude_none=True),
+                                                             allow_unicode=True).encode(), make_folder=False)
             if new:  # a file made here is its owner's alone; one there already keeps the mode it was given (the
                 args.tokens_file.chmod(0o600)  # server's group may read it)
         except OSError as error:

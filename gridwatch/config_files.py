@@ -73,6 +73,9 @@ def read_yaml_mapping(path: Path, what: str = "a mapping of settings") -> dict:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a safe loader
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: cannot read: {error}") from None
+    except UnicodeDecodeError as error:  # saved in a local code page (GBK …)
+        raise ConfigError(f"{path}: cannot read: not UTF-8 ({error.reason} at byte {error.start}); save it as "
+                          "UTF-8") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gridwatch.config_files import ConfigError, load_yaml_model
+from gridwatch.config_files import ConfigError, load_yaml_model, read_yaml_mapping
 
 
 class Role(StrEnum):
@@ -80,12 +80,14 @@ RECHECK_SECONDS = 2.0
 every worker, without a restart."""
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def _stamp(path: Path) -> tuple[int, ...] | None:
+    """What tells a file changed: a copy put in its place keeping the old one's time and size (`cp -p`, `rsync
+    -a`) is another inode, or its status changed."""
     try:
         status = path.stat()
     except OSError:
         return None
-    return status.st_mtime_ns, status.st_size
+    return status.st_mtime_ns, status.st_size, status.st_ino, status.st_ctime_ns
 
 
 class TokenStore:
@@ -121,6 +123,8 @@ class TokenStore:
             return
         self._stamp = stamp
         try:
+            if "tokens" not in read_yaml_mapping(self.path):  # to revoke every token, say so: `tokens: []`
+                raise ConfigError("it has no `tokens:` (empty, or being written)")
             entries = load_yaml_model(self.path, TokensFile).tokens
             if self.check is not None:  # taken as it is, the mistake would stop the server at its next start
                 self.check(entries)
@@ -147,6 +151,7 @@ class LoginThrottle:
         self.limit, self.window, self.clock = limit, window, clock
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self._swept = clock()
 
     def _recent(self, address: str, now: float) -> deque[float]:
         failures = self._failures.setdefault(address, deque())
@@ -167,4 +172,9 @@ class LoginThrottle:
 
     def failed(self, address: str) -> None:
         with self._lock:
-            self._recent(address, self.clock()).append(self.clock())
+            now = self.clock()
+            if now - self._swept >= self.window:  # the addresses that failed and never came back (many, with
+                self._swept = now  # IPv6's): forgotten once their last failure left the window
+                self._failures = {known: failures for known, failures in self._failures.items()
+                                  if failures and failures[-1] > now - self.window}
+            self._recent(address, now).append(now)

@@ -24,6 +24,8 @@ from contextlib import asynccontextmanager
 from gridwatch.contract import CaseMessage
 
 RESYNC = "resync"
+REVOKED_SECONDS = 2.0
+"""How often a stream looks whether its token still holds (the tokens file is read as often)."""
 CLOSED = "closed"
 """The server is stopping: the stream ends (the browser reconnects by itself to whichever server answers)."""
 
@@ -130,12 +132,14 @@ class LiveFeed:
                 self._listeners.discard(listener)
 
     async def frames(self, disconnected: Callable[[], Awaitable[bool]], seconds: float,
-                     keepalive: float = 15.0, after: str | None = None) -> AsyncIterator[str]:
+                     keepalive: float = 15.0, after: str | None = None,
+                     revoked: Callable[[], bool] = lambda: False) -> AsyncIterator[str]:
         """One console's stream, as Server-Sent Events frames, for `seconds` at most: each case change as
         `event: case`, a comment every `keepalive` seconds of quiet. It ends early when the console goes
         (`disconnected`), when the server stops, and right after a `resync`: that console's queue took nothing
         since it overflowed, so the stream would only have kept it waiting; it reconnects and reads afresh. `after`:
-        the last id the console saw: what came since is sent first (or a `resync`, when it cannot all be)."""
+        the last id the console saw: what came since is sent first (or a `resync`, when it cannot all be). It ends
+        within `REVOKED_SECONDS` of its token being `revoked` (taken out of the tokens file, its role changed)."""
         deadline = time.monotonic() + seconds
         async with self.subscription(after) as (queue, missed, at):
             # the id it is at goes with the last frame replayed, not before them: a stream cut after an id sent first
@@ -148,13 +152,17 @@ class LiveFeed:
                     yield frame
             else:
                 yield f"id: {at}\nretry: 2000\n\n"
-            while time.monotonic() < deadline and not await disconnected():
-                wait = min(keepalive, max(0.01, deadline - time.monotonic()))
+            quiet_since = time.monotonic()
+            while time.monotonic() < deadline and not await disconnected() and not revoked():
+                wait = min(keepalive, REVOKED_SECONDS, max(0.01, deadline - time.monotonic()))
                 try:
                     data = await asyncio.wait_for(queue.get(), timeout=wait)
                 except TimeoutError:
-                    yield ": still here\n\n"
+                    if time.monotonic() - quiet_since >= keepalive:
+                        quiet_since = time.monotonic()
+                        yield ": still here\n\n"
                     continue
+                quiet_since = time.monotonic()
                 if data == CLOSED:
                     return
                 if data == RESYNC:

@@ -168,6 +168,20 @@ def test_the_throttle_forgets_failures_older_than_its_window():
     assert throttle.retry_after("10.0.0.9") is None, "the first failure left the window"
 
 
+def test_the_throttle_forgets_addresses_that_never_came_back():
+    """Found by review: an address was forgotten only when it called again, so failures from many addresses (one
+    each, as IPv6 makes easy) filled the server's memory for its whole life."""
+    from server.core.security import LoginThrottle
+
+    now = [0.0]
+    throttle = LoginThrottle(limit=3, window=60, clock=lambda: now[0])
+    for number in range(1000):
+        throttle.failed(f"2001:db8::{number:x}")
+    now[0] = 3600
+    throttle.failed("10.0.0.9")
+    assert len(throttle._failures) == 1
+
+
 def test_a_token_revoked_in_the_tokens_file_is_refused_within_seconds_without_a_restart(api, api_tokens,
                                                                                         server_settings,
                                                                                         monkeypatch):
@@ -194,3 +208,57 @@ def test_a_token_revoked_in_the_tokens_file_is_refused_within_seconds_without_a_
     path.write_text(yaml.safe_dump(kept), encoding="utf-8")
     assert api.get("/api/v1/cases", headers=integrator).status_code == 401, "the file as it was before"
     assert "sanitaton" not in {entry.unit for entry in api.app.state.tokens.entries.values()}
+
+
+def test_a_tokens_file_caught_empty_or_in_a_local_code_page_keeps_the_tokens_in_force(api, api_tokens, server_settings,
+                                                                                     monkeypatch):
+    """Found by review: a file read while being rewritten (empty) revoked every token, and the 401s then locked the
+    command centre's address out; one saved as GBK answered the request that read it with a 500. A copy put in
+    place with the old one's time and size (`cp -p`) went unnoticed, its revocations with it."""
+    import os
+
+    import yaml
+
+    from server.core import security
+
+    monkeypatch.setattr(security, "RECHECK_SECONDS", 0.0)
+    operator, integrator = as_role(api_tokens, "operator"), as_role(api_tokens, "integrator")
+    path = server_settings.tokens_file
+    whole = path.read_text(encoding="utf-8")
+    for caught in (b"", b"# being written\n", "tokens:\n  - name: 张伟".encode("gbk")):
+        path.write_bytes(caught)
+        assert [api.get("/api/v1/cases", headers=who).status_code for who in (operator, integrator)] == [200, 200]
+    path.write_text(whole, encoding="utf-8")
+    assert api.get("/api/v1/cases", headers=integrator).status_code == 200
+    before = path.stat()
+    kept = yaml.safe_load(whole)
+    for entry in kept["tokens"]:
+        if entry["role"] == "integrator":
+            entry["sha256"] = "f" * 64  # the same size
+    staged = path.with_name("staged.yaml")
+    staged.write_text(yaml.safe_dump(kept), encoding="utf-8")
+    assert staged.stat().st_size == before.st_size
+    os.utime(staged, ns=(before.st_atime_ns, before.st_mtime_ns))
+    staged.replace(path)
+    assert api.get("/api/v1/cases", headers=integrator).status_code == 401
+
+
+def test_a_live_stream_ends_soon_after_its_token_is_revoked(server_url, api_tokens, server_settings):
+    """Found by review: the token was checked only as the stream opened, so a revoked one (a lost phone) went on
+    receiving every case change for up to an hour."""
+    import time
+
+    import httpx
+    import yaml
+
+    path = server_settings.tokens_file
+    with httpx.stream("GET", f"{server_url}/api/v1/live", params={"max_seconds": 60}, timeout=30,
+                      headers=as_role(api_tokens, "integrator")) as stream:
+        assert stream.status_code == 200
+        kept = yaml.safe_load(path.read_text(encoding="utf-8"))
+        kept["tokens"] = [entry for entry in kept["tokens"] if entry["role"] != "integrator"]
+        path.write_text(yaml.safe_dump(kept), encoding="utf-8")
+        began = time.monotonic()
+        for _ in stream.iter_bytes():
+            pass
+        assert time.monotonic() - began < 15, "ended within seconds of the revocation, not at max_seconds"

@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 
 from server.api.deps import Caller
 from server.api.schemas import CallerOut
+from server.core.security import TokenStore
 from server.services.live import LiveFeed
 
 CONSOLE_DIR = Path(__file__).resolve().parents[2] / "console"
@@ -31,7 +32,7 @@ def me(caller: Caller) -> CallerOut:
             response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
 async def live(
     request: Request,
-    _caller: Caller,
+    caller: Caller,
     max_seconds: Annotated[float, Query(ge=0, le=3600, description="End the stream after this long; the browser "
                                                                     "reconnects by itself.")] = 300,
     after: Annotated[str | None, Query(max_length=64, description=(
@@ -40,6 +41,12 @@ async def live(
 ) -> StreamingResponse:
     feed: LiveFeed = request.app.state.live
     since = after or request.headers.get("last-event-id")
-    return StreamingResponse(feed.frames(request.is_disconnected, max_seconds, after=since),
+    tokens: TokenStore = request.app.state.tokens
+    token = request.headers.get("authorization", "").partition(" ")[2]
+
+    def revoked() -> bool:  # out of the tokens file, or another role or unit now: what it may see changed
+        return tokens.principal(token) != caller
+
+    return StreamingResponse(feed.frames(request.is_disconnected, max_seconds, after=since, revoked=revoked),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
