@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from edge.capture import Frame
 from edge.config import CameraConfig, NodeConfig
-from edge.evidence import annotate, crop
+from edge.evidence import Evidence, annotate, crop
 from edge.rules import RuleEvent
 from edge.schedule import local_time
 from edge.zones import Zone
@@ -40,10 +40,7 @@ def publish_rule_event(rule_event: RuleEvent, frame: Frame | None, publish: Publ
     event_id = uuid.uuid4()
     evidence = object_crop = None
     if frame is not None and rule_event.type in (EventType.NEW, EventType.END):
-        caption = f"{rule_event.label} {rule_event.dwell_seconds:.0f}s {rule_event.type.value}"
-        evidence = annotate(frame.image, zone, rule_event.box, caption, local_time(frame.timestamp, timezone))
-        if rule_event.type is EventType.NEW and rule_event.category is not Category.DEVICE_FAULT:
-            object_crop = crop(frame.image, rule_event.box)
+        evidence, object_crop = _pictures(rule_event, frame, zone, timezone, camera.camera_id)
     x1, y1, x2, y2 = rule_event.box
     event = Event(
         schema_version=SCHEMA_VERSION,
@@ -80,3 +77,26 @@ def publish_rule_event(rule_event: RuleEvent, frame: Frame | None, publish: Publ
              event.type.value, event.violation_id, event.zone_id, rule_event.track_id,
              rule_event.dwell_seconds, rule_event.reason)
     return event
+
+
+
+def _pictures(rule_event: RuleEvent, frame: Frame, zone: Zone | None, timezone: ZoneInfo | None,
+              camera_id: str) -> tuple[Evidence | None, Evidence | None]:
+    """The annotated frame and, for a `new`, the object's crop; a picture that cannot be made (OpenCV refusing to
+    encode a frame) is left out, said in the log, and the event goes without it. Raised, it lost the event after
+    the rule had changed its state (an `end` never sent, its case open for good) and every other event of the
+    frame."""
+    def made(what: str, make: Callable[[], Evidence]) -> Evidence | None:
+        try:
+            return make()
+        except Exception:
+            log.exception("%s: the %s of %s %s could not be made; the event goes without it", camera_id, what,
+                          rule_event.type.value, rule_event.violation_id)
+            return None
+
+    caption = f"{rule_event.label} {rule_event.dwell_seconds:.0f}s {rule_event.type.value}"
+    evidence = made("frame", lambda: annotate(frame.image, zone, rule_event.box, caption,
+                                              local_time(frame.timestamp, timezone)))
+    if evidence is None or rule_event.type is not EventType.NEW or rule_event.category is Category.DEVICE_FAULT:
+        return evidence, None  # (an event announces a crop only with its frame)
+    return evidence, made("crop", lambda: crop(frame.image, rule_event.box))

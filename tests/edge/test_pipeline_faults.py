@@ -287,3 +287,28 @@ def test_a_model_given_another_class_in_a_new_manifest_detects_it_without_a_rest
     pipeline.reconfigure(pipeline.camera, Manifest.model_validate(
         {"models": [{"name": "coco", "categories": {"illegal_parking": ["car", "truck"]}}]}))
     assert built == [["car"], ["car", "truck"]]
+
+
+def test_a_picture_the_encoder_refuses_leaves_the_event_without_it_never_lost(monkeypatch):
+    """Found by review: a JPEG encoding failure raised after the rule had ended the violation, so the `end` was
+    never sent (its case open for good) and the camera paused; on a `new`, the server got an interrupted `end` of a
+    violation it never heard of."""
+    import edge.evidence
+
+    pipeline, _, city = build(owner_leaves_after_call=0)
+    published: list[tuple[str, bytes]] = []
+    index = iter(range(10_000))
+
+    def run(seconds: float) -> None:
+        for _ in range(int(seconds * 10)):
+            number = next(index)
+            pipeline.process(Frame(FRAME, 1000.0 + number / 10, number), lambda t, p: published.append((t, p)))
+
+    run(60)
+    [new] = [event for event in litter_events(published) if event.type.value == "new"]
+    assert new.evidence is not None
+    city.script = lambda n: detections()  # the bag is picked up; the encoder refuses the `end` picture
+    monkeypatch.setattr(edge.evidence.cv2, "imencode", lambda *args, **kwargs: (False, None))
+    run(120)
+    [end] = [event for event in litter_events(published) if event.type.value == "end"]
+    assert end.violation_id == new.violation_id and not end.interrupted and end.evidence is None
