@@ -59,12 +59,18 @@ def is_live(source: str) -> bool:
     return source.isdigit() or "://" in source
 
 
+STEADY_SECONDS = 10.0
+"""How long a reopened live stream must deliver before its next drop is taken as a new failure, not the same one."""
+
+
 class VideoSource:
     """Reads `source` at up to `sample_fps` frames a second, dropping the frames in between.
 
     Files are played as a camera would deliver them (`realtime`), or as fast as the detector goes; their timestamps
     come from the frame position, so rules see the same dwell either way. A live stream that stops delivering is
-    reopened with back-off (1 s doubling to `max_backoff`), forever, until the caller stops iterating.
+    reopened with back-off (1 s doubling to `max_backoff`), forever, until the caller stops iterating; the back-off
+    starts afresh only once a stream has delivered for `STEADY_SECONDS`, so a camera that drops every connection
+    after a frame (an overloaded one, an NVR at its connection limit) is not reopened as fast as it answers.
     """
 
     def __init__(self, source: str, sample_fps: float, realtime: bool = True, loop: bool = False,
@@ -148,6 +154,7 @@ class VideoSource:
     def _frames(self, stop: threading.Event | None) -> Iterator[Frame]:
         capture = self._open() if not self.live else self._first_live_open(stop)
         dry = True  # (re)opened, and no frame since
+        flowing_since: float | None = None  # the first frame since it (re)opened; None once it has been steady
         native_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
         if not self.live and not 0 < native_fps < 1000:
             native_fps = 25.0
@@ -172,10 +179,14 @@ class VideoSource:
                         self.delivering = False
                         if dry:  # it opens, but sends nothing: wait as for one that does not open
                             self._pause("opens but sends no frame", stop)
-                        else:
+                        elif flowing_since is not None and (
+                                flowed := self._monotonic() - flowing_since) < STEADY_SECONDS:
+                            self._pause(f"stopped delivering frames {flowed:.0f} s after it came back", stop)
+                        else:  # after a steady spell: a failure of its own, tried again at once
+                            self._backoff = 1.0
                             log.warning("camera %s stopped delivering frames", self.shown)
                         capture = self._reopen_live(stop)
-                        dry = True
+                        dry, flowing_since = True, None
                         continue
                     if self.loop and position > 0:
                         capture = self._open()
@@ -183,8 +194,10 @@ class VideoSource:
                     log.info("end of %s after %d frames", self.shown, position)
                     return
                 self.frames_read += 1
-                if dry:  # frames again: the next failure starts its back-off afresh
-                    dry, self._backoff, self.delivering = False, 1.0, True
+                if dry:  # frames again
+                    dry, self.delivering, flowing_since = False, True, self._monotonic()
+                elif flowing_since is not None and self._monotonic() - flowing_since >= STEADY_SECONDS:
+                    flowing_since, self._backoff = None, 1.0  # steady: the next failure starts its back-off afresh
                 offset = self._monotonic() - began if self.live else position / native_fps
                 position += 1
                 if offset + 1e-9 < next_sample:
@@ -193,8 +206,8 @@ class VideoSource:
                 if not ok:
                     continue
                 next_sample = offset + step if next_sample == 0 else max(next_sample + step, offset)
-                if self.realtime and not self.live:
-                    delay = started + offset - self._clock()
+                if self.realtime and not self.live:  # paced by the clock no step moves, as a live camera is
+                    delay = began + offset - self._monotonic()
                     if delay > 0:
                         self._sleep(delay)
                 yield Frame(image=image, timestamp=self._clock() if self.live else started + offset, index=yielded)

@@ -41,7 +41,7 @@ def test_a_live_stream_that_drops_is_reopened_with_back_off():
     ticks = iter(range(1000))
     source = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: next(script),
                          sleep=sleeps.append, clock=lambda: float(next(ticks)),
-                         monotonic=lambda: float(next(ticks)))
+                         monotonic=lambda: 10.0 * next(ticks))  # frames 10 s apart: a steady stream
     frames = source.frames()
     got = [next(frames) for _ in range(3)]
     assert source.delivering
@@ -115,7 +115,7 @@ def test_telemetry_sees_a_source_that_is_down_while_it_retries():
     ticks = iter(range(1000))
     source = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: next(script),
                          sleep=lambda _s: states.append(source.delivering), clock=lambda: float(next(ticks)),
-                         monotonic=lambda: float(next(ticks)))
+                         monotonic=lambda: 10.0 * next(ticks))
     frames = source.frames()
     next(frames), next(frames)
     assert states == [False, False], "reported as not delivering during both retries"
@@ -135,12 +135,52 @@ def test_a_camera_that_opens_but_sends_no_frame_is_retried_with_back_off_too():
         delivering.append(source.delivering)
 
     source = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: next(script),
-                         sleep=pause, clock=lambda: float(next(ticks)), monotonic=lambda: float(next(ticks)))
+                         sleep=pause, clock=lambda: float(next(ticks)), monotonic=lambda: 10.0 * next(ticks))
     frames = source.frames()
     next(frames), next(frames)
     assert sleeps == [1.0, 2.0, 4.0], "a pause before each reopen after one that sent nothing"
     # found by review: each connection opened counted as delivering, and telemetry said `source_ok` throughout
     assert delivering == [False, False, False] and source.delivering, "delivering again with its first frame"
+
+
+def test_a_camera_that_drops_each_connection_after_a_frame_is_reopened_with_back_off():
+    """Found by review: a camera that accepts, sends one frame and drops (an overloaded one, an NVR at its
+    connection limit) had its back-off reset by that frame, and was reopened as fast as it answered, for ever."""
+    sleeps: list[float] = []
+    ticks = iter(range(10_000))
+    source = VideoSource("rtsp://camera/stream", sample_fps=1, opener=lambda _src: ScriptedCapture(True, 1),
+                         sleep=sleeps.append, clock=lambda: float(next(ticks)),
+                         monotonic=lambda: 0.1 * next(ticks))  # each connection drops a fraction of a second in
+    frames = source.frames()
+    for _ in range(8):
+        next(frames)
+    assert source.reconnects > 6 and len(sleeps) == source.reconnects, "a pause before every reopen"
+    assert sleeps[:7] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+
+
+def test_a_file_played_in_real_time_keeps_its_pace_when_the_clock_steps_back(tmp_path):
+    """Found by review: a file was paced by the wall clock, so a step back of five minutes (NTP, during a demo)
+    paused the camera for five minutes, with no fault raised (files are never offline)."""
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    for _ in range(50):
+        writer.write(np.zeros((24, 32, 3), dtype=np.uint8))
+    writer.release()
+    wall, steady, sleeps = [1_000_000.0], [0.0], []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(round(seconds, 2))
+        wall[0] += seconds
+        steady[0] += seconds
+
+    source = VideoSource(str(path), sample_fps=2, realtime=True, clock=lambda: wall[0], sleep=sleep,
+                         monotonic=lambda: steady[0])
+    frames = source.frames()
+    for _ in range(4):
+        next(frames)
+    wall[0] -= 300
+    next(frames)
+    assert max(sleeps) <= 0.5
 
 
 def test_frames_from_a_camera_that_is_away_end_when_the_node_stops():
