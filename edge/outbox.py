@@ -23,6 +23,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,10 @@ LANES = (EVENT, EVIDENCE, ANSWER)
 DISK_RESERVE = 32 * 1024 * 1024
 """Free disk the outbox leaves to everything else (the system's logs, SQLite's own journal): its limit comes down
 to what the disk has, so a long outage fills the outbox to its policy rather than the disk to a standstill."""
+DISK_CHECK_SECONDS = 5.0
+"""How long a measure of the disk stands while messages come: other programs fill and free the disk meanwhile, and
+the outbox follows within seconds without a system call per message. A message the last measure has no room for
+measures again at once, so a disk freed since is used at once."""
 
 
 class OutboxError(RuntimeError):
@@ -64,10 +69,18 @@ class OutboxMessage:
 
 
 class Outbox:
-    def __init__(self, path: Path, max_bytes: int = 512 * 1024 * 1024) -> None:
+    def __init__(self, path: Path, max_bytes: int = 512 * 1024 * 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`max_bytes` is the configured limit (outbox_max_mb); the disk may allow less (`max_bytes`, the property).
+        `clock` times the disk's measures (tests pass their own)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.max_bytes = max_bytes
+        self.configured_max_bytes = max_bytes
+        self._clock = clock
+        self._ceiling = max_bytes
+        """What the disk has room for: what the outbox holds, its file's free pages and the disk's free space less
+        `DISK_RESERVE`, as last measured."""
+        self._measured_at = float("-inf")
         self._lock = threading.Lock()
         try:
             self._open()
@@ -78,7 +91,10 @@ class Outbox:
                 # full, locked by another process, failing: what it holds is sound, so the node waits for it
                 raise OutboxError(f"outbox {path} cannot be opened ({error}); nothing in it was touched") from None
             self._set_aside_and_salvage(error)
-        self._fit_the_disk()
+        self._measure_the_disk()
+        if self._ceiling < self.configured_max_bytes:
+            log.warning("outbox %s: the disk has room for %.1f MB of it, not the %.1f MB set (outbox_max_mb)",
+                        self.path, self._ceiling / 2**20, self.configured_max_bytes / 2**20)
         self.wakeup = threading.Event()
 
     def _set_aside_and_salvage(self, error: sqlite3.Error) -> None:
@@ -133,41 +149,59 @@ class Outbox:
                          "payload BLOB NOT NULL)")
         """The latest event of each violation the node has not ended: what a node killed while watching left
         open (`left_open`)."""
+        [self._page_size] = self._db.execute("PRAGMA page_size").fetchone()
         self._sizes = dict.fromkeys(LANES, 0) | dict(self._db.execute(
             "SELECT kind, COALESCE(SUM(bytes), 0) FROM outbox GROUP BY kind").fetchall())
         """Bytes held of each kind, kept in step with the table (summing it reads every image)."""
 
-    def _fit_the_disk(self) -> None:
-        """The limit comes down to what the disk has free (less `DISK_RESERVE`) besides what the outbox holds."""
-        free = shutil.disk_usage(self.path.parent).free
-        fits = self._size + max(0, free - DISK_RESERVE)
-        if fits < self.max_bytes:
-            log.warning("outbox %s: the disk has room for %.1f MB of it, not the %.1f MB set (outbox_max_mb)",
-                        self.path, fits / 2**20, self.max_bytes / 2**20)
-            self.max_bytes = fits
+    @property
+    def max_bytes(self) -> int:
+        """The limit in force: the configured one, or the disk's room if less. The disk never asks for less than
+        the outbox holds: its rows' pages are its own to reuse, and dropping them would free no disk."""
+        return min(self.configured_max_bytes, max(self._ceiling, self._size))
+
+    def _measure_the_disk(self) -> None:
+        """What the disk has room for now: the disk's free space less `DISK_RESERVE`, besides what the outbox holds
+        and the free pages of its own file (left by what was acknowledged, reused before the file grows)."""
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError as error:  # the measure fails, not necessarily the disk: the last one stands a while
+            log.warning("outbox %s: the disk's free space cannot be read (%s)", self.path, error)
+        else:
+            [free_pages] = self._db.execute("PRAGMA freelist_count").fetchone()
+            self._ceiling = self._size + free_pages * self._page_size + max(0, free - DISK_RESERVE)
+        self._measured_at = self._clock()
+
+    def _limit_for(self, incoming: int) -> int:
+        """The limit a message of `incoming` bytes meets, the disk measured again when its last measure is older
+        than `DISK_CHECK_SECONDS` or the message meets it (a disk freed since is used again at once)."""
+        if self._clock() - self._measured_at >= DISK_CHECK_SECONDS or self._size + incoming > self._ceiling:
+            self._measure_the_disk()
+        return self.max_bytes
 
     def put(self, topic: str, payload: bytes, kind: str) -> int | None:
         """Stores the message and returns its id; None when the size limit leaves it no room (counted as
-        `dropped_KIND` and logged). A disk that turns out full brings the limit down to what the outbox holds and
-        makes room by the same policy."""
+        `dropped_KIND` and logged). A disk that turns out full anyway makes room for this message's bytes among
+        what it may push out, by the same policy, and is measured again at the next put."""
         with self._lock:
-            for attempt in (1, 2):
-                if not self._make_room(len(payload), kind):
-                    self._count(f"dropped_{kind}")
-                    log.error("outbox full (%d bytes): the new %s %s (%d bytes) finds no room; dropped",
-                              self.max_bytes, kind, topic, len(payload))
-                    return None
-                try:
-                    message_id = self._insert(topic, payload, kind, time.time())
-                    break
-                except sqlite3.OperationalError as error:
-                    if attempt == 2 or not _error_name(error).startswith("SQLITE_FULL"):
-                        raise
-                    self.max_bytes = max(0, self._size - len(payload))
-                    log.error("outbox %s: the disk is full; it now holds at most %.1f MB, making room by its policy",
-                              self.path, self.max_bytes / 2**20)
+            limit = self._limit_for(len(payload))
+            if not self._make_room(len(payload), kind, limit, f"outbox full ({limit} bytes)"):
+                return self._drop(topic, payload, kind, f"outbox full ({limit} bytes)")
+            try:
+                message_id = self._insert(topic, payload, kind, time.time())
+            except sqlite3.OperationalError as error:
+                if not _error_name(error).startswith("SQLITE_FULL"):
+                    raise
+                self._measured_at = float("-inf")
+                if not self._make_room(len(payload), kind, self._size, "the disk is full"):
+                    return self._drop(topic, payload, kind, "the disk is full")
+                message_id = self._insert(topic, payload, kind, time.time())  # full again: raised, counted unstored
         self.wakeup.set()
         return message_id
+
+    def _drop(self, topic: str, payload: bytes, kind: str, reason: str) -> None:
+        self._count(f"dropped_{kind}")
+        log.error("%s: the new %s %s (%d bytes) finds no room; dropped", reason, kind, topic, len(payload))
 
     def _insert(self, topic: str, payload: bytes, kind: str, created: float) -> int:
         """One message, and for an event what the node is watching, in one transaction."""
@@ -197,14 +231,14 @@ class Outbox:
             return [(topic, bytes(payload)) for topic, payload in
                     self._db.execute("SELECT topic, payload FROM watching ORDER BY rowid")]
 
-    def _make_room(self, incoming: int, incoming_kind: str) -> bool:
-        """Room for `incoming` bytes by the stated policy (oldest evidence first; for an event, then heartbeats a
-        later event of their violation supersedes, then the oldest events); False, with nothing dropped, when there
-        can be none."""
-        if self._size + incoming <= self.max_bytes:
+    def _make_room(self, incoming: int, incoming_kind: str, limit: int, reason: str) -> bool:
+        """Room under `limit` for `incoming` bytes by the stated policy (oldest evidence first; for an event, then
+        heartbeats a later event of their violation supersedes, then the oldest events); False, with nothing
+        dropped, when there can be none. Each drop is counted and logged with `reason`."""
+        if self._size + incoming <= limit:
             return True
         victims = (EVIDENCE, EVENT) if incoming_kind == EVENT else (EVIDENCE,)  # an answer never pushes out an event
-        if incoming > self.max_bytes - self._size + sum(self._sizes.get(kind, 0) for kind in victims):
+        if incoming > limit - self._size + sum(self._sizes.get(kind, 0) for kind in victims):
             return False
         oldest = "SELECT id, bytes, topic FROM outbox WHERE kind = ? ORDER BY id LIMIT 1"
         superseded = ("SELECT id, bytes, topic FROM outbox AS o WHERE kind = 'event' AND event_type = 'update' AND "
@@ -214,15 +248,16 @@ class Outbox:
                                      (EVENT, oldest, "dropped_event")):
             if kind not in victims:
                 continue
-            while self._size + incoming > self.max_bytes:
+            while self._size + incoming > limit:
                 row = self._db.execute(query, (kind,) if query is oldest else ()).fetchone()
                 if row is None:
                     break
                 self._db.execute("DELETE FROM outbox WHERE id = ?", (row[0],))
                 self._sizes[kind] -= row[1]
                 self._count(counter)
-                log.error("outbox full (%d bytes): dropped the %s %s", self.max_bytes,
-                          "superseded heartbeat" if counter == "dropped_update" else f"oldest {kind}", row[2])
+                log.error("%s: dropped the %s %s for a new %s", reason,
+                          "superseded heartbeat" if counter == "dropped_update" else f"oldest {kind}", row[2],
+                          incoming_kind)
         return True
 
     def _count(self, name: str) -> None:
