@@ -16,7 +16,6 @@ same way.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -26,6 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from edge import outbox_salvage as salvage
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ measures again at once, so a disk freed since is used at once."""
 
 
 class OutboxError(RuntimeError):
-    """The outbox cannot be opened (its file held by another process, its disk failing): the node does not start
-    rather than start without what it holds."""
+    """The outbox cannot be opened (its file held by another process, its disk failing or full): the node does not
+    start rather than start without what it holds."""
 
 
 def _error_name(error: sqlite3.Error) -> str:
@@ -90,45 +91,38 @@ class Outbox:
             if not _error_name(error).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
                 # full, locked by another process, failing: what it holds is sound, so the node waits for it
                 raise OutboxError(f"outbox {path} cannot be opened ({error}); nothing in it was touched") from None
-            self._set_aside_and_salvage(error)
+            self._set_aside(error)
+        try:
+            if salvage.go_on(self._db, self.path.parent, self._write):
+                self._sizes = self._held()
+        except salvage.CutShort as error:
+            self._db.close()
+            raise OutboxError(f"outbox {path}: {error}") from None
         self._measure_the_disk()
         if self._ceiling < self.configured_max_bytes:
             log.warning("outbox %s: the disk has room for %.1f MB of it, not the %.1f MB set (outbox_max_mb)",
                         self.path, self._ceiling / 2**20, self.configured_max_bytes / 2**20)
         self.wakeup = threading.Event()
 
-    def _set_aside_and_salvage(self, error: sqlite3.Error) -> None:
-        """A damaged file (a power cut on a cheap SD card) is moved aside, and what of it can still be read goes into
-        a new one: a damaged index or page costs the messages on it, not the whole backlog."""
-        path = self.path
-        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-        for suffix in ("", "-wal", "-shm"):
-            if (part := Path(f"{path}{suffix}")).exists():
-                part.replace(Path(f"{aside}{suffix}"))
-        self._open()
-        rows, counters, watching = [], [], []
+    def _set_aside(self, error: sqlite3.Error) -> None:
+        """A damaged file (a power cut on a cheap SD card) is moved aside and a new one started, which records that
+        what of the damaged one still reads is to be salvaged into it (`salvage.go_on`, at this start and, should
+        the disk fill meanwhile, the next): a damaged index or page costs the messages on it, not the whole
+        backlog."""
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+        salvage.move(self.path, aside)
         try:
-            old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
-            try:
-                with contextlib.suppress(sqlite3.DatabaseError):  # what was dropped before, as far as it reads
-                    counters = old.execute("SELECT name, value FROM counters").fetchall()
-                with contextlib.suppress(sqlite3.DatabaseError):  # what the node watched: its `new`s sent long ago
-                    watching = old.execute("SELECT violation, topic, payload FROM watching").fetchall()
-                for row in old.execute("SELECT topic, payload, kind, created FROM outbox NOT INDEXED ORDER BY rowid"):
-                    rows.append(row)
-            finally:
-                old.close()
-        except sqlite3.DatabaseError as reading:
-            log.warning("outbox %s: reading the damaged copy stopped at %d message(s): %s", aside, len(rows), reading)
-        for violation, topic, payload in watching:  # first: a salvaged `end` then ends its violation here too
-            self._db.execute("INSERT OR REPLACE INTO watching (violation, topic, payload) VALUES (?, ?, ?)",
-                             (violation, topic, payload))
-        for topic, payload, kind, created in rows:
-            self._insert(topic, bytes(payload), kind, created)
-        for name, value in counters:
-            self._db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", (name, value))
-        log.error("outbox %s cannot be read (%s); moved to %s and a new one started with the %d message(s) still "
-                  "readable in it", path, error, aside, len(rows))
+            self._open()
+            salvage.begin(self._db, aside)
+        except sqlite3.Error as starting:  # a full disk, say: the damaged file goes back for the next start
+            if (new := getattr(self, "_db", None)) is not None:
+                new.close()
+            salvage.remove(self.path)
+            salvage.move(aside, self.path)
+            raise OutboxError(f"outbox {self.path} is damaged ({error}) and a new one cannot be started beside it "
+                              f"({starting}); it was left as it was") from None
+        log.error("outbox %s cannot be read (%s); moved to %s, and a new one started with what of it still reads",
+                  self.path, error, aside)
 
     def _open(self) -> None:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -149,10 +143,14 @@ class Outbox:
                          "payload BLOB NOT NULL)")
         """The latest event of each violation the node has not ended: what a node killed while watching left
         open (`left_open`)."""
+        salvage.create_table(self._db)
         [self._page_size] = self._db.execute("PRAGMA page_size").fetchone()
-        self._sizes = dict.fromkeys(LANES, 0) | dict(self._db.execute(
-            "SELECT kind, COALESCE(SUM(bytes), 0) FROM outbox GROUP BY kind").fetchall())
+        self._sizes = self._held()
         """Bytes held of each kind, kept in step with the table (summing it reads every image)."""
+
+    def _held(self) -> dict[str, int]:
+        return dict.fromkeys(LANES, 0) | dict(self._db.execute(
+            "SELECT kind, COALESCE(SUM(bytes), 0) FROM outbox GROUP BY kind").fetchall())
 
     @property
     def max_bytes(self) -> int:
@@ -205,23 +203,29 @@ class Outbox:
 
     def _insert(self, topic: str, payload: bytes, kind: str, created: float) -> int:
         """One message, and for an event what the node is watching, in one transaction."""
-        event_type, violation = _event_meta(payload) if kind == EVENT else (None, None)
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            cursor = self._db.execute(
-                "INSERT INTO outbox (topic, payload, kind, bytes, created, event_type, violation) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (topic, payload, kind, len(payload), created, event_type, violation))
-            if violation is not None and event_type == "end":
-                self._db.execute("DELETE FROM watching WHERE violation = ?", (violation,))
-            elif violation is not None:
-                self._db.execute("INSERT OR REPLACE INTO watching (violation, topic, payload) VALUES (?, ?, ?)",
-                                 (violation, topic, payload))
+            message_id = self._write(topic, payload, kind, created)
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
                 self._db.execute("ROLLBACK")
             raise
-        self._sizes[kind] += len(payload)
+        self._sizes[kind] = self._sizes.get(kind, 0) + len(payload)
+        return message_id
+
+    def _write(self, topic: str, payload: bytes, kind: str, created: float) -> int:
+        """One message's rows, inside the caller's transaction; the caller adds its bytes to `_sizes` once
+        committed."""
+        event_type, violation = _event_meta(payload) if kind == EVENT else (None, None)
+        cursor = self._db.execute(
+            "INSERT INTO outbox (topic, payload, kind, bytes, created, event_type, violation) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (topic, payload, kind, len(payload), created, event_type, violation))
+        if violation is not None and event_type == "end":
+            self._db.execute("DELETE FROM watching WHERE violation = ?", (violation,))
+        elif violation is not None:
+            self._db.execute("INSERT OR REPLACE INTO watching (violation, topic, payload) VALUES (?, ?, ?)",
+                             (violation, topic, payload))
         return int(cursor.lastrowid)
 
     def left_open(self) -> list[tuple[str, bytes]]:

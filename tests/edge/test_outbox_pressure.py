@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tracemalloc
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +45,21 @@ def disk_with_free(monkeypatch, free: dict[str, int]) -> None:
                         lambda _path: DiskUsage(2**36, 2**36 - free["bytes"], free["bytes"]))
 
 
+def damage_an_index_page(outbox: Outbox, path: Path) -> None:
+    """A power cut writes garbage over the page of the outbox's lane index; the outbox is closed."""
+    outbox._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    [page] = outbox._db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox_lane'").fetchone()
+    [page_size] = outbox._db.execute("PRAGMA page_size").fetchone()
+    outbox.close()
+    with path.open("r+b") as file:
+        file.seek((page - 1) * page_size)
+        file.write(bytes(range(256)) * (page_size // 256))
+
+
+def damaged_copies(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir() if ".damaged-" in path.name)
+
+
 def test_an_outbox_another_process_holds_is_refused_and_left_whole(tmp_path):
     """Found by review: any error opening the file (locked, a full disk) took it for damaged, moved the whole
     backlog aside and started empty: those messages were never sent."""
@@ -72,20 +89,14 @@ def test_a_damaged_page_costs_the_messages_on_it_not_the_whole_backlog(tmp_path)
     payloads = [event(dwell_seconds=float(number)) for number in range(300)]
     for payload in payloads:
         outbox.put(TOPIC, payload, EVENT)
-    outbox._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    [page] = outbox._db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox_lane'").fetchone()
-    [page_size] = outbox._db.execute("PRAGMA page_size").fetchone()
-    outbox.close()
-    with path.open("r+b") as file:  # a power cut wrote garbage over the index's page
-        file.seek((page - 1) * page_size)
-        file.write(bytes(range(256)) * (page_size // 256))
+    damage_an_index_page(outbox, path)
     reopened = Outbox(path)
     assert [message.payload for message in reopened.pending(limit=1000)] == payloads, "every message, in order"
     assert end_what_was_left_open(reopened) == 301, "the parked car's violation ends too, as interrupted"
     ends = [json.loads(message.payload) for message in reopened.pending(limit=1000)[300:]]
     assert json.loads(watched)["violation_id"] in {end["violation_id"] for end in ends}
     assert {(end["type"], end["interrupted"]) for end in ends} == {("end", True)}
-    assert [p for p in tmp_path.iterdir() if p.name.startswith("outbox.db.damaged-")], "the damaged file kept aside"
+    assert damaged_copies(tmp_path) == [], "every message salvaged: the damaged copy is not kept"
 
 
 def test_a_disk_that_fills_before_the_limit_makes_room_by_the_policy_and_the_event_is_kept(tmp_path):
@@ -222,3 +233,70 @@ def test_a_disk_others_fill_while_the_node_runs_stops_the_outbox_growing_within_
     assert outbox.put(image_topic(5), bytes(20_000), EVIDENCE) is not None
     assert [message.topic for message in outbox.pending()] == [image_topic(n) for n in range(1, 6)]
     assert outbox.counters() == {"dropped_evidence": 1}
+
+
+def test_a_salvage_a_full_disk_cuts_short_stops_the_start_and_the_next_start_salvages_the_rest(tmp_path,
+                                                                                                monkeypatch):
+    """Found by review: a disk that filled while a damaged outbox was copied raised a raw SQLite error out of the
+    node's start, and the next start left what was not yet copied in the damaged copy for good."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    images = [bytes([number]) * 100_000 for number in range(30)]
+    for number, image in enumerate(images):
+        outbox.put(image_topic(number), image, EVIDENCE)
+    damage_an_index_page(outbox, path)
+    real_open = Outbox._open
+
+    def open_on_a_small_card(self: Outbox) -> None:  # room for about 2.4 MB of the 3 MB backlog
+        real_open(self)
+        self._db.execute("PRAGMA max_page_count = 600")
+
+    monkeypatch.setattr(Outbox, "_open", open_on_a_small_card)
+    with pytest.raises(OutboxError, match=r"disk is full.*next start goes on"):
+        Outbox(path)
+    monkeypatch.undo()  # some disk freed
+    restarted = Outbox(path)
+    assert [message.payload for message in restarted.pending(limit=100)] == images, "each once, in order"
+    assert damaged_copies(tmp_path) == [], "salvaged whole: the damaged copy deleted"
+
+
+def test_a_damaged_outbox_on_a_disk_too_full_for_a_new_one_is_left_for_the_next_start(tmp_path, monkeypatch):
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    for number in range(5):
+        outbox.put(TOPIC, event(dwell_seconds=float(number)), EVENT)
+    expected = [message.payload for message in outbox.pending()]
+    damage_an_index_page(outbox, path)
+
+    real_open, opened = Outbox._open, []
+
+    def full_for_a_new_file(self: Outbox) -> None:  # the damaged file opens; the new one beside it finds no room
+        opened.append(self.path)
+        real_open(self)
+        if len(opened) == 2:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Outbox, "_open", full_for_a_new_file)
+    with pytest.raises(OutboxError, match="cannot be started beside it"):
+        Outbox(path)
+    assert damaged_copies(tmp_path) == []
+    monkeypatch.undo()
+    assert [message.payload for message in Outbox(path).pending()] == expected
+
+
+def test_a_salvage_holds_a_batch_in_memory_not_the_backlog(tmp_path):
+    """Found by review: the salvage read every readable message into memory first (up to outbox_max_mb, more
+    than a small node's RAM)."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    for number in range(24):
+        outbox.put(image_topic(number), bytes([number]) * 1_000_000, EVIDENCE)
+    damage_an_index_page(outbox, path)
+    tracemalloc.start()
+    try:
+        restarted = Outbox(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert restarted.depth == 24
+    assert peak < 8_000_000, f"{peak / 1e6:.1f} MB held for a 24 MB backlog"
