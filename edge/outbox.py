@@ -16,15 +16,17 @@ same way.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from edge import outbox_salvage as salvage
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +37,15 @@ LANES = (EVENT, EVIDENCE, ANSWER)
 DISK_RESERVE = 32 * 1024 * 1024
 """Free disk the outbox leaves to everything else (the system's logs, SQLite's own journal): its limit comes down
 to what the disk has, so a long outage fills the outbox to its policy rather than the disk to a standstill."""
+DISK_CHECK_SECONDS = 5.0
+"""How long a measure of the disk stands while messages come: other programs fill and free the disk meanwhile, and
+the outbox follows within seconds without a system call per message. A message the last measure has no room for
+measures again at once, so a disk freed since is used at once."""
 
 
 class OutboxError(RuntimeError):
-    """The outbox cannot be opened (its file held by another process, its disk failing): the node does not start
-    rather than start without what it holds."""
+    """The outbox cannot be opened (its file held by another process, its disk failing or full): the node does not
+    start rather than start without what it holds."""
 
 
 def _error_name(error: sqlite3.Error) -> str:
@@ -64,10 +70,18 @@ class OutboxMessage:
 
 
 class Outbox:
-    def __init__(self, path: Path, max_bytes: int = 512 * 1024 * 1024) -> None:
+    def __init__(self, path: Path, max_bytes: int = 512 * 1024 * 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`max_bytes` is the configured limit (outbox_max_mb); the disk may allow less (`max_bytes`, the property).
+        `clock` times the disk's measures (tests pass their own)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.max_bytes = max_bytes
+        self.configured_max_bytes = max_bytes
+        self._clock = clock
+        self._ceiling = max_bytes
+        """What the disk has room for: what the outbox holds, its file's free pages and the disk's free space less
+        `DISK_RESERVE`, as last measured."""
+        self._measured_at = float("-inf")
         self._lock = threading.Lock()
         try:
             self._open()
@@ -77,42 +91,38 @@ class Outbox:
             if not _error_name(error).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
                 # full, locked by another process, failing: what it holds is sound, so the node waits for it
                 raise OutboxError(f"outbox {path} cannot be opened ({error}); nothing in it was touched") from None
-            self._set_aside_and_salvage(error)
-        self._fit_the_disk()
+            self._set_aside(error)
+        try:
+            if salvage.go_on(self._db, self.path.parent, self._write):
+                self._sizes = self._held()
+        except salvage.CutShort as error:
+            self._db.close()
+            raise OutboxError(f"outbox {path}: {error}") from None
+        self._measure_the_disk()
+        if self._ceiling < self.configured_max_bytes:
+            log.warning("outbox %s: the disk has room for %.1f MB of it, not the %.1f MB set (outbox_max_mb)",
+                        self.path, self._ceiling / 2**20, self.configured_max_bytes / 2**20)
         self.wakeup = threading.Event()
 
-    def _set_aside_and_salvage(self, error: sqlite3.Error) -> None:
-        """A damaged file (a power cut on a cheap SD card) is moved aside, and what of it can still be read goes into
-        a new one: a damaged index or page costs the messages on it, not the whole backlog."""
-        path = self.path
-        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-        for suffix in ("", "-wal", "-shm"):
-            if (part := Path(f"{path}{suffix}")).exists():
-                part.replace(Path(f"{aside}{suffix}"))
-        self._open()
-        rows, counters, watching = [], [], []
+    def _set_aside(self, error: sqlite3.Error) -> None:
+        """A damaged file (a power cut on a cheap SD card) is moved aside and a new one started, which records that
+        what of the damaged one still reads is to be salvaged into it (`salvage.go_on`, at this start and, should
+        the disk fill meanwhile, the next): a damaged index or page costs the messages on it, not the whole
+        backlog."""
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+        salvage.move(self.path, aside)
         try:
-            old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
-            try:
-                with contextlib.suppress(sqlite3.DatabaseError):  # what was dropped before, as far as it reads
-                    counters = old.execute("SELECT name, value FROM counters").fetchall()
-                with contextlib.suppress(sqlite3.DatabaseError):  # what the node watched: its `new`s sent long ago
-                    watching = old.execute("SELECT violation, topic, payload FROM watching").fetchall()
-                for row in old.execute("SELECT topic, payload, kind, created FROM outbox NOT INDEXED ORDER BY rowid"):
-                    rows.append(row)
-            finally:
-                old.close()
-        except sqlite3.DatabaseError as reading:
-            log.warning("outbox %s: reading the damaged copy stopped at %d message(s): %s", aside, len(rows), reading)
-        for violation, topic, payload in watching:  # first: a salvaged `end` then ends its violation here too
-            self._db.execute("INSERT OR REPLACE INTO watching (violation, topic, payload) VALUES (?, ?, ?)",
-                             (violation, topic, payload))
-        for topic, payload, kind, created in rows:
-            self._insert(topic, bytes(payload), kind, created)
-        for name, value in counters:
-            self._db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", (name, value))
-        log.error("outbox %s cannot be read (%s); moved to %s and a new one started with the %d message(s) still "
-                  "readable in it", path, error, aside, len(rows))
+            self._open()
+            salvage.begin(self._db, aside)
+        except sqlite3.Error as starting:  # a full disk, say: the damaged file goes back for the next start
+            if (new := getattr(self, "_db", None)) is not None:
+                new.close()
+            salvage.remove(self.path)
+            salvage.move(aside, self.path)
+            raise OutboxError(f"outbox {self.path} is damaged ({error}) and a new one cannot be started beside it "
+                              f"({starting}); it was left as it was") from None
+        log.error("outbox %s cannot be read (%s); moved to %s, and a new one started with what of it still reads",
+                  self.path, error, aside)
 
     def _open(self) -> None:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -133,61 +143,89 @@ class Outbox:
                          "payload BLOB NOT NULL)")
         """The latest event of each violation the node has not ended: what a node killed while watching left
         open (`left_open`)."""
-        self._sizes = dict.fromkeys(LANES, 0) | dict(self._db.execute(
-            "SELECT kind, COALESCE(SUM(bytes), 0) FROM outbox GROUP BY kind").fetchall())
+        salvage.create_table(self._db)
+        [self._page_size] = self._db.execute("PRAGMA page_size").fetchone()
+        self._sizes = self._held()
         """Bytes held of each kind, kept in step with the table (summing it reads every image)."""
 
-    def _fit_the_disk(self) -> None:
-        """The limit comes down to what the disk has free (less `DISK_RESERVE`) besides what the outbox holds."""
-        free = shutil.disk_usage(self.path.parent).free
-        fits = self._size + max(0, free - DISK_RESERVE)
-        if fits < self.max_bytes:
-            log.warning("outbox %s: the disk has room for %.1f MB of it, not the %.1f MB set (outbox_max_mb)",
-                        self.path, fits / 2**20, self.max_bytes / 2**20)
-            self.max_bytes = fits
+    def _held(self) -> dict[str, int]:
+        return dict.fromkeys(LANES, 0) | dict(self._db.execute(
+            "SELECT kind, COALESCE(SUM(bytes), 0) FROM outbox GROUP BY kind").fetchall())
+
+    @property
+    def max_bytes(self) -> int:
+        """The limit in force: the configured one, or the disk's room if less. The disk never asks for less than
+        the outbox holds: its rows' pages are its own to reuse, and dropping them would free no disk."""
+        return min(self.configured_max_bytes, max(self._ceiling, self._size))
+
+    def _measure_the_disk(self) -> None:
+        """What the disk has room for now: the disk's free space less `DISK_RESERVE`, besides what the outbox holds
+        and the free pages of its own file (left by what was acknowledged, reused before the file grows)."""
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError as error:  # the measure fails, not necessarily the disk: the last one stands a while
+            log.warning("outbox %s: the disk's free space cannot be read (%s)", self.path, error)
+        else:
+            [free_pages] = self._db.execute("PRAGMA freelist_count").fetchone()
+            self._ceiling = self._size + free_pages * self._page_size + max(0, free - DISK_RESERVE)
+        self._measured_at = self._clock()
+
+    def _limit_for(self, incoming: int) -> int:
+        """The limit a message of `incoming` bytes meets, the disk measured again when its last measure is older
+        than `DISK_CHECK_SECONDS` or the message meets it (a disk freed since is used again at once)."""
+        if self._clock() - self._measured_at >= DISK_CHECK_SECONDS or self._size + incoming > self._ceiling:
+            self._measure_the_disk()
+        return self.max_bytes
 
     def put(self, topic: str, payload: bytes, kind: str) -> int | None:
         """Stores the message and returns its id; None when the size limit leaves it no room (counted as
-        `dropped_KIND` and logged). A disk that turns out full brings the limit down to what the outbox holds and
-        makes room by the same policy."""
+        `dropped_KIND` and logged). A disk that turns out full anyway makes room for this message's bytes among
+        what it may push out, by the same policy, and is measured again at the next put."""
         with self._lock:
-            for attempt in (1, 2):
-                if not self._make_room(len(payload), kind):
-                    self._count(f"dropped_{kind}")
-                    log.error("outbox full (%d bytes): the new %s %s (%d bytes) finds no room; dropped",
-                              self.max_bytes, kind, topic, len(payload))
-                    return None
-                try:
-                    message_id = self._insert(topic, payload, kind, time.time())
-                    break
-                except sqlite3.OperationalError as error:
-                    if attempt == 2 or not _error_name(error).startswith("SQLITE_FULL"):
-                        raise
-                    self.max_bytes = max(0, self._size - len(payload))
-                    log.error("outbox %s: the disk is full; it now holds at most %.1f MB, making room by its policy",
-                              self.path, self.max_bytes / 2**20)
+            limit = self._limit_for(len(payload))
+            if not self._make_room(len(payload), kind, limit, f"outbox full ({limit} bytes)"):
+                return self._drop(topic, payload, kind, f"outbox full ({limit} bytes)")
+            try:
+                message_id = self._insert(topic, payload, kind, time.time())
+            except sqlite3.OperationalError as error:
+                if not _error_name(error).startswith("SQLITE_FULL"):
+                    raise
+                self._measured_at = float("-inf")
+                if not self._make_room(len(payload), kind, self._size, "the disk is full"):
+                    return self._drop(topic, payload, kind, "the disk is full")
+                message_id = self._insert(topic, payload, kind, time.time())  # full again: raised, counted unstored
         self.wakeup.set()
         return message_id
 
+    def _drop(self, topic: str, payload: bytes, kind: str, reason: str) -> None:
+        self._count(f"dropped_{kind}")
+        log.error("%s: the new %s %s (%d bytes) finds no room; dropped", reason, kind, topic, len(payload))
+
     def _insert(self, topic: str, payload: bytes, kind: str, created: float) -> int:
         """One message, and for an event what the node is watching, in one transaction."""
-        event_type, violation = _event_meta(payload) if kind == EVENT else (None, None)
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            cursor = self._db.execute(
-                "INSERT INTO outbox (topic, payload, kind, bytes, created, event_type, violation) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (topic, payload, kind, len(payload), created, event_type, violation))
-            if violation is not None and event_type == "end":
-                self._db.execute("DELETE FROM watching WHERE violation = ?", (violation,))
-            elif violation is not None:
-                self._db.execute("INSERT OR REPLACE INTO watching (violation, topic, payload) VALUES (?, ?, ?)",
-                                 (violation, topic, payload))
+            message_id = self._write(topic, payload, kind, created)
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
                 self._db.execute("ROLLBACK")
             raise
-        self._sizes[kind] += len(payload)
+        self._sizes[kind] = self._sizes.get(kind, 0) + len(payload)
+        return message_id
+
+    def _write(self, topic: str, payload: bytes, kind: str, created: float) -> int:
+        """One message's rows, inside the caller's transaction; the caller adds its bytes to `_sizes` once
+        committed."""
+        event_type, violation = _event_meta(payload) if kind == EVENT else (None, None)
+        cursor = self._db.execute(
+            "INSERT INTO outbox (topic, payload, kind, bytes, created, event_type, violation) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (topic, payload, kind, len(payload), created, event_type, violation))
+        if violation is not None and event_type == "end":
+            self._db.execute("DELETE FROM watching WHERE violation = ?", (violation,))
+        elif violation is not None:
+            self._db.execute("INSERT OR REPLACE INTO watching (violation, topic, payload) VALUES (?, ?, ?)",
+                             (violation, topic, payload))
         return int(cursor.lastrowid)
 
     def left_open(self) -> list[tuple[str, bytes]]:
@@ -197,14 +235,14 @@ class Outbox:
             return [(topic, bytes(payload)) for topic, payload in
                     self._db.execute("SELECT topic, payload FROM watching ORDER BY rowid")]
 
-    def _make_room(self, incoming: int, incoming_kind: str) -> bool:
-        """Room for `incoming` bytes by the stated policy (oldest evidence first; for an event, then heartbeats a
-        later event of their violation supersedes, then the oldest events); False, with nothing dropped, when there
-        can be none."""
-        if self._size + incoming <= self.max_bytes:
+    def _make_room(self, incoming: int, incoming_kind: str, limit: int, reason: str) -> bool:
+        """Room under `limit` for `incoming` bytes by the stated policy (oldest evidence first; for an event, then
+        heartbeats a later event of their violation supersedes, then the oldest events); False, with nothing
+        dropped, when there can be none. Each drop is counted and logged with `reason`."""
+        if self._size + incoming <= limit:
             return True
         victims = (EVIDENCE, EVENT) if incoming_kind == EVENT else (EVIDENCE,)  # an answer never pushes out an event
-        if incoming > self.max_bytes - self._size + sum(self._sizes.get(kind, 0) for kind in victims):
+        if incoming > limit - self._size + sum(self._sizes.get(kind, 0) for kind in victims):
             return False
         oldest = "SELECT id, bytes, topic FROM outbox WHERE kind = ? ORDER BY id LIMIT 1"
         superseded = ("SELECT id, bytes, topic FROM outbox AS o WHERE kind = 'event' AND event_type = 'update' AND "
@@ -214,15 +252,16 @@ class Outbox:
                                      (EVENT, oldest, "dropped_event")):
             if kind not in victims:
                 continue
-            while self._size + incoming > self.max_bytes:
+            while self._size + incoming > limit:
                 row = self._db.execute(query, (kind,) if query is oldest else ()).fetchone()
                 if row is None:
                     break
                 self._db.execute("DELETE FROM outbox WHERE id = ?", (row[0],))
                 self._sizes[kind] -= row[1]
                 self._count(counter)
-                log.error("outbox full (%d bytes): dropped the %s %s", self.max_bytes,
-                          "superseded heartbeat" if counter == "dropped_update" else f"oldest {kind}", row[2])
+                log.error("%s: dropped the %s %s for a new %s", reason,
+                          "superseded heartbeat" if counter == "dropped_update" else f"oldest {kind}", row[2],
+                          incoming_kind)
         return True
 
     def _count(self, name: str) -> None:

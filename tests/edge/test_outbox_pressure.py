@@ -5,19 +5,59 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tracemalloc
+from collections import namedtuple
+from pathlib import Path
 
 import pytest
 
+from edge import outbox as outbox_module
 from edge.node import end_what_was_left_open
-from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxError
-from gridwatch.contract import event_topic
+from edge.outbox import DISK_CHECK_SECONDS, DISK_RESERVE, EVENT, EVIDENCE, Outbox, OutboxError
+from gridwatch.contract import event_topic, evidence_topic
 from tests.factories import event_payload
 
 TOPIC = event_topic("node-a", "illegal_parking")
+DiskUsage = namedtuple("DiskUsage", "total used free")
 
 
 def event(**overrides) -> bytes:
     return json.dumps(event_payload(**overrides)).encode()
+
+
+def image_topic(number: int) -> str:
+    return evidence_topic("node-a", f"event-{number}")
+
+
+def fill_the_disk(outbox: Outbox, pages_to_spare: int = 0) -> None:
+    """The disk has room for `pages_to_spare` more of the outbox's pages (SQLite's own ceiling, as a full card)."""
+    [pages] = outbox._db.execute("PRAGMA page_count").fetchone()
+    outbox._db.execute(f"PRAGMA max_page_count = {pages + pages_to_spare}")
+
+
+def free_the_disk(outbox: Outbox) -> None:
+    outbox._db.execute("PRAGMA max_page_count = 1073741823")
+
+
+def disk_with_free(monkeypatch, free: dict[str, int]) -> None:
+    """The disk's free space, as the operating system reports it, is `free["bytes"]` (changed as the test goes)."""
+    monkeypatch.setattr(outbox_module.shutil, "disk_usage",
+                        lambda _path: DiskUsage(2**36, 2**36 - free["bytes"], free["bytes"]))
+
+
+def damage_an_index_page(outbox: Outbox, path: Path) -> None:
+    """A power cut writes garbage over the page of the outbox's lane index; the outbox is closed."""
+    outbox._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    [page] = outbox._db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox_lane'").fetchone()
+    [page_size] = outbox._db.execute("PRAGMA page_size").fetchone()
+    outbox.close()
+    with path.open("r+b") as file:
+        file.seek((page - 1) * page_size)
+        file.write(bytes(range(256)) * (page_size // 256))
+
+
+def damaged_copies(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir() if ".damaged-" in path.name)
 
 
 def test_an_outbox_another_process_holds_is_refused_and_left_whole(tmp_path):
@@ -49,20 +89,14 @@ def test_a_damaged_page_costs_the_messages_on_it_not_the_whole_backlog(tmp_path)
     payloads = [event(dwell_seconds=float(number)) for number in range(300)]
     for payload in payloads:
         outbox.put(TOPIC, payload, EVENT)
-    outbox._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    [page] = outbox._db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox_lane'").fetchone()
-    [page_size] = outbox._db.execute("PRAGMA page_size").fetchone()
-    outbox.close()
-    with path.open("r+b") as file:  # a power cut wrote garbage over the index's page
-        file.seek((page - 1) * page_size)
-        file.write(bytes(range(256)) * (page_size // 256))
+    damage_an_index_page(outbox, path)
     reopened = Outbox(path)
     assert [message.payload for message in reopened.pending(limit=1000)] == payloads, "every message, in order"
     assert end_what_was_left_open(reopened) == 301, "the parked car's violation ends too, as interrupted"
     ends = [json.loads(message.payload) for message in reopened.pending(limit=1000)[300:]]
     assert json.loads(watched)["violation_id"] in {end["violation_id"] for end in ends}
     assert {(end["type"], end["interrupted"]) for end in ends} == {("end", True)}
-    assert [p for p in tmp_path.iterdir() if p.name.startswith("outbox.db.damaged-")], "the damaged file kept aside"
+    assert damaged_copies(tmp_path) == [], "every message salvaged: the damaged copy is not kept"
 
 
 def test_a_disk_that_fills_before_the_limit_makes_room_by_the_policy_and_the_event_is_kept(tmp_path):
@@ -71,12 +105,11 @@ def test_a_disk_that_fills_before_the_limit_makes_room_by_the_policy_and_the_eve
     outbox = Outbox(tmp_path / "outbox.db")
     for number in range(20):
         outbox.put(f"gw/v1/nodes/node-a/evidence/{number}", bytes([number]) * 20_000, EVIDENCE)
-    [pages] = outbox._db.execute("PRAGMA page_count").fetchone()
-    outbox._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk holds not a page more
+    fill_the_disk(outbox)  # not a page more
     ends = [event(type="end") for _ in range(5)]
     assert all(outbox.put(TOPIC, payload, EVENT) is not None for payload in ends)
     assert [m.payload for m in outbox.pending(kind=EVENT)] == ends
-    assert outbox.counters()["dropped_evidence"] >= 1 and outbox.max_bytes < 20 * 20_000
+    assert outbox.counters() == {"dropped_evidence": 1}, "an image for the events' own bytes, no more"
 
 
 def test_a_full_outbox_lets_superseded_heartbeats_go_before_any_new_or_end(tmp_path):
@@ -114,3 +147,156 @@ def test_a_node_killed_while_watching_ends_those_violations_as_interrupted_at_it
     assert (end["type"], end["interrupted"], end["violation_id"]) == ("end", True, watched["violation_id"])
     assert end["dwell_seconds"] == 240.0 and end["event_id"] not in {e["event_id"] for e in backlog}
     assert end_what_was_left_open(restarted) == 0, "ended once"
+
+
+def test_a_disk_full_for_a_moment_does_not_shut_the_outbox_for_the_rest_of_the_run(tmp_path):
+    """Found by review: one full disk while the outbox was nearly empty (connected, everything sent) set its limit
+    to nothing for good, and every event after it, `new`s and `end`s, was dropped until the node restarted."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.acknowledge(outbox.put(TOPIC, event(), EVENT))  # sent at once
+    fill_the_disk(outbox)
+    assert outbox.put(image_topic(1), bytes(200_000), EVIDENCE) is None, "no image of its own to push out"
+    free_the_disk(outbox)  # the logs rotated
+    news = [event(type="new") for _ in range(3)]
+    assert all(outbox.put(TOPIC, payload, EVENT) is not None for payload in news)
+    assert [message.payload for message in outbox.pending()] == news
+    assert outbox.counters() == {"dropped_evidence": 1}
+
+
+def test_an_image_the_full_disk_refuses_pushes_no_event_out_then_or_later(tmp_path):
+    """Found by review: a full disk met by a 100 KB image lowered the limit by its size, and the next small event
+    pushed out 100 KB of the oldest events (an image never may)."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    events = [event(type="new") for _ in range(50)]
+    for payload in events:
+        outbox.put(TOPIC, payload, EVENT)
+    for number in range(3):
+        outbox.put(image_topic(number), bytes([number]) * 20_000, EVIDENCE)
+    fill_the_disk(outbox)
+    assert outbox.put(image_topic(3), bytes(100_000), EVIDENCE) is None, "the images together are smaller"
+    free_the_disk(outbox)
+    end = event(type="end")
+    assert outbox.put(TOPIC, end, EVENT) is not None
+    assert [message.payload for message in outbox.pending(kind=EVENT, limit=100)] == [*events, end]
+    assert [message.topic for message in outbox.pending(kind=EVIDENCE)] == [image_topic(n) for n in range(3)]
+    assert outbox.counters() == {"dropped_evidence": 1}
+
+
+def test_a_full_disk_makes_room_for_an_image_by_its_own_size(tmp_path):
+    outbox = Outbox(tmp_path / "outbox.db")
+    for number in range(10):
+        outbox.put(image_topic(number), bytes([number]) * 20_000, EVIDENCE)
+    fill_the_disk(outbox)
+    assert outbox.put(image_topic(10), bytes(30_000), EVIDENCE) is not None
+    assert [message.topic for message in outbox.pending()] == [image_topic(n) for n in range(2, 11)]
+    assert outbox.counters() == {"dropped_evidence": 2}
+
+
+def test_a_node_started_on_a_full_disk_stores_again_once_the_disk_is_freed(tmp_path, monkeypatch):
+    """Found by review: a start with less than the reserve free set the limit to what the outbox held (nothing)
+    for the node's whole uptime."""
+    free = {"bytes": DISK_RESERVE // 2}
+    disk_with_free(monkeypatch, free)
+    outbox = Outbox(tmp_path / "outbox.db")
+    assert outbox.put(TOPIC, event(), EVENT) is None, "the reserve is the system's"
+    free["bytes"] = 2**30  # the logs rotated
+    end = event(type="end")
+    assert outbox.put(TOPIC, end, EVENT) is not None
+    assert [message.payload for message in outbox.pending()] == [end]
+
+
+def test_the_outbox_files_own_free_pages_are_room_on_a_full_disk(tmp_path, monkeypatch):
+    """Found by review: what a drained backlog left free inside the outbox's file (reused before the file grows)
+    did not count, so a node restarted on a full card after an outage stored nothing."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    for number in range(20):
+        outbox.put(image_topic(number), bytes([number]) * 20_000, EVIDENCE)
+    for message in outbox.pending(limit=100):  # the broker took the backlog
+        outbox.acknowledge(message.id)
+    outbox.close()
+    disk_with_free(monkeypatch, {"bytes": DISK_RESERVE})
+    restarted = Outbox(tmp_path / "outbox.db")
+    assert restarted.put(image_topic(20), bytes(100_000), EVIDENCE) is not None
+    assert restarted.put(TOPIC, event(), EVENT) is not None
+    assert restarted.counters() == {}
+
+
+def test_a_disk_others_fill_while_the_node_runs_stops_the_outbox_growing_within_seconds(tmp_path, monkeypatch):
+    """The reserve is left to the rest of the system while the node runs, not only at its start."""
+    now, free = [0.0], {"bytes": 2**30}
+    disk_with_free(monkeypatch, free)
+    outbox = Outbox(tmp_path / "outbox.db", clock=lambda: now[0])
+    for number in range(5):
+        outbox.put(image_topic(number), bytes([number]) * 20_000, EVIDENCE)
+    free["bytes"] = DISK_RESERVE  # a recording fills the card up to the reserve
+    now[0] += DISK_CHECK_SECONDS
+    assert outbox.put(image_topic(5), bytes(20_000), EVIDENCE) is not None
+    assert [message.topic for message in outbox.pending()] == [image_topic(n) for n in range(1, 6)]
+    assert outbox.counters() == {"dropped_evidence": 1}
+
+
+def test_a_salvage_a_full_disk_cuts_short_stops_the_start_and_the_next_start_salvages_the_rest(tmp_path,
+                                                                                                monkeypatch):
+    """Found by review: a disk that filled while a damaged outbox was copied raised a raw SQLite error out of the
+    node's start, and the next start left what was not yet copied in the damaged copy for good."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    images = [bytes([number]) * 100_000 for number in range(30)]
+    for number, image in enumerate(images):
+        outbox.put(image_topic(number), image, EVIDENCE)
+    damage_an_index_page(outbox, path)
+    real_open = Outbox._open
+
+    def open_on_a_small_card(self: Outbox) -> None:  # room for about 2.4 MB of the 3 MB backlog
+        real_open(self)
+        self._db.execute("PRAGMA max_page_count = 600")
+
+    monkeypatch.setattr(Outbox, "_open", open_on_a_small_card)
+    with pytest.raises(OutboxError, match=r"disk is full.*next start goes on"):
+        Outbox(path)
+    monkeypatch.undo()  # some disk freed
+    restarted = Outbox(path)
+    assert [message.payload for message in restarted.pending(limit=100)] == images, "each once, in order"
+    assert damaged_copies(tmp_path) == [], "salvaged whole: the damaged copy deleted"
+
+
+def test_a_damaged_outbox_on_a_disk_too_full_for_a_new_one_is_left_for_the_next_start(tmp_path, monkeypatch):
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    for number in range(5):
+        outbox.put(TOPIC, event(dwell_seconds=float(number)), EVENT)
+    expected = [message.payload for message in outbox.pending()]
+    damage_an_index_page(outbox, path)
+
+    real_open, opened = Outbox._open, []
+
+    def full_for_a_new_file(self: Outbox) -> None:  # the damaged file opens; the new one beside it finds no room
+        opened.append(self.path)
+        real_open(self)
+        if len(opened) == 2:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Outbox, "_open", full_for_a_new_file)
+    with pytest.raises(OutboxError, match="cannot be started beside it"):
+        Outbox(path)
+    assert damaged_copies(tmp_path) == []
+    monkeypatch.undo()
+    assert [message.payload for message in Outbox(path).pending()] == expected
+
+
+def test_a_salvage_holds_a_batch_in_memory_not_the_backlog(tmp_path):
+    """Found by review: the salvage read every readable message into memory first (up to outbox_max_mb, more
+    than a small node's RAM)."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    for number in range(24):
+        outbox.put(image_topic(number), bytes([number]) * 1_000_000, EVIDENCE)
+    damage_an_index_page(outbox, path)
+    tracemalloc.start()
+    try:
+        restarted = Outbox(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert restarted.depth == 24
+    assert peak < 8_000_000, f"{peak / 1e6:.1f} MB held for a 24 MB backlog"

@@ -1,0 +1,175 @@
+"""The outbox's damaged copies: a file a power cut damaged is moved aside, and what of it still reads is copied into a
+new outbox. The copy is recorded in the new outbox (`salvaging`), with the last row copied, so a copy that a full
+disk cuts short goes on at the next start instead of leaving the rest of the backlog in a file nobody reads; a copy
+read to its end is deleted, for it holds nothing more and the card's room is the outbox's. A copy whose damage stops
+the reading is kept for a person (sqlite3's .recover may read more), and so is one set aside by a node from before
+the record: it was salvaged as far as it read then, and copying it again would send its messages twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = ("", "-wal", "-shm")
+"""A SQLite file and what goes with it: a WAL holds writes not yet in the file itself."""
+BATCH_ROWS, BATCH_BYTES = 500, 1024 * 1024
+"""What the salvage writes in one transaction: little memory for any backlog, and a disk that fills midway costs at
+most one batch, which the next start copies again."""
+
+Write = Callable[[str, bytes, str, float], int]
+"""The outbox's own write of one message (topic, payload, kind, created) inside the caller's transaction."""
+
+
+class CutShort(RuntimeError):
+    """The copy cannot go on now (the disk full, failing): what was copied is kept and recorded, the rest stays in
+    the damaged copy for the next start."""
+
+
+def move(source: Path, target: Path) -> None:
+    """The file and its WAL, as they are."""
+    for suffix in SUFFIXES:
+        if (part := Path(f"{source}{suffix}")).exists():
+            part.replace(Path(f"{target}{suffix}"))
+
+
+def remove(path: Path) -> None:
+    for suffix in SUFFIXES:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def create_table(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS salvaging (aside TEXT PRIMARY KEY, after_rowid INTEGER NOT NULL, "
+               "copied INTEGER NOT NULL)")
+
+
+def _read_only(aside: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
+
+
+def begin(db: sqlite3.Connection, aside: Path) -> None:
+    """Records `aside` to salvage into `db` (a new outbox), with what the node watched (its `new`s sent long ago,
+    so a salvaged `end` then ends its violation here too) and the counts of what it dropped, as far as they read,
+    in one transaction: a disk too full for it leaves nothing half done."""
+    counters: list[tuple[str, int]] = []
+    watching: list[tuple[str, str, bytes]] = []
+    with contextlib.suppress(sqlite3.DatabaseError):
+        old = _read_only(aside)
+        try:
+            with contextlib.suppress(sqlite3.DatabaseError):
+                counters = old.execute("SELECT name, value FROM counters").fetchall()
+            with contextlib.suppress(sqlite3.DatabaseError):
+                watching = old.execute("SELECT violation, topic, payload FROM watching").fetchall()
+        finally:
+            old.close()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany("INSERT OR REPLACE INTO watching (violation, topic, payload) VALUES (?, ?, ?)", watching)
+        db.executemany("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", counters)
+        db.execute("INSERT OR REPLACE INTO salvaging (aside, after_rowid, copied) VALUES (?, 0, 0)", (aside.name,))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def pending(db: sqlite3.Connection, directory: Path) -> list[tuple[Path, int, int]]:
+    """(damaged copy, last row copied, messages copied) of each copy not yet read to its end."""
+    return [(directory / name, after, copied) for name, after, copied in
+            db.execute("SELECT aside, after_rowid, copied FROM salvaging ORDER BY rowid").fetchall()]
+
+
+def advance(db: sqlite3.Connection, aside: Path, after: int, copied: int) -> None:
+    """Inside the transaction that wrote those rows: the record never runs ahead of what was copied."""
+    db.execute("UPDATE salvaging SET after_rowid = ?, copied = ? WHERE aside = ?", (after, copied, aside.name))
+
+
+def finish(db: sqlite3.Connection, aside: Path) -> None:
+    db.execute("DELETE FROM salvaging WHERE aside = ?", (aside.name,))
+
+
+class DamagedRows:
+    """The messages of a damaged copy after row `after`, in order, one at a time (a backlog larger than the node's
+    memory stays on disk), as far as they read: `stopped` is the error that ended them early, None at the end."""
+
+    def __init__(self, aside: Path, after: int) -> None:
+        self.aside = aside
+        self.after = after
+        self.stopped: sqlite3.Error | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, str, bytes, str, float]]:
+        try:
+            old = _read_only(self.aside)
+            try:
+                yield from old.execute("SELECT rowid, topic, payload, kind, created FROM outbox NOT INDEXED "
+                                       "WHERE rowid > ? ORDER BY rowid", (self.after,))
+            finally:
+                old.close()
+        except sqlite3.DatabaseError as error:
+            self.stopped = error
+
+
+def go_on(db: sqlite3.Connection, directory: Path, write: Write) -> int:
+    """What still reads of each damaged copy not yet read to its end (set aside at this start, or at one a full
+    disk cut short) goes into the outbox `db` after what it holds; a copy read to its end is deleted. Returns how
+    many copies it took up."""
+    try:
+        records = pending(db, directory)
+        for aside, after, copied in records:
+            if aside.exists():
+                _take_up(db, DamagedRows(aside, after), copied, write)
+            else:
+                log.warning("the damaged outbox copy %s to salvage is gone; %d message(s) of it were salvaged",
+                            aside, copied)
+            finish(db, aside)
+    except sqlite3.Error as error:  # the record itself, on a full disk: the next start goes on
+        raise CutShort(f"salvaging its damaged copies stopped ({error}); the next start goes on with them") from None
+    return len(records)
+
+
+def _take_up(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write) -> None:
+    copied = _copy(db, rows, copied, write)
+    if rows.stopped is not None:
+        log.error("reading the damaged outbox copy %s stopped at %d message(s) salvaged (%s); the rest cannot be "
+                  "read here, and the copy is kept for a person to recover or delete", rows.aside, copied,
+                  rows.stopped)
+        return
+    try:
+        remove(rows.aside)
+        log.error("the damaged outbox copy %s salvaged, %d message(s) in all; deleted", rows.aside, copied)
+    except OSError as error:  # salvaged all the same: what is left is a file a person may delete
+        log.error("the damaged outbox copy %s salvaged, %d message(s) in all; it cannot be deleted (%s)",
+                  rows.aside, copied, error)
+
+
+def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write) -> int:
+    """`rows` into `db` a batch a transaction, each recording how far the copy got; the messages copied in all."""
+    after, kept, batch_bytes = rows.after, copied, 0
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        for after, topic, payload, kind, created in rows:  # noqa: B007 - `after`: the last row read
+            try:
+                write(topic, bytes(payload), kind, created)
+            except (sqlite3.IntegrityError, TypeError):  # a row the damage garbled: lost, not every start after
+                continue
+            copied, batch_bytes = copied + 1, batch_bytes + len(payload)
+            if copied - kept >= BATCH_ROWS or batch_bytes >= BATCH_BYTES:
+                advance(db, rows.aside, after, copied)
+                db.execute("COMMIT")
+                kept, batch_bytes = copied, 0
+                db.execute("BEGIN IMMEDIATE")
+        advance(db, rows.aside, after, copied)
+        db.execute("COMMIT")
+    except sqlite3.Error as error:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise CutShort(f"salvaging its damaged copy {rows.aside} stopped ({error}) with {kept} message(s) "
+                       f"salvaged; the rest stays there and the next start goes on with it (free some disk if it "
+                       f"is full)") from None
+    return copied
