@@ -23,7 +23,9 @@ The formulas are the city's:
 - rework rate, extension rate = cases reworked / extended at least once ÷ cases dispatched
 - mean response = dispatch → accepted; mean handling = accepted → feedback (minutes, each turn's; time deferred left
   out of both)
-- false-positive rate = cases voided as false positives ÷ all detections (void ones included)
+- false-positive rate = cases voided as false positives ÷ all detections (void ones included). A case voided after
+  one of its turns closed it (a reopen then voided) is not a false positive: the detection that led to the closure
+  was right; the void concerns the reopen. A void case is not a case, but its earlier turns count as above.
 """
 
 from __future__ import annotations
@@ -150,18 +152,19 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
         label = period_label(period_start(case.opened_at.astimezone(zone).date(), period), period)
         key = (label, group_of(case, by) or "(none)")
         row = rows.setdefault(key, Indicators(group=key[1], period=label))
-        row.detections += 1
-        if case.status == CaseStatus.VOID.value:
-            row.false_positives += case.void_reason == "false_positive"
-            continue
         turns = (rounds or {}).get(case.id, [])
+        void = case.status == CaseStatus.VOID.value
+        row.detections += 1
+        # voided after a closure (a reopen then voided): the void is about the reopen, the detection was right
+        row.false_positives += void and case.void_reason == "false_positive" and not any(t.closed for t in turns)
         shares: dict[tuple[str, str], Share] = defaultdict(Share)
         for earlier in turns:
             turn_key = (label, (earlier.unit_id if by is GroupBy.UNIT else key[1]) or "(none)")
             shares[turn_key].take(_earlier_turn(earlier))
             _times(earlier, *durations[turn_key])
-        shares[key].take(_own_turn(case, turns, now))
-        _times(case, *durations[key])
+        if not void:
+            shares[key].take(_own_turn(case, turns, now))
+            _times(case, *durations[key])
         for turn_key, share in shares.items():
             share.add_to(rows.setdefault(turn_key, Indicators(group=turn_key[1], period=label)))
     return [rows[key].finish(*durations[key]) for key in sorted(rows)]

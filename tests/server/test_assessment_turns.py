@@ -1,6 +1,6 @@
-"""Assessment of a case that passed through several turns (returned, reassigned, closed and reopened): each group
-counts the case once and keeps what its earlier turns did; driven through the case engine as the `city` fixture
-keeps its turns."""
+"""Assessment of a case that passed through several turns (returned, reassigned, closed and reopened, voided after):
+each group counts the case once and keeps what its earlier turns did; driven through the case engine as the `city`
+fixture keeps its turns."""
 
 from __future__ import annotations
 
@@ -26,6 +26,45 @@ def rows_by(city, by: GroupBy = GroupBy.UNIT) -> dict[str, Indicators]:
 def close(city) -> None:
     for action in ("accept", "feedback", "verify", "close"):
         city.act(action)
+
+
+def test_a_case_voided_after_a_reopen_keeps_its_closure_and_is_no_false_positive(city):
+    """Found by review: a case closed on time, reopened at a new detection there and voided as a false positive
+    lost its closure from the unit's figures, and the camera's false-positive rate went from 0 to 1: the void was
+    about the reopen, the detection that led to the closure was right."""
+    city.detect()  # litter, files itself: sanitation
+    close(city)
+    city.clock.advance(minutes=5)
+    city.detect()  # seen again: reopened
+    assert city.case().status == "dispatched"
+    city.act("void", void_reason="false_positive", reason="a shadow this time")
+
+    sanitation = rows_by(city)["sanitation"]
+    assert (sanitation.cases, sanitation.closed, sanitation.closure_rate, sanitation.on_time_closure_rate) == \
+        (1, 1, 1.0, 1.0)
+    [camera] = rows_by(city, GroupBy.CAMERA).values()
+    assert (camera.false_positives, camera.false_positive_rate, camera.closure_rate) == (0, 0.0, 1.0)
+
+
+def test_a_case_voided_without_a_closure_is_still_a_false_positive(city):
+    city.detect()
+    city.act("void", void_reason="false_positive", reason="a shadow")
+    [camera] = rows_by(city, GroupBy.CAMERA).values()
+    assert (camera.cases, camera.false_positives, camera.false_positive_rate) == (0, 1, 1.0)
+
+
+def test_a_unit_that_held_a_case_past_its_deadline_stays_late_when_the_case_is_voided(city):
+    """Found by review: sanitation returned a case six hours late, and once the next unit's turn was voided as a
+    duplicate, sanitation's lateness was gone."""
+    city.detect()  # sanitation, due in four working hours
+    city.clock.advance(hours=6)
+    city.act("return", reason="not ours")
+    city.act("dispatch", unit_id="enforcement")
+    city.act("void", void_reason="duplicate", reason="the same pile as case 0")
+
+    rows = rows_by(city)
+    assert (rows["sanitation"].cases, rows["sanitation"].due, rows["sanitation"].on_time_closure_rate) == (1, 1, 0.0)
+    assert rows["enforcement"].cases == 0, "the void turn is no case"
 
 
 @pytest.mark.parametrize(("by", "group"), [(GroupBy.UNIT, "sanitation"), (GroupBy.GRID, "WL-02"),
