@@ -114,11 +114,11 @@ export class AssessmentPage {
           h("div", { class: "bar", style: `width: ${(100 * (row[key] ?? 0)) / top}%` }),
           h("span", {}, row[key] === null ? "—" : unit === "%" ? `${(100 * row[key]).toFixed(1)} %` : `${row[key]} ${unit}`)])));
     });
-    const table = h("table", { id: "assessment" }, h("thead", {}, h("tr", {}, ["group", "period", "cases", "closed",
-      "due", "on_time", "closure_rate", "on_time_closure_rate", "rework_rate", "extension_rate", "false_positive_rate"]
-      .map((name) => h("th", {}, t(`assess.col.${name}`))))), h("tbody", {}, rows.map((row) => h("tr", {}, [row.group, row.period,
-      row.cases, row.closed, row.due, row.on_time, row.closure_rate, row.on_time_closure_rate, row.rework_rate,
-      row.extension_rate, row.false_positive_rate].map((value) => h("td", {}, value ?? "—"))))));
+    const columns = ["group", "period", "cases", "closed", "due", "on_time", "returned", "closure_rate",
+      "on_time_closure_rate", "rework_rate", "extension_rate", "false_positive_rate"];
+    const table = h("table", { id: "assessment" }, h("thead", {}, h("tr", {}, columns
+      .map((name) => h("th", {}, t(`assess.col.${name}`))))), h("tbody", {}, rows.map((row) => h("tr", {}, columns
+      .map((name) => h("td", {}, row[name] ?? "—"))))));
     fill(this.root, h("h1", {}, t("assess.title")), form,
       rows.length ? h("div", {}, h("div", { class: "two", id: "trends" }, trends), table,
                       h("div", { class: "two" }, charts))

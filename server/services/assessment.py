@@ -7,7 +7,10 @@ other groupings, the case's own group), in the case's period; so no unit clears 
 on, and a reopen does not take back the closure of the turn before. A case's turns are gathered by group first and
 the case then counts once in each group's figures, however many of its turns the group had:
 
-- one of the group's cases, dispatched to it (if it was), when it had a turn at it
+- one of the group's cases (and dispatched to it, if it was) when it had a turn it did not give back (回退)
+  before the turn's deadline: a unit that returns a wrongly routed case in time is not charged with it (it counts
+  in `returned`, the cases the group gave back, in time or not); one returned late is one of its cases, due and
+  late. For a street chief, grid or camera a case not void is one of its cases whoever has it.
 - closed when any of its turns closed the case; due when any was (closed, or held past its deadline); on time when
   every one of its turns that was due was on time: one late turn makes the case late for the group
 - reworked / extended when any of its turns was
@@ -44,7 +47,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gridwatch.contract import CaseStatus
+from gridwatch.contract import CaseAction, CaseStatus
 from server.models import CaseRecord, CaseRound
 from server.services.case_records import answered_in_time
 
@@ -107,6 +110,7 @@ class Indicators(BaseModel):
     dispatched: int = 0
     reworked: int = 0
     extended: int = 0
+    returned: int = 0
     detections: int = 0
     false_positives: int = 0
     closure_rate: float | None = None
@@ -163,7 +167,7 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
             shares[turn_key].take(_earlier_turn(earlier))
             _times(earlier, *durations[turn_key])
         if not void:
-            shares[key].take(_own_turn(case, turns, now))
+            shares[key].take(_own_turn(case, turns, by, now))
             _times(case, *durations[key])
         for turn_key, share in shares.items():
             share.add_to(rows.setdefault(turn_key, Indicators(group=turn_key[1], period=label)))
@@ -173,6 +177,10 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
 class Turn(NamedTuple):
     """One unit's turn at a case, as assessment judges it."""
 
+    held: bool
+    """One of the group's cases: not given back (回退) before its deadline (for a street chief, grid or camera, the
+    case in hand always is)."""
+    returned: bool
     dispatched: bool
     reworked: bool
     extended: bool
@@ -189,6 +197,7 @@ class Share:
     (found by review: a case closed on time, reopened and closed again read due 2, on time 2 for its one case)."""
 
     held: bool = False
+    returned: bool = False
     dispatched: bool = False
     reworked: bool = False
     extended: bool = False
@@ -201,6 +210,9 @@ class Share:
     """A turn was due and is deferred now."""
 
     def take(self, turn: Turn) -> None:
+        self.returned |= turn.returned
+        if not turn.held:  # given back in time: neither one of the group's cases nor due
+            return
         self.held = True
         self.dispatched |= turn.dispatched
         self.reworked |= turn.reworked
@@ -214,6 +226,7 @@ class Share:
 
     def add_to(self, row: Indicators) -> None:
         row.cases += self.held
+        row.returned += self.returned
         row.dispatched += self.dispatched
         row.reworked += self.reworked
         row.extended += self.extended
@@ -225,20 +238,22 @@ class Share:
 
 def _earlier_turn(turn: CaseRound) -> Turn:
     """A turn that ended before the case did: due if it closed the case or was held past its deadline (late,
-    whoever has the case now)."""
+    whoever has the case now). One ended by the dispatch after a return, before its deadline, was not the unit's."""
     past = turn.deadline_at is not None and turn.deadline_at <= turn.ended_at
-    return Turn(dispatched=True, reworked=turn.reworked > 0, extended=turn.extended > 0, closed=turn.closed,
-                due=turn.closed or past, on_time=bool(turn.closed and turn.on_time))
+    returned = turn.ended_by == CaseAction.DISPATCH.value  # a dispatch ends only a returned case's turn
+    return Turn(held=past or not returned, returned=returned, dispatched=True, reworked=turn.reworked > 0,
+                extended=turn.extended > 0, closed=turn.closed, due=turn.closed or past,
+                on_time=bool(turn.closed and turn.on_time))
 
 
-def _own_turn(case: CaseRecord, turns: list[CaseRound], now: datetime) -> Turn:
+def _own_turn(case: CaseRecord, turns: list[CaseRound], by: GroupBy, now: datetime) -> Turn:
     """The turn in hand (the case's own columns): for a case its unit returned, the turn ended when it gave it back
     (it is with the command centre since)."""
     closed = case.status == CaseStatus.CLOSED.value
     dispatched = case.dispatched_at is not None
     returned = case.status == CaseStatus.RETURNED.value and case.returned_at is not None
     past = case.deadline_at is not None and case.deadline_at <= (case.returned_at if returned else now)
-    return Turn(dispatched=dispatched,
+    return Turn(held=by is not GroupBy.UNIT or past or not returned, returned=returned, dispatched=dispatched,
                 reworked=dispatched and case.rework_count - sum(turn.reworked for turn in turns) > 0,
                 extended=dispatched and case.extension_count - sum(turn.extended for turn in turns) > 0,
                 closed=closed, due=dispatched and (closed or (past and not _awaits_check(case))),

@@ -1,15 +1,17 @@
 """Assessment of a case that passed through several turns (returned, reassigned, closed and reopened, voided after):
-each group counts the case once and keeps what its earlier turns did; driven through the case engine as the `city`
-fixture keeps its turns."""
+each group counts the case once, keeps what its earlier turns did, and is not charged with a case it rightly gave
+back; driven through the case engine as the `city` fixture keeps its turns."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from server.services.assessment import GroupBy, Indicators, Period, assess, load_cases, load_rounds
+from server.services.assessment import GroupBy, Indicators, Period, assess, load_cases, load_rounds, to_csv
 
 CST = timezone(timedelta(hours=8))
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -108,3 +110,33 @@ def test_one_late_turn_makes_the_case_late_for_its_group(city):
     assert (grid.cases, grid.due, grid.on_time, grid.on_time_closure_rate) == (1, 1, 0, 0.0)
     units = rows_by(city)
     assert (units["sanitation"].on_time_closure_rate, units["enforcement"].on_time_closure_rate) == (0.0, 1.0)
+
+
+def test_a_unit_that_returns_a_wrongly_routed_case_in_time_is_not_charged_with_it(city):
+    """Found by review: sanitation gave back in five minutes a pile on the tram company's land, as it should, and
+    kept an unclosed case for good: its closure rate fell for doing the right thing."""
+    city.detect()  # sanitation, due in four working hours
+    city.clock.advance(minutes=5)
+    city.act("return", reason="the pile is on the tram company's land")
+    assert (rows_by(city)["sanitation"].cases, rows_by(city)["sanitation"].returned) == (0, 1), \
+        "while the command centre has it"
+    city.act("dispatch", unit_id="enforcement")
+    close(city)
+
+    rows = rows_by(city)
+    assert (rows["sanitation"].cases, rows["sanitation"].due, rows["sanitation"].closure_rate) == (0, 0, None)
+    assert rows["sanitation"].returned == 1, "the return is still seen"
+    sheet = {line["group"]: line for line in csv.DictReader(io.StringIO(to_csv(list(rows.values())).lstrip("\ufeff")))}
+    assert (sheet["sanitation"]["cases"], sheet["sanitation"]["returned"]) == ("0", "1"), "in the spreadsheet too"
+    assert (rows["enforcement"].cases, rows["enforcement"].closure_rate, rows["enforcement"].returned) == (1, 1.0, 0)
+    grid = rows_by(city, GroupBy.GRID)["WL-02"]
+    assert (grid.cases, grid.closed, grid.returned, grid.closure_rate) == (1, 1, 1, 1.0)
+
+
+def test_a_unit_that_returns_a_case_late_still_has_it_as_a_late_case(city):
+    city.detect()
+    city.clock.advance(hours=6)
+    city.act("return", reason="not ours")
+    city.act("dispatch", unit_id="enforcement")
+    sanitation = rows_by(city)["sanitation"]
+    assert (sanitation.cases, sanitation.returned, sanitation.due, sanitation.on_time_closure_rate) == (1, 1, 1, 0.0)
