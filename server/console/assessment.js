@@ -1,5 +1,5 @@
-// Assessment (考核) for supervisors: indicators per unit, street chief, grid or camera by day, week, month or
-// quarter, drawn as bars, with the spreadsheet and the reviewed detections (training data) to download.
+// Assessment (考核) for supervisors: indicators per unit, street chief, grid or camera by day, week, month, quarter
+// or year, drawn as bars, with the spreadsheet and the reviewed detections (training data) to download.
 
 import { api, operates } from "./api.js";
 import { fill, h, toast } from "./dom.js";
@@ -60,12 +60,13 @@ function day(date) {
 }
 
 /** The range shown unless one is asked for: enough periods for a trend (two weeks of days, twelve weeks, six
- * months, four quarters), up to today. */
+ * months, four quarters, three years), up to today. */
 function defaultRange(period) {
   const from = new Date(), to = new Date();
   to.setDate(to.getDate() + 1);  // the API's `to` is the day after the last
   if (period === "day") from.setDate(from.getDate() - 13);
   else if (period === "week") from.setDate(from.getDate() - 7 * 11);
+  else if (period === "year") from.setFullYear(from.getFullYear() - 2, 0, 1);
   else from.setMonth(from.getMonth() - (period === "month" ? 5 : 9), 1);
   return [day(from), day(to)];
 }
@@ -84,7 +85,7 @@ export class AssessmentPage {
       location.hash = `#/assessment?${asked}`;
     } }, h("select", { name: "by", "aria-label": "by" }, ["unit", "street_chief", "grid", "camera"]
       .map((value) => h("option", { value, selected: value === by }, t(`assess.${value}`)))),
-    h("select", { name: "period", "aria-label": "period" }, ["day", "week", "month", "quarter"]
+    h("select", { name: "period", "aria-label": "period" }, ["day", "week", "month", "quarter", "year"]
       .map((value) => h("option", { value, selected: value === period }, t(`assess.${value}`)))),
     h("input", { type: "date", name: "from", value: from, "aria-label": "from" }),
     h("input", { type: "date", name: "to", value: to, "aria-label": "to" }),

@@ -1,4 +1,4 @@
-"""Assessment (考核): how each street chief, unit, grid and camera did, by day, week, month or quarter.
+"""Assessment (考核): how each street chief, unit, grid and camera did, by day, week, month, quarter or year.
 
 Cases are counted in the period they were opened (a cohort), so a month's figures stop moving once its cases are
 finished. A case may pass through several units' hands (returned, reassigned, closed and reopened): each turn that
@@ -64,6 +64,7 @@ class Period(StrEnum):
     WEEK = "week"
     MONTH = "month"
     QUARTER = "quarter"
+    YEAR = "year"
 
 
 def period_start(day: date, period: Period) -> date:
@@ -73,6 +74,8 @@ def period_start(day: date, period: Period) -> date:
         return day - timedelta(days=day.weekday())
     if period is Period.MONTH:
         return day.replace(day=1)
+    if period is Period.YEAR:
+        return day.replace(month=1, day=1)
     return day.replace(month=3 * ((day.month - 1) // 3) + 1, day=1)
 
 
@@ -84,6 +87,8 @@ def period_label(start: date, period: Period) -> str:
         return f"{year}-W{week:02d}"
     if period is Period.MONTH:
         return f"{start.year}-{start.month:02d}"
+    if period is Period.YEAR:
+        return str(start.year)
     return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
 
 
@@ -92,6 +97,8 @@ def next_period(start: date, period: Period) -> date:
         return start + timedelta(days=1)
     if period is Period.WEEK:
         return start + timedelta(days=7)
+    if period is Period.YEAR:
+        return date(start.year + 1, 1, 1)
     months = 1 if period is Period.MONTH else 3
     month = start.month - 1 + months
     return date(start.year + month // 12, month % 12 + 1, 1)
