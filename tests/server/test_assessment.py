@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gridwatch.contract import event_topic
-from server.models import CaseRecord, CaseRound
+from server.models import CaseRecord, CaseRound, utcnow
 from server.services.assessment import GroupBy, Period, assess, next_period, period_label, period_start, to_csv
 from tests.conftest import as_role
 from tests.factories import event_payload, wait_until
@@ -250,6 +250,18 @@ def test_the_annual_evaluation_is_a_period_of_whole_years_over_three_years_at_mo
                    headers=supervisor).status_code == 422, "by month, 800 days as before"
     too_long = api.get("/api/v1/assessment", params=three_years | {"from": "2023-01-01"}, headers=supervisor)
     assert too_long.status_code == 422 and "3 years" in too_long.json()["detail"]
+
+
+@pytest.mark.one_database
+def test_the_last_periods_up_to_the_citys_today(api, api_tokens):
+    """The console asks for the last few periods (a trend) without naming days: the city's today, not the
+    browser's, ends them."""
+    today = utcnow().astimezone(ZONE).date()
+    answer = api.get("/api/v1/assessment", params={"period": "month", "periods": 6},
+                     headers=as_role(api_tokens, "supervisor"))
+    first, last = date.fromisoformat(answer.headers["x-assessment-from"]), answer.headers["x-assessment-to"]
+    assert last == next_period(period_start(today, Period.MONTH), Period.MONTH).isoformat(), "to the current month"
+    assert (first.day, (today.year - first.year) * 12 + today.month - first.month) == (1, 5), "six months"
 
 
 def test_a_case_returned_late_counts_against_the_unit_that_held_it_and_the_closure_for_the_next(city):

@@ -45,21 +45,28 @@ def get_assessment(
                                                 "年度考评).")] = Period.MONTH,
     start: Annotated[date | None, Query(alias="from", ge=EARLIEST_DAY, le=LATEST_DAY,
                                         description="First day (local), moved back to the start of its period; "
-                                                    "default: the start of the current period.")] = None,
+                                                    "default: the start of the current period, or of the "
+                                                    "`periods`th period back to it.")] = None,
     end: Annotated[date | None, Query(alias="to", ge=EARLIEST_DAY, le=LATEST_DAY,
                                       description="Day after the last (local), moved on to the end of the period "
                                                   "the last day is in; default: the end of the period `from` is "
-                                                  "in. The range used is in the X-Assessment-From and "
-                                                  "X-Assessment-To headers.")] = None,
+                                                  "in, or without `from`, of the current one. The range used is in "
+                                                  "the X-Assessment-From and X-Assessment-To headers.")] = None,
+    periods: Annotated[int, Query(ge=1, le=MAX_DAYS,
+                                  description="Without `from`: how many periods, up to and including the current "
+                                              "one (in the city's time zone), e.g. six months for a trend.")] = 1,
     format: Annotated[Literal["json", "csv"], Query(description="csv: a spreadsheet download.")] = "json",  # noqa: A002
 ):  # noqa: ANN201 - JSON or CSV
     dispatcher: Dispatcher = request.app.state.ingest.cases.dispatcher
     zone, now = dispatcher.zone, utcnow()
-    first = period_start(start or now.astimezone(zone).date(), period)
+    anchor = period_start(start or now.astimezone(zone).date(), period)  # `from`'s period, or the current one
+    first = anchor
+    for _ in range(periods - 1 if start is None else 0):
+        first = period_start(first - timedelta(days=1), period)
     if end is not None and end <= (start or first):
         raise HTTPException(status_code=422, detail="to: must be after from")
     # whole periods only: a row labelled with a month covers the month, not the days of it the range held
-    last = next_period(period_start(end - timedelta(days=1), period), period) if end else next_period(first, period)
+    last = next_period(period_start(end - timedelta(days=1), period), period) if end else next_period(anchor, period)
     if period is Period.YEAR and last.year - first.year > MAX_YEARS:
         raise HTTPException(status_code=422, detail=f"from/to: at most {MAX_YEARS} years at once")
     if period is not Period.YEAR and (last - first).days > MAX_DAYS:
