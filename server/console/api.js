@@ -14,7 +14,12 @@ export const session = {
 };
 
 /** Calls the API with the session's token: `body` goes as JSON, `file` (a File or Blob) as itself, typed as it is. */
-export async function api(path, { method = "GET", body, file, headers = {} } = {}) {
+export async function api(path, options) {
+  return (await apiAnswer(path, options)).data;
+}
+
+/** As `api`, with the answer's headers: `{ data, headers }` (e.g. the range an assessment used). */
+export async function apiAnswer(path, { method = "GET", body, file, headers = {} } = {}) {
   const type = file ? { "Content-Type": file.type || "application/octet-stream" }
     : body ? { "Content-Type": "application/json" } : {};
   const response = await fetch(path, {
@@ -28,7 +33,7 @@ export async function api(path, { method = "GET", body, file, headers = {} } = {
     const detail = Array.isArray(data?.detail) ? data.detail.map((d) => d.msg || d).join("; ") : data?.detail;
     throw new ApiError(response.status, detail || `HTTP ${response.status}`, data);
   }
-  return data;
+  return { data, headers: response.headers };
 }
 
 /** A fresh Idempotency-Key (crypto.randomUUID needs https, which a console on the street office's LAN may lack). */

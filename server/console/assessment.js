@@ -1,7 +1,7 @@
-// Assessment (考核) for supervisors: indicators per unit, street chief, grid or camera by day, week, month or
-// quarter, drawn as bars, with the spreadsheet and the reviewed detections (training data) to download.
+// Assessment (考核) for supervisors: indicators per unit, street chief, grid or camera by day, week, month, quarter
+// or year, drawn as bars, with the spreadsheet and the reviewed detections (training data) to download.
 
-import { api, operates } from "./api.js";
+import { api, apiAnswer, operates } from "./api.js";
 import { fill, h, toast } from "./dom.js";
 import { t } from "./i18n.js";
 
@@ -54,20 +54,18 @@ function download(blob, name) {
   setTimeout(() => URL.revokeObjectURL(link.href), 60_000);  // the browser has the file by then
 }
 
-/** A date as the API takes it (the browser's local day). */
-function day(date) {
-  return `${date.getFullYear()}-${String(date.getMonth() + 1).padStart(2, "0")}-${String(date.getDate()).padStart(2, "0")}`;
-}
+/** The periods shown unless a range is asked for, enough for a trend: two weeks of days, twelve weeks, six months,
+ * four quarters, three years; up to the city's today, which the server knows (the browser's clock and time zone
+ * may not be the city's). */
+const PERIODS = { day: 14, week: 12, month: 6, quarter: 4, year: 3 };
 
-/** The range shown unless one is asked for: enough periods for a trend (two weeks of days, twelve weeks, six
- * months, four quarters), up to today. */
-function defaultRange(period) {
-  const from = new Date(), to = new Date();
-  to.setDate(to.getDate() + 1);  // the API's `to` is the day after the last
-  if (period === "day") from.setDate(from.getDate() - 13);
-  else if (period === "week") from.setDate(from.getDate() - 7 * 11);
-  else from.setMonth(from.getMonth() - (period === "month" ? 5 : 9), 1);
-  return [day(from), day(to)];
+/** The day `days` after a day written yyyy-mm-dd, written so: calendar days, whatever the browser's time zone
+ * (what is not a day is left as it is, for the server to refuse). */
+function addDays(day, days) {
+  const date = new Date(`${day}T00:00:00Z`);
+  if (Number.isNaN(date.getTime())) return day;
+  date.setUTCDate(date.getUTCDate() + days);
+  return date.toISOString().slice(0, 10);
 }
 
 export class AssessmentPage {
@@ -75,19 +73,21 @@ export class AssessmentPage {
 
   async mount() {
     const by = this.query.get("by") || "unit", period = this.query.get("period") || "month";
-    const [from, to] = this.query.get("from") && this.query.get("to") ? [this.query.get("from"), this.query.get("to")]
-      : defaultRange(period);
-    const params = new URLSearchParams({ by, period, from, to });
+    let from = this.query.get("from") || "", to = this.query.get("to") || "";  // `to`: the last day, shown so
+    const params = new URLSearchParams({ by, period });
+    if (from) params.set("from", from);
+    if (to) params.set("to", addDays(to, 1));  // the API's `to` is the day after the last
+    if (!from && !to) params.set("periods", PERIODS[period] ?? 1);
     const form = h("form", { class: "toolbar", onchange: (event) => {
       const asked = new URLSearchParams(new FormData(form));
       if (event.target.name === "period") { asked.delete("from"); asked.delete("to"); }  // that period's own range
       location.hash = `#/assessment?${asked}`;
     } }, h("select", { name: "by", "aria-label": "by" }, ["unit", "street_chief", "grid", "camera"]
       .map((value) => h("option", { value, selected: value === by }, t(`assess.${value}`)))),
-    h("select", { name: "period", "aria-label": "period" }, ["day", "week", "month", "quarter"]
+    h("select", { name: "period", "aria-label": "period" }, ["day", "week", "month", "quarter", "year"]
       .map((value) => h("option", { value, selected: value === period }, t(`assess.${value}`)))),
     h("input", { type: "date", name: "from", value: from, "aria-label": "from" }),
-    h("input", { type: "date", name: "to", value: to, "aria-label": "to" }),
+    h("input", { type: "date", name: "to", value: to, "aria-label": "to", title: t("assess.to") }),
     h("button", { type: "button", class: "plain", id: "csv", onclick: async () => {
       try {
         download(await api(`/api/v1/assessment?${params}&format=csv`), `gridwatch-${by}-${period}.csv`);
@@ -97,7 +97,13 @@ export class AssessmentPage {
                                 onclick: () => this.exportTraining() }, t("assess.training")));
     let rows;
     try {
-      rows = await api(`/api/v1/assessment?${params}`);
+      const answer = await apiAnswer(`/api/v1/assessment?${params}`);
+      rows = answer.data;
+      // the range the server took (whole periods, in the city's days): shown, the last day as the last day
+      const used = [answer.headers.get("X-Assessment-From"), answer.headers.get("X-Assessment-To")];
+      if (used[0] && used[1]) [from, to] = [used[0], addDays(used[1], -1)];
+      form.elements.from.value = from;
+      form.elements.to.value = to;
     } catch (error) {  // a range the server refuses (`to` before `from`, too long): said here, the form kept to fix it
       if (error.status !== 422 && error.status !== 400) throw error;
       fill(this.root, h("h1", {}, t("assess.title")), form,
@@ -114,11 +120,11 @@ export class AssessmentPage {
           h("div", { class: "bar", style: `width: ${(100 * (row[key] ?? 0)) / top}%` }),
           h("span", {}, row[key] === null ? "—" : unit === "%" ? `${(100 * row[key]).toFixed(1)} %` : `${row[key]} ${unit}`)])));
     });
-    const table = h("table", { id: "assessment" }, h("thead", {}, h("tr", {}, ["group", "period", "cases", "closed",
-      "due", "on_time", "closure_rate", "on_time_closure_rate", "rework_rate", "extension_rate", "false_positive_rate"]
-      .map((name) => h("th", {}, t(`assess.col.${name}`))))), h("tbody", {}, rows.map((row) => h("tr", {}, [row.group, row.period,
-      row.cases, row.closed, row.due, row.on_time, row.closure_rate, row.on_time_closure_rate, row.rework_rate,
-      row.extension_rate, row.false_positive_rate].map((value) => h("td", {}, value ?? "—"))))));
+    const columns = ["group", "period", "cases", "closed", "due", "on_time", "returned", "closure_rate",
+      "on_time_closure_rate", "rework_rate", "extension_rate", "false_positive_rate"];
+    const table = h("table", { id: "assessment" }, h("thead", {}, h("tr", {}, columns
+      .map((name) => h("th", {}, t(`assess.col.${name}`))))), h("tbody", {}, rows.map((row) => h("tr", {}, columns
+      .map((name) => h("td", {}, row[name] ?? "—"))))));
     fill(this.root, h("h1", {}, t("assess.title")), form,
       rows.length ? h("div", {}, h("div", { class: "two", id: "trends" }, trends), table,
                       h("div", { class: "two" }, charts))

@@ -1,21 +1,34 @@
-"""Assessment (考核): how each street chief, unit, grid and camera did, by day, week, month or quarter.
+"""Assessment (考核): how each street chief, unit, grid and camera did, by day, week, month, quarter or year.
 
 Cases are counted in the period they were opened (a cohort), so a month's figures stop moving once its cases are
 finished. A case may pass through several units' hands (returned, reassigned, closed and reopened): each turn that
-ended before the case did (`CaseRound`) is credited to the unit that had it, in the case's period: one of its
-cases, dispatched, due if it was closed or held past its deadline, on time if its feedback was, its reworks,
-extensions and times; so no unit clears its record by handing a late case on, and a reopen does not take back the
-closure of the turn before. The formulas are the city's:
+ended before the case did (`CaseRound`) is credited to the group that had it (for `unit`, the turn's unit; for the
+other groupings, the case's own group), in the case's period; so no unit clears its record by handing a late case
+on, and a reopen does not take back the closure of the turn before. A case's turns are gathered by group first and
+the case then counts once in each group's figures, however many of its turns the group had:
+
+- one of the group's cases (and dispatched to it, if it was) when it had a turn it did not give back (回退)
+  before the turn's deadline: a unit that returns a wrongly routed case in time is not charged with it (it counts
+  in `returned`, the cases the group gave back, in time or not); one returned late is one of its cases, due and
+  late. For a street chief, grid or camera a case not void is one of its cases whoever has it.
+- closed when any of its turns closed the case; due when any was (closed, or held past its deadline); on time when
+  every one of its turns that was due was on time: one late turn makes the case late for the group
+- reworked / extended when any of its turns was
+
+The formulas are the city's:
 
 - closure rate = closed ÷ cases (void ones not counted as cases)
 - on-time closure rate = closed on time ÷ (cases due − deferred cases); a case is due once it is closed or its
   deadline has passed, on time when the unit's feedback came before the (extended) deadline. Deferred cases are
-  those deferred (缓办) now; one deferred and resumed counts like any other, against the deadline the resume moved
-  on by the time it stood still. A case whose unit reported back in time is not due while the command centre has
-  yet to verify it: the wait is not the unit's.
+  those deferred (缓办) now and due by that turn alone; one deferred and resumed counts like any other, against the
+  deadline the resume moved on by the time it stood still. A case whose unit reported back in time is not due
+  while the command centre has yet to verify it: the wait is not the unit's.
 - rework rate, extension rate = cases reworked / extended at least once ÷ cases dispatched
-- mean response = dispatch → accepted; mean handling = accepted → feedback (minutes; time deferred left out of both)
-- false-positive rate = cases voided as false positives ÷ all detections (void ones included)
+- mean response = dispatch → accepted; mean handling = accepted → feedback (minutes, each turn's; time deferred left
+  out of both)
+- false-positive rate = cases voided as false positives ÷ all detections (void ones included). A case voided after
+  one of its turns closed it (a reopen then voided) is not a false positive: the detection that led to the closure
+  was right; the void concerns the reopen. A void case is not a case, but its earlier turns count as above.
 """
 
 from __future__ import annotations
@@ -24,15 +37,17 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gridwatch.contract import CaseStatus
+from gridwatch.contract import CaseAction, CaseStatus
 from server.models import CaseRecord, CaseRound
 from server.services.case_records import answered_in_time
 
@@ -49,6 +64,7 @@ class Period(StrEnum):
     WEEK = "week"
     MONTH = "month"
     QUARTER = "quarter"
+    YEAR = "year"
 
 
 def period_start(day: date, period: Period) -> date:
@@ -58,6 +74,8 @@ def period_start(day: date, period: Period) -> date:
         return day - timedelta(days=day.weekday())
     if period is Period.MONTH:
         return day.replace(day=1)
+    if period is Period.YEAR:
+        return day.replace(month=1, day=1)
     return day.replace(month=3 * ((day.month - 1) // 3) + 1, day=1)
 
 
@@ -69,6 +87,8 @@ def period_label(start: date, period: Period) -> str:
         return f"{year}-W{week:02d}"
     if period is Period.MONTH:
         return f"{start.year}-{start.month:02d}"
+    if period is Period.YEAR:
+        return str(start.year)
     return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
 
 
@@ -77,6 +97,8 @@ def next_period(start: date, period: Period) -> date:
         return start + timedelta(days=1)
     if period is Period.WEEK:
         return start + timedelta(days=7)
+    if period is Period.YEAR:
+        return date(start.year + 1, 1, 1)
     months = 1 if period is Period.MONTH else 3
     month = start.month - 1 + months
     return date(start.year + month // 12, month % 12 + 1, 1)
@@ -95,6 +117,7 @@ class Indicators(BaseModel):
     dispatched: int = 0
     reworked: int = 0
     extended: int = 0
+    returned: int = 0
     detections: int = 0
     false_positives: int = 0
     closure_rate: float | None = None
@@ -140,54 +163,108 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
         label = period_label(period_start(case.opened_at.astimezone(zone).date(), period), period)
         key = (label, group_of(case, by) or "(none)")
         row = rows.setdefault(key, Indicators(group=key[1], period=label))
-        row.detections += 1
-        if case.status == CaseStatus.VOID.value:
-            row.false_positives += case.void_reason == "false_positive"
-            continue
-        row.cases += 1
         turns = (rounds or {}).get(case.id, [])
-        closers = _credit_turns(case, turns, key, by, rows, durations)
-        closed = case.status == CaseStatus.CLOSED.value
-        row.closed += closed and key not in closers  # one closure a case for a group, however many turns
-        if case.dispatched_at is not None:
-            row.dispatched += 1
-            row.reworked += case.rework_count - sum(turn.reworked for turn in turns) > 0  # this turn's own
-            row.extended += case.extension_count - sum(turn.extended for turn in turns) > 0
-            # a case its unit returned is with the command centre: the unit's turn ended when it gave it back
-            held_until = case.returned_at if case.status == CaseStatus.RETURNED.value and case.returned_at else now
-            if closed or (case.deadline_at is not None and case.deadline_at <= held_until
-                          and not _awaits_check(case)):
-                row.due += 1
-                row.deferred += case.status == CaseStatus.DEFERRED.value
-                row.on_time += bool(closed and case.on_time)
-        _times(case, *durations[key])
+        void = case.status == CaseStatus.VOID.value
+        row.detections += 1
+        # voided after a closure (a reopen then voided): the void is about the reopen, the detection was right
+        row.false_positives += void and case.void_reason == "false_positive" and not any(t.closed for t in turns)
+        shares: dict[tuple[str, str], Share] = defaultdict(Share)
+        for earlier in turns:
+            turn_key = (label, (earlier.unit_id if by is GroupBy.UNIT else key[1]) or "(none)")
+            shares[turn_key].take(_earlier_turn(earlier))
+            _times(earlier, *durations[turn_key])
+        if not void:
+            shares[key].take(_own_turn(case, turns, by, now))
+            _times(case, *durations[key])
+        for turn_key, share in shares.items():
+            share.add_to(rows.setdefault(turn_key, Indicators(group=turn_key[1], period=label)))
     return [rows[key].finish(*durations[key]) for key in sorted(rows)]
 
 
-def _credit_turns(case: CaseRecord, turns: list[CaseRound], key: tuple[str, str], by: GroupBy,
-                  rows: dict[tuple[str, str], Indicators],
-                  durations: dict[tuple[str, str], tuple[list[float], list[float]]]) -> set[tuple[str, str]]:
-    """Each earlier turn of the case, to the group that had it (for `unit`, the turn's unit; else the case's); a
-    turn that closed the case counts a closure for its group, which a reopen does not take back. Returns the groups
-    credited with one."""
-    held, closers = {key}, set()
-    for turn in turns:
-        turn_key = (key[0], (turn.unit_id if by is GroupBy.UNIT else key[1]) or "(none)")
-        row = rows.setdefault(turn_key, Indicators(group=turn_key[1], period=key[0]))
-        if turn_key not in held:  # a unit that held the case, before the one that has it now: one of its cases
-            held.add(turn_key)
-            row.cases += 1
-        row.dispatched += 1
-        row.reworked += turn.reworked > 0
-        row.extended += turn.extended > 0
-        if turn.closed or (turn.deadline_at is not None and turn.deadline_at <= turn.ended_at):
-            row.due += 1  # closed, or handed on after its deadline had passed: late, whoever has it now
-            row.on_time += bool(turn.closed and turn.on_time)
-        if turn.closed and turn_key not in closers:
-            closers.add(turn_key)
-            row.closed += 1
-        _times(turn, *durations[turn_key])
-    return closers
+class Turn(NamedTuple):
+    """One unit's turn at a case, as assessment judges it."""
+
+    held: bool
+    """One of the group's cases: not given back (回退) before its deadline (for a street chief, grid or camera, the
+    case in hand always is)."""
+    returned: bool
+    dispatched: bool
+    reworked: bool
+    extended: bool
+    closed: bool
+    due: bool
+    on_time: bool
+    deferred: bool = False
+    """Deferred (缓办) now: only the case's own turn can be."""
+
+
+@dataclass
+class Share:
+    """One case's part in one group's figures: the group's turns at it gathered, so that the case counts once
+    (found by review: a case closed on time, reopened and closed again read due 2, on time 2 for its one case)."""
+
+    held: bool = False
+    returned: bool = False
+    dispatched: bool = False
+    reworked: bool = False
+    extended: bool = False
+    closed: bool = False
+    judged: bool = False
+    """A turn was due and is not deferred now."""
+    late: bool = False
+    """One of those was not closed on time."""
+    deferred: bool = False
+    """A turn was due and is deferred now."""
+
+    def take(self, turn: Turn) -> None:
+        self.returned |= turn.returned
+        if not turn.held:  # given back in time: neither one of the group's cases nor due
+            return
+        self.held = True
+        self.dispatched |= turn.dispatched
+        self.reworked |= turn.reworked
+        self.extended |= turn.extended
+        self.closed |= turn.closed
+        if turn.due and turn.deferred:
+            self.deferred = True
+        elif turn.due:
+            self.judged = True
+            self.late |= not turn.on_time
+
+    def add_to(self, row: Indicators) -> None:
+        row.cases += self.held
+        row.returned += self.returned
+        row.dispatched += self.dispatched
+        row.reworked += self.reworked
+        row.extended += self.extended
+        row.closed += self.closed
+        row.due += self.judged or self.deferred
+        row.deferred += self.deferred and not self.judged  # out of the rate only if nothing else made it due
+        row.on_time += self.judged and not self.late
+
+
+def _earlier_turn(turn: CaseRound) -> Turn:
+    """A turn that ended before the case did: due if it closed the case or was held past its deadline (late,
+    whoever has the case now). One ended by the dispatch after a return, before its deadline, was not the unit's."""
+    past = turn.deadline_at is not None and turn.deadline_at <= turn.ended_at
+    returned = turn.ended_by == CaseAction.DISPATCH.value  # a dispatch ends only a returned case's turn
+    return Turn(held=past or not returned, returned=returned, dispatched=True, reworked=turn.reworked > 0,
+                extended=turn.extended > 0, closed=turn.closed, due=turn.closed or past,
+                on_time=bool(turn.closed and turn.on_time))
+
+
+def _own_turn(case: CaseRecord, turns: list[CaseRound], by: GroupBy, now: datetime) -> Turn:
+    """The turn in hand (the case's own columns): for a case its unit returned, the turn ended when it gave it back
+    (it is with the command centre since)."""
+    closed = case.status == CaseStatus.CLOSED.value
+    dispatched = case.dispatched_at is not None
+    returned = case.status == CaseStatus.RETURNED.value and case.returned_at is not None
+    past = case.deadline_at is not None and case.deadline_at <= (case.returned_at if returned else now)
+    return Turn(held=by is not GroupBy.UNIT or past or not returned, returned=returned, dispatched=dispatched,
+                reworked=dispatched and case.rework_count - sum(turn.reworked for turn in turns) > 0,
+                extended=dispatched and case.extension_count - sum(turn.extended for turn in turns) > 0,
+                closed=closed, due=dispatched and (closed or (past and not _awaits_check(case))),
+                on_time=bool(closed and case.on_time), deferred=case.status == CaseStatus.DEFERRED.value)
 
 
 def _times(turn: CaseRecord | CaseRound, response: list[float], handling: list[float]) -> None:

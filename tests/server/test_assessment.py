@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gridwatch.contract import event_topic
-from server.models import CaseRecord, CaseRound
+from server.models import CaseRecord, CaseRound, utcnow
 from server.services.assessment import GroupBy, Period, assess, next_period, period_label, period_start, to_csv
 from tests.conftest import as_role
 from tests.factories import event_payload, wait_until
@@ -110,7 +110,9 @@ def test_each_unit_is_credited_with_its_own_turn_at_a_case():
     reopened.id = 7
     closed_turn = turn("sanitation", ended=60 * 24 * 28, accepted=10, feedback=40, closed=True, on_time=True)
     [row] = assess([reopened], GroupBy.UNIT, Period.MONTH, ZONE, NOW, {7: [closed_turn]})
-    assert (row.cases, row.dispatched, row.due, row.on_time, row.on_time_closure_rate) == (1, 2, 1, 1, 1.0), \
+    # dispatched once: a case counts once in a group's figures, however many of its turns the group had (it read 2,
+    # and a case reworked in one of them a rework rate of 0.5)
+    assert (row.cases, row.dispatched, row.due, row.on_time, row.on_time_closure_rate) == (1, 1, 1, 1, 1.0), \
         "the closure made on time still counts; the new turn is not yet due"
     assert (row.closed, row.closure_rate) == (1, 1.0), "in the closure rate too (found by review: 0 there)"
     reopened.status = "closed"  # closed again by the same unit: one case, one closure
@@ -157,7 +159,9 @@ def test_indicators_group_by_chief_unit_grid_and_camera(by, groups):
      (date(2026, 11, 25), Period.MONTH, "2026-11", date(2026, 12, 1)),
      (date(2026, 12, 31), Period.MONTH, "2026-12", date(2027, 1, 1)),
      (date(2026, 11, 25), Period.QUARTER, "2026-Q4", date(2027, 1, 1)),
-     (date(2026, 2, 14), Period.QUARTER, "2026-Q1", date(2026, 4, 1))],
+     (date(2026, 2, 14), Period.QUARTER, "2026-Q1", date(2026, 4, 1)),
+     (date(2026, 11, 25), Period.YEAR, "2026", date(2027, 1, 1)),
+     (date(2026, 1, 1), Period.YEAR, "2026", date(2027, 1, 1))],
 )
 def test_periods_start_and_end_where_the_calendar_says(day, period, label, following):
     start = period_start(day, period)
@@ -221,6 +225,43 @@ def test_a_range_is_taken_in_whole_periods_and_says_so_and_reports_have_no_camer
     assert {row["group"]: row["cases"] for row in answer.json()} == {"node-a/cam-0": 1, "node-a/cam-1": 1,
                                                                      "(none)": 1}
     assert {row["period"] for row in answer.json()} == {"2026-11"}
+
+
+def test_the_annual_evaluation_is_a_period_of_whole_years_over_three_years_at_most(api, api_tokens):
+    """The brief names the annual evaluation (年度考评): the API had days to quarters only, and a range of three
+    years was refused (800 days at most)."""
+    for index in range(2):
+        payload = event_payload(camera_id=f"cam-{index}", location={"lat": 30.27 + index * 0.01, "lon": 120.16})
+        assert api.app.state.ingest.handle(event_topic("node-a", "illegal_parking"),
+                                           json.dumps(payload).encode()) == "stored"
+    with api.app.state.database.session() as session:
+        for year, record in zip((2024, 2026), session.query(CaseRecord).order_by(CaseRecord.id), strict=True):
+            record.opened_at = datetime(year, 6, 1, 9, 0, tzinfo=CST)
+        session.commit()
+    supervisor = as_role(api_tokens, "supervisor")
+    three_years = {"by": "grid", "period": "year", "from": "2024-03-01", "to": "2026-12-01"}
+    answer = api.get("/api/v1/assessment", params=three_years, headers=supervisor)
+    assert (answer.headers["x-assessment-from"], answer.headers["x-assessment-to"]) == ("2024-01-01", "2027-01-01")
+    assert [(row["period"], row["cases"]) for row in answer.json()] == [("2024", 1), ("2026", 1)]
+    sheet = api.get("/api/v1/assessment", params=three_years | {"format": "csv"}, headers=supervisor)
+    assert [line["period"] for line in csv.DictReader(io.StringIO(sheet.content.decode("utf-8-sig")))] == \
+        ["2024", "2026"]
+    assert api.get("/api/v1/assessment", params=three_years | {"period": "month"},
+                   headers=supervisor).status_code == 422, "by month, 800 days as before"
+    too_long = api.get("/api/v1/assessment", params=three_years | {"from": "2023-01-01"}, headers=supervisor)
+    assert too_long.status_code == 422 and "3 years" in too_long.json()["detail"]
+
+
+@pytest.mark.one_database
+def test_the_last_periods_up_to_the_citys_today(api, api_tokens):
+    """The console asks for the last few periods (a trend) without naming days: the city's today, not the
+    browser's, ends them."""
+    today = utcnow().astimezone(ZONE).date()
+    answer = api.get("/api/v1/assessment", params={"period": "month", "periods": 6},
+                     headers=as_role(api_tokens, "supervisor"))
+    first, last = date.fromisoformat(answer.headers["x-assessment-from"]), answer.headers["x-assessment-to"]
+    assert last == next_period(period_start(today, Period.MONTH), Period.MONTH).isoformat(), "to the current month"
+    assert (first.day, (today.year - first.year) * 12 + today.month - first.month) == (1, 5), "six months"
 
 
 def test_a_case_returned_late_counts_against_the_unit_that_held_it_and_the_closure_for_the_next(city):
