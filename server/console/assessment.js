@@ -120,7 +120,7 @@ export class AssessmentPage {
           h("div", { class: "bar", style: `width: ${(100 * (row[key] ?? 0)) / top}%` }),
           h("span", {}, row[key] === null ? "—" : unit === "%" ? `${(100 * row[key]).toFixed(1)} %` : `${row[key]} ${unit}`)])));
     });
-    const columns = ["group", "period", "cases", "closed", "due", "on_time", "returned", "closure_rate",
+    const columns = ["group", "period", "rank", "cases", "closed", "due", "on_time", "returned", "closure_rate",
       "on_time_closure_rate", "rework_rate", "extension_rate", "false_positive_rate"];
     const table = h("table", { id: "assessment" }, h("thead", {}, h("tr", {}, columns
       .map((name) => h("th", {}, t(`assess.col.${name}`))))), h("tbody", {}, rows.map((row) => h("tr", {}, columns

@@ -127,6 +127,10 @@ class Indicators(BaseModel):
     false_positive_rate: float | None = None
     mean_response_minutes: float | None = None
     mean_handling_minutes: float | None = None
+    rank: int | None = None
+    """The group's place in its period (the quarterly ranking): by on-time closure rate, then closure rate, the
+    best first, equal figures sharing a place (1, 2, 2, 4); none for a group with nothing due yet, or without an
+    owner (`(none)`)."""
 
     def finish(self, response: list[float], handling: list[float]) -> Indicators:
         def ratio(part: int, whole: int) -> float | None:
@@ -178,7 +182,23 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
             _times(case, *durations[key])
         for turn_key, share in shares.items():
             share.add_to(rows.setdefault(turn_key, Indicators(group=turn_key[1], period=label)))
-    return [rows[key].finish(*durations[key]) for key in sorted(rows)]
+    return _ranked([rows[key].finish(*durations[key]) for key in sorted(rows)])
+
+
+def _ranked(rows: list[Indicators]) -> list[Indicators]:
+    """`rank` filled in, within each period."""
+    def merit(row: Indicators) -> tuple[float, float]:
+        return (row.on_time_closure_rate or 0.0, row.closure_rate or 0.0)
+
+    by_period: dict[str, list[Indicators]] = defaultdict(list)
+    for row in rows:
+        if row.on_time_closure_rate is not None and row.group != "(none)":
+            by_period[row.period].append(row)
+    for ranked in by_period.values():
+        ranked.sort(key=merit, reverse=True)
+        for place, row in enumerate(ranked, start=1):
+            row.rank = place if place == 1 or merit(row) != merit(ranked[place - 2]) else ranked[place - 2].rank
+    return rows
 
 
 class Turn(NamedTuple):

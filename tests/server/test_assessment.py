@@ -120,6 +120,21 @@ def test_each_unit_is_credited_with_its_own_turn_at_a_case():
     assert (row.cases, row.closed, row.closure_rate) == (1, 1, 1.0)
 
 
+def test_the_units_of_a_period_are_ranked_by_on_time_closure_then_closure():
+    """The quarterly ranking (季度排名) supervisors publish: the best first, equal figures sharing a place, a unit
+    with nothing due yet and cases with no unit not ranked; each period on its own."""
+    units = {"sanitation": [True, True], "enforcement": [True, False], "traffic": [True, False], "parks": [False]}
+    cases = [case("closed", unit=unit, accepted=5, feedback=20, on_time=on_time)
+             for unit, times in units.items() for on_time in times]
+    cases += [case("dispatched", unit="markets", deadline=90 * 24 * 60), case("closed", unit=None, on_time=True,
+                                                                          feedback=5)]
+    cases += [case("closed", unit="parks", on_time=True, feedback=5, opened=OPENED + timedelta(days=40))]
+    rows = assess(cases, GroupBy.UNIT, Period.MONTH, ZONE, NOW + timedelta(days=40))
+    assert {(row.period, row.group): row.rank for row in rows} == {
+        ("2026-11", "sanitation"): 1, ("2026-11", "enforcement"): 2, ("2026-11", "traffic"): 2,
+        ("2026-11", "parks"): 4, ("2026-11", "markets"): None, ("2026-11", "(none)"): None, ("2026-12", "parks"): 1}
+
+
 def test_two_street_chiefs_of_one_name_are_two_rows():
     """Found by review: chiefs were told apart by name alone, and a district of 494 has two 王伟."""
     cases = [case("closed", on_time=True, feedback=5), case("handling"), case("handling")]

@@ -71,3 +71,4 @@ def test_the_last_day_picked_is_in_the_range(server_url, server_settings, browse
     row = dict(zip(page.locator("#assessment th").all_inner_texts(),
                    page.locator("#assessment tbody tr").first.locator("td").all_inner_texts(), strict=True))
     assert (row["cases"], row["returned"]) == ("1", "0"), "its one case; the cases the unit gave back, a column"
+    assert row["rank"] == "—", "nothing due yet: not ranked"
