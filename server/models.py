@@ -121,6 +121,7 @@ class CaseRecord(Base):
     fallback: Mapped[bool] = mapped_column(default=False)
     on_duty_name: Mapped[str | None] = mapped_column(String(200))
     on_duty_phone: Mapped[str | None] = mapped_column(String(64))
+    unit_phone: Mapped[str | None] = mapped_column(String(64))
     opened_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deadline_at: Mapped[datetime | None] = mapped_column(index=True)

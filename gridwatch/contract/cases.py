@@ -21,6 +21,8 @@ class CaseAssignment(_Strict):
     unit_name: str
     fallback: bool = Field(description="True when no grid or category rule matched and the fallback unit took it.")
     on_duty: Person | None = Field(default=None, description="The unit's person on duty when it was assigned (1.3).")
+    unit_phone: str | None = Field(default=None, description=(
+        "The unit's duty phone when it was assigned (1.5): a unit without a roster has no person on duty to call."))
 
 
 class CaseStatus(StrEnum):

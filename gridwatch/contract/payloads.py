@@ -26,12 +26,12 @@ Moment = Annotated[AwareDatetime, AfterValidator(_storable)]
 """A time with its zone, from 1970 to 9998 in UTC: what a database stores and arithmetic on it survives (year 1 at
 +05:00 lies before year 1; 9999-12-31 at -05:00 after 9999)."""
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 """1.1 added the evidence crop (`evidence.crop`, topic `.../evidence/{event_id}/crop`); 1.2 added the remote
 config's `manifest` (model roll-out), the crop's `region`, commands and snapshots; 1.3 the whole case workflow
 (statuses after `dispatched`, the `action` of a case message, the person on duty and the escalation level); 1.4 an
-event's `interrupted` (an `end` sent because the node stopped watching, not because the object left). Older
-payloads stay valid."""
+event's `interrupted` (an `end` sent because the node stopped watching, not because the object left); 1.5 the unit's
+duty phone in a case's assignment. Older payloads stay valid."""
 TOPIC_ROOT = "gw/v1"
 
 NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -245,8 +245,8 @@ class NodeTelemetry(_Strict):
 
 
 class Person(_Strict):
-    name: str
-    phone: str | None = None
+    name: str = Field(min_length=1, max_length=200)
+    phone: str | None = Field(default=None, max_length=64)
 
 
 class RemoteConfig(_Strict):

@@ -87,6 +87,7 @@ def assign(case: CaseRecord, assignment: CaseAssignment) -> None:
     chief = assignment.street_chief
     case.street_chief_name, case.street_chief_phone = (chief.name, chief.phone) if chief else (None, None)
     case.unit_id, case.unit_name, case.fallback = assignment.unit_id, assignment.unit_name, assignment.fallback
+    case.unit_phone = assignment.unit_phone
     duty = assignment.on_duty
     case.on_duty_name, case.on_duty_phone = (duty.name, duty.phone) if duty else (None, None)
 
@@ -97,7 +98,7 @@ def case_assignment(case: CaseRecord) -> CaseAssignment | None:
     duty = Person(name=case.on_duty_name, phone=case.on_duty_phone) if case.on_duty_name else None
     return CaseAssignment(grid_id=case.grid_id, community=case.community, street=case.street,
                           street_chief=chief, unit_id=case.unit_id, unit_name=case.unit_name or case.unit_id,
-                          fallback=case.fallback, on_duty=duty)
+                          fallback=case.fallback, on_duty=duty, unit_phone=case.unit_phone)
 
 def case_message(case: CaseRecord, transition: CaseTransition) -> CaseMessage:
     dispatched = transition.to_status == S.DISPATCHED.value

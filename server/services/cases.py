@@ -109,8 +109,8 @@ class CaseService:
             elif status in (S.VERIFIED, S.CLOSED) and not self._seen_before(
                     event, case.closed_at if status is S.CLOSED else case.verified_at):
                 changes += self._reopen(case, now, f"camera {event.camera_id} sees {event.label} again")
-            elif status is S.COLLECTED and self._files_itself(case):
-                changes += self._file_and_dispatch(case, now, f"score {case.score:.2f} reached the filing threshold")
+            elif status is S.COLLECTED and self._files_itself(case, score := self._detected_score(case, event)):
+                changes += self._file_and_dispatch(case, now, f"score {score:.2f} reached the filing threshold")
         return case, changes
 
     @staticmethod
@@ -151,9 +151,16 @@ class CaseService:
                                    else f", below {threshold:.2f}: waits for an operator")
         return case
 
-    def _files_itself(self, case: CaseRecord) -> bool:
+    def _files_itself(self, case: CaseRecord, score: float | None = None) -> bool:
         threshold = self.dispatcher.auto_file_score(Category(case.category))
-        return threshold is not None and case.score >= threshold
+        return threshold is not None and (case.score if score is None else score) >= threshold
+
+    @staticmethod
+    def _detected_score(case: CaseRecord, event: Event) -> float:
+        """What a detector made of the case: a citizen's report carries no score of its own (its 1.0 says a person
+        saw it), so a doubtful detection joining one waits with it for the operator, as it would have in the other
+        order, rather than filing it on the report's 1.0."""
+        return event.score if case.source == "open311" else case.score
 
     def _file_and_dispatch(self, case: CaseRecord, now: datetime, why: str,
                            actor: str = SYSTEM_ACTOR) -> list[CaseTransition]:
@@ -393,11 +400,13 @@ class CaseService:
         for case in overdue:
             # one level a sweep: the street office is told before the district, also of a case first seen late;
             # the district's wait runs on the category's clock, as the deadline did (no unit works at night)
+            clock = self.dispatcher.clock_of(Category(case.category))
+            working = clock == "working" and self.dispatcher.config is not None
             try:
-                district_at = self.dispatcher.deadline(case.deadline_at, later, self.dispatcher.clock_of(
-                    Category(case.category)))
+                district_at = self.dispatcher.deadline(case.deadline_at, later, clock)
+                late = self.dispatcher.time_left(case.deadline_at, now, clock)  # on the clock the deadline ran on
             except (ValueError, OverflowError):  # past the calendar's end: the calendar clock's
-                district_at = case.deadline_at + later
+                district_at, late = case.deadline_at + later, now - case.deadline_at
             level = min(case.escalation_level + 1, 2 if district_at <= now else 1)
             if level <= case.escalation_level:
                 continue
@@ -405,9 +414,10 @@ class CaseService:
             contact = self.dispatcher.escalation_contact(level, case.street)
             to = ("district" if level == 2 else f"street office {case.street or '(no grid)'}") + (
                 f": {contact.name} {contact.phone or ''}".rstrip() if contact else "")
-            late = (now - case.deadline_at).total_seconds() / 60
             messages.append(case_message(case, self._step(case, A.ESCALATE, SYSTEM_ACTOR, now,
-                                                          f"overdue by {late:.0f} min; escalated to {to}")))
+                                                          f"overdue by {late.total_seconds() / 60:.0f} "
+                                                          f"{'working ' if working else ''}min; "
+                                                          f"escalated to {to}")))
         return messages
 
     # ---- records and messages ----------------------------------------------------------------------------------

@@ -44,8 +44,8 @@ def address_key(address: str) -> str:
 
 
 class UnitConfig(_Config):
-    name: str = Field(description="Name shown to operators and integrators, e.g. 交警 Traffic police.")
-    phone: str | None = Field(default=None, description="Duty phone shown with the assignment.")
+    name: str = Field(max_length=200, description="Name shown to operators and integrators, e.g. 交警 Traffic police.")
+    phone: str | None = Field(default=None, max_length=64, description="Duty phone shown with the assignment.")
     shifts: list[Shift] = Field(default_factory=list, description="Duty roster: who is on duty when (table below); "
                                                                   "the assignment names the person on duty.")
 
@@ -270,6 +270,7 @@ class Dispatcher:
             unit_name=unit.name,
             fallback=fallback,
             on_duty=taking_over(unit.shifts, now, config.zone, config.working_hours),
+            unit_phone=unit.phone,
         )
         return assignment, self.deadline(now, timedelta(minutes=minutes), clock)
 

@@ -34,6 +34,9 @@ def test_the_district_is_told_on_the_working_clock_the_deadline_ran_on(city):
     assert city.ingest.sweep(city.clock.advance(hours=2)) == 0, "00:31: the night is not the unit's"
     assert city.ingest.sweep(city.clock.advance(hours=7, minutes=58)) == 0, "08:29"
     assert city.ingest.sweep(city.clock.advance(minutes=2)) == 1 and city.case().escalation_level == 2
+    # found by review: the district read "overdue by 601 min", the night counted, though its two hours ran on
+    # the working clock
+    assert city.case().transitions[-1].reason.startswith("overdue by 121 working min; escalated to district")
 
 
 def test_two_workers_sweeping_at_once_escalate_an_overdue_case_once(city):

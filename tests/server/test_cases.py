@@ -31,6 +31,15 @@ def test_a_confident_detection_files_and_dispatches_itself_to_the_person_on_duty
     assert city.messages[-1].assignment.on_duty.name == "吴芳 Wu Fang"
 
 
+def test_a_case_for_a_unit_without_a_roster_names_the_units_duty_phone(city):
+    """Found by review: the unit's phone, documented as shown with the assignment, was on the public board only; a
+    parking case for the traffic police (no roster, so no one on duty) named no one to call."""
+    city.detect(category="illegal_parking", code="0505", label="car", score=0.9)
+    case = city.case()
+    assert (case.unit_id, case.on_duty_name) == ("traffic-police", None)
+    assert city.messages[-1].assignment.unit_phone == "0571-8700-0201"
+
+
 def test_a_doubtful_detection_waits_for_an_operator_until_its_score_rises(city):
     first = city.detect(score=0.4)
     assert city.case().status == "collected"
@@ -335,6 +344,23 @@ def test_a_case_a_citizen_reopens_waits_for_the_camera_to_see_it_gone_again(city
     assert city.case().status == "feedback", "waits for the camera (or an operator), not closed by the old end"
     city.detect(type="end", violation_id=first["violation_id"])  # the camera sees it gone after the report
     assert city.case().status == "closed"
+
+
+def test_a_doubtful_detection_joining_a_citizens_report_waits_with_it_for_an_operator(city):
+    """Found by review: a report is kept with a score of 1.0 (a person saw it), and a detection of 0.2 joining it
+    filed and dispatched the case as "score 1.00 reached the filing threshold"; in the other order it waited."""
+    from gridwatch.contract import Location
+
+    with city.database.session() as session:
+        city.ingest.cases.open_report(session, Category.LITTER, Location(**GRID_WL02), "bags on the kerb", None,
+                                      {"phone": "139"}, "open311 (hotline)", city.clock.now)
+        session.commit()
+    city.clock.advance(minutes=1)
+    doubtful = city.detect(score=0.2)
+    assert city.case().status == "collected" and city.actions()[-1][0] == "join"
+    city.detect(type="update", violation_id=doubtful["violation_id"], score=0.7)
+    assert city.actions()[-2:] == [("file", "registered"), ("dispatch", "dispatched")]
+    assert city.case().transitions[-2].reason == "score 0.70 reached the filing threshold"
 
 
 def test_a_returned_case_goes_to_another_unit_and_a_deferred_one_resumed_counts_as_accepted(city):
