@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import unicodedata
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -39,8 +41,14 @@ class _Config(BaseModel):
 
 
 def address_key(address: str) -> str:
-    """An address as compared: letter case and spacing aside."""
-    return " ".join(address.split()).casefold()
+    """An address as compared: letter case and spacing aside, full-width digits and letters as the plain ones
+    (Chinese input methods type １２ for 12), and no space beside a CJK character (武林路 12 号 is 武林路12号)."""
+    plain = " ".join(unicodedata.normalize("NFKC", address).split()).casefold()
+    return _BESIDE_CJK.sub("", plain)
+
+
+_CJK = r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]"
+_BESIDE_CJK = re.compile(f" (?={_CJK})|(?<={_CJK}) ")
 
 
 class UnitConfig(_Config):
@@ -91,8 +99,8 @@ class DispatchConfig(_Config):
     addresses: dict[str, Location] = Field(
         default_factory=dict, description=(
             "The city's address register: addresses and landmarks a citizen names (`Wulin Road 12`, `Hubin market`) "
-            "and where each is, {lat, lon}. A report giving one of them (letter case and spacing aside) and no "
-            "position is placed there; another waits for an operator to place it."))
+            "and where each is, {lat, lon}. A report giving one of them (letter case, spacing and full-width "
+            "characters aside) and no position is placed there; another waits for an operator to place it."))
 
     @property
     def zone(self) -> ZoneInfo:

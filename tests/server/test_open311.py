@@ -129,6 +129,11 @@ def test_a_report_naming_an_address_of_the_citys_register_is_placed_there(api, a
     assert filed["assignment"]["grid_id"] == "WL-02" and not filed["assignment"]["fallback"]
     [unknown] = report(api, api_tokens["integrator"], lat=None, long=None, address_string="Hubin market 2").json()
     assert api.get(f"/api/v1/cases/{unknown['service_request_id']}", headers=operator).json()["lat"] is None
+    # found by review: as a Chinese input method types it (full-width digits, spaces), the register missed it
+    for typed in ("武林路１２号", "武林路 12 号"):
+        [placed] = report(api, api_tokens["integrator"], lat=None, long=None, address_string=typed,
+                          service_code="street_vending").json()
+        assert api.get(f"/api/v1/cases/{placed['service_request_id']}", headers=operator).json()["lat"] == 30.2745
 
 
 def test_camera_cases_are_service_requests_too(api, mqtt_client):
