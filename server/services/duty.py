@@ -91,9 +91,12 @@ class Shift(TimeWindow):
         return calendar.kept(self, day) if self.keeps_calendar and calendar is not None else self.spans(day)
 
     def covers(self, moment: datetime, calendar: WorkingHours | None) -> bool:
-        """Whether `moment` (local) is in one of the shift's spans, one that began the day before included."""
-        return any(start <= moment < end for offset in (-1, 0)
-                   for start, end in self.on(moment + timedelta(days=offset), calendar))
+        """Whether `moment` (local) is in one of the shift's spans, one that began the day before included.
+        Compared in UTC: Python compares times of one zone on the wall clock, so in the hour repeated as
+        daylight-saving time ends a shift that had ended was on duty again."""
+        instant = moment.astimezone(UTC)
+        return any(start <= instant < end for offset in (-1, 0)
+                   for start, end in _in_utc(self.on(moment + timedelta(days=offset), calendar)))
 
 
 def add_working_time(start: datetime, allowed: timedelta, hours: TimeWindow | None, zone: ZoneInfo) -> datetime:
@@ -178,6 +181,7 @@ def taking_over(shifts: list[Shift], moment: datetime, zone: ZoneInfo,
         return now
     local = moment.astimezone(zone)
     day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    instant = moment.astimezone(UTC)
     starts = [(start, shift.staff) for offset in range(HOLIDAYS_AHEAD) for shift in shifts
-              for start, _end in shift.on(day + timedelta(days=offset), calendar) if start > local]
+              for start, _end in _in_utc(shift.on(day + timedelta(days=offset), calendar)) if start > instant]
     return min(starts, key=lambda start_staff: start_staff[0])[1] if starts else None

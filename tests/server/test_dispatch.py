@@ -196,6 +196,19 @@ def test_working_time_across_a_change_of_daylight_saving_time_is_real_time():
                                 datetime(2026, 10, 25, 6, 0, tzinfo=berlin), night, berlin) == timedelta(hours=9)
 
 
+def test_a_shift_that_ended_is_not_on_duty_again_in_the_hour_the_clocks_go_back():
+    """Found by review: shifts were compared on the wall clock, so in the hour repeated as daylight-saving time
+    ends, a night shift ending at 02:30 (summer time) was on duty again at 02:15 (winter time), 45 minutes later."""
+    berlin = ZoneInfo("Europe/Berlin")
+    shifts = [Shift(name="night", start="22:00", end="02:30", staff={"name": "Night"}),
+              Shift(name="day", start="02:30", end="22:00", staff={"name": "Day"})]
+    names = [on_duty(shifts, datetime.fromisoformat(at), berlin).name
+             for at in ("2026-10-25T00:15:00+00:00", "2026-10-25T00:45:00+00:00", "2026-10-25T01:15:00+00:00")]
+    assert names == ["Night", "Day", "Day"]  # 02:15 summer time, 02:45 summer time, 02:15 winter time
+    office = [Shift(name="office", start="02:30", end="03:30", staff={"name": "Office"})]
+    assert taking_over(office, datetime.fromisoformat("2026-10-25T01:45:00+00:00"), berlin).name == "Office"
+
+
 def _grid_feature(coordinates: list, **properties) -> dict:
     return {"type": "Feature", "properties": {"grid_id": "G1", "street": "Wulin", **properties},
             "geometry": {"type": "Polygon", "coordinates": [coordinates]}}
