@@ -67,12 +67,26 @@ def format_validation_error(error: ValidationError, source: str, prefix: str = "
     return "\n".join([f"{source}: invalid configuration"] + [f"  {p}" for p in validation_problems(error, prefix)])
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong and where, without the line itself: PyYAML quotes it, and a settings file's line holds a
+    password (`mqtt_password: "…` with its closing quote missing) or a camera's rtsp:// credentials."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return type(error).__name__
+    def at(mark: yaml.Mark | None) -> str:
+        return f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+
+    context = f"{error.context}{at(error.context_mark)}: " if error.context else ""
+    return f"{context}{error.problem}{at(error.problem_mark)}"
+
+
 def read_yaml_mapping(path: Path, what: str = "a mapping of settings") -> dict:
     """The YAML file's top-level mapping (empty file: empty mapping), or a ConfigError saying what is wrong."""
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a safe loader
-    except (OSError, yaml.YAMLError) as error:
+    except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: cannot read: {_yaml_problem(error)}") from None
     except UnicodeDecodeError as error:  # saved in a local code page (GBK …)
         raise ConfigError(f"{path}: cannot read: not UTF-8 ({error.reason} at byte {error.start}); save it as "
                           "UTF-8") from None

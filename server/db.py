@@ -13,6 +13,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -35,6 +36,7 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
     OperationalError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridwatch.config_files import ConfigError
@@ -96,10 +98,11 @@ def begin_writing(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-_AWAY_SQLSTATES = ("08", "57P", "53100", "53300", "57014", "55P03", "40P01", "40001")
+_AWAY_SQLSTATES = ("08", "57P", "53100", "53300", "57014", "55P03", "40P01", "40001", "25006")
 """PostgreSQL's errors of a server away, full or busy for now (SQLSTATE prefixes): connection exceptions, shutting
 down or starting, disk full, too many connections, a statement or lock timeout, a deadlock or serialization failure
-that outlasted its retries."""
+that outlasted its retries, and a server that takes no writes (a standby the address still reaches after a
+failover: psycopg raises it as an InternalError)."""
 _AWAY_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_FULL", "SQLITE_READONLY",
                 "SQLITE_PROTOCOL")
 """SQLite's errors of a file another process holds or the disk refuses (name prefixes: SQLITE_IOERR_WRITE …)."""
@@ -110,14 +113,17 @@ def database_away(error: Exception) -> bool:
     is wrong with the messages, so the batch is written again later instead of anything going to the dead letters.
     Not an error that would come again on every try (a statement the database refuses, a transaction taking more
     locks than it has room for): that batch goes a message at a time instead of stalling ingest for ever."""
-    if isinstance(error, InterfaceError) or (isinstance(error, DBAPIError) and error.connection_invalidated):
-        return True
-    if not isinstance(error, OperationalError):
+    if isinstance(error, InterfaceError | PoolTimeout) or (
+            isinstance(error, DBAPIError) and error.connection_invalidated):
+        return True  # (every pooled connection busy: the others' requests, for now)
+    if not isinstance(error, DBAPIError):
         return False
     if (name := getattr(error.orig, "sqlite_errorname", None)) is not None:
         return name.startswith(_AWAY_SQLITE)
     sqlstate = getattr(error.orig, "sqlstate", None)
-    return sqlstate is None or sqlstate.startswith(_AWAY_SQLSTATES)  # None: no server answered at all
+    if sqlstate is None:  # no server answered at all
+        return isinstance(error, OperationalError)
+    return sqlstate.startswith(_AWAY_SQLSTATES)
 
 
 def unstorable_text(error: BaseException) -> str | None:
@@ -175,10 +181,19 @@ def _to_json(value: object) -> str:
     return value if isinstance(value, JsonText) else json.dumps(value)
 
 
+POSTGRES_TIMEOUTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                     "keepalives_count": 3, "tcp_user_timeout": 30_000}
+"""A PostgreSQL server cut off (a network partition, not a refusal) is found within half a minute, in a connect or
+on a connection in the pool, and answered as away, instead of holding a request, a health check or a batch for as
+long as the system's TCP gives up (minutes)."""
+
+
 def make_engine(url: str) -> Engine:
+    """The database's engine. A statement's parameters stay out of its errors' text, which goes to the logs:
+    they hold webhook secrets, citizens' phone numbers and the like."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               json_serializer=_to_json)
+                               json_serializer=_to_json, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # noqa: ANN001 - DBAPI objects
@@ -189,7 +204,8 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
     else:
-        engine = create_engine(url, pool_pre_ping=True, json_serializer=_to_json)
+        engine = create_engine(url, pool_pre_ping=True, json_serializer=_to_json, hide_parameters=True,
+                               connect_args=POSTGRES_TIMEOUTS)
     return engine
 
 
@@ -239,6 +255,10 @@ class Database:
         except OperationalError as error:
             raise ConfigError(f"database_url {_shown(url)}: cannot open it ({first_line(error.orig or error)})"
                               ) from None
+        except CommandError as error:  # a revision this release does not have: a later release made the schema
+            raise ConfigError(f"database_url {_shown(url)}: its schema is newer than this GridWatch's "
+                              f"({first_line(error)}); run the release that made it, or restore a backup made "
+                              "before it") from None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         if self.engine.dialect.name == "postgresql":
             event.listen(self.sessions, "before_flush", _ids_before_insert)

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridwatch.config_files import ConfigError
@@ -32,7 +33,7 @@ from server.api.routes import (
 from server.api.routes import webhooks as webhook_routes
 from server.core.config import ServerSettings
 from server.core.security import LoginThrottle, TokenEntry, TokenStore
-from server.db import Database, database_away, unstorable_text
+from server.db import Database, database_away, first_line, unstorable_text
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
 from server.services.evidence import EvidenceStore
@@ -143,11 +144,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.exception_handler(UnicodeEncodeError)
     @app.exception_handler(StatementError)
+    @app.exception_handler(PoolTimeout)
     async def _refused_by_the_database(request: Request, error: Exception) -> JSONResponse:
         if problem := unstorable_text(error):  # the request's fault, found only when the database refused it
             return JSONResponse(status_code=422, content={"detail": problem})
         if database_away(error):  # busy, restarting, full: the caller tries again, nothing was changed
-            log.warning("database away on %s %s: %s", request.method, request.url.path, error)
+            log.warning("database away on %s %s: %s", request.method, request.url.path, first_line(error))
             answer = "the database is busy or away; nothing was changed, try again"
             response = (open311.error(503, answer) if georeport(request)
                         else JSONResponse(status_code=503, content={"detail": answer}))

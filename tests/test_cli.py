@@ -244,6 +244,34 @@ def test_common_mistakes_get_one_line_that_names_them_not_a_traceback(tmp_path, 
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-500:]
 
 
+def test_a_settings_file_that_does_not_read_is_named_without_its_secrets(tmp_path):
+    """Found by review: PyYAML's message quotes the line it stopped at, so a password whose closing quote was
+    missing went to the terminal and the logs."""
+    server = tmp_path / "server.yaml"
+    server.write_text(f'database_url: sqlite:///{tmp_path / "gw.db"}\nmqtt_password: "Sup3rSecretPw\n')
+    result = gridwatch("server", "--config", str(server))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "while scanning a quoted scalar (line 2, column 16)" in result.stderr
+    assert "Sup3rSecretPw" not in result.stderr
+
+
+def test_a_database_a_later_release_migrated_is_refused_with_what_to_do(tmp_path):
+    """Found by review: going back to an older release ended in Alembic's traceback."""
+    import sqlite3
+
+    from server.db import Database
+
+    database = tmp_path / "gw.db"
+    Database(f"sqlite:///{database}").engine.dispose()
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0099'")
+    server = tmp_path / "server.yaml"
+    server.write_text(f"database_url: sqlite:///{database}\n")
+    result = gridwatch("server", "--config", str(server))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "its schema is newer than this GridWatch's" in result.stderr
+
+
 def test_a_server_logging_json_writes_nothing_else(tmp_path):
     """Found by review: with `--log-format json` uvicorn's own lines (start, stop, requests) were still plain text,
     which a log collector reading one JSON object a line cannot parse."""

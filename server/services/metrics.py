@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, create_engine, func, literal, null, select, union_all
 
 from gridwatch.contract import CaseStatus
-from server.db import Database
+from server.db import POSTGRES_TIMEOUTS, Database
 from server.models import CaseRecord, DeadLetter, WebhookDelivery, utcnow
 from server.services.workflow import IN_UNIT
 
@@ -39,8 +39,9 @@ class DatabaseCollector(Collector):
             engine = self.database.engine
             if engine.dialect.name == "postgresql":
                 engine = create_engine(engine.url, pool_size=1, max_overflow=0, pool_timeout=1, pool_pre_ping=True,
-                                       connect_args={"connect_timeout": 2, "options": "-c statement_timeout="
-                                                     f"{int(FIGURES_TIMEOUT_SECONDS * 1000)}"})
+                                       hide_parameters=True, connect_args=POSTGRES_TIMEOUTS | {
+                                           "connect_timeout": 2, "tcp_user_timeout": 4000,
+                                           "options": f"-c statement_timeout={int(FIGURES_TIMEOUT_SECONDS * 1000)}"})
             self._engine = engine
         return self._engine
 
