@@ -195,6 +195,8 @@ class Health(BaseModel):
     status: str
     database: str
     mqtt: str
+    writing: str = Field(description="`ok`, or `stalled: …` while messages wait and no batch has gone through for "
+                                     "a minute (a database that reads but takes no writes: locked, full).")
     ingest: dict[str, int]
 
 

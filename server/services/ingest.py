@@ -91,6 +91,8 @@ class Ingest:
         self.counts = {"events": 0, "duplicates": 0, "evidence": 0, "dead_letters": 0, "status": 0, "telemetry": 0,
                        "set_aside": 0}
         self.node_messages = NodeMessages(database, evidence, self.counts, cases.forget_violations_before)
+        self.written_at = time.monotonic()
+        """When a batch last went through (monotonic): with messages waiting, how long ingest has been stuck."""
         self.statistics = PlannerStatistics(database)
 
     def handle(self, topic: str, payload: bytes) -> str:
@@ -152,6 +154,7 @@ class Ingest:
                                                    if outcome and not before))
         if self.metrics is not None:
             self.metrics.batch(len(messages), time.perf_counter() - began)
+        self.written_at = time.monotonic()
         self.statistics.refresh()  # never raises: the batch is committed
         return outcomes
 

@@ -113,6 +113,29 @@ def test_wrong_category_topic_and_bad_evidence_are_dead_lettered(api, mqtt_clien
         assert expected in reasons
 
 
+@pytest.mark.one_database
+def test_the_health_check_says_so_while_messages_wait_and_nothing_is_written(api, mqtt_client, server_settings,
+                                                                             monkeypatch):
+    """Found by review: with another process holding SQLite's write lock (or a full disk), the database answered
+    reads and the health check said ok while nothing was written."""
+    import sqlite3
+
+    from server.api.routes import health
+
+    monkeypatch.setattr(health, "STALLED_SECONDS", 1.0)  # a minute in service
+    holder = sqlite3.connect(server_settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        mqtt_client("node-a").publish(event_topic("node-a", "illegal_parking"), json.dumps(event_payload()))
+        stalled = wait_until(lambda: (answer := api.get("/healthz")).status_code == 503 and answer.json())
+        assert stalled["database"] == "ok" and stalled["writing"].startswith("stalled: 1 messages wait")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    wait_until(lambda: (answer := api.get("/healthz")).status_code == 200 and answer.json()["ingest"]["events"] == 1,
+               timeout=60)
+
+
 def test_a_late_last_will_does_not_override_a_newer_online(api, mqtt_client):
     node = mqtt_client("node-a")
     node.publish(status_topic("node-a"), json.dumps({"node_id": "node-a", "state": "online", "session": 2,
