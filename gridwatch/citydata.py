@@ -75,11 +75,14 @@ class Sources:
 
 
 def read_labels(path: Path, class_count: int) -> list[Label]:
-    """YOLO labels of one image; a missing file is an image with nothing to find."""
+    """YOLO labels of one image; a missing file is an image with nothing to find. A box not inside the image (a
+    value past 0..1, a width or height of 0 or less, nan or inf) is refused with its line: ultralytics drops such a
+    photo whole as corrupt, a validation photo too, and the figures shrink without a word. A byte-order mark (some
+    labelling tools write one) is read past, as ultralytics does."""
     if not path.exists():
         return []
     labels = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -89,12 +92,24 @@ def read_labels(path: Path, class_count: int) -> list[Label]:
             cls, values = int(parts[0]), [float(v) for v in parts[1:]]
         except ValueError:
             raise DatasetError(f"{path}:{number}: expected 'class x y w h' with class < {class_count}") from None
-        labels.append((cls, *values))
+        x, y, width, height = values
+        if not (0 <= x <= 1 and 0 <= y <= 1 and 0 < width <= 1 and 0 < height <= 1):  # nan compares false
+            raise DatasetError(f"{path}:{number}: {line.strip()!r}: x and y must lie within 0..1 and the width and "
+                               "height within 0..1 and above 0, normalised to the image")
+        labels.append((cls, x, y, width, height))
     return labels
 
 
 def images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in (folder / "images").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    """The images of a dataset; two of one name (a.jpg and a.png) are refused: they would share labels/a.txt, and
+    their copies in the training set overwrite each other."""
+    images = sorted(p for p in (folder / "images").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    by_stem: dict[str, Path] = {}
+    for image in images:
+        if (first := by_stem.setdefault(image.stem, image)) != image:
+            raise DatasetError(f"{first} and {image}: two images of one name share labels/{image.stem}.txt; "
+                               "rename one (and give it its own labels)")
+    return images
 
 
 def labelled_images(folder: Path) -> list[Path]:

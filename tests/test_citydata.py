@@ -157,3 +157,31 @@ def test_a_split_always_leaves_a_photo_to_train_on(tmp_path):
     training, validation = stable_split(photos, 0.9)
     assert (len(training), len(validation)) == (1, 3)
     assert [len(part) for part in stable_split(photos[:2], 0.75)] == [1, 1]
+
+
+@pytest.mark.parametrize("box", ["0 1.5 0.5 0.2 0.2", "0 0.5 -0.1 0.2 0.2", "0 0.5 0.5 -0.2 0.2", "0 0.5 0.5 0.2 0",
+                                 "0 0.5 0.5 1.2 0.2", "0 nan 0.5 0.1 0.1", "0 0.5 0.5 0.1 inf"])
+def test_a_box_outside_the_image_is_refused_with_its_line(tmp_path, box):
+    """Found by review: such a line was taken, and ultralytics then dropped the whole photo as corrupt (a validation
+    photo too, the figures measured on fewer photos without a word)."""
+    data = labelled(tmp_path / "data", 3)
+    (data / "labels" / "p1.txt").write_text(f"0 0.5 0.5 0.2 0.2\n{box}\n")
+    with pytest.raises(DatasetError, match="p1.txt:2"):
+        build(Sources(labelled=data, names=["garbage"]), tmp_path / "out")
+
+
+def test_boxes_at_the_image_edge_and_a_byte_order_mark_are_read(tmp_path):
+    """Found by review: a label file starting with a byte-order mark (some labelling tools write one; ultralytics
+    reads it) was refused."""
+    path = tmp_path / "a.txt"
+    path.write_text("0 0 1 1 1\n0 0.5 0.5 0.2 0.2\n", encoding="utf-8-sig")
+    assert read_labels(path, 1) == [(0, 0.0, 1.0, 1.0, 1.0), (0, 0.5, 0.5, 0.2, 0.2)]
+
+
+def test_two_photos_of_one_name_are_refused(tmp_path):
+    """Found by review: a.jpg and a.png share labels/a.txt, and their copies overwrote each other in the training set
+    (the training list named one file twice)."""
+    data = labelled(tmp_path / "data", 3)
+    cv2.imwrite(str(data / "images" / "p0.png"), np.zeros((120, 160, 3), np.uint8))
+    with pytest.raises(DatasetError, match=r"p0\.jpg and .*p0\.png"):
+        build(Sources(labelled=data, names=["garbage"]), tmp_path / "out")
