@@ -18,6 +18,7 @@ images are linked or written under the output folder, where ultralytics may keep
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -69,7 +70,8 @@ class Sources:
     street_variants: bool = True
     """Add a night or blurred copy of each training photo (alternating, seeded): street cameras see both."""
     extra: Sequence[Path] = ()
-    """More datasets labelled with the same classes (e.g. operator feedback), for training only."""
+    """More datasets (e.g. operator feedback exports), for training only: images/ and labels/, in the order of the
+    classes their export.json lists, else of `names`; an image named again in a later one replaces the earlier."""
     val_fraction: float = 0.2
     seed: int = 0
 
@@ -121,11 +123,51 @@ def labelled_images(folder: Path) -> list[Path]:
 
 def extra_images(folder: Path) -> list[Path]:
     """An extra dataset's images; an empty one (a first export of operator feedback, before anyone reviewed a
-    detection) adds nothing, and says so."""
+    detection) adds nothing, and says so. A folder without images/ (a typo, an export unzipped one level too deep) is
+    refused: a warning scrolled past, and the model trained without the feedback it was meant to learn."""
+    if not (folder / "images").is_dir():
+        raise DatasetError(f"{folder}: no images/ folder; an extra dataset holds images/ and labels/, as an unzipped "
+                           "feedback export does")
     images = images_in(folder)
     if not images:
         log.warning("%s: no images; nothing added from it", folder / "images")
     return images
+
+
+def extra_class_ids(folder: Path, names: Sequence[str]) -> list[int]:
+    """The recipe's class id of each label id of an extra dataset. A server export lists its `classes` in
+    export.json, in the order asked of the server, which need not be the recipe's; without export.json the labels
+    are taken to be in the recipe's order."""
+    summary = folder / "export.json"
+    if not summary.exists():
+        return list(range(len(names)))
+    try:
+        classes = json.loads(summary.read_text(encoding="utf-8")).get("classes")
+    except (ValueError, AttributeError):
+        classes = None
+    if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
+        raise DatasetError(f"{summary}: expected JSON with `classes`, the class names in label order")
+    if unknown := [name for name in classes if name not in names]:
+        raise DatasetError(f"{folder}: its export.json lists {', '.join(unknown)}, not among the recipe's classes "
+                           f"({', '.join(names)}); export again with classes={','.join(names)}")
+    return [list(names).index(name) for name in classes]
+
+
+def extra_training_images(folders: Sequence[Path], names: Sequence[str]) -> list[tuple[Path, list[Label]]]:
+    """(image, labels in the recipe's class ids) of the extra datasets. A server export holds every verdict ever
+    given, so exports kept side by side hold the same detections (named by event id) again, contradicting each other
+    where an operator changed their mind: of images of one name, the last folder listed (the newest export) wins."""
+    chosen: dict[str, tuple[Path, list[Label]]] = {}
+    superseded = 0
+    for folder in folders:
+        class_ids = extra_class_ids(folder, names)
+        for image in extra_images(folder):
+            labels = read_labels(folder / "labels" / f"{image.stem}.txt", len(class_ids))
+            superseded += chosen.pop(image.stem, None) is not None
+            chosen[image.stem] = (image, [(class_ids[cls], x, y, w, h) for cls, x, y, w, h in labels])
+    if superseded:
+        log.info("extra datasets: %d image(s) superseded by one of the same name in a later folder", superseded)
+    return list(chosen.values())
 
 
 def stable_split(images: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
@@ -277,8 +319,7 @@ def build(sources: Sources, work: Path) -> Split:
     images = labelled_images(sources.labelled)
     _, val_images = stable_split(images, sources.val_fraction)
     own = {image: read_labels(sources.labelled / "labels" / f"{image.stem}.txt", own_count) for image in images}
-    extra = [(image, read_labels(folder / "labels" / f"{image.stem}.txt", own_count))
-             for folder in sources.extra for image in extra_images(folder)]
+    extra = extra_training_images(sources.extra, sources.names)
     teacher = (Teacher(sources.teacher, list(sources.keep), own_count, sources.teacher_confidence)
                if sources.teacher and sources.keep else None)
     if sources.keep and not sources.teacher:

@@ -89,7 +89,8 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
                                                          "about twice as close (default 0).")
     training.add_argument("--extra", type=Path, action="append",
                           help="Another labelled dataset for training only, e.g. exported operator feedback, "
-                               "added to the recipe's `extra`; repeat for several.")
+                               "added to the recipe's `extra` (after it: of images of one name, the last "
+                               "listed wins); repeat for several.")
     training.add_argument("--feedback", metavar="SERVER_URL",
                           help="Also learn from the detections operators reviewed on this GridWatch server.")
     training.add_argument("--feedback-category", help="Only reviewed detections of this category, e.g. litter.")

@@ -62,8 +62,12 @@ class Recipe(BaseModel):
                                         "close, none cut: small things far from the camera as a node's `tiles` "
                                         "show them.")
     street_variants: bool = Field(default=True, description="Add a night or blurred copy of each training photo.")
-    extra: list[Path] = Field(default_factory=list,
-                              description="More labelled datasets, e.g. operator feedback (training only).")
+    extra: list[Path] = Field(
+        default_factory=list,
+        description="More labelled datasets (images/ and labels/), e.g. unzipped operator feedback exports, for "
+                    "training only; labels numbered as the `classes` of their export.json (renumbered to ours), "
+                    "else as ours. An image named again in a later one replaces the earlier: list exports oldest "
+                    "first.")
     feedback: str | None = Field(
         default=None, description="GridWatch server URL: the detections operators reviewed are fetched "
                                   "(/api/v1/training-data, with an operator's token in GRIDWATCH_API_TOKEN) and "

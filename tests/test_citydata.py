@@ -3,6 +3,8 @@ pseudo-labels."""
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -157,6 +159,70 @@ def test_a_split_always_leaves_a_photo_to_train_on(tmp_path):
     training, validation = stable_split(photos, 0.9)
     assert (len(training), len(validation)) == (1, 3)
     assert [len(part) for part in stable_split(photos[:2], 0.75)] == [1, 1]
+
+
+def feedback_export(root: Path, labels: dict[str, str], classes: list[str] | None = None) -> Path:
+    """A server export unzipped: a crop and a label file for each event id, and export.json naming the classes."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for event_id, label in labels.items():
+        cv2.imwrite(str(root / "images" / f"{event_id}.jpg"), np.full((60, 80, 3), 120, np.uint8))
+        (root / "labels" / f"{event_id}.txt").write_text(label)
+    if classes is not None:
+        (root / "export.json").write_text(json.dumps({"classes": classes, "positives": 0, "negatives": 0,
+                                                      "left_out": []}))
+    return root
+
+
+def extra_labels(split, work: Path) -> dict[str, str]:
+    """The label file of each extra image in the built set, by the name of the image it came from."""
+    return {image.resolve().stem: (work / "labels" / f"{image.stem}.txt").read_text()
+            for image in split.train if image.name.startswith("x")}
+
+
+def test_a_detection_in_several_feedback_exports_is_learned_once_with_the_newest_verdict(tmp_path, caplog):
+    """Found by review: every export holds every verdict ever given, and the documented workflow keeps earlier
+    exports as `extra` beside the new one, so each detection was learned once per export, and one an operator first
+    confirmed and later rejected was learned both as garbage and as nothing."""
+    data = labelled(tmp_path / "data", 4)
+    november = feedback_export(tmp_path / "feedback-2026-11", {"ev-a": "0 0.5 0.5 0.8 0.8\n",
+                                                               "ev-b": "0 0.5 0.5 0.4 0.4\n"}, ["garbage"])
+    december = feedback_export(tmp_path / "feedback-2026-12", {"ev-a": "", "ev-b": "0 0.5 0.5 0.4 0.4\n",
+                                                               "ev-c": "0 0.5 0.5 0.3 0.3\n"}, ["garbage"])
+    caplog.set_level(logging.INFO, logger="gridwatch.citydata")
+    split = build(Sources(labelled=data, names=["garbage"], extra=[november, december], clean_crops=0,
+                          street_variants=False), tmp_path / "out")
+    assert extra_labels(split, tmp_path / "out") == {"ev-a": "", "ev-b": "0 0.500000 0.500000 0.400000 0.400000\n",
+                                                      "ev-c": "0 0.500000 0.500000 0.300000 0.300000\n"}
+    assert all(image.resolve().parent.parent == december for image in split.train if image.name.startswith("x"))
+    assert "2 image(s) superseded" in caplog.text
+
+
+def test_an_export_in_another_class_order_is_learned_as_the_recipe_numbers_its_classes(tmp_path):
+    """Found by review: an export asked for `bottle,garbage` numbers garbage 1, and a recipe of `garbage, bottle`
+    learned every garbage detection in it as a bottle; a class the recipe lacks went in unnoticed."""
+    data = labelled(tmp_path / "data", 4)
+    feedback = feedback_export(tmp_path / "feedback", {"ev-a": "1 0.5 0.5 0.8 0.8\n", "ev-b": "0 0.5 0.5 0.2 0.2\n"},
+                               ["bottle", "garbage"])
+    split = build(Sources(labelled=data, names=["garbage", "bottle"], extra=[feedback], clean_crops=0,
+                          street_variants=False), tmp_path / "out")
+    assert extra_labels(split, tmp_path / "out") == {"ev-a": "0 0.500000 0.500000 0.800000 0.800000\n",
+                                                      "ev-b": "1 0.500000 0.500000 0.200000 0.200000\n"}
+    other = feedback_export(tmp_path / "stalls", {"ev-c": "1 0.5 0.5 0.8 0.8\n"}, ["garbage", "stall", "cart"])
+    with pytest.raises(DatasetError, match=r"stalls: .*stall, cart"):
+        build(Sources(labelled=data, names=["garbage", "bottle"], extra=[other]), tmp_path / "out2")
+
+
+@pytest.mark.parametrize("where", ["no-such-folder", "unzipped-twice"])
+def test_an_extra_folder_without_images_stops_the_build(tmp_path, where):
+    """Found by review: a typo in the folder's name, or an export unzipped one level too deep, was skipped with a
+    warning, and the model trained without the feedback it was meant to learn."""
+    data = labelled(tmp_path / "data", 4)
+    folder = tmp_path / where
+    if where == "unzipped-twice":
+        feedback_export(folder / "gridwatch-feedback", {"ev-a": "0 0.5 0.5 0.8 0.8\n"}, ["garbage"])
+    with pytest.raises(DatasetError, match=f"{where}: no images/ folder"):
+        build(Sources(labelled=data, names=["garbage"], extra=[folder]), tmp_path / "out")
 
 
 @pytest.mark.parametrize("box", ["0 1.5 0.5 0.2 0.2", "0 0.5 -0.1 0.2 0.2", "0 0.5 0.5 -0.2 0.2", "0 0.5 0.5 0.2 0",
