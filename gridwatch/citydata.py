@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,9 +350,11 @@ def build(sources: Sources, work: Path) -> Split:
             train.append(writer.write(f"z{number}_{image.stem}", crop, labels + taught))
     for index, (image, labels) in enumerate(extra):
         train.append(writer.link(f"x{index}_{image.stem}", image, labels, cv2.imread(str(image)) if teacher else None))
+    named: Counter[str] = Counter()  # two folders' dog.jpg: each its own file (one overwrote the other, listed twice)
     for name, frame in tqdm(list(negative_frames(sources.negatives, sources.frames_per_video)),
                             desc="clean negatives", unit="image"):
-        train.append(writer.write(f"n_{name}", frame))
+        named[name] += 1
+        train.append(writer.write(f"n_{name}" + (f"_{named[name]}" if named[name] > 1 else ""), frame))
     (work / "train.txt").write_text("\n".join(str(p) for p in train) + "\n")
     (work / "val.txt").write_text("\n".join(str(p) for p in val) + "\n")
     names_map = dict(enumerate(names))

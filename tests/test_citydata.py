@@ -251,3 +251,18 @@ def test_two_photos_of_one_name_are_refused(tmp_path):
     cv2.imwrite(str(data / "images" / "p0.png"), np.zeros((120, 160, 3), np.uint8))
     with pytest.raises(DatasetError, match=r"p0\.jpg and .*p0\.png"):
         build(Sources(labelled=data, names=["garbage"]), tmp_path / "out")
+
+
+def test_clean_images_of_one_name_from_two_folders_are_both_learned(tmp_path):
+    """Found by review: two folders' dog.jpg were both written as n_dog.jpg, one over the other, and the training
+    list named that file twice."""
+    data = labelled(tmp_path / "data", 4)
+    paths = []
+    for folder, shade in (("a", 40), ("b", 200)):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(path := tmp_path / folder / "dog.jpg"), np.full((120, 160, 3), shade, np.uint8))
+        paths.append(path)
+    split = build(Sources(labelled=data, names=["garbage"], negatives=paths, clean_crops=0), tmp_path / "out")
+    negatives = [p for p in split.train if p.name.startswith("n_")]
+    assert len(negatives) == len(set(negatives)) == 2
+    assert sorted(int(cv2.imread(str(p)).mean()) > 100 for p in negatives) == [False, True], "each its own picture"
