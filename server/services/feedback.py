@@ -22,9 +22,9 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gridwatch.contract import Category, Event
+from gridwatch.contract import CaseAction, Category, Event
 from server.db import begin_writing, claim
-from server.models import DetectionReview, EventRecord, EvidenceRecord
+from server.models import CaseTransition, DetectionReview, EventRecord, EvidenceRecord
 from server.services.evidence import EvidenceStore
 
 
@@ -55,7 +55,7 @@ def review(session: Session, event_id: str, verdict: Verdict, reason: RejectReas
     Two verdicts on one detection at once (a double click, two operators) take turns: the second changes the
     first's row instead of making another, which the unique event id refused with a 500."""
     begin_writing(session)
-    claim(session, {f"review:{event_id}"})
+    claim(session, {review_key(event_id)})
     if session.scalar(select(EventRecord.id).where(EventRecord.event_id == event_id)) is None:
         raise ReviewError(404, f"no event {event_id}")
     if verdict is Verdict.REJECTED and reason is None:
@@ -71,6 +71,34 @@ def review(session: Session, event_id: str, verdict: Verdict, reason: RejectReas
     if commit:
         session.commit()
     return record
+
+
+def review_key(event_id: str) -> str:
+    """What a verdict on `event_id` claims (`claim`) while it is written: two at once take turns."""
+    return f"review:{event_id}"
+
+
+def round_detection(session: Session, case_id: int) -> str | None:
+    """The detection a decision on case `case_id` is about: the first event of its current round. A finished case
+    reopens when a camera sees something at its place again, and the operator voiding it then judges what the camera
+    saw this time, not the detection that raised the case (filed and cleaned up: real garbage, which the verdict
+    written on it once made an image with nothing to find). A round after a reopening starts with the events received
+    since, seen after the moment the case was finished (the one the reopening compared against: a late event of the
+    round before, delivered with the new one from a node's backlog, is not this round's). None when the round has no
+    detection (a citizen's report reopened it)."""
+    query = select(EventRecord.event_id).where(EventRecord.case_id == case_id)
+    reopened = session.execute(select(CaseTransition.id, CaseTransition.at).where(
+        CaseTransition.case_id == case_id, CaseTransition.action == CaseAction.REOPEN.value)
+        .order_by(CaseTransition.id.desc()).limit(1)).first()
+    if reopened is not None:
+        query = query.where(EventRecord.received_at >= reopened.at)
+        # a case reopens only from verified or closed: the step before the reopening finished it
+        finished = session.scalar(select(CaseTransition.at).where(
+            CaseTransition.case_id == case_id, CaseTransition.id < reopened.id)
+            .order_by(CaseTransition.id.desc()).limit(1))
+        if finished is not None:
+            query = query.where(EventRecord.observed_at >= finished)
+    return session.scalar(query.order_by(EventRecord.observed_at, EventRecord.id).limit(1))
 
 
 def training_label(event: Event, class_id: int) -> str | None:
