@@ -15,14 +15,14 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gridwatch.contract import CaseAction, Category, Event
+from gridwatch.contract import CaseAction, CaseMessage, Category, Event
 from server.db import begin_writing, claim
 from server.models import CaseTransition, DetectionReview, EventRecord, EvidenceRecord
 from server.services.evidence import EvidenceStore
@@ -99,6 +99,31 @@ def round_detection(session: Session, case_id: int) -> str | None:
         if finished is not None:
             query = query.where(EventRecord.observed_at >= finished)
     return session.scalar(query.order_by(EventRecord.observed_at, EventRecord.id).limit(1))
+
+
+SEEN_THROUGH = frozenset({CaseAction.VERIFY, CaseAction.CLOSE})
+"""Steps that end a round confirmed by people: verified after the unit's feedback (by an operator, or by the camera
+seeing the object gone once the unit said it was dealt with), or closed (a case verified before verdicts were
+written this way)."""
+
+
+def confirm_seen_through(session: Session, messages: Iterable[CaseMessage]) -> None:
+    """A case round that `messages` end verified or closed confirms its detection, unless it has a verdict already
+    (an operator's, which always stands). The reviewer is who verified or closed it (`system` for the camera), the
+    note the step, its time the verdict's. In the caller's transaction, after its events are written."""
+    confirmed: set[int] = set()
+    for message in messages:
+        if message.action not in SEEN_THROUGH or message.case_id in confirmed:
+            continue
+        confirmed.add(message.case_id)
+        if (event_id := round_detection(session, message.case_id)) is None:
+            continue
+        claim(session, {review_key(event_id)})
+        if session.scalar(select(DetectionReview.id).where(DetectionReview.event_id == event_id)) is not None:
+            continue
+        session.add(DetectionReview(event_id=event_id, verdict=Verdict.CONFIRMED.value, reviewer=message.changed_by,
+                                    note=f"case {message.case_id} {message.status.value}: {message.reason}",
+                                    at=message.changed_at))
 
 
 def training_label(event: Event, class_id: int) -> str | None:

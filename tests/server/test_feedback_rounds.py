@@ -1,5 +1,6 @@
 """Verdicts the case workflow gives: on the detection each decision is about (a reopened case's new one, not the one
-cleaned up before)."""
+cleaned up before), and from the people who saw a case through (a detection that filed itself, verified once the
+unit dealt with it, was real)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import json
 import zipfile
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from gridwatch.contract import DEFAULT_EVENT_CODES, Category, event_topic, evidence_topic
 from tests.conftest import as_role
 from tests.factories import event_payload, jpeg
 
 REGION = {"x1": 0.4, "y1": 0.5, "x2": 0.6, "y2": 0.7}
 BOX = {"x1": 0.42, "y1": 0.52, "x2": 0.58, "y2": 0.68}
+ELSEWHERE = {"camera_id": "cam-2", "location": {"lat": 30.2742, "lon": 120.1652}}  # grid WL02, 1 km east
 
 
 def detect(api, score: float, seed: int, minutes_ago: float = 0, crop_size: tuple[int, int] = (40, 30),
@@ -78,3 +82,34 @@ def test_voiding_a_reopened_case_judges_the_new_detection_not_the_one_cleaned_up
     exported = labels(api)
     assert exported[first["event_id"]].startswith("0 "), "the garbage cleaned up stays a positive"
     assert exported[second["event_id"]] == "", "the shadow is an image with nothing to find"
+
+
+@pytest.mark.parametrize("verifier", ["operator", "camera"])
+def test_a_detection_that_filed_itself_and_was_cleaned_up_is_a_positive(api, api_tokens, verifier):
+    """Found by review: detections scoring enough to file themselves never got a verdict, so they never became
+    positives, while voiding one made it a negative: the model learned its mistakes and none of its successes. A
+    case the unit dealt with and that was verified (by an operator, or by the camera seeing it gone) confirms its
+    detection; an operator's own verdict on it stands."""
+    raised = detect(api, 0.9, seed=1)
+    doubted = detect(api, 0.9, seed=2, **ELSEWHERE)
+    assert api.put(f"/api/v1/events/{doubted['event_id']}/review",
+                   json={"verdict": "rejected", "reason": "other", "note": "cannot tell"}).status_code == 200
+    for camera, payload in (("cam-1", raised), ("cam-2", doubted)):
+        case_id = case_of(api, camera)
+        act(api, api_tokens, case_id, "sanitation", action="accept")
+        act(api, api_tokens, case_id, "sanitation", action="feedback", reason="swept")
+        if verifier == "operator":
+            act(api, api_tokens, case_id, "operator", action="verify")
+            act(api, api_tokens, case_id, "supervisor", action="close")
+        else:
+            detect(api, 0.9, seed=3, type="end", violation_id=payload["violation_id"], evidence=None,
+                   camera_id=camera, location=payload["location"])
+        assert api.get(f"/api/v1/cases/{case_id}").json()["status"] == "closed"
+
+    verdict = api.get(f"/api/v1/events/{raised['event_id']}/review").json()
+    assert verdict["verdict"] == "confirmed" and verdict["reason"] is None
+    assert verdict["reviewer"] == ("test operator" if verifier == "operator" else "system")
+    assert "verified" in verdict["note"]
+    kept = api.get(f"/api/v1/events/{doubted['event_id']}/review").json()
+    assert (kept["verdict"], kept["reason"], kept["note"]) == ("rejected", "other", "cannot tell")
+    assert labels(api)[raised["event_id"]].startswith("0 ")

@@ -39,7 +39,7 @@ from server.services.case_records import case_assignment
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
 from server.services.events import lock_case
-from server.services.feedback import RejectReason, Verdict, review, round_detection
+from server.services.feedback import RejectReason, Verdict, confirm_seen_through, review, round_detection
 from server.services.photos import photos_of
 from server.services.workflow import IN_UNIT, WorkflowError, allowed_actions
 
@@ -246,6 +246,7 @@ def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker,
         verdict = Verdict.CONFIRMED if body.action is CaseAction.FILE else Verdict.REJECTED
         reason = RejectReason(body.void_reason) if body.action is CaseAction.VOID else None
         review(session, detection, verdict, reason, caller.name, body.reason, commit=False)
+    confirm_seen_through(session, messages)  # verified or closed: the detection was real
     request.app.state.ingest.record_changes(session, messages)
     if keyed:
         action_keys.remember(session, caller.sha256, idempotency_key, case_id, asked, now)
