@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from PIL import JpegImagePlugin
 from sqlalchemy import Row, and_, select
 from sqlalchemy.orm import Session
 
@@ -30,6 +31,9 @@ from server.models import DetectionReview, EventRecord, EvidenceRecord, utcnow
 from server.services.evidence import EvidenceStore
 from server.services.feedback import OBJECT_WAS_THERE, RejectReason, Verdict
 
+MIN_SIDE = 10
+"""Pixels a crop needs on each side: ultralytics drops a smaller image as corrupt (`image size … <10 pixels`), so a
+positive under it (a bag far down the street) would teach nothing and be counted as if it did."""
 PAGE = 500
 """Verdicts read at a time: one query for them, their events and their crops."""
 
@@ -113,9 +117,16 @@ def _utc(moment: datetime) -> str:
 
 
 def _crop_problem(path: Path | None) -> str | None:
-    """Why the crop at `path` cannot be a training image, or None."""
+    """Why the crop at `path` cannot be a training image, or None. Only its header is read."""
     if path is None or not path.exists():
         return "its crop was never received"
+    try:
+        with JpegImagePlugin.JpegImageFile(path) as image:  # the JPEG parser alone: see server/services/photos.py
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError) as error:
+        return f"its crop is not a JPEG that reads ({error})"
+    if width < MIN_SIDE or height < MIN_SIDE:
+        return f"its crop is {width}x{height} px, under {MIN_SIDE} px on a side: training drops it as corrupt"
     return None
 
 

@@ -61,6 +61,19 @@ def test_an_export_since_the_last_one_takes_only_the_verdicts_given_since(api):
     assert naive.status_code == 422 and "time zone" in naive.json()["detail"]
 
 
+def test_a_crop_too_small_to_train_on_is_left_out_with_the_reason(api):
+    """Found by review: a crop under 10 px on a side (a bag far down the street) was exported as a positive, which
+    training then dropped as a corrupt image: counted as learned, never learned."""
+    far, near = (detect(api, 0.5, seed=1, crop_size=(8, 6))["event_id"],
+                 detect(api, 0.5, seed=2, crop_size=(10, 10))["event_id"])
+    review(api, far, "confirmed")
+    review(api, near, "confirmed")
+    images, summary = exported(api.get("/api/v1/training-data", params=GARBAGE))
+    assert images == {near} and summary["positives"] == 1
+    left_out = {item["event_id"]: item["reason"] for item in summary["left_out"]}
+    assert "8x6 px, under 10 px on a side" in left_out[far]
+
+
 def test_an_export_of_many_crops_is_written_a_crop_at_a_time_and_the_jpegs_kept_as_they_are(database_url, tmp_path):
     """Found by review: the export built the whole zip in memory (200 crops of 1 MiB: 201 MiB more, and nothing
     sent before the end), read each crop's row with a query of its own, and compressed the JPEGs again (4 s)."""
