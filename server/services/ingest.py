@@ -39,6 +39,7 @@ from server.services.checks import (
 )
 from server.services.events import POSTPONED, EventWriter, Incoming, announced_hashes
 from server.services.evidence import EvidenceStore
+from server.services.feedback import confirm_seen_through
 from server.services.images import Image, store_images
 from server.services.metrics import Metrics
 from server.services.node_messages import NodeMessages
@@ -248,6 +249,7 @@ class Ingest:
         try:
             with self.database.session() as session:
                 results, messages = self.writer.write(session, run, now, patient)
+                confirm_seen_through(session, messages)  # a camera verified a case: its detection was real
                 for item, result in zip(run, results, strict=True):
                     if result not in WRITTEN_OR_LATER:
                         session.add(self._letter(item.topic, item.event.node_id, item.payload, result))

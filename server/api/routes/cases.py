@@ -39,7 +39,7 @@ from server.services.case_records import case_assignment
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
 from server.services.events import lock_case
-from server.services.feedback import RejectReason, Verdict, review
+from server.services.feedback import RejectReason, Verdict, confirm_seen_through, review, round_detection
 from server.services.photos import photos_of
 from server.services.workflow import IN_UNIT, WorkflowError, allowed_actions
 
@@ -241,12 +241,12 @@ def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker,
     except WorkflowError as error:
         return JSONResponse(status_code=error.status_code, content={
             "detail": str(error), "status": case.status, "allowed": [a.value for a in error.allowed]})
-    first_event = session.scalar(select(EventRecord.event_id).where(EventRecord.case_id == case.id)
-                                 .order_by(EventRecord.observed_at, EventRecord.id).limit(1))  # not all of them
-    if first_event and body.action in (CaseAction.FILE, CaseAction.VOID):  # the operator's verdict trains models
+    if body.action in (CaseAction.FILE, CaseAction.VOID) and (
+            detection := round_detection(session, case.id)) is not None:  # the operator's verdict trains models
         verdict = Verdict.CONFIRMED if body.action is CaseAction.FILE else Verdict.REJECTED
         reason = RejectReason(body.void_reason) if body.action is CaseAction.VOID else None
-        review(session, first_event, verdict, reason, caller.name, body.reason, commit=False)
+        review(session, detection, verdict, reason, caller.name, body.reason, commit=False)
+    confirm_seen_through(session, messages)  # verified or closed: the detection was real
     request.app.state.ingest.record_changes(session, messages)
     if keyed:
         action_keys.remember(session, caller.sha256, idempotency_key, case_id, asked, now)

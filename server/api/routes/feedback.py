@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from typing import IO, Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.responses import Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from gridwatch.contract import Category
-from server.api.deps import EvidenceDep, OperatorDep, SessionDep, get_caller
+from server.api.deps import EvidenceDep, OperatorDep, SessionDep, get_caller, moment_problem
 from server.api.schemas import ReviewIn, ReviewOut
 from server.models import DetectionReview
-from server.services.feedback import RejectReason, ReviewError, Verdict, export_dataset, review
+from server.services.feedback import RejectReason, ReviewError, Verdict, review
+from server.services.training_data import export_dataset
 
 router = APIRouter(tags=["feedback"], dependencies=[Depends(get_caller)])
 
@@ -36,8 +40,12 @@ def get_review(event_id: str, session: SessionDep) -> ReviewOut:
     return ReviewOut.model_validate(record)
 
 
+CHUNK = 1 << 20
+"""Bytes of the zip sent at a time."""
+
+
 @router.get("/api/v1/training-data", summary="Reviewed detections as a YOLO-format dataset (zip)",
-            response_class=Response, responses={200: {"content": {"application/zip": {}}}})
+            response_class=StreamingResponse, responses={200: {"content": {"application/zip": {}}}})
 def get_training_data(
     session: SessionDep,
     _caller: OperatorDep,
@@ -45,12 +53,35 @@ def get_training_data(
     classes: Annotated[str, Query(description="Class names in label order, comma-separated, as the model's recipe "
                                               "lists them, e.g. garbage.")],
     category: Annotated[Category | None, Query(description="Only detections of this category.")] = None,
-) -> Response:
+    since: Annotated[datetime | None, Query(description=(
+        "Only verdicts given (or changed) at or after this time, ISO 8601 with a time zone: what is new since the "
+        "last export, whose `until` (export.json, X-Verdicts-Until) this is."))] = None,
+) -> StreamingResponse:
     names = [name.strip() for name in classes.split(",") if name.strip()]
     if not names or len(set(names)) != len(names):
         raise HTTPException(status_code=422, detail="classes: give distinct class names, comma-separated")
-    data, summary = export_dataset(session, store, names, category)
-    return Response(data, media_type="application/zip", headers={
-        "Content-Disposition": 'attachment; filename="gridwatch-feedback.zip"',
-        "X-Positives": str(summary["positives"]), "X-Negatives": str(summary["negatives"]),
-        "X-Left-Out": str(len(summary["left_out"]))})
+    if problem := moment_problem("since", since):
+        raise HTTPException(status_code=422, detail=problem)
+    # on the evidence disk, which holds the crops already (a temporary folder may be memory), and nameless: the
+    # file is gone once sent, or once the client goes away, or the server with it
+    archive = tempfile.TemporaryFile(dir=store.root)
+    try:
+        summary = export_dataset(session, store, names, archive, category, since)
+        size = archive.tell()
+    except BaseException:
+        archive.close()
+        raise
+    headers = {"Content-Disposition": 'attachment; filename="gridwatch-feedback.zip"', "Content-Length": str(size),
+               "X-Positives": str(summary["positives"]), "X-Negatives": str(summary["negatives"]),
+               "X-Left-Out": str(len(summary["left_out"])), "X-Verdicts-Until": summary["until"]}
+    if summary["since"]:
+        headers["X-Verdicts-Since"] = summary["since"]
+    return StreamingResponse(_sent(archive), media_type="application/zip", headers=headers)
+
+
+def _sent(archive: IO[bytes]) -> Iterator[bytes]:
+    """The zip a chunk at a time, closed (and so deleted) at its end, or when the client goes away."""
+    with archive:
+        archive.seek(0)
+        while chunk := archive.read(CHUNK):
+            yield chunk
