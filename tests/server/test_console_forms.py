@@ -183,7 +183,7 @@ def test_the_chinese_console_names_statuses_actions_and_figures_in_chinese(serve
     assert page.inner_text("#timeline strong") == "采集"
     page.goto(f"{server_url}/console/#/assessment?by=unit&period=month")
     page.wait_for_selector("#assessment thead")
-    assert page.locator("#assessment th").all_inner_texts()[:3] == ["分组", "周期", "案件"]
+    assert page.locator("#assessment th").all_inner_texts()[:4] == ["分组", "周期", "排名", "案件"]
     page.goto(f"{server_url}/console/#/review")  # found by review: the queue named the category in English
     page.wait_for_selector("#review-detail dd")
     assert "暴露垃圾" in page.inner_text("#queue li") and "litter" not in page.inner_text("#review-detail")
