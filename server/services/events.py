@@ -121,7 +121,7 @@ class _Batch:
     the case its `new` opens."""
     ended: set[str] = field(default_factory=set)
     """Violations of the batch's `end`s that have one already (the server ended one its node forgot at a restart,
-    `CaseService.forget_violations_before`): a second changes no count."""
+    `restarts.forget_violations_before`): a second changes no count."""
 
 
 class EventWriter:

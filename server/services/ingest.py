@@ -44,6 +44,7 @@ from server.services.images import Image, store_images
 from server.services.metrics import Metrics
 from server.services.node_messages import NodeMessages
 from server.services.nodes import SEEN_EVERY, load_nodes, take_telemetry, touch_node
+from server.services.restarts import forget_violations_before
 from server.services.statistics import PlannerStatistics
 from server.services.webhooks import Webhooks
 
@@ -91,7 +92,7 @@ class Ingest:
         `SEEN_EVERY` needs no node transaction at all."""
         self.counts = {"events": 0, "duplicates": 0, "evidence": 0, "dead_letters": 0, "status": 0, "telemetry": 0,
                        "set_aside": 0}
-        self.node_messages = NodeMessages(database, evidence, self.counts, cases.forget_violations_before)
+        self.node_messages = NodeMessages(database, evidence, self.counts, forget_violations_before)
         self.written_at = time.monotonic()
         """When a batch last went through (monotonic): with messages waiting, how long ingest has been stuck."""
         self.statistics = PlannerStatistics(database)
@@ -226,7 +227,7 @@ class Ingest:
                     touch_node(session, node_id, now, held=nodes)
                 for node_id, telemetry in latest.items():
                     take_telemetry(session, touch_node(session, node_id, now, held=nodes), telemetry, now,
-                                   self.cases.forget_violations_before)
+                                   forget_violations_before)
                 session.commit()
             self._marked.update(dict.fromkeys(seen | set(latest), now))
         except Exception as error:

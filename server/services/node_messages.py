@@ -26,7 +26,7 @@ class NodeMessages:
     def __init__(self, database: Database, store: EvidenceStore, counts: dict[str, int], forget: Forget) -> None:
         self.database, self.store, self.counts = database, store, counts
         self.forget = forget
-        """`CaseService.forget_violations_before`, for a node found to have started again."""
+        """`restarts.forget_violations_before`, for a node found to have started again."""
 
     def handler(self, kind: str) -> Callable[[NodeTopic, bytes], str] | None:
         """The handler of a message kind (`evidence`, `status` …); None for a kind the server does not accept."""

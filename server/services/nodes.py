@@ -16,7 +16,7 @@ from server.db import one_of
 from server.models import NodeRecord
 
 Forget = Callable[[Session, str, datetime], int]
-"""`CaseService.forget_violations_before`."""
+"""`server.services.restarts.forget_violations_before`."""
 
 
 def ensure_nodes(session: Session, node_ids: set[str]) -> None:
