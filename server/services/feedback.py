@@ -14,12 +14,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import case as sa_case
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gridwatch.contract import CaseAction, CaseMessage
+from gridwatch.contract import CaseAction, CaseMessage, EventType
 from server.db import begin_writing, claim
-from server.models import CaseTransition, DetectionReview, EventRecord
+from server.models import CaseRecord, CaseTransition, DetectionReview, EventRecord
 
 
 class Verdict(StrEnum):
@@ -73,26 +74,30 @@ def review_key(event_id: str) -> str:
 
 
 def round_detection(session: Session, case_id: int) -> str | None:
-    """The detection a decision on case `case_id` is about: the first event of its current round. A finished case
+    """The detection a decision on case `case_id` is about: the first sighting of its current round. A finished case
     reopens when a camera sees something at its place again, and the operator voiding it then judges what the camera
     saw this time, not the detection that raised the case (filed and cleaned up: real garbage, which the verdict
-    written on it once made an image with nothing to find). A round after a reopening starts with the events received
-    since, seen after the moment the case was finished (the one the reopening compared against: a late event of the
-    round before, delivered with the new one from a node's backlog, is not this round's). None when the round has no
-    detection (a citizen's report reopened it)."""
-    query = select(EventRecord.event_id).where(EventRecord.case_id == case_id)
-    reopened = session.execute(select(CaseTransition.id, CaseTransition.at).where(
-        CaseTransition.case_id == case_id, CaseTransition.action == CaseAction.REOPEN.value)
-        .order_by(CaseTransition.id.desc()).limit(1)).first()
+    written on it once made an image with nothing to find). A round after a reopening starts with what was seen at or
+    after the moment the case was finished (the one the reopening compared against). Never an `end` (a late one of the
+    round before, delivered with the new sighting from a node's backlog, has no picture of anything); in the first
+    round, the sighting of the violation that raised the case before another camera's that joined it (a node's
+    backlog, or a clock behind, may put that one earlier). None when the round has no sighting (a citizen's report
+    reopened it, or raised it)."""
+    sightings = select(EventRecord.event_id).where(EventRecord.case_id == case_id,
+                                                   EventRecord.type != EventType.END.value)
+    reopened = session.scalar(select(func.max(CaseTransition.id)).where(
+        CaseTransition.case_id == case_id, CaseTransition.action == CaseAction.REOPEN.value))
     if reopened is not None:
-        query = query.where(EventRecord.received_at >= reopened.at)
         # a case reopens only from verified or closed: the step before the reopening finished it
         finished = session.scalar(select(CaseTransition.at).where(
-            CaseTransition.case_id == case_id, CaseTransition.id < reopened.id)
-            .order_by(CaseTransition.id.desc()).limit(1))
+            CaseTransition.case_id == case_id, CaseTransition.id < reopened).order_by(CaseTransition.id.desc())
+            .limit(1))
         if finished is not None:
-            query = query.where(EventRecord.observed_at >= finished)
-    return session.scalar(query.order_by(EventRecord.observed_at, EventRecord.id).limit(1))
+            sightings = sightings.where(EventRecord.observed_at >= finished)
+        return session.scalar(sightings.order_by(EventRecord.observed_at, EventRecord.id).limit(1))
+    raiser = select(CaseRecord.violation_id).where(CaseRecord.id == case_id).scalar_subquery()
+    return session.scalar(sightings.order_by(sa_case((EventRecord.violation_id == raiser, 0), else_=1),
+                                             EventRecord.observed_at, EventRecord.id).limit(1))
 
 
 SEEN_THROUGH = frozenset({CaseAction.VERIFY, CaseAction.CLOSE})

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,18 +56,27 @@ def training_label(event: Event, class_id: int) -> str | None:
     return f"{class_id} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}\n"
 
 
+SETTLE = timedelta(minutes=5)
+"""How far before its moment an export's `until` lies: longer than any transaction writing a verdict takes."""
+
+
 def export_dataset(session: Session, store: EvidenceStore, classes: Sequence[str], into: IO[bytes],
                    category: Category | None = None, since: datetime | None = None) -> dict[str, Any]:
     """Write into `into` a zip of images/ and labels/ (YOLO format, `classes` in label order) and export.json, and
     return export.json's content: the range of verdicts taken (`since`, given or null, to `until`, the export's
     moment, which the next export passes as its `since`), the counts, every verdict exported with its time, and every
-    one left out, with the reason. A verdict changed since an earlier export comes again, as it stands now."""
-    until = utcnow()
+    one left out, with the reason. A verdict changed since an earlier export comes again, as it stands now. The
+    export holds every verdict committed, but its `until` lies `SETTLE` before now: a verdict is stamped as its
+    transaction writes it, and one still uncommitted as this export reads (an operator's step, a batch waiting for
+    its locks) would otherwise fall between this export and the next, since=until. The next export repeats the last
+    minutes' verdicts instead, which training takes once (the last export listed wins)."""
+    now = utcnow()
+    until = now - SETTLE
     summary: dict[str, Any] = {"classes": list(classes), "category": category.value if category else None,
                                "since": _utc(since) if since else None, "until": _utc(until),
                                "positives": 0, "negatives": 0, "exported": [], "left_out": []}
     with zipfile.ZipFile(into, "w", zipfile.ZIP_DEFLATED) as archive:
-        for row in _reviewed(session, category, since, until):
+        for row in _reviewed(session, category, since, now):
             event = Event.model_validate(row.payload)
             entry = {"event_id": row.event_id, "verdict": row.verdict, "reject_reason": row.reason,
                      "at": _utc(row.at)}

@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import uuid
 import zipfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from gridwatch.contract import DEFAULT_EVENT_CODES, Category, event_topic, evidence_topic
+from server.core.security import Role
 from tests.conftest import as_role
 from tests.factories import event_payload, jpeg
 
@@ -113,3 +115,51 @@ def test_a_detection_that_filed_itself_and_was_cleaned_up_is_a_positive(api, api
     kept = api.get(f"/api/v1/events/{doubted['event_id']}/review").json()
     assert (kept["verdict"], kept["reason"], kept["note"]) == ("rejected", "other", "cannot tell")
     assert labels(api)[raised["event_id"]].startswith("0 ")
+
+
+def test_the_detection_of_a_round_is_a_sighting_and_the_raisers_first(city):
+    """Found by review: a late `end` of the round before (the node's backlog) arriving after the reopening, or another
+    camera's sighting that joined with an earlier time, took the verdict instead of what the decision was about; and
+    a sighting whose batch had read its clock before a citizen's reopening (it waited for the case's lock) was no
+    round's at all."""
+    from gridwatch.contract import Location
+    from server.services.feedback import round_detection
+    from tests.server.city import GRID_WL02
+
+    raiser = city.detect(score=0.5)  # cam-1 raises the case; cam-2's backlog joins it, seen ten minutes earlier
+    city.clock.advance(minutes=5)
+    city.detect(score=0.5, camera_id="cam-2", observed_at=(city.clock.now - timedelta(minutes=10)).isoformat())
+    with city.database.session() as session:
+        assert round_detection(session, 1) == raiser["event_id"]
+
+    city.act("file")
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF)
+    city.clock.advance(minutes=30)
+    city.act("verify")
+    city.act("close")  # the bag still seen by the camera: its `end` comes later, from the node's backlog
+    city.clock.advance(minutes=15)
+    again = city.detect(score=0.8, violation_id=str(uuid.uuid4()), observed_at=city.clock.now.isoformat())
+    assert city.actions()[-1][0] == "reopen"
+    city.clock.advance(minutes=5)
+    city.detect(type="end", violation_id=raiser["violation_id"], evidence=None,
+                observed_at=(city.clock.now - timedelta(minutes=15)).isoformat())
+    with city.database.session() as session:
+        assert round_detection(session, 1) == again["event_id"]
+
+    city.act("accept", Role.FIELD_STAFF)
+    city.act("feedback", Role.FIELD_STAFF)
+    city.clock.advance(minutes=30)
+    city.act("verify")
+    city.act("close")
+    city.clock.advance(minutes=10)
+    batch_clock = city.clock.now
+    with city.database.session() as session:  # a citizen's report reopens it as a camera's batch waits
+        city.ingest.cases.open_report(session, Category.LITTER, Location(**GRID_WL02), "bags again", None, {},
+                                      "open311 (app)", batch_clock + timedelta(milliseconds=300))
+        session.commit()
+    city.clock.now = batch_clock
+    seen = city.detect(score=0.8, violation_id=str(uuid.uuid4()),
+                       observed_at=(batch_clock + timedelta(seconds=1)).isoformat())
+    with city.database.session() as session:
+        assert round_detection(session, 1) == seen["event_id"]

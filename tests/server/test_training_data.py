@@ -8,7 +8,7 @@ import os
 import tempfile
 import tracemalloc
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gridwatch.contract import Category
 from server.db import Database
@@ -32,10 +32,13 @@ def exported(response) -> tuple[set[str], dict]:
              if name.startswith("images/")}, json.loads(archive.read("export.json")))
 
 
-def test_an_export_since_the_last_one_takes_only_the_verdicts_given_since(api):
+def test_an_export_since_the_last_one_takes_only_the_verdicts_given_since(api, monkeypatch):
     """Found by review: every export repeated every verdict ever given, a city's years of crops each time; now the
     last export's `until` fetches only what is new (a verdict changed meanwhile comes again, as it stands), and
     export.json says when each verdict was given."""
+    from server.services import training_data
+
+    monkeypatch.setattr(training_data, "SETTLE", timedelta(0))  # five minutes in service: the next test
     november, changed = detect(api, 0.5, seed=1)["event_id"], detect(api, 0.5, seed=2)["event_id"]
     review(api, november, "confirmed")
     review(api, changed, "confirmed")
@@ -59,6 +62,27 @@ def test_an_export_since_the_last_one_takes_only_the_verdicts_given_since(api):
                                                                                  changed: "rejected"}
     naive = api.get("/api/v1/training-data", params={**GARBAGE, "since": "2026-12-01T00:00:00"})
     assert naive.status_code == 422 and "time zone" in naive.json()["detail"]
+
+
+def test_a_verdict_still_being_written_as_an_export_reads_comes_in_the_next_one(api):
+    """Found by review: a verdict is stamped as its transaction writes it; one not yet committed when an export
+    read (an operator's step, an ingest batch waiting for its locks) was neither in that export nor, stamped before
+    its `until`, in the next one asked since then. An export's `until` now lies a few minutes back."""
+    from server.services.feedback import Verdict
+    from server.services.feedback import review as give
+
+    event = detect(api, 0.5, seed=1)["event_id"]
+    store = api.app.state.evidence
+    with api.app.state.database.session() as writing:
+        give(writing, event, Verdict.CONFIRMED, None, "operator", None, commit=False)  # not committed yet
+        with api.app.state.database.session() as reading:
+            first = export_dataset(reading, store, ["garbage"], tempfile.TemporaryFile(), Category.LITTER)
+        writing.commit()
+    assert first["exported"] == []
+    with api.app.state.database.session() as reading:
+        second = export_dataset(reading, store, ["garbage"], tempfile.TemporaryFile(), Category.LITTER,
+                                datetime.fromisoformat(first["until"]))
+    assert [item["event_id"] for item in second["exported"]] == [event]
 
 
 def test_a_crop_too_small_to_train_on_is_left_out_with_the_reason(api):
@@ -107,3 +131,46 @@ def test_an_export_of_many_crops_is_written_a_crop_at_a_time_and_the_jpegs_kept_
     assert summary["positives"] == crops
     assert peak < 8 * size, f"{peak / size:.0f} MiB held for {crops} MiB of crops"
     assert stored == {zipfile.ZIP_STORED}
+
+
+def test_an_export_the_client_leaves_half_read_frees_its_file_at_once(api, api_tokens):
+    """Found by review: the zip was streamed by a plain generator Starlette runs in a thread; a client going away
+    (a training run's time-out) left it suspended, the whole zip held on disk until a garbage collection."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from gridwatch.broker import free_port
+    from tests.factories import wait_until
+
+    for seed in range(4):
+        review(api, detect(api, 0.5, seed=seed, crop_size=(400, 300))["event_id"], "confirmed")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(api.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    wait_until(lambda: server.started, timeout=30)
+    evidence = str(api.app.state.evidence.root)
+
+    def held() -> list[str]:
+        return [target for fd in os.listdir("/proc/self/fd")
+                if (target := _link(f"/proc/self/fd/{fd}")) and target.startswith(evidence)]
+
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(f"GET /api/v1/training-data?classes=garbage HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                           f"{api_tokens['admin']}\r\n\r\n".encode())
+            assert b"200 OK" in client.recv(1024)
+            wait_until(lambda: held(), timeout=10)
+        time.sleep(1.0)
+        assert held() == [], "closed, and so deleted, within a second of the client going away"
+    finally:
+        server.should_exit = True
+
+
+def _link(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import IO, Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
@@ -79,9 +80,13 @@ def get_training_data(
     return StreamingResponse(_sent(archive), media_type="application/zip", headers=headers)
 
 
-def _sent(archive: IO[bytes]) -> Iterator[bytes]:
-    """The zip a chunk at a time, closed (and so deleted) at its end, or when the client goes away."""
-    with archive:
-        archive.seek(0)
-        while chunk := archive.read(CHUNK):
+async def _sent(archive: IO[bytes]) -> AsyncIterator[bytes]:
+    """The zip a chunk at a time, closed (and so deleted) at its end, or as soon as the client goes away: read here,
+    in the event loop's own generator, the cancellation reaches it (a plain generator, run by Starlette in a
+    thread, was left suspended, the whole zip held on disk until a garbage collection)."""
+    try:
+        await run_in_threadpool(archive.seek, 0)
+        while chunk := await run_in_threadpool(archive.read, CHUNK):
             yield chunk
+    finally:
+        archive.close()
