@@ -108,14 +108,15 @@ class PhotoOut(BaseModel):
     at: datetime
     content_type: str
     bytes: int
-    url: str = Field(description="Download link (operators, supervisors and the case's field staff).")
+    url: str | None = Field(description="Download link (operators, supervisors and the case's field staff; null for "
+                                       "other callers, who may not see photos).")
 
     @classmethod
-    def of(cls, photo: Any) -> PhotoOut:
-        """From a `CasePhoto` row."""
+    def of(cls, photo: Any, picture: bool = True) -> PhotoOut:
+        """From a `CasePhoto` row; without `picture` (a caller refused photos) no link to it."""
         return cls(id=photo.id, stage=photo.stage, caption=photo.caption, actor=photo.actor, at=photo.at,
                    content_type=photo.content_type, bytes=photo.bytes,
-                   url=f"/api/v1/cases/{photo.case_id}/photos/{photo.id}")
+                   url=f"/api/v1/cases/{photo.case_id}/photos/{photo.id}" if picture else None)
 
 
 class CaseDetail(CaseSummary):
@@ -124,7 +125,10 @@ class CaseDetail(CaseSummary):
         "The case's events, first to last: every one with evidence, and the latest 500 (a car parked for days "
         "sends a heartbeat a minute); GET /api/v1/cases/{id}/events pages through them all."))
     events_total: int = Field(description="All the case's events, whether listed here or not.")
-    transitions: list[TransitionOut]
+    transitions: list[TransitionOut] = Field(description=(
+        "The case's steps, first to last: the latest 500 (an open case at a busy place gains a `join` with each "
+        "sighting); GET /api/v1/cases/{id}/transitions pages through them all."))
+    transitions_total: int = Field(description="All the case's steps, whether listed here or not.")
     reports: list[ReportOut] = Field(default_factory=list, description="Citizen reports of the case, first to last.")
     evidence_urls: list[str]
     crop_urls: list[str]

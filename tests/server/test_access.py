@@ -23,6 +23,7 @@ ACCESS = {
     ("GET", "/api/v1/cases"): EVERYONE,
     ("GET", "/api/v1/cases/{case_id}"): EVERYONE,
     ("GET", "/api/v1/cases/{case_id}/events"): EVERYONE,
+    ("GET", "/api/v1/cases/{case_id}/transitions"): EVERYONE,
     ("POST", "/api/v1/cases/{case_id}/actions"): {"operator", "field_staff", "supervisor", "admin"},
     ("POST", "/api/v1/cases/{case_id}/photos"): {"operator", "field_staff", "supervisor", "admin"},
     ("GET", "/api/v1/cases/{case_id}/photos/{photo_id}"): PICTURES,

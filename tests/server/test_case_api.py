@@ -8,7 +8,7 @@ import pytest
 
 from gridwatch.contract import event_topic
 from tests.conftest import as_role
-from tests.factories import event_payload, wait_until
+from tests.factories import event_payload, jpeg, wait_until
 
 LITTER = {"category": "litter", "code": "0102", "label": "garbage", "zone_id": "kerb",
           "location": {"lat": 30.2742, "lon": 120.1652}}
@@ -173,6 +173,42 @@ def test_a_long_case_lists_its_latest_events_and_pages_through_all_of_them(api, 
         f"/api/v1/cases/{case_id}/events", params={"page": page, "page_size": 5}).json()["items"]]
     assert len(every) == len(set(every)) == 13 and every[0] == first["event_id"]
     assert every[-5:] == [event["event_id"] for event in case["events"]], "the page lists the latest"
+
+
+def test_a_busy_places_case_lists_its_latest_steps_and_pages_through_all_of_them(api):
+    """Found by review: each new sighting at an open case's place adds a `join` step, and the case's page and every
+    action's answer carried them all (20,000 steps: 3.7 MB an answer)."""
+    from server.api.routes import cases as case_routes
+
+    ingest = api.app.state.ingest
+    for _ in range(8):  # eight cars in turn at one kerb: one case, a step each
+        payload = event_payload(score=0.4)
+        assert ingest.handle(event_topic("node-a", "illegal_parking"), json.dumps(payload).encode()) == "stored"
+    [case] = api.get("/api/v1/cases").json()["items"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(case_routes, "RECENT_STEPS", 3)
+        shown = api.get(f"/api/v1/cases/{case['id']}").json()
+    assert shown["transitions_total"] == 8 and [step["action"] for step in shown["transitions"]] == ["join"] * 3
+    every = [step for page in (1, 2) for step in api.get(f"/api/v1/cases/{case['id']}/transitions",
+                                                         params={"page": page, "page_size": 5}).json()["items"]]
+    assert [step["action"] for step in every] == ["collect"] + ["join"] * 7
+    assert every[-3:] == shown["transitions"], "the page lists the latest, first to last"
+
+
+def test_integrators_get_no_links_to_pictures_they_may_not_see(api, api_tokens):
+    """Found by review: an integrator's case carried evidence links its token is refused (403)."""
+    ingest = api.app.state.ingest
+    payload = event_payload(score=0.4)
+    assert ingest.handle(event_topic("node-a", "illegal_parking"), json.dumps(payload).encode()) == "stored"
+    assert ingest.handle(f"gw/v1/nodes/node-a/evidence/{payload['event_id']}", jpeg()) == "stored"
+    [case] = api.get("/api/v1/cases").json()["items"]
+    path = f"/api/v1/cases/{case['id']}"
+    integrator, operator = (api.get(path, headers=as_role(api_tokens, role)).json()
+                            for role in ("integrator", "operator"))
+    assert operator["evidence_urls"] and operator["events"][0]["evidence_url"]
+    assert integrator["evidence_urls"] == [] and integrator["events"][0]["evidence_url"] is None
+    events = api.get(f"{path}/events", headers=as_role(api_tokens, "integrator")).json()["items"]
+    assert events[0]["evidence_url"] is None
 
 
 def test_a_filter_of_no_unit_or_grid_and_a_field_the_action_does_not_take_are_refused(api, api_tokens, mqtt_client):

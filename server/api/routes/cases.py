@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from gridwatch.contract import CaseAction, CaseStatus, Category
 from server.api.deps import (
     MAX_ID,
+    PICTURE_ROLES,
     Caller,
     CaseWorker,
     PageNumber,
@@ -33,7 +34,7 @@ from server.api.schemas import (
     TransitionOut,
 )
 from server.core.security import Role, TokenEntry
-from server.models import CaseRecord, EventRecord, EvidenceRecord, utcnow
+from server.models import CaseRecord, CaseTransition, EventRecord, EvidenceRecord, utcnow
 from server.services import action_keys
 from server.services.case_records import case_assignment
 from server.services.cases import CaseService
@@ -133,9 +134,17 @@ def _case(session: SessionDep, case_id: int, to_change: bool = False) -> CaseRec
 
 RECENT_EVENTS = 500
 """Events a case's page lists besides those with evidence: the latest (the rest are paged, `/events`)."""
+RECENT_STEPS = 500
+"""Steps a case's page lists: the latest (a busy place's open case gains a `join` with each new sighting; the rest
+are paged, `/transitions`)."""
 
 
-def events_out(session: SessionDep, events: list[EventRecord]) -> list[EventOut]:
+def sees_pictures(caller: TokenEntry) -> bool:
+    """Evidence and photos show people and number plates: integrators, refused them, are not handed their links."""
+    return caller.role in PICTURE_ROLES or caller.role is Role.ADMIN
+
+
+def events_out(session: SessionDep, events: list[EventRecord], pictures: bool = True) -> list[EventOut]:
     """Events as the API shows them, with the links of the images that have arrived."""
     stored = {
         (row.event_id, row.variant)
@@ -151,9 +160,10 @@ def events_out(session: SessionDep, events: list[EventRecord]) -> list[EventOut]
             dwell_seconds=event.payload["dwell_seconds"],
             score=event.payload["score"],
             box=event.payload["box"],
-            evidence_url=f"/api/v1/evidence/{event.event_id}" if (event.event_id, "frame") in stored else None,
-            crop_url=f"/api/v1/evidence/{event.event_id}?variant=crop" if (event.event_id, "crop") in stored
+            evidence_url=f"/api/v1/evidence/{event.event_id}" if pictures and (event.event_id, "frame") in stored
             else None,
+            crop_url=f"/api/v1/evidence/{event.event_id}?variant=crop"
+            if pictures and (event.event_id, "crop") in stored else None,
         )
         for event in events
     ]
@@ -169,19 +179,24 @@ def detail(session: SessionDep, case: CaseRecord, caller: TokenEntry) -> CaseDet
     ids = set(session.scalars(latest)) | set(session.scalars(with_images))
     shown = list(session.scalars(select(EventRecord).where(EventRecord.id.in_(ids))
                                  .order_by(EventRecord.observed_at, EventRecord.id)))
-    events = events_out(session, shown)
+    events = events_out(session, shown, sees_pictures(caller))
+    of_case_steps = CaseTransition.case_id == case.id
+    steps = session.scalar(select(func.count()).select_from(CaseTransition).where(of_case_steps)) or 0
+    latest_steps = list(session.scalars(select(CaseTransition).where(of_case_steps)
+                                        .order_by(CaseTransition.id.desc()).limit(RECENT_STEPS)))
     return CaseDetail(
         **summary(case).model_dump(),
         violation_id=case.violation_id,
         events=events,
         events_total=total,
-        transitions=[TransitionOut.model_validate(t) for t in case.transitions],
+        transitions=[TransitionOut.model_validate(t) for t in reversed(latest_steps)],
+        transitions_total=steps,
         reports=[ReportOut.model_validate(report if caller.role in SEE_REPORTERS
                                           else {**report, "reporter": None, "media_url": None})
                  for report in case.reports or []],
         evidence_urls=[e.evidence_url for e in events if e.evidence_url],
         crop_urls=[e.crop_url for e in events if e.crop_url],
-        photos=[PhotoOut.of(photo) for photo in photos_of(session, case.id)],
+        photos=[PhotoOut.of(photo, sees_pictures(caller)) for photo in photos_of(session, case.id)],
         allowed_actions=[a.value for a in allowed_actions(CaseStatus(case.status), caller.role)
                          if _may_touch(caller, case)],
     )
@@ -195,13 +210,25 @@ def get_case(case_id: RowId, session: SessionDep, caller: Caller) -> CaseDetail:
 
 @router.get("/{case_id}/events", response_model=Page[EventOut],
             summary="Every event of a case, first to last, a page at a time (the case itself lists the latest)")
-def get_case_events(case_id: RowId, session: SessionDep, _caller: Caller, page: PageNumber = 1,
+def get_case_events(case_id: RowId, session: SessionDep, caller: Caller, page: PageNumber = 1,
                     page_size: PageSize = 100) -> Page[EventOut]:
     of_case = EventRecord.case_id == _case(session, case_id).id
     total = session.scalar(select(func.count()).select_from(EventRecord).where(of_case)) or 0
     rows = list(session.scalars(select(EventRecord).where(of_case).order_by(EventRecord.observed_at, EventRecord.id)
                                 .offset((page - 1) * page_size).limit(page_size)))
-    return Page(items=events_out(session, rows), total=total, page=page, page_size=page_size)
+    return Page(items=events_out(session, rows, sees_pictures(caller)), total=total, page=page, page_size=page_size)
+
+
+@router.get("/{case_id}/transitions", response_model=Page[TransitionOut],
+            summary="Every step of a case, first to last, a page at a time (the case itself lists the latest)")
+def get_case_transitions(case_id: RowId, session: SessionDep, _caller: Caller, page: PageNumber = 1,
+                         page_size: PageSize = 100) -> Page[TransitionOut]:
+    of_case = CaseTransition.case_id == _case(session, case_id).id
+    total = session.scalar(select(func.count()).select_from(CaseTransition).where(of_case)) or 0
+    rows = session.scalars(select(CaseTransition).where(of_case).order_by(CaseTransition.id)
+                           .offset((page - 1) * page_size).limit(page_size))
+    return Page(items=[TransitionOut.model_validate(row) for row in rows], total=total, page=page,
+                page_size=page_size)
 
 
 def _may_touch(caller: TokenEntry, case: CaseRecord) -> bool:
