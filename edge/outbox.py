@@ -84,6 +84,11 @@ class Outbox:
         self._measured_at = float("-inf")
         self._lock = threading.Lock()
         try:
+            salvage.finish_setting_aside(path)
+        except OSError as error:
+            raise OutboxError(f"outbox {path}: a damaged copy set aside at the last start cannot be moved ({error})"
+                              ) from None
+        try:
             self._open()
         except sqlite3.DatabaseError as error:
             if (damaged := getattr(self, "_db", None)) is not None:
@@ -108,24 +113,32 @@ class Outbox:
         """A damaged file (a power cut on a cheap SD card) is moved aside and a new one started, which records that
         what of the damaged one still reads is to be salvaged into it (`salvage.go_on`, at this start and, should
         the disk fill meanwhile, the next): a damaged index or page costs the messages on it, not the whole
-        backlog."""
+        backlog. The new one is built, its record committed, under another name before the damaged one moves, so
+        a node killed at any step leaves what the next start finishes (`salvage.finish_setting_aside`)."""
         aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-        salvage.move(self.path, aside)
+        new = salvage.staged(self.path)
         try:
-            self._open()
-            salvage.begin(self._db, aside)
-        except sqlite3.Error as starting:  # a full disk, say: the damaged file goes back for the next start
-            if (new := getattr(self, "_db", None)) is not None:
-                new.close()
-            salvage.remove(self.path)
-            salvage.move(aside, self.path)
+            salvage.remove(new)
+            self._open(new)
+            salvage.begin(self._db, self.path, aside)
+            self._db.close()
+        except (sqlite3.Error, OSError) as starting:  # a full disk, say: the damaged file stays for the next start
+            self._db.close()
+            salvage.remove(new)
             raise OutboxError(f"outbox {self.path} is damaged ({error}) and a new one cannot be started beside it "
                               f"({starting}); it was left as it was") from None
+        try:
+            salvage.move(self.path, aside)
+            salvage.move(new, self.path)
+            self._open()
+        except (sqlite3.Error, OSError) as moving:
+            raise OutboxError(f"outbox {self.path} is damaged ({error}) and setting it aside stopped ({moving}); "
+                              f"the next start finishes it") from None
         log.error("outbox %s cannot be read (%s); moved to %s, and a new one started with what of it still reads",
                   self.path, error, aside)
 
-    def _open(self) -> None:
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+    def _open(self, path: Path | None = None) -> None:
+        self._db = sqlite3.connect(path or self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged put survives a power cut
         self._db.execute(

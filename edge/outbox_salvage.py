@@ -32,8 +32,9 @@ class CutShort(RuntimeError):
 
 
 def move(source: Path, target: Path) -> None:
-    """The file and its WAL, as they are."""
-    for suffix in SUFFIXES:
+    """The file and its WAL, as they are; the file itself last, so that while it is still at `source` the move is
+    not done (`finish_setting_aside` finishes it after a kill)."""
+    for suffix in reversed(SUFFIXES):
         if (part := Path(f"{source}{suffix}")).exists():
             part.replace(Path(f"{target}{suffix}"))
 
@@ -41,6 +42,42 @@ def move(source: Path, target: Path) -> None:
 def remove(path: Path) -> None:
     for suffix in SUFFIXES:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def staged(path: Path) -> Path:
+    """Where the new outbox that replaces a damaged one is built, its record committed, before the damaged one
+    moves: a node killed at any step of the set-aside leaves the backlog findable."""
+    return path.with_name(f"{path.name}.new")
+
+
+def _recorded_aside(new: Path) -> Path | None:
+    """The damaged copy a staged outbox was built for (its newest record); None for one a kill cut short before
+    its record was committed."""
+    try:
+        db = sqlite3.connect(new, isolation_level=None)
+        try:
+            row = db.execute("SELECT aside FROM salvaging ORDER BY rowid DESC LIMIT 1").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return None
+    return new.parent / row[0] if row else None
+
+
+def finish_setting_aside(path: Path) -> None:
+    """At a start, what a node killed while it set a damaged outbox aside left half done: a staged outbox with its
+    record goes on (the damaged one moved to the recorded name, what of it is not there yet, then the staged one
+    to `path`); one without a record is deleted, the damaged one still at `path` to be set aside again."""
+    new = staged(path)
+    if not new.exists():
+        return
+    aside = _recorded_aside(new)
+    if aside is None:
+        remove(new)
+        return
+    move(path, aside)
+    move(new, path)
+    log.error("outbox %s: a start killed while it set the damaged copy %s aside is finished", path, aside)
 
 
 def create_table(db: sqlite3.Connection) -> None:
@@ -52,14 +89,14 @@ def _read_only(aside: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
 
 
-def begin(db: sqlite3.Connection, aside: Path) -> None:
-    """Records `aside` to salvage into `db` (a new outbox), with what the node watched (its `new`s sent long ago,
-    so a salvaged `end` then ends its violation here too) and the counts of what it dropped, as far as they read,
-    in one transaction: a disk too full for it leaves nothing half done."""
+def begin(db: sqlite3.Connection, damaged: Path, aside: Path) -> None:
+    """Records that `damaged`, to be moved to `aside`, is to be salvaged into `db` (a new outbox), with what the
+    node watched (its `new`s sent long ago, so a salvaged `end` then ends its violation here too) and the counts of
+    what it dropped, as far as they read, in one transaction: a disk too full for it leaves nothing half done."""
     counters: list[tuple[str, int]] = []
     watching: list[tuple[str, str, bytes]] = []
     with contextlib.suppress(sqlite3.DatabaseError):
-        old = _read_only(aside)
+        old = _read_only(damaged)
         try:
             with contextlib.suppress(sqlite3.DatabaseError):
                 counters = old.execute("SELECT name, value FROM counters").fetchall()

@@ -1,0 +1,52 @@
+"""The salvage of a damaged outbox against what else goes wrong: a node killed while it sets the damaged copy
+aside, a second power cut before the copy is done, a disk full while room is made, rows the damage garbled or made
+unreadable. What still reads arrives once, in order, and what cannot is counted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.outbox import EVENT, Outbox
+from tests.edge.test_outbox_pressure import TOPIC, damage_an_index_page, damaged_copies, event
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+KILLED_AT = r'''
+import os, pathlib, sys
+from edge import outbox_salvage
+from edge.outbox import Outbox
+step, calls = sys.argv[2], []
+if step == "begin":
+    def begin(*_args):
+        os._exit(137)
+    outbox_salvage.begin = begin
+else:  # the nth file moved
+    replace = pathlib.Path.replace
+    def killed(self, target):
+        calls.append(self)
+        if len(calls) == int(step):
+            os._exit(137)
+        return replace(self, target)
+    pathlib.Path.replace = killed
+Outbox(pathlib.Path(sys.argv[1]))
+'''
+
+
+@pytest.mark.parametrize("step", ["begin", "1", "2", "3"])
+def test_a_node_killed_while_it_sets_a_damaged_outbox_aside_salvages_it_at_its_next_start(tmp_path, step):
+    """Found by review: killed after the damaged file was moved and before the new outbox recorded it, the next
+    start found a sound, empty outbox and the whole backlog in a file nobody read again."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    payloads = [event(dwell_seconds=float(number)) for number in range(300)]
+    for payload in payloads:
+        outbox.put(TOPIC, payload, EVENT)
+    damage_an_index_page(outbox, path)
+    subprocess.run([sys.executable, "-c", KILLED_AT, str(path), step], cwd=REPOSITORY, check=False, timeout=60)
+    restarted = Outbox(path)
+    assert [message.payload for message in restarted.pending(limit=1000)] == payloads, "every message, once"
+    assert damaged_copies(tmp_path) == [], "read to its end and deleted"
+    assert sorted(file.name for file in tmp_path.iterdir() if file.name.endswith(".new")) == []
