@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from edge.outbox import EVENT, Outbox
-from tests.edge.test_outbox_pressure import TOPIC, damage_an_index_page, damaged_copies, event
+from tests.edge.test_outbox_pressure import TOPIC, damage_an_index_page, damaged_copies, event, fill_the_disk
+from tests.factories import event_payload
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 KILLED_AT = r'''
@@ -50,3 +51,24 @@ def test_a_node_killed_while_it_sets_a_damaged_outbox_aside_salvages_it_at_its_n
     assert [message.payload for message in restarted.pending(limit=1000)] == payloads, "every message, once"
     assert damaged_copies(tmp_path) == [], "read to its end and deleted"
     assert sorted(file.name for file in tmp_path.iterdir() if file.name.endswith(".new")) == []
+
+
+def new_and_end() -> list[bytes]:
+    violation = event_payload()["violation_id"]
+    return [event(type="new", violation_id=violation), event(type="end", violation_id=violation)]
+
+
+def test_a_full_disk_pushes_out_as_many_small_events_as_the_new_ones_need_and_no_more(tmp_path):
+    """Found by review: each event pushed out was deleted on its own before the new one was tried again, and
+    bytes freed on a page other rows share free no page: the oldest events were gone and the new one raised
+    anyway (of 300 new events, 145 lost besides 159 pushed out)."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    for _ in range(100):
+        for payload in new_and_end():
+            outbox.put(TOPIC, payload, EVENT)
+    fill_the_disk(outbox)
+    news = [payload for _ in range(150) for payload in new_and_end()]
+    assert all(outbox.put(TOPIC, payload, EVENT) is not None for payload in news)
+    held = [message.payload for message in outbox.pending(limit=1000)]
+    assert held == news[-len(held):], "the newest kept, in order"
+    assert len(held) + outbox.counters()["dropped_event"] == 500, "each event held or counted"
