@@ -117,7 +117,7 @@ class Outbox:
         the disk fill meanwhile, the next): a damaged index or page costs the messages on it, not the whole
         backlog. The new one is built, its record committed, under another name before the damaged one moves, so
         a node killed at any step leaves what the next start finishes (`salvage.finish_setting_aside`)."""
-        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+        aside = salvage.aside_for(self.path)
         new = salvage.staged(self.path)
         try:
             salvage.remove(new)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -42,6 +43,16 @@ def move(source: Path, target: Path) -> None:
 def remove(path: Path) -> None:
     for suffix in SUFFIXES:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def aside_for(path: Path) -> Path:
+    """A name for a damaged `path` that no copy still to salvage has (two power cuts in one second, say)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside, number = path.with_name(f"{path.name}.damaged-{stamp}"), 1
+    while any(Path(f"{aside}{suffix}").exists() for suffix in SUFFIXES):
+        number += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{number}")
+    return aside
 
 
 def staged(path: Path) -> Path:
@@ -92,9 +103,12 @@ def _read_only(aside: Path) -> sqlite3.Connection:
 def begin(db: sqlite3.Connection, damaged: Path, aside: Path) -> None:
     """Records that `damaged`, to be moved to `aside`, is to be salvaged into `db` (a new outbox), with what the
     node watched (its `new`s sent long ago, so a salvaged `end` then ends its violation here too) and the counts of
-    what it dropped, as far as they read, in one transaction: a disk too full for it leaves nothing half done."""
+    what it dropped, as far as they read, in one transaction: a disk too full for it leaves nothing half done. The
+    copies it was itself still salvaging (a second power cut before the first copy was done) go on first, where
+    they had got to, for they would otherwise be left unread for good."""
     counters: list[tuple[str, int]] = []
     watching: list[tuple[str, str, bytes]] = []
+    salvaging: list[tuple[str, int, int]] = []
     with contextlib.suppress(sqlite3.DatabaseError):
         old = _read_only(damaged)
         try:
@@ -102,12 +116,15 @@ def begin(db: sqlite3.Connection, damaged: Path, aside: Path) -> None:
                 counters = old.execute("SELECT name, value FROM counters").fetchall()
             with contextlib.suppress(sqlite3.DatabaseError):
                 watching = old.execute("SELECT violation, topic, payload FROM watching").fetchall()
+            with contextlib.suppress(sqlite3.DatabaseError):
+                salvaging = old.execute("SELECT aside, after_rowid, copied FROM salvaging ORDER BY rowid").fetchall()
         finally:
             old.close()
     db.execute("BEGIN IMMEDIATE")
     try:
         db.executemany("INSERT OR REPLACE INTO watching (violation, topic, payload) VALUES (?, ?, ?)", watching)
         db.executemany("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", counters)
+        db.executemany("INSERT OR REPLACE INTO salvaging (aside, after_rowid, copied) VALUES (?, ?, ?)", salvaging)
         db.execute("INSERT OR REPLACE INTO salvaging (aside, after_rowid, copied) VALUES (?, 0, 0)", (aside.name,))
         db.execute("COMMIT")
     except BaseException:

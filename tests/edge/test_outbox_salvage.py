@@ -4,14 +4,22 @@ unreadable. What still reads arrives once, in order, and what cannot is counted.
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from edge.outbox import EVENT, Outbox
-from tests.edge.test_outbox_pressure import TOPIC, damage_an_index_page, damaged_copies, event, fill_the_disk
+from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxError
+from tests.edge.test_outbox_pressure import (
+    TOPIC,
+    damage_an_index_page,
+    damaged_copies,
+    event,
+    fill_the_disk,
+    image_topic,
+)
 from tests.factories import event_payload
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -72,3 +80,34 @@ def test_a_full_disk_pushes_out_as_many_small_events_as_the_new_ones_need_and_no
     held = [message.payload for message in outbox.pending(limit=1000)]
     assert held == news[-len(held):], "the newest kept, in order"
     assert len(held) + outbox.counters()["dropped_event"] == 500, "each event held or counted"
+
+
+def test_a_second_power_cut_before_a_salvage_is_done_salvages_both_copies(tmp_path, monkeypatch):
+    """Found by review: a new outbox damaged while it still had a copy to salvage carried over its counters and
+    what it watched but not that record, and the rest of the first copy was never read (22 of 30 images)."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    images = [bytes([number]) * 100_000 for number in range(30)]
+    for number, image in enumerate(images):
+        outbox.put(image_topic(number), image, EVIDENCE)
+    damage_an_index_page(outbox, path)
+    real_open = Outbox._open
+
+    def open_on_a_small_card(self: Outbox, *where: Path) -> None:  # room for about 2.4 MB of the 3 MB backlog
+        real_open(self, *where)
+        self._db.execute("PRAGMA max_page_count = 600")
+
+    monkeypatch.setattr(Outbox, "_open", open_on_a_small_card)
+    with pytest.raises(OutboxError, match="next start goes on"):
+        Outbox(path)
+    monkeypatch.undo()
+    again = sqlite3.connect(path, isolation_level=None)  # the power goes again, over the new outbox's index
+    again.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    [page] = again.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox_lane'").fetchone()
+    again.close()
+    with path.open("r+b") as file:
+        file.seek((page - 1) * 4096)
+        file.write(bytes(range(256)) * 16)
+    restarted = Outbox(path)
+    assert sorted(message.payload for message in restarted.pending(limit=100)) == images, "each image once"
+    assert damaged_copies(tmp_path) == [], "both read to their end and deleted"
