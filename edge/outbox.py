@@ -100,7 +100,7 @@ class Outbox:
                 raise OutboxError(f"outbox {path} cannot be opened ({error}); nothing in it was touched") from None
             self._set_aside(error)
         try:
-            if salvage.go_on(self._db, self.path.parent, self._write):
+            if salvage.go_on(self._db, self.path.parent, self._write, LANES):
                 self._sizes = self._held()
         except salvage.CutShort as error:
             self._db.close()

@@ -169,15 +169,15 @@ class DamagedRows:
             self.stopped = error
 
 
-def go_on(db: sqlite3.Connection, directory: Path, write: Write) -> int:
+def go_on(db: sqlite3.Connection, directory: Path, write: Write, kinds: tuple[str, ...]) -> int:
     """What still reads of each damaged copy not yet read to its end (set aside at this start, or at one a full
     disk cut short) goes into the outbox `db` after what it holds; a copy read to its end is deleted. Returns how
-    many copies it took up."""
+    many copies it took up. `kinds`: the outbox's lanes, the only kinds a message is sent by."""
     try:
         records = pending(db, directory)
         for aside, after, copied in records:
             if aside.exists():
-                _take_up(db, DamagedRows(aside, after), copied, write)
+                _take_up(db, DamagedRows(aside, after), copied, write, kinds)
             else:
                 log.warning("the damaged outbox copy %s to salvage is gone; %d message(s) of it were salvaged",
                             aside, copied)
@@ -187,8 +187,8 @@ def go_on(db: sqlite3.Connection, directory: Path, write: Write) -> int:
     return len(records)
 
 
-def _take_up(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write) -> None:
-    copied = _copy(db, rows, copied, write)
+def _take_up(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, kinds: tuple[str, ...]) -> None:
+    copied = _copy(db, rows, copied, write, kinds)
     if rows.stopped is not None:
         log.error("reading the damaged outbox copy %s stopped at %d message(s) salvaged (%s); the rest cannot be "
                   "read here, and the copy is kept for a person to recover or delete", rows.aside, copied,
@@ -202,23 +202,39 @@ def _take_up(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Writ
                   rows.aside, copied, error)
 
 
-def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write) -> int:
-    """`rows` into `db` a batch a transaction, each recording how far the copy got; the messages copied in all."""
-    after, kept, batch_bytes = rows.after, copied, 0
+def _lose(db: sqlite3.Connection, lost: int) -> None:
+    """Messages of a damaged copy that cannot be salvaged, counted in telemetry (`dropped_salvage`) in the
+    transaction that records how far the copy got, so none is counted twice."""
+    if lost:
+        db.execute("INSERT INTO counters (name, value) VALUES ('dropped_salvage', ?) "
+                   "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (lost,))
+
+
+def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, kinds: tuple[str, ...]) -> int:
+    """`rows` into `db` a batch a transaction, each recording how far the copy got; the messages copied in all. A
+    row the damage garbled (a payload that is no bytes, a kind that is no lane: never sendable, and held against
+    the limit for good) is counted lost, not copied."""
+    after, kept, batch_bytes, lost = rows.after, copied, 0, 0
     try:
         db.execute("BEGIN IMMEDIATE")
         for after, topic, payload, kind, created in rows:  # noqa: B007 - `after`: the last row read
+            if not (isinstance(topic, str) and isinstance(payload, bytes) and kind in kinds):
+                lost += 1
+                continue
             try:
-                write(topic, bytes(payload), kind, created)
-            except (sqlite3.IntegrityError, TypeError):  # a row the damage garbled: lost, not every start after
+                write(topic, payload, kind, float(created))
+            except (sqlite3.IntegrityError, ValueError, OverflowError, TypeError):
+                lost += 1
                 continue
             copied, batch_bytes = copied + 1, batch_bytes + len(payload)
             if copied - kept >= BATCH_ROWS or batch_bytes >= BATCH_BYTES:
                 advance(db, rows.aside, after, copied)
+                _lose(db, lost)
                 db.execute("COMMIT")
-                kept, batch_bytes = copied, 0
+                kept, batch_bytes, lost = copied, 0, 0
                 db.execute("BEGIN IMMEDIATE")
         advance(db, rows.aside, after, copied)
+        _lose(db, lost)
         db.execute("COMMIT")
     except sqlite3.Error as error:
         if db.in_transaction:

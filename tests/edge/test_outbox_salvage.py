@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from edge import outbox_salvage as salvage
 from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxError
 from tests.edge.test_outbox_pressure import (
     TOPIC,
@@ -111,3 +112,23 @@ def test_a_second_power_cut_before_a_salvage_is_done_salvages_both_copies(tmp_pa
     restarted = Outbox(path)
     assert sorted(message.payload for message in restarted.pending(limit=100)) == images, "each image once"
     assert damaged_copies(tmp_path) == [], "both read to their end and deleted"
+
+
+def test_rows_a_damage_garbled_are_counted_lost_and_the_rest_salvaged(tmp_path):
+    """Found by review: a payload garbled to a number stopped every start of the node (bytes(-1)), and a row whose
+    kind was garbled was copied into no lane: never sent, its bytes held against the limit for good."""
+    Outbox(tmp_path / "outbox.db").close()
+    aside = tmp_path / "outbox.db.damaged-20260101T000000"
+    old = sqlite3.connect(aside, isolation_level=None)  # a damaged copy whose rows read, some garbled
+    old.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, topic TEXT, payload BLOB, kind TEXT, created REAL)")
+    rows = [(image_topic(1), b"first", EVIDENCE), (image_topic(2), -1, EVIDENCE),
+            (image_topic(3), b"x" * 1000, "evidencf"), (image_topic(4), b"last", EVIDENCE)]
+    old.executemany("INSERT INTO outbox (topic, payload, kind, created) VALUES (?, ?, ?, 0)", rows)
+    old.close()
+    new = sqlite3.connect(tmp_path / "outbox.db", isolation_level=None)
+    salvage.begin(new, aside, aside)
+    new.close()
+    restarted = Outbox(tmp_path / "outbox.db")
+    assert [message.payload for message in restarted.pending()] == [b"first", b"last"]
+    assert restarted.size_bytes == len(b"firstlast"), "nothing held that is never sent"
+    assert restarted.counters() == {"dropped_salvage": 2}
