@@ -1,9 +1,12 @@
 """The outbox's damaged copies: a file a power cut damaged is moved aside, and what of it still reads is copied into a
 new outbox. The copy is recorded in the new outbox (`salvaging`), with the last row copied, so a copy that a full
 disk cuts short goes on at the next start instead of leaving the rest of the backlog in a file nobody reads; a copy
-read to its end is deleted, for it holds nothing more and the card's room is the outbox's. A copy whose damage stops
-the reading is kept for a person (sqlite3's .recover may read more), and so is one set aside by a node from before
-the record: it was salvaged as far as it read then, and copying it again would send its messages twice.
+read to its end is deleted, for it holds nothing more and the card's room is the outbox's. A page that does not read
+costs the messages on it, counted (`dropped_salvage`, as are rows the damage garbled), and the reading goes on past
+it; a copy with such pages, or whose damage stops the reading altogether, is kept for a person (sqlite3's .recover
+may read more), and so is one set aside by a node from before the record: it was salvaged as far as it read then,
+and copying it again would send its messages twice. The new outbox is built, its record committed, before the
+damaged file moves (`staged`), so a node killed in the middle leaves what its next start finishes.
 """
 
 from __future__ import annotations
@@ -150,23 +153,90 @@ def finish(db: sqlite3.Connection, aside: Path) -> None:
 
 class DamagedRows:
     """The messages of a damaged copy after row `after`, in order, one at a time (a backlog larger than the node's
-    memory stays on disk), as far as they read: `stopped` is the error that ended them early, None at the end."""
+    memory stays on disk), as far as they read. Past a page that does not read (`_past`) the scan goes on, the
+    ids between read one by one: those that do not read are counted in `skipped` (at most what the damage took:
+    an id sent and deleted before it reads no better). `stopped` is the error that ended them early, when nothing
+    past it reads, None otherwise; `reached`: the last id read or gone past."""
 
     def __init__(self, aside: Path, after: int) -> None:
         self.aside = aside
-        self.after = after
+        self.after = self.reached = after
+        self.skipped = 0
         self.stopped: sqlite3.Error | None = None
 
     def __iter__(self) -> Iterator[tuple[int, str, bytes, str, float]]:
         try:
             old = _read_only(self.aside)
-            try:
-                yield from old.execute("SELECT rowid, topic, payload, kind, created FROM outbox NOT INDEXED "
-                                       "WHERE rowid > ? ORDER BY rowid", (self.after,))
-            finally:
-                old.close()
         except sqlite3.DatabaseError as error:
             self.stopped = error
+            return
+        try:
+            while True:
+                try:
+                    for row in old.execute("SELECT rowid, topic, payload, kind, created FROM outbox NOT INDEXED "
+                                           "WHERE rowid > ? ORDER BY rowid", (self.reached,)):
+                        self.reached = row[0]
+                        yield row
+                    return
+                except sqlite3.DatabaseError as error:
+                    if (resume := _past(old, self.reached)) is None:
+                        self.stopped = error
+                        return
+                    stopped_at, skipped, reason = self.reached, self.skipped, str(error)
+                yield from self._one_by_one(old, resume)
+                log.error("the damaged outbox copy %s: ids %d to %d do not read as a run (%s); %d of them not at all",
+                          self.aside, stopped_at + 1, resume, reason, self.skipped - skipped)
+        finally:
+            old.close()
+
+    def _one_by_one(self, old: sqlite3.Connection, until: int) -> Iterator[tuple[int, str, bytes, str, float]]:
+        """Each id up to `until` on its own: the scan loses the row before a page that does not read (it reads a
+        row ahead), and a seek past the page may pass rows that read."""
+        for rowid in range(self.reached + 1, until + 1):
+            try:
+                row = old.execute("SELECT rowid, topic, payload, kind, created FROM outbox WHERE rowid = ?",
+                                  (rowid,)).fetchone()
+            except sqlite3.DatabaseError:
+                self.skipped += 1
+                row = None
+            self.reached = rowid
+            if row is not None:
+                yield row
+
+
+def _seeks(old: sqlite3.Connection, after: int) -> bool:
+    """Whether the way to the first row after `after` reads."""
+    try:
+        old.execute("SELECT rowid FROM outbox NOT INDEXED WHERE rowid > ? ORDER BY rowid LIMIT 1", (after,)).fetchone()
+    except sqlite3.DatabaseError:
+        return False
+    return True
+
+
+def _past(old: sqlite3.Connection, after: int) -> int | None:
+    """The smallest id past the damage met after row `after` that a scan reads on from (probed ahead by doubling
+    steps, then halved back: a damaged page hides a run of ids); None when nothing past it reads or the last id is
+    not known (the copy is then kept for a person)."""
+    last = None
+    for query in ("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", "SELECT MAX(rowid) FROM outbox"):
+        with contextlib.suppress(sqlite3.DatabaseError):
+            if (row := old.execute(query).fetchone()) is not None and row[0] is not None:
+                last = int(row[0])
+                break
+    if last is None or last <= after:
+        return None
+    unreadable, step = after, 1
+    while not _seeks(old, readable := min(after + step, last)):
+        if readable == last:
+            return None
+        unreadable, step = readable, step * 2
+    while readable - unreadable > 1:
+        middle = (readable + unreadable) // 2
+        if _seeks(old, middle):
+            readable = middle
+        else:
+            unreadable = middle
+    return readable
 
 
 def go_on(db: sqlite3.Connection, directory: Path, write: Write, kinds: tuple[str, ...]) -> int:
@@ -189,6 +259,10 @@ def go_on(db: sqlite3.Connection, directory: Path, write: Write, kinds: tuple[st
 
 def _take_up(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, kinds: tuple[str, ...]) -> None:
     copied = _copy(db, rows, copied, write, kinds)
+    if rows.skipped and rows.stopped is None:
+        log.error("the damaged outbox copy %s salvaged, %d message(s) in all, up to %d lost to pages that do not "
+                  "read; the copy is kept for a person to recover or delete", rows.aside, copied, rows.skipped)
+        return
     if rows.stopped is not None:
         log.error("reading the damaged outbox copy %s stopped at %d message(s) salvaged (%s); the rest cannot be "
                   "read here, and the copy is kept for a person to recover or delete", rows.aside, copied,
@@ -214,10 +288,10 @@ def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, 
     """`rows` into `db` a batch a transaction, each recording how far the copy got; the messages copied in all. A
     row the damage garbled (a payload that is no bytes, a kind that is no lane: never sendable, and held against
     the limit for good) is counted lost, not copied."""
-    after, kept, batch_bytes, lost = rows.after, copied, 0, 0
+    kept, batch_bytes, lost, skipped = copied, 0, 0, rows.skipped
     try:
         db.execute("BEGIN IMMEDIATE")
-        for after, topic, payload, kind, created in rows:  # noqa: B007 - `after`: the last row read
+        for _rowid, topic, payload, kind, created in rows:
             if not (isinstance(topic, str) and isinstance(payload, bytes) and kind in kinds):
                 lost += 1
                 continue
@@ -228,13 +302,13 @@ def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, 
                 continue
             copied, batch_bytes = copied + 1, batch_bytes + len(payload)
             if copied - kept >= BATCH_ROWS or batch_bytes >= BATCH_BYTES:
-                advance(db, rows.aside, after, copied)
-                _lose(db, lost)
+                advance(db, rows.aside, rows.reached, copied)
+                _lose(db, lost + rows.skipped - skipped)
                 db.execute("COMMIT")
-                kept, batch_bytes, lost = copied, 0, 0
+                kept, batch_bytes, lost, skipped = copied, 0, 0, rows.skipped
                 db.execute("BEGIN IMMEDIATE")
-        advance(db, rows.aside, after, copied)
-        _lose(db, lost)
+        advance(db, rows.aside, rows.reached, copied)
+        _lose(db, lost + rows.skipped - skipped)
         db.execute("COMMIT")
     except sqlite3.Error as error:
         if db.in_transaction:

@@ -132,3 +132,29 @@ def test_rows_a_damage_garbled_are_counted_lost_and_the_rest_salvaged(tmp_path):
     assert [message.payload for message in restarted.pending()] == [b"first", b"last"]
     assert restarted.size_bytes == len(b"firstlast"), "nothing held that is never sent"
     assert restarted.counters() == {"dropped_salvage": 2}
+
+
+def test_a_page_of_messages_that_does_not_read_costs_those_messages_counted_and_the_rest_is_salvaged(tmp_path):
+    """Found by review: the salvage stopped at the first page that did not read, and every message after it (most
+    of the backlog, for a page early in the file) stayed in the damaged copy, not counted anywhere."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    payloads = [event(dwell_seconds=float(number)) for number in range(300)]
+    for payload in payloads:
+        outbox.put(TOPIC, payload, EVENT)
+    outbox._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    leaves = outbox._db.execute("SELECT pageno, ncell FROM dbstat WHERE name = 'outbox' AND pagetype = 'leaf' "
+                                "ORDER BY pageno").fetchall()
+    outbox.close()
+    page, on_it = leaves[len(leaves) // 3]  # a power cut over a page of messages a third of the way in
+    with path.open("r+b") as file:
+        file.seek((page - 1) * 4096)
+        file.write(bytes(range(256)) * 16)
+    restarted = Outbox(path)
+    held = [message.payload for message in restarted.pending(limit=1000)]
+    pairs = enumerate(zip(held, payloads, strict=False))
+    start = next((index for index, (got, sent) in pairs if got != sent), len(held))
+    assert held == payloads[:start] + payloads[start + on_it:], "all but the page's, in order"
+    assert restarted.counters() == {"dropped_salvage": on_it}
+    kept = [name for name in damaged_copies(tmp_path) if not name.endswith(("-wal", "-shm"))]
+    assert len(kept) == 1, "kept for a person: sqlite3's .recover may read more of it"
