@@ -87,11 +87,9 @@ class Outbox:
         self._lock = threading.Lock()
         try:
             salvage.finish_setting_aside(path)
-        except OSError as error:
-            raise OutboxError(f"outbox {path}: a damaged copy set aside at the last start cannot be moved ({error})"
-                              ) from None
-        try:
             self._open()
+        except salvage.CutShort as error:
+            raise OutboxError(f"outbox {path}: {error}") from None
         except sqlite3.DatabaseError as error:
             if (damaged := getattr(self, "_db", None)) is not None:
                 damaged.close()
@@ -112,32 +110,21 @@ class Outbox:
         self.wakeup = threading.Event()
 
     def _set_aside(self, error: sqlite3.Error) -> None:
-        """A damaged file (a power cut on a cheap SD card) is moved aside and a new one started, which records that
-        what of the damaged one still reads is to be salvaged into it (`salvage.go_on`, at this start and, should
-        the disk fill meanwhile, the next): a damaged index or page costs the messages on it, not the whole
-        backlog. The new one is built, its record committed, under another name before the damaged one moves, so
-        a node killed at any step leaves what the next start finishes (`salvage.finish_setting_aside`)."""
-        aside = salvage.aside_for(self.path)
-        new = salvage.staged(self.path)
+        """A damaged file (a power cut on a cheap SD card) is moved aside and a new one started with the record of
+        what to salvage (`salvage.set_aside`; copied by `salvage.go_on` at this start and, should the disk fill
+        meanwhile, the next): a damaged index or page costs the messages on it, not the whole backlog."""
         try:
-            salvage.remove(new)
-            self._open(new)
-            salvage.begin(self._db, self.path, aside)
-            self._db.close()
-        except (sqlite3.Error, OSError) as starting:  # a full disk, say: the damaged file stays for the next start
-            self._db.close()
-            salvage.remove(new)
-            raise OutboxError(f"outbox {self.path} is damaged ({error}) and a new one cannot be started beside it "
-                              f"({starting}); it was left as it was") from None
-        try:
-            salvage.move(self.path, aside)
-            salvage.move(new, self.path)
+            aside = salvage.set_aside(self.path, self._opened)
             self._open()
-        except (sqlite3.Error, OSError) as moving:
-            raise OutboxError(f"outbox {self.path} is damaged ({error}) and setting it aside stopped ({moving}); "
-                              f"the next start finishes it") from None
+        except (salvage.CutShort, sqlite3.Error, OSError) as stopped:
+            self._db.close()
+            raise OutboxError(f"outbox {self.path} is damaged ({error}); {stopped}") from None
         log.error("outbox %s cannot be read (%s); moved to %s, and a new one started with what of it still reads",
                   self.path, error, aside)
+
+    def _opened(self, path: Path) -> sqlite3.Connection:
+        self._open(path)
+        return self._db
 
     def _open(self, path: Path | None = None) -> None:
         self._db = sqlite3.connect(path or self.path, check_same_thread=False, isolation_level=None)

@@ -85,13 +85,40 @@ def finish_setting_aside(path: Path) -> None:
     new = staged(path)
     if not new.exists():
         return
-    aside = _recorded_aside(new)
-    if aside is None:
-        remove(new)
-        return
-    move(path, aside)
-    move(new, path)
+    try:
+        if (aside := _recorded_aside(new)) is None:
+            remove(new)
+            return
+        move(path, aside)
+        move(new, path)
+    except OSError as error:
+        raise CutShort(f"the damaged copy set aside at the last start cannot be moved ({error})") from None
     log.error("outbox %s: a start killed while it set the damaged copy %s aside is finished", path, aside)
+
+
+def set_aside(path: Path, open_new: Callable[[Path], sqlite3.Connection]) -> Path:
+    """Moves the damaged outbox `path` aside for a new one, returning where it went. The new one is built
+    (`open_new`) and its record committed (`begin`) under another name (`staged`) before the damaged file moves,
+    then takes its place: a node killed at any step leaves what the next start finishes
+    (`finish_setting_aside`). A new one that cannot be built (a full disk, say) leaves the damaged file as it was,
+    for the next start (`CutShort`)."""
+    aside, new = aside_for(path), staged(path)
+    try:
+        remove(new)
+        db = open_new(new)
+        try:
+            begin(db, path, aside)
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError) as starting:
+        remove(new)
+        raise CutShort(f"a new one cannot be started beside it ({starting}); it was left as it was") from None
+    try:
+        move(path, aside)
+        move(new, path)
+    except OSError as moving:
+        raise CutShort(f"setting it aside stopped ({moving}); the next start finishes it") from None
+    return aside
 
 
 def create_table(db: sqlite3.Connection) -> None:
