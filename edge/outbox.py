@@ -200,7 +200,7 @@ class Outbox:
         """The room made (`_make_room`, `more` messages beyond it) and the message written in one transaction, so
         a message that still finds no room leaves what it would have pushed out in place: `_FULL` when the disk
         refused the message itself. A disk too full to take even the drops (the WAL must grow for them) drops the
-        new message, counted if the count still fits."""
+        new message (`_drop`)."""
         inserting = False
         try:
             self._db.execute("BEGIN IMMEDIATE")
@@ -222,20 +222,20 @@ class Outbox:
                 raise
             if inserting:
                 return _FULL
-            return self._drop(topic, payload, kind, f"the disk is full ({error})")
-        for victim_kind, size, counter, victim_topic in victims:
-            self._sizes[victim_kind] -= size
-            log.error("%s: dropped the %s %s for a new %s", reason,
-                      "superseded heartbeat" if counter == "dropped_update" else f"oldest {victim_kind}", victim_topic,
-                      kind)
-        self._sizes[kind] = self._sizes.get(kind, 0) + len(payload)
-        return message_id
+            reason = f"the disk is full ({error})"
+        else:
+            for victim_kind, size, counter, victim_topic in victims:
+                self._sizes[victim_kind] -= size
+                log.error("%s: dropped the %s %s for a new %s", reason, "superseded heartbeat"
+                          if counter == "dropped_update" else f"oldest {victim_kind}", victim_topic, kind)
+            self._sizes[kind] = self._sizes.get(kind, 0) + len(payload)
+            return message_id
+        return self._drop(topic, payload, kind, reason)
 
     def _drop(self, topic: str, payload: bytes, kind: str, reason: str) -> None:
-        try:
-            self._count(f"dropped_{kind}")
-        except sqlite3.OperationalError as error:  # a disk too full for the count: the log is all that is left
-            log.error("the count of a dropped %s cannot be written (%s)", kind, error)
+        """Counted as `dropped_KIND`; a disk too full for even the count raises, and the node counts the message
+        unstored (in memory)."""
+        self._count(f"dropped_{kind}")
         log.error("%s: the new %s %s (%d bytes) finds no room; dropped", reason, kind, topic, len(payload))
 
     def _write(self, topic: str, payload: bytes, kind: str, created: float) -> int:
