@@ -123,6 +123,7 @@ class Outbox:
                   self.path, error, aside)
 
     def _opened(self, path: Path) -> sqlite3.Connection:
+        """The new outbox `salvage.set_aside` builds, opened as this one is."""
         self._open(path)
         return self._db
 
@@ -192,8 +193,10 @@ class Outbox:
                 self._measured_at = float("-inf")
                 stored = self._store(topic, payload, kind, self._size, "the disk is full", more)
                 more += 1
+        if not isinstance(stored, int):
+            return None
         self.wakeup.set()
-        return stored if isinstance(stored, int) else None
+        return stored
 
     def _store(self, topic: str, payload: bytes, kind: str, limit: int, reason: str,
                more: int = 0) -> int | None | object:
