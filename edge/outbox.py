@@ -41,6 +41,8 @@ DISK_CHECK_SECONDS = 5.0
 """How long a measure of the disk stands while messages come: other programs fill and free the disk meanwhile, and
 the outbox follows within seconds without a system call per message. A message the last measure has no room for
 measures again at once, so a disk freed since is used at once."""
+_FULL = object()
+"""What `_store` returns when the disk refused the message itself, the room it made rolled back."""
 
 
 class OutboxError(RuntimeError):
@@ -84,7 +86,10 @@ class Outbox:
         self._measured_at = float("-inf")
         self._lock = threading.Lock()
         try:
+            salvage.finish_setting_aside(path)
             self._open()
+        except salvage.CutShort as error:
+            raise OutboxError(f"outbox {path}: {error}") from None
         except sqlite3.DatabaseError as error:
             if (damaged := getattr(self, "_db", None)) is not None:
                 damaged.close()
@@ -93,7 +98,7 @@ class Outbox:
                 raise OutboxError(f"outbox {path} cannot be opened ({error}); nothing in it was touched") from None
             self._set_aside(error)
         try:
-            if salvage.go_on(self._db, self.path.parent, self._write):
+            if salvage.go_on(self._db, self.path.parent, self._write, LANES):
                 self._sizes = self._held()
         except salvage.CutShort as error:
             self._db.close()
@@ -105,27 +110,25 @@ class Outbox:
         self.wakeup = threading.Event()
 
     def _set_aside(self, error: sqlite3.Error) -> None:
-        """A damaged file (a power cut on a cheap SD card) is moved aside and a new one started, which records that
-        what of the damaged one still reads is to be salvaged into it (`salvage.go_on`, at this start and, should
-        the disk fill meanwhile, the next): a damaged index or page costs the messages on it, not the whole
-        backlog."""
-        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-        salvage.move(self.path, aside)
+        """A damaged file (a power cut on a cheap SD card) is moved aside and a new one started with the record of
+        what to salvage (`salvage.set_aside`; copied by `salvage.go_on` at this start and, should the disk fill
+        meanwhile, the next): a damaged index or page costs the messages on it, not the whole backlog."""
         try:
+            aside = salvage.set_aside(self.path, self._opened)
             self._open()
-            salvage.begin(self._db, aside)
-        except sqlite3.Error as starting:  # a full disk, say: the damaged file goes back for the next start
-            if (new := getattr(self, "_db", None)) is not None:
-                new.close()
-            salvage.remove(self.path)
-            salvage.move(aside, self.path)
-            raise OutboxError(f"outbox {self.path} is damaged ({error}) and a new one cannot be started beside it "
-                              f"({starting}); it was left as it was") from None
+        except (salvage.CutShort, sqlite3.Error, OSError) as stopped:
+            self._db.close()
+            raise OutboxError(f"outbox {self.path} is damaged ({error}); {stopped}") from None
         log.error("outbox %s cannot be read (%s); moved to %s, and a new one started with what of it still reads",
                   self.path, error, aside)
 
-    def _open(self) -> None:
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+    def _opened(self, path: Path) -> sqlite3.Connection:
+        """The new outbox `salvage.set_aside` builds, opened as this one is."""
+        self._open(path)
+        return self._db
+
+    def _open(self, path: Path | None = None) -> None:
+        self._db = sqlite3.connect(path or self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged put survives a power cut
         self._db.execute(
@@ -180,39 +183,63 @@ class Outbox:
     def put(self, topic: str, payload: bytes, kind: str) -> int | None:
         """Stores the message and returns its id; None when the size limit leaves it no room (counted as
         `dropped_KIND` and logged). A disk that turns out full anyway makes room for this message's bytes among
-        what it may push out, by the same policy, and is measured again at the next put."""
+        what it may push out, by the same policy, one more message at a time while it still does not fit (freed
+        bytes free no page while other rows share it), and is measured again at the next put."""
         with self._lock:
             limit = self._limit_for(len(payload))
-            if not self._make_room(len(payload), kind, limit, f"outbox full ({limit} bytes)"):
-                return self._drop(topic, payload, kind, f"outbox full ({limit} bytes)")
-            try:
-                message_id = self._insert(topic, payload, kind, time.time())
-            except sqlite3.OperationalError as error:
-                if not _error_name(error).startswith("SQLITE_FULL"):
-                    raise
+            stored = self._store(topic, payload, kind, limit, f"outbox full ({limit} bytes)")
+            more = 0
+            while stored is _FULL:
                 self._measured_at = float("-inf")
-                if not self._make_room(len(payload), kind, self._size, "the disk is full"):
-                    return self._drop(topic, payload, kind, "the disk is full")
-                message_id = self._insert(topic, payload, kind, time.time())  # full again: raised, counted unstored
+                stored = self._store(topic, payload, kind, self._size, "the disk is full", more)
+                more += 1
+        if not isinstance(stored, int):
+            return None
         self.wakeup.set()
-        return message_id
+        return stored
+
+    def _store(self, topic: str, payload: bytes, kind: str, limit: int, reason: str,
+               more: int = 0) -> int | None | object:
+        """The room made (`_make_room`, `more` messages beyond it) and the message written in one transaction, so
+        a message that still finds no room leaves what it would have pushed out in place: `_FULL` when the disk
+        refused the message itself. A disk too full to take even the drops (the WAL must grow for them) drops the
+        new message (`_drop`)."""
+        inserting = False
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                victims = self._make_room(len(payload), kind, limit, more)
+                if victims is None:
+                    self._db.execute("ROLLBACK")
+                    return self._drop(topic, payload, kind, reason)
+                inserting = True
+                message_id = self._write(topic, payload, kind, time.time())
+                inserting = False
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as error:
+            if not _error_name(error).startswith("SQLITE_FULL"):
+                raise
+            if inserting:
+                return _FULL
+            reason = f"the disk is full ({error})"
+        else:
+            for victim_kind, size, counter, victim_topic in victims:
+                self._sizes[victim_kind] -= size
+                log.error("%s: dropped the %s %s for a new %s", reason, "superseded heartbeat"
+                          if counter == "dropped_update" else f"oldest {victim_kind}", victim_topic, kind)
+            self._sizes[kind] = self._sizes.get(kind, 0) + len(payload)
+            return message_id
+        return self._drop(topic, payload, kind, reason)
 
     def _drop(self, topic: str, payload: bytes, kind: str, reason: str) -> None:
+        """Counted as `dropped_KIND`; a disk too full for even the count raises, and the node counts the message
+        unstored (in memory)."""
         self._count(f"dropped_{kind}")
         log.error("%s: the new %s %s (%d bytes) finds no room; dropped", reason, kind, topic, len(payload))
-
-    def _insert(self, topic: str, payload: bytes, kind: str, created: float) -> int:
-        """One message, and for an event what the node is watching, in one transaction."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            message_id = self._write(topic, payload, kind, created)
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
-                self._db.execute("ROLLBACK")
-            raise
-        self._sizes[kind] = self._sizes.get(kind, 0) + len(payload)
-        return message_id
 
     def _write(self, topic: str, payload: bytes, kind: str, created: float) -> int:
         """One message's rows, inside the caller's transaction; the caller adds its bytes to `_sizes` once
@@ -235,34 +262,34 @@ class Outbox:
             return [(topic, bytes(payload)) for topic, payload in
                     self._db.execute("SELECT topic, payload FROM watching ORDER BY rowid")]
 
-    def _make_room(self, incoming: int, incoming_kind: str, limit: int, reason: str) -> bool:
+    def _make_room(self, incoming: int, incoming_kind: str, limit: int,
+                   more: int = 0) -> list[tuple[str, int, str, str]] | None:
         """Room under `limit` for `incoming` bytes by the stated policy (oldest evidence first; for an event, then
-        heartbeats a later event of their violation supersedes, then the oldest events); False, with nothing
-        dropped, when there can be none. Each drop is counted and logged with `reason`."""
-        if self._size + incoming <= limit:
-            return True
+        heartbeats a later event of their violation supersedes, then the oldest events), and `more` messages
+        beyond it, deleted and counted inside the caller's transaction; the (kind, bytes, counter, topic) of each
+        message dropped, or None when there can be no such room."""
         victims = (EVIDENCE, EVENT) if incoming_kind == EVENT else (EVIDENCE,)  # an answer never pushes out an event
         if incoming > limit - self._size + sum(self._sizes.get(kind, 0) for kind in victims):
-            return False
+            return None
         oldest = "SELECT id, bytes, topic FROM outbox WHERE kind = ? ORDER BY id LIMIT 1"
         superseded = ("SELECT id, bytes, topic FROM outbox AS o WHERE kind = 'event' AND event_type = 'update' AND "
                       "EXISTS (SELECT 1 FROM outbox AS later WHERE later.violation = o.violation AND later.id > o.id) "
                       "ORDER BY id LIMIT 1")
+        dropped: list[tuple[str, int, str, str]] = []
+        held = self._size
         for kind, query, counter in ((EVIDENCE, oldest, "dropped_evidence"), (EVENT, superseded, "dropped_update"),
                                      (EVENT, oldest, "dropped_event")):
-            if kind not in victims:
-                continue
-            while self._size + incoming > limit:
+            while kind in victims and (held + incoming > limit or more > 0):
                 row = self._db.execute(query, (kind,) if query is oldest else ()).fetchone()
                 if row is None:
                     break
+                if held + incoming <= limit:
+                    more -= 1
                 self._db.execute("DELETE FROM outbox WHERE id = ?", (row[0],))
-                self._sizes[kind] -= row[1]
                 self._count(counter)
-                log.error("%s: dropped the %s %s for a new %s", reason,
-                          "superseded heartbeat" if counter == "dropped_update" else f"oldest {kind}", row[2],
-                          incoming_kind)
-        return True
+                held -= row[1]
+                dropped.append((kind, row[1], counter, row[2]))
+        return dropped if held + incoming <= limit and more <= 0 else None
 
     def _count(self, name: str) -> None:
         self._db.execute("INSERT INTO counters (name, value) VALUES (?, 1) "

@@ -1,9 +1,12 @@
 """The outbox's damaged copies: a file a power cut damaged is moved aside, and what of it still reads is copied into a
 new outbox. The copy is recorded in the new outbox (`salvaging`), with the last row copied, so a copy that a full
 disk cuts short goes on at the next start instead of leaving the rest of the backlog in a file nobody reads; a copy
-read to its end is deleted, for it holds nothing more and the card's room is the outbox's. A copy whose damage stops
-the reading is kept for a person (sqlite3's .recover may read more), and so is one set aside by a node from before
-the record: it was salvaged as far as it read then, and copying it again would send its messages twice.
+read to its end is deleted, for it holds nothing more and the card's room is the outbox's. A page that does not read
+costs the messages on it, counted (`dropped_salvage`, as are rows the damage garbled), and the reading goes on past
+it; a copy with such pages, or whose damage stops the reading altogether, is kept for a person (sqlite3's .recover
+may read more), and so is one set aside by a node from before the record: it was salvaged as far as it read then,
+and copying it again would send its messages twice. The new outbox is built, its record committed, before the
+damaged file moves (`staged`), so a node killed in the middle leaves what its next start finishes.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,8 +36,9 @@ class CutShort(RuntimeError):
 
 
 def move(source: Path, target: Path) -> None:
-    """The file and its WAL, as they are."""
-    for suffix in SUFFIXES:
+    """The file and its WAL, as they are; the file itself last, so that while it is still at `source` the move is
+    not done (`finish_setting_aside` finishes it after a kill)."""
+    for suffix in reversed(SUFFIXES):
         if (part := Path(f"{source}{suffix}")).exists():
             part.replace(Path(f"{target}{suffix}"))
 
@@ -41,6 +46,79 @@ def move(source: Path, target: Path) -> None:
 def remove(path: Path) -> None:
     for suffix in SUFFIXES:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def aside_for(path: Path) -> Path:
+    """A name for a damaged `path` that no copy still to salvage has (two power cuts in one second, say)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside, number = path.with_name(f"{path.name}.damaged-{stamp}"), 1
+    while any(Path(f"{aside}{suffix}").exists() for suffix in SUFFIXES):
+        number += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{number}")
+    return aside
+
+
+def staged(path: Path) -> Path:
+    """Where the new outbox that replaces a damaged one is built, its record committed, before the damaged one
+    moves: a node killed at any step of the set-aside leaves the backlog findable."""
+    return path.with_name(f"{path.name}.new")
+
+
+def _recorded_aside(new: Path) -> Path | None:
+    """The damaged copy a staged outbox was built for (its newest record); None for one a kill cut short before
+    its record was committed."""
+    try:
+        db = sqlite3.connect(new, isolation_level=None)
+        try:
+            row = db.execute("SELECT aside FROM salvaging ORDER BY rowid DESC LIMIT 1").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return None
+    return new.parent / row[0] if row else None
+
+
+def finish_setting_aside(path: Path) -> None:
+    """At a start, what a node killed while it set a damaged outbox aside left half done: a staged outbox with its
+    record goes on (the damaged one moved to the recorded name, what of it is not there yet, then the staged one
+    to `path`); one without a record is deleted, the damaged one still at `path` to be set aside again."""
+    new = staged(path)
+    if not new.exists():
+        return
+    try:
+        if (aside := _recorded_aside(new)) is None:
+            remove(new)
+            return
+        move(path, aside)
+        move(new, path)
+    except OSError as error:
+        raise CutShort(f"the damaged copy set aside at the last start cannot be moved ({error})") from None
+    log.error("outbox %s: a start killed while it set the damaged copy %s aside is finished", path, aside)
+
+
+def set_aside(path: Path, open_new: Callable[[Path], sqlite3.Connection]) -> Path:
+    """Moves the damaged outbox `path` aside for a new one, returning where it went. The new one is built
+    (`open_new`) and its record committed (`begin`) under another name (`staged`) before the damaged file moves,
+    then takes its place: a node killed at any step leaves what the next start finishes
+    (`finish_setting_aside`). A new one that cannot be built (a full disk, say) leaves the damaged file as it was,
+    for the next start (`CutShort`)."""
+    aside, new = aside_for(path), staged(path)
+    try:
+        remove(new)
+        db = open_new(new)
+        try:
+            begin(db, path, aside)
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError) as starting:
+        remove(new)
+        raise CutShort(f"a new one cannot be started beside it ({starting}); it was left as it was") from None
+    try:
+        move(path, aside)
+        move(new, path)
+    except OSError as moving:
+        raise CutShort(f"setting it aside stopped ({moving}); the next start finishes it") from None
+    return aside
 
 
 def create_table(db: sqlite3.Connection) -> None:
@@ -52,25 +130,31 @@ def _read_only(aside: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
 
 
-def begin(db: sqlite3.Connection, aside: Path) -> None:
-    """Records `aside` to salvage into `db` (a new outbox), with what the node watched (its `new`s sent long ago,
-    so a salvaged `end` then ends its violation here too) and the counts of what it dropped, as far as they read,
-    in one transaction: a disk too full for it leaves nothing half done."""
+def begin(db: sqlite3.Connection, damaged: Path, aside: Path) -> None:
+    """Records that `damaged`, to be moved to `aside`, is to be salvaged into `db` (a new outbox), with what the
+    node watched (its `new`s sent long ago, so a salvaged `end` then ends its violation here too) and the counts of
+    what it dropped, as far as they read, in one transaction: a disk too full for it leaves nothing half done. The
+    copies it was itself still salvaging (a second power cut before the first copy was done) go on first, where
+    they had got to, for they would otherwise be left unread for good."""
     counters: list[tuple[str, int]] = []
     watching: list[tuple[str, str, bytes]] = []
+    salvaging: list[tuple[str, int, int]] = []
     with contextlib.suppress(sqlite3.DatabaseError):
-        old = _read_only(aside)
+        old = _read_only(damaged)
         try:
             with contextlib.suppress(sqlite3.DatabaseError):
                 counters = old.execute("SELECT name, value FROM counters").fetchall()
             with contextlib.suppress(sqlite3.DatabaseError):
                 watching = old.execute("SELECT violation, topic, payload FROM watching").fetchall()
+            with contextlib.suppress(sqlite3.DatabaseError):
+                salvaging = old.execute("SELECT aside, after_rowid, copied FROM salvaging ORDER BY rowid").fetchall()
         finally:
             old.close()
     db.execute("BEGIN IMMEDIATE")
     try:
         db.executemany("INSERT OR REPLACE INTO watching (violation, topic, payload) VALUES (?, ?, ?)", watching)
         db.executemany("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", counters)
+        db.executemany("INSERT OR REPLACE INTO salvaging (aside, after_rowid, copied) VALUES (?, ?, ?)", salvaging)
         db.execute("INSERT OR REPLACE INTO salvaging (aside, after_rowid, copied) VALUES (?, 0, 0)", (aside.name,))
         db.execute("COMMIT")
     except BaseException:
@@ -96,34 +180,101 @@ def finish(db: sqlite3.Connection, aside: Path) -> None:
 
 class DamagedRows:
     """The messages of a damaged copy after row `after`, in order, one at a time (a backlog larger than the node's
-    memory stays on disk), as far as they read: `stopped` is the error that ended them early, None at the end."""
+    memory stays on disk), as far as they read. Past a page that does not read (`_past`) the scan goes on, the
+    ids between read one by one: those that do not read are counted in `skipped` (at most what the damage took:
+    an id sent and deleted before it reads no better). `stopped` is the error that ended them early, when nothing
+    past it reads, None otherwise; `reached`: the last id read or gone past."""
 
     def __init__(self, aside: Path, after: int) -> None:
         self.aside = aside
-        self.after = after
+        self.after = self.reached = after
+        self.skipped = 0
         self.stopped: sqlite3.Error | None = None
 
     def __iter__(self) -> Iterator[tuple[int, str, bytes, str, float]]:
         try:
             old = _read_only(self.aside)
-            try:
-                yield from old.execute("SELECT rowid, topic, payload, kind, created FROM outbox NOT INDEXED "
-                                       "WHERE rowid > ? ORDER BY rowid", (self.after,))
-            finally:
-                old.close()
         except sqlite3.DatabaseError as error:
             self.stopped = error
+            return
+        try:
+            while True:
+                try:
+                    for row in old.execute("SELECT rowid, topic, payload, kind, created FROM outbox NOT INDEXED "
+                                           "WHERE rowid > ? ORDER BY rowid", (self.reached,)):
+                        self.reached = row[0]
+                        yield row
+                    return
+                except sqlite3.DatabaseError as error:
+                    if (resume := _past(old, self.reached)) is None:
+                        self.stopped = error
+                        return
+                    stopped_at, skipped, reason = self.reached, self.skipped, str(error)
+                yield from self._one_by_one(old, resume)
+                log.error("the damaged outbox copy %s: ids %d to %d do not read as a run (%s); %d of them not at all",
+                          self.aside, stopped_at + 1, resume, reason, self.skipped - skipped)
+        finally:
+            old.close()
+
+    def _one_by_one(self, old: sqlite3.Connection, until: int) -> Iterator[tuple[int, str, bytes, str, float]]:
+        """Each id up to `until` on its own: the scan loses the row before a page that does not read (it reads a
+        row ahead), and a seek past the page may pass rows that read."""
+        for rowid in range(self.reached + 1, until + 1):
+            try:
+                row = old.execute("SELECT rowid, topic, payload, kind, created FROM outbox WHERE rowid = ?",
+                                  (rowid,)).fetchone()
+            except sqlite3.DatabaseError:
+                self.skipped += 1
+                row = None
+            self.reached = rowid
+            if row is not None:
+                yield row
 
 
-def go_on(db: sqlite3.Connection, directory: Path, write: Write) -> int:
+def _seeks(old: sqlite3.Connection, after: int) -> bool:
+    """Whether the way to the first row after `after` reads."""
+    try:
+        old.execute("SELECT rowid FROM outbox NOT INDEXED WHERE rowid > ? ORDER BY rowid LIMIT 1", (after,)).fetchone()
+    except sqlite3.DatabaseError:
+        return False
+    return True
+
+
+def _past(old: sqlite3.Connection, after: int) -> int | None:
+    """The smallest id past the damage met after row `after` that a scan reads on from (probed ahead by doubling
+    steps, then halved back: a damaged page hides a run of ids); None when nothing past it reads or the last id is
+    not known (the copy is then kept for a person)."""
+    last = None
+    for query in ("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", "SELECT MAX(rowid) FROM outbox"):
+        with contextlib.suppress(sqlite3.DatabaseError):
+            if (row := old.execute(query).fetchone()) is not None and row[0] is not None:
+                last = int(row[0])
+                break
+    if last is None or last <= after:
+        return None
+    unreadable, step = after, 1
+    while not _seeks(old, readable := min(after + step, last)):
+        if readable == last:
+            return None
+        unreadable, step = readable, step * 2
+    while readable - unreadable > 1:
+        middle = (readable + unreadable) // 2
+        if _seeks(old, middle):
+            readable = middle
+        else:
+            unreadable = middle
+    return readable
+
+
+def go_on(db: sqlite3.Connection, directory: Path, write: Write, kinds: tuple[str, ...]) -> int:
     """What still reads of each damaged copy not yet read to its end (set aside at this start, or at one a full
     disk cut short) goes into the outbox `db` after what it holds; a copy read to its end is deleted. Returns how
-    many copies it took up."""
+    many copies it took up. `kinds`: the outbox's lanes, the only kinds a message is sent by."""
     try:
         records = pending(db, directory)
         for aside, after, copied in records:
             if aside.exists():
-                _take_up(db, DamagedRows(aside, after), copied, write)
+                _take_up(db, DamagedRows(aside, after), copied, write, kinds)
             else:
                 log.warning("the damaged outbox copy %s to salvage is gone; %d message(s) of it were salvaged",
                             aside, copied)
@@ -133,8 +284,12 @@ def go_on(db: sqlite3.Connection, directory: Path, write: Write) -> int:
     return len(records)
 
 
-def _take_up(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write) -> None:
-    copied = _copy(db, rows, copied, write)
+def _take_up(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, kinds: tuple[str, ...]) -> None:
+    copied = _copy(db, rows, copied, write, kinds)
+    if rows.skipped and rows.stopped is None:
+        log.error("the damaged outbox copy %s salvaged, %d message(s) in all, up to %d lost to pages that do not "
+                  "read; the copy is kept for a person to recover or delete", rows.aside, copied, rows.skipped)
+        return
     if rows.stopped is not None:
         log.error("reading the damaged outbox copy %s stopped at %d message(s) salvaged (%s); the rest cannot be "
                   "read here, and the copy is kept for a person to recover or delete", rows.aside, copied,
@@ -148,23 +303,39 @@ def _take_up(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Writ
                   rows.aside, copied, error)
 
 
-def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write) -> int:
-    """`rows` into `db` a batch a transaction, each recording how far the copy got; the messages copied in all."""
-    after, kept, batch_bytes = rows.after, copied, 0
+def _lose(db: sqlite3.Connection, lost: int) -> None:
+    """Messages of a damaged copy that cannot be salvaged, counted in telemetry (`dropped_salvage`) in the
+    transaction that records how far the copy got, so none is counted twice."""
+    if lost:
+        db.execute("INSERT INTO counters (name, value) VALUES ('dropped_salvage', ?) "
+                   "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (lost,))
+
+
+def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, kinds: tuple[str, ...]) -> int:
+    """`rows` into `db` a batch a transaction, each recording how far the copy got; the messages copied in all. A
+    row the damage garbled (a payload that is no bytes, a kind that is no lane: never sendable, and held against
+    the limit for good) is counted lost, not copied."""
+    kept, batch_bytes, lost, skipped = copied, 0, 0, rows.skipped
     try:
         db.execute("BEGIN IMMEDIATE")
-        for after, topic, payload, kind, created in rows:  # noqa: B007 - `after`: the last row read
+        for _rowid, topic, payload, kind, created in rows:
+            if not (isinstance(topic, str) and isinstance(payload, bytes) and kind in kinds):
+                lost += 1
+                continue
             try:
-                write(topic, bytes(payload), kind, created)
-            except (sqlite3.IntegrityError, TypeError):  # a row the damage garbled: lost, not every start after
+                write(topic, payload, kind, float(created))
+            except (sqlite3.IntegrityError, ValueError, OverflowError, TypeError):
+                lost += 1
                 continue
             copied, batch_bytes = copied + 1, batch_bytes + len(payload)
             if copied - kept >= BATCH_ROWS or batch_bytes >= BATCH_BYTES:
-                advance(db, rows.aside, after, copied)
+                advance(db, rows.aside, rows.reached, copied)
+                _lose(db, lost + rows.skipped - skipped)
                 db.execute("COMMIT")
-                kept, batch_bytes = copied, 0
+                kept, batch_bytes, lost, skipped = copied, 0, 0, rows.skipped
                 db.execute("BEGIN IMMEDIATE")
-        advance(db, rows.aside, after, copied)
+        advance(db, rows.aside, rows.reached, copied)
+        _lose(db, lost + rows.skipped - skipped)
         db.execute("COMMIT")
     except sqlite3.Error as error:
         if db.in_transaction:

@@ -233,7 +233,8 @@ class NodeTelemetry(_Strict):
     outbox_bytes: int = Field(default=0, ge=0, description="Their size (1.1).")
     dropped: dict[str, int] = Field(default_factory=dict, description=(
         "Messages the outbox let go, by reason and kind (event, evidence): dropped_KIND when full (dropped_update: a "
-        "heartbeat a later event of its violation superseded) and refused_KIND when the broker refused them, since "
+        "heartbeat a later event of its violation superseded), refused_KIND when the broker refused them and "
+        "dropped_salvage what of an outbox a power cut damaged could not be read back, since "
         "install; unstored_KIND that it could not store (its disk), since the node started (1.1)."))
     cpu_percent: float | None = Field(default=None, ge=0, description="Process CPU, % of one core (1.1).")
     memory_mb: float | None = Field(default=None, ge=0, description="Resident memory of the node (1.1).")

@@ -247,8 +247,8 @@ def test_a_salvage_a_full_disk_cuts_short_stops_the_start_and_the_next_start_sal
     damage_an_index_page(outbox, path)
     real_open = Outbox._open
 
-    def open_on_a_small_card(self: Outbox) -> None:  # room for about 2.4 MB of the 3 MB backlog
-        real_open(self)
+    def open_on_a_small_card(self: Outbox, *path: Path) -> None:  # room for about 2.4 MB of the 3 MB backlog
+        real_open(self, *path)
         self._db.execute("PRAGMA max_page_count = 600")
 
     monkeypatch.setattr(Outbox, "_open", open_on_a_small_card)
@@ -270,9 +270,9 @@ def test_a_damaged_outbox_on_a_disk_too_full_for_a_new_one_is_left_for_the_next_
 
     real_open, opened = Outbox._open, []
 
-    def full_for_a_new_file(self: Outbox) -> None:  # the damaged file opens; the new one beside it finds no room
+    def full_for_a_new_file(self: Outbox, *path: Path) -> None:  # the damaged file opens; the new one finds no room
         opened.append(self.path)
-        real_open(self)
+        real_open(self, *path)
         if len(opened) == 2:
             raise sqlite3.OperationalError("database or disk is full")
 
