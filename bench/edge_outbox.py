@@ -37,7 +37,8 @@ from results_io import report  # noqa: E402
 
 from edge.comms import NodeLink  # noqa: E402
 from edge.config import MqttConfig  # noqa: E402
-from edge.outbox import EVENT, Outbox, OutboxSender  # noqa: E402
+from edge.outbox import EVENT, Outbox  # noqa: E402
+from edge.outbox_sender import OutboxSender  # noqa: E402
 from gridwatch.broker import Broker, generate_users  # noqa: E402
 from gridwatch.contract import SUBSCRIBE_EVENTS, event_topic  # noqa: E402
 from tests.factories import event_payload  # noqa: E402

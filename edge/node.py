@@ -19,7 +19,8 @@ from edge.comms import NodeLink
 from edge.config import CameraConfig, NodeConfig
 from edge.detect import ModelRegistry
 from edge.manifest import Manifest, load_manifest
-from edge.outbox import ANSWER, EVENT, EVIDENCE, Outbox, OutboxError, OutboxSender
+from edge.outbox import ANSWER, EVENT, EVIDENCE, Outbox, OutboxError
+from edge.outbox_sender import OutboxSender
 from edge.pipeline import CameraPipeline
 from edge.remote_config import RemoteConfigurator
 from edge.rules.violations import RuleEvent

@@ -60,7 +60,7 @@ def start_node(running_broker, state_dir, outbox, qos: int = 1, window: int = 10
     function that stops them."""
     from edge.comms import NodeLink
     from edge.config import MqttConfig
-    from edge.outbox import OutboxSender
+    from edge.outbox_sender import OutboxSender
 
     link = NodeLink("node-a", MqttConfig(port=port or running_broker.port,
                                          password=running_broker.credentials.nodes["node-a"]), state_dir)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from edge.comms import NodeLink
 from edge.config import MqttConfig
-from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxSender
+from edge.outbox import EVENT, EVIDENCE, Outbox
+from edge.outbox_sender import OutboxSender
 from gridwatch.contract import event_topic, evidence_topic
 from tests.factories import event_payload, jpeg
 

@@ -18,7 +18,8 @@ from tests.factories import wait_until
 def test_an_answer_leaves_before_the_event_backlog_and_never_pushes_an_event_out(tmp_path):
     """Found by review: command answers queued behind hours of events after an outage (someone at the console waits
     for each), and a full outbox made room for one by dropping an event."""
-    from edge.outbox import ANSWER, OutboxSender
+    from edge.outbox import ANSWER
+    from edge.outbox_sender import OutboxSender
 
     class Wire:  # the MQTT client's side of the sender: what it is handed, in order
         connected = threading.Event()
