@@ -31,6 +31,7 @@ from server.api.routes import (
     photos,
 )
 from server.api.routes import webhooks as webhook_routes
+from server.api.schemas import API_ERRORS
 from server.core.config import ServerSettings
 from server.core.security import LoginThrottle, TokenEntry, TokenStore
 from server.db import Database, database_away, first_line, unstorable_text
@@ -111,9 +112,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.webhooks = webhooks
     app.state.metrics = metrics
     app.state.live = live
-    for module in (health, cases, photos, dead_letters, evidence, nodes, feedback, assessment, webhook_routes,
-                   open311, console, city):
+    for module in (health, open311):
         app.include_router(module.router)
+    for module in (cases, photos, dead_letters, evidence, nodes, feedback, assessment, webhook_routes, city, console):
+        app.include_router(module.router, responses=API_ERRORS)
     app.mount("/console", StaticFiles(directory=console.CONSOLE_DIR, html=True), name="console")
     app.add_middleware(open311.XmlTwin)
 

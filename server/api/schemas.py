@@ -20,7 +20,14 @@ class Page(BaseModel, Generic[ItemT]):
     page_size: int
 
 
-class TransitionOut(BaseModel):
+class _Schema(BaseModel):
+    """What the API's bodies share: a field's docstring is its description in the OpenAPI document (integrators
+    generate clients from it), as a `Field(description=…)` is."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class TransitionOut(_Schema):
     model_config = ConfigDict(from_attributes=True)
 
     action: str
@@ -31,7 +38,7 @@ class TransitionOut(BaseModel):
     reason: str
 
 
-class CaseSummary(BaseModel):
+class CaseSummary(_Schema):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -70,7 +77,7 @@ class CaseSummary(BaseModel):
     void_reason: str | None = None
 
 
-class EventOut(BaseModel):
+class EventOut(_Schema):
     event_id: str
     type: str
     observed_at: datetime
@@ -84,7 +91,7 @@ class EventOut(BaseModel):
     """Download link of the object crop (full resolution, undrawn); null when there is none."""
 
 
-class ReportOut(BaseModel):
+class ReportOut(_Schema):
     """A citizen's report of the case (Open311)."""
 
     at: datetime
@@ -98,7 +105,7 @@ class ReportOut(BaseModel):
                                   "not fetched); to the command centre only.")
 
 
-class PhotoOut(BaseModel):
+class PhotoOut(_Schema):
     """A photo people took of the case (field staff reporting back, an operator)."""
 
     id: int
@@ -136,7 +143,7 @@ class CaseDetail(CaseSummary):
     allowed_actions: list[str] = Field(description="What the caller may do to the case now.")
 
 
-class ActionIn(BaseModel):
+class ActionIn(_Schema):
     model_config = ConfigDict(extra="forbid")
 
     action: CaseAction = Field(description="file, dispatch, reassign, accept, return, extend, defer, resume, "
@@ -169,7 +176,7 @@ ACTION_FIELDS = {"unit_id": {CaseAction.DISPATCH, CaseAction.REASSIGN}, "extend_
 """The fields only some actions take (`reason` goes with any)."""
 
 
-class DeadLetterOut(BaseModel):
+class DeadLetterOut(_Schema):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -182,7 +189,7 @@ class DeadLetterOut(BaseModel):
     """The first 500 characters of the payload (invalid UTF-8 replaced), for reading; the raw bytes are kept."""
 
 
-class NodeOut(BaseModel):
+class NodeOut(_Schema):
     model_config = ConfigDict(from_attributes=True)
 
     node_id: str
@@ -195,7 +202,7 @@ class NodeOut(BaseModel):
     remote_config: dict[str, Any] | None = None
 
 
-class Health(BaseModel):
+class Health(_Schema):
     status: str
     database: str
     mqtt: str
@@ -204,7 +211,7 @@ class Health(BaseModel):
     ingest: dict[str, int]
 
 
-class ReviewIn(BaseModel):
+class ReviewIn(_Schema):
     model_config = ConfigDict(extra="forbid")
 
     verdict: Literal["confirmed", "rejected"] = Field(description="The operator's verdict on the detection.")
@@ -213,7 +220,7 @@ class ReviewIn(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-class ReviewOut(BaseModel):
+class ReviewOut(_Schema):
     model_config = ConfigDict(from_attributes=True)
 
     event_id: str
@@ -224,7 +231,7 @@ class ReviewOut(BaseModel):
     at: datetime
 
 
-class CommandIn(BaseModel):
+class CommandIn(_Schema):
     model_config = ConfigDict(extra="forbid")
 
     action: Literal["snapshot", "reload", "restart_camera"] = Field(
@@ -233,7 +240,7 @@ class CommandIn(BaseModel):
     camera_id: str | None = Field(default=None, max_length=64, description="Required for restart_camera.")
 
 
-class CommandOut(BaseModel):
+class CommandOut(_Schema):
     model_config = ConfigDict(from_attributes=True)
 
     request_id: str
@@ -247,23 +254,23 @@ class CommandOut(BaseModel):
     answered_at: datetime | None
 
 
-class BoardStreet(BaseModel):
+class BoardStreet(_Schema):
     street: str
     grids: list[dict[str, str | None]]
 
 
-class BoardUnit(BaseModel):
+class BoardUnit(_Schema):
     unit_id: str
     name: str
     phone: str | None
 
 
-class BoardOut(BaseModel):
+class BoardOut(_Schema):
     streets: list[BoardStreet]
     units: list[BoardUnit]
 
 
-class WebhookIn(BaseModel):
+class WebhookIn(_Schema):
     model_config = ConfigDict(extra="forbid")
 
     url: AnyHttpUrl = Field(description="http(s) URL that receives a signed POST per case change.")
@@ -283,7 +290,7 @@ class WebhookIn(BaseModel):
         return url
 
 
-class WebhookOut(BaseModel):
+class WebhookOut(_Schema):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -300,7 +307,7 @@ class WebhookCreated(WebhookOut):
     secret: str = Field(description="Verify X-GridWatch-Signature with it; shown only now.")
 
 
-class DeliveryOut(BaseModel):
+class DeliveryOut(_Schema):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -316,13 +323,13 @@ class DeliveryOut(BaseModel):
     delivered_at: datetime | None
 
 
-class CallerOut(BaseModel):
+class CallerOut(_Schema):
     name: str
     role: str
     unit: str | None
 
 
-class CameraOut(BaseModel):
+class CameraOut(_Schema):
     node_id: str
     camera_id: str
     lat: float | None
@@ -358,7 +365,7 @@ def _plain_json(value: object, path: str, depth: int = 0) -> None:
             _plain_json(item, f"{path}.{index}", depth + 1)
 
 
-class ZonesIn(BaseModel):
+class ZonesIn(_Schema):
     model_config = ConfigDict(extra="forbid")
 
     zones: list[dict[str, Any]] = Field(max_length=50, description="The camera's zones in the node config's format "
@@ -372,9 +379,29 @@ class ZonesIn(BaseModel):
         return zones
 
 
-class RemoteConfigOut(BaseModel):
+class RemoteConfigOut(_Schema):
     node_id: str
     config_version: str
     cameras: dict[str, dict[str, Any]]
     status: dict[str, Any] | None = Field(description="The node's answer to the latest version it has seen: "
                                                       "applied, or refused with the reason.")
+
+
+class Problem(_Schema):
+    """An error's body."""
+
+    detail: str | list[dict[str, Any]] = Field(description=(
+        "What is wrong: a sentence naming the field or the rule, or, for a request that does not parse, one entry "
+        "per field (`type`, `loc`, `msg`)."))
+
+
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No token, or one the server does not know."},
+    403: {"model": Problem, "description": "The caller's role may not do this; the detail names who may."},
+    404: {"model": Problem, "description": "No such case, node, event or subscription."},
+    422: {"model": Problem, "description": "A field or parameter the server refuses, named in the detail."},
+    429: {"model": Problem, "description": "Too many unknown tokens from this address; see Retry-After."},
+    503: {"model": Problem, "description": "The database is busy or away; nothing was changed, try again "
+                                           "(Retry-After)."},
+}
+"""The errors every API route may answer (Open311's have GeoReport's own form)."""

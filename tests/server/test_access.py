@@ -263,3 +263,19 @@ def test_a_live_stream_ends_soon_after_its_token_is_revoked(server_url, api_toke
         for _ in stream.iter_bytes():
             pass
         assert time.monotonic() - began < 15, "ended within seconds of the revocation, not at max_seconds"
+
+
+def test_the_api_description_names_the_errors_each_route_answers_and_what_fields_mean(api):
+    """Found by review: the OpenAPI document listed only 200 and a 422 of another shape than the routes send, so a
+    client generated from it could not read a 404 or a 403, and the response fields' meanings (escalation levels,
+    a link null until its image arrives) were in the code only."""
+    spec = api.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        if not path.startswith("/api/v1/"):
+            continue
+        for method, operation in operations.items():
+            documented = set(operation["responses"])
+            assert {"401", "422", "503"} <= documented, (method, path, documented)
+    assert spec["components"]["schemas"]["Problem"]["properties"]["detail"]
+    fields = spec["components"]["schemas"]["CaseSummary"]["properties"]
+    assert "street office" in fields["escalation_level"]["description"]
