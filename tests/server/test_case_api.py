@@ -153,6 +153,30 @@ def test_overdue_false_lists_every_case_that_is_not_overdue(api):
     assert listed("false") == [2, 3], "on time, and not yet dispatched (no deadline)"
 
 
+def test_an_integrator_follows_what_changed_since_it_last_asked(api):
+    """Found by review: pages by offset, sorted by `updated_at`, skipped a case and repeated another when one changed
+    between two pages, and nothing else told an integrator what had changed."""
+    from datetime import UTC, datetime, timedelta
+
+    from server.models import CaseRecord
+
+    ingest = api.app.state.ingest
+    for place in range(3):
+        payload = event_payload(score=0.4, camera_id=f"cam-{place}", zone_id=f"z{place}",
+                                location={"lat": 30.27 + place * 0.01, "lon": 120.16})
+        assert ingest.handle(event_topic("node-a", "illegal_parking"), json.dumps(payload).encode()) == "stored"
+    base = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    with api.app.state.database.session() as session:
+        for case_id, minutes in ((1, 0), (2, 10), (3, 20)):
+            session.get(CaseRecord, case_id).updated_at = base + timedelta(minutes=minutes)
+        session.commit()
+    changed = api.get("/api/v1/cases", params={"updated_after": (base + timedelta(minutes=10)).isoformat(),
+                                               "sort": "updated_at"}).json()["items"]
+    assert [case["id"] for case in changed] == [2, 3]
+    naive = api.get("/api/v1/cases", params={"updated_after": "2026-12-07T08:00:00"})
+    assert naive.status_code == 422 and "updated_after" in naive.json()["detail"]
+
+
 def test_a_long_case_lists_its_latest_events_and_pages_through_all_of_them(api, api_tokens, mqtt_client):
     """Found by review: a case's page and every action's answer carried its whole event history (a car parked for
     days: 20,000 heartbeats, 5 MB an answer)."""

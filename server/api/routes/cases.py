@@ -85,13 +85,19 @@ def list_cases(
                                                       "those that are not.")] = None,
     opened_after: Annotated[datetime | None, Query(description="Opened at or after (ISO 8601).")] = None,
     opened_before: Annotated[datetime | None, Query(description="Opened before (ISO 8601).")] = None,
+    updated_after: Annotated[datetime | None, Query(description=(
+        "Changed at or after (ISO 8601, with a time zone): with sort=updated_at, what changed since you last asked. "
+        "A change is stamped as its transaction starts and may commit a little later: ask from a minute before "
+        "the latest `updated_at` you have, and keep the newer of a case seen twice."))] = None,
     id_below: Annotated[int | None, Query(ge=1, le=MAX_ID, description=(
         "Only cases with a smaller id: keyset paging for a list that changes while it is read (with sort=-id, "
         "pass the last id of the page you have)."))] = None,
     page: PageNumber = 1,
     page_size: PageSize = 50,
     sort: Annotated[str, Query(pattern="^-?(opened_at|updated_at|id|deadline_at|score)$",
-                               description="Field; '-' for descending.")] = "-opened_at",
+                               description="Field; '-' for descending. Pages by offset shift as cases change "
+                                           "between them: page a changing list with sort=-id and id_below, or "
+                                           "follow changes with updated_after.")] = "-opened_at",
 ) -> Page[CaseSummary]:
     _known(session, request.app.state.ingest.cases.dispatcher, unit_id, grid_id)
     query = select(CaseRecord)
@@ -102,13 +108,16 @@ def list_cases(
                           (CaseRecord.camera_id, camera_id)):
         if value is not None:
             query = query.where(column == value)
-    for name, moment in (("opened_after", opened_after), ("opened_before", opened_before)):
+    for name, moment in (("opened_after", opened_after), ("opened_before", opened_before),
+                         ("updated_after", updated_after)):
         if problem := moment_problem(name, moment):
             raise HTTPException(status_code=422, detail=problem)
     if opened_after is not None:
         query = query.where(CaseRecord.opened_at >= opened_after)
     if opened_before is not None:
         query = query.where(CaseRecord.opened_at < opened_before)
+    if updated_after is not None:
+        query = query.where(CaseRecord.updated_at >= updated_after)
     if id_below is not None:
         query = query.where(CaseRecord.id < id_below)
     if overdue is not None:  # false: every case not overdue (it was taken as no filter at all)
