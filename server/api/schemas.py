@@ -64,6 +64,9 @@ class CaseSummary(_Schema):
     dwell_seconds: float
     occurrences: int
     assignment: CaseAssignment | None = None
+    grid_id: str | None = None
+    """The unit grid the case lies in, known from its position (before dispatch too; the assignment names it
+    once dispatched)."""
     escalation_level: int = 0
     """0: with the grid; 1: escalated to the street office; 2: to the district."""
     dispatched_at: datetime | None = None

@@ -138,6 +138,7 @@ class CaseService:
             opened_at=now, updated_at=now, started_at=event.started_at, last_seen_at=event.observed_at,
             dwell_seconds=event.dwell_seconds, occurrences=0, open_violations=0,
         )
+        self._place(case)
         session.add(case)
         changes.append(self._step(case, A.COLLECT, f"camera {event.camera_id}", now,
                                   f"{event.label} {event.type.value} in zone {event.zone_id}, "
@@ -150,15 +151,23 @@ class CaseService:
                                    else f", below {threshold:.2f}: waits for an operator")
         return case
 
+    def _place(self, case: CaseRecord) -> None:
+        """The grid (community, street, chief) where the case lies, as soon as its position is known: a case waiting
+        for an operator, or voided before dispatch, is its grid's too."""
+        grid = self.dispatcher.grid_at(Location(lat=case.lat, lon=case.lon) if case.lat is not None else None)
+        if grid is not None:
+            props, chief = grid.properties, grid.properties.street_chief
+            case.grid_id, case.community, case.street = props.grid_id, props.community, props.street
+            case.street_chief_name, case.street_chief_phone = (chief.name, chief.phone) if chief else (None, None)
+
     def _files_itself(self, case: CaseRecord, score: float | None = None) -> bool:
         threshold = self.dispatcher.auto_file_score(Category(case.category))
         return threshold is not None and (case.score if score is None else score) >= threshold
 
     @staticmethod
     def _detected_score(case: CaseRecord, event: Event) -> float:
-        """What a detector made of the case: a citizen's report carries no score of its own (its 1.0 says a person
-        saw it), so a doubtful detection joining one waits with it for the operator, as it would have in the other
-        order, rather than filing it on the report's 1.0."""
+        """What a detector made of the case: a citizen's report's 1.0 says a person saw it, so a doubtful detection
+        joining one waits with it for the operator, as in the other order, rather than filing it on that 1.0."""
         return event.score if case.source == "open311" else case.score
 
     def _file_and_dispatch(self, case: CaseRecord, now: datetime, why: str,
@@ -243,6 +252,7 @@ class CaseService:
             reporter=reporter or None, reports=[report], label=category.value, score=1.0,
             lat=location.lat if location else None, lon=location.lon if location else None,
             opened_at=now, updated_at=now, started_at=now, last_seen_at=now, occurrences=1)
+        self._place(case)
         session.add(case)
         waits = (placed or "") + "; waits for an operator" + (" to place it" if location is None else "")
         change = self._step(case, A.COLLECT, via, now, why + waits)
@@ -284,6 +294,7 @@ class CaseService:
             case.void_reason = void_reason
         if location is not None:
             case.lat, case.lon = location.lat, location.lon
+            self._place(case)
             why += f"; placed at {location.lat:.6f}, {location.lon:.6f}"
         if action is A.FILE:
             changes = self._file_and_dispatch(case, now, f"confirmed by an operator: {why}", actor)

@@ -153,6 +153,16 @@ def test_overdue_false_lists_every_case_that_is_not_overdue(api):
     assert listed("false") == [2, 3], "on time, and not yet dispatched (no deadline)"
 
 
+def test_a_grids_cases_include_those_waiting_for_an_operator(api):
+    """Found by review: a case took its grid only when dispatched, so a grid's list (and its false positives, by
+    grid or street chief) left out every case waiting for an operator or voided before dispatch."""
+    ingest = api.app.state.ingest
+    waiting = event_payload(score=0.4, **{k: v for k, v in LITTER.items() if k != "zone_id"})  # doubtful: it waits
+    assert ingest.handle(event_topic("node-a", "litter"), json.dumps(waiting).encode()) == "stored"
+    [case] = api.get("/api/v1/cases", params={"grid_id": "WL-02", "status": "collected"}).json()["items"]
+    assert (case["grid_id"], case["assignment"]) == ("WL-02", None)
+
+
 def test_an_integrator_follows_what_changed_since_it_last_asked(api):
     """Found by review: pages by offset, sorted by `updated_at`, skipped a case and repeated another when one changed
     between two pages, and nothing else told an integrator what had changed."""

@@ -78,7 +78,8 @@ def list_cases(
     = None,
     category: Annotated[Category | None, Query(description="Only cases of this category.")] = None,
     unit_id: Annotated[str | None, Query(max_length=64, description="Only cases assigned to this unit.")] = None,
-    grid_id: Annotated[str | None, Query(max_length=64, description="Only cases in this unit grid.")] = None,
+    grid_id: Annotated[str | None, Query(max_length=64, description=(
+        "Only cases in this unit grid (by their position, dispatched or not)."))] = None,
     node_id: Annotated[str | None, Query(max_length=64, description="Only cases raised by this node.")] = None,
     camera_id: Annotated[str | None, Query(max_length=64, description="Only cases raised by this camera.")] = None,
     overdue: Annotated[bool | None, Query(description="true: only open cases past their deadline; false: only "
