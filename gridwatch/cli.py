@@ -170,13 +170,18 @@ def cmd_server_token(args: argparse.Namespace) -> int:
         new = not args.tokens_file.exists()
         existing = TokensFile() if new else load_yaml_model(args.tokens_file, TokensFile)
         existing.tokens.append(entry)
+        text = yaml.safe_dump(existing.model_dump(mode="json", exclude_none=True), allow_unicode=True)
         try:  # whole or not at all: a server reading it half written would find no tokens
-            replace_durably(args.tokens_file, yaml.safe_dump(existing.model_dump(mode="json", exclude_none=True),
-                                                             allow_unicode=True).encode(), make_folder=False)
-            if new:  # a file made here is its owner's alone; one there already keeps the mode it was given (the
-                args.tokens_file.chmod(0o600)  # server's group may read it)
+            replace_durably(args.tokens_file, text.encode(), make_folder=False)
+        except PermissionError:  # a folder we may not write in (/etc/gridwatch), the file writable: in place
+            try:
+                args.tokens_file.write_text(text, encoding="utf-8")
+            except OSError as error:
+                raise ConfigError(f"--tokens-file {args.tokens_file}: {error.strerror or error}") from None
         except OSError as error:
             raise ConfigError(f"--tokens-file {args.tokens_file}: {error.strerror or error}") from None
+        if new:  # a file made here is its owner's alone; one there already keeps the mode it was given (the
+            args.tokens_file.chmod(0o600)  # server's group may read it)
         print(f"added {args.name} ({args.role}) to {args.tokens_file}; a running server reads it within 2 s, no "
               f"restart", file=sys.stderr)
     else:

@@ -70,6 +70,8 @@ def format_validation_error(error: ValidationError, source: str, prefix: str = "
 def _yaml_problem(error: yaml.YAMLError) -> str:
     """What is wrong and where, without the line itself: PyYAML quotes it, and a settings file's line holds a
     password (`mqtt_password: "…` with its closing quote missing) or a camera's rtsp:// credentials."""
+    if isinstance(error, yaml.reader.ReaderError):  # a character YAML refuses: named by its code, not quoted
+        return f"{error.reason} (#x{error.character:04x}) at position {error.position}"
     if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
         return type(error).__name__
     def at(mark: yaml.Mark | None) -> str:

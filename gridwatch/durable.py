@@ -10,6 +10,7 @@ from pathlib import Path
 def replace_durably(path: Path, data: bytes, make_folder: bool = True) -> None:
     """`path` holds `data`, whole, after a power cut at any moment: written beside it, synced, then renamed over it
     (renamed unsynced, a power cut could leave it empty). Raises OSError when the disk refuses."""
+    path = path.resolve()  # a link's target replaced, not the link
     if make_folder:
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -23,8 +24,10 @@ def replace_durably(path: Path, data: bytes, make_folder: bool = True) -> None:
         pass
     else:
         os.chmod(tmp, before.st_mode & 0o7777)
-        try:
-            os.chown(tmp, before.st_uid, before.st_gid)
-        except PermissionError:
-            pass
+        for owner in ((before.st_uid, before.st_gid), (-1, before.st_gid)):  # one not ours: its group at least
+            try:
+                os.chown(tmp, *owner)
+                break
+            except PermissionError:
+                continue
     tmp.replace(path)

@@ -253,6 +253,9 @@ def test_a_settings_file_that_does_not_read_is_named_without_its_secrets(tmp_pat
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "while scanning a quoted scalar (line 2, column 16)" in result.stderr
     assert "Sup3rSecretPw" not in result.stderr
+    server.write_text("mqtt_password: pw\x07\n")  # a character YAML refuses: named, as before
+    result = gridwatch("server", "--config", str(server))
+    assert result.returncode == 2 and "#x0007" in result.stderr and "pw" not in result.stderr.split("#x0007")[1]
 
 
 def test_a_database_a_later_release_migrated_is_refused_with_what_to_do(tmp_path):

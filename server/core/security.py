@@ -134,6 +134,11 @@ class TokenStore:
         self.entries = {entry.sha256: entry for entry in entries}
         log.info("tokens file %s read again: %d tokens", self.path, len(entries))
 
+    def holds(self, caller: TokenEntry) -> bool:
+        """Whether `caller`'s token is still in force as it was (not revoked, its role and unit unchanged)."""
+        self._read_again_if_changed()
+        return self.entries.get(caller.sha256) == caller
+
     def principal(self, token: str) -> TokenEntry | None:
         self._read_again_if_changed()
         digest = hash_token(token)

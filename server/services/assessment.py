@@ -280,7 +280,11 @@ def _own_turn(case: CaseRecord, turns: list[CaseRound], by: GroupBy, now: dateti
     dispatched = case.dispatched_at is not None
     returned = case.status == CaseStatus.RETURNED.value and case.returned_at is not None
     past = case.deadline_at is not None and case.deadline_at <= (case.returned_at if returned else now)
-    return Turn(held=by is not GroupBy.UNIT or past or not returned, returned=returned, dispatched=dispatched,
+    # for a street chief or grid, a case is theirs once dispatched (it lies in their grid from the start, but one
+    # waiting for an operator, or voided before dispatch, was never sent to anyone: a detection, not a case of theirs)
+    held = (past or not returned) if by is GroupBy.UNIT else \
+        dispatched if by in (GroupBy.STREET_CHIEF, GroupBy.GRID) else True
+    return Turn(held=held, returned=returned, dispatched=dispatched,
                 reworked=dispatched and case.rework_count - sum(turn.reworked for turn in turns) > 0,
                 extended=dispatched and case.extension_count - sum(turn.extended for turn in turns) > 0,
                 closed=closed, due=dispatched and (closed or (past and not _awaits_check(case))),

@@ -70,11 +70,11 @@ class IngestService(MqttClient):
         self._worker = threading.Thread(target=self._run, name="ingest-batches", daemon=True)
         ingest.publish_case = self.publish_case
         if share_group is None:
-            self.subscribe(SUBSCRIBE_ALL_NODES, self.inbox.put)
+            self.subscribe(SUBSCRIBE_ALL_NODES, self._received)
         else:
             self.subscribe(f"$share/{share_group}/{SUBSCRIBE_ALL_NODES}", self._shared)
             for topic_filter in RETAINED_STATE:
-                self.subscribe(topic_filter, self.inbox.put)
+                self.subscribe(topic_filter, self._received)
         self.case_feed = case_feed
 
     def follow_cases(self, wait: float = 2.0) -> None:
@@ -92,7 +92,12 @@ class IngestService(MqttClient):
         if _RETAINED_STATE.fullmatch(message.topic):
             self.ack(message)  # this worker's own subscription to it delivers it too
         else:
-            self.inbox.put(message)
+            self._received(message)
+
+    def _received(self, message: mqtt.MQTTMessage) -> None:
+        if not self.inbox.unfinished_tasks:  # the first after a quiet spell: ingest has been waiting, not stuck
+            self.ingest.written_at = time.monotonic()  # (the health check's `stalled` counts from here)
+        self.inbox.put(message)
 
     def start(self, wait_seconds: float | None = 10.0) -> None:
         # the thread taking messages from the network process and the batch writer share the GIL: the writer gives

@@ -279,3 +279,19 @@ def test_the_api_description_names_the_errors_each_route_answers_and_what_fields
     assert spec["components"]["schemas"]["Problem"]["properties"]["detail"]
     fields = spec["components"]["schemas"]["CaseSummary"]["properties"]
     assert "street office" in fields["escalation_level"]["description"]
+
+
+def test_a_live_stream_whose_header_the_bearer_scheme_takes_stays_open(server_url, api_tokens):
+    """Found by review: the revocation check read the token again from the header, unstripped, so a header the
+    API takes (`Bearer  gw_…`, two spaces) ended the stream at once, and the console reconnected in a loop."""
+    import time
+
+    import httpx
+
+    began = time.monotonic()
+    with httpx.stream("GET", f"{server_url}/api/v1/live", params={"max_seconds": 3}, timeout=30,
+                      headers={"Authorization": f"Bearer  {api_tokens['integrator']}"}) as stream:
+        assert stream.status_code == 200
+        for _ in stream.iter_bytes():
+            pass
+    assert time.monotonic() - began > 2.5, "open for its max_seconds"

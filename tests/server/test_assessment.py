@@ -135,6 +135,15 @@ def test_the_units_of_a_period_are_ranked_by_on_time_closure_then_closure():
         ("2026-11", "parks"): 4, ("2026-11", "markets"): None, ("2026-11", "(none)"): None, ("2026-12", "parks"): 1}
 
 
+def test_a_case_waiting_for_an_operator_is_its_grids_detection_not_one_of_its_cases():
+    """Found by review: once a case lay in its grid from the start, a detection still waiting for an operator (never
+    sent to anyone) counted as one of the grid's and the street chief's cases, halving their closure rate."""
+    waiting = case("collected", deadline=None)
+    for by in (GroupBy.GRID, GroupBy.STREET_CHIEF):
+        [row] = assess([case("closed", on_time=True, feedback=5), waiting], by, Period.MONTH, ZONE, NOW)
+        assert (row.detections, row.cases, row.closure_rate) == (2, 1, 1.0)
+
+
 def test_two_street_chiefs_of_one_name_are_two_rows():
     """Found by review: chiefs were told apart by name alone, and a district of 494 has two 王伟."""
     cases = [case("closed", on_time=True, feedback=5), case("handling"), case("handling")]

@@ -136,6 +136,26 @@ def test_the_health_check_says_so_while_messages_wait_and_nothing_is_written(api
                timeout=60)
 
 
+@pytest.mark.one_database
+def test_the_first_message_after_a_quiet_spell_is_not_taken_for_a_stall(api, mqtt_client, server_settings):
+    """Found by review: `stalled` counted from the last batch written, so after a quiet night the first message,
+    waiting its turn, made the health check answer 503 at once."""
+    import sqlite3
+
+    service = api.app.state.ingest_service
+    service.ingest.written_at -= 3600  # an hour with nothing to write
+    holder = sqlite3.connect(server_settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the message waits its turn
+    try:
+        mqtt_client("node-a").publish(event_topic("node-a", "illegal_parking"), json.dumps(event_payload()))
+        wait_until(lambda: service.inbox.unfinished_tasks >= 1)
+        answer = api.get("/healthz")
+        assert (answer.status_code, answer.json()["writing"]) == (200, "ok")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
 def test_a_late_last_will_does_not_override_a_newer_online(api, mqtt_client):
     node = mqtt_client("node-a")
     node.publish(status_topic("node-a"), json.dumps({"node_id": "node-a", "state": "online", "session": 2,

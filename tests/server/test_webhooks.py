@@ -214,6 +214,10 @@ def test_operators_see_a_receivers_status_and_admins_its_reply(api, api_tokens):
     [seen] = api.get(log, headers={"Authorization": f"Bearer {api_tokens['operator']}"}).json()["items"]
     assert seen["last_error"] == "HTTP 403 (the receiver's reply is shown to admins)"
     assert "hunter2" in api.get(log).json()["items"][0]["last_error"]
+    from server.api.routes.webhooks import _without_reply
+
+    assert _without_reply('HTTP 500: moved to production; {"db_password": "x"}') == \
+        "HTTP 500 (the receiver's reply is shown to admins)", "only the server's own redirect words are shown"
 
 
 def test_a_failed_change_is_not_sent_by_hand_after_a_later_one_of_its_case_without_saying_so(api):

@@ -76,7 +76,9 @@ def _without_reply(error: str | None) -> str | None:
     """A failed attempt as operators see it: the status without the receiver's reply. Only an admin chooses where
     webhooks go (anywhere the server reaches, a city's internal services too), and what such a service answers
     may be anything (its own configuration, a credential): the reply is for admins."""
-    if error is None or not (reply := re.fullmatch(r"(HTTP \d{3}): (?!moved to ).*", error, re.DOTALL)):
+    if error is None or not (reply := re.fullmatch(r"(HTTP \d{3}): .*", error, re.DOTALL)) or \
+            re.fullmatch(r"HTTP 3\d\d: moved to \S+ \(redirects are not followed: change the subscription's URL\)",
+                         error):  # the server's own words, the address already redacted
         return error
     return f"{reply.group(1)} (the receiver's reply is shown to admins)"
 
