@@ -235,11 +235,9 @@ def test_a_disk_others_fill_while_the_node_runs_stops_the_outbox_growing_within_
     assert outbox.counters() == {"dropped_evidence": 1}
 
 
-def test_a_salvage_a_full_disk_cuts_short_stops_the_start_and_the_next_start_salvages_the_rest(tmp_path,
-                                                                                                monkeypatch):
-    """Found by review: a disk that filled while a damaged outbox was copied raised a raw SQLite error out of the
-    node's start, and the next start left what was not yet copied in the damaged copy for good."""
-    path = tmp_path / "outbox.db"
+def damaged_on_a_small_card(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """An outbox at `path` holding 30 images of 100 KB, an index page of it damaged, and outboxes opened from now
+    on with room for about 2.4 MB of that 3 MB backlog. Returns the images."""
     outbox = Outbox(path)
     images = [bytes([number]) * 100_000 for number in range(30)]
     for number, image in enumerate(images):
@@ -247,11 +245,20 @@ def test_a_salvage_a_full_disk_cuts_short_stops_the_start_and_the_next_start_sal
     damage_an_index_page(outbox, path)
     real_open = Outbox._open
 
-    def open_on_a_small_card(self: Outbox, *path: Path) -> None:  # room for about 2.4 MB of the 3 MB backlog
-        real_open(self, *path)
+    def open_on_a_small_card(self: Outbox, *where: Path) -> None:
+        real_open(self, *where)
         self._db.execute("PRAGMA max_page_count = 600")
 
     monkeypatch.setattr(Outbox, "_open", open_on_a_small_card)
+    return images
+
+
+def test_a_salvage_a_full_disk_cuts_short_stops_the_start_and_the_next_start_salvages_the_rest(tmp_path,
+                                                                                                monkeypatch):
+    """Found by review: a disk that filled while a damaged outbox was copied raised a raw SQLite error out of the
+    node's start, and the next start left what was not yet copied in the damaged copy for good."""
+    path = tmp_path / "outbox.db"
+    images = damaged_on_a_small_card(path, monkeypatch)
     with pytest.raises(OutboxError, match=r"disk is full.*next start goes on"):
         Outbox(path)
     monkeypatch.undo()  # some disk freed

@@ -16,8 +16,8 @@ from edge import outbox_salvage as salvage
 from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxError
 from tests.edge.test_outbox_pressure import (
     TOPIC,
-    damage_an_index_page,
     damaged_copies,
+    damaged_on_a_small_card,
     event,
     fill_the_disk,
     image_topic,
@@ -101,18 +101,7 @@ def test_a_second_power_cut_before_a_salvage_is_done_salvages_both_copies(tmp_pa
     """Found by review: a new outbox damaged while it still had a copy to salvage carried over its counters and
     what it watched but not that record, and the rest of the first copy was never read (22 of 30 images)."""
     path = tmp_path / "outbox.db"
-    outbox = Outbox(path)
-    images = [bytes([number]) * 100_000 for number in range(30)]
-    for number, image in enumerate(images):
-        outbox.put(image_topic(number), image, EVIDENCE)
-    damage_an_index_page(outbox, path)
-    real_open = Outbox._open
-
-    def open_on_a_small_card(self: Outbox, *where: Path) -> None:  # room for about 2.4 MB of the 3 MB backlog
-        real_open(self, *where)
-        self._db.execute("PRAGMA max_page_count = 600")
-
-    monkeypatch.setattr(Outbox, "_open", open_on_a_small_card)
+    images = damaged_on_a_small_card(path, monkeypatch)
     with pytest.raises(OutboxError, match="next start goes on"):
         Outbox(path)
     monkeypatch.undo()

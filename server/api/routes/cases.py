@@ -222,10 +222,8 @@ def get_case(case_id: RowId, session: SessionDep, caller: Caller) -> CaseDetail:
             summary="Every event of a case, first to last, a page at a time (the case itself lists the latest)")
 def get_case_events(case_id: RowId, session: SessionDep, caller: Caller, page: PageNumber = 1,
                     page_size: PageSize = 100) -> Page[EventOut]:
-    of_case = EventRecord.case_id == _case(session, case_id).id
-    total = session.scalar(select(func.count()).select_from(EventRecord).where(of_case)) or 0
-    rows = list(session.scalars(select(EventRecord).where(of_case).order_by(EventRecord.observed_at, EventRecord.id)
-                                .offset((page - 1) * page_size).limit(page_size)))
+    rows, total = _page_of(session, EventRecord, _case(session, case_id).id, (EventRecord.observed_at, EventRecord.id),
+                           page, page_size)
     return Page(items=events_out(session, rows, sees_pictures(caller)), total=total, page=page, page_size=page_size)
 
 
@@ -233,12 +231,19 @@ def get_case_events(case_id: RowId, session: SessionDep, caller: Caller, page: P
             summary="Every step of a case, first to last, a page at a time (the case itself lists the latest)")
 def get_case_transitions(case_id: RowId, session: SessionDep, _caller: Caller, page: PageNumber = 1,
                          page_size: PageSize = 100) -> Page[TransitionOut]:
-    of_case = CaseTransition.case_id == _case(session, case_id).id
-    total = session.scalar(select(func.count()).select_from(CaseTransition).where(of_case)) or 0
-    rows = session.scalars(select(CaseTransition).where(of_case).order_by(CaseTransition.id)
-                           .offset((page - 1) * page_size).limit(page_size))
+    rows, total = _page_of(session, CaseTransition, _case(session, case_id).id, (CaseTransition.id,), page, page_size)
     return Page(items=[TransitionOut.model_validate(row) for row in rows], total=total, page=page,
                 page_size=page_size)
+
+
+def _page_of(session: SessionDep, model: type[EventRecord] | type[CaseTransition], case_id: int, order: tuple,
+             page: int, page_size: int) -> tuple[list, int]:
+    """One page of a case's rows of `model`, first to last by `order`, and how many it has in all."""
+    of_case = model.case_id == case_id
+    total = session.scalar(select(func.count()).select_from(model).where(of_case)) or 0
+    rows = list(session.scalars(select(model).where(of_case).order_by(*order)
+                                .offset((page - 1) * page_size).limit(page_size)))
+    return rows, total
 
 
 def _may_touch(caller: TokenEntry, case: CaseRecord) -> bool:
