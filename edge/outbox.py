@@ -41,6 +41,8 @@ DISK_CHECK_SECONDS = 5.0
 """How long a measure of the disk stands while messages come: other programs fill and free the disk meanwhile, and
 the outbox follows within seconds without a system call per message. A message the last measure has no room for
 measures again at once, so a disk freed since is used at once."""
+SALVAGE_RETRY_SECONDS = 30.0
+"""How long a running node waits to try again a salvage the disk cut short."""
 _FULL = object()
 """What `_store` returns when the disk refused the message itself, the room it made rolled back."""
 
@@ -97,12 +99,19 @@ class Outbox:
                 # full, locked by another process, failing: what it holds is sound, so the node waits for it
                 raise OutboxError(f"outbox {path} cannot be opened ({error}); nothing in it was touched") from None
             self._set_aside(error)
+        self._salvage_left = False
+        """Damaged copies a full disk cut the start's salvage of short: the node starts with what was copied, and
+        the sender goes on with the rest as sending frees room (`salvage_more`)."""
+        self._salvage_tried = float("-inf")
         try:
-            if salvage.go_on(self._db, self.path.parent, self._write, LANES):
+            taken_up, _done = salvage.go_on(self._db, self.path.parent, self._write, LANES)
+            if taken_up:
                 self._sizes = self._held()
         except salvage.CutShort as error:
-            self._db.close()
-            raise OutboxError(f"outbox {path}: {error}") from None
+            self._sizes = self._held()
+            self._salvage_left, self._salvage_tried = True, self._clock()
+            log.error("outbox %s: %s; the node starts with what was salvaged and goes on with the rest as sending "
+                      "frees room", path, error)
         self._measure_the_disk()
         if self._ceiling < self.configured_max_bytes:
             log.warning("outbox %s: the disk has room for %.1f MB of it, not the %.1f MB set (outbox_max_mb)",
@@ -241,19 +250,53 @@ class Outbox:
         self._count(f"dropped_{kind}")
         log.error("%s: the new %s %s (%d bytes) finds no room; dropped", reason, kind, topic, len(payload))
 
-    def _write(self, topic: str, payload: bytes, kind: str, created: float) -> int:
+    def _write(self, topic: str, payload: bytes, kind: str, created: float, watch: bool = True) -> int:
         """One message's rows, inside the caller's transaction; the caller adds its bytes to `_sizes` once
-        committed."""
+        committed. `watch`: the node's open violations (`watching`) follow the event."""
         event_type, violation = _event_meta(payload) if kind == EVENT else (None, None)
         cursor = self._db.execute(
             "INSERT INTO outbox (topic, payload, kind, bytes, created, event_type, violation) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)", (topic, payload, kind, len(payload), created, event_type, violation))
-        if violation is not None and event_type == "end":
+        if not watch:
+            pass
+        elif violation is not None and event_type == "end":
             self._db.execute("DELETE FROM watching WHERE violation = ?", (violation,))
         elif violation is not None:
             self._db.execute("INSERT OR REPLACE INTO watching (violation, topic, payload) VALUES (?, ?, ?)",
                              (violation, topic, payload))
         return int(cursor.lastrowid)
+
+    @property
+    def salvaging(self) -> bool:
+        """Whether damaged copies wait to be salvaged further (`salvage_more`)."""
+        return self._salvage_left
+
+    def salvage_more(self, budget: int = salvage.BATCH_ROWS) -> bool:
+        """About `budget` more messages of the damaged copies a full disk left unread at the start, after what the
+        outbox holds (the sender calls it between its turns, so the outbox is held a batch at a time); a try that
+        the disk still cuts short waits `SALVAGE_RETRY_SECONDS` for the next. Their violations were ended as
+        interrupted at the start, so what is copied now leaves `watching` as it is: a late heartbeat of one does
+        not bring it back to be ended again. Whether more is left."""
+        with self._lock:
+            if not self._salvage_left or self._clock() - self._salvage_tried < SALVAGE_RETRY_SECONDS:
+                return self._salvage_left
+            try:
+                _taken_up, done = salvage.go_on(self._db, self.path.parent, self._write_unwatched, LANES, budget)
+            except salvage.CutShort as error:
+                self._salvage_tried = self._clock()
+                log.warning("outbox %s: %s", self.path, error)
+                done = False
+            else:
+                self._salvage_tried = float("-inf")
+            self._sizes = self._held()
+            self._salvage_left = not done
+        if done:
+            log.warning("outbox %s: the damaged copies' salvage is done", self.path)
+        self.wakeup.set()
+        return not done
+
+    def _write_unwatched(self, topic: str, payload: bytes, kind: str, created: float) -> int:
+        return self._write(topic, payload, kind, created, watch=False)
 
     def left_open(self) -> list[tuple[str, bytes]]:
         """(topic, latest event) of each violation whose `end` never came: at a start, what the node was watching

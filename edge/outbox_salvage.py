@@ -1,6 +1,7 @@
 """The outbox's damaged copies: a file a power cut damaged is moved aside, and what of it still reads is copied into a
 new outbox. The copy is recorded in the new outbox (`salvaging`), with the last row copied, so a copy that a full
-disk cuts short goes on at the next start instead of leaving the rest of the backlog in a file nobody reads; a copy
+disk cuts short goes on later (the running node's sender tries again as sending frees room, and so does the next
+start) instead of leaving the rest of the backlog in a file nobody reads; a copy
 read to its end is deleted, for it holds nothing more and the card's room is the outbox's. A page that does not read
 costs the messages on it, counted (`dropped_salvage`, as are rows the damage garbled), and the reading goes on past
 it; a copy with such pages, or whose damage stops the reading altogether, is kept for a person (sqlite3's .recover
@@ -266,41 +267,50 @@ def _past(old: sqlite3.Connection, after: int) -> int | None:
     return readable
 
 
-def go_on(db: sqlite3.Connection, directory: Path, write: Write, kinds: tuple[str, ...]) -> int:
+def go_on(db: sqlite3.Connection, directory: Path, write: Write, kinds: tuple[str, ...],
+          budget: int | None = None) -> tuple[int, bool]:
     """What still reads of each damaged copy not yet read to its end (set aside at this start, or at one a full
-    disk cut short) goes into the outbox `db` after what it holds; a copy read to its end is deleted. Returns how
-    many copies it took up. `kinds`: the outbox's lanes, the only kinds a message is sent by."""
+    disk cut short) goes into the outbox `db` after what it holds; a copy read to its end is deleted. `budget`: at
+    most about that many messages copied at this call (a running node holds its outbox no longer than that; what
+    is left waits for the next call). Returns how many copies it took up, and whether every one is done. `kinds`:
+    the outbox's lanes, the only kinds a message is sent by."""
     try:
         records = pending(db, directory)
         for aside, after, copied in records:
             if aside.exists():
-                _take_up(db, DamagedRows(aside, after), copied, write, kinds)
+                if not _take_up(db, DamagedRows(aside, after), copied, write, kinds, budget):
+                    return len(records), False
             else:
                 log.warning("the damaged outbox copy %s to salvage is gone; %d message(s) of it were salvaged",
                             aside, copied)
             finish(db, aside)
-    except sqlite3.Error as error:  # the record itself, on a full disk: the next start goes on
-        raise CutShort(f"salvaging its damaged copies stopped ({error}); the next start goes on with them") from None
-    return len(records)
+    except sqlite3.Error as error:  # the record itself, on a full disk: a later try goes on
+        raise CutShort(f"salvaging its damaged copies stopped ({error}); what is left of them waits for room") from None
+    return len(records), True
 
 
-def _take_up(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, kinds: tuple[str, ...]) -> None:
-    copied = _copy(db, rows, copied, write, kinds)
+def _take_up(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, kinds: tuple[str, ...],
+             budget: int | None) -> bool:
+    """Whether the copy was read to its end (not stopped by `budget`)."""
+    copied, ended = _copy(db, rows, copied, write, kinds, budget)
+    if not ended:
+        return False
     if rows.skipped and rows.stopped is None:
         log.error("the damaged outbox copy %s salvaged, %d message(s) in all, up to %d lost to pages that do not "
                   "read; the copy is kept for a person to recover or delete", rows.aside, copied, rows.skipped)
-        return
+        return True
     if rows.stopped is not None:
         log.error("reading the damaged outbox copy %s stopped at %d message(s) salvaged (%s); the rest cannot be "
                   "read here, and the copy is kept for a person to recover or delete", rows.aside, copied,
                   rows.stopped)
-        return
+        return True
     try:
         remove(rows.aside)
         log.error("the damaged outbox copy %s salvaged, %d message(s) in all; deleted", rows.aside, copied)
     except OSError as error:  # salvaged all the same: what is left is a file a person may delete
         log.error("the damaged outbox copy %s salvaged, %d message(s) in all; it cannot be deleted (%s)",
                   rows.aside, copied, error)
+    return True
 
 
 def _lose(db: sqlite3.Connection, lost: int) -> None:
@@ -311,14 +321,18 @@ def _lose(db: sqlite3.Connection, lost: int) -> None:
                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (lost,))
 
 
-def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, kinds: tuple[str, ...]) -> int:
-    """`rows` into `db` a batch a transaction, each recording how far the copy got; the messages copied in all. A
-    row the damage garbled (a payload that is no bytes, a kind that is no lane: never sendable, and held against
-    the limit for good) is counted lost, not copied."""
-    kept, batch_bytes, lost, skipped = copied, 0, 0, rows.skipped
+def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, kinds: tuple[str, ...],
+          budget: int | None = None) -> tuple[int, bool]:
+    """`rows` into `db` a batch a transaction, each recording how far the copy got; the messages copied in all, and
+    whether the rows ran out (not `budget`, counted in messages copied at this call, a batch at a time). A row the
+    damage garbled (a payload that is no bytes, a kind that is no lane: never sendable, and held against the limit
+    for good) is counted lost, not copied."""
+    started = kept = copied
+    batch_bytes, lost, skipped = 0, 0, rows.skipped
+    reading = iter(rows)
     try:
         db.execute("BEGIN IMMEDIATE")
-        for _rowid, topic, payload, kind, created in rows:
+        for _rowid, topic, payload, kind, created in reading:
             if not (isinstance(topic, str) and isinstance(payload, bytes) and kind in kinds):
                 lost += 1
                 continue
@@ -333,6 +347,8 @@ def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, 
                 _lose(db, lost + rows.skipped - skipped)
                 db.execute("COMMIT")
                 kept, batch_bytes, lost, skipped = copied, 0, 0, rows.skipped
+                if budget is not None and copied - started >= budget:
+                    return copied, False
                 db.execute("BEGIN IMMEDIATE")
         advance(db, rows.aside, rows.reached, copied)
         _lose(db, lost + rows.skipped - skipped)
@@ -341,6 +357,8 @@ def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, 
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise CutShort(f"salvaging its damaged copy {rows.aside} stopped ({error}) with {kept} message(s) "
-                       f"salvaged; the rest stays there and the next start goes on with it (free some disk if it "
-                       f"is full)") from None
-    return copied
+                       f"salvaged; the rest stays there until there is room for it (free some disk if it is "
+                       f"full)") from None
+    finally:
+        reading.close()  # its read-only connection, also when the budget or an error ends the copy early
+    return copied, True

@@ -68,6 +68,8 @@ class OutboxSender:
             self.outbox.wakeup.clear()
             try:
                 self._hand_over()
+                if self.outbox.salvaging:  # what a full disk left of a damaged copy, as sending frees room
+                    self.outbox.salvage_more()
             except Exception:
                 failures += 1
                 log.exception("outbox: handing messages to MQTT failed (%d in a row); trying again", failures)

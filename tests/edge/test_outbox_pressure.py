@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import tracemalloc
+import uuid
 from collections import namedtuple
 from pathlib import Path
 
@@ -253,18 +254,74 @@ def damaged_on_a_small_card(path: Path, monkeypatch: pytest.MonkeyPatch) -> list
     return images
 
 
-def test_a_salvage_a_full_disk_cuts_short_stops_the_start_and_the_next_start_salvages_the_rest(tmp_path,
-                                                                                                monkeypatch):
-    """Found by review: a disk that filled while a damaged outbox was copied raised a raw SQLite error out of the
-    node's start, and the next start left what was not yet copied in the damaged copy for good."""
+def test_a_salvage_a_full_disk_cuts_short_starts_the_node_and_goes_on_as_sending_frees_room(tmp_path, monkeypatch):
+    """Found by review: a disk that filled while a damaged outbox was copied stopped the node's start, and every
+    start after it, until someone freed the disk: the street went unwatched. Now the node starts with what was
+    copied, and the rest follows as what is sent frees its room."""
     path = tmp_path / "outbox.db"
     images = damaged_on_a_small_card(path, monkeypatch)
-    with pytest.raises(OutboxError, match=r"disk is full.*next start goes on"):
-        Outbox(path)
-    monkeypatch.undo()  # some disk freed
-    restarted = Outbox(path)
-    assert [message.payload for message in restarted.pending(limit=100)] == images, "each once, in order"
+    now = [0.0]
+    outbox = Outbox(path, clock=lambda: now[0])
+    first = [message.payload for message in outbox.pending(limit=100)]
+    assert outbox.salvaging and 0 < len(first) < len(images) and first == images[:len(first)]
+    assert outbox.put(TOPIC, event(), EVENT) is not None, "the node records what it sees meanwhile"
+    sent: list[bytes] = []
+    while outbox.salvaging or outbox.pending(kind=EVIDENCE):
+        for message in outbox.pending(kind=EVIDENCE, limit=5):  # the sender: the broker takes five
+            sent.append(message.payload)
+            outbox.acknowledge(message.id)
+        now[0] += outbox_module.SALVAGE_RETRY_SECONDS
+        outbox.salvage_more(budget=5)
+        assert len(sent) <= len(images), "nothing sent twice"
+    assert sent == images, "each once, in order"
     assert damaged_copies(tmp_path) == [], "salvaged whole: the damaged copy deleted"
+    assert outbox.counters() == {}, "nothing dropped"
+
+
+def test_a_disk_still_full_is_tried_again_a_while_later_not_at_every_turn(tmp_path, monkeypatch):
+    path = tmp_path / "outbox.db"
+    damaged_on_a_small_card(path, monkeypatch)
+    now = [0.0]
+    outbox = Outbox(path, clock=lambda: now[0])
+    held = outbox.depth
+    tries = []
+    real_go_on = outbox_module.salvage.go_on
+    monkeypatch.setattr(outbox_module.salvage, "go_on", lambda *args: tries.append(now[0]) or real_go_on(*args))
+    for _ in range(3):
+        assert outbox.salvage_more(), "still more to salvage: the disk is as full as it was"
+        now[0] += outbox_module.SALVAGE_RETRY_SECONDS / 2
+    assert tries == [outbox_module.SALVAGE_RETRY_SECONDS], "once the wait since the start's try is over, once"
+    assert outbox.depth == held
+
+
+def test_a_salvage_finished_late_does_not_bring_back_a_violation_ended_at_the_start(tmp_path, monkeypatch):
+    """The node ends what it watched as interrupted at its start; a heartbeat of such a violation copied later
+    must not make it watched again, to be ended a second time at the next start."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    violation = str(uuid.uuid4())
+    outbox.put(TOPIC, event(type="new", violation_id=violation), EVENT)
+    for number in range(30):
+        outbox.put(image_topic(number), bytes([number]) * 100_000, EVIDENCE)
+    outbox.put(TOPIC, event(type="update", violation_id=violation), EVENT)
+    damage_an_index_page(outbox, path)
+    real_open = Outbox._open
+
+    def open_on_a_small_card(self: Outbox, *where: Path) -> None:
+        real_open(self, *where)
+        self._db.execute("PRAGMA max_page_count = 600")
+
+    monkeypatch.setattr(Outbox, "_open", open_on_a_small_card)
+    now = [0.0]
+    started = Outbox(path, clock=lambda: now[0])
+    assert started.salvaging
+    assert end_what_was_left_open(started) == 1
+    free_the_disk(started)
+    now[0] += outbox_module.SALVAGE_RETRY_SECONDS
+    assert not started.salvage_more(budget=1000)
+    assert [json.loads(message.payload)["type"] for message in started.pending(kind=EVENT)] == \
+        ["new", "end", "update"], "the late heartbeat is sent all the same"
+    assert started.left_open() == [], "nothing left to end at the next start"
 
 
 def test_a_damaged_outbox_on_a_disk_too_full_for_a_new_one_is_left_for_the_next_start(tmp_path, monkeypatch):

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from edge import outbox as outbox_module
 from edge import outbox_salvage as salvage
-from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxError
+from edge.outbox import EVENT, EVIDENCE, Outbox
 from tests.edge.test_outbox_pressure import (
     TOPIC,
     damaged_copies,
@@ -22,7 +23,7 @@ from tests.edge.test_outbox_pressure import (
     fill_the_disk,
     image_topic,
 )
-from tests.factories import event_payload
+from tests.factories import event_payload, start_node, wait_until
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 KILLED_AT = r'''
@@ -102,8 +103,9 @@ def test_a_second_power_cut_before_a_salvage_is_done_salvages_both_copies(tmp_pa
     what it watched but not that record, and the rest of the first copy was never read (22 of 30 images)."""
     path = tmp_path / "outbox.db"
     images = damaged_on_a_small_card(path, monkeypatch)
-    with pytest.raises(OutboxError, match="next start goes on"):
-        Outbox(path)
+    cut_short = Outbox(path)
+    assert cut_short.salvaging
+    cut_short.close()
     monkeypatch.undo()
     again = sqlite3.connect(path, isolation_level=None)  # the power goes again, over the new outbox's index
     again.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -161,3 +163,27 @@ def test_a_page_of_messages_that_does_not_read_costs_those_messages_counted_and_
     assert restarted.counters() == {"dropped_salvage": on_it}
     kept = [name for name in damaged_copies(tmp_path) if not name.endswith(("-wal", "-shm"))]
     assert len(kept) == 1, "kept for a person: sqlite3's .recover may read more of it"
+
+
+def test_a_node_started_with_a_salvage_cut_short_sends_the_whole_backlog_through_the_broker(
+        running_broker, mqtt_client, tmp_path, monkeypatch):
+    """The sender goes on with the salvage as what it sends frees room on the full card: every image of the damaged
+    outbox reaches the broker, each once, in order, and the node's new event too."""
+    subscriber = mqtt_client("gridwatch-server", session_expiry=3600)
+    subscriber.subscribe("gw/v1/nodes/node-a/evidence/#", qos=1)
+    subscriber.subscribe(TOPIC, qos=1)
+    path = tmp_path / "outbox.db"
+    images = damaged_on_a_small_card(path, monkeypatch)
+    monkeypatch.setattr(outbox_module, "SALVAGE_RETRY_SECONDS", 0.2)
+    outbox = Outbox(path)
+    assert outbox.salvaging
+    outbox.put(TOPIC, event(), EVENT)
+    shutdown = start_node(running_broker, tmp_path, outbox, qos=1)
+    try:
+        wait_until(lambda: not outbox.salvaging and outbox.depth == 0, timeout=60)
+    finally:
+        shutdown()
+    received = subscriber.collect(1.0)
+    assert [message.payload for message in received if message.topic != TOPIC] == images
+    assert sum(message.topic == TOPIC for message in received) == 1
+    assert damaged_copies(tmp_path) == []
