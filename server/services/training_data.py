@@ -38,22 +38,29 @@ PAGE = 500
 """Verdicts read at a time: one query for them, their events and their crops."""
 
 
-def training_label(event: Event, class_id: int) -> str | None:
-    """`class cx cy w h` of the event's box inside its crop, or None when the crop has no region (nodes before
-    schema 1.2)."""
+def training_label(event: Event, class_id: int) -> str:
+    """`class cx cy w h` of the event's box inside its crop; `LeftOut` when the crop has no region (nodes before
+    schema 1.2) or the box, clamped to the crop and written to six places, has no width or height there (a box a
+    frame's edge cut to nothing, which the contract allows): training refuses a label without an area, and with it
+    the whole export."""
     region = event.evidence.crop.region if event.evidence and event.evidence.crop else None
-    if region is None:
-        return None
-    width, height = region.x2 - region.x1, region.y2 - region.y1
+    width, height = (region.x2 - region.x1, region.y2 - region.y1) if region is not None else (0.0, 0.0)
     if width <= 0 or height <= 0:
-        return None
+        raise LeftOut("its crop has no region (node older than schema 1.2)")
 
     def inside(value: float, start: float, size: float) -> float:
         return min(1.0, max(0.0, (value - start) / size))
 
     x1, x2 = inside(event.box.x1, region.x1, width), inside(event.box.x2, region.x1, width)
     y1, y2 = inside(event.box.y1, region.y1, height), inside(event.box.y2, region.y1, height)
-    return f"{class_id} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}\n"
+    label = f"{class_id} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}\n"
+    if float(label.split()[3]) <= 0 or float(label.split()[4]) <= 0:
+        raise LeftOut("its box has no width or height inside its crop")
+    return label
+
+
+class LeftOut(ValueError):
+    """Why a detection cannot be a training image."""
 
 
 SETTLE = timedelta(minutes=5)
@@ -76,6 +83,8 @@ def export_dataset(session: Session, store: EvidenceStore, classes: Sequence[str
                                "since": _utc(since) if since else None, "until": _utc(until),
                                "positives": 0, "negatives": 0, "exported": [], "left_out": []}
     with zipfile.ZipFile(into, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.mkdir("images")  # there when unzipped, also for an export with nothing in it
+        archive.mkdir("labels")
         for row in _reviewed(session, category, since, now):
             event = Event.model_validate(row.payload)
             entry = {"event_id": row.event_id, "verdict": row.verdict, "reject_reason": row.reason,
@@ -85,9 +94,12 @@ def export_dataset(session: Session, store: EvidenceStore, classes: Sequence[str
             path = store.path(row.crop) if row.crop else None
             if left_out is None:
                 left_out = _crop_problem(path)
-            label = training_label(event, classes.index(event.label)) if left_out is None and positive else ""
-            if label is None:
-                left_out = "its crop has no region (node older than schema 1.2)"
+            label = ""
+            if left_out is None and positive:
+                try:
+                    label = training_label(event, classes.index(event.label))
+                except LeftOut as why:
+                    left_out = str(why)
             if left_out is not None:
                 summary["left_out"].append({**entry, "reason": left_out})
                 continue

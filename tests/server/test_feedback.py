@@ -63,7 +63,7 @@ def test_reviewed_detections_become_a_yolo_dataset(api, mqtt_client):
     response = api.get("/api/v1/training-data", params={"classes": "garbage", "category": "litter"})
     assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
     archive = zipfile.ZipFile(io.BytesIO(response.content))
-    images = sorted(name for name in archive.namelist() if name.startswith("images/"))
+    images = sorted(name for name in archive.namelist() if name.startswith("images/") and name != "images/")
     assert images == sorted(f"images/{e}.jpg" for e in (confirmed, false_positive, duplicate))
     positive = archive.read(f"labels/{confirmed}.txt").decode().split()
     assert positive[0] == "0" and [float(v) for v in positive[1:]] == pytest.approx([0.5, 0.5, 0.8, 0.8])
@@ -91,7 +91,7 @@ def test_a_false_detection_of_another_class_is_no_image_without_garbage(api, mqt
     def exported(**params) -> tuple[set[str], dict[str, str]]:
         archive = zipfile.ZipFile(io.BytesIO(api.get("/api/v1/training-data", params=params).content))
         summary = json.loads(archive.read("export.json"))
-        return ({name.split("/")[1].removesuffix(".jpg") for name in archive.namelist() if name.startswith("images/")},
+        return ({name.split("/")[1].removesuffix(".jpg") for name in archive.namelist() if name.endswith(".jpg")},
                 {item["event_id"]: item["reason"] for item in summary["left_out"]})
 
     images, left_out = exported(classes="garbage")

@@ -57,7 +57,7 @@ def labels(api) -> dict[str, str]:
     response = api.get("/api/v1/training-data", params={"classes": "garbage", "category": "litter"})
     archive = zipfile.ZipFile(io.BytesIO(response.content))
     return {name.removeprefix("labels/").removesuffix(".txt"): archive.read(name).decode()
-            for name in archive.namelist() if name.startswith("labels/")}
+            for name in archive.namelist() if name.endswith(".txt")}
 
 
 def test_voiding_a_reopened_case_judges_the_new_detection_not_the_one_cleaned_up(api, api_tokens):

@@ -29,7 +29,7 @@ def exported(response) -> tuple[set[str], dict]:
     """The event ids of the images in an export, and its export.json."""
     archive = zipfile.ZipFile(io.BytesIO(response.content))
     return ({name.removeprefix("images/").removesuffix(".jpg") for name in archive.namelist()
-             if name.startswith("images/")}, json.loads(archive.read("export.json")))
+             if name.startswith("images/") and not name.endswith("/")}, json.loads(archive.read("export.json")))
 
 
 def test_an_export_since_the_last_one_takes_only_the_verdicts_given_since(api, monkeypatch):
@@ -125,7 +125,7 @@ def test_an_export_of_many_crops_is_written_a_crop_at_a_time_and_the_jpegs_kept_
             out.seek(0)
             archive = zipfile.ZipFile(out)
             stored = {archive.getinfo(name).compress_type for name in archive.namelist() if name.endswith(".jpg")}
-            assert len(archive.namelist()) == 2 * crops + 1
+            assert len(archive.namelist()) == 2 * crops + 3, "images and labels, their folders, export.json"
     finally:
         tracemalloc.stop()
     assert summary["positives"] == crops
@@ -174,3 +174,37 @@ def _link(path: str) -> str | None:
         return os.readlink(path)
     except OSError:
         return None
+
+
+def test_a_box_cut_to_nothing_at_the_frame_edge_is_left_out_and_the_rest_trains(api, tmp_path):
+    """Found by review: a detection whose box the frame's edge cut to no width (the contract allows x1 == x2) was
+    exported as a label without an area, and training refused the whole export for it, at every retraining."""
+    from gridwatch.citydata import extra_training_images
+
+    flat = detect(api, 0.5, seed=1, box={"x1": 0.5, "y1": 0.52, "x2": 0.5, "y2": 0.68})["event_id"]
+    good = detect(api, 0.5, seed=2)["event_id"]
+    review(api, flat, "confirmed")
+    review(api, good, "confirmed")
+    response = api.get("/api/v1/training-data", params=GARBAGE)
+    images, summary = exported(response)
+    assert images == {good}
+    assert {item["event_id"]: item["reason"] for item in summary["left_out"]} == {
+        flat: "its box has no width or height inside its crop"}
+    zipfile.ZipFile(io.BytesIO(response.content)).extractall(tmp_path / "export")
+    assert [image.stem for image, _labels in extra_training_images([tmp_path / "export"], ["garbage"])] == [good]
+
+
+def test_an_export_with_nothing_new_adds_nothing_to_training_instead_of_stopping_it(api, tmp_path, monkeypatch):
+    """Found by review: an export holding no image (a quiet week's `since` export) unzipped without images/, and
+    training refused it as a folder that is no dataset."""
+    from gridwatch.citydata import extra_training_images
+    from server.services import training_data
+
+    monkeypatch.setattr(training_data, "SETTLE", timedelta(0))
+    event = detect(api, 0.5, seed=1)["event_id"]
+    review(api, event, "confirmed")
+    _images, first = exported(api.get("/api/v1/training-data", params=GARBAGE))
+    quiet = api.get("/api/v1/training-data", params={**GARBAGE, "since": first["until"]})
+    assert exported(quiet)[0] == set()
+    zipfile.ZipFile(io.BytesIO(quiet.content)).extractall(tmp_path / "quiet")
+    assert extra_training_images([tmp_path / "quiet"], ["garbage"]) == []
