@@ -28,7 +28,8 @@ The formulas are the city's:
   out of both)
 - false-positive rate = cases voided as false positives ÷ all detections (void ones included). A case voided after
   one of its turns closed it (a reopen then voided) is not a false positive: the detection that led to the closure
-  was right; the void concerns the reopen. A void case is not a case, but its earlier turns count as above.
+  was right; the void concerns the reopen. A void case is not a case, but its earlier turns count as above, and so
+  does the turn that returned it when it is voided straight from `returned` (a late return stays a late case).
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
             turn_key = (label, (earlier.unit_id if by is GroupBy.UNIT else key[1]) or "(none)")
             shares[turn_key].take(_earlier_turn(earlier))
             _times(earlier, *durations[turn_key])
-        if not void:
+        if not void or case.returned_at is not None:  # voided from `returned`: the turn that gave it back counts
             shares[key].take(_own_turn(case, turns, by, now))
             _times(case, *durations[key])
         for turn_key, share in shares.items():
@@ -275,14 +276,16 @@ def _earlier_turn(turn: CaseRound) -> Turn:
 
 def _own_turn(case: CaseRecord, turns: list[CaseRound], by: GroupBy, now: datetime) -> Turn:
     """The turn in hand (the case's own columns): for a case its unit returned, the turn ended when it gave it back
-    (it is with the command centre since)."""
+    (it is with the command centre since, or was voided there: then, like an earlier turn, it is the group's case
+    only if given back late)."""
     closed = case.status == CaseStatus.CLOSED.value
     dispatched = case.dispatched_at is not None
-    returned = case.status == CaseStatus.RETURNED.value and case.returned_at is not None
+    void = case.status == CaseStatus.VOID.value
+    returned = case.status in RETURNED_OR_VOID and case.returned_at is not None
     past = case.deadline_at is not None and case.deadline_at <= (case.returned_at if returned else now)
     # for a street chief or grid, a case is theirs once dispatched (it lies in their grid from the start, but one
     # waiting for an operator, or voided before dispatch, was never sent to anyone: a detection, not a case of theirs)
-    held = (past or not returned) if by is GroupBy.UNIT else \
+    held = (past or not returned) if by is GroupBy.UNIT or void else \
         dispatched if by in (GroupBy.STREET_CHIEF, GroupBy.GRID) else True
     return Turn(held=held, returned=returned, dispatched=dispatched,
                 reworked=dispatched and case.rework_count - sum(turn.reworked for turn in turns) > 0,
@@ -308,6 +311,8 @@ def _awaits_check(case: CaseRecord) -> bool:
 
 
 AWAITING_CHECK = {CaseStatus.FEEDBACK.value, CaseStatus.VERIFIED.value}
+RETURNED_OR_VOID = {CaseStatus.RETURNED.value, CaseStatus.VOID.value}
+"""Where a case its unit returned may be: with the command centre, or voided there."""
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 """What a spreadsheet takes a cell beginning with for a formula (OWASP's CSV injection)."""

@@ -140,3 +140,22 @@ def test_a_unit_that_returns_a_case_late_still_has_it_as_a_late_case(city):
     city.act("dispatch", unit_id="enforcement")
     sanitation = rows_by(city)["sanitation"]
     assert (sanitation.cases, sanitation.returned, sanitation.due, sanitation.on_time_closure_rate) == (1, 1, 1, 0.0)
+
+
+@pytest.mark.parametrize(("held_hours", "cases", "due", "on_time_rate"), [(6, 1, 1, 0.0), (0.1, 0, 0, None)])
+def test_a_case_voided_straight_from_returned_keeps_the_turn_that_returned_it(city, held_hours, cases, due,
+                                                                              on_time_rate):
+    """Found by review: sanitation returned a case six hours late, and the operator voided it from `returned` (no
+    dispatch elsewhere first, so no turn was kept): sanitation's late case was gone (cases 0, due 0, returned 0). A
+    return in time stays a return, not a case, as when the case is voided after a dispatch elsewhere."""
+    city.detect()  # sanitation, due in four working hours
+    city.clock.advance(hours=held_hours)
+    city.act("return", reason="not ours")
+    city.act("void", void_reason="not_our_responsibility", reason="the pile is on the tram company's land")
+
+    sanitation = rows_by(city)["sanitation"]
+    assert (sanitation.cases, sanitation.due, sanitation.returned, sanitation.on_time_closure_rate) == \
+        (cases, due, 1, on_time_rate)
+    grid = rows_by(city, GroupBy.GRID)["WL-02"]
+    assert (grid.cases, grid.due, grid.returned, grid.on_time_closure_rate) == (cases, due, 1, on_time_rate)
+
