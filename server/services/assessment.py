@@ -7,9 +7,10 @@ other groupings, the case's own group), in the case's period; so no unit clears 
 on, and a reopen does not take back the closure of the turn before. A case's turns are gathered by group first and
 the case then counts once in each group's figures, however many of its turns the group had:
 
-- one of the group's cases (and dispatched to it, if it was) when it had a turn it did not give back (回退)
-  before the turn's deadline: a unit that returns a wrongly routed case in time is not charged with it (it counts
-  in `returned`, the cases the group gave back, in time or not); one returned late is one of its cases, due and
+- one of the group's cases (and dispatched to it, if it was) when it had a turn it did not give back (回退),
+  nor have reassigned, before the turn's deadline: a unit that returns a wrongly routed case in time is not charged
+  with it (it counts in `returned`, the cases the group gave back, in time or not), nor one the command centre
+  reassigned in time (not in `returned` either); one returned or reassigned late is one of its cases, due and
   late. For a street chief, grid or camera a case not void is one of its cases whoever has it.
 - closed when any of its turns closed the case; due when any was (closed, or held past its deadline); on time when
   every one of its turns that was due was on time: one late turn makes the case late for the group
@@ -206,8 +207,8 @@ class Turn(NamedTuple):
     """One unit's turn at a case, as assessment judges it."""
 
     held: bool
-    """One of the group's cases: not given back (回退) before its deadline (for a street chief, grid or camera, the
-    case in hand always is)."""
+    """One of the group's cases: not given back (回退) nor reassigned before its deadline (for a street chief, grid or
+    camera, the case in hand always is)."""
     returned: bool
     dispatched: bool
     reworked: bool
@@ -266,11 +267,13 @@ class Share:
 
 def _earlier_turn(turn: CaseRound) -> Turn:
     """A turn that ended before the case did: due if it closed the case or was held past its deadline (late,
-    whoever has the case now). One ended by the dispatch after a return, before its deadline, was not the unit's."""
+    whoever has the case now). One the unit returned, or the command centre took away (reassigned), before its
+    deadline was not the unit's."""
     past = turn.deadline_at is not None and turn.deadline_at <= turn.ended_at
     returned = turn.ended_by == CaseAction.DISPATCH.value  # a dispatch ends only a returned case's turn
-    return Turn(held=past or not returned, returned=returned, dispatched=True, reworked=turn.reworked > 0,
-                extended=turn.extended > 0, closed=turn.closed, due=turn.closed or past,
+    taken_away = turn.ended_by == CaseAction.REASSIGN.value
+    return Turn(held=past or not (returned or taken_away), returned=returned, dispatched=True,
+                reworked=turn.reworked > 0, extended=turn.extended > 0, closed=turn.closed, due=turn.closed or past,
                 on_time=bool(turn.closed and turn.on_time))
 
 

@@ -159,3 +159,19 @@ def test_a_case_voided_straight_from_returned_keeps_the_turn_that_returned_it(ci
     grid = rows_by(city, GroupBy.GRID)["WL-02"]
     assert (grid.cases, grid.due, grid.returned, grid.on_time_closure_rate) == (cases, due, 1, on_time_rate)
 
+
+def test_a_case_the_command_centre_reassigns_before_its_deadline_is_not_the_first_units(city):
+    """Found by review: an operator routed a pile to sanitation, saw the mistake and reassigned it to enforcement
+    five minutes later; enforcement closed it, and sanitation read cases 1, dispatched 1, closure rate 0.0. Taken
+    away in time, like a return in time, it is not the unit's case (nor one it gave back)."""
+    city.detect()  # sanitation, due in four working hours
+    city.clock.advance(minutes=5)
+    city.act("reassign", unit_id="enforcement", reason="enforcement's street")
+    close(city)
+
+    rows = rows_by(city)
+    assert (rows["sanitation"].cases, rows["sanitation"].dispatched, rows["sanitation"].due,
+            rows["sanitation"].returned, rows["sanitation"].closure_rate) == (0, 0, 0, 0, None)
+    assert (rows["enforcement"].cases, rows["enforcement"].closed, rows["enforcement"].closure_rate) == (1, 1, 1.0)
+    grid = rows_by(city, GroupBy.GRID)["WL-02"]
+    assert (grid.cases, grid.dispatched, grid.closed, grid.returned, grid.closure_rate) == (1, 1, 1, 0, 1.0)
