@@ -11,7 +11,8 @@ the case then counts once in each group's figures, however many of its turns the
   nor have reassigned, before the turn's deadline: a unit that returns a wrongly routed case in time is not charged
   with it (it counts in `returned`, the cases the group gave back, in time or not), nor one the command centre
   reassigned in time (not in `returned` either); one returned or reassigned late is one of its cases, due and
-  late. For a street chief, grid or camera a case not void is one of its cases whoever has it.
+  late. For a street chief, grid or camera a case dispatched and not void is one of its cases whoever has it; one
+  still waiting for an operator is a detection (in `detections` and the false-positive rate), not a case.
 - closed when any of its turns closed the case; due when any was (closed, or held past its deadline); on time when
   every one of its turns that was due was on time: one late turn makes the case late for the group
 - reworked / extended when any of its turns was
@@ -208,7 +209,7 @@ class Turn(NamedTuple):
 
     held: bool
     """One of the group's cases: not given back (回退) nor reassigned before its deadline (for a street chief, grid or
-    camera, the case in hand always is)."""
+    camera, the case in hand is once dispatched)."""
     returned: bool
     dispatched: bool
     reworked: bool
@@ -286,10 +287,10 @@ def _own_turn(case: CaseRecord, turns: list[CaseRound], by: GroupBy, now: dateti
     void = case.status == CaseStatus.VOID.value
     returned = case.status in RETURNED_OR_VOID and case.returned_at is not None
     past = case.deadline_at is not None and case.deadline_at <= (case.returned_at if returned else now)
-    # for a street chief or grid, a case is theirs once dispatched (it lies in their grid from the start, but one
-    # waiting for an operator, or voided before dispatch, was never sent to anyone: a detection, not a case of theirs)
-    held = (past or not returned) if by is GroupBy.UNIT or void else \
-        dispatched if by in (GroupBy.STREET_CHIEF, GroupBy.GRID) else True
+    # for a street chief, grid or camera, a case is theirs once dispatched (it lies in their grid, before their
+    # camera, from the start, but one waiting for an operator, or voided before dispatch, was never sent to anyone:
+    # a detection, not a case of theirs)
+    held = (past or not returned) if by is GroupBy.UNIT or void else dispatched
     return Turn(held=held, returned=returned, dispatched=dispatched,
                 reworked=dispatched and case.rework_count - sum(turn.reworked for turn in turns) > 0,
                 extended=dispatched and case.extension_count - sum(turn.extended for turn in turns) > 0,
