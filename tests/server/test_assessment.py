@@ -135,6 +135,18 @@ def test_the_units_of_a_period_are_ranked_by_on_time_closure_then_closure():
         ("2026-11", "parks"): 4, ("2026-11", "markets"): None, ("2026-11", "(none)"): None, ("2026-12", "parks"): 1}
 
 
+def test_only_exactly_equal_figures_share_a_place():
+    """Found by review: rates rounded to four places were ranked, so a unit on time for 106 of 107 cases and one on
+    time for 107 of 108 both read 0.9907 and shared the first place, though the second did better (as 25,995 of
+    26,000 and 24,996 of 25,000 do, both 0.9998, in a city's quarter); one on time for 214 of 216 is as good."""
+    units = {"parks": (106, 107), "markets": (107, 108), "sanitation": (214, 216)}
+    cases = [case("closed", unit=unit, accepted=5, feedback=20, on_time=index < on_time)
+             for unit, (on_time, closed) in units.items() for index in range(closed)]
+    rows = {row.group: row for row in assess(cases, GroupBy.UNIT, Period.MONTH, ZONE, NOW)}
+    assert rows["parks"].on_time_closure_rate == rows["markets"].on_time_closure_rate == 0.9907, "as published"
+    assert {unit: row.rank for unit, row in rows.items()} == {"markets": 1, "sanitation": 1, "parks": 3}
+
+
 @pytest.mark.parametrize("by", [GroupBy.GRID, GroupBy.STREET_CHIEF, GroupBy.CAMERA])
 def test_a_case_waiting_for_an_operator_is_a_detection_not_one_of_the_groups_cases(by):
     """Found by review: once a case lay in its grid from the start, a detection still waiting for an operator (never
