@@ -7,10 +7,12 @@ other groupings, the case's own group), in the case's period; so no unit clears 
 on, and a reopen does not take back the closure of the turn before. A case's turns are gathered by group first and
 the case then counts once in each group's figures, however many of its turns the group had:
 
-- one of the group's cases (and dispatched to it, if it was) when it had a turn it did not give back (回退)
-  before the turn's deadline: a unit that returns a wrongly routed case in time is not charged with it (it counts
-  in `returned`, the cases the group gave back, in time or not); one returned late is one of its cases, due and
-  late. For a street chief, grid or camera a case not void is one of its cases whoever has it.
+- one of the group's cases (and dispatched to it, if it was) when it had a turn it did not give back (回退),
+  nor have reassigned, before the turn's deadline: a unit that returns a wrongly routed case in time is not charged
+  with it (it counts in `returned`, the cases the group gave back, in time or not), nor one the command centre
+  reassigned in time (not in `returned` either); one returned or reassigned late is one of its cases, due and
+  late. For a street chief, grid or camera a case dispatched and not void is one of its cases whoever has it; one
+  still waiting for an operator is a detection (in `detections` and the false-positive rate), not a case.
 - closed when any of its turns closed the case; due when any was (closed, or held past its deadline); on time when
   every one of its turns that was due was on time: one late turn makes the case late for the group
 - reworked / extended when any of its turns was
@@ -28,7 +30,8 @@ The formulas are the city's:
   out of both)
 - false-positive rate = cases voided as false positives ÷ all detections (void ones included). A case voided after
   one of its turns closed it (a reopen then voided) is not a false positive: the detection that led to the closure
-  was right; the void concerns the reopen. A void case is not a case, but its earlier turns count as above.
+  was right; the void concerns the reopen. A void case is not a case, but its earlier turns count as above, and so
+  does the turn that returned it when it is voided straight from `returned` (a late return stays a late case).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from fractions import Fraction
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -129,8 +133,8 @@ class Indicators(BaseModel):
     mean_handling_minutes: float | None = None
     rank: int | None = None
     """The group's place in its period (the quarterly ranking): by on-time closure rate, then closure rate, the
-    best first, equal figures sharing a place (1, 2, 2, 4); none for a group with nothing due yet, or without an
-    owner (`(none)`)."""
+    best first, taken exactly (not as rounded here), equal figures sharing a place (1, 2, 2, 4); none for a group
+    with nothing due yet, or without an owner (`(none)`)."""
 
     def finish(self, response: list[float], handling: list[float]) -> Indicators:
         def ratio(part: int, whole: int) -> float | None:
@@ -177,7 +181,7 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
             turn_key = (label, (earlier.unit_id if by is GroupBy.UNIT else key[1]) or "(none)")
             shares[turn_key].take(_earlier_turn(earlier))
             _times(earlier, *durations[turn_key])
-        if not void:
+        if not void or case.returned_at is not None:  # voided from `returned`: the turn that gave it back counts
             shares[key].take(_own_turn(case, turns, by, now))
             _times(case, *durations[key])
         for turn_key, share in shares.items():
@@ -186,9 +190,10 @@ def assess(cases: Iterable[CaseRecord], by: GroupBy, period: Period, zone: ZoneI
 
 
 def _ranked(rows: list[Indicators]) -> list[Indicators]:
-    """`rank` filled in, within each period."""
-    def merit(row: Indicators) -> tuple[float, float]:
-        return (row.on_time_closure_rate or 0.0, row.closure_rate or 0.0)
+    """`rank` filled in, within each period, on the exact rates (the counts' fractions), not the rounded ones: 25,995
+    on time of 26,000 and 24,996 of 25,000 both read 0.9998, and the second did better."""
+    def merit(row: Indicators) -> tuple[Fraction, Fraction]:
+        return (Fraction(row.on_time, row.due - row.deferred), Fraction(row.closed, row.cases or 1))
 
     by_period: dict[str, list[Indicators]] = defaultdict(list)
     for row in rows:
@@ -205,8 +210,8 @@ class Turn(NamedTuple):
     """One unit's turn at a case, as assessment judges it."""
 
     held: bool
-    """One of the group's cases: not given back (回退) before its deadline (for a street chief, grid or camera, the
-    case in hand always is)."""
+    """One of the group's cases: not given back (回退) nor reassigned before its deadline (for a street chief, grid or
+    camera, the case in hand is once dispatched)."""
     returned: bool
     dispatched: bool
     reworked: bool
@@ -265,25 +270,29 @@ class Share:
 
 def _earlier_turn(turn: CaseRound) -> Turn:
     """A turn that ended before the case did: due if it closed the case or was held past its deadline (late,
-    whoever has the case now). One ended by the dispatch after a return, before its deadline, was not the unit's."""
+    whoever has the case now). One the unit returned, or the command centre took away (reassigned), before its
+    deadline was not the unit's."""
     past = turn.deadline_at is not None and turn.deadline_at <= turn.ended_at
     returned = turn.ended_by == CaseAction.DISPATCH.value  # a dispatch ends only a returned case's turn
-    return Turn(held=past or not returned, returned=returned, dispatched=True, reworked=turn.reworked > 0,
-                extended=turn.extended > 0, closed=turn.closed, due=turn.closed or past,
+    taken_away = turn.ended_by == CaseAction.REASSIGN.value
+    return Turn(held=past or not (returned or taken_away), returned=returned, dispatched=True,
+                reworked=turn.reworked > 0, extended=turn.extended > 0, closed=turn.closed, due=turn.closed or past,
                 on_time=bool(turn.closed and turn.on_time))
 
 
 def _own_turn(case: CaseRecord, turns: list[CaseRound], by: GroupBy, now: datetime) -> Turn:
     """The turn in hand (the case's own columns): for a case its unit returned, the turn ended when it gave it back
-    (it is with the command centre since)."""
+    (it is with the command centre since, or was voided there: then, like an earlier turn, it is the group's case
+    only if given back late)."""
     closed = case.status == CaseStatus.CLOSED.value
     dispatched = case.dispatched_at is not None
-    returned = case.status == CaseStatus.RETURNED.value and case.returned_at is not None
+    void = case.status == CaseStatus.VOID.value
+    returned = case.status in RETURNED_OR_VOID and case.returned_at is not None
     past = case.deadline_at is not None and case.deadline_at <= (case.returned_at if returned else now)
-    # for a street chief or grid, a case is theirs once dispatched (it lies in their grid from the start, but one
-    # waiting for an operator, or voided before dispatch, was never sent to anyone: a detection, not a case of theirs)
-    held = (past or not returned) if by is GroupBy.UNIT else \
-        dispatched if by in (GroupBy.STREET_CHIEF, GroupBy.GRID) else True
+    # for a street chief, grid or camera, a case is theirs once dispatched (it lies in their grid, before their
+    # camera, from the start, but one waiting for an operator, or voided before dispatch, was never sent to anyone:
+    # a detection, not a case of theirs)
+    held = (past or not returned) if by is GroupBy.UNIT or void else dispatched
     return Turn(held=held, returned=returned, dispatched=dispatched,
                 reworked=dispatched and case.rework_count - sum(turn.reworked for turn in turns) > 0,
                 extended=dispatched and case.extension_count - sum(turn.extended for turn in turns) > 0,
@@ -308,6 +317,8 @@ def _awaits_check(case: CaseRecord) -> bool:
 
 
 AWAITING_CHECK = {CaseStatus.FEEDBACK.value, CaseStatus.VERIFIED.value}
+RETURNED_OR_VOID = {CaseStatus.RETURNED.value, CaseStatus.VOID.value}
+"""Where a case its unit returned may be: with the command centre, or voided there."""
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 """What a spreadsheet takes a cell beginning with for a formula (OWASP's CSV injection)."""

@@ -140,3 +140,38 @@ def test_a_unit_that_returns_a_case_late_still_has_it_as_a_late_case(city):
     city.act("dispatch", unit_id="enforcement")
     sanitation = rows_by(city)["sanitation"]
     assert (sanitation.cases, sanitation.returned, sanitation.due, sanitation.on_time_closure_rate) == (1, 1, 1, 0.0)
+
+
+@pytest.mark.parametrize(("held_hours", "cases", "due", "on_time_rate"), [(6, 1, 1, 0.0), (0.1, 0, 0, None)])
+def test_a_case_voided_straight_from_returned_keeps_the_turn_that_returned_it(city, held_hours, cases, due,
+                                                                              on_time_rate):
+    """Found by review: sanitation returned a case six hours late, and the operator voided it from `returned` (no
+    dispatch elsewhere first, so no turn was kept): sanitation's late case was gone (cases 0, due 0, returned 0). A
+    return in time stays a return, not a case, as when the case is voided after a dispatch elsewhere."""
+    city.detect()  # sanitation, due in four working hours
+    city.clock.advance(hours=held_hours)
+    city.act("return", reason="not ours")
+    city.act("void", void_reason="not_our_responsibility", reason="the pile is on the tram company's land")
+
+    sanitation = rows_by(city)["sanitation"]
+    assert (sanitation.cases, sanitation.due, sanitation.returned, sanitation.on_time_closure_rate) == \
+        (cases, due, 1, on_time_rate)
+    grid = rows_by(city, GroupBy.GRID)["WL-02"]
+    assert (grid.cases, grid.due, grid.returned, grid.on_time_closure_rate) == (cases, due, 1, on_time_rate)
+
+
+def test_a_case_the_command_centre_reassigns_before_its_deadline_is_not_the_first_units(city):
+    """Found by review: an operator routed a pile to sanitation, saw the mistake and reassigned it to enforcement
+    five minutes later; enforcement closed it, and sanitation read cases 1, dispatched 1, closure rate 0.0. Taken
+    away in time, like a return in time, it is not the unit's case (nor one it gave back)."""
+    city.detect()  # sanitation, due in four working hours
+    city.clock.advance(minutes=5)
+    city.act("reassign", unit_id="enforcement", reason="enforcement's street")
+    close(city)
+
+    rows = rows_by(city)
+    assert (rows["sanitation"].cases, rows["sanitation"].dispatched, rows["sanitation"].due,
+            rows["sanitation"].returned, rows["sanitation"].closure_rate) == (0, 0, 0, 0, None)
+    assert (rows["enforcement"].cases, rows["enforcement"].closed, rows["enforcement"].closure_rate) == (1, 1, 1.0)
+    grid = rows_by(city, GroupBy.GRID)["WL-02"]
+    assert (grid.cases, grid.dispatched, grid.closed, grid.returned, grid.closure_rate) == (1, 1, 1, 0, 1.0)
