@@ -8,7 +8,7 @@ training set is built by `gridwatch.citydata`; the sources are never written to.
 from __future__ import annotations
 
 import hashlib
-import io
+import http.client
 import json
 import logging
 import os
@@ -101,31 +101,79 @@ class Recipe(BaseModel):
 
 
 def fetch_feedback(server: str, classes: list[str], category: str | None, dest: Path,
-                   token: str | None = None) -> Path:
-    """Download the server's reviewed detections as a YOLO dataset into `dest` (images/, labels/, export.json).
-    `token`: an operator's API token (default: GRIDWATCH_API_TOKEN)."""
+                   token: str | None = None) -> list[Path]:
+    """The server's reviewed detections as YOLO datasets under `dest`, oldest first (training takes a detection in
+    several once, as the last has it). Each run fetches only what was given or changed since the last run's export
+    (`since` its `until`) into a numbered folder of its own (`dest/0001`, `0002`, …; images/, labels/, export.json),
+    so a city's years of crops come down once. Exports of another class list or category, or not readable, are
+    set aside and everything fetched again. The download goes to a file (it may run to gigabytes) and is unpacked
+    beside its folder, which appears whole or not at all. `token`: an operator's API token (default:
+    GRIDWATCH_API_TOKEN)."""
     if not server.startswith(("http://", "https://")):
         raise TrainingError(f"--feedback {server!r}: the server's URL, e.g. http://127.0.0.1:8000")
-    query = {"classes": ",".join(classes), **({"category": category} if category else {})}
+    earlier = _earlier_exports(dest, classes, category)
+    since = json.loads((earlier[-1] / "export.json").read_text(encoding="utf-8"))["until"] if earlier else None
+    query = {"classes": ",".join(classes), **({"category": category} if category else {}),
+             **({"since": since} if since else {})}
     url = f"{server.rstrip('/')}/api/v1/training-data?{urllib.parse.urlencode(query)}"
     token = token or os.environ.get("GRIDWATCH_API_TOKEN")
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    dest.mkdir(parents=True, exist_ok=True)
+    folder = dest / f"{len(earlier) + 1:04d}"
+    download, partial = dest / ".download.zip", dest / ".unpacking"
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - a URL the operator gave
-            data = response.read()
+        with urllib.request.urlopen(request, timeout=120) as response, download.open("wb") as file:  # noqa: S310
+            shutil.copyfileobj(response, file, 1 << 20)  # an operator's URL; a file, not memory
+            expected = response.headers.get("Content-Length")
+        if expected is not None and download.stat().st_size != int(expected):
+            raise TrainingError(f"{url}: the download stopped at {download.stat().st_size} of {expected} bytes")
+        shutil.rmtree(partial, ignore_errors=True)
+        with zipfile.ZipFile(download) as archive:
+            if "export.json" not in archive.namelist():
+                raise TrainingError(f"{url}: the answer is a zip without export.json, not a feedback export")
+            archive.extractall(partial)
+        summary = json.loads((partial / "export.json").read_text(encoding="utf-8"))
+        (partial / "images").mkdir(exist_ok=True)
+        partial.rename(folder)
     except urllib.error.HTTPError as error:
         raise TrainingError(f"{url}: {error.code} {error.read().decode(errors='replace')[:300]}") from None
-    except (urllib.error.URLError, OSError) as error:
+    except (zipfile.BadZipFile, ValueError, KeyError) as error:
+        raise TrainingError(f"{url}: the answer is not a feedback export ({error})") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         raise TrainingError(f"{url}: cannot fetch operator feedback: {error}") from None
-    if dest.exists():
-        shutil.rmtree(dest)
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        archive.extractall(dest)
-    summary = json.loads((dest / "export.json").read_text())
-    log.info("operator feedback: %d positives, %d negatives, %d left out (see %s)", summary["positives"],
-             summary["negatives"], len(summary["left_out"]), dest / "export.json")
-    (dest / "images").mkdir(exist_ok=True)
-    return dest
+    finally:
+        download.unlink(missing_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
+    log.info("operator feedback %s: %d positives, %d negatives, %d left out (see %s); %d earlier export(s) beside "
+             "it", "since " + since if since else "(all of it)", summary["positives"], summary["negatives"],
+             len(summary["left_out"]), folder / "export.json", len(earlier))
+    return [*earlier, folder]
+
+
+def _earlier_exports(dest: Path, classes: list[str], category: str | None) -> list[Path]:
+    """The numbered exports under `dest` a new one may follow: of the same classes and category, each readable.
+    Otherwise (a recipe's classes changed, a folder of the layout before numbered exports) they are moved aside to
+    `dest/superseded-N/`, and everything is fetched again."""
+    if not dest.exists():
+        return []
+    folders = sorted(path for path in dest.iterdir() if path.is_dir() and path.name.isdigit())
+    try:
+        summaries = [json.loads((folder / "export.json").read_text(encoding="utf-8")) for folder in folders]
+        usable = all(summary["classes"] == classes and summary["category"] == category and summary["until"]
+                     for summary in summaries)
+    except (OSError, ValueError, KeyError, TypeError):
+        usable = False
+    strays = [path for path in dest.iterdir() if not path.name.isdigit() and not path.name.startswith(
+        ("superseded-", "."))]
+    if usable and not strays:
+        return folders
+    aside = dest / f"superseded-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
+    aside.mkdir()
+    for path in folders + strays:
+        path.rename(aside / path.name)
+    log.warning("operator feedback: the exports in %s are of other classes or a category, or do not read; moved "
+                "to %s, and everything is fetched again", dest, aside)
+    return []
 
 
 def resolve_negative(name: str) -> Path:
@@ -212,7 +260,7 @@ def train(recipe: Recipe, out: Path) -> TrainingResult:
     started = time.time()
     if recipe.feedback:
         feedback = fetch_feedback(recipe.feedback, recipe.classes, recipe.feedback_category, out / "feedback")
-        recipe = recipe.model_copy(update={"extra": [*recipe.extra, feedback]})
+        recipe = recipe.model_copy(update={"extra": [*recipe.extra, *feedback]})
     try:
         split = citydata.build(recipe.sources(), out / "dataset")
     except citydata.DatasetError as error:

@@ -161,8 +161,9 @@ def test_a_split_always_leaves_a_photo_to_train_on(tmp_path):
     assert [len(part) for part in stable_split(photos[:2], 0.75)] == [1, 1]
 
 
-def feedback_export(root: Path, labels: dict[str, str], classes: list[str] | None = None) -> Path:
-    """A server export unzipped: a crop and a label file for each event id, and export.json naming the classes."""
+def feedback_export(root: Path, labels: dict[str, str], classes: list[str] | None = None, **summary) -> Path:
+    """A server export unzipped: a crop and a label file for each event id, and export.json naming the classes
+    (with `summary`'s entries, e.g. `exported` and `left_out`)."""
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
     for event_id, label in labels.items():
@@ -170,7 +171,7 @@ def feedback_export(root: Path, labels: dict[str, str], classes: list[str] | Non
         (root / "labels" / f"{event_id}.txt").write_text(label)
     if classes is not None:
         (root / "export.json").write_text(json.dumps({"classes": classes, "positives": 0, "negatives": 0,
-                                                      "left_out": []}))
+                                                      "left_out": [], **summary}))
     return root
 
 
@@ -196,6 +197,25 @@ def test_a_detection_in_several_feedback_exports_is_learned_once_with_the_newest
                                                       "ev-c": "0 0.500000 0.500000 0.300000 0.300000\n"}
     assert all(image.resolve().parent.parent == december for image in split.train if image.name.startswith("x"))
     assert "2 image(s) superseded" in caplog.text
+
+
+def test_a_verdict_changed_to_one_training_cannot_use_withdraws_the_earlier_image(tmp_path, caplog):
+    """Found by review: a detection confirmed, exported, then re-judged `rejected: other` is only listed as left out
+    in the next export (there is no image to replace the old one with), and the old export's positive was still
+    learned as garbage. One left out for its crop alone (purged since) keeps the earlier image."""
+    data = labelled(tmp_path / "data", 4)
+    confirmed = {"verdict": "confirmed", "reject_reason": None}
+    november = feedback_export(tmp_path / "feedback-2026-11", {"ev-a": "0 0.5 0.5 0.8 0.8\n",
+                                                               "ev-b": "0 0.5 0.5 0.4 0.4\n"}, ["garbage"],
+                               exported=[{"event_id": "ev-a", **confirmed}, {"event_id": "ev-b", **confirmed}])
+    december = feedback_export(tmp_path / "feedback-2026-12", {}, ["garbage"], left_out=[
+        {"event_id": "ev-a", "verdict": "rejected", "reject_reason": "other", "reason": "rejected for another reason"},
+        {"event_id": "ev-b", **confirmed, "reason": "its crop was never received"}])
+    caplog.set_level(logging.INFO, logger="gridwatch.citydata")
+    split = build(Sources(labelled=data, names=["garbage"], extra=[november, december], clean_crops=0,
+                          street_variants=False), tmp_path / "out")
+    assert extra_labels(split, tmp_path / "out") == {"ev-b": "0 0.500000 0.500000 0.400000 0.400000\n"}
+    assert "1 image(s) withdrawn" in caplog.text
 
 
 def test_an_export_in_another_class_order_is_learned_as_the_recipe_numbers_its_classes(tmp_path):

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import os
+import shutil
 import subprocess
 import sys
+import threading
+import tracemalloc
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -100,3 +107,73 @@ def test_a_recipe_names_its_wrong_keys_and_schedules_and_options_override_it(tmp
         recipe.write_text(base + f"schedules: {schedules}\n")
         with pytest.raises(ConfigError, match=named):
             load_recipe(recipe, {}, "full" if "full" in schedules else None)
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    """Answers every request with the server's `body` file, as a feedback export would come."""
+
+    def do_GET(self) -> None:  # noqa: N802 - the handler's name
+        body = Path(self.server.body)
+        self.send_response(200)
+        self.send_header("Content-Length", str(body.stat().st_size))
+        self.end_headers()
+        with body.open("rb") as file:
+            shutil.copyfileobj(file, self.wfile)
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def answering(body: Path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    server.body = body
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_a_large_feedback_export_is_fetched_to_disk_not_memory(tmp_path):
+    """Found by review: the client read the whole export into memory (64 MiB of crops: 64 MiB held), where a
+    city's years of crops run to gigabytes beside the training itself."""
+    from gridwatch.training import fetch_feedback
+
+    export = tmp_path / "export.zip"
+    with zipfile.ZipFile(export, "w") as archive:
+        archive.writestr("images/big.jpg", os.urandom(32 * 2**20))
+        archive.writestr("labels/big.txt", "0 0.5 0.5 0.2 0.2\n")
+        archive.writestr("export.json", json.dumps({"classes": ["garbage"], "category": None, "since": None,
+                                                    "until": "2026-12-07T00:00:00Z", "positives": 1,
+                                                    "negatives": 0, "exported": [], "left_out": []}))
+    with answering(export) as url:
+        tracemalloc.start()
+        try:
+            [folder] = fetch_feedback(url, ["garbage"], None, tmp_path / "feedback")
+            _now, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert (folder / "images" / "big.jpg").stat().st_size == 32 * 2**20
+    assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MiB held for a 32 MiB export"
+
+
+@pytest.mark.parametrize("answer", [b"<html>please log in</html>", b"PK\x03\x04 cut short"])
+def test_an_answer_that_is_no_export_is_refused_and_the_earlier_exports_are_kept(tmp_path, answer):
+    """Found by review: a proxy's login page or a cut download came out as a raw BadZipFile traceback, after the
+    earlier feedback had been deleted."""
+    from gridwatch.training import TrainingError, fetch_feedback
+
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w") as archive:
+        archive.writestr("export.json", json.dumps({"classes": ["garbage"], "category": None, "since": None,
+                                                    "until": "2026-12-07T00:00:00Z", "positives": 0,
+                                                    "negatives": 0, "exported": [], "left_out": []}))
+    with answering(good) as url:
+        [earlier] = fetch_feedback(url, ["garbage"], None, tmp_path / "feedback")
+    bad = tmp_path / "bad"
+    bad.write_bytes(answer)
+    with answering(bad) as url, pytest.raises(TrainingError, match="not a feedback export"):
+        fetch_feedback(url, ["garbage"], None, tmp_path / "feedback")
+    assert sorted(path.name for path in (tmp_path / "feedback").iterdir()) == [earlier.name]

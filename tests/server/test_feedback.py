@@ -141,9 +141,17 @@ def test_training_fetches_the_feedback_from_a_running_server(server_settings, mq
         with pytest.raises(TrainingError, match="401"):
             fetch_feedback(url, ["garbage"], "litter", tmp_path / "anonymous")
 
-        dataset = fetch_feedback(url, ["garbage"], "litter", tmp_path / "feedback", token=operator)
+        [dataset] = fetch_feedback(url, ["garbage"], "litter", tmp_path / "feedback", token=operator)
         assert (dataset / "images" / f"{event_id}.jpg").exists()
         assert (dataset / "labels" / f"{event_id}.txt").read_text().startswith("0 ")
+        # the next run fetches only what was given since (here the last minutes again: the export's settling time)
+        first, again = fetch_feedback(url, ["garbage"], "litter", tmp_path / "feedback", token=operator)
+        assert first == dataset and json.loads((again / "export.json").read_text())["since"] == \
+            json.loads((dataset / "export.json").read_text())["until"]
+        # another class list starts again, the earlier exports set aside
+        [fresh] = fetch_feedback(url, ["garbage", "bottle"], "litter", tmp_path / "feedback", token=operator)
+        assert fresh.name == "0001" and json.loads((fresh / "export.json").read_text())["since"] is None
+        assert len(list((tmp_path / "feedback").glob("superseded-*/0002"))) == 1
         with pytest.raises(TrainingError, match="classes"):
             fetch_feedback(url, [], None, tmp_path / "again", token=operator)
     finally:
