@@ -179,7 +179,7 @@ def _link(path: str) -> str | None:
 def test_a_box_cut_to_nothing_at_the_frame_edge_is_left_out_and_the_rest_trains(api, tmp_path):
     """Found by review: a detection whose box the frame's edge cut to no width (the contract allows x1 == x2) was
     exported as a label without an area, and training refused the whole export for it, at every retraining."""
-    from gridwatch.citydata import extra_training_images
+    from gridwatch.feedback_sets import extra_training_images
 
     flat = detect(api, 0.5, seed=1, box={"x1": 0.5, "y1": 0.52, "x2": 0.5, "y2": 0.68})["event_id"]
     good = detect(api, 0.5, seed=2)["event_id"]
@@ -197,7 +197,7 @@ def test_a_box_cut_to_nothing_at_the_frame_edge_is_left_out_and_the_rest_trains(
 def test_an_export_with_nothing_new_adds_nothing_to_training_instead_of_stopping_it(api, tmp_path, monkeypatch):
     """Found by review: an export holding no image (a quiet week's `since` export) unzipped without images/, and
     training refused it as a folder that is no dataset."""
-    from gridwatch.citydata import extra_training_images
+    from gridwatch.feedback_sets import extra_training_images
     from server.services import training_data
 
     monkeypatch.setattr(training_data, "SETTLE", timedelta(0))
