@@ -85,7 +85,7 @@ def build() -> dict[str, Any]:
         if model is not None:
             payload: dict[str, Any] = {"$ref": f"#/components/schemas/{model.__name__}"}
             content_type = "application/json"
-        elif message in ("Evidence", "EvidenceCrop"):
+        elif message in ("Evidence", "EvidenceCrop", "Snapshot"):  # JPEGs, as they are
             payload, content_type = {"type": "string", "format": "binary",
                                      "maxLength": c.MAX_EVIDENCE_BYTES}, "image/jpeg"
         else:

@@ -87,3 +87,7 @@ def test_asyncapi_document_matches_the_contract():
     assert set(Event.model_fields) == set(document["components"]["schemas"]["Event"]["properties"])
     assert build()["operations"]["sendNodeStatus"]["bindings"]["mqtt"] == {"qos": 1, "retain": True,
                                                                           "bindingVersion": "0.2.0"}
+    jpegs = {name for name, message in document["components"]["messages"].items()
+             if message["contentType"] == "image/jpeg"}
+    assert jpegs == {"Evidence", "EvidenceCrop", "Snapshot"}, "found by review: a snapshot was documented as JSON"
+    assert all(document["components"]["messages"][name]["payload"]["format"] == "binary" for name in jpegs)
