@@ -117,7 +117,9 @@ class StationaryRule:
                 track.last_person_near = now
                 if now - track.near_since >= self.tuning.attending_seconds:
                     track.last_attended = now
-            exemption = self.exempt(anchors[index], now)
+            # allowed where it stands, judged as its zones are: customers queueing in front of a stall in its
+            # designated pitch hide its foot, and its box's bottom rises out of the pitch
+            exemption = self.exempt(positions[index], now)
             if exemption:
                 track.last_exempt = now
             for zone in self.zones:

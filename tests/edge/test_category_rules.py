@@ -155,3 +155,15 @@ def test_a_pile_the_litter_model_misses_in_several_looks_running_keeps_one_viola
     assert raised < 100, "the still time survives the misses"
     last_found = max(2.0 * index for index in range(300) if look(2.0 * index)[0])
     assert not end.interrupted and ended == last_found + 15 * 2, "gone once missed in lost_looks (15) looks running"
+
+
+def test_a_legal_stall_in_its_pitch_is_not_reported_while_customers_queue_in_front_of_it():
+    """Found by review: the designated pitch was judged by the stall's raw box, so customers queueing in front of it,
+    hiding its foot, lifted it out of its pitch (though not out of the no-vending zone, which judges where it
+    stopped): a legal stall reported as street vending."""
+    pitch = zone("vending_allowed", polygon=[(0.2, 0.66), (0.6, 0.66), (0.6, 0.76), (0.2, 0.76)])
+    rule = StreetVendingRule([zone("no_vending"), pitch], RuleTuning(), ["dining table"])
+    top_only = (0.30, 0.50, 0.45, 0.62)  # the queue hides the stall's lower part from 100 s to 500 s
+    events = run(rule, 700, lambda t: (seen((1, top_only if 100 <= t < 500 else STALL, 0.7, "dining table")),
+                                       [VENDOR]))
+    assert events == []
