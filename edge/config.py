@@ -138,7 +138,9 @@ class RuleTuning(_Config):
     )
     attending_seconds: float = Field(
         default=5.0, ge=0, description="A person near litter keeps it attended (its owner) once they have stayed "
-                                       "by it this long; people walking past do not reset its count.",
+                                       "by it this long (seen near it with no break over 3 s, or at each of the "
+                                       "model's looks where it looks less often); people walking past do not reset "
+                                       "its count.",
     )
 
 

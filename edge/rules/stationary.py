@@ -27,7 +27,8 @@ from gridwatch.contract import Category, EventType
 _CHANGE_IOU = 0.7
 """Below this overlap with the last published box, a violation's box has really changed and earns an update."""
 NEAR_GAP = 3.0
-"""Seconds without anyone seen near an object that end a person's stay by it (a litter model looks every 2 s)."""
+"""Seconds without anyone seen near an object that end a person's stay by it (a litter model looks every 2 s), unless
+someone was near it at the rule's previous look: a model looking less often than that sees a stay look by look."""
 _SETTLE_SECONDS = 3.0
 """For this long after an object stops, its parked position follows it (a vehicle settles), then it is fixed."""
 NO_PEOPLE = np.zeros((0, 4))
@@ -112,9 +113,9 @@ class StationaryRule:
             track_id = track.track_id
             seen.add(track_id)
             if people_near(track.box, people, self.tuning.near_factor):
-                if now - track.last_person_near > NEAR_GAP:
+                if now - track.last_person_near > NEAR_GAP and track.near_look < self._look - 1:
                     track.near_since = now  # someone new: a passer-by until they have stayed a while
-                track.last_person_near = now
+                track.last_person_near, track.near_look = now, self._look
                 if now - track.near_since >= self.tuning.attending_seconds:
                     track.last_attended = now
             # allowed where it stands, judged as its zones are: customers queueing in front of a stall in its
@@ -189,7 +190,7 @@ class StationaryRule:
         track.zones = {zone_id: replace(membership) for zone_id, membership in old.zones.items()}
         track.scores.extend(old.scores)
         track.last_person_near, track.last_exempt = old.last_person_near, old.last_exempt
-        track.near_since, track.last_attended = old.near_since, old.last_attended
+        track.near_since, track.near_look, track.last_attended = old.near_since, old.near_look, old.last_attended
 
     def _is_still(self, track: Track, box: NDArray[np.float64], anchor: NDArray[np.float64]) -> bool:
         """Still if the anchor stayed within tolerance of where the still period began, or the box still overlaps

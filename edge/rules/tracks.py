@@ -33,7 +33,10 @@ class Track:
     moving_since: float | None = None
     last_person_near: float = float("-inf")
     near_since: float = float("-inf")
-    """When the person near it now came (people seen near it with no break longer than `NEAR_GAP`)."""
+    """When the person near it now came (people seen near it at each of the rule's looks, or with no break longer than
+    `NEAR_GAP`)."""
+    near_look: int = -1
+    """The rule's look that last saw someone near it."""
     last_attended: float = float("-inf")
     """When someone who stayed by it (`attending_seconds` at least: its owner, not a passer-by) was last near."""
     last_exempt: float = float("-inf")
