@@ -11,6 +11,7 @@ from gridwatch.contract import Category
 class LitterRule(StationaryRule):
     category = Category.LITTER
     zone_rule = "no_litter"
+    same_kind = (frozenset({"handbag", "backpack", "suitcase"}),)  # COCO calls one rubbish bag each in turn
 
     def may_fire(self, track: Track, now: float) -> bool:
         return now - track.last_attended >= self.tuning.unattended_seconds

@@ -181,3 +181,20 @@ def test_a_bag_beside_its_owner_is_not_litter_with_a_model_that_looks_seldom(loo
         events += [(now, event) for event in rule.process(seen((1, BAG, 0.6, "backpack")), now,
                                                           np.array([OWNER], dtype=float))]
     assert events == []
+
+
+@pytest.mark.parametrize("found_again_at", [200, 40], ids=["after its violation", "before its dwell"])
+def test_a_rubbish_bag_the_model_calls_a_handbag_after_a_passer_by_stays_one_violation(found_again_at):
+    """Found by review: COCO calls one rubbish bag a backpack, a handbag or a suitcase by turns; found again under a
+    new track id as another of them, its violation ended as the bag gone (which verifies a case awaiting it) and a
+    second opened a dwell later, or, before its dwell, its time started over."""
+    rule = LitterRule([zone("no_litter", dwell=60)], RuleTuning(), ["backpack", "handbag", "suitcase"])
+
+    def frame(t):
+        if t < found_again_at:
+            return seen((1, BAG, 0.6, "backpack")), []
+        return (seen(), []) if t < found_again_at + 5 else (seen((2, BAG, 0.6, "handbag")), [])
+
+    events = run(rule, 600, frame)
+    assert [kind for kind in types(events) if kind != "update"] == ["new"]
+    assert events[0][0] < 65, "its dwell counts from when it was left"
