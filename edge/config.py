@@ -100,7 +100,8 @@ class RuleTuning(_Config):
         default=0.85, gt=0, le=1,
         description="When the smaller of the object's box and its parked box lies this much within the larger, it is "
                     "the same object partly hidden (or whole again): still, and a new track found there takes over "
-                    "the violation.",
+                    "the violation; unless the larger box, a new track's, reaches lower in the frame by more than "
+                    "still_tolerance: something nearer, standing in front of it (a taxi stopped by a parked car).",
     )
     lost_seconds: float = Field(
         default=10.0, gt=0, description="How long an unseen object is remembered at least (its track, its time "

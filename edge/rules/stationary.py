@@ -208,12 +208,23 @@ class StationaryRule:
         """Whether an object seen at `box` may be the one seen at `other_box`: of the same label at its place (the
         boxes overlapping well, or this one within the other: part of it hidden), or of a label of its kind
         (`same_kind`: a car seen as a truck) on very nearly the same box; a truck passing in front of a parked
-        car, its box holding the car's, is not the car."""
+        car, its box holding the car's, is not the car, nor is a taxi stopped in front of it (`_in_front`)."""
         if label == other_label:
             return (box_iou(other_box, box) >= self.tuning.rematch_iou
-                    or containment(box, other_box) >= self.tuning.still_containment)
+                    or (containment(box, other_box) >= self.tuning.still_containment
+                        and not self._in_front(box, other_box)))
         return (any(label in group and other_label in group for group in self.same_kind)
                 and box_iou(other_box, box) >= self.tuning.rematch_iou)
+
+    def _in_front(self, box: NDArray[np.float64], other_box: NDArray[np.float64]) -> bool:
+        """Whether `box`, larger and around `other_box`, is something nearer the camera standing in front of its
+        object: its bottom lies lower in the frame by more than `still_tolerance` of the object's height. A car seen
+        whole again around a view of its top (a passer-by hid its lower part) reaches as low, or overlaps it well
+        (`rematch_iou`); a taxi stopped in front of a parked car, holding the car's box in its own, is another car:
+        given the parked car's violation, it ended it as `moved off` as it drove on."""
+        object_height = other_box[3] - other_box[1]
+        larger = (box[2] - box[0]) * (box[3] - box[1]) > (other_box[2] - other_box[0]) * object_height
+        return bool(larger and box[3] - other_box[3] > self.tuning.still_tolerance * object_height)
 
     def _transfer(self, key: tuple[str, int], violation: OpenViolation, track: Track) -> None:
         del self._violations[key]

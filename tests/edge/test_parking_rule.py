@@ -378,3 +378,23 @@ def test_a_car_found_again_under_its_own_track_id_after_a_long_while_hidden_keep
     events += run(rule, 200, lambda t: seen((1, PARKED, 0.8, "car")), start=240)
     assert types([(at, event) for at, event in events if event.type is not EventType.UPDATE]) == ["new"]
     assert rule.active_violations == 1
+
+
+def test_a_taxi_stopping_in_front_of_a_parked_car_does_not_take_its_case_and_end_it():
+    """Found by review: a taxi stopped for 20 s in front of a parked car with a violation; nearer the camera, its box
+    held the hidden car's, so after three still frames it was taken for the car and given its violation, which
+    ended as `moved off` when the taxi drove on (the server verified the case as cleared) while the car stood there,
+    raised again three minutes later."""
+    taxi = (0.36, 0.56, 0.60, 0.88)
+
+    def frame(t: float) -> Detections:
+        if 200 <= t < 220:
+            return seen((5, taxi, 0.9, "car"))
+        if 220 <= t < 223:  # it drives on
+            x = 0.36 + 0.1 * (t - 220)
+            return seen((5, (x, 0.56, x + 0.24, 0.88), 0.9, "car"))
+        return seen((1, PARKED, 0.8, "car"))
+
+    events = run(new_rule(), 600, frame)
+    assert [kind for kind in types(events) if kind != "update"] == ["new"], "one car, one case, still open"
+    assert {event.track_id for _, event in events} == {1}
