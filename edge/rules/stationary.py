@@ -127,14 +127,23 @@ class StationaryRule:
                 self._update_membership(track, zone.zone_id, bool(inside_by_zone[zone.zone_id][index]), now)
                 events.extend(self._judge(track, zone, active[zone.zone_id], exemption, now))
         self._hand_over(seen, now)
-        if unseen := [violation for violation in self._violations.values() if violation.track_id not in seen]:
-            in_front = np.concatenate([np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4),
-                                       people.reshape(-1, 4)])  # whatever stands in front: any label, people
-            for violation in unseen:
-                if covered(violation.box, in_front):
-                    violation.covered_at = now
+        self._mark_covered(seen, detections, people, now)
         events.extend(self._expire(seen, now))
         return events
+
+    def _mark_covered(self, seen: set[int], detections: Detections, people: NDArray[np.float64], now: float) -> None:
+        """Notes when something seen stands over the place of an object unseen: a violation's, or one still before
+        its dwell is up (a bus stopped at its stop in front of a car parked there). Behind it, the object is
+        remembered up to `hidden_seconds` (`_gone`), found again there it keeps its violation or its still time."""
+        unseen = [violation for violation in self._violations.values() if violation.track_id not in seen]
+        unseen += [track for track_id, track in self._tracks.items() if track_id not in seen]
+        if not unseen:
+            return
+        in_front = np.concatenate([np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4),
+                                   people.reshape(-1, 4)])  # whatever stands in front: any label, people
+        for hidden in unseen:
+            if covered(hidden.box, in_front):
+                hidden.covered_at = now
 
     def _zone_active(self, zone: Zone, now: float) -> bool:
         if not zone.active(now):
@@ -180,7 +189,7 @@ class StationaryRule:
         holding = self.holding
         candidates = [old_id for old_id, old in self._tracks.items()
                       if old_id not in self._in_frame and old_id not in holding
-                      and not old.moving_frames and not self._lost(old.last_seen, old.seen_look, track.last_seen)
+                      and not old.moving_frames and not self._gone(old, track.last_seen)
                       and self._one_object(track.label, track.box, old.label, old.reference_box)]
         if len(candidates) != 1:
             return  # none, or two cars side by side both lost: which is which is a guess, so neither is taken
@@ -338,19 +347,19 @@ class StationaryRule:
         # a track holding a violation is kept while the violation is (behind a van, it outlasts `lost_seconds`): the
         # tracker finding the object again under its id must not meet a track made anew, outside every zone
         holding = self.holding
-        for track_id in [t for t, track in self._tracks.items()
-                         if t not in holding and self._lost(track.last_seen, track.seen_look, now)]:
+        for track_id in [t for t, track in self._tracks.items() if t not in holding and self._gone(track, now)]:
             del self._tracks[track_id]
         return events
 
-    def _gone(self, violation: OpenViolation, now: float) -> bool:
+    def _gone(self, watched: OpenViolation | Track, now: float) -> bool:
         """Unseen for `lost_seconds` with its place in view; while something stands over its place (a bus in front
         of the parked car), up to `hidden_seconds`: it is behind that, not gone, and found again there it keeps its
-        violation (one case, its dwell), where it was ended and raised anew."""
-        unseen = now - violation.last_seen
-        if not self._lost(violation.last_seen, violation.seen_look, now):
+        violation (one case, its dwell), where it was ended and raised anew, or before its dwell is up, its still
+        time (a car at a bus stop hidden 12 s by each bus, its dwell started over each time, was never raised)."""
+        unseen = now - watched.last_seen
+        if not self._lost(watched.last_seen, watched.seen_look, now):
             return False
-        behind = violation.covered_at is not None and now - violation.covered_at < self.tuning.lost_seconds
+        behind = watched.covered_at is not None and now - watched.covered_at < self.tuning.lost_seconds
         return not behind or unseen >= max(self.tuning.lost_seconds, self.tuning.hidden_seconds)
 
     def _lost(self, last_seen: float, seen_look: int, now: float) -> bool:
