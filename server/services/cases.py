@@ -30,7 +30,7 @@ from server.db import begin_writing, claim
 from server.models import CaseRecord, CaseTransition, EventRecord
 from server.services.case_records import assign, case_message, end_pause, end_round, record_kpi
 from server.services.dispatch import Dispatcher, address_key
-from server.services.places import Nearby, Repeats
+from server.services.places import Nearby, Repeats, reported_at
 from server.services.workflow import IN_UNIT, OPEN, WorkflowError, allowed_actions, next_status
 
 SYSTEM_ACTOR = "system"
@@ -228,7 +228,7 @@ class CaseService:
         begin_writing(session)
         if location is None:
             claim(session, [f"address:{category.value}:{address_key(address or '')}"])  # two calls at once: one case
-            case = self._reported_at(session, category, address or "")
+            case = reported_at(session, category, address or "")
         else:
             claim(session, self.repeats.keys((category, location, None)))  # a worker opening a case there goes first
             case = self.repeats.of(category, location, None, now,
@@ -258,17 +258,6 @@ class CaseService:
         change = self._step(case, A.COLLECT, via, now, why + waits)
         session.flush()
         return case, [case_message(case, change)], False
-
-    @staticmethod
-    def _reported_at(session: Session, category: Category, address: str) -> CaseRecord | None:
-        """The open case of `category` that citizens reported at `address` without a position (`address_key`:
-        letter case and spacing aside, in any script, which SQL's lower() is not), the latest if several. Cases
-        waiting to be placed are few: compared here rather than in SQL."""
-        wanted = address_key(address)
-        return next((case for case in session.scalars(select(CaseRecord).where(
-            CaseRecord.category == category.value, CaseRecord.lat.is_(None), CaseRecord.address.is_not(None),
-            CaseRecord.status.in_([status.value for status in OPEN])).order_by(CaseRecord.id.desc()))
-            if address_key(case.address) == wanted), None)
 
     # ---- from people (the API) ---------------------------------------------------------------------------------
 
