@@ -42,6 +42,14 @@ def record_kpi(case: CaseRecord, action: CaseAction, after: CaseStatus, now: dat
         case.closed_at = now
         case.on_time = answered_in_time(case)
 
+def not_before_last_change(case: CaseRecord, now: datetime) -> datetime:
+    """The moment of a change of `case` read as `now`, or its last change's if that is later. A batch of events, a
+    sweep or a citizen's report reads the clock before it waits for the case's lock, an operator's step after taking
+    it: a batch that waited behind a step commits after it, and stamped as it read the clock it went back in time
+    (its verification before the feedback it followed, the case's `updated_at` too)."""
+    return case.updated_at if case.updated_at is not None and case.updated_at > now else now
+
+
 def answered_in_time(case: CaseRecord) -> bool:
     """Whether the unit's feedback came by the (extended) deadline: what makes a closure on time."""
     return bool(case.feedback_at and case.deadline_at and case.feedback_at <= case.deadline_at)

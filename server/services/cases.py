@@ -28,7 +28,14 @@ from gridwatch.contract import (
 from server.core.security import Role
 from server.db import begin_writing, claim
 from server.models import CaseRecord, CaseTransition, EventRecord
-from server.services.case_records import assign, case_message, end_pause, end_round, record_kpi
+from server.services.case_records import (
+    assign,
+    case_message,
+    end_pause,
+    end_round,
+    not_before_last_change,
+    record_kpi,
+)
 from server.services.dispatch import Dispatcher, address_key
 from server.services.places import Nearby, Repeats, reported_at
 from server.services.workflow import IN_UNIT, OPEN, WorkflowError, allowed_actions, next_status
@@ -68,6 +75,7 @@ class CaseService:
         if case is None:
             case = self._open(session, event, now, changes)
             nearby.add(case)
+        now = not_before_last_change(case, now)  # the batch may have waited for the case behind an operator's step
         # only what changes is set: every set of a mapped attribute costs, and heartbeats change little
         case.occurrences += 1
         if event.observed_at > case.last_seen_at:
@@ -240,6 +248,7 @@ class CaseService:
         report = {"at": now.isoformat(), "via": via, "description": description, "address": address,
                   "reporter": reporter or None, "media_url": media_url}  # whole: the step's reason holds 300 of it
         if case is not None:
+            now = not_before_last_change(case, now)  # it may have waited for the case behind a step stamped later
             change = (self._step(case, A.JOIN, via, now, why) if S(case.status) in OPEN
                       else self._reopen(case, now, why)[0])
             case.reports = [*(case.reports or []), report]  # a new list: the ORM sees a change of the column
@@ -266,7 +275,7 @@ class CaseService:
             void_reason: str | None = None, location: Location | None = None) -> list[CaseMessage]:
         """An operator's, supervisor's or field worker's step. Raises WorkflowError (403, 409, 422). `location`
         places a case reported without a position as it is filed or dispatched: the route goes by the grid there."""
-        status = S(case.status)
+        status, now = S(case.status), not_before_last_change(case, now)  # another server's clock may run behind
         if location is not None and case.lat is not None:
             raise WorkflowError(422, f"location: case {case.id} has its position already ({case.lat}, {case.lon}); "
                                      f"only a case reported without one is placed", [])
@@ -374,6 +383,7 @@ class CaseService:
     # ---- records and messages ----------------------------------------------------------------------------------
 
     def _step(self, case: CaseRecord, action: CaseAction, actor: str, now: datetime, reason: str) -> CaseTransition:
+        now = not_before_last_change(case, now)  # a sweep's, read before it waited for the case (and every path's)
         before = None if action is A.COLLECT else S(case.status)
         after = S.COLLECTED if before is None else next_status(before, action, None, reason)
         transition = CaseTransition(action=action.value, from_status=before.value if before else None,
