@@ -109,6 +109,10 @@ def case_assignment(case: CaseRecord) -> CaseAssignment | None:
                           fallback=case.fallback, on_duty=duty, unit_phone=case.unit_phone)
 
 def case_message(case: CaseRecord, transition: CaseTransition) -> CaseMessage:
+    """The message of one step. Its `seq` is the step's row id: given once the case is locked, in the transaction
+    that commits the step, so a case's next step, waiting for that lock, gets a higher one."""
+    if transition.id is None and (session := object_session(transition)) is not None:
+        session.flush()  # the step's row, and its id
     dispatched = transition.to_status == S.DISPATCHED.value
     return CaseMessage(
         schema_version=SCHEMA_VERSION,
@@ -119,6 +123,7 @@ def case_message(case: CaseRecord, transition: CaseTransition) -> CaseMessage:
         previous_status=S(transition.from_status) if transition.from_status else None,
         action=A(transition.action),
         changed_at=transition.at,
+        seq=transition.id,
         changed_by=transition.actor,
         reason=transition.reason,
         violation_id=case.violation_id,

@@ -350,7 +350,7 @@ class CaseService:
         """Escalate overdue cases: at the deadline to the street office, later to the district."""
         config = self.dispatcher.config
         later = timedelta(minutes=config.escalation.district_after_minutes if config else 120)
-        messages = []
+        steps = []
         begin_writing(session)
         # a case another worker's sweep or batch holds is left to the next sweep (SKIP LOCKED): two workers'
         # sweeps never escalate one case twice
@@ -374,11 +374,10 @@ class CaseService:
             contact = self.dispatcher.escalation_contact(level, case.street)
             to = ("district" if level == 2 else f"street office {case.street or '(no grid)'}") + (
                 f": {contact.name} {contact.phone or ''}".rstrip() if contact else "")
-            messages.append(case_message(case, self._step(case, A.ESCALATE, SYSTEM_ACTOR, now,
-                                                          f"overdue by {late.total_seconds() / 60:.0f} "
-                                                          f"{'working ' if working else ''}min; "
-                                                          f"escalated to {to}")))
-        return messages
+            steps.append((case, self._step(case, A.ESCALATE, SYSTEM_ACTOR, now,
+                                           f"overdue by {late.total_seconds() / 60:.0f} "
+                                           f"{'working ' if working else ''}min; escalated to {to}")))
+        return [case_message(case, step) for case, step in steps]  # once the cases are read: the steps written
 
     # ---- records and messages ----------------------------------------------------------------------------------
 

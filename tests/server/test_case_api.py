@@ -54,6 +54,8 @@ def test_a_case_from_detection_to_closure_through_the_api(api, api_tokens, mqtt_
     assert [m["action"] for m in messages] == ["collect", "file", "dispatch", "accept", "feedback", "verify",
                                                "close"]
     assert {m["case_id"] for m in messages} == {case["id"]}
+    assert [m["seq"] for m in messages] == [t["seq"] for t in closed["transitions"]], "a message's seq is its step's"
+    assert [m["seq"] for m in messages] == sorted({m["seq"] for m in messages}) and closed["seq"] == messages[-1]["seq"]
 
 
 def test_field_staff_act_on_their_own_units_cases_only(api, api_tokens, mqtt_client):

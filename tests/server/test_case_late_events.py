@@ -125,7 +125,7 @@ def test_a_batch_that_waited_for_an_operators_step_is_stamped_after_it(city):
     step after taking its case's. The camera's `end`, read at 10:05 and waiting behind the unit's feedback at 10:07,
     verified and closed the case at 10:05: the steps went back in time, the case's `updated_at` fell behind the
     feedback, and an integrator keeping the newer of two messages kept the feedback. Now each step is stamped no
-    earlier than the case's last change."""
+    earlier than the case's last change, and messages carry a `seq` that only grows."""
     import threading
 
     from gridwatch.contract import CaseAction
@@ -157,6 +157,7 @@ def test_a_batch_that_waited_for_an_operators_step_is_stamped_after_it(city):
     mine = [message for message in city.messages if message.case_id == 1]
     assert [m.action.value for m in mine][-3:] == ["feedback", "verify", "close"]
     assert [m.changed_at for m in mine] == sorted(m.changed_at for m in mine)
+    assert [m.seq for m in mine] == sorted({m.seq for m in mine}), "seq grows with every change of a case"
 
 
 def test_a_sweep_and_a_citizens_report_that_read_the_clock_before_a_step_are_stamped_after_it(city):
@@ -182,3 +183,4 @@ def test_a_sweep_and_a_citizens_report_that_read_the_clock_before_a_step_are_sta
         session.commit()
     assert joined and city.case().transitions[-1].action == "join" and city.case().transitions[-1].at >= extended
     assert city.case().reports[-1]["at"] == read.isoformat(), "the report keeps when it came"
+    assert [m.seq for m in city.messages] == sorted(m.seq for m in city.messages)

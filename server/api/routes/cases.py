@@ -52,8 +52,9 @@ _SORTS = {"opened_at": CaseRecord.opened_at, "updated_at": CaseRecord.updated_at
           "deadline_at": CaseRecord.deadline_at, "score": CaseRecord.score}
 
 
-def summary(case: CaseRecord) -> CaseSummary:
-    return CaseSummary.model_validate(case).model_copy(update={"assignment": case_assignment(case)})
+def summary(case: CaseRecord, seq: int | None = None) -> CaseSummary:
+    """`seq`: the case's latest step's."""
+    return CaseSummary.model_validate(case).model_copy(update={"assignment": case_assignment(case), "seq": seq})
 
 
 def _known(session: SessionDep, dispatcher: Dispatcher, unit_id: str | None, grid_id: str | None) -> None:
@@ -89,7 +90,7 @@ def list_cases(
     updated_after: Annotated[datetime | None, Query(description=(
         "Changed at or after (ISO 8601, with a time zone): with sort=updated_at, what changed since you last asked. "
         "A change is stamped as its transaction starts and may commit a little later: ask from a minute before "
-        "the latest `updated_at` you have, and keep the newer of a case seen twice."))] = None,
+        "the latest `updated_at` you have, and of a case seen twice keep the one with the higher `seq`."))] = None,
     id_below: Annotated[int | None, Query(ge=1, le=MAX_ID, description=(
         "Only cases with a smaller id: keyset paging for a list that changes while it is read (with sort=-id, "
         "pass the last id of the page you have)."))] = None,
@@ -131,8 +132,11 @@ def list_cases(
     # puts the most urgent first, not the cases nobody has a deadline for
     order = (column.desc().nulls_last(), CaseRecord.id.desc()) if sort.startswith("-") else \
         (column.asc().nulls_last(), CaseRecord.id.asc())
-    rows = session.scalars(query.order_by(*order).offset((page - 1) * page_size).limit(page_size)).all()
-    return Page(items=[summary(case) for case in rows], total=total, page=page, page_size=page_size)
+    latest_step = select(func.max(CaseTransition.id)).where(CaseTransition.case_id == CaseRecord.id) \
+        .scalar_subquery()
+    rows = session.execute(query.add_columns(latest_step).order_by(*order).offset((page - 1) * page_size)
+                           .limit(page_size)).all()
+    return Page(items=[summary(case, seq) for case, seq in rows], total=total, page=page, page_size=page_size)
 
 
 def _case(session: SessionDep, case_id: int, to_change: bool = False) -> CaseRecord:
@@ -195,7 +199,7 @@ def detail(session: SessionDep, case: CaseRecord, caller: TokenEntry) -> CaseDet
     latest_steps = list(session.scalars(select(CaseTransition).where(of_case_steps)
                                         .order_by(CaseTransition.id.desc()).limit(RECENT_STEPS)))
     return CaseDetail(
-        **summary(case).model_dump(),
+        **summary(case, latest_steps[0].id if latest_steps else None).model_dump(),
         violation_id=case.violation_id,
         events=events,
         events_total=total,
