@@ -60,7 +60,8 @@ _CHANNELS: list[tuple[str, str, dict, str, type[BaseModel] | None, str, int, boo
      {"category": {"description": "Case category.", "enum": [x.value for x in c.Category]},
       "case_id": {"description": "The server's case number."}},
      "CaseMessage", c.CaseMessage, "server", 1, False,
-     "Every case state change, with who changed it, when and why, and the assignment once dispatched."),
+     "Every case state change, with who changed it, when and why, and the assignment once dispatched. Messages of "
+     "one case may come out of order (a resend, several workers): of two, keep the one with the higher `seq` (1.6)."),
 ]
 
 

@@ -67,7 +67,8 @@ class CaseAction(StrEnum):
 
 
 class CaseMessage(_Strict):
-    """Published on every case state change, for integrators and field apps."""
+    """Published on every case state change, for integrators and field apps. Messages of one case may come out of
+    order (QoS 1 resends, webhook retries, several workers): the one with the higher `seq` is the newer."""
 
     schema_version: str = Field(pattern=r"^1\.\d+$")
     case_id: int = Field(ge=1)
@@ -78,6 +79,11 @@ class CaseMessage(_Strict):
     action: CaseAction | None = Field(default=None, description="What changed it (1.3); the status may stay the "
                                                                 "same, e.g. on `extend`, `escalate` or `join`.")
     changed_at: AwareDatetime
+    seq: int | None = Field(default=None, ge=1, description=(
+        "The change's number (1.6), unique: each change of a case has a higher one than the case's changes before "
+        "it. Of two messages of one case (MQTT, a webhook, a retry, the REST API's `seq`), keep the one with the "
+        "higher `seq`, whatever order they came in: `changed_at` may tie (steps of one moment) and is read from "
+        "the clocks of several workers. Numbers of different cases say nothing of which changed first."))
     changed_by: str
     reason: str
     violation_id: UUID

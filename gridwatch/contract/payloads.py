@@ -26,12 +26,13 @@ Moment = Annotated[AwareDatetime, AfterValidator(_storable)]
 """A time with its zone, from 1970 to 9998 in UTC: what a database stores and arithmetic on it survives (year 1 at
 +05:00 lies before year 1; 9999-12-31 at -05:00 after 9999)."""
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 """1.1 added the evidence crop (`evidence.crop`, topic `.../evidence/{event_id}/crop`); 1.2 added the remote
 config's `manifest` (model roll-out), the crop's `region`, commands and snapshots; 1.3 the whole case workflow
 (statuses after `dispatched`, the `action` of a case message, the person on duty and the escalation level); 1.4 an
 event's `interrupted` (an `end` sent because the node stopped watching, not because the object left); 1.5 the unit's
-duty phone in a case's assignment. Older payloads stay valid."""
+duty phone in a case's assignment; 1.6 a case message's `seq` (of two of one case, the higher is the newer). Older
+payloads stay valid."""
 TOPIC_ROOT = "gw/v1"
 
 NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"

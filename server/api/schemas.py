@@ -30,6 +30,7 @@ class _Schema(BaseModel):
 class TransitionOut(_Schema):
     model_config = ConfigDict(from_attributes=True)
 
+    seq: int = Field(validation_alias="id", description="The step's number, its message's `seq`: higher, newer.")
     action: str
     from_status: str | None
     to_status: str
@@ -57,6 +58,8 @@ class CaseSummary(_Schema):
     lon: float | None
     opened_at: datetime
     updated_at: datetime
+    seq: int | None = None
+    """The `seq` of the case's latest step: of this and a message of the case, the higher `seq` is the newer."""
     deadline_at: datetime | None
     started_at: datetime
     last_seen_at: datetime

@@ -42,6 +42,14 @@ def record_kpi(case: CaseRecord, action: CaseAction, after: CaseStatus, now: dat
         case.closed_at = now
         case.on_time = answered_in_time(case)
 
+def not_before_last_change(case: CaseRecord, now: datetime) -> datetime:
+    """The moment of a change of `case` read as `now`, or its last change's if that is later. A batch of events, a
+    sweep or a citizen's report reads the clock before it waits for the case's lock, an operator's step after taking
+    it: a batch that waited behind a step commits after it, and stamped as it read the clock it went back in time
+    (its verification before the feedback it followed, the case's `updated_at` too)."""
+    return case.updated_at if case.updated_at is not None and case.updated_at > now else now
+
+
 def answered_in_time(case: CaseRecord) -> bool:
     """Whether the unit's feedback came by the (extended) deadline: what makes a closure on time."""
     return bool(case.feedback_at and case.deadline_at and case.feedback_at <= case.deadline_at)
@@ -101,6 +109,10 @@ def case_assignment(case: CaseRecord) -> CaseAssignment | None:
                           fallback=case.fallback, on_duty=duty, unit_phone=case.unit_phone)
 
 def case_message(case: CaseRecord, transition: CaseTransition) -> CaseMessage:
+    """The message of one step. Its `seq` is the step's row id: given once the case is locked, in the transaction
+    that commits the step, so a case's next step, waiting for that lock, gets a higher one."""
+    if transition.id is None and (session := object_session(transition)) is not None:
+        session.flush()  # the step's row, and its id
     dispatched = transition.to_status == S.DISPATCHED.value
     return CaseMessage(
         schema_version=SCHEMA_VERSION,
@@ -111,6 +123,7 @@ def case_message(case: CaseRecord, transition: CaseTransition) -> CaseMessage:
         previous_status=S(transition.from_status) if transition.from_status else None,
         action=A(transition.action),
         changed_at=transition.at,
+        seq=transition.id,
         changed_by=transition.actor,
         reason=transition.reason,
         violation_id=case.violation_id,

@@ -28,9 +28,16 @@ from gridwatch.contract import (
 from server.core.security import Role
 from server.db import begin_writing, claim
 from server.models import CaseRecord, CaseTransition, EventRecord
-from server.services.case_records import assign, case_message, end_pause, end_round, record_kpi
+from server.services.case_records import (
+    assign,
+    case_message,
+    end_pause,
+    end_round,
+    not_before_last_change,
+    record_kpi,
+)
 from server.services.dispatch import Dispatcher, address_key
-from server.services.places import Nearby, Repeats
+from server.services.places import Nearby, Repeats, reported_at
 from server.services.workflow import IN_UNIT, OPEN, WorkflowError, allowed_actions, next_status
 
 SYSTEM_ACTOR = "system"
@@ -68,6 +75,7 @@ class CaseService:
         if case is None:
             case = self._open(session, event, now, changes)
             nearby.add(case)
+        now = not_before_last_change(case, now)  # the batch may have waited for the case behind an operator's step
         # only what changes is set: every set of a mapped attribute costs, and heartbeats change little
         case.occurrences += 1
         if event.observed_at > case.last_seen_at:
@@ -228,7 +236,7 @@ class CaseService:
         begin_writing(session)
         if location is None:
             claim(session, [f"address:{category.value}:{address_key(address or '')}"])  # two calls at once: one case
-            case = self._reported_at(session, category, address or "")
+            case = reported_at(session, category, address or "")
         else:
             claim(session, self.repeats.keys((category, location, None)))  # a worker opening a case there goes first
             case = self.repeats.of(category, location, None, now,
@@ -240,6 +248,7 @@ class CaseService:
         report = {"at": now.isoformat(), "via": via, "description": description, "address": address,
                   "reporter": reporter or None, "media_url": media_url}  # whole: the step's reason holds 300 of it
         if case is not None:
+            now = not_before_last_change(case, now)  # it may have waited for the case behind a step stamped later
             change = (self._step(case, A.JOIN, via, now, why) if S(case.status) in OPEN
                       else self._reopen(case, now, why)[0])
             case.reports = [*(case.reports or []), report]  # a new list: the ORM sees a change of the column
@@ -259,17 +268,6 @@ class CaseService:
         session.flush()
         return case, [case_message(case, change)], False
 
-    @staticmethod
-    def _reported_at(session: Session, category: Category, address: str) -> CaseRecord | None:
-        """The open case of `category` that citizens reported at `address` without a position (`address_key`:
-        letter case and spacing aside, in any script, which SQL's lower() is not), the latest if several. Cases
-        waiting to be placed are few: compared here rather than in SQL."""
-        wanted = address_key(address)
-        return next((case for case in session.scalars(select(CaseRecord).where(
-            CaseRecord.category == category.value, CaseRecord.lat.is_(None), CaseRecord.address.is_not(None),
-            CaseRecord.status.in_([status.value for status in OPEN])).order_by(CaseRecord.id.desc()))
-            if address_key(case.address) == wanted), None)
-
     # ---- from people (the API) ---------------------------------------------------------------------------------
 
     def act(self, case: CaseRecord, action: CaseAction, actor: str, role: Role | None, now: datetime,
@@ -277,7 +275,7 @@ class CaseService:
             void_reason: str | None = None, location: Location | None = None) -> list[CaseMessage]:
         """An operator's, supervisor's or field worker's step. Raises WorkflowError (403, 409, 422). `location`
         places a case reported without a position as it is filed or dispatched: the route goes by the grid there."""
-        status = S(case.status)
+        status, now = S(case.status), not_before_last_change(case, now)  # another server's clock may run behind
         if location is not None and case.lat is not None:
             raise WorkflowError(422, f"location: case {case.id} has its position already ({case.lat}, {case.lon}); "
                                      f"only a case reported without one is placed", [])
@@ -352,7 +350,7 @@ class CaseService:
         """Escalate overdue cases: at the deadline to the street office, later to the district."""
         config = self.dispatcher.config
         later = timedelta(minutes=config.escalation.district_after_minutes if config else 120)
-        messages = []
+        steps = []
         begin_writing(session)
         # a case another worker's sweep or batch holds is left to the next sweep (SKIP LOCKED): two workers'
         # sweeps never escalate one case twice
@@ -376,15 +374,15 @@ class CaseService:
             contact = self.dispatcher.escalation_contact(level, case.street)
             to = ("district" if level == 2 else f"street office {case.street or '(no grid)'}") + (
                 f": {contact.name} {contact.phone or ''}".rstrip() if contact else "")
-            messages.append(case_message(case, self._step(case, A.ESCALATE, SYSTEM_ACTOR, now,
-                                                          f"overdue by {late.total_seconds() / 60:.0f} "
-                                                          f"{'working ' if working else ''}min; "
-                                                          f"escalated to {to}")))
-        return messages
+            steps.append((case, self._step(case, A.ESCALATE, SYSTEM_ACTOR, now,
+                                           f"overdue by {late.total_seconds() / 60:.0f} "
+                                           f"{'working ' if working else ''}min; escalated to {to}")))
+        return [case_message(case, step) for case, step in steps]  # once the cases are read: the steps written
 
     # ---- records and messages ----------------------------------------------------------------------------------
 
     def _step(self, case: CaseRecord, action: CaseAction, actor: str, now: datetime, reason: str) -> CaseTransition:
+        now = not_before_last_change(case, now)  # a sweep's, read before it waited for the case (and every path's)
         before = None if action is A.COLLECT else S(case.status)
         after = S.COLLECTED if before is None else next_status(before, action, None, reason)
         transition = CaseTransition(action=action.value, from_status=before.value if before else None,

@@ -1,7 +1,8 @@
 """Where a new violation repeats an earlier case: of the same category, at the same camera view or within the
 radius, and open, or finished within the window (the dispatch config's `repeat_window_minutes`, `repeat_radius_m`).
 A batch of events looks its candidates up once (`Repeats.nearby_ids`), then each new violation finds its case among
-them in memory (`Repeats.of`)."""
+them in memory (`Repeats.of`). A citizen's report without a position repeats the open case reported at its
+address (`reported_at`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from gridwatch.contract import CaseStatus, Category, Location
 from server.db import one_of
 from server.models import CaseRecord
+from server.services.dispatch import address_key
 from server.services.workflow import OPEN
 
 View = tuple[str, str, str]
@@ -172,3 +174,13 @@ def _nearby_ids_sqlite(connection: Connection, rows: list[tuple], since: object)
             (*(value for row in part for value in row), since, since)))
     return ids
 
+
+def reported_at(session: Session, category: Category, address: str) -> CaseRecord | None:
+    """The open case of `category` that citizens reported at `address` without a position (`address_key`:
+    letter case and spacing aside, in any script, which SQL's lower() is not), the latest if several. Cases
+    waiting to be placed are few: compared here rather than in SQL."""
+    wanted = address_key(address)
+    return next((case for case in session.scalars(select(CaseRecord).where(
+        CaseRecord.category == category.value, CaseRecord.lat.is_(None), CaseRecord.address.is_not(None),
+        CaseRecord.status.in_([status.value for status in OPEN])).order_by(CaseRecord.id.desc()))
+        if address_key(case.address) == wanted), None)

@@ -45,13 +45,17 @@ def make_city(tmp_path: Path, database_url: str):  # noqa: ANN201 - the City bel
         ingest = Ingest(database, CaseService(Dispatcher.from_file(DISPATCH)), EvidenceStore(tmp_path / "ev"),
                         publish_case=messages.append, clock=clock)
 
-        def detect(self, **overrides) -> dict:
+        def event(self, **overrides) -> tuple[str, bytes]:
+            """A litter detection of node-a as the broker delivers it: topic and payload."""
             payload = event_payload(**{"category": "litter", "code": "0102", "label": "garbage", "score": 0.8,
                                        "location": GRID_WL02, "zone_id": "kerb",
                                        "observed_at": self.clock.now.isoformat(), **overrides})
-            assert self.ingest.handle(event_topic("node-a", payload["category"]), json.dumps(payload).encode()) \
-                == "stored"
-            return payload
+            return event_topic("node-a", payload["category"]), json.dumps(payload).encode()
+
+        def detect(self, **overrides) -> dict:
+            topic, payload = self.event(**overrides)
+            assert self.ingest.handle(topic, payload) == "stored"
+            return json.loads(payload)
 
         def case(self, case_id: int = 1) -> CaseRecord:
             with self.database.session() as session:

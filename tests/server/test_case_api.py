@@ -54,6 +54,8 @@ def test_a_case_from_detection_to_closure_through_the_api(api, api_tokens, mqtt_
     assert [m["action"] for m in messages] == ["collect", "file", "dispatch", "accept", "feedback", "verify",
                                                "close"]
     assert {m["case_id"] for m in messages} == {case["id"]}
+    assert [m["seq"] for m in messages] == [t["seq"] for t in closed["transitions"]], "a message's seq is its step's"
+    assert [m["seq"] for m in messages] == sorted({m["seq"] for m in messages}) and closed["seq"] == messages[-1]["seq"]
 
 
 def test_field_staff_act_on_their_own_units_cases_only(api, api_tokens, mqtt_client):
@@ -185,6 +187,57 @@ def test_an_integrator_follows_what_changed_since_it_last_asked(api):
     assert [case["id"] for case in changed] == [2, 3]
     naive = api.get("/api/v1/cases", params={"updated_after": "2026-12-07T08:00:00"})
     assert naive.status_code == 422 and "updated_after" in naive.json()["detail"]
+
+
+def test_an_integrator_following_changes_page_by_page_sees_every_case_at_its_latest_change(api):
+    """Found by review: one batch stamps all its cases with one `updated_at`, so the latest one seen as the next
+    `updated_after` asked for the same page for ever once they outnumbered a page, and pages by offset skipped case
+    51 of a batch of 60 when case 1 changed between two pages. A page's `next`, passed as `after`, lists what
+    changed after it, in the order of changes: every case, and case 1 again at its new change."""
+    from datetime import timedelta
+
+    from server.models import utcnow
+
+    ingest, topic = api.app.state.ingest, event_topic("node-a", "illegal_parking")
+    batch = utcnow() - timedelta(minutes=10)
+    ingest.clock = lambda: batch
+    first = [event_payload(score=0.4, camera_id=f"cam-{place}", zone_id=f"z{place}",
+                           location={"lat": 30.20 + place * 0.001, "lon": 120.16}) for place in range(60)]
+    assert set(ingest.handle_batch([(topic, json.dumps(payload).encode()) for payload in first])) == {"stored"}
+
+    page = api.get("/api/v1/cases", params={"sort": "updated_at", "page_size": 50}).json()
+    seen = [case["id"] for case in page["items"]]
+    assert seen == list(range(1, 51)) and page["next"].endswith(",50")
+    ingest.clock = lambda: batch + timedelta(seconds=90)  # case 1 changes between two pages
+    heartbeat = {**first[0], "event_id": event_payload()["event_id"], "type": "update"}
+    assert ingest.handle(topic, json.dumps(heartbeat).encode()) == "stored"
+    page = api.get("/api/v1/cases", params={"after": page["next"], "page_size": 50}).json()
+    assert [case["id"] for case in page["items"]] == [*range(51, 61), 1], "the rest of the batch, then case 1"
+    assert page["items"][-1]["occurrences"] == 2 and page["items"][-1]["seq"] >= 1
+    last = api.get("/api/v1/cases", params={"after": page["next"]}).json()
+    assert (last["items"], last["next"]) == ([], page["next"]), "caught up: ask again later with the same"
+
+    ingest.clock = utcnow  # a change just made may commit after a later-stamped one: listed, not yet passed
+    assert ingest.handle(topic, json.dumps({**heartbeat, "event_id": event_payload()["event_id"]}).encode()) \
+        == "stored"
+    again = api.get("/api/v1/cases", params={"after": page["next"]}).json()
+    assert [case["id"] for case in again["items"]] == [1] and again["next"] == page["next"]
+
+
+@pytest.mark.one_database
+@pytest.mark.parametrize(("params", "said"), [
+    ({"after": "yesterday"}, "no cursor"),
+    ({"after": "2026-12-07T08:00:00,fifty"}, "no cursor"),
+    ({"after": "2026-12-07T08:00:00 08:00,5"}, "%2B"),
+    ({"after": "2026-12-07T08:00:00,5"}, "time zone"),
+    ({"after": "2026-12-07T08:00:00Z,-1"}, "out of range"),
+    ({"after": "2026-12-07T08:00:00Z,99999999999"}, "out of range"),
+    ({"after": "2026-12-07T08:00:00Z,5", "sort": "-id"}, "leave out page and sort"),
+    ({"after": "2026-12-07T08:00:00Z,5", "page": 2}, "leave out page and sort"),
+])
+def test_a_cursor_that_is_none_is_a_422_saying_so(api, params, said):
+    answer = api.get("/api/v1/cases", params=params)
+    assert answer.status_code == 422 and said in answer.json()["detail"]
 
 
 def test_a_long_case_lists_its_latest_events_and_pages_through_all_of_them(api, api_tokens, mqtt_client):

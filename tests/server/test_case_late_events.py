@@ -118,3 +118,69 @@ def test_an_interrupted_end_that_came_before_its_new_leaves_no_violation_open(ci
     assert (other.open_violations, other.occurrences) == (0, 2)
     with city.database.session() as session:
         assert session.query(EventRecord).filter(EventRecord.case_id.is_(None)).count() == 0
+
+
+def test_a_batch_that_waited_for_an_operators_step_is_stamped_after_it(city):
+    """Found by review: a batch of camera events reads the clock before it waits for its cases' locks, an operator's
+    step after taking its case's. The camera's `end`, read at 10:05 and waiting behind the unit's feedback at 10:07,
+    verified and closed the case at 10:05: the steps went back in time, the case's `updated_at` fell behind the
+    feedback, and an integrator keeping the newer of two messages kept the feedback. Now each step is stamped no
+    earlier than the case's last change, and messages carry a `seq` that only grows."""
+    import threading
+
+    from gridwatch.contract import CaseAction
+    from server.services.events import lock_case
+
+    first = city.detect()
+    city.act("accept", Role.FIELD_STAFF)
+    city.clock.advance(minutes=5)
+    outcomes: list[str] = []
+    with city.database.session() as session:
+        case = lock_case(session, 1)  # the unit's feedback holds the case
+        camera = threading.Thread(target=lambda: outcomes.append(city.ingest.handle(*city.event(
+            type="end", violation_id=first["violation_id"]))))
+        camera.start()
+        camera.join(1.0)
+        assert camera.is_alive(), "the camera's batch waits for the operator's step"
+        feedback_at = city.clock.advance(minutes=2)
+        city.messages += city.ingest.cases.act(case, CaseAction.FEEDBACK, "test field_staff", Role.FIELD_STAFF,
+                                               feedback_at)
+        session.commit()
+    camera.join(30)
+    assert outcomes == ["stored"]
+    case = city.case()
+    assert [(t.action, t.at >= feedback_at) for t in case.transitions][-3:] == [
+        ("feedback", True), ("verify", True), ("close", True)]
+    steps = [t.at for t in case.transitions]
+    assert steps == sorted(steps), "a case's steps never go back in time"
+    assert case.updated_at >= feedback_at and case.closed_at >= case.feedback_at
+    mine = [message for message in city.messages if message.case_id == 1]
+    assert [m.action.value for m in mine][-3:] == ["feedback", "verify", "close"]
+    assert [m.changed_at for m in mine] == sorted(m.changed_at for m in mine)
+    assert [m.seq for m in mine] == sorted({m.seq for m in mine}), "seq grows with every change of a case"
+
+
+def test_a_sweep_and_a_citizens_report_that_read_the_clock_before_a_step_are_stamped_after_it(city):
+    """The sweep and a citizen's report also read the clock before they wait for their case: an escalation or a
+    report joining the case is not stamped before the operator's step that held it up."""
+    from gridwatch.contract import Category, Location
+    from tests.server.city import GRID_WL02
+
+    city.detect(category="illegal_parking", code="0505", label="car")  # due in 30 minutes
+    read = city.clock.advance(minutes=31)  # the sweep reads its clock, then waits for the case
+    accepted = city.clock.advance(seconds=20)
+    city.act("accept")
+    assert city.ingest.sweep(read) == 1
+    assert [(t.action, t.at >= accepted) for t in city.case().transitions[-2:]] == [("accept", True),
+                                                                                    ("escalate", True)]
+    city.clock.advance(seconds=20)
+    city.act("extend", extend_minutes=30, reason="more time")
+    extended = city.case().updated_at
+    with city.database.session() as session:
+        case, _, joined = city.ingest.cases.open_report(
+            session, Category.ILLEGAL_PARKING, Location(**GRID_WL02), "a car on the pavement", None, {},
+            "open311 (test)", read)
+        session.commit()
+    assert joined and city.case().transitions[-1].action == "join" and city.case().transitions[-1].at >= extended
+    assert city.case().reports[-1]["at"] == read.isoformat(), "the report keeps when it came"
+    assert [m.seq for m in city.messages] == sorted(m.seq for m in city.messages)

@@ -11,6 +11,7 @@ from sqlalchemy import and_, func, not_, select
 from sqlalchemy.exc import IntegrityError
 
 from gridwatch.contract import CaseAction, CaseStatus, Category
+from server.api import changes
 from server.api.deps import (
     MAX_ID,
     PICTURE_ROLES,
@@ -52,8 +53,9 @@ _SORTS = {"opened_at": CaseRecord.opened_at, "updated_at": CaseRecord.updated_at
           "deadline_at": CaseRecord.deadline_at, "score": CaseRecord.score}
 
 
-def summary(case: CaseRecord) -> CaseSummary:
-    return CaseSummary.model_validate(case).model_copy(update={"assignment": case_assignment(case)})
+def summary(case: CaseRecord, seq: int | None = None) -> CaseSummary:
+    """`seq`: the case's latest step's."""
+    return CaseSummary.model_validate(case).model_copy(update={"assignment": case_assignment(case), "seq": seq})
 
 
 def _known(session: SessionDep, dispatcher: Dispatcher, unit_id: str | None, grid_id: str | None) -> None:
@@ -70,7 +72,7 @@ def _known(session: SessionDep, dispatcher: Dispatcher, unit_id: str | None, gri
                                                         f"{', '.join(sorted(known)) or '(none)'}")
 
 
-@router.get("", response_model=Page[CaseSummary], summary="List cases, filtered, paged and sorted")
+@router.get("", response_model=changes.CasePage, summary="List cases, filtered, paged and sorted")
 def list_cases(
     session: SessionDep,
     request: Request,
@@ -87,20 +89,28 @@ def list_cases(
     opened_after: Annotated[datetime | None, Query(description="Opened at or after (ISO 8601).")] = None,
     opened_before: Annotated[datetime | None, Query(description="Opened before (ISO 8601).")] = None,
     updated_after: Annotated[datetime | None, Query(description=(
-        "Changed at or after (ISO 8601, with a time zone): with sort=updated_at, what changed since you last asked. "
-        "A change is stamped as its transaction starts and may commit a little later: ask from a minute before "
-        "the latest `updated_at` you have, and keep the newer of a case seen twice."))] = None,
+        "Changed at or after (ISO 8601, with a time zone). To follow changes, start with sort=updated_at (and this, "
+        "to start from a time), then pass each page's `next` as `after`."))] = None,
+    after: Annotated[str | None, Query(max_length=100, description=(
+        "Following changes: the `next` of the page before, as it came. Lists the cases that changed after it, in "
+        "the order they changed (`updated_at`, then `id`), each once, at its latest change; a case that changes "
+        "again is listed again. Of a case seen twice keep the one with the higher `seq`."))] = None,
     id_below: Annotated[int | None, Query(ge=1, le=MAX_ID, description=(
         "Only cases with a smaller id: keyset paging for a list that changes while it is read (with sort=-id, "
         "pass the last id of the page you have)."))] = None,
     page: PageNumber = 1,
     page_size: PageSize = 50,
-    sort: Annotated[str, Query(pattern="^-?(opened_at|updated_at|id|deadline_at|score)$",
-                               description="Field; '-' for descending. Pages by offset shift as cases change "
-                                           "between them: page a changing list with sort=-id and id_below, or "
-                                           "follow changes with updated_after.")] = "-opened_at",
-) -> Page[CaseSummary]:
+    sort: Annotated[str | None, Query(pattern="^-?(opened_at|updated_at|id|deadline_at|score)$",
+                                      description="Field; '-' for descending; by default -opened_at (with `after`: "
+                                                  "updated_at, the only one it takes). Pages by offset shift as "
+                                                  "cases change between them: page a changing list with sort=-id "
+                                                  "and id_below, or follow changes with `after`.")] = None,
+) -> changes.CasePage:
     _known(session, request.app.state.ingest.cases.dispatcher, unit_id, grid_id)
+    if after is not None and (sort not in (None, "updated_at") or page != 1):
+        raise HTTPException(status_code=422, detail="after: it pages by itself, in the order of changes: leave out "
+                                                    "page and sort (or sort=updated_at)")
+    sort = sort or ("updated_at" if after is not None else "-opened_at")
     query = select(CaseRecord)
     if status:
         query = query.where(CaseRecord.status.in_([s.value for s in status]))
@@ -121,6 +131,10 @@ def list_cases(
         query = query.where(CaseRecord.updated_at >= updated_after)
     if id_below is not None:
         query = query.where(CaseRecord.id < id_below)
+    start = (updated_after or changes.START, 0)
+    if after is not None:
+        start = changes.parse_after(after)
+        query = query.where(changes.after(*start))
     if overdue is not None:  # false: every case not overdue (it was taken as no filter at all)
         late = and_(CaseRecord.status.in_([s.value for s in IN_UNIT | {CaseStatus.RETURNED}]),
                     CaseRecord.deadline_at.is_not(None), CaseRecord.deadline_at < utcnow())  # no NULL to negate
@@ -131,8 +145,15 @@ def list_cases(
     # puts the most urgent first, not the cases nobody has a deadline for
     order = (column.desc().nulls_last(), CaseRecord.id.desc()) if sort.startswith("-") else \
         (column.asc().nulls_last(), CaseRecord.id.asc())
-    rows = session.scalars(query.order_by(*order).offset((page - 1) * page_size).limit(page_size)).all()
-    return Page(items=[summary(case) for case in rows], total=total, page=page, page_size=page_size)
+    latest_step = select(func.max(CaseTransition.id)).where(CaseTransition.case_id == CaseRecord.id) \
+        .scalar_subquery()
+    rows = session.execute(query.add_columns(latest_step).order_by(*order).offset((page - 1) * page_size)
+                           .limit(page_size)).all()
+    following = sort == "updated_at"  # in the order of changes: where the next page of them starts
+    return changes.CasePage(items=[summary(case, seq) for case, seq in rows], total=total, page=page,
+                            page_size=page_size,
+                            next=changes.next_cursor([case for case, _ in rows], start, utcnow()) if following
+                            else None)
 
 
 def _case(session: SessionDep, case_id: int, to_change: bool = False) -> CaseRecord:
@@ -195,7 +216,7 @@ def detail(session: SessionDep, case: CaseRecord, caller: TokenEntry) -> CaseDet
     latest_steps = list(session.scalars(select(CaseTransition).where(of_case_steps)
                                         .order_by(CaseTransition.id.desc()).limit(RECENT_STEPS)))
     return CaseDetail(
-        **summary(case).model_dump(),
+        **summary(case, latest_steps[0].id if latest_steps else None).model_dump(),
         violation_id=case.violation_id,
         events=events,
         events_total=total,
