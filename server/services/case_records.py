@@ -114,6 +114,9 @@ def case_message(case: CaseRecord, transition: CaseTransition) -> CaseMessage:
     if transition.id is None and (session := object_session(transition)) is not None:
         session.flush()  # the step's row, and its id
     dispatched = transition.to_status == S.DISPATCHED.value
+    # a step before dispatch names no unit or deadline, though the batch that made it dispatched the case at once
+    # (its messages are built after all its steps): an integrator would read a unit sent it before it was
+    unassigned = transition.to_status in (S.COLLECTED.value, S.REGISTERED.value)
     return CaseMessage(
         schema_version=SCHEMA_VERSION,
         case_id=case.id,
@@ -133,8 +136,8 @@ def case_message(case: CaseRecord, transition: CaseTransition) -> CaseMessage:
         camera_id=case.camera_id,
         zone_id=case.zone_id,
         location=Location(lat=case.lat, lon=case.lon) if case.lat is not None else None,
-        assignment=case_assignment(case) if dispatched or case.unit_id else None,
-        deadline_at=case.deadline_at if case.unit_id else None,
+        assignment=case_assignment(case) if (dispatched or case.unit_id) and not unassigned else None,
+        deadline_at=case.deadline_at if case.unit_id and not unassigned else None,
         opened_at=case.opened_at,
         escalation_level=case.escalation_level,
     )

@@ -321,6 +321,10 @@ def test_every_message_for_integrators_validates_against_the_contract(city):
     assert [m.action.value for m in city.messages] == ["collect", "file", "dispatch", "accept", "feedback",
                                                        "verify", "close"]
     assert {str(m.violation_id) for m in city.messages} == {first["violation_id"]}
+    # found by review: the batch dispatched the case at once, and its collect and file messages already named the
+    # unit and the deadline that only the dispatch gave it
+    assert [(m.assignment.unit_id if m.assignment else None, m.deadline_at is not None)
+            for m in city.messages[:3]] == [(None, False), (None, False), ("sanitation", True)]
 
 
 def test_a_case_a_citizen_reopens_waits_for_the_camera_to_see_it_gone_again(city):
