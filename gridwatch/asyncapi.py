@@ -60,7 +60,9 @@ _CHANNELS: list[tuple[str, str, dict, str, type[BaseModel] | None, str, int, boo
      {"category": {"description": "Case category.", "enum": [x.value for x in c.Category]},
       "case_id": {"description": "The server's case number."}},
      "CaseMessage", c.CaseMessage, "server", 1, False,
-     "Every case state change, with who changed it, when and why, and the assignment once dispatched."),
+     "Every case state change, with who changed it, when and why, and the assignment once dispatched. Stored "
+     "with the change and sent until the broker has it: at least once, a case's changes in their order; a "
+     "change's identity is its case_id, changed_at and action (skip one handled already)."),
 ]
 
 
