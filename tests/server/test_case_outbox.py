@@ -135,6 +135,17 @@ def test_messages_go_at_once_and_leave_the_table_once_the_broker_has_them(city):
     assert unsent(city) == 0 and outbox.in_hand == 0
 
 
+def test_the_overdue_sweeps_escalation_is_stored_and_sent_like_a_step(city):
+    client = Client()
+    outbox = worker(city, "worker-1", client)
+    city.detect(category="illegal_parking", code="0505", label="car")  # due in 30 minutes
+    assert city.ingest.sweep(city.clock.advance(minutes=31)) == 1
+    assert client.sent == ["collect", "file", "dispatch", "escalate"] and unsent(city) == 4
+    client.answer()
+    outbox.run_round()
+    assert unsent(city) == 0
+
+
 def test_a_worker_that_died_before_publishing_sends_what_it_committed_when_it_starts_again(city):
     worker(city, "worker-1")  # committed its changes, then died before handing them to MQTT
     city.detect()
