@@ -60,8 +60,9 @@ _CHANNELS: list[tuple[str, str, dict, str, type[BaseModel] | None, str, int, boo
      {"category": {"description": "Case category.", "enum": [x.value for x in c.Category]},
       "case_id": {"description": "The server's case number."}},
      "CaseMessage", c.CaseMessage, "server", 1, False,
-     "Every case state change, with who changed it, when and why, and the assignment once dispatched. Messages of "
-     "one case may come out of order (a resend, several workers): of two, keep the one with the higher `seq` (1.6)."),
+     "Every case state change, with who changed it, when and why, and the assignment once dispatched. Stored "
+     "with the change and sent until the broker has it: at least once, a case's changes in their order. `seq` "
+     "(1.6) numbers a case's changes: skip a message whose `seq` you handled already, and of two, keep the higher."),
 ]
 
 

@@ -35,6 +35,7 @@ from server.api.schemas import API_ERRORS
 from server.core.config import ServerSettings
 from server.core.security import LoginThrottle, TokenEntry, TokenStore
 from server.db import Database, database_away, first_line, unstorable_text
+from server.services.case_outbox import CaseOutbox
 from server.services.cases import CaseService
 from server.services.dispatch import Dispatcher
 from server.services.evidence import EvidenceStore
@@ -62,14 +63,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
                         settings.webhook_retry_max_seconds, settings.webhook_timeout_seconds)
     metrics = Metrics(database)
     live = LiveFeed()
+    # case changes go to MQTT from an outbox stored with them, held under the worker's own client id
+    outbox = CaseOutbox(database, settings.mqtt_client_id) if settings.ingest_enabled else None
     ingest = Ingest(database, CaseService(dispatcher), evidence_store, publish_case=lambda _message: None,
-                    webhooks=webhooks, metrics=metrics)
+                    webhooks=webhooks, metrics=metrics, outbox=outbox)
     service = None
     if settings.ingest_enabled:  # the consoles see every worker's case changes, read back from the broker
         service = IngestService(ingest, settings.mqtt_client_id, settings.mqtt_host, settings.mqtt_port,
                                 settings.mqtt_username, settings.resolved_mqtt_password(),
                                 settings.ingest_batch_size, settings.ingest_batch_wait_ms / 1000,
-                                settings.ingest_share_group, settings.mqtt_tls_ca_file, case_feed=live.publish_json)
+                                settings.ingest_share_group, settings.mqtt_tls_ca_file, case_feed=live.publish_json,
+                                case_outbox=outbox)
         live.on_listen = service.follow_cases
         metrics.watch_backlog(lambda: service.inbox.unfinished_tasks)
     else:  # no broker: this process's own changes

@@ -385,3 +385,22 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+
+
+class CaseOutboxMessage(Base):
+    """A case change's MQTT message (`gw/v1/cases/{category}/{case_id}`), written in the transaction that made the
+    change and deleted once the broker acknowledged it (server/services/case_outbox.py): a worker that restarts or
+    dies before the broker has it sends it again from here, where paho's memory lost it."""
+
+    __tablename__ = "case_messages"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    """The order they are sent in: a case's changes in the order they were made."""
+    case_id: Mapped[int] = mapped_column(index=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    held_by: Mapped[str | None] = mapped_column(String(128))
+    """The MQTT client id of the worker sending it (each worker's is its own); none: any worker may take it."""
+    held_until: Mapped[datetime | None]
+    """Its worker renews this while it lives; past it, another worker takes the message over."""

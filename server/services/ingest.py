@@ -25,11 +25,13 @@ from gridwatch.contract import (
 )
 from server.db import Database, database_away, met_another_worker
 from server.models import (
+    CaseOutboxMessage,
     DeadLetter,
     EventRecord,
     utcnow,
 )
 from server.services import action_keys
+from server.services.case_outbox import CaseOutbox
 from server.services.cases import CaseService
 from server.services.checks import (
     Rejected,
@@ -76,9 +78,13 @@ class Ingest:
 
     def __init__(self, database: Database, cases: CaseService, evidence: EvidenceStore,
                  publish_case: Callable[[CaseMessage], None], clock: Callable[[], datetime] = utcnow,
-                 webhooks: Webhooks | None = None, metrics: Metrics | None = None) -> None:
+                 webhooks: Webhooks | None = None, metrics: Metrics | None = None,
+                 outbox: CaseOutbox | None = None) -> None:
+        """`outbox`: case changes go to MQTT through it, stored with the change (the server); without one, to
+        `publish_case` after the commit (tests of the case engine)."""
         self.clock = clock
         self.webhooks = webhooks
+        self.outbox = outbox
         self.metrics = metrics
         self.database = database
         self.cases = cases
@@ -254,7 +260,7 @@ class Ingest:
                 for item, result in zip(run, results, strict=True):
                     if result not in WRITTEN_OR_LATER:
                         session.add(self._letter(item.topic, item.event.node_id, item.payload, result))
-                self.record_changes(session, messages)
+                outgoing = self.record_changes(session, messages)
                 session.commit()
         except Exception as error:
             if met_another_worker(error) and retries:
@@ -288,7 +294,7 @@ class Ingest:
                 self.counts[{"stored": "events", "duplicate": "duplicates"}.get(result, "dead_letters")] += 1
             if result == "stored" and self.metrics is not None:
                 self.metrics.lag.observe(max(0.0, (self.clock() - item.event.observed_at).total_seconds()))
-        self.announce(messages)
+        self.announce(messages, outgoing)
 
     def _single_failure(self, item: Incoming, error: Exception) -> str:
         """An event that could not be written on its own: the same event arriving twice at once (another worker
@@ -336,23 +342,29 @@ class Ingest:
         now = now or self.clock()
         with self.database.session() as session:
             messages = self.cases.sweep(session, now)
-            self.record_changes(session, messages)
+            outgoing = self.record_changes(session, messages)
             session.commit()
-        self.announce(messages)
+        self.announce(messages, outgoing)
         with self.database.session() as session:
             action_keys.prune(session, now)
             session.commit()
         return len(messages)
 
-    def record_changes(self, session: Session, messages: list[CaseMessage]) -> None:
-        """Queue webhook deliveries of case changes in the transaction that makes them (call before commit)."""
+    def record_changes(self, session: Session, messages: list[CaseMessage]) -> list[CaseOutboxMessage]:
+        """Store case changes' webhook deliveries and MQTT messages in the transaction that makes them (call before
+        commit), so that neither is lost with the process; hand what it returns to `announce` once committed."""
         if self.webhooks is not None:
             self.webhooks.enqueue(session, messages)
+        return self.outbox.record(session, messages) if self.outbox is not None else []
 
-    def announce(self, messages: list[CaseMessage]) -> None:
-        """Publish committed case changes on `gw/v1/cases/{category}/{case_id}`."""
+    def announce(self, messages: list[CaseMessage], outgoing: list[CaseOutboxMessage]) -> None:
+        """Publish committed case changes on `gw/v1/cases/{category}/{case_id}`: `outgoing`, the rows
+        `record_changes` stored, go right away through the outbox, which deletes each once the broker has it."""
+        if self.outbox is not None:
+            self.outbox.send(outgoing)
         for message in messages:
-            self.publish_case(message)
+            if self.outbox is None:
+                self.publish_case(message)
             for listener in self.listeners:
                 listener(message)
 

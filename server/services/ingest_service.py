@@ -15,9 +15,11 @@ Several workers share the stream with `share_group`: the node tree is read throu
 `$share/GROUP/gw/v1/nodes/#`, so the broker gives each message to one worker of the group. Retained state (node
 status, config status, snapshots) is not given to shared subscriptions when they are made, so every worker also
 subscribes to those topics itself and handles them (idempotently); their copies on the shared stream are skipped.
-Given a `case_feed` (the consoles' live feed), a worker reads every case change on `gw/v1/cases/#`, its own and the
-other workers', and hands it on, from its first console on (`follow_cases`): a worker no console has opened pays
-nothing for it.
+Given a `case_outbox`, the case changes go out through it (server/services/case_outbox.py): stored with the change,
+sent right after the commit, deleted once the broker has them, and sent again after a restart or a reconnection if
+the broker did not take them. Given a `case_feed` (the consoles' live feed), a worker reads every case change on
+`gw/v1/cases/#`, its own and the other workers', and hands it on, from its first console on (`follow_cases`): a
+worker no console has opened pays nothing for it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import paho.mqtt.client as mqtt
 from gridwatch.contract import SUBSCRIBE_ALL_NODES, TOPIC_ROOT, CaseMessage, case_topic
 from gridwatch.mqtt import MqttClient, topic_filter_pattern
 from server.db import database_away, first_line
+from server.services.case_outbox import CaseOutbox
 from server.services.events import POSTPONED
 from server.services.ingest import Ingest
 
@@ -56,7 +59,7 @@ class IngestService(MqttClient):
     def __init__(self, ingest: Ingest, client_id: str, host: str, port: int, username: str,
                  password: str | None, batch_size: int = 500, batch_wait_seconds: float = 0.02,
                  share_group: str | None = None, tls_ca_file: Path | None = None,
-                 case_feed: Callable[[str], None] | None = None) -> None:
+                 case_feed: Callable[[str], None] | None = None, case_outbox: CaseOutbox | None = None) -> None:
         super().__init__(client_id=client_id, host=host, port=port, username=username, password=password,
                          session_expiry_seconds=24 * 3600, manual_ack=True, tls_ca_file=tls_ca_file,
                          network_process=True, retained_once=True)
@@ -76,6 +79,13 @@ class IngestService(MqttClient):
             for topic_filter in RETAINED_STATE:
                 self.subscribe(topic_filter, self._received)
         self.case_feed = case_feed
+        self.case_outbox = case_outbox
+        if case_outbox is not None:
+            case_outbox.attach(self)
+
+    def on_connected(self) -> None:
+        if self.case_outbox is not None:  # what waits in the outbox goes now (paho resends what it had in hand)
+            self.case_outbox.wake(look=True)
 
     def follow_cases(self, wait: float = 2.0) -> None:
         """Read the case changes back from the broker for the `case_feed` from now on; the first call waits up to
@@ -105,6 +115,8 @@ class IngestService(MqttClient):
         # waits up to that long to get it back from a thread handing over thousands of messages a second
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
         self._worker.start()
+        if self.case_outbox is not None:
+            self.case_outbox.start()
         super().start(wait_seconds)
 
     def _next_batch(self, room: int, idle: bool) -> list[mqtt.MQTTMessage]:
@@ -218,6 +230,8 @@ class IngestService(MqttClient):
             log.warning("the batch in hand was not written within %.0f s of the stop; what it holds is not "
                         "acknowledged, and the broker sends it again to the next session", STOP_SECONDS)
         self.flush(5)  # the case changes and acknowledgements of the last batch
+        if self.case_outbox is not None:  # deletes what the broker acknowledged; the rest waits for the next start
+            self.case_outbox.stop()
         self._disconnected = True
         super().stop(final)
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of the server (`GET /metrics`): ingest rate and lag, dead letters, cases by status, overdue
-cases and webhook deliveries. Counters count in-process; the case figures are read from the database at scrape
-time, so every worker reports the same truth about cases."""
+cases, webhook deliveries and case messages waiting for the broker. Counters count in-process; the case figures are
+read from the database at scrape time, so every worker reports the same truth about cases."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, func, literal, null, select, union
 
 from gridwatch.contract import CaseStatus
 from server.db import POSTGRES_TIMEOUTS, Database
-from server.models import CaseRecord, DeadLetter, WebhookDelivery, utcnow
+from server.models import CaseOutboxMessage, CaseRecord, DeadLetter, WebhookDelivery, utcnow
 from server.services.workflow import IN_UNIT
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,15 @@ class DatabaseCollector(Collector):
             select(literal("overdue"), null(), func.count()).select_from(CaseRecord).where(
                 CaseRecord.status.in_(late), CaseRecord.deadline_at < utcnow()),
             select(literal("dead"), null(), func.count()).select_from(DeadLetter),
-            select(literal("deliveries"), WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status))
+            select(literal("deliveries"), WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status),
+            select(literal("unsent"), null(), func.count()).select_from(CaseOutboxMessage))
         with self.engine().connect() as connection:
             rows = connection.execute(figures).all()
         by_status = {status: count for kind, status, count in rows if kind == "cases"}
         deliveries = {status: count for kind, status, count in rows if kind == "deliveries"}
         overdue = sum(count for kind, _status, count in rows if kind == "overdue")
         dead = sum(count for kind, _status, count in rows if kind == "dead")
+        unsent = sum(count for kind, _status, count in rows if kind == "unsent")
         cases = GaugeMetricFamily("gridwatch_cases", "Cases by workflow status.", labels=["status"])
         for status in CaseStatus:
             cases.add_metric([status.value], by_status.get(status.value, 0))
@@ -88,6 +90,9 @@ class DatabaseCollector(Collector):
         for status in ("pending", "delivered", "failed"):
             webhooks.add_metric([status], deliveries.get(status, 0))
         yield webhooks
+        yield GaugeMetricFamily("gridwatch_case_messages_unsent", "Case changes' MQTT messages the broker has not "
+                                "acknowledged yet (the outbox; a few in flight, more while the broker is away).",
+                                value=unsent)
 
 
 class Metrics:

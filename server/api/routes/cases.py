@@ -310,7 +310,7 @@ def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker,
         reason = RejectReason(body.void_reason) if body.action is CaseAction.VOID else None
         review(session, detection, verdict, reason, caller.name, body.reason, commit=False)
     confirm_seen_through(session, messages)  # verified or closed: the detection was real
-    request.app.state.ingest.record_changes(session, messages)
+    outgoing = request.app.state.ingest.record_changes(session, messages)
     if keyed:
         action_keys.remember(session, caller.sha256, idempotency_key, case_id, asked, now)
     try:
@@ -321,5 +321,5 @@ def act(case_id: RowId, body: ActionIn, session: SessionDep, caller: CaseWorker,
         session.rollback()
         raise HTTPException(status_code=422, detail=f"Idempotency-Key {idempotency_key!r} was sent with another "
                                                     f"request: use a new key for each action") from None
-    request.app.state.ingest.announce(messages)
+    request.app.state.ingest.announce(messages, outgoing)
     return detail(session, case, caller)

@@ -234,10 +234,10 @@ async def post_request(request: Request):  # noqa: ANN201 - GeoReport list or er
             case, messages, joined = service.open_report(session, category, location, description, address,
                                                          reporter, f"open311 ({caller.name[:ACTOR_NAME]})", utcnow(),
                                                          media_url)
-            ingest.record_changes(session, messages)
+            outgoing = ingest.record_changes(session, messages)
             session.commit()
             case_id = case.id
-        ingest.announce(messages)
+        ingest.announce(messages, outgoing)
         return case_id, joined
 
     try:

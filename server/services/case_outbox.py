@@ -1,0 +1,317 @@
+"""Case changes on MQTT (`gw/v1/cases/{category}/{case_id}`), sent from a stored outbox.
+
+Each change's message is written to `case_messages` in the transaction that makes the change, like its webhook
+deliveries, and deleted once the broker has acknowledged it (PUBACK). paho's memory alone lost a change for good when
+the worker restarted (a deploy, a crash) while the broker was away, or died between the commit and the publish;
+integrators and the consoles, which read the changes back from the broker, missed it.
+
+The live path is as fast as before: a worker hands its own messages to MQTT right after its commit (`send`), each
+row written already held by it (`held_by`, its MQTT client id). A sender thread then deletes what the broker
+acknowledged, a batch at a time, and takes over what no live worker holds: the rows this worker held before it
+restarted (at start-up), those of a worker gone for `LEASE_SECONDS` without renewing them, and those written behind
+a case's earlier unsent message. It sends them in order, at start-up, after each reconnection and every
+`POLL_SECONDS`. A case's messages go out in the order they were made: a row is taken only once its case's earlier
+rows are with this worker's MQTT client or taken with it, so a message written while its case's earlier one waits
+is left to the sender rather than sent at once. Several workers share the table: a row is claimed (`SELECT … FOR
+UPDATE SKIP LOCKED` on PostgreSQL, SQLite's write lock) before it is sent, so two workers never both send it.
+
+Delivery is at least once: a worker that dies after the broker took a message but before deleting its row, or whose
+lease ran out while the database was away, sends it again. Integrators drop a message whose `case_id` and `seq`
+(the step's number) they have handled already."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from gridwatch.contract import CaseAction, CaseMessage, case_topic
+from server.db import Database, begin_writing, first_line
+from server.models import CaseOutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60.0
+"""How long a worker's hold on its messages lasts unless renewed (every quarter of it while the worker lives): a
+worker gone for good has its unsent messages taken over by the others this long after."""
+POLL_SECONDS = 1.0
+"""How often a worker looks for messages it may take over when nothing woke it."""
+WINDOW = 1000
+"""Messages the sender hands to MQTT before the broker acknowledges them: a long outage's backlog stays in the
+table, not in memory. (What a worker's own live path sends is not held back.)"""
+SCAN = 2000
+"""Rows read in one look for messages to take."""
+
+Entry = tuple[int, int, str, str]
+"""(row id, case id, topic, payload) of a message in hand."""
+
+
+class Publisher(Protocol):
+    connected: threading.Event
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False,
+                on_ack: Callable[[bool | None], None] | None = None) -> None: ...
+
+
+class CaseOutbox:
+    def __init__(self, database: Database, sender: str, clock: Callable[[], datetime] = utcnow,
+                 lease_seconds: float = LEASE_SECONDS, poll_seconds: float = POLL_SECONDS) -> None:
+        """`sender` is this worker's MQTT client id: unique per worker, and the same after a restart, so a worker
+        takes back at once what it held before."""
+        self.database = database
+        self.sender = sender
+        self.clock = clock
+        self.lease = timedelta(seconds=lease_seconds)
+        self.poll_seconds = poll_seconds
+        self.client: Publisher | None = None
+        """The MQTT client (`attach`); without one nothing is sent and the rows wait."""
+        self.wakeup = threading.Event()
+        self._lock = threading.RLock()
+        self._handed: dict[int, Entry] = {}
+        """Messages with the MQTT client, until their rows are deleted (their acknowledgement came)."""
+        self._lost: list[Entry] = []
+        """Handed, then lost with the broker's session: handed again before anything else."""
+        self._answers: deque[tuple[int, bool | None]] = deque()
+        """(row id, the broker's answer) as they come, from the client's thread; taken in under the lock."""
+        self._acknowledged: set[int] = set()
+        """Rows the broker has (or refused for good), still to delete."""
+        self._look = True
+        """Whether the next round looks for messages to take (at start, after a reconnection, for rows written
+        behind another)."""
+        self._renewed_at: datetime | None = None
+        self._looked_at = 0.0
+        """When the sender last looked (monotonic)."""
+        self._stop = threading.Event()
+        self._closed = True
+        self._thread: threading.Thread | None = None
+
+    # ---- in the transaction of the change ----------------------------------------------------------------------
+
+    def record(self, session: Session, messages: Sequence[CaseMessage]) -> list[CaseOutboxMessage]:
+        """Write `messages` to the outbox inside the caller's transaction (before its commit); hand the rows to
+        `send` once it committed. A case's message is held by this worker, to send at once, unless an earlier one of
+        its case is still waiting for another sender: then it waits its turn (the sender thread takes it)."""
+        if not messages:
+            return []
+        # a case this transaction opened (`collect`) has no earlier message: a batch of new cases asks nothing
+        case_ids = {message.case_id for message in messages} - {
+            message.case_id for message in messages if message.action is CaseAction.COLLECT}
+        earlier = session.execute(select(CaseOutboxMessage.id, CaseOutboxMessage.case_id)
+                                  .where(CaseOutboxMessage.case_id.in_(case_ids))).all() if case_ids else []
+        with self._lock:  # (one lost with the broker's session is handed again before anything else: in hand)
+            self._take_answers()
+            in_hand = set(self._handed) | {entry[0] for entry in self._lost}
+        behind = {case_id for row_id, case_id in earlier if row_id not in in_hand}
+        now = self.clock()
+        rows = [CaseOutboxMessage(case_id=message.case_id, topic=case_topic(message.category, message.case_id),
+                                  payload=message.model_dump_json(), created_at=now,
+                                  held_by=None if message.case_id in behind else self.sender,
+                                  held_until=None if message.case_id in behind else now + self.lease)
+                for message in messages]
+        session.add_all(rows)
+        return rows
+
+    # ---- after the commit ------------------------------------------------------------------------------------------
+
+    def send(self, rows: Iterable[CaseOutboxMessage]) -> None:
+        """Hand this worker's committed messages to MQTT now; those written behind another wake the sender."""
+        rows = list(rows)
+        if not rows:
+            return
+        mine = [(row.id, row.case_id, row.topic, row.payload) for row in rows if row.held_by == self.sender]
+        if len(mine) < len(rows):
+            self.wake(look=True)
+        if self._closed or self.client is None:  # stopped: the rows wait for the next start
+            return
+        try:
+            with self._lock:
+                self._take_answers()
+                self._hand(self._lost_in_order())
+                self._hand(mine)
+        except Exception as error:  # the sender takes them up, in order, in its next round
+            log.warning("case messages not handed to MQTT (%s: %s); the sender tries again", type(error).__name__,
+                        error)
+            self.wake(look=True)
+
+    def wake(self, look: bool = False) -> None:
+        """Let the sender run a round now; `look`: and look for messages to take (after a reconnection, say)."""
+        if look:
+            self._look = True
+        self.wakeup.set()
+
+    # ---- the sender thread -----------------------------------------------------------------------------------------
+
+    def attach(self, client: Publisher) -> None:
+        self.client = client
+
+    def start(self) -> None:
+        self._closed = False
+        self._stop.clear()
+        self._look = True
+        self._thread = threading.Thread(target=self._run, name="case-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sending; the rows the broker acknowledged are deleted, the others wait for the next start."""
+        self._closed = True
+        self._stop.set()
+        self.wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self._delete_acknowledged()
+        except Exception as error:  # sent again by the next start: a duplicate, not a loss
+            log.warning("acknowledged case messages not deleted at the stop (%s)", first_line(error))
+
+    @property
+    def in_hand(self) -> int:
+        """Messages with the MQTT client, not yet deleted."""
+        with self._lock:
+            return len(self._handed)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.run_round()
+                failures = 0
+            except Exception as error:  # the database away, say: the next round tries again, a little later
+                failures += 1
+                log.warning("case outbox round failed (%d in a row): %s: %s", failures, type(error).__name__,
+                            first_line(error))
+                self._look = True
+                self._stop.wait(min(30.0, 0.5 * 2 ** failures))
+                continue
+            if self.wakeup.wait(self.poll_seconds):
+                self._stop.wait(0.05)  # a moment for more answers to come: they are deleted together
+            self.wakeup.clear()
+
+    def run_round(self) -> None:
+        """Delete what the broker acknowledged, renew this worker's hold, and take and send what may be taken."""
+        with self._lock:
+            self._take_answers()
+            self._hand(self._lost_in_order())
+        self._delete_acknowledged()
+        now = self.clock()
+        if self._renewed_at is None or now - self._renewed_at >= self.lease / 4:
+            with self.database.session() as session:
+                session.execute(update(CaseOutboxMessage).where(CaseOutboxMessage.held_by == self.sender)
+                                .values(held_until=now + self.lease))
+                session.commit()
+            self._renewed_at = now
+        client = self.client
+        due = self._look or time.monotonic() - self._looked_at >= self.poll_seconds
+        if due and client is not None and client.connected.is_set() and not self._closed:
+            self._look, self._looked_at = False, time.monotonic()
+            self._take_and_send(now)
+
+    def _take_and_send(self, now: datetime) -> None:
+        with self._lock:
+            room = WINDOW - len(self._handed)
+            handed = set(self._handed)
+        if room <= 0:
+            self._look = True  # the next round, once answers made room
+            return
+        columns = (CaseOutboxMessage.id, CaseOutboxMessage.case_id, CaseOutboxMessage.held_by,
+                   CaseOutboxMessage.held_until)
+        with self.database.session() as session:
+            seen = session.execute(select(*columns).order_by(CaseOutboxMessage.id).limit(SCAN)).all()
+        wanted = self._takeable(seen, handed, now, room)
+        if not wanted:
+            return
+        with self.database.session() as session:
+            begin_writing(session)
+            # as they are now, and only those no other sender is claiming this moment
+            locked = session.scalars(select(CaseOutboxMessage).where(CaseOutboxMessage.id.in_(wanted))
+                                     .order_by(CaseOutboxMessage.id).with_for_update(skip_locked=True)).all()
+            fresh = {row.id: (row.id, row.case_id, row.held_by, row.held_until) for row in locked}
+            current = [fresh.get(row[0], row) for row in seen]
+            taken = set(self._takeable(current, handed, now, room, claimable=set(fresh)))
+            entries = []
+            for row in locked:
+                if row.id in taken:
+                    row.held_by, row.held_until = self.sender, now + self.lease
+                    entries.append((row.id, row.case_id, row.topic, row.payload))
+            session.commit()
+        if entries:
+            log.info("case outbox: sending %d waiting case messages", len(entries))
+        with self._lock:
+            self._take_answers()
+            self._hand(self._lost_in_order())
+            self._hand(entries)
+
+    def _takeable(self, rows: Iterable[tuple[int, int, str | None, datetime | None]], handed: set[int],
+                  now: datetime, room: int, claimable: set[int] | None = None) -> list[int]:
+        """The ids, in order, that this worker may send now: in each case, from its first row not already in hand,
+        those free (no live holder but this worker) until one is not (held by a live worker, or not `claimable`)."""
+        blocked: set[int] = set()
+        taken: list[int] = []
+        for row_id, case_id, held_by, held_until in rows:
+            if case_id in blocked or row_id in handed:
+                continue
+            free = held_by is None or held_by == self.sender or held_until is None or held_until < now
+            if not free or (claimable is not None and row_id not in claimable):
+                blocked.add(case_id)
+                continue
+            taken.append(row_id)
+            if len(taken) >= room:
+                break
+        return taken
+
+    # ---- with the MQTT client ------------------------------------------------------------------------------------
+
+    def _hand(self, entries: Iterable[Entry]) -> None:
+        """Under the lock: publish each entry not in hand already, in order; an error stops the rest (the sender
+        takes them up in their turn)."""
+        client = self.client
+        if client is None or self._closed:
+            return
+        for entry in sorted(entries):
+            row_id = entry[0]
+            if row_id in self._handed:
+                continue
+            client.publish(entry[2], entry[3].encode(), qos=1,
+                           on_ack=lambda accepted, row_id=row_id: self._answered(row_id, accepted))
+            self._handed[row_id] = entry
+
+    def _answered(self, row_id: int, accepted: bool | None) -> None:
+        """The broker's answer (the client's thread: no lock taken here, `_take_answers` takes it in)."""
+        self._answers.append((row_id, accepted))
+        self.wakeup.set()
+
+    def _take_answers(self) -> None:
+        """Under the lock."""
+        while self._answers:
+            row_id, accepted = self._answers.popleft()
+            if accepted is None:  # lost with the broker's session: sent again, before any later one of its case
+                if (entry := self._handed.pop(row_id, None)) is not None:
+                    self._lost.append(entry)
+                continue
+            if accepted is False:  # refused (not authorised): it would never get through
+                log.error("the broker refused case message %d; dropped", row_id)
+            self._acknowledged.add(row_id)
+
+    def _lost_in_order(self) -> list[Entry]:
+        lost, self._lost = self._lost, []
+        return lost
+
+    def _delete_acknowledged(self) -> None:
+        with self._lock:
+            self._take_answers()
+            done = sorted(self._acknowledged)
+        if not done:
+            return
+        with self.database.session() as session:
+            session.execute(delete(CaseOutboxMessage).where(CaseOutboxMessage.id.in_(done)))
+            session.commit()
+        with self._lock:
+            for row_id in done:
+                self._acknowledged.discard(row_id)
+                self._handed.pop(row_id, None)
