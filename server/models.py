@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import DateTime as SADateTime
 from sqlalchemy.orm import DeclarativeBase, Mapped, WriteOnlyMapped, mapped_column, relationship
@@ -88,6 +89,7 @@ class CaseRecord(Base):
     __table_args__ = (  # where a new violation looks for the case it repeats (Repeats.nearby_ids)
         Index("ix_cases_view", "node_id", "camera_id", "zone_id"),
         Index("ix_cases_place", "lat", "lon"),
+        Index("ix_cases_updated", "updated_at", "id"),  # following changes: GET /api/v1/cases?after=
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -385,6 +387,9 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    out_of_order: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """An admin's retry that may go after a later change of its case the receiver has (a retry without it that a
+    later change overtakes while it waits fails instead)."""
 
 
 class CaseOutboxMessage(Base):

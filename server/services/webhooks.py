@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session, aliased, object_session
 
 from gridwatch.contract import CaseMessage
@@ -119,6 +119,13 @@ def _storable(text: str) -> str:
     counted."""
     return text.replace("\x00", "\\0").encode(errors="replace").decode()
 
+def overtaken(session: Session, delivery: WebhookDelivery) -> int | None:
+    """A later change of the delivery's case its receiver already has, if any (the latest)."""
+    return session.scalar(select(func.max(WebhookDelivery.id)).where(
+        WebhookDelivery.subscription_id == delivery.subscription_id, WebhookDelivery.case_id == delivery.case_id,
+        WebhookDelivery.id > delivery.id, WebhookDelivery.status == "delivered"))
+
+
 class Webhooks:
     def __init__(self, database: Database, max_attempts: int = 20, base_delay_seconds: float = 5.0,
                  max_delay_seconds: float = 3600.0, timeout_seconds: float = 5.0,
@@ -172,6 +179,12 @@ class Webhooks:
             sent += 1
         return sent
 
+    @property
+    def lease(self) -> timedelta:
+        """How long a claimed delivery is held: longer than an attempt may take (`ATTEMPT_TIMEOUTS`), so that no
+        other sender takes it meanwhile."""
+        return timedelta(seconds=(ATTEMPT_TIMEOUTS + 1) * self.timeout + 30)
+
     def _claim(self) -> int | None:
         """The id of the oldest due delivery, leased to this sender: its next attempt is put off past the time one
         request can take, so another worker's sender passes it by (and sends it if this one dies mid-way). On
@@ -191,8 +204,15 @@ class Webhooks:
                 .order_by(WebhookDelivery.id).limit(1).with_for_update(skip_locked=True)).first()
             if delivery is None:
                 return None
-            # longer than an attempt may take (`ATTEMPT_TIMEOUTS`), so that no other sender takes it meanwhile
-            delivery.next_attempt_at = now + timedelta(seconds=(ATTEMPT_TIMEOUTS + 1) * self.timeout + 30)
+            if not delivery.out_of_order and (later := overtaken(session, delivery)) is not None:
+                # an admin retried it while a later change of its case was on its way: sent now, the receiver
+                # would take the case back to this older state
+                delivery.status, delivery.last_error = "failed", (
+                    f"not sent: delivery {later}, a later change of case {delivery.case_id}, reached the receiver "
+                    f"first; retry with out_of_order=true to send it anyway")
+                session.commit()
+                return self._claim()
+            delivery.next_attempt_at = now + self.lease
             session.commit()
             return delivery.id
 

@@ -8,6 +8,7 @@ import json
 import queue
 import threading
 import time
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -241,3 +242,57 @@ def test_a_failed_change_is_not_sent_by_hand_after_a_later_one_of_its_case_witho
     assert api.post(f"/api/v1/webhooks/deliveries/{ids[2]}/retry").status_code == 200, "nothing later of case 2"
     forced = api.post(f"/api/v1/webhooks/deliveries/{ids[0]}/retry", params={"out_of_order": "true"})
     assert forced.status_code == 200 and forced.json()["status"] == "pending"
+
+
+def test_a_retry_a_later_change_in_flight_overtakes_is_not_sent_after_it(api):
+    """Found by review: an admin retried a failed change while a later change of its case was being sent; the
+    retry was taken (nothing later had reached the receiver yet) and went out after it, putting the case back in
+    its older state in the receiver's eyes. Now it waits for that attempt, and the sender then refuses it with the
+    reason, unless out_of_order."""
+    from datetime import timedelta
+
+    import httpx
+
+    from server.models import WebhookDelivery, WebhookSubscription, utcnow
+    from server.services.webhooks import Webhooks
+
+    api.app.state.webhooks.stop()  # this test's own sender, on its own clock, sends
+    now = [utcnow() + timedelta(hours=1)]
+    sender = Webhooks(api.app.state.database, clock=lambda: now[0])
+    with api.app.state.database.session() as session:
+        subscription = WebhookSubscription(url="http://receiver.test/hook", secret="s" * 32, created_by="test")
+        session.add(subscription)
+        session.flush()
+        older = WebhookDelivery(subscription_id=subscription.id, case_id=1, event="case.dispatch",
+                                payload=json.dumps({"action": "dispatch"}), status="failed", attempts=20)
+        newer = WebhookDelivery(subscription_id=subscription.id, case_id=1, event="case.accept",
+                                payload=json.dumps({"action": "accept"}), next_attempt_at=now[0])
+        session.add_all([older, newer])
+        session.commit()
+        older_id, hook = older.id, subscription.id
+    received, retried = [], []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        received.append(json.loads(request.content)["action"])
+        if not retried:  # the admin retries the failed dispatch while the accept is on its way
+            retried.append(api.post(f"/api/v1/webhooks/deliveries/{older_id}/retry").json())
+        return httpx.Response(200)
+
+    def older_one() -> dict:
+        return next(item for item in api.get(f"/api/v1/webhooks/{hook}/deliveries").json()["items"]
+                    if item["id"] == older_id)
+
+    with httpx.Client(transport=httpx.MockTransport(receive)) as client:
+        sender.deliver_due(client)
+        assert retried[0]["status"] == "pending" and received == ["accept"], "taken, not sent in the same breath"
+        assert datetime.fromisoformat(retried[0]["next_attempt_at"]) >= utcnow() + sender.lease - timedelta(
+            seconds=5), "after the attempt in flight is over"
+        now[0] += sender.lease
+        sender.deliver_due(client)
+        assert received == ["accept"], "not after the later change"
+        assert older_one()["status"] == "failed" and "reached the receiver first" in older_one()["last_error"]
+        assert api.post(f"/api/v1/webhooks/deliveries/{older_id}/retry",
+                        params={"out_of_order": "true"}).status_code == 200
+        now[0] += timedelta(seconds=1)
+        sender.deliver_due(client)
+    assert received == ["accept", "dispatch"], "sent when the admin says so"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -14,6 +15,7 @@ from server.api.deps import BigRowId, OperatorDep, PageNumber, PageSize, RowId, 
 from server.api.schemas import DeliveryOut, Page, WebhookCreated, WebhookIn, WebhookOut
 from server.core.security import Role, TokenEntry
 from server.models import WebhookDelivery, WebhookSubscription, utcnow
+from server.services.webhooks import overtaken
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], dependencies=[Depends(get_caller)])
 AdminDep = Annotated[TokenEntry, Depends(allow(Role.ADMIN))]
@@ -95,14 +97,19 @@ def retry_delivery(delivery_id: BigRowId, session: SessionDep, _caller: AdminDep
     if delivery.status != "failed":
         raise HTTPException(status_code=409, detail=f"delivery {delivery_id} is {delivery.status}; only failed ones "
                                                     f"are retried by hand")
-    later = session.scalar(select(func.max(WebhookDelivery.id)).where(
-        WebhookDelivery.subscription_id == delivery.subscription_id, WebhookDelivery.case_id == delivery.case_id,
-        WebhookDelivery.id > delivery.id, WebhookDelivery.status == "delivered"))
+    later = overtaken(session, delivery)
     if later is not None and not out_of_order:
         raise HTTPException(status_code=409, detail=(
             f"delivery {later}, a later change of case {delivery.case_id}, reached the receiver already: this older "
             f"one sent now would put the case back in the receiver's eyes; add out_of_order=true to send it anyway"))
-    delivery.status, delivery.attempts, delivery.next_attempt_at = "pending", 0, utcnow()
+    # a later change of the case pending may be on its way now: this one waits until that attempt is over, and
+    # without out_of_order the sender refuses it then if the later one reached the receiver first
+    in_flight = not out_of_order and session.scalar(select(WebhookDelivery.id).where(
+        WebhookDelivery.subscription_id == delivery.subscription_id, WebhookDelivery.case_id == delivery.case_id,
+        WebhookDelivery.id > delivery.id, WebhookDelivery.status == "pending").limit(1)) is not None
+    sender = request.app.state.webhooks
+    delivery.status, delivery.attempts, delivery.out_of_order = "pending", 0, out_of_order
+    delivery.next_attempt_at = utcnow() + (sender.lease if in_flight else timedelta(0))
     subscription = session.get(WebhookSubscription, delivery.subscription_id)
     if subscription is not None:  # asked for now: not after the rest of an endpoint that could not be reached
         subscription.resting_until, subscription.unanswered = None, 0
