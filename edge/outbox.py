@@ -16,13 +16,14 @@ same way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -358,14 +359,30 @@ class Outbox:
                 self._sizes[row[1]] = self._sizes.get(row[1], 0) - row[0]
 
     def refuse(self, message_id: int, reason: str) -> None:
-        """The broker (or the MQTT client) will never take this message: drop it, counted as `refused_KIND`."""
+        """The broker (or the MQTT client) will never take this message: drop it, counted as `refused_KIND`, in one
+        transaction (a count the disk refuses leaves the message, to go again at the next start, not gone
+        uncounted)."""
         with self._lock:
             row = self._db.execute("SELECT bytes, kind, topic FROM outbox WHERE id = ?", (message_id,)).fetchone()
-            if row is not None:
+            if row is None:
+                return
+            with self._transaction():
                 self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
-                self._sizes[row[1]] = self._sizes.get(row[1], 0) - row[0]
                 self._count(f"refused_{row[1]}")
-                log.error("refused: %s %s (%s); dropped from the outbox", row[1], row[2], reason)
+            self._sizes[row[1]] = self._sizes.get(row[1], 0) - row[0]
+        log.error("refused: %s %s (%s); dropped from the outbox", row[1], row[2], reason)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                self._db.execute("ROLLBACK")
+            raise
 
     @property
     def depth(self) -> int:

@@ -162,6 +162,24 @@ def test_a_node_killed_while_watching_ends_those_violations_as_interrupted_at_it
     assert end_what_was_left_open(restarted) == 0, "ended once"
 
 
+def test_a_refused_message_whose_count_fails_stays_in_the_outbox_rather_than_go_uncounted(tmp_path):
+    """Found by review: a message the broker refused was deleted, then counted, each on its own: a count the disk
+    refused left it gone and counted nowhere."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    refused = outbox.put(TOPIC, event(), EVENT)
+
+    def counters_refused(action: int, table: str | None, *_: object) -> int:  # the disk fails at the count
+        return sqlite3.SQLITE_DENY if (action, table) == (sqlite3.SQLITE_INSERT, "counters") else sqlite3.SQLITE_OK
+
+    outbox._db.set_authorizer(counters_refused)
+    with pytest.raises(sqlite3.DatabaseError):
+        outbox.refuse(refused, "not authorised")
+    outbox._db.set_authorizer(None)
+    assert [message.id for message in outbox.pending()] == [refused], "kept, to be refused again"
+    outbox.refuse(refused, "not authorised")
+    assert (outbox.pending(), outbox.counters(), outbox.size_bytes) == ([], {"refused_event": 1}, 0)
+
+
 def test_a_disk_full_for_a_moment_does_not_shut_the_outbox_for_the_rest_of_the_run(tmp_path):
     """Found by review: one full disk while the outbox was nearly empty (connected, everything sent) set its limit
     to nothing for good, and every event after it, `new`s and `end`s, was dropped until the node restarted."""
