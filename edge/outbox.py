@@ -59,6 +59,13 @@ class OutboxError(RuntimeError):
     start rather than start without what it holds."""
 
 
+class Malformed(sqlite3.DatabaseError):
+    """A page the outbox's first reads do not touch is damaged (an index, what the node watched), found by SQLite's
+    check of every page at the start: the outbox is set aside and salvaged like one that does not open at all."""
+
+    sqlite_errorname = "SQLITE_CORRUPT"
+
+
 def _error_name(error: sqlite3.Error) -> str:
     return getattr(error, "sqlite_errorname", "") or ""
 
@@ -146,6 +153,8 @@ class Outbox:
     def _open(self, path: Path | None = None) -> None:
         self._db = sqlite3.connect(path or self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        if (found := [row[0] for row in self._db.execute("PRAGMA quick_check")]) != ["ok"]:
+            raise Malformed(f"database disk image is malformed: {'; '.join(found[:3])}")
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged put survives a power cut
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "

@@ -7,7 +7,7 @@ import json
 import sqlite3
 import tracemalloc
 import uuid
-from collections import namedtuple
+from collections import Counter, namedtuple
 from pathlib import Path
 
 import pytest
@@ -46,10 +46,11 @@ def disk_with_free(monkeypatch, free: dict[str, int]) -> None:
                         lambda _path: DiskUsage(2**36, 2**36 - free["bytes"], free["bytes"]))
 
 
-def damage_an_index_page(outbox: Outbox, path: Path) -> None:
-    """A power cut writes garbage over the page of the outbox's lane index; the outbox is closed."""
+def damage_an_index_page(outbox: Outbox, path: Path, of: str = "outbox_lane") -> None:
+    """A power cut writes garbage over the first page of the outbox's lane index (or of the index or table `of`);
+    the outbox is closed."""
     outbox._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    [page] = outbox._db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox_lane'").fetchone()
+    [page] = outbox._db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (of,)).fetchone()
     [page_size] = outbox._db.execute("PRAGMA page_size").fetchone()
     outbox.close()
     with path.open("r+b") as file:
@@ -98,6 +99,51 @@ def test_a_damaged_page_costs_the_messages_on_it_not_the_whole_backlog(tmp_path)
     assert json.loads(watched)["violation_id"] in {end["violation_id"] for end in ends}
     assert {(end["type"], end["interrupted"]) for end in ends} == {("end", True)}
     assert damaged_copies(tmp_path) == [], "every message salvaged: the damaged copy is not kept"
+
+
+@pytest.mark.parametrize("damaged", ["outbox_violation", "watching"])
+def test_a_damaged_page_the_first_reads_miss_is_found_at_the_start_and_the_backlog_salvaged(tmp_path, damaged):
+    """Found by review: only damage that stopped the outbox's first reads was found at the start. A damaged index
+    of violations, or list of what the node watched, failed every event put after it (malformed) and stopped the
+    node's start at its first look, at every start, the backlog never salvaged."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    payloads = [event(type="new") for _ in range(200)]
+    for payload in payloads:
+        outbox.put(TOPIC, payload, EVENT)
+    damage_an_index_page(outbox, path, of=damaged)
+    restarted = Outbox(path)
+    assert [message.payload for message in restarted.pending(limit=1000)] == payloads, "every message, in order"
+    assert end_what_was_left_open(restarted) == 200, "what was watched, known again from the salvaged events"
+    fresh = event(type="new")
+    assert restarted.put(TOPIC, fresh, EVENT) is not None
+    assert restarted.pending(limit=1000)[-1].payload == fresh
+    assert damaged_copies(tmp_path) == [], "every message salvaged: the damaged copy is not kept"
+
+
+def test_a_page_damaged_while_the_node_runs_costs_what_it_holds_not_the_start(tmp_path):
+    """A card that garbles a page of what the node watched while it runs, after the start's check: the node ends
+    none of it (logged) and starts all the same; the start after it finds the damage and salvages."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    for _ in range(200):
+        outbox.put(TOPIC, event(type="new"), EVENT)
+    outbox._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    [page] = outbox._db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'watching'").fetchone()
+    with path.open("r+b") as file:
+        file.seek((page - 1) * 4096)
+        file.write(bytes(range(256)) * 16)
+    other = sqlite3.connect(path, isolation_level=None)  # a write of another connection: the outbox reads afresh
+    other.execute("INSERT INTO counters (name, value) VALUES ('refused_event', 1)")
+    other.close()
+    unstored: Counter[str] = Counter()
+    assert end_what_was_left_open(outbox, unstored=unstored) == 0
+    with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        outbox.put(TOPIC, event(type="new"), EVENT)
+    outbox.close()
+    restarted = Outbox(path)
+    assert restarted.depth == 200 and damaged_copies(tmp_path) == []
+    assert end_what_was_left_open(restarted, unstored=unstored) == 200 and not unstored
 
 
 def test_a_disk_that_fills_before_the_limit_makes_room_by_the_policy_and_the_event_is_kept(tmp_path):
