@@ -11,7 +11,8 @@ pushes out an event record, since an image is an attachment and an event (an `en
 follows; an image or answer that finds no room among the images, or any message larger than the whole outbox, is
 not stored — and counts everything it drops, so nothing is lost silently; the counts go out in telemetry. A message
 the broker refuses (not authorised, say: it would never get through) leaves the outbox too, counted and logged the
-same way.
+same way. Its limit comes down to what the disk has room for, and a disk other programs fill all the same releases
+the ballast kept beside it for the room the policy makes (`edge/outbox_disk.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import sqlite3
 import threading
 import time
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge import outbox_salvage as salvage
+from edge.outbox_disk import Disk
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,15 @@ EVENT, EVIDENCE, ANSWER = "event", "evidence", "answer"
 """The outbox's lanes: events, their images, and answers to the command centre's commands (sent first: someone is
 waiting for them, and they are few and small)."""
 LANES = (EVENT, EVIDENCE, ANSWER)
-DISK_RESERVE = 32 * 1024 * 1024
-"""Free disk the outbox leaves to everything else (the system's logs, SQLite's own journal): its limit comes down
-to what the disk has, so a long outage fills the outbox to its policy rather than the disk to a standstill."""
-DISK_CHECK_SECONDS = 5.0
-"""How long a measure of the disk stands while messages come: other programs fill and free the disk meanwhile, and
-the outbox follows within seconds without a system call per message. A message the last measure has no room for
-measures again at once, so a disk freed since is used at once."""
 SALVAGE_RETRY_SECONDS = 30.0
 """How long a running node waits to try again a salvage the disk cut short."""
 _FULL = object()
-"""What `_store` returns when the disk refused the message itself, the room it made rolled back."""
+"""What `_store` returns when the disk refused the transaction, the room it made rolled back."""
+WAL_PAGES = 1000
+"""SQLite's own checkpoint of the WAL, at 1,000 pages (4 MB), while the ballast is in place."""
+MORE_AT_MOST = 64
+"""Messages a full disk pushes out beyond a new message's own bytes before the message is dropped: a page of small
+events, which a page freed needs; past that the disk refuses the commit itself (its WAL), which no drop helps."""
 SUPERSEDED_HEARTBEAT = (
     "SELECT id, bytes, topic FROM outbox AS o WHERE event_type = 'update' AND EXISTS "
     "(SELECT 1 FROM outbox AS later WHERE later.violation = o.violation AND later.id > o.id) ORDER BY id LIMIT 1")
@@ -68,6 +67,11 @@ class Malformed(sqlite3.DatabaseError):
 
 def _error_name(error: sqlite3.Error) -> str:
     return getattr(error, "sqlite_errorname", "") or ""
+
+
+def _disk_full(error: sqlite3.Error) -> bool:
+    """SQLite's full disk, or its failing write that a full disk may be (the WAL's index at an open)."""
+    return _error_name(error).startswith(("SQLITE_FULL", "SQLITE_IOERR"))
 
 
 def _event_meta(payload: bytes) -> tuple[str | None, str | None]:
@@ -96,14 +100,19 @@ class Outbox:
         self.path = path
         self.configured_max_bytes = max_bytes
         self._clock = clock
+        self._disk = Disk(path, clock)
         self._ceiling = max_bytes
-        """What the disk has room for: what the outbox holds, its file's free pages and the disk's free space less
-        `DISK_RESERVE`, as last measured."""
-        self._measured_at = float("-inf")
+        """What the disk has room for: what the outbox holds, its file's free pages and the disk's room
+        (`Disk.room`), as last measured."""
         self._lock = threading.Lock()
         try:
             salvage.finish_setting_aside(path)
-            self._open()
+            try:
+                self._open()
+            except sqlite3.OperationalError as error:  # a disk others filled: the WAL's index needs the ballast's room
+                if not (_disk_full(error) and self._disk.release()):
+                    raise
+                self._open()
         except salvage.CutShort as error:
             raise OutboxError(f"outbox {path}: {error}") from None
         except sqlite3.DatabaseError as error:
@@ -151,7 +160,15 @@ class Outbox:
         return self._db
 
     def _open(self, path: Path | None = None) -> None:
+        """Opened, checked and its tables made; closed again if any of it fails."""
         self._db = sqlite3.connect(path or self.path, check_same_thread=False, isolation_level=None)
+        try:
+            self._prepare()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _prepare(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         if (found := [row[0] for row in self._db.execute("PRAGMA quick_check")]) != ["ok"]:
             raise Malformed(f"database disk image is malformed: {'; '.join(found[:3])}")
@@ -188,35 +205,48 @@ class Outbox:
         return min(self.configured_max_bytes, max(self._ceiling, self._size))
 
     def _measure_the_disk(self) -> None:
-        """What the disk has room for now: the disk's free space less `DISK_RESERVE`, besides what the outbox holds
-        and the free pages of its own file (left by what was acknowledged, reused before the file grows)."""
-        try:
-            free = shutil.disk_usage(self.path.parent).free
-        except OSError as error:  # the measure fails, not necessarily the disk: the last one stands a while
-            log.warning("outbox %s: the disk's free space cannot be read (%s)", self.path, error)
-        else:
+        """What the disk has room for now (`Disk.room`: its free space less the reserve and the ballast), besides
+        what the outbox holds and the free pages of its own file (left by what was acknowledged, reused before the
+        file grows). A measure that fails lets the last one stand a while."""
+        if (room := self._disk.room()) is not None:
             [free_pages] = self._db.execute("PRAGMA freelist_count").fetchone()
-            self._ceiling = self._size + free_pages * self._page_size + max(0, free - DISK_RESERVE)
-        self._measured_at = self._clock()
+            self._ceiling = self._size + free_pages * self._page_size + room
+        self._checkpoint_every(WAL_PAGES if self._disk.held else 1)
+
+    def _checkpoint_every(self, pages: int) -> None:
+        """SQLite moves its WAL into the outbox's file once the WAL holds `pages` (and then writes it again from its
+        start): at every commit while the ballast is out, so the WAL needs no more of the disk than it has."""
+        self._db.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+
+    def _release_ballast(self) -> bool:
+        """The ballast released for a disk found full (`Disk.release`); whether there was one."""
+        if not self._disk.release():
+            return False
+        self._checkpoint_every(1)
+        return True
 
     def _limit_for(self, incoming: int) -> int:
-        """The limit a message of `incoming` bytes meets, the disk measured again when its last measure is older
-        than `DISK_CHECK_SECONDS` or the message meets it (a disk freed since is used again at once)."""
-        if self._clock() - self._measured_at >= DISK_CHECK_SECONDS or self._size + incoming > self._ceiling:
+        """The limit a message of `incoming` bytes meets, the disk measured again when its last measure is stale
+        (`DISK_CHECK_SECONDS`) or the message meets it (a disk freed since is used again at once)."""
+        if self._disk.stale or self._size + incoming > self._ceiling:
             self._measure_the_disk()
         return self.max_bytes
 
     def put(self, topic: str, payload: bytes, kind: str) -> int | None:
         """Stores the message and returns its id; None when the size limit leaves it no room (counted as
-        `dropped_KIND` and logged). A disk that turns out full anyway makes room for this message's bytes among
-        what it may push out, by the same policy, one more message at a time while it still does not fit (freed
-        bytes free no page while other rows share it), and is measured again at the next put."""
+        `dropped_KIND` and logged). A disk that turns out full anyway (other programs filled it) releases the
+        ballast (`Disk.release`), makes room for this message's bytes among what it may push out, by the same
+        policy, one more message at a time while it still does not fit (freed bytes free no page while other rows
+        share it; `MORE_AT_MOST`), and is measured again at the next put."""
         with self._lock:
             limit = self._limit_for(len(payload))
             stored = self._store(topic, payload, kind, limit, f"outbox full ({limit} bytes)")
             more = 0
             while stored is _FULL:
-                self._measured_at = float("-inf")
+                self._release_ballast()
+                if more > MORE_AT_MOST:
+                    stored = self._drop(topic, payload, kind, "the disk is full")
+                    break
                 stored = self._store(topic, payload, kind, self._size, "the disk is full", more)
                 more += 1
         if not isinstance(stored, int):
@@ -227,45 +257,44 @@ class Outbox:
     def _store(self, topic: str, payload: bytes, kind: str, limit: int, reason: str,
                more: int = 0) -> int | None | object:
         """The room made (`_make_room`, `more` messages beyond it) and the message written in one transaction, so
-        a message that still finds no room leaves what it would have pushed out in place: `_FULL` when the disk
-        refused the message itself. A disk too full to take even the drops (the WAL must grow for them) drops the
-        new message (`_drop`)."""
-        inserting = False
+        a message that still finds no room leaves what it would have pushed out in place (`_drop`): `_FULL` when
+        the disk refused the transaction, at the message's pages or, in WAL mode, at the commit, room and all."""
+        self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                victims = self._make_room(len(payload), kind, limit, more)
-                if victims is None:
-                    self._db.execute("ROLLBACK")
-                    return self._drop(topic, payload, kind, reason)
-                inserting = True
+            victims = self._make_room(len(payload), kind, limit, more)
+            if victims is not None:
                 message_id = self._write(topic, payload, kind, time.time())
-                inserting = False
                 self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
-                    self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as error:
-            if not _error_name(error).startswith("SQLITE_FULL"):
-                raise
-            if inserting:
+        except BaseException as error:
+            if self._db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                self._db.execute("ROLLBACK")
+            if isinstance(error, sqlite3.OperationalError) and _error_name(error).startswith("SQLITE_FULL"):
                 return _FULL
-            reason = f"the disk is full ({error})"
-        else:
-            for victim_kind, size, counter, victim_topic in victims:
-                self._sizes[victim_kind] -= size
-                log.error("%s: dropped the %s %s for a new %s", reason, "superseded heartbeat"
-                          if counter == "dropped_update" else f"oldest {victim_kind}", victim_topic, kind)
-            self._sizes[kind] = self._sizes.get(kind, 0) + len(payload)
-            return message_id
-        return self._drop(topic, payload, kind, reason)
+            raise
+        if victims is None:
+            self._db.execute("ROLLBACK")
+            return self._drop(topic, payload, kind, reason)
+        for victim_kind, size, counter, victim_topic in victims:
+            self._sizes[victim_kind] -= size
+            log.error("%s: dropped the %s %s for a new %s", reason, "superseded heartbeat"
+                      if counter == "dropped_update" else f"oldest {victim_kind}", victim_topic, kind)
+        self._sizes[kind] = self._sizes.get(kind, 0) + len(payload)
+        return message_id
 
     def _drop(self, topic: str, payload: bytes, kind: str, reason: str) -> None:
-        """Counted as `dropped_KIND`; a disk too full for even the count raises, and the node counts the message
-        unstored (in memory)."""
-        self._count(f"dropped_{kind}")
+        """Counted as `dropped_KIND`; a disk too full for even the count (the ballast released) raises, and the
+        node counts the message unstored (in memory)."""
+        self._on_the_disk(lambda: self._count(f"dropped_{kind}"))
         log.error("%s: the new %s %s (%d bytes) finds no room; dropped", reason, kind, topic, len(payload))
+
+    def _on_the_disk(self, write: Callable[[], object]) -> None:
+        """`write`, done again once when a full disk releases the ballast for it (`Disk.release`)."""
+        try:
+            write()
+        except sqlite3.OperationalError as error:
+            if not (_disk_full(error) and self._release_ballast()):
+                raise
+            write()
 
     def _write(self, topic: str, payload: bytes, kind: str, created: float, watch: bool = True) -> int:
         """One message's rows, inside the caller's transaction; the caller adds its bytes to `_sizes` once
@@ -364,7 +393,7 @@ class Outbox:
         with self._lock:
             row = self._db.execute("SELECT bytes, kind FROM outbox WHERE id = ?", (message_id,)).fetchone()
             if row is not None:
-                self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+                self._on_the_disk(lambda: self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,)))
                 self._sizes[row[1]] = self._sizes.get(row[1], 0) - row[0]
 
     def refuse(self, message_id: int, reason: str) -> None:
@@ -375,11 +404,14 @@ class Outbox:
             row = self._db.execute("SELECT bytes, kind, topic FROM outbox WHERE id = ?", (message_id,)).fetchone()
             if row is None:
                 return
-            with self._transaction():
-                self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
-                self._count(f"refused_{row[1]}")
+            self._on_the_disk(lambda: self._refuse(message_id, row[1]))
             self._sizes[row[1]] = self._sizes.get(row[1], 0) - row[0]
         log.error("refused: %s %s (%s); dropped from the outbox", row[1], row[2], reason)
+
+    def _refuse(self, message_id: int, kind: str) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+            self._count(f"refused_{kind}")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -4,6 +4,7 @@ heartbeats, a node killed while it watched. What it holds is kept, or let go by 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import tracemalloc
 import uuid
@@ -14,7 +15,8 @@ import pytest
 
 from edge import outbox as outbox_module
 from edge.node import end_what_was_left_open
-from edge.outbox import DISK_CHECK_SECONDS, DISK_RESERVE, EVENT, EVIDENCE, Outbox, OutboxError
+from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxError
+from edge.outbox_disk import DISK_CHECK_SECONDS, DISK_RESERVE
 from gridwatch.contract import event_topic, evidence_topic
 from tests.factories import event_payload
 
@@ -42,7 +44,7 @@ def free_the_disk(outbox: Outbox) -> None:
 
 def disk_with_free(monkeypatch, free: dict[str, int]) -> None:
     """The disk's free space, as the operating system reports it, is `free["bytes"]` (changed as the test goes)."""
-    monkeypatch.setattr(outbox_module.shutil, "disk_usage",
+    monkeypatch.setattr(shutil, "disk_usage",
                         lambda _path: DiskUsage(2**36, 2**36 - free["bytes"], free["bytes"]))
 
 
@@ -224,6 +226,23 @@ def test_a_refused_message_whose_count_fails_stays_in_the_outbox_rather_than_go_
     assert [message.id for message in outbox.pending()] == [refused], "kept, to be refused again"
     outbox.refuse(refused, "not authorised")
     assert (outbox.pending(), outbox.counters(), outbox.size_bytes) == ([], {"refused_event": 1}, 0)
+
+
+def test_an_interrupted_end_the_outbox_cannot_store_at_a_start_is_counted_and_the_start_goes_on(tmp_path):
+    """Found by review: an `end` the outbox refused at the start (its disk) stopped the node's start, and every
+    start after it."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.put(TOPIC, event(type="new"), EVENT)
+    outbox.close()  # the power goes
+    restarted = Outbox(tmp_path / "outbox.db")
+
+    def messages_refused(action: int, table: str | None, *_: object) -> int:  # the disk fails at the message
+        return sqlite3.SQLITE_DENY if (action, table) == (sqlite3.SQLITE_INSERT, "outbox") else sqlite3.SQLITE_OK
+
+    restarted._db.set_authorizer(messages_refused)
+    unstored: Counter[str] = Counter()
+    assert end_what_was_left_open(restarted, unstored=unstored) == 0
+    assert unstored == {"unstored_event": 1}, "counted in the node's telemetry"
 
 
 def test_a_disk_full_for_a_moment_does_not_shut_the_outbox_for_the_rest_of_the_run(tmp_path):
