@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge import outbox_file
 from edge import outbox_salvage as salvage
 from edge.outbox_disk import Disk
 
@@ -56,22 +57,6 @@ that took 31 ms a put with 100,000 of them held, the camera's thread waiting."""
 class OutboxError(RuntimeError):
     """The outbox cannot be opened (its file held by another process, its disk failing or full): the node does not
     start rather than start without what it holds."""
-
-
-class Malformed(sqlite3.DatabaseError):
-    """A page the outbox's first reads do not touch is damaged (an index, what the node watched), found by SQLite's
-    check of every page at the start: the outbox is set aside and salvaged like one that does not open at all."""
-
-    sqlite_errorname = "SQLITE_CORRUPT"
-
-
-def _error_name(error: sqlite3.Error) -> str:
-    return getattr(error, "sqlite_errorname", "") or ""
-
-
-def _disk_full(error: sqlite3.Error) -> bool:
-    """SQLite's full disk, or its failing write that a full disk may be (the WAL's index at an open)."""
-    return _error_name(error).startswith(("SQLITE_FULL", "SQLITE_IOERR"))
 
 
 def _event_meta(payload: bytes) -> tuple[str | None, str | None]:
@@ -110,7 +95,7 @@ class Outbox:
             try:
                 self._open()
             except sqlite3.OperationalError as error:  # a disk others filled: the WAL's index needs the ballast's room
-                if not (_disk_full(error) and self._disk.release()):
+                if not (outbox_file.disk_full(error) and self._disk.release()):
                     raise
                 self._open()
         except salvage.CutShort as error:
@@ -118,7 +103,7 @@ class Outbox:
         except sqlite3.DatabaseError as error:
             if (damaged := getattr(self, "_db", None)) is not None:
                 damaged.close()
-            if not _error_name(error).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+            if not outbox_file.damaged(error):
                 # full, locked by another process, failing: what it holds is sound, so the node waits for it
                 raise OutboxError(f"outbox {path} cannot be opened ({error}); nothing in it was touched") from None
             self._set_aside(error)
@@ -160,39 +145,15 @@ class Outbox:
         return self._db
 
     def _open(self, path: Path | None = None) -> None:
-        """Opened, checked and its tables made; closed again if any of it fails."""
-        self._db = sqlite3.connect(path or self.path, check_same_thread=False, isolation_level=None)
+        """Opened (`outbox_file.connect`) and what it holds summed; closed again if any of it fails."""
+        self._db = outbox_file.connect(path or self.path)
         try:
-            self._prepare()
+            [self._page_size] = self._db.execute("PRAGMA page_size").fetchone()
+            self._sizes = self._held()
+            """Bytes held of each kind, kept in step with the table (summing it reads every image)."""
         except BaseException:
             self._db.close()
             raise
-
-    def _prepare(self) -> None:
-        self._db.execute("PRAGMA journal_mode=WAL")
-        if (found := [row[0] for row in self._db.execute("PRAGMA quick_check")]) != ["ok"]:
-            raise Malformed(f"database disk image is malformed: {'; '.join(found[:3])}")
-        self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged put survives a power cut
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
-            "payload BLOB NOT NULL, kind TEXT NOT NULL, bytes INTEGER NOT NULL, created REAL NOT NULL)"
-        )
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
-        for column in ("event_type", "violation"):  # an outbox from before they were kept: its rows have none
-            if column not in columns:
-                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} TEXT")
-        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_lane ON outbox (kind, id)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_violation ON outbox (violation, id)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_heartbeats ON outbox (id) WHERE event_type = 'update'")
-        self._db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-        self._db.execute("CREATE TABLE IF NOT EXISTS watching (violation TEXT PRIMARY KEY, topic TEXT NOT NULL, "
-                         "payload BLOB NOT NULL)")
-        """The latest event of each violation the node has not ended: what a node killed while watching left
-        open (`left_open`)."""
-        salvage.create_table(self._db)
-        [self._page_size] = self._db.execute("PRAGMA page_size").fetchone()
-        self._sizes = self._held()
-        """Bytes held of each kind, kept in step with the table (summing it reads every image)."""
 
     def _held(self) -> dict[str, int]:
         return dict.fromkeys(LANES, 0) | dict(self._db.execute(
@@ -268,7 +229,7 @@ class Outbox:
         except BaseException as error:
             if self._db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
                 self._db.execute("ROLLBACK")
-            if isinstance(error, sqlite3.OperationalError) and _error_name(error).startswith("SQLITE_FULL"):
+            if isinstance(error, sqlite3.OperationalError) and outbox_file.error_name(error).startswith("SQLITE_FULL"):
                 return _FULL
             raise
         if victims is None:
@@ -292,7 +253,7 @@ class Outbox:
         try:
             write()
         except sqlite3.OperationalError as error:
-            if not (_disk_full(error) and self._release_ballast()):
+            if not (outbox_file.disk_full(error) and self._release_ballast()):
                 raise
             write()
 
