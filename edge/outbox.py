@@ -30,13 +30,12 @@ from pathlib import Path
 from edge import outbox_file
 from edge import outbox_salvage as salvage
 from edge.outbox_disk import Disk
+from edge.outbox_policy import ANSWER as ANSWER  # the lanes, for the outbox's callers
+from edge.outbox_policy import EVENT, LANES, count, make_room
+from edge.outbox_policy import EVIDENCE as EVIDENCE
 
 log = logging.getLogger(__name__)
 
-EVENT, EVIDENCE, ANSWER = "event", "evidence", "answer"
-"""The outbox's lanes: events, their images, and answers to the command centre's commands (sent first: someone is
-waiting for them, and they are few and small)."""
-LANES = (EVENT, EVIDENCE, ANSWER)
 SALVAGE_RETRY_SECONDS = 30.0
 """How long a running node waits to try again a salvage the disk cut short."""
 _FULL = object()
@@ -46,13 +45,6 @@ WAL_PAGES = 1000
 MORE_AT_MOST = 64
 """Messages a full disk pushes out beyond a new message's own bytes before the message is dropped: a page of small
 events, which a page freed needs; past that the disk refuses the commit itself (its WAL), which no drop helps."""
-SUPERSEDED_HEARTBEAT = (
-    "SELECT id, bytes, topic FROM outbox AS o WHERE event_type = 'update' AND EXISTS "
-    "(SELECT 1 FROM outbox AS later WHERE later.violation = o.violation AND later.id > o.id) ORDER BY id LIMIT 1")
-"""The oldest heartbeat a later event of its violation supersedes, read through the heartbeats' own index
-(`outbox_heartbeats`; only events have an `event_type`): a full outbox asks at every put, and through all its events
-that took 31 ms a put with 100,000 of them held, the camera's thread waiting."""
-
 
 class OutboxError(RuntimeError):
     """The outbox cannot be opened (its file held by another process, its disk failing or full): the node does not
@@ -217,12 +209,12 @@ class Outbox:
 
     def _store(self, topic: str, payload: bytes, kind: str, limit: int, reason: str,
                more: int = 0) -> int | None | object:
-        """The room made (`_make_room`, `more` messages beyond it) and the message written in one transaction, so
+        """The room made (`make_room`, `more` messages beyond it) and the message written in one transaction, so
         a message that still finds no room leaves what it would have pushed out in place (`_drop`): `_FULL` when
         the disk refused the transaction, at the message's pages or, in WAL mode, at the commit, room and all."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            victims = self._make_room(len(payload), kind, limit, more)
+            victims = make_room(self._db, self._sizes, len(payload), kind, limit, more)
             if victims is not None:
                 message_id = self._write(topic, payload, kind, time.time())
                 self._db.execute("COMMIT")
@@ -245,7 +237,7 @@ class Outbox:
     def _drop(self, topic: str, payload: bytes, kind: str, reason: str) -> None:
         """Counted as `dropped_KIND`; a disk too full for even the count (the ballast released) raises, and the
         node counts the message unstored (in memory)."""
-        self._on_the_disk(lambda: self._count(f"dropped_{kind}"))
+        self._on_the_disk(lambda: count(self._db, f"dropped_{kind}"))
         log.error("%s: the new %s %s (%d bytes) finds no room; dropped", reason, kind, topic, len(payload))
 
     def _on_the_disk(self, write: Callable[[], object]) -> None:
@@ -312,36 +304,6 @@ class Outbox:
             return [(topic, bytes(payload)) for topic, payload in
                     self._db.execute("SELECT topic, payload FROM watching ORDER BY rowid")]
 
-    def _make_room(self, incoming: int, incoming_kind: str, limit: int,
-                   more: int = 0) -> list[tuple[str, int, str, str]] | None:
-        """Room under `limit` for `incoming` bytes by the stated policy (oldest evidence first; for an event, then
-        heartbeats a later event of their violation supersedes, then the oldest events), and `more` messages
-        beyond it, deleted and counted inside the caller's transaction; the (kind, bytes, counter, topic) of each
-        message dropped, or None when there can be no such room."""
-        victims = (EVIDENCE, EVENT) if incoming_kind == EVENT else (EVIDENCE,)  # an answer never pushes out an event
-        if incoming > limit - self._size + sum(self._sizes.get(kind, 0) for kind in victims):
-            return None
-        oldest = "SELECT id, bytes, topic FROM outbox WHERE kind = ? ORDER BY id LIMIT 1"
-        dropped: list[tuple[str, int, str, str]] = []
-        held = self._size
-        for kind, query, counter in ((EVIDENCE, oldest, "dropped_evidence"),
-                                     (EVENT, SUPERSEDED_HEARTBEAT, "dropped_update"), (EVENT, oldest, "dropped_event")):
-            while kind in victims and (held + incoming > limit or more > 0):
-                row = self._db.execute(query, (kind,) if query is oldest else ()).fetchone()
-                if row is None:
-                    break
-                if held + incoming <= limit:
-                    more -= 1
-                self._db.execute("DELETE FROM outbox WHERE id = ?", (row[0],))
-                self._count(counter)
-                held -= row[1]
-                dropped.append((kind, row[1], counter, row[2]))
-        return dropped if held + incoming <= limit and more <= 0 else None
-
-    def _count(self, name: str) -> None:
-        self._db.execute("INSERT INTO counters (name, value) VALUES (?, 1) "
-                         "ON CONFLICT(name) DO UPDATE SET value = value + 1", (name,))
-
     def pending(self, after_id: int = 0, limit: int = 100, kind: str | None = None) -> list[OutboxMessage]:
         """The oldest messages not yet acknowledged (of one `kind`, or all), in order, starting after `after_id`."""
         with self._lock:
@@ -372,7 +334,7 @@ class Outbox:
     def _refuse(self, message_id: int, kind: str) -> None:
         with self._transaction():
             self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
-            self._count(f"refused_{kind}")
+            count(self._db, f"refused_{kind}")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge import outbox as outbox_module
+from edge import outbox_policy
 from edge.node import end_what_was_left_open
 from edge.outbox import EVENT, EVIDENCE, Outbox, OutboxError
 from edge.outbox_disk import DISK_CHECK_SECONDS, DISK_RESERVE
@@ -186,7 +187,7 @@ def test_a_full_outbox_finds_a_superseded_heartbeat_through_the_heartbeats_not_e
     outbox._db.execute("DROP INDEX outbox_heartbeats")  # an outbox from before it was kept
     outbox.close()
     outbox = Outbox(tmp_path / "outbox.db")
-    outer, *_ = outbox._db.execute(f"EXPLAIN QUERY PLAN {outbox_module.SUPERSEDED_HEARTBEAT}").fetchall()
+    outer, *_ = outbox._db.execute(f"EXPLAIN QUERY PLAN {outbox_policy.SUPERSEDED_HEARTBEAT}").fetchall()
     assert outer[3] == "SCAN o USING INDEX outbox_heartbeats"
 
 
