@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 SALVAGE_RETRY_SECONDS = 30.0
 """How long a running node waits to try again a salvage the disk cut short."""
+SALVAGE_ROOM = 2 * salvage.BATCH_BYTES
+"""The room an outbox has at least while damaged copies wait to be salvaged, out of the disk's reserve if need be: a
+copy holds the room the outbox had until it is read to its end, and its backlog goes through the new outbox a batch
+at a time as it is sent, so a node whose outbox had all the disk it could take still records and salvages."""
 _FULL = object()
 """What `_store` returns when the disk refused the transaction, the room it made rolled back."""
 WAL_PAGES = 1000
@@ -99,20 +103,14 @@ class Outbox:
                 # full, locked by another process, failing: what it holds is sound, so the node waits for it
                 raise OutboxError(f"outbox {path} cannot be opened ({error}); nothing in it was touched") from None
             self._set_aside(error)
-        self._salvage_left = False
-        """Damaged copies a full disk cut the start's salvage of short: the node starts with what was copied, and
-        the sender goes on with the rest as sending frees room (`salvage_more`)."""
         self._salvage_tried = float("-inf")
-        try:
-            taken_up, _done = salvage.go_on(self._db, self.path.parent, self._write, LANES)
-            if taken_up:
-                self._sizes = self._held()
-        except salvage.CutShort as error:
-            self._sizes = self._held()
-            self._salvage_left, self._salvage_tried = True, self._clock()
-            log.error("outbox %s: %s; the node starts with what was salvaged and goes on with the rest as sending "
-                      "frees room", path, error)
+        self._salvage_room: int | None = None
+        """The room left when the salvage last stopped for want of it: it goes on once there is more."""
+        self._salvage_left = bool(salvage.pending(self._db, self.path.parent))
         self._measure_the_disk()
+        self._salvage_left = self._salvage(watch=True)
+        """Damaged copies the start's salvage left (the outbox's room, a full disk): the node starts with what was
+        copied, and the sender goes on with the rest as sending frees room (`salvage_more`)."""
         if self._ceiling < self.configured_max_bytes:
             log.warning("outbox %s: the disk has room for %.1f MB of it, not the %.1f MB set (outbox_max_mb)",
                         self.path, self._ceiling / 2**20, self.configured_max_bytes / 2**20)
@@ -153,9 +151,11 @@ class Outbox:
 
     @property
     def max_bytes(self) -> int:
-        """The limit in force: the configured one, or the disk's room if less. The disk never asks for less than
-        the outbox holds: its rows' pages are its own to reuse, and dropping them would free no disk."""
-        return min(self.configured_max_bytes, max(self._ceiling, self._size))
+        """The limit in force: the configured one, or the disk's room if less (but `SALVAGE_ROOM` while salvaging).
+        The disk never asks for less than the outbox holds: its rows' pages are its own to reuse, and dropping them
+        would free no disk."""
+        salvaging = SALVAGE_ROOM if self._salvage_left else 0
+        return min(self.configured_max_bytes, max(self._ceiling, self._size, salvaging))
 
     def _measure_the_disk(self) -> None:
         """What the disk has room for now (`Disk.room`: its free space less the reserve and the ballast), besides
@@ -271,31 +271,57 @@ class Outbox:
         return self._salvage_left
 
     def salvage_more(self, budget: int = salvage.BATCH_ROWS) -> bool:
-        """About `budget` more messages of the damaged copies a full disk left unread at the start, after what the
-        outbox holds (the sender calls it between its turns, so the outbox is held a batch at a time); a try that
-        the disk still cuts short waits `SALVAGE_RETRY_SECONDS` for the next. Their violations were ended as
+        """About `budget` more messages of the damaged copies the start left unread (the outbox's limit, a full
+        disk), after what the outbox holds (the sender calls it between its turns, so the outbox is held a batch
+        at a time), once the outbox has more room than when the copy last stopped for want of it; a try that the
+        disk still cuts short waits `SALVAGE_RETRY_SECONDS` for the next. Their violations were ended as
         interrupted at the start, so what is copied now leaves `watching` as it is: a late heartbeat of one does
         not bring it back to be ended again. Whether more is left."""
         with self._lock:
-            if not self._salvage_left or self._clock() - self._salvage_tried < SALVAGE_RETRY_SECONDS:
+            if not self._salvage_left or self._clock() - self._salvage_tried < SALVAGE_RETRY_SECONDS or (
+                    self._salvage_room is not None and self._limit_for(0) - self._size <= self._salvage_room):
                 return self._salvage_left
-            try:
-                _taken_up, done = salvage.go_on(self._db, self.path.parent, self._write_unwatched, LANES, budget)
-            except salvage.CutShort as error:
-                self._salvage_tried = self._clock()
-                log.warning("outbox %s: %s", self.path, error)
-                done = False
-            else:
-                self._salvage_tried = float("-inf")
-            self._sizes = self._held()
-            self._salvage_left = not done
-        if done:
+            held = self._size
+            self._salvage_left = self._salvage(watch=False, budget=budget)
+            copied = self._size != held
+        if not self._salvage_left:
             log.warning("outbox %s: the damaged copies' salvage is done", self.path)
-        self.wakeup.set()
-        return not done
+        if copied:
+            self.wakeup.set()
+        return self._salvage_left
 
-    def _write_unwatched(self, topic: str, payload: bytes, kind: str, created: float) -> int:
-        return self._write(topic, payload, kind, created, watch=False)
+    def _salvage(self, watch: bool, budget: int | None = None) -> bool:
+        """The damaged copies (`salvage.go_on`), copied while the outbox stays under its limit (the disk measured:
+        its reserve stays free, but for `SALVAGE_ROOM`); the first message that does not fit waits for the room
+        sending frees (logged once), and a disk that cuts the copy short all the same waits
+        `SALVAGE_RETRY_SECONDS`. Whether more is left."""
+        stopped_for_room, self._salvage_room = self._salvage_room, None
+        limit, held = self._limit_for(0), self._size
+
+        def write(topic: str, payload: bytes, kind: str, created: float) -> int:
+            nonlocal held
+            if len(payload) > self.configured_max_bytes:
+                raise ValueError("larger than the whole outbox")  # lost, counted
+            if held + len(payload) > limit:
+                self._salvage_room = limit - held
+                raise salvage.NoRoom
+            held += len(payload)
+            return self._write(topic, payload, kind, created, watch)
+
+        try:
+            taken_up, done = salvage.go_on(self._db, self.path.parent, write, LANES, budget)
+        except salvage.CutShort as error:
+            taken_up, done, self._salvage_tried = 1, False, self._clock()
+            log.log(logging.ERROR if watch else logging.WARNING, "outbox %s: %s; the node goes on with what was "
+                    "salvaged, and the rest as sending frees room", self.path, error)
+        else:
+            self._salvage_tried = float("-inf")
+        if taken_up:
+            self._sizes = self._held()
+        if self._salvage_room is not None and stopped_for_room is None:
+            log.warning("outbox %s: its limit (%d bytes, the disk's reserve left free) has no room for more of the "
+                        "damaged copies now; the rest is salvaged as sending frees room", self.path, limit)
+        return not done
 
     def left_open(self) -> list[tuple[str, bytes]]:
         """(topic, latest event) of each violation whose `end` never came: at a start, what the node was watching

@@ -9,9 +9,9 @@ import json
 from edge import outbox_disk
 from edge.config import NodeConfig
 from edge.node import EdgeNode
-from edge.outbox import EVENT, EVIDENCE, Outbox
+from edge.outbox import EVENT, EVIDENCE, SALVAGE_ROOM, Outbox
 from tests.edge.small_card import Card, on_a_small_card
-from tests.edge.test_outbox_pressure import TOPIC, event, image_topic
+from tests.edge.test_outbox_pressure import TOPIC, damage_an_index_page, damaged_copies, event, image_topic
 
 RESERVE = 1024 * 1024
 
@@ -77,3 +77,43 @@ def test_a_node_started_on_a_card_others_filled_starts_and_ends_what_it_watched(
     assert result["events"] == [[watched, "new", False], [watched, "end", True]]
     assert (result["images"], result["counters"], result["unstored"]) == (9, {"dropped_evidence": 1}, {}), \
         "the disk has no room but the outbox's own: the end makes it among the images"
+
+
+def a_salvage_on_a_card_the_outbox_had_filled(card: Card) -> dict:
+    outbox_disk.DISK_RESERVE = 8 * 1024 * 1024  # SQLite's WAL (4 MB) among what it is for
+    path = card.directory / "outbox.db"
+    outbox = Outbox(path)
+    images = [bytes([number]) * 100_000 for number in range(60)]
+    for number, image in enumerate(images):
+        outbox.put(image_topic(number), image, EVIDENCE)
+    damage_an_index_page(outbox, path)
+    card.fill()
+    card.free(outbox_disk.DISK_RESERVE)  # the outbox had all the disk it could take: the reserve is what is left
+    started = Outbox(path)
+    copied, free = started.depth, card.free_bytes()
+    recorded = started.put(TOPIC, event(type="new"), EVENT) is not None  # what the node sees meanwhile
+    sent: list[bytes] = []
+    while started.salvaging or started.pending(kind=EVIDENCE):
+        for message in started.pending(kind=EVIDENCE, limit=3):  # the broker takes three
+            sent.append(message.payload)
+            started.acknowledge(message.id)
+        started.salvage_more(budget=5)
+        if len(sent) > len(images):
+            break
+    return {"copied": copied, "free": free, "reserve": outbox_disk.DISK_RESERVE, "recorded": recorded,
+            "in_order": sent == images,
+            "counters": started.counters(), "ballast": started._disk.ballast.exists(),
+            "damaged": damaged_copies(card.directory)}
+
+
+def test_a_salvage_leaves_the_disks_reserve_to_the_rest_of_the_system(tmp_path):
+    """Found by review: a salvage took the card to its last byte, the reserve too, and the node's first new event
+    found the disk full. The damaged copy holds the room the outbox had until it is read to its end: the new
+    outbox takes `SALVAGE_ROOM` of the reserve to send the backlog through, and no more."""
+    result = on_a_small_card(a_salvage_on_a_card_the_outbox_had_filled, tmp_path / "card", megabytes=32)
+    assert 0 < result["copied"] <= SALVAGE_ROOM // 100_000, "what the salvage's room holds, at the start"
+    assert result["free"] > result["reserve"] - SALVAGE_ROOM - 1024 * 1024, "the reserve, less that room and its WAL"
+    assert result["recorded"], "a new event has room beside the salvage"
+    assert result["in_order"], "every image sent, once, in order, as sending freed room"
+    assert (result["counters"], result["ballast"], result["damaged"]) == ({}, True, []), \
+        "nothing dropped; the disk never full"

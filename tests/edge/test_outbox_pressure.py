@@ -374,6 +374,33 @@ def test_a_salvage_a_full_disk_cuts_short_starts_the_node_and_goes_on_as_sending
     assert outbox.counters() == {}, "nothing dropped"
 
 
+def test_a_salvage_copies_what_the_outbox_has_room_for_and_the_rest_as_sending_frees_it(tmp_path):
+    """Found by review: the salvage took no notice of the outbox's limit nor of the disk's reserve, at the start or
+    as the sender went on with it: it copied until the disk had not a byte free, and then new events were dropped
+    and acknowledgements failed. What finds no room waits (not an error) for what sending frees."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    images = [bytes([number]) * 100_000 for number in range(30)]
+    for number, image in enumerate(images):
+        outbox.put(image_topic(number), image, EVIDENCE)
+    damage_an_index_page(outbox, path)
+    limit = 1_050_000  # room for ten of them
+    restarted = Outbox(path, max_bytes=limit)
+    assert restarted.salvaging and [message.payload for message in restarted.pending(limit=100)] == images[:10]
+    assert restarted.put(TOPIC, event(type="new"), EVENT) is not None
+    sent: list[bytes] = []
+    while restarted.salvaging or restarted.pending(kind=EVIDENCE):
+        assert restarted.size_bytes <= limit
+        for message in restarted.pending(kind=EVIDENCE, limit=3):  # the broker takes three
+            sent.append(message.payload)
+            restarted.acknowledge(message.id)
+        restarted.salvage_more(budget=5)
+        assert len(sent) <= len(images), "nothing sent twice"
+    assert sent == images, "each once, in order"
+    assert restarted.counters() == {}, "nothing pushed out, nothing dropped"
+    assert damaged_copies(tmp_path) == []
+
+
 def test_a_disk_still_full_is_tried_again_a_while_later_not_at_every_turn(tmp_path, monkeypatch):
     path = tmp_path / "outbox.db"
     damaged_on_a_small_card(path, monkeypatch)
