@@ -3,16 +3,16 @@ the broker acknowledges it (QoS 1 PUBACK). paho-mqtt keeps its session in memory
 is cut off for hours, would otherwise lose what it had not sent.
 
 Answers to the command centre's commands leave first (someone waits for each), then events in the order they were
-written, and before evidence: after an outage, a fresh violation does not wait
-behind hours of evidence images (evidence keeps a fifth of the sender's window, so a flood of events never starves
-it either; each lane keeps its own order). When the outbox reaches its size limit it makes room by the stated
-policy — the oldest evidence first, then, for a new event only, the oldest events: an image or an answer never
-pushes out an event record, since an image is an attachment and an event (an `end` above all) is what a case
-follows; an image or answer that finds no room among the images, or any message larger than the whole outbox, is
-not stored — and counts everything it drops, so nothing is lost silently; the counts go out in telemetry. A message
-the broker refuses (not authorised, say: it would never get through) leaves the outbox too, counted and logged the
-same way. Its limit comes down to what the disk has room for, and a disk other programs fill all the same releases
-the ballast kept beside it for the room the policy makes (`edge/outbox_disk.py`).
+written, and before evidence: after an outage, a fresh violation does not wait behind hours of evidence images
+(evidence keeps a fifth of the sender's window, so a flood of events never starves it either; each lane keeps its own
+order). When the outbox reaches its size limit it makes room by the stated policy (`edge/outbox_policy.py`) — the
+oldest evidence first, then, for a new event only, the oldest events: an image or an answer never pushes out an
+event record, since an image is an attachment and an event (an `end` above all) is what a case follows; an image or
+answer that finds no room among the images, or any message larger than the whole outbox, is not stored — and counts
+everything it drops, so nothing is lost silently; the counts go out in telemetry. A message the broker refuses (not
+authorised, say: it would never get through) leaves the outbox too, counted and logged the same way. Its limit comes
+down to what the disk has room for, and a disk other programs fill all the same releases the ballast kept beside it
+for the room the policy makes (`edge/outbox_disk.py`).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ WAL_PAGES = 1000
 MORE_AT_MOST = 64
 """Messages a full disk pushes out beyond a new message's own bytes before the message is dropped: a page of small
 events, which a page freed needs; past that the disk refuses the commit itself (its WAL), which no drop helps."""
+
 
 class OutboxError(RuntimeError):
     """The outbox cannot be opened (its file held by another process, its disk failing or full): the node does not
