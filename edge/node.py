@@ -50,20 +50,36 @@ STOP_GRACE_SECONDS = 10.0
 """How long a stopping node waits for its cameras and streetlights to finish what they are doing."""
 
 
-def end_what_was_left_open(outbox: Outbox, now: datetime | None = None) -> int:
+def end_what_was_left_open(outbox: Outbox, now: datetime | None = None, unstored: Counter[str] | None = None) -> int:
     """Each violation the node was watching when it last stopped without ending it (killed, its power lost) gets
     its `end`, as interrupted (the node stopped watching; nothing saw the object go), behind what the outbox holds:
-    its case no longer waits for an `end` that would never come. Returns how many."""
+    its case no longer waits for an `end` that would never come. Returns how many. An outbox that fails (its disk
+    full or failing, a page damaged since the start's check: the next start salvages it) does not stop the node:
+    an `end` it cannot store is counted in `unstored` (the node's telemetry) and logged, and what it watched, if
+    that cannot be read, is logged."""
     now = now or datetime.now().astimezone()
+    try:
+        left_open = outbox.left_open()
+    except sqlite3.Error as error:
+        log.error("outbox: what the node watched when it last stopped cannot be read (%s); none of it is ended",
+                  error)
+        return 0
     ended = 0
-    for topic, payload in outbox.left_open():
+    for topic, payload in left_open:
         try:
             last = Event.model_validate_json(payload)
         except ValueError:  # not an event of ours: nothing to end
             continue
         end = last.model_copy(update={"event_id": uuid.uuid4(), "type": EventType.END, "interrupted": True,
                                       "observed_at": max(now, last.observed_at), "evidence": None})
-        outbox.put(topic, end.wire(), EVENT)
+        try:
+            outbox.put(topic, end.wire(), EVENT)
+        except (sqlite3.Error, OSError) as error:
+            if unstored is not None:
+                unstored["unstored_event"] += 1
+            log.error("outbox could not store the interrupted end of violation %s (%s: %s); it is lost",
+                      last.violation_id, type(error).__name__, error)
+            continue
         ended += 1
     return ended
 
@@ -111,11 +127,11 @@ class EdgeNode:
                             int(config.outbox_max_mb * 1024 * 1024))
         except OutboxError as error:
             raise ConfigError(str(error)) from None
-        if outbox.depth:
-            log.info("outbox holds %d message(s) from before; they go first", outbox.depth)
-        if ended := end_what_was_left_open(outbox):
-            log.warning("%d violation(s) were still being watched when the node last stopped without ending them "
-                        "(killed, its power lost): ended as interrupted, after what the outbox holds", ended)
+        try:
+            if depth := outbox.depth:
+                log.info("outbox holds %d message(s) from before; they go first", depth)
+        except sqlite3.Error as error:  # damaged since the start's check: the next start salvages it
+            log.error("outbox %s cannot be read (%s)", outbox.path, error)
         configurator = RemoteConfigurator(config.node_id, {p.camera.camera_id: p for p in pipelines},
                                           config.state_dir / config.node_id / "remote-config.json")
         restored = configurator.restore()
@@ -124,6 +140,9 @@ class EdgeNode:
         link.config_handler = configurator.apply
         node = cls(config, link, pipelines, outbox, lamps)
         node.configurator = configurator
+        if ended := end_what_was_left_open(outbox, unstored=node.unstored):
+            log.warning("%d violation(s) were still being watched when the node last stopped without ending them "
+                        "(killed, its power lost): ended as interrupted, after what the outbox holds", ended)
         link.command_handler = CommandHandler(config, {p.camera.camera_id: p for p in pipelines},
                                               node.publish_snapshot, config_path,
                                               reload_cameras=node.reload_cameras, overrides=overrides).handle

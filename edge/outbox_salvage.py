@@ -1,7 +1,8 @@
 """The outbox's damaged copies: a file a power cut damaged is moved aside, and what of it still reads is copied into a
-new outbox. The copy is recorded in the new outbox (`salvaging`), with the last row copied, so a copy that a full
-disk cuts short goes on later (the running node's sender tries again as sending frees room, and so does the next
-start) instead of leaving the rest of the backlog in a file nobody reads; a copy
+new outbox, while the outbox stays under its limit (`NoRoom`: the disk's reserve stays free). The copy is recorded in
+the new outbox (`salvaging`), with the last row copied, so a copy that the limit or a full disk cuts short goes on
+later (the running node's sender goes on as sending frees room, and so does the next start) instead of leaving the
+rest of the backlog in a file nobody reads; a copy
 read to its end is deleted, for it holds nothing more and the card's room is the outbox's. A page that does not read
 costs the messages on it, counted (`dropped_salvage`, as are rows the damage garbled), and the reading goes on past
 it; a copy with such pages, or whose damage stops the reading altogether, is kept for a person (sqlite3's .recover
@@ -34,6 +35,11 @@ Write = Callable[[str, bytes, str, float], int]
 class CutShort(RuntimeError):
     """The copy cannot go on now (the disk full, failing): what was copied is kept and recorded, the rest stays in
     the damaged copy for the next start."""
+
+
+class NoRoom(Exception):  # noqa: N818 - not an error: the copy waits
+    """Raised by the outbox's write when a message does not fit under its limit: the copy stops before it, what was
+    copied kept and recorded, and goes on from it as sending frees room."""
 
 
 def move(source: Path, target: Path) -> None:
@@ -324,15 +330,15 @@ def _lose(db: sqlite3.Connection, lost: int) -> None:
 def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, kinds: tuple[str, ...],
           budget: int | None = None) -> tuple[int, bool]:
     """`rows` into `db` a batch a transaction, each recording how far the copy got; the messages copied in all, and
-    whether the rows ran out (not `budget`, counted in messages copied at this call, a batch at a time). A row the
-    damage garbled (a payload that is no bytes, a kind that is no lane: never sendable, and held against the limit
-    for good) is counted lost, not copied."""
+    whether the rows ran out (not `budget`, counted in messages copied at this call, a batch at a time, nor the
+    outbox's room: `NoRoom`). A row the damage garbled (a payload that is no bytes, a kind that is no lane: never
+    sendable, and held against the limit for good) is counted lost, not copied."""
     started = kept = copied
-    batch_bytes, lost, skipped = 0, 0, rows.skipped
+    batch_bytes, lost, skipped, ended = 0, 0, rows.skipped, False
     reading = iter(rows)
     try:
         db.execute("BEGIN IMMEDIATE")
-        for _rowid, topic, payload, kind, created in reading:
+        for rowid, topic, payload, kind, created in reading:
             if not (isinstance(topic, str) and isinstance(payload, bytes) and kind in kinds):
                 lost += 1
                 continue
@@ -341,6 +347,9 @@ def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, 
             except (sqlite3.IntegrityError, ValueError, OverflowError, TypeError):
                 lost += 1
                 continue
+            except NoRoom:
+                rows.reached = rowid - 1  # the next call starts at this row
+                break
             copied, batch_bytes = copied + 1, batch_bytes + len(payload)
             if copied - kept >= BATCH_ROWS or batch_bytes >= BATCH_BYTES:
                 advance(db, rows.aside, rows.reached, copied)
@@ -350,6 +359,8 @@ def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, 
                 if budget is not None and copied - started >= budget:
                     return copied, False
                 db.execute("BEGIN IMMEDIATE")
+        else:
+            ended = True
         advance(db, rows.aside, rows.reached, copied)
         _lose(db, lost + rows.skipped - skipped)
         db.execute("COMMIT")
@@ -361,4 +372,4 @@ def _copy(db: sqlite3.Connection, rows: DamagedRows, copied: int, write: Write, 
                        f"full)") from None
     finally:
         reading.close()  # its read-only connection, also when the budget or an error ends the copy early
-    return copied, True
+    return copied, ended

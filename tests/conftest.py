@@ -18,11 +18,19 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge import outbox_disk
 from gridwatch.broker import Broker, Credentials, generate_users
 from tests.factories import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MODEL = REPO.parent / "shared" / "models" / "yolo11n_int8_openvino_model"
+
+
+@pytest.fixture(autouse=True)
+def small_ballast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each outbox's ballast at 64 KB: the suite opens some hundred outboxes, and 4 MB of disk taken by each would
+    come to GBs across the runs pytest keeps in /tmp. The full-card tests, in processes of their own, lay full ones."""
+    monkeypatch.setattr(outbox_disk, "BALLAST_BYTES", 64 * 1024)
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""The salvage of a damaged outbox against what else goes wrong: a node killed while it sets the damaged copy
-aside, a second power cut before the copy is done, a disk full while room is made, rows the damage garbled or made
-unreadable. What still reads arrives once, in order, and what cannot is counted."""
+"""The salvage of a damaged outbox against what else goes wrong: a damage only SQLite's check of every page finds, a
+node killed while it sets the damaged copy aside, a second power cut before the copy is done, an outbox with no room
+for all of it, a disk full while room is made, rows the damage garbled or made unreadable. What still reads arrives
+once, in order, and what cannot is counted."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from edge import outbox as outbox_module
 from edge import outbox_salvage as salvage
+from edge.node import end_what_was_left_open
 from edge.outbox import EVENT, EVIDENCE, Outbox
 from tests.edge.test_outbox_pressure import (
     TOPIC,
+    damage_an_index_page,
     damaged_copies,
     damaged_on_a_small_card,
     event,
@@ -75,6 +79,78 @@ def test_a_node_killed_while_it_sets_a_damaged_outbox_aside_salvages_it_at_its_n
     assert restarted.counters() == {"refused_event": 1}
     assert damaged_copies(tmp_path) == [], "read to its end and deleted"
     assert [file.name for file in tmp_path.iterdir() if ".new" in file.name] == []
+
+
+@pytest.mark.parametrize("damaged", ["outbox_violation", "watching"])
+def test_a_damaged_page_the_first_reads_miss_is_found_at_the_start_and_the_backlog_salvaged(tmp_path, damaged):
+    """Found by review: only damage that stopped the outbox's first reads was found at the start. A damaged index
+    of violations, or list of what the node watched, failed every event put after it (malformed) and stopped the
+    node's start at its first look, at every start, the backlog never salvaged."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    payloads = [event(type="new") for _ in range(200)]
+    for payload in payloads:
+        outbox.put(TOPIC, payload, EVENT)
+    damage_an_index_page(outbox, path, of=damaged)
+    restarted = Outbox(path)
+    assert [message.payload for message in restarted.pending(limit=1000)] == payloads, "every message, in order"
+    assert end_what_was_left_open(restarted) == 200, "what was watched, known again from the salvaged events"
+    fresh = event(type="new")
+    assert restarted.put(TOPIC, fresh, EVENT) is not None
+    assert restarted.pending(limit=1000)[-1].payload == fresh
+    assert damaged_copies(tmp_path) == [], "every message salvaged: the damaged copy is not kept"
+
+
+def test_a_page_damaged_while_the_node_runs_costs_what_it_holds_not_the_start(tmp_path):
+    """A card that garbles a page of what the node watched while it runs, after the start's check: the node ends
+    none of it (logged) and starts all the same; the start after it finds the damage and salvages."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    for _ in range(200):
+        outbox.put(TOPIC, event(type="new"), EVENT)
+    outbox._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    [page] = outbox._db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'watching'").fetchone()
+    with path.open("r+b") as file:
+        file.seek((page - 1) * 4096)
+        file.write(bytes(range(256)) * 16)
+    other = sqlite3.connect(path, isolation_level=None)  # a write of another connection: the outbox reads afresh
+    other.execute("INSERT INTO counters (name, value) VALUES ('refused_event', 1)")
+    other.close()
+    unstored: Counter[str] = Counter()
+    assert end_what_was_left_open(outbox, unstored=unstored) == 0
+    with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        outbox.put(TOPIC, event(type="new"), EVENT)
+    outbox.close()
+    restarted = Outbox(path)
+    assert restarted.depth == 200 and damaged_copies(tmp_path) == []
+    assert end_what_was_left_open(restarted, unstored=unstored) == 200 and not unstored
+
+
+def test_a_salvage_copies_what_the_outbox_has_room_for_and_the_rest_as_sending_frees_it(tmp_path):
+    """Found by review: the salvage took no notice of the outbox's limit nor of the disk's reserve, at the start or
+    as the sender went on with it: it copied until the disk had not a byte free, and then new events were dropped
+    and acknowledgements failed. What finds no room waits (not an error) for what sending frees."""
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    images = [bytes([number]) * 100_000 for number in range(30)]
+    for number, image in enumerate(images):
+        outbox.put(image_topic(number), image, EVIDENCE)
+    damage_an_index_page(outbox, path)
+    limit = 1_050_000  # room for ten of them
+    restarted = Outbox(path, max_bytes=limit)
+    assert restarted.salvaging and [message.payload for message in restarted.pending(limit=100)] == images[:10]
+    assert restarted.put(TOPIC, event(type="new"), EVENT) is not None
+    sent: list[bytes] = []
+    while restarted.salvaging or restarted.pending(kind=EVIDENCE):
+        assert restarted.size_bytes <= limit
+        for message in restarted.pending(kind=EVIDENCE, limit=3):  # the broker takes three
+            sent.append(message.payload)
+            restarted.acknowledge(message.id)
+        restarted.salvage_more(budget=5)
+        assert len(sent) <= len(images), "nothing sent twice"
+    assert sent == images, "each once, in order"
+    assert restarted.counters() == {}, "nothing pushed out, nothing dropped"
+    assert damaged_copies(tmp_path) == []
 
 
 def new_and_end() -> list[bytes]:
