@@ -89,6 +89,7 @@ class Outbox:
         self._lock = threading.Lock()
         try:
             salvage.finish_setting_aside(path)
+            self._closed_cleanly = outbox_file.take_closed_mark(path)  # else every page is checked at the open
             try:
                 self._open()
             except sqlite3.OperationalError as error:  # a disk others filled: the WAL's index needs the ballast's room
@@ -137,7 +138,7 @@ class Outbox:
 
     def _open(self, path: Path | None = None) -> None:
         """Opened (`outbox_file.connect`) and what it holds summed; closed again if any of it fails."""
-        self._db = outbox_file.connect(path or self.path)
+        self._db = outbox_file.connect(path or self.path, check=not (path is None and self._closed_cleanly))
         try:
             [self._page_size] = self._db.execute("PRAGMA page_size").fetchone()
             self._sizes = self._held()
@@ -395,4 +396,6 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if not getattr(self._db, "damage_met", True):
+                outbox_file.mark_closed(self.path)
 

@@ -50,12 +50,12 @@ def disk_with_free(monkeypatch, free: dict[str, int]) -> None:
 
 
 def damage_an_index_page(outbox: Outbox, path: Path, of: str = "outbox_lane") -> None:
-    """A power cut writes garbage over the first page of the outbox's lane index (or of the index or table `of`);
-    the outbox is closed."""
+    """A power cut writes garbage over the first page of the outbox's lane index (or of the index or table `of`):
+    the node never closed the outbox."""
     outbox._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     [page] = outbox._db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (of,)).fetchone()
     [page_size] = outbox._db.execute("PRAGMA page_size").fetchone()
-    outbox.close()
+    outbox._db.close()
     with path.open("r+b") as file:
         file.seek((page - 1) * page_size)
         file.write(bytes(range(256)) * (page_size // 256))

@@ -263,3 +263,23 @@ def test_a_node_started_with_a_salvage_cut_short_sends_the_whole_backlog_through
     assert [message.payload for message in received if message.topic != TOPIC] == images
     assert sum(message.topic == TOPIC for message in received) == 1
     assert damaged_copies(tmp_path) == []
+
+
+def test_an_outbox_its_node_closed_is_not_read_through_at_the_next_start_one_it_did_not_close_is(tmp_path, caplog):
+    """Every page is read at a start to find damage a power cut left (512 MB take tens of seconds on an SD card):
+    only after a run the node did not end by closing its outbox, or in which SQLite met damage."""
+    import logging
+
+    path = tmp_path / "outbox.db"
+    caplog.set_level(logging.INFO, logger="edge.outbox_file")
+    outbox = Outbox(path)
+    outbox.put(TOPIC, event(), EVENT)
+    outbox.close()
+    caplog.clear()
+    restarted = Outbox(path)
+    assert "every page checked" not in caplog.text and restarted.depth == 1
+    restarted._db.close()  # the power goes
+    caplog.clear()
+    after_the_cut = Outbox(path)
+    assert "every page checked" in caplog.text and after_the_cut.depth == 1
+    after_the_cut.close()
