@@ -66,24 +66,48 @@ def _sync_folder(folder: Path) -> None:
 
 
 class _Connection(sqlite3.Connection):
-    """Remembers whether SQLite met damage in the file as it ran (`damage_met`, as far as its statements saw): such
-    an outbox is not marked closed, so its next start checks every page and salvages it."""
+    """Remembers whether SQLite met damage in the file as it ran (`damage_met`): such an outbox is not marked
+    closed, so its next start checks every page and salvages it. SQLite steps to a statement's first row in
+    `execute` and to the rest as they are read, so both are watched (`_Cursor`)."""
 
     damage_met = False
 
+    def cursor(self, factory: type[sqlite3.Cursor] | None = None) -> sqlite3.Cursor:
+        return super().cursor(factory or _Cursor)
+
     def execute(self, *args) -> sqlite3.Cursor:  # noqa: ANN002 - sqlite3's own
-        try:
-            return super().execute(*args)
-        except sqlite3.DatabaseError as error:
-            self.damage_met = self.damage_met or damaged(error)
-            raise
+        return self.cursor().execute(*args)
 
     def executemany(self, *args) -> sqlite3.Cursor:  # noqa: ANN002 - sqlite3's own
+        return self.cursor().executemany(*args)
+
+
+class _Cursor(sqlite3.Cursor):
+    def _watched(self, read, *args):  # noqa: ANN001, ANN002, ANN202 - sqlite3's own
         try:
-            return super().executemany(*args)
+            return read(*args)
         except sqlite3.DatabaseError as error:
-            self.damage_met = self.damage_met or damaged(error)
+            if damaged(error):
+                self.connection.damage_met = True
             raise
+
+    def execute(self, *args) -> sqlite3.Cursor:  # noqa: ANN002
+        return self._watched(super().execute, *args)
+
+    def executemany(self, *args) -> sqlite3.Cursor:  # noqa: ANN002
+        return self._watched(super().executemany, *args)
+
+    def __next__(self):  # noqa: ANN204
+        return self._watched(super().__next__)
+
+    def fetchone(self):  # noqa: ANN201
+        return self._watched(super().fetchone)
+
+    def fetchmany(self, *args):  # noqa: ANN002, ANN201
+        return self._watched(super().fetchmany, *args)
+
+    def fetchall(self):  # noqa: ANN201
+        return self._watched(super().fetchall)
 
 
 def connect(path: Path, check: bool = True) -> sqlite3.Connection:

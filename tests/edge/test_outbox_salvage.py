@@ -283,3 +283,30 @@ def test_an_outbox_its_node_closed_is_not_read_through_at_the_next_start_one_it_
     after_the_cut = Outbox(path)
     assert "every page checked" in caplog.text and after_the_cut.depth == 1
     after_the_cut.close()
+
+
+def test_damage_met_reading_rows_is_checked_and_salvaged_at_the_next_start(tmp_path):
+    """Found by review: damage SQLite met past a statement's first row (as `left_open` reads what the node watched)
+    went unnoticed, the outbox was marked closed, and every start after skipped the check: its violations were never
+    ended, start after start."""
+    import random
+
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    for _ in range(3000):
+        outbox.put(TOPIC, event(type="new"), EVENT)
+    outbox.close()
+    db = sqlite3.connect(path)
+    [root] = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'watching'").fetchone()
+    leaves = sorted(page for (page,) in db.execute("SELECT pageno FROM dbstat WHERE name = 'watching' "
+                                                   "AND pagetype = 'leaf'") if page != root)
+    db.close()
+    with path.open("r+b") as file:  # a leaf in the middle: the first rows read, the damage past them
+        file.seek((leaves[len(leaves) // 2] - 1) * 4096)
+        file.write(random.Random(1).randbytes(4096))
+    damaged = Outbox(path)
+    with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        damaged.left_open()
+    damaged.close()
+    restarted = Outbox(path)  # checked, set aside, and salvaged whole: the damage lay in what the node watched
+    assert restarted.depth == 3000 and len(restarted.left_open()) == 3000, "each of its violations to end"
