@@ -83,18 +83,18 @@ class RemoteConfigurator:
         config sets over the file is not changed and changed back (the open violations of its zones carry on). A
         config that no longer fits the reloaded file is refused, and the file's cameras take over alone. Raises
         ConfigError when even those cannot be applied (nothing changes)."""
-        with RECONFIGURING:
-            self.own_manifest = own_manifest
+        with RECONFIGURING:  # the node's manifest is the reloaded one only once its cameras run on it
             version, payload = self.current_version, self._in_force
             if version is None or payload is None:
                 reconfigure_all(self.pipelines, cameras, own_manifest)
+                self.own_manifest = own_manifest
                 return None
             try:
                 try:
                     remote = RemoteConfig.model_validate_json(payload)
                 except ValidationError as error:
                     raise Refused(format_validation_error(error, "config")) from None
-                manifest = self._manifest(remote.manifest)
+                manifest = self._manifest(remote.manifest, own_manifest)
                 overlaid = self._validated(remote, manifest, base=cameras)
                 try:
                     reconfigure_all(self.pipelines, overlaid, manifest)
@@ -104,8 +104,10 @@ class RemoteConfigurator:
                 log.warning("remote config %s does not fit the reloaded file: %s; the file's cameras run", version,
                             error)
                 reconfigure_all(self.pipelines, cameras, own_manifest)
+                self.own_manifest = own_manifest
                 self.current_version = self._in_force = None
                 return self._status(version, ConfigState.REFUSED, str(error))
+            self.own_manifest = own_manifest
             return self._status(version, ConfigState.APPLIED, None)
 
     def restore(self) -> ConfigStatus | None:
@@ -114,13 +116,14 @@ class RemoteConfigurator:
             return None
         return self.apply(self.store.read_bytes())
 
-    def _manifest(self, name: str | None) -> Manifest:
+    def _manifest(self, name: str | None, own: Manifest | None = None) -> Manifest:
         """The manifest the config names, from beside the node's own (where models are installed); the node's own
-        when it names none, so a roll-out ends by publishing a config without `manifest`."""
+        (`own`, a reload's, else the one it runs) when it names none, so a roll-out ends by publishing a config
+        without `manifest`."""
         if not self.pipelines:
             raise Refused("this node has no cameras to configure")
         if name is None:
-            return self.own_manifest
+            return own or self.own_manifest
         path = next(iter(self.pipelines.values())).node.manifest.parent / name
         try:
             return load_manifest(path)
