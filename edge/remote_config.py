@@ -27,8 +27,22 @@ REMOTE_KEYS = frozenset({"zones", "detect_fps", "motion_gating", "idle_detect_se
 """What the command centre may change. The source and the camera id stay with whoever installed the node."""
 
 
+MERGED_KEYS = frozenset({"tuning", "health"})
+"""Sections a config changes key by key: the keys it names, over what runs (the rest stays as it is, not the
+defaults). Any other key it names replaces the camera's (its zones, its location)."""
+
+
 class Refused(ValueError):
     pass
+
+
+def merged_settings(running: dict, settings: dict) -> dict:
+    """A camera's `settings` laid over what it runs, `running` (both in the node config's own format)."""
+    merged = {**running, **settings}
+    for key in MERGED_KEYS & set(settings):
+        if isinstance(settings[key], dict) and isinstance(running.get(key), dict):
+            merged[key] = {**running[key], **settings[key]}
+    return merged
 
 
 class RemoteConfigurator:
@@ -148,7 +162,7 @@ class RemoteConfigurator:
             if forbidden:
                 raise Refused(f"cameras.{camera_id}: {', '.join(forbidden)} cannot be changed remotely "
                               f"(allowed: {', '.join(sorted(REMOTE_KEYS))})")
-            merged = {**json.loads(start.model_dump_json()), **settings}
+            merged = merged_settings(json.loads(start.model_dump_json()), settings)
             try:
                 camera = CameraConfig.model_validate(merged)
                 for zone in camera.zones:
