@@ -115,9 +115,12 @@ def test_a_snapshot_of_every_camera_skips_one_that_has_no_frame_yet_and_says_so(
     from edge.commands import CommandHandler
 
     published: list[str] = []
-    cameras = {"cam1": types.SimpleNamespace(last_image=np.full((48, 64, 3), 100, np.uint8)),
-               "cam2": types.SimpleNamespace(last_image=None),
-               "cam3": types.SimpleNamespace(last_image=np.full((48, 64, 3), 50, np.uint8))}
+    def delivering() -> bool:
+        return True
+
+    cameras = {"cam1": types.SimpleNamespace(last_image=np.full((48, 64, 3), 100, np.uint8), delivering=delivering),
+               "cam2": types.SimpleNamespace(last_image=None, delivering=delivering),
+               "cam3": types.SimpleNamespace(last_image=np.full((48, 64, 3), 50, np.uint8), delivering=delivering)}
     handler = CommandHandler(types.SimpleNamespace(node_id="node-a"), cameras,
                              lambda topic, _jpeg: published.append(topic))
     every = handler.handle(b'{"schema_version": "1.2", "request_id": "s1", "action": "snapshot"}')
@@ -125,6 +128,48 @@ def test_a_snapshot_of_every_camera_skips_one_that_has_no_frame_yet_and_says_so(
     assert every.detail == "2 snapshot(s) published; no frame yet from cam2" and len(published) == 2
     dark = handler.handle(b'{"schema_version": "1.2", "request_id": "s2", "action": "snapshot", "camera_id": "cam2"}')
     assert not dark.ok and "cam2: no frame delivered yet" in dark.detail
+
+
+def test_a_snapshot_skips_a_camera_that_no_longer_delivers_and_leaves_its_retained_picture():
+    """Found by review: a camera gone offline kept its last frame, and a snapshot published it retained and answered
+    ok: the server stored yesterday's picture as taken now, and the zone editor drew on it. A live camera whose
+    stream is lost, or that has sent no frame for its health's fault_seconds, is named in the answer instead."""
+    import time
+    import types
+
+    import numpy as np
+
+    from edge.capture import Frame
+    from edge.commands import CommandHandler
+    from edge.manifest import Manifest
+    from edge.pipeline import CameraPipeline
+    from tests.edge.pipeline_scripts import ScriptedDetector, detections
+
+    node = NodeConfig.model_validate({"node_id": "node-a", "cameras": [{
+        "camera_id": camera_id, "source": f"rtsp://cam/{camera_id}", "zones": [
+            {"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1]]}]}
+        for camera_id in ("gate", "yard", "lane")]})
+    manifest = Manifest.model_validate({"models": [{"name": "coco", "categories": {"illegal_parking": ["car"]}}]})
+    cameras = {}
+    for camera in node.cameras:
+        source = types.SimpleNamespace(live=True, delivering=True, frames_read=0, reconnects=0, restarts=0)
+        cameras[camera.camera_id] = CameraPipeline.build(
+            node, camera, manifest, source=source,
+            detector_factory=lambda w, labels: ScriptedDetector("coco", lambda n: detections()))
+        cameras[camera.camera_id].process(Frame(np.full((48, 64, 3), 90, np.uint8), time.time(), 0),
+                                          lambda topic, payload: None)
+    cameras["yard"].source.delivering = False  # its stream lost: the reader reconnects
+    cameras["lane"]._last_frame_wall -= node.cameras[2].health.fault_seconds  # open, but no frame for 30 s
+    published: list[str] = []
+    handler = CommandHandler(node, cameras, lambda topic, _jpeg: published.append(topic))
+
+    every = handler.handle(b'{"schema_version": "1.2", "request_id": "s1", "action": "snapshot"}')
+    assert every.ok and [ref.camera_id for ref in every.snapshots] == ["gate"]
+    assert every.detail == "1 snapshot(s) published; yard, lane not delivering frames (not snapshotted)"
+    assert published == ["gw/v1/nodes/node-a/snapshot/gate"]
+    one = handler.handle(b'{"schema_version": "1.2", "request_id": "s2", "action": "snapshot", "camera_id": "yard"}')
+    assert not one.ok and one.detail == "no snapshot taken: yard not delivering frames (not snapshotted)"
+    assert published == ["gw/v1/nodes/node-a/snapshot/gate"], "the retained picture of yard stays as it was"
 
 
 @pytest.mark.parametrize("flag", ["--model", "--source"])
