@@ -205,3 +205,27 @@ cameras:
                              reload_cameras=lambda *_args: None, overrides=overrides)
     answer = handler.handle(b'{"schema_version": "1.2", "request_id": "r1", "action": "reload"}')
     assert answer.ok, answer.detail
+
+
+
+def test_the_outbox_keeps_the_last_answers_by_request_id_past_their_sending_and_a_restart(tmp_path, monkeypatch):
+    """Found by review: nothing told a command delivered again (after a broker crash) from a new one, and it was
+    carried out twice. The outbox keeps the last answers by request id, in the transaction that stores each."""
+    from edge import outbox_answers
+    from edge.outbox import ANSWER
+    from edge.outbox_answers import NodeOutbox
+
+    monkeypatch.setattr(outbox_answers, "KEPT_ANSWERS", 3)
+    outbox = NodeOutbox(tmp_path / "outbox.db")
+    for index in range(5):
+        outbox.put("gw/v1/nodes/node-a/command/response", json.dumps({"request_id": f"r{index}"}).encode(), ANSWER)
+    outbox.put("gw/v1/nodes/node-a/command/response", b'{"request_id": "unknown"}', ANSWER)
+    for message in outbox.pending():
+        outbox.acknowledge(message.id)  # sent
+    outbox.close()
+    outbox = NodeOutbox(tmp_path / "outbox.db")
+    assert [outbox.answered(f"r{index}") for index in range(5)] == [
+        None, None, b'{"request_id": "r2"}', b'{"request_id": "r3"}', b'{"request_id": "r4"}']
+    assert outbox.answered("unknown") is None, "no command could be read: nothing to tell it by"
+    outbox.close()
+
