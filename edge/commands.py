@@ -65,9 +65,8 @@ class CommandHandler:
             if command.camera_id is not None and command.camera_id not in self.pipelines:
                 raise CommandFailed(f"no camera {command.camera_id} on this node ({', '.join(self.pipelines)})")
             if command.action is CommandAction.SNAPSHOT:
-                snapshots, dark = self.snapshot(command.camera_id)
-                detail = f"{len(snapshots)} snapshot(s) published" + (
-                    f"; no frame yet from {', '.join(dark)}" if dark else "")
+                snapshots, missing = self.snapshot(command.camera_id)
+                detail = "; ".join([f"{len(snapshots)} snapshot(s) published", *missing])
                 return self._response(command.request_id, command.action, True, detail, snapshots)
             if command.action is CommandAction.RELOAD:
                 return self._response(command.request_id, command.action, True, self.reload())
@@ -77,15 +76,20 @@ class CommandHandler:
             return self._response(command.request_id, command.action, False, str(error))
 
     def snapshot(self, camera_id: str | None) -> tuple[list[SnapshotRef], list[str]]:
-        """Each camera's latest frame (or the one named), and the cameras that have delivered none yet: all of
-        them dark, or the one named, is a failure; one dark camera of several does not hold up the others'."""
-        refs, dark = [], []
+        """Each camera's latest frame (or the one named), and what of the others the answer names: those that have
+        delivered none yet, and those no longer delivering (a live camera offline: its last frame is not the street
+        now, and the one retained stays as it is). All of them missing, or the one named, is a failure; one camera
+        missing of several does not hold up the others'."""
+        refs, dark, offline = [], [], []
         for pipeline_id, pipeline in self.pipelines.items():
             if camera_id not in (None, pipeline_id):
                 continue
             image = pipeline.last_image
             if image is None:
                 dark.append(pipeline_id)
+                continue
+            if not pipeline.delivering():
+                offline.append(pipeline_id)
                 continue
             ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
             if not ok:
@@ -95,10 +99,14 @@ class CommandHandler:
             self.publish_snapshot(topic, jpeg)
             refs.append(SnapshotRef(camera_id=pipeline_id, topic=topic, sha256=hashlib.sha256(jpeg).hexdigest(),
                                     bytes=len(jpeg)))
-        if dark and not refs:
+        missing = ([f"no frame yet from {', '.join(dark)}"] if dark else []) + (
+            [f"{', '.join(offline)} not delivering frames (not snapshotted)"] if offline else [])
+        if dark and not offline and not refs:
             raise CommandFailed(f"{'camera' if len(dark) == 1 else 'cameras'} {', '.join(dark)}: no frame delivered "
                                 f"yet")
-        return refs, dark
+        if missing and not refs:
+            raise CommandFailed(f"no snapshot taken: {'; '.join(missing)}")
+        return refs, missing
 
     def reload(self) -> str:
         """The configuration file and the manifest again: zones, rules, rates, tuning and models change in place;

@@ -90,6 +90,7 @@ class NodeLink(MqttClient):
             password=config.resolved_password(),
             keepalive=config.keepalive,
             session_expiry_seconds=SESSION_EXPIRY_SECONDS,
+            manual_ack=True,  # a command is acknowledged once its answer is kept (`_answer`); the rest on arrival
             tls_ca_file=config.tls_ca_file,
         )
         self.node_id = node_id
@@ -104,10 +105,18 @@ class NodeLink(MqttClient):
         self.subscribe(config_topic(node_id), self._on_config)
         self.command_handler: Callable[[bytes], CommandResponse] | None = None
         """Carries out a command and answers it (set by the node)."""
-        self.publish_answer: Callable[[str, bytes], None] | None = None
-        """Where command answers go (set by the node: its outbox, so an answer made while the broker is away is sent
-        once it is back, also after a restart); by default straight to the broker."""
+        self.publish_answer: Callable[[str, bytes], bool] | None = None
+        """Where command answers go, saying whether the answer is kept (set by the node: its outbox, so an answer
+        made while the broker is away is sent once it is back, also after a restart); by default straight to the
+        broker."""
+        self.answered: Callable[[str], bytes | None] | None = None
+        """The answer kept for a request id, if any (set by the node: its outbox keeps its last answers), so a
+        command delivered again is answered again, not carried out again."""
         self._commands: set[threading.Thread] = set()
+        self._in_hand: dict[str, list[mqtt.MQTTMessage]] = {}
+        """Request id -> the deliveries of the command being carried out (the broker sends an unacknowledged one
+        again after a reconnection): all acknowledged once its answer is kept."""
+        self._taking_commands = True
         self._commands_lock = threading.Lock()
         self.subscribe(command_topic(node_id), self._on_command)
 
@@ -125,6 +134,7 @@ class NodeLink(MqttClient):
         self.set_will(Will(status_topic(self.node_id), self._status(NodeState.OFFLINE, with_time=False)))
 
     def _on_own_status(self, message: mqtt.MQTTMessage) -> None:
+        self.ack(message)
         try:
             status = NodeStatus.model_validate_json(message.payload)
         except ValidationError:
@@ -135,6 +145,7 @@ class NodeLink(MqttClient):
             self.on_connected()
 
     def _on_config(self, message: mqtt.MQTTMessage) -> None:
+        self.ack(message)  # retained: a node that dies before applying it gets it again when it subscribes
         if not message.payload:
             return  # the retained config was cleared: keep the one in force
         if self.config_handler is None:
@@ -166,17 +177,35 @@ class NodeLink(MqttClient):
     def _on_command(self, message: mqtt.MQTTMessage) -> None:
         if self.command_handler is None:
             log.warning("command received but this node does not take commands")
+            self.ack(message)
             return
-        # Carried out in a thread of its own: a camera restart waits for the camera, and paho's loop must not.
-        thread = threading.Thread(target=self._answer, args=(message.payload,), name="command", daemon=True)
+        request_id = request_id_of(message.payload)
         with self._commands_lock:
+            if not self._taking_commands:  # the broker keeps it, unacknowledged, for the node's next session
+                log.info("command %s arrived while the node stops: left for its next start", request_id)
+                return
+            if request_id != "unknown" and request_id in self._in_hand:  # delivered again while carried out
+                self._in_hand[request_id].append(message)
+                return
+            deliveries = self._in_hand.setdefault(request_id, []) if request_id != "unknown" else []
+            deliveries.append(message)
+            # Carried out in a thread of its own: a camera restart waits for the camera, and paho's loop must not.
+            thread = threading.Thread(target=self._answer, args=(message.payload, deliveries), name="command",
+                                      daemon=True)
             self._commands = {running for running in self._commands if running.is_alive()} | {thread}
         thread.start()
 
+    def take_no_more_commands(self) -> None:
+        """A stopping node's: those that arrive from now on are left unacknowledged, and the broker delivers them at
+        the node's next start (its session is kept), rather than carried out with its cameras stopped."""
+        with self._commands_lock:
+            self._taking_commands = False
+
     def finish_commands(self, timeout: float) -> list[str]:
-        """Wait up to `timeout` seconds for the commands being carried out, so that their answers are in the outbox
-        before it closes (the broker has the commands acknowledged: one left unanswered would never be); returns the
+        """Take no more commands (`take_no_more_commands`) and wait up to `timeout` seconds for those being carried
+        out, so that their answers are in the outbox before it closes and the commands acknowledged; returns the
         names of those still running."""
+        self.take_no_more_commands()
         deadline = time.monotonic() + timeout
         with self._commands_lock:
             running = list(self._commands)
@@ -184,7 +213,47 @@ class NodeLink(MqttClient):
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         return [thread.name for thread in running if thread.is_alive()]
 
-    def _answer(self, payload: bytes) -> None:
+    def _answer(self, payload: bytes, deliveries: list[mqtt.MQTTMessage]) -> None:
+        """Carries out the command, or takes the answer kept for its request id (a command delivered again, after
+        its answer was kept but before the broker had its acknowledgement: a reconnection, a restart, a broker that
+        crashed before saving it), and acknowledges it once the answer is kept: one the node is killed (or cut from
+        its power) in the middle of is delivered again at its next start, and carried out then."""
+        request_id = request_id_of(payload)
+        answer = self._kept_answer(request_id)
+        if answer is not None:
+            log.info("command %s delivered again: answered again as before, not carried out again", request_id)
+        else:
+            answer = self._carry_out(payload).model_dump_json().encode()
+        topic = command_response_topic(self.node_id)
+        try:
+            if self.publish_answer is not None:
+                kept = self.publish_answer(topic, answer)
+            else:
+                self.publish(topic, answer)  # straight to the broker: paho holds it
+                kept = True
+        except Exception:  # the command is left for the broker to deliver again, not held here for ever
+            log.exception("command %s: its answer could not be published", request_id)
+            kept = False
+        with self._commands_lock:
+            if request_id != "unknown":
+                deliveries = self._in_hand.pop(request_id, deliveries)
+        if not kept:
+            log.error("command %s: its answer was not kept; the command stays unacknowledged, for the broker to "
+                      "deliver again when the node next connects", request_id)
+            return
+        for message in {message.mid: message for message in deliveries}.values():  # a redelivery keeps its id
+            self.ack(message)
+
+    def _kept_answer(self, request_id: str) -> bytes | None:
+        if self.answered is None or request_id == "unknown":
+            return None
+        try:
+            return self.answered(request_id)
+        except Exception:  # an outbox that cannot be read (a damaged page): carried out as a new command
+            log.exception("the answers kept cannot be read; command %s is carried out", request_id)
+            return None
+
+    def _carry_out(self, payload: bytes) -> CommandResponse:
         try:
             response = self.command_handler(payload)
         except Exception as error:  # a bug must not swallow the command: it is answered, and logged
@@ -194,8 +263,7 @@ class NodeLink(MqttClient):
                                        action="unknown", ok=False, detail=f"internal error: {error}",
                                        at=datetime.now(UTC))
         log.info("command %s (%s): %s", response.request_id, response.action, response.detail)
-        (self.publish_answer or self.publish)(command_response_topic(self.node_id),
-                                              response.model_dump_json().encode())
+        return response
 
     def stop_gracefully(self, flush_seconds: float = 10.0) -> bool:
         flushed = self.flush(flush_seconds)

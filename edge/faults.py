@@ -14,13 +14,15 @@ FULL_FRAME = (0.0, 0.0, 1.0, 1.0)
 
 
 LONGEST_GAP = 600.0
-"""Seconds between two looks past which (and past three holds) what was seen before says nothing of the time between:
-the clock stepped forward (NTP setting a board without a real-time clock), or nothing looked. Timing starts again."""
+"""Seconds between two looks past which (and past three holds, and two of the periods looks are taken at) what was
+seen before says nothing of the time between: the clock stepped forward (NTP setting a board without a real-time
+clock), or nothing looked. Timing starts again."""
 
 
-def unwatched(last: float | None, now: float, hold: float) -> bool:
-    """Whether the time from `last` to `now` went unobserved: a step of the clock or a pause, not a condition held."""
-    return last is not None and now - last > max(LONGEST_GAP, 3 * hold)
+def unwatched(last: float | None, now: float, hold: float, period: float = 0.0) -> bool:
+    """Whether the time from `last` to `now` went unobserved: a step of the clock or a pause, not a condition held.
+    `period`: how often looks are taken (a lamp read every 15 minutes is watched from one reading to the next)."""
+    return last is not None and now - last > max(LONGEST_GAP, 3 * hold, 2 * period)
 
 
 @dataclass
@@ -40,15 +42,15 @@ class FaultTracker:
     _faults: dict[str, _Fault] = field(default_factory=dict)
 
     def track(self, kind: str, present: bool | None, now: float, hold: float, raised: str,
-              cleared: str) -> list[RuleEvent]:
+              cleared: str, period: float = 0.0) -> list[RuleEvent]:
         """`present`: the condition holds at `now`; None: it cannot be told now (a lamp's failure to light, by day),
         and nothing changes: a fault raised stays raised, not cleared by what cannot show it. `raised` and
-        `cleared` are the events' reasons."""
+        `cleared` are the events' reasons; `period`, how often the condition is looked at (`unwatched`)."""
         fault = self._faults.setdefault(kind, _Fault())
         # the clock stepped back (NTP): a time kept from before the step would hold the fault back for its length
         fault.since = min(fault.since, now) if fault.since is not None else None
         fault.cleared_since = min(fault.cleared_since, now) if fault.cleared_since is not None else None
-        if unwatched(fault.looked_at, now, hold):  # stepped forward: a condition seen then is timed from now
+        if unwatched(fault.looked_at, now, hold, period):  # stepped forward: a condition seen then is timed from now
             fault.since = now if fault.since is not None else None
             fault.cleared_since = now if fault.cleared_since is not None else None
         fault.looked_at = now

@@ -20,6 +20,7 @@ from edge.config import CameraConfig, NodeConfig
 from edge.detect import ModelRegistry
 from edge.manifest import Manifest, load_manifest
 from edge.outbox import ANSWER, EVENT, EVIDENCE, Outbox, OutboxError
+from edge.outbox_answers import NodeOutbox
 from edge.outbox_sender import OutboxSender
 from edge.pipeline import CameraPipeline
 from edge.remote_config import RemoteConfigurator
@@ -123,8 +124,8 @@ class EdgeNode:
         lamps = [StreetlightMonitor(light, make_adapter(light)) for light in config.streetlights]
         link = NodeLink(config.node_id, config.mqtt, config.state_dir)
         try:
-            outbox = Outbox(config.state_dir / config.node_id / "outbox.db",
-                            int(config.outbox_max_mb * 1024 * 1024))
+            outbox = NodeOutbox(config.state_dir / config.node_id / "outbox.db",
+                                int(config.outbox_max_mb * 1024 * 1024))
         except OutboxError as error:
             raise ConfigError(str(error)) from None
         try:
@@ -147,6 +148,7 @@ class EdgeNode:
                                               node.publish_snapshot, config_path,
                                               reload_cameras=node.reload_cameras, overrides=overrides).handle
         link.publish_answer = node.publish  # through the outbox, like events: kept on disk until the broker has it
+        link.answered = outbox.answered  # a command delivered again is answered again, not carried out again
         return node
 
     def publish_snapshot(self, topic: str, jpeg: bytes, wait: float = SNAPSHOT_WAIT_SECONDS) -> None:
@@ -158,16 +160,18 @@ class EdgeNode:
             raise CommandFailed("not connected to the broker: no snapshot can be published now")
         self.link.publish(topic, jpeg, retain=True)
 
-    def publish(self, topic: str, payload: bytes) -> None:
+    def publish(self, topic: str, payload: bytes) -> bool:
         """Events, evidence and command answers are on disk before anything is sent; the sender publishes them in
         order (answers first). One the outbox cannot store (its disk full or failing) is counted as `unstored_KIND`
-        in telemetry and logged, and the camera goes on."""
+        in telemetry and logged, and the camera goes on. Whether it is stored (the outbox's policy may drop it,
+        counted): a command is acknowledged only once its answer is."""
         kind = {TopicKind.EVIDENCE: EVIDENCE, TopicKind.COMMAND: ANSWER}.get(parse_node_topic(topic).kind, EVENT)
         try:
-            self.outbox.put(topic, payload, kind)
+            return self.outbox.put(topic, payload, kind) is not None
         except (sqlite3.Error, OSError) as error:
             self.unstored[f"unstored_{kind}"] += 1
             log.error("outbox could not store %s %s (%s: %s); it is lost", kind, topic, type(error).__name__, error)
+            return False
 
     def publish_telemetry(self) -> None:
         telemetry = NodeTelemetry(
@@ -267,10 +271,11 @@ class EdgeNode:
                 stop.wait(0.2)
         finally:
             stop.set()
+            self.link.take_no_more_commands()  # the broker keeps them for the next start
             grace = time.monotonic() + STOP_GRACE_SECONDS  # one grace for them all: a hung camera and a slow one
             for thread in threads:  # must not take the service manager's stop timeout between them
                 thread.join(timeout=max(0.0, grace - time.monotonic()))
-            # a command being carried out answers into the outbox before it closes
+            # a command being carried out answers into the outbox before it closes, and is acknowledged
             busy = self.link.finish_commands(max(0.0, grace - time.monotonic()))
             if busy := busy + [thread.name for thread in threads if thread.is_alive()]:
                 # a camera still in its frame (a slow model) ends its violations as interrupted when it stops: the

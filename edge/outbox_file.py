@@ -149,3 +149,5 @@ def _prepare(db: sqlite3.Connection, check: bool) -> None:
     """The latest event of each violation the node has not ended: what a node killed while watching left open
     (`Outbox.left_open`)."""
     salvage.create_table(db)
+    db.execute("CREATE TABLE IF NOT EXISTS answered (request_id TEXT PRIMARY KEY, payload BLOB NOT NULL)")
+    """The node's last answers to commands, by request id (`edge/outbox_answers.py`)."""

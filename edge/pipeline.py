@@ -354,6 +354,14 @@ class CameraPipeline:
         return [self._publish(event, None, publish, HEALTH_MODEL)
                 for event in self.health.observe_offline(silent, time.time())]
 
+    def delivering(self, now: float | None = None) -> bool:
+        """Whether the camera delivers frames now: a live one whose stream is lost, or that has sent no frame for
+        its health's `fault_seconds`, does not, and its last frame shows the street as it was, not as it is."""
+        if not self.source.live:
+            return True
+        wall = time.monotonic() if now is None else now
+        return bool(self.source.delivering) and wall - self._last_frame_wall < self.camera.health.fault_seconds
+
     def _publish(self, rule_event: RuleEvent, frame: Frame | None, publish: Publish, model: ModelInfo) -> Event:
         return publish_rule_event(rule_event, frame, publish, model, self.node, self.camera,
                                   self.zones.get(rule_event.zone_id), self.timezone)

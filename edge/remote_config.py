@@ -27,8 +27,22 @@ REMOTE_KEYS = frozenset({"zones", "detect_fps", "motion_gating", "idle_detect_se
 """What the command centre may change. The source and the camera id stay with whoever installed the node."""
 
 
+MERGED_KEYS = frozenset({"tuning", "health"})
+"""Sections a config changes key by key: the keys it names, over what runs (the rest stays as it is, not the
+defaults). Any other key it names replaces the camera's (its zones, its location)."""
+
+
 class Refused(ValueError):
     pass
+
+
+def merged_settings(running: dict, settings: dict) -> dict:
+    """A camera's `settings` laid over what it runs, `running` (both in the node config's own format)."""
+    merged = {**running, **settings}
+    for key in MERGED_KEYS & set(settings):
+        if isinstance(settings[key], dict) and isinstance(running.get(key), dict):
+            merged[key] = {**running[key], **settings[key]}
+    return merged
 
 
 class RemoteConfigurator:
@@ -83,18 +97,18 @@ class RemoteConfigurator:
         config sets over the file is not changed and changed back (the open violations of its zones carry on). A
         config that no longer fits the reloaded file is refused, and the file's cameras take over alone. Raises
         ConfigError when even those cannot be applied (nothing changes)."""
-        with RECONFIGURING:
-            self.own_manifest = own_manifest
+        with RECONFIGURING:  # the node's manifest is the reloaded one only once its cameras run on it
             version, payload = self.current_version, self._in_force
             if version is None or payload is None:
                 reconfigure_all(self.pipelines, cameras, own_manifest)
+                self.own_manifest = own_manifest
                 return None
             try:
                 try:
                     remote = RemoteConfig.model_validate_json(payload)
                 except ValidationError as error:
                     raise Refused(format_validation_error(error, "config")) from None
-                manifest = self._manifest(remote.manifest)
+                manifest = self._manifest(remote.manifest, own_manifest)
                 overlaid = self._validated(remote, manifest, base=cameras)
                 try:
                     reconfigure_all(self.pipelines, overlaid, manifest)
@@ -104,8 +118,10 @@ class RemoteConfigurator:
                 log.warning("remote config %s does not fit the reloaded file: %s; the file's cameras run", version,
                             error)
                 reconfigure_all(self.pipelines, cameras, own_manifest)
+                self.own_manifest = own_manifest
                 self.current_version = self._in_force = None
                 return self._status(version, ConfigState.REFUSED, str(error))
+            self.own_manifest = own_manifest
             return self._status(version, ConfigState.APPLIED, None)
 
     def restore(self) -> ConfigStatus | None:
@@ -114,13 +130,14 @@ class RemoteConfigurator:
             return None
         return self.apply(self.store.read_bytes())
 
-    def _manifest(self, name: str | None) -> Manifest:
+    def _manifest(self, name: str | None, own: Manifest | None = None) -> Manifest:
         """The manifest the config names, from beside the node's own (where models are installed); the node's own
-        when it names none, so a roll-out ends by publishing a config without `manifest`."""
+        (`own`, a reload's, else the one it runs) when it names none, so a roll-out ends by publishing a config
+        without `manifest`."""
         if not self.pipelines:
             raise Refused("this node has no cameras to configure")
         if name is None:
-            return self.own_manifest
+            return own or self.own_manifest
         path = next(iter(self.pipelines.values())).node.manifest.parent / name
         try:
             return load_manifest(path)
@@ -145,7 +162,7 @@ class RemoteConfigurator:
             if forbidden:
                 raise Refused(f"cameras.{camera_id}: {', '.join(forbidden)} cannot be changed remotely "
                               f"(allowed: {', '.join(sorted(REMOTE_KEYS))})")
-            merged = {**json.loads(start.model_dump_json()), **settings}
+            merged = merged_settings(json.loads(start.model_dump_json()), settings)
             try:
                 camera = CameraConfig.model_validate(merged)
                 for zone in camera.zones:

@@ -145,7 +145,8 @@ class StreetlightMonitor:
         self._polled_at: float | None = None
 
     def poll(self, now: float) -> list[RuleEvent]:
-        if self._answered_at is not None and unwatched(self._polled_at, now, self.config.silent_seconds):
+        if self._answered_at is not None and \
+                unwatched(self._polled_at, now, self.config.silent_seconds, self.config.poll_seconds):
             self._answered_at = now  # the clock stepped forward: silence is timed from now, not from before the step
         elif self._answered_at is not None and self._polled_at is not None and now < self._polled_at:
             self._answered_at -= self._polled_at - now  # stepped back: the silence so far is kept, not undone
@@ -199,7 +200,7 @@ class StreetlightMonitor:
         )
         events = []
         for kind, present, raised, cleared in checks:
-            events.extend(self.faults.track(kind, present, now, c.fault_seconds, raised, cleared))
+            events.extend(self.faults.track(kind, present, now, c.fault_seconds, raised, cleared, c.poll_seconds))
         return events
 
     def telemetry(self) -> LampTelemetry:

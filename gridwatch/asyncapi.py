@@ -48,11 +48,13 @@ _CHANNELS: list[tuple[str, str, dict, str, type[BaseModel] | None, str, int, boo
     ("nodeCommand", c.command_topic("{node_id}"), _NODE_PARAM, "Command", c.Command, "server", 1, False,
      "A command: snapshot (publish the current frame), reload (re-read the node's config file and manifest), "
      "restart_camera (reopen a camera's source). Sent while the node is away, it arrives on return (persistent "
-     "session). Answered on command/response with the same request_id (1.2)."),
+     "session). Answered on command/response with the same request_id (1.2). The node acknowledges it once its "
+     "answer is kept, and carries out a request_id once: delivered again, it is answered again (the node keeps its "
+     "last 500 answers)."),
     ("nodeCommandResponse", c.command_response_topic("{node_id}"), _NODE_PARAM, "CommandResponse",
      c.CommandResponse, "edge node", 2, False,
      "The answer to a command, through the node's outbox at its `mqtt.qos` (1 allowed): ok or not, what was done or "
-     "why not, and the snapshots published (1.2)."),
+     "why not, and the snapshots published (1.2). The same answer may come twice for a command delivered again."),
     ("nodeSnapshot", "gw/v1/nodes/{node_id}/snapshot/{camera_id}",
      {**_NODE_PARAM, "camera_id": {"description": "The camera."}}, "Snapshot", None, "edge node", 1, True,
      "The camera's latest frame as a JPEG, unannotated, retained; published on a snapshot command (1.2)."),

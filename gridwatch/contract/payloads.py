@@ -257,7 +257,9 @@ class RemoteConfig(_Strict):
 
     schema_version: str = Field(pattern=r"^1\.\d+$")
     config_version: str = Field(min_length=1, max_length=64, description="Chosen by the sender; echoed in the answer.")
-    cameras: dict[Identifier, dict] = Field(default_factory=dict, description="camera_id -> settings to change.")
+    cameras: dict[Identifier, dict] = Field(
+        default_factory=dict, description="camera_id -> settings to change: `tuning` and `health` key by key (the "
+                                          "keys not named stay as the camera runs them), any other key whole.")
     manifest: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}\.ya?ml$",
         description="A model manifest among those installed beside the node's own (e.g. city.yaml), to roll a "

@@ -225,3 +225,25 @@ def test_a_reload_under_a_remote_config_keeps_the_violations_of_what_neither_cha
     watch(1070.0, 70)
     kinds = [json.loads(payload)["type"] for topic, payload in published if "/events/" in topic]
     assert kinds[0] == "new" and "end" not in kinds, kinds
+
+
+def test_a_remote_tuning_or_health_change_keeps_the_other_settings_the_camera_runs(tmp_path):
+    """Found by review: a config's `tuning` or `health` replaced the whole section, so {"tuning": {"min_score": 0.3}}
+    put every other tuning and health setting the node's file gave back to its default (lost_seconds 45 to 10,
+    black_level 8 to 12) and was answered applied. The keys a config names change; the rest stay as they run."""
+    node = NodeConfig.model_validate({"node_id": "node-a", "cameras": [{
+        "camera_id": "gate", "source": "rtsp://cam/1",
+        "tuning": {"lost_seconds": 45, "hidden_seconds": 300, "min_score": 0.5},
+        "health": {"fault_seconds": 120, "black_level": 8},
+        "zones": [{"zone_id": "kerb", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1]]}]}]})
+    manifest = Manifest.model_validate({"models": [{"name": "coco", "categories": {"illegal_parking": ["car"]}}]})
+    camera = CameraPipeline.build(node, node.cameras[0], manifest, source=object(),
+                                  detector_factory=lambda w, labels: ScriptedDetector("coco", lambda n: detections()))
+    configurator = RemoteConfigurator("node-a", {"gate": camera}, tmp_path / "remote.json")
+    status = configurator.apply(remote("v2", {"gate": {"tuning": {"min_score": 0.3}, "health": {"fault_seconds": 60}}}))
+    assert status.state.value == "applied"
+    tuning, health = camera.camera.tuning, camera.camera.health
+    assert (tuning.min_score, tuning.lost_seconds, tuning.hidden_seconds) == (0.3, 45, 300)
+    assert (health.fault_seconds, health.black_level) == (60, 8)
+    wrong = configurator.apply(remote("v3", {"gate": {"tuning": {"min_scor": 0.3}}}))
+    assert wrong.state.value == "refused" and "cameras.gate.tuning.min_scor" in wrong.reason

@@ -201,3 +201,54 @@ def test_a_roll_out_that_changes_cocos_classes_keeps_the_parked_cars_violation(t
     assert [event["type"] for event in events if event["type"] != "update"] == ["new"], "no end, no second new"
     assert {event["violation_id"] for event in events} == {events[0]["violation_id"]}
     assert [event["type"] for event in events][-1] == "update", "its heartbeats go on"
+
+
+@pytest.mark.parametrize("under_a_config", [False, True])
+def test_a_reload_refused_for_a_model_that_will_not_load_leaves_the_nodes_manifest_as_it_was(tmp_path, monkeypatch,
+                                                                                           under_a_config):
+    """Found by review: a `reload` refused because its manifest's new model would not load (an export copied
+    half-way) still made that manifest the node's own: the next zone change was refused with the model's error, and
+    once the export loaded, a zone change rolled the model out unasked. The node's manifest changes only with a
+    reload that its cameras take."""
+    import yaml
+
+    from edge.commands import CommandHandler
+
+    monkeypatch.delenv("GRIDWATCH_MODEL", raising=False)
+    camera = rollout_node(tmp_path, [])
+    working = camera.detector_factory
+
+    def half_copied(weights: str, labels: list[str]):
+        if "litter" in weights:
+            raise ModelError(f"cannot load detector model {weights!r}: corrupt export")
+        return working(weights, labels)
+
+    camera.detector_factory = half_copied
+    configurator = RemoteConfigurator("node-a", {"gate": camera}, tmp_path / "remote.json")
+    zones = [zone.model_dump(mode="json") for zone in camera.camera.zones]
+    if under_a_config:
+        zones[0]["dwell_seconds"] = 200
+        in_force = configurator.apply(json.dumps({"schema_version": "1.2", "config_version": "v1",
+                                                  "cameras": {"gate": {"zones": zones}}}).encode())
+        assert in_force.state is ConfigState.APPLIED
+    node_file = tmp_path / "node.yaml"
+    node_file.write_text(yaml.safe_dump(json.loads(camera.node.model_dump_json())))
+    (tmp_path / "models" / "own.yaml").write_text((tmp_path / "models" / "city.yaml").read_text())  # the edit
+    handler = CommandHandler(camera.node, {"gate": camera}, lambda topic, jpeg: None, node_file,
+                             reload_cameras=configurator.reload)
+    answer = handler.handle(b'{"schema_version": "1.2", "request_id": "r1", "action": "reload"}')
+    assert not answer.ok and "corrupt export" in answer.detail
+    assert [r.spec.name for r in camera.runners] == ["coco"]
+
+    zones[0]["dwell_seconds"] = 120
+    changed = configurator.apply(json.dumps({"schema_version": "1.2", "config_version": "v2",
+                                             "cameras": {"gate": {"zones": zones}}}).encode())
+    assert changed.state is ConfigState.APPLIED, changed.reason
+    camera.detector_factory = working  # the export finished copying
+    zones[0]["dwell_seconds"] = 90
+    changed = configurator.apply(json.dumps({"schema_version": "1.2", "config_version": "v3",
+                                             "cameras": {"gate": {"zones": zones}}}).encode())
+    assert changed.state is ConfigState.APPLIED and [r.spec.name for r in camera.runners] == ["coco"], \
+        "a zone change rolls out no model"
+    assert handler.handle(b'{"schema_version": "1.2", "request_id": "r2", "action": "reload"}').ok
+    assert [r.spec.name for r in camera.runners] == ["coco", "litter"], "the reload taken, its model runs"

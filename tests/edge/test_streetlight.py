@@ -338,3 +338,21 @@ def test_a_silent_controller_stays_silent_when_the_clock_steps_back():
     assert monitor.faults.active == ["controller_silent"]
     controller.answering = True
     assert [event.type.value for event in monitor.poll(start + 200)] == ["end"], "an answer ends it"
+
+
+@pytest.mark.parametrize("poll_seconds", [300, 900, 3600])
+def test_a_lamp_read_every_quarter_hour_or_hour_still_raises_its_faults(poll_seconds):
+    """Found by review: any gap between two readings over 600 s was taken for a step of the clock, and timing began
+    again at every reading: a lamp read every 15 minutes, dark all night, and a controller that never answered
+    raised nothing in 24 hours. The gap that counts as a step now follows the poll period."""
+    clock = Clock()
+    raised = []
+    for fault in ("lamp_out", "silent"):
+        light = StreetlightConfig.model_validate({
+            "lamp_id": "lamp-7", "poll_seconds": poll_seconds, "adapter": {
+                "type": "simulated", "ambient_lux": NIGHT, "failures": [{"fault": fault, "start_seconds": 0}]}})
+        monitor = StreetlightMonitor(light, SimulatedLamp(light.adapter, light, clock=clock))
+        for _ in range(3):  # the lamp dark at night, or its controller silent, from the first reading on
+            raised += [(event.label, event.type.value) for event in monitor.poll(clock.now)]
+            clock.now += poll_seconds
+    assert raised == [("lamp_off_at_night", "new"), ("controller_silent", "new")]
