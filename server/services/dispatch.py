@@ -36,8 +36,14 @@ OVERLAP_SHARE = 0.01
 not worth a line; a grid drawn over another is."""
 
 
+MAX_MINUTES = 366 * 24 * 60
+"""The longest time a configuration gives in minutes, a year: more is a slip of the keyboard, and `.inf` or 1e10
+(past the year 9999) made every deadline or escalation that used it fail."""
+
+
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # no Infinity or NaN: a deadline `.inf` minutes away cannot be placed on any clock
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def address_key(address: str) -> str:
@@ -60,7 +66,8 @@ class UnitConfig(_Config):
 
 class CategoryRoute(_Config):
     unit: str = Field(description="Key in `units` of the member unit that handles this category.")
-    deadline_minutes: float = Field(gt=0, description="Time allowed from dispatch to the unit's feedback.")
+    deadline_minutes: float = Field(gt=0, le=MAX_MINUTES, description=(
+        "Time allowed from dispatch to the unit's feedback (at most a year, 527040)."))
     clock: Literal["working", "calendar"] = Field(
         default="working", description="`working`: the deadline counts only `working_hours`; `calendar`: round the "
                                        "clock (streetlights, devices).")
@@ -74,8 +81,8 @@ class Escalation(_Config):
         default_factory=dict, description="Head of each street office, by the grids' `street` name: told when a case "
                                           "of theirs is overdue.")
     district: Person | None = Field(default=None, description="District command, told when still overdue later.")
-    district_after_minutes: float = Field(default=120, gt=0, description=(
-        "Minutes past the deadline before the district is told, on the category's clock."))
+    district_after_minutes: float = Field(default=120, gt=0, le=MAX_MINUTES, description=(
+        "Minutes past the deadline before the district is told, on the category's clock (at most a year)."))
 
 
 class DispatchConfig(_Config):
@@ -85,14 +92,16 @@ class DispatchConfig(_Config):
         default_factory=dict, description="Which unit handles each category, and in what time (table below)."
     )
     fallback_unit: str = Field(description="Key in `units` that takes what no grid or category matches.")
-    fallback_deadline_minutes: float = Field(default=240, gt=0, description="Time allowed for fallback cases.")
+    fallback_deadline_minutes: float = Field(default=240, gt=0, le=MAX_MINUTES, description=(
+        "Time allowed for fallback cases (at most a year)."))
     timezone: str = Field(default="Asia/Shanghai", description="IANA zone of shifts and working hours.")
     working_hours: WorkingHours | None = Field(
         default=None, description="When `working` deadlines run, e.g. {start: '07:00', end: '23:00'}, with the "
                                   "city's holidays and make-up days; null: always.")
     repeat_window_minutes: float = Field(
-        default=30, ge=0, description="A detection at the place and of the category of a case closed (or verified) "
-                                      "this recently reopens it (an open case is joined whenever).")
+        default=30, ge=0, le=MAX_MINUTES, description=(
+            "A detection at the place and of the category of a case closed (or verified) this recently reopens it (an "
+            "open case is joined whenever)."))
     repeat_radius_m: float = Field(default=15, ge=0, description="Distance within which two located detections "
                                                                  "from different cameras are the same place.")
     escalation: Escalation = Field(default_factory=Escalation, description="Who is told of overdue cases.")

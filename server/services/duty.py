@@ -16,6 +16,10 @@ from gridwatch.contract import Person
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOLIDAYS_AHEAD = 21
 """Days ahead `taking_over` looks for the next shift: a week, and the longest run of holidays after it."""
+CLOSED_DAYS = 400
+"""Days in a row without working hours after which hours are taken as never open: a configuration mistake, not a
+loop for ever. Counted from the last open day, not from the start: a year of working minutes in hours of 16 a day
+takes 549 days."""
 
 
 class _Config(BaseModel):
@@ -108,8 +112,11 @@ def add_working_time(start: datetime, allowed: timedelta, hours: TimeWindow | No
     local, moment = start.astimezone(zone), start.astimezone(UTC)
     left = allowed
     day = local.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
-    for _ in range(400):  # a year of days without working hours is a configuration mistake, not a loop forever
-        for span_start, span_end in _in_utc(hours.spans(day)):
+    closed = 0
+    while closed < CLOSED_DAYS:
+        spans = _in_utc(hours.spans(day))
+        closed = 0 if spans else closed + 1
+        for span_start, span_end in spans:
             begin = max(span_start, moment)
             if begin >= span_end:
                 continue
@@ -128,8 +135,11 @@ def working_time_before(end: datetime, span: timedelta, hours: TimeWindow | None
     local, moment = end.astimezone(zone), end.astimezone(UTC)
     left = span
     day = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    for _ in range(400):
-        for span_start, span_end in reversed(_in_utc(hours.spans(day))):
+    closed = 0
+    while closed < CLOSED_DAYS:
+        spans = _in_utc(hours.spans(day))
+        closed = 0 if spans else closed + 1
+        for span_start, span_end in reversed(spans):
             finish = min(span_end, moment)
             if finish <= span_start:
                 continue

@@ -318,3 +318,34 @@ def test_working_hours_written_without_quotes_are_the_hours_they_say(tmp_path):
         'working_hours: {start: "07:00", end: "23:00"}', "working_hours: {start: 07:00, end: 23:00}"))
     hours = Dispatcher.from_file(tmp_path / "dispatch.yaml").config.working_hours
     assert (hours.start, hours.end) == (time(7, 0), time(23, 0))
+
+
+@pytest.mark.parametrize(("replace", "by", "key"), [
+    ("deadline_minutes: 30,", "deadline_minutes: .inf,", "categories.illegal_parking.deadline_minutes"),
+    ("deadline_minutes: 30,", "deadline_minutes: 1e10,", "categories.illegal_parking.deadline_minutes"),
+    ("fallback_deadline_minutes: 240", "fallback_deadline_minutes: .inf", "fallback_deadline_minutes"),
+    ("fallback_deadline_minutes: 240", "fallback_deadline_minutes: 1e10", "fallback_deadline_minutes"),
+    ("district_after_minutes: 120", "district_after_minutes: .inf", "escalation.district_after_minutes"),
+    ("district_after_minutes: 120", "district_after_minutes: .nan", "escalation.district_after_minutes"),
+    ("district_after_minutes: 120", "district_after_minutes: 527041", "escalation.district_after_minutes"),
+    ("repeat_window_minutes: 30", "repeat_window_minutes: .inf", "repeat_window_minutes"),
+])
+def test_times_that_are_not_a_number_or_past_a_year_are_refused_with_their_key(tmp_path, replace, by, key):
+    """Found by review: `district_after_minutes: .inf` loaded, and every sweep then raised OverflowError, rolled
+    back, and escalated no case at all; `deadline_minutes: .inf` (or 1e10, past the year 9999) dead-lettered every
+    detection of its category."""
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(replace, by))
+    with pytest.raises(ConfigError, match=rf"{key}: "):
+        Dispatcher.from_file(tmp_path / "dispatch.yaml")
+
+
+def test_a_deadline_of_a_year_of_working_minutes_is_placed_in_the_working_hours(tmp_path):
+    """The longest deadline the configuration takes, a year of minutes, in working hours of 16 a day runs past 400
+    calendar days: placed there, not given up as if the hours never opened."""
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(
+        "deadline_minutes: 240, auto_file_score: 0.6", "deadline_minutes: 527040, auto_file_score: 0.6"))
+    dispatcher = Dispatcher.from_file(tmp_path / "dispatch.yaml")
+    _, deadline = dispatcher.assign(Category.LITTER, Location(lat=30.274, lon=120.165), MONDAY_10)
+    assert dispatcher.time_left(MONDAY_10, deadline) == timedelta(days=366)
