@@ -349,3 +349,18 @@ def test_a_deadline_of_a_year_of_working_minutes_is_placed_in_the_working_hours(
     dispatcher = Dispatcher.from_file(tmp_path / "dispatch.yaml")
     _, deadline = dispatcher.assign(Category.LITTER, Location(lat=30.274, lon=120.165), MONDAY_10)
     assert dispatcher.time_left(MONDAY_10, deadline) == timedelta(days=366)
+
+
+@pytest.mark.parametrize(("replace", "by", "key", "lines"), [
+    ("  command-centre:", '  enforcement: {name: "城管执法"}\n  command-centre:', "enforcement",
+     (13, 26)),
+    ("  device_fault:", "  litter: {unit: enforcement, deadline_minutes: 60}\n  device_fault:", "litter", (32, 33)),
+])
+def test_a_key_written_twice_is_refused_with_both_its_lines(tmp_path, replace, by, key, lines):
+    """Found by review: YAML's loader kept the last of two equal keys, silently: a second `enforcement:` block
+    replaced the first and its roster was gone, a second `litter:` sent litter to another unit."""
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(replace, by, 1))
+    first, second = lines
+    with pytest.raises(ConfigError, match=rf"'{key}' .*line {first}\b.*line {second}\b"):
+        Dispatcher.from_file(tmp_path / "dispatch.yaml")
