@@ -194,8 +194,21 @@ def load_grids(path: Path) -> list[Grid]:
             raise ConfigError(f"{path}: features.{index} ({properties.grid_id}): coordinates outside longitude "
                               f"-180..180 / latitude -90..90; GeoJSON gives each point as [lon, lat]")
         grids.append(Grid(properties, geometry))
+    _refuse_twice_given_ids(path, grids)
     _say_overlaps(path, grids)
     return grids
+
+
+def _refuse_twice_given_ids(path: Path, grids: list[Grid]) -> None:
+    """Two grids of one `grid_id` would be one grid to the assessment, the case lists and the public board."""
+    features: dict[str, list[int]] = {}
+    for index, grid in enumerate(grids):
+        features.setdefault(grid.properties.grid_id, []).append(index)
+    if twice := [(grid_id, indices) for grid_id, indices in features.items() if len(indices) > 1]:
+        raise ConfigError("; ".join(
+            f"{path}: {' and '.join(f'features.{index}.properties.grid_id' for index in indices)}: "
+            f"{'both' if len(indices) == 2 else 'all'} {grid_id!r}; each grid needs its own"
+            for grid_id, indices in twice))
 
 
 def _say_overlaps(path: Path, grids: list[Grid]) -> None:

@@ -364,3 +364,14 @@ def test_a_key_written_twice_is_refused_with_both_its_lines(tmp_path, replace, b
     first, second = lines
     with pytest.raises(ConfigError, match=rf"'{key}' .*line {first}\b.*line {second}\b"):
         Dispatcher.from_file(tmp_path / "dispatch.yaml")
+
+
+def test_two_grids_of_one_grid_id_are_refused_naming_both(tmp_path):
+    """Found by review: two grids with one grid_id loaded, and the cases of both were counted as one grid's in the
+    assessment, the case lists and the public board."""
+    east = [[lon + 0.02, lat] for lon, lat in LON_LAT]
+    (tmp_path / "grids.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _grid_feature(LON_LAT), _grid_feature(east, grid_id="G2"), _grid_feature(east, grid_id="G1")]}))
+    with pytest.raises(ConfigError, match=r"features.0.properties.grid_id and features.2.properties.grid_id: "
+                                          r"both 'G1'"):
+        load_grids(tmp_path / "grids.geojson")
