@@ -78,8 +78,10 @@ class CategoryRoute(_Config):
 
 class Escalation(_Config):
     street_offices: dict[str, Person] = Field(
-        default_factory=dict, description="Head of each street office, by the grids' `street` name: told when a case "
-                                          "of theirs is overdue.")
+        default_factory=dict, description=(
+            "Head of each street office, by the grids' `street` name: told when a case of theirs is overdue. Given "
+            "any, every grid's street needs one; a case with none to tell (outside every grid) goes to the district "
+            "at its deadline."))
     district: Person | None = Field(default=None, description="District command, told when still overdue later.")
     district_after_minutes: float = Field(default=120, gt=0, le=MAX_MINUTES, description=(
         "Minutes past the deadline before the district is told, on the category's clock (at most a year)."))
@@ -244,6 +246,14 @@ class Dispatcher:
             # a misspelt street: its overdue cases would escalate to nobody
             raise ConfigError(f"{path}: escalation.street_offices: {', '.join(map(repr, unknown))} is the street of "
                               f"no grid in {config.grids} (streets: {', '.join(sorted(map(str, streets - {None})))})")
+        offices = config.escalation.street_offices
+        if offices and (headless := [(index, grid) for index, grid in enumerate(grids)
+                                     if grid.properties.street is not None and grid.properties.street not in offices]):
+            # a misspelt street on a grid: its overdue cases would be told to no street office
+            raise ConfigError("; ".join(
+                f"{grids_path}: features.{index}.properties.street: {grid.properties.street!r} (grid "
+                f"{grid.properties.grid_id}) has no head in escalation.street_offices (there: "
+                f"{', '.join(map(repr, offices))})" for index, grid in headless))
         return cls(config, grids)
 
     @property
@@ -337,6 +347,7 @@ class Dispatcher:
         return route.auto_file_score if route is not None else 0.5
 
     def escalation_contact(self, level: int, street: str | None) -> Person | None:
+        """Who is told at `level`: 1 the head of the `street`'s office, 2 the district (None: no one named)."""
         if self.config is None:
             return None
         escalation = self.config.escalation

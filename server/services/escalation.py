@@ -1,6 +1,7 @@
 """When an overdue case is escalated, and who is told: at its deadline the street office of its grid, then, still
 overdue `district_after_minutes` later on the category's clock, the district. One level a sweep, so the street office
-is told before the district, also of a case first seen late.
+is told before the district, also of a case first seen late. A case with no street office to tell (outside every
+grid, or the dispatch rules name no office for its street) goes to the district at its deadline.
 
 A pure function of the case, the dispatch rules and the time passed in: the sweep (server/services/cases.py) takes
 the step it gives."""
@@ -37,8 +38,20 @@ def escalation_due(dispatcher: Dispatcher, case: CaseRecord, now: datetime) -> E
     level = min(case.escalation_level + 1, 2 if district_at <= now else 1)
     if level <= case.escalation_level:
         return None
-    contact = dispatcher.escalation_contact(level, case.street)
+    contact, why = dispatcher.escalation_contact(level, case.street), ""
+    if contact is None and level == 1 and (district := dispatcher.escalation_contact(2, None)) is not None:
+        # no street office to tell: the district now, not after its wait with no one told
+        level, contact = 2, district
+        why = f" (no street office to tell: {_no_office(case)})"
     to = ("district" if level == 2 else f"street office {case.street or '(no grid)'}") + (
         f": {contact.name} {contact.phone or ''}".rstrip() if contact else "")
     return Escalation(level, f"overdue by {late.total_seconds() / 60:.0f} {'working ' if working else ''}min; "
-                             f"escalated to {to}")
+                             f"escalated to {to}{why}")
+
+
+def _no_office(case: CaseRecord) -> str:
+    if case.grid_id is None:
+        return "outside every grid"
+    if case.street is None:
+        return f"grid {case.grid_id} names no street"
+    return f"no head of {case.street} in escalation.street_offices"

@@ -156,3 +156,18 @@ def test_a_case_that_cannot_be_escalated_leaves_the_other_overdue_cases_escalate
     assert (city.case(1).escalation_level, city.case(2).escalation_level) == (0, 1)
     assert "case 1: not escalated" in caplog.text
     assert city.ingest.sweep(city.clock.advance(minutes=120)) == 1 and city.case(2).escalation_level == 2
+
+
+def test_a_case_outside_every_grid_goes_to_the_district_at_its_deadline(city):
+    """Found by review: a case outside every grid has no street office, yet was "escalated to street office (no
+    grid)" at its deadline, telling no one, and the district heard of it only two hours later."""
+    city.detect(category="illegal_parking", code="0505", label="car", location={"lat": 31.0, "lon": 121.0})
+    assert city.case().fallback and city.case().street is None  # the command centre's, 240 working minutes
+    assert city.ingest.sweep(city.clock.advance(minutes=239)) == 0
+    assert city.ingest.sweep(city.clock.advance(minutes=2)) == 1
+    assert city.case().escalation_level == 2
+    assert city.case().transitions[-1].reason == (
+        "overdue by 1 working min; escalated to district: 下城区城管指挥中心 District command centre 0571-8700-0001 "
+        "(no street office to tell: outside every grid)")
+    assert city.messages[-1].escalation_level == 2
+    assert city.ingest.sweep(city.clock.advance(hours=3)) == 0

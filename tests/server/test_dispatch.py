@@ -375,3 +375,16 @@ def test_two_grids_of_one_grid_id_are_refused_naming_both(tmp_path):
     with pytest.raises(ConfigError, match=r"features.0.properties.grid_id and features.2.properties.grid_id: "
                                           r"both 'G1'"):
         load_grids(tmp_path / "grids.geojson")
+
+
+def test_a_grid_of_a_street_without_an_office_head_is_named(tmp_path):
+    """Found by review: only the street offices were checked against the grids' streets, not the grids against the
+    offices, so a grid whose `street` was misspelt loaded, and its overdue cases were escalated to no one."""
+    (tmp_path / "grids.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _grid_feature(LON_LAT), _grid_feature([[lon + 0.02, lat] for lon, lat in LON_LAT], grid_id="G2",
+                                              street="Wulln")]}))
+    (tmp_path / "dispatch.yaml").write_text("grids: grids.geojson\nunits: {a: {name: A}}\nfallback_unit: a\n"
+                                            "escalation: {street_offices: {Wulin: {name: Zhao}}}\n")
+    with pytest.raises(ConfigError, match=r"features.1.properties.street: 'Wulln' \(grid G2\) has no head in "
+                                          r"escalation.street_offices \(there: 'Wulin'\)"):
+        Dispatcher.from_file(tmp_path / "dispatch.yaml")
