@@ -24,6 +24,7 @@ from server.services.duty import (
     Shift,
     WorkingHours,
     add_working_time,
+    overlaps,
     taking_over,
     working_time_before,
     working_time_between,
@@ -133,6 +134,16 @@ class DispatchConfig(_Config):
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _a_calendar_to_keep(self) -> DispatchConfig:
+        """A shift that keeps the city's calendar, where there is none (no `working_hours`), would keep nothing."""
+        if self.working_hours is None and (keeping := [
+                f"units.{unit_id}.shifts.{index}.keeps_calendar" for unit_id, unit in self.units.items()
+                for index, shift in enumerate(unit.shifts) if shift.keeps_calendar]):
+            raise ValueError("; ".join(f"{key}: true needs working_hours, the city's calendar of holidays and make-up "
+                                       f"days (working_hours is null)" for key in keeping))
         return self
 
 
@@ -254,6 +265,11 @@ class Dispatcher:
                 f"{grids_path}: features.{index}.properties.street: {grid.properties.street!r} (grid "
                 f"{grid.properties.grid_id}) has no head in escalation.street_offices (there: "
                 f"{', '.join(map(repr, offices))})" for index, grid in headless))
+        for unit_id, unit in config.units.items():
+            for first, second, when in overlaps(unit.shifts):
+                log.warning("%s: units.%s.shifts: %d (%s) and %d (%s) overlap %s; the first listed, %s, is on duty "
+                            "then", path, unit_id, first, unit.shifts[first].name, second, unit.shifts[second].name,
+                            when, unit.shifts[first].name)
         return cls(config, grids)
 
     @property

@@ -6,6 +6,7 @@ Pure functions of the time passed in (always time-zone aware), so a test can wal
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from itertools import combinations
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -88,7 +89,8 @@ class Shift(TimeWindow):
     staff: Person = Field(description="Who is on duty (name and phone), named in the assignment.")
     keeps_calendar: bool = Field(default=False, description=(
         "true: the shift keeps the city's calendar (`working_hours.holidays` and `make_up_days`), as office staff "
-        "do: off on holidays, on on make-up days whatever its `days`; false: its `days` alone, as street crews."))
+        "do: off on holidays, on on make-up days whatever its `days` (it needs `working_hours`); false: its `days` "
+        "alone, as street crews."))
 
     def on(self, day: datetime, calendar: WorkingHours | None) -> list[tuple[datetime, datetime]]:
         """The shift's spans starting on `day`, with the city's `calendar` where the shift keeps it."""
@@ -172,6 +174,26 @@ def _in_utc(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, date
     """Local spans in UTC, for arithmetic: Python adds and subtracts datetimes of one time zone on the wall clock,
     so across a change of daylight-saving time a span's length and a deadline were an hour out."""
     return [(start.astimezone(UTC), end.astimezone(UTC)) for start, end in spans]
+
+
+def overlaps(shifts: list[Shift]) -> list[tuple[int, int, str]]:
+    """Where two shifts of a roster are on at once in a week, by their `days` (a holiday or make-up day aside):
+    (0, 1, "17:00-18:00 on mon, tue") for the first two. The first listed is on duty then, which the city may not
+    have meant; shifts that meet, one ending as the next starts, do not overlap."""
+    monday = datetime(2024, 1, 1)  # any Monday: on the wall clock, as rosters are written
+    week = [[span for offset in range(-1, 7) for span in shift.spans(monday + timedelta(days=offset))]
+            for shift in shifts]
+    found = []
+    for first, second in combinations(range(len(shifts)), 2):
+        shared: dict[str, set[int]] = {}
+        for (first_start, first_end), (second_start, second_end) in (
+                (a, b) for a in week[first] for b in week[second]):
+            start, end = max(first_start, second_start), min(first_end, second_end)
+            if start < end and monday <= start < monday + timedelta(days=7):  # each once a week
+                shared.setdefault(f"{start:%H:%M}-{end:%H:%M}", set()).add(start.weekday())
+        found += [(first, second, f"{hours} on {', '.join(WEEKDAYS[day] for day in sorted(days))}")
+                  for hours, days in shared.items()]
+    return found
 
 
 def on_duty(shifts: list[Shift], moment: datetime, zone: ZoneInfo,

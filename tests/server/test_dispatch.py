@@ -388,3 +388,33 @@ def test_a_grid_of_a_street_without_an_office_head_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"features.1.properties.street: 'Wulln' \(grid G2\) has no head in "
                                           r"escalation.street_offices \(there: 'Wulin'\)"):
         Dispatcher.from_file(tmp_path / "dispatch.yaml")
+
+
+def test_shifts_of_one_unit_that_overlap_are_named_and_the_first_listed_is_on_duty(tmp_path, caplog):
+    """Found by review: two shifts of one unit that overlapped loaded without a word, and the first listed always
+    had the cases of the hours they shared."""
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(
+        '{name: day, start: "05:00", end: "17:00"', '{name: day, start: "05:00", end: "18:00", days: [mon, tue]'))
+    with caplog.at_level(logging.WARNING, logger="server.services.dispatch"):
+        dispatcher = Dispatcher.from_file(tmp_path / "dispatch.yaml")
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert ("units.sanitation.shifts: 0 (day) and 1 (night) overlap 17:00-18:00 on mon, tue; the first listed, "
+            "day, is on duty then") in warning
+    assignment, _ = dispatcher.assign(Category.LITTER, Location(lat=30.274, lon=120.165), MONDAY_10.replace(hour=17))
+    assert assignment.on_duty.name == "吴芳 Wu Fang"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="server.services.dispatch"):
+        Dispatcher.from_file(DEMO)  # shifts that meet end to start (12:20) or round midnight do not overlap
+    assert not caplog.records
+
+
+def test_a_shift_keeping_the_city_calendar_without_one_is_refused(tmp_path):
+    """Found by review: `keeps_calendar: true` with `working_hours: null` loaded, and did nothing: there is no
+    calendar of holidays and make-up days to keep."""
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(
+        'working_hours: {start: "07:00", end: "23:00"}', "working_hours: null").replace(
+        '{name: night, start: "17:00"', '{name: night, keeps_calendar: true, start: "17:00"'))
+    with pytest.raises(ConfigError, match=r"units.sanitation.shifts.1.keeps_calendar: true needs working_hours"):
+        Dispatcher.from_file(tmp_path / "dispatch.yaml")
