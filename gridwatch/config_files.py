@@ -26,6 +26,26 @@ class _Loader(yaml.SafeLoader):
             return "tag:yaml.org,2002:str"
         return super().resolve(kind, value, implicit)
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        """A mapping whose every key is written once: YAML's loader kept the last of two equal keys, silently (a
+        second `enforcement:` unit replaced the first, its roster gone). Keys a merge (`<<: *defaults`) brings
+        are overridden as YAML means them to be."""
+        if isinstance(node, yaml.MappingNode):
+            first_lines: dict[object, yaml.Mark] = {}
+            for key_node, _value in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = first_lines.setdefault(key, key_node.start_mark)
+                except TypeError:  # a key that is a list or mapping: the safe loader's own error names it
+                    continue
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        f"key {key!r} first written", first, "written again, which would replace it silently",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]

@@ -98,4 +98,5 @@ class CaseMessage(_Strict):
     assignment: CaseAssignment | None
     deadline_at: AwareDatetime | None
     opened_at: AwareDatetime
-    escalation_level: int = Field(default=0, ge=0, le=2, description="0 grid, 1 street office, 2 district (1.3).")
+    escalation_level: int = Field(default=0, ge=0, le=2, description=(
+        "0 grid, 1 street office, 2 district (1.3); 0 to 2 at once where no street office is there to tell."))

@@ -71,7 +71,8 @@ class CaseSummary(_Schema):
     """The unit grid the case lies in, known from its position (before dispatch too; the assignment names it
     once dispatched)."""
     escalation_level: int = 0
-    """0: with the grid; 1: escalated to the street office; 2: to the district."""
+    """0: with the grid; 1: escalated to the street office; 2: to the district (from 0 where no street office is
+    there to tell: a case outside every grid)."""
     dispatched_at: datetime | None = None
     accepted_at: datetime | None = None
     feedback_at: datetime | None = None

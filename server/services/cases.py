@@ -9,6 +9,7 @@ back for rework. Every change is a `CaseTransition` (who, when, why) and a `Case
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 
@@ -26,7 +27,7 @@ from gridwatch.contract import (
     Location,
 )
 from server.core.security import Role
-from server.db import begin_writing, claim
+from server.db import begin_writing, claim, database_away
 from server.models import CaseRecord, CaseTransition, EventRecord
 from server.services.case_records import (
     assign,
@@ -37,10 +38,13 @@ from server.services.case_records import (
     record_kpi,
 )
 from server.services.dispatch import Dispatcher, address_key
+from server.services.escalation import escalation_due
 from server.services.places import Nearby, Repeats, reported_at
 from server.services.workflow import IN_UNIT, OPEN, WorkflowError, allowed_actions, next_status
 
 SYSTEM_ACTOR = "system"
+
+log = logging.getLogger(__name__)
 
 A, S = CaseAction, CaseStatus
 
@@ -347,36 +351,28 @@ class CaseService:
     # ---- the clock ---------------------------------------------------------------------------------------------
 
     def sweep(self, session: Session, now: datetime) -> list[CaseMessage]:
-        """Escalate overdue cases: at the deadline to the street office, later to the district."""
-        config = self.dispatcher.config
-        later = timedelta(minutes=config.escalation.district_after_minutes if config else 120)
+        """Escalate overdue cases: at the deadline to the street office, later to the district. A case that cannot
+        be escalated is logged and left as it was; the others are escalated all the same."""
         steps = []
         begin_writing(session)
         # a case another worker's sweep or batch holds is left to the next sweep (SKIP LOCKED): two workers'
         # sweeps never escalate one case twice
         overdue = session.scalars(select(CaseRecord).where(
             CaseRecord.status.in_([s.value for s in IN_UNIT | {S.RETURNED}]), CaseRecord.deadline_at < now,
-            CaseRecord.escalation_level < 2).with_for_update(skip_locked=True))
+            CaseRecord.escalation_level < 2).with_for_update(skip_locked=True)).all()
         for case in overdue:
-            # one level a sweep: the street office is told before the district, also of a case first seen late;
-            # the district's wait runs on the category's clock, as the deadline did (no unit works at night)
-            clock = self.dispatcher.clock_of(Category(case.category))
-            working = clock == "working" and self.dispatcher.config is not None
             try:
-                district_at = self.dispatcher.deadline(case.deadline_at, later, clock)
-                late = self.dispatcher.time_left(case.deadline_at, now, clock)  # on the clock the deadline ran on
-            except (ValueError, OverflowError):  # past the calendar's end: the calendar clock's
-                district_at, late = case.deadline_at + later, now - case.deadline_at
-            level = min(case.escalation_level + 1, 2 if district_at <= now else 1)
-            if level <= case.escalation_level:
-                continue
-            case.escalation_level = level
-            contact = self.dispatcher.escalation_contact(level, case.street)
-            to = ("district" if level == 2 else f"street office {case.street or '(no grid)'}") + (
-                f": {contact.name} {contact.phone or ''}".rstrip() if contact else "")
-            steps.append((case, self._step(case, A.ESCALATE, SYSTEM_ACTOR, now,
-                                           f"overdue by {late.total_seconds() / 60:.0f} "
-                                           f"{'working ' if working else ''}min; escalated to {to}")))
+                if (due := escalation_due(self.dispatcher, case, now)) is None:
+                    continue
+                with session.begin_nested():  # a step that fails half-way leaves the case as it was
+                    case.escalation_level = due.level
+                    step = self._step(case, A.ESCALATE, SYSTEM_ACTOR, now, due.reason)
+                steps.append((case, step))
+            except Exception as error:
+                if database_away(error):
+                    raise  # the database's, not the case's: the sweep is tried again whole
+                # one case (of a category this worker does not know, say) never stops the others' escalation
+                log.exception("case %s: not escalated; left as it was", case.id)
         return [case_message(case, step) for case, step in steps]  # once the cases are read: the steps written
 
     # ---- records and messages ----------------------------------------------------------------------------------

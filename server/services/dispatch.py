@@ -24,6 +24,7 @@ from server.services.duty import (
     Shift,
     WorkingHours,
     add_working_time,
+    overlaps,
     taking_over,
     working_time_before,
     working_time_between,
@@ -36,8 +37,14 @@ OVERLAP_SHARE = 0.01
 not worth a line; a grid drawn over another is."""
 
 
+MAX_MINUTES = 366 * 24 * 60
+"""The longest time a configuration gives in minutes, a year: more is a slip of the keyboard, and `.inf` or 1e10
+(past the year 9999) made every deadline or escalation that used it fail."""
+
+
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # no Infinity or NaN: a deadline `.inf` minutes away cannot be placed on any clock
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def address_key(address: str) -> str:
@@ -60,7 +67,8 @@ class UnitConfig(_Config):
 
 class CategoryRoute(_Config):
     unit: str = Field(description="Key in `units` of the member unit that handles this category.")
-    deadline_minutes: float = Field(gt=0, description="Time allowed from dispatch to the unit's feedback.")
+    deadline_minutes: float = Field(gt=0, le=MAX_MINUTES, description=(
+        "Time allowed from dispatch to the unit's feedback (at most a year, 527040)."))
     clock: Literal["working", "calendar"] = Field(
         default="working", description="`working`: the deadline counts only `working_hours`; `calendar`: round the "
                                        "clock (streetlights, devices).")
@@ -71,11 +79,13 @@ class CategoryRoute(_Config):
 
 class Escalation(_Config):
     street_offices: dict[str, Person] = Field(
-        default_factory=dict, description="Head of each street office, by the grids' `street` name: told when a case "
-                                          "of theirs is overdue.")
+        default_factory=dict, description=(
+            "Head of each street office, by the grids' `street` name: told when a case of theirs is overdue. Given "
+            "any, every grid's street needs one; a case with none to tell (outside every grid) goes to the district "
+            "at its deadline."))
     district: Person | None = Field(default=None, description="District command, told when still overdue later.")
-    district_after_minutes: float = Field(default=120, gt=0, description=(
-        "Minutes past the deadline before the district is told, on the category's clock."))
+    district_after_minutes: float = Field(default=120, gt=0, le=MAX_MINUTES, description=(
+        "Minutes past the deadline before the district is told, on the category's clock (at most a year)."))
 
 
 class DispatchConfig(_Config):
@@ -85,14 +95,16 @@ class DispatchConfig(_Config):
         default_factory=dict, description="Which unit handles each category, and in what time (table below)."
     )
     fallback_unit: str = Field(description="Key in `units` that takes what no grid or category matches.")
-    fallback_deadline_minutes: float = Field(default=240, gt=0, description="Time allowed for fallback cases.")
+    fallback_deadline_minutes: float = Field(default=240, gt=0, le=MAX_MINUTES, description=(
+        "Time allowed for fallback cases (at most a year)."))
     timezone: str = Field(default="Asia/Shanghai", description="IANA zone of shifts and working hours.")
     working_hours: WorkingHours | None = Field(
         default=None, description="When `working` deadlines run, e.g. {start: '07:00', end: '23:00'}, with the "
                                   "city's holidays and make-up days; null: always.")
     repeat_window_minutes: float = Field(
-        default=30, ge=0, description="A detection at the place and of the category of a case closed (or verified) "
-                                      "this recently reopens it (an open case is joined whenever).")
+        default=30, ge=0, le=MAX_MINUTES, description=(
+            "A detection at the place and of the category of a case closed (or verified) this recently reopens it (an "
+            "open case is joined whenever)."))
     repeat_radius_m: float = Field(default=15, ge=0, description="Distance within which two located detections "
                                                                  "from different cameras are the same place.")
     escalation: Escalation = Field(default_factory=Escalation, description="Who is told of overdue cases.")
@@ -122,6 +134,16 @@ class DispatchConfig(_Config):
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _a_calendar_to_keep(self) -> DispatchConfig:
+        """A shift that keeps the city's calendar, where there is none (no `working_hours`), would keep nothing."""
+        if self.working_hours is None and (keeping := [
+                f"units.{unit_id}.shifts.{index}.keeps_calendar" for unit_id, unit in self.units.items()
+                for index, shift in enumerate(unit.shifts) if shift.keeps_calendar]):
+            raise ValueError("; ".join(f"{key}: true needs working_hours, the city's calendar of holidays and make-up "
+                                       f"days (working_hours is null)" for key in keeping))
         return self
 
 
@@ -185,8 +207,21 @@ def load_grids(path: Path) -> list[Grid]:
             raise ConfigError(f"{path}: features.{index} ({properties.grid_id}): coordinates outside longitude "
                               f"-180..180 / latitude -90..90; GeoJSON gives each point as [lon, lat]")
         grids.append(Grid(properties, geometry))
+    _refuse_twice_given_ids(path, grids)
     _say_overlaps(path, grids)
     return grids
+
+
+def _refuse_twice_given_ids(path: Path, grids: list[Grid]) -> None:
+    """Two grids of one `grid_id` would be one grid to the assessment, the case lists and the public board."""
+    features: dict[str, list[int]] = {}
+    for index, grid in enumerate(grids):
+        features.setdefault(grid.properties.grid_id, []).append(index)
+    if twice := [(grid_id, indices) for grid_id, indices in features.items() if len(indices) > 1]:
+        raise ConfigError("; ".join(
+            f"{path}: {' and '.join(f'features.{index}.properties.grid_id' for index in indices)}: "
+            f"{'both' if len(indices) == 2 else 'all'} {grid_id!r}; each grid needs its own"
+            for grid_id, indices in twice))
 
 
 def _say_overlaps(path: Path, grids: list[Grid]) -> None:
@@ -222,6 +257,19 @@ class Dispatcher:
             # a misspelt street: its overdue cases would escalate to nobody
             raise ConfigError(f"{path}: escalation.street_offices: {', '.join(map(repr, unknown))} is the street of "
                               f"no grid in {config.grids} (streets: {', '.join(sorted(map(str, streets - {None})))})")
+        offices = config.escalation.street_offices
+        if offices and (headless := [(index, grid) for index, grid in enumerate(grids)
+                                     if grid.properties.street is not None and grid.properties.street not in offices]):
+            # a misspelt street on a grid: its overdue cases would be told to no street office
+            raise ConfigError("; ".join(
+                f"{grids_path}: features.{index}.properties.street: {grid.properties.street!r} (grid "
+                f"{grid.properties.grid_id}) has no head in escalation.street_offices (there: "
+                f"{', '.join(map(repr, offices))})" for index, grid in headless))
+        for unit_id, unit in config.units.items():
+            for first, second, when in overlaps(unit.shifts):
+                log.warning("%s: units.%s.shifts: %d (%s) and %d (%s) overlap %s; the first listed, %s, is on duty "
+                            "then", path, unit_id, first, unit.shifts[first].name, second, unit.shifts[second].name,
+                            when, unit.shifts[first].name)
         return cls(config, grids)
 
     @property
@@ -315,6 +363,7 @@ class Dispatcher:
         return route.auto_file_score if route is not None else 0.5
 
     def escalation_contact(self, level: int, street: str | None) -> Person | None:
+        """Who is told at `level`: 1 the head of the `street`'s office, 2 the district (None: no one named)."""
         if self.config is None:
             return None
         escalation = self.config.escalation

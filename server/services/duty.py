@@ -6,6 +6,7 @@ Pure functions of the time passed in (always time-zone aware), so a test can wal
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from itertools import combinations
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -16,6 +17,10 @@ from gridwatch.contract import Person
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOLIDAYS_AHEAD = 21
 """Days ahead `taking_over` looks for the next shift: a week, and the longest run of holidays after it."""
+CLOSED_DAYS = 400
+"""Days in a row without working hours after which hours are taken as never open: a configuration mistake, not a
+loop for ever. Counted from the last open day, not from the start: a year of working minutes in hours of 16 a day
+takes 549 days."""
 
 
 class _Config(BaseModel):
@@ -84,7 +89,8 @@ class Shift(TimeWindow):
     staff: Person = Field(description="Who is on duty (name and phone), named in the assignment.")
     keeps_calendar: bool = Field(default=False, description=(
         "true: the shift keeps the city's calendar (`working_hours.holidays` and `make_up_days`), as office staff "
-        "do: off on holidays, on on make-up days whatever its `days`; false: its `days` alone, as street crews."))
+        "do: off on holidays, on on make-up days whatever its `days` (it needs `working_hours`); false: its `days` "
+        "alone, as street crews."))
 
     def on(self, day: datetime, calendar: WorkingHours | None) -> list[tuple[datetime, datetime]]:
         """The shift's spans starting on `day`, with the city's `calendar` where the shift keeps it."""
@@ -108,8 +114,11 @@ def add_working_time(start: datetime, allowed: timedelta, hours: TimeWindow | No
     local, moment = start.astimezone(zone), start.astimezone(UTC)
     left = allowed
     day = local.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
-    for _ in range(400):  # a year of days without working hours is a configuration mistake, not a loop forever
-        for span_start, span_end in _in_utc(hours.spans(day)):
+    closed = 0
+    while closed < CLOSED_DAYS:
+        spans = _in_utc(hours.spans(day))
+        closed = 0 if spans else closed + 1
+        for span_start, span_end in spans:
             begin = max(span_start, moment)
             if begin >= span_end:
                 continue
@@ -128,8 +137,11 @@ def working_time_before(end: datetime, span: timedelta, hours: TimeWindow | None
     local, moment = end.astimezone(zone), end.astimezone(UTC)
     left = span
     day = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    for _ in range(400):
-        for span_start, span_end in reversed(_in_utc(hours.spans(day))):
+    closed = 0
+    while closed < CLOSED_DAYS:
+        spans = _in_utc(hours.spans(day))
+        closed = 0 if spans else closed + 1
+        for span_start, span_end in reversed(spans):
             finish = min(span_end, moment)
             if finish <= span_start:
                 continue
@@ -162,6 +174,26 @@ def _in_utc(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, date
     """Local spans in UTC, for arithmetic: Python adds and subtracts datetimes of one time zone on the wall clock,
     so across a change of daylight-saving time a span's length and a deadline were an hour out."""
     return [(start.astimezone(UTC), end.astimezone(UTC)) for start, end in spans]
+
+
+def overlaps(shifts: list[Shift]) -> list[tuple[int, int, str]]:
+    """Where two shifts of a roster are on at once in a week, by their `days` (a holiday or make-up day aside):
+    (0, 1, "17:00-18:00 on mon, tue") for the first two. The first listed is on duty then, which the city may not
+    have meant; shifts that meet, one ending as the next starts, do not overlap."""
+    monday = datetime(2024, 1, 1)  # any Monday: on the wall clock, as rosters are written
+    week = [[span for offset in range(-1, 7) for span in shift.spans(monday + timedelta(days=offset))]
+            for shift in shifts]
+    found = []
+    for first, second in combinations(range(len(shifts)), 2):
+        shared: dict[str, set[int]] = {}
+        for (first_start, first_end), (second_start, second_end) in (
+                (a, b) for a in week[first] for b in week[second]):
+            start, end = max(first_start, second_start), min(first_end, second_end)
+            if start < end and monday <= start < monday + timedelta(days=7):  # each once a week
+                shared.setdefault(f"{start:%H:%M}-{end:%H:%M}", set()).add(start.weekday())
+        found += [(first, second, f"{hours} on {', '.join(WEEKDAYS[day] for day in sorted(days))}")
+                  for hours, days in shared.items()]
+    return found
 
 
 def on_duty(shifts: list[Shift], moment: datetime, zone: ZoneInfo,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import DEFAULT_MODEL, MODEL_ENV, load_node_config
-from gridwatch.config_files import ConfigError
+from gridwatch.config_files import ConfigError, read_yaml_mapping
 
 VALID = """
 node_id: cam-node-7
@@ -174,3 +174,25 @@ def test_a_schedule_written_without_quotes_reads_as_the_time_it_says(tmp_path):
     for wrong, named in (("end: '19:00+08:00'", "takes no UTC offset"), ("end: 1140", "1140 is not a time of day")):
         with pytest.raises(ConfigError, match=rf"cameras.0.zones.0.schedule.0.end: .*{named}"):
             load_node_config(write(tmp_path, scheduled.replace("end: 19:00", wrong)))
+
+
+def test_a_key_written_twice_is_refused_naming_it_and_both_lines(tmp_path):
+    """Found by review: YAML's loader kept the last of two equal keys in a mapping, silently (a zone's second
+    `dwell_seconds`, a second camera block under one key); keys a merge (`<<: *defaults`) brings are overridden as
+    YAML means them to be."""
+    twice = VALID.replace("        dwell_seconds: 300\n", "        dwell_seconds: 300\n        dwell_seconds: 30\n")
+    with pytest.raises(ConfigError, match=r"node.yaml: cannot read: .*'dwell_seconds'.*line 11\b.*line 12\b"):
+        load_node_config(write(tmp_path, twice))
+    merged = VALID.replace("mqtt: {host: broker.local, port: 1884}",
+                           "defaults: &broker {host: broker.local, port: 1883}\nmqtt: {<<: *broker, port: 1884}")
+    assert read_yaml_mapping(write(tmp_path, merged))["mqtt"] == {"host": "broker.local", "port": 1884}
+
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", sorted(
+    path.relative_to(REPOSITORY) for folder in ("config", "models", "broker_config", "deploy", "docs", "tests")
+    for pattern in ("*.yaml", "*.yml") for path in (REPOSITORY / folder).rglob(pattern)), ids=str)
+def test_the_repositorys_own_yaml_files_write_no_key_twice(path):
+    read_yaml_mapping(REPOSITORY / path)

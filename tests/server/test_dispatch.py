@@ -318,3 +318,103 @@ def test_working_hours_written_without_quotes_are_the_hours_they_say(tmp_path):
         'working_hours: {start: "07:00", end: "23:00"}', "working_hours: {start: 07:00, end: 23:00}"))
     hours = Dispatcher.from_file(tmp_path / "dispatch.yaml").config.working_hours
     assert (hours.start, hours.end) == (time(7, 0), time(23, 0))
+
+
+@pytest.mark.parametrize(("replace", "by", "key"), [
+    ("deadline_minutes: 30,", "deadline_minutes: .inf,", "categories.illegal_parking.deadline_minutes"),
+    ("deadline_minutes: 30,", "deadline_minutes: 1e10,", "categories.illegal_parking.deadline_minutes"),
+    ("fallback_deadline_minutes: 240", "fallback_deadline_minutes: .inf", "fallback_deadline_minutes"),
+    ("fallback_deadline_minutes: 240", "fallback_deadline_minutes: 1e10", "fallback_deadline_minutes"),
+    ("district_after_minutes: 120", "district_after_minutes: .inf", "escalation.district_after_minutes"),
+    ("district_after_minutes: 120", "district_after_minutes: .nan", "escalation.district_after_minutes"),
+    ("district_after_minutes: 120", "district_after_minutes: 527041", "escalation.district_after_minutes"),
+    ("repeat_window_minutes: 30", "repeat_window_minutes: .inf", "repeat_window_minutes"),
+])
+def test_times_that_are_not_a_number_or_past_a_year_are_refused_with_their_key(tmp_path, replace, by, key):
+    """Found by review: `district_after_minutes: .inf` loaded, and every sweep then raised OverflowError, rolled
+    back, and escalated no case at all; `deadline_minutes: .inf` (or 1e10, past the year 9999) dead-lettered every
+    detection of its category."""
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(replace, by))
+    with pytest.raises(ConfigError, match=rf"{key}: "):
+        Dispatcher.from_file(tmp_path / "dispatch.yaml")
+
+
+def test_a_deadline_of_a_year_of_working_minutes_is_placed_in_the_working_hours(tmp_path):
+    """The longest deadline the configuration takes, a year of minutes, in working hours of 16 a day runs past 400
+    calendar days: placed there, not given up as if the hours never opened."""
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(
+        "deadline_minutes: 240, auto_file_score: 0.6", "deadline_minutes: 527040, auto_file_score: 0.6"))
+    dispatcher = Dispatcher.from_file(tmp_path / "dispatch.yaml")
+    _, deadline = dispatcher.assign(Category.LITTER, Location(lat=30.274, lon=120.165), MONDAY_10)
+    assert dispatcher.time_left(MONDAY_10, deadline) == timedelta(days=366)
+
+
+@pytest.mark.parametrize(("replace", "by", "key", "lines"), [
+    ("  command-centre:", '  enforcement: {name: "城管执法"}\n  command-centre:', "enforcement",
+     (13, 26)),
+    ("  device_fault:", "  litter: {unit: enforcement, deadline_minutes: 60}\n  device_fault:", "litter", (32, 33)),
+])
+def test_a_key_written_twice_is_refused_with_both_its_lines(tmp_path, replace, by, key, lines):
+    """Found by review: YAML's loader kept the last of two equal keys, silently: a second `enforcement:` block
+    replaced the first and its roster was gone, a second `litter:` sent litter to another unit."""
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(replace, by, 1))
+    first, second = lines
+    with pytest.raises(ConfigError, match=rf"'{key}' .*line {first}\b.*line {second}\b"):
+        Dispatcher.from_file(tmp_path / "dispatch.yaml")
+
+
+def test_two_grids_of_one_grid_id_are_refused_naming_both(tmp_path):
+    """Found by review: two grids with one grid_id loaded, and the cases of both were counted as one grid's in the
+    assessment, the case lists and the public board."""
+    east = [[lon + 0.02, lat] for lon, lat in LON_LAT]
+    (tmp_path / "grids.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _grid_feature(LON_LAT), _grid_feature(east, grid_id="G2"), _grid_feature(east, grid_id="G1")]}))
+    with pytest.raises(ConfigError, match=r"features.0.properties.grid_id and features.2.properties.grid_id: "
+                                          r"both 'G1'"):
+        load_grids(tmp_path / "grids.geojson")
+
+
+def test_a_grid_of_a_street_without_an_office_head_is_named(tmp_path):
+    """Found by review: only the street offices were checked against the grids' streets, not the grids against the
+    offices, so a grid whose `street` was misspelt loaded, and its overdue cases were escalated to no one."""
+    (tmp_path / "grids.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _grid_feature(LON_LAT), _grid_feature([[lon + 0.02, lat] for lon, lat in LON_LAT], grid_id="G2",
+                                              street="Wulln")]}))
+    (tmp_path / "dispatch.yaml").write_text("grids: grids.geojson\nunits: {a: {name: A}}\nfallback_unit: a\n"
+                                            "escalation: {street_offices: {Wulin: {name: Zhao}}}\n")
+    with pytest.raises(ConfigError, match=r"features.1.properties.street: 'Wulln' \(grid G2\) has no head in "
+                                          r"escalation.street_offices \(there: 'Wulin'\)"):
+        Dispatcher.from_file(tmp_path / "dispatch.yaml")
+
+
+def test_shifts_of_one_unit_that_overlap_are_named_and_the_first_listed_is_on_duty(tmp_path, caplog):
+    """Found by review: two shifts of one unit that overlapped loaded without a word, and the first listed always
+    had the cases of the hours they shared."""
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(
+        '{name: day, start: "05:00", end: "17:00"', '{name: day, start: "05:00", end: "18:00", days: [mon, tue]'))
+    with caplog.at_level(logging.WARNING, logger="server.services.dispatch"):
+        dispatcher = Dispatcher.from_file(tmp_path / "dispatch.yaml")
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert ("units.sanitation.shifts: 0 (day) and 1 (night) overlap 17:00-18:00 on mon, tue; the first listed, "
+            "day, is on duty then") in warning
+    assignment, _ = dispatcher.assign(Category.LITTER, Location(lat=30.274, lon=120.165), MONDAY_10.replace(hour=17))
+    assert assignment.on_duty.name == "吴芳 Wu Fang"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="server.services.dispatch"):
+        Dispatcher.from_file(DEMO)  # shifts that meet end to start (12:20) or round midnight do not overlap
+    assert not caplog.records
+
+
+def test_a_shift_keeping_the_city_calendar_without_one_is_refused(tmp_path):
+    """Found by review: `keeps_calendar: true` with `working_hours: null` loaded, and did nothing: there is no
+    calendar of holidays and make-up days to keep."""
+    (tmp_path / "grids.geojson").write_text((DEMO.parent / "grids.geojson").read_text())
+    (tmp_path / "dispatch.yaml").write_text(DEMO.read_text().replace(
+        'working_hours: {start: "07:00", end: "23:00"}', "working_hours: null").replace(
+        '{name: night, start: "17:00"', '{name: night, keeps_calendar: true, start: "17:00"'))
+    with pytest.raises(ConfigError, match=r"units.sanitation.shifts.1.keeps_calendar: true needs working_hours"):
+        Dispatcher.from_file(tmp_path / "dispatch.yaml")

@@ -8,7 +8,8 @@ from datetime import UTC, timedelta, timezone
 import pytest
 
 from gridwatch.contract import event_topic
-from server.models import CaseRecord
+from server.api.routes.open311 import status_notes
+from server.models import CaseRecord, CaseTransition
 from tests.conftest import as_role
 from tests.factories import event_payload, wait_until
 
@@ -162,6 +163,16 @@ def test_the_public_reads_what_became_of_a_case_not_its_staff_notes(api, api_tok
     public = api.get(f"/open311/v2/requests/{case_id}.json", headers={"Authorization": ""}).json()[0]
     assert public["status_notes"] == "feedback: 环卫 Sanitation reports it handled; to be checked"
     assert on_duty not in str(public) and "139-0000-1111" not in str(public)
+
+
+@pytest.mark.parametrize(("level", "note"), [(1, "dispatched: overdue: raised to the street office"),
+                                             (2, "dispatched: overdue: raised to the district")])
+def test_the_public_reads_to_whom_an_overdue_case_was_raised(level, note):
+    """Found by review: a case raised to the district read "raised to the street office" to the citizen who asked."""
+    case = CaseRecord(status="dispatched", unit_name="交警 Traffic police", escalation_level=level)
+    escalated = CaseTransition(action="escalate", from_status="dispatched", to_status="dispatched", actor="system",
+                               reason="overdue by 121 working min; escalated to district: 下城区 0571-8700-0001")
+    assert status_notes(case, escalated) == note
 
 
 @pytest.mark.parametrize(("fields", "status", "text"), [

@@ -257,10 +257,12 @@ PUBLIC_NOTES = {
     A.EXTEND: "{unit} was given more time", A.DEFER: "deferred", A.RESUME: "in hand again",
     A.FEEDBACK: "{unit} reports it handled; to be checked", A.REWORK: "not yet resolved: back with {unit}",
     A.VERIFY: "checked: resolved", A.CLOSE: "closed", A.VOID: "closed without action: {void}",
-    A.REOPEN: "seen again: reopened", A.ESCALATE: "overdue: raised to the street office", A.JOIN: "reported again",
+    A.REOPEN: "seen again: reopened", A.ESCALATE: "overdue: raised to {raised_to}", A.JOIN: "reported again",
 }
 """What the public reads of a case's last step: its action in words, never the step's free text (an operator's note,
 a field worker's, the name of the person on duty: for the city's staff, not for anyone who asks)."""
+RAISED_TO = {1: "the street office", 2: "the district"}
+"""Whom an escalation raised the case to, by its level."""
 VOID_REASONS = {"false_positive": "nothing to act on was found", "duplicate": "a duplicate of another report",
                 "not_our_responsibility": "not for the city to handle"}
 
@@ -268,8 +270,10 @@ VOID_REASONS = {"false_positive": "nothing to act on was found", "duplicate": "a
 def status_notes(case: CaseRecord, last: CaseTransition | None) -> str:
     if last is None:
         return case.status
+    # an escalation is the case's last step, so the case's level is the one it raised it to
     note = PUBLIC_NOTES[A(last.action)].format(unit=case.unit_name or "the unit responsible",
-                                               void=VOID_REASONS.get(case.void_reason or "", "see the city"))
+                                               void=VOID_REASONS.get(case.void_reason or "", "see the city"),
+                                               raised_to=RAISED_TO.get(case.escalation_level, "the city"))
     return f"{case.status}: {note}"
 
 
