@@ -9,7 +9,7 @@ import queue
 import threading
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from gridwatch.contract import CaseAction, event_topic
 from server.core.security import Role
@@ -17,6 +17,7 @@ from server.main import create_app
 from server.models import CaseOutboxMessage, CaseRecord
 from server.services.case_outbox import LEASE_SECONDS, CaseOutbox
 from tests.factories import event_payload, wait_until
+from tests.server.city import make_city
 
 
 def actions_until(subscriber, action: str | None, handled: set, timeout: float = 20.0) -> list[str]:
@@ -219,3 +220,26 @@ def test_two_workers_send_each_waiting_message_once(city):
         client.answer()
         outbox.run_round()
     assert unsent(city) == 0
+
+
+def test_a_workers_hold_is_renewed_through_an_index_not_a_scan_of_the_backlog(tmp_path):
+    """Found by review: nothing indexed `held_by`, so each worker's renewal every 15 s read the whole backlog."""
+    city = make_city(tmp_path, f"sqlite:///{tmp_path / 'gridwatch.db'}")
+    statements: list[tuple[str, tuple]] = []
+
+    def seen(_connection, _cursor, statement, parameters, _context, _executemany) -> None:  # noqa: ANN001
+        if statement.lstrip().upper().startswith("UPDATE CASE_MESSAGES"):
+            statements.append((statement, parameters))
+
+    event.listen(city.database.engine, "before_cursor_execute", seen)
+    client = Client()
+    outbox = worker(city, "worker-1", client)
+    city.detect()
+    outbox.run_round()  # renews
+    event.remove(city.database.engine, "before_cursor_execute", seen)
+    assert len(statements) == 1
+    with city.database.engine.connect() as connection:
+        for statement, parameters in statements:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+            assert [row[3] for row in plan] == [
+                "SEARCH case_messages USING INDEX ix_case_messages_held_by (held_by=?)"], statement
