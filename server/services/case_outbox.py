@@ -15,6 +15,10 @@ rows are with this worker's MQTT client or taken with it, so a message written w
 is left to the sender rather than sent at once. Several workers share the table: a row is claimed (`SELECT … FOR
 UPDATE SKIP LOCKED` on PostgreSQL, SQLite's write lock) before it is sent, so two workers never both send it.
 
+A worker holds rows only while its MQTT client is connected. Cut off from the broker while its database still
+answers, it writes its messages held by none, stops renewing its hold and, a lease on, releases it: a connected
+worker sends them.
+
 Delivery is at least once: a worker that dies after the broker took a message but before deleting its row, or whose
 lease ran out while the database was away, sends it again. Integrators drop a message whose `case_id` and `seq`
 (the step's number) they have handled already."""
@@ -86,6 +90,9 @@ class CaseOutbox:
         """Whether the next round looks for messages to take (at start, after a reconnection, for rows written
         behind another)."""
         self._renewed_at: datetime | None = None
+        """When this worker last renewed its hold (connected) or released it (cut off)."""
+        self._cut_off_since: datetime | None = None
+        """When the sender first found the MQTT client not connected, since it last was."""
         self._looked_at = 0.0
         """When the sender last looked (monotonic)."""
         self._stop = threading.Event()
@@ -97,9 +104,12 @@ class CaseOutbox:
     def record(self, session: Session, messages: Sequence[CaseMessage]) -> list[CaseOutboxMessage]:
         """Write `messages` to the outbox inside the caller's transaction (before its commit); hand the rows to
         `send` once it committed. A case's message is held by this worker, to send at once, unless an earlier one of
-        its case is still waiting for another sender: then it waits its turn (the sender thread takes it)."""
+        its case is still waiting for another sender: then it waits its turn (the sender thread takes it). Stopped
+        or cut off from the broker, this worker holds none: whichever worker is connected takes them."""
         if not messages:
             return []
+        if not self.sending:
+            return self._add(session, messages, behind=None)
         # a case this transaction opened (`collect`) has no earlier message: a batch of new cases asks nothing
         case_ids = {message.case_id for message in messages} - {
             message.case_id for message in messages if message.action is CaseAction.COLLECT}
@@ -109,12 +119,19 @@ class CaseOutbox:
             self._take_answers()
             in_hand = set(self._handed) | {entry[0] for entry in self._lost}
         behind = {case_id for row_id, case_id in earlier if row_id not in in_hand}
+        return self._add(session, messages, behind)
+
+    def _add(self, session: Session, messages: Sequence[CaseMessage],
+             behind: set[int] | None) -> list[CaseOutboxMessage]:
+        """The rows, held by this worker but those of a case in `behind` (None: none held)."""
         now = self.clock()
-        rows = [CaseOutboxMessage(case_id=message.case_id, topic=case_topic(message.category, message.case_id),
-                                  payload=message.model_dump_json(), created_at=now,
-                                  held_by=None if message.case_id in behind else self.sender,
-                                  held_until=None if message.case_id in behind else now + self.lease)
-                for message in messages]
+        rows = []
+        for message in messages:
+            held = behind is not None and message.case_id not in behind
+            rows.append(CaseOutboxMessage(
+                case_id=message.case_id, topic=case_topic(message.category, message.case_id),
+                payload=message.model_dump_json(), created_at=now, held_by=self.sender if held else None,
+                held_until=now + self.lease if held else None))
         session.add_all(rows)
         return rows
 
@@ -139,6 +156,12 @@ class CaseOutbox:
             log.warning("case messages not handed to MQTT (%s: %s); the sender tries again", type(error).__name__,
                         error)
             self.wake(look=True)
+
+    @property
+    def sending(self) -> bool:
+        """Started, and its MQTT client connected: what this worker holds goes out."""
+        client = self.client
+        return not self._closed and client is not None and client.connected.is_set()
 
     def wake(self, look: bool = False) -> None:
         """Let the sender run a round now; `look`: and look for messages to take (after a reconnection, say)."""
@@ -200,17 +223,47 @@ class CaseOutbox:
             self._hand(self._lost_in_order())
         self._delete_acknowledged()
         now = self.clock()
-        if self._renewed_at is None or now - self._renewed_at >= self.lease / 4:
-            with self.database.session() as session:
-                session.execute(update(CaseOutboxMessage).where(CaseOutboxMessage.held_by == self.sender)
-                                .values(held_until=now + self.lease))
-                session.commit()
-            self._renewed_at = now
-        client = self.client
+        self._keep_hold(now)
         due = self._look or time.monotonic() - self._looked_at >= self.poll_seconds
-        if due and client is not None and client.connected.is_set() and not self._closed:
+        if due and self.sending:
             self._look, self._looked_at = False, time.monotonic()
             self._take_and_send(now)
+
+    def _keep_hold(self, now: datetime) -> None:
+        """Renew this worker's hold every quarter of a lease while its MQTT client is connected, and only then: a
+        worker cut off from the broker whose database still answered (expired credentials, an ACL change for its
+        client id, one broker node down) held its cases' messages for ever, and every later change of those cases
+        behind them. Cut off, its hold lapses, and a lease on it is released (again every quarter of a lease, for
+        a row committed as the cut came), so that a connected worker sends them, each case's in order."""
+        if self.sending:
+            if self._cut_off_since is not None:  # connected again: renewed at once
+                self._cut_off_since, self._renewed_at = None, None
+            if self._renewed_at is None or now - self._renewed_at >= self.lease / 4:
+                self._update_hold(held_until=now + self.lease)
+                self._renewed_at = now
+            return
+        if self._cut_off_since is None:
+            self._cut_off_since, self._renewed_at = now, None
+        elif now - self._cut_off_since >= self.lease and (
+                self._renewed_at is None or now - self._renewed_at >= self.lease / 4):
+            if released := self._release():
+                log.warning("case outbox: cut off from the broker since %s; %d case messages released to the "
+                            "connected workers", self._cut_off_since.isoformat(timespec="seconds"), released)
+            self._renewed_at = now
+
+    def _release(self, row_ids: list[int] | None = None) -> int:
+        """Leave this worker's rows (or those of `row_ids` it holds) to any worker; how many. paho may still send
+        one it had in hand: a duplicate at most, never a loss."""
+        return self._update_hold(row_ids, held_by=None, held_until=None)
+
+    def _update_hold(self, row_ids: list[int] | None = None, **values: object) -> int:
+        statement = update(CaseOutboxMessage).where(CaseOutboxMessage.held_by == self.sender)
+        if row_ids is not None:
+            statement = statement.where(CaseOutboxMessage.id.in_(row_ids))
+        with self.database.session() as session:
+            changed = session.execute(statement.values(**values)).rowcount
+            session.commit()
+        return changed
 
     def _take_and_send(self, now: datetime) -> None:
         with self._lock:

@@ -100,11 +100,11 @@ class Client:
 
 
 def worker(city, sender: str, client: Client | None = None) -> CaseOutbox:  # noqa: ANN001 - tests/server/city.py
-    """A worker's outbox on the city's database and clock, sending through `client` (None: one that died)."""
+    """A worker's outbox on the city's database and clock, sending through `client` (None: one that dies right after
+    its commits, so that what it handed to MQTT never reached the broker)."""
     outbox = CaseOutbox(city.database, sender, clock=city.clock, poll_seconds=0)  # every round looks
-    if client is not None:
-        outbox.attach(client)
-        outbox._closed = False  # sends, without the thread: the test runs its rounds
+    outbox.attach(client if client is not None else Client())
+    outbox._closed = False  # sends, without the thread: the test runs its rounds
     city.ingest.outbox = outbox
     return outbox
 
@@ -222,7 +222,54 @@ def test_two_workers_send_each_waiting_message_once(city):
     assert unsent(city) == 0
 
 
-def test_a_workers_hold_is_renewed_through_an_index_not_a_scan_of_the_backlog(tmp_path):
+def test_a_worker_cut_off_from_the_broker_leaves_its_cases_messages_to_a_connected_worker(city):
+    """Found by review: a worker whose MQTT client was cut off (expired credentials, an ACL change for its client
+    id, one broker node down) renewed its hold whenever the database answered and kept holding its new rows: ten
+    minutes on, worker-2 had sent nothing, the case's accept waiting behind worker-1's rows."""
+    cut_off, connected = Client(), Client()
+    cut_off.connected.clear()
+    first, second = worker(city, "worker-1", cut_off), worker(city, "worker-2", connected)
+    city.ingest.outbox = first
+    city.detect()
+    city.ingest.outbox = second
+    step(city, "accept")
+    for _ in range(10):
+        first.run_round()
+        second.run_round()
+        city.clock.advance(seconds=60)
+    assert connected.sent == ["collect", "file", "dispatch", "accept"], "sent by the connected worker, in order"
+    assert cut_off.sent == []
+    connected.answer()
+    second.run_round()
+    assert unsent(city) == 0
+
+
+def test_a_worker_cut_off_after_handing_its_messages_over_releases_them_about_a_lease_later(city):
+    """Found by review: the lease of a worker cut off from the broker was renewed every 15 s for as long as its
+    database answered, so what it had handed to MQTT before the cut waited for it for ever."""
+    cut_off, connected = Client(), Client()
+    first, second = worker(city, "worker-1", cut_off), worker(city, "worker-2", connected)
+    city.ingest.outbox = first
+    city.detect()
+    assert cut_off.sent == ["collect", "file", "dispatch"]
+    cut_off.connected.clear()  # handed over, never acknowledged: the broker did not get them
+    city.ingest.outbox = second
+    step(city, "accept")
+    for _ in range(3):  # 45 s cut off: a broker restarting, say
+        first.run_round()
+        second.run_round()
+        assert connected.sent == [], "within its lease: worker-1's client may still get them through"
+        city.clock.advance(seconds=15)
+    for _ in range(3):
+        first.run_round()
+        second.run_round()
+        city.clock.advance(seconds=15)
+    assert connected.sent == ["collect", "file", "dispatch", "accept"], "taken over, in the order they were made"
+    with city.database.session() as session:
+        assert session.scalars(select(CaseOutboxMessage.held_by)).all() == ["worker-2"] * 4
+
+
+def test_a_workers_hold_is_renewed_and_released_through_an_index_not_a_scan_of_the_backlog(tmp_path):
     """Found by review: nothing indexed `held_by`, so each worker's renewal every 15 s read the whole backlog."""
     city = make_city(tmp_path, f"sqlite:///{tmp_path / 'gridwatch.db'}")
     statements: list[tuple[str, tuple]] = []
@@ -236,8 +283,12 @@ def test_a_workers_hold_is_renewed_through_an_index_not_a_scan_of_the_backlog(tm
     outbox = worker(city, "worker-1", client)
     city.detect()
     outbox.run_round()  # renews
+    client.connected.clear()
+    outbox.run_round()
+    city.clock.advance(seconds=LEASE_SECONDS + 1)
+    outbox.run_round()  # releases
     event.remove(city.database.engine, "before_cursor_execute", seen)
-    assert len(statements) == 1
+    assert len(statements) == 2
     with city.database.engine.connect() as connection:
         for statement, parameters in statements:
             plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
