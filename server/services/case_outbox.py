@@ -16,8 +16,8 @@ is left to the sender rather than sent at once. Several workers share the table:
 UPDATE SKIP LOCKED` on PostgreSQL, SQLite's write lock) before it is sent, so two workers never both send it.
 
 A worker holds rows only while its MQTT client is connected. Cut off from the broker while its database still
-answers, it writes its messages held by none, stops renewing its hold and, a lease on, releases it: a connected
-worker sends them.
+answers, it writes its messages held by none and leaves them in the table, not in paho's memory (its queue has no
+limit), stops renewing its hold and, a lease on, releases it: a connected worker sends them, `WINDOW` at a time.
 
 Delivery is at least once: a worker that dies after the broker took a message but before deleting its row, or whose
 lease ran out while the database was away, sends it again. Integrators drop a message whose `case_id` and `seq`
@@ -49,7 +49,8 @@ POLL_SECONDS = 1.0
 """How often a worker looks for messages it may take over when nothing woke it."""
 WINDOW = 1000
 """Messages the sender hands to MQTT before the broker acknowledges them: a long outage's backlog stays in the
-table, not in memory. (What a worker's own live path sends is not held back.)"""
+table, not in memory. (What a worker's own live path sends while connected is not held back; cut off, it hands
+nothing over, and the sender takes it from the table once connected again.)"""
 SCAN = 2000
 """Rows read in one look for messages to take."""
 
@@ -145,13 +146,12 @@ class CaseOutbox:
         mine = [(row.id, row.case_id, row.topic, row.payload) for row in rows if row.held_by == self.sender]
         if len(mine) < len(rows):
             self.wake(look=True)
-        if self._closed or self.client is None:  # stopped: the rows wait for the next start
+        if not self.sending:  # stopped, or cut off: the rows wait in the table, not in paho's memory
             return
         try:
             with self._lock:
                 self._take_answers()
-                self._hand(self._lost_in_order())
-                self._hand(mine)
+                self._hand_lost_and(mine)
         except Exception as error:  # the sender takes them up, in order, in its next round
             log.warning("case messages not handed to MQTT (%s: %s); the sender tries again", type(error).__name__,
                         error)
@@ -220,7 +220,7 @@ class CaseOutbox:
         """Delete what the broker acknowledged, renew this worker's hold, and take and send what may be taken."""
         with self._lock:
             self._take_answers()
-            self._hand(self._lost_in_order())
+            self._hand_lost_and([])
         self._delete_acknowledged()
         now = self.clock()
         self._keep_hold(now)
@@ -297,8 +297,7 @@ class CaseOutbox:
             log.info("case outbox: sending %d waiting case messages", len(entries))
         with self._lock:
             self._take_answers()
-            self._hand(self._lost_in_order())
-            self._hand(entries)
+            self._hand_lost_and(entries)
 
     def _takeable(self, rows: Iterable[tuple[int, int, str | None, datetime | None]], handed: set[int],
                   now: datetime, room: int, claimable: set[int] | None = None) -> list[int]:
@@ -319,6 +318,15 @@ class CaseOutbox:
         return taken
 
     # ---- with the MQTT client ------------------------------------------------------------------------------------
+
+    def _hand_lost_and(self, entries: Iterable[Entry]) -> None:
+        """Under the lock: hand to MQTT what the broker lost with its session, then `entries`; cut off from the
+        broker, nothing (what was lost waits in hand until the client is connected again, before anything else;
+        `entries` wait in the table)."""
+        if not self.sending:
+            return
+        self._hand(self._lost_in_order())
+        self._hand(entries)
 
     def _hand(self, entries: Iterable[Entry]) -> None:
         """Under the lock: publish each entry not in hand already, in order; an error stops the rest (the sender

@@ -15,6 +15,7 @@ from gridwatch.contract import CaseAction, event_topic
 from server.core.security import Role
 from server.main import create_app
 from server.models import CaseOutboxMessage, CaseRecord
+from server.services import case_outbox
 from server.services.case_outbox import LEASE_SECONDS, CaseOutbox
 from tests.factories import event_payload, wait_until
 from tests.server.city import make_city
@@ -267,6 +268,35 @@ def test_a_worker_cut_off_after_handing_its_messages_over_releases_them_about_a_
     assert connected.sent == ["collect", "file", "dispatch", "accept"], "taken over, in the order they were made"
     with city.database.session() as session:
         assert session.scalars(select(CaseOutboxMessage.held_by)).all() == ["worker-2"] * 4
+
+
+def test_a_broker_outages_case_messages_wait_in_the_table_not_in_memory_and_go_a_window_at_a_time(city, monkeypatch):
+    """Found by review: while the broker was away every live message was still handed to paho, whose queue has no
+    limit: 400 detections during an outage held 1,200 messages in memory, past the sender's window of 1,000."""
+    monkeypatch.setattr(case_outbox, "WINDOW", 10)
+    client = Client()
+    outbox = worker(city, "worker-1", client)
+    record = outbox.record
+
+    def record_as_the_connection_drops(session, messages):  # noqa: ANN001, ANN202
+        rows = record(session, messages)
+        client.connected.clear()  # the first case's messages written held by this worker, committed cut off
+        return rows
+
+    monkeypatch.setattr(outbox, "record", record_as_the_connection_drops)
+    for n in range(8):
+        city.detect(camera_id=f"cam-{n}", location={"lat": 30.2 + n * 0.01, "lon": 120.16})
+    outbox.run_round()
+    assert client.sent == [] and outbox.in_hand == 0 and unsent(city) == 24, "the outage's changes wait in the table"
+    client.connected.set()
+    outbox.run_round()
+    assert len(client.sent) == 10 and outbox.in_hand == 10, "a window at a time once connected again"
+    for _ in range(5):
+        client.answer()
+        outbox.run_round()
+    assert unsent(city) == 0
+    assert all(actions == ["collect", "file", "dispatch"] for actions in client.by_case.values())
+    assert len(client.by_case) == 8
 
 
 def test_a_workers_hold_is_renewed_and_released_through_an_index_not_a_scan_of_the_backlog(tmp_path):
