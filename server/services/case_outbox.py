@@ -18,6 +18,8 @@ UPDATE SKIP LOCKED` on PostgreSQL, SQLite's write lock) before it is sent, so tw
 A worker holds rows only while its MQTT client is connected. Cut off from the broker while its database still
 answers, it writes its messages held by none and leaves them in the table, not in paho's memory (its queue has no
 limit), stops renewing its hold and, a lease on, releases it: a connected worker sends them, `WINDOW` at a time.
+Stopped, once its MQTT client is disconnected, a worker releases what it held, and what is written after its stop is
+held by none: a replacement under another client id sends them at once.
 
 Delivery is at least once: a worker that dies after the broker took a message but before deleting its row, or whose
 lease ran out while the database was away, sends it again. Integrators drop a message whose `case_id` and `seq`
@@ -146,7 +148,10 @@ class CaseOutbox:
         mine = [(row.id, row.case_id, row.topic, row.payload) for row in rows if row.held_by == self.sender]
         if len(mine) < len(rows):
             self.wake(look=True)
-        if not self.sending:  # stopped, or cut off: the rows wait in the table, not in paho's memory
+        if self._closed and mine:  # written as it stopped: another worker sends them
+            self._release([entry[0] for entry in mine])
+            return
+        if not self.sending:  # cut off: the rows wait in the table, not in paho's memory; taken on reconnecting
             return
         try:
             with self._lock:
@@ -181,17 +186,30 @@ class CaseOutbox:
         self._thread = threading.Thread(target=self._run, name="case-outbox", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop sending; the rows the broker acknowledged are deleted, the others wait for the next start."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop handing messages to MQTT (before the client disconnects); what is written from now on is held by
+        none."""
         self._closed = True
         self._stop.set()
         self.wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sending; once the MQTT client is disconnected (paho's memory of them gone), the rows the broker
+        acknowledged are deleted and the others released, so that any worker sends them at once: a worker that
+        replaces this one under another client id waited a lease for them, and every later change of their cases
+        behind them. (Sent again should the broker have had one: a duplicate, never a loss.)"""
+        self.close(timeout)
         try:
             self._delete_acknowledged()
         except Exception as error:  # sent again by the next start: a duplicate, not a loss
             log.warning("acknowledged case messages not deleted at the stop (%s)", first_line(error))
+        try:
+            self._release()
+        except Exception as error:  # the lease runs out instead
+            log.warning("case messages not released at the stop (%s); other workers take them once their lease "
+                        "runs out", first_line(error))
 
     @property
     def in_hand(self) -> int:

@@ -270,6 +270,33 @@ def test_a_worker_cut_off_after_handing_its_messages_over_releases_them_about_a_
         assert session.scalars(select(CaseOutboxMessage.held_by)).all() == ["worker-2"] * 4
 
 
+def test_a_stopped_workers_messages_and_those_written_as_and_after_it_stopped_go_out_through_its_replacement_at_once(
+        city):
+    """Found by review: a clean stop left the unacknowledged rows leased to the stopped worker for a minute, and a
+    change committed after the stop (a sweep already running) was leased to it too: a replacement with a new client
+    id (a pod's name) sent neither, nor any later change of the case, for that minute."""
+    stopped = worker(city, "gridwatch-7f9c", Client())
+    city.detect()  # handed to MQTT, not yet acknowledged when the stop comes
+    with city.database.session() as session:  # a sweep's step, its transaction open as the stop comes
+        messages = city.ingest.cases.act(session.get(CaseRecord, 1), CaseAction.ACCEPT, "test admin", Role.ADMIN,
+                                         city.clock.now)
+        outgoing = city.ingest.record_changes(session, messages)
+        stopping = threading.Thread(target=stopped.stop)
+        stopping.start()
+        stopping.join(1.0)  # PostgreSQL: stopped, this row unseen; SQLite: waiting for this transaction to commit
+        session.commit()
+    stopping.join(30)
+    city.ingest.announce(messages, outgoing)
+    step(city, "feedback")  # committed after the stop
+    client = Client()
+    replacement = worker(city, "gridwatch-b2d4", client)
+    replacement.run_round()
+    assert client.sent == ["collect", "file", "dispatch", "accept", "feedback"]
+    client.answer()
+    replacement.run_round()
+    assert unsent(city) == 0
+
+
 def test_a_broker_outages_case_messages_wait_in_the_table_not_in_memory_and_go_a_window_at_a_time(city, monkeypatch):
     """Found by review: while the broker was away every live message was still handed to paho, whose queue has no
     limit: 400 detections during an outage held 1,200 messages in memory, past the sender's window of 1,000."""
