@@ -405,7 +405,8 @@ class CaseOutboxMessage(Base):
     topic: Mapped[str] = mapped_column(String(255))
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    held_by: Mapped[str | None] = mapped_column(String(128))
-    """The MQTT client id of the worker sending it (each worker's is its own); none: any worker may take it."""
+    held_by: Mapped[str | None] = mapped_column(String(128), index=True)
+    """The MQTT client id of the worker sending it (each worker's is its own); none: any worker may take it. Indexed:
+    each worker renews or releases its own rows every 15 s, which read the whole backlog without it."""
     held_until: Mapped[datetime | None]
     """Its worker renews this while it lives; past it, another worker takes the message over."""

@@ -15,6 +15,12 @@ rows are with this worker's MQTT client or taken with it, so a message written w
 is left to the sender rather than sent at once. Several workers share the table: a row is claimed (`SELECT … FOR
 UPDATE SKIP LOCKED` on PostgreSQL, SQLite's write lock) before it is sent, so two workers never both send it.
 
+A worker holds rows only while its MQTT client is connected. Cut off from the broker while its database still
+answers, it writes its messages held by none and leaves them in the table, not in paho's memory (its queue has no
+limit), stops renewing its hold and, a lease on, releases it: a connected worker sends them, `WINDOW` at a time.
+Stopped, once its MQTT client is disconnected, a worker releases what it held, and what is written after its stop is
+held by none: a replacement under another client id sends them at once.
+
 Delivery is at least once: a worker that dies after the broker took a message but before deleting its row, or whose
 lease ran out while the database was away, sends it again. Integrators drop a message whose `case_id` and `seq`
 (the step's number) they have handled already."""
@@ -45,7 +51,8 @@ POLL_SECONDS = 1.0
 """How often a worker looks for messages it may take over when nothing woke it."""
 WINDOW = 1000
 """Messages the sender hands to MQTT before the broker acknowledges them: a long outage's backlog stays in the
-table, not in memory. (What a worker's own live path sends is not held back.)"""
+table, not in memory. (What a worker's own live path sends while connected is not held back; cut off, it hands
+nothing over, and the sender takes it from the table once connected again.)"""
 SCAN = 2000
 """Rows read in one look for messages to take."""
 
@@ -86,6 +93,9 @@ class CaseOutbox:
         """Whether the next round looks for messages to take (at start, after a reconnection, for rows written
         behind another)."""
         self._renewed_at: datetime | None = None
+        """When this worker last renewed its hold (connected) or released it (cut off)."""
+        self._cut_off_since: datetime | None = None
+        """When the sender first found the MQTT client not connected, since it last was."""
         self._looked_at = 0.0
         """When the sender last looked (monotonic)."""
         self._stop = threading.Event()
@@ -97,9 +107,12 @@ class CaseOutbox:
     def record(self, session: Session, messages: Sequence[CaseMessage]) -> list[CaseOutboxMessage]:
         """Write `messages` to the outbox inside the caller's transaction (before its commit); hand the rows to
         `send` once it committed. A case's message is held by this worker, to send at once, unless an earlier one of
-        its case is still waiting for another sender: then it waits its turn (the sender thread takes it)."""
+        its case is still waiting for another sender: then it waits its turn (the sender thread takes it). Stopped
+        or cut off from the broker, this worker holds none: whichever worker is connected takes them."""
         if not messages:
             return []
+        if not self.sending:
+            return self._add(session, messages, behind=None)
         # a case this transaction opened (`collect`) has no earlier message: a batch of new cases asks nothing
         case_ids = {message.case_id for message in messages} - {
             message.case_id for message in messages if message.action is CaseAction.COLLECT}
@@ -109,12 +122,19 @@ class CaseOutbox:
             self._take_answers()
             in_hand = set(self._handed) | {entry[0] for entry in self._lost}
         behind = {case_id for row_id, case_id in earlier if row_id not in in_hand}
+        return self._add(session, messages, behind)
+
+    def _add(self, session: Session, messages: Sequence[CaseMessage],
+             behind: set[int] | None) -> list[CaseOutboxMessage]:
+        """The rows, held by this worker but those of a case in `behind` (None: none held)."""
         now = self.clock()
-        rows = [CaseOutboxMessage(case_id=message.case_id, topic=case_topic(message.category, message.case_id),
-                                  payload=message.model_dump_json(), created_at=now,
-                                  held_by=None if message.case_id in behind else self.sender,
-                                  held_until=None if message.case_id in behind else now + self.lease)
-                for message in messages]
+        rows = []
+        for message in messages:
+            held = behind is not None and message.case_id not in behind
+            rows.append(CaseOutboxMessage(
+                case_id=message.case_id, topic=case_topic(message.category, message.case_id),
+                payload=message.model_dump_json(), created_at=now, held_by=self.sender if held else None,
+                held_until=now + self.lease if held else None))
         session.add_all(rows)
         return rows
 
@@ -128,17 +148,25 @@ class CaseOutbox:
         mine = [(row.id, row.case_id, row.topic, row.payload) for row in rows if row.held_by == self.sender]
         if len(mine) < len(rows):
             self.wake(look=True)
-        if self._closed or self.client is None:  # stopped: the rows wait for the next start
+        if self._closed and mine:  # written as it stopped: another worker sends them
+            self._release([entry[0] for entry in mine])
+            return
+        if not self.sending:  # cut off: the rows wait in the table, not in paho's memory; taken on reconnecting
             return
         try:
             with self._lock:
                 self._take_answers()
-                self._hand(self._lost_in_order())
-                self._hand(mine)
+                self._hand_lost_and(mine)
         except Exception as error:  # the sender takes them up, in order, in its next round
             log.warning("case messages not handed to MQTT (%s: %s); the sender tries again", type(error).__name__,
                         error)
             self.wake(look=True)
+
+    @property
+    def sending(self) -> bool:
+        """Started, and its MQTT client connected: what this worker holds goes out."""
+        client = self.client
+        return not self._closed and client is not None and client.connected.is_set()
 
     def wake(self, look: bool = False) -> None:
         """Let the sender run a round now; `look`: and look for messages to take (after a reconnection, say)."""
@@ -158,17 +186,30 @@ class CaseOutbox:
         self._thread = threading.Thread(target=self._run, name="case-outbox", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop sending; the rows the broker acknowledged are deleted, the others wait for the next start."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop handing messages to MQTT (before the client disconnects); what is written from now on is held by
+        none."""
         self._closed = True
         self._stop.set()
         self.wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sending; once the MQTT client is disconnected (paho's memory of them gone), the rows the broker
+        acknowledged are deleted and the others released, so that any worker sends them at once: a worker that
+        replaces this one under another client id waited a lease for them, and every later change of their cases
+        behind them. (Sent again should the broker have had one: a duplicate, never a loss.)"""
+        self.close(timeout)
         try:
             self._delete_acknowledged()
         except Exception as error:  # sent again by the next start: a duplicate, not a loss
             log.warning("acknowledged case messages not deleted at the stop (%s)", first_line(error))
+        try:
+            self._release()
+        except Exception as error:  # the lease runs out instead
+            log.warning("case messages not released at the stop (%s); other workers take them once their lease "
+                        "runs out", first_line(error))
 
     @property
     def in_hand(self) -> int:
@@ -197,20 +238,50 @@ class CaseOutbox:
         """Delete what the broker acknowledged, renew this worker's hold, and take and send what may be taken."""
         with self._lock:
             self._take_answers()
-            self._hand(self._lost_in_order())
+            self._hand_lost_and([])
         self._delete_acknowledged()
         now = self.clock()
-        if self._renewed_at is None or now - self._renewed_at >= self.lease / 4:
-            with self.database.session() as session:
-                session.execute(update(CaseOutboxMessage).where(CaseOutboxMessage.held_by == self.sender)
-                                .values(held_until=now + self.lease))
-                session.commit()
-            self._renewed_at = now
-        client = self.client
+        self._keep_hold(now)
         due = self._look or time.monotonic() - self._looked_at >= self.poll_seconds
-        if due and client is not None and client.connected.is_set() and not self._closed:
+        if due and self.sending:
             self._look, self._looked_at = False, time.monotonic()
             self._take_and_send(now)
+
+    def _keep_hold(self, now: datetime) -> None:
+        """Renew this worker's hold every quarter of a lease while its MQTT client is connected, and only then: a
+        worker cut off from the broker whose database still answered (expired credentials, an ACL change for its
+        client id, one broker node down) held its cases' messages for ever, and every later change of those cases
+        behind them. Cut off, its hold lapses, and a lease on it is released (again every quarter of a lease, for
+        a row committed as the cut came), so that a connected worker sends them, each case's in order."""
+        if self.sending:
+            if self._cut_off_since is not None:  # connected again: renewed at once
+                self._cut_off_since, self._renewed_at = None, None
+            if self._renewed_at is None or now - self._renewed_at >= self.lease / 4:
+                self._update_hold(held_until=now + self.lease)
+                self._renewed_at = now
+            return
+        if self._cut_off_since is None:
+            self._cut_off_since, self._renewed_at = now, None
+        elif now - self._cut_off_since >= self.lease and (
+                self._renewed_at is None or now - self._renewed_at >= self.lease / 4):
+            if released := self._release():
+                log.warning("case outbox: cut off from the broker since %s; %d case messages released to the "
+                            "connected workers", self._cut_off_since.isoformat(timespec="seconds"), released)
+            self._renewed_at = now
+
+    def _release(self, row_ids: list[int] | None = None) -> int:
+        """Leave this worker's rows (or those of `row_ids` it holds) to any worker; how many. paho may still send
+        one it had in hand: a duplicate at most, never a loss."""
+        return self._update_hold(row_ids, held_by=None, held_until=None)
+
+    def _update_hold(self, row_ids: list[int] | None = None, **values: object) -> int:
+        statement = update(CaseOutboxMessage).where(CaseOutboxMessage.held_by == self.sender)
+        if row_ids is not None:
+            statement = statement.where(CaseOutboxMessage.id.in_(row_ids))
+        with self.database.session() as session:
+            changed = session.execute(statement.values(**values)).rowcount
+            session.commit()
+        return changed
 
     def _take_and_send(self, now: datetime) -> None:
         with self._lock:
@@ -244,8 +315,7 @@ class CaseOutbox:
             log.info("case outbox: sending %d waiting case messages", len(entries))
         with self._lock:
             self._take_answers()
-            self._hand(self._lost_in_order())
-            self._hand(entries)
+            self._hand_lost_and(entries)
 
     def _takeable(self, rows: Iterable[tuple[int, int, str | None, datetime | None]], handed: set[int],
                   now: datetime, room: int, claimable: set[int] | None = None) -> list[int]:
@@ -266,6 +336,15 @@ class CaseOutbox:
         return taken
 
     # ---- with the MQTT client ------------------------------------------------------------------------------------
+
+    def _hand_lost_and(self, entries: Iterable[Entry]) -> None:
+        """Under the lock: hand to MQTT what the broker lost with its session, then `entries`; cut off from the
+        broker, nothing (what was lost waits in hand until the client is connected again, before anything else;
+        `entries` wait in the table)."""
+        if not self.sending:
+            return
+        self._hand(self._lost_in_order())
+        self._hand(entries)
 
     def _hand(self, entries: Iterable[Entry]) -> None:
         """Under the lock: publish each entry not in hand already, in order; an error stops the rest (the sender

@@ -230,10 +230,12 @@ class IngestService(MqttClient):
             log.warning("the batch in hand was not written within %.0f s of the stop; what it holds is not "
                         "acknowledged, and the broker sends it again to the next session", STOP_SECONDS)
         self.flush(5)  # the case changes and acknowledgements of the last batch
-        if self.case_outbox is not None:  # deletes what the broker acknowledged; the rest waits for the next start
-            self.case_outbox.stop()
+        if self.case_outbox is not None:  # nothing more handed to MQTT; what is written from now on is held by none
+            self.case_outbox.close()
         self._disconnected = True
         super().stop(final)
+        if self.case_outbox is not None:  # disconnected: deletes what the broker acknowledged, releases the rest
+            self.case_outbox.stop()
 
     def publish_case(self, message: CaseMessage) -> None:
         if self._disconnected:  # a batch outlasting the stop: its webhooks are queued, its MQTT message cannot go

@@ -9,14 +9,16 @@ import queue
 import threading
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from gridwatch.contract import CaseAction, event_topic
 from server.core.security import Role
 from server.main import create_app
 from server.models import CaseOutboxMessage, CaseRecord
+from server.services import case_outbox
 from server.services.case_outbox import LEASE_SECONDS, CaseOutbox
 from tests.factories import event_payload, wait_until
+from tests.server.city import make_city
 
 
 def actions_until(subscriber, action: str | None, handled: set, timeout: float = 20.0) -> list[str]:
@@ -99,11 +101,11 @@ class Client:
 
 
 def worker(city, sender: str, client: Client | None = None) -> CaseOutbox:  # noqa: ANN001 - tests/server/city.py
-    """A worker's outbox on the city's database and clock, sending through `client` (None: one that died)."""
+    """A worker's outbox on the city's database and clock, sending through `client` (None: one that dies right after
+    its commits, so that what it handed to MQTT never reached the broker)."""
     outbox = CaseOutbox(city.database, sender, clock=city.clock, poll_seconds=0)  # every round looks
-    if client is not None:
-        outbox.attach(client)
-        outbox._closed = False  # sends, without the thread: the test runs its rounds
+    outbox.attach(client if client is not None else Client())
+    outbox._closed = False  # sends, without the thread: the test runs its rounds
     city.ingest.outbox = outbox
     return outbox
 
@@ -219,3 +221,133 @@ def test_two_workers_send_each_waiting_message_once(city):
         client.answer()
         outbox.run_round()
     assert unsent(city) == 0
+
+
+def test_a_worker_cut_off_from_the_broker_leaves_its_cases_messages_to_a_connected_worker(city):
+    """Found by review: a worker whose MQTT client was cut off (expired credentials, an ACL change for its client
+    id, one broker node down) renewed its hold whenever the database answered and kept holding its new rows: ten
+    minutes on, worker-2 had sent nothing, the case's accept waiting behind worker-1's rows."""
+    cut_off, connected = Client(), Client()
+    cut_off.connected.clear()
+    first, second = worker(city, "worker-1", cut_off), worker(city, "worker-2", connected)
+    city.ingest.outbox = first
+    city.detect()
+    city.ingest.outbox = second
+    step(city, "accept")
+    for _ in range(10):
+        first.run_round()
+        second.run_round()
+        city.clock.advance(seconds=60)
+    assert connected.sent == ["collect", "file", "dispatch", "accept"], "sent by the connected worker, in order"
+    assert cut_off.sent == []
+    connected.answer()
+    second.run_round()
+    assert unsent(city) == 0
+
+
+def test_a_worker_cut_off_after_handing_its_messages_over_releases_them_about_a_lease_later(city):
+    """Found by review: the lease of a worker cut off from the broker was renewed every 15 s for as long as its
+    database answered, so what it had handed to MQTT before the cut waited for it for ever."""
+    cut_off, connected = Client(), Client()
+    first, second = worker(city, "worker-1", cut_off), worker(city, "worker-2", connected)
+    city.ingest.outbox = first
+    city.detect()
+    assert cut_off.sent == ["collect", "file", "dispatch"]
+    cut_off.connected.clear()  # handed over, never acknowledged: the broker did not get them
+    city.ingest.outbox = second
+    step(city, "accept")
+    for _ in range(3):  # 45 s cut off: a broker restarting, say
+        first.run_round()
+        second.run_round()
+        assert connected.sent == [], "within its lease: worker-1's client may still get them through"
+        city.clock.advance(seconds=15)
+    for _ in range(3):
+        first.run_round()
+        second.run_round()
+        city.clock.advance(seconds=15)
+    assert connected.sent == ["collect", "file", "dispatch", "accept"], "taken over, in the order they were made"
+    with city.database.session() as session:
+        assert session.scalars(select(CaseOutboxMessage.held_by)).all() == ["worker-2"] * 4
+
+
+def test_a_stopped_workers_messages_and_those_written_as_and_after_it_stopped_go_out_through_its_replacement_at_once(
+        city):
+    """Found by review: a clean stop left the unacknowledged rows leased to the stopped worker for a minute, and a
+    change committed after the stop (a sweep already running) was leased to it too: a replacement with a new client
+    id (a pod's name) sent neither, nor any later change of the case, for that minute."""
+    stopped = worker(city, "gridwatch-7f9c", Client())
+    city.detect()  # handed to MQTT, not yet acknowledged when the stop comes
+    with city.database.session() as session:  # a sweep's step, its transaction open as the stop comes
+        messages = city.ingest.cases.act(session.get(CaseRecord, 1), CaseAction.ACCEPT, "test admin", Role.ADMIN,
+                                         city.clock.now)
+        outgoing = city.ingest.record_changes(session, messages)
+        stopping = threading.Thread(target=stopped.stop)
+        stopping.start()
+        stopping.join(1.0)  # PostgreSQL: stopped, this row unseen; SQLite: waiting for this transaction to commit
+        session.commit()
+    stopping.join(30)
+    city.ingest.announce(messages, outgoing)
+    step(city, "feedback")  # committed after the stop
+    client = Client()
+    replacement = worker(city, "gridwatch-b2d4", client)
+    replacement.run_round()
+    assert client.sent == ["collect", "file", "dispatch", "accept", "feedback"]
+    client.answer()
+    replacement.run_round()
+    assert unsent(city) == 0
+
+
+def test_a_broker_outages_case_messages_wait_in_the_table_not_in_memory_and_go_a_window_at_a_time(city, monkeypatch):
+    """Found by review: while the broker was away every live message was still handed to paho, whose queue has no
+    limit: 400 detections during an outage held 1,200 messages in memory, past the sender's window of 1,000."""
+    monkeypatch.setattr(case_outbox, "WINDOW", 10)
+    client = Client()
+    outbox = worker(city, "worker-1", client)
+    record = outbox.record
+
+    def record_as_the_connection_drops(session, messages):  # noqa: ANN001, ANN202
+        rows = record(session, messages)
+        client.connected.clear()  # the first case's messages written held by this worker, committed cut off
+        return rows
+
+    monkeypatch.setattr(outbox, "record", record_as_the_connection_drops)
+    for n in range(8):
+        city.detect(camera_id=f"cam-{n}", location={"lat": 30.2 + n * 0.01, "lon": 120.16})
+    outbox.run_round()
+    assert client.sent == [] and outbox.in_hand == 0 and unsent(city) == 24, "the outage's changes wait in the table"
+    client.connected.set()
+    outbox.run_round()
+    assert len(client.sent) == 10 and outbox.in_hand == 10, "a window at a time once connected again"
+    for _ in range(5):
+        client.answer()
+        outbox.run_round()
+    assert unsent(city) == 0
+    assert all(actions == ["collect", "file", "dispatch"] for actions in client.by_case.values())
+    assert len(client.by_case) == 8
+
+
+def test_a_workers_hold_is_renewed_and_released_through_an_index_not_a_scan_of_the_backlog(tmp_path):
+    """Found by review: nothing indexed `held_by`, so each worker's renewal every 15 s read the whole backlog."""
+    city = make_city(tmp_path, f"sqlite:///{tmp_path / 'gridwatch.db'}")
+    statements: list[tuple[str, tuple]] = []
+
+    def seen(_connection, _cursor, statement, parameters, _context, _executemany) -> None:  # noqa: ANN001
+        if statement.lstrip().upper().startswith("UPDATE CASE_MESSAGES"):
+            statements.append((statement, parameters))
+
+    event.listen(city.database.engine, "before_cursor_execute", seen)
+    client = Client()
+    outbox = worker(city, "worker-1", client)
+    city.detect()
+    outbox.run_round()  # renews
+    client.connected.clear()
+    outbox.run_round()
+    city.clock.advance(seconds=LEASE_SECONDS + 1)
+    outbox.run_round()  # releases
+    event.remove(city.database.engine, "before_cursor_execute", seen)
+    assert len(statements) == 2
+    with city.database.engine.connect() as connection:
+        for statement, parameters in statements:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+            assert [row[3] for row in plan] == [
+                "SEARCH case_messages USING INDEX ix_case_messages_held_by (held_by=?)"], statement
