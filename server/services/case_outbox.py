@@ -67,6 +67,20 @@ class Publisher(Protocol):
                 on_ack: Callable[[bool | None], None] | None = None) -> None: ...
 
 
+ANSWERS_WAIT = 1.0
+"""How long the sender lets the broker's answers gather before it deletes their rows in a transaction of its own:
+meanwhile the next transaction that records case changes deletes them with its own writes (`record`), sparing
+SQLite's one writer a transaction of its own every few milliseconds under load."""
+
+
+class Recorded(list):
+    """The rows `record` wrote, and the acknowledged rows it deleted in the same transaction (`deleted`)."""
+
+    def __init__(self, rows: list, deleted: tuple[int, ...]) -> None:
+        super().__init__(rows)
+        self.deleted = deleted
+
+
 class CaseOutbox:
     def __init__(self, database: Database, sender: str, clock: Callable[[], datetime] = utcnow,
                  lease_seconds: float = LEASE_SECONDS, poll_seconds: float = POLL_SECONDS) -> None:
@@ -111,8 +125,13 @@ class CaseOutbox:
         or cut off from the broker, this worker holds none: whichever worker is connected takes them."""
         if not messages:
             return []
+        with self._lock:
+            self._take_answers()
+            done = tuple(sorted(self._acknowledged))
+        if done:  # what the broker has, deleted here rather than in a write transaction of the sender's own
+            session.execute(delete(CaseOutboxMessage).where(CaseOutboxMessage.id.in_(done)))
         if not self.sending:
-            return self._add(session, messages, behind=None)
+            return Recorded(self._add(session, messages, behind=None), done)
         # a case this transaction opened (`collect`) has no earlier message: a batch of new cases asks nothing
         case_ids = {message.case_id for message in messages} - {
             message.case_id for message in messages if message.action is CaseAction.COLLECT}
@@ -122,7 +141,7 @@ class CaseOutbox:
             self._take_answers()
             in_hand = set(self._handed) | {entry[0] for entry in self._lost}
         behind = {case_id for row_id, case_id in earlier if row_id not in in_hand}
-        return self._add(session, messages, behind)
+        return Recorded(self._add(session, messages, behind), done)
 
     def _add(self, session: Session, messages: Sequence[CaseMessage],
              behind: set[int] | None) -> list[CaseOutboxMessage]:
@@ -142,6 +161,8 @@ class CaseOutbox:
 
     def send(self, rows: Iterable[CaseOutboxMessage]) -> None:
         """Hand this worker's committed messages to MQTT now; those written behind another wake the sender."""
+        if deleted := getattr(rows, "deleted", ()):
+            self._forget(deleted)
         rows = list(rows)
         if not rows:
             return
@@ -230,8 +251,8 @@ class CaseOutbox:
                 self._look = True
                 self._stop.wait(min(30.0, 0.5 * 2 ** failures))
                 continue
-            if self.wakeup.wait(self.poll_seconds):
-                self._stop.wait(0.05)  # a moment for more answers to come: they are deleted together
+            if self.wakeup.wait(self.poll_seconds):  # answers came: deleted together, mostly by the next
+                self._stop.wait(0.05 if self._look else ANSWERS_WAIT)  # transaction recording case changes
             self.wakeup.clear()
 
     def run_round(self) -> None:
@@ -390,7 +411,10 @@ class CaseOutbox:
         with self.database.session() as session:
             session.execute(delete(CaseOutboxMessage).where(CaseOutboxMessage.id.in_(done)))
             session.commit()
+        self._forget(done)
+
+    def _forget(self, deleted: Iterable[int]) -> None:
         with self._lock:
-            for row_id in done:
+            for row_id in deleted:
                 self._acknowledged.discard(row_id)
                 self._handed.pop(row_id, None)

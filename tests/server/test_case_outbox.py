@@ -137,6 +137,20 @@ def test_messages_go_at_once_and_leave_the_table_once_the_broker_has_them(city):
     assert unsent(city) == 0 and outbox.in_hand == 0
 
 
+def test_what_the_broker_has_is_deleted_by_the_next_change_written_not_a_transaction_of_its_own(city):
+    """Under load SQLite's one writer took a transaction of the sender's own every few milliseconds to delete what
+    the broker had acknowledged, between the ingest batches: the next transaction that records case changes
+    deletes them instead, with its own writes."""
+    client = Client()
+    outbox = worker(city, "worker-1", client)
+    city.detect()
+    client.answer()
+    assert unsent(city) == 3, "no sender round ran"
+    city.detect(camera_id="cam-2", zone_id="footpath", location={"lat": 30.2745, "lon": 120.1656})  # another case
+    assert unsent(city) == 3, "the first three deleted with the new case's writes"
+    assert outbox.in_hand == 3, "only the new ones wait for their answers"
+
+
 def test_the_overdue_sweeps_escalation_is_stored_and_sent_like_a_step(city):
     client = Client()
     outbox = worker(city, "worker-1", client)
