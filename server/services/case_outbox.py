@@ -33,9 +33,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from gridwatch.contract import CaseAction, CaseMessage, case_topic
@@ -55,6 +55,16 @@ table, not in memory. (What a worker's own live path sends while connected is no
 nothing over, and the sender takes it from the table once connected again.)"""
 SCAN = 2000
 """Rows read in one look for messages to take."""
+
+class Outgoing(NamedTuple):
+    """A message `record` wrote, to hand to `send` once committed."""
+
+    id: int
+    case_id: int
+    topic: str
+    payload: str
+    held_by: str | None
+
 
 Entry = tuple[int, int, str, str]
 """(row id, case id, topic, payload) of a message in hand."""
@@ -118,7 +128,7 @@ class CaseOutbox:
 
     # ---- in the transaction of the change ----------------------------------------------------------------------
 
-    def record(self, session: Session, messages: Sequence[CaseMessage]) -> list[CaseOutboxMessage]:
+    def record(self, session: Session, messages: Sequence[CaseMessage]) -> list[Outgoing]:
         """Write `messages` to the outbox inside the caller's transaction (before its commit); hand the rows to
         `send` once it committed. A case's message is held by this worker, to send at once, unless an earlier one of
         its case is still waiting for another sender: then it waits its turn (the sender thread takes it). Stopped
@@ -144,22 +154,24 @@ class CaseOutbox:
         return Recorded(self._add(session, messages, behind), done)
 
     def _add(self, session: Session, messages: Sequence[CaseMessage],
-             behind: set[int] | None) -> list[CaseOutboxMessage]:
+             behind: set[int] | None) -> list[Outgoing]:
         """The rows, held by this worker but those of a case in `behind` (None: none held)."""
         now = self.clock()
-        rows = []
+        values = []
         for message in messages:
             held = behind is not None and message.case_id not in behind
-            rows.append(CaseOutboxMessage(
-                case_id=message.case_id, topic=case_topic(message.category, message.case_id),
-                payload=message.model_dump_json(), created_at=now, held_by=self.sender if held else None,
-                held_until=now + self.lease if held else None))
-        session.add_all(rows)
-        return rows
+            values.append({"case_id": message.case_id, "topic": case_topic(message.category, message.case_id),
+                           "payload": message.model_dump_json(), "created_at": now,
+                           "held_by": self.sender if held else None, "held_until": now + self.lease if held else None})
+        # one statement for them all, not an ORM object each: a batch of new cases writes three rows a case
+        ids = session.scalars(insert(CaseOutboxMessage).returning(CaseOutboxMessage.id, sort_by_parameter_order=True),
+                              values).all()
+        return [Outgoing(row_id, value["case_id"], value["topic"], value["payload"], value["held_by"])
+                for row_id, value in zip(ids, values, strict=True)]
 
     # ---- after the commit ------------------------------------------------------------------------------------------
 
-    def send(self, rows: Iterable[CaseOutboxMessage]) -> None:
+    def send(self, rows: Iterable[Outgoing]) -> None:
         """Hand this worker's committed messages to MQTT now; those written behind another wake the sender."""
         if deleted := getattr(rows, "deleted", ()):
             self._forget(deleted)

@@ -25,13 +25,12 @@ from gridwatch.contract import (
 )
 from server.db import Database, database_away, met_another_worker
 from server.models import (
-    CaseOutboxMessage,
     DeadLetter,
     EventRecord,
     utcnow,
 )
 from server.services import action_keys
-from server.services.case_outbox import CaseOutbox
+from server.services.case_outbox import CaseOutbox, Outgoing
 from server.services.cases import CaseService
 from server.services.checks import (
     Rejected,
@@ -350,14 +349,14 @@ class Ingest:
             session.commit()
         return len(messages)
 
-    def record_changes(self, session: Session, messages: list[CaseMessage]) -> list[CaseOutboxMessage]:
+    def record_changes(self, session: Session, messages: list[CaseMessage]) -> list[Outgoing]:
         """Store case changes' webhook deliveries and MQTT messages in the transaction that makes them (call before
         commit), so that neither is lost with the process; hand what it returns to `announce` once committed."""
         if self.webhooks is not None:
             self.webhooks.enqueue(session, messages)
         return self.outbox.record(session, messages) if self.outbox is not None else []
 
-    def announce(self, messages: list[CaseMessage], outgoing: list[CaseOutboxMessage]) -> None:
+    def announce(self, messages: list[CaseMessage], outgoing: list[Outgoing]) -> None:
         """Publish committed case changes on `gw/v1/cases/{category}/{case_id}`: `outgoing`, the rows
         `record_changes` stored, go right away through the outbox, which deletes each once the broker has it."""
         if self.outbox is not None:
