@@ -1,29 +1,14 @@
-"""Case changes on MQTT (`gw/v1/cases/{category}/{case_id}`), sent from a stored outbox.
+"""Case changes on MQTT (`gw/v1/cases/{category}/{case_id}`), sent from a stored outbox (README: Case changes on
+MQTT).
 
 Each change's message is written to `case_messages` in the transaction that makes the change, like its webhook
-deliveries, and deleted once the broker has acknowledged it (PUBACK). paho's memory alone lost a change for good when
-the worker restarted (a deploy, a crash) while the broker was away, or died between the commit and the publish;
-integrators and the consoles, which read the changes back from the broker, missed it.
-
-The live path is as fast as before: a worker hands its own messages to MQTT right after its commit (`send`), each
-row written already held by it (`held_by`, its MQTT client id). A sender thread then deletes what the broker
-acknowledged, a batch at a time, and takes over what no live worker holds: the rows this worker held before it
-restarted (at start-up), those of a worker gone for `LEASE_SECONDS` without renewing them, and those written behind
-a case's earlier unsent message. It sends them in order, at start-up, after each reconnection and every
-`POLL_SECONDS`. A case's messages go out in the order they were made: a row is taken only once its case's earlier
-rows are with this worker's MQTT client or taken with it, so a message written while its case's earlier one waits
-is left to the sender rather than sent at once. Several workers share the table: a row is claimed (`SELECT … FOR
-UPDATE SKIP LOCKED` on PostgreSQL, SQLite's write lock) before it is sent, so two workers never both send it.
-
-A worker holds rows only while its MQTT client is connected. Cut off from the broker while its database still
-answers, it writes its messages held by none and leaves them in the table, not in paho's memory (its queue has no
-limit), stops renewing its hold and, a lease on, releases it: a connected worker sends them, `WINDOW` at a time.
-Stopped, once its MQTT client is disconnected, a worker releases what it held, and what is written after its stop is
-held by none: a replacement under another client id sends them at once.
-
-Delivery is at least once: a worker that dies after the broker took a message but before deleting its row, or whose
-lease ran out while the database was away, sends it again. Integrators drop a message whose `case_id` and `seq`
-(the step's number) they have handled already."""
+deliveries, and deleted once the broker acknowledged it: paho's memory alone lost a change for good when the worker
+restarted while the broker was away, or died between the commit and the publish. A worker hands its own messages
+to MQTT right after its commit (`send`), each row held by it (`held_by`, its MQTT client id), and only while its
+client is connected; a sender thread takes over what no live worker holds (its own rows from before a restart, a
+worker's gone for `LEASE_SECONDS`, rows written behind a case's earlier unsent one), a case's messages always in the
+order they were made, each row claimed first (`SKIP LOCKED` on PostgreSQL) so two workers never both send it.
+Delivery is at least once: integrators drop a message whose `case_id` and `seq` they have handled already."""
 
 from __future__ import annotations
 

@@ -295,6 +295,12 @@ def damaged_on_a_small_card(path: Path, monkeypatch: pytest.MonkeyPatch) -> list
     for number, image in enumerate(images):
         outbox.put(image_topic(number), image, EVIDENCE)
     damage_an_index_page(outbox, path)
+    on_a_small_card(monkeypatch)
+    return images
+
+
+def on_a_small_card(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outboxes opened from now on have room for about 2.4 MB."""
     real_open = Outbox._open
 
     def open_on_a_small_card(self: Outbox, *where: Path) -> None:
@@ -302,7 +308,6 @@ def damaged_on_a_small_card(path: Path, monkeypatch: pytest.MonkeyPatch) -> list
         self._db.execute("PRAGMA max_page_count = 600")
 
     monkeypatch.setattr(Outbox, "_open", open_on_a_small_card)
-    return images
 
 
 def test_a_salvage_a_full_disk_cuts_short_starts_the_node_and_goes_on_as_sending_frees_room(tmp_path, monkeypatch):
@@ -356,13 +361,7 @@ def test_a_salvage_finished_late_does_not_bring_back_a_violation_ended_at_the_st
         outbox.put(image_topic(number), bytes([number]) * 100_000, EVIDENCE)
     outbox.put(TOPIC, event(type="update", violation_id=violation), EVENT)
     damage_an_index_page(outbox, path)
-    real_open = Outbox._open
-
-    def open_on_a_small_card(self: Outbox, *where: Path) -> None:
-        real_open(self, *where)
-        self._db.execute("PRAGMA max_page_count = 600")
-
-    monkeypatch.setattr(Outbox, "_open", open_on_a_small_card)
+    on_a_small_card(monkeypatch)
     now = [0.0]
     started = Outbox(path, clock=lambda: now[0])
     assert started.salvaging
