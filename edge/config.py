@@ -116,11 +116,11 @@ class RuleTuning(_Config):
                     "(2 s): 30 s.",
     )
     hidden_seconds: float = Field(
-        default=60.0, gt=0, description="How long an object may stay unseen while something seen stands over its "
-                                        "place (a bus stopped in front of a parked car, a crowd) before it is taken "
-                                        "for gone (its violation ends, or before its dwell is up its still time is "
-                                        "forgotten); found again at its place meanwhile, it keeps its violation, or "
-                                        "its still time. With its place in view, lost_seconds and lost_looks.",
+        default=60.0, gt=0, description="How long an object with a violation may stay unseen while something seen "
+                                        "stands over its place (a bus stopped in front of a parked car, a crowd) "
+                                        "before the violation ends as the object gone; found again at its place "
+                                        "meanwhile, it keeps its violation. With its place in view, lost_seconds "
+                                        "and lost_looks.",
     )
     heartbeat_seconds: float = Field(default=60.0, gt=0, description="At most one unchanged `update` per this period.")
     rematch_iou: float = Field(

@@ -39,11 +39,12 @@ class ObjectIdentity:
                    for violation in self._violations.values())
 
     def _mark_covered(self, seen: set[int], detections: Detections, people: NDArray[np.float64], now: float) -> None:
-        """Notes when something seen stands over the place of an object unseen: a violation's, or one still before
-        its dwell is up (a bus stopped at its stop in front of a car parked there). Behind it, the object is
-        remembered up to `hidden_seconds` (`_gone`), found again there it keeps its violation or its still time."""
+        """Notes when something seen stands over the place of a violation's object unseen (a bus stopped in front of
+        the parked car): behind it, the object is remembered up to `hidden_seconds` (`_gone`), and found again there
+        it keeps its violation. (A track before its dwell is up is forgotten after `lost_seconds`: kept behind
+        whatever passed, it handed its still time to a second track of the same truck, which raised a second
+        violation beside the first.)"""
         unseen = [violation for violation in self._violations.values() if violation.track_id not in seen]
-        unseen += [track for track_id, track in self._tracks.items() if track_id not in seen]
         if not unseen:
             return
         in_front = np.concatenate([np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4),
@@ -59,7 +60,7 @@ class ObjectIdentity:
         holding = self.holding
         candidates = [old_id for old_id, old in self._tracks.items()
                       if old_id not in self._in_frame and old_id not in holding
-                      and not old.moving_frames and not self._gone(old, track.last_seen)
+                      and not old.moving_frames and not self._lost(old.last_seen, old.seen_look, track.last_seen)
                       and self._one_object(track.label, track.box, old.label, old.reference_box)]
         if len(candidates) != 1:
             return  # none, or two cars side by side both lost: which is which is a guess, so neither is taken
@@ -144,11 +145,10 @@ class ObjectIdentity:
         return (not track.moving_frames and track.moving_since is None
                 and len(track.recent_boxes) >= self.tuning.zone_inertia_frames)
 
-    def _gone(self, watched: OpenViolation | Track, now: float) -> bool:
+    def _gone(self, watched: OpenViolation, now: float) -> bool:
         """Unseen for `lost_seconds` with its place in view; while something stands over its place (a bus in front
         of the parked car), up to `hidden_seconds`: it is behind that, not gone, and found again there it keeps its
-        violation (one case, its dwell), where it was ended and raised anew, or before its dwell is up, its still
-        time (a car at a bus stop hidden 12 s by each bus, its dwell started over each time, was never raised)."""
+        violation (one case, its dwell), where it was ended and raised anew."""
         unseen = now - watched.last_seen
         if not self._lost(watched.last_seen, watched.seen_look, now):
             return False

@@ -229,7 +229,8 @@ class StationaryRule(ObjectIdentity):
         # a track holding a violation is kept while the violation is (behind a van, it outlasts `lost_seconds`): the
         # tracker finding the object again under its id must not meet a track made anew, outside every zone
         holding = self.holding
-        for track_id in [t for t, track in self._tracks.items() if t not in holding and self._gone(track, now)]:
+        for track_id in [t for t, track in self._tracks.items()
+                         if t not in holding and self._lost(track.last_seen, track.seen_look, now)]:
             del self._tracks[track_id]
         return events
 

@@ -43,8 +43,6 @@ class Track:
     """When the object was last allowed where it is (`StationaryRule.exempt`): its dwell counts from then."""
     seen_look: int = 0
     """The rule's look (`StationaryRule.process` call) that last saw it."""
-    covered_at: float | None = None
-    """When something seen stood over its place last, while it was unseen (a bus stopped in front of it)."""
 
     @property
     def median_score(self) -> float:
