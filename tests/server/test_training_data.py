@@ -145,8 +145,8 @@ def test_an_export_the_client_leaves_half_read_frees_its_file_at_once(api, api_t
     from gridwatch.broker import free_port
     from tests.factories import wait_until
 
-    for seed in range(4):
-        review(api, detect(api, 0.5, seed=seed, crop_size=(400, 300))["event_id"], "confirmed")
+    for seed in range(12):  # some 18 MB: more than the loopback's socket buffers take while the client reads none
+        review(api, detect(api, 0.5, seed=seed, crop_size=(1200, 900))["event_id"], "confirmed")
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(api.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
