@@ -15,6 +15,11 @@ from edge.detections import Detections, box_iou
 from edge.rules.tracks import Membership, Track, containment
 from edge.rules.violations import OpenViolation, covered
 
+BESIDE_SECONDS = 10.0
+"""A track seen at a violation's place in the same frames as its object for longer than this is another object (a car
+parked beside it, its box overlapping the violation's), never the violation's object found again; a passer-by
+splitting a parked car in two tracks does so for a few seconds."""
+
 
 class ObjectIdentity:
     """The part of `StationaryRule` that follows objects across track ids, over the rule's tracks and violations."""
@@ -105,10 +110,10 @@ class ObjectIdentity:
     def _claim_existing(self, track: Track, zone_id: str, now: float) -> bool:
         """Whether an active violation in this zone is of the track's kind and at its place; it passes to this
         track when the track holding it is not in this frame. Either way no second violation starts for one object.
-        Another kind at the place (a motorcycle parked in a truck's box) is an object of its own."""
+        Another kind at the place (a motorcycle parked in a truck's box), or a car parked beside its object, is an
+        object of its own."""
         for key, violation in list(self._violations.items()):
-            if violation.zone_id != zone_id or not self._one_object(track.label, track.box, violation.label,
-                                                                    violation.box):
+            if violation.zone_id != zone_id or not self._its_object(track, violation):
                 continue
             if violation.track_id not in self._in_frame:
                 self._transfer(key, violation, track)
@@ -120,8 +125,7 @@ class ObjectIdentity:
         other (a bus stop's short dwell inside a kerb's long one) make it one violation, the zone's whose dwell it
         reached first, not one in each (two events a heartbeat, two violation ids for one car)."""
         return any(violation.zone_id != zone_id and (
-            violation.track_id == track.track_id
-            or self._one_object(track.label, track.box, violation.label, violation.box))
+            violation.track_id == track.track_id or self._its_object(track, violation))
             for violation in self._violations.values())
 
     def _hand_over(self, seen: set[int], now: float) -> None:
@@ -132,11 +136,35 @@ class ObjectIdentity:
                 continue
             for track_id in seen:
                 track = self._tracks[track_id]
-                if (violation.zone_id, track_id) not in self._violations \
-                        and self._one_object(track.label, track.box, violation.label, violation.box) \
+                if (violation.zone_id, track_id) not in self._violations and self._its_object(track, violation) \
                         and self._may_be(track, violation):
                     self._transfer(key, violation, track)
                     break
+
+    def _note_alongside(self, seen: set[int], now: float) -> None:
+        """Notes the tracks seen at each violation's place in the frames its object is seen in (`_beside`)."""
+        for violation in self._violations.values():
+            if violation.track_id not in seen:
+                continue
+            for track_id in seen - {violation.track_id}:
+                track = self._tracks[track_id]
+                if self._one_object(track.label, track.box, violation.label, violation.box):
+                    first, _ = violation.alongside.get(track_id, (now, now))
+                    violation.alongside[track_id] = (first, now)
+
+    def _its_object(self, track: Track, violation: OpenViolation) -> bool:
+        """Whether the track at a violation's place may be its object: one object by label and box, and not seen
+        beside it."""
+        return (self._one_object(track.label, track.box, violation.label, violation.box)
+                and not self._beside(track, violation))
+
+    def _beside(self, track: Track, violation: OpenViolation) -> bool:
+        """Whether the track was seen beside the violation's object, in the same frames, for longer than
+        `BESIDE_SECONDS`: a car parked beside it, whose box overlaps its own. The one frame the object was missed,
+        it took the violation, never got a `new` of its own, and ended the violation as `moved off` when it left
+        (the object's case verified while it stood there, and raised again)."""
+        first, last = violation.alongside.get(track.track_id, (0.0, 0.0))
+        return last - first > BESIDE_SECONDS
 
     def _may_be(self, track: Track, violation: OpenViolation) -> bool:
         """Whether a track at a violation's place can be its object: of its kind, and seen still for a few frames.

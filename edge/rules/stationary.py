@@ -114,6 +114,7 @@ class StationaryRule(ObjectIdentity):
             for zone in self.zones:
                 self._update_membership(track, zone.zone_id, bool(inside_by_zone[zone.zone_id][index]), now)
                 events.extend(self._judge(track, zone, active[zone.zone_id], exemption, now))
+        self._note_alongside(seen, now)
         self._hand_over(seen, now)
         self._mark_covered(seen, detections, people, now)
         events.extend(self._expire(seen, now))
@@ -229,9 +230,13 @@ class StationaryRule(ObjectIdentity):
         # a track holding a violation is kept while the violation is (behind a van, it outlasts `lost_seconds`): the
         # tracker finding the object again under its id must not meet a track made anew, outside every zone
         holding = self.holding
-        for track_id in [t for t, track in self._tracks.items()
-                         if t not in holding and self._lost(track.last_seen, track.seen_look, now)]:
-            del self._tracks[track_id]
+        if forgotten := [t for t, track in self._tracks.items()
+                          if t not in holding and self._lost(track.last_seen, track.seen_look, now)]:
+            for track_id in forgotten:
+                del self._tracks[track_id]
+            for violation in self._violations.values():
+                violation.alongside = {t: seen_when for t, seen_when in violation.alongside.items()
+                                       if t in self._tracks}
         return events
 
     def context(self) -> tuple:
@@ -260,6 +265,7 @@ class StationaryRule(ObjectIdentity):
                     track.track_id = -abs(track.track_id)
                 for violation in self._violations.values():
                     violation.track_id = -abs(violation.track_id)
+                    violation.alongside = {-abs(t): seen_when for t, seen_when in violation.alongside.items()}
                 self._tracks = {track.track_id: track for track in self._tracks.values()}
                 self._violations = {(v.zone_id, v.track_id): v for v in self._violations.values()}
             for track in self._tracks.values():  # a changed zone is entered afresh, after zone_inertia_frames

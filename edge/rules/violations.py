@@ -4,7 +4,7 @@ violation's state, and when something stands in front of one."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,6 +57,9 @@ class OpenViolation:
     """When something seen stood over its place last (a bus stopped in front of the parked car, a crowd)."""
     seen_look: int = 0
     """The rule's look that last saw its object."""
+    alongside: dict[int, tuple[float, float]] = field(default_factory=dict)
+    """Track ids seen at its place in the same frames as its object, with when first and last: for long, a car
+    parked beside it (`ObjectIdentity._beside`), not its object found again."""
 
 
 COVERED = 0.5

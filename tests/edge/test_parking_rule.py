@@ -400,3 +400,23 @@ def test_a_taxi_stopping_in_front_of_a_parked_car_does_not_take_its_case_and_end
     assert {event.track_id for _, event in events} == {1}
 
 
+def test_a_car_missed_for_one_frame_keeps_its_case_from_the_car_parked_beside_it():
+    """Found by review: car A parked, car B parked beside it from 100 s, their boxes overlapping (IoU 0.58); the one
+    frame the detector missed A, its violation passed to B, still at its place. B never got a `new` of its own, and
+    when B drove off A's violation ended as `moved off` (the case verified while A stood there) and A was raised
+    again."""
+    car_a, car_b = (0.40, 0.60, 0.55, 0.80), (0.44, 0.60, 0.59, 0.80)
+
+    def frame(t: float) -> Detections:
+        cars = [] if 250 <= t < 250.2 else [(1, car_a, 0.8, "car")]
+        if 100 <= t < 300:
+            cars.append((2, car_b, 0.8, "car"))
+        elif 300 <= t < 305:  # B drives off
+            x = 0.44 + 0.08 * (t - 300)
+            cars.append((2, (x, 0.60, x + 0.15, 0.80), 0.8, "car"))
+        return seen(*cars)
+
+    events = [(event.type.value, event.track_id, event.reason) for _, event in run(new_rule(), 600, frame)
+              if event.type is not EventType.UPDATE]
+    assert events == [("new", 1, "stayed still in the zone for the dwell time"),
+                      ("new", 2, "stayed still in the zone for the dwell time"), ("end", 2, "moved off")]
