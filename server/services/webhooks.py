@@ -119,11 +119,12 @@ def _storable(text: str) -> str:
     counted."""
     return text.replace("\x00", "\\0").encode(errors="replace").decode()
 
-def overtaken(session: Session, delivery: WebhookDelivery) -> int | None:
-    """A later change of the delivery's case its receiver already has, if any (the latest)."""
+def overtaken(session: Session, delivery: WebhookDelivery, status: str = "delivered") -> int | None:
+    """The latest later change of the delivery's case for its subscriber in `status`, if any: "delivered", its
+    receiver has it already; "pending", it waits, or is on its way this moment."""
     return session.scalar(select(func.max(WebhookDelivery.id)).where(
         WebhookDelivery.subscription_id == delivery.subscription_id, WebhookDelivery.case_id == delivery.case_id,
-        WebhookDelivery.id > delivery.id, WebhookDelivery.status == "delivered"))
+        WebhookDelivery.id > delivery.id, WebhookDelivery.status == status))
 
 
 class Webhooks:

@@ -104,9 +104,7 @@ def retry_delivery(delivery_id: BigRowId, session: SessionDep, _caller: AdminDep
             f"one sent now would put the case back in the receiver's eyes; add out_of_order=true to send it anyway"))
     # a later change of the case pending may be on its way now: this one waits until that attempt is over, and
     # without out_of_order the sender refuses it then if the later one reached the receiver first
-    in_flight = not out_of_order and session.scalar(select(WebhookDelivery.id).where(
-        WebhookDelivery.subscription_id == delivery.subscription_id, WebhookDelivery.case_id == delivery.case_id,
-        WebhookDelivery.id > delivery.id, WebhookDelivery.status == "pending").limit(1)) is not None
+    in_flight = not out_of_order and overtaken(session, delivery, "pending") is not None
     sender = request.app.state.webhooks
     delivery.status, delivery.attempts, delivery.out_of_order = "pending", 0, out_of_order
     delivery.next_attempt_at = utcnow() + (sender.lease if in_flight else timedelta(0))
